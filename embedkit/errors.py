@@ -1,0 +1,33 @@
+"""Errors that the command line turns into one clear line and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+
+class EmbedkitError(Exception):
+    """A problem caused by the user's input or environment, with a message saying what to do.
+
+    The CLI prints ``embedkit: error: <message>`` and exits with :attr:`exit_code`.
+    """
+
+    exit_code = 2
+
+
+class DataError(EmbedkitError):
+    """A malformed data file: the message names the file, the line and the problem.
+
+    >>> str(DataError("bad label 'x'", path="a.tsv", line=3))
+    "a.tsv:3: bad label 'x'"
+    """
+
+    def __init__(self, problem: str, path: str | None = None, line: int | None = None):
+        self.problem = problem
+        self.path = path
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + problem)
+
+
+class ConfigError(EmbedkitError):
+    """A bad setting: unknown pooling, task, dtype, spec field, mismatched matrix, and so on."""
