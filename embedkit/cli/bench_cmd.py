@@ -1,0 +1,76 @@
+"""``embedkit bench``: Spearman of cosine similarity on the STS tasks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from embedkit.cli.common import add_data_options, add_model_options, make_cache, write_json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="benchmark an encoder on the STS tasks",
+        description="Encode the tasks' sentences, score cosine similarity against the labels "
+                    "(Spearman x 100) and print a table; --output writes the full JSON record.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_model_options(p)
+    p.add_argument("--pooling", action="append", metavar="P",
+                   help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
+                        "layers-avg:I,J; comma-separated or repeated (default: the model's own)")
+    p.add_argument("--tasks", help="comma-separated task names or spec .json files "
+                                   "(default: ATEC,BQ,LCQMC,PAWSX,STS-B)")
+    p.add_argument("--splits", help="comma-separated splits (default: the protocol's; test)")
+    p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"))
+    p.add_argument("--max-length", type=int,
+                   help="override the protocol's max length (tokens, counting [CLS] and [SEP])")
+    add_data_options(p)
+    p.add_argument("--post", action="append", default=[], metavar="CHAIN",
+                   help="postprocessor chain, e.g. whiten:beta=1,gamma=1,k=256 or pca:k=128 or "
+                        "file:W.safetensors; repeat for several rows")
+    p.add_argument("--fit-on", default="task", metavar="WHAT",
+                   help="what --post is fitted on: task (every split of the task), train, "
+                        "valid, test, or a file with one sentence a line")
+    p.add_argument("--fit-unique", action="store_true",
+                   help="fit on unique sentences instead of every occurrence")
+    p.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
+    p.add_argument("--markdown", nargs="?", const="-", metavar="FILE.md",
+                   help="print a Markdown report instead of the table (or write it to FILE.md)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on a terminal)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from embedkit.atomic import atomic_write_text
+    from embedkit.bench import run_bench
+    from embedkit.report import format_table, markdown_report
+
+    record = run_bench(
+        args.model, args.pooling, args.tasks,
+        [s for s in (args.splits or "").split(",") if s.strip()] or None,
+        protocol=args.protocol, max_length=args.max_length, batch_size=args.batch_size,
+        device=args.device, dtype=args.dtype, lowercase=args.lowercase, data_dir=args.data_dir,
+        source=args.source, cache=make_cache(args), skip_invalid=args.skip_invalid,
+        post=args.post, fit_on=args.fit_on, fit_unique=args.fit_unique, progress=args.progress,
+        command=args.command_line)
+    for task, splits in record["data"].items():
+        for split, d in splits.items():
+            if split != "fit" and d["skipped"]:
+                print(f"embedkit: {task}/{split}: skipped {d['skipped']} invalid rows",
+                      file=sys.stderr)
+    if args.output:
+        write_json(args.output, record)
+    if args.markdown and args.markdown != "-":
+        atomic_write_text(args.markdown, markdown_report(record))
+    if args.markdown == "-":
+        print(markdown_report(record))
+    else:
+        t = record["timings"]
+        print(f"{record['model']['name']}: Spearman x 100 ({record['settings']['protocol']} "
+              f"protocol)")
+        print(format_table(record))
+        print(f"[{t['unique_sentences']} unique sentences, {t['cache_hits']} cached, "
+              f"{t['encoded']} encoded in {t['seconds_encoding']:.1f} s; "
+              f"total {t['seconds_total']:.1f} s]")
+    return 0

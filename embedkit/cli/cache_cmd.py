@@ -1,0 +1,30 @@
+"""``embedkit cache info|clear``: what the embedding cache holds, and emptying it."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("cache", help="show or clear the embedding cache")
+    p.add_argument("action", choices=("info", "clear"))
+    p.add_argument("--cache-dir", metavar="DIR", help="default: $EMBEDKIT_CACHE or the user cache dir")
+    p.add_argument("--model", help="clear only entries whose model name or identity contains this")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from embedkit.cache import EmbeddingCache
+
+    cache = EmbeddingCache(args.cache_dir)
+    if args.action == "clear":
+        n = cache.clear(args.model)
+        print(f"removed {n} cache namespace(s) from {cache.root}")
+        return 0
+    entries = cache.namespaces()
+    print(f"cache: {cache.root}  ({len(entries)} namespaces, "
+          f"{sum(e['bytes'] for e in entries) / 2**20:.1f} MiB)")
+    for e in entries:
+        s = e["settings"]
+        print(f"  {e['namespace'][:12]}  {s.get('model', '?')}  {s.get('pooling', '?')}  "
+              f"max_length={s.get('max_length', '?')}  {s.get('dtype', '?')}  "
+              f"rows={e['rows']}  {e['bytes'] / 2**20:.1f} MiB")
+    return 0

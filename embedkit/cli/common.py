@@ -1,0 +1,47 @@
+"""Options shared by several sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from embedkit.atomic import atomic_write_json
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="folder holding senteval_cn/ and AFQMC/ (default: $EMBEDKIT_DATA; "
+                        "without either, tasks load from the Hugging Face hub)")
+    p.add_argument("--source", choices=("auto", "local", "hub"), default="auto",
+                   help="where task data comes from (default: local when a data dir is known)")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="skip malformed rows (and report how many) instead of stopping")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="m3e-small",
+                   help="hub id, local folder or alias (default: m3e-small)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lowercase", action="store_true",
+                   help="lower-case text before tokenising (the published Keras code does)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="embedding cache (default: $EMBEDKIT_CACHE or the user cache dir)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+
+
+def make_cache(args):
+    from embedkit.cache import EmbeddingCache
+
+    return None if args.no_cache else EmbeddingCache(args.cache_dir)
+
+
+def write_json(path: str, obj) -> None:
+    """Write JSON atomically to ``path``, or to standard output for ``-``."""
+    if path == "-":
+        json.dump(obj, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        atomic_write_json(path, obj)

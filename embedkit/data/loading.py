@@ -1,0 +1,107 @@
+"""Load a task's splits from a local data directory or from the Hugging Face hub.
+
+The data directory (``--data-dir`` or ``EMBEDKIT_DATA``) is the folder that holds
+``senteval_cn/`` and ``AFQMC/``; naming the ``senteval_cn`` folder itself works too.
+
+>>> import tempfile, os
+>>> d = tempfile.mkdtemp(); f = os.path.join(d, "p.tsv")
+>>> _ = open(f, "w", encoding="utf-8").write("a\\tb\\t1\\n")
+>>> spec = TaskSpec.from_dict({"name": "p", "files": {"test": f}})
+>>> load_task(spec)["test"].n_pairs
+1
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from embedkit.data.pairs import PairSplit, read_pair_file, rows_to_split
+from embedkit.data.registry import get_task
+from embedkit.data.spec import TaskSpec, canonical_split
+from embedkit.errors import ConfigError, DataError, EmbedkitError
+
+SOURCES = ("auto", "local", "hub")
+
+
+def data_dir_from_env(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """``data_dir`` if given, else ``$EMBEDKIT_DATA``, else None (then the hub is used)."""
+    value = data_dir if data_dir not in (None, "") else os.environ.get("EMBEDKIT_DATA")
+    return Path(value).expanduser() if value else None
+
+
+def resolve_file(spec: TaskSpec, split: str, data_dir: Path | None) -> Path:
+    """Where ``spec``'s file for ``split`` lies (it may not exist)."""
+    rel = Path(spec.files[split])
+    if rel.is_absolute():
+        return rel
+    if spec.base == "spec":
+        return Path(spec.spec_dir or ".") / rel
+    if data_dir is None:
+        raise ConfigError(f"task {spec.name}: no data directory; pass --data-dir or set "
+                          "EMBEDKIT_DATA to the folder holding senteval_cn/")
+    candidates = [data_dir / rel]
+    if rel.parts and data_dir.name == rel.parts[0]:
+        candidates.append(data_dir / Path(*rel.parts[1:]))
+    candidates.append(data_dir.parent / rel)
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
+def load_split(spec: TaskSpec, split: str, *, data_dir: str | os.PathLike | None = None,
+               source: str = "auto", skip_invalid: bool = False) -> PairSplit:
+    """Load one split of a task (see :func:`load_task`)."""
+    split = canonical_split(split)
+    if source not in SOURCES:
+        raise ConfigError(f"source {source!r} is not one of {', '.join(SOURCES)}")
+    ddir = data_dir_from_env(data_dir)
+    has_local = split in spec.files
+    use_local = source == "local" or (source == "auto" and has_local and (ddir or spec.base == "spec"))
+    if use_local:
+        if not has_local:
+            raise ConfigError(f"task {spec.name} has no local file for split {split!r}; "
+                              f"its splits: {', '.join(spec.files) or 'none'}")
+        path = resolve_file(spec, split, ddir)
+        if not path.exists():
+            hint = (" (set --data-dir or EMBEDKIT_DATA to the folder holding senteval_cn/)"
+                    if spec.base == "data-dir" else "")
+            raise DataError(f"file not found{hint}", path=str(path))
+        return read_pair_file(spec, split, str(path), skip_invalid=skip_invalid)
+    return load_hub_split(spec, split, skip_invalid=skip_invalid)
+
+
+def load_hub_split(spec: TaskSpec, split: str, skip_invalid: bool = False) -> PairSplit:
+    """Load a split from the hub through ``datasets`` at the spec's pinned revision."""
+    if spec.hub is None:
+        raise ConfigError(f"task {spec.name} has no hub source; pass --data-dir")
+    if split not in spec.hub.splits:
+        raise ConfigError(f"task {spec.name} has no split {split!r} on the hub; "
+                          f"its splits: {', '.join(spec.hub.splits)}")
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError("loading from the hub needs the 'datasets' package: "
+                          "pip install 'embedkit[hub]', or pass --data-dir") from None
+    h = spec.hub
+    try:
+        ds = datasets.load_dataset(h.id, h.config, revision=h.revision, split=h.splits[split])
+    except Exception as e:  # network, auth, missing revision: all end the same way for the user
+        raise EmbedkitError(f"could not load {h.id}@{h.revision} split {h.splits[split]} from the "
+                            f"hub ({type(e).__name__}: {str(e)[:200]}); pass --data-dir to use "
+                            "local files") from None
+    source = f"hub:{h.id}@{h.revision or 'main'}/{h.splits[split]}"
+    fields = h.fields
+    local = TaskSpec(**{**spec.__dict__, "fields": fields})
+    return rows_to_split(local, split, source, iter(ds), skip_invalid=skip_invalid)
+
+
+def load_task(task: str | TaskSpec, splits: list[str] | tuple[str, ...] | None = None, *,
+              data_dir: str | os.PathLike | None = None, source: str = "auto",
+              skip_invalid: bool = False) -> dict[str, PairSplit]:
+    """Load the given splits (default: the task's default splits) of a task, by split name.
+
+    ``task`` is a built-in name, a spec file path or a :class:`TaskSpec`.
+    """
+    spec = get_task(task) if isinstance(task, str) else task
+    wanted = [canonical_split(s) for s in (splits or spec.default_splits)]
+    return {s: load_split(spec, s, data_dir=data_dir, source=source, skip_invalid=skip_invalid)
+            for s in wanted}

@@ -1,0 +1,14 @@
+"""STS evaluation: cosine similarity, Spearman/Pearson, protocols and the evaluator.
+
+>>> from embedkit.evaluation import spearman
+>>> spearman([1, 2, 3, 4], [1, 3, 2, 4])
+0.8
+"""
+
+from embedkit.evaluation.evaluator import PRIMARY_METRIC, STSEvaluator, aggregate, score_splits
+from embedkit.evaluation.metrics import cosine_scores, l2_normalize, pair_scores, pearson, spearman
+from embedkit.evaluation.protocols import PROTOCOLS, Protocol, get_protocol
+
+__all__ = ["PRIMARY_METRIC", "PROTOCOLS", "Protocol", "STSEvaluator", "aggregate",
+           "cosine_scores", "get_protocol", "l2_normalize", "pair_scores", "pearson",
+           "score_splits", "spearman"]

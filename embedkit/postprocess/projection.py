@@ -1,0 +1,188 @@
+"""Linear projections: PCA (a member of the whitening family), random projection, L2 norm.
+
+>>> import numpy as np
+>>> X = np.random.default_rng(0).normal(size=(30, 6))
+>>> PCA(n_components=3).fit_transform(X).shape, RandomProjection(2, random_state=0).fit_transform(X).shape
+((30, 3), (30, 2))
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.random_projection import (
+    GaussianRandomProjection,
+    SparseRandomProjection,
+    johnson_lindenstrauss_min_dim,
+)
+from sklearn.utils.validation import check_is_fitted
+
+from embedkit.postprocess.whitening import PostprocessError, Whitening, _validate
+
+__all__ = ["PCA", "RandomProjection", "Normalize"]
+
+
+class PCA(Whitening):
+    """PCA as the ``beta=1, gamma=0`` member of the whitening family (``gamma=1`` if ``whiten``).
+
+    ``transform`` equals ``sklearn.decomposition.PCA(svd_solver="full")`` for ``whiten=False``
+    (same sign convention). Differences from sklearn: ``n_components=None`` keeps all d
+    dimensions (sklearn keeps min(N, d)), and with ``whiten=True`` the variance is the 1/N
+    (population) one, so the output is sklearn's times ``sqrt(N / (N - 1))`` -- training data
+    then has exactly unit variance. It has ``partial_fit``, ``kernel_`` and ``bias_`` like
+    :class:`Whitening`.
+
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(40, 5))
+    >>> PCA(n_components=2).fit_transform(X).shape
+    (40, 2)
+    """
+
+    def __init__(
+        self, n_components: int | str | None = None, whiten: bool = False, eps: float = 1e-6
+    ) -> None:
+        self.n_components = n_components
+        self.whiten = whiten
+        self.eps = eps
+
+    def _beta_gamma(self) -> tuple[float, float]:
+        return 1.0, (1.0 if self.whiten else 0.0)
+
+
+class RandomProjection(TransformerMixin, BaseEstimator):
+    """Johnson-Lindenstrauss random projection (Gaussian or sparse), exposed as a dense map.
+
+    Built on sklearn's ``GaussianRandomProjection`` / ``SparseRandomProjection``; the matrix is
+    stored densely as ``kernel_`` (d x k) with ``bias_`` zeros so it exports and composes like
+    every other linear step: ``transform(X) == (X + bias_) @ kernel_``. The same integer
+    ``random_state`` gives the same matrix.
+
+    Parameters
+    ----------
+    n_components : int or "auto" -- "auto" is the Johnson-Lindenstrauss bound for the number N of
+        fitted rows and ``eps`` (sklearn's ``johnson_lindenstrauss_min_dim``); if that exceeds d a
+        :class:`PostprocessError` asks for an integer.
+    kind : "gaussian" or "sparse".
+    random_state : int, RandomState or None.
+    eps : float in (0, 1), the distortion allowed by "auto".
+
+    >>> import numpy as np
+    >>> X = np.ones((4, 10))
+    >>> a = RandomProjection(3, random_state=7).fit(X)
+    >>> b = RandomProjection(3, random_state=7).fit(X)
+    >>> a.kernel_.shape, bool(np.array_equal(a.kernel_, b.kernel_))
+    ((10, 3), True)
+    """
+
+    def __init__(
+        self,
+        n_components: int | str = "auto",
+        kind: str = "gaussian",
+        random_state: Any = None,
+        eps: float = 0.1,
+    ) -> None:
+        self.n_components = n_components
+        self.kind = kind
+        self.random_state = random_state
+        self.eps = eps
+
+    def fit(self, X: Any, y: Any = None) -> RandomProjection:
+        """Draw the random matrix for X's dimension (and N, for "auto"); returns ``self``."""
+        X = _validate(self, X, reset=True)
+        n, d = X.shape
+        if self.kind not in ("gaussian", "sparse"):
+            raise PostprocessError(
+                f"RandomProjection: kind must be 'gaussian' or 'sparse', got {self.kind!r}"
+            )
+        if isinstance(self.n_components, str) and self.n_components == "auto":
+            if not (isinstance(self.eps, numbers.Real) and 0 < self.eps < 1):
+                raise PostprocessError(f"RandomProjection: eps must be in (0, 1), got {self.eps!r}")
+            k = int(johnson_lindenstrauss_min_dim(n, eps=self.eps))
+            if k > d:
+                raise PostprocessError(
+                    f"RandomProjection: n_components='auto' asks for k={k} dimensions (the "
+                    f"Johnson-Lindenstrauss bound for N={n} vectors at eps={self.eps}), more than "
+                    f"the input dimension d={d}; pass an integer number of components "
+                    "(e.g. rp:k=128)"
+                )
+        elif isinstance(self.n_components, numbers.Integral) and not isinstance(
+            self.n_components, bool
+        ):
+            k = int(self.n_components)
+            if k < 1:
+                raise PostprocessError(f"RandomProjection: n_components must be >= 1, got {k}")
+        else:
+            raise PostprocessError(
+                "RandomProjection: n_components must be a positive integer or 'auto', got "
+                f"{self.n_components!r}"
+            )
+        cls = GaussianRandomProjection if self.kind == "gaussian" else SparseRandomProjection
+        rp = cls(n_components=k, random_state=self.random_state).fit(X[:1])
+        comps = rp.components_
+        comps = comps.toarray() if hasattr(comps, "toarray") else np.asarray(comps)
+        self.components_ = np.asarray(comps, dtype=np.float64)  # k x d
+        self.kernel_ = np.ascontiguousarray(self.components_.T)  # d x k
+        self.bias_ = np.zeros(d, dtype=np.float64)
+        self.n_components_ = k
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Return ``X @ kernel_`` in the input's float dtype.
+
+        >>> import numpy as np
+        >>> RandomProjection(2, random_state=0).fit(np.eye(4)).transform(np.eye(4, dtype=np.float32)).dtype
+        dtype('float32')
+        """
+        check_is_fitted(self)
+        X = _validate(self, X, reset=False)
+        return (np.asarray(X, dtype=np.float64) @ self.kernel_).astype(X.dtype, copy=False)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Output names ``randomprojection0 ..``."""
+        check_is_fitted(self)
+        return np.asarray([f"randomprojection{i}" for i in range(self.n_components_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class Normalize(TransformerMixin, BaseEstimator):
+    """L2 row normalisation; stateless (``fit`` only records ``n_features_in_``); zero rows stay zero.
+
+    >>> import numpy as np
+    >>> Normalize().fit_transform(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    array([[0.6, 0.8],
+           [0. , 0. ]])
+    """
+
+    def fit(self, X: Any, y: Any = None) -> Normalize:
+        """No learning; returns ``self``."""
+        _validate(self, X, reset=True)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Divide each row by its L2 norm (rows of norm 0 are left as they are)."""
+        X = _validate(self, X, reset=False)
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return (X / norms).astype(X.dtype, copy=False)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The input names (``x0 ..`` when none were seen)."""
+        if input_features is not None:
+            return np.asarray(input_features, dtype=object)
+        if hasattr(self, "feature_names_in_"):
+            return np.asarray(self.feature_names_in_, dtype=object)
+        check_is_fitted(self, "n_features_in_")
+        return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
