@@ -1,0 +1,1 @@
+"""Benchmarks that write reports into eval/ (run through ``make bench-...``)."""

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from embedkit.errors import ConfigError, EmbedkitError
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PROGRESS_MIN = 2000  # show a progress bar from this many sentences to encode
+CACHE_CHUNK = 4096  # sentences encoded between two cache writes
 
 
 @dataclass
@@ -81,7 +83,7 @@ class Encoder:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, revision=revision)
             self.model, info = AutoModel.from_pretrained(
                 self.path, revision=revision, output_loading_info=True)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # an empty or wrong folder raises ValueError
             hint = ("" if local else " (offline? pass a local folder, or set HF_HUB_OFFLINE=0 "
                     "with network access)")
             raise EmbedkitError(f"cannot load model {model!r} from {self.path}: "
@@ -100,6 +102,7 @@ class Encoder:
         self.progress = progress
         self.stats = EncodeStats()
         self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 512))
+        self._takes_token_types = "token_type_ids" in inspect.signature(self.model.forward).parameters
 
     # -- settings ---------------------------------------------------------------------------
     def model_max_length(self) -> int:
@@ -155,54 +158,61 @@ class Encoder:
         self.stats.sentences += len(sentences)
         self.stats.unique += len(unique)
 
-        out: dict[str, np.ndarray | None] = {p: None for p in poolings}
-        todo: set[int] = set()
-        found: dict[str, tuple[np.ndarray | None, list[int]]] = {}
+        full: dict[str, np.ndarray | None] = {p: None for p in poolings}
+
+        def store(p: str, rows, vecs: np.ndarray) -> None:
+            if full[p] is None:
+                full[p] = np.zeros((len(unique), vecs.shape[1]), dtype=np.float32)
+            full[p][rows] = vecs
+
+        namespaces = {}
+        complete = np.ones(len(unique), dtype=bool)
         if self.cache is not None:
             for p in poolings:
-                ns = self.cache.namespace(self.cache_settings(p, max_length))
-                vecs, missing = self.cache.get(ns, unique)
-                found[p] = (vecs, missing)
-                todo.update(missing)
+                namespaces[p] = self.cache.namespace(self.cache_settings(p, max_length))
+                vecs, missing = self.cache.get(namespaces[p], unique)
+                found = np.ones(len(unique), dtype=bool)
+                found[missing] = False
+                if vecs is not None:
+                    store(p, np.flatnonzero(found), vecs)
+                complete &= found
         else:
-            todo = set(range(len(unique)))
+            complete[:] = False
+        todo = np.flatnonzero(~complete)
+        # longest first (by characters, a cheap proxy for tokens) so that chunks pad little
+        todo = todo[np.argsort([-len(unique[i]) for i in todo], kind="stable")]
         self.stats.cache_hits += len(unique) - len(todo)
 
-        computed: dict[str, np.ndarray] = {}
-        todo_idx = sorted(todo)
-        if todo_idx:
-            texts = [unique[i] for i in todo_idx]
-            computed = self._run(texts, poolings, max_length, batch_size or self.batch_size)
-            if self.cache is not None:
+        # Encode in chunks, caching each as it is done: an interrupted run keeps its work.
+        bar = self._progress_bar(len(todo))
+        try:
+            for start in range(0, len(todo), CACHE_CHUNK):
+                rows = todo[start:start + CACHE_CHUNK]
+                texts = [unique[i] for i in rows]
+                computed = self._run(texts, poolings, max_length, batch_size or self.batch_size, bar)
                 for p in poolings:
-                    ns = self.cache.namespace(self.cache_settings(p, max_length))
-                    self.cache.put(ns, texts, computed[p])
+                    store(p, rows, computed[p])
+                    if self.cache is not None:
+                        self.cache.put(namespaces[p], texts, computed[p])
+        finally:
+            if bar is not None:
+                bar.close()
+        width = int(getattr(self.model.config, "hidden_size", 0))
+        return {p: (full[p] if full[p] is not None else np.zeros((0, width), np.float32))[inverse]
+                for p in poolings}
 
-        for p in poolings:
-            dim = None
-            if computed:
-                dim = computed[p].shape[1]
-            elif found.get(p, (None,))[0] is not None:
-                dim = found[p][0].shape[1]
-            full = np.zeros((len(unique), dim or 0), dtype=np.float32)
-            if todo_idx:
-                full[todo_idx] = computed[p]
-            if p in found and found[p][0] is not None:
-                missing = set(found[p][1])
-                have = [i for i in range(len(unique)) if i not in missing]
-                cached = found[p][0]
-                if todo_idx:  # a text cached for this pooling but recomputed for another
-                    keep = np.array([i not in todo for i in have], dtype=bool)
-                    have = [i for i, k in zip(have, keep) if k]
-                    cached = cached[keep]
-                if have:
-                    full[have] = cached
-            out[p] = full[inverse]
-        return out
+    def _progress_bar(self, total: int):
+        show = self.progress if self.progress is not None else (
+            total >= PROGRESS_MIN and sys.stderr.isatty())
+        if not show or total == 0:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc="encoding", unit="sent", leave=False)
 
     @torch.inference_mode()
     def _run(self, texts: list[str], poolings: list[str], max_length: int,
-             batch_size: int) -> dict[str, np.ndarray]:
+             batch_size: int, bar=None) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
         inputs = [t.lower() for t in texts] if self.lowercase else texts
         enc = self.tokenizer(inputs, truncation=True, max_length=max_length, padding=False,
@@ -210,14 +220,7 @@ class Encoder:
         ids = enc["input_ids"]
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: peak memory early
         need_hidden = any(layers_needed(p) for p in poolings)
-        results = {p: np.empty((len(texts), 0), dtype=np.float32) for p in poolings}
-        show = self.progress if self.progress is not None else (
-            len(texts) >= PROGRESS_MIN and sys.stderr.isatty())
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(texts), desc="encoding", unit="sent", leave=False)
+        results: dict[str, np.ndarray] = {}
         pad_id = self.tokenizer.pad_token_id or 0
         chunks = []
         for start in range(0, len(texts), batch_size):
@@ -230,15 +233,13 @@ class Encoder:
                 input_ids[r, :len(x)] = torch.tensor(x, dtype=torch.long)
                 mask[r, :len(x)] = 1
             input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-            outputs = self.model(input_ids=input_ids, attention_mask=mask,
-                                 token_type_ids=torch.zeros_like(input_ids),
+            extra = {"token_type_ids": torch.zeros_like(input_ids)} if self._takes_token_types else {}
+            outputs = self.model(input_ids=input_ids, attention_mask=mask, **extra,
                                  output_hidden_states=need_hidden, return_dict=True)
             pooled = {p: pool(p, outputs, mask, self.model).cpu().numpy() for p in poolings}
             chunks.append((sel, pooled))
             if bar is not None:
                 bar.update(len(batch))
-        if bar is not None:
-            bar.close()
         for p in poolings:
             dim = chunks[0][1][p].shape[1]
             arr = np.empty((len(texts), dim), dtype=np.float32)
