@@ -20,6 +20,7 @@ COMMANDS = {
     "bench": "embedkit.cli.bench_cmd",
     "datasets": "embedkit.cli.datasets_cmd",
     "cache": "embedkit.cli.cache_cmd",
+    "train": "embedkit.cli.train_cmd",
 }
 
 
@@ -30,9 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, module in COMMANDS.items():
-        mod = importlib.import_module(module)
-        mod.add_parser(sub)
+    for module in COMMANDS.values():
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 
