@@ -180,7 +180,7 @@ def run_bench(model: str | Encoder, poolings: Sequence[str] | None = None,
         "settings": {
             "poolings": poolings, "tasks": [s.name for s in specs],
             "task_specs": {s.name: s.origin for s in specs},
-            "splits": {s.name: list(data_record[s.name].keys() - {"fit"}) for s in specs},
+            "splits": {s.name: [k for k in data_record[s.name] if k != "fit"] for s in specs},
             "protocol": proto.name, "max_length": max_lengths, "batch_size": batch_size,
             "device": str(encoder.device), "dtype": encoder.dtype_name,
             "lowercase": encoder.lowercase,

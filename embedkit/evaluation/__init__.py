@@ -1,7 +1,7 @@
 """STS evaluation: cosine similarity, Spearman/Pearson, protocols and the evaluator.
 
 >>> from embedkit.evaluation import spearman
->>> spearman([1, 2, 3, 4], [1, 3, 2, 4])
+>>> round(spearman([1, 2, 3, 4], [1, 3, 2, 4]), 4)
 0.8
 """
 

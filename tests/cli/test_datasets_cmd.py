@@ -1,0 +1,65 @@
+"""``embedkit datasets``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from embedkit.cli.main import main
+
+
+def test_lists_rows_and_sha256(spec_file, pairs_file, capsys):
+    assert main(["datasets", "--tasks", str(spec_file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["task", "split", "rows", "unique", "labels", "max_len", "sha256"]
+    assert len(lines) == 2
+    row = lines[1].split()
+    sha = hashlib.sha256(pairs_file.read_bytes()).hexdigest()
+    assert row[:3] == ["tiny-sts", "test", "40"]
+    assert row[-2:] == ["64", sha[:16]]
+    assert all(x.split(":")[0] in "012345" for x in row[4:-2])
+
+
+def test_json_listing(spec_file, pairs_file, capsys):
+    assert main(["datasets", "--tasks", str(spec_file), "--json", "-"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert len(listing) == 1
+    r = listing[0]
+    assert (r["task"], r["split"], r["rows"], r["skipped"], r["max_length"]) == (
+        "tiny-sts", "test", 40, 0, 64)
+    assert r["sha256"] == hashlib.sha256(pairs_file.read_bytes()).hexdigest()
+    assert sum(r["labels"].values()) == 40 and r["hub"] == "" and r["source"] == str(pairs_file)
+    lines = pairs_file.read_text(encoding="utf-8").splitlines()
+    assert r["unique_sentences"] == len({s for x in lines for s in x.split("\t")[:2]})
+
+
+def test_json_file_and_table(spec_file, tmp_path, capsys):
+    out = tmp_path / "listing.json"
+    assert main(["datasets", "--tasks", str(spec_file), "--json", str(out)]) == 0
+    assert "tiny-sts" in capsys.readouterr().out
+    assert json.loads(out.read_text())[0]["rows"] == 40
+
+
+def test_builtin_task_from_the_hub_when_no_data_dir(monkeypatch, capsys):
+    import sys
+    import types
+
+    fake = types.ModuleType("datasets")
+    fake.load_dataset = lambda *a, **k: [{"sentence1": "一个", "sentence2": "两个", "score": 1}]
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    assert main(["datasets", "--tasks", "stsb", "--json", "-"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [r["split"] for r in listing] == ["train", "valid", "test"]
+    assert listing[0]["hub"].startswith("C-MTEB/STSB@") and listing[0]["source"].startswith(
+        "hub:C-MTEB/STSB@")
+
+
+@pytest.mark.shared_data
+def test_real_data_dir(shared_data_dir, capsys):
+    assert main(["datasets", "--tasks", "PAWSX", "--data-dir", str(shared_data_dir), "--json",
+                 "-"]) == 0
+    listing = {r["split"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listing["test"]["rows"] == 2000 and listing["valid"]["rows"] == 2000
+    assert listing["test"]["labels"] == {"0": 1106, "1": 894}

@@ -1,0 +1,104 @@
+"""Input errors end as one ``embedkit: error: ...`` line and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from embedkit.cli.main import command_line, main
+
+
+def run_error(capsys, argv) -> str:
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    assert rc == 2, (out, err)
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("embedkit: error: "), err
+    return lines[0].removeprefix("embedkit: error: ")
+
+
+@pytest.mark.parametrize("content,line,problem", [
+    (b"a\tb\n", 1, "expected 3 tab-separated fields (sentence1, sentence2, label), found 2"),
+    (b"a\tb\t1\na\tb\tx\n", 2, "label 'x' is not a number"),
+    (b"a\tb\t7\n", 1, "label '7' is outside the range [0, 5]"),
+    (b"a\tb\t1.5\n", 1, "label '1.5' is not an integer"),
+    (b"a\t \t1\n", 1, "sentence2 is empty"),
+    (b"a\tb\t1\n\xff\tb\t1\n", 2, "invalid UTF-8 at byte 0 of the line; re-save the file as UTF-8"),
+    (b"a\tb\t1\n\na\tb\t1\n", 2, "empty line (expected 3 fields: sentence1, sentence2, label)"),
+])
+def test_malformed_file(tmp_path, capsys, content, line, problem):
+    data = tmp_path / "pairs.tsv"
+    data.write_bytes(content)
+    spec = tmp_path / "t.json"
+    spec.write_text(json.dumps({"name": "t", "files": {"test": "pairs.tsv"},
+                                "label_range": [0, 5], "label_type": "int"}))
+    assert run_error(capsys, ["datasets", "--tasks", str(spec)]) == f"{data}:{line}: {problem}"
+    # skipping instead
+    assert main(["datasets", "--tasks", str(spec), "--skip-invalid", "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["skipped"] == 1
+
+
+def test_missing_data_file(tmp_path, capsys):
+    spec = tmp_path / "t.json"
+    spec.write_text(json.dumps({"name": "t", "files": {"test": "absent.tsv"}}))
+    assert run_error(capsys, ["datasets", "--tasks", str(spec)]) == (
+        f"{tmp_path / 'absent.tsv'}: file not found")
+
+
+def test_missing_builtin_data(tmp_path, capsys):
+    msg = run_error(capsys, ["datasets", "--tasks", "BQ", "--data-dir", str(tmp_path)])
+    assert msg.startswith(f"{tmp_path}/senteval_cn/BQ/BQ.") and "file not found" in msg
+
+
+@pytest.mark.parametrize("spec,problem", [
+    ({"name": "t", "files": {"test": "x"}, "colums": []}, "unknown key(s) colums"),
+    ({"files": {"test": "x"}}, "'name' (a string) is required"),
+    ({"name": "t", "files": {"test": "x"}, "format": "xml"}, "format 'xml' is not one of"),
+])
+def test_bad_spec(tmp_path, capsys, spec, problem):
+    p = tmp_path / "spec.json"
+    p.write_text(json.dumps(spec))
+    assert run_error(capsys, ["datasets", "--tasks", str(p)]).startswith(f"{p}: {problem}")
+
+
+def test_unknown_task(capsys):
+    assert run_error(capsys, ["datasets", "--tasks", "nosuch"]).startswith(
+        "unknown task 'nosuch'; built-in tasks: ATEC, BQ")
+
+
+def test_bench_errors(tiny_model_dir, tiny_model_no_pooler_dir, spec_file, tmp_path, capsys):
+    base = ["bench", "--tasks", str(spec_file), "--no-cache"]
+    assert run_error(capsys, [*base, "--model", str(tiny_model_dir), "--pooling", "max"]).startswith(
+        "unknown pooling 'max'; valid: cls, pooler")
+    assert "out of range" in run_error(capsys, [*base, "--model", str(tiny_model_dir),
+                                                "--pooling", "layers-avg:7"])
+    assert "needs pooler weights" in run_error(
+        capsys, [*base, "--model", str(tiny_model_no_pooler_dir), "--pooling", "pooler"])
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    assert run_error(capsys, [*base, "--model", str(empty)]).startswith(
+        f"cannot load model '{empty}'")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from embedkit.errors import DataError
+
+    spec = tmp_path / "t.json"
+    spec.write_text(json.dumps({"name": "t", "files": {"test": "absent.tsv"}}))
+    with pytest.raises(DataError):
+        main(["--debug", "datasets", "--tasks", str(spec)])
+
+
+def test_version_and_usage(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == "embedkit 0.1.0"
+    with pytest.raises(SystemExit) as e:
+        main([])
+    assert e.value.code == 2
+
+
+def test_command_line_is_shell_quoted():
+    assert command_line(["bench", "--tasks", "a b.json"]) == "embedkit bench --tasks 'a b.json'"

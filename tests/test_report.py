@@ -1,0 +1,82 @@
+"""Text and Markdown tables and reports from bench records."""
+
+from __future__ import annotations
+
+from embedkit.report import format_table, markdown_report, provenance_lines, table_rows
+
+
+def record(command="embedkit bench --tasks A,B"):
+    nan = float("nan")
+    return {
+        "command": command,
+        "machine": {"cpu": "Test CPU", "cores": 2, "os": "Linux 6"},
+        "versions": {"embedkit": "0.1.0", "python": "3.11.7", "torch": "2.13.0", "other": "1"},
+        "model": {"name": "tiny", "identity": "sha256:abc", "num_layers": 2, "hidden_size": 32},
+        "settings": {"tasks": ["A", "B"], "splits": {"A": ["test", "valid"], "B": ["test"]},
+                     "dtype": "float32", "device": "cpu", "lowercase": False,
+                     "protocol": "whitening", "max_length": {"A": 64, "B": 128},
+                     "batch_size": 64, "post": []},
+        "results": {
+            "cls": {"A": {"valid": {"spearman": 0.5, "pearson": 0.4},
+                          "test": {"spearman": 0.123456, "pearson": 0.1}},
+                    "B": {"test": {"spearman": nan, "pearson": None}},
+                    "avg": {"spearman": 0.31, "pearson": 0.25}},
+            "last-avg": {"A": {"valid": {"spearman": -0.05, "pearson": 0.0},
+                               "test": {"spearman": 1.0, "pearson": 1.0}},
+                         "B": {"test": {"spearman": 0.7, "pearson": 0.7}},
+                         "avg": {"spearman": 0.6125, "pearson": 0.6}}},
+        "data": {"A": {"test": {"n_pairs": 10, "skipped": 1, "sha256": "f" * 64,
+                                "source": "/d/senteval_cn/A/A.test.data"},
+                       "valid": {"n_pairs": 5, "skipped": 0, "sha256": "e" * 64, "source": "x"}},
+                 "B": {"test": {"n_pairs": 3, "skipped": 0, "sha256": "0" * 64,
+                                "source": "hub:C-MTEB/B@r/test"}}},
+        "timings": {"unique_sentences": 30, "cache_hits": 10, "encoded": 20,
+                    "seconds_encoding": 1.25, "sentences_per_second": 16.0, "seconds_total": 2.5},
+    }
+
+
+def test_table_rows_order_and_cells():
+    header, rows = table_rows(record())
+    assert header == ["row", "A/valid", "A/test", "B/test", "avg"]  # valid before test
+    assert rows == [["cls", "50.00", "12.35", "-", "31.00"],
+                    ["last-avg", "-5.00", "100.00", "70.00", "61.25"]]
+    _, prow = table_rows(record(), "pearson")
+    assert prow[0] == ["cls", "40.00", "10.00", "-", "25.00"]
+
+
+def test_text_table_is_aligned():
+    lines = format_table(record()).splitlines()
+    assert lines == [
+        "row       A/valid  A/test  B/test    avg",
+        "cls         50.00   12.35       -  31.00",
+        "last-avg    -5.00  100.00   70.00  61.25",
+    ]
+
+
+def test_markdown_table():
+    lines = format_table(record(), markdown=True).splitlines()
+    assert lines[0] == "| row | A/valid | A/test | B/test | avg |"
+    assert lines[1] == "|---|---:|---:|---:|---:|"
+    assert lines[2] == "| cls | 50.00 | 12.35 | - | 31.00 |"
+
+
+def test_provenance_lines():
+    lines = provenance_lines(record())
+    assert lines[:6] == ["Regenerate with:", "", "```", "embedkit bench --tasks A,B", "```", ""]
+    assert lines[6] == "- Machine: Test CPU, 2 cores, Linux 6"
+    assert lines[7] == "- Versions: embedkit 0.1.0, python 3.11.7, torch 2.13.0"
+    assert provenance_lines(record(command=None))[3] == "(Python API)"
+
+
+def test_markdown_report():
+    text = markdown_report(record())
+    lines = text.splitlines()
+    assert lines[0] == "# embedkit bench: tiny" and lines[2] == "Regenerate with:"
+    assert "- Model: `tiny` (identity `sha256:abc`), 2 layers, hidden 32; dtype float32, " \
+           "device cpu, lowercase False" in lines
+    assert "- Protocol: whitening; max length A 64, B 128; batch size 64" in lines
+    assert "| A | test | 10 | 1 | `ffffffffffffffff` | A.test.data |" in lines
+    assert "| B | test | 3 | 0 | `0000000000000000` | test |" in lines
+    assert ("- 30 unique sentences asked for, 10 from the cache, 20 encoded in 1.2 s "
+            "(16.0 sentences/s); total 2.5 s") in lines
+    assert markdown_report(record(), title="Custom").startswith("# Custom\n")
