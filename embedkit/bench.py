@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -52,33 +51,16 @@ def split_poolings(arg: str | Sequence[str] | None) -> list[str]:
 
 def fit_sentences(fit_on: str, spec: TaskSpec, data: dict[str, PairSplit], *, data_dir, source,
                   skip_invalid: bool, unique: bool) -> tuple[list[str], str]:
-    """The sentences a postprocessor is fitted on, and a description for the record."""
-    if fit_on == "task":
-        splits = {**load_task(spec, [s for s in spec.splits if s not in data], data_dir=data_dir,
-                              source=source, skip_invalid=skip_invalid), **data}
-        chosen = [splits[s] for s in spec.splits if s in splits]
-        what = f"task:{spec.name}:{'+'.join(s.split for s in chosen)}"
-    elif canonical_split(fit_on) in FIT_SPLITS:
-        split = canonical_split(fit_on)
-        if split not in spec.splits:
-            raise ConfigError(f"--fit-on {fit_on}: task {spec.name} has no {split} split "
-                              f"(it has {', '.join(spec.splits)})")
-        chosen = [data.get(split) or load_task(spec, [split], data_dir=data_dir, source=source,
-                                               skip_invalid=skip_invalid)[split]]
-        what = f"task:{spec.name}:{split}"
-    else:
-        path = Path(fit_on)
-        if not path.is_file():
-            raise ConfigError(f"--fit-on {fit_on!r} is neither task, train, valid, test nor a file")
-        lines = path.read_text(encoding="utf-8").splitlines()
-        sents = [s for s in lines if s.strip()]
-        if unique:
-            sents = list(dict.fromkeys(sents))
-        return sents, f"file:{path}"
-    sents = [t for s in chosen for pair in zip(s.sentences1, s.sentences2) for t in pair]
-    if unique:
-        sents = list(dict.fromkeys(sents))
-    return sents, what
+    """The sentences a postprocessor is fitted on, and a description for the record.
+
+    ``fit_on`` is ``task`` (every split of ``spec``), a split name or a file; the same resolver
+    as ``embedkit whiten`` (:func:`embedkit.postprocess.fitting.collect_fit_sentences`).
+    """
+    from embedkit.postprocess.fitting import collect_fit_sentences
+
+    fs = collect_fit_sentences(fit_on, spec, data, data_dir=data_dir, source=source,
+                               skip_invalid=skip_invalid, unique=unique)
+    return fs.sentences, fs.description
 
 
 def run_bench(model: str | Encoder, poolings: Sequence[str] | None = None,
@@ -89,8 +71,15 @@ def run_bench(model: str | Encoder, poolings: Sequence[str] | None = None,
               data_dir: str | os.PathLike | None = None, source: str = "auto",
               cache: EmbeddingCache | None | bool = True, skip_invalid: bool = False,
               post: Sequence[str] = (), fit_on: str = "task", fit_unique: bool = False,
-              progress: bool | None = None, command: str | None = None) -> dict:
-    """Run the benchmark and return its JSON-ready record (see the README for the fields)."""
+              force: bool = False, progress: bool | None = None,
+              command: str | None = None) -> dict:
+    """Run the benchmark and return its JSON-ready record (see the README for the fields).
+
+    ``post`` chains with a ``file:`` step use a saved map: one fitted for another model, pooling
+    or dimension is a :class:`ConfigError` unless ``force`` (then a warning). When every chain
+    is fixed (only ``file:`` and ``norm`` steps) nothing is fitted and no fit sentences are
+    encoded.
+    """
     t_start = time.perf_counter()
     if cache is True:
         cache = EmbeddingCache()
@@ -108,6 +97,8 @@ def run_bench(model: str | Encoder, poolings: Sequence[str] | None = None,
     req_splits = tuple(canonical_split(s) for s in (splits or ()))
     post_specs = list(post)
     pipelines = _parse_posts(post_specs)
+    post_files = _check_fixed_steps(pipelines, encoder, poolings, force)
+    need_fit = any(not _is_fixed(pipe) for _, pipe in pipelines)
 
     data_record: dict = {}
     per_row: dict[str, dict[str, dict[str, dict]]] = {}
@@ -125,7 +116,7 @@ def run_bench(model: str | Encoder, poolings: Sequence[str] | None = None,
         vecs = encoder.encode_multi(sentences, poolings, max_length=max_len, batch_size=batch_size)
         row_of = {s: i for i, s in enumerate(sentences)}
         fit_vecs: dict[str, np.ndarray] = {}
-        if pipelines:
+        if need_fit:
             fsents, fwhat = fit_sentences(fit_on, spec, data, data_dir=data_dir, source=source,
                                           skip_invalid=skip_invalid, unique=fit_unique)
             fit_vecs = encoder.encode_multi(fsents, poolings, max_length=max_len,
@@ -142,7 +133,8 @@ def run_bench(model: str | Encoder, poolings: Sequence[str] | None = None,
                 if pipe is not None:
                     from sklearn.base import clone
 
-                    fitted = clone(pipe).fit(fit_vecs[pooling])
+                    # A fixed chain learns nothing: fitting it on the vectors only checks d.
+                    fitted = clone(pipe).fit(fit_vecs[pooling] if need_fit else v)
                     transform = fitted.transform
                     row_info[label] = {"pooling": pooling, "post": post_label}
                 else:
@@ -187,7 +179,8 @@ def run_bench(model: str | Encoder, poolings: Sequence[str] | None = None,
             "data_dir": str(data_dir or os.environ.get("EMBEDKIT_DATA") or ""),
             "source": source, "cache": str(cache.root) if cache is not None else None,
             "skip_invalid": skip_invalid, "post": post_specs,
-            "fit_on": fit_on if post_specs else None, "fit_unique": fit_unique if post_specs else None,
+            "fit_on": fit_on if need_fit else None, "fit_unique": fit_unique if need_fit else None,
+            "force": force, "post_files": post_files,
             "seed": 0,
         },
         "data": data_record,
@@ -208,3 +201,35 @@ def _parse_posts(post_specs: list[str]) -> list[tuple[str, object]]:
         pipe = parse_post(spec)
         out.append((describe_post(pipe), pipe))
     return out
+
+
+def _is_fixed(pipe) -> bool:
+    """True when no step of the chain learns from data (``file:`` and ``norm`` only)."""
+    from embedkit.postprocess import FixedTransform, Normalize
+
+    return all(isinstance(est, (FixedTransform, Normalize)) for _, est in pipe.steps)
+
+
+def _check_fixed_steps(pipelines, encoder: Encoder, poolings: Sequence[str],
+                       force: bool) -> dict[str, dict]:
+    """Load every ``file:`` step's metadata now (before any encoding) and refuse a map fitted
+    for another model, pooling or input dimension (:func:`check_compatible`; ``force`` warns).
+    Returns ``{path: metadata}`` for the record."""
+    from embedkit.postprocess import FixedTransform, check_compatible, load_transform
+
+    files: dict[str, dict] = {}
+    hidden = int(getattr(encoder.model.config, "hidden_size", 0) or 0) or None
+    for _, pipe in pipelines:
+        for i, (_, est) in enumerate(pipe.steps):
+            if not isinstance(est, FixedTransform):
+                continue
+            meta = load_transform(est.path).metadata
+            files[str(est.path)] = meta
+            for pooling in poolings:
+                try:
+                    # the input dimension is the encoder's only for a chain's first step
+                    check_compatible(meta, model=encoder.identity, pooling=pooling,
+                                     dim=hidden if i == 0 else None, force=force)
+                except ConfigError as e:
+                    raise ConfigError(f"--post file:{est.path}: {e}") from None
+    return files

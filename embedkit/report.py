@@ -77,7 +77,9 @@ def markdown_report(record: dict, title: str | None = None) -> str:
         f"- Protocol: {s['protocol']}; max length " + ", ".join(
             f"{k} {v}" for k, v in s["max_length"].items()) + f"; batch size {s['batch_size']}",
     ]
-    if s.get("post"):
+    if s.get("post") and not s.get("fit_on"):
+        out.append("- Postprocessors: saved maps only (file:), nothing fitted")
+    elif s.get("post"):
         fits = {k: v["fit"]["on"] + f" ({v['fit']['n_sentences']} sentences)"
                 for k, v in record["data"].items() if "fit" in v}
         out.append(f"- Postprocessors fitted on: {s['fit_on']} "

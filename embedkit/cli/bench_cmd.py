@@ -33,6 +33,9 @@ def add_parser(sub) -> None:
                         "valid, test, or a file with one sentence a line")
     p.add_argument("--fit-unique", action="store_true",
                    help="fit on unique sentences instead of every occurrence")
+    p.add_argument("--force", action="store_true",
+                   help="use a --post file: map even if it was fitted for another model, "
+                        "pooling or dimension (a warning instead of an error)")
     p.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
     p.add_argument("--markdown", nargs="?", const="-", metavar="FILE.md",
                    help="print a Markdown report instead of the table (or write it to FILE.md)")
@@ -52,7 +55,8 @@ def run(args) -> int:
         protocol=args.protocol, max_length=args.max_length, batch_size=args.batch_size,
         device=args.device, dtype=args.dtype, lowercase=args.lowercase, data_dir=args.data_dir,
         source=args.source, cache=make_cache(args), skip_invalid=args.skip_invalid,
-        post=args.post, fit_on=args.fit_on, fit_unique=args.fit_unique, progress=args.progress,
+        post=args.post, fit_on=args.fit_on, fit_unique=args.fit_unique, force=args.force,
+        progress=args.progress,
         command=args.command_line)
     for task, splits in record["data"].items():
         for split, d in splits.items():

@@ -20,7 +20,10 @@ COMMANDS = {
     "bench": "embedkit.cli.bench_cmd",
     "datasets": "embedkit.cli.datasets_cmd",
     "cache": "embedkit.cli.cache_cmd",
+    "whiten": "embedkit.cli.whiten_cmd",
+    "sweep": "embedkit.cli.sweep_cmd",
     "train": "embedkit.cli.train_cmd",
+    "index": "embedkit.cli.index_cmd",
 }
 
 

@@ -16,6 +16,8 @@ import pytest
         "embedkit.postprocess.projection",
         "embedkit.postprocess.chain",
         "embedkit.postprocess.export",
+        "embedkit.postprocess.fitting",
+        "embedkit.postprocess.sweep",
     ],
 )
 def test_docstring_examples(name):

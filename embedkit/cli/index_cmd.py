@@ -1,0 +1,271 @@
+"""``embedkit index build|add|search|eval``: FAISS indexes over sentence embeddings.
+
+The work is done in :mod:`embedkit.retrieval.pipeline` and :mod:`embedkit.retrieval.benchmark`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from embedkit.cli.common import add_data_options, add_model_options, make_cache, write_json
+
+
+def _add_cache_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="embedding cache (default: $EMBEDKIT_CACHE or the user cache dir)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+
+
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: on a terminal, for large inputs)")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "index", help="build, grow, search and evaluate FAISS indexes",
+        description="FAISS indexes over sentence embeddings. An index folder carries its recipe "
+                    "(model, pooling, max length, postprocessor) in index.json; search and add "
+                    "encode with it.")
+    isub = p.add_subparsers(dest="index_command", metavar="ACTION")
+    isub.required = True
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    b = isub.add_parser(
+        "build", help="encode a corpus and build an index folder", formatter_class=fmt,
+        description="Encode a corpus (one text a line, or the unique sentences of task splits), "
+                    "fit the postprocessor on it (or check a transform file), bake the map into "
+                    "a FAISS index and save the folder (index.faiss, texts.jsonl, index.json, "
+                    "post.safetensors).")
+    add_model_options(b)
+    b.add_argument("--pooling", metavar="P", help="pooling (default: the model's own, else cls)")
+    b.add_argument("--post", metavar="CHAIN|FILE",
+                   help="postprocessor: a chain (whiten:beta=1,gamma=1,k=128, pca:k=128, rp:k=64, "
+                        "...) fitted on --fit-on, or a transform file (.safetensors/.npz)")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus", metavar="FILE",
+                     help="UTF-8 text file, one text a line (blank lines skipped)")
+    src.add_argument("--corpus-task", metavar="TASK[:SPLIT],...",
+                     help="the unique sentences of these task splits, e.g. LCQMC:test,BQ:test")
+    b.add_argument("--ids", metavar="FILE",
+                   help="one id a line, aligned line by line with --corpus")
+    b.add_argument("--factory", default="Flat",
+                   help="FAISS factory string: Flat, IVF1024,Flat, HNSW32, IVF1024,PQ32, ...")
+    b.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
+    b.add_argument("--max-length", type=int, default=64,
+                   help="tokens per text, counting [CLS] and [SEP]")
+    b.add_argument("--fit-on", default="corpus", metavar="corpus|FILE",
+                   help="what a --post chain is fitted on: the corpus or a file of sentences")
+    b.add_argument("--train-size", type=int, metavar="N",
+                   help="vectors sampled to train IVF/PQ (default: 40 x nlist, at least 10000)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the training sample")
+    b.add_argument("--force", action="store_true",
+                   help="use a transform file fitted for another model or pooling")
+    b.add_argument("--out", required=True, metavar="DIR", help="index folder (replaced whole)")
+    add_data_options(b)
+    _add_progress(b)
+    b.set_defaults(func=run_build)
+
+    a = isub.add_parser(
+        "add", help="append new texts to an index folder", formatter_class=fmt,
+        description="Encode new texts with the index's recipe and append those not yet in it.")
+    a.add_argument("--index", required=True, metavar="DIR")
+    a.add_argument("--corpus", required=True, metavar="FILE", help="one text a line")
+    a.add_argument("--ids", metavar="FILE", help="one id a line, aligned with --corpus")
+    a.add_argument("--force", action="store_true",
+                   help="encode even if the model's weights changed since the build")
+    _add_cache_options(a)
+    _add_progress(a)
+    a.set_defaults(func=run_add)
+
+    s = isub.add_parser(
+        "search", help="search an index folder", formatter_class=fmt,
+        description="Encode queries with the index's recipe and print one JSON line per query: "
+                    '{"query": ..., "hits": [{"id", "text", "score"}, ...]} (plus "user_id" '
+                    "for indexes built with --ids).")
+    s.add_argument("--index", required=True, metavar="DIR")
+    q = s.add_mutually_exclusive_group(required=True)
+    q.add_argument("--query", help="one query")
+    q.add_argument("--queries", metavar="FILE", help="one query a line")
+    s.add_argument("-k", type=int, default=10, help="hits per query")
+    s.add_argument("--nprobe", type=int, help="IVF lists to visit")
+    s.add_argument("--ef-search", type=int, help="HNSW search breadth")
+    s.add_argument("--output", metavar="FILE", help="write the JSON lines here (default: stdout)")
+    s.add_argument("--model", help="must match the index's recipe (checked), unless --force")
+    s.add_argument("--pooling", help="must match the index's recipe, unless --force")
+    s.add_argument("--post", help="must match the index's recipe, unless --force (the index's own "
+                                  "postprocessor is baked in and always used)")
+    s.add_argument("--max-length", type=int, help="must match the index's recipe, unless --force")
+    s.add_argument("--force", action="store_true",
+                   help="use --model/--pooling/--max-length even where they differ from the "
+                        "recipe")
+    _add_cache_options(s)
+    s.set_defaults(func=run_search)
+
+    e = isub.add_parser(
+        "eval", help="retrieval quality on the STS sets and the cost of approximate indexes",
+        formatter_class=fmt,
+        description="Quality (--tasks): STS pairs as retrieval (positives: label >= 1 on binary "
+                    "sets, >= 4 on 0-5 ones), recall@1/5/10, MRR@10, nDCG@10 of the raw vectors "
+                    "and each --post chain. Cost (--cost-corpus-tasks): recall@10 against exact "
+                    "search, QPS, build time and size of each --factory and search setting.")
+    add_model_options(e)
+    e.add_argument("--pooling", metavar="P", help="pooling (default: the model's own)")
+    e.add_argument("--max-length", type=int,
+                   help="tokens per text (default: the task's, 64; PAWSX 128; cost part: 64)")
+    e.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
+    e.add_argument("-k", type=int, default=10, help="cut-off of the metrics")
+    e.add_argument("--tasks", help="quality part: comma-separated tasks (TASK or TASK:SPLIT)")
+    e.add_argument("--split", default="test", help="split(s) of --tasks, comma-separated")
+    e.add_argument("--both-directions", action="store_true",
+                   help="sentence2 of a positive pair is a query too")
+    e.add_argument("--threshold", type=float,
+                   help="label from which a pair is positive (default: from the label range)")
+    e.add_argument("--post", action="append", default=[], metavar="CHAIN",
+                   help="postprocessor row (repeat for several), e.g. whiten:beta=1,gamma=1,k=all")
+    e.add_argument("--fit-on", default="task", metavar="WHAT",
+                   help="what --post is fitted on: task (every split), train, valid, test, FILE")
+    e.add_argument("--fit-unique", action="store_true",
+                   help="fit on unique sentences instead of every occurrence")
+    e.add_argument("--cost-corpus-tasks", metavar="TASK[:SPLIT],...",
+                   help="cost part: corpus = unique sentences of these splits")
+    e.add_argument("--factory", action="append", metavar="FACTORY",
+                   help="FAISS factory of the cost part, one per flag (default: Flat, "
+                        "IVF1024,Flat, HNSW32, IVF1024,PQ64); Flat is always included")
+    e.add_argument("--factories", metavar="LIST",
+                   help="several factories in one value: 'Flat;IVF1024,Flat;HNSW32' (';' is "
+                        "unambiguous; a comma list is grouped: IVF1024,Flat stays together)")
+    e.add_argument("--nprobe", default="1,8,32,64", help="IVF nprobe values, comma-separated")
+    e.add_argument("--ef-search", default="16,64,128,256",
+                   help="HNSW efSearch values, comma-separated")
+    e.add_argument("--queries", type=int, default=2000, metavar="N",
+                   help="corpus sentences sampled (seeded) as cost queries")
+    e.add_argument("--single-queries", type=int, metavar="N",
+                   help="queries timed one at a time for QPS single (default: 200)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--cost-post", metavar="CHAIN|FILE",
+                   help="postprocessor baked into the cost indexes (fitted on the cost corpus)")
+    e.add_argument("--threads", type=int, metavar="N", help="FAISS threads (default: FAISS's)")
+    e.add_argument("--force", action="store_true",
+                   help="use transform files fitted for another model or pooling")
+    add_data_options(e)
+    e.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
+    e.add_argument("--markdown", metavar="FILE.md", help="write a Markdown report here")
+    _add_progress(e)
+    e.set_defaults(func=run_eval)
+
+
+def _info(msg: str) -> None:
+    print(f"embedkit: {msg}", file=sys.stderr)
+
+
+def run_build(args) -> int:
+    from embedkit.retrieval import pipeline
+
+    if args.corpus is not None:
+        texts, ids, info = pipeline.read_corpus(args.corpus, args.ids)
+    else:
+        if args.ids:
+            from embedkit.errors import ConfigError
+
+            raise ConfigError("--ids goes with --corpus FILE, not --corpus-task")
+        texts, info = pipeline.corpus_from_tasks(args.corpus_task, data_dir=args.data_dir,
+                                                 source=args.source,
+                                                 skip_invalid=args.skip_invalid)
+        ids = None
+    if not texts:
+        _info("warning: the corpus is empty; the index will hold no texts")
+    index = pipeline.build_index(
+        args.out, texts, model=args.model, pooling=args.pooling, post=args.post, ids=ids,
+        corpus_info=info, factory=args.factory, metric=args.metric, max_length=args.max_length,
+        fit_on=args.fit_on, train_size=args.train_size, seed=args.seed, force=args.force,
+        cache=make_cache(args), device=args.device, dtype=args.dtype,
+        batch_size=args.batch_size, lowercase=args.lowercase, progress=args.progress,
+        verbose=True)
+    r = index.recipe
+    post = f", post {r['post']}" if r.get("post") else ""
+    print(f"indexed {index.ntotal} texts ({len(texts) - index.ntotal} duplicates skipped) into "
+          f"{args.out}: {index.factory}, {index.metric}, {index.dim_in} -> {index.dim} dims"
+          f"{post}; built in {index.build_seconds:.2f} s")
+    return 0
+
+
+def run_add(args) -> int:
+    from embedkit.retrieval import pipeline
+
+    texts, ids, info = pipeline.read_corpus(args.corpus, args.ids)
+    res = pipeline.add_to_index(args.index, texts, ids=ids, corpus_info=info,
+                                cache=make_cache(args), device=args.device,
+                                batch_size=args.batch_size, progress=args.progress,
+                                force=args.force)
+    print(f"added {res['added']}, skipped {res['skipped']} already indexed; "
+          f"{res['ntotal']} texts in {args.index}")
+    return 0
+
+
+def run_search(args) -> int:
+    from embedkit.atomic import atomic_write_text
+    from embedkit.retrieval import pipeline
+
+    if args.query is not None:
+        queries = [args.query]
+    else:
+        lines = pipeline.read_text_lines(args.queries, "queries")
+        queries = [q for q in lines if q.strip()]
+    searcher = pipeline.IndexSearcher(
+        args.index, model=args.model, pooling=args.pooling, post=args.post,
+        max_length=args.max_length, force=args.force, cache=make_cache(args),
+        device=args.device, batch_size=args.batch_size)
+    results = searcher.search(queries, args.k, nprobe=args.nprobe, ef_search=args.ef_search)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
+    if args.output:
+        atomic_write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def run_eval(args) -> int:
+    from embedkit.atomic import atomic_write_text
+    from embedkit.retrieval import benchmark as bm
+
+    factories = bm.split_factories(args.factory) + bm.split_factories(args.factories)
+    if args.threads is not None:
+        import faiss
+
+        faiss.omp_set_num_threads(int(args.threads))
+    record = bm.run_index_eval(
+        args.model, tasks=args.tasks,
+        splits=[s.strip() for s in args.split.split(",") if s.strip()],
+        cost_corpus_tasks=args.cost_corpus_tasks, pooling=args.pooling, posts=args.post,
+        max_length=args.max_length, both_directions=args.both_directions,
+        threshold=args.threshold, fit_on=args.fit_on, fit_unique=args.fit_unique,
+        metric=args.metric, k=args.k,
+        factories=list(dict.fromkeys(factories)) or list(bm.DEFAULT_FACTORIES),
+        nprobes=bm.parse_int_list(args.nprobe, "--nprobe"),
+        ef_searches=bm.parse_int_list(args.ef_search, "--ef-search"), n_queries=args.queries,
+        seed=args.seed, cost_post=args.cost_post, single_queries=args.single_queries,
+        data_dir=args.data_dir, source=args.source, skip_invalid=args.skip_invalid,
+        force=args.force, cache=make_cache(args), device=args.device, dtype=args.dtype,
+        batch_size=args.batch_size, lowercase=args.lowercase, progress=args.progress,
+        command=args.command_line)
+    name = record["model"]["name"]
+    if record["quality"]:
+        print(f"{name}: retrieval quality x 100 (exact search, {record['settings']['metric']})")
+        print(bm.format_quality_table(record["quality"], args.k))
+    if record["cost"]:
+        if record["quality"]:
+            print()
+        c = record["cost"]
+        print(f"{name}: cost of approximate search ({c['n_corpus']} texts, {c['n_queries']} "
+              "queries)")
+        print(bm.format_cost_table(c))
+    if args.output:
+        write_json(args.output, record)
+    if args.markdown:
+        atomic_write_text(args.markdown, bm.markdown_eval_report(record))
+    return 0

@@ -1,0 +1,108 @@
+"""``embedkit sweep``: the whitening family (beta, gamma, k) on cached embeddings, selected on
+one split and reported on another."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from embedkit.cli.common import add_data_options, add_model_options, make_cache, write_json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="sweep whitening settings (beta, gamma, k) with honest selection",
+        description="Encode each task once (through the embedding cache), fit the whitening "
+                    "statistics once per task and pooling, eigen-decompose once per beta and "
+                    "score every (gamma, k) from the same decomposition; pick the best setting "
+                    "per task on --select-on and report it on --report-on, beside the raw score "
+                    "and the classic beta=gamma=1, k=all.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_model_options(p)
+    p.add_argument("--pooling", action="append", metavar="P",
+                   help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
+                        "layers-avg:I,J; comma-separated or repeated (default: the model's own)")
+    p.add_argument("--tasks", help="comma-separated task names or spec .json files "
+                                   "(default: ATEC,BQ,LCQMC,PAWSX,STS-B)")
+    p.add_argument("--beta", default="0,0.5,1", help="comma-separated centring weights")
+    p.add_argument("--gamma", default="0,0.25,0.5,0.75,1",
+                   help="comma-separated scaling exponents")
+    p.add_argument("--k", default="64,128,256,all",
+                   help="comma-separated dimensions kept (positive integers or all; values "
+                        "above the model's dimension are skipped)")
+    p.add_argument("--fit-on", default="task", metavar="WHAT",
+                   help="task (every split of the task), train, valid, test, or a file with "
+                        "one sentence a line")
+    p.add_argument("--fit-unique", action="store_true",
+                   help="fit on unique sentences instead of every occurrence")
+    p.add_argument("--select-on", default="valid", metavar="SPLIT",
+                   help="split the best setting is chosen on")
+    p.add_argument("--report-on", default="test", metavar="SPLIT",
+                   help="split the chosen setting is reported on")
+    p.add_argument("--max-length", type=int,
+                   help="override the task's max length (64; PAWSX 128)")
+    add_data_options(p)
+    p.add_argument("--output", metavar="FILE.json", help="write the JSON record here (- for "
+                                                         "standard output)")
+    p.add_argument("--plots", metavar="DIR", help="write one PNG per task here (matplotlib)")
+    p.add_argument("--markdown", metavar="FILE.md", help="write a Markdown report here")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on a terminal)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from embedkit.atomic import atomic_write_text
+    from embedkit.errors import ConfigError
+    from embedkit.postprocess.sweep import (
+        format_sweep_table,
+        parse_grid,
+        run_sweep,
+        sweep_markdown,
+        write_plots,
+    )
+
+    betas = parse_grid(args.beta, "beta")
+    gammas = parse_grid(args.gamma, "gamma")
+    ks = parse_grid(args.k, "k")
+    if args.max_length is not None and args.max_length < 3:
+        raise ConfigError("--max-length must be at least 3 ([CLS], one token, [SEP])")
+    if args.plots:  # fail before encoding when matplotlib is missing
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ConfigError("--plots needs matplotlib: pip install 'embedkit[plot]'") from None
+    record = run_sweep(
+        args.model, args.pooling, args.tasks, betas=betas, gammas=gammas, ks=ks,
+        fit_on=args.fit_on, fit_unique=args.fit_unique, select_on=args.select_on,
+        report_on=args.report_on, max_length=args.max_length, batch_size=args.batch_size,
+        device=args.device, dtype=args.dtype, lowercase=args.lowercase, data_dir=args.data_dir,
+        source=args.source, cache=make_cache(args), skip_invalid=args.skip_invalid,
+        progress=args.progress, command=args.command_line)
+    if not record["settings"]["honest"]:
+        print(f"embedkit: warning: --select-on and --report-on are both "
+              f"{record['settings']['select_on']}: the reported best is not an honest estimate",
+              file=sys.stderr)
+    for task, by_pool in record["results"].items():
+        for pooling, r in by_pool.items():
+            if r["skipped_k"]:
+                print(f"embedkit: {task}/{pooling}: skipped k > d={r['d']}: "
+                      f"{', '.join(map(str, r['skipped_k']))}", file=sys.stderr)
+    plots = write_plots(record, args.plots) if args.plots else []
+    if plots:
+        record["plots"] = [str(p) for p in plots]
+    if args.output:
+        write_json(args.output, record)
+    if args.markdown:
+        atomic_write_text(args.markdown, sweep_markdown(record, plots, args.markdown))
+    if args.output != "-":
+        t = record["timings"]
+        s = record["settings"]
+        print(f"{record['model']['name']}: whitening sweep, Spearman x 100 (best chosen on "
+              f"{s['select_on']}, reported on {s['report_on']})")
+        print(format_sweep_table(record))
+        print(f"[{t['n_scored']} task x pooling x setting scores ({t['n_settings']} settings "
+              f"in the grid) in {t['seconds_sweep']:.2f} s; {t['unique_sentences']} unique "
+              f"sentences, {t['cache_hits']} cached, {t['encoded']} encoded in "
+              f"{t['seconds_encoding']:.1f} s; total {t['seconds_total']:.1f} s]")
+    return 0

@@ -1,0 +1,179 @@
+"""STS / paraphrase pairs turned into retrieval tasks.
+
+Every unique sentence of the split (both columns, negatives included as distractors) becomes a
+corpus entry; every first sentence of a positive pair becomes a query whose relevant entries are
+its partners. Queries are corpus sentences too, so by default :func:`evaluate_retrieval` removes
+a query's own corpus entry from its ranking, *unless* that entry is relevant: a positive pair of
+identical sentences is kept and the query's own text counts as its relevant document.
+
+>>> task = pairs_to_retrieval(["a", "a", "b"], ["x", "y", "z"], [1, 1, 0])
+>>> task.corpus, task.queries, task.relevant
+(['a', 'x', 'y', 'b', 'z'], ['a'], [{1, 2}])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embedkit.errors import ConfigError
+from embedkit.retrieval.metrics import retrieval_scores
+
+__all__ = ["RetrievalTask", "pairs_to_retrieval", "evaluate_retrieval"]
+
+
+@dataclass
+class RetrievalTask:
+    """A retrieval task: ``relevant[q]`` holds the corpus ids relevant to ``queries[q]``.
+
+    ``query_ids[q]`` is the corpus id of the query's own text (queries come from the corpus).
+    """
+
+    corpus: list[str]
+    queries: list[str]
+    relevant: list[set[int]]
+    query_ids: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.relevant) != len(self.queries):
+            raise ConfigError(f"{len(self.queries)} queries but {len(self.relevant)} relevant sets")
+        if not self.query_ids:
+            pos = {t: i for i, t in enumerate(self.corpus)}
+            self.query_ids = [pos.get(q, -1) for q in self.queries]
+
+    @property
+    def n_positive_pairs(self) -> int:
+        return sum(len(r) for r in self.relevant)
+
+
+def pairs_to_retrieval(
+    sentences1: Sequence[str],
+    sentences2: Sequence[str],
+    labels: Sequence[float],
+    *,
+    threshold: float = 1.0,
+    both_directions: bool = False,
+) -> RetrievalTask:
+    """Turn labelled sentence pairs into a :class:`RetrievalTask`.
+
+    A pair is positive when ``label >= threshold`` (1 for binary sets, e.g. 4 for STS-B's 0-5
+    scale). Corpus: the unique sentences in first-seen order (s1 then s2, pair by pair). Query:
+    sentence1 with relevant sentence2 (and, with ``both_directions``, sentence2 with relevant
+    sentence1); several positives of one query merge into one query with several relevant ids.
+    A pair of identical sentences is kept: the query's own text is its relevant entry.
+
+    >>> t = pairs_to_retrieval(["a", "b"], ["b", "c"], [5, 3], threshold=4, both_directions=True)
+    >>> t.queries, t.relevant
+    (['a', 'b'], [{1}, {0}])
+    """
+    s1, s2 = list(sentences1), list(sentences2)
+    labels = list(labels)
+    if not (len(s1) == len(s2) == len(labels)):
+        raise ConfigError(
+            f"sentences1, sentences2 and labels differ in length ({len(s1)}, {len(s2)}, "
+            f"{len(labels)})"
+        )
+    corpus: list[str] = []
+    pos: dict[str, int] = {}
+
+    def cid(text: str) -> int:
+        if not isinstance(text, str):
+            raise ConfigError(f"sentences must be strings, got {type(text).__name__}")
+        if text not in pos:
+            pos[text] = len(corpus)
+            corpus.append(text)
+        return pos[text]
+
+    queries: list[str] = []
+    relevant: list[set[int]] = []
+    qpos: dict[str, int] = {}
+
+    def link(query: str, doc: str) -> None:
+        if query not in qpos:
+            qpos[query] = len(queries)
+            queries.append(query)
+            relevant.append(set())
+        relevant[qpos[query]].add(pos[doc])
+
+    for a, b, label in zip(s1, s2, labels, strict=True):
+        cid(a)
+        cid(b)
+        try:
+            positive = float(label) >= threshold
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"label {label!r} is not a number") from exc
+        if positive:
+            link(a, b)
+            if both_directions:
+                link(b, a)
+    if not queries:
+        raise ConfigError(
+            f"no pair has a label >= {threshold}; is the threshold right for this set's scale "
+            "(1 for binary labels, e.g. 4 for 0-5 STS scores)?"
+        )
+    return RetrievalTask(corpus, queries, relevant, [pos[q] for q in queries])
+
+
+def _vectors(value: Any, texts: list[str], name: str) -> np.ndarray:
+    x = value(texts) if callable(value) else value
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != len(texts):
+        raise ConfigError(f"{name}: expected {len(texts)} vectors, got an array of shape {x.shape}")
+    return x
+
+
+def evaluate_retrieval(
+    task: RetrievalTask,
+    encode_corpus_vectors: np.ndarray | Callable[[list[str]], np.ndarray],
+    query_vectors: np.ndarray | Callable[[list[str]], np.ndarray],
+    *,
+    factory: str = "Flat",
+    metric: str = "cosine",
+    transform: tuple[np.ndarray, np.ndarray] | None = None,
+    k: int = 10,
+    exclude_self: bool = True,
+    **search_kwargs: Any,
+) -> dict[str, float | int]:
+    """Index the corpus, search the queries, return :func:`retrieval_scores` + counts.
+
+    ``encode_corpus_vectors`` / ``query_vectors`` are raw pooled vectors aligned with
+    ``task.corpus`` / ``task.queries``, or an ``encode`` callable applied to those texts. With
+    ``exclude_self`` a query's own corpus entry is dropped from its ranking unless it is relevant
+    (identical-sentence positives). ``search_kwargs`` (nprobe, ef_search) go to the search.
+
+    >>> import numpy as np
+    >>> t = pairs_to_retrieval(["a", "c"], ["b", "d"], [1, 1])
+    >>> enc = lambda ts: np.array([[1, 0.1], [1, 0], [0, 1], [0.1, 1]], "float32")[
+    ...     ["abcd".index(s) for s in ts]]
+    >>> r = evaluate_retrieval(t, enc, enc, k=10)
+    >>> r["recall@1"], r["n_queries"], r["n_corpus"]
+    (1.0, 2, 4)
+    """
+    from embedkit.retrieval.index import EmbeddingIndex
+
+    corpus_x = _vectors(encode_corpus_vectors, task.corpus, "corpus vectors")
+    query_x = _vectors(query_vectors, task.queries, "query vectors")
+    index = EmbeddingIndex.build(
+        corpus_x, task.corpus, factory=factory, metric=metric, transform=transform
+    )
+    if index.ntotal != len(task.corpus):
+        raise ConfigError(
+            "the task's corpus has duplicate sentences; build it with pairs_to_retrieval"
+        )
+    extra = 1 if exclude_self else 0
+    hits = index.search(query_x, k + extra, **search_kwargs)
+    ranked: list[list[int]] = []
+    for q, row in enumerate(hits):
+        own = task.query_ids[q] if q < len(task.query_ids) else -1
+        ids = [h.id for h in row]
+        if exclude_self and own >= 0 and own not in task.relevant[q]:
+            ids = [i for i in ids if i != own]
+        ranked.append(ids[:k])
+    ks = tuple(c for c in (1, 5, 10) if c < k) + (k,)
+    scores: dict[str, float | int] = dict(retrieval_scores(ranked, task.relevant, ks=ks))
+    scores["n_queries"] = len(task.queries)
+    scores["n_corpus"] = len(task.corpus)
+    return scores
