@@ -140,7 +140,7 @@ class EmbeddingCache:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         conn = self._connect(ns)
         rows = []
-        for t, v in zip(texts, vectors):
+        for t, v in zip(texts, vectors, strict=True):
             data = v.tobytes()
             rows.append((text_key(t), v.shape[0], zlib.crc32(data), data))
         with conn:  # commits the batch atomically, or rolls it back

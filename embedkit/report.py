@@ -40,7 +40,7 @@ def format_table(record: dict, metric: str = "spearman", markdown: bool = False)
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                              for i, (c, w) in enumerate(zip(r, widths)))
+                              for i, (c, w) in enumerate(zip(r, widths, strict=True)))
     return "\n".join(fmt(r).rstrip() for r in [header, *rows])
 
 

@@ -40,5 +40,5 @@ def run(args) -> int:
              r["sha256"][:16]] for r in listing]
     widths = [max(len(x[i]) for x in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return 0

@@ -205,7 +205,7 @@ def _read_delimited(lines: Iterable[tuple[int, str]], checker: _RowChecker, spec
             sep = "tab-separated " if delim == "\t" else "comma-separated "
             checker.fail(i, f"expected {len(columns)} {sep}fields ({names}), found {len(parts)}")
             continue
-        checker.add(i, dict(zip(columns, parts)))
+        checker.add(i, dict(zip(columns, parts, strict=True)))
 
 
 def _split(text: str, fmt: str, delim: str) -> list[str]:
@@ -225,5 +225,5 @@ def rows_to_split(spec: TaskSpec, split: str, source: str, rows: Iterable[dict],
         checker.add(i, row)
         f = spec.fields
         h.update(f"{row.get(f['sentence1'])}\t{row.get(f['sentence2'])}\t{row.get(f['label'])}\n"
-                 .encode("utf-8"))
+                 .encode())
     return checker.result(split, source, h.hexdigest())

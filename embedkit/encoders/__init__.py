@@ -5,7 +5,7 @@
 'first-last-avg'
 """
 
-from embedkit.encoders.encoder import DTYPES, EncodeStats, Encoder
+from embedkit.encoders.encoder import DTYPES, Encoder, EncodeStats
 from embedkit.encoders.models import declared_pooling, model_identity, resolve_model_path
 from embedkit.encoders.pooling import POOLINGS, masked_mean, parse_pooling, pool
 
