@@ -85,10 +85,14 @@ class EmbeddingCache:
         for attempt in range(2):
             try:
                 conn = sqlite3.connect(path, timeout=60)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
+                # 64 KiB pages hold ~30 vectors of 2 KiB each; with small pages (or a WITHOUT
+                # ROWID table) every vector spills into overflow pages and the file doubles.
+                # A rollback journal (not WAL) keeps commits atomic without a write-ahead file
+                # that grows to the size of the largest batch and stays.
+                conn.execute("PRAGMA page_size=65536")
+                conn.execute("PRAGMA journal_mode=DELETE")
                 conn.execute("CREATE TABLE IF NOT EXISTS vec (key BLOB PRIMARY KEY, dim INTEGER,"
-                             " crc INTEGER, data BLOB) WITHOUT ROWID")
+                             " crc INTEGER, data BLOB)")
                 conn.execute("SELECT count(*) FROM vec").fetchone()
                 break
             except sqlite3.DatabaseError as e:
