@@ -42,7 +42,7 @@ lint: install
 
 # Speed: embedkit float32 / bfloat16 vs sentence-transformers on the same 20,000 sentences.
 bench-speed: install
-	$(PYTHON) -m embedkit.benchmarks.speed --sentences 20000 --out eval/speed.md
+	$(PYTHON) -m embedkit.benchmarks.speed --sentences 20000 --data-dir ../shared/data --out eval/speed.md
 
 # The reports in eval/ (each starts with the command that regenerates it).
 eval-m3e: install

@@ -435,6 +435,49 @@ def grid_table(result: dict, report_on: str, select_on: str) -> str:
     return "\n".join(out)
 
 
+HEADLINE_SETTINGS = ((1.0, 1.0), (0.0, 0.0), (0.5, 0.5))
+
+
+def headline_table(record: dict, pairs: Sequence[tuple[float, float]] = HEADLINE_SETTINGS) -> str:
+    """The published hyperparameter table's shape, on the report split: per pooling a raw row,
+    then one row per (beta, gamma) with each task's scores at every k of the grid
+    (``k1 / k2 / ... / all``). Pairs missing from the grid are left out.
+
+    >>> rec = {"settings": {"report_on": "test"}, "results": {"T": {"cls": {
+    ...     "raw": {"report": 0.5}, "settings": [
+    ...         {"beta": 1.0, "gamma": 1.0, "k": 2, "report": 0.6},
+    ...         {"beta": 1.0, "gamma": 1.0, "k": "all", "report": 0.7}]}}}}
+    >>> print(headline_table(rec))
+    | pooling | setting | T |
+    |---|---|---:|
+    | cls | raw | 50.00 |
+    | cls | beta=1, gamma=1: k=2 / all | 60.00 / 70.00 |
+    """
+    tasks = list(record["results"])
+    poolings = list(dict.fromkeys(p for by_pool in record["results"].values() for p in by_pool))
+    out = ["| pooling | setting | " + " | ".join(tasks) + " |",
+           "|---|---|" + "---:|" * len(tasks)]
+    for pooling in poolings:
+        res = {t: record["results"][t].get(pooling) for t in tasks}
+        out.append(f"| {pooling} | raw | " + " | ".join(
+            _x100(r["raw"]["report"]) if r else "-" for r in res.values()) + " |")
+        for beta, gamma in pairs:
+            cells, ks = [], None
+            for r in res.values():
+                found = [x for x in (r or {}).get("settings", [])
+                         if float(x["beta"]) == beta and float(x["gamma"]) == gamma]
+                if not found:
+                    cells.append("-")
+                    continue
+                ks = ks or [str(x["k"]) for x in found]
+                cells.append(" / ".join(_x100(x["report"]) for x in found))
+            if ks is None:
+                continue
+            out.append(f"| {pooling} | beta={_num(beta)}, gamma={_num(gamma)}: k="
+                       f"{' / '.join(ks)} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
@@ -523,8 +566,15 @@ def sweep_markdown(record: dict, plots: Sequence[Path] | None = None,
         f"- Timings: sweep {t['seconds_sweep']:.2f} s for {t['n_scored']} task x pooling x "
         f"setting scores (encoding excluded); {t['encoded']} sentences encoded, "
         f"{t['cache_hits']} from the cache; total {t['seconds_total']:.1f} s",
-        "", "## Spearman x 100 (cosine similarity)", "",
-        format_sweep_table(record, markdown=True), "",
+        "", "## Spearman x 100 (cosine similarity): selected on "
+        f"{s['select_on']}, reported on {s['report_on']}", "",
+        "Per task and pooling: the raw score, the grid's best setting on the selection split, "
+        "its scores, and classic whitening (beta = gamma = 1, all dimensions) for comparison.",
+        "", format_sweep_table(record, markdown=True), "",
+        f"## Hyperparameter table ({s['report_on']}, Spearman x 100)", "",
+        "Raw vectors, then whitening at the (beta, gamma) settings of the published table, each "
+        "cell listing the scores at every k of the grid.", "",
+        headline_table(record), "",
     ]
     base = Path(markdown_path).parent if markdown_path else None
     plot_of = {p.name: p for p in (plots or [])}
