@@ -49,5 +49,24 @@ eval-m3e: install
 	embedkit bench --model m3e-small --pooling cls,pooler,last-avg,first-last-avg \
 		--splits valid,test --markdown eval/m3e-small.md --output eval/m3e-small.json
 
+eval-whitening: install
+	embedkit sweep --model m3e-small --pooling cls,pooler,last-avg,first-last-avg \
+		--beta 0,0.5,1 --gamma 0,0.25,0.5,0.75,1 --k 64,128,256,all --fit-on task \
+		--select-on valid --report-on test --data-dir ../shared/data \
+		--output eval/whitening-m3e-small.json --plots eval/whitening-plots \
+		--markdown eval/whitening-m3e-small.md
+
+eval-retrieval: install
+	embedkit index eval --model m3e-small --tasks LCQMC,BQ,ATEC --split test \
+		--post whiten:beta=1,gamma=1,k=all --post whiten:beta=1,gamma=1,k=128 \
+		--cost-corpus-tasks ATEC:test,BQ:test,LCQMC:test,PAWSX:test,STS-B:test \
+		--factories "Flat;IVF1024,Flat;HNSW32;IVF1024,PQ64" --nprobe 1,8,32,64 \
+		--ef-search 16,64,128,256 --queries 2000 --data-dir ../shared/data \
+		--output eval/retrieval-m3e-small.json --markdown eval/retrieval-m3e-small.md
+
+eval-simcse: install
+	$(PYTHON) -m embedkit.benchmarks.simcse --model m3e-small --data-dir ../shared/data \
+		--out eval/simcse-m3e-small.md
+
 clean:
 	rm -rf build dist *.egg-info .pytest_cache $(STAMP)
