@@ -42,15 +42,21 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 def machine_description() -> dict[str, str | int]:
     """A short description of the machine: processor, core count, OS."""
     cpu = platform.processor() or platform.machine()
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count() or 0, "os": f"{platform.system()} {platform.release()}"}
+    native_bf16 = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    return {"cpu": cpu, "cores": os.cpu_count() or 0,
+            "os": f"{platform.system()} {platform.release()}",
+            "cpu_bf16": ", ".join(native_bf16) if native_bf16 else "none (emulated)"}
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

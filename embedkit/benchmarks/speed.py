@@ -125,7 +125,15 @@ def render(record: dict) -> str:
             change = 100 * (r[dts[-1]] - r[dts[0]])
             lines.append(f"| {r['task']} | {r['pairs']} | "
                          + " | ".join(f"{100 * r[d]:.2f}" for d in dts) + f" | {change:+.2f} |")
-    lines += ["", "## Targets", ""] + [f"- {t}" for t in record["targets"]] + [""]
+    lines += ["", "## Targets", ""] + [f"- {t}" for t in record["targets"]]
+    bf16 = record["machine"].get("cpu_bf16", "unknown")
+    if s["device"] == "cpu":
+        lines += ["", f"Native bfloat16 instructions on this CPU: {bf16}. Without AVX512-BF16 or "
+                  "AMX, torch runs bfloat16 matrix products through conversions to float32, so "
+                  "bfloat16 is slower than float32 here; the bfloat16 speed target is for "
+                  "hardware with native bfloat16 (a GPU, or such a CPU). The Spearman rows show "
+                  "what bfloat16 costs in accuracy wherever it runs."]
+    lines += [""]
     return "\n".join(lines)
 
 
@@ -144,7 +152,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="pairs per task for the dtype comparison (0: all; cached afterwards)")
     p.add_argument("--data-dir")
     p.add_argument("--out", default="eval/speed.md")
+    p.add_argument("--rerender", action="store_true",
+                   help="only rewrite the Markdown from the JSON saved beside --out")
     args = p.parse_args(argv)
+    if args.rerender:
+        import json
+
+        record = json.loads(open(args.out.rsplit(".", 1)[0] + ".json", encoding="utf-8").read())
+        record["machine"] = {**machine_description(), **record["machine"],
+                             "cpu_bf16": machine_description()["cpu_bf16"]}
+        atomic_write_json(args.out.rsplit(".", 1)[0] + ".json", record)
+        atomic_write_text(args.out, render(record))
+        return 0
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     sentences = sample_sentences(args.sentences, args.seed, args.data_dir)
     times, vectors = time_engines(args.model, sentences, dtypes=dtypes, batch_size=args.batch_size,
