@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
         "bench", help="benchmark an encoder on the STS tasks",
         description="Encode the tasks' sentences, score cosine similarity against the labels "
                     "(Spearman x 100) and print a table; --output writes the full JSON record.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        )
     add_model_options(p)
     p.add_argument("--pooling", action="append", metavar="P",
                    help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-
 from embedkit.cli.common import add_data_options, write_json
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("datasets", help="list the tasks with splits, rows, labels and sha256",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       )
     p.add_argument("--tasks", help="comma-separated names or spec files (default: all built-in)")
     add_data_options(p)
     p.add_argument("--json", metavar="FILE", help="also write the listing as JSON ('-': stdout)")

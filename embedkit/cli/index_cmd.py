@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
                     "encode with it.")
     isub = p.add_subparsers(dest="index_command", metavar="ACTION")
     isub.required = True
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = argparse.HelpFormatter
 
     b = isub.add_parser(
         "build", help="encode a corpus and build an index folder", formatter_class=fmt,

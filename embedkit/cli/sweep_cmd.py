@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
                     "score every (gamma, k) from the same decomposition; pick the best setting "
                     "per task on --select-on and report it on --report-on, beside the raw score "
                     "and the classic beta=gamma=1, k=all.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        )
     add_model_options(p)
     p.add_argument("--pooling", action="append", metavar="P",
                    help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "

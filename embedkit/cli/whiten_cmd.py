@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from embedkit.cli.common import add_data_options, add_model_options, make_cache
@@ -15,7 +14,7 @@ def add_parser(sub) -> None:
                     "x~ = (x - beta*mu) U Lambda^(-gamma/2), first k dimensions, and write it "
                     "as safetensors/npz (for bench --post file:PATH), a sentence-transformers "
                     "model folder or a FAISS LinearTransform.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        )
     add_model_options(p)
     p.add_argument("--pooling", metavar="P",
                    help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
