@@ -6,9 +6,18 @@
 """
 
 from embedkit.evaluation.evaluator import PRIMARY_METRIC, STSEvaluator, aggregate, score_splits
-from embedkit.evaluation.metrics import cosine_scores, l2_normalize, pair_scores, pearson, spearman
+from embedkit.evaluation.metrics import (
+    COSINE_DECIMALS,
+    cosine_scores,
+    l2_normalize,
+    pair_scores,
+    pearson,
+    quantize_cosines,
+    spearman,
+)
 from embedkit.evaluation.protocols import PROTOCOLS, Protocol, get_protocol
 
-__all__ = ["PRIMARY_METRIC", "PROTOCOLS", "Protocol", "STSEvaluator", "aggregate",
+__all__ = ["COSINE_DECIMALS", "PRIMARY_METRIC", "PROTOCOLS", "Protocol", "STSEvaluator", "aggregate",
+           "quantize_cosines",
            "cosine_scores", "get_protocol", "l2_normalize", "pair_scores", "pearson",
            "score_splits", "spearman"]

@@ -157,7 +157,7 @@ def score_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[in
     ``pairs`` maps a split name to ``(X1, X2, labels)``. Equal (to rounding) to scoring
     ``(X + bias) @ kernel`` of each setting, but the rotation is done once.
     """
-    from embedkit.evaluation.metrics import spearman
+    from embedkit.evaluation.metrics import quantize_cosines, spearman
 
     kmax = max(ks)
     C = family.components[:kmax]
@@ -172,7 +172,7 @@ def score_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[in
         n1 = (Z1 * Z1) @ W
         n2 = (Z2 * Z2) @ W
         den = np.sqrt(n1 * n2)
-        cos = np.divide(dot, den, out=np.zeros_like(dot), where=den > 0)
+        cos = quantize_cosines(np.divide(dot, den, out=np.zeros_like(dot), where=den > 0))
         scores = np.array([spearman(cos[:, j], labels) for j in range(cos.shape[1])])
         out[name] = scores.reshape(len(gammas), len(ks))
     return out

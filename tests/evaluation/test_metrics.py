@@ -76,3 +76,20 @@ def test_pair_scores():
     assert r["n_pairs"] == 30
     assert r["spearman"] == pytest.approx(stats.spearmanr(cos, labels)[0], abs=1e-12)
     assert r["pearson"] == pytest.approx(stats.pearsonr(cos, labels)[0], abs=1e-12)
+
+
+def test_identical_pairs_tie_exactly_whatever_the_order_of_operations():
+    # Identical vectors must score exactly 1.0 so that scipy's average-rank rule ties them;
+    # float noise in the last bits would otherwise order them arbitrarily.
+    from embedkit.evaluation.metrics import cosine_scores, spearman
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(200, 64)).astype(np.float32)
+    b = a + rng.normal(scale=0.3, size=a.shape).astype(np.float32)
+    b[:40] = a[:40]  # 40 identical pairs
+    labels = rng.integers(0, 2, size=200).astype(float)
+    cos = cosine_scores(a, b)
+    assert set(cos[:40].tolist()) == {1.0}
+    q, _ = np.linalg.qr(rng.normal(size=(64, 64)))  # a rotation: cosines equal in exact math
+    ra, rb = a.astype(np.float64) @ q, b.astype(np.float64) @ q
+    assert spearman(cosine_scores(ra, rb), labels) == spearman(cos, labels)
