@@ -280,8 +280,10 @@ class Whitening(TransformerMixin, BaseEstimator):
             warnings.warn(
                 f"{type(self).__name__}: {n_clamped} of the {k} kept directions have variance "
                 f"below eps*max = {floor:.3g} and were clamped to it (N={n} samples, d={d} "
-                "features): the data is rank-deficient, those directions are arbitrary; "
-                "consider fitting on more vectors or a smaller n_components",
+                "features): the data is rank-deficient, those directions are arbitrary (one "
+                "such direction is expected for vectors read off a final LayerNorm, which lie in "
+                "a hyperplane); otherwise consider fitting on more vectors or a smaller "
+                "n_components",
                 RankDeficientWarning,
                 stacklevel=3,
             )
