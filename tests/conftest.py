@@ -81,14 +81,21 @@ def source_sentences() -> list[str]:
     return [s for line in source_lines() for s in line.split("\t")[:2]]
 
 
-def build_tiny_model(folder: Path, pooler: bool = True) -> Path:
-    """A random-initialised 2-layer BERT (hidden 32) with a vocabulary of real characters."""
+def build_tiny_bert(folder: Path, sentences: list[str], *, pooler: bool = True, seed: int = 0,
+                    initializer_range: float = 0.02, ascii_tokens: bool = True) -> Path:
+    """A random-initialised 2-layer BERT (hidden 32, 2 heads, intermediate 64) whose vocabulary
+    holds the characters of ``sentences`` (plus ASCII letters and digits unless told not to).
+
+    The one builder of every test model: the test folders ask for theirs through the
+    ``make_tiny_bert`` fixture.
+    """
     import torch
     import transformers
 
     folder.mkdir(parents=True, exist_ok=True)
-    chars = sorted({c for s in source_sentences() for c in s})
-    vocab = SPECIALS + chars + list(ASCII) + ["##" + c for c in ASCII]
+    chars = sorted({c for s in sentences for c in s})
+    extra = list(ASCII) + ["##" + c for c in ASCII] if ascii_tokens else []
+    vocab = SPECIALS + chars + [t for t in extra if t not in chars]
     vocab_file = folder / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
     # transformers 5 takes the vocabulary as ``vocab`` (``vocab_file=`` is silently ignored and
@@ -97,13 +104,29 @@ def build_tiny_model(folder: Path, pooler: bool = True) -> Path:
                                          tokenize_chinese_chars=True)
     assert tok.convert_tokens_to_ids(chars[0]) == len(SPECIALS)
     tok.save_pretrained(folder)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
                                      num_attention_heads=2, intermediate_size=64,
-                                     max_position_embeddings=64)
+                                     max_position_embeddings=64,
+                                     initializer_range=initializer_range)
     model = transformers.BertModel(config, add_pooling_layer=pooler)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def build_tiny_model(folder: Path, pooler: bool = True) -> Path:
+    """The core suite's tiny model: real STS-B characters."""
+    return build_tiny_bert(folder, source_sentences(), pooler=pooler)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_bert(tmp_path_factory):
+    """Factory: ``make_tiny_bert(name, sentences, **options) -> folder`` (see build_tiny_bert)."""
+
+    def make(name: str, sentences: list[str], **options) -> Path:
+        return build_tiny_bert(tmp_path_factory.mktemp(name), sentences, **options)
+
+    return make
 
 
 @pytest.fixture(scope="session")

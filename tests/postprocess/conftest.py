@@ -58,8 +58,6 @@ WT_PAIRS = [
     ("他把杯子打碎了", "杯子被他打破了", 5),
     ("图书馆里很安静", "图书馆非常吵", 0),
 ]
-WT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WT_HIDDEN = 32
 
 
 def wt_sentences() -> list[str]:
@@ -67,42 +65,21 @@ def wt_sentences() -> list[str]:
     return list(dict.fromkeys(s for a, b, _ in WT_PAIRS for s in (a, b)))
 
 
-def wt_build_model(folder: Path, seed: int = 0) -> Path:
-    """A random 2-layer BERT (hidden 32, 2 heads, intermediate 64) saved to ``folder``."""
-    import torch
-    import transformers
-
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = sorted({c for s in wt_sentences() for c in s})
-    vocab = WT_SPECIALS + chars
-    vocab_file = folder / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    # transformers 5 reads the vocabulary from ``vocab=`` (``vocab_file=`` is ignored there).
-    tok = transformers.BertTokenizerFast(vocab=str(vocab_file), do_lower_case=False,
-                                         tokenize_chinese_chars=True)
-    assert tok.convert_tokens_to_ids(chars[0]) == len(WT_SPECIALS)
-    tok.save_pretrained(folder)
-    torch.manual_seed(seed)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=WT_HIDDEN,
-                                     num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=64, max_position_embeddings=64,
-                                     # with the default 0.02 the random model's [CLS] hardly
-                                     # varies between sentences (top variance 1e-4), and float32
-                                     # rounding, amplified by whitening, would swamp comparisons
-                                     initializer_range=0.2)
-    transformers.BertModel(config).save_pretrained(folder, safe_serialization=True)
-    return folder
+# With the default initializer_range 0.02 the random model's [CLS] hardly varies between
+# sentences (top variance 1e-4), and float32 rounding, amplified by whitening, would swamp the
+# comparisons: these models use 0.2.
+WT_MODEL = {"initializer_range": 0.2, "ascii_tokens": False}
 
 
 @pytest.fixture(scope="session")
-def wt_model_dir(tmp_path_factory) -> Path:
-    return wt_build_model(tmp_path_factory.mktemp("wt-bert"), seed=0)
+def wt_model_dir(make_tiny_bert) -> Path:
+    return make_tiny_bert("wt-bert", wt_sentences(), seed=0, **WT_MODEL)
 
 
 @pytest.fixture(scope="session")
-def wt_other_model_dir(tmp_path_factory) -> Path:
+def wt_other_model_dir(make_tiny_bert) -> Path:
     """Same architecture and vocabulary, other weights (so another model identity)."""
-    return wt_build_model(tmp_path_factory.mktemp("wt-bert-other"), seed=1)
+    return make_tiny_bert("wt-bert-other", wt_sentences(), seed=1, **WT_MODEL)
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,6 @@ RX_PAIRS = [
     ("周末去爬山", "医生让我多喝水", 0),
     ("快递什么时候到", "弟弟考试得了满分", 0),
 ]
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-ASCII = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def rx_sentences() -> list[str]:
@@ -62,27 +60,9 @@ def _rx_threads():
 
 
 @pytest.fixture(scope="session")
-def rx_model_dir(tmp_path_factory) -> Path:
+def rx_model_dir(make_tiny_bert) -> Path:
     """A random 2-layer BERT (hidden 32) whose vocabulary holds the characters of RX_PAIRS."""
-    import torch
-    import transformers
-
-    folder = tmp_path_factory.mktemp("rx-bert")
-    chars = sorted({c for s in rx_sentences() for c in s})
-    vocab = SPECIALS + chars + list(ASCII) + ["##" + c for c in ASCII]
-    vocab_file = folder / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    # transformers 5 reads the vocabulary from ``vocab=`` (``vocab_file=`` would be ignored).
-    tok = transformers.BertTokenizerFast(vocab=str(vocab_file), do_lower_case=False,
-                                         tokenize_chinese_chars=True)
-    assert tok.convert_tokens_to_ids(chars[0]) == len(SPECIALS)
-    tok.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64,
-                                     max_position_embeddings=64)
-    transformers.BertModel(config).save_pretrained(folder, safe_serialization=True)
-    return folder
+    return make_tiny_bert("rx-bert", rx_sentences())
 
 
 @pytest.fixture(scope="session")

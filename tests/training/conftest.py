@@ -29,29 +29,12 @@ PARAPHRASES = [
     ("我的快递到了吗", "快递送到了没有"),
 ]
 SENTENCES = [s for pair in PARAPHRASES for s in pair]
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def _make_base(folder, seed: int = 0):
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = sorted(set("".join(SENTENCES)))
-    (folder / "vocab.txt").write_text("\n".join(SPECIAL + chars) + "\n", encoding="utf-8")
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(SPECIAL) + len(chars), hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="session")
-def simcse_base_dir(tmp_path_factory):
-    """A tiny random BERT model folder (hidden 32, 2 layers, 2 heads)."""
-    return _make_base(tmp_path_factory.mktemp("simcse") / "tiny-bert")
+def simcse_base_dir(make_tiny_bert):
+    """A tiny random BERT model folder (hidden 32, 2 layers, 2 heads) with a real vocabulary."""
+    return make_tiny_bert("simcse-tiny-bert", SENTENCES, ascii_tokens=False)
 
 
 @pytest.fixture(scope="session")
