@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from embedkit.cli.common import add_data_options, add_model_options, make_cache, write_json
+from embedkit.cli.common import (
+    add_data_options,
+    add_model_options,
+    add_poolings_and_tasks,
+    make_cache,
+    write_json,
+)
 
 
 def add_parser(sub) -> None:
@@ -15,11 +21,7 @@ def add_parser(sub) -> None:
                     "(Spearman x 100) and print a table; --output writes the full JSON record.",
         )
     add_model_options(p)
-    p.add_argument("--pooling", action="append", metavar="P",
-                   help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
-                        "layers-avg:I,J; comma-separated or repeated (default: the model's own)")
-    p.add_argument("--tasks", help="comma-separated task names or spec .json files "
-                                   "(default: ATEC,BQ,LCQMC,PAWSX,STS-B)")
+    add_poolings_and_tasks(p)
     p.add_argument("--splits", help="comma-separated splits (default: the protocol's; test)")
     p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"))
     p.add_argument("--max-length", type=int,

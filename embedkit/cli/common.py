@@ -32,6 +32,15 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
 
 
+def add_poolings_and_tasks(p: argparse.ArgumentParser) -> None:
+    """``--pooling`` (several) and ``--tasks``, as bench and sweep take them."""
+    p.add_argument("--pooling", action="append", metavar="P",
+                   help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
+                        "layers-avg:I,J; comma-separated or repeated (default: the model's own)")
+    p.add_argument("--tasks", help="comma-separated task names or spec .json files "
+                                   "(default: ATEC,BQ,LCQMC,PAWSX,STS-B)")
+
+
 def make_cache(args):
     from embedkit.cache import EmbeddingCache
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from embedkit.cli.common import add_data_options, add_model_options, make_cache, write_json
+from embedkit.cli.common import (
+    add_data_options,
+    add_model_options,
+    add_poolings_and_tasks,
+    make_cache,
+    write_json,
+)
 
 
 def add_parser(sub) -> None:
@@ -19,11 +25,7 @@ def add_parser(sub) -> None:
                     "and the classic beta=gamma=1, k=all.",
         )
     add_model_options(p)
-    p.add_argument("--pooling", action="append", metavar="P",
-                   help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
-                        "layers-avg:I,J; comma-separated or repeated (default: the model's own)")
-    p.add_argument("--tasks", help="comma-separated task names or spec .json files "
-                                   "(default: ATEC,BQ,LCQMC,PAWSX,STS-B)")
+    add_poolings_and_tasks(p)
     p.add_argument("--beta", default="0,0.5,1", help="comma-separated centring weights")
     p.add_argument("--gamma", default="0,0.25,0.5,0.75,1",
                    help="comma-separated scaling exponents")
