@@ -23,8 +23,6 @@ from embedkit.evaluation.metrics import pair_scores
 from embedkit.evaluation.protocols import get_protocol
 from embedkit.provenance import library_versions, machine_description, sha256_text
 
-FIT_SPLITS = ("train", "valid", "test")
-
 
 def split_poolings(arg: str | Sequence[str] | None) -> list[str]:
     """Parse ``--pooling`` values: comma-separated and/or repeated; ``layers-avg:1,-1`` keeps its

@@ -31,3 +31,12 @@ class DataError(EmbedkitError):
 
 class ConfigError(EmbedkitError):
     """A bad setting: unknown pooling, task, dtype, spec field, mismatched matrix, and so on."""
+
+
+class MissingFileError(DataError, ConfigError):
+    """An input file that does not exist or cannot be read: a data problem and a setting problem
+    (the path given) at once, so callers may catch either.
+
+    >>> str(MissingFileError("file not found", path="x.tsv"))
+    'x.tsv: file not found'
+    """

@@ -10,7 +10,8 @@ import pytest
 MODULES = [
     "embedkit", "embedkit.atomic", "embedkit.bench", "embedkit.cache", "embedkit.errors",
     "embedkit.provenance", "embedkit.report", "embedkit.data", "embedkit.data.spec",
-    "embedkit.data.pairs", "embedkit.data.registry", "embedkit.data.loading",
+    "embedkit.data.pairs",
+    "embedkit.data.textfile", "embedkit.data.registry", "embedkit.data.loading",
     "embedkit.encoders", "embedkit.encoders.pooling", "embedkit.encoders.models",
     "embedkit.encoders.encoder", "embedkit.evaluation", "embedkit.evaluation.metrics",
     "embedkit.evaluation.protocols", "embedkit.evaluation.evaluator",

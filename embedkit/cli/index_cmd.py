@@ -209,13 +209,10 @@ def run_add(args) -> int:
 
 def run_search(args) -> int:
     from embedkit.atomic import atomic_write_text
+    from embedkit.data.textfile import read_sentences
     from embedkit.retrieval import pipeline
 
-    if args.query is not None:
-        queries = [args.query]
-    else:
-        lines = pipeline.read_text_lines(args.queries, "queries")
-        queries = [q for q in lines if q.strip()]
+    queries = [args.query] if args.query is not None else read_sentences(args.queries, "queries")
     searcher = pipeline.IndexSearcher(
         args.index, model=args.model, pooling=args.pooling, post=args.post,
         max_length=args.max_length, force=args.force, cache=make_cache(args),

@@ -16,12 +16,13 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from embedkit.data.spec import TaskSpec
+from embedkit.data.textfile import decoded_lines, read_bytes
 from embedkit.errors import DataError
 
 #: How many skipped-row messages are kept for the report (the count is always exact).
@@ -128,38 +129,15 @@ def _parse_label(raw) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _decoded_lines(data: bytes, checker: _RowChecker, encoding: str) -> Iterator[tuple[int, str]]:
-    """Yield (line number, text without its line end); bad encoding is reported per line."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    for i, raw in enumerate(lines, start=1):
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError as e:
-            checker.fail(i, f"invalid {encoding.upper()} at byte {e.start} of the line; "
-                            "re-save the file as UTF-8")
-            continue
-        yield i, text[:-1] if text.endswith("\r") else text
-
-
 def read_pair_file(spec: TaskSpec, split: str, path: str, skip_invalid: bool = False) -> PairSplit:
     """Read and validate one pair file (TSV, CSV or JSON lines) described by ``spec``.
 
     Every problem raises :class:`DataError` naming the file, the line and what is wrong, unless
     ``skip_invalid`` is set, in which case the row is left out and counted.
     """
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise DataError("file not found", path=path) from None
-    except OSError as e:
-        raise DataError(f"cannot read the file ({e.strerror})", path=path) from None
+    data = read_bytes(path)
     checker = _RowChecker(spec, path, skip_invalid)
-    lines = _decoded_lines(data, checker, spec.encoding)
+    lines = decoded_lines(data, path, spec.encoding, on_error=checker.fail)
     if spec.format == "jsonl":
         _read_jsonl(lines, checker)
     else:

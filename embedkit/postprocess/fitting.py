@@ -98,17 +98,9 @@ def pair_sentences(splits: Sequence[Any]) -> list[str]:
 
 def read_sentence_file(path: str | os.PathLike, flag: str = "--fit-on") -> list[str]:
     """The non-blank lines of a UTF-8 file (kept as they are, blank lines dropped)."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ConfigError(f"{flag} {str(path)!r}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{flag} {str(path)!r}: not UTF-8 text (byte {e.start}); "
-                          "give a file with one sentence a line") from None
-    except OSError as e:
-        raise ConfigError(f"{flag} {str(path)!r}: cannot read the file ({e.strerror})") from None
-    return [s for s in lines if s.strip()]
+    from embedkit.data.textfile import read_sentences
+
+    return read_sentences(path, f"{flag} sentence")
 
 
 def _dedupe(sents: list[str], unique: bool) -> list[str]:

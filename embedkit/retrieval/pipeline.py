@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from embedkit.cache import EmbeddingCache
-from embedkit.errors import ConfigError, DataError
+from embedkit.data.textfile import read_lines
+from embedkit.errors import ConfigError
 from embedkit.provenance import sha256_file, sha256_text
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "corpus_from_tasks",
     "prepare_post",
     "read_corpus",
-    "read_text_lines",
     "read_lines_aligned",
     "search",
 ]
@@ -70,38 +70,6 @@ def _log(message: str) -> None:
 
 # --------------------------------------------------------------------------------------------
 # reading texts
-
-
-def _read_raw_lines(path: str | os.PathLike, what: str) -> list[str]:
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    raw = data.split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()
-    lines = []
-    for i, line in enumerate(raw, 1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"invalid UTF-8 at byte {exc.start} of the line; re-save the file as UTF-8",
-                path=str(path),
-                line=i,
-            ) from None
-        lines.append(text[:-1] if text.endswith("\r") else text)
-    return lines
-
-
-def read_text_lines(path: str | os.PathLike, what: str = "text") -> list[str]:
-    """The lines of a UTF-8 file (line ends, a BOM and a trailing ``\\r`` dropped; blanks kept)."""
-    return _read_raw_lines(path, what)
 
 
 def read_lines_aligned(
@@ -122,8 +90,8 @@ def read_corpus(
     path: str | os.PathLike, ids_path: str | os.PathLike | None = None
 ) -> tuple[list[str], list[str | None] | None, dict[str, Any]]:
     """Texts (one a line), their ids (or None) and a description of the source."""
-    lines = _read_raw_lines(path, "corpus")
-    ids = _read_raw_lines(ids_path, "ids") if ids_path is not None else None
+    lines = read_lines(path, "corpus")
+    ids = read_lines(ids_path, "ids") if ids_path is not None else None
     texts, user_ids = read_lines_aligned(lines, ids)
     info = {
         "source": f"file:{Path(path).resolve()}",
@@ -346,7 +314,7 @@ def _fit_data_fn(fit_on: str, encoder, pooling: str, max_length: int, corpus_tex
         path = Path(fit_on)
         if not path.is_file():
             raise ConfigError(f"--fit-on {fit_on!r} is neither 'corpus' nor an existing file")
-        sents = list(dict.fromkeys(t for t in _read_raw_lines(path, "fit") if t.strip()))
+        sents = list(dict.fromkeys(t for t in read_lines(path, "fit") if t.strip()))
         x = encoder.encode(sents, pooling, max_length=max_length)
         return x, {"on": f"file:{path.resolve()}", "n_sentences": len(sents),
                    "sha256": sha256_text("\n".join(sents))}

@@ -57,19 +57,10 @@ def task_sentences(tasks: Sequence[str | TaskSpec], *, data_dir: str | os.PathLi
 
 def corpus_sentences(path: str | os.PathLike) -> tuple[list[str], dict]:
     """One sentence a line (UTF-8); blank lines skipped, repeats kept once (first-seen order)."""
+    from embedkit.data.textfile import read_lines
+
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"corpus file {path} not found") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read corpus file {path} ({e.strerror})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise DataError("not UTF-8; re-save the corpus as UTF-8", path=str(path), line=line) from None
-    lines = text.splitlines()
+    lines = read_lines(p, "corpus")
     sentences = list(dict.fromkeys(s.strip() for s in lines if s.strip()))
     return sentences, {"kind": "corpus", "file": str(p), "file_sha256": sha256_file(p),
                        "lines": len(lines), "unique": len(sentences)}
