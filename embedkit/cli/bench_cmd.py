@@ -47,9 +47,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.atomic import atomic_write_text
-    from embedkit.bench import run_bench
-    from embedkit.report import format_table, markdown_report
+    from embedkit.io.atomic import atomic_write_text
+    from embedkit.experiments.bench import run_bench
+    from embedkit.experiments.report import format_table, markdown_report
 
     record = run_bench(
         args.model, args.pooling, args.tasks,

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.cache import EmbeddingCache
+    from embedkit.encoders.cache import EmbeddingCache
 
     cache = EmbeddingCache(args.cache_dir)
     if args.action == "clear":

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from embedkit.atomic import atomic_write_json
+from embedkit.io.atomic import atomic_write_json
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def add_poolings_and_tasks(p: argparse.ArgumentParser) -> None:
 
 
 def make_cache(args):
-    from embedkit.cache import EmbeddingCache
+    from embedkit.encoders.cache import EmbeddingCache
 
     return None if args.no_cache else EmbeddingCache(args.cache_dir)
 

@@ -1,6 +1,6 @@
 """``embedkit index build|add|search|eval``: FAISS indexes over sentence embeddings.
 
-The work is done in :mod:`embedkit.retrieval.pipeline` and :mod:`embedkit.retrieval.benchmark`.
+The work is done in :mod:`embedkit.retrieval.pipeline` and :mod:`embedkit.experiments.index_eval`.
 """
 
 from __future__ import annotations
@@ -208,8 +208,8 @@ def run_add(args) -> int:
 
 
 def run_search(args) -> int:
-    from embedkit.atomic import atomic_write_text
-    from embedkit.data.textfile import read_sentences
+    from embedkit.io.atomic import atomic_write_text
+    from embedkit.io.textfile import read_sentences
     from embedkit.retrieval import pipeline
 
     queries = [args.query] if args.query is not None else read_sentences(args.queries, "queries")
@@ -227,8 +227,8 @@ def run_search(args) -> int:
 
 
 def run_eval(args) -> int:
-    from embedkit.atomic import atomic_write_text
-    from embedkit.retrieval import benchmark as bm
+    from embedkit.io.atomic import atomic_write_text
+    from embedkit.experiments import index_eval as bm
 
     factories = bm.split_factories(args.factory) + bm.split_factories(args.factories)
     if args.threads is not None:

@@ -54,7 +54,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.atomic import atomic_write_text
+    from embedkit.io.atomic import atomic_write_text
     from embedkit.errors import ConfigError
     from embedkit.postprocess.sweep import (
         format_sweep_table,

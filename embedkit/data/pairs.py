@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embedkit.data.spec import TaskSpec
-from embedkit.data.textfile import decoded_lines, read_bytes
+from embedkit.io.textfile import decoded_lines, read_bytes
 from embedkit.errors import DataError
 
 #: How many skipped-row messages are kept for the report (the count is always exact).

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from embedkit.cache import EmbeddingCache
+from embedkit.encoders.cache import EmbeddingCache
 from embedkit.encoders.models import declared_pooling, is_local, model_identity, resolve_model_path
 from embedkit.encoders.pooling import layers_needed, parse_pooling, pool
 from embedkit.errors import ConfigError, EmbedkitError

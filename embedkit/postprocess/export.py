@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from embedkit.atomic import atomic_path
+from embedkit.io.atomic import atomic_path
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.postprocess.whitening import PostprocessError, _validate
 

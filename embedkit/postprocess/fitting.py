@@ -98,7 +98,7 @@ def pair_sentences(splits: Sequence[Any]) -> list[str]:
 
 def read_sentence_file(path: str | os.PathLike, flag: str = "--fit-on") -> list[str]:
     """The non-blank lines of a UTF-8 file (kept as they are, blank lines dropped)."""
-    from embedkit.data.textfile import read_sentences
+    from embedkit.io.textfile import read_sentences
 
     return read_sentences(path, f"{flag} sentence")
 
@@ -341,7 +341,7 @@ def export_whitening(out: str | os.PathLike, whitening: Whitening, fmt: str, *,
       ``max_length``): Transformer + Pooling + Dense(W = kernel.T, b = bias @ kernel) [+
       Normalize], with ``embedkit_whitening.json`` holding ``metadata``. Written atomically.
     """
-    from embedkit.atomic import atomic_write_json
+    from embedkit.io.atomic import atomic_write_json
     from embedkit.postprocess.export import save_faiss_transform, save_transform
 
     out = Path(out)
@@ -407,7 +407,7 @@ def _import_st():
 def _save_sentence_transformers(out: Path, kernel: np.ndarray, bias: np.ndarray,
                                 meta: dict[str, Any], *, encoder, pooling: str, max_length: int,
                                 normalize: bool) -> None:
-    from embedkit.atomic import atomic_dir, atomic_write_json
+    from embedkit.io.atomic import atomic_dir, atomic_write_json
 
     mode = st_pooling_mode(pooling)
     torch, SentenceTransformer, Transformer, Pooling, Dense, Normalize = _import_st()

@@ -253,8 +253,8 @@ def run_sweep(model, poolings: Sequence[str] | str | None = None,
               cache=True, skip_invalid: bool = False, eps: float = 1e-6,
               progress: bool | None = None, command: str | None = None) -> dict:
     """Encode each task once (through the cache), sweep the grid, select honestly; a record."""
-    from embedkit.bench import fit_sentences, split_poolings
-    from embedkit.cache import EmbeddingCache
+    from embedkit.experiments.bench import fit_sentences, split_poolings
+    from embedkit.encoders.cache import EmbeddingCache
     from embedkit.data import load_task, parse_tasks
     from embedkit.data.spec import TaskSpec, canonical_split
     from embedkit.encoders import Encoder
@@ -497,7 +497,7 @@ def write_plots(record: dict, folder: str | os.PathLike) -> list[Path]:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise EmbedkitError("--plots needs matplotlib: pip install 'embedkit[plot]'") from exc
-    from embedkit.atomic import atomic_path
+    from embedkit.io.atomic import atomic_path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -545,7 +545,7 @@ def write_plots(record: dict, folder: str | os.PathLike) -> list[Path]:
 def sweep_markdown(record: dict, plots: Sequence[Path] | None = None,
                    markdown_path: str | os.PathLike | None = None) -> str:
     """A Markdown report: how to regenerate it, machine, versions, the summary and the grids."""
-    from embedkit.report import provenance_lines
+    from embedkit.experiments.report import provenance_lines
 
     s = record["settings"]
     m = record["model"]

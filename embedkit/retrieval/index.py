@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.atomic import atomic_dir
+from embedkit.io.atomic import atomic_dir
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.provenance import library_versions, sha256_file
 

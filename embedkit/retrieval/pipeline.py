@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.cache import EmbeddingCache
-from embedkit.data.textfile import read_lines
+from embedkit.encoders.cache import EmbeddingCache
+from embedkit.io.textfile import read_lines
 from embedkit.errors import ConfigError
 from embedkit.provenance import sha256_file, sha256_text
 

@@ -57,7 +57,7 @@ def task_sentences(tasks: Sequence[str | TaskSpec], *, data_dir: str | os.PathLi
 
 def corpus_sentences(path: str | os.PathLike) -> tuple[list[str], dict]:
     """One sentence a line (UTF-8); blank lines skipped, repeats kept once (first-seen order)."""
-    from embedkit.data.textfile import read_lines
+    from embedkit.io.textfile import read_lines
 
     p = Path(path)
     lines = read_lines(p, "corpus")

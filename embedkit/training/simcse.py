@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 
-from embedkit.atomic import atomic_dir
+from embedkit.io.atomic import atomic_dir
 from embedkit.encoders.models import declared_pooling, is_local, model_identity, resolve_model_path
 from embedkit.encoders.pooling import layers_needed, parse_pooling, pool
 from embedkit.errors import ConfigError, EmbedkitError

@@ -169,7 +169,7 @@ def test_sweep_cli_end_to_end(wt_model_dir, wt_spec_file, wt_encoder, tmp_path, 
 
 
 def test_sweep_api_scores_equal_bench_rows(wt_encoder, wt_spec_file):
-    from embedkit.bench import run_bench
+    from embedkit.experiments.bench import run_bench
 
     rec = run_sweep(wt_encoder, ["last-avg"], [str(wt_spec_file)], betas=[1.0], gammas=[0.5],
                     ks=[12], cache=False)

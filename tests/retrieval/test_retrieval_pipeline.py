@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from embedkit.errors import ConfigError, DataError
-from embedkit.retrieval import benchmark, pipeline
+from embedkit.experiments import index_eval as benchmark
+from embedkit.retrieval import pipeline
 
 
 @pytest.mark.parametrize("module", [pipeline, benchmark])

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from embedkit.cache import EmbeddingCache, default_cache_dir, text_key
+from embedkit.encoders.cache import EmbeddingCache, default_cache_dir, text_key
 from embedkit.encoders import Encoder
 
 

@@ -174,7 +174,7 @@ def quality_eval(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows ``{task, split, row, post, recall@1.., mrr@k, ndcg@k, n_queries, n_corpus, ...}``
     (raw first, then each post, per task/split) and the data record."""
-    from embedkit.bench import fit_sentences
+    from embedkit.experiments.bench import fit_sentences
     from embedkit.data import load_split
     from embedkit.encoders import parse_pooling
     from embedkit.evaluation.protocols import get_protocol
@@ -491,7 +491,7 @@ def format_cost_table(cost: dict[str, Any], markdown: bool = False) -> str:
 
 def markdown_eval_report(record: dict[str, Any]) -> str:
     """The Markdown report: provenance (regenerate command, machine, versions), then tables."""
-    from embedkit.report import provenance_lines
+    from embedkit.experiments.report import provenance_lines
 
     model = record["model"]
     s = record["settings"]

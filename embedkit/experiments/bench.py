@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from embedkit.cache import EmbeddingCache
+from embedkit.encoders.cache import EmbeddingCache
 from embedkit.data import PairSplit, load_task, parse_tasks
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.encoders import Encoder, parse_pooling

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from embedkit.atomic import (
+from embedkit.io.atomic import (
     atomic_dir,
     atomic_path,
     atomic_write_bytes,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.atomic import atomic_write_json
+from embedkit.io.atomic import atomic_write_json
 
 FORMAT_VERSION = 1
 _CHUNK = 500  # keys per SQL statement (well under SQLite's variable limit)

@@ -1,6 +1,6 @@
 """Encoding speed: embedkit (float32, bfloat16) against ``SentenceTransformer.encode``.
 
-Run as ``python -m embedkit.benchmarks.speed --out eval/speed.md`` (``make bench-speed``).
+Run as ``python -m embedkit.experiments.speed --out eval/speed.md`` (``make bench-speed``).
 All engines encode the same sentences (a seeded sample of the unique sentences of the five
 test splits: no duplicates, so embedkit's de-duplication gives it no advantage), with the
 same max length, batch size and pooling (mean of the last layer, m3e-small's own), no cache.
@@ -18,12 +18,12 @@ import time
 
 import numpy as np
 
-from embedkit.atomic import atomic_write_json, atomic_write_text
+from embedkit.io.atomic import atomic_write_json, atomic_write_text
 from embedkit.data import DEFAULT_TASKS, get_task, load_split
 from embedkit.encoders import Encoder
 from embedkit.evaluation.metrics import cosine_scores, spearman
 from embedkit.provenance import library_versions, machine_description
-from embedkit.report import provenance_lines
+from embedkit.experiments.report import provenance_lines
 
 
 def sample_sentences(n: int, seed: int, data_dir) -> list[str]:
@@ -75,7 +75,7 @@ def time_engines(model: str, sentences: list[str], *, dtypes: list[str], batch_s
 def spearman_shift(model: str, dtypes: list[str], pairs_per_task: int, seed: int, data_dir,
                    batch_size: int, device: str) -> list[dict]:
     """Each task's test Spearman per dtype (on a seeded sample of pairs, or all if 0)."""
-    from embedkit.cache import EmbeddingCache
+    from embedkit.encoders.cache import EmbeddingCache
 
     cache = EmbeddingCache()
     encs = {d: Encoder(model, "last-avg", dtype=d, device=device, cache=cache) for d in dtypes}
@@ -138,7 +138,7 @@ def render(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m embedkit.benchmarks.speed", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m embedkit.experiments.speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="m3e-small")
     p.add_argument("--sentences", type=int, default=20000)
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         targets.append(f"every Spearman within 0.1 points of float32: largest change {worst:.2f} "
                        f"({'met' if worst <= 0.1 else 'NOT met'})")
     record = {
-        "command": "python -m embedkit.benchmarks.speed " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m embedkit.experiments.speed " + " ".join(argv or sys.argv[1:]),
         "versions": library_versions(), "machine": machine_description(),
         "settings": {"model": args.model, "sentences": len(sentences), "batch_size": args.batch_size,
                      "max_length": args.max_length, "dtypes": dtypes, "rounds": args.rounds,

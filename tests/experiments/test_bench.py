@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from embedkit.bench import fit_sentences, run_bench, split_poolings
+from embedkit.experiments.bench import fit_sentences, run_bench, split_poolings
 from embedkit.data import TaskSpec, load_task
 from embedkit.errors import ConfigError
 from embedkit.evaluation import pair_scores

@@ -1,6 +1,6 @@
 """SimCSE report: an encoder before and after SimCSE on each task, next to whitening.
 
-Run as ``python -m embedkit.benchmarks.simcse --out eval/simcse-m3e-small.md`` (``make
+Run as ``python -m embedkit.experiments.simcse_report --out eval/simcse-m3e-small.md`` (``make
 eval-simcse``). For each task it trains unsupervised SimCSE on the task's own unlabelled
 sentences with the Chinese experiments' settings (the defaults of ``embedkit train simcse``),
 then scores on the test split (whitening protocol): the base encoder raw, whitened (fitted on
@@ -19,13 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-from embedkit.atomic import atomic_write_json, atomic_write_text
-from embedkit.bench import run_bench
-from embedkit.cache import EmbeddingCache
+from embedkit.io.atomic import atomic_write_json, atomic_write_text
+from embedkit.experiments.bench import run_bench
+from embedkit.encoders.cache import EmbeddingCache
 from embedkit.data import DEFAULT_TASKS
 from embedkit.encoders import Encoder
 from embedkit.provenance import library_versions, machine_description
-from embedkit.report import provenance_lines
+from embedkit.experiments.report import provenance_lines
 from embedkit.training import SimCSEConfig, train_simcse
 
 WHITEN = ("whiten:beta=1,gamma=1,k=all", "whiten:beta=1,gamma=1,k=256")
@@ -61,7 +61,7 @@ def _score(model, pooling: str, task: str, cache: EmbeddingCache, data_dir, post
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m embedkit.benchmarks.simcse", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m embedkit.experiments.simcse_report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="m3e-small")
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                              "steps": rec["steps"], "examples": rec["examples"],
                              "seconds_per_step": rec["seconds_per_step"],
                              "final_loss": rec["final_loss"], "out_dir": str(cfg.out_dir)})
-    record = {"command": "python -m embedkit.benchmarks.simcse " + shlex.join(argv_used),
+    record = {"command": "python -m embedkit.experiments.simcse_report " + shlex.join(argv_used),
               "versions": library_versions(), "machine": machine_description(),
               "model": base.describe(), "pooling": pooling, "seed": args.seed,
               "unsupervised": rows, "supervised": sup_rows,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedkit.report import format_table, markdown_report, provenance_lines, table_rows
+from embedkit.experiments.report import format_table, markdown_report, provenance_lines, table_rows
 
 
 def record(command="embedkit bench --tasks A,B"):

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedkit.bench import run_bench
+from embedkit.experiments.bench import run_bench
 from embedkit.cli.main import main
 from embedkit.encoders import Encoder
 from embedkit.postprocess import CompatibilityWarning, load_transform, save_transform
-from embedkit.report import markdown_report
+from embedkit.experiments.report import markdown_report
 
 
 def _load_wt_fixtures():
     """The ``wt_`` fixtures live in tests/postprocess/conftest.py (not visible from here)."""
-    path = Path(__file__).parent / "postprocess" / "conftest.py"
+    path = Path(__file__).parents[1] / "postprocess" / "conftest.py"
     spec = importlib.util.spec_from_file_location("_wt_fixtures", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

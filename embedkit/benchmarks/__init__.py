@@ -1,1 +1,0 @@
-"""Benchmarks that write reports into eval/ (run through ``make bench-...``)."""

@@ -1,0 +1,1 @@
+"""Low-level input and output: atomic writes and the UTF-8 line reader."""
