@@ -39,10 +39,11 @@ test-fast: install
 
 lint: install
 	ruff check embedkit tests
+	$(PYTHON) -m mypy embedkit
 
 # Speed: embedkit float32 / bfloat16 vs sentence-transformers on the same 20,000 sentences.
 bench-speed: install
-	$(PYTHON) -m embedkit.experiments.speed --sentences 20000 --data-dir ../shared/data --out eval/speed.md
+	embedkit report speed --sentences 20000 --data-dir ../shared/data --out eval/speed.md
 
 # The reports in eval/ (each starts with the command that regenerates it).
 eval-m3e: install
@@ -65,7 +66,7 @@ eval-retrieval: install
 		--output eval/retrieval-m3e-small.json --markdown eval/retrieval-m3e-small.md
 
 eval-simcse: install
-	$(PYTHON) -m embedkit.experiments.simcse_report --model m3e-small --data-dir ../shared/data \
+	embedkit report simcse --model m3e-small --data-dir ../shared/data \
 		--out eval/simcse-m3e-small.md
 
 clean:

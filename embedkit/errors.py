@@ -11,6 +11,12 @@ class EmbedkitError(Exception):
 
     exit_code = 2
 
+    def __init__(self, *args: object, param: str | None = None) -> None:
+        super().__init__(*args)
+        #: the library parameter at fault (``"fit_on"``), when there is one: the command line
+        #: prefixes the option that sets it (``--fit-on``)
+        self.param = param
+
 
 class DataError(EmbedkitError):
     """A malformed data file: the message names the file, the line and the problem.
@@ -19,14 +25,15 @@ class DataError(EmbedkitError):
     "a.tsv:3: bad label 'x'"
     """
 
-    def __init__(self, problem: str, path: str | None = None, line: int | None = None):
+    def __init__(self, problem: str, path: str | None = None, line: int | None = None, *,
+                 param: str | None = None):
         self.problem = problem
         self.path = path
         self.line = line
         where = ""
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
-        super().__init__(where + problem)
+        super().__init__(where + problem, param=param)
 
 
 class ConfigError(EmbedkitError):

@@ -46,7 +46,7 @@ def test_bench_on_50_stsb_pairs(m3e, shared_data_dir, tmp_path):
     spec = tmp_path / "stsb50.json"
     spec.write_text(json.dumps({"name": "stsb50", "files": {"test": "stsb50.tsv"},
                                 "label_range": [0, 5], "label_type": "int"}))
-    rec = run_bench(m3e, None, [str(spec)], cache=False)
+    rec = run_bench(m3e, None, [str(spec)])
     r = rec["results"]["last-avg"]["stsb50"]["test"]
     assert r["n_pairs"] == 50
     assert r["spearman"] > 0.5

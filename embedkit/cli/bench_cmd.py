@@ -9,9 +9,14 @@ from embedkit.cli.common import (
     add_data_options,
     add_model_options,
     add_poolings_and_tasks,
-    make_cache,
+    data_options,
+    encoder_config,
     write_json,
 )
+from embedkit.cli.parsing import split_list, split_poolings
+from embedkit.experiments.bench import PostOptions, run_bench
+from embedkit.experiments.report import format_table, markdown_report
+from embedkit.io.atomic import atomic_write_text
 
 
 def add_parser(sub) -> None:
@@ -47,18 +52,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.io.atomic import atomic_write_text
-    from embedkit.experiments.bench import run_bench
-    from embedkit.experiments.report import format_table, markdown_report
-
     record = run_bench(
-        args.model, args.pooling, args.tasks,
-        [s for s in (args.splits or "").split(",") if s.strip()] or None,
-        protocol=args.protocol, max_length=args.max_length, batch_size=args.batch_size,
-        device=args.device, dtype=args.dtype, lowercase=args.lowercase, data_dir=args.data_dir,
-        source=args.source, cache=make_cache(args), skip_invalid=args.skip_invalid,
-        post=args.post, fit_on=args.fit_on, fit_unique=args.fit_unique, force=args.force,
-        progress=args.progress,
+        encoder_config(args), split_poolings(args.pooling), args.tasks,
+        split_list(args.splits) or None, protocol=args.protocol, max_length=args.max_length,
+        data=data_options(args),
+        post=PostOptions(tuple(args.post), args.fit_on, args.fit_unique, args.force),
         command=args.command_line)
     for task, splits in record["data"].items():
         for split, d in splits.items():

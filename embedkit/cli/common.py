@@ -6,7 +6,21 @@ import argparse
 import json
 import sys
 
+from embedkit.data import DataOptions
+from embedkit.encoders import EncoderConfig
+from embedkit.encoders.cache import EmbeddingCache
 from embedkit.io.atomic import atomic_write_json
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -24,7 +38,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="hub id, local folder or alias (default: m3e-small)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
+                   help="sentences per forward pass (default: 64)")
     p.add_argument("--lowercase", action="store_true",
                    help="lower-case text before tokenising (the published Keras code does)")
     p.add_argument("--cache-dir", metavar="DIR",
@@ -41,10 +56,23 @@ def add_poolings_and_tasks(p: argparse.ArgumentParser) -> None:
                                    "(default: ATEC,BQ,LCQMC,PAWSX,STS-B)")
 
 
-def make_cache(args):
-    from embedkit.encoders.cache import EmbeddingCache
-
+def make_cache(args: argparse.Namespace) -> EmbeddingCache | None:
     return None if args.no_cache else EmbeddingCache(args.cache_dir)
+
+
+def encoder_config(args: argparse.Namespace, model: str | None = None,
+                   pooling: str | None = None) -> EncoderConfig:
+    """The encoder settings the model options (:func:`add_model_options`) describe."""
+    return EncoderConfig(model=model or args.model, revision=getattr(args, "revision", None),
+                         device=args.device, dtype=args.dtype, lowercase=args.lowercase,
+                         batch_size=args.batch_size, cache=not args.no_cache,
+                         cache_dir=args.cache_dir, progress=getattr(args, "progress", None),
+                         pooling=pooling)
+
+
+def data_options(args: argparse.Namespace) -> DataOptions:
+    """Where task data comes from, as the data options (:func:`add_data_options`) say."""
+    return DataOptions(data_dir=args.data_dir, source=args.source, skip_invalid=args.skip_invalid)
 
 
 def write_json(path: str, obj) -> None:

@@ -1,6 +1,6 @@
 """``embedkit index build|add|search|eval``: FAISS indexes over sentence embeddings.
 
-The work is done in :mod:`embedkit.retrieval.pipeline` and :mod:`embedkit.experiments.index_eval`.
+The work is done in :mod:`embedkit.retrieval.folder` and :mod:`embedkit.experiments.index_eval`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,24 @@ import argparse
 import json
 import sys
 
-from embedkit.cli.common import add_data_options, add_model_options, make_cache, write_json
+from embedkit.cli.common import (
+    add_data_options,
+    add_model_options,
+    data_options,
+    encoder_config,
+    write_json,
+)
+from embedkit.cli.parsing import parse_int_list, split_factories, split_list
+from embedkit.data.corpus import corpus_from_tasks, read_corpus
+from embedkit.encoders import EncoderConfig
+from embedkit.errors import ConfigError
+from embedkit.experiments import index_eval
+from embedkit.io.atomic import atomic_write_text
+from embedkit.io.textfile import read_sentences
+from embedkit.retrieval.folder import IndexSearcher, add_to_index, build_index
+from embedkit.retrieval.recipe import RecipeConflictError, show_value
+
+_FMT = argparse.HelpFormatter
 
 
 def _add_cache_options(p: argparse.ArgumentParser) -> None:
@@ -33,10 +50,15 @@ def add_parser(sub) -> None:
                     "encode with it.")
     isub = p.add_subparsers(dest="index_command", metavar="ACTION")
     isub.required = True
-    fmt = argparse.HelpFormatter
+    _add_build(isub)
+    _add_add(isub)
+    _add_search(isub)
+    _add_eval(isub)
 
+
+def _add_build(isub) -> None:
     b = isub.add_parser(
-        "build", help="encode a corpus and build an index folder", formatter_class=fmt,
+        "build", help="encode a corpus and build an index folder", formatter_class=_FMT,
         description="Encode a corpus (one text a line, or the unique sentences of task splits), "
                     "fit the postprocessor on it (or check a transform file), bake the map into "
                     "a FAISS index and save the folder (index.faiss, texts.jsonl, index.json, "
@@ -70,8 +92,10 @@ def add_parser(sub) -> None:
     _add_progress(b)
     b.set_defaults(func=run_build)
 
+
+def _add_add(isub) -> None:
     a = isub.add_parser(
-        "add", help="append new texts to an index folder", formatter_class=fmt,
+        "add", help="append new texts to an index folder", formatter_class=_FMT,
         description="Encode new texts with the index's recipe and append those not yet in it.")
     a.add_argument("--index", required=True, metavar="DIR")
     a.add_argument("--corpus", required=True, metavar="FILE", help="one text a line")
@@ -82,8 +106,10 @@ def add_parser(sub) -> None:
     _add_progress(a)
     a.set_defaults(func=run_add)
 
+
+def _add_search(isub) -> None:
     s = isub.add_parser(
-        "search", help="search an index folder", formatter_class=fmt,
+        "search", help="search an index folder", formatter_class=_FMT,
         description="Encode queries with the index's recipe and print one JSON line per query: "
                     '{"query": ..., "hits": [{"id", "text", "score"}, ...]} (plus "user_id" '
                     "for indexes built with --ids).")
@@ -106,31 +132,25 @@ def add_parser(sub) -> None:
     _add_cache_options(s)
     s.set_defaults(func=run_search)
 
-    e = isub.add_parser(
-        "eval", help="retrieval quality on the STS sets and the cost of approximate indexes",
-        formatter_class=fmt,
-        description="Quality (--tasks): STS pairs as retrieval (positives: label >= 1 on binary "
-                    "sets, >= 4 on 0-5 ones), recall@1/5/10, MRR@10, nDCG@10 of the raw vectors "
-                    "and each --post chain. Cost (--cost-corpus-tasks): recall@10 against exact "
-                    "search, QPS, build time and size of each --factory and search setting.")
-    add_model_options(e)
-    e.add_argument("--pooling", metavar="P", help="pooling (default: the model's own)")
-    e.add_argument("--max-length", type=int,
-                   help="tokens per text (default: the task's, 64; PAWSX 128; cost part: 64)")
-    e.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
-    e.add_argument("-k", type=int, default=10, help="cut-off of the metrics")
+
+def _add_eval_quality(e: argparse.ArgumentParser) -> None:
     e.add_argument("--tasks", help="quality part: comma-separated tasks (TASK or TASK:SPLIT)")
-    e.add_argument("--split", default="test", help="split(s) of --tasks, comma-separated")
+    e.add_argument("--split", help="split(s) of --tasks, comma-separated (default: the "
+                                   "protocol's; test)")
     e.add_argument("--both-directions", action="store_true",
                    help="sentence2 of a positive pair is a query too")
     e.add_argument("--threshold", type=float,
                    help="label from which a pair is positive (default: from the label range)")
     e.add_argument("--post", action="append", default=[], metavar="CHAIN",
-                   help="postprocessor row (repeat for several), e.g. whiten:beta=1,gamma=1,k=all")
+                   help="postprocessor row (repeat for several), e.g. whiten:beta=1,gamma=1,k=all "
+                        "(none: the raw row, always shown)")
     e.add_argument("--fit-on", default="task", metavar="WHAT",
                    help="what --post is fitted on: task (every split), train, valid, test, FILE")
     e.add_argument("--fit-unique", action="store_true",
                    help="fit on unique sentences instead of every occurrence")
+
+
+def _add_eval_cost(e: argparse.ArgumentParser) -> None:
     e.add_argument("--cost-corpus-tasks", metavar="TASK[:SPLIT],...",
                    help="cost part: corpus = unique sentences of these splits")
     e.add_argument("--factory", action="append", metavar="FACTORY",
@@ -150,6 +170,27 @@ def add_parser(sub) -> None:
     e.add_argument("--cost-post", metavar="CHAIN|FILE",
                    help="postprocessor baked into the cost indexes (fitted on the cost corpus)")
     e.add_argument("--threads", type=int, metavar="N", help="FAISS threads (default: FAISS's)")
+
+
+def _add_eval(isub) -> None:
+    e = isub.add_parser(
+        "eval", help="retrieval quality on the STS sets and the cost of approximate indexes",
+        formatter_class=_FMT,
+        description="Quality (--tasks): STS pairs as retrieval (positives: label >= 1 on binary "
+                    "sets, >= 4 on 0-5 ones), recall@1/5/10, MRR@10, nDCG@10 of the raw vectors "
+                    "and each --post chain. Cost (--cost-corpus-tasks): recall@10 against exact "
+                    "search, QPS, build time and size of each --factory and search setting.")
+    add_model_options(e)
+    e.add_argument("--pooling", metavar="P", help="pooling (default: the model's own)")
+    e.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"),
+                   help="splits and max lengths of the published tables (default: whitening)")
+    e.add_argument("--max-length", type=int,
+                   help="tokens per text (default: the protocol's: the task's, 64; PAWSX 128; "
+                        "cost part: 64)")
+    e.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
+    e.add_argument("-k", type=int, default=10, help="cut-off of the metrics")
+    _add_eval_quality(e)
+    _add_eval_cost(e)
     e.add_argument("--force", action="store_true",
                    help="use transform files fitted for another model or pooling")
     add_data_options(e)
@@ -159,33 +200,31 @@ def add_parser(sub) -> None:
     e.set_defaults(func=run_eval)
 
 
-def _info(msg: str) -> None:
-    print(f"embedkit: {msg}", file=sys.stderr)
+def _run_config(args: argparse.Namespace) -> EncoderConfig:
+    """How to run the encoder an index's recipe names (the recipe gives the model)."""
+    return EncoderConfig(device=args.device, batch_size=args.batch_size,
+                         cache=not args.no_cache, cache_dir=args.cache_dir,
+                         progress=getattr(args, "progress", None))
 
 
 def run_build(args) -> int:
-    from embedkit.retrieval import pipeline
-
     if args.corpus is not None:
-        texts, ids, info = pipeline.read_corpus(args.corpus, args.ids)
+        texts, ids, info = read_corpus(args.corpus, args.ids)
     else:
         if args.ids:
-            from embedkit.errors import ConfigError
-
             raise ConfigError("--ids goes with --corpus FILE, not --corpus-task")
-        texts, info = pipeline.corpus_from_tasks(args.corpus_task, data_dir=args.data_dir,
-                                                 source=args.source,
-                                                 skip_invalid=args.skip_invalid)
+        data = data_options(args)
+        texts, info = corpus_from_tasks(split_list(args.corpus_task), data_dir=data.data_dir,
+                                        source=data.source, skip_invalid=data.skip_invalid)
         ids = None
     if not texts:
-        _info("warning: the corpus is empty; the index will hold no texts")
-    index = pipeline.build_index(
-        args.out, texts, model=args.model, pooling=args.pooling, post=args.post, ids=ids,
+        print("embedkit: warning: the corpus is empty; the index will hold no texts",
+              file=sys.stderr)
+    index = build_index(
+        args.out, texts, encoder_config(args), pooling=args.pooling, post=args.post, ids=ids,
         corpus_info=info, factory=args.factory, metric=args.metric, max_length=args.max_length,
         fit_on=args.fit_on, train_size=args.train_size, seed=args.seed, force=args.force,
-        cache=make_cache(args), device=args.device, dtype=args.dtype,
-        batch_size=args.batch_size, lowercase=args.lowercase, progress=args.progress,
-        verbose=True)
+        progress=args.progress)
     r = index.recipe
     post = f", post {r['post']}" if r.get("post") else ""
     print(f"indexed {index.ntotal} texts ({len(texts) - index.ntotal} duplicates skipped) into "
@@ -195,28 +234,29 @@ def run_build(args) -> int:
 
 
 def run_add(args) -> int:
-    from embedkit.retrieval import pipeline
-
-    texts, ids, info = pipeline.read_corpus(args.corpus, args.ids)
-    res = pipeline.add_to_index(args.index, texts, ids=ids, corpus_info=info,
-                                cache=make_cache(args), device=args.device,
-                                batch_size=args.batch_size, progress=args.progress,
-                                force=args.force)
+    texts, ids, info = read_corpus(args.corpus, args.ids)
+    res = add_to_index(args.index, texts, _run_config(args), ids=ids, corpus_info=info,
+                       force=args.force)
     print(f"added {res['added']}, skipped {res['skipped']} already indexed; "
           f"{res['ntotal']} texts in {args.index}")
     return 0
 
 
-def run_search(args) -> int:
-    from embedkit.io.atomic import atomic_write_text
-    from embedkit.io.textfile import read_sentences
-    from embedkit.retrieval import pipeline
+def _conflict_error(err: RecipeConflictError) -> ConfigError:
+    """The conflicts in the command line's words: the options that asked for each setting."""
+    given = [c.describe(f"--{c.key.replace('_', '-')} {show_value(c.requested)}")
+             for c in err.conflicts]
+    return ConfigError("; ".join(given) + "; use the index's recipe or --force")
 
+
+def run_search(args) -> int:
     queries = [args.query] if args.query is not None else read_sentences(args.queries, "queries")
-    searcher = pipeline.IndexSearcher(
-        args.index, model=args.model, pooling=args.pooling, post=args.post,
-        max_length=args.max_length, force=args.force, cache=make_cache(args),
-        device=args.device, batch_size=args.batch_size)
+    try:
+        searcher = IndexSearcher(args.index, _run_config(args), model=args.model,
+                                 pooling=args.pooling, post=args.post,
+                                 max_length=args.max_length, force=args.force)
+    except RecipeConflictError as err:
+        raise _conflict_error(err) from None
     results = searcher.search(queries, args.k, nprobe=args.nprobe, ef_search=args.ef_search)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
     if args.output:
@@ -226,43 +266,44 @@ def run_search(args) -> int:
     return 0
 
 
+def _eval_options(args: argparse.Namespace) -> index_eval.IndexEvalOptions:
+    factories = split_factories(args.factory) + split_factories(args.factories)
+    quality = index_eval.QualityOptions(
+        tasks=tuple(split_list(args.tasks)), splits=tuple(split_list(args.split)),
+        posts=tuple(args.post), both_directions=args.both_directions, threshold=args.threshold,
+        fit_on=args.fit_on, fit_unique=args.fit_unique)
+    cost = index_eval.CostOptions(
+        corpus_tasks=tuple(split_list(args.cost_corpus_tasks)),
+        factories=tuple(dict.fromkeys(factories)) or index_eval.DEFAULT_FACTORIES,
+        nprobes=tuple(parse_int_list(args.nprobe, "--nprobe")),
+        ef_searches=tuple(parse_int_list(args.ef_search, "--ef-search")),
+        n_queries=args.queries, seed=args.seed, post=args.cost_post,
+        single_queries=args.single_queries)
+    return index_eval.IndexEvalOptions(
+        quality=quality, cost=cost, pooling=args.pooling, protocol=args.protocol,
+        max_length=args.max_length, metric=args.metric, k=args.k, force=args.force,
+        threads=args.threads, data=data_options(args))
+
+
 def run_eval(args) -> int:
-    from embedkit.io.atomic import atomic_write_text
-    from embedkit.experiments import index_eval as bm
-
-    factories = bm.split_factories(args.factory) + bm.split_factories(args.factories)
-    if args.threads is not None:
-        import faiss
-
-        faiss.omp_set_num_threads(int(args.threads))
-    record = bm.run_index_eval(
-        args.model, tasks=args.tasks,
-        splits=[s.strip() for s in args.split.split(",") if s.strip()],
-        cost_corpus_tasks=args.cost_corpus_tasks, pooling=args.pooling, posts=args.post,
-        max_length=args.max_length, both_directions=args.both_directions,
-        threshold=args.threshold, fit_on=args.fit_on, fit_unique=args.fit_unique,
-        metric=args.metric, k=args.k,
-        factories=list(dict.fromkeys(factories)) or list(bm.DEFAULT_FACTORIES),
-        nprobes=bm.parse_int_list(args.nprobe, "--nprobe"),
-        ef_searches=bm.parse_int_list(args.ef_search, "--ef-search"), n_queries=args.queries,
-        seed=args.seed, cost_post=args.cost_post, single_queries=args.single_queries,
-        data_dir=args.data_dir, source=args.source, skip_invalid=args.skip_invalid,
-        force=args.force, cache=make_cache(args), device=args.device, dtype=args.dtype,
-        batch_size=args.batch_size, lowercase=args.lowercase, progress=args.progress,
-        command=args.command_line)
+    if not args.tasks and not args.cost_corpus_tasks:
+        raise ConfigError("nothing to evaluate: give --tasks (quality) and/or "
+                          "--cost-corpus-tasks (cost)")
+    record = index_eval.run_index_eval(encoder_config(args), _eval_options(args),
+                                       command=args.command_line)
     name = record["model"]["name"]
     if record["quality"]:
         print(f"{name}: retrieval quality x 100 (exact search, {record['settings']['metric']})")
-        print(bm.format_quality_table(record["quality"], args.k))
+        print(index_eval.format_quality_table(record["quality"], args.k))
     if record["cost"]:
         if record["quality"]:
             print()
         c = record["cost"]
         print(f"{name}: cost of approximate search ({c['n_corpus']} texts, {c['n_queries']} "
               "queries)")
-        print(bm.format_cost_table(c))
+        print(index_eval.format_cost_table(c))
     if args.output:
         write_json(args.output, record)
     if args.markdown:
-        atomic_write_text(args.markdown, bm.markdown_eval_report(record))
+        atomic_write_text(args.markdown, index_eval.markdown_eval_report(record))
     return 0

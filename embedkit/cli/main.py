@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import re
 import shlex
 import sys
 import warnings
@@ -24,6 +26,7 @@ COMMANDS = {
     "sweep": "embedkit.cli.sweep_cmd",
     "train": "embedkit.cli.train_cmd",
     "index": "embedkit.cli.index_cmd",
+    "report": "embedkit.cli.report_cmd",
 }
 
 
@@ -44,18 +47,73 @@ def command_line(argv: list[str]) -> str:
     return shlex.join(["embedkit", *argv])
 
 
+def _command_parsers(parser: argparse.ArgumentParser, argv: list[str]
+                     ) -> list[argparse.ArgumentParser]:
+    """The parser and the sub-command parsers named on the command line, outermost first."""
+    parsers = [parser]
+    while True:
+        subs = [a for a in parsers[-1]._actions if isinstance(a, argparse._SubParsersAction)]
+        nxt = next((subs[0].choices[w] for w in argv if subs and w in subs[0].choices), None)
+        if nxt is None:
+            return parsers
+        parsers.append(nxt)
+
+
+def _flags(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, str]:
+    """Library parameter (an option's dest) -> its longest option string, innermost first."""
+    flags: dict[str, str] = {}
+    for p in reversed(_command_parsers(parser, argv)):
+        for action in p._actions:
+            if action.option_strings and action.dest not in flags:
+                flags[action.dest] = max(action.option_strings, key=len)
+    return flags
+
+
+def flag_for(parser: argparse.ArgumentParser, argv: list[str], param: str | None) -> str | None:
+    """The option of the invoked (sub-)command that sets library parameter ``param``."""
+    return _flags(parser, argv).get(param) if param else None
+
+
+def error_message(parser: argparse.ArgumentParser, argv: list[str], e: EmbedkitError) -> str:
+    """``embedkit: error: [--flag: ]message`` for a library error; a hint such as
+    ``force=True`` in the message becomes the option that sets it (``--force``)."""
+    flags = _flags(parser, argv)
+    text = re.sub(r"\b([a-z_]+)=True\b",
+                  lambda m: flags.get(m.group(1), m.group(0)), str(e))
+    flag = flags.get(e.param) if e.param else None
+    if flag and not text.startswith(flag):
+        return f"embedkit: error: {flag}: {text}"
+    return f"embedkit: error: {text}"
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"embedkit: {record.getMessage()}"
+
+
+def setup_logging(debug: bool) -> None:
+    """The library logs; the command line shows INFO and above on stderr, one line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    root = logging.getLogger("embedkit")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = command_line(argv)
     warnings.simplefilter("default", UserWarning)
+    setup_logging(args.debug)
     try:
         return int(args.func(args) or 0)
     except EmbedkitError as e:
         if args.debug:
             raise
-        print(f"embedkit: error: {e}", file=sys.stderr)
+        print(error_message(parser, argv, e), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("embedkit: interrupted", file=sys.stderr)

@@ -10,9 +10,20 @@ from embedkit.cli.common import (
     add_data_options,
     add_model_options,
     add_poolings_and_tasks,
-    make_cache,
+    data_options,
+    encoder_config,
     write_json,
 )
+from embedkit.cli.parsing import parse_grid, split_poolings
+from embedkit.errors import ConfigError
+from embedkit.experiments.sweep import (
+    SweepOptions,
+    format_sweep_table,
+    run_sweep,
+    sweep_markdown,
+    write_plots,
+)
+from embedkit.io.atomic import atomic_write_text
 
 
 def add_parser(sub) -> None:
@@ -54,19 +65,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.io.atomic import atomic_write_text
-    from embedkit.errors import ConfigError
-    from embedkit.postprocess.sweep import (
-        format_sweep_table,
-        parse_grid,
-        run_sweep,
-        sweep_markdown,
-        write_plots,
-    )
-
-    betas = parse_grid(args.beta, "beta")
-    gammas = parse_grid(args.gamma, "gamma")
-    ks = parse_grid(args.k, "k")
+    options = SweepOptions(beta=parse_grid(args.beta, "beta"), gamma=parse_grid(args.gamma, "gamma"),
+                           k=parse_grid(args.k, "k"), fit_on=args.fit_on,
+                           fit_unique=args.fit_unique, select_on=args.select_on,
+                           report_on=args.report_on)
     if args.max_length is not None and args.max_length < 3:
         raise ConfigError("--max-length must be at least 3 ([CLS], one token, [SEP])")
     if args.plots:  # fail before encoding when matplotlib is missing
@@ -74,22 +76,10 @@ def run(args) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ConfigError("--plots needs matplotlib: pip install 'embedkit[plot]'") from None
-    record = run_sweep(
-        args.model, args.pooling, args.tasks, betas=betas, gammas=gammas, ks=ks,
-        fit_on=args.fit_on, fit_unique=args.fit_unique, select_on=args.select_on,
-        report_on=args.report_on, max_length=args.max_length, batch_size=args.batch_size,
-        device=args.device, dtype=args.dtype, lowercase=args.lowercase, data_dir=args.data_dir,
-        source=args.source, cache=make_cache(args), skip_invalid=args.skip_invalid,
-        progress=args.progress, command=args.command_line)
-    if not record["settings"]["honest"]:
-        print(f"embedkit: warning: --select-on and --report-on are both "
-              f"{record['settings']['select_on']}: the reported best is not an honest estimate",
-              file=sys.stderr)
-    for task, by_pool in record["results"].items():
-        for pooling, r in by_pool.items():
-            if r["skipped_k"]:
-                print(f"embedkit: {task}/{pooling}: skipped k > d={r['d']}: "
-                      f"{', '.join(map(str, r['skipped_k']))}", file=sys.stderr)
+    record = run_sweep(encoder_config(args), split_poolings(args.pooling), args.tasks, options,
+                       max_length=args.max_length, data=data_options(args),
+                       command=args.command_line)
+    _warn(record)
     plots = write_plots(record, args.plots) if args.plots else []
     if plots:
         record["plots"] = [str(p) for p in plots]
@@ -108,3 +98,15 @@ def run(args) -> int:
               f"sentences, {t['cache_hits']} cached, {t['encoded']} encoded in "
               f"{t['seconds_encoding']:.1f} s; total {t['seconds_total']:.1f} s]")
     return 0
+
+
+def _warn(record: dict) -> None:
+    if not record["settings"]["honest"]:
+        print(f"embedkit: warning: --select-on and --report-on are both "
+              f"{record['settings']['select_on']}: the reported best is not an honest estimate",
+              file=sys.stderr)
+    for task, by_pool in record["results"].items():
+        for pooling, r in by_pool.items():
+            if r["skipped_k"]:
+                print(f"embedkit: {task}/{pooling}: skipped k > d={r['d']}: "
+                      f"{', '.join(map(str, r['skipped_k']))}", file=sys.stderr)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from embedkit.cli.common import add_data_options, add_model_options, make_cache
+from embedkit.cli.common import add_data_options, add_model_options, data_options, encoder_config
+from embedkit.cli.parsing import parse_k
+from embedkit.errors import ConfigError
+from embedkit.experiments.whiten import WhitenSettings, run_whiten
 
 
 def add_parser(sub) -> None:
@@ -43,46 +46,20 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.encoders import Encoder, parse_pooling
-    from embedkit.errors import ConfigError
-    from embedkit.postprocess import describe_post
-    from embedkit.postprocess.fitting import (
-        collect_fit_sentences,
-        export_format,
-        export_whitening,
-        fit_whitening,
-        st_pooling_mode,
-        whitening_metadata,
-    )
-
-    fmt = export_format(args.out, args.format)
     if args.max_length is not None and args.max_length < 3:
         raise ConfigError("--max-length must be at least 3 ([CLS], one token, [SEP])")
-    if args.pooling is not None:
-        parse_pooling(args.pooling)
-        if fmt == "sentence-transformers":  # fail before loading anything
-            st_pooling_mode(args.pooling)
-    fit = collect_fit_sentences(args.fit_on, data_dir=args.data_dir, source=args.source,
-                                skip_invalid=args.skip_invalid, unique=args.fit_unique)
-    encoder = Encoder(args.model, args.pooling, device=args.device, dtype=args.dtype,
-                      lowercase=args.lowercase, cache=make_cache(args),
-                      batch_size=args.batch_size)
-    pooling = encoder.default_pooling
-    if fmt == "sentence-transformers":
-        st_pooling_mode(pooling)
-    max_length = min(int(args.max_length or fit.max_length), encoder.max_positions)
-    w = fit_whitening(encoder, pooling, fit.sentences, beta=args.beta, gamma=args.gamma,
-                      k=args.k, max_length=max_length, batch_size=args.batch_size)
-    meta = whitening_metadata(w, encoder, pooling, max_length, fit, normalize=args.normalize,
-                              k=args.k)
-    meta["command"] = args.command_line
-    out = export_whitening(args.out, w, fmt, metadata=meta, encoder=encoder, pooling=pooling,
-                           max_length=max_length, normalize=args.normalize)
+    settings = WhitenSettings(beta=args.beta, gamma=args.gamma, k=parse_k(args.k),
+                              fit_unique=args.fit_unique, max_length=args.max_length,
+                              normalize=args.normalize)
+    result = run_whiten(encoder_config(args), args.fit_on, args.out, settings,
+                        pooling=args.pooling, format=args.format, data=data_options(args),
+                        command=args.command_line)
+    w, fit = result.whitening, result.fit
     d, k = w.kernel_.shape
-    print(f"wrote {out} ({fmt}): {describe_post(w)}{',norm' if args.normalize else ''} "
-          f"d={d} -> k={k}; {encoder.name} {pooling}, max length {max_length}; fitted on "
+    print(f"wrote {result.path} ({result.format}): {result.spec} d={d} -> k={k}; "
+          f"{result.encoder_name} {result.pooling}, max length {result.max_length}; fitted on "
           f"{fit.description} ({len(fit.sentences)} sentences, sha256 {fit.sha256[:12]})")
-    if fmt in ("safetensors", "npz"):
-        print(f"use it with: embedkit bench --model {args.model} --pooling {pooling} "
-              f"--post file:{out}", file=sys.stderr)
+    if result.format in ("safetensors", "npz"):
+        print(f"use it with: embedkit bench --model {args.model} --pooling {result.pooling} "
+              f"--post file:{result.path}", file=sys.stderr)
     return 0

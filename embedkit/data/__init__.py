@@ -5,13 +5,19 @@
 'C-MTEB/ATEC'
 """
 
-from embedkit.data.loading import data_dir_from_env, load_split, load_task, resolve_file
+from embedkit.data.loading import (
+    DataOptions,
+    data_dir_from_env,
+    load_split,
+    load_task,
+    resolve_file,
+)
 from embedkit.data.pairs import PairSplit, read_pair_file
 from embedkit.data.registry import DEFAULT_TASKS, builtin_tasks, get_task, parse_tasks, task_names
 from embedkit.data.spec import TaskSpec, canonical_split
 
 __all__ = [
-    "DEFAULT_TASKS", "PairSplit", "TaskSpec", "builtin_tasks", "canonical_split",
+    "DEFAULT_TASKS", "DataOptions", "PairSplit", "TaskSpec", "builtin_tasks", "canonical_split",
     "data_dir_from_env", "get_task", "load_split", "load_task", "parse_tasks", "read_pair_file",
     "resolve_file", "task_names",
 ]

@@ -1,6 +1,6 @@
 """Load a task's splits from a local data directory or from the Hugging Face hub.
 
-The data directory (``--data-dir`` or ``EMBEDKIT_DATA``) is the folder that holds
+The data directory (the ``data_dir`` argument or ``EMBEDKIT_DATA``) is the folder that holds
 ``senteval_cn/`` and ``AFQMC/``; naming the ``senteval_cn`` folder itself works too.
 
 >>> import tempfile, os
@@ -14,6 +14,7 @@ The data directory (``--data-dir`` or ``EMBEDKIT_DATA``) is the folder that hold
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from embedkit.data.pairs import PairSplit, read_pair_file, rows_to_split
@@ -22,6 +23,17 @@ from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 
 SOURCES = ("auto", "local", "hub")
+
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where task data comes from: a local folder (``None``: ``EMBEDKIT_DATA``, else the hub),
+    the source (``auto``, ``local``, ``hub``), and whether malformed rows are skipped."""
+
+    data_dir: str | os.PathLike | None = None
+    source: str = "auto"
+    skip_invalid: bool = False
 
 
 def data_dir_from_env(data_dir: str | os.PathLike | None = None) -> Path | None:
@@ -38,8 +50,8 @@ def resolve_file(spec: TaskSpec, split: str, data_dir: Path | None) -> Path:
     if spec.base == "spec":
         return Path(spec.spec_dir or ".") / rel
     if data_dir is None:
-        raise ConfigError(f"task {spec.name}: no data directory; pass --data-dir or set "
-                          "EMBEDKIT_DATA to the folder holding senteval_cn/")
+        raise ConfigError(f"task {spec.name}: no data directory; give data_dir or set "
+                          "EMBEDKIT_DATA to the folder holding senteval_cn/", param="data_dir")
     candidates = [data_dir / rel]
     if rel.parts and data_dir.name == rel.parts[0]:
         candidates.append(data_dir / Path(*rel.parts[1:]))
@@ -62,7 +74,7 @@ def load_split(spec: TaskSpec, split: str, *, data_dir: str | os.PathLike | None
                               f"its splits: {', '.join(spec.files) or 'none'}")
         path = resolve_file(spec, split, ddir)
         if not path.exists():
-            hint = (" (set --data-dir or EMBEDKIT_DATA to the folder holding senteval_cn/)"
+            hint = (" (set data_dir or EMBEDKIT_DATA to the folder holding senteval_cn/)"
                     if spec.base == "data-dir" else "")
             raise DataError(f"file not found{hint}", path=str(path))
         return read_pair_file(spec, split, str(path), skip_invalid=skip_invalid)
@@ -72,7 +84,7 @@ def load_split(spec: TaskSpec, split: str, *, data_dir: str | os.PathLike | None
 def load_hub_split(spec: TaskSpec, split: str, skip_invalid: bool = False) -> PairSplit:
     """Load a split from the hub through ``datasets`` at the spec's pinned revision."""
     if spec.hub is None:
-        raise ConfigError(f"task {spec.name} has no hub source; pass --data-dir")
+        raise ConfigError(f"task {spec.name} has no hub source; give data_dir", param="data_dir")
     if split not in spec.hub.splits:
         raise ConfigError(f"task {spec.name} has no split {split!r} on the hub; "
                           f"its splits: {', '.join(spec.hub.splits)}")
@@ -80,13 +92,13 @@ def load_hub_split(spec: TaskSpec, split: str, skip_invalid: bool = False) -> Pa
         import datasets
     except ImportError:
         raise ConfigError("loading from the hub needs the 'datasets' package: "
-                          "pip install 'embedkit[hub]', or pass --data-dir") from None
+                          "pip install 'embedkit[hub]', or give data_dir", param="data_dir") from None
     h = spec.hub
     try:
         ds = datasets.load_dataset(h.id, h.config, revision=h.revision, split=h.splits[split])
     except Exception as e:  # network, auth, missing revision: all end the same way for the user
         raise EmbedkitError(f"could not load {h.id}@{h.revision} split {h.splits[split]} from the "
-                            f"hub ({type(e).__name__}: {str(e)[:200]}); pass --data-dir to use "
+                            f"hub ({type(e).__name__}: {str(e)[:200]}); give data_dir to use "
                             "local files") from None
     source = f"hub:{h.id}@{h.revision or 'main'}/{h.splits[split]}"
     fields = h.fields

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embedkit.data.spec import TaskSpec
-from embedkit.io.textfile import decoded_lines, read_bytes
 from embedkit.errors import DataError
+from embedkit.io.textfile import decoded_lines, read_bytes
 
 #: How many skipped-row messages are kept for the report (the count is always exact).
 MAX_SKIP_MESSAGES = 20
@@ -55,6 +55,23 @@ class PairSplit:
     def unique_sentences(self) -> list[str]:
         """Both sides' sentences, each once, in first-seen order."""
         return list(dict.fromkeys([*self.sentences1, *self.sentences2]))
+
+    def sample(self, n: int, seed: int) -> PairSplit:
+        """A seeded sample of ``n`` pairs in file order (all pairs when ``n`` is 0 or larger
+        than the split); its ``sha256`` names the parent and the rows taken.
+
+        >>> s = PairSplit("T", "test", "-", "abc", ["a", "b", "c"], ["x", "y", "z"],
+        ...               np.array([0.0, 1.0, 2.0]))
+        >>> s.sample(2, seed=0).sentences1, s.sample(0, seed=0).n_pairs
+        (['b', 'c'], 3)
+        """
+        if not n or n >= self.n_pairs:
+            return self
+        idx = np.sort(np.random.default_rng(seed).choice(self.n_pairs, n, replace=False))
+        tag = hashlib.sha256(f"{self.sha256}:{idx.tolist()}".encode()).hexdigest()
+        return PairSplit(self.task, self.split, f"{self.source}#sample(n={n},seed={seed})", tag,
+                         [self.sentences1[i] for i in idx], [self.sentences2[i] for i in idx],
+                         self.labels[idx])
 
     def label_distribution(self) -> dict[str, int]:
         """Counts per label value (integers printed without a decimal point)."""
@@ -93,6 +110,7 @@ class _RowChecker:
                 return self.fail(line, f"{name} ({f[name]!r}) is missing or not a string")
             if not s.strip():
                 return self.fail(line, f"{name} is empty")
+        assert isinstance(s1, str) and isinstance(s2, str)
         label = _parse_label(raw)
         if label is None:
             return self.fail(line, f"label {raw!r} is not a number")

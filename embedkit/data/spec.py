@@ -2,7 +2,7 @@
 
 The built-in tasks (ATEC, BQ, LCQMC, PAWSX, STS-B, AFQMC) are JSON files in the project's
 ``data/tasks/`` folder; a user adds a dataset by writing one more such file and passing its path
-wherever a task name is accepted (``embedkit bench --tasks my-pairs.json``).
+wherever a task name is accepted (``tasks=["my-pairs.json"]``; on the command line, the tasks option).
 
 A minimal spec for a headered TSV file next to the spec::
 
@@ -63,7 +63,7 @@ class TaskSpec:
 
     ``files`` maps canonical split names to paths; ``base`` says what relative paths are
     relative to: ``"spec"`` (the spec file's folder, the default for user specs) or
-    ``"data-dir"`` (the data directory given by ``--data-dir`` / ``EMBEDKIT_DATA``).
+    ``"data-dir"`` (the data directory given as ``data_dir`` / ``EMBEDKIT_DATA``).
     """
 
     name: str
@@ -77,7 +77,7 @@ class TaskSpec:
     label_type: str = "float"
     max_length: int = 64
     default_splits: tuple[str, ...] = ("test",)
-    cmteb_splits: tuple[str, ...] = ("test",)
+    cmteb_splits: tuple[str, ...] = ()  # optional: the splits C-MTEB scores, if the author says
     hub: HubSource | None = None
     description: str = ""
     encoding: str = "utf-8"
@@ -165,7 +165,7 @@ class TaskSpec:
             label_type=label_type,
             max_length=max_length,
             default_splits=default_splits,
-            cmteb_splits=tuple(canonical_split(s) for s in d.get("cmteb_splits", default_splits)),
+            cmteb_splits=tuple(canonical_split(s) for s in d.get("cmteb_splits", ())),
             hub=hub,
             description=d.get("description", ""),
             encoding=d.get("encoding", "utf-8"),

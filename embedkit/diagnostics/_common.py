@@ -49,11 +49,15 @@ def check_seed(seed: Any) -> int:
     return check_int(seed, "seed", minimum=0)
 
 
-def finite_block(block: np.ndarray, name: str, start: int) -> np.ndarray:
-    """``block`` as float64, or a ConfigError when it holds NaN or infinity."""
+def finite_block(
+    block: np.ndarray, name: str, start: int, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """``block`` as float64, or a ConfigError naming the first row with NaN or infinity (row
+    ``start + t`` of the input, or ``rows[t]`` when the block was gathered from ``rows``)."""
     out = np.asarray(block, dtype=np.float64)
     if not np.isfinite(out).all():
-        bad = start + int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+        t = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+        bad = int(rows[t]) if rows is not None else start + t
         raise ConfigError(f"{name} holds NaN or infinite values (first in row {bad}); "
                           "drop or repair those rows first")
     return out

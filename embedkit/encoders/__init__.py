@@ -1,13 +1,34 @@
-"""Encoders: transformers models with the BERT-whitening poolings.
+"""Encoders: sentences in, float32 vectors out.
+
+- :class:`SentenceEncoder`, the protocol every runner takes;
+- :class:`TransformerEncoder`, any transformers model with the BERT-whitening poolings;
+- :class:`CachedEncoder` and :class:`MeteredEncoder`, wrappers around any encoder;
+- :class:`EncoderConfig`, the settings that build the standard stack, and :class:`Encoder`,
+  that stack in one constructor;
+- :class:`Pooling`, a pooling parsed once.
 
 >>> from embedkit.encoders import parse_pooling
 >>> parse_pooling("first-last-avg")
 'first-last-avg'
 """
 
-from embedkit.encoders.encoder import DTYPES, Encoder, EncodeStats
-from embedkit.encoders.models import declared_pooling, model_identity, resolve_model_path
-from embedkit.encoders.pooling import POOLINGS, masked_mean, parse_pooling, pool
+from embedkit.encoders.config import Encoder, EncoderConfig, as_encoder, encoder_settings
+from embedkit.encoders.models import model_identity, resolve_model_path
+from embedkit.encoders.pooling import (
+    POOLINGS,
+    Pooling,
+    declared_pooling,
+    masked_mean,
+    parse_pooling,
+    pool,
+    register_pooling,
+)
+from embedkit.encoders.protocol import SentenceEncoder
+from embedkit.encoders.transformer import DTYPES, TransformerEncoder, forward_pooled
+from embedkit.encoders.wrappers import CachedEncoder, EncodeStats, MeteredEncoder, encode_stats
 
-__all__ = ["DTYPES", "POOLINGS", "EncodeStats", "Encoder", "declared_pooling", "masked_mean",
-           "model_identity", "parse_pooling", "pool", "resolve_model_path"]
+__all__ = ["DTYPES", "POOLINGS", "CachedEncoder", "EncodeStats", "Encoder", "EncoderConfig",
+           "MeteredEncoder", "Pooling", "SentenceEncoder", "TransformerEncoder", "as_encoder",
+           "declared_pooling", "encode_stats", "encoder_settings", "forward_pooled",
+           "masked_mean", "model_identity", "parse_pooling", "pool", "register_pooling",
+           "resolve_model_path"]

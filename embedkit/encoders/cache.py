@@ -107,6 +107,7 @@ class EmbeddingCache:
                 for suffix in ("-wal", "-shm"):
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(str(path) + suffix)
+        assert conn is not None  # the loop either connected or raised
         self._conns[ns] = conn
         return conn
 
@@ -153,7 +154,7 @@ class EmbeddingCache:
     # -- maintenance ------------------------------------------------------------------------
     def namespaces(self) -> list[dict]:
         """What the cache holds: one dict per namespace with its settings, rows and bytes."""
-        out = []
+        out: list[dict] = []
         base = self.root / "embeddings"
         if not base.is_dir():
             return out

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 from pathlib import Path
 
@@ -71,33 +70,3 @@ def model_identity(path_or_id: str, commit_hash: str | None = None) -> str:
             h.update(cfg.read_bytes())
         return "sha256:" + h.hexdigest()
     return f"{path_or_id}@{commit_hash or 'unknown'}"
-
-
-def declared_pooling(folder: str | os.PathLike | None) -> str | None:
-    """The pooling a model folder declares: sentence-transformers' pooling config or m3e's
-    ``uniem_embedding_strategy``; None if it declares none."""
-    if folder is None or not Path(folder).is_dir():
-        return None
-    folder = Path(folder)
-    modules = folder / "modules.json"
-    if modules.is_file():
-        try:
-            for m in json.loads(modules.read_text(encoding="utf-8")):
-                if m.get("type", "").endswith("Pooling"):
-                    cfg = json.loads((folder / m["path"] / "config.json").read_text("utf-8"))
-                    if cfg.get("pooling_mode_cls_token"):
-                        return "cls"
-                    if cfg.get("pooling_mode_mean_tokens"):
-                        return "last-avg"
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    cfg_path = folder / "config.json"
-    if cfg_path.is_file():
-        try:
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except ValueError:
-            return None
-        strategy = {"last_mean": "last-avg", "cls": "cls", "first_last_mean": "first-last-avg"}
-        if cfg.get("uniem_embedding_strategy") in strategy:
-            return strategy[cfg["uniem_embedding_strategy"]]
-    return None

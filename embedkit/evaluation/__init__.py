@@ -5,7 +5,13 @@
 0.8
 """
 
-from embedkit.evaluation.evaluator import PRIMARY_METRIC, STSEvaluator, aggregate, score_splits
+from embedkit.evaluation.evaluator import (
+    PRIMARY_METRIC,
+    STSEvaluator,
+    aggregate,
+    lookup,
+    score_splits,
+)
 from embedkit.evaluation.metrics import (
     COSINE_DECIMALS,
     cosine_scores,
@@ -15,9 +21,9 @@ from embedkit.evaluation.metrics import (
     quantize_cosines,
     spearman,
 )
-from embedkit.evaluation.protocols import PROTOCOLS, Protocol, get_protocol
+from embedkit.evaluation.protocols import PROTOCOLS, EvalProtocol, get_protocol
 
-__all__ = ["COSINE_DECIMALS", "PRIMARY_METRIC", "PROTOCOLS", "Protocol", "STSEvaluator", "aggregate",
+__all__ = ["COSINE_DECIMALS", "PRIMARY_METRIC", "PROTOCOLS", "EvalProtocol", "STSEvaluator", "aggregate", "lookup",
            "quantize_cosines",
            "cosine_scores", "get_protocol", "l2_normalize", "pair_scores", "pearson",
            "score_splits", "spearman"]

@@ -19,13 +19,16 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from embedkit.data import PairSplit, get_task, load_task
+from embedkit.data.registry import DEFAULT_TASKS
 from embedkit.data.spec import TaskSpec
+from embedkit.encoders import SentenceEncoder
 from embedkit.evaluation.metrics import pair_scores
-from embedkit.evaluation.protocols import get_protocol
+from embedkit.evaluation.protocols import EvalProtocol, get_protocol
 
 PRIMARY_METRIC = "avg/spearman"
 
@@ -66,8 +69,17 @@ def score_splits(data: dict[str, dict[str, PairSplit]],
     return aggregate(per)
 
 
+#: vectors -> vectors, applied to both sides of every pair (a fitted postprocessor's transform)
+Transform = Callable[[np.ndarray], np.ndarray]
+
+
 class STSEvaluator:
-    """Spearman of cosine similarity on STS tasks, for an :class:`~embedkit.encoders.Encoder`.
+    """Spearman of cosine similarity on STS tasks: the one STS scoring path of embedkit.
+
+    Loads the tasks' splits once (those the protocol names, or ``splits``); calling it with an
+    encoder returns flat metrics (``<task>/<split>/spearman`` ..., ``avg/spearman`` the primary
+    one). Runners that encode once and score many rows (poolings x postprocessors) use
+    :meth:`sentences`, :meth:`max_length_for` and :meth:`score_task` directly.
 
     >>> ev = STSEvaluator(["STS-B"], data_dir="../shared/data")      # doctest: +SKIP
     >>> metrics = ev(Encoder("m3e-small"))                           # doctest: +SKIP
@@ -75,41 +87,76 @@ class STSEvaluator:
     0.7...
     """
 
+    greater_is_better = True
+
     def __init__(self, tasks: Sequence[str | TaskSpec] | None = None,
                  splits: Sequence[str] | None = None, *, protocol: str = "whitening",
                  max_length: int | None = None, data_dir: str | os.PathLike | None = None,
-                 source: str = "auto", skip_invalid: bool = False, name: str = ""):
-        from embedkit.data.registry import DEFAULT_TASKS
-
-        self.specs = [t if isinstance(t, TaskSpec) else get_task(t) for t in (tasks or DEFAULT_TASKS)]
-        self.protocol = get_protocol(protocol)
+                 source: str = "auto", skip_invalid: bool = False, name: str = "") -> None:
+        self.specs = [t if isinstance(t, TaskSpec) else get_task(t)
+                      for t in (tasks or DEFAULT_TASKS)]
+        self.protocol: EvalProtocol = get_protocol(protocol)
         self.max_length = max_length
         self.name = name
-        self.data = {
+        self.data: dict[str, dict[str, PairSplit]] = {
             spec.name: load_task(spec, self.protocol.splits(spec, tuple(splits or ())),
                                  data_dir=data_dir, source=source, skip_invalid=skip_invalid)
             for spec in self.specs
         }
         self.primary_metric = f"{name}/{PRIMARY_METRIC}" if name else PRIMARY_METRIC
 
-    def __call__(self, encoder, pooling: str | None = None, transform=None) -> dict[str, float]:
+    @classmethod
+    def from_splits(cls, data: dict[str, dict[str, PairSplit]], specs: Sequence[TaskSpec], *,
+                    protocol: str = "whitening", max_length: int | None = None,
+                    name: str = "") -> STSEvaluator:
+        """An evaluator over splits already loaded (or sampled), ``{task: {split: PairSplit}}``."""
+        ev = cls.__new__(cls)
+        ev.specs, ev.protocol, ev.max_length, ev.name = list(specs), get_protocol(protocol), (
+            max_length), name
+        ev.data = {s.name: data[s.name] for s in ev.specs}
+        ev.primary_metric = f"{name}/{PRIMARY_METRIC}" if name else PRIMARY_METRIC
+        return ev
+
+    def sentences(self, task: str) -> list[str]:
+        """The distinct sentences of a task's loaded splits, in first-seen order."""
+        return list(dict.fromkeys(t for d in self.data[task].values()
+                                  for t in (*d.sentences1, *d.sentences2)))
+
+    def max_length_for(self, spec: TaskSpec, encoder: SentenceEncoder) -> int:
+        """The max length the protocol uses for this task and encoder."""
+        return self.protocol.max_length(spec, encoder.model_max_length(), self.max_length)
+
+    def score_task(self, task: str, embed: Callable[[list[str]], np.ndarray],
+                   transform: Transform | None = None) -> dict[str, dict[str, Any]]:
+        """``{split: {"spearman", "pearson", "n_pairs"}}`` with ``embed`` (sentences -> vectors),
+        ``transform`` applied to both sides."""
+        out: dict[str, dict[str, Any]] = {}
+        for split, d in self.data[task].items():
+            e1, e2 = embed(d.sentences1), embed(d.sentences2)
+            if transform is not None:
+                e1, e2 = transform(e1), transform(e2)
+            out[split] = pair_scores(e1, e2, d.labels)
+        return out
+
+    def __call__(self, encoder: SentenceEncoder, pooling: str | None = None,
+                 transform: Transform | None = None) -> dict[str, float]:
         """Evaluate ``encoder`` (with ``pooling``; ``transform`` maps vectors to vectors)."""
-        metrics: dict[str, float] = {}
+        per: dict[str, dict[str, dict[str, Any]]] = {}
         for spec in self.specs:
-            max_len = self.protocol.max_length(spec, encoder.model_max_length(), self.max_length)
-
-            def embed(sents, _m=max_len):
-                v = encoder.encode(sents, pooling, max_length=_m)
-                return transform(v) if transform is not None else v
-
-            metrics.update(score_splits({spec.name: self.data[spec.name]}, embed))
-        flat = aggregate_from_flat(metrics, [s.name for s in self.specs])
+            max_len = self.max_length_for(spec, encoder)
+            vecs = lookup(self.sentences(spec.name),
+                          encoder.encode(self.sentences(spec.name), pooling, max_length=max_len))
+            per[spec.name] = self.score_task(spec.name, vecs, transform)
+        flat = aggregate(per)
         return {f"{self.name}/{k}" if self.name else k: v for k, v in flat.items()}
 
 
-def aggregate_from_flat(metrics: dict[str, float], tasks: list[str]) -> dict[str, float]:
-    """Recompute the across-task means after tasks were scored one at a time."""
-    out = {k: v for k, v in metrics.items() if not k.startswith("avg/")}
-    for k in ("spearman", "pearson"):
-        out[f"avg/{k}"] = _mean([metrics[f"{t}/avg/{k}"] for t in tasks])
-    return out
+def lookup(sentences: Sequence[str], vectors: np.ndarray) -> Callable[[list[str]], np.ndarray]:
+    """``texts -> rows of vectors`` for texts among ``sentences`` (encoded once, looked up).
+
+    >>> f = lookup(["a", "b"], np.array([[1.0], [2.0]]))
+    >>> f(["b", "a", "b"]).ravel().tolist()
+    [2.0, 1.0, 2.0]
+    """
+    row = {s: i for i, s in enumerate(sentences)}
+    return lambda texts: vectors[[row[t] for t in texts]]

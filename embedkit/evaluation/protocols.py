@@ -4,6 +4,9 @@
   (128 for PAWSX), the splits asked for (test by default).
 - ``cmteb``: C-MTEB: the test split (AFQMC: dev), the model's own maximum length.
 
+Protocol knowledge lives here, not in the task specs: a protocol's per-task split choices are
+its own override table.
+
 >>> from embedkit.data import get_task
 >>> get_protocol("whitening").max_length(get_task("PAWSX"), model_max=512)
 128
@@ -13,18 +16,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from embedkit.data.spec import TaskSpec
 from embedkit.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class Protocol:
+class EvalProtocol:
+    """How a published table evaluated: max length (the task's, or the model's own) and the
+    splits scored when none are asked for (per-task overrides, else ``default_splits``)."""
+
     name: str
     description: str
     use_model_max_length: bool
-    use_cmteb_splits: bool
+    default_splits: tuple[str, ...] | None = None   # None: each task's own default splits
+    split_overrides: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def max_length(self, task: TaskSpec, model_max: int, override: int | None = None) -> int:
         if override:
@@ -34,19 +42,28 @@ class Protocol:
     def splits(self, task: TaskSpec, requested: tuple[str, ...] | None = None) -> tuple[str, ...]:
         if requested:
             return tuple(requested)
-        return task.cmteb_splits if self.use_cmteb_splits else task.default_splits
+        if task.name in self.split_overrides:
+            return self.split_overrides[task.name]
+        if self.default_splits is not None:
+            declared = task.cmteb_splits if self.name == "cmteb" else ()
+            return declared or tuple(s for s in self.default_splits if s in task.splits) or (
+                task.default_splits)
+        return task.default_splits
 
 
 PROTOCOLS = {
-    "whitening": Protocol("whitening", "BERT-whitening papers: max length 64 (PAWSX 128), "
-                          "splits as requested (default test)", False, False),
-    "cmteb": Protocol("cmteb", "C-MTEB: test split (AFQMC dev), the model's own max length",
-                      True, True),
+    "whitening": EvalProtocol("whitening", "BERT-whitening papers: max length 64 (PAWSX 128), "
+                              "splits as requested (default test)", False),
+    "cmteb": EvalProtocol("cmteb", "C-MTEB: test split (AFQMC dev), the model's own max length",
+                          True, default_splits=("test",),
+                          split_overrides={"AFQMC": ("valid",)}),
 }
 
 
-def get_protocol(name: str) -> Protocol:
+def get_protocol(name: str) -> EvalProtocol:
+    """The protocol called ``name`` (``whitening`` or ``cmteb``)."""
     try:
         return PROTOCOLS[name.lower().replace("-", "")]
     except KeyError:
-        raise ConfigError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}") from None
+        raise ConfigError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}",
+                          param="protocol") from None

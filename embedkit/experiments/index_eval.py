@@ -4,120 +4,122 @@ Quality: each task's split becomes a retrieval task (:func:`pairs_to_retrieval`;
 pairs with ``label >= threshold``, the threshold taken from the task's label range: binary ->
 1, 0-5 -> 4, in general ``low + 0.8 * (high - low)``); the corpus is every unique sentence of the
 split; a query's own entry is left out of its ranking. Rows: the raw pooled vectors and each
-``--post`` chain, fitted as ``embedkit bench --fit-on`` does (by default on every split of the
-task, the published protocol). Exact (Flat) search.
+post-processing chain, fitted as ``bench`` fits them (by default on every split of the task,
+the published protocol). Exact (Flat) search. Splits and max lengths follow the evaluation
+protocol (``whitening``: test, 64 tokens, PAWSX 128).
 
-Cost: the unique sentences of ``--cost-corpus-tasks`` are encoded once, ``n_queries`` of them
+Cost: the unique sentences of the cost corpus tasks are encoded once, ``n_queries`` of them
 (seeded sample) are the queries, and :func:`approximation_costs` times each FAISS factory and
 search setting against exact search. A row meets the target when ``recall@k >= 0.95`` (against
-Flat) at ``>= 5x`` Flat's batch QPS.
+Flat) at ``>= 5x`` Flat's batch QPS. Its max length is the protocol's for one corpus of many
+tasks: 64 tokens (``whitening``) or the model's own (``cmteb``).
 
->>> split_factories("Flat,IVF1024,Flat,HNSW32,IVF1024,PQ32")
-['Flat', 'IVF1024,Flat', 'HNSW32', 'IVF1024,PQ32']
 >>> label_threshold((0, 5), None), label_threshold((0, 1), None)
 (4.0, 1.0)
 """
 
 from __future__ import annotations
 
-import os
-import re
-import sys
+import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from embedkit.data import TaskSpec, load_split
+from embedkit.data.corpus import corpus_from_tasks
+from embedkit.data.selection import collect_fit_sentences, parse_task_split
+from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.errors import ConfigError
+from embedkit.evaluation.protocols import EvalProtocol, get_protocol
+from embedkit.experiments.bench import DataOptions
+from embedkit.experiments.record import data_dir_setting, run_record, timings
+from embedkit.experiments.report import provenance_lines
+from embedkit.io.tables import text_table
 from embedkit.provenance import sha256_text
+from embedkit.retrieval.costs import SINGLE_QUERIES, approximation_costs
+from embedkit.retrieval.faiss_ops import faiss_thread_count
+from embedkit.retrieval.post import is_none, prepare_post
+from embedkit.retrieval.tasks import RetrievalTask, evaluate_retrieval, pairs_to_retrieval
 
 __all__ = [
+    "COST_MAX_LENGTH",
     "DEFAULT_FACTORIES",
     "TARGET_RECALL",
     "TARGET_SPEEDUP",
+    "CostOptions",
+    "IndexEvalOptions",
+    "QualityOptions",
     "cost_eval",
     "format_cost_table",
     "format_quality_table",
     "label_threshold",
     "markdown_eval_report",
-    "parse_int_list",
     "quality_eval",
     "run_index_eval",
-    "split_factories",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_FACTORIES = ("Flat", "IVF1024,Flat", "HNSW32", "IVF1024,PQ64")
 TARGET_RECALL = 0.95
 TARGET_SPEEDUP = 5.0
-QUALITY_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
-
-# FAISS factory components that need a following component (a coarse quantizer or a transform)
-_PREFIX = re.compile(r"^(IVF|IMI|OPQ|PCA|PCAR|PCAW|PCAWR|RR|ITQ|L2norm|IDMap|IDMap2|Pad)",
-                     re.IGNORECASE)
-# components that complete an HNSW graph's storage (HNSW32,PQ16 / HNSW32,SQ8)
-_HNSW_STORAGE = re.compile(r"^(PQ|SQ|RaBitQ)", re.IGNORECASE)
+#: max length of the cost corpus under a protocol that takes each task's own (one corpus holds
+#: sentences of several tasks)
+COST_MAX_LENGTH = 64
 
 
-def split_factories(arg: str | Sequence[str] | None) -> list[str]:
-    """FAISS factory strings from ``--factories`` / repeated ``--factory`` values.
+@dataclass(frozen=True)
+class QualityOptions:
+    """The quality part: ``tasks`` (``TASK`` or ``TASK:SPLIT`` items) scored on ``splits``
+    (empty: the protocol's), the raw row and one row per chain of ``posts`` fitted on ``fit_on``
+    (``task``, a split, or a file); ``threshold`` overrides the label range's positive label."""
 
-    ``;`` separates factories unambiguously. Without it a comma list is grouped: a prefix
-    component (IVF..., OPQ..., PCA...) takes the next component with it, HNSWn takes a PQ / SQ
-    storage that follows; everything else starts a new factory.
+    tasks: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
+    posts: tuple[str, ...] = ()
+    both_directions: bool = False
+    threshold: float | None = None
+    fit_on: str = "task"
+    fit_unique: bool = False
 
-    >>> split_factories(["HNSW32,SQ8;Flat", "IVF16,PQ8"])
-    ['HNSW32,SQ8', 'Flat', 'IVF16,PQ8']
+
+@dataclass(frozen=True)
+class CostOptions:
+    """The cost part: a corpus of the unique sentences of ``corpus_tasks``, ``n_queries`` of
+    them (drawn with ``seed``) as queries, each of ``factories`` with each search setting,
+    ``post`` baked into every index (fitted on the corpus)."""
+
+    corpus_tasks: tuple[str, ...] = ()
+    factories: tuple[str, ...] = DEFAULT_FACTORIES
+    nprobes: tuple[int, ...] = (1, 8, 32, 64)
+    ef_searches: tuple[int, ...] = (16, 64, 128, 256)
+    n_queries: int = 2000
+    seed: int = 0
+    post: str | None = None
+    single_queries: int | None = None
+
+
+@dataclass(frozen=True)
+class IndexEvalOptions:
+    """What ``index eval`` runs: the quality and/or cost parts and the settings they share.
+
+    ``max_length`` overrides the protocol's; ``threads`` is FAISS's thread count for the run
+    (None: as it is); ``force`` uses transform files fitted for another model or pooling.
     """
-    if arg is None:
-        return []
-    items = [arg] if isinstance(arg, str) else list(arg)
-    out: list[str] = []
-    for item in items:
-        if ";" in item:
-            out += [f.strip() for f in item.split(";") if f.strip()]
-            continue
-        tokens = [t.strip() for t in item.split(",") if t.strip()]
-        current: list[str] = []
-        for tok in tokens:
-            if not current:
-                current = [tok]
-            else:
-                last = current[-1]
-                joins = bool(_PREFIX.match(last)) or (
-                    last.upper().startswith("HNSW") and len(current) == 1
-                    and bool(_HNSW_STORAGE.match(tok)))
-                if joins:
-                    current.append(tok)
-                else:
-                    out.append(",".join(current))
-                    current = [tok]
-        if current:
-            out.append(",".join(current))
-    return list(dict.fromkeys(out))
 
-
-def parse_int_list(arg: str | Sequence[int] | None, name: str) -> list[int]:
-    """``"1,8,32"`` -> [1, 8, 32]; each value must be a positive integer.
-
-    >>> parse_int_list("1, 8,32", "--nprobe")
-    [1, 8, 32]
-    """
-    if arg is None:
-        return []
-    parts = arg.split(",") if isinstance(arg, str) else list(arg)
-    out = []
-    for p in parts:
-        if isinstance(p, str) and not p.strip():
-            continue
-        try:
-            v = int(str(p).strip())
-        except ValueError:
-            raise ConfigError(f"{name}: {p!r} is not an integer") from None
-        if v < 1:
-            raise ConfigError(f"{name}: values must be >= 1, got {v}")
-        out.append(v)
-    return out
+    quality: QualityOptions = field(default_factory=QualityOptions)
+    cost: CostOptions = field(default_factory=CostOptions)
+    pooling: str | None = None
+    protocol: str = "whitening"
+    max_length: int | None = None
+    metric: str = "cosine"
+    k: int = 10
+    force: bool = False
+    threads: int | None = None
+    data: DataOptions = field(default_factory=DataOptions)
 
 
 def label_threshold(label_range: Sequence[float] | None, labels: np.ndarray | None) -> float:
@@ -137,148 +139,112 @@ def label_threshold(label_range: Sequence[float] | None, labels: np.ndarray | No
     return lo + 0.8 * (hi - lo)
 
 
-def _task_splits(tasks: str | Sequence[str], splits: Sequence[str]) -> list[tuple[Any, str]]:
-    from embedkit.data import get_task
-    from embedkit.data.spec import canonical_split
-    from embedkit.retrieval.pipeline import _split_task_arg
-
-    items = [tasks] if isinstance(tasks, str) else list(tasks)
-    names = [t.strip() for item in items for t in item.split(",") if t.strip()]
+def _task_splits(tasks: Sequence[str], splits: Sequence[str],
+                 proto: EvalProtocol) -> list[tuple[TaskSpec, str]]:
     out = []
-    for name in names:
-        base, split = _split_task_arg(name)
-        spec = get_task(base)
-        for s in [split] if split else list(splits) or list(spec.default_splits):
-            out.append((spec, canonical_split(s)))
+    for item in tasks:
+        spec, split = parse_task_split(item, param="tasks")
+        for s in [split] if split else proto.splits(spec, tuple(splits) or None):
+            out.append((spec, s))
     return out
 
 
+@dataclass
+class _Split:
+    """One task split as a retrieval task, encoded."""
+
+    spec: TaskSpec
+    data: Any
+    task: RetrievalTask
+    max_length: int
+    corpus_x: np.ndarray
+    query_x: np.ndarray
+    record: dict[str, Any]
+
+
+def _load_split(enc: SentenceEncoder, spec: TaskSpec, split: str, pooling: Pooling,
+                opts: IndexEvalOptions, proto: EvalProtocol) -> _Split:
+    q, d = opts.quality, opts.data
+    data = load_split(spec, split, data_dir=d.data_dir, source=d.source,
+                      skip_invalid=d.skip_invalid)
+    thr = float(q.threshold) if q.threshold is not None else label_threshold(spec.label_range,
+                                                                             data.labels)
+    task = pairs_to_retrieval(data.sentences1, data.sentences2, data.labels, threshold=thr,
+                              both_directions=q.both_directions)
+    max_len = proto.max_length(spec, enc.model_max_length(), opts.max_length)
+    record = {"source": data.source, "sha256": data.sha256, "n_pairs": data.n_pairs,
+              "skipped": data.skipped, "threshold": thr, "max_length": max_len,
+              "n_queries": len(task.queries), "n_corpus": len(task.corpus)}
+    corpus_x = enc.encode(task.corpus, pooling, max_length=max_len)
+    query_x = corpus_x[np.asarray(task.query_ids, dtype=np.int64)]
+    return _Split(spec, data, task, max_len, corpus_x, query_x, record)
+
+
+def _post_rows(enc: SentenceEncoder, sp: _Split, pooling: Pooling, opts: IndexEvalOptions,
+               base: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per chain (fitted on the split's fit sentences, encoded once)."""
+    q, d = opts.quality, opts.data
+    fitted_on: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+
+    def fit_data() -> tuple[np.ndarray, dict[str, Any]]:
+        if "x" not in fitted_on:
+            fit = collect_fit_sentences(q.fit_on, sp.spec, {sp.data.split: sp.data},
+                                        data_dir=d.data_dir, source=d.source,
+                                        skip_invalid=d.skip_invalid, unique=q.fit_unique)
+            x = enc.encode(fit.sentences, pooling, max_length=sp.max_length)
+            fitted_on["x"] = (x, fit.record())
+        return fitted_on["x"]
+
+    rows = []
+    for value in (p for p in q.posts if not is_none(p)):  # "none" is the raw row
+        post = prepare_post(value, encoder=enc, pooling=pooling, dim=int(sp.corpus_x.shape[1]),
+                            fit_data=fit_data, metric=opts.metric, force=opts.force)
+        if post is None:  # pragma: no cover - "none" values are skipped above
+            continue
+        res = evaluate_retrieval(sp.task, sp.corpus_x, sp.query_x, metric=opts.metric, k=opts.k,
+                                 transform=post.map)
+        rows.append({**base, "row": f"{pooling} + {post.spec}", "post": post.spec,
+                     "fit": post.fit, "dim": post.map.k, **res})
+    if "x" in fitted_on:
+        sp.record["fit"] = fitted_on["x"][1]
+    return rows
+
+
 def quality_eval(
-    encoder,
-    tasks: str | Sequence[str],
-    *,
-    splits: Sequence[str] = ("test",),
-    pooling: str | None = None,
-    posts: Sequence[str] = (),
-    max_length: int | None = None,
-    both_directions: bool = False,
-    threshold: float | None = None,
-    fit_on: str = "task",
-    fit_unique: bool = False,
-    metric: str = "cosine",
-    k: int = 10,
-    data_dir: str | os.PathLike | None = None,
-    source: str = "auto",
-    skip_invalid: bool = False,
-    force: bool = False,
+    encoder: SentenceEncoder | EncoderConfig, options: IndexEvalOptions
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows ``{task, split, row, post, recall@1.., mrr@k, ndcg@k, n_queries, n_corpus, ...}``
-    (raw first, then each post, per task/split) and the data record."""
-    from embedkit.experiments.bench import fit_sentences
-    from embedkit.data import load_split
-    from embedkit.encoders import parse_pooling
-    from embedkit.evaluation.protocols import get_protocol
-    from embedkit.retrieval.pipeline import prepare_post
-    from embedkit.retrieval.tasks import evaluate_retrieval, pairs_to_retrieval
+    (raw first, then each post, per task/split) and the data record.
 
-    pooling = parse_pooling(pooling or encoder.default_pooling)
-    proto = get_protocol("whitening")
+    A post value "none" is the raw row, which is always there.
+    """
+    enc = as_encoder(encoder)
+    pooling = Pooling(options.pooling or enc.default_pooling)
+    proto = get_protocol(options.protocol)
+    opts = options
     rows: list[dict[str, Any]] = []
     data_record: dict[str, Any] = {}
-    for spec, split in _task_splits(tasks, splits):
-        _log(f"quality: {spec.name}/{split}")
-        data = load_split(spec, split, data_dir=data_dir, source=source,
-                          skip_invalid=skip_invalid)
-        thr = float(threshold) if threshold is not None else label_threshold(spec.label_range,
-                                                                             data.labels)
-        task = pairs_to_retrieval(data.sentences1, data.sentences2, data.labels, threshold=thr,
-                                  both_directions=both_directions)
-        max_len = proto.max_length(spec, encoder.model_max_length(), max_length)
-        rec = data_record.setdefault(spec.name, {})
-        rec[data.split] = {"source": data.source, "sha256": data.sha256,
-                           "n_pairs": data.n_pairs, "skipped": data.skipped,
-                           "threshold": thr, "max_length": max_len,
-                           "n_queries": len(task.queries), "n_corpus": len(task.corpus)}
-        corpus_x = encoder.encode(task.corpus, pooling, max_length=max_len)
-        query_x = corpus_x[np.asarray(task.query_ids, dtype=np.int64)]
-        base = {"task": spec.name, "split": data.split, "pooling": pooling}
-        raw = evaluate_retrieval(task, corpus_x, query_x, metric=metric, k=k)
+    for spec, split in _task_splits(opts.quality.tasks, opts.quality.splits, proto):
+        logger.info("quality: %s/%s", spec.name, split)
+        sp = _load_split(enc, spec, split, pooling, opts, proto)
+        data_record.setdefault(spec.name, {})[sp.data.split] = sp.record
+        base = {"task": spec.name, "split": sp.data.split, "pooling": pooling}
+        raw = evaluate_retrieval(sp.task, sp.corpus_x, sp.query_x, metric=opts.metric,
+                                 k=opts.k)
         rows.append({**base, "row": f"{pooling}", "post": None, **raw})
-        fit_cache: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
-
-        def fit_data(spec=spec, data=data, max_len=max_len, cache=fit_cache):
-            if "x" not in cache:
-                sents, what = fit_sentences(fit_on, spec, {data.split: data}, data_dir=data_dir,
-                                            source=source, skip_invalid=skip_invalid,
-                                            unique=fit_unique)
-                x = encoder.encode(sents, pooling, max_length=max_len)
-                cache["x"] = (x, {"on": what, "n_sentences": len(sents), "unique": fit_unique,
-                                  "sha256": sha256_text("\n".join(sents))})
-            return cache["x"]
-
-        for spec_str in posts:
-            fitted = prepare_post(spec_str, encoder=encoder, pooling=pooling,
-                                  dim=int(corpus_x.shape[1]), fit_data=fit_data, metric=metric,
-                                  force=force)
-            res = evaluate_retrieval(task, corpus_x, query_x, metric=metric, k=k,
-                                     transform=fitted.transform)
-            rows.append({**base, "row": f"{pooling} + {fitted.spec}", "post": fitted.spec,
-                         "fit": fitted.fit, "dim": int(fitted.kernel.shape[1]), **res})
-        if "x" in fit_cache:
-            rec[data.split]["fit"] = fit_cache["x"][1]
+        rows += _post_rows(enc, sp, pooling, opts, base)
     return rows, data_record
 
 
-def cost_eval(
-    encoder,
-    corpus_tasks: str | Sequence[str],
-    *,
-    factories: Sequence[str] = DEFAULT_FACTORIES,
-    nprobes: Sequence[int] = (1, 8, 32, 64),
-    ef_searches: Sequence[int] = (16, 64, 128, 256),
-    n_queries: int = 2000,
-    seed: int = 0,
-    k: int = 10,
-    metric: str = "cosine",
-    pooling: str | None = None,
-    post: str | None = None,
-    max_length: int | None = None,
-    single_queries: int | None = None,
-    data_dir: str | os.PathLike | None = None,
-    source: str = "auto",
-    skip_invalid: bool = False,
-    force: bool = False,
-) -> dict[str, Any]:
-    """``{"rows": [...], "best": ..., "flat_qps_batch", "n_corpus", "n_queries", "data", ...}``.
+def _cost_max_length(enc: SentenceEncoder, options: IndexEvalOptions) -> int:
+    if options.max_length:
+        return int(options.max_length)
+    proto = get_protocol(options.protocol)
+    return int(enc.model_max_length()) if proto.use_model_max_length else COST_MAX_LENGTH
 
-    Every row gets ``speedup`` (its batch QPS over Flat's) and ``meets_target``.
-    """
-    from embedkit.encoders import parse_pooling
-    from embedkit.retrieval.costs import SINGLE_QUERIES, approximation_costs
-    from embedkit.retrieval.pipeline import corpus_from_tasks, prepare_post
 
-    pooling = parse_pooling(pooling or encoder.default_pooling)
-    max_len = int(max_length or 64)
-    texts, info = corpus_from_tasks(corpus_tasks, data_dir=data_dir, source=source,
-                                    skip_invalid=skip_invalid)
-    if not texts:
-        raise ConfigError("the cost corpus is empty")
-    _log(f"cost: encoding {len(texts)} corpus texts")
-    x = encoder.encode(texts, pooling, max_length=max_len)
-    rng = np.random.default_rng(seed)
-    nq = min(int(n_queries), len(texts))
-    if nq < 1:
-        raise ConfigError("--queries must be >= 1")
-    q_idx = np.sort(rng.choice(len(texts), size=nq, replace=False))
-    fitted = prepare_post(
-        post, encoder=encoder, pooling=pooling, dim=int(x.shape[1]), metric=metric, force=force,
-        fit_data=lambda: (x, {"on": "cost corpus", "n_sentences": len(texts),
-                              "sha256": info["sha256"]}))
-    _log(f"cost: building and timing {', '.join(factories)} ({nq} queries)")
-    rows = approximation_costs(
-        x, x[q_idx], list(factories), nprobes=tuple(nprobes), ef_searches=tuple(ef_searches),
-        k=k, metric=metric, transform=fitted.transform if fitted else None, seed=seed,
-        single_queries=SINGLE_QUERIES if single_queries is None else single_queries)
+def _mark_targets(rows: list[dict[str, Any]], k: int) -> dict[str, Any] | None:
+    """Give every row ``speedup`` and ``meets_target``; the fastest row meeting it."""
     flat = rows[0]
     key = f"recall@{k}"
     for r in rows:
@@ -287,148 +253,105 @@ def cost_eval(
             r is not flat and r[key] >= TARGET_RECALL
             and r["speedup"] is not None and r["speedup"] >= TARGET_SPEEDUP)
     meeting = [r for r in rows if r["meets_target"]]
-    best = max(meeting, key=lambda r: r["qps_batch"]) if meeting else None
+    if not meeting:
+        return None
+    best = max(meeting, key=lambda r: r["qps_batch"])
+    return {"factory": best["factory"], "param": best["param"], key: best[key],
+            "qps_batch": best["qps_batch"], "speedup": best["speedup"]}
+
+
+def cost_eval(encoder: SentenceEncoder | EncoderConfig, options: IndexEvalOptions
+              ) -> dict[str, Any]:
+    """``{"rows": [...], "best": ..., "flat_qps_batch", "n_corpus", "n_queries", "data", ...}``.
+
+    Every row gets ``speedup`` (its batch QPS over Flat's) and ``meets_target``.
+    """
+    enc = as_encoder(encoder)
+    c, d, k = options.cost, options.data, options.k
+    pooling = Pooling(options.pooling or enc.default_pooling)
+    max_len = _cost_max_length(enc, options)
+    texts, info = corpus_from_tasks(c.corpus_tasks, data_dir=d.data_dir, source=d.source,
+                                    skip_invalid=d.skip_invalid)
+    if not texts:
+        raise ConfigError("the cost corpus is empty")
+    logger.info("cost: encoding %d corpus texts", len(texts))
+    x = enc.encode(texts, pooling, max_length=max_len)
+    nq = min(int(c.n_queries), len(texts))
+    if nq < 1:
+        raise ConfigError("n_queries must be >= 1", param="n_queries")
+    q_idx = np.sort(np.random.default_rng(c.seed).choice(len(texts), size=nq, replace=False))
+    post = prepare_post(
+        c.post, encoder=enc, pooling=pooling, dim=int(x.shape[1]), metric=options.metric,
+        force=options.force, fit_data=lambda: (x, {"on": "cost corpus",
+                                                   "n_sentences": len(texts),
+                                                   "sha256": info["sha256"]}))
+    logger.info("cost: building and timing %s (%d queries)", ", ".join(c.factories), nq)
+    rows = approximation_costs(
+        x, x[q_idx], list(c.factories), nprobes=c.nprobes, ef_searches=c.ef_searches, k=k,
+        metric=options.metric, transform=post.map if post else None, seed=c.seed,
+        single_queries=SINGLE_QUERIES if c.single_queries is None else c.single_queries)
     return {
         "rows": rows,
-        "best": None if best is None else {"factory": best["factory"], "param": best["param"],
-                                           key: best[key], "qps_batch": best["qps_batch"],
-                                           "speedup": best["speedup"]},
+        "best": _mark_targets(rows, k),
         "target": {"recall": TARGET_RECALL, "speedup": TARGET_SPEEDUP, "k": k},
-        "flat_qps_batch": flat["qps_batch"],
+        "flat_qps_batch": rows[0]["qps_batch"],
         "n_corpus": len(texts),
         "n_queries": nq,
-        "queries_sha256": _sha_ids(q_idx),
-        "post": fitted.spec if fitted else None,
+        "queries_sha256": sha256_text(",".join(map(str, q_idx.tolist()))),
+        "post": post.spec if post else None,
         "max_length": max_len,
         "data": info,
     }
 
 
-def _log(message: str) -> None:
-    print(f"embedkit: {message}", file=sys.stderr, flush=True)
+def _joined(items: Sequence[str]) -> str | None:
+    return ",".join(items) if items else None
 
 
-def _sha_ids(ids: np.ndarray) -> str:
-    return sha256_text(",".join(map(str, ids.tolist())))
-
-
-def run_index_eval(
-    model,
-    *,
-    tasks: str | Sequence[str] | None = None,
-    splits: Sequence[str] = ("test",),
-    cost_corpus_tasks: str | Sequence[str] | None = None,
-    pooling: str | None = None,
-    posts: Sequence[str] = (),
-    max_length: int | None = None,
-    both_directions: bool = False,
-    threshold: float | None = None,
-    fit_on: str = "task",
-    fit_unique: bool = False,
-    metric: str = "cosine",
-    k: int = 10,
-    factories: Sequence[str] = DEFAULT_FACTORIES,
-    nprobes: Sequence[int] = (1, 8, 32, 64),
-    ef_searches: Sequence[int] = (16, 64, 128, 256),
-    n_queries: int = 2000,
-    seed: int = 0,
-    cost_post: str | None = None,
-    single_queries: int | None = None,
-    data_dir: str | os.PathLike | None = None,
-    source: str = "auto",
-    skip_invalid: bool = False,
-    force: bool = False,
-    cache=True,
-    device: str | None = "cpu",
-    dtype: str = "float32",
-    batch_size: int = 64,
-    lowercase: bool = False,
-    progress: bool | None = None,
-    command: str | None = None,
-) -> dict[str, Any]:
-    """Run the quality and/or cost parts; a JSON-ready record."""
-    from embedkit.encoders import Encoder, parse_pooling
-    from embedkit.provenance import library_versions, machine_description
-    from embedkit.retrieval.pipeline import make_encoder
-
-    if not tasks and not cost_corpus_tasks:
-        raise ConfigError("nothing to evaluate: give --tasks (quality) and/or "
-                          "--cost-corpus-tasks (cost)")
-    t0 = time.perf_counter()
-    encoder = model if isinstance(model, Encoder) else make_encoder(
-        model, pooling, cache=cache, device=device, dtype=dtype, batch_size=batch_size,
-        lowercase=lowercase, progress=progress)
-    pooling = parse_pooling(pooling or encoder.default_pooling)
-    record: dict[str, Any] = {
-        "embedkit": library_versions()["embedkit"],
-        "versions": library_versions(),
-        "machine": machine_description(),
-        "command": command,
-        "model": encoder.describe(),
-        "settings": {
-            "pooling": pooling, "metric": metric, "k": k, "max_length": max_length,
-            "tasks": tasks, "splits": list(splits), "both_directions": both_directions,
-            "threshold": threshold, "posts": list(posts), "fit_on": fit_on if posts else None,
-            "fit_unique": fit_unique if posts else None,
-            "cost_corpus_tasks": cost_corpus_tasks, "factories": list(factories),
-            "nprobes": list(nprobes), "ef_searches": list(ef_searches), "n_queries": n_queries,
-            "seed": seed, "cost_post": cost_post, "faiss_threads": _faiss_threads(),
-            "device": str(encoder.device), "dtype": encoder.dtype_name,
-            "data_dir": str(data_dir or os.environ.get("EMBEDKIT_DATA") or ""), "source": source,
-            "cache": str(encoder.cache.root) if encoder.cache is not None else None,
-        },
-        "data": {},
-        "quality": None,
-        "cost": None,
+def _settings(options: IndexEvalOptions, pooling: Pooling, threads: int) -> dict[str, Any]:
+    """The record's settings (the keys of earlier versions, plus the protocol)."""
+    q, c, d = options.quality, options.cost, options.data
+    chains = [p for p in q.posts if not is_none(p)]
+    return {
+        "pooling": pooling, "metric": options.metric, "k": options.k,
+        "max_length": options.max_length, "protocol": options.protocol,
+        "tasks": _joined(q.tasks), "splits": list(q.splits) or None,
+        "both_directions": q.both_directions, "threshold": q.threshold,
+        "posts": list(q.posts), "fit_on": q.fit_on if chains else None,
+        "fit_unique": q.fit_unique if chains else None,
+        "cost_corpus_tasks": _joined(c.corpus_tasks), "factories": list(c.factories),
+        "nprobes": list(c.nprobes), "ef_searches": list(c.ef_searches),
+        "n_queries": c.n_queries, "seed": c.seed, "cost_post": c.post,
+        "faiss_threads": threads, "data_dir": data_dir_setting(d.data_dir), "source": d.source,
     }
-    if tasks:
-        rows, data = quality_eval(
-            encoder, tasks, splits=splits, pooling=pooling, posts=posts, max_length=max_length,
-            both_directions=both_directions, threshold=threshold, fit_on=fit_on,
-            fit_unique=fit_unique, metric=metric, k=k, data_dir=data_dir, source=source,
-            skip_invalid=skip_invalid, force=force)
-        record["quality"] = rows
-        record["data"]["quality"] = data
-    if cost_corpus_tasks:
-        cost = cost_eval(
-            encoder, cost_corpus_tasks, factories=factories, nprobes=nprobes,
-            ef_searches=ef_searches, n_queries=n_queries, seed=seed, k=k, metric=metric,
-            pooling=pooling, post=cost_post, max_length=max_length,
-            single_queries=single_queries, data_dir=data_dir, source=source,
-            skip_invalid=skip_invalid, force=force)
-        record["data"]["cost"] = cost.pop("data")
-        record["cost"] = cost
-    record["timings"] = {**encoder.stats.as_dict(),
-                         "seconds_total": round(time.perf_counter() - t0, 3)}
+
+
+def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: IndexEvalOptions,
+                   *, command: str | None = None) -> dict[str, Any]:
+    """Run the quality part (``options.quality.tasks``) and/or the cost part
+    (``options.cost.corpus_tasks``); a JSON-ready record."""
+    if not options.quality.tasks and not options.cost.corpus_tasks:
+        raise ConfigError("nothing to evaluate: give quality tasks and/or cost corpus tasks")
+    t0 = time.perf_counter()
+    enc = as_encoder(encoder)
+    pooling = Pooling(options.pooling or enc.default_pooling)
+    options = replace(options, pooling=pooling)
+    with faiss_thread_count(options.threads) as threads:
+        record = run_record("index-eval", command=command, encoder=enc,
+                            settings=_settings(options, pooling, threads), data={})
+        record.update(quality=None, cost=None)
+        if options.quality.tasks:
+            record["quality"], record["data"]["quality"] = quality_eval(enc, options)
+        if options.cost.corpus_tasks:
+            cost = cost_eval(enc, options)
+            record["data"]["cost"] = cost.pop("data")
+            record["cost"] = cost
+    record["timings"] = timings(enc, t0)
     return record
-
-
-def _faiss_threads() -> int | None:
-    try:
-        import faiss
-    except ImportError:  # pragma: no cover
-        return None
-    return int(faiss.omp_get_max_threads())
 
 
 # --------------------------------------------------------------------------------------------
 # tables
-
-
-def _align(header: list[str], rows: list[list[str]], left: int = 1) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def fmt(r: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
-
-    return "\n".join(fmt(r) for r in [header, *rows])
-
-
-def _markdown(header: list[str], rows: list[list[str]], left: int = 1) -> str:
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] * left + ["---:"] * (len(header) - left)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def _quality_table(rows: list[dict[str, Any]], k: int = 10) -> tuple[list[str], list[list[str]]]:
@@ -447,7 +370,7 @@ def _quality_table(rows: list[dict[str, Any]], k: int = 10) -> tuple[list[str], 
 def format_quality_table(rows: list[dict[str, Any]], k: int = 10, markdown: bool = False) -> str:
     """Recall / MRR / nDCG x 100, one line per task/split and row (raw, then each post)."""
     header, body = _quality_table(rows, k)
-    return _markdown(header, body, 2) if markdown else _align(header, body, 2)
+    return text_table(header, body, markdown=markdown, left=2, right_align=True)
 
 
 def _num(x: float | None, digits: int = 1) -> str:
@@ -471,6 +394,7 @@ def _cost_table(cost: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def best_line(cost: dict[str, Any]) -> str:
+    """One sentence: the fastest approximate index meeting the target, or that none does."""
     k = cost["target"]["k"]
     what = (f"recall@{k} >= {cost['target']['recall']} of Flat at >= "
             f"{cost['target']['speedup']:g}x Flat's batch QPS")
@@ -485,14 +409,38 @@ def best_line(cost: dict[str, Any]) -> str:
 def format_cost_table(cost: dict[str, Any], markdown: bool = False) -> str:
     """One line per factory and search setting; then the best approximate index."""
     header, body = _cost_table(cost)
-    table = _markdown(header, body, 2) if markdown else _align(header, body, 2)
+    table = text_table(header, body, markdown=markdown, left=2, right_align=True)
     return table + "\n\n" + best_line(cost)
+
+
+def _quality_section(record: dict[str, Any]) -> list[str]:
+    s = record["settings"]
+    out = ["", f"## Retrieval quality (x 100, exact search, k = {s['k']})", "",
+           f"STS pairs as retrieval: positives have label >= the task's threshold; corpus = "
+           f"all unique sentences of the split; both directions: {s['both_directions']}; "
+           f"postprocessors fitted on: {s['fit_on'] or '-'}.", "",
+           format_quality_table(record["quality"], s["k"], markdown=True), "",
+           "| task | split | pairs | threshold | queries | corpus | sha256 |",
+           "|---|---|---:|---:|---:|---:|---|"]
+    for task, splits in record["data"]["quality"].items():
+        for split, d in splits.items():
+            out.append(f"| {task} | {split} | {d['n_pairs']} | {d['threshold']:g} | "
+                       f"{d['n_queries']} | {d['n_corpus']} | `{d['sha256'][:16]}` |")
+    return out
+
+
+def _cost_section(record: dict[str, Any]) -> list[str]:
+    s, c = record["settings"], record["cost"]
+    return ["", "## Cost of approximate search", "",
+            f"Corpus: {c['n_corpus']} unique sentences of {s['cost_corpus_tasks']}; "
+            f"{c['n_queries']} of them (seed {s['seed']}) as queries; post: "
+            f"{c['post'] or 'none'}; FAISS threads: {s['faiss_threads']}. recall@"
+            f"{c['target']['k']} is the overlap with exact (Flat) search.", "",
+            format_cost_table(c, markdown=True)]
 
 
 def markdown_eval_report(record: dict[str, Any]) -> str:
     """The Markdown report: provenance (regenerate command, machine, versions), then tables."""
-    from embedkit.experiments.report import provenance_lines
-
     model = record["model"]
     s = record["settings"]
     out = [f"# embedkit index eval: {model['name']}", ""]
@@ -500,25 +448,9 @@ def markdown_eval_report(record: dict[str, Any]) -> str:
     out += [f"- Model: `{model['name']}` (identity `{model['identity']}`), pooling "
             f"{s['pooling']}, metric {s['metric']}, dtype {s['dtype']}, device {s['device']}"]
     if record.get("quality"):
-        out += ["", f"## Retrieval quality (x 100, exact search, k = {s['k']})", "",
-                f"STS pairs as retrieval: positives have label >= the task's threshold; corpus = "
-                f"all unique sentences of the split; both directions: {s['both_directions']}; "
-                f"postprocessors fitted on: {s['fit_on'] or '-'}.", "",
-                format_quality_table(record["quality"], s["k"], markdown=True), "",
-                "| task | split | pairs | threshold | queries | corpus | sha256 |",
-                "|---|---|---:|---:|---:|---:|---|"]
-        for task, splits in record["data"]["quality"].items():
-            for split, d in splits.items():
-                out.append(f"| {task} | {split} | {d['n_pairs']} | {d['threshold']:g} | "
-                           f"{d['n_queries']} | {d['n_corpus']} | `{d['sha256'][:16]}` |")
+        out += _quality_section(record)
     if record.get("cost"):
-        c = record["cost"]
-        out += ["", "## Cost of approximate search", "",
-                f"Corpus: {c['n_corpus']} unique sentences of {s['cost_corpus_tasks']}; "
-                f"{c['n_queries']} of them (seed {s['seed']}) as queries; post: "
-                f"{c['post'] or 'none'}; FAISS threads: {s['faiss_threads']}. recall@"
-                f"{c['target']['k']} is the overlap with exact (Flat) search.", "",
-                format_cost_table(c, markdown=True)]
+        out += _cost_section(record)
     t = record.get("timings") or {}
     if t:
         out += ["", "## Timings", "",

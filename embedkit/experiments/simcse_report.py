@@ -1,136 +1,168 @@
 """SimCSE report: an encoder before and after SimCSE on each task, next to whitening.
 
-Run as ``python -m embedkit.experiments.simcse_report --out eval/simcse-m3e-small.md`` (``make
-eval-simcse``). For each task it trains unsupervised SimCSE on the task's own unlabelled
-sentences with the Chinese experiments' settings (the defaults of ``embedkit train simcse``),
-then scores on the test split (whitening protocol): the base encoder raw, whitened (fitted on
-the task, beta = gamma = 1) and whitened to 256 dimensions, and the trained encoder. It also
-runs supervised training on STS-B train (InfoNCE with label >= 4 as positives, and CoSENT on
-the graded labels) and scores STS-B test. A finished run whose recorded configuration equals the
-one asked for is reused, so regenerating the report after a change to the text is cheap.
+:func:`run_simcse_report` (``make eval-simcse`` writes ``eval/simcse-m3e-small.md`` with it,
+rendered by :func:`render`). For each task it trains unsupervised SimCSE on the task's own
+unlabelled sentences with the Chinese experiments' settings (the defaults of
+:class:`~embedkit.training.SimCSEConfig`), then scores on the test split (whitening protocol):
+the base encoder raw, whitened (fitted on the task, beta = gamma = 1) and whitened to 256
+dimensions, and the trained encoder. It also runs supervised training on STS-B train (InfoNCE
+with label >= 4 as positives, and CoSENT on the graded labels) and scores STS-B test. A finished
+run whose recorded configuration has every setting asked for is reused, so regenerating the
+report after a change to the text is cheap.
+
+>>> SimCSEReportOptions().tasks
+('ATEC', 'BQ', 'LCQMC', 'PAWSX', 'STS-B')
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import shlex
-import sys
+import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from embedkit.io.atomic import atomic_write_json, atomic_write_text
-from embedkit.experiments.bench import run_bench
-from embedkit.encoders.cache import EmbeddingCache
 from embedkit.data import DEFAULT_TASKS
-from embedkit.encoders import Encoder
-from embedkit.provenance import library_versions, machine_description
+from embedkit.encoders import EncoderConfig, SentenceEncoder
+from embedkit.encoders.cache import EmbeddingCache
+from embedkit.experiments.bench import run_bench
+from embedkit.experiments.record import data_dir_setting, run_record, timings
 from embedkit.experiments.report import provenance_lines
 from embedkit.training import SimCSEConfig, train_simcse
+from embedkit.training.checkpoint import RECORD_FILE
+
+logger = logging.getLogger(__name__)
 
 WHITEN = ("whiten:beta=1,gamma=1,k=all", "whiten:beta=1,gamma=1,k=256")
+SUPERVISED_RUNS = (("InfoNCE, positives label >= 4", {"loss": "infonce", "threshold": 4.0}),
+                   ("CoSENT on the 0-5 labels", {"loss": "cosent"}))
 
 
 def _finished(cfg: SimCSEConfig) -> dict | None:
-    """The record of a complete earlier run with the same configuration, else None."""
-    path = Path(cfg.out_dir) / "embedkit.json"
+    """The record of a complete earlier run whose configuration has every setting ``cfg`` sets
+    (the record's holds the resolved defaults as well), else None."""
+    path = Path(str(cfg.out_dir)) / RECORD_FILE
     if not path.is_file():
         return None
     rec = json.loads(path.read_text(encoding="utf-8"))
     if not rec.get("complete"):
         return None
-    want = {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "out_dir")}
-    have = {k: v for k, v in rec.get("config", {}).items() if k not in ("progress", "out_dir")}
-    return rec if want == have else None
+    have = rec.get("config", {})
+    want = {k: v for k, v in cfg.to_dict().items()
+            if v is not None and k not in ("progress", "out_dir")}
+    return rec if all(have.get(k) == v for k, v in want.items()) else None
 
 
 def train_or_reuse(cfg: SimCSEConfig) -> dict:
+    """The record of ``cfg``'s run: reused when complete, else trained (resuming from the
+    latest checkpoint when there is one)."""
     rec = _finished(cfg)
     if rec is not None:
-        print(f"reusing {cfg.out_dir} (same configuration, complete)", file=sys.stderr)
+        logger.info("reusing %s (same configuration, complete)", cfg.out_dir)
         return rec
     ckpts = sorted(Path(str(cfg.out_dir) + ".checkpoints").glob("step-*"))
-    result = train_simcse(cfg, resume=ckpts[-1] if ckpts else None)
-    return result.record
+    return train_simcse(cfg, resume=ckpts[-1] if ckpts else None).record
 
 
-def _score(model, pooling: str, task: str, cache: EmbeddingCache, data_dir, post=()) -> dict:
-    rec = run_bench(model, [pooling], [task], ["test"], data_dir=data_dir, cache=cache,
-                    post=list(post), fit_on="task")
-    return {label: r[task]["test"]["spearman"] for label, r in rec["results"].items()}
+def _score(encoder: SentenceEncoder, pooling: str, task: str, data_dir: str | None,
+           post: Sequence[str] = ()) -> dict[str, float]:
+    """Spearman on the task's test split per row (the pooling, then each post chain fitted on
+    the task), by :func:`~embedkit.experiments.bench.run_bench`."""
+    rec = run_bench(encoder, [pooling], [task], ["test"], data_dir=data_dir, post=list(post))
+    name = rec["settings"]["tasks"][0]  # the spec's name (``task`` may be a spec file)
+    return {label: r[name]["test"]["spearman"] for label, r in rec["results"].items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m embedkit.experiments.simcse_report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="m3e-small")
-    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
-    p.add_argument("--runs-dir", default="runs/simcse")
-    p.add_argument("--data-dir")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--supervised-task", default="STS-B",
-                   help="task whose train split trains the supervised runs ('' to skip)")
-    p.add_argument("--out", default="eval/simcse-m3e-small.md")
-    args = p.parse_args(argv)
-    t0 = time.perf_counter()
-    argv_used = list(sys.argv[1:] if argv is None else argv)
-    cache = EmbeddingCache()
-    base = Encoder(args.model, cache=cache)
-    pooling = base.default_pooling
-    runs = Path(args.runs_dir)
-    slug = Path(args.model).name
+def _unsupervised_row(base: SentenceEncoder, task: str, cache: EmbeddingCache, *,
+                      runs: Path, data_dir: str | None, seed: int) -> dict[str, Any]:
+    pooling = str(base.default_pooling)
+    cfg = SimCSEConfig(model=base.name, tasks=[task], out_dir=str(runs / f"{_slug(base)}-{task}"),
+                       pooling=pooling, seed=seed, data_dir=data_dir, save_every=50)
+    rec = train_or_reuse(cfg)
+    scores = _score(base, pooling, task, data_dir, WHITEN)
+    trained = _score(EncoderConfig(str(cfg.out_dir)).build(cache), pooling, task, data_dir)
+    row = {"task": task, "raw": scores[pooling], "whiten": scores[f"{pooling} + {WHITEN[0]}"],
+           "whiten256": scores[f"{pooling} + {WHITEN[1]}"], "simcse": trained[pooling],
+           "steps": rec["steps"], "sentences": rec["examples"],
+           "seconds_per_step": rec["seconds_per_step"], "final_loss": rec["final_loss"],
+           "out_dir": str(cfg.out_dir), "data_sha256": rec["data"].get("sha256")}
+    logger.info("%s: raw %.2f, simcse %.2f", task, 100 * row["raw"], 100 * row["simcse"])
+    return row
+
+
+def _supervised_rows(base: SentenceEncoder, task: str, cache: EmbeddingCache, *, runs: Path,
+                     data_dir: str | None, seed: int) -> list[dict[str, Any]]:
+    pooling = str(base.default_pooling)
     rows = []
-    for task in [t.strip() for t in args.tasks.split(",") if t.strip()]:
-        cfg = SimCSEConfig(model=args.model, tasks=[task], out_dir=str(runs / f"{slug}-{task}"),
-                           pooling=pooling, seed=args.seed, data_dir=args.data_dir,
-                           save_every=50)
+    for name, extra in SUPERVISED_RUNS:
+        cfg = SimCSEConfig(model=base.name, supervised=True, pairs=[f"{task}:train"],
+                           out_dir=str(runs / f"{_slug(base)}-{task}-sup-{extra['loss']}"),
+                           pooling=pooling, seed=seed, data_dir=data_dir, **extra)
         rec = train_or_reuse(cfg)
-        scores = _score(base, pooling, task, cache, args.data_dir, WHITEN)
-        trained = _score(str(cfg.out_dir), pooling, task, cache, args.data_dir)
-        rows.append({"task": task, "raw": scores[pooling],
-                     "whiten": scores[f"{pooling} + {WHITEN[0]}"],
-                     "whiten256": scores[f"{pooling} + {WHITEN[1]}"],
-                     "simcse": trained[pooling], "steps": rec["steps"],
-                     "sentences": rec["examples"], "seconds_per_step": rec["seconds_per_step"],
-                     "final_loss": rec["final_loss"], "out_dir": str(cfg.out_dir),
-                     "data_sha256": rec["data"].get("sha256")})
-        print(f"{task}: raw {100 * rows[-1]['raw']:.2f}, simcse {100 * rows[-1]['simcse']:.2f}",
-              file=sys.stderr)
-    sup_rows = []
-    if args.supervised_task:
-        t = args.supervised_task
-        for name, extra in (("InfoNCE, positives label >= 4", {"loss": "infonce", "threshold": 4.0}),
-                            ("CoSENT on the 0-5 labels", {"loss": "cosent"})):
-            cfg = SimCSEConfig(model=args.model, supervised=True, pairs=[f"{t}:train"],
-                               out_dir=str(runs / f"{slug}-{t}-sup-{extra['loss']}"),
-                               pooling=pooling, seed=args.seed, data_dir=args.data_dir, **extra)
-            rec = train_or_reuse(cfg)
-            trained = _score(str(cfg.out_dir), pooling, t, cache, args.data_dir)
-            sup_rows.append({"run": name, "task": t, "simcse": trained[pooling],
-                             "steps": rec["steps"], "examples": rec["examples"],
-                             "seconds_per_step": rec["seconds_per_step"],
-                             "final_loss": rec["final_loss"], "out_dir": str(cfg.out_dir)})
-    record = {"command": "python -m embedkit.experiments.simcse_report " + shlex.join(argv_used),
-              "versions": library_versions(), "machine": machine_description(),
-              "model": base.describe(), "pooling": pooling, "seed": args.seed,
-              "unsupervised": rows, "supervised": sup_rows,
-              "seconds_total": round(time.perf_counter() - t0, 1)}
-    md = render(record)
-    atomic_write_text(args.out, md)
-    atomic_write_json(args.out.rsplit(".", 1)[0] + ".json", record)
-    print(md)
-    return 0
+        trained = _score(EncoderConfig(str(cfg.out_dir)).build(cache), pooling, task, data_dir)
+        rows.append({"run": name, "task": task, "simcse": trained[pooling],
+                     "steps": rec["steps"], "examples": rec["examples"],
+                     "seconds_per_step": rec["seconds_per_step"],
+                     "final_loss": rec["final_loss"], "out_dir": str(cfg.out_dir)})
+    return rows
+
+
+def _slug(encoder: SentenceEncoder) -> str:
+    return Path(encoder.name).name
+
+
+@dataclass(frozen=True)
+class SimCSEReportOptions:
+    """What the report trains and scores (defaults: ``make eval-simcse``). ``supervised_task``
+    names the task whose train split trains the supervised runs (None: skip them)."""
+
+    model: str = "m3e-small"
+    tasks: tuple[str, ...] = tuple(DEFAULT_TASKS)
+    runs_dir: str = "runs/simcse"
+    data_dir: str | None = None
+    seed: int = 42
+    supervised_task: str | None = "STS-B"
+
+
+def run_simcse_report(opts: SimCSEReportOptions | None = None, *, command: str | None = None
+                      ) -> dict[str, Any]:
+    """Train (or reuse) every run of the report and score it; the report's record."""
+    opts = opts or SimCSEReportOptions()
+    t0 = time.perf_counter()
+    cache = EmbeddingCache()
+    base = EncoderConfig(opts.model).build(cache)
+    runs = Path(opts.runs_dir)
+    kw: dict[str, Any] = {"runs": runs, "data_dir": opts.data_dir, "seed": opts.seed}
+    rows = [_unsupervised_row(base, t, cache, **kw) for t in opts.tasks]
+    sup_rows = (_supervised_rows(base, opts.supervised_task, cache, **kw)
+                if opts.supervised_task else [])
+    settings = {"pooling": str(base.default_pooling), "seed": opts.seed,
+                "tasks": list(opts.tasks), "supervised_task": opts.supervised_task or None,
+                "runs_dir": opts.runs_dir, "data_dir": data_dir_setting(opts.data_dir),
+                "whiten": list(WHITEN)}
+    record = run_record("simcse-report", command=command, encoder=base, settings=settings,
+                        data={})
+    record.update(unsupervised=rows, supervised=sup_rows, timings=timings(base, t0))
+    return record
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f}"
 
 
 def render(record: dict) -> str:
-    x = lambda v: f"{100 * v:.2f}"  # noqa: E731
+    """The report in Markdown."""
+    x = _pct
     m = record["model"]
+    s = record["settings"]
     out = ["# SimCSE on " + m["name"], ""] + provenance_lines(record) + [
-        f"- Model: `{m['name']}` (identity `{m['identity']}`), pooling {record['pooling']} in "
+        f"- Model: `{m['name']}` (identity `{m['identity']}`), pooling {s['pooling']} in "
         "training and evaluation; test splits, whitening protocol (max length 64, PAWSX 128)",
         "- Unsupervised SimCSE: dropout 0.3, batch 64, lr 1e-5, one epoch, up to 10,000 "
         "sentences sampled from the task's splits without labels, temperature 0.05, no MLM loss, "
-        f"no MLP head; seed {record['seed']}",
+        f"no MLP head; seed {s['seed']}",
         "- Whitening: fitted on every sentence of every split of the task (the published "
         "protocol), beta = gamma = 1", "",
         "## Spearman x 100 on the test split", "",
@@ -153,9 +185,5 @@ def render(record: dict) -> str:
             out.append(f"| {r['run']} | {x(r['simcse'])} | {r['steps']} | {r['examples']} | "
                        f"{r['seconds_per_step']:.2f} | {r['final_loss']:.4f} |")
     out += ["", f"Seconds per step are wall-clock on the machine above (CPU); total "
-            f"{record['seconds_total']:.0f} s for this report (reused runs excluded).", ""]
+            f"{record['timings']['seconds_total']:.0f} s for this report (reused runs excluded).", ""]
     return "\n".join(out)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

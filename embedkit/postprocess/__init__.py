@@ -2,18 +2,30 @@
 
 Every step is a scikit-learn transformer (``clone``, ``Pipeline``, ``GridSearchCV`` work) whose
 fitted linear map is ``transform(X) == (X + bias_) @ kernel_``. :func:`parse_post` reads the
-CLI's ``--post`` spec, :func:`affine_of` folds a fitted pipeline into one map and
-:func:`save_transform` writes it to safetensors / npz (or FAISS with save_faiss_transform).
+spec language (steps registered with :func:`register_step`), :func:`resolve_post` decides once
+whether a value is a saved file or a chain, :meth:`AffineMap.from_pipeline` folds a fitted
+pipeline into one map and :func:`save_transform` writes it to safetensors / npz / FAISS.
+
+This package imports only numpy, scipy, scikit-learn, safetensors and (lazily) faiss, plus
+``embedkit.errors``, ``embedkit.provenance`` and ``embedkit.io``.
 
 >>> import numpy as np
 >>> X = np.random.default_rng(0).normal(size=(100, 8))
 >>> p = parse_post("whiten:k=4,norm").fit(X)
->>> p.transform(X).shape
-(100, 4)
+>>> p.transform(X).shape, AffineMap.from_pipeline(p)
+((100, 4), AffineMap(d=8, k=4, normalize=True))
 """
 
-from embedkit.postprocess.chain import STEP_NAMES, affine_of, describe_post, parse_post
-from embedkit.postprocess.export import (
+from embedkit.postprocess._base import (
+    InvalidPostParameterError,
+    LinearStep,
+    PostprocessError,
+    RankDeficientWarning,
+    check_params,
+)
+from embedkit.postprocess.affine import AffineMap
+from embedkit.postprocess.family import WhiteningFamily, grid_cosines, score_grid
+from embedkit.postprocess.files import (
     CompatibilityWarning,
     FixedTransform,
     TransformFile,
@@ -23,26 +35,49 @@ from embedkit.postprocess.export import (
     save_faiss_transform,
     save_transform,
 )
+from embedkit.postprocess.moments import RunningMoments
 from embedkit.postprocess.projection import PCA, Normalize, RandomProjection
-from embedkit.postprocess.whitening import PostprocessError, RankDeficientWarning, Whitening
+from embedkit.postprocess.spec import (
+    Key,
+    describe_post,
+    parse_post,
+    pipeline_learns,
+    register_step,
+    resolve_post,
+    step_names,
+    unregister_step,
+)
+from embedkit.postprocess.whitening import Whitening
 
 __all__ = [
-    "Whitening",
-    "PCA",
-    "RandomProjection",
-    "Normalize",
-    "FixedTransform",
-    "PostprocessError",
-    "RankDeficientWarning",
+    "AffineMap",
     "CompatibilityWarning",
-    "parse_post",
-    "describe_post",
-    "affine_of",
-    "STEP_NAMES",
+    "FixedTransform",
+    "InvalidPostParameterError",
+    "Key",
+    "LinearStep",
+    "Normalize",
+    "PCA",
+    "PostprocessError",
+    "RandomProjection",
+    "RankDeficientWarning",
+    "RunningMoments",
     "TransformFile",
-    "save_transform",
-    "load_transform",
+    "Whitening",
+    "WhiteningFamily",
     "check_compatible",
-    "save_faiss_transform",
+    "check_params",
+    "describe_post",
+    "grid_cosines",
     "load_faiss_transform",
+    "load_transform",
+    "parse_post",
+    "pipeline_learns",
+    "register_step",
+    "resolve_post",
+    "save_faiss_transform",
+    "save_transform",
+    "score_grid",
+    "step_names",
+    "unregister_step",
 ]

@@ -8,24 +8,27 @@
 
 from __future__ import annotations
 
-import numbers
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import TransformerMixin, _fit_context
 from sklearn.random_projection import (
     GaussianRandomProjection,
     SparseRandomProjection,
     johnson_lindenstrauss_min_dim,
 )
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from embedkit.postprocess.whitening import PostprocessError, Whitening, _validate
+from embedkit.postprocess._base import LinearStep, PostprocessError, _Validated
+from embedkit.postprocess._base import validate_float_matrix as _validate
+from embedkit.postprocess.whitening import _EPS, _N_COMPONENTS, _EigenWhitening
 
 __all__ = ["PCA", "RandomProjection", "Normalize"]
 
 
-class PCA(Whitening):
+class PCA(_EigenWhitening):
     """PCA as the ``beta=1, gamma=0`` member of the whitening family (``gamma=1`` if ``whiten``).
 
     ``transform`` equals ``sklearn.decomposition.PCA(svd_solver="full")`` for ``whiten=False``
@@ -33,13 +36,18 @@ class PCA(Whitening):
     dimensions (sklearn keeps min(N, d)), and with ``whiten=True`` the variance is the 1/N
     (population) one, so the output is sklearn's times ``sqrt(N / (N - 1))`` -- training data
     then has exactly unit variance. It has ``partial_fit``, ``kernel_`` and ``bias_`` like
-    :class:`Whitening`.
+    :class:`~embedkit.postprocess.Whitening` (they share a private base; PCA is not a
+    Whitening).
 
     >>> import numpy as np
     >>> X = np.random.default_rng(0).normal(size=(40, 5))
     >>> PCA(n_components=2).fit_transform(X).shape
     (40, 2)
     """
+
+    _parameter_constraints: dict = {
+        "n_components": _N_COMPONENTS, "whiten": ["boolean"], "eps": _EPS,
+    }
 
     def __init__(
         self, n_components: int | str | None = None, whiten: bool = False, eps: float = 1e-6
@@ -52,7 +60,7 @@ class PCA(Whitening):
         return 1.0, (1.0 if self.whiten else 0.0)
 
 
-class RandomProjection(TransformerMixin, BaseEstimator):
+class RandomProjection(LinearStep):
     """Johnson-Lindenstrauss random projection (Gaussian or sparse), exposed as a dense map.
 
     Built on sklearn's ``GaussianRandomProjection`` / ``SparseRandomProjection``; the matrix is
@@ -75,7 +83,16 @@ class RandomProjection(TransformerMixin, BaseEstimator):
     >>> b = RandomProjection(3, random_state=7).fit(X)
     >>> a.kernel_.shape, bool(np.array_equal(a.kernel_, b.kernel_))
     ((10, 3), True)
+    >>> a.transform(np.eye(10, dtype=np.float32)).dtype
+    dtype('float32')
     """
+
+    _parameter_constraints: dict = {
+        "n_components": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "kind": [StrOptions({"gaussian", "sparse"})],
+        "random_state": ["random_state"],
+        "eps": [Interval(Real, 0, 1, closed="neither")],
+    }
 
     def __init__(
         self,
@@ -89,36 +106,12 @@ class RandomProjection(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.eps = eps
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> RandomProjection:
         """Draw the random matrix for X's dimension (and N, for "auto"); returns ``self``."""
         X = _validate(self, X, reset=True)
         n, d = X.shape
-        if self.kind not in ("gaussian", "sparse"):
-            raise PostprocessError(
-                f"RandomProjection: kind must be 'gaussian' or 'sparse', got {self.kind!r}"
-            )
-        if isinstance(self.n_components, str) and self.n_components == "auto":
-            if not (isinstance(self.eps, numbers.Real) and 0 < self.eps < 1):
-                raise PostprocessError(f"RandomProjection: eps must be in (0, 1), got {self.eps!r}")
-            k = int(johnson_lindenstrauss_min_dim(n, eps=self.eps))
-            if k > d:
-                raise PostprocessError(
-                    f"RandomProjection: n_components='auto' asks for k={k} dimensions (the "
-                    f"Johnson-Lindenstrauss bound for N={n} vectors at eps={self.eps}), more than "
-                    f"the input dimension d={d}; pass an integer number of components "
-                    "(e.g. rp:k=128)"
-                )
-        elif isinstance(self.n_components, numbers.Integral) and not isinstance(
-            self.n_components, bool
-        ):
-            k = int(self.n_components)
-            if k < 1:
-                raise PostprocessError(f"RandomProjection: n_components must be >= 1, got {k}")
-        else:
-            raise PostprocessError(
-                "RandomProjection: n_components must be a positive integer or 'auto', got "
-                f"{self.n_components!r}"
-            )
+        k = self._n_components(n, d)
         cls = GaussianRandomProjection if self.kind == "gaussian" else SparseRandomProjection
         rp = cls(n_components=k, random_state=self.random_state).fit(X[:1])
         comps = rp.components_
@@ -129,29 +122,21 @@ class RandomProjection(TransformerMixin, BaseEstimator):
         self.n_components_ = k
         return self
 
-    def transform(self, X: Any) -> np.ndarray:
-        """Return ``X @ kernel_`` in the input's float dtype.
-
-        >>> import numpy as np
-        >>> RandomProjection(2, random_state=0).fit(np.eye(4)).transform(np.eye(4, dtype=np.float32)).dtype
-        dtype('float32')
-        """
-        check_is_fitted(self)
-        X = _validate(self, X, reset=False)
-        return (np.asarray(X, dtype=np.float64) @ self.kernel_).astype(X.dtype, copy=False)
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Output names ``randomprojection0 ..``."""
-        check_is_fitted(self)
-        return np.asarray([f"randomprojection{i}" for i in range(self.n_components_)], dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
+    def _n_components(self, n: int, d: int) -> int:
+        if not (isinstance(self.n_components, str) and self.n_components == "auto"):
+            return int(self.n_components)
+        k = int(johnson_lindenstrauss_min_dim(n, eps=self.eps))
+        if k > d:
+            raise PostprocessError(
+                f"RandomProjection: n_components='auto' asks for k={k} dimensions (the "
+                f"Johnson-Lindenstrauss bound for N={n} vectors at eps={self.eps}), more than "
+                f"the input dimension d={d}; pass an integer number of components "
+                "(e.g. rp:k=128)", param="n_components"
+            )
+        return k
 
 
-class Normalize(TransformerMixin, BaseEstimator):
+class Normalize(TransformerMixin, _Validated):
     """L2 row normalisation; stateless (``fit`` only records ``n_features_in_``); zero rows stay zero.
 
     >>> import numpy as np
@@ -159,6 +144,8 @@ class Normalize(TransformerMixin, BaseEstimator):
     array([[0.6, 0.8],
            [0. , 0. ]])
     """
+
+    _parameter_constraints: dict = {}
 
     def fit(self, X: Any, y: Any = None) -> Normalize:
         """No learning; returns ``self``."""

@@ -9,9 +9,8 @@ whitening (identity covariance), ``beta = gamma = 0`` is a pure rotation of the 
 moment (cosines unchanged at ``k = d``), ``beta = 1, gamma = 0`` is PCA (see
 :class:`embedkit.postprocess.projection.PCA`).
 
-Statistics are accumulated in float64 with the parallel (Chan et al.) update of
-``n, mean, M2 = sum (x - mean)^T (x - mean)``, so ``partial_fit`` over chunks equals one ``fit``
-and memory is O(d^2) whatever N is.
+Statistics are a :class:`~embedkit.postprocess.moments.RunningMoments` (float64 ``n, mean,
+M2``), so ``partial_fit`` over chunks equals one ``fit`` and memory is O(d^2) whatever N is.
 
 >>> import numpy as np
 >>> X = np.random.default_rng(0).normal(size=(200, 4)) * [1, 2, 3, 4] + 10
@@ -23,63 +22,35 @@ True
 from __future__ import annotations
 
 import contextlib
-import numbers
 import warnings
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
-from embedkit.errors import ConfigError
+from embedkit.postprocess._base import LinearStep, PostprocessError, RankDeficientWarning
+from embedkit.postprocess._base import validate_float_matrix as _validate
+from embedkit.postprocess.moments import RunningMoments
 
-__all__ = ["PostprocessError", "RankDeficientWarning", "Whitening", "eigen_scale", "sigma_eigen"]
+__all__ = ["Whitening", "eigen_scale", "sigma_eigen"]
 
-_FLOAT_DTYPES = (np.float64, np.float32)
-
-
-class PostprocessError(ConfigError, ValueError):
-    """A bad post-processing setting or input; both a :class:`ConfigError` and a ``ValueError``.
-
-    The CLI prints it as one line (it is an ``EmbedkitError``); scikit-learn code that expects
-    ``ValueError`` from estimators (``GridSearchCV`` and the estimator checks) still gets one.
-
-    >>> issubclass(PostprocessError, ValueError) and issubclass(PostprocessError, ConfigError)
-    True
-    """
-
-
-class RankDeficientWarning(UserWarning):
-    """Some kept directions had (near-)zero variance and their eigenvalue was clamped.
-
-    >>> issubclass(RankDeficientWarning, UserWarning)
-    True
-    """
-
-
-def _validate(est: BaseEstimator, X: Any, *, reset: bool) -> np.ndarray:
-    """``validate_data`` for a float matrix, turning sklearn's ValueError into PostprocessError."""
-    try:
-        return validate_data(est, X, reset=reset, dtype=list(_FLOAT_DTYPES), ensure_2d=True)
-    except PostprocessError:
-        raise
-    except ValueError as exc:
-        raise PostprocessError(f"{type(est).__name__}: {exc}") from exc
+_N_COMPONENTS = [None, StrOptions({"all"}), Interval(Integral, 1, None, closed="left")]
+_EPS = [Interval(Real, 0, 1, closed="neither")]
+_FINITE = [Interval(Real, None, None, closed="neither")]
 
 
 def _check_n_components(n_components: Any, d: int, owner: str) -> int:
-    """Resolve ``None``/``"all"``/int into a number of kept dimensions in 1..d."""
+    """Resolve ``None``/``"all"``/int (already validated) into a number of kept dimensions."""
     if n_components is None or (isinstance(n_components, str) and n_components == "all"):
         return d
-    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
-        raise PostprocessError(
-            f"{owner}: n_components must be a positive integer, None or 'all', got {n_components!r}"
-        )
     k = int(n_components)
     if not 1 <= k <= d:
         raise PostprocessError(
             f"{owner}: n_components={k} is out of range: it must be between 1 and the input "
-            f"dimension d={d}"
+            f"dimension d={d}", param="n_components"
         )
     return k
 
@@ -102,10 +73,8 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def sigma_eigen(
-    mean: np.ndarray, m2: np.ndarray, n: int, beta: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Eigen-decomposition of ``Sigma(beta)`` from the running statistics ``(n, mean, M2)``.
+def sigma_eigen(moments: RunningMoments, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition of ``Sigma(beta)`` (the covariance about ``beta * mean``).
 
     Returns ``(eigenvalues, components)``: the d eigenvalues in descending order (clipped at 0)
     and the d x d matrix whose rows are the matching sign-normalised eigenvectors. Sigma depends
@@ -113,14 +82,11 @@ def sigma_eigen(
 
     >>> X = np.random.default_rng(0).normal(size=(30, 3))
     >>> w = Whitening(beta=0.5).fit(X)
-    >>> ev, comp = sigma_eigen(w.mean_, w._m2, 30, 0.5)
+    >>> ev, comp = sigma_eigen(w.moments_, 0.5)
     >>> bool(np.allclose(ev, w.eigenvalues_) and np.allclose(comp, w.components_))
     True
     """
-    # sum (x - c)(x - c)^T = M2 + N (mu - c)(mu - c)^T with c = beta*mu.
-    shift = (1.0 - beta) * mean
-    sigma = (m2 + n * np.outer(shift, shift)) / n
-    sigma = (sigma + sigma.T) / 2.0
+    sigma = moments.covariance(beta=beta)
     # Sigma is symmetric positive semi-definite, so its SVD U S V^T has V = U and S equal
     # to its eigenvalues: eigh gives the same decomposition, faster, with exactly orthonormal
     # real eigenvectors (svd of a PSD matrix may pair differently-signed U and V columns).
@@ -152,156 +118,97 @@ def eigen_scale(
     return scale, floor, n_clamped
 
 
-class Whitening(TransformerMixin, BaseEstimator):
-    """Generalised BERT-whitening ``x~ = (x - beta*mu) U Lambda^(-gamma/2)``, first k dims kept.
+class _EigenWhitening(LinearStep):
+    """The whitening family ``x~ = (x - beta*mu) U Lambda^(-gamma/2)``, first k dims kept:
+    running moments, a cached eigen-decomposition and the derived ``kernel_``/``bias_``.
+    Subclasses say which ``(beta, gamma)`` their parameters mean (:meth:`_beta_gamma`)."""
 
-    Parameters
-    ----------
-    beta : float, centring weight (1 = subtract the mean, 0 = no centring).
-    gamma : float, scaling exponent (1 = unit variance, 0 = rotation only).
-    n_components : int, None or "all" -- the number k of kept dimensions (None/"all" = d).
-    eps : float > 0, eigenvalues below ``eps * max eigenvalue`` are clamped to that floor for the
-        scaling (a :class:`RankDeficientWarning` says how many; output stays finite).
+    n_components: Any
+    eps: float
+    moments_: RunningMoments
+    _derived: dict[str, Any] | None
 
-    Learned attributes: ``mean_`` (d), ``eigenvalues_`` (d, descending, of Sigma, unclamped),
-    ``components_`` (k x d, rows are directions), ``kernel_`` (d x k), ``bias_`` (d) with
-    ``transform(X) == (X + bias_) @ kernel_``, ``n_components_``, ``n_samples_seen_``,
-    ``n_features_in_``. The matrices are derived lazily from the running statistics after
-    ``partial_fit`` (eagerly at the end of ``fit``), so many small chunks stay cheap.
-
-    >>> import numpy as np
-    >>> X = np.random.default_rng(0).normal(size=(50, 3))
-    >>> w = Whitening(n_components=2).fit(X)
-    >>> w.kernel_.shape, w.bias_.shape, w.transform(X.astype(np.float32)).dtype
-    ((3, 2), (3,), dtype('float32'))
-    """
-
-    def __init__(
-        self,
-        beta: float = 1.0,
-        gamma: float = 1.0,
-        n_components: int | str | None = None,
-        eps: float = 1e-6,
-    ) -> None:
-        self.beta = beta
-        self.gamma = gamma
-        self.n_components = n_components
-        self.eps = eps
-
-    # -- the (beta, gamma) actually used; PCA overrides this ------------------------------
     def _beta_gamma(self) -> tuple[float, float]:
-        return float(self.beta), float(self.gamma)
-
-    def _check_params(self) -> None:
-        name = type(self).__name__
-        beta, gamma = self._beta_gamma()
-        if not (np.isfinite(beta) and np.isfinite(gamma)):
-            raise PostprocessError(f"{name}: beta and gamma must be finite numbers")
-        eps = self.eps
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < 1:
-            raise PostprocessError(f"{name}: eps must be a number in (0, 1), got {eps!r}")
+        raise NotImplementedError
 
     # -- fitting ---------------------------------------------------------------------------
-    def _reset(self) -> None:
-        for attr in ("n_samples_seen_", "mean_", "n_features_in_", "_m2", "_derived"):
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any = None):
+        """Fit on all of ``X`` at once (resets any previous state); returns ``self``."""
+        for attr in ("moments_", "n_features_in_", "_derived"):
             self.__dict__.pop(attr, None)
-
-    def fit(self, X: Any, y: Any = None) -> Whitening:
-        """Fit on all of ``X`` at once (resets any previous state); returns ``self``.
-
-        >>> import numpy as np
-        >>> Whitening().fit(np.random.default_rng(0).normal(size=(9, 3))).n_samples_seen_
-        9
-        """
-        self._reset()
-        self.partial_fit(X)
-        self._derive()  # eagerly, so that warnings about rank deficiency appear at fit time
+        self._add(X)
+        self._derive(_stack=1)  # eagerly: rank warnings appear at fit time (1: the wrapper)
         return self
 
-    def partial_fit(self, X: Any, y: Any = None) -> Whitening:
-        """Add a chunk of rows to the running statistics; returns ``self``.
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X: Any, y: Any = None):
+        """Add a chunk of rows to the running moments; returns ``self``."""
+        self._add(X)
+        return self
 
-        >>> import numpy as np
-        >>> X = np.random.default_rng(1).normal(size=(30, 3))
-        >>> a = Whitening().partial_fit(X[:7]).partial_fit(X[7:])
-        >>> bool(np.allclose(a.kernel_, Whitening().fit(X).kernel_))
-        True
-        """
-        self._check_params()
-        first = not hasattr(self, "n_samples_seen_")
+    def _add(self, X: Any) -> None:
+        first = "moments_" not in self.__dict__
         X = _validate(self, X, reset=first)
-        d = X.shape[1]
         if first:
-            self.n_samples_seen_ = 0
-            self.mean_ = np.zeros(d, dtype=np.float64)
-            self._m2 = np.zeros((d, d), dtype=np.float64)
-        # Blocks bound the float64 working copy to ~32 MB whatever the chunk size.
-        step = max(1, (1 << 22) // max(d, 1))
-        for start in range(0, X.shape[0], step):
-            self._update(np.asarray(X[start : start + step], dtype=np.float64))
+            self.moments_ = RunningMoments()
+        self.moments_.update(X)
         self._derived = None
-        return self
 
-    def _update(self, block: np.ndarray) -> None:
-        """Chan et al. parallel combination of (n, mean, M2) with one block's statistics."""
-        n_b = block.shape[0]
-        if n_b == 0:
-            return
-        mean_b = block.mean(axis=0)
-        centred = block - mean_b
-        m2_b = centred.T @ centred
-        n_a = self.n_samples_seen_
-        n = n_a + n_b
-        delta = mean_b - self.mean_
-        self.mean_ = self.mean_ + delta * (n_b / n)
-        self._m2 = self._m2 + m2_b + np.outer(delta, delta) * (n_a * n_b / n)
-        self.n_samples_seen_ = n
+    @property
+    def mean_(self) -> np.ndarray:
+        """The mean of the fitted rows (d)."""
+        mean = self.moments_.mean
+        assert mean is not None
+        return mean
+
+    @property
+    def n_samples_seen_(self) -> int:
+        """How many rows were fitted."""
+        return self.moments_.n
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return "moments_" in self.__dict__ and self.moments_.n > 0
 
     # -- derived matrices --------------------------------------------------------------------
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "n_samples_seen_") and self.n_samples_seen_ > 0
-
-    def _derive(self) -> dict[str, Any]:
-        """Eigen-decompose Sigma once per (statistics, parameters) and cache the result."""
+    def _derive(self, _stack: int = 0) -> dict[str, Any]:
+        """Eigen-decompose Sigma once per (statistics, parameters) and cache the result
+        (``_stack``: frames between the caller and the public method, for warnings)."""
         check_is_fitted(self)
-        self._check_params()
+        self._validate_params()
         beta, gamma = self._beta_gamma()
-        d = self.mean_.shape[0]
+        d = int(self.moments_.d or 0)
         k = _check_n_components(self.n_components, d, type(self).__name__)
         key = (beta, gamma, k, float(self.eps))
         cached = self.__dict__.get("_derived")
         if cached is not None and cached["key"] == key:
             return cached
-
-        n = self.n_samples_seen_
-        evals, components = sigma_eigen(self.mean_, self._m2, n, beta)
+        evals, components = sigma_eigen(self.moments_, beta)
         scale, floor, n_clamped = eigen_scale(evals, k, gamma, float(self.eps))
         if n_clamped and gamma != 0:
-            warnings.warn(
-                f"{type(self).__name__}: {n_clamped} of the {k} kept directions have variance "
-                f"below eps*max = {floor:.3g} and were clamped to it (N={n} samples, d={d} "
-                "features): the data is rank-deficient, those directions are arbitrary (one "
-                "such direction is expected for vectors read off a final LayerNorm, which lie in "
-                "a hyperplane); otherwise consider fitting on more vectors or a smaller "
-                "n_components",
-                RankDeficientWarning,
-                stacklevel=3,
-            )
+            self._warn_clamped(n_clamped, k, floor, d, 4 + _stack)
         kernel = components[:k].T * scale[None, :]
         if not np.all(np.isfinite(kernel)):
             raise PostprocessError(
                 f"{type(self).__name__}: the whitening kernel overflowed (gamma={gamma}); "
-                "use a smaller gamma or a larger eps"
+                "use a smaller gamma or a larger eps", param="gamma"
             )
-        self._derived = {
-            "key": key,
-            "k": k,
-            "eigenvalues": evals,
-            "components": components[:k].copy(),
-            "kernel": kernel,
-            "bias": -beta * self.mean_,
-        }
+        self._derived = {"key": key, "k": k, "eigenvalues": evals,
+                         "components": components[:k].copy(), "kernel": kernel,
+                         "bias": -beta * self.mean_}
         return self._derived
+
+    def _warn_clamped(self, n_clamped: int, k: int, floor: float, d: int, stack: int) -> None:
+        warnings.warn(
+            f"{type(self).__name__}: {n_clamped} of the {k} kept directions have variance "
+            f"below eps*max = {floor:.3g} and were clamped to it (N={self.moments_.n} samples, "
+            f"d={d} features): the data is rank-deficient, those directions are arbitrary (one "
+            "such direction is expected for vectors read off a final LayerNorm, which lie in "
+            "a hyperplane); otherwise consider fitting on more vectors or a smaller "
+            "n_components",
+            RankDeficientWarning,
+            stacklevel=stack,
+        )
 
     @property
     def eigenvalues_(self) -> np.ndarray:
@@ -328,33 +235,52 @@ class Whitening(TransformerMixin, BaseEstimator):
         """The number k of output dimensions."""
         return self._derive()["k"]
 
-    # -- transform ---------------------------------------------------------------------------
-    def transform(self, X: Any) -> np.ndarray:
-        """Return ``(X + bias_) @ kernel_`` in the input's float dtype (computed in float64).
 
-        >>> import numpy as np
-        >>> X = np.random.default_rng(2).normal(size=(20, 3))
-        >>> w = Whitening().fit(X)
-        >>> bool(np.allclose(w.transform(X), (X + w.bias_) @ w.kernel_))
-        True
-        """
-        check_is_fitted(self)
-        derived = self._derive()
-        X = _validate(self, X, reset=False)
-        out = (np.asarray(X, dtype=np.float64) + derived["bias"]) @ derived["kernel"]
-        return out.astype(X.dtype, copy=False)
+class Whitening(_EigenWhitening):
+    """Generalised BERT-whitening ``x~ = (x - beta*mu) U Lambda^(-gamma/2)``, first k dims kept.
 
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Output names ``<classname>0 .. <classname>{k-1}``.
+    Parameters
+    ----------
+    beta : float, centring weight (1 = subtract the mean, 0 = no centring).
+    gamma : float, scaling exponent (1 = unit variance, 0 = rotation only).
+    n_components : int, None or "all" -- the number k of kept dimensions (None/"all" = d).
+    eps : float in (0, 1), eigenvalues below ``eps * max eigenvalue`` are clamped to that floor
+        for the scaling (a :class:`RankDeficientWarning` says how many; output stays finite).
 
-        >>> import numpy as np
-        >>> Whitening(n_components=2).fit(np.random.default_rng(0).normal(size=(9, 3))).get_feature_names_out()
-        array(['whitening0', 'whitening1'], dtype=object)
-        """
-        prefix = type(self).__name__.lower()
-        return np.asarray([f"{prefix}{i}" for i in range(self.n_components_)], dtype=object)
+    Learned attributes: ``moments_`` (:class:`RunningMoments`), ``mean_`` (d), ``eigenvalues_``
+    (d, descending, of Sigma, unclamped), ``components_`` (k x d, rows are directions),
+    ``kernel_`` (d x k), ``bias_`` (d) with ``transform(X) == (X + bias_) @ kernel_``,
+    ``n_components_``, ``n_samples_seen_``, ``n_features_in_``. The matrices are derived lazily
+    from the running moments after ``partial_fit`` (eagerly at the end of ``fit``), so many
+    small chunks stay cheap.
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(50, 3))
+    >>> w = Whitening(n_components=2).fit(X)
+    >>> w.kernel_.shape, w.bias_.shape, w.transform(X.astype(np.float32)).dtype
+    ((3, 2), (3,), dtype('float32'))
+    >>> a = Whitening().partial_fit(X[:7]).partial_fit(X[7:])
+    >>> bool(np.allclose(a.kernel_, Whitening().fit(X).kernel_)), a.n_samples_seen_
+    (True, 50)
+    >>> w.get_feature_names_out()
+    array(['whitening0', 'whitening1'], dtype=object)
+    """
+
+    _parameter_constraints: dict = {
+        "beta": _FINITE, "gamma": _FINITE, "n_components": _N_COMPONENTS, "eps": _EPS,
+    }
+
+    def __init__(
+        self,
+        beta: float = 1.0,
+        gamma: float = 1.0,
+        n_components: int | str | None = None,
+        eps: float = 1e-6,
+    ) -> None:
+        self.beta = beta
+        self.gamma = gamma
+        self.n_components = n_components
+        self.eps = eps
+
+    def _beta_gamma(self) -> tuple[float, float]:
+        return float(self.beta), float(self.gamma)

@@ -17,18 +17,21 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import ConfigError
-from embedkit.retrieval.index import (
-    _as_matrix,
-    _build_faiss,
-    _check_metric,
-    _check_transform,
-    _find_hnsw,
-    _find_ivf,
-    _search_params,
+from embedkit.postprocess.affine import AffineMap
+from embedkit.retrieval.faiss_ops import (
+    as_matrix,
+    build_faiss,
+    check_metric,
+    faiss,
+    ivf_nlist,
+    search_parameters,
+    serialized_bytes,
+    tunable_parameters,
 )
+from embedkit.retrieval.index import as_affine_map
 from embedkit.retrieval.metrics import overlap_recall
 
-__all__ = ["approximation_costs"]
+__all__ = ["SINGLE_QUERIES", "approximation_costs"]
 
 #: how many queries are timed one at a time for ``qps_single``
 SINGLE_QUERIES = 200
@@ -36,6 +39,70 @@ SINGLE_QUERIES = 200
 
 def _qps(n: int, seconds: float) -> float:
     return float(n / seconds) if seconds > 0 else float("inf")
+
+
+def _factory_order(factories: Sequence[str]) -> list[str]:
+    """Flat first (the exact reference), then the others in the order given."""
+    rest = [f for f in factories if f != "Flat"]
+    return ["Flat", *rest]
+
+
+def _settings(index: faiss.Index, nprobes: Sequence[int],
+              ef_searches: Sequence[int]) -> list[tuple[str, dict[str, int]]]:
+    """``(label, search settings)`` to time: each nprobe (clamped to nlist, deduplicated) for
+    IVF, each efSearch for HNSW, one untuned row otherwise."""
+    names = tunable_parameters(index)
+    if "nprobe" in names:
+        nlist = ivf_nlist(index) or 1
+        probes = dict.fromkeys(min(int(p), nlist) for p in nprobes)
+        return [(f"nprobe={p}", {"nprobe": p}) for p in probes]
+    if "efSearch" in names:
+        return [(f"efSearch={int(e)}", {"ef_search": int(e)}) for e in ef_searches]
+    return [("", {})]
+
+
+def _time_searches(index: faiss.Index, params: Any, q: np.ndarray, k: int,
+                   n_single: int) -> tuple[np.ndarray, float, float]:
+    """The labels of a batch search, its seconds, and the seconds of ``n_single`` one-query
+    searches (after one warm-up search)."""
+    index.search(q[:1], k, params=params)  # warm-up
+    start = time.perf_counter()
+    _, ids = index.search(q, k, params=params)
+    batch_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(n_single):
+        index.search(q[i : i + 1], k, params=params)
+    return ids, batch_seconds, time.perf_counter() - start
+
+
+def _factory_rows(x: np.ndarray, q: np.ndarray, factory: str, amap: AffineMap | None, *,
+                  metric: str, k: int, kk: int, seed: int, n_single: int,
+                  nprobes: Sequence[int], ef_searches: Sequence[int],
+                  exact: np.ndarray | None) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Build one factory, time each search setting; the rows and the exact labels."""
+    index, build_seconds = build_faiss(x, factory, metric, amap, seed=seed)
+    size = serialized_bytes(index)
+    rows: list[dict[str, Any]] = []
+    for label, setting in _settings(index, nprobes, ef_searches):
+        params = search_parameters(index, factory, nprobe=setting.get("nprobe"),
+                                   ef_search=setting.get("ef_search"))
+        ids, batch_seconds, single_seconds = _time_searches(index, params, q, kk, n_single)
+        if exact is None:
+            exact = ids
+        rows.append({
+            "factory": factory,
+            "param": label,
+            f"recall@{k}": overlap_recall(ids, exact, kk),
+            "qps_batch": _qps(q.shape[0], batch_seconds),
+            "qps_single": _qps(n_single, single_seconds) if n_single else None,
+            "build_seconds": build_seconds,
+            "disk_bytes": size,
+            "memory_bytes": size,
+            "ntotal": int(index.ntotal),
+            "n_queries": int(q.shape[0]),
+        })
+    assert exact is not None
+    return rows, exact
 
 
 def approximation_costs(
@@ -47,15 +114,16 @@ def approximation_costs(
     ef_searches: Sequence[int] = (16, 64, 256),
     k: int = 10,
     metric: str = "cosine",
-    transform: tuple[np.ndarray, np.ndarray] | None = None,
+    transform: AffineMap | tuple[Any, Any] | None = None,
     seed: int = 0,
     single_queries: int = SINGLE_QUERIES,
 ) -> list[dict[str, Any]]:
     """One row per factory and search setting (each nprobe for IVF, each efSearch for HNSW).
 
-    Every index is built from the same raw ``vectors`` with the same ``transform`` and metric;
-    ``recall@{k}`` is the overlap of its top-k with exact search (a "Flat" index with the same
-    metric, i.e. exact inner product for cosine/ip), so the Flat row, always first, has recall 1.
+    Every index is built from the same raw ``vectors`` with the same ``transform`` (an
+    :class:`~embedkit.postprocess.AffineMap` or ``(kernel, bias)``) and metric; ``recall@{k}``
+    is the overlap of its top-k with exact search (a "Flat" index with the same metric, i.e.
+    exact inner product for cosine/ip), so the Flat row, always first, has recall 1.
     Columns: ``factory``, ``param`` (e.g. "nprobe=8", "" when there is nothing to tune),
     ``recall@{k}``, ``qps_batch`` (all queries in one call), ``qps_single`` (the first
     ``single_queries`` queries one call each), ``build_seconds`` (train + add; the same on every
@@ -64,66 +132,20 @@ def approximation_costs(
     nprobe values above nlist are clamped to nlist and deduplicated. FAISS's thread count is
     left as it is.
     """
-    metric = _check_metric(metric)
-    x = _as_matrix(vectors)
-    q = _as_matrix(query_vectors, name="query vectors", dim=x.shape[1])
+    metric = check_metric(metric)
+    x = as_matrix(vectors)
+    q = as_matrix(query_vectors, name="query vectors", dim=x.shape[1])
     if x.shape[0] == 0 or q.shape[0] == 0:
         raise ConfigError("approximation_costs needs at least one vector and one query")
     if int(k) < 1:
-        raise ConfigError(f"k must be >= 1, got {k}")
-    tf = _check_transform(transform, x.shape[1])
-    kk = min(int(k), x.shape[0])
-    factories = list(factories)
-    if "Flat" in factories:
-        factories.remove("Flat")
-    factories.insert(0, "Flat")
-    n_single = max(0, min(int(single_queries), q.shape[0]))
-    import faiss
-
+        raise ConfigError(f"k must be >= 1, got {k}", param="k")
+    amap = as_affine_map(transform, x.shape[1], metric)
     rows: list[dict[str, Any]] = []
     exact: np.ndarray | None = None
-    for factory in factories:
-        index, build_seconds = _build_faiss(x, factory, metric, tf, seed=seed)
-        size = int(faiss.serialize_index(index).nbytes)
-        ivf = _find_ivf(index)
-        hnsw = _find_hnsw(index) if ivf is None else None
-        settings: list[tuple[str, dict[str, int]]]
-        if ivf is not None:
-            seen: set[int] = set()
-            settings = []
-            for p in nprobes:
-                p = min(int(p), int(ivf.nlist))
-                if p not in seen:
-                    seen.add(p)
-                    settings.append((f"nprobe={p}", {"nprobe": p}))
-        elif hnsw is not None:
-            settings = [(f"efSearch={int(e)}", {"ef_search": int(e)}) for e in ef_searches]
-        else:
-            settings = [("", {})]
-        for label, params in settings:
-            with _search_params(index, factory, params.get("nprobe"), params.get("ef_search")):
-                index.search(q[:1], kk)  # warm-up
-                start = time.perf_counter()
-                _, ids = index.search(q, kk)
-                batch_seconds = time.perf_counter() - start
-                start = time.perf_counter()
-                for i in range(n_single):
-                    index.search(q[i : i + 1], kk)
-                single_seconds = time.perf_counter() - start
-            if exact is None:
-                exact = ids
-            rows.append(
-                {
-                    "factory": factory,
-                    "param": label,
-                    f"recall@{k}": overlap_recall(ids, exact, kk),
-                    "qps_batch": _qps(q.shape[0], batch_seconds),
-                    "qps_single": _qps(n_single, single_seconds) if n_single else None,
-                    "build_seconds": build_seconds,
-                    "disk_bytes": size,
-                    "memory_bytes": size,
-                    "ntotal": int(index.ntotal),
-                    "n_queries": int(q.shape[0]),
-                }
-            )
+    for factory in _factory_order(factories):
+        new, exact = _factory_rows(
+            x, q, factory, amap, metric=metric, k=int(k), kk=min(int(k), x.shape[0]),
+            seed=seed, n_single=max(0, min(int(single_queries), q.shape[0])),
+            nprobes=nprobes, ef_searches=ef_searches, exact=exact)
+        rows += new
     return rows

@@ -126,7 +126,9 @@ def retrieval_scores(
 
 
 def overlap_recall(
-    approx_ids: Sequence[Iterable[int]], exact_ids: Sequence[Iterable[int]], k: int
+    approx_ids: Sequence[Iterable[int]] | np.ndarray,
+    exact_ids: Sequence[Iterable[int]] | np.ndarray,
+    k: int,
 ) -> float:
     """Recall@k of an approximate search against exact search: |approx ∩ exact top-k| / k.
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedkit.errors import ConfigError
 from embedkit.retrieval.metrics import retrieval_scores
+
+if TYPE_CHECKING:  # pragma: no cover
+    from embedkit.postprocess.affine import AffineMap
 
 __all__ = ["RetrievalTask", "pairs_to_retrieval", "evaluate_retrieval"]
 
@@ -52,7 +55,7 @@ class RetrievalTask:
 def pairs_to_retrieval(
     sentences1: Sequence[str],
     sentences2: Sequence[str],
-    labels: Sequence[float],
+    labels: Sequence[float] | np.ndarray,
     *,
     threshold: float = 1.0,
     both_directions: bool = False,
@@ -132,7 +135,7 @@ def evaluate_retrieval(
     *,
     factory: str = "Flat",
     metric: str = "cosine",
-    transform: tuple[np.ndarray, np.ndarray] | None = None,
+    transform: AffineMap | tuple[np.ndarray, np.ndarray] | None = None,
     k: int = 10,
     exclude_self: bool = True,
     **search_kwargs: Any,
@@ -142,7 +145,8 @@ def evaluate_retrieval(
     ``encode_corpus_vectors`` / ``query_vectors`` are raw pooled vectors aligned with
     ``task.corpus`` / ``task.queries``, or an ``encode`` callable applied to those texts. With
     ``exclude_self`` a query's own corpus entry is dropped from its ranking unless it is relevant
-    (identical-sentence positives). ``search_kwargs`` (nprobe, ef_search) go to the search.
+    (identical-sentence positives). ``transform`` is baked into the index (see
+    :meth:`EmbeddingIndex.build`). ``search_kwargs`` (nprobe, ef_search) go to the search.
 
     >>> import numpy as np
     >>> t = pairs_to_retrieval(["a", "c"], ["b", "d"], [1, 1])

@@ -1,18 +1,21 @@
 """Fine-tuning encoders: unsupervised and supervised SimCSE, CoSENT.
 
+- :mod:`~embedkit.training.config`: :class:`SimCSEConfig`, every setting with its constraint;
+- :mod:`~embedkit.training.data`: the examples (sentences, pairs, triplets) and their sampling;
+- :mod:`~embedkit.training.batches`: micro-batches and their loss, through the forward pass
+  evaluation uses;
+- :mod:`~embedkit.training.losses`: InfoNCE (SimCSE) and CoSENT;
+- :mod:`~embedkit.training.trainer`: :func:`train_simcse`, the loop;
+- :mod:`~embedkit.training.checkpoint`: model folders, checkpoints and exact resume.
+
 >>> from embedkit.training import SimCSEConfig
 >>> SimCSEConfig(corpus="c.txt", out_dir="o").method
 'simcse-unsupervised'
 """
 
+from embedkit.training.config import SimCSEConfig, TrainingWarning
 from embedkit.training.losses import cosent_loss, infonce_loss, simcse_loss
-from embedkit.training.simcse import (
-    SimCSEConfig,
-    TrainingWarning,
-    TrainResult,
-    load_training_model,
-    train_simcse,
-)
+from embedkit.training.trainer import TrainResult, load_training_model, train_simcse
 
 __all__ = ["SimCSEConfig", "TrainResult", "TrainingWarning", "cosent_loss", "infonce_loss",
            "load_training_model", "simcse_loss", "train_simcse"]

@@ -14,18 +14,22 @@ triplets, seeded sampling, and the overlap check against the built-in evaluation
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from embedkit.data import PairSplit, get_task, load_task, read_pair_file
 from embedkit.data.loading import data_dir_from_env, resolve_file
 from embedkit.data.registry import builtin_tasks
-from embedkit.data.spec import TaskSpec, canonical_split
+from embedkit.data.selection import parse_task_split
+from embedkit.data.spec import TaskSpec
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 from embedkit.provenance import sha256_file, sha256_text
+from embedkit.training.config import SimCSEConfig, TrainingWarning
 
 
 # -- unlabelled sentences -------------------------------------------------------------------
@@ -113,7 +117,7 @@ class Pairs:
 
 def load_pairs(arg: str, *, data_dir: str | os.PathLike | None = None, source: str = "auto",
                skip_invalid: bool = False) -> tuple[PairSplit, str, int]:
-    """Load ``--pairs``: a TSV file (``s1<TAB>s2<TAB>label``), a task spec ``.json`` or a
+    """Load one ``pairs`` item: a TSV file (``s1<TAB>s2<TAB>label``), a task spec ``.json`` or a
     built-in task name, either optionally followed by ``:split`` (default: ``train``).
     Returns (split, description, max_length)."""
     path = Path(arg)
@@ -122,17 +126,17 @@ def load_pairs(arg: str, *, data_dir: str | os.PathLike | None = None, source: s
                                    "format": "tsv"}, origin=str(path))
         return read_pair_file(spec, "train", str(path), skip_invalid=skip_invalid), \
             f"file:{path}", 64
-    name, split = arg, "train"
-    if not path.is_file() and ":" in arg:
-        name, split = arg.rsplit(":", 1)
+    name = arg.rsplit(":", 1)[0] if ":" in arg else arg
     if not name.endswith(".json") and not Path(name).is_file() and ("/" in name or "." in name):
-        raise ConfigError(f"--pairs {arg}: no such file (give a TSV file s1<TAB>s2<TAB>label, a "
-                          "task spec .json, or TASK:split such as LCQMC:train)")
-    spec = get_task(name)
-    split = canonical_split(split)
-    if split not in spec.splits:
-        raise ConfigError(f"--pairs {arg}: task {spec.name} has no {split} split (it has "
-                          f"{', '.join(spec.splits)}); name one as {name}:SPLIT")
+        raise ConfigError(f"{arg}: no such file (give a TSV file s1<TAB>s2<TAB>label, a task "
+                          "spec .json, or TASK:split such as LCQMC:train)", param="pairs")
+    spec, split = parse_task_split(arg, param="pairs")
+    if split is None:
+        split = "train"
+        if split not in spec.splits:
+            raise ConfigError(f"{arg}: task {spec.name} has no train split (it has "
+                              f"{', '.join(spec.splits)}); name one as {arg}:SPLIT",
+                              param="pairs")
     data = load_task(spec, [split], data_dir=data_dir, source=source,
                      skip_invalid=skip_invalid)[split]
     return data, f"task:{spec.name}:{split}", spec.max_length
@@ -144,7 +148,7 @@ def read_triplets(path: str | os.PathLike) -> tuple[list[tuple[str, str, str]], 
     try:
         text = p.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
-        raise ConfigError(f"triplet file {path} not found") from None
+        raise ConfigError(f"triplet file {path} not found", param="triplets") from None
     except UnicodeDecodeError:
         raise DataError("not UTF-8; re-save the file as UTF-8", path=str(path)) from None
     out = []
@@ -219,3 +223,99 @@ def evaluation_overlap(pairs: Iterable[tuple[str, str]], *,
             n = sum((a, b) in train for a, b in zip(d.sentences1, d.sentences2, strict=True))
             out[f"{spec.name}/{split}"] = {"overlap": n, "n_pairs": d.n_pairs}
     return out
+
+
+# -- a run's examples -----------------------------------------------------------------------
+@dataclass
+class TrainingData:
+    """The sampled examples of a run, their description for the record, the default max length
+    (the tasks') and the overlap with the evaluation pairs (supervised runs)."""
+
+    examples: list[Any]
+    description: dict
+    max_length: int
+    overlap: dict | None = None
+
+
+def prepare_examples(cfg: SimCSEConfig) -> TrainingData:
+    """The examples a fresh run trains on, sampled with ``cfg.seed``."""
+    return _supervised(cfg) if cfg.supervised else _unsupervised(cfg)
+
+
+def _unsupervised(cfg: SimCSEConfig) -> TrainingData:
+    if cfg.tasks:
+        sents, desc, max_len = task_sentences(cfg.tasks, data_dir=cfg.data_dir,
+                                              source=cfg.source, skip_invalid=cfg.skip_invalid)
+    else:
+        sents, desc = corpus_sentences(str(cfg.corpus))
+        max_len = 64
+    examples, _ = sample_examples(sents, cfg.resolved_max_sentences(), cfg.seed)
+    if len(examples) < 2:
+        where = f"tasks {','.join(cfg.tasks)}" if cfg.tasks else f"corpus {cfg.corpus}"
+        raise ConfigError(f"{where} gave {len(examples)} sentence(s); SimCSE needs at least 2",
+                          param="tasks" if cfg.tasks else "corpus")
+    desc.update(available=len(sents), sampled=len(examples), sample_seed=cfg.seed,
+                sha256=examples_sha256(examples))
+    return TrainingData(examples, desc, max_len)
+
+
+def _supervised(cfg: SimCSEConfig) -> TrainingData:
+    pairs = Pairs()
+    for arg in cfg.pairs or []:
+        split, what, ml = load_pairs(arg, data_dir=cfg.data_dir, source=cfg.source,
+                                     skip_invalid=cfg.skip_invalid)
+        pairs.add(split, what, ml)
+    desc: dict = {"kind": "pairs", "sources": pairs.sources, "n_pairs": len(pairs.labels)}
+    check = list(zip(pairs.sentences1, pairs.sentences2, strict=True))
+    if cfg.loss == "cosent":
+        examples = _cosent_examples(pairs)
+    else:
+        examples = _infonce_examples(cfg, pairs, desc, check)
+    examples, _ = sample_examples(examples, cfg.max_sentences or None, cfg.seed)
+    if len(examples) < 2:
+        raise ConfigError(f"only {len(examples)} training example(s); need at least 2",
+                          param="pairs")
+    desc.update(sampled=len(examples), sample_seed=cfg.seed, sha256=examples_sha256(examples))
+    overlap = evaluation_overlap(check, data_dir=cfg.data_dir)
+    _warn_overlap(overlap)
+    return TrainingData(examples, desc, pairs.max_length or 64, overlap)
+
+
+def _cosent_examples(pairs: Pairs) -> list[tuple[str, str, float]]:
+    if len(set(pairs.labels)) < 2:
+        raise ConfigError("CoSENT ranks pairs by label, and every pair has the same label "
+                          f"({pairs.labels[0] if pairs.labels else 'no pairs'})", param="pairs")
+    return list(zip(pairs.sentences1, pairs.sentences2, pairs.labels, strict=True))
+
+
+def _infonce_examples(cfg: SimCSEConfig, pairs: Pairs, desc: dict,
+                      check: list[tuple[str, str]]) -> list:
+    examples: list = []
+    examples, info = infonce_examples(pairs, cfg.threshold, hard_negatives=cfg.hard_negatives,
+                                      negative_max=cfg.negative_max, seed=cfg.seed)
+    desc.update(info, threshold=cfg.threshold)
+    if cfg.pairs and not examples:
+        raise ConfigError(f"no pair has a label >= threshold {cfg.threshold}; for 0-5 scores "
+                          "use e.g. threshold 4", param="threshold")
+    if cfg.hard_negatives:
+        desc["negative_max"] = cfg.negative_max
+        if info["with_hard_negative"] == 0:
+            raise ConfigError("hard_negatives: no positive pair shares a sentence with a pair "
+                              f"labelled <= negative_max {cfg.negative_max}",
+                              param="hard_negatives")
+    if cfg.triplets:
+        trip, tdesc = read_triplets(cfg.triplets)
+        examples += trip
+        desc["triplets"] = tdesc
+        check += [(a, p) for a, p, _ in trip]
+    return examples
+
+
+def _warn_overlap(overlap: dict[str, dict]) -> None:
+    hits = {k: v for k, v in overlap.items() if v["overlap"]}
+    if hits:
+        parts = [f"{k} {v['overlap']} of {v['n_pairs']} pairs "
+                 f"({100 * v['overlap'] / v['n_pairs']:.1f}%)" for k, v in hits.items()]
+        warnings.warn("training pairs overlap evaluation pairs (exact matches, either order): "
+                      + "; ".join(parts) + "; scores on those splits will be inflated",
+                      TrainingWarning, stacklevel=4)

@@ -71,7 +71,7 @@ def test_unknown_task(capsys):
 def test_bench_errors(tiny_model_dir, tiny_model_no_pooler_dir, spec_file, tmp_path, capsys):
     base = ["bench", "--tasks", str(spec_file), "--no-cache"]
     assert run_error(capsys, [*base, "--model", str(tiny_model_dir), "--pooling", "max"]).startswith(
-        "unknown pooling 'max'; valid: cls, pooler")
+        "--pooling: unknown pooling 'max'; valid: cls, pooler")  # the CLI names the flag
     assert "out of range" in run_error(capsys, [*base, "--model", str(tiny_model_dir),
                                                 "--pooling", "layers-avg:7"])
     assert "needs pooler weights" in run_error(
@@ -79,7 +79,24 @@ def test_bench_errors(tiny_model_dir, tiny_model_no_pooler_dir, spec_file, tmp_p
     empty = tmp_path / "not-a-model"
     empty.mkdir()
     assert run_error(capsys, [*base, "--model", str(empty)]).startswith(
-        f"cannot load model '{empty}'")
+        f"--model: cannot load model '{empty}'")
+
+
+def test_library_parameters_become_the_command_flags():
+    """The library names parameters (param="fit_on"); the CLI prefixes the matching option."""
+    from embedkit.cli.main import build_parser, error_message
+    from embedkit.errors import ConfigError
+
+    parser = build_parser()
+    argv = ["bench", "--fit-on", "x"]
+    assert error_message(parser, argv, ConfigError("no such split", param="fit_on")) == (
+        "embedkit: error: --fit-on: no such split")
+    assert error_message(parser, ["index", "search"], ConfigError("k", param="k")) == (
+        "embedkit: error: -k: k")
+    assert error_message(parser, argv, ConfigError("plain")) == "embedkit: error: plain"
+    assert error_message(parser, argv, ConfigError("x", param="nosuch")) == "embedkit: error: x"
+    assert error_message(parser, argv, ConfigError("refused; use force=True to use it")) == (
+        "embedkit: error: refused; use --force to use it")
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -47,11 +47,11 @@ def test_missing_local_file_names_the_path(tmp_path):
     with pytest.raises(DataError) as e:
         load_split(get_task("BQ"), "test", data_dir=tmp_path)
     assert str(e.value) == (f"{tmp_path / 'senteval_cn/BQ/BQ.test.data'}: file not found "
-                            "(set --data-dir or EMBEDKIT_DATA to the folder holding senteval_cn/)")
+                            "(set data_dir or EMBEDKIT_DATA to the folder holding senteval_cn/)")
 
 
 def test_local_source_without_data_dir():
-    with pytest.raises(ConfigError, match="task ATEC: no data directory; pass --data-dir"):
+    with pytest.raises(ConfigError, match="task ATEC: no data directory; give data_dir"):
         load_split(get_task("ATEC"), "test", source="local")
 
 
@@ -119,7 +119,7 @@ def test_hub_rows_are_validated(monkeypatch):
 def test_hub_failure_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", FakeDatasets(error=ConnectionError("offline")))
     with pytest.raises(EmbedkitError, match=r"could not load C-MTEB/STSB@\w+ split test from the "
-                                            r"hub \(ConnectionError: offline\); pass --data-dir"):
+                                            r"hub \(ConnectionError: offline\); give data_dir"):
         load_task("STS-B")
 
 

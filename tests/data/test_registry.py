@@ -8,6 +8,7 @@ import pytest
 
 from embedkit.data import DEFAULT_TASKS, builtin_tasks, get_task, parse_tasks, task_names
 from embedkit.errors import ConfigError
+from embedkit.evaluation.protocols import get_protocol
 
 
 def test_builtin_tasks_in_paper_order():
@@ -40,7 +41,7 @@ def test_builtin_spec_fields(name):
     assert set(s.hub.splits) == set(s.files)
     if name == "AFQMC":
         assert s.splits == ("train", "valid")
-        assert s.default_splits == s.cmteb_splits == ("valid",)
+        assert s.default_splits == get_protocol("cmteb").splits(s) == ("valid",)
         assert s.files["valid"] == "AFQMC/dev.txt" and s.hub.splits["valid"] == "validation"
     else:
         assert "test" in s.splits and s.default_splits == ("test",)

@@ -8,6 +8,7 @@ import pytest
 
 from embedkit.data import TaskSpec, canonical_split
 from embedkit.errors import ConfigError
+from embedkit.evaluation.protocols import get_protocol
 
 
 def write_spec(tmp_path, obj, name="my-task.json"):
@@ -22,7 +23,7 @@ def test_defaults():
                                                                         "float")
     assert s.columns == ("sentence1", "sentence2", "label")
     assert s.fields == {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}
-    assert s.default_splits == s.cmteb_splits == ("test",) and s.splits == ("test",)
+    assert s.default_splits == get_protocol("cmteb").splits(s) == ("test",) and s.splits == ("test",)
     assert s.label_range is None and not s.is_binary and s.hub is None
 
 

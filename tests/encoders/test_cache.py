@@ -10,8 +10,8 @@ import zlib
 import numpy as np
 import pytest
 
-from embedkit.encoders.cache import EmbeddingCache, default_cache_dir, text_key
 from embedkit.encoders import Encoder
+from embedkit.encoders.cache import EmbeddingCache, default_cache_dir, text_key
 
 
 def count_rows(encoder) -> list[int]:

@@ -7,28 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from embedkit.experiments.bench import fit_sentences, run_bench, split_poolings
 from embedkit.data import TaskSpec, load_task
+from embedkit.data.selection import collect_fit_sentences
+from embedkit.encoders import Encoder
 from embedkit.errors import ConfigError
 from embedkit.evaluation import pair_scores
+from embedkit.experiments.bench import run_bench
 from embedkit.provenance import sha256_text
-
-
-@pytest.mark.parametrize("arg,expected", [
-    (None, []),
-    ("cls", ["cls"]),
-    (["cls,mean", "last-avg"], ["cls", "last-avg"]),
-    (["layers-avg:1,-1,cls"], ["layers-avg:1,-1", "cls"]),
-    ("layers-avg:0,2,first-last-avg", ["layers-avg:0,2", "first-last-avg"]),
-    ([" pooler , ,pooler-tanh"], ["pooler", "pooler-tanh"]),
-])
-def test_split_poolings(arg, expected):
-    assert split_poolings(arg) == expected
-
-
-def test_split_poolings_rejects_unknown():
-    with pytest.raises(ConfigError, match="unknown pooling 'maxpool'"):
-        split_poolings("cls,maxpool")
 
 
 def second_spec(tmp_path, pairs_file) -> TaskSpec:
@@ -40,7 +25,7 @@ def second_spec(tmp_path, pairs_file) -> TaskSpec:
 
 def test_run_bench_api_two_tasks(tiny_encoder, spec_file, pairs_file, tmp_path):
     specs = [str(spec_file), second_spec(tmp_path, pairs_file)]
-    rec = run_bench(tiny_encoder, ["last-avg"], specs, cache=False)
+    rec = run_bench(tiny_encoder, ["last-avg"], specs)
     assert rec["command"] is None and rec["settings"]["tasks"] == ["tiny-sts", "half"]
     assert rec["settings"]["cache"] is None
     r = rec["results"]["last-avg"]
@@ -51,9 +36,9 @@ def test_run_bench_api_two_tasks(tiny_encoder, spec_file, pairs_file, tmp_path):
 
 
 def test_cmteb_protocol_uses_the_model_max_length(tiny_encoder, spec_file):
-    rec = run_bench(tiny_encoder, ["cls"], [str(spec_file)], protocol="cmteb", cache=False)
+    rec = run_bench(tiny_encoder, ["cls"], [str(spec_file)], protocol="cmteb")
     assert rec["settings"]["max_length"] == {"tiny-sts": 64}
-    rec = run_bench(tiny_encoder, ["cls"], [str(spec_file)], max_length=16, cache=False)
+    rec = run_bench(tiny_encoder, ["cls"], [str(spec_file)], max_length=16)
     assert rec["settings"]["max_length"] == {"tiny-sts": 16}
     split = load_task(str(spec_file))["test"]
     ref = pair_scores(tiny_encoder.encode(split.sentences1, "cls", max_length=16),
@@ -67,7 +52,7 @@ def test_post_rows_fitted_on_the_task(tiny_encoder, spec_file):
 
     from embedkit.postprocess import parse_post
 
-    rec = run_bench(tiny_encoder, ["cls"], [str(spec_file)], post=["pca:k=8"], cache=False)
+    rec = run_bench(tiny_encoder, ["cls"], [str(spec_file)], post=["pca:k=8"])
     assert list(rec["results"]) == ["cls", "cls + pca:k=8"]
     assert rec["results"]["cls + pca:k=8"]["post"] == "pca:k=8"
     split = load_task(str(spec_file))["test"]
@@ -87,23 +72,25 @@ def test_fit_sentences_variants(spec_file, tmp_path):
     spec = TaskSpec.from_file(spec_file)
     data = load_task(spec)
     kw = {"data_dir": None, "source": "auto", "skip_invalid": False}
-    sents, what = fit_sentences("test", spec, data, unique=True, **kw)
+    fs = collect_fit_sentences("test", spec, data, unique=True, **kw)
+    sents, what = fs.sentences, fs.description
     assert what == "task:tiny-sts:test" and len(sents) == len(set(sents)) == len(
         data["test"].unique_sentences())
-    with pytest.raises(ConfigError, match="--fit-on train: task tiny-sts has no train split"):
-        fit_sentences("train", spec, data, unique=False, **kw)
+    with pytest.raises(ConfigError, match="train: task tiny-sts has no train split") as e:
+        collect_fit_sentences("train", spec, data, unique=False, **kw)
+    assert e.value.param == "fit_on"  # the CLI names --fit-on
     f = tmp_path / "fit.txt"
     f.write_text("一个\n\n两个\n一个\n", encoding="utf-8")
-    assert fit_sentences(str(f), spec, data, unique=False, **kw) == (
-        ["一个", "两个", "一个"], f"file:{f}")
-    assert fit_sentences(str(f), spec, data, unique=True, **kw)[0] == ["一个", "两个"]
+    fs = collect_fit_sentences(str(f), spec, data, unique=False, **kw)
+    assert (fs.sentences, fs.description) == (["一个", "两个", "一个"], f"file:{f}")
+    assert collect_fit_sentences(str(f), spec, data, unique=True, **kw).sentences == ["一个", "两个"]
     with pytest.raises(ConfigError, match="neither task, train, valid, test nor a file"):
-        fit_sentences(str(tmp_path / "nope.txt"), spec, data, unique=False, **kw)
+        collect_fit_sentences(str(tmp_path / "nope.txt"), spec, data, unique=False, **kw)
 
 
 def test_bench_is_deterministic(tiny_encoder, spec_file):
-    a = run_bench(tiny_encoder, ["first-last-avg"], [str(spec_file)], cache=False)
-    b = run_bench(tiny_encoder, ["first-last-avg"], [str(spec_file)], batch_size=3, cache=False)
+    a = run_bench(tiny_encoder, ["first-last-avg"], [str(spec_file)])
+    b = run_bench(Encoder(tiny_encoder.path, batch_size=3), ["first-last-avg"], [str(spec_file)])
     sa = a["results"]["first-last-avg"]["tiny-sts"]["test"]["spearman"]
     sb = b["results"]["first-last-avg"]["tiny-sts"]["test"]["spearman"]
     assert np.isfinite(sa) and sa == pytest.approx(sb, abs=1e-6)
@@ -117,7 +104,7 @@ def test_split_order_in_the_record_is_the_requested_one(tiny_encoder, pairs_file
     spec = TaskSpec.from_dict({"name": "two", "files": {"valid": "v.tsv", "test": "t.tsv"},
                                "label_range": [0, 5]}, origin="two", spec_dir=str(tmp_path))
     for order in (["valid", "test"], ["test", "valid"]):
-        rec = run_bench(tiny_encoder, ["cls"], [spec], order, post=["pca:k=4"], cache=False)
+        rec = run_bench(tiny_encoder, ["cls"], [spec], order, post=["pca:k=4"])
         assert rec["settings"]["splits"] == {"two": order}
         assert list(rec["data"]["two"]) == [*order, "fit"]
     res = rec["results"]["cls"]["two"]

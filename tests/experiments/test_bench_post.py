@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedkit.experiments.bench import run_bench
 from embedkit.cli.main import main
 from embedkit.encoders import Encoder
-from embedkit.postprocess import CompatibilityWarning, load_transform, save_transform
+from embedkit.experiments.bench import run_bench
 from embedkit.experiments.report import markdown_report
+from embedkit.postprocess import AffineMap, CompatibilityWarning, load_transform, save_transform
 
 
 def _load_wt_fixtures():
@@ -82,8 +82,7 @@ def test_whiten_row_equals_file_row(wt_model_dir, wt_spec_file, wt_map, tmp_path
 
 def test_fixed_chains_encode_no_fit_sentences(wt_model_dir, wt_spec_file, wt_map):
     enc = Encoder(str(wt_model_dir), cache=None)
-    rec = run_bench(enc, ["cls"], [str(wt_spec_file)], post=[f"file:{wt_map},norm"],
-                    cache=False)
+    rec = run_bench(enc, ["cls"], [str(wt_spec_file)], post=[f"file:{wt_map},norm"])
     assert enc.stats.sentences == 40  # the test split's 20 pairs; nothing for fitting
     assert "fit" not in rec["data"]["wt-sts"]
     assert rec["settings"]["fit_on"] is None and rec["settings"]["force"] is False
@@ -111,7 +110,7 @@ def wt_small_map(wt_map, tmp_path_factory) -> Path:
     """A map for the same model and pooling but d=16 inputs."""
     t = load_transform(wt_map)
     out = tmp_path_factory.mktemp("wt-small") / "W16.npz"
-    save_transform(out, np.eye(16)[:, :8], np.zeros(16),
+    save_transform(out, AffineMap(np.eye(16)[:, :8], np.zeros(16)),
                    {k: v for k, v in t.metadata.items() if k not in ("d", "k")})
     return out
 
@@ -124,8 +123,8 @@ def test_mismatched_map_refused_then_forced(wt_model_dir, wt_other_model_dir, wt
     argv = bench(model, wt_spec_file, "--pooling", pooling, "--post", f"file:{wt_map}")
     assert main(argv) == 2
     line = one_error_line(capsys)
-    assert f"--post file:{wt_map}: transform file was fitted for {case}" in line
-    assert "pass --force" in line
+    assert f"--post: file:{wt_map}: transform file was fitted for {case}" in line
+    assert "use --force to use it anyway" in line  # the library says force=True
     with pytest.warns(CompatibilityWarning, match=f"fitted for {case}"):
         assert main([*argv, "--force"]) == 0
     assert f"{pooling} + file:{wt_map}" in capsys.readouterr().out

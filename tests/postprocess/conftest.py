@@ -1,4 +1,5 @@
-"""Fixtures of the whitening-export, sweep and bench --post tests (names start with ``wt_``):
+"""Fixtures of the whiten, sweep and bench --post tests (names start with ``wt_``; the tests in
+tests/experiments and tests/cli load this file by path):
 a tiny random BERT (hidden 32) whose vocabulary is the characters of the sentences below, a
 second one with other weights, and a task with valid and test splits."""
 

@@ -158,7 +158,7 @@ def test_input_validation_errors():
         w.transform(X[:, :5])
     with pytest.raises(PostprocessError, match=r"n_components=9 .* d=8"):
         Whitening(n_components=9).fit(X)
-    with pytest.raises(ConfigError, match="n_components must be"):
+    with pytest.raises(ConfigError, match="'n_components' parameter of Whitening must be"):
         Whitening(n_components="half").fit(X)
     with pytest.raises(ConfigError, match="eps"):
         Whitening(eps=0).fit(X)

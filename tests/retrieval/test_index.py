@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from embedkit.errors import ConfigError
+from embedkit.postprocess.affine import AffineMap
 from embedkit.retrieval.index import EmbeddingIndex, Hit
+from embedkit.retrieval.recipe import RecipeConflict, RecipeConflictError
 
 N, D = 2000, 32
 
@@ -91,16 +93,27 @@ def test_transform_is_baked_in(data, transform):
     kernel, bias = transform
     index = EmbeddingIndex.build(x, texts, transform=transform)
     assert (index.dim_in, index.dim) == (D, 16)
-    k_back, b_back = index.transform_matrix()
-    np.testing.assert_allclose(k_back, kernel, rtol=1e-6)
-    np.testing.assert_allclose(x[:5] @ k_back + b_back, (x[:5] + bias) @ kernel, atol=1e-4)
+    baked = index.affine_map()
+    np.testing.assert_allclose(baked.kernel, kernel, rtol=1e-6)
+    np.testing.assert_allclose(baked.apply(x[:5]), (x[:5] + bias) @ kernel, atol=1e-4)
     # raw queries on the index == manually transformed + normalised on a plain flat IP index
     manual = EmbeddingIndex.build(_normalise((x + bias) @ kernel), texts, metric="ip")
     got = index.search(q, 10)
     want = manual.search(_normalise((q + bias) @ kernel), 10)
     np.testing.assert_array_equal(_ids(got), _ids(want))
     np.testing.assert_allclose(_scores(got), _scores(want), atol=1e-5)
-    assert EmbeddingIndex.build(x[:3], texts[:3]).transform_matrix() is None
+    assert EmbeddingIndex.build(x[:3], texts[:3]).affine_map() is None
+    # an AffineMap is the same transform as its (kernel, bias) pair
+    same = EmbeddingIndex.build(x, texts, transform=AffineMap(kernel, bias))
+    np.testing.assert_array_equal(_ids(same.search(q, 10)), _ids(got))
+
+
+def test_normalizing_map_needs_cosine(data, transform):
+    x, _, texts = data
+    with pytest.raises(ConfigError, match="metric='cosine'"):
+        EmbeddingIndex.build(x, texts, metric="ip", transform=AffineMap(*transform, True))
+    index = EmbeddingIndex.build(x[:50], texts[:50], transform=AffineMap(*transform, True))
+    assert index.affine_map().normalize is False  # the metric's normalisation is not the map's
 
 
 def test_bad_transform_shape(data):
@@ -150,7 +163,7 @@ def test_search_params(data):
     np.testing.assert_array_equal(full, exact)  # every list probed: exact
     from faiss import extract_index_ivf
 
-    assert extract_index_ivf(ivf.faiss_index).nprobe == 1  # restored
+    assert extract_index_ivf(ivf.faiss_index).nprobe == 1  # per-call: the index is unchanged
     with pytest.raises(ConfigError, match="HNSW"):
         ivf.search(q, 10, ef_search=32)
     hnsw = EmbeddingIndex.build(x, texts, factory="HNSW16")
@@ -193,7 +206,7 @@ def test_save_load_round_trip(tmp_path, data, transform):
     assert loaded.recipe == recipe and loaded.factory == "IVF16,Flat"
     a, b = index.search(q, 10, nprobe=4), loaded.search(q, 10, nprobe=4)
     assert a == b
-    np.testing.assert_allclose(loaded.transform_matrix()[0], transform[0])
+    np.testing.assert_allclose(loaded.affine_map().kernel, transform[0])
     assert loaded.memory_bytes() > 0
     # saving again replaces the folder
     loaded.add(x[:1] + 1, ["new"])
@@ -235,22 +248,23 @@ def test_check_recipe():
         recipe={"model": "m3e-small", "pooling": "cls", "max_length": 128, "post": None},
     )
     assert index.check_recipe({"pooling": "cls", "max_length": "128", "model": None}) == []
-    msg = (
-        "index was built with pooling=cls but --pooling last-avg was given; "
-        "use the index's recipe or --force"
-    )
-    with pytest.raises(ConfigError) as err:
-        index.check_recipe({"pooling": "last-avg"})
-    assert str(err.value) == msg
-    with pytest.raises(ConfigError, match="post=none but --post w.npz"):
-        index.check_recipe({"post": "w.npz"})
-    with pytest.warns(UserWarning, match="pooling=cls"):
-        assert len(index.check_recipe({"pooling": "last-avg", "max_length": 64}, force=True)) == 2
+    (conflict,) = index.check_recipe({"pooling": "last-avg"})
+    assert conflict == RecipeConflict("pooling", "cls", "last-avg")
+    assert conflict.describe() == "index was built with pooling=cls but pooling=last-avg was given"
+    assert conflict.describe(given="--pooling last-avg") == (
+        "index was built with pooling=cls but --pooling last-avg was given")
+    (post,) = index.check_recipe({"post": "w.npz"})
+    assert "post=none but post=w.npz" in post.describe()
+    assert len(index.check_recipe({"pooling": "last-avg", "max_length": 64})) == 2
     with pytest.warns(UserWarning, match="does not record dtype"):
-        index.check_recipe({"dtype": "fp16"})
+        assert index.check_recipe({"dtype": "fp16"}) == []
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         index.check_recipe({})
+    err = RecipeConflictError(index.check_recipe({"pooling": "last-avg"}))
+    assert str(err) == ("index was built with pooling=cls but pooling=last-avg was given; "
+                        "use the index's recipe or force=True")
+    assert err.param == "force" and isinstance(err, ConfigError)
 
 
 def test_bad_inputs(data):

@@ -1,0 +1,95 @@
+"""``embedkit report speed|simcse``: the reports in ``eval/`` that no other command makes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from embedkit.cli.parsing import split_list
+from embedkit.experiments import simcse_report, speed
+from embedkit.experiments.simcse_report import SimCSEReportOptions, run_simcse_report
+from embedkit.experiments.speed import SpeedOptions, run_speed
+from embedkit.io.atomic import atomic_write_json, atomic_write_text
+from embedkit.provenance import machine_description
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write one of the reports in eval/ (speed, simcse)",
+                       description="Write a report of eval/ and the JSON record beside it.")
+    reports = p.add_subparsers(dest="report", metavar="REPORT")
+    reports.required = True
+    s = reports.add_parser(
+        "speed", help="sentences/s: embedkit float32/bfloat16 vs sentence-transformers",
+        description="Time embedkit (each dtype) and SentenceTransformer.encode on the same "
+                    "distinct sentences, interleaved rounds, median reported; then each test "
+                    "set's Spearman per dtype. Example: embedkit report speed --sentences 20000 "
+                    "--data-dir ../shared/data --out eval/speed.md",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = SpeedOptions()
+    s.add_argument("--model", default=d.model)
+    s.add_argument("--sentences", type=int, default=d.sentences)
+    s.add_argument("--batch-size", type=int, default=d.batch_size)
+    s.add_argument("--max-length", type=int, default=d.max_length)
+    s.add_argument("--dtypes", default=",".join(d.dtypes))
+    s.add_argument("--rounds", type=int, default=d.rounds)
+    s.add_argument("--device", default=d.device)
+    s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--spearman-pairs", type=int, default=d.spearman_pairs,
+                   help="pairs per task for the dtype comparison (0: all)")
+    s.add_argument("--data-dir")
+    s.add_argument("--out", default="eval/speed.md")
+    s.add_argument("--rerender", action="store_true",
+                   help="only rewrite the Markdown from the JSON saved beside --out")
+    s.set_defaults(func=run_speed_cmd)
+    _add_simcse(reports)
+
+
+def _add_simcse(reports: argparse._SubParsersAction) -> None:
+    d = SimCSEReportOptions()
+    s = reports.add_parser(
+        "simcse", help="m3e-small before and after SimCSE, next to whitening",
+        description="Train (or reuse) unsupervised SimCSE on each task and supervised runs on "
+                    "one task's train split, score them beside raw and whitened vectors. "
+                    "Example: embedkit report simcse --data-dir ../shared/data "
+                    "--out eval/simcse-m3e-small.md",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--model", default=d.model)
+    s.add_argument("--tasks", default=",".join(d.tasks))
+    s.add_argument("--runs-dir", default=d.runs_dir)
+    s.add_argument("--data-dir")
+    s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--supervised-task", default=d.supervised_task,
+                   help="task whose train split trains the supervised runs ('' to skip)")
+    s.add_argument("--out", default="eval/simcse-m3e-small.md")
+    s.set_defaults(func=run_simcse_cmd)
+
+
+def _write(out: Path, record: dict, md: str) -> None:
+    atomic_write_json(out.with_suffix(".json"), record)
+    atomic_write_text(out, md)
+    print(md)
+
+
+def run_simcse_cmd(args: argparse.Namespace) -> int:
+    opts = SimCSEReportOptions(args.model, tuple(split_list(args.tasks)), args.runs_dir,
+                               args.data_dir, args.seed, args.supervised_task or None)
+    record = run_simcse_report(opts, command=args.command_line)
+    _write(Path(args.out), record, simcse_report.render(record))
+    return 0
+
+
+def run_speed_cmd(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    json_path = out.with_suffix(".json")
+    if args.rerender:
+        record = json.loads(json_path.read_text(encoding="utf-8"))
+        record["machine"] = {**machine_description(), **record["machine"],
+                             "cpu_bf16": machine_description()["cpu_bf16"]}
+    else:
+        opts = SpeedOptions(args.model, args.sentences, args.batch_size, args.max_length,
+                            tuple(split_list(args.dtypes)), args.rounds, args.device, args.seed,
+                            args.spearman_pairs, args.data_dir)
+        record = run_speed(opts, command=args.command_line)
+    _write(out, record, speed.render(record))
+    return 0

@@ -1,0 +1,218 @@
+"""A transformers model as a :class:`~embedkit.encoders.protocol.SentenceEncoder`, and the forward
+pass shared with training (tokenise alone, pad, run, pool), so both pool identically.
+
+This layer does no caching, de-duplication or progress display: those are wrappers
+(:mod:`embedkit.encoders.wrappers`) that stack around any encoder.
+
+>>> ids = [[101, 7, 102], [101, 102]]
+>>> input_ids, mask = pad_batch(ids, pad_id=0)
+>>> input_ids.tolist(), mask.tolist()
+([[101, 7, 102], [101, 102, 0]], [[1, 1, 1], [1, 1, 0]])
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from embedkit.encoders.models import is_local, model_identity, resolve_model_path
+from embedkit.encoders.pooling import Pooling
+from embedkit.errors import ConfigError, EmbedkitError
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+          "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def canonical_dtype(dtype: str) -> str:
+    """``float32``, ``bfloat16`` or ``float16`` (``fp32``/``bf16``/``fp16`` accepted).
+
+    >>> canonical_dtype("bf16")
+    'bfloat16'
+    """
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; valid: float32, bfloat16, float16",
+                          param="dtype")
+    return _DTYPE_NAMES.get(dtype, dtype)
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int,
+             lowercase: bool = False) -> list[list[int]]:
+    """Token ids of each text alone, ``[CLS] ... [SEP]`` truncated to ``max_length``."""
+    inputs = [t.lower() for t in texts] if lowercase else list(texts)
+    enc = tokenizer(inputs, truncation=True, max_length=max_length, padding=False,
+                    return_attention_mask=False, return_token_type_ids=False)
+    return [list(x) for x in enc["input_ids"]]
+
+
+def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists into ``(input_ids, attention_mask)`` long tensors."""
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for r, x in enumerate(ids):
+        input_ids[r, :len(x)] = torch.tensor(list(x), dtype=torch.long)
+        mask[r, :len(x)] = 1
+    return input_ids, mask
+
+
+def takes_token_types(model: Any) -> bool:
+    """Whether the model's forward accepts ``token_type_ids`` (BERT does, others may not)."""
+    return "token_type_ids" in inspect.signature(model.forward).parameters
+
+
+def forward_pooled(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   poolings: Sequence[Pooling], *, token_type_ids: bool) -> dict[str, torch.Tensor]:
+    """One forward pass, pooled several ways: ``{pooling: float32 (batch, d)}``.
+
+    Every sentence is segment 0 (``token_type_ids`` all zero where the model takes them). Used by
+    evaluation (under ``torch.inference_mode``) and by training (with gradients).
+    """
+    need_hidden = any(p.needs_hidden_states for p in poolings)
+    extra = {"token_type_ids": torch.zeros_like(input_ids)} if token_type_ids else {}
+    outputs = model(input_ids=input_ids, attention_mask=attention_mask, **extra,
+                    output_hidden_states=need_hidden, return_dict=True)
+    return {str(p): p.pool(outputs, attention_mask, model) for p in poolings}
+
+
+def _load(path: str, name: str, revision: str | None) -> tuple[Any, Any, dict]:
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        model, info = AutoModel.from_pretrained(path, revision=revision, output_loading_info=True)
+    except (OSError, ValueError) as e:  # an empty or wrong folder raises ValueError
+        hint = ("" if is_local(path) else " (offline? pass a local folder, or set "
+                "HF_HUB_OFFLINE=0 with network access)")
+        raise EmbedkitError(f"cannot load model {name!r} from {path}: "
+                            f"{str(e).splitlines()[0]}{hint}", param="model") from None
+    return tokenizer, model, info
+
+
+class TransformerEncoder:
+    """A transformers encoder with the BERT-whitening poolings and length-sorted batches.
+
+    Args:
+        model: hub id (``moka-ai/m3e-small``), local folder, or alias (``m3e-small``).
+        pooling: default pooling; ``None`` takes the one the model folder declares, else ``cls``.
+        device: ``cpu``, ``cuda``, ``cuda:1`` ...; ``None`` picks cuda when available.
+        dtype: ``float32`` (default), ``bfloat16`` or ``float16`` for the model's weights.
+        lowercase: lower-case text before tokenising (the published Keras code does).
+        batch_size: sentences per forward pass.
+        revision: hub revision (branch, tag or commit) when ``model`` is a hub id.
+    """
+
+    def __init__(self, model: str, pooling: str | None = None, *, device: str | None = "cpu",
+                 dtype: str = "float32", lowercase: bool = False, batch_size: int = 64,
+                 revision: str | None = None) -> None:
+        self.name = model
+        self.path = resolve_model_path(model)
+        self.dtype_name = canonical_dtype(dtype)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device cuda was asked for but torch sees no CUDA device; use cpu",
+                              param="device")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
+                              param="batch_size")
+        self.tokenizer, self.model, info = _load(self.path, model, revision)
+        missing = set(info.get("missing_keys", []))
+        self.has_pooler = getattr(self.model, "pooler", None) is not None and not any(
+            "pooler" in k for k in missing)
+        self.model.eval().to(self.device, dtype=DTYPES[dtype])
+        self.model_identity = model_identity(self.path, getattr(self.model.config,
+                                                                "_commit_hash", None))
+        declared = Pooling.from_folder(self.path if is_local(self.path) else None)
+        self.default_pooling = Pooling(pooling) if pooling else declared or Pooling("cls")
+        self.lowercase = lowercase
+        self.batch_size = batch_size
+        self.revision = revision
+        self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 512))
+        self._token_types = takes_token_types(self.model)
+
+    @property
+    def identity(self) -> str:
+        """The weights' identity, plus every setting besides pooling and max length that changes
+        the vectors (dtype, casing) when it is not the default."""
+        extra = [f"dtype={self.dtype_name}"] if self.dtype_name != "float32" else []
+        extra += ["lowercase"] if self.lowercase else []
+        return ";".join([self.model_identity, *extra])
+
+    @property
+    def dim(self) -> int:
+        return int(getattr(self.model.config, "hidden_size", 0))
+
+    def model_max_length(self) -> int:
+        """The model's own maximum sequence length (the C-MTEB protocol uses it)."""
+        tok_max = getattr(self.tokenizer, "model_max_length", None) or self.max_positions
+        return int(min(tok_max, self.max_positions))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "identity": self.model_identity,
+                "default_pooling": str(self.default_pooling), "dtype": self.dtype_name,
+                "device": str(self.device), "lowercase": self.lowercase,
+                "hidden_size": self.dim,
+                "num_layers": int(getattr(self.model.config, "num_hidden_layers", 0))}
+
+    def check_pooling(self, pooling: Pooling) -> None:
+        if pooling.needs_pooler and not self.has_pooler:
+            raise ConfigError(f"pooling {str(pooling)!r} needs pooler weights, and {self.name} "
+                              "has none in its checkpoint (transformers would initialise them "
+                              "randomly); choose cls, last-avg or first-last-avg",
+                              param="pooling")
+
+    def encode(self, sentences: Sequence[str], pooling: str | None = None, *,
+               max_length: int = 64, batch_size: int | None = None) -> np.ndarray:
+        """Encode sentences into an (n, d) float32 array, in input order."""
+        p = Pooling(pooling or self.default_pooling)
+        return self.encode_multi(sentences, [p], max_length=max_length,
+                                 batch_size=batch_size)[str(p)]
+
+    def encode_multi(self, sentences: Sequence[str], poolings: Sequence[str], *,
+                     max_length: int = 64, batch_size: int | None = None
+                     ) -> dict[str, np.ndarray]:
+        """Encode once and pool several ways: ``{pooling: (n, d) float32}``, in input order.
+
+        Each sentence is encoded alone as ``[CLS] ... [SEP]``, truncated to ``max_length``
+        tokens counting the special tokens; batches are formed longest first.
+        """
+        pools = list(dict.fromkeys(Pooling(p) for p in poolings))
+        for p in pools:
+            self.check_pooling(p)
+        if max_length < 3:
+            raise ConfigError("max_length must be at least 3 ([CLS], one token, [SEP])",
+                              param="max_length")
+        texts = list(sentences)
+        if not texts:
+            return {str(p): np.zeros((0, self.dim), np.float32) for p in pools}
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
+                              param="batch_size")
+        return self._run(texts, pools, min(max_length, self.max_positions),
+                         batch_size or self.batch_size)
+
+    @torch.inference_mode()
+    def _run(self, texts: list[str], pools: list[Pooling], max_length: int,
+             batch_size: int) -> dict[str, np.ndarray]:
+        ids = tokenize(self.tokenizer, texts, max_length, self.lowercase)
+        order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: peak early
+        pad_id = self.tokenizer.pad_token_id or 0
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(texts), batch_size):
+            sel = order[start:start + batch_size]
+            input_ids, mask = pad_batch([ids[i] for i in sel], pad_id)
+            pooled = forward_pooled(self.model, input_ids.to(self.device), mask.to(self.device),
+                                    pools, token_type_ids=self._token_types)
+            for name, vecs in pooled.items():
+                arr = vecs.cpu().numpy()
+                if name not in out:
+                    out[name] = np.empty((len(texts), arr.shape[1]), dtype=np.float32)
+                out[name][sel] = arr
+        return out

@@ -1,0 +1,283 @@
+"""Wrappers that stack around any :class:`~embedkit.encoders.protocol.SentenceEncoder`, the way
+mteb stacks its cache and compression wrappers around a model:
+
+- :class:`CachedEncoder`: de-duplicates sentences, reads and writes the on-disk cache, and
+  encodes what is missing in chunks, caching each as it is done (an interrupted run keeps its
+  work);
+- :class:`MeteredEncoder`: counts and times what reaches the model and reports progress (a bar
+  on a terminal, periodic log lines otherwise).
+
+Both share one :class:`EncodeStats`, which :func:`encode_stats` reads for a run record.
+
+>>> import numpy as np
+>>> class Echo:  # any object with the protocol's methods will do
+...     name, identity, default_pooling, dim = "echo", "echo@1", "cls", 1
+...     def model_max_length(self): return 8
+...     def describe(self): return {"name": self.name}
+...     def encode_multi(self, sentences, poolings, *, max_length=64):
+...         return {str(p): np.array([[len(s)] for s in sentences], np.float32) for p in poolings}
+...     def encode(self, sentences, pooling=None, *, max_length=64):
+...         return self.encode_multi(sentences, [pooling or "cls"])[str(pooling or "cls")]
+>>> enc = CachedEncoder(MeteredEncoder(Echo(), progress=False), cache=None)
+>>> enc.encode(["ab", "abc", "ab"], "cls").ravel().tolist()
+[2.0, 3.0, 2.0]
+>>> encode_stats(enc)["encoded"], encode_stats(enc)["unique_sentences"]
+(2, 2)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embedkit.encoders.cache import EmbeddingCache
+from embedkit.encoders.pooling import Pooling
+from embedkit.encoders.protocol import SentenceEncoder
+from embedkit.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+CACHE_CHUNK = 4096   # sentences encoded between two cache writes
+PROGRESS_MIN = 2000  # report progress from this many sentences to encode
+LOG_EVERY = 30.0     # seconds between two progress log lines when stderr is not a terminal
+
+
+@dataclass
+class EncodeStats:
+    """Counters of an encoder stack's work since creation."""
+
+    sentences: int = 0          # sentences asked for (with repeats)
+    unique: int = 0             # distinct sentences among them
+    cache_hits: int = 0         # distinct sentences found in the cache
+    encoded: int = 0            # sentences run through the model
+    seconds: float = 0.0        # wall time spent in the model (tokenising included)
+    per_call: list = field(default_factory=list)
+
+    @property
+    def sentences_per_second(self) -> float:
+        return self.encoded / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sentences": self.sentences, "unique_sentences": self.unique,
+                "cache_hits": self.cache_hits, "encoded": self.encoded,
+                "seconds_encoding": round(self.seconds, 3),
+                "sentences_per_second": round(self.sentences_per_second, 1)}
+
+
+class EncoderWrapper:
+    """Forwards the protocol's attributes to the wrapped encoder (``inner``)."""
+
+    def __init__(self, inner: SentenceEncoder) -> None:
+        self.inner = inner
+        self.stats: EncodeStats = getattr(inner, "stats", None) or EncodeStats()
+
+    def __getattr__(self, name: str) -> Any:  # name, path, device, model, tokenizer ...
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def identity(self) -> str:
+        return self.inner.identity
+
+    @property
+    def default_pooling(self) -> Pooling:
+        return Pooling(self.inner.default_pooling)
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def model_max_length(self) -> int:
+        return self.inner.model_max_length()
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def encode(self, sentences: Sequence[str], pooling: str | None = None, *,
+               max_length: int = 64, **options: Any) -> np.ndarray:
+        """``options`` (e.g. ``batch_size``) are passed down to the model."""
+        p = Pooling(pooling or self.default_pooling)
+        return self.encode_multi(sentences, [p], max_length=max_length, **options)[str(p)]
+
+    def encode_multi(self, sentences: Sequence[str], poolings: Sequence[str], *,
+                     max_length: int = 64, **options: Any) -> dict[str, np.ndarray]:
+        return self.inner.encode_multi(sentences, poolings, max_length=max_length, **options)
+
+
+class _Progress:
+    """A tqdm bar on a terminal; otherwise an INFO log line every :data:`LOG_EVERY` seconds."""
+
+    def __init__(self, total: int, show: bool | None) -> None:
+        self.total, self.done, self.t0, self.last = total, 0, time.perf_counter(), 0.0
+        tty = sys.stderr.isatty()
+        wanted = show if show is not None else total >= PROGRESS_MIN
+        self.bar = None
+        self.log = wanted and not tty and show is not False
+        if wanted and tty and total:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="encoding", unit="sent", leave=False)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.log:
+            now = time.perf_counter() - self.t0
+            if now - self.last >= LOG_EVERY or self.done == self.total:
+                self.last = now
+                rate = self.done / now if now > 0 else 0.0
+                left = (self.total - self.done) / rate if rate > 0 else float("nan")
+                logger.info("encoding: %d/%d sentences, %.0f/s, %.0f s left",
+                            self.done, self.total, rate, left)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class MeteredEncoder(EncoderWrapper):
+    """Counts and times the sentences that reach the wrapped encoder, and shows progress.
+
+    A caller that encodes in several calls announces the total with :meth:`begin` and closes
+    with :meth:`end`, so that one progress display covers them all.
+    """
+
+    def __init__(self, inner: SentenceEncoder, progress: bool | None = None) -> None:
+        super().__init__(inner)
+        self.progress = progress
+        self._display: _Progress | None = None
+
+    def begin(self, total: int) -> None:
+        self.end()
+        self._display = _Progress(total, self.progress)
+
+    def end(self) -> None:
+        if self._display is not None:
+            self._display.close()
+            self._display = None
+
+    def encode_multi(self, sentences: Sequence[str], poolings: Sequence[str], *,
+                     max_length: int = 64, **options: Any) -> dict[str, np.ndarray]:
+        own = self._display is None
+        if own:
+            self.begin(len(sentences))
+        t0 = time.perf_counter()
+        try:
+            out = self.inner.encode_multi(sentences, poolings, max_length=max_length, **options)
+            self.stats.encoded += len(sentences)
+            self.stats.seconds += time.perf_counter() - t0
+            if self._display is not None:
+                self._display.update(len(sentences))
+            return out
+        finally:
+            if own:
+                self.end()
+
+
+def _check_texts(sentences: Sequence[str]) -> list[str]:
+    texts = list(sentences)
+    bad = [i for i, s in enumerate(texts) if not isinstance(s, str)]
+    if bad:
+        raise ConfigError(f"sentence {bad[0]} is {type(texts[bad[0]]).__name__}, not str",
+                          param="sentences")
+    return texts
+
+
+class CachedEncoder(EncoderWrapper):
+    """De-duplicates sentences and keeps their vectors in an :class:`EmbeddingCache`
+    (``cache=None``: de-duplication only). The namespace is everything besides the text that
+    determines a vector: the wrapped encoder's identity, pooling and max length."""
+
+    def __init__(self, inner: SentenceEncoder, cache: EmbeddingCache | None,
+                 chunk: int = CACHE_CHUNK) -> None:
+        super().__init__(inner)
+        self.cache = cache
+        self.chunk = chunk
+
+    def cache_settings(self, pooling: str, max_length: int) -> dict[str, Any]:
+        """The cache namespace's settings (shown by ``cache info``)."""
+        d = self.inner.describe()
+        return {"model_identity": self.inner.identity, "model": self.inner.name,
+                "pooling": str(pooling), "max_length": max_length,
+                "dtype": d.get("dtype", "float32"), "lowercase": d.get("lowercase", False)}
+
+    def encode_multi(self, sentences: Sequence[str], poolings: Sequence[str], *,
+                     max_length: int = 64, **options: Any) -> dict[str, np.ndarray]:
+        pools = [str(p) for p in dict.fromkeys(Pooling(p) for p in poolings)]
+        check = getattr(self.inner, "check_pooling", None)
+        for p in pools:
+            if check is not None:
+                check(Pooling(p))
+        texts = _check_texts(sentences)
+        unique = list(dict.fromkeys(texts))
+        index = {s: i for i, s in enumerate(unique)}
+        inverse = np.fromiter((index[s] for s in texts), dtype=np.int64, count=len(texts))
+        self.stats.sentences += len(texts)
+        self.stats.unique += len(unique)
+        if max_length < 3:
+            raise ConfigError("max_length must be at least 3 ([CLS], one token, [SEP])",
+                              param="max_length")
+        full, todo, spaces = self._lookup(unique, pools, max_length)
+        self.stats.cache_hits += len(unique) - len(todo)
+        self._fill(full, unique, todo, pools, (max_length, options), spaces)
+        return {p: full[p][inverse] for p in pools}
+
+    def _lookup(self, unique: list[str], pools: list[str], max_length: int
+                ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, str]]:
+        full = {p: np.zeros((len(unique), self.inner.dim), np.float32) for p in pools}
+        complete = np.full(len(unique), self.cache is not None and bool(unique))
+        spaces: dict[str, str] = {}
+        if self.cache is not None and unique:
+            for p in pools:
+                spaces[p] = self.cache.namespace(self.cache_settings(p, max_length))
+                vecs, missing = self.cache.get(spaces[p], unique)
+                found = np.ones(len(unique), dtype=bool)
+                found[missing] = False
+                if vecs is not None:
+                    if vecs.shape[1] != full[p].shape[1]:
+                        full[p] = np.zeros((len(unique), vecs.shape[1]), np.float32)
+                    full[p][found] = vecs
+                complete &= found
+        todo = np.flatnonzero(~complete)
+        # longest first (characters, a cheap proxy for tokens) so that chunks pad little
+        return full, todo[np.argsort([-len(unique[i]) for i in todo], kind="stable")], spaces
+
+    def _fill(self, full: dict[str, np.ndarray], unique: list[str], todo: np.ndarray,
+              pools: list[str], how: tuple[int, dict[str, Any]], spaces: dict[str, str]) -> None:
+        max_length, options = how
+        begin, end = getattr(self.inner, "begin", None), getattr(self.inner, "end", None)
+        if begin is not None:
+            begin(len(todo))
+        try:
+            for start in range(0, len(todo), self.chunk):
+                rows = todo[start:start + self.chunk]
+                texts = [unique[i] for i in rows]
+                computed = self.inner.encode_multi(texts, pools, max_length=max_length,
+                                                   **options)
+                for p in pools:
+                    if computed[p].shape[1] != full[p].shape[1]:
+                        full[p] = np.zeros((len(unique), computed[p].shape[1]), np.float32)
+                    full[p][rows] = computed[p]
+                    if self.cache is not None:
+                        self.cache.put(spaces[p], texts, computed[p])
+        finally:
+            if end is not None:
+                end()
+
+
+def encode_stats(encoder: Any) -> dict[str, Any]:
+    """The counters of an encoder stack (zeros for an encoder without statistics)."""
+    stats = getattr(encoder, "stats", None)
+    return (stats if isinstance(stats, EncodeStats) else EncodeStats()).as_dict()

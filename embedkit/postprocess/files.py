@@ -1,0 +1,454 @@
+"""Save and load a fitted map (:class:`~embedkit.postprocess.affine.AffineMap`) with metadata.
+
+Formats, chosen by the file suffix:
+
+- ``.safetensors``: tensors ``kernel`` (d x k float32) and ``bias`` (d float32); the metadata is
+  the safetensors string header -- strings are stored as they are, every other value as JSON,
+  and the key ``embedkit_json_keys`` (a JSON list) names the JSON-encoded ones;
+- ``.npz``: arrays ``kernel``, ``bias`` and ``metadata`` (the whole metadata dict as one JSON
+  string in a numpy unicode array), readable with ``np.load(path, allow_pickle=False)``;
+- ``.faiss``: a FAISS ``LinearTransform`` (``faiss.read_VectorTransform`` reads it, for an
+  ``IndexPreTransform``) with the metadata in ``PATH.json`` beside it.
+
+Metadata always holds ``embedkit_version``, ``d`` and ``k`` (and ``normalize: true`` for a map
+followed by L2 normalisation); callers add ``model``, ``pooling`` (checked by
+:func:`check_compatible`), and e.g. ``max_length``, ``spec``, ``beta``, ``gamma``,
+``n_samples``, ``fit_data_sha256``.
+
+>>> import os, tempfile
+>>> p = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+>>> save_transform(p, AffineMap(np.eye(3)[:, :2], np.zeros(3)), {"model": "m", "beta": 1.0})
+>>> t = load_transform(p)
+>>> (t.d, t.k), t.metadata["beta"], t.metadata["d"], t.metadata["model"]
+((3, 2), 1.0, 3, 'm')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedkit.errors import ConfigError, EmbedkitError, MissingFileError
+from embedkit.io.atomic import atomic_path, atomic_write_json
+from embedkit.postprocess._base import LinearStep, PostprocessError
+from embedkit.postprocess._base import validate_float_matrix as _validate
+from embedkit.postprocess.affine import AffineMap, import_faiss
+
+__all__ = [
+    "TRANSFORM_FORMATS",
+    "TransformFile",
+    "transform_metadata",
+    "CompatibilityWarning",
+    "save_transform",
+    "load_transform",
+    "transform_format",
+    "FixedTransform",
+    "check_compatible",
+    "save_faiss_transform",
+    "load_faiss_transform",
+    "faiss_metadata_path",
+    "load_faiss_metadata",
+]
+
+_JSON_KEYS = "embedkit_json_keys"
+#: file suffix -> format
+TRANSFORM_FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".faiss": "faiss"}
+
+
+class CompatibilityWarning(UserWarning):
+    """A transform file was fitted for another model/pooling/dimension, used anyway (``force``).
+
+    >>> issubclass(CompatibilityWarning, UserWarning)
+    True
+    """
+
+
+@dataclass(frozen=True)
+class TransformFile:
+    """A loaded transform: its :class:`AffineMap`, metadata and source path.
+
+    ``map.normalize`` is the metadata's ``normalize``. ``kernel``/``bias`` are the stored
+    float32 arrays.
+
+    >>> t = TransformFile(AffineMap(np.eye(2), np.ones(2)), {"d": 2})
+    >>> t.d, t.k, t.apply(np.zeros((1, 2))).tolist()
+    (2, 2, [[1.0, 1.0]])
+    """
+
+    map: AffineMap
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def d(self) -> int:
+        """Input dimension."""
+        return self.map.d
+
+    @property
+    def k(self) -> int:
+        """Output dimension."""
+        return self.map.k
+
+    @property
+    def kernel(self) -> np.ndarray:
+        """The stored kernel (d x k float32)."""
+        return self.map.float32()[0]
+
+    @property
+    def bias(self) -> np.ndarray:
+        """The stored bias (d float32)."""
+        return self.map.float32()[1]
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        """``map.apply(X)``: float64, L2-normalised when the metadata says ``normalize``."""
+        return self.map.apply(X)
+
+
+def transform_format(path: str | os.PathLike, format: str | None = None) -> str:
+    """The format of a transform file: ``format`` if given (it must agree with a known suffix),
+    else by suffix (safetensors when the suffix is none of .safetensors, .npz, .faiss).
+
+    >>> transform_format("w.npz"), transform_format("w.bin"), transform_format("w", "faiss")
+    ('npz', 'safetensors', 'faiss')
+    """
+    path = Path(path)
+    by_suffix = TRANSFORM_FORMATS.get(path.suffix.lower())
+    if format is None:
+        return by_suffix or "safetensors"
+    if format not in TRANSFORM_FORMATS.values():
+        raise ConfigError(f"unknown transform format {format!r}; valid: "
+                          f"{', '.join(TRANSFORM_FORMATS.values())}", param="format")
+    if by_suffix is not None and by_suffix != format:
+        raise ConfigError(
+            f"{path}: the suffix {path.suffix!r} says {by_suffix} but format={format!r} was "
+            "asked; load_transform chooses the format by suffix, so make them agree",
+            param="format",
+        )
+    return format
+
+
+def _json_safe(value: Any) -> Any:
+    """numpy scalars/arrays -> Python values so json.dumps accepts them."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def transform_metadata(path: str | os.PathLike, amap: AffineMap,
+                       metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The metadata :func:`save_transform` stores: ``embedkit_version`` first, the caller's
+    keys (JSON-safe), ``normalize: true`` for a normalising map, then ``d`` and ``k``.
+
+    >>> transform_metadata("w.npz", AffineMap(np.eye(2), np.zeros(2)), {"model": "m"})
+    {'embedkit_version': '0.1.0', 'model': 'm', 'd': 2, 'k': 2}
+    """
+    from embedkit import __version__
+
+    path = Path(path)
+    meta = {str(key): _json_safe(v) for key, v in (metadata or {}).items()}
+    for key, expected in (("d", amap.d), ("k", amap.k)):
+        if key in meta and int(meta[key]) != expected:
+            raise ConfigError(
+                f"{path}: metadata says {key}={meta[key]} but the kernel is {amap.d} x {amap.k}"
+            )
+    meta.pop(_JSON_KEYS, None)
+    if amap.normalize:
+        meta["normalize"] = True
+    meta = {"embedkit_version": __version__, **meta, "d": amap.d, "k": amap.k}
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: metadata is not JSON-serialisable: {exc}") from exc
+    return meta
+
+
+def save_transform(
+    path: str | os.PathLike,
+    amap: AffineMap,
+    metadata: dict[str, Any] | None = None,
+    format: str | None = None,
+) -> None:
+    """Write ``amap`` (as float32) with ``metadata``, atomically.
+
+    ``format`` is "safetensors", "npz" or "faiss"; by default it follows the suffix
+    (:func:`transform_format`). ``embedkit_version``, ``d`` and ``k`` are added to the
+    metadata, and ``normalize: true`` when ``amap.normalize``.
+
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "w.npz")
+    >>> save_transform(p, AffineMap(np.ones((2, 1)), np.zeros(2)), {"pooling": "mean"})
+    >>> sorted(json.loads(str(np.load(p, allow_pickle=False)["metadata"])))
+    ['d', 'embedkit_version', 'k', 'pooling']
+    """
+    path = Path(path)
+    fmt = transform_format(path, format)
+    if not isinstance(amap, AffineMap):
+        raise ConfigError(f"{path}: save_transform takes an AffineMap, not {type(amap).__name__}")
+    meta = transform_metadata(path, amap, metadata)
+    if fmt == "faiss":
+        save_faiss_transform(path, amap, meta)
+    elif fmt == "safetensors":
+        _save_safetensors(path, amap, meta)
+    else:
+        kernel32, bias32 = amap.float32()
+        text = np.array(json.dumps(meta, ensure_ascii=False))  # 0-d unicode array, no pickle
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            # A file object, so numpy does not append ".npz" to the temporary name.
+            np.savez(fh, kernel=kernel32, bias=bias32, metadata=text)
+
+
+def _save_safetensors(path: Path, amap: AffineMap, meta: dict[str, Any]) -> None:
+    from safetensors.numpy import save_file
+
+    kernel32, bias32 = amap.float32()
+    header = {}
+    json_keys = []
+    for key, v in meta.items():
+        if isinstance(v, str):
+            header[key] = v
+        else:
+            header[key] = json.dumps(v, ensure_ascii=False)
+            json_keys.append(key)
+    header[_JSON_KEYS] = json.dumps(json_keys)
+    with atomic_path(path) as tmp:
+        save_file({"kernel": kernel32, "bias": bias32}, str(tmp), metadata=header)
+
+
+def load_transform(path: str | os.PathLike) -> TransformFile:
+    """Read a file written by :func:`save_transform` (format by suffix: .safetensors, .npz,
+    .faiss; other suffixes are sniffed as npz or safetensors).
+
+    A missing, corrupt or malformed file raises :class:`ConfigError` naming the path.
+
+    >>> load_transform("/nonexistent/w.npz")
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.MissingFileError: /nonexistent/w.npz: transform file not found
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError("transform file not found", path=str(path))
+    fmt = TRANSFORM_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        with open(path, "rb") as fh:
+            fmt = "npz" if fh.read(2) == b"PK" else "safetensors"
+    try:
+        if fmt == "faiss":
+            kernel, bias, metadata = _read_faiss(path)
+        elif fmt == "safetensors":
+            kernel, bias, metadata = _read_safetensors(path)
+        else:
+            kernel, bias, metadata = _read_npz(path)
+    except EmbedkitError:
+        raise
+    except Exception as exc:  # corrupt file: safetensors, zipfile, json and numpy errors
+        raise ConfigError(f"{path}: cannot read transform file ({fmt}): {exc}") from exc
+    try:
+        amap = AffineMap(kernel, bias, bool(metadata.get("normalize", False)))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return TransformFile(amap, metadata, path)
+
+
+def _read_safetensors(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as fh:
+        header = dict(fh.metadata() or {})
+        names = set(fh.keys())
+        if not {"kernel", "bias"} <= names:
+            raise ConfigError(f"{path}: not an embedkit transform (tensors {sorted(names)}, "
+                              "expected 'kernel' and 'bias')")
+        kernel = fh.get_tensor("kernel")
+        bias = fh.get_tensor("bias")
+    json_keys = set(json.loads(header.pop(_JSON_KEYS, "[]")))
+    metadata = {k: (json.loads(v) if k in json_keys else v) for k, v in header.items()}
+    return kernel, bias, metadata
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    # Our own handle: np.load leaks the file it opened when the zip is corrupt.
+    with open(path, "rb") as raw, np.load(raw, allow_pickle=False) as z:
+        if not {"kernel", "bias"} <= set(z.files):
+            raise ConfigError(f"{path}: not an embedkit transform (arrays {sorted(z.files)}, "
+                              "expected 'kernel' and 'bias')")
+        kernel = z["kernel"]
+        bias = z["bias"]
+        metadata = json.loads(str(z["metadata"])) if "metadata" in z.files else {}
+    if not isinstance(metadata, dict):
+        raise ConfigError(f"{path}: the metadata entry is not a JSON object")
+    return kernel, bias, metadata
+
+
+def _read_faiss(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    faiss = import_faiss()
+    raw = load_faiss_transform(path)  # kept alive: the downcast object does not own it
+    vt = faiss.downcast_VectorTransform(raw)
+    if not isinstance(vt, faiss.LinearTransform):
+        raise ConfigError(f"{path}: not a FAISS LinearTransform ({type(vt).__name__})")
+    A = faiss.vector_to_array(vt.A).reshape(vt.d_out, vt.d_in).astype(np.float64)
+    b = faiss.vector_to_array(vt.b).astype(np.float64) if vt.have_bias else np.zeros(vt.d_out)
+    kernel = A.T
+    # FAISS stores y = A x + b; our bias solves bias @ kernel = b (exact: kernel has full
+    # column rank for the maps written here, k <= d).
+    bias = b @ np.linalg.pinv(kernel)
+    return kernel, bias, load_faiss_metadata(path)
+
+
+class FixedTransform(LinearStep):
+    """A saved map used as a pipeline step (``file:PATH``): ``fit`` loads it, nothing is learned.
+
+    ``transform(X) == (X + bias_) @ kernel_`` (the linear part; a ``normalize`` in the file's
+    metadata is not applied: add ``norm`` to the chain); ``metadata_`` holds the file's
+    metadata. ``fit`` accepts ``X=None`` (only loads); with data it checks the dimension.
+
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.npz")
+    >>> save_transform(p, AffineMap(2 * np.eye(2), np.ones(2)), {})
+    >>> FixedTransform(p).fit(None).transform(np.zeros((1, 2))).tolist()
+    [[2.0, 2.0]]
+    """
+
+    _parameter_constraints: dict = {"path": [str, os.PathLike, None]}
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = path
+
+    def fit(self, X: Any = None, y: Any = None) -> FixedTransform:
+        """Load the file (and check X's dimension against it); returns ``self``."""
+        self._validate_params()
+        if self.path is None:
+            raise PostprocessError("FixedTransform: no path given (file:PATH)", param="path")
+        t = load_transform(self.path)
+        if X is not None:
+            X = _validate(self, X, reset=True)
+            if X.shape[1] != t.d:
+                raise PostprocessError(
+                    f"{self.path}: the transform expects d={t.d} input dimensions but the "
+                    f"vectors have {X.shape[1]}"
+                )
+        else:
+            self.n_features_in_ = t.d
+        self.kernel_ = np.array(t.map.kernel)
+        self.bias_ = np.array(t.map.bias)
+        self.metadata_ = t.metadata
+        self.n_components_ = t.k
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "kernel_")
+
+
+def check_compatible(
+    metadata: dict[str, Any],
+    *,
+    model: str | None,
+    pooling: str | None,
+    dim: int | None,
+    force: bool = False,
+) -> None:
+    """Refuse a transform fitted for another ``model``, ``pooling`` or input dimension ``d``.
+
+    Arguments left ``None`` and keys missing from ``metadata`` are not checked. A mismatch raises
+    :class:`ConfigError` naming both values; with ``force=True`` it is a
+    :class:`CompatibilityWarning` instead.
+
+    >>> check_compatible({"model": "a", "d": 4}, model="a", pooling="cls", dim=4)
+    >>> check_compatible({"model": "a"}, model="b", pooling=None, dim=None)
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.ConfigError: transform file was fitted for model 'a' but is being used with model 'b'; use force=True to use it anyway
+    """
+    problems = []
+    checks = (("model", "model", model), ("pooling", "pooling", pooling), ("d", "dimension", dim))
+    for key, label, actual in checks:
+        if actual is None or metadata.get(key) is None:
+            continue
+        fitted = metadata[key]
+        if key == "d":
+            try:
+                same = int(fitted) == int(actual)
+            except (TypeError, ValueError):
+                same = False
+        else:
+            same = str(fitted) == str(actual)
+        if not same:
+            problems.append(
+                f"{label} {fitted!r} but is being used with {label} {actual!r}"
+                if key != "d"
+                else f"input dimension d={fitted} but the vectors have d={actual}"
+            )
+    if not problems:
+        return
+    message = "transform file was fitted for " + "; and for ".join(problems)
+    if force:
+        warnings.warn(message + " (used anyway: force=True)", CompatibilityWarning, stacklevel=2)
+        return
+    raise ConfigError(message + "; use force=True to use it anyway")
+
+
+def faiss_metadata_path(path: str | os.PathLike) -> Path:
+    """Where the metadata of a FAISS transform lies: ``PATH.json``.
+
+    >>> faiss_metadata_path("out/w.faiss").name
+    'w.faiss.json'
+    """
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def load_faiss_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata written beside a FAISS transform (``{}`` when there is none)."""
+    meta = faiss_metadata_path(path)
+    if not meta.is_file():
+        return {}
+    try:
+        value = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{meta}: cannot read the transform's metadata ({e})") from None
+    return value if isinstance(value, dict) else {}
+
+
+def save_faiss_transform(path: str | os.PathLike, amap: AffineMap,
+                         metadata: dict[str, Any] | None = None) -> None:
+    """Write the linear part of ``amap`` as a ``faiss.LinearTransform``
+    (:meth:`AffineMap.to_faiss`) with ``faiss.write_VectorTransform``, atomically; with
+    ``metadata``, also ``PATH.json`` (:func:`faiss_metadata_path`) holding it.
+
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.faiss")
+    >>> save_faiss_transform(p, AffineMap(np.eye(3)[:, :2], np.ones(3)))
+    >>> load_faiss_transform(p).apply(np.zeros((1, 3), dtype=np.float32)).tolist()
+    [[1.0, 1.0]]
+    """
+    faiss = import_faiss()
+    lt = amap.to_faiss()[0]
+    with atomic_path(path) as tmp:
+        faiss.write_VectorTransform(lt, str(tmp))
+    if metadata is not None:
+        atomic_write_json(faiss_metadata_path(path), metadata)
+
+
+def load_faiss_transform(path: str | os.PathLike) -> Any:
+    """Read a ``faiss.VectorTransform`` (a ``LinearTransform`` for files written here).
+
+    A missing or unreadable file raises :class:`ConfigError` naming the path.
+    """
+    faiss = import_faiss()
+    if not Path(path).is_file():
+        raise MissingFileError("FAISS transform file not found", path=str(path))
+    try:
+        return faiss.read_VectorTransform(str(path))
+    except Exception as exc:
+        raise ConfigError(f"{path}: cannot read FAISS transform: {exc}") from exc
+

@@ -1,0 +1,185 @@
+"""How an index folder's vectors were made: the typed :class:`Recipe` in ``index.json``, and the
+:class:`RecipeConflict` s between it and the settings a search asks for.
+
+``index.json``'s ``recipe`` keys (unchanged on disk; :meth:`Recipe.to_dict` writes them in this
+order and :meth:`Recipe.from_dict` reads older folders too):
+
+=================== ==========================================================================
+``model``           the model as given (hub id, alias or folder); ``model_path`` its resolved
+                    folder or id, ``model_identity`` what its weights are (checked at search)
+``pooling``         canonical pooling name
+``max_length``      tokens per text, counting [CLS] and [SEP]
+``dtype``,          encoder settings that change vectors
+``lowercase``
+``post``            canonical post-processing spec (``file:PATH`` for a transform file), or null
+``post_file``,      ``post.safetensors`` and its sha256 (null without a postprocessor)
+``post_sha256``
+``post_sources``    transform files used: ``[{"path", "sha256"}]``
+``fit``             what a chain was fitted on: ``{"on", "n_sentences", "sha256"}`` or null
+``corpus``          where the texts came from, one entry per build / add
+=================== ==========================================================================
+
+>>> r = Recipe(model="m3e-small", model_identity="sha256:ab", pooling="cls", max_length=64)
+>>> Recipe.from_dict(r.to_dict()) == r
+True
+>>> compare_recipe(r.to_dict(), {"pooling": "last-avg", "max_length": "64", "post": None})
+[RecipeConflict(key='pooling', stored='cls', requested='last-avg')]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from embedkit.errors import ConfigError
+
+__all__ = ["REQUIRED_KEYS", "Recipe", "RecipeConflict", "RecipeConflictError", "compare_recipe",
+           "show_value"]
+
+#: keys a recipe must hold for a folder to be searched or grown
+REQUIRED_KEYS = ("model", "model_identity", "pooling", "max_length")
+
+
+def show_value(value: Any) -> str:
+    """A recipe value as messages show it: None -> "none", JSON for dicts and lists.
+
+    >>> show_value(None), show_value({"b": 1}), show_value(64)
+    ('none', '{"b": 1}', '64')
+    """
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RecipeConflict:
+    """A setting asked for (``requested``) that differs from the recipe's (``stored``).
+
+    >>> RecipeConflict("pooling", "cls", "last-avg").describe()
+    'index was built with pooling=cls but pooling=last-avg was given'
+    >>> RecipeConflict("max_length", 64, 32).describe(given="a max length of 32")
+    'index was built with max_length=64 but a max length of 32 was given'
+    """
+
+    key: str
+    stored: Any
+    requested: Any
+
+    def describe(self, given: str | None = None) -> str:
+        """One sentence; ``given`` says how the requested value was given (default key=value)."""
+        given = given or f"{self.key}={show_value(self.requested)}"
+        return f"index was built with {self.key}={show_value(self.stored)} but {given} was given"
+
+
+class RecipeConflictError(ConfigError):
+    """Settings that differ from an index's recipe; :attr:`conflicts` lists them."""
+
+    def __init__(self, conflicts: list[RecipeConflict]):
+        self.conflicts = list(conflicts)
+        super().__init__("; ".join(c.describe() for c in self.conflicts)
+                         + "; use the index's recipe or force=True", param="force")
+
+
+def compare_recipe(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> list[RecipeConflict]:
+    """The requested settings that differ from ``stored`` (a recipe dict).
+
+    ``None`` in ``requested`` means "not given" and is skipped. A key stored as None means
+    "none" (e.g. no post-processor) and does conflict with a given value. Values equal as
+    strings agree (``"64"`` and ``64``). A key the recipe does not record cannot be checked:
+    it only warns.
+    """
+    conflicts: list[RecipeConflict] = []
+    for key, value in requested.items():
+        if value is None:
+            continue
+        if key not in stored:
+            warnings.warn(f"the index recipe does not record {key}; cannot check "
+                          f"{key}={show_value(value)}", stacklevel=3)
+            continue
+        have = stored[key]
+        if have == value or (have is not None and str(have) == str(value)):
+            continue
+        conflicts.append(RecipeConflict(key, have, value))
+    return conflicts
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What an index folder's vectors were made with (see the module docstring for the keys).
+
+    ``extra`` keeps keys this version does not know, so they survive a read and write.
+    """
+
+    model: str
+    model_identity: str
+    pooling: str
+    max_length: int
+    model_path: str | None = None
+    dtype: str = "float32"
+    lowercase: bool = False
+    post: str | None = None
+    post_file: str | None = None
+    post_sha256: str | None = None
+    post_sources: tuple[dict[str, str], ...] = ()
+    fit: dict[str, Any] | None = None
+    corpus: tuple[dict[str, Any], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict ``index.json`` stores (the keys of earlier versions, in order)."""
+        return {
+            "model": self.model,
+            "model_path": self.model_path,
+            "model_identity": self.model_identity,
+            "pooling": str(self.pooling),
+            "max_length": int(self.max_length),
+            "dtype": self.dtype,
+            "lowercase": bool(self.lowercase),
+            "post": self.post,
+            "post_file": self.post_file,
+            "post_sha256": self.post_sha256,
+            "post_sources": [dict(s) for s in self.post_sources],
+            "fit": None if self.fit is None else dict(self.fit),
+            "corpus": [dict(c) for c in self.corpus],
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "index.json") -> Recipe:
+        """Read a stored recipe; one without the model, identity, pooling or max length was not
+        made by :func:`~embedkit.retrieval.folder.build_index` (:class:`ConfigError`)."""
+        missing = [k for k in REQUIRED_KEYS if k not in data]
+        if missing:
+            raise ConfigError(
+                f"{where}: index.json's recipe lacks {', '.join(missing)}: it was not built by "
+                "`embedkit index build`; rebuild it"
+            )
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(
+            model=str(data["model"]),
+            model_identity=str(data["model_identity"]),
+            pooling=str(data["pooling"]),
+            max_length=int(data["max_length"]),
+            model_path=data.get("model_path"),
+            dtype=str(data.get("dtype") or "float32"),
+            lowercase=bool(data.get("lowercase", False)),
+            post=data.get("post"),
+            post_file=data.get("post_file"),
+            post_sha256=data.get("post_sha256"),
+            post_sources=tuple(data.get("post_sources") or ()),
+            fit=data.get("fit"),
+            corpus=tuple(data.get("corpus") or ()),
+            extra={k: v for k, v in data.items() if k not in names},
+        )
+
+    def with_corpus(self, entry: Mapping[str, Any]) -> Recipe:
+        """The recipe with one more ``corpus`` entry (a build or an add)."""
+        return dataclasses.replace(self, corpus=(*self.corpus, dict(entry)))

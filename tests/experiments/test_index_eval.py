@@ -1,0 +1,98 @@
+"""``index eval``'s library side: quality rows, thresholds, options and the record."""
+
+from __future__ import annotations
+
+from importlib.util import module_from_spec, spec_from_file_location
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedkit.data import get_task, load_split
+from embedkit.encoders.wrappers import EncoderWrapper
+from embedkit.errors import ConfigError
+from embedkit.experiments import index_eval
+from embedkit.experiments.index_eval import (
+    CostOptions,
+    IndexEvalOptions,
+    QualityOptions,
+    label_threshold,
+    quality_eval,
+    run_index_eval,
+)
+from embedkit.retrieval import evaluate_retrieval, pairs_to_retrieval
+
+
+def _retrieval_fixtures():
+    """The index tests' fixtures (tests/retrieval/conftest.py), loaded for this folder too."""
+    path = Path(__file__).resolve().parents[1] / "retrieval" / "conftest.py"
+    spec = spec_from_file_location("_index_eval_rx_fixtures", path)
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_rx = _retrieval_fixtures()
+_rx_cache_env, _rx_threads = _rx._rx_cache_env, _rx._rx_threads
+rx_model_dir, rx_encoder, rx_spec_file = _rx.rx_model_dir, _rx.rx_encoder, _rx.rx_spec_file
+
+
+def test_quality_eval_both_directions(rx_encoder, rx_spec_file):
+    opts = IndexEvalOptions(quality=QualityOptions(tasks=(str(rx_spec_file),),
+                                                   both_directions=True))
+    rows, data = quality_eval(rx_encoder, opts)
+    assert len(rows) == 1 and rows[0]["n_queries"] == 20 and rows[0]["post"] is None
+    split = load_split(get_task(str(rx_spec_file)), "test")
+    task = pairs_to_retrieval(split.sentences1, split.sentences2, split.labels,
+                              both_directions=True)
+    x = rx_encoder.encode(task.corpus, "cls", max_length=64)
+    ref = evaluate_retrieval(task, x, x[task.query_ids])
+    for key in ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"):
+        assert rows[0][key] == pytest.approx(ref[key])
+    assert data["rx-pairs"]["test"]["threshold"] == 1.0
+    assert data["rx-pairs"]["test"]["max_length"] == 64  # the whitening protocol's
+
+
+class _Short(EncoderWrapper):
+    """The tiny model, claiming a 16-token maximum (the cmteb protocol encodes with it)."""
+
+    def model_max_length(self) -> int:
+        return 16
+
+
+def test_quality_eval_posts_and_protocol(rx_encoder, rx_spec_file):
+    opts = IndexEvalOptions(protocol="cmteb", quality=QualityOptions(
+        tasks=(f"{rx_spec_file}:test",), posts=("none", "whiten:k=8")))
+    rows, data = quality_eval(_Short(rx_encoder), opts)
+    assert [r["post"] for r in rows] == [None, "whiten:beta=1,gamma=1,k=8"]
+    assert rows[1]["dim"] == 8 and rows[1]["fit"]["on"] == "task:rx-pairs:test"
+    assert data["rx-pairs"]["test"]["max_length"] == 16  # cmteb: the model's own
+    assert data["rx-pairs"]["test"]["fit"]["n_sentences"] == 40
+
+
+def test_thresholds():
+    assert label_threshold((0, 5), None) == 4.0
+    assert label_threshold(None, np.array([0.0, 1.0, 1.0])) == 1.0
+    assert label_threshold(None, np.array([1.0, 3.0, 5.0])) == pytest.approx(4.2)
+    with pytest.raises(ConfigError, match="without labels"):
+        label_threshold(None, np.array([]))
+
+
+def test_run_index_eval_record(rx_encoder, rx_spec_file):
+    opts = IndexEvalOptions(cost=CostOptions(corpus_tasks=(f"{rx_spec_file}:test",),
+                                             factories=("Flat", "HNSW8"), ef_searches=(16,),
+                                             n_queries=10, single_queries=2), threads=1)
+    rec = run_index_eval(rx_encoder, opts, command="demo")
+    assert rec["kind"] == "index-eval" and rec["command"] == "demo" and rec["quality"] is None
+    s = rec["settings"]
+    assert s["cost_corpus_tasks"] == f"{rx_spec_file}:test" and s["tasks"] is None
+    assert (s["pooling"], s["protocol"], s["faiss_threads"]) == ("cls", "whitening", 1)
+    assert [r["factory"] for r in rec["cost"]["rows"]] == ["Flat", "HNSW8"]
+    assert rec["cost"]["max_length"] == index_eval.COST_MAX_LENGTH
+    cmteb = run_index_eval(_Short(rx_encoder), IndexEvalOptions(protocol="cmteb", cost=opts.cost))
+    assert cmteb["cost"]["max_length"] == 16
+    assert rec["data"]["cost"]["n_texts"] == 40 and rec["timings"]["seconds_total"] >= 0
+    md = index_eval.markdown_eval_report(rec)
+    assert "## Cost of approximate search" in md and f"of {rx_spec_file}:test;" in md
+    with pytest.raises(ConfigError, match="nothing to evaluate"):
+        run_index_eval(rx_encoder, IndexEvalOptions())

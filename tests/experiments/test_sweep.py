@@ -1,0 +1,137 @@
+"""``run_sweep`` and ``sweep_vectors``: one eigen-decomposition per beta, honest selection, the
+classic setting, and scores equal to bench rows of the chosen setting."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedkit.errors import ConfigError
+from embedkit.evaluation import pair_scores
+from embedkit.experiments.sweep import (
+    SweepOptions,
+    format_sweep_table,
+    headline_table,
+    run_sweep,
+    sweep_markdown,
+    sweep_vectors,
+)
+from embedkit.postprocess import RunningMoments
+
+
+def _load_wt_fixtures():
+    """The ``wt_`` fixtures live in tests/postprocess/conftest.py (not visible from here)."""
+    path = Path(__file__).parents[1] / "postprocess" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_wt_fixtures_sweep", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_wt = _load_wt_fixtures()
+wt_model_dir = _wt.wt_model_dir
+wt_spec_file = _wt.wt_spec_file
+wt_encoder = _wt.wt_encoder
+wt_isolated_cache = _wt.wt_isolated_cache
+
+pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
+
+
+@pytest.fixture(scope="module")
+def wt_data():
+    """Anisotropic vectors for fitting, and two labelled pair splits."""
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(12, 12)) * np.linspace(3, 0.1, 12)
+    mean = rng.normal(size=12) * 2
+
+    def vecs(n):
+        return rng.normal(size=(n, 12)) @ A + mean
+
+    fit = vecs(300)
+    pairs = {}
+    for name in ("valid", "test"):
+        x1 = vecs(60)
+        x2 = x1 + rng.normal(size=(60, 12)) * rng.uniform(0.1, 3, size=(60, 1))
+        labels = -np.linalg.norm(x1 - x2, axis=1).round(0)  # with ties
+        pairs[name] = (x1, x2, labels)
+    return fit, pairs
+
+
+def test_one_eigendecomposition_per_beta(wt_data, monkeypatch):
+    fit, pairs = wt_data
+    import embedkit.postprocess.family as family_mod
+
+    calls = []
+    real = family_mod.sigma_eigen
+    monkeypatch.setattr(family_mod, "sigma_eigen", lambda *a: calls.append(a[1]) or real(*a))
+    res = sweep_vectors(RunningMoments.of(fit), pairs,
+                        SweepOptions(beta=[0.0, 0.5, 1.0], gamma=[0, 0.5, 1], k=[2, 6, "all"]))
+    assert calls == [0.0, 0.5, 1.0]
+    assert len(res["settings"]) == 27
+
+
+def test_selection_is_the_max_on_the_select_split(wt_data):
+    fit, pairs = wt_data
+    res = sweep_vectors(RunningMoments.of(fit), pairs,
+                        SweepOptions(beta=[0, 1], gamma=[0, 0.5, 1], k=[2, 4, 8, "all", 64]))
+    s = res["settings"]
+    assert res["skipped_k"] == [64] and len(s) == 2 * 3 * 4
+    best = res["best"]
+    assert best["select"] == max(x["select"] for x in s)
+    assert s[best["index"]] == {k: v for k, v in best.items() if k != "index"}
+    assert best["report"] == s[best["index"]]["report"]
+    # the report split played no part: the argmax of report is (here) another setting
+    assert max(x["report"] for x in s) >= best["report"]
+    classic = next(x for x in s if (x["beta"], x["gamma"], x["k"]) == (1.0, 1.0, "all"))
+    assert res["classic"] == classic
+    raw = {r: pair_scores(*pairs[sp])["spearman"] for r, sp in (("select", "valid"),
+                                                                ("report", "test"))}
+    assert res["raw"] == pytest.approx(raw)
+    # classic outside the grid is still computed
+    res2 = sweep_vectors(RunningMoments.of(fit), pairs, SweepOptions(beta=[0], gamma=[0], k=[4]))
+    assert res2["classic"]["report"] == pytest.approx(classic["report"], abs=1e-12)
+    with pytest.raises(ConfigError, match="every k value is larger than the dimension d=12") as e:
+        sweep_vectors(RunningMoments.of(fit), pairs, SweepOptions(k=[64]))
+    assert e.value.param == "k"
+
+
+def test_options_are_validated_typed_values():
+    o = SweepOptions(beta=[1, 0, 1], k=[8, "all", 8], select_on="dev")
+    assert o.beta == (1.0, 0.0) and o.k == (8, "all") and o.select_on == "valid"
+    assert o.n_settings == 2 * 5 * 2 and o.honest
+    assert not SweepOptions(select_on="test").honest
+    for kw, param in [({"k": [0]}, "k"), ({"k": ["64"]}, "k"), ({"beta": [float("nan")]}, "beta"),
+                      ({"gamma": []}, "gamma")]:
+        with pytest.raises(ConfigError) as e:
+            SweepOptions(**kw)
+        assert e.value.param == param
+
+
+def test_sweep_api_scores_equal_bench_rows(wt_encoder, wt_spec_file):
+    from embedkit.experiments.bench import run_bench
+
+    rec = run_sweep(wt_encoder, ["last-avg"], [str(wt_spec_file)],
+                    SweepOptions(beta=[1.0], gamma=[0.5], k=[12]))
+    best = rec["results"]["wt-sts"]["last-avg"]["best"]
+    bench = run_bench(wt_encoder, ["last-avg"], [str(wt_spec_file)], ["valid", "test"],
+                      post=[best["post"]])
+    row = bench["results"][f"last-avg + {best['post']}"]["wt-sts"]
+    assert best["select"] == pytest.approx(row["valid"]["spearman"], abs=1e-6)
+    assert best["report"] == pytest.approx(row["test"]["spearman"], abs=1e-6)
+    s = rec["settings"]
+    assert s["protocol"] == "whitening" and s["max_length"] == {"wt-sts": 64}
+    assert rec["kind"] == "sweep" and rec["model"]["identity"] == wt_encoder.identity
+    assert "wt-sts" in format_sweep_table(rec) and "| last-avg | raw |" in headline_table(rec)
+    assert sweep_markdown(rec).startswith("# embedkit sweep: ")
+
+
+def test_sweep_errors_name_the_parameter(wt_encoder, wt_spec_file):
+    with pytest.raises(ConfigError, match="has no train split") as e:
+        run_sweep(wt_encoder, None, [str(wt_spec_file)], SweepOptions(select_on="train"))
+    assert e.value.param == "select_on"
+    with pytest.raises(ConfigError, match="neither task, train, valid, test nor a file") as e:
+        run_sweep(wt_encoder, None, [str(wt_spec_file)], SweepOptions(fit_on="nope.txt"))
+    assert e.value.param == "fit_on"

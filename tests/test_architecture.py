@@ -1,0 +1,171 @@
+"""The structure the project promises (ARCHITECTURE.md), checked from the source with ``ast``:
+
+- the layer rule: io < data < encoders < postprocess < evaluation, retrieval, training,
+  diagnostics < experiments, integrations < cli; no import goes up a layer (function-local
+  imports included) and no import cycle between packages or between modules of a package;
+- the library does not know its command line: outside ``embedkit/cli/`` no module imports
+  argparse, calls ``print(`` or holds a ``--flag`` string;
+- no function in ``embedkit/`` is longer than 80 lines.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "embedkit"
+
+#: the layer of each top-level part of the package; the base modules may be imported by all
+LAYERS = {
+    "__init__": 0, "errors": 0, "provenance": 0,
+    "io": 1,
+    "data": 2,
+    "encoders": 3,
+    "postprocess": 4,
+    "evaluation": 5, "retrieval": 5, "training": 5, "diagnostics": 5,
+    "experiments": 6, "integrations": 6,
+    "cli": 7, "__main__": 7,
+}
+MAX_FUNCTION_LINES = 80
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(-[a-z0-9]+)*")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in sorted(PACKAGE.rglob("*.py")):
+        parts = list(f.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = f
+    return out
+
+
+MODULES = _modules()
+TREES = {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in MODULES.items()}
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _resolve(module: str, node: ast.ImportFrom) -> str:
+    if node.level == 0:
+        return node.module or ""
+    base = module.split(".")
+    is_pkg = MODULES[module].name == "__init__.py"
+    base = base[: len(base) - node.level + (1 if is_pkg else 0)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _imports(module: str) -> set[str]:
+    """embedkit modules imported anywhere in ``module`` (``from pkg import sub`` -> pkg.sub)."""
+    found: set[str] = set()
+    for node in ast.walk(TREES[module]):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve(module, node)
+            names = [f"{target}.{a.name}" if f"{target}.{a.name}" in MODULES else target
+                     for a in node.names]
+        else:
+            continue
+        found.update(n for n in names if n == "embedkit" or n.startswith("embedkit."))
+    return {n if n in MODULES else n.rsplit(".", 1)[0] for n in found} - {module}
+
+
+GRAPH = {m: _imports(m) for m in MODULES}
+
+
+def test_every_part_has_a_layer():
+    assert {_part(m) for m in MODULES} <= set(LAYERS), "add new packages to LAYERS and ARCHITECTURE.md"
+
+
+def test_no_import_goes_up_a_layer():
+    upward = [f"{m} -> {t}" for m, targets in GRAPH.items() for t in targets
+              if LAYERS[_part(t)] > LAYERS[_part(m)]]
+    assert upward == []
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for t in sorted(graph.get(n, ())):
+            if state.get(t) == 1:
+                return stack[stack.index(t):] + [t]
+            if t not in state and (found := visit(t)):
+                return found
+        state[n] = 2
+        stack.pop()
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def test_no_cycle_between_packages():
+    parts: dict[str, set[str]] = {}
+    for m, targets in GRAPH.items():
+        parts.setdefault(_part(m), set()).update(
+            _part(t) for t in targets if LAYERS[_part(t)] > 0 and _part(t) != _part(m))
+    assert _cycle(parts) is None
+
+
+def test_no_cycle_between_modules():
+    # A package's __init__ re-exports its modules; edges into it from its own modules are
+    # Python's usual package structure, not a design cycle.
+    graph = {m: {t for t in ts if not (MODULES[t].name == "__init__.py"
+                                        and m.startswith(t + "."))}
+             for m, ts in GRAPH.items()}
+    assert _cycle(graph) is None
+
+
+def _library() -> list[str]:
+    return [m for m in MODULES if _part(m) not in ("cli", "__main__")]
+
+
+@pytest.mark.parametrize("module", _library())
+def test_library_does_not_know_its_command_line(module):
+    tree = TREES[module]
+    problems = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names):
+            problems.append(f"line {node.lineno}: imports argparse")
+        if isinstance(node, ast.ImportFrom) and node.module == "argparse":
+            problems.append(f"line {node.lineno}: imports argparse")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id == "print":
+            problems.append(f"line {node.lineno}: print(")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and (m := FLAG.search(node.value)):
+            problems.append(f"line {node.lineno}: names the flag {m.group(0)}")
+    assert problems == []
+
+
+def test_functions_are_short():
+    long = []
+    for module, tree in TREES.items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = (node.end_lineno or node.lineno) - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{module}.{node.name}: {n} lines")
+    assert long == []
+
+
+def test_the_checks_can_fail(tmp_path):
+    """The detectors find what they look for (so the tests above cannot pass vacuously)."""
+    assert FLAG.search("pass --fit-on FILE") and not FLAG.search("x--y and 1 -- 2")
+    assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+    assert "embedkit.encoders" in GRAPH["embedkit.experiments.bench"] or any(
+        t.startswith("embedkit.encoders") for t in GRAPH["embedkit.experiments.bench"])
