@@ -1,6 +1,6 @@
 """Encoding speed: embedkit (float32, bfloat16) against ``SentenceTransformer.encode``.
 
-``embedkit report speed --out eval/speed.md`` (``make bench-speed``) runs :func:`run_speed`.
+``embedkit report speed`` (``make bench-speed``) runs :func:`run_speed`.
 All engines encode the same sentences (a seeded sample of the unique sentences of the five
 test splits: no duplicates, so embedkit's de-duplication gives it no advantage), with the
 same max length, batch size and pooling (mean of the last layer, m3e-small's own), no cache.
