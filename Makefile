@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 STAMP := .stamp-install
 
-.PHONY: install bench test test-fast lint bench-speed eval-m3e eval-whitening eval-retrieval eval-simcse clean
+.PHONY: install bench test test-fast lint bench-speed eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability clean
 
 install: $(STAMP)
 
@@ -68,6 +68,11 @@ eval-retrieval: install
 eval-simcse: install
 	embedkit report simcse --model m3e-small --data-dir ../shared/data \
 		--out eval/simcse-m3e-small.md
+
+# Every reliability case (kill, corruption, concurrency, bad input), its test and the result.
+eval-reliability: install
+	$(PYTHON) -m pytest tests -q -m reliability --reliability-report eval/reliability.json
+	$(PYTHON) tests/reliability_report.py eval/reliability.json eval/reliability.md
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache $(STAMP)

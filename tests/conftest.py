@@ -194,3 +194,52 @@ def sentences() -> list[str]:
 @pytest.fixture(scope="session")
 def fallback_lines() -> list[str]:
     return list(FALLBACK_LINES)
+
+
+# -- the reliability report (eval/reliability.md, made by `make eval-reliability`) -------------
+# A reliability test is marked @pytest.mark.reliability("9.N", "what the case is"): the issue
+# item it reproduces and the case in a few words. With --reliability-report FILE the run writes
+# each marked test's case and outcome to FILE as JSON (works under xdist: the case travels in
+# the report's user_properties).
+
+def pytest_addoption(parser):
+    parser.addoption("--reliability-report", metavar="JSON",
+                     help="write the outcome of every @pytest.mark.reliability test to JSON")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "reliability(item, case): a reliability case (issue item, "
+                                       "description) listed in eval/reliability.md")
+    config._reliability = []
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for m in item.iter_markers("reliability"):
+            item.user_properties.append(("reliability", list(m.args)))
+
+
+def pytest_runtest_logreport(report):
+    cases = [v for k, v in report.user_properties if k == "reliability"]
+    if not cases or not (report.when == "call" or report.outcome != "passed"):
+        return
+    config = _CONFIG.get("config")
+    if config is not None:
+        for item, case in cases:
+            config._reliability.append({"item": item, "case": case, "test": report.nodeid,
+                                        "outcome": report.outcome, "when": report.when})
+
+
+_CONFIG: dict = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    _CONFIG["config"] = session.config
+
+
+def pytest_sessionfinish(session):
+    path = session.config.getoption("--reliability-report")
+    if path and not hasattr(session.config, "workerinput"):
+        Path(path).write_text(json.dumps(session.config._reliability, ensure_ascii=False,
+                                         indent=1), encoding="utf-8")
