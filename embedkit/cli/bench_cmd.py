@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from embedkit.cli.common import (
     add_data_options,
     add_model_options,
     add_poolings_and_tasks,
+    check_output_path,
     data_options,
     encoder_config,
     write_json,
 )
 from embedkit.cli.parsing import split_list, split_poolings
+from embedkit.evaluation import UndefinedScoreWarning, undefined_message
 from embedkit.experiments.bench import PostOptions, run_bench
 from embedkit.experiments.report import format_table, markdown_report
 from embedkit.io.atomic import atomic_write_text
@@ -52,17 +55,26 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    record = run_bench(
-        encoder_config(args), split_poolings(args.pooling), args.tasks,
-        split_list(args.splits) or None, protocol=args.protocol, max_length=args.max_length,
-        data=data_options(args),
-        post=PostOptions(tuple(args.post), args.fit_on, args.fit_unique, args.force),
-        command=args.command_line)
+    check_output_path(args.output, "output", stdout_ok=True)
+    check_output_path(args.markdown, "markdown", stdout_ok=True)
+    with warnings.catch_warnings():
+        # said once per task and split below, from the record
+        warnings.simplefilter("ignore", UndefinedScoreWarning)
+        record = run_bench(
+            encoder_config(args), split_poolings(args.pooling), args.tasks,
+            split_list(args.splits) or None, protocol=args.protocol,
+            max_length=args.max_length, data=data_options(args),
+            post=PostOptions(tuple(args.post), args.fit_on, args.fit_unique, args.force),
+            command=args.command_line)
     for task, splits in record["data"].items():
         for split, d in splits.items():
             if split != "fit" and d["skipped"]:
                 print(f"embedkit: {task}/{split}: skipped {d['skipped']} invalid rows",
                       file=sys.stderr)
+    said = dict.fromkeys((u["task"], u["split"], u["reason"]) for u in record.get("undefined", ()))
+    for task, split, reason in said:
+        print(f"embedkit: warning: {undefined_message(task, split, reason)}; the averages that "
+              "include it are undefined (shown as -)", file=sys.stderr)
     if args.output:
         write_json(args.output, record)
     if args.markdown and args.markdown != "-":

@@ -7,7 +7,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("cache", help="show or clear the embedding cache")
     p.add_argument("action", choices=("info", "clear"))
     p.add_argument("--cache-dir", metavar="DIR", help="default: $EMBEDKIT_CACHE or the user cache dir")
-    p.add_argument("--model", help="clear only entries whose model name or identity contains this")
+    p.add_argument("--model", help="clear only this model's entries: the name it was run with, "
+                                   "its folder, or its identity (an exact match, never a part)")
     p.set_defaults(func=run)
 
 

@@ -4,12 +4,59 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from embedkit.data import DataOptions
 from embedkit.encoders import EncoderConfig
 from embedkit.encoders.cache import EmbeddingCache
+from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_json
+
+
+def _writable_ancestor(path: Path, what: str, param: str) -> None:
+    """The nearest existing folder above ``path`` must be a folder we may write in."""
+    for above in path.parents:
+        if above.exists() or above == Path(above.anchor or "."):
+            break
+    if not above.is_dir():
+        raise ConfigError(f"cannot write {what}: {above} is not a folder", param=param)
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {what}: no permission to write in {above}", param=param)
+
+
+def check_output_path(path: str | os.PathLike | None, param: str, *,
+                      stdout_ok: bool = False) -> None:
+    """Refuse, before any work starts, an output FILE that cannot be written: an existing
+    folder, a path below a file, a folder without write permission. ``param`` is the option's
+    dest (``output`` -> ``--output`` in the error line); ``stdout_ok``: ``-`` means stdout.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> check_output_path(f"{d}/new/r.json", "output"), check_output_path("-", "output", stdout_ok=True)
+    (None, None)
+    >>> check_output_path(d, "output")
+    Traceback (most recent call last):
+    embedkit.errors.ConfigError: ... is a folder; give a file path
+    """
+    if path is None or (stdout_ok and str(path) == "-"):
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{path} is a folder; give a file path", param=param)
+    _writable_ancestor(p, str(path), param)
+
+
+def check_output_dir(path: str | os.PathLike | None, param: str) -> None:
+    """Refuse, before any work starts, an output FOLDER that cannot be made or written: an
+    existing file, a path below a file, a folder without write permission."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{path} is a file; give a folder", param=param)
+    _writable_ancestor(p / "x", str(path), param)
 
 
 def positive_int(text: str) -> int:
@@ -25,7 +72,8 @@ def positive_int(text: str) -> int:
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR",
-                   help="folder holding senteval_cn/ and AFQMC/ (default: $EMBEDKIT_DATA; "
+                   help="folder holding senteval_cn/ and AFQMC/, or the task folders "
+                        "(LCQMC/, ...) directly (default: $EMBEDKIT_DATA; "
                         "without either, tasks load from the Hugging Face hub)")
     p.add_argument("--source", choices=("auto", "local", "hub"), default="auto",
                    help="where task data comes from (default: local when a data dir is known)")

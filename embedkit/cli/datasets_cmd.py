@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedkit.cli.common import add_data_options, data_options, write_json
+from embedkit.cli.common import add_data_options, check_output_path, data_options, write_json
 from embedkit.data import parse_tasks, task_names
 from embedkit.data.listing import list_datasets
 from embedkit.io.tables import text_table
@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    check_output_path(args.json, "json", stdout_ok=True)
     specs = parse_tasks(args.tasks or ",".join(task_names()))
     listing = list_datasets(specs, data_options(args))
     if args.json:

@@ -12,16 +12,19 @@ import sys
 from embedkit.cli.common import (
     add_data_options,
     add_model_options,
+    check_output_dir,
+    check_output_path,
     data_options,
     encoder_config,
+    positive_int,
     write_json,
 )
 from embedkit.cli.parsing import parse_int_list, split_factories, split_list
 from embedkit.data.corpus import corpus_from_tasks, read_corpus
 from embedkit.encoders import EncoderConfig
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, DataError
 from embedkit.experiments import index_eval
-from embedkit.io.atomic import atomic_write_text
+from embedkit.io.atomic import LOCK_TIMEOUT, FolderLockedError, atomic_write_text
 from embedkit.io.textfile import read_sentences
 from embedkit.retrieval.folder import IndexSearcher, add_to_index, build_index
 from embedkit.retrieval.recipe import RecipeConflictError, show_value
@@ -31,10 +34,17 @@ _FMT = argparse.HelpFormatter
 
 def _add_cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
+                   help="sentences per forward pass (default: 64)")
     p.add_argument("--cache-dir", metavar="DIR",
                    help="embedding cache (default: $EMBEDKIT_CACHE or the user cache dir)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+
+
+def _add_lock_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lock-timeout", type=float, default=LOCK_TIMEOUT, metavar="SECONDS",
+                   help="how long to wait while another process writes the same index folder "
+                        f"(default: {LOCK_TIMEOUT:g})")
 
 
 def _add_progress(p: argparse.ArgumentParser) -> None:
@@ -89,6 +99,7 @@ def _add_build(isub) -> None:
                    help="use a transform file fitted for another model or pooling")
     b.add_argument("--out", required=True, metavar="DIR", help="index folder (replaced whole)")
     add_data_options(b)
+    _add_lock_timeout(b)
     _add_progress(b)
     b.set_defaults(func=run_build)
 
@@ -103,6 +114,7 @@ def _add_add(isub) -> None:
     a.add_argument("--force", action="store_true",
                    help="encode even if the model's weights changed since the build")
     _add_cache_options(a)
+    _add_lock_timeout(a)
     _add_progress(a)
     a.set_defaults(func=run_add)
 
@@ -207,7 +219,12 @@ def _run_config(args: argparse.Namespace) -> EncoderConfig:
                          progress=getattr(args, "progress", None))
 
 
+def _locked(err: FolderLockedError) -> ConfigError:
+    return ConfigError(f"{err} (or wait longer: --lock-timeout SECONDS)")
+
+
 def run_build(args) -> int:
+    check_output_dir(args.out, "out")
     if args.corpus is not None:
         texts, ids, info = read_corpus(args.corpus, args.ids)
     else:
@@ -220,11 +237,15 @@ def run_build(args) -> int:
     if not texts:
         print("embedkit: warning: the corpus is empty; the index will hold no texts",
               file=sys.stderr)
-    index = build_index(
-        args.out, texts, encoder_config(args), pooling=args.pooling, post=args.post, ids=ids,
-        corpus_info=info, factory=args.factory, metric=args.metric, max_length=args.max_length,
-        fit_on=args.fit_on, train_size=args.train_size, seed=args.seed, force=args.force,
-        progress=args.progress)
+    try:
+        index = build_index(
+            args.out, texts, encoder_config(args), pooling=args.pooling, post=args.post,
+            ids=ids, corpus_info=info, factory=args.factory, metric=args.metric,
+            max_length=args.max_length, fit_on=args.fit_on, train_size=args.train_size,
+            seed=args.seed, force=args.force, progress=args.progress,
+            lock_timeout=args.lock_timeout)
+    except FolderLockedError as err:
+        raise _locked(err) from None
     r = index.recipe
     post = f", post {r['post']}" if r.get("post") else ""
     print(f"indexed {index.ntotal} texts ({len(texts) - index.ntotal} duplicates skipped) into "
@@ -235,8 +256,11 @@ def run_build(args) -> int:
 
 def run_add(args) -> int:
     texts, ids, info = read_corpus(args.corpus, args.ids)
-    res = add_to_index(args.index, texts, _run_config(args), ids=ids, corpus_info=info,
-                       force=args.force)
+    try:
+        res = add_to_index(args.index, texts, _run_config(args), ids=ids, corpus_info=info,
+                           force=args.force, lock_timeout=args.lock_timeout)
+    except FolderLockedError as err:
+        raise _locked(err) from None
     print(f"added {res['added']}, skipped {res['skipped']} already indexed; "
           f"{res['ntotal']} texts in {args.index}")
     return 0
@@ -249,8 +273,22 @@ def _conflict_error(err: RecipeConflictError) -> ConfigError:
     return ConfigError("; ".join(given) + "; use the index's recipe or --force")
 
 
+def _queries(args: argparse.Namespace) -> list[str]:
+    """The queries to search: --query, or the non-blank lines of --queries."""
+    if args.query is not None:
+        if not args.query.strip():
+            raise ConfigError("--query is empty; give text to search for")
+        return [args.query]
+    queries = read_sentences(args.queries, "queries")
+    if not queries:
+        raise DataError("no queries: the file is empty or holds only blank lines (one query a "
+                        "line)", path=args.queries)
+    return queries
+
+
 def run_search(args) -> int:
-    queries = [args.query] if args.query is not None else read_sentences(args.queries, "queries")
+    check_output_path(args.output, "output")
+    queries = _queries(args)
     try:
         searcher = IndexSearcher(args.index, _run_config(args), model=args.model,
                                  pooling=args.pooling, post=args.post,
@@ -289,6 +327,8 @@ def run_eval(args) -> int:
     if not args.tasks and not args.cost_corpus_tasks:
         raise ConfigError("nothing to evaluate: give --tasks (quality) and/or "
                           "--cost-corpus-tasks (cost)")
+    check_output_path(args.output, "output", stdout_ok=True)
+    check_output_path(args.markdown, "markdown")
     record = index_eval.run_index_eval(encoder_config(args), _eval_options(args),
                                        command=args.command_line)
     name = record["model"]["name"]

@@ -12,6 +12,7 @@ import logging
 import re
 import shlex
 import sys
+import typing
 import warnings
 
 from embedkit import __version__
@@ -30,8 +31,17 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line, ``embedkit: error: ... (see: PROG --help)``, exit status 2,
+    as every other error on bad input (argparse would print the usage first). Sub-command
+    parsers inherit the class (``add_subparsers`` makes parsers of the parent's type)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"embedkit: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="embedkit", description="Evaluate and post-process sentence embeddings.")
     parser.add_argument("--version", action="version", version=f"embedkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")

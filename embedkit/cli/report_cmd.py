@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from embedkit.cli.common import positive_int
 from embedkit.cli.parsing import split_list
 from embedkit.experiments import simcse_report, speed
 from embedkit.experiments.simcse_report import SimCSEReportOptions, run_simcse_report
@@ -28,11 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = SpeedOptions()
     s.add_argument("--model", default=d.model)
-    s.add_argument("--sentences", type=int, default=d.sentences)
-    s.add_argument("--batch-size", type=int, default=d.batch_size)
-    s.add_argument("--max-length", type=int, default=d.max_length)
+    s.add_argument("--sentences", type=positive_int, default=d.sentences)
+    s.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    s.add_argument("--max-length", type=positive_int, default=d.max_length)
     s.add_argument("--dtypes", default=",".join(d.dtypes))
-    s.add_argument("--rounds", type=int, default=d.rounds)
+    s.add_argument("--rounds", type=positive_int, default=d.rounds)
     s.add_argument("--device", default=d.device)
     s.add_argument("--seed", type=int, default=d.seed)
     s.add_argument("--spearman-pairs", type=int, default=d.spearman_pairs,

@@ -10,6 +10,8 @@ from embedkit.cli.common import (
     add_data_options,
     add_model_options,
     add_poolings_and_tasks,
+    check_output_dir,
+    check_output_path,
     data_options,
     encoder_config,
     write_json,
@@ -65,6 +67,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    check_output_path(args.output, "output", stdout_ok=True)
+    check_output_path(args.markdown, "markdown")
+    check_output_dir(args.plots, "plots")
     options = SweepOptions(beta=parse_grid(args.beta, "beta"), gamma=parse_grid(args.gamma, "gamma"),
                            k=parse_grid(args.k, "k"), fit_on=args.fit_on,
                            fit_unique=args.fit_unique, select_on=args.select_on,

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from embedkit.cli.common import add_data_options, add_model_options, data_options, encoder_config
+from embedkit.cli.common import (
+    add_data_options,
+    add_model_options,
+    check_output_dir,
+    check_output_path,
+    data_options,
+    encoder_config,
+)
 from embedkit.cli.parsing import parse_k
 from embedkit.errors import ConfigError
-from embedkit.experiments.whiten import WhitenSettings, run_whiten
+from embedkit.experiments.whiten import WhitenSettings, export_format, run_whiten
 
 
 def add_parser(sub) -> None:
@@ -46,6 +53,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    if export_format(args.out, args.format) == "sentence-transformers":
+        check_output_dir(args.out, "out")  # a model folder
+    else:
+        check_output_path(args.out, "out")
     if args.max_length is not None and args.max_length < 3:
         raise ConfigError("--max-length must be at least 3 ([CLS], one token, [SEP])")
     settings = WhitenSettings(beta=args.beta, gamma=args.gamma, k=parse_k(args.k),

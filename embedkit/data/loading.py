@@ -1,7 +1,8 @@
 """Load a task's splits from a local data directory or from the Hugging Face hub.
 
 The data directory (the ``data_dir`` argument or ``EMBEDKIT_DATA``) is the folder that holds
-``senteval_cn/`` and ``AFQMC/``; naming the ``senteval_cn`` folder itself works too.
+``senteval_cn/`` and ``AFQMC/``, or a folder holding the task folders directly, whatever its name
+(``senteval_cn/`` itself, or ``DIR/LCQMC/LCQMC.test.data``); see :func:`data_dir_candidates`.
 
 >>> import tempfile, os
 >>> d = tempfile.mkdtemp(); f = os.path.join(d, "p.tsv")
@@ -42,8 +43,33 @@ def data_dir_from_env(data_dir: str | os.PathLike | None = None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def data_dir_candidates(rel: Path, data_dir: Path) -> list[Path]:
+    """Where a ``data-dir`` relative path may lie, in order, for the three layouts of the data
+    folder: the folder holding ``senteval_cn/`` and ``AFQMC/``; a folder holding the task
+    folders directly, whatever its name (``senteval_cn/`` itself, or ``DIR/LCQMC/...``), with
+    AFQMC inside it or beside it; and a task folder itself (``DIR`` named ``AFQMC``).
+
+    A file of a collection (``senteval_cn/LCQMC/LCQMC.test.data``) is never looked for beside
+    the data folder: a wrong folder must not pick up a neighbour's data silently.
+
+    >>> [str(p) for p in data_dir_candidates(Path("senteval_cn/BQ/BQ.test.data"), Path("d"))]
+    ['d/senteval_cn/BQ/BQ.test.data', 'd/BQ/BQ.test.data']
+    >>> [str(p) for p in data_dir_candidates(Path("AFQMC/dev.txt"), Path("x/senteval_cn"))]
+    ['x/senteval_cn/AFQMC/dev.txt', 'x/AFQMC/dev.txt']
+    """
+    candidates = [data_dir / rel]
+    if len(rel.parts) >= 3:  # COLLECTION/TASK/FILE: DIR may hold the task folders directly
+        candidates.append(data_dir / Path(*rel.parts[1:]))
+    elif len(rel.parts) == 2:  # TASK/FILE: inside DIR, DIR itself, or beside DIR
+        if data_dir.name == rel.parts[0]:
+            candidates.append(data_dir / rel.parts[1])
+        candidates.append(data_dir.parent / rel)
+    return list(dict.fromkeys(candidates))
+
+
 def resolve_file(spec: TaskSpec, split: str, data_dir: Path | None) -> Path:
-    """Where ``spec``'s file for ``split`` lies (it may not exist)."""
+    """Where ``spec``'s file for ``split`` lies (the first of :func:`data_dir_candidates` that
+    exists; else the first, which may not exist)."""
     rel = Path(spec.files[split])
     if rel.is_absolute():
         return rel
@@ -52,11 +78,8 @@ def resolve_file(spec: TaskSpec, split: str, data_dir: Path | None) -> Path:
     if data_dir is None:
         raise ConfigError(f"task {spec.name}: no data directory; give data_dir or set "
                           "EMBEDKIT_DATA to the folder holding senteval_cn/", param="data_dir")
-    candidates = [data_dir / rel]
-    if rel.parts and data_dir.name == rel.parts[0]:
-        candidates.append(data_dir / Path(*rel.parts[1:]))
-    candidates.append(data_dir.parent / rel)
-    return next((c for c in candidates if c.exists()), candidates[0])
+    candidates = data_dir_candidates(rel, data_dir)
+    return next((c for c in candidates if c.is_file()), candidates[0])
 
 
 def load_split(spec: TaskSpec, split: str, *, data_dir: str | os.PathLike | None = None,
@@ -74,8 +97,8 @@ def load_split(spec: TaskSpec, split: str, *, data_dir: str | os.PathLike | None
                               f"its splits: {', '.join(spec.files) or 'none'}")
         path = resolve_file(spec, split, ddir)
         if not path.exists():
-            hint = (" (set data_dir or EMBEDKIT_DATA to the folder holding senteval_cn/)"
-                    if spec.base == "data-dir" else "")
+            hint = (" (set data_dir or EMBEDKIT_DATA to the folder holding senteval_cn/, or "
+                    "the one holding the task folders)" if spec.base == "data-dir" else "")
             raise DataError(f"file not found{hint}", path=str(path))
         return read_pair_file(spec, split, str(path), skip_invalid=skip_invalid)
     return load_hub_split(spec, split, skip_invalid=skip_invalid)

@@ -160,7 +160,26 @@ def read_pair_file(spec: TaskSpec, split: str, path: str, skip_invalid: bool = F
         _read_jsonl(lines, checker)
     else:
         _read_delimited(lines, checker, spec)
+    if not checker.labels:
+        raise DataError(_why_no_pairs(data, spec, checker), path=path)
     return checker.result(split, path, hashlib.sha256(data).hexdigest())
+
+
+def _why_no_pairs(data: bytes, spec: TaskSpec, checker: _RowChecker) -> str:
+    """Why a file gave no pairs: a split without pairs has no score, so it is an error, never
+    a ``-`` in a table."""
+    if checker.skipped:
+        first = f" (first: {checker.messages[0]})" if checker.messages else ""
+        return (f"no valid sentence pairs: all {checker.skipped} rows were skipped as "
+                f"invalid{first}")
+    body = data.removeprefix(b"\xef\xbb\xbf")
+    if not body:
+        return "no sentence pairs (the file is empty)"
+    if not body.strip():
+        return "no sentence pairs (the file holds only blank lines)"
+    if spec.header and spec.format != "jsonl":
+        return "no sentence pairs (the file holds only its header)"
+    return "no sentence pairs"
 
 
 def _read_jsonl(lines: Iterable[tuple[int, str]], checker: _RowChecker) -> None:
@@ -222,4 +241,7 @@ def rows_to_split(spec: TaskSpec, split: str, source: str, rows: Iterable[dict],
         f = spec.fields
         h.update(f"{row.get(f['sentence1'])}\t{row.get(f['sentence2'])}\t{row.get(f['label'])}\n"
                  .encode())
+    if not checker.labels:
+        raise DataError(_why_no_pairs(b"", spec, checker).replace("the file is", "the split is"),
+                        path=source)
     return checker.result(split, source, h.hexdigest())

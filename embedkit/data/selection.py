@@ -31,8 +31,8 @@ from embedkit.data.loading import load_task
 from embedkit.data.pairs import PairSplit
 from embedkit.data.registry import get_task
 from embedkit.data.spec import TaskSpec, canonical_split
-from embedkit.errors import ConfigError
-from embedkit.io.textfile import read_sentences
+from embedkit.errors import ConfigError, DataError
+from embedkit.io.textfile import read_bytes, read_sentences
 from embedkit.provenance import sha256_text
 
 __all__ = ["FIT_SPLITS", "FILE_MAX_LENGTH", "FitSentences", "collect_fit_sentences",
@@ -80,8 +80,15 @@ def pair_sentences(splits: Sequence[PairSplit]) -> list[str]:
 
 
 def read_sentence_file(path: str | os.PathLike) -> list[str]:
-    """The non-blank lines of a UTF-8 file (kept as they are, blank lines dropped)."""
-    return read_sentences(path, "fit_on sentence")
+    """The non-blank lines of a UTF-8 file (kept as they are, blank lines dropped); a file
+    without any is a :class:`DataError` naming it (``param="fit_on"``)."""
+    sentences = read_sentences(path, "fit_on sentence")
+    if not sentences:
+        why = "is empty" if not read_bytes(path).strip(b"\xef\xbb\xbf") else (
+            "holds only blank lines")
+        raise DataError(f"no sentences to fit on (the file {why})", path=str(path),
+                        param="fit_on")
+    return sentences
 
 
 def _task_or_none(name: str) -> TaskSpec | None:

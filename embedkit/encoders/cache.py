@@ -4,8 +4,20 @@ One SQLite file per *namespace* (model identity, pooling, max length, dtype, cas
 per text keyed by the sha256 of the text. SQLite is used rather than one file per vector
 because the STS sets have ~10^5 sentences: a file each would be slow to write and list, while a
 transaction gives the same all-or-nothing write (a batch is committed whole or not at all).
-Each row carries a CRC-32 of its bytes; a row whose length or CRC is wrong is deleted and
-recomputed, never trusted; a file SQLite cannot open is moved aside and rebuilt.
+
+Nothing read from the cache is trusted:
+
+- each row carries a CRC-32 of its bytes; a row whose CRC or length is wrong, whose width is not
+  the model's, or whose values are not finite is deleted and recomputed (with a warning);
+- a file is checked when it is opened (``PRAGMA quick_check`` and the table's columns), and a
+  file that is damaged, or that SQLite reports damaged while reading or writing, is moved aside
+  (``vectors.corrupt-*.sqlite``) and rebuilt: the run goes on and recomputes.
+
+Processes share a cache through one lock (``embeddings.lock`` in the cache folder, a
+:class:`filelock.FileLock`): every read, write and maintenance step (``clear``, moving a damaged
+file aside) holds it, briefly. A process whose namespace was cleared under it notices that the
+file it had open is gone and recreates it, so ``embedkit cache clear`` during a bench costs the
+bench its cached vectors, never its run.
 
 >>> import tempfile, numpy as np
 >>> c = EmbeddingCache(tempfile.mkdtemp())
@@ -21,18 +33,32 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import sqlite3
 import time
 import warnings
 import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 
+from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_write_json
 
 FORMAT_VERSION = 1
 _CHUNK = 500  # keys per SQL statement (well under SQLite's variable limit)
+_COLUMNS = ["key", "dim", "crc", "data"]
+LOCK_NAME = "embeddings.lock"
+LOCK_TIMEOUT = 600.0  # seconds to wait for another process's cache write or maintenance
+_HINT = "choose a writable folder (cache_dir) or turn the cache off (no_cache=True)"
+# SQLite's primary result codes (https://sqlite.org/rescode.html)
+_CORRUPT_CODES = {11, 26}                  # SQLITE_CORRUPT, SQLITE_NOTADB
+_UNWRITABLE_CODES = {3, 8, 14, 23}         # SQLITE_PERM, _READONLY, _CANTOPEN, _AUTH
 
 
 def default_cache_dir() -> Path:
@@ -52,37 +78,148 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _sqlite_code(e: sqlite3.Error) -> int | None:
+    code = getattr(e, "sqlite_errorcode", None)  # Python >= 3.11
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def is_corruption(e: sqlite3.Error) -> bool:
+    """Whether SQLite says the file is damaged (not busy, full, read-only ...)."""
+    code = _sqlite_code(e)
+    if code is not None:
+        return code in _CORRUPT_CODES
+    text = str(e)
+    return "malformed" in text or "not a database" in text
+
+
+def _first_line(text: object) -> str:
+    return " ".join(str(text).split("\n")[:2]).strip()
+
+
 class EmbeddingCache:
     """Vectors by (namespace, text). ``get`` returns the found rows and the missing indices."""
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, *,
+                 lock_timeout: float = LOCK_TIMEOUT):
         self.root = Path(root) if root is not None else default_cache_dir()
-        self._conns: dict[str, sqlite3.Connection] = {}
+        self.lock_timeout = lock_timeout
+        # namespace -> (connection, (st_dev, st_ino) of the file it opened)
+        self._conns: dict[str, tuple[sqlite3.Connection, tuple[int, int] | None]] = {}
+        self._settings: dict[str, dict] = {}
+        self._lock: FileLock | None = None
+        self._warned: set[str] = set()
         self.hits = 0
         self.misses = 0
         self.corrupt = 0
+
+    # -- errors and warnings ----------------------------------------------------------------
+    def _unwritable(self, e: OSError | sqlite3.Error, where: Path | None = None) -> ConfigError:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e)
+        return ConfigError(f"cannot write the embedding cache in {where or self.root} ({reason});"
+                           f" {_HINT}", param="cache_dir")
+
+    def _sqlite_error(self, e: sqlite3.Error, path: Path) -> EmbedkitError:
+        """The one-line error for a SQLite failure that is not damage."""
+        code = _sqlite_code(e)
+        if code in _UNWRITABLE_CODES or "readonly" in str(e) or "unable to open" in str(e):
+            return self._unwritable(e, path.parent)
+        if code == 13 or "disk is full" in str(e):  # SQLITE_FULL
+            return EmbedkitError(f"no space left for the embedding cache {path}; free some space,"
+                                 f" {_HINT}", param="cache_dir")
+        return EmbedkitError(f"embedding cache {path}: {_first_line(e)}; try again, or "
+                             f"{_HINT}", param="cache_dir")
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(message, stacklevel=5)
+
+    # -- the lock ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self, required: bool = True) -> Iterator[None]:
+        """Hold the cache's lock (re-entrant in this thread). ``required=False``: go on without
+        it where it cannot be taken (a read-only cache being listed)."""
+        acquired = False
+        try:
+            if self._lock is None:
+                self.root.mkdir(parents=True, exist_ok=True)
+                self._lock = FileLock(self.root / LOCK_NAME, timeout=self.lock_timeout)
+            self._lock.acquire()
+            acquired = True
+        except Timeout:
+            raise EmbedkitError(
+                f"the embedding cache {self.root} stayed locked by another embedkit process for"
+                f" {self.lock_timeout:.0f} s; try again when it is done, or use another folder "
+                "(cache_dir) or no_cache=True", param="cache_dir") from None
+        except OSError as e:
+            if required:
+                raise self._unwritable(e) from None
+        try:
+            yield
+        finally:
+            if acquired and self._lock is not None:
+                self._lock.release()
 
     # -- namespaces -------------------------------------------------------------------------
     def namespace(self, settings: dict) -> str:
         """A stable id for everything besides the text that determines a vector."""
         blob = json.dumps({"format": FORMAT_VERSION, **settings}, sort_keys=True)
         ns = hashlib.sha256(blob.encode()).hexdigest()[:32]
-        meta = self._dir(ns) / "meta.json"
-        if not meta.exists():
-            atomic_write_json(meta, {"format": FORMAT_VERSION, "settings": settings,
-                                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        self._settings[ns] = settings
+        with self.locked():
+            self._write_meta(ns)
         return ns
 
     def _dir(self, ns: str) -> Path:
         return self.root / "embeddings" / ns
 
-    def _connect(self, ns: str) -> sqlite3.Connection:
-        if ns in self._conns:
-            return self._conns[ns]
-        path = self._dir(ns) / "vectors.sqlite"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = None
+    def _db(self, ns: str) -> Path:
+        return self._dir(ns) / "vectors.sqlite"
+
+    def _write_meta(self, ns: str) -> None:
+        """Create the namespace's folder and ``meta.json`` if they are missing (first use, or
+        after a ``cache clear`` removed them under a running process)."""
+        meta = self._dir(ns) / "meta.json"
+        if meta.exists() or ns not in self._settings:
+            return
+        try:
+            atomic_write_json(meta, {"format": FORMAT_VERSION, "settings": self._settings[ns],
+                                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        except OSError as e:
+            raise self._unwritable(e) from None
+
+    # -- connections (all under the lock) ---------------------------------------------------
+    def _conn(self, ns: str) -> sqlite3.Connection:
+        """The namespace's open connection, reopened when its file vanished or was replaced."""
+        path = self._db(ns)
+        entry = self._conns.get(ns)
+        if entry is not None:
+            if _file_id(path) == entry[1]:
+                return entry[0]
+            self._drop(ns)  # cleared (or moved aside) by another process: start a new file
+        self._write_meta(ns)
+        conn = self._open(path)
+        self._conns[ns] = (conn, _file_id(path))
+        return conn
+
+    def _drop(self, ns: str) -> None:
+        entry = self._conns.pop(ns, None)
+        if entry is not None:
+            with contextlib.suppress(sqlite3.Error):
+                entry[0].close()
+
+    def _open(self, path: Path) -> sqlite3.Connection:
+        """Open (creating) a namespace file, checked; a damaged one is moved aside once."""
         for attempt in range(2):
+            conn = None
             try:
                 conn = sqlite3.connect(path, timeout=60)
                 # 64 KiB pages hold ~30 vectors of 2 KiB each; with small pages (or a WITHOUT
@@ -93,108 +230,254 @@ class EmbeddingCache:
                 conn.execute("PRAGMA journal_mode=DELETE")
                 conn.execute("CREATE TABLE IF NOT EXISTS vec (key BLOB PRIMARY KEY, dim INTEGER,"
                              " crc INTEGER, data BLOB)")
-                conn.execute("SELECT count(*) FROM vec").fetchone()
-                break
+                problem = _check_file(conn)
             except sqlite3.DatabaseError as e:
-                if conn is not None:
-                    conn.close()
-                if attempt:
-                    raise
-                aside = path.with_name(f"vectors.corrupt-{int(time.time())}.sqlite")
-                warnings.warn(f"embedding cache {path} is unreadable ({e}); moved to {aside.name}"
-                              " and starting afresh", stacklevel=3)
-                os.replace(path, aside)
-                for suffix in ("-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(str(path) + suffix)
-        assert conn is not None  # the loop either connected or raised
-        self._conns[ns] = conn
-        return conn
+                if not is_corruption(e):
+                    if conn is not None:
+                        conn.close()
+                    raise self._sqlite_error(e, path) from None
+                problem = _first_line(e)
+            if problem is None:
+                assert conn is not None
+                return conn
+            if conn is not None:
+                conn.close()
+            if attempt:
+                raise EmbedkitError(f"embedding cache {path} is still damaged after rebuilding "
+                                    f"({problem}); {_HINT}", param="cache_dir")
+            self._move_aside(path, problem)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _move_aside(self, path: Path, problem: str) -> None:
+        aside = path.with_name(f"vectors.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-"
+                               f"{os.getpid()}.sqlite")
+        try:
+            os.replace(path, aside)
+            for suffix in ("-journal", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(str(path) + suffix)
+        except OSError as e:
+            raise self._unwritable(e, path.parent) from None
+        warnings.warn(f"embedding cache {path} is unreadable or damaged ({problem}); moved to "
+                      f"{aside.name} and starting afresh (its vectors are recomputed; delete the "
+                      "copy when you no longer need it)", stacklevel=5)
+
+    def _recover(self, ns: str, e: sqlite3.DatabaseError) -> None:
+        """After SQLite failed on a namespace's file: forget a connection whose file vanished,
+        move a damaged file aside, and raise one clear error for anything else."""
+        path = self._db(ns)
+        entry = self._conns.get(ns)
+        vanished = entry is not None and _file_id(path) != entry[1]
+        self._drop(ns)
+        if vanished:
+            return
+        if not is_corruption(e):
+            raise self._sqlite_error(e, path) from None
+        if path.exists():
+            self._move_aside(path, _first_line(e))
 
     # -- reads and writes -------------------------------------------------------------------
-    def get(self, ns: str, texts: list[str]) -> tuple[np.ndarray | None, list[int]]:
+    def get(self, ns: str, texts: list[str], dim: int | None = None
+            ) -> tuple[np.ndarray | None, list[int]]:
         """Vectors for ``texts`` (rows for the found ones, in order) and the missing indices.
 
         Returns ``(found, missing)`` where ``found`` is a (len(texts) - len(missing), d) array
-        aligned with the texts that are not missing, or None if nothing was found.
+        aligned with the texts that are not missing, or None if nothing was found. ``dim``: the
+        width the vectors must have (by default, the commonest width among the rows found);
+        rows that fail a check are deleted and reported missing.
         """
-        conn = self._connect(ns)
         keys = [text_key(t) for t in texts]
-        rows: dict[bytes, np.ndarray] = {}
-        bad: list[bytes] = []
-        for i in range(0, len(keys), _CHUNK):
-            chunk = keys[i:i + _CHUNK]
-            q = f"SELECT key, dim, crc, data FROM vec WHERE key IN ({','.join('?' * len(chunk))})"
-            for key, dim, crc, data in conn.execute(q, chunk):
-                if data is None or len(data) != 4 * dim or zlib.crc32(data) != crc:
-                    bad.append(key)
-                    continue
-                rows[key] = np.frombuffer(data, dtype=np.float32)
-        if bad:
-            self.corrupt += len(bad)
-            with conn:
-                conn.executemany("DELETE FROM vec WHERE key = ?", [(k,) for k in bad])
+        with self.locked():
+            rows: dict[bytes, np.ndarray] = {}
+            for attempt in range(2):
+                try:
+                    rows = self._read(ns, keys, dim)
+                    break
+                except sqlite3.DatabaseError as e:
+                    self._recover(ns, e)
+                    if attempt:
+                        rows = {}
         missing = [i for i, k in enumerate(keys) if k not in rows]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         found = [rows[k] for k in keys if k in rows]
         return (np.stack(found) if found else None), missing
 
+    def _read(self, ns: str, keys: list[bytes], dim: int | None) -> dict[bytes, np.ndarray]:
+        conn = self._conn(ns)
+        blobs: dict[bytes, bytes] = {}
+        bad: dict[str, list[bytes]] = {"damaged": [], "non-finite": [], "width": []}
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i:i + _CHUNK]
+            q = f"SELECT key, dim, crc, data FROM vec WHERE key IN ({','.join('?' * len(chunk))})"
+            for key, d, crc, data in conn.execute(q, chunk):
+                if not isinstance(data, bytes) or not isinstance(d, int) \
+                        or len(data) != 4 * d or zlib.crc32(data) != crc:
+                    bad["damaged"].append(key)
+                else:
+                    blobs[key] = data
+        # one width (the model's, else the commonest), then finiteness, checked in one array
+        width = dim or (Counter(len(b) // 4 for b in blobs.values()).most_common(1)
+                        or [(0, 0)])[0][0]
+        bad["width"] = [k for k, b in blobs.items() if len(b) != 4 * width]
+        ok = [k for k, b in blobs.items() if len(b) == 4 * width]
+        matrix = np.frombuffer(b"".join(blobs[k] for k in ok), dtype=np.float32
+                               ).reshape(len(ok), width)
+        finite = np.asarray(np.isfinite(matrix).all(axis=1), dtype=bool).tolist()
+        bad["non-finite"] = [k for k, f in zip(ok, finite, strict=True) if not f]
+        if any(bad.values()):
+            self._discard(ns, conn, bad, width)
+        return {k: matrix[i] for i, k in enumerate(ok) if finite[i]}
+
+    def _discard(self, ns: str, conn: sqlite3.Connection, bad: dict[str, list[bytes]],
+                 width: int) -> None:
+        what = {"damaged": "damaged (checksum or length wrong)",
+                "non-finite": "not finite (NaN or inf)", "width": f"not {width} wide"}
+        for kind, keys in bad.items():
+            if keys:
+                self.corrupt += len(keys)
+                self._warn_once(kind, f"embedding cache {self._dir(ns)}: {len(keys)} cached "
+                                      f"vector(s) {what[kind]}; removed and recomputed")
+        with conn:
+            conn.executemany("DELETE FROM vec WHERE key = ?",
+                             [(k,) for keys in bad.values() for k in keys])
+
     def put(self, ns: str, texts: list[str], vectors: np.ndarray) -> None:
-        """Store vectors (float32) for texts, in one transaction."""
+        """Store vectors (float32) for texts, in one transaction. Vectors that are not finite
+        are never stored."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        conn = self._connect(ns)
+        finite = np.isfinite(vectors).all(axis=1) if vectors.ndim == 2 else []
         rows = []
-        for t, v in zip(texts, vectors, strict=True):
+        for t, v, ok in zip(texts, vectors, finite, strict=True):
+            if not ok:
+                continue
             data = v.tobytes()
             rows.append((text_key(t), v.shape[0], zlib.crc32(data), data))
-        with conn:  # commits the batch atomically, or rolls it back
-            conn.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?, ?, ?)", rows)
+        with self.locked():
+            for attempt in range(2):
+                conn = self._conn(ns)
+                try:
+                    with conn:  # commits the batch atomically, or rolls it back
+                        conn.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?, ?, ?)", rows)
+                    return
+                except sqlite3.DatabaseError as e:
+                    if attempt:
+                        raise self._sqlite_error(e, self._db(ns)) from None
+                    self._recover(ns, e)
 
     # -- maintenance ------------------------------------------------------------------------
-    def namespaces(self) -> list[dict]:
-        """What the cache holds: one dict per namespace with its settings, rows and bytes."""
-        out: list[dict] = []
+    def _namespace_dirs(self) -> list[Path]:
         base = self.root / "embeddings"
         if not base.is_dir():
-            return out
-        for d in sorted(base.iterdir()):
-            meta = d / "meta.json"
-            try:
-                settings = json.loads(meta.read_text("utf-8")).get("settings", {})
-            except (OSError, ValueError):
-                settings = {}
-            size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
-            rows = 0
-            db = d / "vectors.sqlite"
-            if db.exists():
-                try:
-                    with contextlib.closing(sqlite3.connect(db)) as c:
-                        rows = c.execute("SELECT count(*) FROM vec").fetchone()[0]
-                except sqlite3.DatabaseError:
-                    rows = -1
-            out.append({"namespace": d.name, "settings": settings, "rows": rows, "bytes": size})
-        return out
+            return []
+        return sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+    def namespaces(self) -> list[dict]:
+        """What the cache holds: one dict per namespace with its settings, rows and bytes."""
+        if not (self.root / "embeddings").is_dir():
+            return []
+        with self.locked(required=False):
+            return [e for d in self._namespace_dirs() if (e := _describe(d)) is not None]
 
     def clear(self, model: str | None = None) -> int:
-        """Delete every namespace (or those whose model setting contains ``model``); returns
-        how many were removed."""
-        import shutil
-
+        """Delete every namespace, or those of ``model`` (the name as given, its resolved folder
+        or alias, or its identity: matched exactly, never as a substring); returns how many were
+        removed."""
+        if model is not None and not model.strip():
+            raise ConfigError("an empty model matches nothing; name a model (as given, its "
+                              "folder or its identity), or leave it out to clear everything",
+                              param="model")
+        wanted = _model_matcher(model) if model is not None else None
         self.close()
+        if not (self.root / "embeddings").is_dir():
+            return 0
         n = 0
-        for ns in self.namespaces():
-            if model is None or model in str(ns["settings"].get("model", "")) \
-                    or model in str(ns["settings"].get("model_identity", "")):
-                shutil.rmtree(self.root / "embeddings" / ns["namespace"], ignore_errors=True)
-                n += 1
+        with self.locked():
+            for d in self._namespace_dirs():
+                if wanted is None or wanted(_settings(d)):
+                    _remove_tree(d)
+                    n += 1
+            for leftover in (self.root / "embeddings").glob(".trash-*"):
+                shutil.rmtree(leftover, ignore_errors=True)  # an earlier clear was killed
         return n
 
     def close(self) -> None:
-        for c in self._conns.values():
-            c.close()
-        self._conns.clear()
+        for ns in list(self._conns):
+            self._drop(ns)
 
     def __del__(self):  # pragma: no cover - best effort
         with contextlib.suppress(Exception):
             self.close()
+
+
+def _check_file(conn: sqlite3.Connection) -> str | None:
+    """What is wrong with an open namespace file, or None (the table's columns, then SQLite's
+    own structural check, which reads every page once)."""
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(vec)")]
+    if cols != _COLUMNS:
+        return f"table vec has columns {cols}, not {_COLUMNS}"
+    result = conn.execute("PRAGMA quick_check(1)").fetchone()
+    if result is None or result[0] != "ok":
+        return "quick_check: " + _first_line(result[0] if result else "no answer")
+    return None
+
+
+def _settings(d: Path) -> dict:
+    try:
+        settings = json.loads((d / "meta.json").read_text("utf-8")).get("settings", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def _describe(d: Path) -> dict | None:
+    """``cache info``'s line for one namespace folder (None if it vanished meanwhile)."""
+    try:
+        size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+    except OSError:
+        return None
+    rows = 0
+    db = d / "vectors.sqlite"
+    if db.exists():
+        try:  # read-only: listing never creates or changes a file
+            uri = db.resolve().as_uri() + "?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as c:
+                rows = c.execute("SELECT count(*) FROM vec").fetchone()[0]
+        except sqlite3.Error:
+            rows = -1
+    return {"namespace": d.name, "settings": _settings(d), "rows": rows, "bytes": size}
+
+
+def _remove_tree(d: Path) -> None:
+    """Remove a namespace folder: first renamed out of the way (one atomic step, so that no
+    process ever sees half a namespace), then deleted."""
+    trash = d.with_name(f".trash-{d.name}-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        os.replace(d, trash)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ConfigError(f"cannot remove {d} ({e.strerror}); check the permissions of the "
+                          "cache folder (cache_dir)", param="cache_dir") from None
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _model_matcher(model: str) -> Callable[[dict], bool]:
+    """Whether a namespace's settings belong to ``model``: the name as given, the same resolved
+    folder or alias, or the same identity (with or without its ``;dtype=...`` suffixes)."""
+    from embedkit.encoders.models import is_local, model_identity, resolve_model_path
+
+    names = {model, resolve_model_path(model)}
+    identities = {model}
+    resolved = resolve_model_path(model)
+    if is_local(resolved):
+        with contextlib.suppress(OSError):
+            identities.add(model_identity(resolved))
+
+    def match(settings: dict[str, Any]) -> bool:
+        name = str(settings.get("model", ""))
+        ident = str(settings.get("model_identity", ""))
+        return (name in names or ident in identities or ident.split(";")[0] in identities
+                or bool(name) and resolve_model_path(name) in names)
+
+    return match

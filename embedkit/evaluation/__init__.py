@@ -8,9 +8,12 @@
 from embedkit.evaluation.evaluator import (
     PRIMARY_METRIC,
     STSEvaluator,
+    UndefinedScoreWarning,
     aggregate,
     lookup,
     score_splits,
+    undefined_message,
+    undefined_scores,
 )
 from embedkit.evaluation.metrics import (
     COSINE_DECIMALS,
@@ -20,10 +23,11 @@ from embedkit.evaluation.metrics import (
     pearson,
     quantize_cosines,
     spearman,
+    undefined_reason,
 )
 from embedkit.evaluation.protocols import PROTOCOLS, EvalProtocol, get_protocol
 
-__all__ = ["COSINE_DECIMALS", "PRIMARY_METRIC", "PROTOCOLS", "EvalProtocol", "STSEvaluator", "aggregate", "lookup",
-           "quantize_cosines",
-           "cosine_scores", "get_protocol", "l2_normalize", "pair_scores", "pearson",
-           "score_splits", "spearman"]
+__all__ = ["COSINE_DECIMALS", "PRIMARY_METRIC", "PROTOCOLS", "EvalProtocol", "STSEvaluator",
+           "UndefinedScoreWarning", "aggregate", "cosine_scores", "get_protocol", "l2_normalize",
+           "lookup", "pair_scores", "pearson", "quantize_cosines", "score_splits", "spearman",
+           "undefined_message", "undefined_reason", "undefined_scores"]

@@ -17,7 +17,9 @@ Metric names: ``<task>/<split>/spearman`` (and ``pearson``, ``n_pairs``), ``<tas
 from __future__ import annotations
 
 import math
+import numbers
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,19 +29,65 @@ from embedkit.data import PairSplit, get_task, load_task
 from embedkit.data.registry import DEFAULT_TASKS
 from embedkit.data.spec import TaskSpec
 from embedkit.encoders import SentenceEncoder
+from embedkit.errors import ConfigError
 from embedkit.evaluation.metrics import pair_scores
 from embedkit.evaluation.protocols import EvalProtocol, get_protocol
 
 PRIMARY_METRIC = "avg/spearman"
 
 
+def check_max_length(max_length: int | None) -> int | None:
+    """``max_length`` if it is None or an integer >= 3 ([CLS], one token, [SEP]); else a
+    :class:`ConfigError` (0 is refused, not read as "the default").
+
+    >>> check_max_length(None), check_max_length(16)
+    (None, 16)
+    """
+    if max_length is None:
+        return None
+    if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or (
+            max_length < 3):
+        raise ConfigError(f"max_length must be at least 3 ([CLS], one token, [SEP]), not "
+                          f"{max_length!r}", param="max_length")
+    return int(max_length)
+
+
+class UndefinedScoreWarning(UserWarning):
+    """A split's Spearman is undefined (constant labels or cosines): every average that
+    includes it is NaN, never a mean of the rest."""
+
+
 def _mean(xs: list[float]) -> float:
-    xs = [x for x in xs if not math.isnan(x)]
+    """The mean; NaN when any value is NaN (an undefined score is never dropped silently)."""
     return float(np.mean(xs)) if xs else float("nan")
 
 
+def undefined_scores(per_split: dict[str, dict[str, dict]]) -> list[tuple[str, str, str]]:
+    """``(task, split, reason)`` of every split whose Spearman is undefined (NaN).
+
+    >>> undefined_scores({"T": {"test": {"spearman": float("nan"), "undefined": "constant labels"},
+    ...                         "valid": {"spearman": 0.5}}})
+    [('T', 'test', 'constant labels')]
+    """
+    return [(task, split, str(r.get("undefined") or "NaN"))
+            for task, splits in per_split.items() for split, r in splits.items()
+            if r["spearman"] is None or math.isnan(r["spearman"])]
+
+
+def undefined_message(task: str, split: str, reason: str) -> str:
+    """The one line that says a score is undefined (the warning, the CLI, the table footer)."""
+    return f"{task}/{split}: Spearman is undefined ({reason})"
+
+
 def aggregate(per_split: dict[str, dict[str, dict]]) -> dict[str, float]:
-    """Flat metrics from ``{task: {split: {"spearman", "pearson", "n_pairs"}}}``."""
+    """Flat metrics from ``{task: {split: {"spearman", "pearson", "n_pairs"}}}``.
+
+    A split whose score is undefined (NaN) makes its task's averages and the across-task
+    average NaN, and is named in an :class:`UndefinedScoreWarning`.
+    """
+    for task, split, reason in undefined_scores(per_split):
+        warnings.warn(undefined_message(task, split, reason) + "; the averages that include it "
+                      "are undefined (NaN)", UndefinedScoreWarning, stacklevel=2)
     out: dict[str, float] = {}
     task_avgs: dict[str, list[float]] = {"spearman": [], "pearson": []}
     for task, splits in per_split.items():
@@ -96,7 +144,7 @@ class STSEvaluator:
         self.specs = [t if isinstance(t, TaskSpec) else get_task(t)
                       for t in (tasks or DEFAULT_TASKS)]
         self.protocol: EvalProtocol = get_protocol(protocol)
-        self.max_length = max_length
+        self.max_length = check_max_length(max_length)
         self.name = name
         self.data: dict[str, dict[str, PairSplit]] = {
             spec.name: load_task(spec, self.protocol.splits(spec, tuple(splits or ())),
@@ -112,7 +160,7 @@ class STSEvaluator:
         """An evaluator over splits already loaded (or sampled), ``{task: {split: PairSplit}}``."""
         ev = cls.__new__(cls)
         ev.specs, ev.protocol, ev.max_length, ev.name = list(specs), get_protocol(protocol), (
-            max_length), name
+            check_max_length(max_length)), name
         ev.data = {s.name: data[s.name] for s in ev.specs}
         ev.primary_metric = f"{name}/{PRIMARY_METRIC}" if name else PRIMARY_METRIC
         return ev

@@ -14,6 +14,7 @@ taken in float64 on L2-normalised vectors; a zero vector has cosine 0 with every
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -70,8 +71,33 @@ def pearson(x, y) -> float:
     return _corr(stats.pearsonr, x, y)
 
 
-def pair_scores(emb1: np.ndarray, emb2: np.ndarray, labels) -> dict[str, float]:
-    """Spearman and Pearson between the pairs' cosine similarities and their labels."""
+def undefined_reason(scores, labels) -> str | None:
+    """Why a rank correlation of ``scores`` against ``labels`` is undefined (NaN), or None.
+
+    >>> undefined_reason([0.1, 0.2], [1, 1]), undefined_reason([0.5, 0.5], [0, 1])
+    ('constant labels', 'constant cosine similarities')
+    >>> undefined_reason([0.1, 0.2], [0, 1]) is None
+    True
+    """
+    x, y = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if len(x) < 2:
+        return f"{len(x)} pair{'s' if len(x) != 1 else ''}; a correlation needs at least 2"
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return "non-finite cosine similarities or labels"
+    if np.all(y == y[0]):
+        return "constant labels"
+    if np.all(x == x[0]):
+        return "constant cosine similarities"
+    return None
+
+
+def pair_scores(emb1: np.ndarray, emb2: np.ndarray, labels) -> dict[str, Any]:
+    """Spearman and Pearson between the pairs' cosine similarities and their labels; when they
+    are undefined (NaN), ``"undefined"`` says why (constant labels or cosines)."""
     cos = cosine_scores(emb1, emb2)
-    return {"spearman": spearman(cos, labels), "pearson": pearson(cos, labels),
-            "n_pairs": int(len(cos))}
+    out: dict[str, Any] = {"spearman": spearman(cos, labels), "pearson": pearson(cos, labels),
+                           "n_pairs": int(len(cos))}
+    reason = undefined_reason(cos, labels)
+    if reason is not None or np.isnan(out["spearman"]):
+        out.update(spearman=float("nan"), pearson=float("nan"), undefined=reason or "undefined")
+    return out

@@ -23,11 +23,11 @@ from sklearn.pipeline import Pipeline
 
 from embedkit.data import DataOptions, parse_tasks
 from embedkit.data.registry import get_task
-from embedkit.data.selection import collect_fit_sentences
+from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.errors import ConfigError
-from embedkit.evaluation import PRIMARY_METRIC, STSEvaluator, aggregate, lookup
+from embedkit.evaluation import PRIMARY_METRIC, STSEvaluator, aggregate, lookup, undefined_scores
 from embedkit.experiments.record import data_dir_setting, run_record, split_summary, timings
 from embedkit.postprocess import (
     FixedTransform,
@@ -76,22 +76,29 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     t_start = time.perf_counter()
     data = data or DataOptions(data_dir=data_dir)
     posts = post if isinstance(post, PostOptions) else PostOptions(chains=tuple(post))
-    enc = as_encoder(encoder)
-    pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ()))) or [enc.default_pooling]
+    # Everything that can be checked without the model is checked first, then everything
+    # that needs it but not encoding: a bad setting never costs minutes of encoding.
+    named_pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ())))
     specs = _task_specs(tasks)
     pipes = [(describe_post(p), p) for p in (parse_post(c) for c in posts.chains)]
-    post_files = _check_fixed_steps(pipes, enc, pools, posts.force)
     need_fit = any(pipeline_learns(p) for _, p in pipes)
     evaluator = STSEvaluator(specs, [canonical_split(s) for s in (splits or ())] or None,
                              protocol=protocol, max_length=max_length, data_dir=data.data_dir,
                              source=data.source, skip_invalid=data.skip_invalid)
+    fits = {spec.name: collect_fit_sentences(
+        posts.fit_on, spec, evaluator.data[spec.name], data_dir=data.data_dir,
+        source=data.source, skip_invalid=data.skip_invalid, unique=posts.fit_unique)
+        for spec in specs} if need_fit else {}
+    enc = as_encoder(encoder)
+    pools = named_pools or [enc.default_pooling]
+    post_files = _check_fixed_steps(pipes, enc, pools, posts.force)
     rows = {str(p): _Row(str(p), p) for p in pools}
     rows.update({f"{p} + {label}": _Row(f"{p} + {label}", p, label, pipe)
                  for p in pools for label, pipe in pipes})
     records: dict[str, Any] = {}
     for spec in specs:
         records[spec.name] = _bench_task(evaluator, spec, enc, list(rows.values()),
-                                         posts if need_fit else None, data)
+                                         fits.get(spec.name))
     settings = _settings(evaluator, pools, posts, need_fit, data, post_files)
     settings["max_length"] = {s.name: evaluator.max_length_for(s, enc) for s in specs}
     record = run_record("bench", command=command, encoder=enc, settings=settings, data=records)
@@ -108,8 +115,8 @@ def _task_specs(tasks: Sequence[str | TaskSpec] | str | None) -> list[TaskSpec]:
 
 
 def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, rows: list[_Row],
-                posts: PostOptions | None, data: DataOptions) -> dict[str, Any]:
-    """Encode a task once for every pooling, fit the chains, score every row."""
+                fit: FitSentences | None) -> dict[str, Any]:
+    """Encode a task once for every pooling, fit the chains on ``fit``, score every row."""
     max_len = evaluator.max_length_for(spec, enc)
     splits = evaluator.data[spec.name]
     sentences = evaluator.sentences(spec.name)
@@ -117,10 +124,7 @@ def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, r
     vecs = enc.encode_multi(sentences, pools, max_length=max_len)
     record: dict[str, Any] = split_summary(splits)
     fit_vecs: dict[str, np.ndarray] = {}
-    if posts is not None:
-        fit = collect_fit_sentences(posts.fit_on, spec, splits, data_dir=data.data_dir,
-                                    source=data.source, skip_invalid=data.skip_invalid,
-                                    unique=posts.fit_unique)
+    if fit is not None:
         fit_vecs = enc.encode_multi(fit.sentences, pools, max_length=max_len)
         record["fit"] = fit.record()
     for row in rows:
@@ -136,10 +140,13 @@ def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, r
 
 def _results(rows: dict[str, _Row]) -> dict[str, Any]:
     """Per row the nested results (task -> split, avg, w-avg; the across-task avg) and the flat
-    metrics."""
+    metrics; ``undefined`` lists the (row, task, split, reason) whose score is NaN."""
     results: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
+    undefined: list[dict[str, str]] = []
     for label, row in rows.items():
+        undefined += [{"row": label, "task": t, "split": s, "reason": why}
+                      for t, s, why in undefined_scores(row.per_task)]
         flat = aggregate(row.per_task)
         metrics[label] = flat
         nested: dict[str, Any] = {}
@@ -149,7 +156,10 @@ def _results(rows: dict[str, _Row]) -> dict[str, Any]:
                 for avg in ("avg", "w-avg")}}
         nested["avg"] = {"spearman": flat["avg/spearman"], "pearson": flat["avg/pearson"]}
         results[label] = {**nested, "pooling": str(row.pooling), "post": row.post}
-    return {"results": results, "metrics": metrics}
+    out: dict[str, Any] = {"results": results, "metrics": metrics}
+    if undefined:  # the flag: these scores are NaN, and so is every average including them
+        out["undefined"] = undefined
+    return out
 
 
 def _settings(evaluator: STSEvaluator, pools: list[Pooling], posts: PostOptions, need_fit: bool,

@@ -30,18 +30,42 @@ def table_rows(record: dict, metric: str = "spearman") -> tuple[list[str], list[
     return header, rows
 
 
+def undefined_notes(record: dict, metric: str = "spearman") -> list[str]:
+    """One line per task/split whose score is undefined (the record's ``undefined`` flag: constant
+    labels or cosines), saying why and that the averages including it are undefined too.
+
+    >>> undefined_notes({"undefined": [{"row": "cls", "task": "B", "split": "test",
+    ...                                  "reason": "constant labels"}]})
+    ['B/test: Spearman is undefined (constant labels); the averages that include it are undefined too (rows: cls)']
+    """
+    rows: dict[tuple[str, str, str], list[str]] = {}
+    for u in record.get("undefined") or ():
+        rows.setdefault((u["task"], u["split"], u["reason"]), []).append(u["row"])
+    name = metric.capitalize()
+    return [f"{task}/{split}: {name} is undefined ({reason}); the averages that include it are "
+            f"undefined too (rows: {', '.join(labels)})"
+            for (task, split, reason), labels in rows.items()]
+
+
 def format_table(record: dict, metric: str = "spearman", markdown: bool = False) -> str:
-    """The results as an aligned text table or a Markdown table."""
+    """The results as an aligned text table or a Markdown table; undefined scores (``-``) are
+    explained below it (:func:`undefined_notes`)."""
     header, rows = table_rows(record, metric)
+    notes = undefined_notes(record, metric)
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        if notes:
+            lines += ["", "`-`: undefined.", ""] + [f"- {n}" for n in notes]
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
                               for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-    return "\n".join(fmt(r).rstrip() for r in [header, *rows])
+    lines = [fmt(r).rstrip() for r in [header, *rows]]
+    if notes:
+        lines += [""] + [f"-: undefined. {n}" for n in notes]
+    return "\n".join(lines)
 
 
 def provenance_lines(record: dict) -> list[str]:

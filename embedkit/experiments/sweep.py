@@ -147,6 +147,13 @@ def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: Swe
         raise ConfigError(f"every k value is larger than the dimension d={d}; use k <= {d} "
                           "or all", param="k")
     k_dims = [d if k == "all" else int(k) for k in kept]
+    distinct = moments.distinct
+    if max(k_dims) > distinct:
+        raise ConfigError(
+            f"the grid keeps up to k={max(k_dims)} directions but the fit vectors hold only "
+            f"{distinct} distinct ones (of {moments.n}): the other directions would be "
+            f"arbitrary; give k values <= {distinct} (no 'all') or fit on more sentences",
+            param="k")
     raw = {role: pair_scores(*pairs[split])["spearman"]
            for role, split in (("select", opts.select_on), ("report", opts.report_on))}
     wanted = {s: pairs[s] for s in (opts.select_on, opts.report_on)}
@@ -158,7 +165,12 @@ def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: Swe
         settings += [_setting(beta, gamma, k, k_dims[ki], scores, (gi, ki), opts)
                      for gi, gamma in enumerate(opts.gamma) for ki, k in enumerate(kept)]
     classic = next((s for s in settings if (s["beta"], s["gamma"], s["k"]) == CLASSIC), None)
-    if classic is None:
+    if classic is None and distinct < d:  # cannot be meaningful: not scored
+        classic = {"beta": 1.0, "gamma": 1.0, "k": "all", "k_dim": d,
+                   "post": setting_label(1.0, 1.0, "all"), "select": math.nan,
+                   "report": math.nan,
+                   "note": f"not scored: {distinct} distinct fit vectors < d={d}"}
+    elif classic is None:
         fam = families.get(1.0) or WhiteningFamily.from_stats(moments, 1.0, opts.eps)
         scores = score_grid(fam, [1.0], [d], wanted, _spearman_of_cosines)
         classic = _setting(1.0, 1.0, "all", d, scores, (0, 0), opts)
@@ -288,8 +300,11 @@ def _x100(x: float | None) -> str:
 
 
 def _mean(xs: list[float]) -> float:
-    xs = [x for x in xs if x is not None and not math.isnan(x)]
-    return float(np.mean(xs)) if xs else float("nan")
+    """The mean, NaN when any value is missing or NaN: an average over the tasks that happened
+    to score would not be comparable with one over all of them."""
+    if not xs or any(x is None or math.isnan(x) for x in xs):
+        return float("nan")
+    return float(np.mean(xs))
 
 
 def summary_rows(record: dict) -> tuple[list[str], list[list[str]]]:

@@ -29,7 +29,14 @@ from embedkit.encoders.st_folder import save_st_folder, st_pooling_mode
 from embedkit.errors import ConfigError
 from embedkit.evaluation import get_protocol
 from embedkit.experiments.bench import DataOptions
-from embedkit.postprocess import AffineMap, Whitening, check_params, describe_post, save_transform
+from embedkit.postprocess import (
+    AffineMap,
+    PostprocessError,
+    Whitening,
+    check_params,
+    describe_post,
+    save_transform,
+)
 from embedkit.postprocess.files import save_faiss_transform, transform_metadata
 
 __all__ = ["EXPORT_FORMATS", "FIT_CHUNK", "WhitenSettings", "WhitenResult", "run_whiten",
@@ -125,7 +132,11 @@ def fit_whitening(encoder: SentenceEncoder, pooling: str, sentences: Sequence[st
         vecs = encoder.encode(part, pooling, max_length=max_length)
         reps = np.fromiter((counts[s] for s in part), dtype=np.int64, count=len(part))
         w.partial_fit(np.repeat(vecs, reps, axis=0) if reps.max() > 1 else vecs)
-    _ = w.kernel_  # derive now, so that rank warnings appear at fit time
+    try:
+        _ = w.kernel_  # derive now, so that rank warnings (and refusals) come at fit time
+    except PostprocessError as e:  # WhitenSettings calls n_components k
+        param = "k" if e.param == "n_components" else e.param
+        raise PostprocessError(str(e), param=param) from None
     return w
 
 

@@ -121,7 +121,14 @@ class LinearStep(TransformerMixin, _Validated):
         kernel, bias = self.kernel_, self.bias_
         X = validate_float_matrix(self, X, reset=False)
         out = (np.asarray(X, dtype=np.float64) + bias) @ kernel
-        return out.astype(X.dtype, copy=False)
+        with np.errstate(over="ignore"):
+            out = out.astype(X.dtype, copy=False)
+        if not np.all(np.isfinite(out)):
+            raise PostprocessError(
+                f"{type(self).__name__}: the transformed vectors overflow {X.dtype} (largest "
+                f"kernel entry {np.abs(kernel).max():.3g}); use a map with smaller entries (a "
+                "whitening: a smaller gamma or a larger eps)")
+        return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Output names ``<classname>0 .. <classname>{k-1}``."""

@@ -28,6 +28,8 @@ from embedkit.postprocess.projection import Normalize
 
 __all__ = ["AffineMap", "import_faiss", "pipeline_steps"]
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def _frozen(a: Any, ndim: int, what: str) -> np.ndarray:
     out = np.array(a, dtype=np.float64, copy=True)  # a copy: the caller's array stays writable
@@ -69,6 +71,9 @@ class AffineMap:
             )
         if not (np.all(np.isfinite(kernel)) and np.all(np.isfinite(bias))):
             raise ConfigError("AffineMap: kernel or bias contains NaN or infinite values")
+        if max(np.abs(kernel).max(), np.abs(bias).max(initial=0.0)) > _FLOAT32_MAX:
+            raise ConfigError("AffineMap: kernel or bias exceeds the float32 range (|x| <= "
+                              f"{_FLOAT32_MAX:.3g}) in which files and FAISS store it")
         object.__setattr__(self, "kernel", kernel)
         object.__setattr__(self, "bias", bias)
         object.__setattr__(self, "normalize", bool(self.normalize))

@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 
 from embedkit.errors import ConfigError, EmbedkitError, MissingFileError
-from embedkit.io.atomic import atomic_path, atomic_write_json
+from embedkit.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json
 from embedkit.postprocess._base import LinearStep, PostprocessError
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.affine import AffineMap, import_faiss
@@ -43,6 +44,8 @@ from embedkit.postprocess.affine import AffineMap, import_faiss
 __all__ = [
     "TRANSFORM_FORMATS",
     "TransformFile",
+    "TransformMetadata",
+    "validate_metadata",
     "transform_metadata",
     "CompatibilityWarning",
     "save_transform",
@@ -67,6 +70,73 @@ class CompatibilityWarning(UserWarning):
     >>> issubclass(CompatibilityWarning, UserWarning)
     True
     """
+
+
+class TransformMetadata(BaseModel):
+    """The keys of a transform file's metadata that embedkit reads, with their types (strict:
+    ``"normalize": "no"`` or ``"d": "768"`` is an error, not a truthy string); other keys are
+    kept as they are. Every key may be absent (or null)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    embedkit_version: StrictStr | None = None
+    d: StrictInt | None = None
+    k: StrictInt | None = None
+    normalize: StrictBool | None = None
+    model: StrictStr | None = None
+    model_identity: StrictStr | None = None
+    model_name: StrictStr | None = None
+    pooling: StrictStr | None = None
+    max_length: StrictInt | None = None
+    n_samples: StrictInt | None = None
+    beta: float | None = None
+    gamma: float | None = None
+    eps: float | None = None
+    lowercase: StrictBool | None = None
+    fit_unique: StrictBool | None = None
+
+
+#: what a failed check says the value should have been, by pydantic error type
+_EXPECTED = {"bool_type": "true or false", "int_type": "an integer", "float_type": "a number",
+             "string_type": "a string"}
+
+
+def validate_metadata(metadata: Any, path: str | os.PathLike,
+                      shape: tuple[int, int] | None = None) -> dict[str, Any]:
+    """``metadata`` checked against :class:`TransformMetadata` (and ``d``/``k`` against the
+    kernel's ``shape``); :class:`ConfigError` naming the file and the key otherwise. Returns the
+    metadata unchanged.
+
+    >>> validate_metadata({"normalize": "no"}, "w.npz")
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.ConfigError: w.npz: metadata key 'normalize' must be true or false, not 'no'
+    >>> validate_metadata({"d": 3, "k": 3}, "w.npz", (3, 2))
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.ConfigError: w.npz: metadata key 'k' is 3 but the kernel is 3 x 2 (d x k)
+    """
+    if not isinstance(metadata, dict):
+        raise ConfigError(f"{path}: the metadata is not a JSON object "
+                          f"({type(metadata).__name__})")
+    try:
+        TransformMetadata.model_validate(metadata)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(x) for x in err["loc"])
+        expected = _EXPECTED.get(err["type"], err["msg"])
+        hint = ""
+        if isinstance(err["input"], str) and str(path).endswith(".safetensors"):
+            hint = (f" (the safetensors header holds strings: name the JSON-encoded keys in "
+                    f"{_JSON_KEYS!r})")
+        raise ConfigError(f"{path}: metadata key {key!r} must be {expected}, not "
+                          f"{err['input']!r}{hint}") from None
+    if shape is not None:
+        for key, actual in zip(("d", "k"), shape, strict=True):
+            if metadata.get(key) is not None and metadata[key] != actual:
+                raise ConfigError(f"{path}: metadata key {key!r} is {metadata[key]} but the "
+                                  f"kernel is {shape[0]} x {shape[1]} (d x k)")
+    return metadata
 
 
 @dataclass(frozen=True)
@@ -169,7 +239,7 @@ def transform_metadata(path: str | os.PathLike, amap: AffineMap,
         json.dumps(meta)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: metadata is not JSON-serialisable: {exc}") from exc
-    return meta
+    return validate_metadata(meta, path)  # write nothing that would not load
 
 
 def save_transform(
@@ -208,7 +278,7 @@ def save_transform(
 
 
 def _save_safetensors(path: Path, amap: AffineMap, meta: dict[str, Any]) -> None:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     kernel32, bias32 = amap.float32()
     header = {}
@@ -220,8 +290,9 @@ def _save_safetensors(path: Path, amap: AffineMap, meta: dict[str, Any]) -> None
             header[key] = json.dumps(v, ensure_ascii=False)
             json_keys.append(key)
     header[_JSON_KEYS] = json.dumps(json_keys)
-    with atomic_path(path) as tmp:
-        save_file({"kernel": kernel32, "bias": bias32}, str(tmp), metadata=header)
+    # bytes through the atomic writer: safetensors' own save_file makes the file 0600 whatever
+    # the umask, where every other output is an ordinary file (0644 under umask 022)
+    atomic_write_bytes(path, save({"kernel": kernel32, "bias": bias32}, metadata=header))
 
 
 def load_transform(path: str | os.PathLike) -> TransformFile:
@@ -253,8 +324,10 @@ def load_transform(path: str | os.PathLike) -> TransformFile:
         raise
     except Exception as exc:  # corrupt file: safetensors, zipfile, json and numpy errors
         raise ConfigError(f"{path}: cannot read transform file ({fmt}): {exc}") from exc
+    shape = (int(kernel.shape[0]), int(kernel.shape[1])) if kernel.ndim == 2 else None
+    validate_metadata(metadata, path, shape)
     try:
-        amap = AffineMap(kernel, bias, bool(metadata.get("normalize", False)))
+        amap = AffineMap(kernel, bias, bool(metadata.get("normalize") or False))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return TransformFile(amap, metadata, path)
@@ -285,8 +358,6 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         kernel = z["kernel"]
         bias = z["bias"]
         metadata = json.loads(str(z["metadata"])) if "metadata" in z.files else {}
-    if not isinstance(metadata, dict):
-        raise ConfigError(f"{path}: the metadata entry is not a JSON object")
     return kernel, bias, metadata
 
 
@@ -416,7 +487,7 @@ def load_faiss_metadata(path: str | os.PathLike) -> dict[str, Any]:
         value = json.loads(meta.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ConfigError(f"{meta}: cannot read the transform's metadata ({e})") from None
-    return value if isinstance(value, dict) else {}
+    return validate_metadata(value, meta)
 
 
 def save_faiss_transform(path: str | os.PathLike, amap: AffineMap,

@@ -41,6 +41,22 @@ class RunningMoments:
     n: int = 0
     mean: np.ndarray | None = field(default=None, repr=False)
     m2: np.ndarray | None = field(default=None, repr=False)
+    #: hashes of the distinct rows seen, kept only up to d + 1 of them (see :attr:`distinct`)
+    _seen: set[int] = field(default_factory=set, repr=False, compare=False)
+
+    @property
+    def distinct(self) -> int:
+        """How many distinct rows were added, counted exactly up to ``d + 1`` (any larger
+        number reads ``d + 1``: no fit keeps more than d directions, so more need not be
+        counted). Rows are compared by value (-0.0 equals 0.0), in float64.
+
+        >>> m = RunningMoments().update(np.ones((5, 3))).update(np.array([[0.0, 1, 1]]))
+        >>> m.n, m.distinct
+        (6, 2)
+        >>> RunningMoments.of(np.random.default_rng(0).normal(size=(50, 3))).distinct
+        4
+        """
+        return len(self._seen)
 
     @property
     def d(self) -> int | None:
@@ -72,10 +88,24 @@ class RunningMoments:
         for start in range(0, X.shape[0], step):
             part = np.asarray(X[start:start + step], dtype=np.float64)
             if part.shape[0]:
+                self._count_distinct(part)
                 mean_b = part.mean(axis=0)
                 centred = part - mean_b
                 self._combine(part.shape[0], mean_b, centred.T @ centred)
         return self
+
+    def _count_distinct(self, part: np.ndarray) -> None:
+        """Add the distinct rows of a float64 block to :attr:`distinct` (capped at d + 1)."""
+        cap = int(part.shape[1]) + 1
+        if len(self._seen) >= cap:
+            return
+        # + 0.0 turns -0.0 into 0.0; a void view makes np.unique compare whole rows at C speed
+        rows = np.ascontiguousarray(part + 0.0)
+        unique = np.unique(rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))))
+        for row in unique:
+            self._seen.add(hash(row.tobytes()))
+            if len(self._seen) >= cap:
+                return
 
     def merge(self, other: RunningMoments) -> RunningMoments:
         """Add another accumulator's rows (as if its data had been passed to :meth:`update`);
@@ -94,6 +124,11 @@ class RunningMoments:
         elif self.d != other.d:
             raise ConfigError(f"RunningMoments: cannot merge d={other.d} into d={self.d}")
         self._combine(other.n, other.mean, other.m2)
+        cap = int(other.mean.shape[0]) + 1
+        for h in other._seen:
+            if len(self._seen) >= cap:
+                break
+            self._seen.add(h)
         return self
 
     def _combine(self, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:

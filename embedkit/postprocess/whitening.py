@@ -40,6 +40,8 @@ __all__ = ["Whitening", "eigen_scale", "sigma_eigen"]
 _N_COMPONENTS = [None, StrOptions({"all"}), Interval(Integral, 1, None, closed="left")]
 _EPS = [Interval(Real, 0, 1, closed="neither")]
 _FINITE = [Interval(Real, None, None, closed="neither")]
+#: the largest float32: files, FAISS and float32 vectors hold the kernel in float32
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _check_n_components(n_components: Any, d: int, owner: str) -> int:
@@ -183,20 +185,43 @@ class _EigenWhitening(LinearStep):
         cached = self.__dict__.get("_derived")
         if cached is not None and cached["key"] == key:
             return cached
+        self._check_distinct(beta, gamma, k, d)
         evals, components = sigma_eigen(self.moments_, beta)
         scale, floor, n_clamped = eigen_scale(evals, k, gamma, float(self.eps))
-        if n_clamped and gamma != 0:
+        if n_clamped and (gamma != 0 or k < d):  # at k = d, gamma = 0 it is a rotation
             self._warn_clamped(n_clamped, k, floor, d, 4 + _stack)
         kernel = components[:k].T * scale[None, :]
-        if not np.all(np.isfinite(kernel)):
+        if not (np.all(np.isfinite(kernel)) and np.abs(kernel).max() <= _FLOAT32_MAX):
             raise PostprocessError(
-                f"{type(self).__name__}: the whitening kernel overflowed (gamma={gamma}); "
-                "use a smaller gamma or a larger eps", param="gamma"
+                f"{type(self).__name__}: the whitening kernel overflows float32 (largest "
+                f"entry {np.abs(kernel).max():.3g}; gamma={gamma:g} raises the smallest "
+                f"eigenvalues to the power -{gamma / 2:g}): a file, FAISS or float32 vectors "
+                "would hold infinities; use a smaller gamma or a larger eps", param="gamma"
             )
         self._derived = {"key": key, "k": k, "eigenvalues": evals,
                          "components": components[:k].copy(), "kernel": kernel,
                          "bias": -beta * self.mean_}
         return self._derived
+
+    def _check_distinct(self, beta: float, gamma: float, k: int, d: int) -> None:
+        """Refuse a fit that cannot be meaningful: fewer distinct vectors than kept directions
+        (the extra directions would be arbitrary; a rotation, gamma = 0 at k = d, is exempt),
+        or identical vectors centred away (no variance at all to scale)."""
+        n, distinct, name = self.moments_.n, self.moments_.distinct, type(self).__name__
+        if gamma == 0 and k == d:
+            return
+        if distinct == 1 and (k > 1 or beta == 1):
+            raise PostprocessError(
+                f"{name}: the fitted vectors are all identical (one distinct vector in {n} "
+                f"sample{'s' if n != 1 else ''}): there is no variance to whiten or project; "
+                "fit on distinct sentences",
+                param="n_components")
+        if distinct < k:
+            raise PostprocessError(
+                f"{name}: k={k} kept directions (n_components) but the fit saw only "
+                f"{distinct} distinct vectors among its {n} rows, so {k - distinct} or more "
+                "directions would be arbitrary; fit on more distinct sentences or use "
+                f"k <= {distinct}", param="n_components")
 
     def _warn_clamped(self, n_clamped: int, k: int, floor: float, d: int, stack: int) -> None:
         warnings.warn(

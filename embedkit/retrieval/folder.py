@@ -30,11 +30,13 @@ import numpy as np
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path
 from embedkit.errors import ConfigError
+from embedkit.io.atomic import LOCK_TIMEOUT, folder_lock
 from embedkit.io.textfile import read_lines
 from embedkit.postprocess import save_transform
 from embedkit.provenance import sha256_file, sha256_text
 from embedkit.retrieval.faiss_ops import check_metric
 from embedkit.retrieval.index import EmbeddingIndex
+from embedkit.retrieval.persistence import META_FILE
 from embedkit.retrieval.post import FitData, IndexPost, is_none, prepare_post, same_post
 from embedkit.retrieval.recipe import Recipe, RecipeConflict, RecipeConflictError
 
@@ -113,17 +115,19 @@ def _post_metadata(post: IndexPost, recipe: Recipe) -> dict[str, Any]:
             "fit_data_sha256": fit.get("sha256")}
 
 
-def _save(index: EmbeddingIndex, out_dir: Path, post: IndexPost | None, recipe: Recipe) -> None:
+def _save(index: EmbeddingIndex, out_dir: Path, post: IndexPost | None, recipe: Recipe,
+          lock_timeout: float | None) -> None:
     """Save the folder; with a post-processor, its map as ``post.safetensors`` too."""
     if post is None:
-        index.save(out_dir)
+        index.save(out_dir, lock_timeout=lock_timeout)
         return
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.post.", dir=out_dir.parent) as tmp:
+    # made in the system's temporary folder (a kill leaves nothing beside the index), then
+    # copied into the new folder with the index's files
+    with tempfile.TemporaryDirectory(prefix="embedkit-post-") as tmp:
         path = Path(tmp) / POST_FILE
         save_transform(path, post.map, _post_metadata(post, recipe))
         index.recipe = dataclasses.replace(recipe, post_sha256=sha256_file(path)).to_dict()
-        index.save(out_dir, extra_files={POST_FILE: path})
+        index.save(out_dir, extra_files={POST_FILE: path}, lock_timeout=lock_timeout)
 
 
 def _show_progress(progress: bool | None, n: int) -> bool:
@@ -147,6 +151,7 @@ def build_index(
     seed: int = 0,
     force: bool = False,
     progress: bool | None = None,
+    lock_timeout: float | None = LOCK_TIMEOUT,
 ) -> EmbeddingIndex:
     """Encode ``texts``, fit/check the postprocessor, build, save to ``out_dir``; the index.
 
@@ -154,6 +159,8 @@ def build_index(
     transform file (checked against the encoder before anything is encoded; ``force`` uses one
     fitted for another model or pooling). Duplicate texts are indexed once (first occurrence
     and its id). ``progress`` shows FAISS's adding (None: for large corpora on a terminal).
+    An existing index folder at ``out_dir`` is replaced whole, under its lock (another process
+    writing it is waited for up to ``lock_timeout`` seconds).
     """
     metric = check_metric(metric)
     if int(max_length) < 3:
@@ -188,7 +195,7 @@ def build_index(
         vectors, uniq, factory=factory, metric=metric, transform=fitted.map if fitted else None,
         ids=uniq_ids, recipe=recipe, train_size=train_size, seed=seed,
         progress=_show_progress(progress, len(uniq)))
-    _save(index, out, fitted, recipe)
+    _save(index, out, fitted, recipe, lock_timeout)
     return index
 
 
@@ -199,7 +206,7 @@ def build_index(
 def load_index_folder(index_dir: str | os.PathLike) -> tuple[EmbeddingIndex, Recipe]:
     """The index of a folder made by :func:`build_index` and its typed recipe."""
     index = EmbeddingIndex.load(index_dir)
-    recipe = Recipe.from_dict(index.recipe, where=str(index_dir))
+    recipe = Recipe.from_dict(index.recipe, where=str(Path(index_dir) / META_FILE))
     if recipe.post_file and recipe.post_file not in index.extra_files:
         raise ConfigError(f"{index_dir}: the recipe names {recipe.post_file} but index.json "
                           "records no checksum for it; rebuild the index")
@@ -262,28 +269,35 @@ def add_to_index(
     ids: Sequence[str | None] | None = None,
     corpus_info: dict[str, Any] | None = None,
     force: bool = False,
+    lock_timeout: float | None = LOCK_TIMEOUT,
 ) -> dict[str, int]:
     """Encode with the index's recipe and append texts not yet indexed; saves the folder.
 
-    Returns ``{"added", "skipped", "ntotal"}`` (skipped: already indexed or repeated).
+    The folder's lock is held from reading it to saving it, so two adds at once both land (the
+    second waits up to ``lock_timeout`` seconds for the first, then
+    :class:`~embedkit.io.atomic.FolderLockedError`). Returns ``{"added", "skipped", "ntotal"}``
+    (skipped: already indexed or repeated).
     """
     index_dir = Path(index_dir)
-    index, recipe = load_index_folder(index_dir)
     texts = list(texts)
     if ids is not None and len(ids) != len(texts):
         raise ConfigError(f"got {len(texts)} texts but {len(ids)} ids", param="ids")
-    new = _new_rows(index, texts)
-    result = {"added": len(new), "skipped": len(texts) - len(new), "ntotal": index.ntotal}
-    if not new:
-        return result
-    enc = recipe_encoder(recipe, encoder, force=force)
-    new_texts = [texts[i] for i in new]
-    vectors = enc.encode(new_texts, recipe.pooling, max_length=recipe.max_length)
-    added = index.add(vectors, new_texts, None if ids is None else [ids[i] for i in new])
-    index.recipe = recipe.with_corpus({**(corpus_info or {"source": "python"}),
-                                       "n_texts": len(texts), "n_indexed": added}).to_dict()
-    extra = {name: (index_dir / name).read_bytes() for name in index.extra_files}
-    index.save(index_dir, extra_files=extra)
+    if not index_dir.parent.is_dir():  # nothing to lock, nothing to put back: say it is missing
+        load_index_folder(index_dir)
+    with folder_lock(index_dir, timeout=lock_timeout, what="index folder"):
+        index, recipe = load_index_folder(index_dir)
+        new = _new_rows(index, texts)
+        result = {"added": len(new), "skipped": len(texts) - len(new), "ntotal": index.ntotal}
+        if not new:
+            return result
+        enc = recipe_encoder(recipe, encoder, force=force)
+        new_texts = [texts[i] for i in new]
+        vectors = enc.encode(new_texts, recipe.pooling, max_length=recipe.max_length)
+        added = index.add(vectors, new_texts, None if ids is None else [ids[i] for i in new])
+        index.recipe = recipe.with_corpus({**(corpus_info or {"source": "python"}),
+                                           "n_texts": len(texts), "n_indexed": added}).to_dict()
+        extra = {name: (index_dir / name).read_bytes() for name in index.extra_files}
+        index.save(index_dir, extra_files=extra)
     result.update(added=added, skipped=len(texts) - added, ntotal=index.ntotal)
     return result
 
@@ -361,15 +375,23 @@ class IndexSearcher:
     @property
     def recipe(self) -> Recipe:
         """The recipe the index was built with."""
-        return Recipe.from_dict(self.index.recipe, where=str(self.index_dir))
+        return Recipe.from_dict(self.index.recipe, where=str(self.index_dir / META_FILE))
 
     def encode(self, queries: list[str]) -> np.ndarray:
         return self.encoder.encode(queries, self.pooling, max_length=self.max_length)
 
     def search(self, queries: str | Sequence[str], k: int = 10, *, nprobe: int | None = None,
                ef_search: int | None = None) -> list[dict[str, Any]]:
-        """``[{"query", "hits": [{"id", "text", "score"(, "user_id")}]}]``, one per query."""
+        """``[{"query", "hits": [{"id", "text", "score"(, "user_id")}]}]``, one per query.
+
+        A blank query is refused (:class:`ConfigError`): it would still return the texts
+        nearest to whatever [CLS] [SEP] encodes to.
+        """
         queries = [queries] if isinstance(queries, str) else list(queries)
+        blank = [i for i, q in enumerate(queries, 1) if not isinstance(q, str) or not q.strip()]
+        if blank:
+            raise ConfigError(f"query {blank[0]} of {len(queries)} is empty or not a text; "
+                              "give text to search for")
         hits = self.index.search_texts(queries, self.encode, k, nprobe=nprobe,
                                        ef_search=ef_search)
         out = []

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import ConfigError
+from embedkit.io.atomic import LOCK_TIMEOUT
 from embedkit.postprocess.affine import AffineMap
 from embedkit.provenance import library_versions
 from embedkit.retrieval.faiss_ops import (
@@ -418,16 +419,19 @@ class EmbeddingIndex:
     def save(
         self, directory: str | os.PathLike,
         extra_files: Mapping[str, bytes | str | os.PathLike] | None = None,
+        *, lock_timeout: float | None = LOCK_TIMEOUT,
     ) -> Path:
         """Write ``index.faiss``, ``texts.jsonl`` and ``index.json`` to ``directory`` atomically.
 
         The folder is replaced as a whole: a reader never sees a mix of old and new files.
         ``extra_files`` maps plain file names to their bytes (or a file to copy); they are
         written into the folder too and their sha256s recorded in ``index.json``, so
-        :meth:`load` refuses the folder when one of them changes.
+        :meth:`load` refuses the folder when one of them changes. The folder's lock is taken
+        for the write (another process writing it is waited for up to ``lock_timeout``
+        seconds).
         """
         return write_index_folder(directory, self._index, self._texts, self._user_ids,
-                                  self.metadata(), extra_files)
+                                  self.metadata(), extra_files, lock_timeout=lock_timeout)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> EmbeddingIndex:

@@ -3,33 +3,46 @@
 A folder holds ``index.faiss`` (the FAISS index, pre-transforms included), ``texts.jsonl``
 (``{"id", "text"(, "user_id")}`` per line, ``id`` = position) and ``index.json`` (format,
 factory, metric, dimensions, counts, recipe, versions and the sha256 of every file, extra files
-such as ``post.safetensors`` included). A folder is written atomically as a whole, and read back
-only when every checksum and count agrees.
+such as ``post.safetensors`` included, and ``values_sha256``: the sha256 of each of its own values,
+one per recipe key, so that a hand edit of ``recipe.pooling`` or ``recipe.max_length`` is
+refused instead of silently changing how queries are encoded). A folder is written atomically as
+a whole under its lock (:func:`~embedkit.io.atomic.atomic_dir`), and read back only when every
+checksum, type and count agrees; a folder a killed write left missing is put back first
+(:func:`~embedkit.io.atomic.recover_dir`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from embedkit.errors import ConfigError
-from embedkit.io.atomic import atomic_dir
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+from embedkit.errors import ConfigError, DataError, EmbedkitError
+from embedkit.io.atomic import LOCK_TIMEOUT, atomic_dir, recover_dir
 from embedkit.provenance import sha256_file
 from embedkit.retrieval.faiss_ops import METRICS, faiss
+from embedkit.retrieval.recipe import validate_json
 
-__all__ = ["FORMAT", "INDEX_FILE", "META_FILE", "TEXTS_FILE", "StoredIndex", "read_index_folder",
-           "write_index_folder"]
+__all__ = ["CHECKSUMS_KEY", "FORMAT", "INDEX_FILE", "META_FILE", "TEXTS_FILE", "StoredIndex",
+           "read_index_folder", "value_checksums", "write_index_folder"]
 
 FORMAT = 1
 INDEX_FILE = "index.faiss"
 TEXTS_FILE = "texts.jsonl"
 META_FILE = "index.json"
+#: the key of index.json that holds the sha256 of each of its values
+CHECKSUMS_KEY = "values_sha256"
 _REBUILD = "rebuild the index"
+#: seconds a reader waits for a writer when the folder is missing in the middle of a swap
+READ_WAIT = 10.0
 
 
 @dataclass
@@ -55,8 +68,11 @@ def write_index_folder(
     user_ids: list[str | None],
     meta: dict[str, Any],
     extra_files: Mapping[str, bytes | str | os.PathLike] | None = None,
+    lock_timeout: float | None = LOCK_TIMEOUT,
 ) -> Path:
-    """Write the folder atomically; ``meta`` gets the ``files`` checksums and becomes index.json.
+    """Write the folder atomically under its lock (waiting up to ``lock_timeout`` seconds for
+    another writer); ``meta`` gets the ``files`` checksums and the checksums of its own values
+    (:func:`value_checksums`) and becomes index.json.
 
     ``extra_files`` maps plain file names to their bytes (or a file to copy).
     """
@@ -65,7 +81,7 @@ def write_index_folder(
     for name in extra:
         if name in (INDEX_FILE, TEXTS_FILE, META_FILE) or not plain_name(name):
             raise ConfigError(f"cannot save an extra file named {name!r} in an index folder")
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, lock_timeout=lock_timeout) as tmp:
         for name, content in extra.items():
             if isinstance(content, bytes):
                 (tmp / name).write_bytes(content)
@@ -80,9 +96,80 @@ def write_index_folder(
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         meta = {**meta, "files": {
             name: sha256_file(tmp / name) for name in (INDEX_FILE, TEXTS_FILE, *extra)}}
+        meta.pop(CHECKSUMS_KEY, None)
+        meta = json.loads(json.dumps(meta, ensure_ascii=False))  # the values as read back
+        meta[CHECKSUMS_KEY] = value_checksums(meta)
         with open(tmp / META_FILE, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
     return directory
+
+
+def _canonical_sha256(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def value_checksums(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The sha256 of the canonical JSON of each value of index.json (each recipe key apart, as
+    ``recipe.KEY``), the checksums key itself left out.
+
+    >>> sorted(value_checksums({"ntotal": 3, "recipe": {"pooling": "cls"}}))
+    ['ntotal', 'recipe.pooling']
+    """
+    out: dict[str, str] = {}
+    for key, value in meta.items():
+        if key == CHECKSUMS_KEY:
+            continue
+        if key == "recipe" and isinstance(value, dict):
+            out.update({f"recipe.{k}": _canonical_sha256(v) for k, v in value.items()})
+        else:
+            out[key] = _canonical_sha256(value)
+    return out
+
+
+_Count = Annotated[StrictInt, Field(ge=0)]
+_Dim = Annotated[StrictInt, Field(ge=1)]
+
+
+class _Meta(BaseModel):
+    """The types of index.json's values (keys of other versions are let through)."""
+
+    model_config = ConfigDict(extra="allow")
+    format: StrictInt
+    factory: StrictStr
+    metric: StrictStr
+    dim_in: _Dim
+    dim: _Dim | None = None
+    ntotal: _Count
+    recipe: dict[str, Any] | None = None
+    files: dict[str, StrictStr] | None = None
+    seed: StrictInt | None = None
+    train_size: _Count | None = None
+    transform: StrictBool | None = None
+    build_seconds: StrictFloat | None = None
+    created: StrictStr | None = None
+    versions: dict[str, Any] | None = None
+    values_sha256: dict[str, StrictStr] | None = None
+
+
+def _check_values(meta_path: Path, meta: dict[str, Any]) -> None:
+    """index.json's values are those it was saved with (:func:`value_checksums`)."""
+    stored = meta.get(CHECKSUMS_KEY)
+    if stored is None:
+        warnings.warn(f"{meta_path}: saved by an older embedkit, without checksums of its values: "
+                      "a hand edit of its recipe cannot be detected; rebuild the index to add "
+                      "them", UserWarning, stacklevel=4)
+        return
+    now = value_checksums(meta)
+    changed = sorted(k for k in stored.keys() & now.keys() if stored[k] != now[k])
+    parts = [f"{what} {', '.join(keys)}" for what, keys in (
+        ("changed", changed), ("removed", sorted(stored.keys() - now.keys())),
+        ("added", sorted(now.keys() - stored.keys()))) if keys]
+    if parts:
+        raise ConfigError(
+            f"{meta_path}: edited since the index was saved ({'; '.join(parts)}): its values "
+            "say how the vectors were made and how queries are encoded, so they cannot change "
+            f"afterwards; put the file back as it was or {_REBUILD} with the new settings")
 
 
 def _read_meta(directory: Path) -> dict[str, Any]:
@@ -97,8 +184,10 @@ def _read_meta(directory: Path) -> dict[str, Any]:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise ConfigError(
             f"{meta_path}: unknown index format {found!r} (expected {FORMAT}); {_REBUILD}")
+    validate_json(_Meta, meta, str(meta_path))
     if meta.get("metric") not in METRICS:
         raise ConfigError(f"{meta_path}: unknown metric {meta.get('metric')!r}; {_REBUILD}")
+    _check_values(meta_path, meta)
     return meta
 
 
@@ -136,8 +225,13 @@ def _read_faiss(path: Path) -> faiss.IndexPreTransform:
 def _read_texts(path: Path) -> tuple[list[str], list[str | None]]:
     texts: list[str] = []
     user_ids: list[str | None] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"invalid UTF-8 at byte {exc.start} of the line; {_REBUILD}",
+                                path=str(path), line=lineno) from None
             try:
                 row = json.loads(line)
                 ok = isinstance(row, dict) and row.get("id") == len(texts)
@@ -155,13 +249,7 @@ def _read_texts(path: Path) -> tuple[list[str], list[str | None]]:
     return texts, user_ids
 
 
-def read_index_folder(directory: str | os.PathLike) -> StoredIndex:
-    """Read a folder written by :func:`write_index_folder`, checking checksums and counts.
-
-    Any disagreement (missing or changed file, counts that differ) raises
-    :class:`ConfigError` naming the file.
-    """
-    directory = Path(directory)
+def _read(directory: Path) -> StoredIndex:
     meta = _read_meta(directory)
     extra_names = _check_files(directory, meta)
     index = _read_faiss(directory / INDEX_FILE)
@@ -178,3 +266,42 @@ def read_index_folder(directory: str | os.PathLike) -> StoredIndex:
             f"dim_in={meta.get('dim_in')}; {_REBUILD}"
         )
     return StoredIndex(index, texts, user_ids, meta, extra_names)
+
+
+def _folder_id(directory: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _consistent(read: Callable[[Path], StoredIndex], directory: Path) -> StoredIndex:
+    """``read(directory)``, again when the folder was replaced while it was read (a writer's
+    swap between two of its files makes them disagree: that is not damage)."""
+    for attempt in range(3):
+        before = _folder_id(directory)
+        try:
+            return read(directory)
+        except (EmbedkitError, OSError) as exc:
+            if attempt < 2 and before is not None and _folder_id(directory) != before:
+                continue
+            if isinstance(exc, EmbedkitError):
+                raise
+            raise ConfigError(f"{directory}: cannot read it ({exc}); {_REBUILD}") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def read_index_folder(directory: str | os.PathLike) -> StoredIndex:
+    """Read a folder written by :func:`write_index_folder`, checking checksums, types and counts.
+
+    Any disagreement (missing or changed file, index.json edited by hand or with values of the
+    wrong type, counts that differ) raises :class:`ConfigError` naming the file (and the key or
+    line). What an interrupted write left beside the folder is repaired first
+    (:func:`~embedkit.io.atomic.recover_dir`: a folder missing between the two renames of a
+    replacement is put back). index.json without value checksums (older folders) loads with
+    a warning.
+    """
+    directory = Path(directory)
+    recover_dir(directory, timeout=0.0 if directory.exists() else READ_WAIT)
+    return _consistent(_read, directory)

@@ -33,12 +33,14 @@ import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
 from embedkit.errors import ConfigError
 
 __all__ = ["REQUIRED_KEYS", "Recipe", "RecipeConflict", "RecipeConflictError", "compare_recipe",
-           "show_value"]
+           "show_value", "validate_json"]
 
 #: keys a recipe must hold for a folder to be searched or grown
 REQUIRED_KEYS = ("model", "model_identity", "pooling", "max_length")
@@ -111,6 +113,57 @@ def compare_recipe(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> l
     return conflicts
 
 
+#: what a failed check says the value should have been, by pydantic error type
+_EXPECTED = {"int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+             "bool_type": "true or false", "bool_parsing": "true or false",
+             "string_type": "a string", "float_type": "a number", "dict_type": "a JSON object",
+             "list_type": "a JSON list", "greater_than_equal": "a count (an integer >= 0)"}
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def validate_json(model: type[_M], data: Any, where: str, prefix: str = "") -> _M:
+    """``data`` checked against ``model``; :class:`ConfigError` naming the file (``where``) and
+    the key otherwise (``prefix`` before the key: ``recipe.``)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'the file'} must be a JSON object, "
+                          f"not {type(data).__name__}; rebuild the index")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = prefix + "".join(f"[{x}]" if isinstance(x, int) else f".{x}"
+                               for x in err["loc"])[1:]
+        expected = _EXPECTED.get(err["type"], err["msg"])
+        if err["type"] == "greater_than_equal" and err.get("ctx", {}).get("ge") == 1:
+            expected = "an integer >= 1"
+        value = repr(err["input"])
+        value = value if len(value) <= 60 else value[:57] + "..."
+        raise ConfigError(f"{where}: key {key!r} must be {expected}, not {value}; "
+                          "rebuild the index") from None
+
+
+class _RecipeTypes(BaseModel):
+    """The types of a stored recipe's values. Lax where older folders may hold another JSON type
+    for the same value (``"max_length": "32"``, ``"lowercase": "false"``); a value that cannot
+    mean it (``"abc"``, ``5`` for a name) is refused."""
+
+    model_config = ConfigDict(extra="allow")
+    model: StrictStr
+    model_identity: StrictStr
+    pooling: StrictStr
+    max_length: int
+    model_path: StrictStr | None = None
+    dtype: StrictStr | None = None
+    lowercase: bool | None = None
+    post: StrictStr | None = None
+    post_file: StrictStr | None = None
+    post_sha256: StrictStr | None = None
+    post_sources: list[dict[str, StrictStr]] | None = None
+    fit: dict[str, Any] | None = None
+    corpus: list[dict[str, Any]] | None = None
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What an index folder's vectors were made with (see the module docstring for the keys).
@@ -154,29 +207,35 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "index.json") -> Recipe:
-        """Read a stored recipe; one without the model, identity, pooling or max length was not
-        made by :func:`~embedkit.retrieval.folder.build_index` (:class:`ConfigError`)."""
+        """Read a stored recipe (``where``: the index.json it comes from, for messages); one
+        without the model, identity, pooling or max length was not made by
+        :func:`~embedkit.retrieval.folder.build_index`, and a value of the wrong type cannot be
+        used (:class:`ConfigError` naming ``where`` and the key)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: the recipe must be a JSON object, not "
+                              f"{type(data).__name__}; rebuild the index")
         missing = [k for k in REQUIRED_KEYS if k not in data]
         if missing:
             raise ConfigError(
-                f"{where}: index.json's recipe lacks {', '.join(missing)}: it was not built by "
+                f"{where}: the recipe lacks {', '.join(missing)}: it was not built by "
                 "`embedkit index build`; rebuild it"
             )
+        typed = validate_json(_RecipeTypes, dict(data), where, prefix="recipe.")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         return cls(
-            model=str(data["model"]),
-            model_identity=str(data["model_identity"]),
-            pooling=str(data["pooling"]),
-            max_length=int(data["max_length"]),
-            model_path=data.get("model_path"),
-            dtype=str(data.get("dtype") or "float32"),
-            lowercase=bool(data.get("lowercase", False)),
-            post=data.get("post"),
-            post_file=data.get("post_file"),
-            post_sha256=data.get("post_sha256"),
-            post_sources=tuple(data.get("post_sources") or ()),
-            fit=data.get("fit"),
-            corpus=tuple(data.get("corpus") or ()),
+            model=typed.model,
+            model_identity=typed.model_identity,
+            pooling=typed.pooling,
+            max_length=typed.max_length,
+            model_path=typed.model_path,
+            dtype=typed.dtype or "float32",
+            lowercase=bool(typed.lowercase),
+            post=typed.post,
+            post_file=typed.post_file,
+            post_sha256=typed.post_sha256,
+            post_sources=tuple(typed.post_sources or ()),
+            fit=typed.fit,
+            corpus=tuple(typed.corpus or ()),
             extra={k: v for k, v in data.items() if k not in names},
         )
 

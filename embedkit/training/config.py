@@ -30,7 +30,7 @@ UNSUPERVISED_MAX_SENTENCES = 10_000
 #: what training runs in (autocast for bfloat16; the weights stay float32)
 TRAIN_DTYPES = ("float32", "bfloat16")
 #: settings that may differ when resuming (they do not change the weights, or only warn)
-FREE_ON_RESUME = frozenset({"out_dir", "save_every", "keep_checkpoints", "checkpoint_dir",
+FREE_ON_RESUME = frozenset({"out_dir", "overwrite", "save_every", "keep_checkpoints", "checkpoint_dir",
                             "log_every", "stop_at", "data_dir", "source", "skip_invalid",
                             "progress", "device"})
 
@@ -92,6 +92,8 @@ class SimCSEConfig:
 
     model: str = option("m3e-small", "hub id, local folder or alias")
     out_dir: str | None = option(None, "output model folder (written atomically)")
+    overwrite: bool = option(False, "start over in an out_dir an earlier run wrote: remove it "
+                                    "and its checkpoints (otherwise such a folder is refused)")
     pooling: str | None = option(
         None, "cls, last-avg (mean), first-last-avg, pooler, pooler-tanh, layers-avg:I,J",
         check=Check(_pooling, "a pooling name"),
@@ -242,15 +244,16 @@ _RULES: list[tuple[str, Callable[[SimCSEConfig], bool], str]] = [
 def merge_for_resume(given: SimCSEConfig, stored: SimCSEConfig) -> SimCSEConfig:
     """``given``'s unset (None) fields filled from the checkpoint's ``stored`` config;
     ConfigError (param ``resume``) on given settings that would change the result."""
-    merged = {}
+    merged: dict[str, Any] = {}
     bad = []
     defaults = SimCSEConfig()
     for f in dataclasses.fields(SimCSEConfig):
         mine, theirs = getattr(given, f.name), getattr(stored, f.name)
         if f.name == "pooling" and mine is not None:
             mine = Pooling(mine)
-        if f.name == "stop_at":
-            merged[f.name] = mine  # never inherited: the stored run may have stopped there
+        if f.name in ("stop_at", "overwrite"):
+            # never inherited: the stored run may have stopped there, or started over
+            merged[f.name] = mine if f.name == "stop_at" else bool(mine)
         elif f.name in FREE_ON_RESUME:
             merged[f.name] = mine if mine is not None else theirs
         elif mine is None or mine == theirs or mine == getattr(defaults, f.name):

@@ -35,6 +35,16 @@ dtype, the same torch/transformers versions and the same number of CPU threads
 warned about). On CUDA it also needs deterministic kernels (``CUBLAS_WORKSPACE_CONFIG=:4096:8``
 and ``torch.use_deterministic_algorithms(True)`` set by the caller); embedkit uses no
 randomness besides torch's (Python's ``random`` and NumPy are not used).
+
+One run, one output
+-------------------
+A run holds its output folder's lock from start to end and records a run id in every
+checkpoint and in ``embedkit.json``. A new run refuses an output folder or checkpoint folder an
+earlier run wrote (``overwrite=True`` removes them first); a resume refuses an output or
+checkpoints of another run. Each checkpoint records the sha256 of its files: resuming from a
+folder of checkpoints takes the newest intact one (warning about damaged newer ones), and a
+damaged file is an error naming it. The next run or resume removes what killed checkpoint
+writes left.
 """
 
 from __future__ import annotations
@@ -54,14 +64,17 @@ from tqdm.auto import tqdm
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path
 from embedkit.encoders.pooling import Pooling
 from embedkit.errors import ConfigError, EmbedkitError
-from embedkit.io.atomic import atomic_dir
+from embedkit.io.atomic import atomic_dir, folder_lock
 from embedkit.provenance import library_versions, machine_description
 from embedkit.training.batches import Batches, MicroBatch, plan
 from embedkit.training.checkpoint import (
     DROPOUT_KEYS,
-    check_out_dir,
-    find_checkpoint,
+    DamagedCheckpointError,
+    checkpoint_root,
+    choose_checkpoint,
+    claim_output,
     load_state,
+    new_run_id,
     prune_checkpoints,
     read_examples,
     read_state,
@@ -106,11 +119,12 @@ class TrainResult:
 
 
 # -- model ----------------------------------------------------------------------------------
-def load_training_model(path: str, dropout: float | None, revision: str | None = None
-                        ) -> tuple[Any, Any, dict]:
+def load_training_model(path: str, dropout: float | None, revision: str | None = None, *,
+                        safetensors_only: bool = False) -> tuple[Any, Any, dict]:
     """Load model and tokenizer with ``dropout`` set on the config (hidden and attention
     dropout; ``None`` keeps the model's). Returns (model, tokenizer, the config's original
-    dropout values)."""
+    dropout values). ``safetensors_only`` (checkpoints, which embedkit writes as safetensors)
+    never falls back to pickled weights."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     try:
@@ -126,8 +140,13 @@ def load_training_model(path: str, dropout: float | None, revision: str | None =
                               "cannot set the training dropout", param="dropout")
         for k in original:
             setattr(cfg, k, float(dropout))
-    model, info = AutoModel.from_pretrained(path, config=cfg, revision=revision,
-                                            output_loading_info=True)
+    try:
+        model, info = AutoModel.from_pretrained(
+            path, config=cfg, revision=revision, output_loading_info=True,
+            **({"use_safetensors": True} if safetensors_only else {}))
+    except Exception as e:  # OSError, safetensors' and torch's errors for damaged weights
+        raise EmbedkitError(f"cannot load the weights of model {path!r}: "
+                            f"{str(e).splitlines()[0][:300]}", param="model") from None
     if getattr(model, "pooler", None) is not None and any(
             "pooler" in k for k in info.get("missing_keys", [])):
         model.pooler = None  # never train or save a randomly initialised pooler
@@ -162,6 +181,7 @@ class _Run:
     resumed_from: list[str]
     seconds_before: float      # training seconds of the runs this one resumes
     command: str | None
+    run_id: str | None         # every checkpoint and the output record it
     threads: int = field(default_factory=torch.get_num_threads)
     steps: list[list[MicroBatch]] = field(default_factory=list)
     orders: list[list[int]] = field(default_factory=list)
@@ -185,9 +205,7 @@ class _Run:
 
     @property
     def ckpt_root(self) -> Path:
-        out = Path(str(self.cfg.out_dir))
-        return (Path(self.cfg.checkpoint_dir) if self.cfg.checkpoint_dir
-                else out.parent / f"{out.name}.checkpoints")
+        return checkpoint_root(str(self.cfg.out_dir), self.cfg.checkpoint_dir)
 
 
 def train_simcse(config: SimCSEConfig | None = None, *, resume: str | Path | None = None,
@@ -209,13 +227,15 @@ examples), not 1
     cfg, ckpt, state = _settings(config, resume, overrides)
     cfg.validate()
     device = _device(cfg.device)
-    if ckpt is None or state is None:
-        run = _fresh_run(cfg, device, command)
-    else:
-        run = _resumed_run(cfg, device, command, ckpt, state)
-    start = _prepare(run, ckpt, state)
-    step = _loop(run, start)
-    return _finish(run, step, t_start)
+    # one run at a time writes an output folder and its checkpoints
+    with folder_lock(str(cfg.out_dir), timeout=0, what="training output"):
+        if ckpt is None or state is None:
+            run = _fresh_run(cfg, device, command)
+        else:
+            run = _resumed_run(cfg, device, command, ckpt, state)
+        start = _prepare(run, ckpt, state)
+        step = _loop(run, start)
+        return _finish(run, step, t_start)
 
 
 def _settings(config: SimCSEConfig | None, resume: str | Path | None, overrides: dict
@@ -224,15 +244,26 @@ def _settings(config: SimCSEConfig | None, resume: str | Path | None, overrides:
     if resume is None:
         return (dataclasses.replace(config, **overrides) if config
                 else SimCSEConfig(**overrides)), None, None
-    ckpt = find_checkpoint(resume)
+    ckpt, skipped = choose_checkpoint(resume)
+    for message in skipped:
+        warnings.warn(message, TrainingWarning, stacklevel=3)
     state = read_state(ckpt)
     given = dataclasses.replace(config, **overrides) if config else unset_config(**overrides)
-    return merge_for_resume(given, SimCSEConfig(**state["config"])), ckpt, state
+    try:
+        stored = SimCSEConfig(**state["config"])
+    except (KeyError, TypeError) as e:
+        raise DamagedCheckpointError(ckpt / "training_state" / "state.json",
+                                     f"its config is not this version's ({e})"
+                                     ).with_advice(False) from None
+    return merge_for_resume(given, stored), ckpt, state
 
 
 def _fresh_run(cfg: SimCSEConfig, device: torch.device, command: str | None) -> _Run:
     base_path = resolve_model_path(cfg.model)
-    check_out_dir(Path(str(cfg.out_dir)), base_path)
+    run_id = new_run_id()
+    claim_output(Path(str(cfg.out_dir)), checkpoint_root(str(cfg.out_dir), cfg.checkpoint_dir),
+                 run_id=run_id, resuming=False, base_path=base_path, overwrite=cfg.overwrite,
+                 param="checkpoint_dir" if cfg.checkpoint_dir else "out_dir")
     data = prepare_examples(cfg)
     declared = Pooling.from_folder(base_path if is_local(base_path) else None)
     pooling = Pooling(cfg.pooling) if cfg.pooling else declared or Pooling("cls")
@@ -248,22 +279,32 @@ def _fresh_run(cfg: SimCSEConfig, device: torch.device, command: str | None) -> 
     base = {"name": cfg.model, "path": base_path,
             "identity": model_identity(base_path, getattr(model.config, "_commit_hash", None))}
     return _Run(cfg, device, model, tokenizer, pooling, data, base, base_dropout, losses=[],
-                resumed_from=[], seconds_before=0.0, command=command)
+                resumed_from=[], seconds_before=0.0, command=command, run_id=run_id)
 
 
 def _resumed_run(cfg: SimCSEConfig, device: torch.device, command: str | None, ckpt: Path,
                  state: dict) -> _Run:
-    check_out_dir(Path(str(cfg.out_dir)), state["base_model"]["path"])
+    run_id = state.get("run_id")
+    claim_output(Path(str(cfg.out_dir)), checkpoint_root(str(cfg.out_dir), cfg.checkpoint_dir),
+                 run_id=run_id, resuming=True, base_path=state["base_model"]["path"],
+                 overwrite=cfg.overwrite,
+                 param="checkpoint_dir" if cfg.checkpoint_dir else "out_dir")
     examples = read_examples(ckpt, cfg.method)
     if examples_sha256(examples) != state["data"]["sha256"]:
-        raise ConfigError(f"{ckpt}: the stored examples do not match their recorded sha256",
-                          param="resume")
+        raise DamagedCheckpointError(ckpt / "training_state" / "examples.json",
+                                     "the examples do not match their recorded sha256"
+                                     ).with_advice(False)
     data = TrainingData(examples, state["data"], int(cfg.max_length or 0), state.get("overlap"))
-    model, tokenizer, _ = load_training_model(str(ckpt), cfg.dropout)
+    try:
+        model, tokenizer, _ = load_training_model(str(ckpt), cfg.dropout,
+                                                  safetensors_only=True)
+    except EmbedkitError as e:
+        raise DamagedCheckpointError(ckpt / "model.safetensors", str(e)).with_advice(
+            False) from None
     run = _Run(cfg, device, model, tokenizer, Pooling(str(cfg.pooling)), data,
                state["base_model"], state["base_dropout"], list(state["losses"]),
                [*state.get("resumed_from", []), str(ckpt)],
-               float(state.get("seconds_training", 0.0)), command)
+               float(state.get("seconds_training", 0.0)), command, run_id)
     if state.get("threads") != run.threads:
         warnings.warn(f"resuming with {run.threads} CPU threads; the checkpoint was written with "
                       f"{state.get('threads')}: the weights may differ in the last bits from an "
@@ -393,9 +434,9 @@ def _save_checkpoint(run: _Run, step: int, seconds: float) -> Path:
                         "orders": run.orders, "losses": run.losses[:step],
                         "threads": run.threads, "device_type": run.device.type,
                         "torch": torch.__version__, "seconds_training": seconds,
-                        "resumed_from": run.resumed_from})
+                        "resumed_from": run.resumed_from, "run_id": run.run_id})
     set_rng_state(rng, run.device)  # saving must not shift the dropout stream
-    prune_checkpoints(run.ckpt_root, run.cfg.keep_checkpoints)
+    prune_checkpoints(run.ckpt_root, run.cfg.keep_checkpoints, run.run_id)
     logger.debug("checkpoint %s", dest)
     return dest
 
@@ -432,6 +473,7 @@ def _record(run: _Run, step: int, complete: bool, seconds: float) -> dict:
     cfg, losses = run.cfg, run.losses
     return {
         "format": "embedkit-training/1", "method": cfg.method, "complete": complete,
+        "run_id": run.run_id,
         "base_model": run.base, "pooling": str(run.pooling), "max_length": cfg.max_length,
         "data": run.data.description, "evaluation_overlap": run.data.overlap,
         "hyperparameters": _hyperparameters(run), "seed": cfg.seed, "config": cfg.to_dict(),

@@ -31,7 +31,10 @@ def test_info_and_clear(tiny_model_dir, spec_file, tmp_path, capsys):
 
     assert main(["cache", "clear", "--model", "no-such-model"]) == 0
     assert capsys.readouterr().out.strip() == f"removed 0 cache namespace(s) from {root}"
+    # a part of the name matches nothing (issue 9.12): the model as run, exactly
     assert main(["cache", "clear", "--model", tiny_model_dir.name]) == 0
+    assert capsys.readouterr().out.strip() == f"removed 0 cache namespace(s) from {root}"
+    assert main(["cache", "clear", "--model", str(tiny_model_dir)]) == 0
     assert capsys.readouterr().out.strip() == f"removed 2 cache namespace(s) from {root}"
     assert main(["cache", "info"]) == 0
     assert "(0 namespaces" in capsys.readouterr().out

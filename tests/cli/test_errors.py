@@ -35,7 +35,9 @@ def test_malformed_file(tmp_path, capsys, content, line, problem):
     spec.write_text(json.dumps({"name": "t", "files": {"test": "pairs.tsv"},
                                 "label_range": [0, 5], "label_type": "int"}))
     assert run_error(capsys, ["datasets", "--tasks", str(spec)]) == f"{data}:{line}: {problem}"
-    # skipping instead
+    # skipping instead (a valid row added: a file whose every row is skipped has no pairs,
+    # which is an error of its own)
+    data.write_bytes(content + b"x\ty\t1\n")
     assert main(["datasets", "--tasks", str(spec), "--skip-invalid", "--json", "-"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["skipped"] == 1
 
@@ -54,8 +56,8 @@ def test_missing_builtin_data(tmp_path, capsys):
 
 @pytest.mark.parametrize("spec,problem", [
     ({"name": "t", "files": {"test": "x"}, "colums": []}, "unknown key(s) colums"),
-    ({"files": {"test": "x"}}, "'name' (a string) is required"),
-    ({"name": "t", "files": {"test": "x"}, "format": "xml"}, "format 'xml' is not one of"),
+    ({"files": {"test": "x"}}, "name: required (a non-empty string)"),
+    ({"name": "t", "files": {"test": "x"}, "format": "xml"}, "format: must be one of"),
 ])
 def test_bad_spec(tmp_path, capsys, spec, problem):
     p = tmp_path / "spec.json"

@@ -323,6 +323,7 @@ def test_eval_needs_a_part(rx_model_dir, capsys):
     assert "nothing to evaluate" in capsys.readouterr().err
 
 
+@pytest.mark.reliability("9.tb", "embedkit index eval --post none: the raw row, no traceback")
 def test_eval_post_none_is_the_raw_row(rx_model_dir, rx_spec_file, tmp_path, capsys):
     """--post none used to end in an AttributeError traceback; none is the raw row."""
     out = tmp_path / "eval.json"

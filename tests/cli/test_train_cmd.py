@@ -122,7 +122,7 @@ def test_options_generated_from_the_config():
                  "--warmup-steps", "--weight-decay", "--max-grad-norm", "--save-every",
                  "--keep-checkpoints", "--checkpoint-dir", "--log-every", "--stop-at",
                  "--data-dir", "--source", "--supervised", "--hard-negatives",
-                 "--skip-invalid", "--resume", "--progress", "--no-progress"):
+                 "--skip-invalid", "--resume", "--progress", "--no-progress", "--overwrite"):
         assert flag in help_text, flag
     squashed = " ".join(help_text.split())
     assert "(default: 64)" in squashed and "(default: 1e-5)" in squashed

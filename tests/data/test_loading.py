@@ -47,7 +47,8 @@ def test_missing_local_file_names_the_path(tmp_path):
     with pytest.raises(DataError) as e:
         load_split(get_task("BQ"), "test", data_dir=tmp_path)
     assert str(e.value) == (f"{tmp_path / 'senteval_cn/BQ/BQ.test.data'}: file not found "
-                            "(set data_dir or EMBEDKIT_DATA to the folder holding senteval_cn/)")
+                            "(set data_dir or EMBEDKIT_DATA to the folder holding senteval_cn/, or the one "
+                            "holding the task folders)")
 
 
 def test_local_source_without_data_dir():

@@ -62,6 +62,7 @@ def test_clear_by_model(tmp_path):
     a = c.namespace({"model": "alpha", "model_identity": "sha256:aa"})
     c.namespace({"model": "beta", "model_identity": "sha256:bb"})
     c.put(a, ["x"], np.ones((1, 2), np.float32))
+    assert c.clear("alph") == 0  # exact matches only
     assert c.clear("alpha") == 1
     assert [e["settings"]["model"] for e in c.namespaces()] == ["beta"]
     assert c.clear() == 1 and c.namespaces() == []
@@ -141,7 +142,9 @@ def test_corrupted_row_is_detected_and_recomputed(tiny_model_dir, sentences, dam
     with sqlite3.connect(db_path(enc1.cache, ns)) as conn:
         assert conn.execute(damage, (text_key(texts[1]),)).rowcount == 1
     enc2, rows2 = cached_encoder(tiny_model_dir)
-    again = enc2.encode(texts, pooling="last-avg")
+    with pytest.warns(UserWarning, match=r"1 cached vector\(s\) damaged \(checksum or length "
+                                         r"wrong\); removed and recomputed"):
+        again = enc2.encode(texts, pooling="last-avg")
     assert rows2 == [1] and enc2.cache.corrupt == 1 and enc2.stats.encoded == 1
     np.testing.assert_allclose(again, original, atol=1e-5, rtol=0)
     # the row was rewritten correctly

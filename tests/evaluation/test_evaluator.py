@@ -36,12 +36,14 @@ def test_aggregate_by_hand():
     assert PRIMARY_METRIC == "avg/spearman"
 
 
-def test_aggregate_ignores_nan_in_means():
+def test_aggregate_nan_makes_the_means_nan():
+    """An undefined score is never dropped from a mean (issue 9, item 7): the mean is NaN."""
     per = {"A": {"test": {"spearman": float("nan"), "pearson": float("nan"), "n_pairs": 5}},
            "B": {"test": {"spearman": 0.5, "pearson": 0.4, "n_pairs": 5}}}
-    m = aggregate(per)
-    assert math.isnan(m["A/avg/spearman"])
-    assert m["avg/spearman"] == 0.5
+    with pytest.warns(UserWarning, match=r"A/test: Spearman is undefined \(NaN\)"):
+        m = aggregate(per)
+    assert math.isnan(m["A/avg/spearman"]) and m["B/avg/spearman"] == 0.5
+    assert math.isnan(m["avg/spearman"])
 
 
 def test_protocols():

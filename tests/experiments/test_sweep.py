@@ -16,6 +16,7 @@ from embedkit.experiments.sweep import (
     format_sweep_table,
     headline_table,
     run_sweep,
+    summary_rows,
     sweep_markdown,
     sweep_vectors,
 )
@@ -135,3 +136,28 @@ def test_sweep_errors_name_the_parameter(wt_encoder, wt_spec_file):
     with pytest.raises(ConfigError, match="neither task, train, valid, test nor a file") as e:
         run_sweep(wt_encoder, None, [str(wt_spec_file)], SweepOptions(fit_on="nope.txt"))
     assert e.value.param == "fit_on"
+
+
+@pytest.mark.reliability("9.10", "sweep: a grid k above the distinct fit vectors is refused")
+def test_sweep_refuses_k_above_the_distinct_fit_vectors(wt_data):
+    fit, pairs = wt_data
+    few = np.repeat(fit[:5], 40, axis=0)  # 200 rows, 5 distinct vectors
+    with pytest.raises(ConfigError, match=r"up to k=12 directions but the fit vectors hold only "
+                                          r"5 distinct ones \(of 200\).*k values <= 5") as e:
+        sweep_vectors(RunningMoments.of(few), pairs, SweepOptions(k=[2, "all"]))
+    assert e.value.param == "k"
+    res = sweep_vectors(RunningMoments.of(few), pairs, SweepOptions(beta=[0], gamma=[0], k=[4]))
+    assert len(res["settings"]) == 1  # within the fit's rank: scored
+    assert np.isnan(res["classic"]["report"]) and "not scored" in res["classic"]["note"]
+
+
+@pytest.mark.reliability("9.7", "sweep: the across-task average is NaN when a task's score is")
+def test_sweep_average_is_nan_when_a_task_is():
+    def result(score):
+        s = {"post": "whiten:beta=1,gamma=1,k=all", "select": score, "report": score}
+        return {"cls": {"raw": {"report": score, "select": score}, "best": s, "classic": s}}
+
+    record = {"settings": {"select_on": "valid", "report_on": "test"},
+              "results": {"A": result(0.5), "B": result(float("nan"))}}
+    avg = summary_rows(record)[1][-1]
+    assert avg[0] == "avg" and avg[2] == avg[5] == avg[6] == "-"

@@ -119,13 +119,18 @@ def test_dtype_is_preserved():
     np.testing.assert_allclose(out32, w.transform(X), rtol=1e-4, atol=1e-4)
 
 
+def _low_rank(n: int, rank: int, d: int, seed: int = 0) -> np.ndarray:
+    """``n`` distinct vectors in a ``rank``-dimensional subspace of R^d."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d))
+
+
 @pytest.mark.parametrize(
     "X, n",
     [
-        (np.random.default_rng(0).normal(size=(5, 12)), 5),  # N < d
-        (np.repeat(np.random.default_rng(1).normal(size=(3, 6)), 4, axis=0), 12),  # duplicates
+        (_low_rank(20, 5, 12), 20),  # rank < d
         (np.c_[np.random.default_rng(2).normal(size=(40, 5)), np.full(40, 7.0)], 40),  # constant
-        (np.random.default_rng(4).normal(size=(1, 6)), 1),  # N = 1
+        (np.random.default_rng(4).normal(size=(6, 6)), 6),  # N = d: centring loses one
     ],
 )
 def test_rank_deficient_is_finite_and_warns(X, n):
@@ -138,8 +143,24 @@ def test_rank_deficient_is_finite_and_warns(X, n):
     assert np.all(np.isfinite(w.kernel_))
 
 
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.random.default_rng(0).normal(size=(5, 12)), "only 5 distinct vectors"),  # N < d
+        (np.repeat(np.random.default_rng(1).normal(size=(3, 6)), 4, axis=0),
+         "only 3 distinct vectors among its 12 rows"),  # duplicates
+        (np.random.default_rng(4).normal(size=(1, 6)), "one distinct vector in 1 sample"),
+    ],
+)
+def test_fewer_distinct_vectors_than_k_is_refused(X, match):
+    with pytest.raises(PostprocessError, match=match) as e:
+        Whitening().fit(X)
+    assert e.value.param == "n_components"
+    Whitening(n_components=1, beta=0).fit(X)  # uncentred, one direction: allowed
+
+
 def test_clamp_count_in_warning_and_no_warning_when_full_rank():
-    X = np.random.default_rng(0).normal(size=(5, 12))
+    X = _low_rank(20, 4, 12)
     with pytest.warns(RankDeficientWarning, match=r"8 of the 12 kept directions"):
         Whitening().fit(X)
     with warnings.catch_warnings():

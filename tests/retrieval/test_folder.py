@@ -12,6 +12,7 @@ from embedkit.encoders import EncoderConfig
 from embedkit.errors import ConfigError
 from embedkit.postprocess import AffineMap, parse_post
 from embedkit.retrieval import folder
+from embedkit.retrieval.persistence import value_checksums
 from embedkit.retrieval.recipe import Recipe, RecipeConflictError
 
 
@@ -49,6 +50,7 @@ def test_identity_change_refused(cfg, rx_texts, tmp_path):
     meta_path = out / "index.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta["recipe"]["model_identity"] = "sha256:" + "0" * 64
+    meta["values_sha256"] = value_checksums(meta)  # as if the model had changed, not the file
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ConfigError, match="weights changed"):
         folder.search(out, ["今天"], encoder=cfg)
@@ -92,8 +94,10 @@ def test_old_index_json_still_loads(cfg, rx_texts, tmp_path):
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     for key in ("dtype", "lowercase", "post", "post_file", "post_sha256", "post_sources", "fit"):
         meta["recipe"].pop(key)
+    meta.pop("values_sha256")  # added later too
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
-    assert folder.search(out, [rx_texts[3]], k=1, encoder=cfg)[0]["hits"][0]["id"] == 3
+    with pytest.warns(UserWarning, match="without checksums of its values"):
+        assert folder.search(out, [rx_texts[3]], k=1, encoder=cfg)[0]["hits"][0]["id"] == 3
 
 
 def test_fit_on_file(cfg, rx_encoder, rx_texts, tmp_path):

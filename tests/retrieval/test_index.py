@@ -229,6 +229,7 @@ def test_load_refuses_tampered_files(tmp_path, name):
 
 def test_load_refuses_count_mismatch(tmp_path):
     from embedkit.provenance import sha256_file
+    from embedkit.retrieval.persistence import value_checksums
 
     EmbeddingIndex.build(np.eye(3, dtype=np.float32), ["a", "b", "c"]).save(tmp_path / "idx")
     texts = tmp_path / "idx" / "texts.jsonl"
@@ -236,6 +237,7 @@ def test_load_refuses_count_mismatch(tmp_path):
     meta_path = tmp_path / "idx" / "index.json"
     meta = json.loads(meta_path.read_text())
     meta["files"]["texts.jsonl"] = sha256_file(texts)  # checksum updated, count not
+    meta["values_sha256"] = value_checksums(meta)
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="ntotal=3.*2 texts"):
         EmbeddingIndex.load(tmp_path / "idx")
