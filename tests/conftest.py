@@ -183,6 +183,14 @@ def _isolated_env(tmp_path, monkeypatch):
     """Every test gets its own embedding cache and no EMBEDKIT_DATA from the user's shell."""
     monkeypatch.setenv("EMBEDKIT_CACHE", str(tmp_path / "embedkit-cache"))
     monkeypatch.delenv("EMBEDKIT_DATA", raising=False)
+    # The CLI configures the "embedkit" logger (main.setup_logging); undo it after each test so
+    # that a library call in a later test logs as a library does, to no handler.
+    import logging
+
+    log = logging.getLogger("embedkit")
+    saved = (list(log.handlers), log.level, log.propagate)
+    yield
+    log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,11 @@ reliability issue, with its outcome in that run.
 from __future__ import annotations
 
 import json
-import platform
 import sys
 from collections import Counter
 from pathlib import Path
+
+from embedkit.provenance import library_versions, machine_description
 
 
 def _key(item: str) -> tuple:
@@ -22,8 +23,8 @@ def render(rows: list[dict], command: str) -> str:
     counts = Counter(r["outcome"] for r in rows)
     lines = ["# Reliability: each case, the test that reproduces it, and the result", "",
              "Regenerate with:", "", "```", command, "```", "",
-             f"- Machine: {platform.processor() or platform.machine()}, Python "
-             f"{platform.python_version()}",
+             "- Machine: {cpu}, {cores} cores, {os}".format(**machine_description()),
+             "- Versions: " + ", ".join(f"{k} {v}" for k, v in library_versions().items()),
              f"- {len(rows)} cases: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
              "", "| item | case | test | result |", "|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (_key(r["item"]), r["test"])):

@@ -101,9 +101,22 @@ class _OneLine(logging.Formatter):
         return f"embedkit: {record.getMessage()}"
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (not the stream of the
+    first call: a long-lived process, or a test harness, may swap stderr between commands)."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def setup_logging(debug: bool) -> None:
     """The library logs; the command line shows INFO and above on stderr, one line each."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(_OneLine())
     root = logging.getLogger("embedkit")
     root.handlers[:] = [handler]

@@ -121,3 +121,25 @@ def test_version_and_usage(capsys):
 
 def test_command_line_is_shell_quoted():
     assert command_line(["bench", "--tasks", "a b.json"]) == "embedkit bench --tasks 'a b.json'"
+
+
+def test_log_lines_go_to_the_current_stderr(capsys):
+    """The CLI's log handler writes to sys.stderr as it is at each record, so a record logged
+    after an earlier command's stderr was swapped (as pytest does per test) is not lost."""
+    import io
+    import logging
+    import sys
+
+    from embedkit.cli.main import setup_logging
+
+    old = sys.stderr
+    sys.stderr = io.StringIO()
+    try:
+        setup_logging(False)
+        first = sys.stderr
+        sys.stderr = io.StringIO()
+        first.close()  # the earlier command's stream is gone
+        logging.getLogger("embedkit.test").info("hello")
+        assert sys.stderr.getvalue() == "embedkit: hello\n"
+    finally:
+        sys.stderr = old
