@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 STAMP := .stamp-install
 
-.PHONY: install bench test test-fast lint bench-speed eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability clean
+.PHONY: install bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare clean
 
 install: $(STAMP)
 
@@ -68,6 +68,25 @@ eval-retrieval: install
 eval-simcse: install
 	embedkit report simcse --model m3e-small --data-dir ../shared/data \
 		--out eval/simcse-m3e-small.md
+
+# Diagnostics of the space (anisotropy, spectrum, hubness, sparsity, JL) per pooling and
+# postprocessor, beside Spearman and LCQMC recall@10 (plain and CSLS).
+eval-diagnostics: install
+	embedkit diagnose --model m3e-small --pooling cls,pooler,last-avg,first-last-avg \
+		--tasks ATEC,BQ,LCQMC,PAWSX,STS-B --splits test \
+		--post whiten:beta=1,gamma=1,k=all --post whiten:beta=0,gamma=0,k=256 \
+		--post pca:k=128 --post rp:k=128 --retrieval LCQMC \
+		--sweep eval/whitening-m3e-small.json --data-dir ../shared/data \
+		--output eval/diagnostics-m3e-small.json --markdown eval/diagnostics-m3e-small.md \
+		--plots eval/diagnostics-plots
+
+# Models side by side (records of eval/ and m3e-small through mteb's own evaluator).
+eval-compare: install
+	embedkit report compare --model m3e-small --data-dir ../shared/data --out eval/compare.md
+
+# Scale-out: local vs Ray encoding, streaming whitening of 1M x 512, IVF from shards.
+bench-scale: install
+	embedkit report scale --model m3e-small --data-dir ../shared/data --out eval/scale.md
 
 # Every reliability case (kill, corruption, concurrency, bad input), its test and the result.
 eval-reliability: install

@@ -9,6 +9,9 @@
 - :mod:`~embedkit.diagnostics.sparsity`: l1/l2 ratio and Hoyer sparseness of vectors and spectrum.
 - :mod:`~embedkit.diagnostics.jl`: Johnson-Lindenstrauss distortion of random projections.
 - :mod:`~embedkit.diagnostics.hubness_reduction`: CSLS reranking (Conneau et al. 2018).
+- :mod:`~embedkit.diagnostics.profile`: all of the above on one set (with a seeded row sample),
+  and the numbers a report table shows.
+- :mod:`~embedkit.diagnostics.plots`: spectrum, N_k histogram and JL figures (matplotlib).
 
 Functions that sample take a ``seed`` (default 0, ``numpy.random.default_rng``) and report it;
 all work in bounded memory, ``block_rows`` rows at a time, never an ``n x n`` matrix.
@@ -33,6 +36,14 @@ from embedkit.diagnostics.hubness import (
 )
 from embedkit.diagnostics.hubness_reduction import corpus_hub_penalty, csls_rerank, csls_search
 from embedkit.diagnostics.jl import jl_distortion, practical_min_dim
+from embedkit.diagnostics.profile import (
+    COLUMNS,
+    DEFAULT_JL_DIMS,
+    jl_at,
+    profile,
+    profile_columns,
+    sample_rows,
+)
 from embedkit.diagnostics.sparsity import hoyer, l1_l2_ratio, sparsity
 from embedkit.diagnostics.spectrum import (
     covariance_eigenvalues,
@@ -67,4 +78,10 @@ __all__ = [
     "corpus_hub_penalty",
     "csls_rerank",
     "csls_search",
+    "COLUMNS",
+    "DEFAULT_JL_DIMS",
+    "jl_at",
+    "profile",
+    "profile_columns",
+    "sample_rows",
 ]

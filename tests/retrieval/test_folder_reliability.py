@@ -160,6 +160,7 @@ def test_second_writer_fails_clearly(index_dir, tmp_path, capsys):
         assert held.wait(5)
         with pytest.raises(FolderLockedError, match="being written by another process"):
             add_to_index(index_dir, BATCH_A, HashEncoder(), lock_timeout=0.1)
+        capsys.readouterr()  # the library call's own "waiting" notice, if a handler is set
         msg = run_error(capsys, ["index", "add", "--index", str(index_dir), "--corpus",
                                  str(corpus), "--lock-timeout", "0.2"], before=(
             f"embedkit: index folder {index_dir} is being written by another process; "

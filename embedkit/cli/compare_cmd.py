@@ -1,0 +1,54 @@
+"""``embedkit compare``: models x tasks from embedkit records and mteb result folders."""
+
+from __future__ import annotations
+
+import argparse
+
+from embedkit.experiments.compare import (
+    METRICS,
+    compare,
+    comparison_table,
+    html_report,
+    markdown_report,
+    save_plot,
+)
+from embedkit.io.atomic import atomic_write_text
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare", help="compare models: records and mteb result folders side by side",
+        description="Read embedkit bench/sweep JSON records and mteb result folders (as "
+                    "mteb.evaluate or 'embedkit bench --mteb-results' write them) and print "
+                    "models x tasks with the average and ranks. Cells computed under another "
+                    "protocol or on other data than the rest of their column are marked '*' "
+                    "and explained. Example: embedkit compare eval/m3e-small.json "
+                    "eval/whitening-m3e-small.json results/ --html eval/compare.html",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="RECORD_OR_DIR",
+                   help="embedkit JSON records, or folders of mteb results")
+    p.add_argument("--metric", default="spearman", choices=METRICS)
+    p.add_argument("--split", default="test", help="the split compared (test, valid)")
+    p.add_argument("--title", default="Model comparison", help="title of the pages")
+    p.add_argument("--markdown", metavar="F.md", help="also write the table as Markdown here")
+    p.add_argument("--html", metavar="F.html",
+                   help="also write one self-contained HTML page here (sortable table, charts)")
+    p.add_argument("--plot", metavar="F.png", help="also write a PNG heatmap here (matplotlib)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cmp = compare(args.inputs, metric=args.metric, split=args.split)
+    print(f"{cmp.metric.capitalize()} x 100 on the {cmp.split} split "
+          f"({len(cmp.entries)} models, {len(cmp.tasks)} tasks)")
+    print(comparison_table(cmp))
+    if args.markdown:
+        atomic_write_text(args.markdown, markdown_report(cmp, args.title))
+    if args.html:
+        atomic_write_text(args.html, html_report(cmp, args.title))
+    if args.plot:
+        save_plot(cmp, args.plot)
+    for what, path in (("Markdown", args.markdown), ("HTML", args.html), ("plot", args.plot)):
+        if path:
+            print(f"[{what}: {path}]")
+    return 0

@@ -1,0 +1,134 @@
+"""``embedkit diagnose``: anisotropy, spectrum, hubness, sparsity and JL of an encoder's space,
+raw and after each postprocessor, beside Spearman and recall@10."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from embedkit.cli.common import (
+    add_data_options,
+    add_model_options,
+    add_poolings_and_tasks,
+    data_options,
+    encoder_config,
+    write_json,
+)
+from embedkit.cli.parsing import parse_int_list, split_list, split_poolings
+from embedkit.errors import ConfigError
+from embedkit.experiments.diagnose import (
+    DiagnoseOptions,
+    diagnose_markdown,
+    format_diagnose_table,
+    run_diagnose,
+    write_diagnose_plots,
+)
+from embedkit.io.atomic import atomic_write_text
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "diagnose", help="anisotropy, spectrum, hubness, sparsity and JL of an embedding space",
+        description="Encode STS tasks (or a corpus file) once per pooling and measure each row "
+                    "(a pooling, raw or followed by a --post chain fitted like bench): "
+                    "anisotropy, covariance spectrum (effective rank, IsoScore, dimensions for "
+                    "90/95/99%% of the variance), hubness of the k-NN graph, sparsity, and the "
+                    "Johnson-Lindenstrauss distortion of random projections; beside them the "
+                    "row's Spearman and, with --retrieval, recall@10 plain and with CSLS "
+                    "re-ranking. Reading saved embeddings (--embeddings DIR) is not supported "
+                    "yet: give --tasks or --corpus.",
+    )
+    add_model_options(p)
+    add_poolings_and_tasks(p)
+    p.add_argument("--corpus", metavar="FILE",
+                   help="diagnose the texts of FILE (one a line) instead of STS tasks; no "
+                        "scores, --post chains are fitted on the corpus")
+    p.add_argument("--splits", help="comma-separated splits to score (default: the "
+                                    "protocol's; test)")
+    p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"))
+    p.add_argument("--max-length", type=int,
+                   help="override the protocol's max length (tokens, counting [CLS] and [SEP]; "
+                        "64 for a corpus file)")
+    add_data_options(p)
+    p.add_argument("--post", action="append", default=[], metavar="CHAIN",
+                   help="postprocessor chain, e.g. whiten:beta=1,gamma=1,k=all, pca:k=128, "
+                        "rp:k=128; repeat for several rows")
+    p.add_argument("--fit-on", default="task", metavar="WHAT",
+                   help="what --post is fitted on: task (every split of the task), train, "
+                        "valid, test, or a file with one sentence a line")
+    p.add_argument("--fit-unique", action="store_true",
+                   help="fit on unique sentences instead of every occurrence")
+    p.add_argument("--k", type=int, default=10, help="neighbours of the hubness k-NN graph "
+                                                     "(default: 10)")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="diagnose a seeded sample of N vectors per row (JL uses all); keeps "
+                        "large corpora fast (default: all vectors)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples (default: 0)")
+    p.add_argument("--pairs", dest="n_pairs", type=int, default=10000, metavar="N",
+                   help="random pairs for anisotropy and JL (default: 10000)")
+    p.add_argument("--jl-dims", default="32,64,128,256", metavar="M,M,...",
+                   help="target dimensions of the measured JL distortion (8.33 ln N is added; "
+                        "default: 32,64,128,256)")
+    p.add_argument("--retrieval", nargs="?", const="all", metavar="TASKS",
+                   help="also recall@10, plain and with CSLS, with each task's positive pairs "
+                        "as retrieval (all tasks, or the comma-separated TASKS)")
+    p.add_argument("--csls-k", type=int, default=10,
+                   help="corpus neighbours in the CSLS hub penalty (default: 10)")
+    p.add_argument("--csls-candidates", type=int, default=100,
+                   help="top hits re-ranked by CSLS (default: 100)")
+    p.add_argument("--sweep", metavar="FILE.json",
+                   help="a sweep record (embedkit sweep --output): set its Spearman against k "
+                        "beside the JL estimate 8.33 ln N")
+    p.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
+    p.add_argument("--markdown", metavar="FILE.md", help="write a Markdown report here")
+    p.add_argument("--plots", metavar="DIR",
+                   help="write the spectrum, N_k histogram and JL plots here (matplotlib)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on a terminal)")
+    p.set_defaults(func=run)
+
+
+def options_from(args) -> DiagnoseOptions:
+    """The library's options from the parsed command line."""
+    if args.corpus and args.tasks:
+        raise ConfigError("give --tasks or --corpus, not both", param="corpus")
+    retrieval = args.retrieval is not None
+    wanted = [] if args.retrieval in (None, "all") else split_list(args.retrieval)
+    return DiagnoseOptions(
+        tasks=tuple(split_list(args.tasks)), corpus=args.corpus,
+        splits=tuple(split_list(args.splits)), posts=tuple(args.post), fit_on=args.fit_on,
+        fit_unique=args.fit_unique, k=args.k, sample=args.sample, seed=args.seed,
+        n_pairs=args.n_pairs, jl_dims=tuple(parse_int_list(args.jl_dims, "--jl-dims")),
+        retrieval=retrieval, retrieval_tasks=tuple(wanted), csls_k=args.csls_k,
+        csls_candidates=args.csls_candidates, protocol=args.protocol,
+        max_length=args.max_length, sweep=args.sweep, data=data_options(args))
+
+
+def run(args) -> int:
+    options = options_from(args)
+    options.check()  # fail before loading a model
+    try:
+        poolings = split_poolings(args.pooling)
+    except ConfigError as e:
+        raise ConfigError(str(e), param="pooling") from None
+    if args.plots:
+        from embedkit.diagnostics.plots import require_matplotlib
+
+        require_matplotlib()  # fail before encoding when matplotlib is missing
+    record = run_diagnose(encoder_config(args), options, poolings, command=args.command_line)
+    plots = write_diagnose_plots(record, args.plots) if args.plots else []
+    record["plots"] = [str(p) for p in plots]
+    if args.output:
+        write_json(args.output, record)
+    if args.markdown:
+        atomic_write_text(args.markdown, diagnose_markdown(record, plots, args.markdown))
+    t = record["timings"]
+    print(f"{record['model']['name']}: diagnostics (k = {options.k}"
+          + (f", sample {options.sample}" if options.sample else "") + ")")
+    print(format_diagnose_table(record))
+    for line in record["conclusions"]:
+        print(f"- {line}")
+    print(f"[{t['encoded']} sentences encoded, {t['cache_hits']} cached; diagnostics "
+          f"{t['seconds_diagnostics']:.1f} s; total {t['seconds_total']:.1f} s]",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,304 @@
+"""embedkit encoders inside mteb 2.x (``pip install 'embedkit[mteb]'``).
+
+:class:`MtebEncoder` wraps any :class:`~embedkit.encoders.SentenceEncoder` (a pooling, a max
+length) and an optional **fitted** linear postprocessor (a fitted postprocessor chain, an
+:class:`~embedkit.postprocess.AffineMap`, a :class:`~embedkit.postprocess.TransformFile` or the
+path of a saved map) into an object ``mteb.evaluate(model, tasks)`` accepts: mteb's
+``EncoderProtocol`` (``encode`` over mteb's DataLoader, cosine ``similarity`` and
+``similarity_pairwise``, ``mteb_model_meta``). The map is fixed when the wrapper is built and
+only applied in ``encode``: mteb's STS evaluator encodes ``sentence1`` and ``sentence2`` in two
+calls, and a map fitted inside ``encode`` would transform the two sides differently.
+
+The ``ModelMeta``'s name and revision identify the base model (``moka-ai/m3e-small`` and its
+weights' hash; :func:`~embedkit.experiments.mteb_results.mteb_model_name`), and its
+``experiment_kwargs`` name the pooling, the max length and the postprocessor with the sha256 of
+its float32 map, so every postprocessor's results land in their own experiment folder, where
+:func:`~embedkit.experiments.mteb_results.write_mteb_results` also writes bench records (same
+naming).
+
+**Offline runs.** mteb loads a task's data from the hub (``AbsTask.load_data``) unless the
+task says its data is loaded (``task.data_loaded``). :func:`local_task` is the supported way
+to hand mteb local data: it reads the pairs with embedkit's loader (``data_dir``, or splits
+already loaded), puts them in ``task.dataset`` as ``datasets.Dataset`` objects and sets
+``data_loaded``; nothing is downloaded. The result file keeps the task's hub
+``dataset_revision``: record the local checksums separately (``embedkit bench`` does).
+
+**Agreement with embedkit.** mteb takes cosine in float32 (``paired_cosine_distances`` on the
+float32 vectors ``encode`` returns), embedkit in float64 rounded to 12 decimals
+(:mod:`embedkit.evaluation.metrics`): pairs whose cosines differ by a float32 rounding can
+tie in one and not in the other (identical sentences give cosine 1 in both, but e.g.
+``0.99999994`` vs ``1.0`` in float32), which moves Spearman by about 1e-5 on the C-MTEB tasks;
+mteb's min-max scaling of the gold scores is linear and changes nothing.
+
+>>> import numpy as np, mteb
+>>> from embedkit.data import PairSplit
+>>> class Toy:   # any SentenceEncoder
+...     name, identity, default_pooling, dim = "toy", "sha256:0", "cls", 2
+...     def model_max_length(self): return 512
+...     def describe(self): return {"name": self.name, "identity": self.identity}
+...     def encode(self, sentences, pooling=None, *, max_length=64):
+...         return np.array([[len(s), 1.0] for s in sentences], np.float32)
+...     def encode_multi(self, sentences, poolings, *, max_length=64):
+...         return {str(p): self.encode(sentences, p) for p in poolings}
+>>> pairs = PairSplit("STS-B", "test", "-", "", ["a", "bb", "ccc", "dddd"],
+...                   ["aa", "b", "cc", "d"], np.array([5.0, 1.0, 3.0, 2.0]))
+>>> task = local_task("STS-B", data={"test": pairs})
+>>> model = MtebEncoder(Toy(), pooling="cls")
+>>> model.mteb_model_meta.name, model.mteb_model_meta.experiment_name
+('embedkit/toy', 'max_length_512__pooling_cls')
+>>> res = mteb.evaluate(model, [task], cache=None, show_progress_bar=False)
+>>> mteb_score = res.task_results[0].get_score()
+>>> from embedkit.evaluation.metrics import pair_scores
+>>> ours = pair_scores(model.embed(pairs.sentences1), model.embed(pairs.sentences2), pairs.labels)
+>>> round(float(mteb_score), 4), round(ours["spearman"], 4)
+(0.3162, 0.3162)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedkit.data import PairSplit, get_task, load_task
+from embedkit.data.spec import TaskSpec
+from embedkit.encoders import EncoderConfig, SentenceEncoder, as_encoder
+from embedkit.errors import ConfigError
+from embedkit.experiments.mteb_results import (
+    LANGUAGES,
+    annotate_run_settings,
+    experiment_kwargs,
+    mteb_model_name,
+    mteb_split_name,
+    mteb_task_name,
+    result_folder,
+)
+from embedkit.postprocess import AffineMap, TransformFile, describe_post, load_transform
+
+try:
+    import mteb
+    from datasets import Dataset, DatasetDict
+    from mteb.models.model_meta import ModelMeta, ScoringFunction
+except ImportError as exc:  # pragma: no cover - the extra is missing
+    raise ImportError("embedkit.integrations.mteb needs mteb 2.x: "
+                      "pip install 'embedkit[mteb]'") from exc
+
+__all__ = ["FixedPost", "MtebEncoder", "evaluate_local", "fixed_post", "local_task",
+           "map_sha256"]
+
+
+def map_sha256(amap: AffineMap) -> str:
+    """sha256 of a map as files store it (float32 kernel and bias, shapes, ``normalize``): a
+    fitted chain and the file it was saved to give the same digest.
+
+    >>> map_sha256(AffineMap.identity(2))[:12]
+    'd3ed8f490b96'
+    """
+    kernel, bias = amap.float32()
+    h = hashlib.sha256(f"affine:{amap.d}x{amap.k}:normalize={amap.normalize}\0".encode())
+    h.update(kernel.tobytes())
+    h.update(bias.tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FixedPost:
+    """A fitted postprocessor folded into one map: the map, a label, the map's sha256."""
+
+    map: AffineMap
+    label: str
+    sha256: str
+
+
+def fixed_post(post: Any) -> FixedPost | None:
+    """A :class:`FixedPost` from a fitted chain (``parse_post(...).fit(X)``) or estimator, an
+    :class:`AffineMap`, a :class:`TransformFile` or a saved map's path; ``None`` stays None.
+    An unfitted or non-linear chain is a :class:`ConfigError` (``param="post"``): nothing is
+    fitted here.
+
+    >>> from embedkit.postprocess import parse_post
+    >>> X = np.random.default_rng(0).normal(size=(50, 4))
+    >>> fixed_post(parse_post("whiten:k=2").fit(X)).label
+    'whiten:beta=1,gamma=1,k=2'
+    >>> fixed_post(parse_post("whiten:k=2"))
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.ConfigError: AffineMap.from_pipeline: step Whitening is not fitted; fit the pipeline first
+    """
+    if post is None:
+        return None
+    if isinstance(post, (str, os.PathLike)):
+        post = load_transform(post)
+    if isinstance(post, TransformFile):
+        name = post.path.name if post.path is not None else "map"
+        return FixedPost(post.map, f"file:{name}", map_sha256(post.map))
+    if isinstance(post, AffineMap):
+        return FixedPost(post, f"affine:d={post.d},k={post.k}", map_sha256(post))
+    try:
+        amap = AffineMap.from_pipeline(post)
+    except ConfigError as e:
+        raise ConfigError(str(e), param="post") from None
+    return FixedPost(amap, describe_post(post), map_sha256(amap))
+
+
+class MtebEncoder:
+    """An embedkit encoder (+ a fixed postprocessor) as an mteb 2.x ``EncoderProtocol``.
+
+    ``encoder``: a SentenceEncoder, an :class:`EncoderConfig` or a model name; ``pooling``:
+    default the encoder's; ``max_length``: default the model's own (C-MTEB's protocol);
+    ``post``: see :func:`fixed_post`; ``name``/``revision`` override the model's (see the
+    module docstring). ``encode`` returns float32 vectors, as a sentence-transformers model does.
+    """
+
+    def __init__(self, encoder: SentenceEncoder | EncoderConfig | str, post: Any = None, *,
+                 pooling: str | None = None, max_length: int | None = None,
+                 name: str | None = None, revision: str | None = None) -> None:
+        self.encoder = as_encoder(encoder)
+        self.pooling = str(pooling or self.encoder.default_pooling)
+        self.max_length = int(max_length or self.encoder.model_max_length())
+        self.post = fixed_post(post)
+        described = self.encoder.describe()
+        base_name, base_rev = mteb_model_name(described)
+        if name is not None and "/" not in name:
+            raise ConfigError(f"mteb model names are 'organization/model', not {name!r}",
+                              param="name")
+        kwargs = experiment_kwargs(described, self.pooling, self.max_length,
+                                   self.post.label if self.post else None,
+                                   post_sha256=self.post.sha256 if self.post else None)
+        dim = self.post.map.k if self.post else (self.encoder.dim or None)
+        self._meta = ModelMeta.create_empty(overwrites=dict(
+            name=name or base_name, revision=revision or base_rev,
+            languages=list(LANGUAGES), similarity_fn_name=ScoringFunction.COSINE,
+            modalities=["text"], max_tokens=self.max_length, embed_dim=dim,
+            use_instructions=False, experiment_kwargs=kwargs))
+
+    @property
+    def mteb_model_meta(self) -> ModelMeta:
+        """The model's metadata (name, revision, experiment_kwargs) mteb files results under."""
+        return self._meta
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n, k)`` float32 vectors: the encoder's, then the fixed map (if any)."""
+        vecs = self.encoder.encode(list(texts), self.pooling, max_length=self.max_length)
+        if self.post is not None:
+            vecs = self.post.map.apply(vecs)
+        return np.asarray(vecs, dtype=np.float32)
+
+    def encode(self, inputs: Iterable[Mapping[str, Any]], *, task_metadata: Any = None,
+               hf_split: str = "", hf_subset: str = "", prompt_type: Any = None,
+               **kwargs: Any) -> np.ndarray:
+        """mteb's ``encode``: the batches' ``text`` column, embedded in one call (embedkit sorts
+        by length, de-duplicates and caches), in input order."""
+        texts = [str(t) for batch in inputs for t in batch["text"]]
+        return self.embed(texts)
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """Cosine similarity matrix ``(n1, n2)``."""
+        a, b = _unit(embeddings1), _unit(embeddings2)
+        return a @ b.T
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """Row-wise cosine similarity ``(n,)``."""
+        return np.einsum("ij,ij->i", _unit(embeddings1), _unit(embeddings2))
+
+
+def _unit(x: Any) -> np.ndarray:
+    x = np.asarray(x.cpu().numpy() if hasattr(x, "cpu") else x, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def local_task(task: str | TaskSpec, splits: Sequence[str] | None = None, *,
+               data_dir: str | os.PathLike | None = None, source: str = "auto",
+               data: Mapping[str, PairSplit] | None = None, mteb_name: str | None = None
+               ) -> Any:
+    """An mteb task whose data is embedkit's local pairs, marked loaded (no download).
+
+    ``task``: an embedkit task (name or spec); ``mteb_name``: the mteb task whose metadata
+    (name, revision, main score) the result carries, by default the task's C-MTEB name (a
+    task of one's own must name one, e.g. ``"STSB"``). ``data``: splits already loaded
+    (``{split: PairSplit}``), else ``splits`` (default: the C-MTEB protocol's) are read from
+    ``data_dir`` (or the hub, as embedkit's ``source`` says).
+    """
+    spec = task if isinstance(task, TaskSpec) else get_task(str(task))
+    name = mteb_name or mteb_task_name(spec.name)
+    if data is None:
+        from embedkit.evaluation.protocols import get_protocol
+
+        wanted = get_protocol("cmteb").splits(spec, tuple(splits or ()))
+        data = load_task(spec, wanted, data_dir=data_dir, source=source)
+    try:
+        mt = mteb.get_task(name, eval_splits=[mteb_split_name(s) for s in data])
+    except Exception as e:  # noqa: BLE001 - mteb raises KeyError / ValueError for unknown names
+        raise ConfigError(f"{spec.name}: no mteb task {name!r} to evaluate it as ({e}); "
+                          "pass mteb_name, e.g. 'STSB'", param="mteb_name") from None
+    mt.dataset = {"default": DatasetDict({
+        mteb_split_name(s): Dataset.from_dict({
+            "sentence1": list(d.sentences1), "sentence2": list(d.sentences2),
+            "score": [float(x) for x in d.labels]})
+        for s, d in data.items()})}
+    mt.data_loaded = True
+    return mt
+
+
+def data_checksums(data: Mapping[str, PairSplit]) -> dict[str, str]:
+    """``{split: sha256}`` of local splits, to record beside an mteb run of :func:`local_task`.
+
+    >>> data_checksums({})
+    {}
+    """
+    return {s: d.sha256 for s, d in data.items()}
+
+
+def result_root(cache_path: str | os.PathLike) -> Path:
+    """Where ``mteb.ResultCache(cache_path)`` writes model folders (``cache_path/results``).
+
+    >>> result_root("c").as_posix()
+    'c/results'
+    """
+    return Path(cache_path) / "results"
+
+
+def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec], *,
+                   data_dir: str | os.PathLike | None = None,
+                   cache_path: str | os.PathLike | None = None,
+                   splits: Sequence[str] | None = None, source: str = "auto",
+                   mteb_names: Mapping[str, str] | None = None, **evaluate_kwargs: Any) -> Any:
+    """``mteb.evaluate(model, tasks)`` on embedkit's local data (:func:`local_task`), offline.
+
+    With ``cache_path`` the results go to ``mteb.ResultCache(cache_path)`` (``cache_path/results``)
+    and each task's line of ``run_settings.jsonl`` gets an ``embedkit`` entry: protocol
+    ``mteb``, the local files and their sha256, so :mod:`embedkit.experiments.compare` can tell
+    that the numbers were computed on the same data as a bench record's. Returns mteb's
+    ``ModelResult``. ``mteb_names``: ``{task: mteb task}`` for tasks that are not C-MTEB's.
+    """
+    specs = [t if isinstance(t, TaskSpec) else get_task(str(t)) for t in tasks]
+    loaded: dict[str, Any] = {}
+    mteb_tasks = []
+    for spec in specs:
+        from embedkit.evaluation.protocols import get_protocol
+
+        wanted = get_protocol("cmteb").splits(spec, tuple(splits or ()))
+        data = load_task(spec, wanted, data_dir=data_dir, source=source)
+        task = local_task(spec, data=data, mteb_name=(mteb_names or {}).get(spec.name))
+        loaded[task.metadata.name] = data
+        mteb_tasks.append(task)
+    cache = mteb.ResultCache(cache_path=Path(cache_path)) if cache_path is not None else None
+    evaluate_kwargs.setdefault("show_progress_bar", False)
+    result = mteb.evaluate(model, mteb_tasks, cache=cache, **evaluate_kwargs)
+    if cache_path is not None:
+        meta = model.mteb_model_meta
+        folder = result_folder(result_root(cache_path), str(meta.name), str(meta.revision),
+                               meta.experiment_kwargs)
+        for name, data in loaded.items():
+            annotate_run_settings(folder, name, {
+                "kind": "mteb", "protocol": "mteb", "evaluator": "mteb",
+                "model": model.encoder.describe(), "max_length": model.max_length,
+                "data": {s: {"source": d.source, "sha256": d.sha256, "n_pairs": d.n_pairs}
+                         for s, d in data.items()}})
+    return result

@@ -1,0 +1,432 @@
+"""Encode folders (what ``embedkit encode`` writes) and FAISS indexes built from them.
+
+An encode folder holds Parquet shards ``shard-00000.parquet`` ... with the columns ``id``
+(string), ``text`` (string) and ``embedding`` (fixed-size list of float32: the encoder's *raw*
+pooled vector; a post-processor is recorded in the recipe and baked into indexes, as
+``index build`` does), plus ``manifest.json``:
+
+=================== ==========================================================================
+``format``          :data:`MANIFEST_FORMAT`
+``recipe``          the encoder recipe exactly as ``index.json`` records it
+                    (:class:`~embedkit.retrieval.recipe.Recipe`), its ``corpus`` the inputs
+``dim``             width of the ``embedding`` column
+``inputs``          the corpus files (path, format, sha256, bytes) and the columns read
+``shard_size``      rows per shard (the last may be shorter)
+``shards``          ``[{"file", "rows", "first_row", "sha256"}]`` in order
+``total_rows``,     rows over all shards; ``complete`` is true once every shard is written
+``complete``
+``engine``,         how it ran; library versions; seconds and rows per second
+``versions``,
+``timings``
+=================== ==========================================================================
+
+With a post-processor the folder also holds ``post.safetensors`` (its sha256 in the recipe).
+
+:class:`EncodeFolder` reads a folder (checking every shard's sha256 and row count) and streams
+its vectors a shard at a time; :func:`build_index_from_shards` trains a FAISS index on a seeded
+sample, adds the shards in bounded memory (optionally into on-disk inverted lists, as faiss's
+``contrib.ondisk.merge_ondisk`` does) and writes an index folder that ``search``, ``add`` and
+``eval`` read as one built from text.
+
+>>> import numpy as np, tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> info = write_shard(os.path.join(d, shard_name(0)), ["a", "b"], ["x", "y"],
+...                    np.eye(2, dtype="float32"))
+>>> info["file"], info["rows"]
+('shard-00000.parquet', 2)
+>>> ids, texts, x = read_shard(os.path.join(d, shard_name(0)))
+>>> ids, texts, x.tolist()
+(['a', 'b'], ['x', 'y'], [[1.0, 0.0], [0.0, 1.0]])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedkit.data.sources import require_pyarrow
+from embedkit.encoders import Pooling, SentenceEncoder
+from embedkit.errors import ConfigError
+from embedkit.io.atomic import atomic_path
+from embedkit.postprocess import AffineMap, load_transform, save_transform
+from embedkit.provenance import sha256_file
+from embedkit.retrieval.faiss_ops import (
+    check_metric,
+    faiss,
+    ivf_nlist,
+    make_faiss_index,
+    train_index,
+)
+from embedkit.retrieval.folder import POST_FILE, _make_recipe, _post_metadata
+from embedkit.retrieval.index import EmbeddingIndex
+from embedkit.retrieval.post import IndexPost
+from embedkit.retrieval.recipe import Recipe
+
+__all__ = ["IVFDATA_FILE", "MANIFEST", "MANIFEST_FORMAT", "EncodeFolder",
+           "build_index_from_shards", "encode_recipe", "read_shard", "shard_name",
+           "shard_problem", "train_sample_size", "write_post_file", "write_shard"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "embedkit-encode/1"
+#: the on-disk inverted lists of an index folder built with ``on_disk``
+IVFDATA_FILE = "lists.ivfdata"
+#: faiss k-means: it warns below 39 points per centroid and subsamples above 256
+MIN_POINTS_PER_CENTROID = 39
+MAX_POINTS_PER_CENTROID = 256
+#: training vectors for non-IVF trained factories (PQ/SQ codebooks, PCA): ~39 * 256
+MIN_TRAIN = 10000
+
+
+def shard_name(i: int) -> str:
+    """The file name of shard ``i``.
+
+    >>> shard_name(12)
+    'shard-00012.parquet'
+    """
+    return f"shard-{int(i):05d}.parquet"
+
+
+def write_shard(path: str | os.PathLike, ids: list[str], texts: list[str],
+                vectors: np.ndarray) -> dict[str, Any]:
+    """Write one shard atomically; ``{"file", "rows", "sha256"}``."""
+    pa = require_pyarrow()
+    import pyarrow.parquet as pq
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != len(ids) or len(ids) != len(texts):
+        raise ConfigError(f"shard {path}: {len(ids)} ids, {len(texts)} texts and vectors of "
+                          f"shape {x.shape} do not line up")
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])
+    table = pa.table({"id": pa.array(ids, pa.string()), "text": pa.array(texts, pa.string()),
+                      "embedding": emb})
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, str(tmp))
+    return {"file": path.name, "rows": len(ids), "sha256": sha256_file(path)}
+
+
+def read_shard(path: str | os.PathLike, *, vectors: bool = True, texts: bool = True
+               ) -> tuple[list[str], list[str], np.ndarray]:
+    """``(ids, texts, vectors)`` of a shard (``texts``/``vectors`` False: left empty)."""
+    require_pyarrow()
+    import pyarrow.parquet as pq
+
+    cols = ["id"] + (["text"] if texts else []) + (["embedding"] if vectors else [])
+    table = pq.read_table(str(path), columns=cols)
+    ids = [str(v) for v in table.column("id").to_pylist()]
+    out_texts = table.column("text").to_pylist() if texts else []
+    x = np.zeros((0, 0), np.float32)
+    if vectors:
+        col = table.column("embedding").combine_chunks()
+        width = col.type.list_size
+        x = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        x = x.reshape(-1, width)
+    return ids, out_texts, x
+
+
+def shard_problem(folder: Path, entry: dict[str, Any]) -> str | None:
+    """Why a recorded shard is not valid (missing, sha256 or row count differs), or None."""
+    path = folder / str(entry.get("file"))
+    if not path.is_file():
+        return f"{path}: missing"
+    if sha256_file(path) != entry.get("sha256"):
+        return f"{path}: sha256 differs from {MANIFEST}"
+    try:
+        require_pyarrow()
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(str(path)).metadata.num_rows
+    except Exception as exc:  # a corrupt file: pyarrow raises several kinds
+        return f"{path}: unreadable ({exc})"
+    if rows != entry.get("rows"):
+        return f"{path}: holds {rows} rows but {MANIFEST} says {entry.get('rows')}"
+    return None
+
+
+def encode_recipe(encoder: SentenceEncoder, pooling: str, max_length: int,
+                  post: IndexPost | None, corpus: dict[str, Any]) -> Recipe:
+    """The recipe an index built from these vectors records (the same code as
+    :func:`~embedkit.retrieval.folder.build_index`)."""
+    return _make_recipe(encoder, Pooling(pooling), int(max_length), post, corpus)
+
+
+def write_post_file(folder: Path, post: IndexPost, recipe: Recipe) -> Recipe:
+    """Write ``post.safetensors`` (as an index folder holds it); the recipe with its sha256."""
+    path = folder / POST_FILE
+    save_transform(path, post.map, _post_metadata(post, recipe))
+    return replace(recipe, post_sha256=sha256_file(path))
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of an encode folder (:class:`ConfigError` when absent or unreadable)."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; is {folder} a folder written by `embedkit encode`?",
+                          param="embeddings")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc})", param="embeddings") from exc
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise ConfigError(f"{path}: not an encode manifest ({MANIFEST_FORMAT})",
+                          param="embeddings")
+    return data
+
+
+@dataclass
+class EncodeFolder:
+    """A complete encode folder: its manifest, recipe, and shards (validated on open)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    recipe: Recipe
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, verify: bool = True) -> EncodeFolder:
+        """Read ``path``; refuses an unfinished folder, and with ``verify`` any shard whose
+        sha256 or row count differs from the manifest."""
+        folder = Path(path)
+        manifest = read_manifest(folder)
+        if not manifest.get("complete"):
+            raise ConfigError(f"{folder}: the encoding is not finished; rerun `embedkit encode` "
+                              "with the same settings to resume it", param="embeddings")
+        if verify:
+            for entry in manifest["shards"]:
+                problem = shard_problem(folder, entry)
+                if problem:
+                    raise ConfigError(problem + "; rerun `embedkit encode` to re-encode it",
+                                      param="embeddings")
+        recipe = Recipe.from_dict(manifest["recipe"], where=str(folder / MANIFEST))
+        return cls(folder, manifest, recipe)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def total_rows(self) -> int:
+        return int(self.manifest["total_rows"])
+
+    @property
+    def shard_files(self) -> list[Path]:
+        return [self.path / str(e["file"]) for e in self.manifest["shards"]]
+
+    def post_map(self) -> AffineMap | None:
+        """The post-processor's map (checked against the recipe's sha256), or None."""
+        if not self.recipe.post:
+            return None
+        path = self.path / POST_FILE
+        if not path.is_file() or sha256_file(path) != self.recipe.post_sha256:
+            raise ConfigError(f"{path}: missing or changed since it was encoded",
+                              param="embeddings")
+        return load_transform(path).map
+
+    def shards(self, *, texts: bool = True) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+        """``(ids, texts, vectors)`` one shard at a time (memory: one shard)."""
+        for path in self.shard_files:
+            yield read_shard(path, texts=texts)
+
+    def sample(self, n: int, seed: int = 0) -> np.ndarray:
+        """``n`` rows drawn without replacement with ``seed`` (all rows when ``n`` >= total),
+        in row order; reads one shard at a time."""
+        total = self.total_rows
+        if n >= total:
+            rows = np.arange(total)
+        else:
+            rows = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+        parts = []
+        start = 0
+        for entry, path in zip(self.manifest["shards"], self.shard_files, strict=True):
+            stop = start + int(entry["rows"])
+            lo, hi = np.searchsorted(rows, [start, stop])
+            if hi > lo:
+                parts.append(read_shard(path, texts=False)[2][rows[lo:hi] - start])
+            start = stop
+        return np.ascontiguousarray(np.concatenate(parts) if parts else
+                                    np.zeros((0, self.dim), np.float32))
+
+
+def train_sample_size(index: Any, total: int, train_size: int | None = None) -> int:
+    """Training vectors for ``index`` out of ``total``: ``train_size`` if given, else faiss's
+    points-per-centroid rule for IVF (64 per list, within [39, 256] per list, at least
+    :data:`MIN_TRAIN` for codebooks), at most ``total``.
+
+    >>> train_sample_size(make_faiss_index(8, "IVF100,Flat", "cosine", None), 10**6)
+    10000
+    >>> train_sample_size(make_faiss_index(8, "IVF1000,Flat", "cosine", None), 10**6)
+    64000
+    """
+    if train_size is not None:
+        return min(int(train_size), total)
+    nlist = ivf_nlist(index) or 0
+    size = min(max(64 * nlist, MIN_TRAIN), total)
+    if nlist and size < MIN_POINTS_PER_CENTROID * nlist:
+        logger.warning("training IVF%d on %d vectors: faiss wants at least %d (%d per list)",
+                       nlist, size, MIN_POINTS_PER_CENTROID * nlist, MIN_POINTS_PER_CENTROID)
+    return size
+
+
+# --------------------------------------------------------------------------------------------
+# an index folder from an encode folder
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (
+            any(out.iterdir()) and not (out / "index.json").is_file())):
+        raise ConfigError(f"{out} exists and is not an index folder; the output folder is "
+                          "replaced whole, so give a new path or an existing index folder",
+                          param="out_dir")
+
+
+class _Rows:
+    """Texts and ids kept so far (each text once: its first row, as ``build_index`` does)."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.user_ids: list[str | None] = []
+        self.seen: set[str] = set()
+
+    def keep(self, ids: list[str], texts: list[str]) -> list[int]:
+        rows = []
+        for i, t in enumerate(texts):
+            if t not in self.seen:
+                self.seen.add(t)
+                rows.append(i)
+                self.texts.append(t)
+                self.user_ids.append(ids[i])
+        return rows
+
+
+def _add_in_memory(index: Any, folder: EncodeFolder, rows: _Rows) -> None:
+    for n, (ids, texts, x) in enumerate(folder.shards(), 1):
+        keep = rows.keep(ids, texts)
+        if keep:
+            index.add(np.ascontiguousarray(x[keep]))
+        logger.info("added shard %d/%d (%d vectors in all)", n, len(folder.shard_files),
+                    index.ntotal)
+
+
+def _add_on_disk(index: Any, folder: EncodeFolder, rows: _Rows, work: Path) -> Path:
+    """Fill a copy of the trained index per shard, then merge their lists into on-disk ones
+    (``faiss.contrib.ondisk.merge_ondisk``); returns the ``.ivfdata`` file."""
+    from faiss.contrib.ondisk import merge_ondisk
+
+    trained = faiss.serialize_index(index)  # clone_index cannot copy the normalisation step
+    blocks = []
+    for n, (ids, texts, x) in enumerate(folder.shards(), 1):
+        start = len(rows.texts)
+        keep = rows.keep(ids, texts)
+        if not keep:
+            continue
+        block = faiss.deserialize_index(trained)
+        block.add_with_ids(np.ascontiguousarray(x[keep]),
+                           np.arange(start, start + len(keep), dtype=np.int64))
+        blocks.append(str(work / f"block-{n:05d}.index"))
+        faiss.write_index(block, blocks[-1])
+        del block
+    data = work / IVFDATA_FILE
+    if blocks:
+        merge_ondisk(index, blocks, str(data))
+    else:  # an empty corpus: empty on-disk lists
+        ivf = faiss.extract_index_ivf(index)
+        lists = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(data))
+        ivf.replace_invlists(lists, True)
+        lists.this.disown()
+    return data
+
+
+def _on_disk_check(index: Any, factory: str) -> None:
+    if ivf_nlist(index) is None:
+        raise ConfigError(f"on-disk inverted lists need an IVF factory, not {factory!r}",
+                          param="on_disk")
+    if isinstance(faiss.downcast_index(faiss.extract_index_ivf(index)), faiss.IndexIVFPQR):
+        raise ConfigError("IVF...PQR indexes cannot keep their lists on disk", param="on_disk")
+
+
+def _index_recipe(folder: EncodeFolder, n_indexed: int) -> Recipe:
+    """The manifest's recipe, its corpus entry saying which encode folder was indexed."""
+    base = dict(folder.recipe.corpus[0]) if folder.recipe.corpus else {}
+    entry = {**base, "embeddings": str(folder.path.resolve()),
+             "manifest_sha256": sha256_file(folder.path / MANIFEST),
+             "n_texts": folder.total_rows, "n_indexed": n_indexed}
+    return replace(folder.recipe, corpus=(entry,))
+
+
+def _train(index: Any, folder: EncodeFolder, factory: str, train_size: int | None,
+           seed: int) -> int | None:
+    if index.is_trained:
+        return None
+    size = train_sample_size(index, folder.total_rows, train_size)
+    sample = folder.sample(size, seed)
+    logger.info("training %r on %d sampled vectors (seed %d)", factory, sample.shape[0], seed)
+    train_index(index, sample, factory, sample.shape[0], seed)
+    return int(sample.shape[0])
+
+
+def build_index_from_shards(
+    out_dir: str | os.PathLike,
+    embeddings: str | os.PathLike,
+    *,
+    factory: str = "Flat",
+    metric: str = "cosine",
+    train_size: int | None = None,
+    seed: int = 0,
+    on_disk: bool = False,
+    lock_timeout: float | None = None,
+) -> EmbeddingIndex:
+    """Build an index folder at ``out_dir`` from the encode folder ``embeddings``.
+
+    The recipe (and ``post.safetensors``, baked into the index as ``build_index`` does) come
+    from the manifest; texts are indexed once (first row), with the shards' ids as user ids.
+    Indexes that need training are trained on a seeded sample (:func:`train_sample_size`);
+    shards are added one at a time. ``on_disk`` (IVF factories) keeps the inverted lists in
+    ``lists.ivfdata`` inside the folder, memory-mapped when searched (the folder records its
+    absolute path: move it and rebuild). ``lock_timeout``: how long to wait for another writer
+    of the folder (None: the default). Returns the index as loaded back from the folder.
+    """
+    metric = check_metric(metric)
+    out = Path(out_dir).resolve()
+    _check_out_dir(out)
+    folder = EncodeFolder.open(embeddings)
+    amap = folder.post_map()
+    index = make_faiss_index(folder.dim, factory, metric, amap)
+    if on_disk:
+        _on_disk_check(index, factory)
+    start = time.perf_counter()
+    trained_on = _train(index, folder, factory, train_size, seed)
+    rows = _Rows()
+    extra: dict[str, Any] = {}
+    if folder.recipe.post_file:
+        extra[POST_FILE] = folder.path / POST_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.blocks.", dir=out.parent) as work:
+        if on_disk:
+            extra[IVFDATA_FILE] = _add_on_disk(index, folder, rows, Path(work))
+            lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+            lists.filename = str(out / IVFDATA_FILE)  # where the folder will hold it
+        else:
+            _add_in_memory(index, folder, rows)
+        built = EmbeddingIndex(
+            index, rows.texts, rows.user_ids, factory=factory, metric=metric,
+            dim_in=folder.dim, dim=amap.k if amap is not None else folder.dim,
+            recipe=_index_recipe(folder, len(rows.texts)).to_dict(),
+            build_seconds=time.perf_counter() - start,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            extra={"seed": int(seed), "train_size": trained_on, "transform": amap is not None,
+                   "on_disk": bool(on_disk)})
+        options = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
+        built.save(out, extra_files=extra, **options)
+        del index, built
+    return EmbeddingIndex.load(out)

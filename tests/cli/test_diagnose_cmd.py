@@ -1,0 +1,146 @@
+"""``embedkit diagnose`` end to end on the tiny model and the small pair file.
+
+Until ``cli/main.py`` lists the command, the tests add it to ``COMMANDS`` for their own run, so
+they go through the real ``main`` (argument parsing, error lines, exit codes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+
+import pytest
+
+from embedkit.cli import diagnose_cmd
+from embedkit.cli import main as cli_main
+from embedkit.evaluation import pair_scores
+from embedkit.experiments.diagnose import RETRIEVAL_K
+
+
+@pytest.fixture
+def main(monkeypatch):
+    monkeypatch.setitem(cli_main.COMMANDS, "diagnose", "embedkit.cli.diagnose_cmd")
+    return cli_main.main
+
+
+def diagnose_args(model, spec, *extra):
+    return ["diagnose", "--model", str(model), "--tasks", str(spec), "--pooling", "cls,last-avg",
+            "--k", "5", "--pairs", "500", "--jl-dims", "8,16", *extra]
+
+
+def test_diagnose_end_to_end(main, tiny_model_dir, spec_file, tiny_encoder, tmp_path, capsys):
+    out, md, plots = tmp_path / "d.json", tmp_path / "d.md", tmp_path / "plots"
+    argv = diagnose_args(tiny_model_dir, spec_file, "--post", "whiten:k=16", "--post",
+                         "pca:k=8", "--retrieval", "--output", str(out), "--markdown", str(md),
+                         "--plots", str(plots))
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert stdout.splitlines()[0].startswith(f"{tiny_model_dir}: diagnostics (k = 5")
+
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    assert rec["kind"] == "diagnose" and rec["command"] == shlex.join(["embedkit", *argv])
+    assert {"embedkit", "numpy", "faiss-cpu"} <= set(rec["versions"])
+    labels = [r["row"] for r in rec["rows"]]
+    assert labels == ["cls", "cls + whiten:beta=1,gamma=1,k=16", "cls + pca:k=8",
+                      "last-avg", "last-avg + whiten:beta=1,gamma=1,k=16", "last-avg + pca:k=8"]
+    from embedkit.data import load_task
+
+    split = load_task(str(spec_file))["test"]
+    for r in rec["rows"]:
+        assert r["task"] == "tiny-sts"
+        assert all(v is not None and math.isfinite(v) for v in r["columns"].values()), r["row"]
+        assert r["dim"] == {None: 32, "whiten:beta=1,gamma=1,k=16": 16, "pca:k=8": 8}[r["post"]]
+        assert math.isfinite(r["spearman_avg"])
+        assert r["spearman"]["test"]["n_pairs"] == 40
+        ret = r["retrieval"]["test"]
+        assert 0 <= ret["raw"][f"recall@{RETRIEVAL_K}"] <= 1
+        assert 0 <= ret["csls"][f"recall@{RETRIEVAL_K}"] <= 1
+        if r["post"] is None:  # the raw rows score as bench scores them
+            ref = pair_scores(tiny_encoder.encode(split.sentences1, r["pooling"]),
+                              tiny_encoder.encode(split.sentences2, r["pooling"]), split.labels)
+            assert r["spearman_avg"] == pytest.approx(ref["spearman"], abs=1e-6)
+    assert [s["row"] for s in rec["summary"]] == labels
+    assert rec["conclusions"] and rec["conclusions"][0].startswith("Does whitening reduce")
+
+    # plots: per pooling a spectrum and an N_k histogram, one JL plot for the task
+    names = sorted(p.name for p in plots.iterdir())
+    assert names == ["hubness-tiny-sts-cls.png", "hubness-tiny-sts-last-avg.png",
+                     "jl-tiny-sts.png", "spectrum-tiny-sts-cls.png",
+                     "spectrum-tiny-sts-last-avg.png"]
+    assert all((plots / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+    assert sorted(rec["plots"]) == sorted(str(plots / n) for n in names)
+
+    text = md.read_text(encoding="utf-8")
+    assert text.startswith("# embedkit diagnose: ")
+    assert shlex.join(["embedkit", *argv]) in text.split("```")[1]
+    assert "- Machine: " in text and "## Measured answers" in text
+    assert "## Retrieval: plain cosine vs CSLS" in text and "plots/jl-tiny-sts.png" in text
+
+
+def test_diagnose_corpus_file(main, tiny_model_dir, sentences, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    out = tmp_path / "c.json"
+    argv = ["diagnose", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--pooling",
+            "cls", "--post", "rp:k=8", "--k", "3", "--sample", "40", "--output", str(out)]
+    assert main(argv) == 0
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["row"] for r in rec["rows"]] == ["cls", "cls + rp:k=8,kind=gaussian"]
+    assert rec["settings"]["fit_on"] == "corpus"
+    for r in rec["rows"]:
+        assert r["spearman"] is None and r["retrieval"] is None
+        assert r["diagnostics"]["n_sample"] == 40
+        assert r["diagnostics"]["n_vectors"] == len(set(sentences))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--k", "0"], "embedkit: error: --k: k must be an integer >= 1; got 0"),
+    (["--pooling", "nosuch"], "embedkit: error: --pooling: unknown pooling 'nosuch'"),
+    (["--sample", "3"], "embedkit: error: --sample: sample must be larger than k (10)"),
+    (["--jl-dims", "8,0"], "embedkit: error: --jl-dims: values must be >= 1, got 0"),
+    (["--sweep", "/nonexistent/s.json"], "embedkit: error: --sweep: /nonexistent/s.json"),
+])
+def test_bad_input_is_one_line(main, tiny_model_dir, spec_file, capsys, extra, message):
+    argv = ["diagnose", "--model", str(tiny_model_dir), "--tasks", str(spec_file), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(message)
+
+
+def test_corpus_and_retrieval_conflict(main, tiny_model_dir, tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a\nb\n", encoding="utf-8")
+    assert main(["diagnose", "--model", str(tiny_model_dir), "--corpus", str(corpus),
+                 "--retrieval"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("embedkit: error: --retrieval: retrieval needs STS tasks")
+
+
+def test_plots_without_matplotlib_is_a_clear_error(main, tiny_model_dir, spec_file, tmp_path,
+                                                   capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    argv = ["diagnose", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+            "--plots", str(tmp_path / "p")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("embedkit: error: --plots: the diagnostics plots need matplotlib: "
+                   "pip install 'embedkit[plot]'")
+
+
+def test_parser_without_main(tiny_model_dir, spec_file, tmp_path):
+    """The command module alone, through a parser built here (how a lead wires it up)."""
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    diagnose_cmd.add_parser(sub)
+    args = p.parse_args(diagnose_args(tiny_model_dir, spec_file, "--output",
+                                      str(tmp_path / "x.json")))
+    args.command_line = "embedkit diagnose ..."
+    assert args.func is diagnose_cmd.run
+    assert diagnose_cmd.run(args) == 0
+    rec = json.loads((tmp_path / "x.json").read_text(encoding="utf-8"))
+    assert rec["command"] == "embedkit diagnose ..." and len(rec["rows"]) == 2

@@ -1,0 +1,190 @@
+"""embedkit compare: records and mteb folders side by side, flags for cells that do not compare."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from embedkit.errors import ConfigError, MissingFileError
+from embedkit.experiments.compare import (
+    compare,
+    compare_records,
+    comparison_table,
+    html_report,
+    markdown_report,
+    read_mteb_folder,
+    save_plot,
+)
+from embedkit.experiments.mteb_results import write_mteb_results
+
+TASKS = ("ATEC", "STS-B")
+
+
+def _bench(name: str, protocol: str, scores: dict[str, float], sha: str = "b" * 64,
+           rows: tuple[str, ...] = ("cls",)) -> dict:
+    results = {}
+    for i, row in enumerate(rows):
+        results[row] = {t: {"test": {"spearman": s + i / 100, "pearson": s, "n_pairs": 9}}
+                        for t, s in scores.items()}
+        results[row].update(pooling=row.split(" + ")[0], post=None)
+    return {"kind": "bench", "embedkit": "0.1.0", "model": {
+                "name": name, "identity": "sha256:" + "1" * 64, "hidden_size": 8},
+            "settings": {"protocol": protocol, "max_length": {t: 512 if protocol == "cmteb"
+                                                               else 64 for t in scores}},
+            "data": {t: {"test": {"sha256": sha, "n_pairs": 9}} for t in scores},
+            "results": results}
+
+
+def _sweep() -> dict:
+    res = {t: {"cls": {"raw": {"select": 0.4, "report": 0.41},
+                       "classic": {"post": "whiten:k=all", "select": 0.3, "report": 0.31},
+                       "best": {"post": "whiten:k=64", "select": 0.5, "report": 0.52}}}
+           for t in TASKS}
+    return {"kind": "sweep", "model": {"name": "m"}, "results": res,
+            "settings": {"protocol": "whitening", "report_on": "test", "select_on": "valid",
+                         "fit_on": "task", "max_length": {t: 64 for t in TASKS}},
+            "data": {t: {"test": {"sha256": "b" * 64}} for t in TASKS}}
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    a = _bench("model-a", "cmteb", {"ATEC": 0.30, "STS-B": 0.70})
+    b = _bench("model-b", "cmteb", {"ATEC": 0.35, "STS-B": 0.60}, rows=("cls", "last-avg"))
+    w = _bench("model-w", "whitening", {"ATEC": 0.50, "STS-B": 0.80})
+    paths = {}
+    for key, rec in (("a", a), ("b", b), ("w", w), ("s", _sweep())):
+        paths[key] = tmp_path / f"{key}.json"
+        paths[key].write_text(json.dumps(rec))
+    write_mteb_results(copy.deepcopy(a), tmp_path / "mteb" / "results")
+    paths["mteb"] = tmp_path / "mteb"
+    return paths
+
+
+def test_mixed_inputs_flag_protocol_mismatches(inputs):
+    cmp = compare([inputs["a"], inputs["b"], inputs["w"], inputs["mteb"]])
+    labels = [e.label for e in cmp.entries]
+    assert labels[:4] == ["model-a · cls", "model-b · cls", "model-b · last-avg", "model-w · cls"]
+    assert any(label.startswith("embedkit/model-a · cls") for label in labels)
+    flagged = {(e, t) for e, t, _ in cmp.flagged_cells()}
+    assert flagged == {("model-w · cls", "ATEC"), ("model-w · cls", "STS-B")}
+    reasons = {r for *_, r in cmp.flagged_cells()}
+    assert reasons == {"protocol whitening (column: cmteb)"}
+    # the mteb files written from record a hold a's numbers, protocol and checksums
+    mteb_entry = next(e for e in cmp.entries if e.kind == "mteb")
+    assert mteb_entry.cells["STS-B"].score == pytest.approx(0.70)
+    assert mteb_entry.cells["STS-B"].protocol == "cmteb" and not mteb_entry.cells["STS-B"].flags
+    text = comparison_table(cmp)
+    assert "65.00*" in text and "model-w · cls / ATEC: protocol whitening" in text
+
+
+def test_data_checksum_mismatch_is_flagged(tmp_path):
+    a = _bench("a", "cmteb", {"ATEC": 0.3})
+    b = _bench("b", "cmteb", {"ATEC": 0.4})
+    c = _bench("c", "cmteb", {"ATEC": 0.5}, sha="c" * 64)
+    cmp = compare_records([("a.json", a), ("b.json", b), ("c.json", c)])
+    assert cmp.flagged_cells() == [("c · cls", "ATEC", "data cccccccccccc (column: bbbbbbbbbbbb)")]
+
+
+def test_mteb_evaluated_results_without_checksums_are_flagged(inputs, tmp_path):
+    """A file mteb wrote itself (no embedkit entry in run_settings.jsonl) names its data by the
+    hub revision only: not comparable with local checksums."""
+    folder = next((inputs["mteb"] / "results").rglob("STSB.json")).parent
+    (folder / "run_settings.jsonl").unlink()
+    cmp = compare([inputs["a"], inputs["mteb"]])
+    mteb_entry = next(e for e in cmp.entries if e.kind == "mteb")
+    assert mteb_entry.label.endswith("[mteb]")
+    assert mteb_entry.cells["STS-B"].protocol == "mteb"
+    assert sorted((t, r) for e, t, r in cmp.flagged_cells()) == [
+        ("ATEC", "data hub@0f319b11 (column: bbbbbbbbbbbb)"),
+        ("STS-B", "data hub@e036defe (column: bbbbbbbbbbbb)")]
+
+
+def test_ranks_average_and_incomplete_entries():
+    a = _bench("a", "cmteb", {"ATEC": 0.3, "STS-B": 0.7})
+    b = _bench("b", "cmteb", {"ATEC": 0.4, "STS-B": 0.8})
+    c = _bench("c", "cmteb", {"ATEC": 0.9})
+    cmp = compare_records([("a.json", a), ("b.json", b), ("c.json", c)])
+    assert cmp.ranks() == {"b · cls": 1, "a · cls": 2}
+    assert [e.label for e in cmp.ordered()] == ["b · cls", "a · cls", "c · cls"]
+    assert "90.00 (1/2)" in comparison_table(cmp)
+
+
+def test_sweep_entries(inputs):
+    cmp = compare([inputs["s"]])
+    assert [e.label for e in cmp.entries] == ["m · cls", "m · cls + whiten (classic)",
+                                              "m · cls + whiten (best on valid)"]
+    assert cmp.entries[2].cells["ATEC"].score == 0.52
+    assert compare([inputs["s"]], split="valid").entries[0].cells["ATEC"].score == 0.4
+
+
+def test_html_contains_every_model_and_task(inputs, tmp_path):
+    cmp = compare([inputs["a"], inputs["b"], inputs["w"], inputs["s"], inputs["mteb"]])
+    page = html_report(cmp, "T<est>")
+    for e in cmp.entries:
+        assert e.label.replace("<", "&lt;") in page
+    for t in cmp.tasks:
+        assert f">{t}</th>" in page and f">{t}</text>" in page
+    assert page.count("<svg") == len(cmp.tasks) + 1  # the average, then one per task
+    assert "T&lt;est&gt;" in page and "<script>" in page and 'class="sortable"' in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing from the network
+    assert "<link" not in page
+    md = markdown_report(cmp)
+    assert all(e.label in md for e in cmp.entries)
+
+
+def test_html_inlines_record_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    rec = _bench("a", "cmteb", {"ATEC": 0.3})
+    cmp0 = compare_records([("a.json", rec)])
+    save_plot(cmp0, tmp_path / "p.png")
+    rec["plots"] = ["p.png"]
+    (tmp_path / "r.json").write_text(json.dumps(rec))
+    page = html_report(compare([tmp_path / "r.json"]))
+    assert "data:image/png;base64," in page
+
+
+def test_plot(inputs, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = save_plot(compare([inputs["a"], inputs["w"]]), tmp_path / "x" / "c.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_errors(tmp_path, inputs):
+    with pytest.raises(MissingFileError):
+        compare([tmp_path / "nope.json"])
+    with pytest.raises(ConfigError) as e:
+        compare([inputs["a"]], metric="kendall")
+    assert e.value.param == "metric"
+    with pytest.raises(ConfigError) as e:
+        compare([inputs["a"]], split="train")
+    assert e.value.param == "split"
+    other = tmp_path / "o.json"
+    other.write_text(json.dumps({"kind": "index-eval"}))
+    with pytest.raises(ConfigError) as e:
+        compare([other])
+    assert e.value.param == "inputs"
+    assert read_mteb_folder(tmp_path / "empty") == []
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless chromium on this machine")
+def test_page_renders_in_headless_chromium(inputs, tmp_path):
+    page = tmp_path / "compare.html"
+    page.write_text(html_report(compare([inputs["a"], inputs["b"], inputs["w"],
+                                         inputs["mteb"]])), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    assert "model-w · cls" in dom.stdout and "Leaderboard" in dom.stdout
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={shot}", "--window-size=1280,900", page.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000

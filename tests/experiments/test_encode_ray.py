@@ -1,0 +1,86 @@
+"""The Ray engine gives the local engine's shards and manifest (one local Ray per session,
+skipped with the reason when Ray cannot start); without Ray it says how to install it."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from embedkit.encoders import EncoderConfig
+from embedkit.errors import ConfigError
+from embedkit.experiments.encode import EncodeSettings, run_encode
+from embedkit.retrieval.shards import EncodeFolder, read_shard
+from tests.conftest import source_sentences
+
+pytest.importorskip("pyarrow")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'embedkit[ray]')")
+    pytest.importorskip("ray.data")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"Ray cannot start here: {exc}")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    texts = list(dict.fromkeys(source_sentences()))
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"k": f"s{i}", "text": t}, ensure_ascii=False) + "\n"
+                            for i, t in enumerate(texts)), encoding="utf-8")
+    return path
+
+
+def _comparable(manifest):
+    return {k: v for k, v in manifest.items()
+            if k not in ("engine", "settings", "timings", "versions", "command")}
+
+
+def test_ray_engine_equals_local(tmp_path, corpus, tiny_model_dir, ray_session):
+    config = EncoderConfig(str(tiny_model_dir), pooling="cls", cache=False, batch_size=16)
+    local = run_encode(config, corpus, tmp_path / "local", EncodeSettings(
+        shard_size=25, max_length=32), id_column="k")
+    remote = run_encode(config, corpus, tmp_path / "ray", EncodeSettings(
+        shard_size=25, max_length=32, engine="ray", workers=2), id_column="k")
+    assert remote["manifest"]["engine"] == "ray"
+    man_l, man_r = _comparable(local["manifest"]), _comparable(remote["manifest"])
+    shards_l, shards_r = man_l.pop("shards"), man_r.pop("shards")
+    assert man_l == man_r
+    assert [(e["file"], e["rows"]) for e in shards_l] == [(e["file"], e["rows"])
+                                                         for e in shards_r]
+    for a, b in zip(EncodeFolder.open(tmp_path / "local").shard_files,
+                    EncodeFolder.open(tmp_path / "ray").shard_files, strict=True):
+        ids_a, texts_a, x_a = read_shard(a)
+        ids_b, texts_b, x_b = read_shard(b)
+        assert ids_a == ids_b and texts_a == texts_b and ids_a[0].startswith("s")
+        np.testing.assert_allclose(x_a, x_b, atol=1e-5)
+    # a rerun of the finished folder on Ray writes nothing
+    again = run_encode(config, corpus, tmp_path / "ray", EncodeSettings(
+        shard_size=25, max_length=32, engine="ray", workers=2), id_column="k")
+    assert again["status"] == "complete"
+
+
+def test_ray_engine_needs_a_config(tmp_path, corpus, tiny_model_dir):
+    enc = EncoderConfig(str(tiny_model_dir), cache=False).build(cache=False)
+    with pytest.raises(ConfigError) as err:
+        run_encode(enc, corpus, tmp_path / "o", EncodeSettings(engine="ray"))
+    assert err.value.param == "engine"
+
+
+def test_without_ray_the_error_says_how_to_install(tmp_path, corpus, tiny_model_dir,
+                                                   monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    with pytest.raises(ConfigError) as err:
+        run_encode(EncoderConfig(str(tiny_model_dir), cache=False), corpus, tmp_path / "o",
+                   EncodeSettings(engine="ray"))
+    assert err.value.param == "engine"
+    assert "pip install 'embedkit[ray]'" in str(err.value)

@@ -1,0 +1,107 @@
+"""Indexes from encode folders: equal to an index built from text (Flat), on-disk IVF round
+trip, seeded training samples, and the folder checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from embedkit.encoders import EncoderConfig
+from embedkit.errors import ConfigError
+from embedkit.experiments.encode import EncodeSettings, run_encode
+from embedkit.retrieval.folder import build_index, search
+from embedkit.retrieval.index import EmbeddingIndex
+from embedkit.retrieval.shards import IVFDATA_FILE, EncodeFolder, build_index_from_shards
+
+pytest.importorskip("pyarrow")
+
+
+@pytest.fixture
+def texts(rx_texts):
+    # a repeated text: indexes keep its first row, as build_index does
+    return rx_texts + [s[::-1] for s in rx_texts] + [rx_texts[3]]
+
+
+@pytest.fixture
+def config(rx_model_dir):
+    return EncoderConfig(str(rx_model_dir), pooling="cls", cache=False, batch_size=16)
+
+
+@pytest.fixture
+def encoded(tmp_path, texts, config):
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text("key,sentence\n" + "".join(f"k{i},{t}\n" for i, t in enumerate(texts)),
+                      encoding="utf-8")
+    out = tmp_path / "emb"
+    run_encode(config, corpus, out, EncodeSettings(shard_size=15, max_length=32),
+               text_column="sentence", id_column="key")
+    return out
+
+
+def test_flat_from_shards_equals_from_text(tmp_path, texts, config, encoded):
+    from_shards = build_index_from_shards(tmp_path / "a", encoded)
+    from_text = build_index(tmp_path / "b", texts, config, pooling="cls", max_length=32,
+                            ids=[f"k{i}" for i in range(len(texts))])
+    assert from_shards.texts == from_text.texts and len(from_shards) == len(texts) - 1
+    assert from_shards.user_ids == from_text.user_ids
+    mine, theirs = dict(from_shards.recipe), dict(from_text.recipe)
+    assert mine.pop("corpus")[0]["n_indexed"] == len(texts) - 1
+    theirs.pop("corpus")
+    assert mine == theirs
+    queries = texts[:10]
+    hits_a = search(tmp_path / "a", queries, k=5, encoder=config)
+    hits_b = search(tmp_path / "b", queries, k=5, encoder=config)
+    assert [[h["id"] for h in q["hits"]] for q in hits_a] == \
+        [[h["id"] for h in q["hits"]] for q in hits_b]
+    assert hits_a[0]["hits"][0]["user_id"] == "k0"
+
+
+def test_post_is_baked_in_from_the_manifest(tmp_path, texts, config):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(texts), encoding="utf-8")
+    run_encode(config, corpus, tmp_path / "emb", EncodeSettings(max_length=32), post="norm")
+    index = build_index_from_shards(tmp_path / "idx", tmp_path / "emb", metric="ip")
+    assert index.recipe["post"] == "norm" and "post.safetensors" in index.extra_files
+    hits = search(tmp_path / "idx", texts[:2], k=1, encoder=config)
+    assert [q["hits"][0]["text"] for q in hits] == texts[:2]
+
+
+def test_on_disk_ivf_round_trip(tmp_path, texts, config, encoded):
+    memory = build_index_from_shards(tmp_path / "mem", encoded, factory="IVF4,Flat", seed=3)
+    build_index_from_shards(tmp_path / "disk", encoded, factory="IVF4,Flat", seed=3,
+                            on_disk=True)
+    assert (tmp_path / "disk" / IVFDATA_FILE).is_file()
+    assert json.loads((tmp_path / "disk" / "index.json").read_text())["on_disk"] is True
+    again = EmbeddingIndex.load(tmp_path / "disk")
+    assert again.ntotal == memory.ntotal == len(texts) - 1 and again.texts == memory.texts
+    x = EncodeFolder.open(encoded).sample(20, seed=1)
+    for a, b in zip(memory.search(x, k=5, nprobe=4), again.search(x, k=5, nprobe=4),
+                    strict=True):
+        assert [h.id for h in a] == [h.id for h in b]
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
+    hits = search(tmp_path / "disk", texts[:3], k=1, encoder=config, nprobe=4)
+    assert [q["hits"][0]["text"] for q in hits] == texts[:3]
+
+
+def test_sample_is_seeded_and_bounded(encoded):
+    folder = EncodeFolder.open(encoded)
+    a, b = folder.sample(30, seed=7), folder.sample(30, seed=7)
+    assert a.shape == (30, 32) and np.array_equal(a, b)
+    assert not np.array_equal(a, folder.sample(30, seed=8))
+    assert folder.sample(10**6).shape[0] == folder.total_rows
+
+
+def test_folder_checks(tmp_path, encoded):
+    with pytest.raises(ConfigError) as err:
+        build_index_from_shards(tmp_path / "x", encoded, on_disk=True)
+    assert err.value.param == "on_disk"
+    manifest = json.loads((encoded / "manifest.json").read_text())
+    manifest["complete"] = False
+    (encoded / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="not finished") as err:
+        build_index_from_shards(tmp_path / "y", encoded)
+    assert err.value.param == "embeddings"
+    with pytest.raises(ConfigError, match="missing"):
+        EncodeFolder.open(tmp_path)
