@@ -35,14 +35,20 @@ def add_parser(sub) -> None:
                     "90/95/99%% of the variance), hubness of the k-NN graph, sparsity, and the "
                     "Johnson-Lindenstrauss distortion of random projections; beside them the "
                     "row's Spearman and, with --retrieval, recall@10 plain and with CSLS "
-                    "re-ranking. Reading saved embeddings (--embeddings DIR) is not supported "
-                    "yet: give --tasks or --corpus.",
+                    "re-ranking. --embeddings DIR diagnoses the vectors of an encode folder "
+                    "(embedkit encode) without running a model. Example: embedkit diagnose "
+                    "--model m3e-small --tasks LCQMC --post whiten:beta=1,gamma=1,k=all "
+                    "--retrieval --markdown diag.md",
     )
     add_model_options(p)
     add_poolings_and_tasks(p)
     p.add_argument("--corpus", metavar="FILE",
                    help="diagnose the texts of FILE (one a line) instead of STS tasks; no "
                         "scores, --post chains are fitted on the corpus")
+    p.add_argument("--embeddings", metavar="DIR",
+                   help="diagnose the vectors of an encode folder (embedkit encode): its "
+                        "model and pooling, --post chains fitted on the vectors read, no "
+                        "scores; with --sample only N rows are read")
     p.add_argument("--splits", help="comma-separated splits to score (default: the "
                                     "protocol's; test)")
     p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"))
@@ -95,7 +101,7 @@ def options_from(args) -> DiagnoseOptions:
     retrieval = args.retrieval is not None
     wanted = [] if args.retrieval in (None, "all") else split_list(args.retrieval)
     return DiagnoseOptions(
-        tasks=tuple(split_list(args.tasks)), corpus=args.corpus,
+        tasks=tuple(split_list(args.tasks)), corpus=args.corpus, embeddings=args.embeddings,
         splits=tuple(split_list(args.splits)), posts=tuple(args.post), fit_on=args.fit_on,
         fit_unique=args.fit_unique, k=args.k, sample=args.sample, seed=args.seed,
         n_pairs=args.n_pairs, jl_dims=tuple(parse_int_list(args.jl_dims, "--jl-dims")),
@@ -107,6 +113,9 @@ def options_from(args) -> DiagnoseOptions:
 def run(args) -> int:
     options = options_from(args)
     options.check()  # fail before loading a model
+    if args.embeddings and args.pooling:
+        raise ConfigError("with --embeddings the pooling comes from the encode folder's "
+                          "manifest: drop --pooling", param="pooling")
     try:
         poolings = split_poolings(args.pooling)
     except ConfigError as e:
@@ -115,7 +124,8 @@ def run(args) -> int:
         from embedkit.diagnostics.plots import require_matplotlib
 
         require_matplotlib()  # fail before encoding when matplotlib is missing
-    record = run_diagnose(encoder_config(args), options, poolings, command=args.command_line)
+    encoder = None if args.embeddings else encoder_config(args)
+    record = run_diagnose(encoder, options, poolings, command=args.command_line)
     plots = write_diagnose_plots(record, args.plots) if args.plots else []
     record["plots"] = [str(p) for p in plots]
     if args.output:

@@ -81,7 +81,9 @@ class DiagnoseOptions:
     """What ``diagnose`` measures.
 
     Input: STS ``tasks`` (names or spec files; empty: the default five) scored on ``splits``
-    (empty: the protocol's), or a ``corpus`` file (one text a line; no scores). ``posts``:
+    (empty: the protocol's), or a ``corpus`` file (one text a line; no scores), or the
+    vectors of an ``embeddings`` folder (``embedkit encode``; no model is run, no scores; with
+    ``sample`` only that many rows are read). ``posts``:
     postprocessor chains fitted on ``fit_on`` (``task``, a split or a file; a corpus is fitted
     on itself). Diagnostics: hubness at ``k``, on a seeded sample of ``sample`` vectors (None:
     all), ``n_pairs`` random pairs for anisotropy and JL, JL at ``jl_dims``. ``retrieval``:
@@ -92,6 +94,7 @@ class DiagnoseOptions:
 
     tasks: tuple[str, ...] = ()
     corpus: str | None = None
+    embeddings: str | None = None
     splits: tuple[str, ...] = ()
     posts: tuple[str, ...] = ()
     fit_on: str = "task"
@@ -129,6 +132,13 @@ class DiagnoseOptions:
                               param="max_length")
         if self.corpus is not None and self.tasks:
             raise ConfigError("give either STS tasks or a corpus file, not both", param="corpus")
+        given = [n for n in ("tasks", "corpus", "embeddings") if getattr(self, n)]
+        if len(given) > 1:
+            raise ConfigError(f"give one input, not {' and '.join(given)}", param=given[-1])
+        if self.embeddings is not None and self.retrieval:
+            raise ConfigError("retrieval needs STS tasks (their positive pairs are the "
+                              "relevant documents); an encode folder has none",
+                              param="retrieval")
         if self.corpus is not None and self.retrieval:
             raise ConfigError("retrieval needs STS tasks (their positive pairs are the "
                               "relevant documents); a corpus file has none", param="retrieval")
@@ -144,15 +154,22 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
 class _Run:
     """What every task of one run shares."""
 
-    enc: SentenceEncoder
+    enc: SentenceEncoder | None
     pools: list[Pooling]
     pipes: list[tuple[str, Pipeline]]
     options: DiagnoseOptions
     seconds: dict[str, float] = field(default_factory=lambda: {"diagnostics": 0.0,
                                                                "retrieval": 0.0})
 
+    @property
+    def encoder(self) -> SentenceEncoder:
+        """The encoder of a run that encodes (an encode folder's run has none)."""
+        if self.enc is None:  # pragma: no cover - the encode-folder path never encodes
+            raise ConfigError("this run reads vectors and has no encoder")
+        return self.enc
 
-def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str,
+
+def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
                  options: DiagnoseOptions | None = None,
                  poolings: Sequence[str | Pooling] | None = None, *,
                  command: str | None = None) -> dict[str, Any]:
@@ -162,11 +179,15 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str,
     options = options or DiagnoseOptions()
     options.check()
     sweep = load_sweep(options.sweep) if options.sweep else None
+    if options.embeddings is not None:
+        return _diagnose_embeddings(options, sweep, command, t0)
+    if encoder is None:
+        raise ConfigError("an encoder is needed unless the vectors come from an encode folder")
     enc = as_encoder(encoder)
     pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ()))) or [
         Pooling(enc.default_pooling)]
     pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.posts)]
-    post_files = _check_fixed_steps(pipes, enc, pools)
+    post_files = _check_fixed_steps(pipes, enc.identity, enc.dim, pools)
     run = _Run(enc, pools, pipes, options)
     if options.corpus is not None:
         rows, data, extra = _corpus_rows(run)
@@ -185,6 +206,43 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str,
     return record
 
 
+def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
+                         command: str | None, t0: float) -> dict[str, Any]:
+    """``run_diagnose`` on the vectors of an encode folder: its pooling, chains fitted on the
+    vectors read (all rows, or a seeded sample of ``options.sample``), no scores."""
+    from embedkit.retrieval.shards import EncodeFolder
+
+    folder = EncodeFolder.open(str(options.embeddings))
+    r = folder.recipe
+    n = folder.total_rows if options.sample is None else min(options.sample, folder.total_rows)
+    if n <= options.k:
+        raise ConfigError(f"{folder.path} has {folder.total_rows} vectors; hubness at "
+                          f"k={options.k} needs more than k", param="embeddings")
+    x = folder.sample(n, seed=options.seed).astype(np.float64)
+    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.posts)]
+    pooling = Pooling(r.pooling)
+    post_files = _check_fixed_steps(pipes, r.model_identity, folder.dim, [pooling])
+    run = _Run(None, [pooling], pipes, options)
+    rows = [row for row, _ in _rows_of(run, "embeddings", {str(pooling): x}, {})]
+    learns = any(pipeline_learns(p) for _, p in pipes)
+    settings = {**_settings(options, [pooling], pipes, post_files), "embeddings": str(folder.path),
+                "fit_on": "embeddings" if learns else None,
+                "tasks": ["embeddings"], "max_length": {"embeddings": r.max_length},
+                "retrieval_tasks": [], "dtype": r.dtype, "device": "-"}
+    data = {"embeddings": {"folder": str(folder.path), "total_rows": folder.total_rows,
+                           "rows_read": n, "shards": len(folder.manifest["shards"]),
+                           "inputs": folder.manifest.get("inputs")}}
+    record = run_record("diagnose", command=command, encoder=None, settings=settings,
+                        data=data, versions_extra=("matplotlib", "pyarrow"))
+    record["model"] = {"name": r.model, "identity": r.model_identity, "path": r.model_path}
+    record.update(rows=rows, summary=summarise(rows), plots=[],
+                  sweep=sweep_dimensions(sweep, rows, options.sweep) if sweep else None)
+    record["conclusions"] = conclusions(record)
+    record["timings"] = timings(None, t0, **{f"seconds_{k}": round(v, 3)
+                                             for k, v in run.seconds.items()})
+    return record
+
+
 def _parse_chain(chain: str) -> Pipeline:
     try:
         return parse_post(chain)
@@ -192,9 +250,10 @@ def _parse_chain(chain: str) -> Pipeline:
         raise ConfigError(str(e), param="post") from None
 
 
-def _check_fixed_steps(pipes: list[tuple[str, Pipeline]], enc: SentenceEncoder,
+def _check_fixed_steps(pipes: list[tuple[str, Pipeline]], identity: str, dim: int | None,
                        pools: list[Pooling]) -> dict[str, dict]:
-    """Refuse a saved map (``file:``) fitted for another model, pooling or dimension."""
+    """Refuse a saved map (``file:``) fitted for another model (``identity``), pooling or
+    dimension."""
     files: dict[str, dict] = {}
     for _, pipe in pipes:
         for i, (_, est) in enumerate(pipe.steps):
@@ -204,8 +263,8 @@ def _check_fixed_steps(pipes: list[tuple[str, Pipeline]], enc: SentenceEncoder,
             files[str(est.path)] = meta
             for pooling in pools:
                 try:
-                    check_compatible(meta, model=enc.identity, pooling=str(pooling),
-                                     dim=(enc.dim or None) if i == 0 else None, force=False)
+                    check_compatible(meta, model=identity, pooling=str(pooling),
+                                     dim=(dim or None) if i == 0 else None, force=False)
                 except ConfigError as e:
                     raise ConfigError(f"file:{est.path}: {e}", param="post") from None
     return files
@@ -263,7 +322,7 @@ def _rows_of(run: _Run, task: str, vecs: dict[str, np.ndarray],
 
 
 def _task_rows(run: _Run) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
-    o, enc = run.options, run.enc
+    o, enc = run.options, run.encoder
     specs = [get_task(t) for t in o.tasks] if o.tasks else parse_tasks(None)
     names = [s.name for s in specs]
     wanted = set(o.retrieval_tasks) or set(names)
@@ -291,7 +350,7 @@ def _task_rows(run: _Run) -> tuple[list[dict[str, Any]], dict[str, Any], dict[st
 def _diagnose_task(run: _Run, evaluator: STSEvaluator, spec: TaskSpec,
                    retrieval: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Encode a task once per pooling, fit the chains, diagnose and score every row."""
-    o, enc = run.options, run.enc
+    o, enc = run.options, run.encoder
     max_len = evaluator.max_length_for(spec, enc)
     splits = evaluator.data[spec.name]
     sentences = evaluator.sentences(spec.name)
@@ -349,7 +408,7 @@ def _corpus_rows(run: _Run) -> tuple[list[dict[str, Any]], dict[str, Any], dict[
         raise ConfigError(f"the corpus has {len(unique)} distinct texts; hubness at k={o.k} "
                           "needs more than k", param="corpus")
     max_len = o.max_length or FILE_MAX_LENGTH
-    vecs = run.enc.encode_multi(unique, run.pools, max_length=max_len)
+    vecs = run.encoder.encode_multi(unique, run.pools, max_length=max_len)
     rows = [row for row, _ in _rows_of(run, "corpus", vecs, {})]
     data = {"corpus": {**info, "n_unique": len(unique)}}
     return rows, data, {"corpus": str(o.corpus), "tasks": ["corpus"], "max_length":

@@ -41,6 +41,7 @@ from embedkit.io.tables import text_table
 from embedkit.provenance import sha256_text
 from embedkit.retrieval.costs import SINGLE_QUERIES, approximation_costs
 from embedkit.retrieval.faiss_ops import faiss_thread_count
+from embedkit.retrieval.hubness import evaluate_csls
 from embedkit.retrieval.post import is_none, prepare_post
 from embedkit.retrieval.tasks import RetrievalTask, evaluate_retrieval, pairs_to_retrieval
 
@@ -84,6 +85,11 @@ class QualityOptions:
     threshold: float | None = None
     fit_on: str = "task"
     fit_unique: bool = False
+    #: also a CSLS-re-ranked row after each row (hubness reduction, Conneau et al. 2018):
+    #: ``csls_k`` corpus neighbours in the penalty, the top ``csls_candidates`` re-ranked
+    csls: bool = False
+    csls_k: int = 10
+    csls_candidates: int = 100
 
 
 @dataclass(frozen=True)
@@ -203,11 +209,31 @@ def _post_rows(enc: SentenceEncoder, sp: _Split, pooling: Pooling, opts: IndexEv
             continue
         res = evaluate_retrieval(sp.task, sp.corpus_x, sp.query_x, metric=opts.metric, k=opts.k,
                                  transform=post.map)
-        rows.append({**base, "row": f"{pooling} + {post.spec}", "post": post.spec,
-                     "fit": post.fit, "dim": post.map.k, **res})
+        row = {**base, "row": f"{pooling} + {post.spec}", "post": post.spec,
+               "fit": post.fit, "dim": post.map.k, **res}
+        rows += [row, *_csls_rows(sp, opts, row, post.map)]
     if "x" in fitted_on:
         sp.record["fit"] = fitted_on["x"][1]
     return rows
+
+
+def _csls_rows(sp: _Split, opts: IndexEvalOptions, row: dict[str, Any],
+               transform: Any) -> list[dict[str, Any]]:
+    """The CSLS-re-ranked twin of ``row`` (same index, same candidates), or nothing.
+
+    CSLS ranks a query's candidates by ``2 cos(q, c) - r(c)``, ``r(c)`` the mean cosine of ``c``
+    to its ``csls_k`` nearest corpus neighbours (:mod:`embedkit.diagnostics.hubness_reduction`),
+    so corpus hubs are pushed down. Cosine only: the penalty is a cosine."""
+    q = opts.quality
+    if not q.csls:
+        return []
+    if opts.metric != "cosine":
+        raise ConfigError("CSLS re-ranking is defined on cosine similarity: use the cosine "
+                          "metric", param="metric")
+    res = evaluate_csls(sp.task, sp.corpus_x, sp.query_x, transform=transform, k=opts.k,
+                        k_penalty=q.csls_k, candidates=q.csls_candidates)["csls"]
+    keep = {key: res[key] for key in res if not key.startswith("result_")}
+    return [{**row, **keep, "row": f"{row['row']} + csls", "rerank": "csls"}]
 
 
 def quality_eval(
@@ -231,7 +257,8 @@ def quality_eval(
         base = {"task": spec.name, "split": sp.data.split, "pooling": pooling}
         raw = evaluate_retrieval(sp.task, sp.corpus_x, sp.query_x, metric=opts.metric,
                                  k=opts.k)
-        rows.append({**base, "row": f"{pooling}", "post": None, **raw})
+        row = {**base, "row": f"{pooling}", "post": None, **raw}
+        rows += [row, *_csls_rows(sp, opts, row, None)]
         rows += _post_rows(enc, sp, pooling, opts, base)
     return rows, data_record
 

@@ -11,6 +11,7 @@ import json
 import math
 import shlex
 
+import numpy as np
 import pytest
 
 from embedkit.cli import diagnose_cmd
@@ -144,3 +145,41 @@ def test_parser_without_main(tiny_model_dir, spec_file, tmp_path):
     assert diagnose_cmd.run(args) == 0
     rec = json.loads((tmp_path / "x.json").read_text(encoding="utf-8"))
     assert rec["command"] == "embedkit diagnose ..." and len(rec["rows"]) == 2
+
+
+def test_diagnose_an_encode_folder(main, tiny_model_dir, tmp_path, capsys):
+    """--embeddings DIR: the folder's vectors, its pooling, chains fitted on them; equal to
+    diagnosing the same vectors directly, and no model is loaded."""
+    pytest.importorskip("pyarrow")
+    from embedkit.diagnostics import profile
+    from embedkit.encoders import EncoderConfig
+    from embedkit.experiments.encode import EncodeSettings, run_encode
+    from embedkit.retrieval.shards import EncodeFolder
+    from tests.conftest import source_sentences
+
+    texts = list(dict.fromkeys(source_sentences()))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    folder = tmp_path / "emb"
+    run_encode(EncoderConfig(str(tiny_model_dir), pooling="cls", cache=False), corpus, folder,
+               EncodeSettings(shard_size=20, max_length=32))
+    out = tmp_path / "d.json"
+    argv = ["diagnose", "--model", str(tmp_path / "no-such-model"), "--embeddings",
+            str(folder), "--post", "pca:k=8", "--k", "5", "--pairs", "300", "--jl-dims", "8",
+            "--output", str(out)]
+    assert main(argv) == 0
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["row"] for r in rec["rows"]] == ["cls", "cls + pca:k=8"]
+    assert rec["model"]["name"] == str(tiny_model_dir)
+    assert rec["data"]["embeddings"]["rows_read"] == len(texts)
+    assert rec["settings"]["fit_on"] == "embeddings"
+    x = EncodeFolder.open(folder).sample(len(texts)).astype(np.float64)
+    ref = profile(x, k=5, n_pairs=300, jl_dims=(8,))
+    got = rec["rows"][0]["diagnostics"]
+    assert got["anisotropy"]["mean_cosine"] == pytest.approx(ref["anisotropy"]["mean_cosine"])
+    assert got["hubness"]["skewness"] == pytest.approx(ref["hubness"]["skewness"])
+    capsys.readouterr()
+    assert main(["diagnose", "--embeddings", str(folder), "--pooling", "cls"]) == 2
+    assert "--pooling: with --embeddings" in capsys.readouterr().err
+    assert main(["diagnose", "--embeddings", str(folder), "--retrieval"]) == 2
+    assert "encode folder has none" in capsys.readouterr().err

@@ -96,3 +96,39 @@ def test_run_index_eval_record(rx_encoder, rx_spec_file):
     assert "## Cost of approximate search" in md and f"of {rx_spec_file}:test;" in md
     with pytest.raises(ConfigError, match="nothing to evaluate"):
         run_index_eval(rx_encoder, IndexEvalOptions())
+
+
+def test_csls_rows_rerank_the_same_candidates(rx_encoder, rx_spec_file):
+    """--csls adds a re-ranked twin after the raw row and after each post row, equal to
+    CSLS computed directly: 2 cos(q, c) - r(c) over the plain search's candidates."""
+    from embedkit.diagnostics import corpus_hub_penalty
+    from embedkit.retrieval.metrics import retrieval_scores
+
+    opts = IndexEvalOptions(quality=QualityOptions(
+        tasks=(str(rx_spec_file),), posts=("pca:k=8",), csls=True, csls_k=3,
+        csls_candidates=1000))
+    rows, _ = quality_eval(rx_encoder, opts)
+    assert [r["row"] for r in rows] == ["cls", "cls + csls", "cls + pca:k=8",
+                                        "cls + pca:k=8 + csls"]
+    assert rows[1]["rerank"] == "csls" and rows[1]["k_penalty"] == 3
+    split = load_split(get_task(str(rx_spec_file)), "test")
+    task = pairs_to_retrieval(split.sentences1, split.sentences2, split.labels)
+    x = rx_encoder.encode(task.corpus, "cls", max_length=64).astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    pen = corpus_hub_penalty(x, k=3)
+    csls = 2 * x[task.query_ids] @ x.T - pen[None, :]
+    ranked = []
+    for q, own in enumerate(task.query_ids):
+        order = [int(i) for i in np.argsort(-csls[q], kind="stable")
+                 if i != own or i in task.relevant[q]]
+        ranked.append(order[:10])
+    ref = retrieval_scores(ranked, task.relevant, ks=(1, 5, 10))
+    for key in ("recall@1", "recall@10", "mrr@10"):
+        assert rows[1][key] == pytest.approx(ref[key], abs=1e-9)
+
+
+def test_csls_needs_cosine(rx_encoder, rx_spec_file):
+    opts = IndexEvalOptions(quality=QualityOptions(tasks=(str(rx_spec_file),), csls=True),
+                            metric="l2")
+    with pytest.raises(ConfigError, match="cosine"):
+        quality_eval(rx_encoder, opts)
