@@ -137,7 +137,7 @@ def run_whiten_embeddings(args, settings) -> int:
         raise ConfigError("give one of --fit-on WHAT or --embeddings DIR")
     if args.pooling is not None:
         raise ConfigError("with --embeddings the pooling comes from the encode folder's "
-                          "manifest: drop --pooling")
+                          "manifest: drop --pooling", param="pooling")
     res = run_whiten_shards(args.embeddings, args.out, settings, format=args.format,
                             command=args.command_line)
     d, k = res.whitening.kernel_.shape

@@ -19,6 +19,7 @@ from embedkit.cli.common import (
     positive_int,
     write_json,
 )
+from embedkit.cli.encode_cmd import add_embeddings_source, run_build_from_embeddings
 from embedkit.cli.parsing import parse_int_list, split_factories, split_list
 from embedkit.data.corpus import corpus_from_tasks, read_corpus
 from embedkit.encoders import EncoderConfig
@@ -83,6 +84,7 @@ def _add_build(isub) -> None:
                      help="UTF-8 text file, one text a line (blank lines skipped)")
     src.add_argument("--corpus-task", metavar="TASK[:SPLIT],...",
                      help="the unique sentences of these task splits, e.g. LCQMC:test,BQ:test")
+    add_embeddings_source(src, b)
     b.add_argument("--ids", metavar="FILE",
                    help="one id a line, aligned line by line with --corpus")
     b.add_argument("--factory", default="Flat",
@@ -160,6 +162,14 @@ def _add_eval_quality(e: argparse.ArgumentParser) -> None:
                    help="what --post is fitted on: task (every split), train, valid, test, FILE")
     e.add_argument("--fit-unique", action="store_true",
                    help="fit on unique sentences instead of every occurrence")
+    e.add_argument("--csls", action="store_true",
+                   help="also a CSLS-re-ranked row after each row (hubness reduction: "
+                        "2 cos(q, c) - r(c), r(c) the mean cosine of c to its corpus "
+                        "neighbours)")
+    e.add_argument("--csls-k", type=positive_int, default=10, metavar="K",
+                   help="corpus neighbours in the CSLS penalty r(c)")
+    e.add_argument("--csls-candidates", type=positive_int, default=100, metavar="N",
+                   help="top hits of the plain search re-ranked by CSLS")
 
 
 def _add_eval_cost(e: argparse.ArgumentParser) -> None:
@@ -225,6 +235,8 @@ def _locked(err: FolderLockedError) -> ConfigError:
 
 def run_build(args) -> int:
     check_output_dir(args.out, "out")
+    if args.embeddings is not None or args.on_disk:
+        return run_build_from_embeddings(args)
     if args.corpus is not None:
         texts, ids, info = read_corpus(args.corpus, args.ids)
     else:
@@ -309,7 +321,8 @@ def _eval_options(args: argparse.Namespace) -> index_eval.IndexEvalOptions:
     quality = index_eval.QualityOptions(
         tasks=tuple(split_list(args.tasks)), splits=tuple(split_list(args.split)),
         posts=tuple(args.post), both_directions=args.both_directions, threshold=args.threshold,
-        fit_on=args.fit_on, fit_unique=args.fit_unique)
+        fit_on=args.fit_on, fit_unique=args.fit_unique, csls=args.csls, csls_k=args.csls_k,
+        csls_candidates=args.csls_candidates)
     cost = index_eval.CostOptions(
         corpus_tasks=tuple(split_list(args.cost_corpus_tasks)),
         factories=tuple(dict.fromkeys(factories)) or index_eval.DEFAULT_FACTORIES,

@@ -1,4 +1,4 @@
-"""``embedkit report speed|simcse``: the reports in ``eval/`` that no other command makes."""
+"""``embedkit report speed|simcse|scale``: the reports in ``eval/`` that no other command makes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from embedkit.cli.common import positive_int
-from embedkit.cli.parsing import split_list
+from embedkit.cli.common import check_output_path, positive_int
+from embedkit.cli.parsing import parse_int_list, split_list
 from embedkit.experiments import simcse_report, speed
 from embedkit.experiments.simcse_report import SimCSEReportOptions, run_simcse_report
 from embedkit.experiments.speed import SpeedOptions, run_speed
@@ -16,7 +16,7 @@ from embedkit.provenance import machine_description
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write one of the reports in eval/ (speed, simcse)",
+    p = sub.add_parser("report", help="write one of the reports in eval/ (speed, simcse, scale)",
                        description="Write a report of eval/ and the JSON record beside it.")
     reports = p.add_subparsers(dest="report", metavar="REPORT")
     reports.required = True
@@ -44,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="only rewrite the Markdown from the JSON saved beside --out")
     s.set_defaults(func=run_speed_cmd)
     _add_simcse(reports)
+    _add_scale(reports)
 
 
 def _add_simcse(reports: argparse._SubParsersAction) -> None:
@@ -64,6 +65,65 @@ def _add_simcse(reports: argparse._SubParsersAction) -> None:
                    help="task whose train split trains the supervised runs ('' to skip)")
     s.add_argument("--out", default="eval/simcse-m3e-small.md")
     s.set_defaults(func=run_simcse_cmd)
+
+
+def _add_scale(reports: argparse._SubParsersAction) -> None:
+    s = reports.add_parser(
+        "scale", help="encoding throughput (local, Ray), streaming whitening, IVF from shards",
+        description="Encode the unique STS test sentences with the local engine and on Ray, "
+                    "fit a streaming whitening on synthetic vectors, build an IVF index from "
+                    "shards and in one piece, and project the cost of 100 million sentences "
+                    "(each phase in a fresh process, its peak memory its own). Example: "
+                    "embedkit report scale --data-dir ../shared/data --out eval/scale.md",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--model", default="m3e-small")
+    s.add_argument("--data-dir")
+    s.add_argument("--out", default="eval/scale.md")
+    s.add_argument("--sentences", type=positive_int,
+                   help="encode only the first N sentences (None: all)")
+    s.add_argument("--ray-workers", default="1,2",
+                   help="Ray worker counts, comma-separated ('' to skip Ray)")
+    s.add_argument("--shard-size", type=positive_int, default=10000)
+    s.add_argument("--max-length", type=positive_int, default=64)
+    s.add_argument("--whiten-rows", type=positive_int, default=1_000_000)
+    s.add_argument("--whiten-dim", type=positive_int, default=512)
+    s.add_argument("--ivf-rows", type=positive_int, default=1_000_000)
+    s.add_argument("--ivf-dim", type=positive_int, default=512)
+    s.add_argument("--factory", default="IVF1024,Flat", help="FAISS factory of the IVF part")
+    s.add_argument("--queries", type=positive_int, default=1000,
+                   help="queries comparing the two IVF indexes")
+    s.add_argument("--nprobe", type=positive_int, default=16)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--work-dir", help="where the working files go (default: a temporary folder)")
+    s.set_defaults(func=run_scale_cmd)
+
+
+def run_scale_cmd(args: argparse.Namespace) -> int:
+    from embedkit.experiments.scale import run_scale
+
+    check_output_path(args.out, "out")
+    rec = run_scale(args.out, model=args.model, data_dir=args.data_dir,
+                    sentences=args.sentences,
+                    ray_workers=tuple(parse_int_list(args.ray_workers, "--ray-workers")),
+                    shard_size=args.shard_size, max_length=args.max_length,
+                    whiten_rows=args.whiten_rows, whiten_dim=args.whiten_dim,
+                    ivf_rows=args.ivf_rows, ivf_dim=args.ivf_dim, factory=args.factory,
+                    queries=args.queries, nprobe=args.nprobe, seed=args.seed,
+                    work_dir=args.work_dir, command=args.command_line)
+    for r in rec["encode"]["runs"]:
+        print(f"encode {r['engine']} x{r['workers']}: {r['rows']} rows in {r['seconds']} s "
+              f"({r['encode_rows_per_s']} rows/s encoding), peak {r['peak_mb']} MB")
+    for e in rec["encode"]["ray_start"]:
+        if "error" in e:
+            print(f"ray: {e['error']}")
+    w, v = rec["whiten"], rec["ivf"]
+    print(f"whiten {w['rows']} x {w['dim']}: fit {w['fit_seconds']} s, peak {w['peak_mb']} MB")
+    builds = ", ".join(f"{b['how']} {b['seconds']} s / {b['peak_mb']} MB" for b in v["builds"])
+    print(f"{v['factory']} over {v['rows']} x {v['dim']}: {builds}; recall@10 between "
+          f"{v['recall_at_10_between']}")
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')} "
+          f"({rec['seconds']} s in all)")
+    return 0
 
 
 def _write(out: Path, record: dict, md: str) -> None:

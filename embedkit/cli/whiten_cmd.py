@@ -12,6 +12,7 @@ from embedkit.cli.common import (
     data_options,
     encoder_config,
 )
+from embedkit.cli.encode_cmd import add_whiten_embeddings, run_whiten_embeddings
 from embedkit.cli.parsing import parse_k
 from embedkit.errors import ConfigError
 from embedkit.experiments.whiten import WhitenSettings, export_format, run_whiten
@@ -20,7 +21,8 @@ from embedkit.experiments.whiten import WhitenSettings, export_format, run_white
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "whiten", help="fit a whitening map and export it",
-        description="Encode the --fit-on sentences, fit generalised BERT-whitening "
+        description="Encode the --fit-on sentences (or read the vectors of an encode folder, "
+                    "--embeddings DIR), fit generalised BERT-whitening "
                     "x~ = (x - beta*mu) U Lambda^(-gamma/2), first k dimensions, and write it "
                     "as safetensors/npz (for bench --post file:PATH), a sentence-transformers "
                     "model folder or a FAISS LinearTransform.",
@@ -29,10 +31,11 @@ def add_parser(sub) -> None:
     p.add_argument("--pooling", metavar="P",
                    help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
                         "layers-avg:I,J (default: the model's own)")
-    p.add_argument("--fit-on", required=True, metavar="WHAT",
+    p.add_argument("--fit-on", metavar="WHAT",
                    help="TASK (every split, both sentences of every pair: the published "
                         "protocol), TASK:SPLIT, several comma-separated, or a FILE with one "
-                        "sentence a line")
+                        "sentence a line (or --embeddings DIR)")
+    add_whiten_embeddings(p)
     p.add_argument("--fit-unique", action="store_true",
                    help="fit on unique sentences instead of every occurrence")
     p.add_argument("--beta", type=float, default=1.0, help="centring weight")
@@ -62,6 +65,8 @@ def run(args) -> int:
     settings = WhitenSettings(beta=args.beta, gamma=args.gamma, k=parse_k(args.k),
                               fit_unique=args.fit_unique, max_length=args.max_length,
                               normalize=args.normalize)
+    if args.embeddings is not None or args.fit_on is None:
+        return run_whiten_embeddings(args, settings)
     result = run_whiten(encoder_config(args), args.fit_on, args.out, settings,
                         pooling=args.pooling, format=args.format, data=data_options(args),
                         command=args.command_line)

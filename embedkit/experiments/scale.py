@@ -220,11 +220,12 @@ def _encode_part(work: Path, model: str, data_dir: str | None, sentences: int | 
     corpus.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n", encoding="utf-8")
     runs = [_isolated(_encode_phase, model, str(corpus), str(work / "enc-local"), "local", 1,
                       shard_size, max_length)]
-    starts = []
+    starts: list[dict[str, Any]] = []
     try:
-        from embedkit.experiments.encode_ray import import_ray
+        if ray_workers:  # none asked for: Ray is neither imported nor started
+            from embedkit.experiments.encode_ray import import_ray
 
-        import_ray()
+            import_ray()
         for n in ray_workers:
             starts.append(_isolated(_ray_start_phase, n))
             runs.append(_isolated(_encode_phase, model, str(corpus), str(work / f"enc-ray{n}"),
@@ -262,7 +263,8 @@ def run_scale(out: str | os.PathLike = "eval/scale.md", *, model: str = "m3e-sma
               work_dir: str | os.PathLike | None = None,
               command: str | None = None) -> dict[str, Any]:
     """Run every part, write ``out`` (Markdown) and ``out`` with ``.json``; the record.
-    Working files (shards, indexes) go to ``work_dir`` (default: a temporary folder)."""
+    Working files (shards, indexes) go to ``work_dir`` (default: a temporary folder).
+    ``ray_workers=()`` skips Ray (the encoding part runs the local engine only)."""
     from embedkit.experiments.record import run_record
 
     with tempfile.TemporaryDirectory(prefix="embedkit-scale-", dir=work_dir) as tmp:
@@ -316,6 +318,8 @@ def _encode_md(rec: dict[str, Any]) -> list[str]:
         out += ["", "Ray start-up alone (`ray.init(num_cpus=workers+1)`):", "",
                 text_table(["workers", "init s", "init + shutdown s"], starts, markdown=True)]
     out += [f"- {s['error']}" for s in enc["ray_start"] if "error" in s]
+    if not rec["settings"]["ray_workers"]:
+        out += ["", "Ray: not run (no Ray workers asked for)."]
     return out
 
 

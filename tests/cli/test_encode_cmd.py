@@ -1,0 +1,265 @@
+"""``embedkit encode`` and the commands that read its folders, on the command line: shards and
+manifest, a rerun of a finished folder, ``index build --embeddings`` (Flat equal to an index
+built from text; IVF with the lists on disk), ``whiten --embeddings`` (equal to a fit in
+memory), one-line errors, and ``report scale`` at tiny sizes."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedkit.cli.main import main
+from embedkit.experiments import encode as encode_mod
+from embedkit.postprocess import RankDeficientWarning, Whitening, load_transform
+from embedkit.retrieval.shards import IVFDATA_FILE, EncodeFolder
+from tests.conftest import source_lines, source_sentences
+
+pytest.importorskip("pyarrow")
+pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
+
+N_QUERIES = 6
+
+
+def corpus_texts() -> list[str]:
+    base = list(dict.fromkeys(source_sentences()))
+    return base + [s[::-1] for s in base]
+
+
+@pytest.fixture(scope="session")
+def spread_model_dir(make_tiny_bert) -> Path:
+    """A tiny BERT whose [CLS] vectors differ enough between texts that hit orders are stable
+    (with the default initializer_range 0.02 nearly every cosine is 0.99999)."""
+    return make_tiny_bert("encode-bert", source_sentences(), initializer_range=0.5)
+
+
+@pytest.fixture(autouse=True)
+def _flush_every_shard(monkeypatch):
+    monkeypatch.setattr(encode_mod, "FLUSH_SECONDS", 0.0)
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(corpus_texts()) + "\n", encoding="utf-8")
+    return path
+
+
+def encode_argv(model, corpus, out, *extra) -> list[str]:
+    return ["encode", "--model", str(model), "--pooling", "cls", "--corpus", str(corpus),
+            "--out", str(out), "--shard-size", "50", "--max-length", "32", "--no-cache",
+            *map(str, extra)]
+
+
+@pytest.fixture
+def encoded(tmp_path, spread_model_dir, corpus, capsys) -> Path:
+    out = tmp_path / "emb"
+    assert main(encode_argv(spread_model_dir, corpus, out)) == 0
+    capsys.readouterr()
+    return out
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("embedkit: error: ")
+    return err[0]
+
+
+def search_hits(index, queries_file, capsys, *extra) -> list[list[str]]:
+    """The hit texts of each query, in order."""
+    capsys.readouterr()
+    assert main(["index", "search", "--index", str(index), "--queries", str(queries_file),
+                 "-k", "5", "--no-cache", *map(str, extra)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    return [[h["text"] for h in json.loads(line)["hits"]] for line in lines]
+
+
+@pytest.fixture
+def queries_file(tmp_path) -> Path:
+    path = tmp_path / "queries.txt"
+    path.write_text("\n".join(corpus_texts()[:N_QUERIES]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_encode_writes_shards_and_a_rerun_is_a_no_op(tmp_path, spread_model_dir, corpus,
+                                                     capsys):
+    out = tmp_path / "emb"
+    n = len(corpus_texts())
+    assert main(encode_argv(spread_model_dir, corpus, out)) == 0
+    cap = capsys.readouterr()
+    assert cap.out.startswith(f"wrote {out}: {n} rows in 3 shards (3 encoded this run")
+    assert "cls, max length 32, d=32" in cap.out
+    assert f"embedkit index build --embeddings {out}" in cap.err
+    man = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert man["complete"] and man["total_rows"] == n and man["dim"] == 32
+    assert [e["rows"] for e in man["shards"]] == [50, 50, n - 100]
+    assert all((out / e["file"]).is_file() for e in man["shards"])
+    assert man["recipe"]["pooling"] == "cls" and man["recipe"]["max_length"] == 32
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.parquet")}
+    assert main(encode_argv(spread_model_dir, corpus, out)) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{out}: already complete ({n} rows in 3 shards); nothing to do")
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.parquet")} == before
+
+
+def test_index_from_embeddings_equals_index_from_text(tmp_path, spread_model_dir, corpus,
+                                                      encoded,
+                                                      queries_file, capsys):
+    a, b = tmp_path / "from-shards", tmp_path / "from-text"
+    assert main(["index", "build", "--embeddings", str(encoded), "--out", str(a)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"indexed {len(corpus_texts())} texts from {encoded} into {a}: Flat")
+    assert main(["index", "build", "--model", str(spread_model_dir), "--pooling", "cls",
+                 "--corpus", str(corpus), "--max-length", "32", "--no-cache", "--out",
+                 str(b)]) == 0
+    hits_a = search_hits(a, queries_file, capsys)
+    hits_b = search_hits(b, queries_file, capsys)
+    texts = set(corpus_texts())
+    assert len(hits_a) == N_QUERIES and all(len(h) == 5 and set(h) <= texts for h in hits_a)
+    assert [h[0] for h in hits_a] == corpus_texts()[:N_QUERIES]
+    assert hits_a == hits_b
+    capsys.readouterr()
+    query = corpus_texts()[2]
+    assert main(["index", "search", "--index", str(a), "--query", query, "-k", "3",
+                 "--no-cache"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["query"] == query and res["hits"][0]["text"] == query
+    assert res["hits"][0]["user_id"] == "2"  # the shards' ids: row numbers
+
+
+def test_ivf_on_disk_round_trip(tmp_path, encoded, queries_file, capsys):
+    flat, disk = tmp_path / "flat", tmp_path / "disk"
+    assert main(["index", "build", "--embeddings", str(encoded), "--out", str(flat)]) == 0
+    assert main(["index", "build", "--embeddings", str(encoded), "--factory", "IVF4,Flat",
+                 "--on-disk", "--seed", "1", "--out", str(disk)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split("; ")[0].endswith(
+        "IVF4,Flat, cosine, 32 -> 32 dims, lists on disk")
+    assert (disk / IVFDATA_FILE).is_file()
+    assert json.loads((disk / "index.json").read_text(encoding="utf-8"))["on_disk"] is True
+    hits = search_hits(disk, queries_file, capsys, "--nprobe", "4")  # every list: exact
+    assert [h[0] for h in hits] == corpus_texts()[:N_QUERIES]
+    assert hits == search_hits(flat, queries_file, capsys)
+
+
+def test_whiten_from_embeddings_equals_fit_in_memory(tmp_path, encoded, capsys):
+    out = tmp_path / "w.safetensors"
+    assert main(["whiten", "--embeddings", str(encoded), "--out", str(out)]) == 0
+    n = len(corpus_texts())
+    assert capsys.readouterr().out.strip().endswith(
+        f"max length 32; fitted on {n} vectors of {encoded}")
+    x = np.concatenate([v for _, _, v in EncodeFolder.open(encoded).shards(texts=False)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RankDeficientWarning)
+        whole = Whitening().fit(x.astype(np.float64))
+    t = load_transform(out)
+    assert t.metadata["pooling"] == "cls" and t.metadata["max_length"] == 32
+    assert t.metadata["n_samples"] == n
+    assert t.kernel.shape == whole.kernel_.shape == (32, 32)
+    np.testing.assert_allclose(t.kernel, whole.kernel_.astype(np.float32), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(t.bias, whole.bias_.astype(np.float32), rtol=1e-6, atol=1e-6)
+
+
+def test_whiten_from_embeddings_k_and_format(tmp_path, encoded, capsys):
+    out = tmp_path / "w.npz"
+    assert main(["whiten", "--embeddings", str(encoded), "--k", "8", "--fit-unique",
+                 "--out", str(out)]) == 0
+    assert "d=32 -> k=8" in capsys.readouterr().out
+    assert load_transform(out).kernel.shape == (32, 8)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["index", "build", "--corpus", "{corpus}", "--on-disk", "--out", "{tmp}/i"],
+     "--on-disk goes with --embeddings DIR"),
+    (["index", "build", "--embeddings", "{emb}", "--pooling", "cls", "--out", "{tmp}/i"],
+     "with --embeddings the pooling and post-processor come from"),
+    (["index", "build", "--embeddings", "{emb}", "--post", "norm", "--out", "{tmp}/i"],
+     "drop --pooling, --post and --ids"),
+    (["index", "build", "--embeddings", "{tmp}/nothing", "--out", "{tmp}/i"],
+     "--embeddings: {tmp}/nothing/manifest.json: missing"),
+    (["index", "build", "--embeddings", "{emb}", "--corpus", "{corpus}", "--out", "{tmp}/i"],
+     "argument --corpus: not allowed with argument --embeddings"),
+    (["index", "build", "--out", "{tmp}/i"],
+     "one of the arguments --corpus --corpus-task --embeddings is required"),
+    (["whiten", "--out", "{tmp}/w.safetensors"],
+     "give one of --fit-on WHAT or --embeddings DIR"),
+    (["whiten", "--fit-on", "{corpus}", "--embeddings", "{emb}", "--out", "{tmp}/w.npz"],
+     "give one of --fit-on WHAT or --embeddings DIR"),
+    (["whiten", "--embeddings", "{emb}", "--pooling", "cls", "--out", "{tmp}/w.npz"],
+     "--pooling: with --embeddings the pooling comes from"),
+    (["whiten", "--embeddings", "{emb}", "--max-length", "64", "--out", "{tmp}/w.npz"],
+     "--max-length: the vectors were encoded with max_length=32"),
+    (["whiten", "--embeddings", "{emb}", "--format", "sentence-transformers", "--out",
+      "{tmp}/st"], "--format: whitening from embeddings exports"),
+    (["report", "scale", "--ray-workers", "x", "--out", "{tmp}/s.md"],
+     "--ray-workers: 'x' is not an integer"),
+])
+def test_bad_input_is_one_line(tmp_path, encoded, corpus, capsys, argv, message):
+    fill = {"tmp": str(tmp_path), "emb": str(encoded), "corpus": str(corpus)}
+    argv = [a.format(**fill) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse
+        code = exit_.code
+    assert code == 2
+    assert message.format(**fill) in one_error_line(capsys)
+    assert not (tmp_path / "i").exists() and not list(tmp_path.glob("w.*"))
+
+
+def test_encode_refuses_a_folder_of_other_settings(tmp_path, spread_model_dir, corpus, encoded,
+                                                   capsys):
+    assert main(encode_argv(spread_model_dir, corpus, encoded, "--shard-size", "20")) == 2
+    assert "--overwrite" in one_error_line(capsys)
+    assert main(encode_argv(spread_model_dir, corpus, encoded, "--shard-size", "20",
+                            "--overwrite")) == 0
+    man = json.loads((encoded / "manifest.json").read_text(encoding="utf-8"))
+    assert man["shard_size"] == 20 and len(man["shards"]) == 7
+
+
+# -- report scale ----------------------------------------------------------------------------
+
+def fake_sts_data(folder: Path) -> Path:
+    """The five STS test splits the scale report reads, a few real pairs each."""
+    lines = source_lines()
+    for i, task in enumerate(("ATEC", "BQ", "LCQMC", "PAWSX", "STS-B")):
+        rows = lines[8 * i:8 * i + 8]
+        if task != "STS-B":  # binary sets
+            rows = ["\t".join([*r.split("\t")[:2], str(int(int(r.split("\t")[2]) >= 3))])
+                    for r in rows]
+        (folder / task).mkdir(parents=True)
+        (folder / task / f"{task}.test.data").write_text("\n".join(rows) + "\n",
+                                                         encoding="utf-8")
+    return folder
+
+
+def test_report_scale_tiny(tmp_path, spread_model_dir, capsys):
+    data = fake_sts_data(tmp_path / "data")
+    out, work = tmp_path / "eval" / "scale.md", tmp_path / "work"
+    work.mkdir()
+    argv = ["report", "scale", "--model", str(spread_model_dir), "--data-dir", str(data),
+            "--out", str(out), "--sentences", "60", "--ray-workers", "", "--shard-size", "25",
+            "--max-length", "32", "--whiten-rows", "3000", "--whiten-dim", "16",
+            "--ivf-rows", "800", "--ivf-dim", "16", "--factory", "IVF4,Flat", "--queries", "20",
+            "--nprobe", "4", "--work-dir", str(work)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "encode local x1: 60 rows" in printed and "whiten 3000 x 16: fit" in printed
+    assert "recall@10 between 1.0" in printed and f"wrote {out} and" in printed
+    md = out.read_text(encoding="utf-8")
+    for heading in ("# Scale report", "## 1. Encoding 60 unique STS test sentences",
+                    "## 2. Streaming whitening fit: 3,000 x 16 synthetic vectors",
+                    "## 3. IVF4,Flat over 800 x 16 synthetic vectors",
+                    "## 4. Projection: 100 million sentences"):
+        assert heading in md.splitlines(), heading
+    assert "Ray: not run" in md and "embedkit report scale" in md
+    rec = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert [r["engine"] for r in rec["encode"]["runs"]] == ["local"]
+    assert rec["encode"]["runs"][0]["rows"] == 60 and rec["encode"]["ray_start"] == []
+    assert rec["whiten"]["rows"] == 3000 and rec["ivf"]["rows"] == 800
+    assert [b["ntotal"] for b in rec["ivf"]["builds"]] == [800, 800]
+    assert rec["ivf"]["recall_at_10_between"] == 1.0  # nprobe = nlist: both exact
+    assert rec["settings"]["ray_workers"] == [] and rec["projection"]["ray_efficiency"] == 1.0
+    assert list(work.iterdir()) == []  # the working files are gone
