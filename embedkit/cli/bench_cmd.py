@@ -5,19 +5,24 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 from embedkit.cli.common import (
     add_data_options,
     add_model_options,
     add_poolings_and_tasks,
+    check_output_dir,
     check_output_path,
     data_options,
     encoder_config,
     write_json,
 )
 from embedkit.cli.parsing import split_list, split_poolings
+from embedkit.encoders import as_encoder
 from embedkit.evaluation import UndefinedScoreWarning, undefined_message
 from embedkit.experiments.bench import PostOptions, run_bench
+from embedkit.experiments.mteb_results import write_mteb_results
+from embedkit.experiments.predictions import FORMATS, bench_predictions
 from embedkit.experiments.report import format_table, markdown_report
 from embedkit.io.atomic import atomic_write_text
 
@@ -49,6 +54,18 @@ def add_parser(sub) -> None:
     p.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
     p.add_argument("--markdown", nargs="?", const="-", metavar="FILE.md",
                    help="print a Markdown report instead of the table (or write it to FILE.md)")
+    p.add_argument("--mteb-results", metavar="DIR",
+                   help="also write every row x task as mteb TaskResult files under DIR "
+                        "(mteb's layout: DIR/<org>__<model>/<revision>/experiments/<x>/"
+                        "<Task>.json; read them with mteb or 'embedkit compare DIR')")
+    p.add_argument("--predictions", metavar="DIR",
+                   help="also write every pair with its gold label and cosine, per row, task "
+                        "and split, under DIR (DIR/<row>/<task>/<split>.parquet or .jsonl, and "
+                        "DIR/predictions.json); the vectors come from the cache (with "
+                        "--no-cache they are encoded again)")
+    p.add_argument("--predictions-format", choices=FORMATS, default="auto",
+                   help="predictions files: auto (Parquet when pyarrow is installed, else JSON "
+                        "lines), jsonl or parquet (default: auto)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal)")
     p.set_defaults(func=run)
@@ -57,11 +74,15 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     check_output_path(args.output, "output", stdout_ok=True)
     check_output_path(args.markdown, "markdown", stdout_ok=True)
+    check_output_dir(args.mteb_results, "mteb_results")
+    check_output_dir(args.predictions, "predictions")
+    # --predictions encodes again through the same encoder (its cache answers): build it once
+    encoder = as_encoder(encoder_config(args)) if args.predictions else encoder_config(args)
     with warnings.catch_warnings():
         # said once per task and split below, from the record
         warnings.simplefilter("ignore", UndefinedScoreWarning)
         record = run_bench(
-            encoder_config(args), split_poolings(args.pooling), args.tasks,
+            encoder, split_poolings(args.pooling), args.tasks,
             split_list(args.splits) or None, protocol=args.protocol,
             max_length=args.max_length, data=data_options(args),
             post=PostOptions(tuple(args.post), args.fit_on, args.fit_unique, args.force),
@@ -77,6 +98,7 @@ def run(args) -> int:
               "include it are undefined (shown as -)", file=sys.stderr)
     if args.output:
         write_json(args.output, record)
+    _write_extras(args, record, encoder)
     if args.markdown and args.markdown != "-":
         atomic_write_text(args.markdown, markdown_report(record))
     if args.markdown == "-":
@@ -90,3 +112,18 @@ def run(args) -> int:
               f"{t['encoded']} encoded in {t['seconds_encoding']:.1f} s; "
               f"total {t['seconds_total']:.1f} s]")
     return 0
+
+
+def _write_extras(args, record: dict, encoder) -> None:
+    """``--mteb-results`` and ``--predictions``, each announced on one stderr line."""
+    if args.mteb_results:
+        paths = write_mteb_results(record, args.mteb_results)
+        folders = len({p.parent for p in paths})
+        print(f"embedkit: mteb results: {len(paths)} task files in {folders} experiment "
+              f"folders under {args.mteb_results}", file=sys.stderr)
+    if args.predictions:
+        summary = bench_predictions(args.predictions, encoder, record, data=data_options(args),
+                                    fmt=args.predictions_format)
+        n = sum(len(by_split) for rows in summary["rows"].values() for by_split in rows.values())
+        print(f"embedkit: predictions: {n} files under {args.predictions} (index: "
+              f"{Path(args.predictions) / 'predictions.json'})", file=sys.stderr)

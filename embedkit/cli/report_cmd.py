@@ -16,7 +16,7 @@ from embedkit.provenance import machine_description
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write one of the reports in eval/ (speed, simcse, scale)",
+    p = sub.add_parser("report", help="write one of the reports in eval/ (speed, simcse, scale, compare)",
                        description="Write a report of eval/ and the JSON record beside it.")
     reports = p.add_subparsers(dest="report", metavar="REPORT")
     reports.required = True
@@ -45,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run_speed_cmd)
     _add_simcse(reports)
     _add_scale(reports)
+    _add_compare(reports)
 
 
 def _add_simcse(reports: argparse._SubParsersAction) -> None:
@@ -153,4 +154,91 @@ def run_speed_cmd(args: argparse.Namespace) -> int:
                             args.spearman_pairs, args.data_dir)
         record = run_speed(opts, command=args.command_line)
     _write(out, record, speed.render(record))
+    return 0
+
+
+def _add_compare(reports: argparse._SubParsersAction) -> None:
+    from embedkit.experiments.compare_report import DEFAULT_RECORDS, CompareReportOptions
+
+    d = CompareReportOptions()
+    s = reports.add_parser(
+        "compare", help="the records of eval/ side by side; one model by embedkit and by mteb",
+        description="Score the model with the cmteb protocol by embedkit bench and by mteb's own "
+                    "evaluator on the same local files (mteb result folders under --work-dir), "
+                    "compare both with the records that exist, and write the Markdown page, an "
+                    "HTML page beside it, the JSON record and, when chromium is on the PATH, a "
+                    "screenshot of the HTML. Needs mteb (pip install 'embedkit[mteb]'). "
+                    "Example: embedkit report compare --model m3e-small --data-dir "
+                    "../shared/data --out eval/compare.md",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--model", default=d.model)
+    s.add_argument("--pooling", help="pooling scored by both evaluators (default: the model's)")
+    s.add_argument("--data-dir")
+    s.add_argument("--out", default="eval/compare.md")
+    s.add_argument("--records", default=",".join(DEFAULT_RECORDS),
+                   help="records to compare, comma-separated (missing ones are left out)")
+    s.add_argument("--tasks", default=",".join(d.tasks))
+    s.add_argument("--work-dir", help="where the two mteb result folders go "
+                                      "(default: compare-mteb beside --out)")
+    s.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    s.add_argument("--screenshot", action=argparse.BooleanOptionalAction, default=True,
+                   help="screenshot the HTML page with headless chromium (when installed)")
+    s.set_defaults(func=run_compare_cmd)
+
+
+def chromium_screenshot(html: Path, png: Path) -> bool:
+    """A PNG of ``html`` by headless chromium (``chromium`` or ``chromium-browser`` on the
+    PATH); False when there is none or it fails."""
+    import logging
+    import shutil
+    import subprocess
+
+    log = logging.getLogger("embedkit.cli.report")
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        log.info("no chromium on the PATH: no screenshot")
+        return False
+    png.unlink(missing_ok=True)
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={png}",
+           "--window-size=1400,1000", html.resolve().as_uri()]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.warning("chromium failed (%s): no screenshot", e)
+        return False
+    if done.returncode != 0 or not png.is_file():
+        tail = (done.stderr or "").strip().splitlines()[-1:]
+        log.warning("chromium exited with %d%s: no screenshot", done.returncode,
+                    f" ({tail[0]})" if tail else "")
+        return False
+    return True
+
+
+def run_compare_cmd(args: argparse.Namespace) -> int:
+    try:
+        from embedkit.integrations.mteb import evaluate_encoder
+    except ImportError as e:
+        from embedkit.errors import ConfigError
+
+        raise ConfigError(str(e)) from None
+    from embedkit.experiments.compare_report import CompareReportOptions, run_compare_report
+
+    check_output_path(args.out, "out")
+    opts = CompareReportOptions(model=args.model, data_dir=args.data_dir,
+                                records=tuple(split_list(args.records)),
+                                tasks=tuple(split_list(args.tasks)), pooling=args.pooling,
+                                work_dir=args.work_dir, batch_size=args.batch_size)
+    rec = run_compare_report(args.out, opts, mteb_evaluate=evaluate_encoder,
+                             screenshot=chromium_screenshot if args.screenshot else None,
+                             command=args.command_line)
+    s = rec["settings"]
+    print(f"{rec['model']['name']} · {s['pooling']}, cmteb protocol: embedkit bench vs mteb "
+          "evaluate (Spearman x 100)")
+    for r in rec["agreement"]:
+        print(f"  {r['task']:<8} {100 * r['embedkit_bench']:8.4f} {100 * r['mteb_evaluate']:8.4f}"
+              f"  {r['difference']:+.4f}")
+    print(f"{len(rec['entries'])} models x {len(rec['compared_tasks'])} tasks compared; "
+          f"{len(rec['flagged'])} cells flagged")
+    files = [v for v in rec["files"].values() if v]
+    print(f"wrote {', '.join(files)}; mteb folders under {Path(s['folders']['mteb_evaluate']).parent}")
     return 0

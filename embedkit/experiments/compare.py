@@ -181,18 +181,72 @@ def _sweep_entries(path: str, rec: Mapping[str, Any], metric: str, split: str) -
     return list(entries.values())
 
 
+#: the SimCSE report's whitening rows when its record does not name them (records before
+#: ``settings.whiten``)
+SIMCSE_WHITEN = ("whiten:beta=1,gamma=1,k=all", "whiten:beta=1,gamma=1,k=256")
+
+
+def is_simcse_report(rec: Mapping[str, Any]) -> bool:
+    """A SimCSE report's record: kind ``simcse-report``, or (records written before it had a
+    kind) no kind and an ``unsupervised`` list.
+
+    >>> is_simcse_report({"kind": "simcse-report"}), is_simcse_report({"unsupervised": []})
+    (True, True)
+    """
+    return rec.get("kind") == "simcse-report" or (
+        rec.get("kind") is None and isinstance(rec.get("unsupervised"), list))
+
+
+def _simcse_entries(path: str, rec: Mapping[str, Any], metric: str, split: str) -> list[Entry]:
+    """A SimCSE report (Spearman on the test split, whitening protocol): per unsupervised row
+    the base model raw, whitened (two chains, fitted on the task) and after SimCSE on the task;
+    each supervised run on its task. The report keeps no checksum of the test files: its cells'
+    data is unknown, so they are flagged against a column that has one."""
+    if metric != "spearman" or split != "test":
+        return []  # the report scores Spearman on test only
+    settings = rec.get("settings") or {}
+    model = (rec.get("model") or {}).get("name", "?")
+    base = mteb_model_name(rec.get("model") or {})[0]
+    pooling = str(settings.get("pooling") or rec.get("pooling") or "?")
+    whiten = tuple(settings.get("whiten") or SIMCSE_WHITEN)
+    entries: dict[str, Entry] = {}
+
+    def add(label: str, task: str, score: Any, **cfg: Any) -> None:
+        if not isinstance(score, (int, float)):
+            return
+        entry = entries.setdefault(label, Entry(label, path, "simcse", model=base))
+        cfg = {"split": split, "pooling": pooling, **{k: v for k, v in cfg.items() if v}}
+        entry.cells[task] = Cell(float(score), "whitening", None, cfg, "embedkit", path)
+
+    for r in rec.get("unsupervised") or ():
+        task = str(r.get("task"))
+        add(f"{model} · {pooling}", task, r.get("raw"))
+        for key, chain in zip(("whiten", "whiten256"), whiten, strict=False):
+            add(f"{model} · {pooling} + {chain}", task, r.get(key), post=chain, fit_on="task")
+        add(f"{model} · {pooling} + SimCSE (unsupervised, on the task)", task, r.get("simcse"),
+            trained=r.get("out_dir"))
+    for r in rec.get("supervised") or ():
+        task = str(r.get("task"))
+        add(f"{model} · {pooling} + SimCSE {r.get('run')} ({task} train)", task,
+            r.get("simcse"), trained=r.get("out_dir"))
+    return list(entries.values())
+
+
 def record_entries(path: str, rec: Mapping[str, Any], metric: str = "spearman",
                    split: str = "test") -> list[Entry]:
     """The entries of an embedkit record (bench: one per row; sweep: raw, classic and best
-    whitening per pooling); other kinds are a :class:`ConfigError`."""
+    whitening per pooling; SimCSE report: see :func:`_simcse_entries`); other kinds are a
+    :class:`ConfigError`."""
     kind = rec.get("kind") if isinstance(rec, Mapping) else None
     if kind == "bench":
         entries = _bench_entries(path, rec, metric, split)
     elif kind == "sweep":
         entries = _sweep_entries(path, rec, metric, split)
+    elif isinstance(rec, Mapping) and is_simcse_report(rec):
+        entries = _simcse_entries(path, rec, metric, split)
     else:
-        raise ConfigError(f"{path}: a {kind or 'JSON'} record; compare reads bench and sweep "
-                          "records and mteb result folders", param="inputs")
+        raise ConfigError(f"{path}: a {kind or 'JSON'} record; compare reads bench, sweep and "
+                          "SimCSE report records and mteb result folders", param="inputs")
     plots = [p for p in rec.get("plots") or () if isinstance(p, str)]
     if entries:
         entries[0].plots = plots

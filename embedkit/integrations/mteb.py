@@ -88,8 +88,8 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError("embedkit.integrations.mteb needs mteb 2.x: "
                       "pip install 'embedkit[mteb]'") from exc
 
-__all__ = ["FixedPost", "MtebEncoder", "evaluate_local", "fixed_post", "local_task",
-           "map_sha256"]
+__all__ = ["FixedPost", "MtebEncoder", "evaluate_encoder", "evaluate_local", "fixed_post",
+           "local_task", "map_sha256"]
 
 
 def map_sha256(amap: AffineMap) -> str:
@@ -302,3 +302,17 @@ def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec], *,
                 "data": {s: {"source": d.source, "sha256": d.sha256, "n_pairs": d.n_pairs}
                          for s, d in data.items()}})
     return result
+
+
+def evaluate_encoder(encoder: SentenceEncoder | EncoderConfig | str,
+                     tasks: Sequence[str | TaskSpec], *, pooling: str | None = None,
+                     max_length: int | None = None, post: Any = None,
+                     data_dir: str | os.PathLike | None = None,
+                     cache_path: str | os.PathLike | None = None, **kwargs: Any) -> Any:
+    """:func:`evaluate_local` for a plain embedkit encoder: wrapped in :class:`MtebEncoder`
+    (``pooling`` default the encoder's, ``max_length`` the model's own, as C-MTEB's protocol;
+    ``post`` a fitted map), then scored by mteb on the tasks' local data. ``kwargs`` go to
+    :func:`evaluate_local` (``splits``, ``source``, ``mteb_names``) and on to ``mteb.evaluate``.
+    The compare report (:mod:`embedkit.experiments.compare_report`) is handed this function."""
+    model = MtebEncoder(encoder, post, pooling=pooling, max_length=max_length)
+    return evaluate_local(model, tasks, data_dir=data_dir, cache_path=cache_path, **kwargs)

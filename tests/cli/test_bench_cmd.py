@@ -153,3 +153,85 @@ def test_default_pooling_is_the_models(tiny_model_dir, spec_file, tmp_path, caps
     assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
                  "--output", str(out)]) == 0
     assert json.loads(out.read_text())["settings"]["poolings"] == ["cls"]
+
+
+# -- --mteb-results and --predictions ----------------------------------------------------------
+
+def test_mteb_results_and_predictions(tiny_model_dir, spec_file, tmp_path, capsys):
+    """The mteb files load with mteb's own loader and hold the bench's Spearman; the predictions
+    have one row per pair, the gold labels, and cosines whose Spearman is the bench's."""
+    mteb = pytest.importorskip("mteb")
+    from embedkit.data import load_task
+    from embedkit.evaluation.metrics import spearman
+    from embedkit.experiments.predictions import read_predictions
+
+    # DIR plays mteb's results folder: ResultCache(cache_path=P) reads P/results
+    out, res, pred = tmp_path / "b.json", tmp_path / "mteb" / "results", tmp_path / "pred"
+    assert main(bench_args(tiny_model_dir, spec_file, "--protocol", "cmteb", "--output", str(out),
+                           "--mteb-results", str(res), "--predictions", str(pred),
+                           "--predictions-format", "jsonl")) == 0
+    err = capsys.readouterr().err
+    assert f"embedkit: mteb results: 2 task files in 2 experiment folders under {res}" in err
+    assert f"embedkit: predictions: 2 files under {pred}" in err
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    assert rec["timings"]["encoded"] > 0
+
+    files = sorted(res.rglob("tiny-sts.json"))
+    assert len(files) == 2
+    for path in files:
+        tr = mteb.TaskResult.from_disk(path)
+        pooling = "cls" if "pooling_cls" in str(path) else "last-avg"
+        want = rec["results"][pooling]["tiny-sts"]["test"]["spearman"]
+        assert tr.task_name == "tiny-sts"
+        assert tr.get_score(splits=["test"]) == pytest.approx(want, abs=1e-6)
+        # mteb stores 0..1; the table prints x 100
+        assert 100 * tr.scores["test"][0]["cosine_spearman"] == pytest.approx(100 * want,
+                                                                              abs=1e-4)
+    cache = mteb.ResultCache(cache_path=tmp_path / "mteb")
+    loaded = cache.load_results(include_remote=False, load_experiments="match_name")
+    assert len(loaded.model_results) == 2
+
+    split = load_task(str(spec_file))["test"]
+    index = json.loads((pred / "predictions.json").read_text(encoding="utf-8"))
+    assert set(index["rows"]) == {"cls", "last-avg"}
+    for pooling in ("cls", "last-avg"):
+        info = index["rows"][pooling]["tiny-sts"]["test"]
+        cols = read_predictions(info["path"])
+        assert info["path"] == str(pred / pooling / "tiny-sts" / "test.jsonl")
+        assert cols["i"] == list(range(split.n_pairs)) == list(range(40))
+        assert cols["label"] == split.labels.tolist()
+        assert cols["sentence1"] == split.sentences1 and cols["sentence2"] == split.sentences2
+        want = rec["results"][pooling]["tiny-sts"]["test"]["spearman"]
+        assert spearman(cols["cosine"], cols["label"]) == pytest.approx(want, abs=1e-12)
+        assert info["record_spearman"] == want
+
+
+def test_predictions_reuse_the_cache(tiny_model_dir, spec_file, tmp_path, capsys, monkeypatch):
+    """--predictions encodes nothing again: every vector it needs comes from the cache the
+    bench just filled (one encoder for both)."""
+    from embedkit.encoders.wrappers import MeteredEncoder
+
+    calls = []
+    real = MeteredEncoder.encode_multi
+
+    def counting(self, sentences, poolings, **kw):
+        calls.append(len(sentences))
+        return real(self, sentences, poolings, **kw)
+
+    monkeypatch.setattr(MeteredEncoder, "encode_multi", counting)
+    assert main(bench_args(tiny_model_dir, spec_file)) == 0
+    before = sum(calls)
+    assert before > 0
+    assert main(bench_args(tiny_model_dir, spec_file, "--predictions",
+                           str(tmp_path / "p"))) == 0
+    assert sum(calls) == before  # the second bench and its predictions: all from the cache
+    assert (tmp_path / "p" / "predictions.json").is_file()
+
+
+@pytest.mark.parametrize("flag", ["--mteb-results", "--predictions"])
+def test_output_folder_that_is_a_file(tiny_model_dir, spec_file, tmp_path, capsys, flag):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    assert main(bench_args(tiny_model_dir, spec_file, flag, str(f))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{f} is a file; give a folder" in err[0] and flag in err[0]

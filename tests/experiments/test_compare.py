@@ -188,3 +188,47 @@ def test_page_renders_in_headless_chromium(inputs, tmp_path):
                     f"--screenshot={shot}", "--window-size=1280,900", page.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def _simcse(kind: str | None) -> dict:
+    """A SimCSE report record: ``kind`` None is the layout before records had a kind (pooling at
+    the top, no settings), as eval/simcse-m3e-small.json has it."""
+    rows = [{"task": t, "raw": 0.4, "whiten": 0.3, "whiten256": 0.35, "simcse": 0.45,
+             "out_dir": f"runs/simcse/m-{t}"} for t in TASKS]
+    sup = [{"run": "CoSENT on the 0-5 labels", "task": "STS-B", "simcse": 0.6,
+            "out_dir": "runs/simcse/m-sup"}]
+    rec = {"model": {"name": "m", "identity": "sha256:" + "1" * 64}, "unsupervised": rows,
+           "supervised": sup}
+    if kind is None:
+        return {**rec, "pooling": "last-avg"}
+    return {**rec, "kind": kind, "settings": {"pooling": "last-avg",
+                                             "whiten": ["whiten:k=all", "whiten:k=8"]}}
+
+
+@pytest.mark.parametrize("kind", [None, "simcse-report"])
+def test_simcse_report_records(tmp_path, inputs, kind):
+    path = tmp_path / "simcse.json"
+    path.write_text(json.dumps(_simcse(kind)))
+    cmp = compare([inputs["w"], inputs["s"], path])
+    by = {e.label: e for e in cmp.entries if e.source == str(path)}
+    whiten = ("whiten:beta=1,gamma=1,k=all", "whiten:beta=1,gamma=1,k=256") if kind is None \
+        else ("whiten:k=all", "whiten:k=8")
+    assert set(by) == {"m · last-avg", f"m · last-avg + {whiten[0]}",
+                       f"m · last-avg + {whiten[1]}",
+                       "m · last-avg + SimCSE (unsupervised, on the task)",
+                       "m · last-avg + SimCSE CoSENT on the 0-5 labels (STS-B train)"}
+    unsup = by["m · last-avg + SimCSE (unsupervised, on the task)"]
+    assert {t: c.score for t, c in unsup.cells.items()} == {"ATEC": 0.45, "STS-B": 0.45}
+    assert unsup.kind == "simcse" and unsup.cells["ATEC"].protocol == "whitening"
+    assert unsup.cells["ATEC"].settings["trained"] == "runs/simcse/m-ATEC"
+    assert by[f"m · last-avg + {whiten[1]}"].cells["STS-B"].settings["post"] == whiten[1]
+    assert list(by["m · last-avg + SimCSE CoSENT on the 0-5 labels (STS-B train)"].cells) == [
+        "STS-B"]
+    # the report keeps no checksum of its test files: flagged against a column that has one
+    # (ATEC: four cells with the checksum, the first of them, against four without)
+    assert unsup.cells["ATEC"].data is None and cmp.reference["ATEC"] == ("whitening", "b" * 64)
+    assert (unsup.label, "ATEC", f"data unknown (column: {'b' * 12})") in cmp.flagged_cells()
+    # Spearman on test only
+    assert not [e for e in compare_records([(str(path), _simcse(kind))], split="valid",
+                                           extra=[]).entries]
+    assert "m · last-avg + SimCSE (unsupervised, on the task)" in markdown_report(cmp)
