@@ -26,14 +26,11 @@ from embedkit.data.registry import get_task
 from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
-from embedkit.errors import ConfigError
 from embedkit.evaluation import PRIMARY_METRIC, STSEvaluator, aggregate, lookup, undefined_scores
 from embedkit.experiments.record import data_dir_setting, run_record, split_summary, timings
 from embedkit.postprocess import (
-    FixedTransform,
-    check_compatible,
+    check_chain_files,
     describe_post,
-    load_transform,
     parse_post,
     pipeline_learns,
 )
@@ -91,7 +88,8 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
         for spec in specs} if need_fit else {}
     enc = as_encoder(encoder)
     pools = named_pools or [enc.default_pooling]
-    post_files = _check_fixed_steps(pipes, enc, pools, posts.force)
+    post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools,
+                                   force=posts.force)
     rows = {str(p): _Row(str(p), p) for p in pools}
     rows.update({f"{p} + {label}": _Row(f"{p} + {label}", p, label, pipe)
                  for p in pools for label, pipe in pipes})
@@ -176,25 +174,3 @@ def _settings(evaluator: STSEvaluator, pools: list[Pooling], posts: PostOptions,
         "fit_unique": posts.fit_unique if need_fit else None,
         "force": posts.force, "post_files": post_files, "seed": 0,
     }
-
-
-def _check_fixed_steps(pipes: list[tuple[str, Pipeline]], encoder: SentenceEncoder,
-                       poolings: Sequence[Pooling], force: bool) -> dict[str, dict]:
-    """Load every ``file:`` step's metadata now (before any encoding) and refuse a map fitted
-    for another model, pooling or input dimension (:func:`check_compatible`; ``force`` warns).
-    Returns ``{path: metadata}`` for the record."""
-    files: dict[str, dict] = {}
-    for _, pipe in pipes:
-        for i, (_, est) in enumerate(pipe.steps):
-            if not isinstance(est, FixedTransform) or est.path is None:
-                continue
-            meta = load_transform(est.path).metadata
-            files[str(est.path)] = meta
-            for pooling in poolings:
-                try:
-                    # the input dimension is the encoder's only for a chain's first step
-                    check_compatible(meta, model=encoder.identity, pooling=str(pooling),
-                                     dim=(encoder.dim or None) if i == 0 else None, force=force)
-                except ConfigError as e:
-                    raise ConfigError(f"file:{est.path}: {e}", param="post") from None
-    return files

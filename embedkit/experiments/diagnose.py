@@ -54,10 +54,8 @@ from embedkit.experiments.record import data_dir_setting, run_record, split_summ
 from embedkit.experiments.report import provenance_lines
 from embedkit.io.tables import text_table
 from embedkit.postprocess import (
-    FixedTransform,
-    check_compatible,
+    check_chain_files,
     describe_post,
-    load_transform,
     parse_post,
     pipeline_learns,
 )
@@ -187,7 +185,7 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
     pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ()))) or [
         Pooling(enc.default_pooling)]
     pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.posts)]
-    post_files = _check_fixed_steps(pipes, enc.identity, enc.dim, pools)
+    post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools)
     run = _Run(enc, pools, pipes, options)
     if options.corpus is not None:
         rows, data, extra = _corpus_rows(run)
@@ -221,7 +219,8 @@ def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
     x = folder.sample(n, seed=options.seed).astype(np.float64)
     pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.posts)]
     pooling = Pooling(r.pooling)
-    post_files = _check_fixed_steps(pipes, r.model_identity, folder.dim, [pooling])
+    post_files = check_chain_files(pipes, model=r.model_identity, dim=folder.dim,
+                                   poolings=[pooling])
     run = _Run(None, [pooling], pipes, options)
     rows = [row for row, _ in _rows_of(run, "embeddings", {str(pooling): x}, {})]
     learns = any(pipeline_learns(p) for _, p in pipes)
@@ -248,26 +247,6 @@ def _parse_chain(chain: str) -> Pipeline:
         return parse_post(chain)
     except ConfigError as e:
         raise ConfigError(str(e), param="post") from None
-
-
-def _check_fixed_steps(pipes: list[tuple[str, Pipeline]], identity: str, dim: int | None,
-                       pools: list[Pooling]) -> dict[str, dict]:
-    """Refuse a saved map (``file:``) fitted for another model (``identity``), pooling or
-    dimension."""
-    files: dict[str, dict] = {}
-    for _, pipe in pipes:
-        for i, (_, est) in enumerate(pipe.steps):
-            if not isinstance(est, FixedTransform) or est.path is None:
-                continue
-            meta = load_transform(est.path).metadata
-            files[str(est.path)] = meta
-            for pooling in pools:
-                try:
-                    check_compatible(meta, model=identity, pooling=str(pooling),
-                                     dim=(dim or None) if i == 0 else None, force=False)
-                except ConfigError as e:
-                    raise ConfigError(f"file:{est.path}: {e}", param="post") from None
-    return files
 
 
 def _settings(options: DiagnoseOptions, pools: list[Pooling], pipes: list[tuple[str, Pipeline]],

@@ -354,10 +354,12 @@ def _projection_md(rec: dict[str, Any]) -> list[str]:
             for e in p["encode"]]
     return [
         "## 4. Projection: 100 million sentences", "",
-        f"From the local engine's measured encoding rate (one process) times the measured Ray "
-        f"efficiency (1 Ray worker / local: {p['ray_efficiency']}), N workers each with cores "
-        "like this machine's (the 2-worker run above shares this machine's cores, so it "
-        "measures contention, not scaling):",
+        f"Each worker is one Ray actor holding the model on one CPU (`num_cpus=1`), encoding at "
+        f"the rate one actor measured here: the local engine's rate on this machine's "
+        f"{rec['machine']['cores']} cores times the measured Ray efficiency (1 Ray worker / "
+        f"local: {p['ray_efficiency']}). The 2-worker run above shares this machine's cores, "
+        "so it measures how a second core adds up, not cluster scaling; on a cluster each "
+        "node runs one actor per core, so N workers are N cores:",
         "", text_table(["workers", "hours", "days"], rows, markdown=True), "",
         f"- shards: {p['shards_gb']} GB of Parquet (measured bytes per row x 10^8)",
         f"- memory per worker: about {p['worker_peak_mb']} MB (the measured peak of one "

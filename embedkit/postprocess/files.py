@@ -53,6 +53,7 @@ __all__ = [
     "transform_format",
     "FixedTransform",
     "check_compatible",
+    "check_chain_files",
     "save_faiss_transform",
     "load_faiss_transform",
     "faiss_metadata_path",
@@ -523,3 +524,31 @@ def load_faiss_transform(path: str | os.PathLike) -> Any:
     except Exception as exc:
         raise ConfigError(f"{path}: cannot read FAISS transform: {exc}") from exc
 
+
+def check_chain_files(chains: Any, *, model: str | None, dim: int | None,
+                      poolings: Any, force: bool = False) -> dict[str, dict]:
+    """Check every ``file:`` step of ``chains`` (``(label, Pipeline)`` pairs) before any
+    encoding: refuse a map fitted for another ``model`` identity, any of ``poolings`` or input
+    dimension (:func:`check_compatible`; ``dim`` only for a chain's first step, the encoder's
+    output; ``force`` warns). Returns ``{path: metadata}`` for the record.
+
+    >>> from sklearn.pipeline import Pipeline
+    >>> from embedkit.postprocess import Normalize
+    >>> check_chain_files([("norm", Pipeline([("norm", Normalize())]))], model="m", dim=4,
+    ...                   poolings=["cls"])
+    {}
+    """
+    files: dict[str, dict] = {}
+    for _, pipe in chains:
+        for i, (_, est) in enumerate(pipe.steps):
+            if not isinstance(est, FixedTransform) or est.path is None:
+                continue
+            meta = load_transform(est.path).metadata
+            files[str(est.path)] = meta
+            for pooling in poolings:
+                try:
+                    check_compatible(meta, model=model, pooling=str(pooling),
+                                     dim=(dim or None) if i == 0 else None, force=force)
+                except ConfigError as e:
+                    raise ConfigError(f"file:{est.path}: {e}", param="post") from None
+    return files
