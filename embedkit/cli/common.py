@@ -130,3 +130,9 @@ def write_json(path: str, obj) -> None:
         sys.stdout.write("\n")
     else:
         atomic_write_json(path, obj)
+
+
+def locked_error(err: Exception) -> ConfigError:
+    """A folder lock not taken in time, as the one-line error that names the option to wait
+    longer."""
+    return ConfigError(f"{err} (or wait longer: --lock-timeout SECONDS)")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from embedkit.cli.common import add_model_options, check_output_dir, encoder_config, positive_int
+from embedkit.cli.common import (
+    add_model_options,
+    check_output_dir,
+    encoder_config,
+    locked_error,
+    positive_int,
+)
 from embedkit.experiments.encode import ENGINES, EncodeSettings, run_encode
 
 
@@ -112,7 +118,7 @@ def run_build_from_embeddings(args) -> int:
             train_size=args.train_size, seed=args.seed, on_disk=args.on_disk,
             lock_timeout=args.lock_timeout)
     except FolderLockedError as err:
-        raise ConfigError(f"{err} (or wait longer: --lock-timeout SECONDS)") from None
+        raise locked_error(err) from None
     post = f", post {index.recipe['post']}" if index.recipe.get("post") else ""
     print(f"indexed {index.ntotal} texts from {args.embeddings} into {args.out}: "
           f"{index.factory}, {index.metric}, {index.dim_in} -> {index.dim} dims{post}"

@@ -16,6 +16,7 @@ from embedkit.cli.common import (
     check_output_path,
     data_options,
     encoder_config,
+    locked_error,
     positive_int,
     write_json,
 )
@@ -229,10 +230,6 @@ def _run_config(args: argparse.Namespace) -> EncoderConfig:
                          progress=getattr(args, "progress", None))
 
 
-def _locked(err: FolderLockedError) -> ConfigError:
-    return ConfigError(f"{err} (or wait longer: --lock-timeout SECONDS)")
-
-
 def run_build(args) -> int:
     check_output_dir(args.out, "out")
     if args.embeddings is not None or args.on_disk:
@@ -257,7 +254,7 @@ def run_build(args) -> int:
             seed=args.seed, force=args.force, progress=args.progress,
             lock_timeout=args.lock_timeout)
     except FolderLockedError as err:
-        raise _locked(err) from None
+        raise locked_error(err) from None
     r = index.recipe
     post = f", post {r['post']}" if r.get("post") else ""
     print(f"indexed {index.ntotal} texts ({len(texts) - index.ntotal} duplicates skipped) into "
@@ -272,7 +269,7 @@ def run_add(args) -> int:
         res = add_to_index(args.index, texts, _run_config(args), ids=ids, corpus_info=info,
                            force=args.force, lock_timeout=args.lock_timeout)
     except FolderLockedError as err:
-        raise _locked(err) from None
+        raise locked_error(err) from None
     print(f"added {res['added']}, skipped {res['skipped']} already indexed; "
           f"{res['ntotal']} texts in {args.index}")
     return 0

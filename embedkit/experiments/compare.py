@@ -558,7 +558,8 @@ k=(isNaN(na)||isNaN(nc))?a.localeCompare(c):na-nc;return asc?k:-k});
 rows.forEach(function(r){b.appendChild(r)})})});"""
 
 
-def _esc(x: Any) -> str:
+def escape_html(x: Any) -> str:
+    """``x`` as HTML text (quotes escaped too)."""
     import html
 
     return html.escape(str(x), quote=True)
@@ -569,7 +570,7 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, table_i
                 flags: Sequence[Sequence[str]] | None = None) -> str:
     """A sortable table; ``values`` give the numbers sorted on, ``flags`` a tooltip that also
     marks the cell."""
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    head = "".join(f"<th>{escape_html(h)}</th>" for h in header)
     body = []
     for r, row in enumerate(rows):
         tds = []
@@ -578,8 +579,8 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, table_i
             tip = flags[r][c] if flags else ""
             cls = ("num" if v is not None else "") + (" flag" if tip and "*" in text else "")
             attrs = f' data-v="{v:.6f}"' if v is not None and not math.isnan(v) else ""
-            attrs += f' title="{_esc(tip)}"' if tip else ""
-            tds.append(f'<td class="{cls.strip()}"{attrs}>{_esc(text)}</td>')
+            attrs += f' title="{escape_html(tip)}"' if tip else ""
+            tds.append(f'<td class="{cls.strip()}"{attrs}>{escape_html(text)}</td>')
         body.append("<tr>" + "".join(tds) + "</tr>")
     return (f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table>')
@@ -623,13 +624,13 @@ def bar_chart_svg(title: str, bars: Sequence[tuple[str, float, bool]], *,
     lo = min([0.0, *finite])
     scale = (width - label_w - 50) / (hi - lo)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img"><text x="4" y="15" font-size="13" font-weight="bold">{_esc(title)}'
+             f'role="img"><text x="4" y="15" font-size="13" font-weight="bold">{escape_html(title)}'
              "</text>"]
     for i, (label, v, flagged) in enumerate(bars):
         y = top + i * row
         short = label if len(label) <= 34 else label[:33] + "…"
         parts.append(f'<text x="{label_w - 4}" y="{y + 12}" font-size="11" '
-                     f'text-anchor="end"><title>{_esc(label)}</title>{_esc(short)}</text>')
+                     f'text-anchor="end"><title>{escape_html(label)}</title>{escape_html(short)}</text>')
         if math.isnan(v):
             continue
         x0 = label_w + (min(v, 0.0) - lo) * scale
@@ -658,7 +659,7 @@ def _inline_png(path: Path) -> str:
     import base64
 
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{_esc(path.name)}" title="{_esc(path)}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{escape_html(path.name)}" title="{escape_html(path)}" src="data:image/png;base64,{data}">'
 
 
 def _record_plots(cmp: Comparison, limit: int = 40) -> str:
@@ -680,13 +681,13 @@ def html_report(cmp: Comparison, title: str = "Model comparison") -> str:
     its provenance), per-task inline SVG bar charts, the flags, every cell's provenance, and
     the records' own plots inlined as PNG."""
     header, rows = provenance_rows(cmp)
-    notes = "".join(f"<li>{_esc(n)}</li>" for n in flag_notes(cmp))
+    notes = "".join(f"<li>{escape_html(n)}</li>" for n in flag_notes(cmp))
     plots = _record_plots(cmp)
     return "".join([
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_esc(title)}</h1><p>{_esc(cmp.metric.capitalize())} x 100 of cosine similarity "
-        f"on the {_esc(cmp.split)} split. Click a column header to sort; hover a cell for the "
+        f"<title>{escape_html(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{escape_html(title)}</h1><p>{escape_html(cmp.metric.capitalize())} x 100 of cosine similarity "
+        f"on the {escape_html(cmp.split)} split. Click a column header to sort; hover a cell for the "
         "protocol, settings, data and file behind it. <b>*</b> (orange): computed under another "
         "protocol or on other data than the rest of its column; not comparable.</p>",
         "<h2>Leaderboard</h2>", _board_html(cmp),

@@ -46,7 +46,13 @@ from embedkit.data.registry import get_task
 from embedkit.data.spec import TaskSpec
 from embedkit.encoders import EncoderConfig, SentenceEncoder, as_encoder
 from embedkit.experiments.bench import run_bench
-from embedkit.experiments.compare import Comparison, compare, html_report, markdown_report
+from embedkit.experiments.compare import (
+    Comparison,
+    compare,
+    escape_html,
+    html_report,
+    markdown_report,
+)
 from embedkit.experiments.mteb_results import write_mteb_results
 from embedkit.experiments.record import data_dir_setting, run_record, timings
 from embedkit.experiments.report import provenance_lines
@@ -192,7 +198,7 @@ def _write_pages(cmp: Comparison, record: dict[str, Any], out: Path,
     html_path, png = out.with_suffix(".html"), out.with_suffix(".png")
     para = agreement_text(record["agreement"])
     block = (f"{_provenance_html(record)}<h2>embedkit bench vs mteb's evaluator</h2>"
-             f"<p>{_esc(para)}</p>")
+             f"<p>{escape_html(para)}</p>")
     atomic_write_text(html_path, html_report(cmp, title).replace("</h1>", "</h1>" + block, 1))
     record["files"] = {"markdown": str(out), "html": str(html_path), "png": None,
                        "json": str(out.with_suffix(".json"))}
@@ -208,19 +214,13 @@ def _write_pages(cmp: Comparison, record: dict[str, Any], out: Path,
     atomic_write_json(out.with_suffix(".json"), record)
 
 
-def _esc(text: Any) -> str:
-    import html
-
-    return html.escape(str(text), quote=True)
-
-
 def _provenance_html(record: dict[str, Any]) -> str:
     """The command, machine and versions, as the Markdown page starts with them."""
     m, v = record.get("machine") or {}, record.get("versions") or {}
     versions = ", ".join(f"{k} {x}" for k, x in v.items())
-    return (f"<p>Regenerate with: <code>{_esc(record.get('command') or '(Python API)')}</code>"
-            f"</p><p>Machine: {_esc(m.get('cpu', '?'))}, {_esc(m.get('cores', '?'))} cores, "
-            f"{_esc(m.get('os', '?'))}. Versions: {_esc(versions)}.</p>")
+    return (f"<p>Regenerate with: <code>{escape_html(record.get('command') or '(Python API)')}</code>"
+            f"</p><p>Machine: {escape_html(m.get('cpu', '?'))}, {escape_html(m.get('cores', '?'))} cores, "
+            f"{escape_html(m.get('os', '?'))}. Versions: {escape_html(versions)}.</p>")
 
 
 def run_compare_report(out: str | os.PathLike, opts: CompareReportOptions | None = None, *,

@@ -207,33 +207,38 @@ def _post_rows(enc: SentenceEncoder, sp: _Split, pooling: Pooling, opts: IndexEv
                             fit_data=fit_data, metric=opts.metric, force=opts.force)
         if post is None:  # pragma: no cover - "none" values are skipped above
             continue
-        res = evaluate_retrieval(sp.task, sp.corpus_x, sp.query_x, metric=opts.metric, k=opts.k,
-                                 transform=post.map)
-        row = {**base, "row": f"{pooling} + {post.spec}", "post": post.spec,
-               "fit": post.fit, "dim": post.map.k, **res}
-        rows += [row, *_csls_rows(sp, opts, row, post.map)]
+        rows += _scored_rows(sp, opts, {**base, "row": f"{pooling} + {post.spec}",
+                                        "post": post.spec, "fit": post.fit,
+                                        "dim": post.map.k}, post.map)
     if "x" in fitted_on:
         sp.record["fit"] = fitted_on["x"][1]
     return rows
 
 
-def _csls_rows(sp: _Split, opts: IndexEvalOptions, row: dict[str, Any],
-               transform: Any) -> list[dict[str, Any]]:
-    """The CSLS-re-ranked twin of ``row`` (same index, same candidates), or nothing.
+def _scored_rows(sp: _Split, opts: IndexEvalOptions, head: dict[str, Any],
+                 transform: Any) -> list[dict[str, Any]]:
+    """The row ``head`` with its retrieval scores (exact search, ``transform`` baked in) and,
+    with ``quality.csls``, its CSLS-re-ranked twin from the same index and candidates.
 
     CSLS ranks a query's candidates by ``2 cos(q, c) - r(c)``, ``r(c)`` the mean cosine of ``c``
     to its ``csls_k`` nearest corpus neighbours (:mod:`embedkit.diagnostics.hubness_reduction`),
     so corpus hubs are pushed down. Cosine only: the penalty is a cosine."""
     q = opts.quality
     if not q.csls:
-        return []
+        return [{**head, **evaluate_retrieval(sp.task, sp.corpus_x, sp.query_x,
+                                              metric=opts.metric, k=opts.k,
+                                              transform=transform)}]
     if opts.metric != "cosine":
         raise ConfigError("CSLS re-ranking is defined on cosine similarity: use the cosine "
                           "metric", param="metric")
     res = evaluate_csls(sp.task, sp.corpus_x, sp.query_x, transform=transform, k=opts.k,
-                        k_penalty=q.csls_k, candidates=q.csls_candidates)["csls"]
-    keep = {key: res[key] for key in res if not key.startswith("result_")}
-    return [{**row, **keep, "row": f"{row['row']} + csls", "rerank": "csls"}]
+                        k_penalty=q.csls_k, candidates=q.csls_candidates)
+
+    def plain(scores: dict[str, Any]) -> dict[str, Any]:  # without the result-list hubness
+        return {key: v for key, v in scores.items() if not key.startswith("result_")}
+
+    row = {**head, **plain(res["raw"])}
+    return [row, {**row, **plain(res["csls"]), "row": f"{row['row']} + csls", "rerank": "csls"}]
 
 
 def quality_eval(
@@ -255,10 +260,7 @@ def quality_eval(
         sp = _load_split(enc, spec, split, pooling, opts, proto)
         data_record.setdefault(spec.name, {})[sp.data.split] = sp.record
         base = {"task": spec.name, "split": sp.data.split, "pooling": pooling}
-        raw = evaluate_retrieval(sp.task, sp.corpus_x, sp.query_x, metric=opts.metric,
-                                 k=opts.k)
-        row = {**base, "row": f"{pooling}", "post": None, **raw}
-        rows += [row, *_csls_rows(sp, opts, row, None)]
+        rows += _scored_rows(sp, opts, {**base, "row": f"{pooling}", "post": None}, None)
         rows += _post_rows(enc, sp, pooling, opts, base)
     return rows, data_record
 

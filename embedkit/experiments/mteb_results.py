@@ -295,15 +295,8 @@ def _merge_run_settings(path: Path, result: Mapping[str, Any],
                         embedkit: Mapping[str, Any]) -> None:
     """One line per task in ``run_settings.jsonl`` (mteb's keys plus ``embedkit``); a task
     written again replaces its line."""
-    lines = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("task") != result["task_name"]:
-                lines.append(line)
+    lines = [line for line, e in _run_settings_lines(path)
+             if e is not None and e.get("task") != result["task_name"]]
     entry = {"task": result["task_name"], "splits": sorted(result["scores"]),
              "version": {"embedkit": embedkit.get("embedkit")}, "encode_kwargs": {},
              "subsets": ["default"], "embedkit": embedkit}
@@ -325,17 +318,11 @@ def annotate_run_settings(folder: str | os.PathLike, task_name: str,
     """
     path = Path(folder) / "run_settings.jsonl"
     lines, found = [], False
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                lines.append(line)
-                continue
-            if isinstance(entry, dict) and entry.get("task") == task_name:
-                entry["embedkit"], found = dict(embedkit), True
-                line = json.dumps(entry, ensure_ascii=False, default=str)
-            lines.append(line)
+    for line, entry in _run_settings_lines(path):
+        if entry is not None and entry.get("task") == task_name:
+            entry["embedkit"], found = dict(embedkit), True
+            line = json.dumps(entry, ensure_ascii=False, default=str)
+        lines.append(line)
     if not found:
         lines.append(json.dumps({"task": task_name, "embedkit": dict(embedkit)},
                                 ensure_ascii=False, default=str))
@@ -345,14 +332,20 @@ def annotate_run_settings(folder: str | os.PathLike, task_name: str,
 
 def read_run_settings(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """``{mteb task name: entry}`` from a folder's ``run_settings.jsonl`` (empty if none)."""
-    path = Path(folder) / "run_settings.jsonl"
-    out: dict[str, dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("task"):
-                out[str(entry["task"])] = entry
+    return {str(e["task"]): e for _, e in _run_settings_lines(Path(folder) / "run_settings.jsonl")
+            if e is not None and e.get("task")}
+
+
+def _run_settings_lines(path: Path) -> list[tuple[str, dict[str, Any] | None]]:
+    """Each line of a ``run_settings.jsonl`` with its JSON object (None where the line is not
+    one); no lines when the file is missing."""
+    if not path.is_file():
+        return []
+    out: list[tuple[str, dict[str, Any] | None]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        out.append((line, entry if isinstance(entry, dict) else None))
     return out

@@ -213,6 +213,15 @@ def _unit(x: Any) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
+def _cmteb_splits(spec: TaskSpec, splits: Sequence[str] | None,
+                  data_dir: str | os.PathLike | None, source: str) -> dict[str, PairSplit]:
+    """The task's local pairs for ``splits`` (default: the C-MTEB protocol's)."""
+    from embedkit.evaluation.protocols import get_protocol
+
+    wanted = get_protocol("cmteb").splits(spec, tuple(splits or ()))
+    return load_task(spec, wanted, data_dir=data_dir, source=source)
+
+
 def local_task(task: str | TaskSpec, splits: Sequence[str] | None = None, *,
                data_dir: str | os.PathLike | None = None, source: str = "auto",
                data: Mapping[str, PairSplit] | None = None, mteb_name: str | None = None
@@ -228,10 +237,7 @@ def local_task(task: str | TaskSpec, splits: Sequence[str] | None = None, *,
     spec = task if isinstance(task, TaskSpec) else get_task(str(task))
     name = mteb_name or mteb_task_name(spec.name)
     if data is None:
-        from embedkit.evaluation.protocols import get_protocol
-
-        wanted = get_protocol("cmteb").splits(spec, tuple(splits or ()))
-        data = load_task(spec, wanted, data_dir=data_dir, source=source)
+        data = _cmteb_splits(spec, splits, data_dir, source)
     try:
         mt = mteb.get_task(name, eval_splits=[mteb_split_name(s) for s in data])
     except Exception as e:  # noqa: BLE001 - mteb raises KeyError / ValueError for unknown names
@@ -244,15 +250,6 @@ def local_task(task: str | TaskSpec, splits: Sequence[str] | None = None, *,
         for s, d in data.items()})}
     mt.data_loaded = True
     return mt
-
-
-def data_checksums(data: Mapping[str, PairSplit]) -> dict[str, str]:
-    """``{split: sha256}`` of local splits, to record beside an mteb run of :func:`local_task`.
-
-    >>> data_checksums({})
-    {}
-    """
-    return {s: d.sha256 for s, d in data.items()}
 
 
 def result_root(cache_path: str | os.PathLike) -> Path:
@@ -281,10 +278,7 @@ def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec], *,
     loaded: dict[str, Any] = {}
     mteb_tasks = []
     for spec in specs:
-        from embedkit.evaluation.protocols import get_protocol
-
-        wanted = get_protocol("cmteb").splits(spec, tuple(splits or ()))
-        data = load_task(spec, wanted, data_dir=data_dir, source=source)
+        data = _cmteb_splits(spec, splits, data_dir, source)
         task = local_task(spec, data=data, mteb_name=(mteb_names or {}).get(spec.name))
         loaded[task.metadata.name] = data
         mteb_tasks.append(task)

@@ -111,6 +111,9 @@ def test_csls_rows_rerank_the_same_candidates(rx_encoder, rx_spec_file):
     assert [r["row"] for r in rows] == ["cls", "cls + csls", "cls + pca:k=8",
                                         "cls + pca:k=8 + csls"]
     assert rows[1]["rerank"] == "csls" and rows[1]["k_penalty"] == 3
+    plain, _ = quality_eval(rx_encoder, IndexEvalOptions(quality=QualityOptions(
+        tasks=(str(rx_spec_file),), posts=("pca:k=8",))))
+    assert [rows[0], rows[2]] == plain  # the plain rows are what index eval gives without CSLS
     split = load_split(get_task(str(rx_spec_file)), "test")
     task = pairs_to_retrieval(split.sentences1, split.sentences2, split.labels)
     x = rx_encoder.encode(task.corpus, "cls", max_length=64).astype(np.float64)
