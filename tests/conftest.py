@@ -183,12 +183,20 @@ def _isolated_env(tmp_path, monkeypatch):
     """Every test gets its own embedding cache and no EMBEDKIT_DATA from the user's shell."""
     monkeypatch.setenv("EMBEDKIT_CACHE", str(tmp_path / "embedkit-cache"))
     monkeypatch.delenv("EMBEDKIT_DATA", raising=False)
+    # ... nor the default data folder (shared/data beside the checkout): a test reads the data
+    # it names. tests/data/test_loading.py tests the defaults themselves.
+    import embedkit.data.loading
+
+    monkeypatch.setattr(embedkit.data.loading, "default_data_dirs", lambda: [])
     # The CLI configures the "embedkit" logger (main.setup_logging); undo it after each test so
     # that a library call in a later test logs as a library does, to no handler.
     import logging
 
     log = logging.getLogger("embedkit")
     saved = (list(log.handlers), log.level, log.propagate)
+    # every test starts from a library's logging: no handler, no level, propagating (whatever
+    # a module-level or session-scoped call of the CLI left)
+    log.handlers[:], log.level, log.propagate = [], logging.NOTSET, True
     yield
     log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -17,13 +18,14 @@ from embedkit.cli.common import (
     encoder_config,
     write_json,
 )
-from embedkit.cli.parsing import split_list, split_poolings
+from embedkit.cli.parsing import split_list, split_models, split_poolings
 from embedkit.encoders import as_encoder
+from embedkit.errors import ConfigError
 from embedkit.evaluation import UndefinedScoreWarning, undefined_message
-from embedkit.experiments.bench import PostOptions, run_bench
+from embedkit.experiments.bench import PostOptions, bench_blocks, run_bench, run_bench_models
 from embedkit.experiments.mteb_results import write_mteb_results
-from embedkit.experiments.predictions import FORMATS, bench_predictions
-from embedkit.experiments.report import format_table, markdown_report
+from embedkit.experiments.predictions import FORMATS, bench_predictions, row_folder
+from embedkit.experiments.report import data_line, format_table, markdown_report
 from embedkit.io.atomic import atomic_write_text
 
 
@@ -33,9 +35,10 @@ def add_parser(sub) -> None:
         description="Encode the tasks' sentences, score cosine similarity against the labels "
                     "(Spearman x 100) and print a table; --output writes the full JSON record.",
         )
-    add_model_options(p)
+    add_model_options(p, several=True)
     add_poolings_and_tasks(p)
-    p.add_argument("--splits", help="comma-separated splits (default: the protocol's; test)")
+    p.add_argument("--splits", "--split", dest="splits", metavar="SPLITS",
+                   help="comma-separated splits (default: the protocol's; test)")
     p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"))
     p.add_argument("--max-length", type=int,
                    help="override the protocol's max length (tokens, counting [CLS] and [SEP])")
@@ -76,26 +79,23 @@ def run(args) -> int:
     check_output_path(args.markdown, "markdown", stdout_ok=True)
     check_output_dir(args.mteb_results, "mteb_results")
     check_output_dir(args.predictions, "predictions")
+    models = split_models(args.model)
+    if len(models) > 1 or "," in models[0]:
+        check_model_names(models)
+    configs = [encoder_config(args, model=m) for m in models]
     # --predictions encodes again through the same encoder (its cache answers): build it once
-    encoder = as_encoder(encoder_config(args)) if args.predictions else encoder_config(args)
+    encoder = as_encoder(configs[0]) if args.predictions and len(configs) == 1 else None
+    options = dict(protocol=args.protocol, max_length=args.max_length, data=data_options(args),
+                   post=PostOptions(tuple(args.post), args.fit_on, args.fit_unique, args.force),
+                   command=args.command_line)
     with warnings.catch_warnings():
         # said once per task and split below, from the record
         warnings.simplefilter("ignore", UndefinedScoreWarning)
-        record = run_bench(
-            encoder, split_poolings(args.pooling), args.tasks,
-            split_list(args.splits) or None, protocol=args.protocol,
-            max_length=args.max_length, data=data_options(args),
-            post=PostOptions(tuple(args.post), args.fit_on, args.fit_unique, args.force),
-            command=args.command_line)
-    for task, splits in record["data"].items():
-        for split, d in splits.items():
-            if split != "fit" and d["skipped"]:
-                print(f"embedkit: {task}/{split}: skipped {d['skipped']} invalid rows",
-                      file=sys.stderr)
-    said = dict.fromkeys((u["task"], u["split"], u["reason"]) for u in record.get("undefined", ()))
-    for task, split, reason in said:
-        print(f"embedkit: warning: {undefined_message(task, split, reason)}; the averages that "
-              "include it are undefined (shown as -)", file=sys.stderr)
+        poolings, splits = split_poolings(args.pooling), split_list(args.splits) or None
+        record = (run_bench(encoder or configs[0], poolings, args.tasks, splits, **options)
+                  if len(configs) == 1 else
+                  run_bench_models(configs, poolings, args.tasks, splits, **options))
+    _say_notes(bench_blocks(record))
     if args.output:
         write_json(args.output, record)
     _write_extras(args, record, encoder)
@@ -104,26 +104,83 @@ def run(args) -> int:
     if args.markdown == "-":
         print(markdown_report(record))
     else:
-        t = record["timings"]
-        print(f"{record['model']['name']}: Spearman x 100 ({record['settings']['protocol']} "
-              f"protocol)")
-        print(format_table(record))
-        print(f"[{t['unique_sentences']} unique sentences, {t['cache_hits']} cached, "
-              f"{t['encoded']} encoded in {t['seconds_encoding']:.1f} s; "
-              f"total {t['seconds_total']:.1f} s]")
+        _print_table(record)
     return 0
 
 
+def check_model_names(models: list[str]) -> None:
+    """Before the first model runs: a name that is a path (it holds a path separator or starts
+    with ``.`` or ``~``) must be an existing folder, so a typo in the last of several models
+    does not cost the others' encoding."""
+    for name in models:
+        path = Path(name).expanduser()
+        if "," in name and not path.exists():
+            raise ConfigError(f"model {name!r}: not a folder, and not a comma list of models "
+                              "(each part an existing folder, an alias or a hub id org/name); "
+                              "repeat --model for each model, or check the path", param="model")
+        looks_local = name.startswith((".", "~", os.sep)) or name.count("/") > 1
+        if looks_local and not path.is_dir():
+            raise ConfigError(f"model {name!r}: no such folder (and not a hub id such as "
+                              "org/name); check the path", param="model")
+
+
+def _say_notes(blocks: list[dict]) -> None:
+    """Skipped rows (the data is the same for every model) and undefined scores, on stderr."""
+    for task, splits in blocks[0]["data"].items():
+        for split, d in splits.items():
+            if split != "fit" and d["skipped"]:
+                print(f"embedkit: {task}/{split}: skipped {d['skipped']} invalid rows",
+                      file=sys.stderr)
+    for block in blocks:
+        prefix = f"{block['model']['name']}: " if len(blocks) > 1 else ""
+        said = dict.fromkeys((u["task"], u["split"], u["reason"])
+                             for u in block.get("undefined", ()))
+        for task, split, reason in said:
+            print(f"embedkit: warning: {prefix}{undefined_message(task, split, reason)}; the "
+                  "averages that include it are undefined (shown as -)", file=sys.stderr)
+
+
+def _print_table(record: dict) -> None:
+    """The title, the table (one block of rows per model) and one timings line per model."""
+    blocks = bench_blocks(record)
+    protocol = blocks[0]["settings"]["protocol"]
+    if len(blocks) == 1 and record.get("kind") == "bench":
+        print(f"{record['model']['name']}: Spearman x 100 ({protocol} protocol)")
+    else:
+        print(f"Spearman x 100 ({protocol} protocol): "
+              + ", ".join(b["model"]["name"] for b in blocks))
+    print(format_table(record))
+    for block in blocks:
+        t = block["timings"]
+        prefix = f"{block['model']['name']}: " if len(blocks) > 1 else ""
+        print(f"[{prefix}{t['unique_sentences']} unique sentences, {t['cache_hits']} cached, "
+              f"{t['encoded']} encoded in {t['seconds_encoding']:.1f} s; "
+              f"total {t['seconds_total']:.1f} s]")
+    if data_line(record):
+        print(f"[{data_line(record)}]")
+
+
 def _write_extras(args, record: dict, encoder) -> None:
-    """``--mteb-results`` and ``--predictions``, each announced on one stderr line."""
+    """``--mteb-results`` and ``--predictions``, each announced on one stderr line; with several
+    models, predictions go under DIR/<model>/ (each model's encoder built again: its cache
+    answers)."""
+    blocks = bench_blocks(record)
     if args.mteb_results:
-        paths = write_mteb_results(record, args.mteb_results)
+        paths = [p for block in blocks for p in write_mteb_results(block, args.mteb_results)]
         folders = len({p.parent for p in paths})
         print(f"embedkit: mteb results: {len(paths)} task files in {folders} experiment "
               f"folders under {args.mteb_results}", file=sys.stderr)
     if args.predictions:
-        summary = bench_predictions(args.predictions, encoder, record, data=data_options(args),
-                                    fmt=args.predictions_format)
-        n = sum(len(by_split) for rows in summary["rows"].values() for by_split in rows.values())
+        n = 0
+        for block in blocks:
+            name = block["model"]["name"]
+            out = (Path(args.predictions) / row_folder(name) if len(blocks) > 1
+                   else Path(args.predictions))
+            enc = encoder or as_encoder(encoder_config(args, model=name))
+            summary = bench_predictions(out, enc, block, data=data_options(args),
+                                        fmt=args.predictions_format)
+            n += sum(len(by_split) for rows in summary["rows"].values()
+                     for by_split in rows.values())
+        index = "predictions.json" if len(blocks) == 1 else "<model>/predictions.json"
         print(f"embedkit: predictions: {n} files under {args.predictions} (index: "
-              f"{Path(args.predictions) / 'predictions.json'})", file=sys.stderr)
+              f"{Path(args.predictions) / index})", file=sys.stderr)

@@ -81,11 +81,55 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                    help="skip malformed rows (and report how many) instead of stopping")
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="m3e-small",
-                   help="hub id, local folder or alias (default: m3e-small)")
+class _Once(argparse.Action):
+    """An option that may be given once: a second value is an error, never silently the winner."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, f"_{self.dest}_seen", False):
+            parser.error(f"{option_string} was given twice ({getattr(namespace, self.dest)!r} and "
+                         f"{values!r}); this command takes one (embedkit bench takes several)")
+        setattr(namespace, f"_{self.dest}_seen", True)
+        setattr(namespace, self.dest, values)
+
+
+BACKENDS = ("torch", "onnx", "openvino")
+QUANTIZE = ("none", "int8")
+
+
+def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
+                      retrieval_prompts: bool = False) -> None:
+    """The options that build an encoder (:func:`encoder_config`). ``several``: ``--model`` may be
+    repeated or comma-separated (``args.model`` is then a list, or None for the default);
+    ``retrieval_prompts``: also ``--query-prompt`` / ``--passage-prompt``."""
+    if several:
+        p.add_argument("--model", action="append", metavar="MODEL",
+                       help="hub id, local folder or alias; repeat or comma-separate for "
+                            "several models (default: m3e-small)")
+    else:
+        p.add_argument("--model", action=_Once, default="m3e-small",
+                       help="hub id, local folder or alias (default: m3e-small)")
+    p.add_argument("--revision", metavar="REV",
+                   help="hub revision (branch, tag or commit) of a hub model; recorded "
+                        "(default: the hub's main)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="inference engine: torch, onnx (ONNX Runtime) or openvino; the exported "
+                        "graph is cached (default: torch)")
+    p.add_argument("--quantize", choices=QUANTIZE, default="none",
+                   help="int8: dynamic int8 (onnx) or int8 weights (openvino); faster, "
+                        "approximate, recorded as int8 (default: none)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="intra-op threads for every backend (default: the cores available)")
+    p.add_argument("--prompt", metavar="TEXT",
+                   help='text put before every sentence, e.g. "query: " (default: the prompt '
+                        "the model folder declares, else none)")
+    if retrieval_prompts:
+        p.add_argument("--query-prompt", metavar="TEXT",
+                       help="prompt before queries only (default: --prompt)")
+        p.add_argument("--passage-prompt", metavar="TEXT",
+                       help="prompt before corpus passages only (default: --prompt)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="weights' dtype for the torch backend (default: float32)")
     p.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                    help="sentences per forward pass (default: 64)")
     p.add_argument("--lowercase", action="store_true",
@@ -93,6 +137,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", metavar="DIR",
                    help="embedding cache (default: $EMBEDKIT_CACHE or the user cache dir)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+
+
+def model_names(args: argparse.Namespace) -> list[str]:
+    """The models named by a several-model ``--model`` (repeated and/or comma-separated)."""
+    values = args.model if isinstance(args.model, list) else [args.model or "m3e-small"]
+    names = [m.strip() for v in values for m in v.split(",") if m.strip()]
+    return names or ["m3e-small"]
 
 
 def add_poolings_and_tasks(p: argparse.ArgumentParser) -> None:
@@ -111,11 +162,15 @@ def make_cache(args: argparse.Namespace) -> EmbeddingCache | None:
 def encoder_config(args: argparse.Namespace, model: str | None = None,
                    pooling: str | None = None) -> EncoderConfig:
     """The encoder settings the model options (:func:`add_model_options`) describe."""
-    return EncoderConfig(model=model or args.model, revision=getattr(args, "revision", None),
+    name = model or (model_names(args)[0] if isinstance(args.model, list) else args.model)
+    return EncoderConfig(model=name, revision=getattr(args, "revision", None),
                          device=args.device, dtype=args.dtype, lowercase=args.lowercase,
                          batch_size=args.batch_size, cache=not args.no_cache,
                          cache_dir=args.cache_dir, progress=getattr(args, "progress", None),
-                         pooling=pooling)
+                         pooling=pooling, backend=getattr(args, "backend", "torch"),
+                         quantize=getattr(args, "quantize", "none"),
+                         threads=getattr(args, "threads", None),
+                         prompt=getattr(args, "prompt", None))
 
 
 def data_options(args: argparse.Namespace) -> DataOptions:
@@ -136,3 +191,17 @@ def locked_error(err: Exception) -> ConfigError:
     """A folder lock not taken in time, as the one-line error that names the option to wait
     longer."""
     return ConfigError(f"{err} (or wait longer: --lock-timeout SECONDS)")
+
+
+def defaults_line(recipe: dict) -> str | None:
+    """What an index build chose as its default search setting, for the build's output line;
+    None when the index has nothing to tune."""
+    d = recipe.get("search_defaults")
+    if not isinstance(d, dict):
+        return None
+    key = "nprobe" if "nprobe" in d else "ef_search"
+    flag = "--nprobe" if key == "nprobe" else "--ef-search"
+    recall = d.get(f"recall_at_{d.get('k', 10)}")
+    short = "" if d.get("reached", True) else f" (below the {d.get('target')} target: the most tried)"
+    return (f"searches use {flag} {d.get(key)} unless given: recall@{d.get('k', 10)} {recall} "
+            f"against exact search on {d.get('queries')} sampled vectors{short}")

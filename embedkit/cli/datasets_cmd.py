@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from embedkit.cli.common import add_data_options, check_output_path, data_options, write_json
-from embedkit.data import parse_tasks, task_names
+from embedkit.data import data_source, data_source_line, parse_tasks, task_names
 from embedkit.data.listing import list_datasets
 from embedkit.io.tables import text_table
 
@@ -30,4 +30,7 @@ def run(args) -> int:
              " ".join(f"{k}:{v}" for k, v in r["labels"].items()), str(r["max_length"]),
              r["sha256"][:16]] for r in listing]
     print(text_table(header, rows))
+    line = data_source_line(data_source([r["source"] for r in listing], args.data_dir))
+    if line:
+        print(f"[{line}]")
     return 0

@@ -23,6 +23,7 @@ from embedkit.experiments.diagnose import (
     run_diagnose,
     write_diagnose_plots,
 )
+from embedkit.experiments.report import data_line
 from embedkit.io.atomic import atomic_write_text
 
 
@@ -49,7 +50,8 @@ def add_parser(sub) -> None:
                    help="diagnose the vectors of an encode folder (embedkit encode): its "
                         "model and pooling, --post chains fitted on the vectors read, no "
                         "scores; with --sample only N rows are read")
-    p.add_argument("--splits", help="comma-separated splits to score (default: the "
+    p.add_argument("--splits", "--split", dest="splits", metavar="SPLITS",
+                   help="comma-separated splits to score (default: the "
                                     "protocol's; test)")
     p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"))
     p.add_argument("--max-length", type=int,
@@ -141,4 +143,6 @@ def run(args) -> int:
     print(f"[{t['encoded']} sentences encoded, {t['cache_hits']} cached; diagnostics "
           f"{t['seconds_diagnostics']:.1f} s; total {t['seconds_total']:.1f} s]",
           file=sys.stderr)
+    if data_line(record):
+        print(f"[{data_line(record)}]", file=sys.stderr)
     return 0

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
 from embedkit.cli.common import (
     add_model_options,
     check_output_dir,
+    defaults_line,
     encoder_config,
     locked_error,
     positive_int,
 )
 from embedkit.experiments.encode import ENGINES, EncodeSettings, run_encode
+from embedkit.retrieval.shards import VECTOR_DTYPES
 
 
 def add_parser(sub) -> None:
@@ -46,6 +49,12 @@ def add_parser(sub) -> None:
                    help="tokens, counting [CLS] and [SEP] (default: 64)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a folder encoded with other settings or inputs")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=False,
+                   help="store L2-normalised vectors (default: --no-normalize, the raw pooled "
+                        "vectors); recorded in manifest.json")
+    p.add_argument("--precision", choices=VECTOR_DTYPES, default="float32",
+                   help="how the vectors are stored: float32 (default) or float16 (half the "
+                        "bytes; readers upcast to float32); recorded in manifest.json")
     p.set_defaults(func=run)
 
 
@@ -62,7 +71,8 @@ def run(args) -> int:
     check_output_dir(args.out, "out")
     settings = EncodeSettings(shard_size=args.shard_size, max_length=args.max_length,
                               engine=args.engine, workers=args.workers,
-                              ray_address=args.ray_address, overwrite=args.overwrite)
+                              ray_address=args.ray_address, overwrite=args.overwrite,
+                              normalize=args.normalize, precision=args.precision)
     update, close = _progress_bar()
     try:
         rec = run_encode(encoder_config(args), args.corpus, args.out, settings,
@@ -80,7 +90,8 @@ def run(args) -> int:
           f"({len(rec['shards_encoded'])} encoded this run, {t['rows_encoded']} rows, "
           f"{t['rows_per_second']} rows/s, engine {settings.engine}); "
           f"{man['recipe']['model']} {man['recipe']['pooling']}, max length "
-          f"{man['recipe']['max_length']}, d={man['dim']}")
+          f"{man['recipe']['max_length']}, d={man['dim']}; vectors "
+          f"{man['vectors']['dtype']}{', L2-normalised' if man['vectors']['normalized'] else ''}")
     print(f"build an index with: embedkit index build --embeddings {args.out} --out IDX",
           file=sys.stderr)
     return 0
@@ -123,6 +134,8 @@ def run_build_from_embeddings(args) -> int:
     print(f"indexed {index.ntotal} texts from {args.embeddings} into {args.out}: "
           f"{index.factory}, {index.metric}, {index.dim_in} -> {index.dim} dims{post}"
           f"{', lists on disk' if args.on_disk else ''}; built in {index.build_seconds:.2f} s")
+    if defaults_line(index.recipe):
+        print(defaults_line(index.recipe))
     return 0
 
 

@@ -6,6 +6,7 @@ The work is done in :mod:`embedkit.retrieval.folder` and :mod:`embedkit.experime
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -15,6 +16,7 @@ from embedkit.cli.common import (
     check_output_dir,
     check_output_path,
     data_options,
+    defaults_line,
     encoder_config,
     locked_error,
     positive_int,
@@ -23,9 +25,11 @@ from embedkit.cli.common import (
 from embedkit.cli.encode_cmd import add_embeddings_source, run_build_from_embeddings
 from embedkit.cli.parsing import parse_int_list, split_factories, split_list
 from embedkit.data.corpus import corpus_from_tasks, read_corpus
-from embedkit.encoders import EncoderConfig
+from embedkit.encoders import EncoderConfig, resolve_model_path
+from embedkit.encoders.prompts import side_prompts
 from embedkit.errors import ConfigError, DataError
 from embedkit.experiments import index_eval
+from embedkit.experiments.report import data_line
 from embedkit.io.atomic import LOCK_TIMEOUT, FolderLockedError, atomic_write_text
 from embedkit.io.textfile import read_sentences
 from embedkit.retrieval.folder import IndexSearcher, add_to_index, build_index
@@ -41,6 +45,8 @@ def _add_cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", metavar="DIR",
                    help="embedding cache (default: $EMBEDKIT_CACHE or the user cache dir)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="intra-op threads of the encoder (default: the cores available)")
 
 
 def _add_lock_timeout(p: argparse.ArgumentParser) -> None:
@@ -75,7 +81,7 @@ def _add_build(isub) -> None:
                     "fit the postprocessor on it (or check a transform file), bake the map into "
                     "a FAISS index and save the folder (index.faiss, texts.jsonl, index.json, "
                     "post.safetensors).")
-    add_model_options(b)
+    add_model_options(b, retrieval_prompts=True)
     b.add_argument("--pooling", metavar="P", help="pooling (default: the model's own, else cls)")
     b.add_argument("--post", metavar="CHAIN|FILE",
                    help="postprocessor: a chain (whiten:beta=1,gamma=1,k=128, pca:k=128, rp:k=64, "
@@ -133,8 +139,10 @@ def _add_search(isub) -> None:
     q.add_argument("--query", help="one query")
     q.add_argument("--queries", metavar="FILE", help="one query a line")
     s.add_argument("-k", type=int, default=10, help="hits per query")
-    s.add_argument("--nprobe", type=int, help="IVF lists to visit")
-    s.add_argument("--ef-search", type=int, help="HNSW search breadth")
+    s.add_argument("--nprobe", type=int,
+                   help="IVF lists to visit (default: the one stored at build time)")
+    s.add_argument("--ef-search", type=int,
+                   help="HNSW search breadth (default: the one stored at build time)")
     s.add_argument("--output", metavar="FILE", help="write the JSON lines here (default: stdout)")
     s.add_argument("--model", help="must match the index's recipe (checked), unless --force")
     s.add_argument("--pooling", help="must match the index's recipe, unless --force")
@@ -150,8 +158,8 @@ def _add_search(isub) -> None:
 
 def _add_eval_quality(e: argparse.ArgumentParser) -> None:
     e.add_argument("--tasks", help="quality part: comma-separated tasks (TASK or TASK:SPLIT)")
-    e.add_argument("--split", help="split(s) of --tasks, comma-separated (default: the "
-                                   "protocol's; test)")
+    e.add_argument("--splits", "--split", dest="split", metavar="SPLITS",
+                   help="split(s) of --tasks, comma-separated (default: the protocol's; test)")
     e.add_argument("--both-directions", action="store_true",
                    help="sentence2 of a positive pair is a query too")
     e.add_argument("--threshold", type=float,
@@ -185,14 +193,14 @@ def _add_eval_cost(e: argparse.ArgumentParser) -> None:
     e.add_argument("--nprobe", default="1,8,32,64", help="IVF nprobe values, comma-separated")
     e.add_argument("--ef-search", default="16,64,128,256",
                    help="HNSW efSearch values, comma-separated")
-    e.add_argument("--queries", type=int, default=2000, metavar="N",
-                   help="corpus sentences sampled (seeded) as cost queries")
+    e.add_argument("--num-queries", "--queries", dest="queries", type=int, default=2000,
+                   metavar="N", help="corpus sentences sampled (seeded) as cost queries "
+                                     "(--queries: the older spelling)")
     e.add_argument("--single-queries", type=int, metavar="N",
                    help="queries timed one at a time for QPS single (default: 200)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--cost-post", metavar="CHAIN|FILE",
                    help="postprocessor baked into the cost indexes (fitted on the cost corpus)")
-    e.add_argument("--threads", type=int, metavar="N", help="FAISS threads (default: FAISS's)")
 
 
 def _add_eval(isub) -> None:
@@ -203,7 +211,7 @@ def _add_eval(isub) -> None:
                     "sets, >= 4 on 0-5 ones), recall@1/5/10, MRR@10, nDCG@10 of the raw vectors "
                     "and each --post chain. Cost (--cost-corpus-tasks): recall@10 against exact "
                     "search, QPS, build time and size of each --factory and search setting.")
-    add_model_options(e)
+    add_model_options(e, retrieval_prompts=True)
     e.add_argument("--pooling", metavar="P", help="pooling (default: the model's own)")
     e.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"),
                    help="splits and max lengths of the published tables (default: whitening)")
@@ -227,7 +235,7 @@ def _run_config(args: argparse.Namespace) -> EncoderConfig:
     """How to run the encoder an index's recipe names (the recipe gives the model)."""
     return EncoderConfig(device=args.device, batch_size=args.batch_size,
                          cache=not args.no_cache, cache_dir=args.cache_dir,
-                         progress=getattr(args, "progress", None))
+                         progress=getattr(args, "progress", None), threads=args.threads)
 
 
 def run_build(args) -> int:
@@ -247,8 +255,10 @@ def run_build(args) -> int:
         print("embedkit: warning: the corpus is empty; the index will hold no texts",
               file=sys.stderr)
     try:
+        config, query_prompt = _side_config(args)
         index = build_index(
-            args.out, texts, encoder_config(args), pooling=args.pooling, post=args.post,
+            args.out, texts, config,
+            pooling=args.pooling, post=args.post, query_prompt=query_prompt,
             ids=ids, corpus_info=info, factory=args.factory, metric=args.metric,
             max_length=args.max_length, fit_on=args.fit_on, train_size=args.train_size,
             seed=args.seed, force=args.force, progress=args.progress,
@@ -260,6 +270,8 @@ def run_build(args) -> int:
     print(f"indexed {index.ntotal} texts ({len(texts) - index.ntotal} duplicates skipped) into "
           f"{args.out}: {index.factory}, {index.metric}, {index.dim_in} -> {index.dim} dims"
           f"{post}; built in {index.build_seconds:.2f} s")
+    if defaults_line(index.recipe):
+        print(defaults_line(index.recipe))
     return 0
 
 
@@ -333,13 +345,25 @@ def _eval_options(args: argparse.Namespace) -> index_eval.IndexEvalOptions:
         threads=args.threads, data=data_options(args))
 
 
+def _side_config(args: argparse.Namespace) -> tuple[EncoderConfig, str]:
+    """The passages' encoder settings and the queries' prompt (--query-prompt,
+    --passage-prompt, else --prompt, else what the model folder declares)."""
+    config = encoder_config(args)
+    query_prompt, passage_prompt = side_prompts(
+        resolve_model_path(config.model), query=args.query_prompt,
+        passage=args.passage_prompt, prompt=args.prompt)
+    return dataclasses.replace(config, prompt=passage_prompt), query_prompt
+
+
 def run_eval(args) -> int:
     if not args.tasks and not args.cost_corpus_tasks:
         raise ConfigError("nothing to evaluate: give --tasks (quality) and/or "
                           "--cost-corpus-tasks (cost)")
     check_output_path(args.output, "output", stdout_ok=True)
     check_output_path(args.markdown, "markdown")
-    record = index_eval.run_index_eval(encoder_config(args), _eval_options(args),
+    config, query_prompt = _side_config(args)
+    record = index_eval.run_index_eval(config, dataclasses.replace(
+        _eval_options(args), query_prompt=query_prompt),
                                        command=args.command_line)
     name = record["model"]["name"]
     if record["quality"]:
@@ -352,6 +376,8 @@ def run_eval(args) -> int:
         print(f"{name}: cost of approximate search ({c['n_corpus']} texts, {c['n_queries']} "
               "queries)")
         print(index_eval.format_cost_table(c))
+    if data_line(record):
+        print(f"[{data_line(record)}]")
     if args.output:
         write_json(args.output, record)
     if args.markdown:

@@ -16,7 +16,9 @@ import typing
 import warnings
 
 from embedkit import __version__
+from embedkit.cli.help import finish_help
 from embedkit.errors import EmbedkitError
+from embedkit.io.notices import quiet_libraries, warning_line
 
 #: sub-command name -> module (each has ``add_parser(subparsers)`` and ``run(args) -> int``)
 COMMANDS = {
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in COMMANDS.values():
         importlib.import_module(module).add_parser(sub)
+    finish_help(parser)
     return parser
 
 
@@ -117,6 +120,15 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """A Python warning as one line, ``embedkit: warning: ...`` (embedkit's own) or
+    ``embedkit: notice: Category: ...`` (another library's), without file or line. Installed
+    as ``warnings.formatwarning`` (not ``showwarning``), so whoever records warnings
+    (``catch_warnings(record=True)``, ``pytest.warns``) still gets them."""
+    w = warnings.WarningMessage(message, category, filename, lineno, None, line)
+    return f"embedkit: {warning_line(w)}\n"
+
+
 def setup_logging(debug: bool) -> None:
     """The library logs; the command line shows INFO and above on stderr, one line each."""
     handler = _Stderr()
@@ -132,10 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = command_line(argv)
-    warnings.simplefilter("default", UserWarning)
     setup_logging(args.debug)
+    quiet_libraries()
+    formatwarning = warnings.formatwarning
+    if not args.debug:  # --debug keeps Python's own rendering (file and line)
+        warnings.formatwarning = format_warning
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", UserWarning)
+            return int(args.func(args) or 0)
     except EmbedkitError as e:
         if args.debug:
             raise
@@ -144,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("embedkit: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":  # pragma: no cover

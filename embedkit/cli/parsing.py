@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from embedkit.encoders import Pooling
+from embedkit.encoders.models import ALIASES
 from embedkit.errors import ConfigError
 
 
@@ -37,6 +39,35 @@ def split_poolings(arg: str | Sequence[str] | None) -> list[Pooling]:
             else:
                 out.append(tok)
     return list(dict.fromkeys(Pooling(p) for p in out))
+
+
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def _names_a_model(name: str) -> bool:
+    """An alias, an existing folder, or a hub id's shape (``name`` or ``org/name``)."""
+    return (name in ALIASES or Path(name).expanduser().is_dir()
+            or bool(_MODEL_NAME.fullmatch(name)))
+
+
+def split_models(arg: str | Sequence[str] | None, default: str = "m3e-small") -> list[str]:
+    """Parse ``--model`` values: repeated and/or comma-separated, each model once, in order. A
+    value is split on ``,`` only when it is not itself an existing path and every part is an
+    alias, an existing folder or a hub id (``org/name``), so a local path holding a comma stays
+    whole.
+
+    >>> split_models(["m3e-small,moka-ai/m3e-base", "bert-base-chinese", "m3e-small"])
+    ['m3e-small', 'moka-ai/m3e-base', 'bert-base-chinese']
+    >>> split_models(None), split_models("/no/such,dir")
+    (['m3e-small'], ['/no/such,dir'])
+    """
+    items = [arg] if isinstance(arg, str) else list(arg or ())
+    out: list[str] = []
+    for item in items:
+        parts = split_list(item)
+        whole = "," not in item or Path(item).expanduser().exists()
+        out += [item.strip()] if whole or not all(map(_names_a_model, parts)) else parts
+    return list(dict.fromkeys(m for m in out if m)) or [default]
 
 
 # FAISS factory components that need a following component (a coarse quantizer or a transform)

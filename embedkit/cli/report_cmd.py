@@ -21,23 +21,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     reports = p.add_subparsers(dest="report", metavar="REPORT")
     reports.required = True
     s = reports.add_parser(
-        "speed", help="sentences/s: embedkit float32/bfloat16 vs sentence-transformers",
-        description="Time embedkit (each dtype) and SentenceTransformer.encode on the same "
-                    "distinct sentences, interleaved rounds, median reported; then each test "
-                    "set's Spearman per dtype. Example: embedkit report speed --sentences 20000 "
-                    "--data-dir ../shared/data --out eval/speed.md",
+        "speed", help="sentences/s: embedkit's backends vs sentence-transformers' fast paths",
+        description="Time sentence-transformers (torch, onnx, openvino, int8) and embedkit "
+                    "(torch, onnx, openvino, int8, batches by count) on the same distinct "
+                    "sentences, each engine in its own process, interleaved rounds, median "
+                    "reported; each engine's Spearman on the five test sets, GFLOP/s against "
+                    "this CPU's measured GEMM rate, peak memory and start-up. Example: "
+                    "embedkit report speed --sentences 20000 --data-dir ../shared/data "
+                    "--st-python .venv-st/bin/python --out eval/speed.md",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = SpeedOptions()
     s.add_argument("--model", default=d.model)
     s.add_argument("--sentences", type=positive_int, default=d.sentences)
     s.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     s.add_argument("--max-length", type=positive_int, default=d.max_length)
-    s.add_argument("--dtypes", default=",".join(d.dtypes))
+    s.add_argument("--threads", type=positive_int, default=d.threads)
     s.add_argument("--rounds", type=positive_int, default=d.rounds)
-    s.add_argument("--device", default=d.device)
     s.add_argument("--seed", type=int, default=d.seed)
     s.add_argument("--spearman-pairs", type=int, default=d.spearman_pairs,
-                   help="pairs per task for the dtype comparison (0: all)")
+                   help="pairs per task for the quality columns (0: all)")
+    s.add_argument("--st-python", metavar="PYTHON",
+                   help="interpreter with sentence-transformers[onnx,openvino] for its engines "
+                        "(default: this one)")
+    s.add_argument("--engines", metavar="NAMES",
+                   help="semicolon-separated engine names to run (default: all)")
     s.add_argument("--data-dir")
     s.add_argument("--out", default="eval/speed.md")
     s.add_argument("--rerender", action="store_true",
@@ -91,8 +98,9 @@ def _add_scale(reports: argparse._SubParsersAction) -> None:
     s.add_argument("--ivf-rows", type=positive_int, default=1_000_000)
     s.add_argument("--ivf-dim", type=positive_int, default=512)
     s.add_argument("--factory", default="IVF1024,Flat", help="FAISS factory of the IVF part")
-    s.add_argument("--queries", type=positive_int, default=1000,
-                   help="queries comparing the two IVF indexes")
+    s.add_argument("--num-queries", "--queries", dest="queries", type=positive_int,
+                   default=1000, metavar="N",
+                   help="queries comparing the two IVF indexes (--queries: the older spelling)")
     s.add_argument("--nprobe", type=positive_int, default=16)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--work-dir", help="where the working files go (default: a temporary folder)")
@@ -149,10 +157,14 @@ def run_speed_cmd(args: argparse.Namespace) -> int:
         record["machine"] = {**machine_description(), **record["machine"],
                              "cpu_bf16": machine_description()["cpu_bf16"]}
     else:
+        engines = tuple(e.strip() for e in (args.engines or "").split(";") if e.strip())
         opts = SpeedOptions(args.model, args.sentences, args.batch_size, args.max_length,
-                            tuple(split_list(args.dtypes)), args.rounds, args.device, args.seed,
-                            args.spearman_pairs, args.data_dir)
-        record = run_speed(opts, command=args.command_line)
+                            args.threads, args.rounds, args.seed, args.spearman_pairs,
+                            args.data_dir, args.st_python, engines)
+        from embedkit.cli.startup import startup_profile
+
+        record = run_speed(opts, command=args.command_line,
+                           startup=lambda: startup_profile(opts.model, opts.data_dir))
     _write(out, record, speed.render(record))
     return 0
 

@@ -18,6 +18,7 @@ from embedkit.cli.common import (
 )
 from embedkit.cli.parsing import parse_grid, split_poolings
 from embedkit.errors import ConfigError
+from embedkit.experiments.report import data_line, truncation_note
 from embedkit.experiments.sweep import (
     SweepOptions,
     format_sweep_table,
@@ -98,10 +99,15 @@ def run(args) -> int:
         print(f"{record['model']['name']}: whitening sweep, Spearman x 100 (best chosen on "
               f"{s['select_on']}, reported on {s['report_on']})")
         print(format_sweep_table(record))
+        truncated = truncation_note(record)
+        if truncated:
+            print(truncated)
         print(f"[{t['n_scored']} task x pooling x setting scores ({t['n_settings']} settings "
               f"in the grid) in {t['seconds_sweep']:.2f} s; {t['unique_sentences']} unique "
               f"sentences, {t['cache_hits']} cached, {t['encoded']} encoded in "
               f"{t['seconds_encoding']:.1f} s; total {t['seconds_total']:.1f} s]")
+        if data_line(record):
+            print(f"[{data_line(record)}]")
     return 0
 
 

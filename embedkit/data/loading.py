@@ -14,16 +14,24 @@ The data directory (the ``data_dir`` argument or ``EMBEDKIT_DATA``) is the folde
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from embedkit.data.pairs import PairSplit, read_pair_file, rows_to_split
-from embedkit.data.registry import get_task
+from embedkit.data.registry import builtin_tasks, get_task
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 
 SOURCES = ("auto", "local", "hub")
+#: The environment variable naming the data folder (after ``data_dir``, before the defaults).
+DATA_ENV = "EMBEDKIT_DATA"
+
+log = logging.getLogger(__name__)
+_announced: set[tuple[str, str]] = set()
 
 
 
@@ -37,10 +45,83 @@ class DataOptions:
     skip_invalid: bool = False
 
 
+@dataclass(frozen=True)
+class DataDir:
+    """The local data folder a run reads (``path``; None: none found) and how it was found
+    (``found_by``: ``data_dir``, ``EMBEDKIT_DATA``, ``default`` or ``none``); ``looked``: the
+    default places tried."""
+
+    path: Path | None
+    found_by: str
+    looked: tuple[Path, ...] = ()
+
+    def describe(self) -> str:
+        """One phrase for a log line or an error: the folder and where it came from."""
+        if self.path is None:
+            return ("no local data folder (no data_dir, no $EMBEDKIT_DATA, nothing at "
+                    f"{' or '.join(map(str, self.looked)) or 'the defaults'})")
+        how = {"data_dir": "given", DATA_ENV: f"from ${DATA_ENV}",
+               "default": "the default: shared/data beside the checkout"}[self.found_by]
+        return f"local data folder {self.path} ({how})"
+
+
+def default_data_dirs() -> list[Path]:
+    """Where the data is looked for when neither ``data_dir`` nor ``$EMBEDKIT_DATA`` names it,
+    in order: ``shared/data`` beside this source checkout (the project's layout), then
+    ``../shared/data`` from the current folder. An installed (not editable) package only has
+    the second.
+
+    >>> all(p.parts[-2:] == ("shared", "data") for p in default_data_dirs())
+    True
+    """
+    root = Path(__file__).resolve().parents[2]
+    dirs = [root.parent / "shared" / "data"] if (root / "pyproject.toml").is_file() else []
+    dirs.append((Path.cwd().parent / "shared" / "data").resolve())
+    return list(dict.fromkeys(dirs))
+
+
+def find_data_dir(data_dir: str | os.PathLike | None = None) -> DataDir:
+    """The local data folder: ``data_dir`` if given, else ``$EMBEDKIT_DATA``, else the first of
+    :func:`default_data_dirs` that exists (else ``DataDir(None, "none")``: built-in tasks then
+    load from the hub). A folder that was named but does not exist is an error, never a silent
+    fall-back to the hub.
+
+    >>> find_data_dir("/nonexistent/data")
+    Traceback (most recent call last):
+    embedkit.errors.ConfigError: data folder /nonexistent/data does not exist; give the folder holding senteval_cn/ (or the task folders), or load from the hub (source hub)
+    """
+    if data_dir not in (None, ""):
+        return _named_dir(Path(data_dir).expanduser(), "data_dir")
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return _named_dir(Path(env).expanduser(), DATA_ENV)
+    looked = tuple(default_data_dirs())
+    found = next((d for d in looked if d.is_dir()), None)
+    return DataDir(found, "default", looked) if found else DataDir(None, "none", looked)
+
+
+def _named_dir(path: Path, found_by: str) -> DataDir:
+    if path.is_dir():
+        return DataDir(path, found_by)
+    what = "does not exist" if not path.exists() else "is not a folder"
+    if found_by == DATA_ENV:
+        raise ConfigError(f"${DATA_ENV} is {path}, which {what}; point it at the folder holding "
+                          "senteval_cn/ (or the task folders), or unset it")
+    raise ConfigError(f"data folder {path} {what}; give the folder holding senteval_cn/ (or the "
+                      "task folders), or load from the hub (source hub)", param="data_dir")
+
+
+def _announce(ddir: DataDir, what: str) -> None:
+    """Say once per process which data folder (or the hub) a run uses."""
+    key = (what, str(ddir.path))
+    if key not in _announced:
+        _announced.add(key)
+        log.info("data: %s%s", ddir.describe(), what)
+
+
 def data_dir_from_env(data_dir: str | os.PathLike | None = None) -> Path | None:
-    """``data_dir`` if given, else ``$EMBEDKIT_DATA``, else None (then the hub is used)."""
-    value = data_dir if data_dir not in (None, "") else os.environ.get("EMBEDKIT_DATA")
-    return Path(value).expanduser() if value else None
+    """The local data folder's path (:func:`find_data_dir`), or None (then the hub is used)."""
+    return find_data_dir(data_dir).path
 
 
 def data_dir_candidates(rel: Path, data_dir: Path) -> list[Path]:
@@ -77,37 +158,87 @@ def resolve_file(spec: TaskSpec, split: str, data_dir: Path | None) -> Path:
         return Path(spec.spec_dir or ".") / rel
     if data_dir is None:
         raise ConfigError(f"task {spec.name}: no data directory; give data_dir or set "
-                          "EMBEDKIT_DATA to the folder holding senteval_cn/", param="data_dir")
+                          f"{DATA_ENV} to the folder holding senteval_cn/ ("
+                          f"{find_data_dir().describe()})", param="data_dir")
     candidates = data_dir_candidates(rel, data_dir)
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
+def task_splits(spec: TaskSpec) -> list[str]:
+    """Every split a task has, local or on the hub, in order.
+
+    >>> task_splits(get_task("STS-B")), task_splits(get_task("ATEC"))
+    (['train', 'valid', 'test'], ['valid', 'test'])
+    """
+    return list(dict.fromkeys([*spec.files, *(spec.hub.splits if spec.hub else ())]))
+
+
+def check_split(spec: TaskSpec, split: str) -> str:
+    """``split`` in canonical form, or a :class:`ConfigError` (``param="splits"``) when the task
+    has no such split, locally or on the hub.
+
+    >>> check_split(get_task("ATEC"), "dev")
+    'valid'
+    >>> check_split(get_task("ATEC"), "train")
+    Traceback (most recent call last):
+    embedkit.errors.ConfigError: task ATEC has no split 'train'; its splits: valid, test
+    """
+    name = canonical_split(split)
+    known = task_splits(spec)
+    if name not in known:
+        builtin = builtin_tasks().get(spec.name)
+        where = (f" (task spec {spec.origin})"
+                 if spec.origin and (builtin is None or builtin.origin != spec.origin) else "")
+        raise ConfigError(f"task {spec.name} has no split {name!r}; its splits: "
+                          f"{', '.join(known) or 'none'}{where}", param="splits")
+    return name
+
+
+def _needs_data_dir(spec: TaskSpec, split: str) -> bool:
+    return (split in spec.files and spec.base == "data-dir"
+            and not Path(spec.files[split]).is_absolute())
+
+
 def load_split(spec: TaskSpec, split: str, *, data_dir: str | os.PathLike | None = None,
                source: str = "auto", skip_invalid: bool = False) -> PairSplit:
-    """Load one split of a task (see :func:`load_task`)."""
-    split = canonical_split(split)
+    """Load one split of a task (see :func:`load_task`).
+
+    ``auto``: the local file when the task's files need no data folder (a spec file's own
+    files) or a data folder is known (:func:`find_data_dir`), else the hub. ``local`` never
+    falls back to the hub; a data folder that was named but is missing is always an error.
+    """
     if source not in SOURCES:
-        raise ConfigError(f"source {source!r} is not one of {', '.join(SOURCES)}")
-    ddir = data_dir_from_env(data_dir)
-    has_local = split in spec.files
-    use_local = source == "local" or (source == "auto" and has_local and (ddir or spec.base == "spec"))
-    if use_local:
-        if not has_local:
-            raise ConfigError(f"task {spec.name} has no local file for split {split!r}; "
-                              f"its splits: {', '.join(spec.files) or 'none'}")
-        path = resolve_file(spec, split, ddir)
+        raise ConfigError(f"source {source!r} is not one of {', '.join(SOURCES)}",
+                          param="source")
+    split = check_split(spec, split)
+    if source == "hub":
+        return load_hub_split(spec, split, skip_invalid=skip_invalid)
+    needs_dir = _needs_data_dir(spec, split)
+    ddir = find_data_dir(data_dir) if needs_dir or source == "local" else DataDir(None, "none")
+    if source == "local" or (split in spec.files and (not needs_dir or ddir.path is not None)):
+        if split not in spec.files:
+            raise ConfigError(f"task {spec.name} has no local file for split {split!r} (only "
+                              f"the hub has it); its local splits: "
+                              f"{', '.join(spec.files) or 'none'}", param="splits")
+        path = resolve_file(spec, split, ddir.path)
         if not path.exists():
-            hint = (" (set data_dir or EMBEDKIT_DATA to the folder holding senteval_cn/, or "
-                    "the one holding the task folders)" if spec.base == "data-dir" else "")
+            hint = (f" (set data_dir or {DATA_ENV} to the folder holding senteval_cn/, or "
+                    "the one holding the task folders)" if needs_dir else "")
             raise DataError(f"file not found{hint}", path=str(path))
+        if needs_dir:
+            _announce(ddir, "")
         return read_pair_file(spec, split, str(path), skip_invalid=skip_invalid)
+    if needs_dir:
+        _announce(ddir, "; loading from the Hugging Face hub")
     return load_hub_split(spec, split, skip_invalid=skip_invalid)
 
 
 def load_hub_split(spec: TaskSpec, split: str, skip_invalid: bool = False) -> PairSplit:
     """Load a split from the hub through ``datasets`` at the spec's pinned revision."""
     if spec.hub is None:
-        raise ConfigError(f"task {spec.name} has no hub source; give data_dir", param="data_dir")
+        raise ConfigError(f"task {spec.name} has no hub source, only local files "
+                          f"({', '.join(spec.files) or 'none'}); load it from them (source "
+                          "auto or local)", param="source")
     if split not in spec.hub.splits:
         raise ConfigError(f"task {spec.name} has no split {split!r} on the hub; "
                           f"its splits: {', '.join(spec.hub.splits)}")
@@ -140,3 +271,71 @@ def load_task(task: str | TaskSpec, splits: list[str] | tuple[str, ...] | None =
     wanted = [canonical_split(s) for s in (splits or spec.default_splits)]
     return {s: load_split(spec, s, data_dir=data_dir, source=source, skip_invalid=skip_invalid)
             for s in wanted}
+
+
+def data_source(sources: Iterable[str], data_dir: str | os.PathLike | None = None
+                ) -> dict[str, Any]:
+    """Where a run's task data came from, from its splits' ``source`` strings (a file path, or
+    ``hub:ID@REVISION/SPLIT``): ``kind`` (``local``, ``hub``, ``local+hub``, or ``none`` when no
+    task data was read), ``local`` (the data folder for files inside it, else each file's
+    folder), ``found_by`` (how the data folder was found, see :class:`DataDir`) and ``hub``
+    (``ID@REVISION``).
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> src = data_source(["hub:C-MTEB/ATEC@0f31/test", f"{d}/senteval_cn/BQ/BQ.test.data"], d)
+    >>> src["kind"], src["local"] == [d], src["found_by"], src["hub"]
+    ('local+hub', True, 'data_dir', ['C-MTEB/ATEC@0f31'])
+    >>> data_source([])
+    {'kind': 'none', 'local': [], 'hub': []}
+    """
+    ddir = _data_dir_or_none(data_dir)
+    found = _data_dir_or_none(None)
+    if found.path is not None and ddir.path == found.path:  # a record's resolved data_dir
+        ddir = found
+    local: list[str] = []
+    hub: list[str] = []
+    used_dir = False
+    for src in sources:
+        if src.startswith("hub:"):
+            hub.append(src[4:].rsplit("/", 1)[0])
+            continue
+        path = Path(src.split("#", 1)[0]).resolve()
+        inside = ddir.path is not None and path.is_relative_to(ddir.path.resolve())
+        used_dir = used_dir or inside
+        local.append(str(ddir.path) if inside else str(path.parent))
+    local, hub = list(dict.fromkeys(local)), list(dict.fromkeys(hub))
+    kind = "+".join(k for k, v in (("local", local), ("hub", hub)) if v) or "none"
+    out: dict[str, Any] = {"kind": kind, "local": local}
+    if used_dir:
+        out["found_by"] = ddir.found_by
+    out["hub"] = hub
+    return out
+
+
+def _data_dir_or_none(data_dir: str | os.PathLike | None) -> DataDir:
+    try:
+        return find_data_dir(data_dir)
+    except ConfigError:  # a source="hub" run may name a folder it never read
+        return DataDir(None, "none")
+
+
+def data_source_line(source: dict[str, Any] | None) -> str:
+    """The footer line that says where a record's task data came from ("" for none).
+
+    >>> data_source_line({"kind": "local", "local": ["/d"], "found_by": "default", "hub": []})
+    'data: local /d (the default: shared/data beside the checkout)'
+    >>> data_source_line({"kind": "hub", "local": [], "hub": ["C-MTEB/BQ@e3dda5e1"]})
+    'data: hub C-MTEB/BQ@e3dda5e1'
+    """
+    if not source or source.get("kind") in (None, "none"):
+        return ""
+    how = {"data_dir": "given", DATA_ENV: f"${DATA_ENV}",
+           "default": "the default: shared/data beside the checkout"}
+    parts = []
+    if source.get("local"):
+        found = how.get(source.get("found_by", ""), "")
+        parts.append("local " + ", ".join(source["local"]) + (f" ({found})" if found else ""))
+    if source.get("hub"):
+        parts.append("hub " + ", ".join(source["hub"]))
+    return "data: " + "; ".join(parts)

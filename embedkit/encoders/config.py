@@ -13,15 +13,50 @@ or not), or the settings to build the standard stack from
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from embedkit.encoders.base import TokenizedEncoder
 from embedkit.encoders.cache import EmbeddingCache
 from embedkit.encoders.protocol import SentenceEncoder
 from embedkit.encoders.transformer import TransformerEncoder, canonical_dtype
 from embedkit.encoders.wrappers import CachedEncoder, MeteredEncoder
 from embedkit.errors import ConfigError
+
+BACKENDS = ("torch", "onnx", "openvino")
+QUANTIZE = ("none", "int8")
+INT8_ON_TORCH = ("int8 runs on the onnx or openvino backend, not on torch: choose one of "
+                 "those backends, or no quantisation")
+#: padded tokens per batch; None cuts batches by ``batch_size`` sentences (see batching.py)
+DEFAULT_TOKEN_BUDGET: int | None = None
+
+
+def build_model(model: str, pooling: str | None = None, *, backend: str = "torch",
+                quantize: str = "none", device: str | None = "cpu", dtype: str = "float32",
+                lowercase: bool = False, batch_size: int = 64, revision: str | None = None,
+                prompt: str | None = None, threads: int | None = None,
+                token_budget: int | None = None,
+                export_root: str | Path | None = None) -> SentenceEncoder:
+    """The bare encoder of a backend: :class:`TransformerEncoder` for torch, else an
+    :class:`~embedkit.encoders.runtime.ExportedEncoder` (exported once into ``export_root``)."""
+    if backend == "torch":
+        if quantize != "none":
+            raise ConfigError(INT8_ON_TORCH, param="quantize")
+        return TransformerEncoder(model, pooling, device=device, dtype=dtype,
+                                  lowercase=lowercase, batch_size=batch_size, revision=revision,
+                                  prompt=prompt, threads=threads, token_budget=token_budget)
+    if device not in (None, "cpu") or canonical_dtype(dtype) != "float32":
+        raise ConfigError(f"backend {backend} runs on the cpu in float32 (or int8 when "
+                          "quantised); another device or dtype needs the torch backend",
+                          param="backend")
+    from embedkit.encoders.runtime import ExportedEncoder  # imports the runtime only when used
+
+    return ExportedEncoder(model, pooling, backend=backend, quantize=quantize,
+                           lowercase=lowercase, batch_size=batch_size, revision=revision,
+                           prompt=prompt, threads=threads, token_budget=token_budget,
+                           export_root=export_root)
 
 
 @dataclass(frozen=True)
@@ -40,9 +75,25 @@ class EncoderConfig:
     cache_dir: str | None = None
     progress: bool | None = None
     pooling: str | None = None  # the default pooling (None: the model folder's own, else cls)
+    backend: str = "torch"      # torch, onnx (ONNX Runtime) or openvino
+    quantize: str = "none"      # none or int8
+    threads: int | None = None  # intra-op threads (None: the cores available)
+    prompt: str | None = None   # before every sentence (None: the folder's declared default)
+    token_budget: int | None = DEFAULT_TOKEN_BUDGET  # padded tokens per batch (None: by count)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}",
+                              param="backend")
+        if self.quantize not in QUANTIZE:
+            raise ConfigError(f"unknown quantisation {self.quantize!r}; valid: "
+                              f"{', '.join(QUANTIZE)}", param="quantize")
+        if self.quantize != "none" and self.backend == "torch":
+            raise ConfigError(INT8_ON_TORCH, param="quantize")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads must be a positive integer, not {self.threads!r}",
+                              param="threads")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, not {self.batch_size!r}",
                               param="batch_size")
@@ -57,10 +108,16 @@ class EncoderConfig:
         """The standard stack; ``cache`` may pass an open cache to share (``True``: this
         config's own; ``False``/``None``: none)."""
         store = self.make_cache() if cache is True else (cache or None)
-        model = TransformerEncoder(self.model, self.pooling, device=self.device,
-                                   dtype=self.dtype, lowercase=self.lowercase,
-                                   batch_size=self.batch_size, revision=self.revision)
-        return CachedEncoder(MeteredEncoder(model, self.progress), store)
+        return CachedEncoder(MeteredEncoder(self.build_model(), self.progress), store)
+
+    def build_model(self) -> SentenceEncoder:
+        """The bare model on its backend (no cache, no progress)."""
+        return build_model(self.model, self.pooling, backend=self.backend,
+                           quantize=self.quantize, device=self.device, dtype=self.dtype,
+                           lowercase=self.lowercase, batch_size=self.batch_size,
+                           revision=self.revision, prompt=self.prompt, threads=self.threads,
+                           token_budget=self.token_budget,
+                           export_root=EmbeddingCache(self.cache_dir).root)
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready settings for a run record (the cache as its folder, or None)."""
@@ -82,14 +139,43 @@ def as_encoder(encoder: SentenceEncoder | EncoderConfig | str) -> SentenceEncode
                       f"{type(encoder).__name__}", param="encoder")
 
 
+def with_prompt(encoder: SentenceEncoder, prompt: str) -> SentenceEncoder:
+    """The same encoder stack (same model, cache and counters) with another prompt: how a
+    retrieval run encodes queries and passages with their own prompts. The identity, hence the
+    cache namespace, follows the prompt.
+
+    >>> from embedkit.encoders.base import TokenizedEncoder
+    >>> class Base(TokenizedEncoder):
+    ...     prompt = ""
+    >>> b = Base(); with_prompt(b, "query: ").prompt, b.prompt
+    ('query: ', '')
+    """
+    if prompt == getattr(encoder, "prompt", None):
+        return encoder
+    inner = getattr(encoder, "inner", None)
+    if inner is not None:
+        new = copy.copy(encoder)
+        new.inner = with_prompt(inner, prompt)  # type: ignore[attr-defined]
+        return new
+    if isinstance(encoder, TokenizedEncoder):
+        base = copy.copy(encoder)
+        base.prompt = prompt
+        return base
+    raise ConfigError(f"{type(encoder).__name__} takes no prompt; build it with the prompt it "
+                      "needs", param="prompt")
+
+
 def encoder_settings(encoder: SentenceEncoder) -> dict[str, Any]:
     """What a run record states about how an encoder ran (device, dtype, casing, cache)."""
     d = encoder.describe()
     cache = getattr(encoder, "cache", None)
     root = getattr(cache, "root", None)
     return {"device": d.get("device"), "dtype": d.get("dtype", "float32"),
-            "lowercase": d.get("lowercase", False),
+            "backend": d.get("backend", "torch"), "quantize": d.get("quantize", "none"),
+            "threads": d.get("threads"), "prompt": d.get("prompt", ""),
+            "revision": d.get("revision"), "lowercase": d.get("lowercase", False),
             "batch_size": getattr(encoder, "batch_size", None),
+            "token_budget": d.get("token_budget"), "versions": d.get("versions", {}),
             "cache": str(root) if isinstance(root, (str, Path)) else None}
 
 
@@ -101,6 +187,9 @@ class Encoder(CachedEncoder):
         model: hub id (``moka-ai/m3e-small``), local folder, or alias (``m3e-small``).
         pooling: default pooling; ``None`` takes the one the model folder declares, else ``cls``.
         device, dtype, lowercase, batch_size, revision: see :class:`TransformerEncoder`.
+        backend: ``torch``, ``onnx`` (ONNX Runtime) or ``openvino``; quantize: ``none`` or
+            ``int8`` (onnx/openvino); threads: intra-op threads; prompt: text before each
+            sentence (``None``: the folder's declared default).
         cache: an :class:`EmbeddingCache`, or ``None`` for no cache.
         progress: show progress (``None``: for long runs).
 
@@ -112,7 +201,12 @@ class Encoder(CachedEncoder):
     def __init__(self, model: str, pooling: str | None = None, *, device: str | None = "cpu",
                  dtype: str = "float32", lowercase: bool = False,
                  cache: EmbeddingCache | None = None, batch_size: int = 64,
-                 revision: str | None = None, progress: bool | None = None) -> None:
-        inner = TransformerEncoder(model, pooling, device=device, dtype=dtype,
-                                   lowercase=lowercase, batch_size=batch_size, revision=revision)
+                 revision: str | None = None, progress: bool | None = None,
+                 backend: str = "torch", quantize: str = "none", threads: int | None = None,
+                 prompt: str | None = None) -> None:
+        inner = build_model(model, pooling, backend=backend, quantize=quantize, device=device,
+                            dtype=dtype, lowercase=lowercase, batch_size=batch_size,
+                            revision=revision, prompt=prompt, threads=threads,
+                            token_budget=DEFAULT_TOKEN_BUDGET,
+                            export_root=cache.root if cache is not None else None)
         super().__init__(MeteredEncoder(inner, progress), cache)

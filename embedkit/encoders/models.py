@@ -14,6 +14,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from embedkit.errors import ConfigError
+
 ALIASES = {"m3e-small": ("embedding", "m3e-small", "moka-ai/m3e-small")}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 #: Files besides the weights that change a local model's vectors: the architecture and every
@@ -37,8 +39,32 @@ def _packaged_model(package: str, folder: str) -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
-def resolve_model_path(name: str) -> str:
-    """A local folder path for local models and installed aliases, else the hub id unchanged."""
+def looks_like_path(name: str) -> bool:
+    """True for a model name that can only be a local path, never a hub id (``namespace/name``):
+    it starts with ``/``, ``.`` or ``~``, ends with a separator, holds a backslash or more than
+    one ``/``, or its first part is an existing local folder.
+
+    >>> [looks_like_path(n) for n in ("moka-ai/m3e-small", "bert-base-chinese", "./m", "~/m",
+    ...                               "runs/a/b", "m/", "/abs")]
+    [False, False, True, True, True, True, True]
+    """
+    if name.startswith(("/", ".", "~")) or name.endswith(("/", os.sep)) or "\\" in name:
+        return True
+    parts = name.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir())
+
+
+def resolve_model_path(name: str, strict: bool = True) -> str:
+    """A local folder path for local models and installed aliases, else the hub id unchanged.
+
+    A name that can only be a path (:func:`looks_like_path`) but is no folder is a
+    :class:`ConfigError` (``param="model"``) rather than a hub id the hub refuses; ``strict=False``
+    returns it unchanged (to compare a stored name).
+
+    >>> resolve_model_path("./no/such/model")
+    Traceback (most recent call last):
+    embedkit.errors.ConfigError: no model folder ./no/such/model: it does not exist (give the folder that holds config.json, a hub id such as moka-ai/m3e-small, or the alias m3e-small)
+    """
     if name in ALIASES:
         package, folder, hub_id = ALIASES[name]
         local = _packaged_model(package, folder)
@@ -46,7 +72,24 @@ def resolve_model_path(name: str) -> str:
     expanded = Path(name).expanduser()
     if expanded.is_dir():
         return str(expanded.resolve())
+    if strict and looks_like_path(name):
+        what = "it is a file, not a folder" if expanded.exists() else "it does not exist"
+        raise ConfigError(f"no model folder {name}: {what} (give the folder that holds "
+                          "config.json, a hub id such as moka-ai/m3e-small, or the alias "
+                          "m3e-small)", param="model")
     return name
+
+
+def hub_id(name: str) -> str | None:
+    """The hub id a model name stands for (an alias's hub id, a hub id itself), None for a
+    local folder; what a model card's ``base_model`` names.
+
+    >>> hub_id("m3e-small"), hub_id("bert-base-chinese"), hub_id(".")
+    ('moka-ai/m3e-small', 'bert-base-chinese', None)
+    """
+    if name in ALIASES:
+        return ALIASES[name][2]
+    return None if Path(name).expanduser().is_dir() else name
 
 
 def is_local(path_or_id: str) -> bool:

@@ -86,13 +86,15 @@ def _dense(st: tuple[Any, ...], kernel: Any, bias: Any | None) -> Any:
 def write_st_folder(folder: str | os.PathLike, model_path: str | os.PathLike, *, pooling: str,
                     max_seq_length: int, lowercase: bool = False, kernel: Any | None = None,
                     bias: Any | None = None, normalize: bool = False,
-                    json_files: Mapping[str, Any] | None = None) -> Path:
+                    json_files: Mapping[str, Any] | None = None,
+                    card: str | None = None) -> Path:
     """Write a sentence-transformers folder into ``folder`` (existing or not; not atomic: see
     :func:`save_st_folder`) for the transformers model in ``model_path``.
 
     ``kernel`` (d x k) and ``bias`` (d) add a Dense module (the map ``(x + bias) @ kernel``);
     ``normalize`` a Normalize module; ``json_files`` maps file names to JSON objects written in
-    the folder (e.g. embedkit's own metadata). Returns the folder.
+    the folder (e.g. embedkit's own metadata); ``card`` is the ``README.md`` written instead
+    of sentence-transformers' generic one (:mod:`embedkit.io.model_card`). Returns the folder.
     """
     mode = st_pooling_mode(pooling)
     st = _import_st()
@@ -114,13 +116,15 @@ def write_st_folder(folder: str | os.PathLike, model_path: str | os.PathLike, *,
     for name, obj in (json_files or {}).items():
         (folder / name).write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n",
                                    encoding="utf-8")
+    if card is not None:
+        (folder / "README.md").write_text(card, encoding="utf-8")
     return folder
 
 
 def save_st_folder(dest: str | os.PathLike, model: str | os.PathLike | Any, tokenizer: Any = None,
                    *, pooling: str, max_seq_length: int, lowercase: bool = False,
                    kernel: Any | None = None, bias: Any | None = None, normalize: bool = False,
-                   json_files: Mapping[str, Any] | None = None) -> Path:
+                   json_files: Mapping[str, Any] | None = None, card: str | None = None) -> Path:
     """Write a sentence-transformers folder at ``dest`` atomically (it replaces ``dest`` whole).
 
     ``model`` is a transformers model folder (a path), or an in-memory transformers model with
@@ -133,7 +137,7 @@ def save_st_folder(dest: str | os.PathLike, model: str | os.PathLike | Any, toke
     def write(folder: Path, model_path: str | os.PathLike) -> None:
         write_st_folder(folder, model_path, pooling=pooling, max_seq_length=max_seq_length,
                         lowercase=lowercase, kernel=kernel, bias=bias, normalize=normalize,
-                        json_files=json_files)
+                        json_files=json_files, card=card)
 
     with atomic_dir(dest) as tmp:
         if isinstance(model, (str, os.PathLike)):

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from embedkit.encoders.base import TokenizedEncoder, prompt_setting, quiet_loading
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path, weight_files
 from embedkit.encoders.pooling import Pooling
+from embedkit.encoders.prompts import resolve_prompt
 from embedkit.errors import ConfigError, EmbedkitError
 
 logger = logging.getLogger(__name__)
@@ -95,8 +97,10 @@ def _load(path: str, name: str, revision: str | None) -> tuple[Any, Any, dict]:
     from transformers import AutoModel, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-        model, info = AutoModel.from_pretrained(path, revision=revision, output_loading_info=True)
+        with quiet_loading(name):
+            tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+            model, info = AutoModel.from_pretrained(path, revision=revision,
+                                                    output_loading_info=True)
     except (OSError, ValueError) as e:  # an empty or wrong folder raises ValueError
         hint = ("" if is_local(path) else " (offline? pass a local folder, or set "
                 "HF_HUB_OFFLINE=0 with network access)")
@@ -136,7 +140,7 @@ def _weights_named(path: str) -> str:
     return ", ".join(names) or "its weight files"
 
 
-class TransformerEncoder:
+class TransformerEncoder(TokenizedEncoder):
     """A transformers encoder with the BERT-whitening poolings and length-sorted batches.
 
     Args:
@@ -147,11 +151,18 @@ class TransformerEncoder:
         lowercase: lower-case text before tokenising (the published Keras code does).
         batch_size: sentences per forward pass.
         revision: hub revision (branch, tag or commit) when ``model`` is a hub id.
+        prompt: text put before every sentence (``None``: the folder's declared default).
+        threads: torch's intra-op threads (``None``: torch's default, the cores available).
+        token_budget: cut batches by padded tokens instead of ``batch_size`` sentences.
     """
+
+    backend = "torch"
+    quantize = "none"
 
     def __init__(self, model: str, pooling: str | None = None, *, device: str | None = "cpu",
                  dtype: str = "float32", lowercase: bool = False, batch_size: int = 64,
-                 revision: str | None = None) -> None:
+                 revision: str | None = None, prompt: str | None = None,
+                 threads: int | None = None, token_budget: int | None = None) -> None:
         self.name = model
         self.path = resolve_model_path(model)
         self.dtype_name = canonical_dtype(dtype)
@@ -162,6 +173,7 @@ class TransformerEncoder:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
                               param="batch_size")
+        self.threads = threads or torch.get_num_threads()
         self.tokenizer, self.model, info = _load(self.path, model, revision)
         missing = set(info.get("missing_keys", []))
         self.has_pooler = getattr(self.model, "pooler", None) is not None and not any(
@@ -173,86 +185,52 @@ class TransformerEncoder:
         self.default_pooling = Pooling(pooling) if pooling else declared or Pooling("cls")
         self.lowercase = lowercase
         self.batch_size = batch_size
+        self.token_budget = token_budget
         self.revision = revision
+        self.prompt = resolve_prompt(prompt, self.path)
         self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 512))
         self._token_types = takes_token_types(self.model)
 
     @property
     def identity(self) -> str:
         """The weights' identity, plus every setting besides pooling and max length that changes
-        the vectors (dtype, casing) when it is not the default."""
+        the vectors (dtype, casing, prompt) when it is not the default."""
         extra = [f"dtype={self.dtype_name}"] if self.dtype_name != "float32" else []
         extra += ["lowercase"] if self.lowercase else []
+        extra += [prompt_setting(self.prompt)] if self.prompt else []
         return ";".join([self.model_identity, *extra])
 
     @property
     def dim(self) -> int:
         return int(getattr(self.model.config, "hidden_size", 0))
 
-    def model_max_length(self) -> int:
-        """The model's own maximum sequence length (the C-MTEB protocol uses it)."""
-        tok_max = getattr(self.tokenizer, "model_max_length", None) or self.max_positions
-        return int(min(tok_max, self.max_positions))
-
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "identity": self.model_identity,
+                "revision": self.revision, "backend": "torch", "quantize": "none",
                 "default_pooling": str(self.default_pooling), "dtype": self.dtype_name,
-                "device": str(self.device), "lowercase": self.lowercase,
+                "device": str(self.device), "lowercase": self.lowercase, "prompt": self.prompt,
+                "threads": self.threads, "token_budget": self.token_budget,
                 "hidden_size": self.dim,
-                "num_layers": int(getattr(self.model.config, "num_hidden_layers", 0))}
+                "num_layers": int(getattr(self.model.config, "num_hidden_layers", 0)),
+                "versions": {"torch": torch.__version__}}
 
-    def check_pooling(self, pooling: Pooling) -> None:
-        if pooling.needs_pooler and not self.has_pooler:
-            raise ConfigError(f"pooling {str(pooling)!r} needs pooler weights, and {self.name} "
-                              "has none in its checkpoint (transformers would initialise them "
-                              "randomly); choose cls, last-avg or first-last-avg",
-                              param="pooling")
-
-    def encode(self, sentences: Sequence[str], pooling: str | None = None, *,
-               max_length: int = 64, batch_size: int | None = None) -> np.ndarray:
-        """Encode sentences into an (n, d) float32 array, in input order."""
-        p = Pooling(pooling or self.default_pooling)
-        return self.encode_multi(sentences, [p], max_length=max_length,
-                                 batch_size=batch_size)[str(p)]
-
-    def encode_multi(self, sentences: Sequence[str], poolings: Sequence[str], *,
-                     max_length: int = 64, batch_size: int | None = None
-                     ) -> dict[str, np.ndarray]:
-        """Encode once and pool several ways: ``{pooling: (n, d) float32}``, in input order.
-
-        Each sentence is encoded alone as ``[CLS] ... [SEP]``, truncated to ``max_length``
-        tokens counting the special tokens; batches are formed longest first.
-        """
-        pools = list(dict.fromkeys(Pooling(p) for p in poolings))
-        for p in pools:
-            self.check_pooling(p)
-        if max_length < 3:
-            raise ConfigError("max_length must be at least 3 ([CLS], one token, [SEP])",
-                              param="max_length")
-        texts = list(sentences)
-        if not texts:
-            return {str(p): np.zeros((0, self.dim), np.float32) for p in pools}
-        if batch_size is not None and batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
-                              param="batch_size")
-        return self._run(texts, pools, min(max_length, self.max_positions),
-                         batch_size or self.batch_size)
-
-    @torch.inference_mode()
     def _run(self, texts: list[str], pools: list[Pooling], max_length: int,
              batch_size: int) -> dict[str, np.ndarray]:
-        ids = tokenize(self.tokenizer, texts, max_length, self.lowercase)
-        order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: peak early
-        pad_id = self.tokenizer.pad_token_id or 0
-        out: dict[str, np.ndarray] = {}
-        for start in range(0, len(texts), batch_size):
-            sel = order[start:start + batch_size]
-            input_ids, mask = pad_batch([ids[i] for i in sel], pad_id)
-            pooled = forward_pooled(self.model, input_ids.to(self.device), mask.to(self.device),
-                                    pools, token_type_ids=self._token_types)
-            for name, vecs in pooled.items():
-                arr = vecs.cpu().numpy()
-                if name not in out:
-                    out[name] = np.empty((len(texts), arr.shape[1]), dtype=np.float32)
-                out[name][sel] = arr
-        return out
+        """As the base class, with torch's intra-op threads set for the call only (torch and
+        FAISS share one OpenMP pool: a setting left behind would change FAISS's too)."""
+        before = torch.get_num_threads()
+        if self.threads != before:
+            torch.set_num_threads(self.threads)
+        try:
+            return super()._run(texts, pools, max_length, batch_size)
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
+    @torch.inference_mode()
+    def _forward(self, input_ids: np.ndarray, mask: np.ndarray,
+                 pools: list[Pooling]) -> dict[str, np.ndarray]:
+        pooled = forward_pooled(self.model, torch.from_numpy(input_ids).to(self.device),
+                                torch.from_numpy(mask).to(self.device), pools,
+                                token_type_ids=self._token_types)
+        return {name: vecs.cpu().numpy() for name, vecs in pooled.items()}

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 CACHE_CHUNK = 4096   # sentences encoded between two cache writes
 PROGRESS_MIN = 2000  # report progress from this many sentences to encode
 LOG_EVERY = 30.0     # seconds between two progress log lines when stderr is not a terminal
+STEP_BATCHES = 16    # batches per model call, so that progress moves at least this often
 
 
 @dataclass
@@ -115,19 +116,39 @@ class EncoderWrapper:
         return self.inner.encode_multi(sentences, poolings, max_length=max_length, **options)
 
 
-class _Progress:
-    """A tqdm bar on a terminal; otherwise an INFO log line every :data:`LOG_EVERY` seconds."""
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``1 h 02 min``.
 
-    def __init__(self, total: int, show: bool | None) -> None:
-        self.total, self.done, self.t0, self.last = total, 0, time.perf_counter(), 0.0
+    >>> _duration(42.4), _duration(185), _duration(3720)
+    ('42 s', '3 min 5 s', '1 h 02 min')
+    """
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+class _Progress:
+    """A tqdm bar on a terminal; otherwise INFO log lines: one when encoding starts, one after
+    the first step (rate and time left from the first minute on), then one every
+    :data:`LOG_EVERY` seconds and one at the end."""
+
+    def __init__(self, total: int, show: bool | None, name: str = "") -> None:
+        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+        self.last: float | None = None
         tty = sys.stderr.isatty()
         wanted = show if show is not None else total >= PROGRESS_MIN
         self.bar = None
-        self.log = wanted and not tty and show is not False
+        self.log = bool(wanted and not tty and show is not False and total)
         if wanted and tty and total:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, desc="encoding", unit="sent", leave=False)
+        if self.log:
+            by = f" with {name}" if name else ""
+            logger.info("encoding %d sentences%s (progress every %.0f s)", total, by, LOG_EVERY)
 
     def update(self, n: int) -> None:
         self.done += n
@@ -135,12 +156,20 @@ class _Progress:
             self.bar.update(n)
         elif self.log:
             now = time.perf_counter() - self.t0
-            if now - self.last >= LOG_EVERY or self.done == self.total:
+            if self.last is None or now - self.last >= LOG_EVERY or self.done >= self.total:
                 self.last = now
-                rate = self.done / now if now > 0 else 0.0
-                left = (self.total - self.done) / rate if rate > 0 else float("nan")
-                logger.info("encoding: %d/%d sentences, %.0f/s, %.0f s left",
-                            self.done, self.total, rate, left)
+                self._line(now)
+
+    def _line(self, now: float) -> None:
+        rate = self.done / now if now > 0 else 0.0
+        pct = 100 * self.done / self.total
+        if self.done >= self.total:
+            logger.info("encoding: %d/%d sentences (100%%) in %s, %.0f sentences/s", self.done,
+                        self.total, _duration(now), rate)
+            return
+        left = _duration((self.total - self.done) / rate) if rate > 0 else "unknown"
+        logger.info("encoding: %d/%d sentences (%.0f%%), %.0f sentences/s, about %s left",
+                    self.done, self.total, pct, rate, left)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -161,7 +190,7 @@ class MeteredEncoder(EncoderWrapper):
 
     def begin(self, total: int) -> None:
         self.end()
-        self._display = _Progress(total, self.progress)
+        self._display = _Progress(total, self.progress, str(getattr(self.inner, "name", "")))
 
     def end(self) -> None:
         if self._display is not None:
@@ -173,17 +202,32 @@ class MeteredEncoder(EncoderWrapper):
         own = self._display is None
         if own:
             self.begin(len(sentences))
-        t0 = time.perf_counter()
         try:
-            out = self.inner.encode_multi(sentences, poolings, max_length=max_length, **options)
-            self.stats.encoded += len(sentences)
-            self.stats.seconds += time.perf_counter() - t0
-            if self._display is not None:
-                self._display.update(len(sentences))
-            return out
+            step = self._step_size(options)
+            if len(sentences) <= step:
+                return self._step(sentences, poolings, max_length, options)
+            parts = [self._step(sentences[i:i + step], poolings, max_length, options)
+                     for i in range(0, len(sentences), step)]
+            return {p: np.concatenate([part[p] for part in parts]) for p in parts[0]}
         finally:
             if own:
                 self.end()
+
+    def _step_size(self, options: dict[str, Any]) -> int:
+        """Sentences per model call: :data:`STEP_BATCHES` batches, so that progress moves
+        (and the first progress line comes) after seconds, not after a whole chunk."""
+        batch = options.get("batch_size") or getattr(self.inner, "batch_size", None) or 64
+        return max(1, int(batch)) * STEP_BATCHES
+
+    def _step(self, sentences: Sequence[str], poolings: Sequence[str], max_length: int,
+              options: dict[str, Any]) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        out = self.inner.encode_multi(sentences, poolings, max_length=max_length, **options)
+        self.stats.encoded += len(sentences)
+        self.stats.seconds += time.perf_counter() - t0
+        if self._display is not None:
+            self._display.update(len(sentences))
+        return out
 
 
 def _check_texts(sentences: Sequence[str]) -> list[str]:

@@ -26,20 +26,32 @@ from embedkit.data.registry import get_task
 from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
+from embedkit.errors import ConfigError
 from embedkit.evaluation import PRIMARY_METRIC, STSEvaluator, aggregate, lookup, undefined_scores
-from embedkit.experiments.record import data_dir_setting, run_record, split_summary, timings
+from embedkit.experiments.record import (
+    data_dir_setting,
+    run_record,
+    split_summary,
+    timings,
+    truncation_counts,
+)
 from embedkit.postprocess import (
     check_chain_files,
     describe_post,
-    parse_post,
+    parse_post,  # noqa: F401 (the doctests use it)
     pipeline_learns,
+    random_seeds,
+    resolve_post,
 )
+from embedkit.postprocess.checks import check_post_chains
 
 
 @dataclass(frozen=True)
 class PostOptions:
-    """Postprocessor chains (specs of :func:`~embedkit.postprocess.parse_post`), what they are fitted on, and whether a saved map
-    fitted for another model or pooling is used anyway (``force``)."""
+    """Postprocessor chains (specs of :func:`~embedkit.postprocess.parse_post`, or a saved
+    transform file's path, as :func:`~embedkit.postprocess.resolve_post` tells them apart), what
+    they are fitted on, and whether a saved map fitted for another model or pooling is used
+    anyway (``force``)."""
 
     chains: tuple[str, ...] = ()
     fit_on: str = "task"
@@ -77,7 +89,8 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     # that needs it but not encoding: a bad setting never costs minutes of encoding.
     named_pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ())))
     specs = _task_specs(tasks)
-    pipes = [(describe_post(p), p) for p in (parse_post(c) for c in posts.chains)]
+    # a chain, or a saved transform file as index build takes it (PATH.safetensors)
+    pipes = [(describe_post(p), p) for p in (resolve_post(c) for c in posts.chains)]
     need_fit = any(pipeline_learns(p) for _, p in pipes)
     evaluator = STSEvaluator(specs, [canonical_split(s) for s in (splits or ())] or None,
                              protocol=protocol, max_length=max_length, data_dir=data.data_dir,
@@ -90,20 +103,75 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     pools = named_pools or [enc.default_pooling]
     post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools,
                                    force=posts.force)
+    for spec in specs:  # k against d (and rp:k=auto against each task's fit sentences)
+        fit = fits.get(spec.name)
+        check_post_chains(pipes, enc.dim, len(fit.sentences) if fit is not None else None)
     rows = {str(p): _Row(str(p), p) for p in pools}
     rows.update({f"{p} + {label}": _Row(f"{p} + {label}", p, label, pipe)
                  for p in pools for label, pipe in pipes})
+    truncated = truncation_counts(
+        enc, evaluator.data, {s.name: evaluator.max_length_for(s, enc) for s in specs})
     records: dict[str, Any] = {}
     for spec in specs:
         records[spec.name] = _bench_task(evaluator, spec, enc, list(rows.values()),
                                          fits.get(spec.name))
     settings = _settings(evaluator, pools, posts, need_fit, data, post_files)
+    settings.update(_seed_settings(pipes))
     settings["max_length"] = {s.name: evaluator.max_length_for(s, enc) for s in specs}
     record = run_record("bench", command=command, encoder=enc, settings=settings, data=records)
     record.update(_results(rows))
+    if truncated is not None:
+        record["truncated"], record["truncated_of"] = truncated
     record["primary_metric"] = PRIMARY_METRIC
     record["timings"] = timings(enc, t_start)
     return record
+
+
+def run_bench_models(encoders: Sequence[SentenceEncoder | EncoderConfig | str],
+                     poolings: Sequence[str] | None = None,
+                     tasks: Sequence[str | TaskSpec] | str | None = None,
+                     splits: Sequence[str] | None = None, *, command: str | None = None,
+                     **options: Any) -> dict[str, Any]:
+    """Several models on the same tasks, one record: kind ``bench-models``, the common header
+    (versions, machine, command), ``settings.models`` (the names) and ``models``: one complete
+    :func:`run_bench` record per model, in order (:func:`bench_blocks` reads either kind).
+    ``options`` are :func:`run_bench`'s. The models run one after the other (one in memory at
+    a time); each is built just before it runs.
+
+    >>> rec = run_bench_models(["m3e-small", "bert-base-chinese"], ["cls"], "STS-B",
+    ...                        data_dir="../shared/data")  # doctest: +SKIP
+    >>> [b["model"]["name"] for b in bench_blocks(rec)]     # doctest: +SKIP
+    ['m3e-small', 'bert-base-chinese']
+    """
+    if not encoders:
+        raise ConfigError("no model to bench: name at least one", param="model")
+    t_start = time.perf_counter()
+    blocks = [run_bench(e, poolings, tasks, splits, command=command, **options)
+              for e in encoders]
+    record = run_record("bench-models", command=command, encoder=None,
+                        settings={"models": [b["model"]["name"] for b in blocks]}, data={})
+    del record["model"]
+    record["models"] = blocks
+    record["timings"] = {"seconds_total": round(time.perf_counter() - t_start, 3)}
+    return record
+
+
+def bench_blocks(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-model bench records of a record: itself for a ``bench`` record, its ``models``
+    for a ``bench-models`` one.
+
+    >>> [b["kind"] for b in bench_blocks({"kind": "bench-models", "models": [{"kind": "bench"}]})]
+    ['bench']
+    >>> bench_blocks({"kind": "sweep"})
+    Traceback (most recent call last):
+    embedkit.errors.ConfigError: a sweep record, not a bench record (bench or bench-models)
+    """
+    if record.get("kind") == "bench-models":
+        return list(record.get("models") or ())
+    if record.get("kind") == "bench":
+        return [record]
+    raise ConfigError(f"a {record.get('kind') or 'JSON'} record, not a bench record (bench or "
+                      "bench-models)", param="record")
 
 
 def _task_specs(tasks: Sequence[str | TaskSpec] | str | None) -> list[TaskSpec]:
@@ -172,5 +240,17 @@ def _settings(evaluator: STSEvaluator, pools: list[Pooling], posts: PostOptions,
         "skip_invalid": data.skip_invalid, "post": list(posts.chains),
         "fit_on": posts.fit_on if need_fit else None,
         "fit_unique": posts.fit_unique if need_fit else None,
-        "force": posts.force, "post_files": post_files, "seed": 0,
+        "force": posts.force, "post_files": post_files,
     }
+
+
+def _seed_settings(pipes: Sequence[tuple[str, Pipeline]]) -> dict[str, Any]:
+    """``seeds``: per chain with a random step, each such step's seed (the one its fit used);
+    ``seed``: the one seed when every random step shares it, else None (none, or several).
+
+    >>> _seed_settings([("rp", parse_post("rp:k=4,seed=3")), ("pca", parse_post("pca"))])
+    {'seeds': {'rp': {'rp:k=4,kind=gaussian,seed=3': 3}}, 'seed': 3}
+    """
+    seeds = {label: found for label, pipe in pipes if (found := random_seeds(pipe))}
+    distinct = {v for found in seeds.values() for v in found.values()}
+    return {"seeds": seeds, "seed": distinct.pop() if len(distinct) == 1 else None}

@@ -240,6 +240,9 @@ def record_entries(path: str, rec: Mapping[str, Any], metric: str = "spearman",
     kind = rec.get("kind") if isinstance(rec, Mapping) else None
     if kind == "bench":
         entries = _bench_entries(path, rec, metric, split)
+    elif kind == "bench-models":  # several models in one bench: each model's rows
+        entries = [e for block in rec.get("models") or ()
+                   for e in _bench_entries(path, block, metric, split)]
     elif kind == "sweep":
         entries = _sweep_entries(path, rec, metric, split)
     elif isinstance(rec, Mapping) and is_simcse_report(rec):

@@ -59,6 +59,7 @@ from embedkit.postprocess import (
     parse_post,
     pipeline_learns,
 )
+from embedkit.postprocess.checks import check_post_chains
 from embedkit.retrieval.hubness import evaluate_csls
 from embedkit.retrieval.tasks import RetrievalTask, pairs_to_retrieval
 
@@ -186,6 +187,7 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
         Pooling(enc.default_pooling)]
     pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.posts)]
     post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools)
+    check_post_chains(pipes, enc.dim)  # k against d, before any encoding
     run = _Run(enc, pools, pipes, options)
     if options.corpus is not None:
         rows, data, extra = _corpus_rows(run)
@@ -221,6 +223,7 @@ def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
     pooling = Pooling(r.pooling)
     post_files = check_chain_files(pipes, model=r.model_identity, dim=folder.dim,
                                    poolings=[pooling])
+    check_post_chains(pipes, folder.dim, n)
     run = _Run(None, [pooling], pipes, options)
     rows = [row for row, _ in _rows_of(run, "embeddings", {str(pooling): x}, {})]
     learns = any(pipeline_learns(p) for _, p in pipes)
@@ -333,13 +336,16 @@ def _diagnose_task(run: _Run, evaluator: STSEvaluator, spec: TaskSpec,
     max_len = evaluator.max_length_for(spec, enc)
     splits = evaluator.data[spec.name]
     sentences = evaluator.sentences(spec.name)
-    vecs = enc.encode_multi(sentences, run.pools, max_length=max_len)
-    record: dict[str, Any] = {**split_summary(splits), "n_sentences": len(sentences)}
-    fit_vecs: dict[str, np.ndarray] = {}
-    if any(pipeline_learns(p) for _, p in run.pipes):
+    fit = None
+    if any(pipeline_learns(p) for _, p in run.pipes):  # the fit sentences are checked first
         fit = collect_fit_sentences(o.fit_on, spec, splits, data_dir=o.data.data_dir,
                                     source=o.data.source, skip_invalid=o.data.skip_invalid,
                                     unique=o.fit_unique)
+        check_post_chains(run.pipes, enc.dim, len(fit.sentences))
+    vecs = enc.encode_multi(sentences, run.pools, max_length=max_len)
+    record: dict[str, Any] = {**split_summary(splits), "n_sentences": len(sentences)}
+    fit_vecs: dict[str, np.ndarray] = {}
+    if fit is not None:
         fit_vecs = enc.encode_multi(fit.sentences, run.pools, max_length=max_len)
         record["fit"] = fit.record()
     tasks = _retrieval_tasks(spec, splits) if retrieval else {}

@@ -43,6 +43,7 @@ from embedkit.retrieval.recipe import Recipe
 from embedkit.retrieval.shards import (
     MANIFEST,
     MANIFEST_FORMAT,
+    VECTOR_DTYPES,
     encode_recipe,
     read_manifest,
     shard_name,
@@ -69,7 +70,10 @@ ShardDone = Callable[[int, int, list[str], list[str], np.ndarray], None]
 class EncodeSettings:
     """How to encode: rows per shard, tokens per text, the engine (``local`` or ``ray``), its
     workers (Ray actors; None: 1) and cluster address (None: ``RAY_ADDRESS``, else a local Ray
-    started for the run), and whether an existing folder may be replaced (``overwrite``)."""
+    started for the run), whether an existing folder may be replaced (``overwrite``), and how
+    the vectors are stored: L2-normalised (``normalize``) and as ``precision`` (``float32``
+    or ``float16``, half the bytes; readers upcast). Both are recorded in the manifest's
+    ``vectors``."""
 
     shard_size: int = 10000
     max_length: int = 64
@@ -77,8 +81,13 @@ class EncodeSettings:
     workers: int | None = None
     ray_address: str | None = None
     overwrite: bool = False
+    normalize: bool = False
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.precision not in VECTOR_DTYPES:
+            raise ConfigError(f"precision {self.precision!r}: choose "
+                              f"{' or '.join(VECTOR_DTYPES)}", param="precision")
         if self.engine not in ENGINES:
             raise ConfigError(f"engine {self.engine!r}: choose {' or '.join(ENGINES)}",
                               param="engine")
@@ -99,11 +108,18 @@ def _no_fit() -> tuple[np.ndarray, dict[str, Any]]:
                       "folder), and give the saved transform file as post", param="post")
 
 
-def _prepare_post(post: str | None, enc: SentenceEncoder, pool: Pooling) -> IndexPost | None:
+def _prepare_post(post: str | None, enc: SentenceEncoder, pool: Pooling,
+                  normalize: bool = False) -> IndexPost | None:
     if is_none(post):
         return None
-    if pipeline_learns(resolve_post(str(post).strip())):
+    chain = resolve_post(str(post).strip())
+    if pipeline_learns(chain):
         _no_fit()
+    if normalize and any(name != "norm" for name, _ in chain.steps):
+        raise ConfigError("normalize stores L2-normalised raw vectors, but the post map "
+                          f"{post!r} applies to the raw ones (an index would map normalised "
+                          "vectors with it); encode without normalize, or without the map",
+                          param="normalize")
     return prepare_post(post, encoder=enc, pooling=str(pool), dim=int(enc.dim),
                         fit_data=_no_fit)
 
@@ -114,14 +130,20 @@ def _plan(recipe: Recipe, source: CorpusSource, settings: EncodeSettings,
     stored = recipe.to_dict()
     stored.pop("corpus", None)
     return {"recipe": stored, "inputs": source.describe(), "shard_size": int(settings.shard_size),
-            "dim": int(dim)}
+            "dim": int(dim), "vectors": _vectors(settings)}
+
+
+def _vectors(settings: EncodeSettings) -> dict[str, Any]:
+    """The manifest's ``vectors``: how the shards store them."""
+    return {"dtype": settings.precision, "normalized": bool(settings.normalize)}
 
 
 def _stored_plan(manifest: dict[str, Any]) -> dict[str, Any]:
     stored = dict(manifest.get("recipe") or {})
     stored.pop("corpus", None)
     return {"recipe": stored, "inputs": manifest.get("inputs"),
-            "shard_size": manifest.get("shard_size"), "dim": manifest.get("dim")}
+            "shard_size": manifest.get("shard_size"), "dim": manifest.get("dim"),
+            "vectors": manifest.get("vectors") or {"dtype": "float32", "normalized": False}}
 
 
 def _clear(out: Path) -> None:
@@ -159,6 +181,7 @@ class _Writer:
                  progress: Callable[[int], None] | None) -> None:
         self.out = out
         self.manifest = manifest
+        self.vectors = manifest["vectors"]
         self.entries: dict[int, dict[str, Any]] = {}
         self.progress = progress
         self.rows_encoded = 0
@@ -173,7 +196,11 @@ class _Writer:
             self.flushed = now
 
     def done(self, i: int, first: int, ids: list[str], texts: list[str], x: np.ndarray) -> None:
-        entry = write_shard(self.out / shard_name(i), ids, texts, x)
+        if self.vectors["normalized"]:
+            x = np.asarray(x, dtype=np.float32)
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+            x = x / np.where(norms == 0, 1.0, norms)  # a zero vector stays zero
+        entry = write_shard(self.out / shard_name(i), ids, texts, x, self.vectors["dtype"])
         self.entries[i] = {"file": entry["file"], "rows": entry["rows"], "first_row": first,
                            "sha256": entry["sha256"]}
         self.rows_encoded += len(ids)
@@ -237,6 +264,7 @@ def _start(out: Path, recipe: Recipe, plan: dict[str, Any], post: IndexPost | No
         recipe = Recipe.from_dict(previous["recipe"], where=str(out / MANIFEST))
     manifest = {"format": MANIFEST_FORMAT, "recipe": recipe.to_dict(), "dim": plan["dim"],
                 "inputs": plan["inputs"], "shard_size": plan["shard_size"],
+                "vectors": plan["vectors"],
                 "shards": list((previous or {}).get("shards") or []), "total_rows": None,
                 "complete": False, "engine": settings.engine, "command": command}
     return manifest, recipe
@@ -256,7 +284,9 @@ def _finish(writer: _Writer, recipe: Recipe, source: CorpusSource, enc: Sentence
     manifest.update(total_rows=total, complete=True, versions=library_versions(("pyarrow",)),
                     settings={"engine": settings.engine, "workers": settings.workers,
                               "shard_size": settings.shard_size,
-                              "max_length": settings.max_length},
+                              "max_length": settings.max_length,
+                              "normalize": settings.normalize,
+                              "precision": settings.precision},
                     timings=timings(enc if settings.engine == "local" else None, t_start,
                                     rows_encoded=writer.rows_encoded,
                                     seconds_encoding=round(seconds, 3),
@@ -293,7 +323,7 @@ def run_encode(
     enc = _build_encoder(encoder)
     pool = Pooling(pooling or enc.default_pooling)
     max_length = min(int(settings.max_length), enc.model_max_length())
-    fitted = _prepare_post(post, enc, pool)
+    fitted = _prepare_post(post, enc, pool, settings.normalize)
     recipe = encode_recipe(enc, str(pool), max_length, fitted, {"source": "encode"})
     plan = _plan(recipe, source, settings, int(enc.dim))
     out_dir = Path(out)

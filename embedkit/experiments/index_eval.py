@@ -28,21 +28,28 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.data import TaskSpec, load_split
+from embedkit.data import TaskSpec, check_split, load_split
 from embedkit.data.corpus import corpus_from_tasks
 from embedkit.data.selection import collect_fit_sentences, parse_task_split
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
+from embedkit.encoders.config import with_prompt
 from embedkit.errors import ConfigError
 from embedkit.evaluation.protocols import EvalProtocol, get_protocol
 from embedkit.experiments.bench import DataOptions
-from embedkit.experiments.record import data_dir_setting, run_record, timings
+from embedkit.experiments.record import (
+    data_dir_setting,
+    refresh_data_source,
+    run_record,
+    timings,
+)
 from embedkit.experiments.report import provenance_lines
 from embedkit.io.tables import text_table
 from embedkit.provenance import sha256_text
+from embedkit.retrieval.checks import check_index_settings
 from embedkit.retrieval.costs import SINGLE_QUERIES, approximation_costs
 from embedkit.retrieval.faiss_ops import faiss_thread_count
 from embedkit.retrieval.hubness import evaluate_csls
-from embedkit.retrieval.post import is_none, prepare_post
+from embedkit.retrieval.post import is_none, post_output_dim, prepare_post
 from embedkit.retrieval.tasks import RetrievalTask, evaluate_retrieval, pairs_to_retrieval
 
 __all__ = [
@@ -126,6 +133,7 @@ class IndexEvalOptions:
     force: bool = False
     threads: int | None = None
     data: DataOptions = field(default_factory=DataOptions)
+    query_prompt: str | None = None  # queries' own prompt (None: the encoder's, as passages)
 
 
 def label_threshold(label_range: Sequence[float] | None, labels: np.ndarray | None) -> float:
@@ -168,6 +176,16 @@ class _Split:
     record: dict[str, Any]
 
 
+def _queries(enc: SentenceEncoder, opts: IndexEvalOptions, texts: list[str],
+             rows: np.ndarray, corpus_x: np.ndarray, pooling: Pooling,
+             max_length: int) -> np.ndarray:
+    """The query vectors: rows of the corpus's, or encoded with the queries' own prompt."""
+    if opts.query_prompt is None or opts.query_prompt == getattr(enc, "prompt", None):
+        return corpus_x[rows]
+    qenc = with_prompt(enc, opts.query_prompt)
+    return qenc.encode([texts[i] for i in rows.tolist()], pooling, max_length=max_length)
+
+
 def _load_split(enc: SentenceEncoder, spec: TaskSpec, split: str, pooling: Pooling,
                 opts: IndexEvalOptions, proto: EvalProtocol) -> _Split:
     q, d = opts.quality, opts.data
@@ -182,7 +200,8 @@ def _load_split(enc: SentenceEncoder, spec: TaskSpec, split: str, pooling: Pooli
               "skipped": data.skipped, "threshold": thr, "max_length": max_len,
               "n_queries": len(task.queries), "n_corpus": len(task.corpus)}
     corpus_x = enc.encode(task.corpus, pooling, max_length=max_len)
-    query_x = corpus_x[np.asarray(task.query_ids, dtype=np.int64)]
+    query_x = _queries(enc, opts, list(task.corpus), np.asarray(task.query_ids, dtype=np.int64),
+                       corpus_x, pooling, max_len)
     return _Split(spec, data, task, max_len, corpus_x, query_x, record)
 
 
@@ -239,6 +258,20 @@ def _scored_rows(sp: _Split, opts: IndexEvalOptions, head: dict[str, Any],
 
     row = {**head, **plain(res["raw"])}
     return [row, {**row, **plain(res["csls"]), "row": f"{row['row']} + csls", "rerank": "csls"}]
+
+
+def check_before_encoding(enc: SentenceEncoder, options: IndexEvalOptions) -> None:
+    """Every setting that can be checked once the encoder is built (its ``dim``), before any
+    encoding: each quality task's splits, each post value against d, and each cost factory
+    on the dimension the cost post leaves (:func:`check_index_settings`)."""
+    proto = get_protocol(options.protocol)
+    for spec, split in _task_splits(options.quality.tasks, options.quality.splits, proto):
+        check_split(spec, split)
+    for value in options.quality.posts:
+        post_output_dim(value, int(enc.dim))
+    if options.cost.corpus_tasks:
+        check_index_settings(options.cost.factories, options.cost.post, dim=int(enc.dim),
+                             metric=options.metric)
 
 
 def quality_eval(
@@ -316,7 +349,7 @@ def cost_eval(encoder: SentenceEncoder | EncoderConfig, options: IndexEvalOption
                                                    "sha256": info["sha256"]}))
     logger.info("cost: building and timing %s (%d queries)", ", ".join(c.factories), nq)
     rows = approximation_costs(
-        x, x[q_idx], list(c.factories), nprobes=c.nprobes, ef_searches=c.ef_searches, k=k,
+        x, _queries(enc, options, texts, q_idx, x, pooling, max_len), list(c.factories), nprobes=c.nprobes, ef_searches=c.ef_searches, k=k,
         metric=options.metric, transform=post.map if post else None, seed=c.seed,
         single_queries=SINGLE_QUERIES if c.single_queries is None else c.single_queries)
     return {
@@ -352,6 +385,7 @@ def _settings(options: IndexEvalOptions, pooling: Pooling, threads: int) -> dict
         "nprobes": list(c.nprobes), "ef_searches": list(c.ef_searches),
         "n_queries": c.n_queries, "seed": c.seed, "cost_post": c.post,
         "faiss_threads": threads, "data_dir": data_dir_setting(d.data_dir), "source": d.source,
+        "query_prompt": options.query_prompt,
     }
 
 
@@ -365,6 +399,7 @@ def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: Inde
     enc = as_encoder(encoder)
     pooling = Pooling(options.pooling or enc.default_pooling)
     options = replace(options, pooling=pooling)
+    check_before_encoding(enc, options)
     with faiss_thread_count(options.threads) as threads:
         record = run_record("index-eval", command=command, encoder=enc,
                             settings=_settings(options, pooling, threads), data={})
@@ -375,6 +410,7 @@ def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: Inde
             cost = cost_eval(enc, options)
             record["data"]["cost"] = cost.pop("data")
             record["cost"] = cost
+    refresh_data_source(record)
     record["timings"] = timings(enc, t0)
     return record
 

@@ -46,7 +46,7 @@ from embedkit.evaluation.evaluator import STSEvaluator, lookup
 from embedkit.evaluation.metrics import cosine_scores, spearman
 from embedkit.evaluation.protocols import get_protocol
 from embedkit.io.atomic import atomic_path, atomic_write_text
-from embedkit.postprocess import describe_post, parse_post, pipeline_learns
+from embedkit.postprocess import describe_post, pipeline_learns, resolve_post
 
 Transform = Callable[[np.ndarray], np.ndarray]
 FORMATS = ("auto", "jsonl", "parquet")
@@ -148,7 +148,7 @@ def _fitted_transforms(record: Mapping[str, Any], evaluator: STSEvaluator,
                        data: DataOptions) -> dict[str, Transform]:
     """Refit a bench row's chain per task exactly as ``run_bench`` did (same fit sentences)."""
     settings = record.get("settings") or {}
-    chains = {describe_post(p): p for p in (parse_post(c) for c in settings.get("post") or ())}
+    chains = {describe_post(p): p for p in (resolve_post(c) for c in settings.get("post") or ())}
     if post not in chains:
         raise ConfigError(f"row post {post!r} is not among the record's chains "
                           f"{sorted(chains)}", param="record")

@@ -11,13 +11,30 @@ from __future__ import annotations
 
 import math
 
+from embedkit.data import data_source_line
+
 
 def _cell(x) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
 
 
+def _blocks(record: dict) -> list[dict]:
+    """The per-model records of a ``bench-models`` record, else the record itself."""
+    return list(record["models"]) if record.get("kind") == "bench-models" else [record]
+
+
 def table_rows(record: dict, metric: str = "spearman") -> tuple[list[str], list[list[str]]]:
-    """Header and rows: one row per result label, one column per task/split, then avg."""
+    """Header and rows: one row per result label, one column per task/split, then avg. A
+    ``bench-models`` record (several models) has a first ``model`` column and one block of
+    rows per model, the model named on its first row."""
+    if record.get("kind") == "bench-models":
+        header: list[str] = []
+        rows: list[list[str]] = []
+        for block in _blocks(record):
+            header, block_rows = table_rows(block, metric)
+            name = block["model"]["name"]
+            rows += [[name if i == 0 else "", *r] for i, r in enumerate(block_rows)]
+        return ["model", *header], rows
     tasks = record["settings"]["tasks"]
     splits = record["settings"]["splits"]
     order = ("train", "valid", "test")
@@ -47,24 +64,69 @@ def undefined_notes(record: dict, metric: str = "spearman") -> list[str]:
             for (task, split, reason), labels in rows.items()]
 
 
+def truncation_note(record: dict, *, always: bool = False) -> str | None:
+    """``N of M sentences truncated at max length L (task split: n, ...)`` from a bench record's
+    ``truncated`` counts (distinct sentences per task and split); None when the record has no
+    counts, or (unless ``always``) when nothing was truncated.
+
+    >>> truncation_note({"settings": {"max_length": {"A": 64, "B": 64}},
+    ...                  "truncated": {"A": {"test": 3}, "B": {"test": 0}},
+    ...                  "truncated_of": {"A": {"test": 40}, "B": {"test": 60}}})
+    '3 of 100 sentences truncated at max length 64 (A test: 3)'
+    """
+    truncated = record.get("truncated")
+    if not isinstance(truncated, dict):
+        return None
+    of = record.get("truncated_of") or {}
+    n = sum(v for by in truncated.values() for v in by.values())
+    if not n and not always:
+        return None
+    m = sum(v for by in of.values() for v in by.values())
+    lengths = (record.get("settings") or {}).get("max_length")
+    by_task = lengths if isinstance(lengths, dict) else {t: lengths for t in truncated}
+    if len(set(by_task.values())) == 1:
+        at = f"max length {next(iter(by_task.values()))}"
+    else:
+        at = "the max length (" + ", ".join(f"{t} {v}" for t, v in by_task.items()) + ")"
+    parts = [f"{t} {s}: {v}" for t, by in truncated.items() for s, v in by.items() if v]
+    return f"{n} of {m} sentences truncated at {at}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _notes(record: dict, metric: str) -> tuple[list[str], list[str]]:
+    """What is said below a table, per model: undefined scores, and truncated sentences."""
+    several = record.get("kind") == "bench-models"
+    undefined: list[str] = []
+    truncated: list[str] = []
+    for block in _blocks(record):
+        prefix = f"{block['model']['name']}: " if several else ""
+        note = truncation_note(block)
+        undefined += [f"{prefix}{n}" for n in undefined_notes(block, metric)]
+        truncated += [f"{prefix}{note}"] if note else []
+    return undefined, truncated
+
+
 def format_table(record: dict, metric: str = "spearman", markdown: bool = False) -> str:
-    """The results as an aligned text table or a Markdown table; undefined scores (``-``) are
-    explained below it (:func:`undefined_notes`)."""
+    """The results as an aligned text table or a Markdown table (one block of rows per model
+    for several models); undefined scores (``-``) are explained below it
+    (:func:`undefined_notes`), and truncated sentences counted (:func:`truncation_note`)."""
     header, rows = table_rows(record, metric)
-    notes = undefined_notes(record, metric)
+    undefined, truncated = _notes(record, metric)
+    labels = 2 if header[0] == "model" else 1  # left-aligned columns
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+                 "|" + "|".join(["---"] * labels + ["---:"] * (len(header) - labels)) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
-        if notes:
-            lines += ["", "`-`: undefined.", ""] + [f"- {n}" for n in notes]
+        if undefined:
+            lines += ["", "`-`: undefined.", ""] + [f"- {n}" for n in undefined]
+        if truncated:
+            lines += [""] + [f"- {n}" for n in truncated]
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+    fmt = lambda r: "  ".join(c.ljust(w) if i < labels else c.rjust(w)  # noqa: E731
                               for i, (c, w) in enumerate(zip(r, widths, strict=True)))
     lines = [fmt(r).rstrip() for r in [header, *rows]]
-    if notes:
-        lines += [""] + [f"-: undefined. {n}" for n in notes]
+    if undefined or truncated:
+        lines += [""] + [f"-: undefined. {n}" for n in undefined] + truncated
     return "\n".join(lines)
 
 
@@ -84,23 +146,38 @@ def provenance_lines(record: dict) -> list[str]:
         f"- Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('os', '?')}",
         "- Versions: " + ", ".join(f"{k} {v[k]}" for k in keep if k in v),
     ]
+    data = data_line(record)
+    if data:
+        lines.append(f"- Data: {data.removeprefix('data: ')}")
     return lines
 
 
-def markdown_report(record: dict, title: str | None = None) -> str:
-    """A complete Markdown report of a bench record."""
-    model = record["model"]
-    s = record["settings"]
-    t = record["timings"]
-    out = [f"# {title or 'embedkit bench: ' + model['name']}", ""]
-    out += provenance_lines(record)
-    out += [
+def data_line(record: dict) -> str:
+    """Where a record's task data came from, as one footer line (``data: local DIR``,
+    ``data: hub ID@REV``; "" when it read none); a ``bench-models`` record: its first model's.
+
+    >>> data_line({"data_source": {"kind": "local", "local": ["/d"], "hub": []}})
+    'data: local /d'
+    """
+    source = record.get("data_source")
+    if (not source or source.get("kind") == "none") and record.get("models"):
+        source = record["models"][0].get("data_source")
+    return data_source_line(source)
+
+
+def _model_lines(record: dict) -> list[str]:
+    """The bullet lines that state how one model ran: model, protocol, truncation, fitting."""
+    model, s = record["model"], record["settings"]
+    out = [
         f"- Model: `{model['name']}` (identity `{model['identity']}`), {model.get('num_layers')} "
         f"layers, hidden {model.get('hidden_size')}; dtype {s['dtype']}, device {s['device']}, "
         f"lowercase {s['lowercase']}",
         f"- Protocol: {s['protocol']}; max length " + ", ".join(
             f"{k} {v}" for k, v in s["max_length"].items()) + f"; batch size {s['batch_size']}",
     ]
+    truncated = truncation_note(record, always=True)
+    if truncated:
+        out.append(f"- Truncation: {truncated}")
     if s.get("post") and not s.get("fit_on"):
         out.append("- Postprocessors: saved maps only (file:), nothing fitted")
     elif s.get("post"):
@@ -109,18 +186,44 @@ def markdown_report(record: dict, title: str | None = None) -> str:
         out.append(f"- Postprocessors fitted on: {s['fit_on']} "
                    f"({'unique sentences' if s['fit_unique'] else 'every occurrence'}): "
                    + "; ".join(f"{k}: {v}" for k, v in fits.items()))
-    out += ["", "## Spearman x 100 (cosine similarity)", "", format_table(record, markdown=True),
-            "", "## Pearson x 100", "", format_table(record, "pearson", markdown=True), "",
+    return out
+
+
+def _timing_line(record: dict, prefix: str = "") -> str:
+    t = record["timings"]
+    return (f"- {prefix}{t['unique_sentences']} unique sentences asked for, {t['cache_hits']} "
+            f"from the cache, {t['encoded']} encoded in {t['seconds_encoding']:.1f} s "
+            f"({t['sentences_per_second']:.1f} sentences/s); total {t['seconds_total']:.1f} s")
+
+
+def markdown_report(record: dict, title: str | None = None) -> str:
+    """A complete Markdown report of a bench record (or of a ``bench-models`` record: one
+    block of rows per model in each table, each model's settings and timings)."""
+    blocks = _blocks(record)
+    several = len(blocks) > 1 or record.get("kind") == "bench-models"
+    names = ", ".join(b["model"]["name"] for b in blocks)
+    out = [f"# {title or 'embedkit bench: ' + names}", ""]
+    out += provenance_lines(record)
+    for block in blocks:
+        out += _model_lines(block)
+    out += ["", "## Spearman x 100 (cosine similarity)", "", _table(record), "",
+            "## Pearson x 100", "", _table(record, "pearson"), "",
             "## Data", "", "| task | split | pairs | skipped | sha256 | source |",
             "|---|---|---:|---:|---|---|"]
-    for task, splits in record["data"].items():
+    for task, splits in blocks[0]["data"].items():  # the same tasks and splits for every model
         for split, d in splits.items():
             if split == "fit":
                 continue
             out.append(f"| {task} | {split} | {d['n_pairs']} | {d['skipped']} | "
                        f"`{d['sha256'][:16]}` | {d['source'].split('/')[-1]} |")
-    out += ["", "## Timings", "",
-            f"- {t['unique_sentences']} unique sentences asked for, {t['cache_hits']} from the cache, "
-            f"{t['encoded']} encoded in {t['seconds_encoding']:.1f} s "
-            f"({t['sentences_per_second']:.1f} sentences/s); total {t['seconds_total']:.1f} s", ""]
-    return "\n".join(out)
+    out += ["", "## Timings", ""]
+    out += [_timing_line(b, f"{b['model']['name']}: " if several else "") for b in blocks]
+    return "\n".join([*out, ""])
+
+
+def _table(record: dict, metric: str = "spearman") -> str:
+    """A Markdown table without the truncation footer (the report states it above)."""
+    blocks = [{k: v for k, v in b.items() if k != "truncated"} for b in _blocks(record)]
+    if record.get("kind") == "bench-models":
+        return format_table({**record, "models": blocks}, metric, markdown=True)
+    return format_table(blocks[0], metric, markdown=True)

@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ def _metadata(w: Whitening, folder: EncodeFolder, unique: bool,
         "lowercase": bool(r.lowercase), "fit_on": f"embeddings:{folder.path.resolve()}",
         "fit_unique": bool(unique), "fit_data_sha256": sha256_text(shards),
         "n_samples": int(w.n_samples_seen_), "normalize": bool(normalize),
-        "embedkit_version": __version__,
+        "fit_vectors": folder.vectors, "embedkit_version": __version__,
     }
 
 
@@ -134,6 +135,12 @@ def run_whiten_shards(embeddings: str | os.PathLike, out: str | os.PathLike,
                           "shards hold raw vectors but a whitening fitted on them would be "
                           "applied after that post-processor: encode without it",
                           param="embeddings")
+    if folder.vectors["normalized"]:
+        warnings.warn(
+            f"{folder.path} holds L2-normalised vectors: the whitening is fitted on them (its "
+            "mean and covariance differ from the raw vectors'), so apply it to normalised "
+            "vectors only; the map's metadata records fit_vectors.normalized=true",
+            UserWarning, stacklevel=2)
     w = fit_whitening_shards(folder, whitening, unique=settings.fit_unique)
     meta = _metadata(w, folder, settings.fit_unique, settings.normalize)
     if command is not None:

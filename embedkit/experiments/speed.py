@@ -1,33 +1,64 @@
-"""Encoding speed: embedkit (float32, bfloat16) against ``SentenceTransformer.encode``.
+"""Encoding speed: every embedkit backend and quantisation against sentence-transformers' own
+fast paths (torch, ONNX, OpenVINO, ONNX dynamic int8, OpenVINO int8), on the same sentences.
 
-``embedkit report speed`` (``make bench-speed``) runs :func:`run_speed`.
-All engines encode the same sentences (a seeded sample of the unique sentences of the five
-test splits: no duplicates, so embedkit's de-duplication gives it no advantage), with the
-same max length, batch size and pooling (mean of the last layer, m3e-small's own), no cache.
-Rounds interleave the engines so that background load hits them alike; the median round is
-reported. A second part measures how far bfloat16 moves each task's Spearman.
+``embedkit report speed`` (``make bench-speed``) runs :func:`run_speed`:
+
+- every engine runs in its own process (:mod:`embedkit.experiments.speed_worker`), so its
+  threads, peak memory and start-up are its own; sentence-transformers' ONNX and OpenVINO
+  backends need optimum, whose exporter needs an older transformers than embedkit's, so those
+  engines may run under another interpreter (``st_python``: a virtual environment the Makefile
+  makes);
+- all engines encode the same seeded sample of distinct sentences of the five test splits, with
+  the same max length, batch size, pooling (mean of the last layer) and threads, no cache;
+  rounds interleave the engines (the order rotates each round) and the median round counts;
+- quality: each engine encodes a seeded sample of pairs of each test split, scored by
+  :class:`~embedkit.evaluation.STSEvaluator`, beside its difference from fp32 torch;
+- hardware: a float32 matrix product (2048 x 2048, torch, the same threads) measures this
+  machine's attainable GEMM rate; each engine's GFLOP/s counts the model's multiply-adds for the
+  real (unpadded) tokens it encoded;
+- start-up: the wall time of ``embedkit bench`` on a 30-pair file, and which heavy libraries
+  it imported.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import statistics
-import time
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embedkit.data import DEFAULT_TASKS, get_task, load_split
-from embedkit.encoders import EncoderConfig, SentenceEncoder
-from embedkit.evaluation import STSEvaluator
 from embedkit.experiments.record import run_record
-from embedkit.experiments.report import provenance_lines
+from embedkit.experiments.speed_cost import flops_per_sentence, gemm_peak, token_lengths
 
 logger = logging.getLogger(__name__)
-REFERENCE = "sentence-transformers float32"
+WORKER = Path(__file__).with_name("speed_worker.py")
+REFERENCE = "embedkit torch fp32"   # the quality reference: exact, fp32
+ST_TORCH = "sentence-transformers torch"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One configuration timed: who runs it (``st`` or ``embedkit``), on what."""
+
+    name: str
+    engine: str
+    backend: str
+    quantize: str = "none"
+    token_budget: int | None = None
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self.quantize == "int8" else "fp32"
 
 
 @dataclass(frozen=True)
@@ -38,12 +69,13 @@ class SpeedOptions:
     sentences: int = 20000
     batch_size: int = 64
     max_length: int = 64
-    dtypes: tuple[str, ...] = ("float32", "bfloat16")
-    rounds: int = 1
-    device: str = "cpu"
+    threads: int = 2
+    rounds: int = 3
     seed: int = 0
-    spearman_pairs: int = 2000   # pairs per task for the dtype comparison (0: all)
+    spearman_pairs: int = 2000   # pairs per task for the quality columns (0: all)
     data_dir: str | None = None
+    st_python: str | None = None  # interpreter for sentence-transformers' engines
+    engines: tuple[str, ...] = ()  # names to run (empty: all)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,145 +89,238 @@ def sample_sentences(n: int, seed: int, data_dir: str | None) -> list[str]:
     return rng.sample(pool, min(n, len(pool)))
 
 
-def _st_model(path: str, device: str, max_length: int) -> Any:
-    from sentence_transformers import SentenceTransformer
-
-    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)  # "creating mean pooling"
-    st = SentenceTransformer(path, device=device)
-    st.max_seq_length = max_length
-    return st
-
-
-def _engines(opts: SpeedOptions) -> dict[str, Callable[[list[str]], np.ndarray]]:
-    encoders = {f"embedkit {d}": EncoderConfig(opts.model, device=opts.device, dtype=d,
-                                               batch_size=opts.batch_size, cache=False,
-                                               pooling="last-avg", progress=False).build()
-                for d in opts.dtypes}
-    first: Any = next(iter(encoders.values()))
-    st = _st_model(first.path, opts.device, opts.max_length)
-    engines: dict[str, Callable[[list[str]], np.ndarray]] = {REFERENCE: lambda s: st.encode(
-        s, batch_size=opts.batch_size, convert_to_numpy=True, show_progress_bar=False)}
-    for name, enc in encoders.items():
-        engines[name] = _encode_fn(enc, opts.max_length)
-    return engines
+def int8_config() -> str:
+    """sentence-transformers' int8 export config for this CPU (``avx512_vnni``, ``avx512``,
+    ``avx2``), read from /proc/cpuinfo's flags."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), "").split()
+    except OSError:
+        flags = []
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    return "avx512" if "avx512f" in flags else "avx2"
 
 
-def _encode_fn(enc: SentenceEncoder, max_length: int) -> Callable[[list[str]], np.ndarray]:
-    return lambda s: enc.encode(s, max_length=max_length)
+def default_engines(opts: SpeedOptions) -> list[Engine]:
+    cfg = int8_config()
+    engines = [
+        Engine(ST_TORCH, "st", "torch"),
+        Engine("sentence-transformers onnx", "st", "onnx"),
+        Engine("sentence-transformers openvino", "st", "openvino"),
+        Engine(f"sentence-transformers onnx int8 ({cfg})", "st", "onnx", "int8"),
+        Engine("sentence-transformers openvino int8 (weights)", "st", "openvino", "int8"),
+        Engine(REFERENCE, "embedkit", "torch"),
+        Engine("embedkit onnx fp32", "embedkit", "onnx"),
+        Engine("embedkit openvino fp32", "embedkit", "openvino"),
+        Engine(f"embedkit openvino fp32, batches of {opts.batch_size}", "embedkit", "openvino",
+               token_budget=0),
+        Engine("embedkit onnx int8", "embedkit", "onnx", "int8"),
+        Engine("embedkit openvino int8", "embedkit", "openvino", "int8"),
+    ]
+    return [e for e in engines if not opts.engines or e.name in opts.engines]
 
 
-def time_engines(opts: SpeedOptions, sentences: list[str]
-                 ) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
-    """Seconds per round for each engine, and the vectors of the last round."""
-    engines = _engines(opts)
-    for fn in engines.values():
-        fn(sentences[:256])  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in engines}
-    vectors: dict[str, np.ndarray] = {}
-    for r in range(opts.rounds):
-        for name, fn in engines.items():
-            t0 = time.perf_counter()
-            vectors[name] = fn(sentences)
-            times[name].append(time.perf_counter() - t0)
-            logger.info("round %d/%d: %s: %.1f sentences/s", r + 1, opts.rounds, name,
-                        len(sentences) / times[name][-1])
-    return times, vectors
+class Worker:
+    """One engine's process: started, asked JSON commands, closed."""
+
+    def __init__(self, engine: Engine, spec: dict[str, Any], python: str, log: Path) -> None:
+        self.engine = engine
+        self.log = log
+        self._err = open(log, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen([python, str(WORKER), json.dumps(spec)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._err, text=True)
+        self.started = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self._err.flush()
+            tail = self.log.read_text(encoding="utf-8", errors="replace").strip()
+            raise RuntimeError(f"{self.engine.name}: the worker stopped: "
+                               f"{tail.splitlines()[-1] if tail else 'no output'}")
+        return json.loads(line)
+
+    def ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> dict[str, Any]:
+        try:
+            return self.ask({"cmd": "quit"}) if self.proc.poll() is None else {}
+        finally:
+            self.proc.wait(timeout=60)
+            self._err.close()
 
 
-def spearman_shift(opts: SpeedOptions) -> list[dict[str, Any]]:
-    """Each task's test Spearman per dtype (on a seeded sample of pairs, or all if 0), scored
-    by the STS evaluator."""
+def _spec(e: Engine, opts: SpeedOptions, st_folder: str, work: Path) -> dict[str, Any]:
+    spec: dict[str, Any] = {"engine": e.engine, "backend": e.backend, "quantize": e.quantize,
+                            "threads": opts.threads, "batch_size": opts.batch_size,
+                            "max_length": opts.max_length, "token_budget": e.token_budget}
+    if e.engine == "embedkit":
+        spec.update(model_path=opts.model, export_root=str(work / "embedkit-exports"))
+    else:
+        spec.update(model_path=st_folder)
+        if e.quantize == "int8" and e.backend == "onnx":
+            spec.update(st_file=f"onnx/model_qint8_{int8_config()}.onnx",
+                        st_int8_config=int8_config())
+    return spec
+
+
+def start_workers(engines: list[Engine], opts: SpeedOptions, work: Path) -> list[Worker]:
+    """Each engine's worker, started one after the other (loading does not overlap)."""
+    from embedkit.encoders import resolve_model_path
+
+    st_folder = str(work / "st-model")  # a writable copy: sentence-transformers writes exports
+    import shutil
+
+    shutil.copytree(resolve_model_path(opts.model), st_folder)
+    workers: list[Worker] = []
+    for e in engines:
+        python = (opts.st_python or sys.executable) if e.engine == "st" else sys.executable
+        logger.info("starting %s", e.name)
+        try:
+            workers.append(Worker(e, _spec(e, opts, st_folder, work), python,
+                                  work / f"{len(workers)}.log"))
+        except RuntimeError as err:
+            logger.warning("%s cannot run here: %s", e.name, err)
+    return workers
+
+
+def time_rounds(workers: list[Worker], sentences_file: Path, rounds: int) -> dict[str, list]:
+    """Seconds per round for each engine; the order rotates so no engine always goes first."""
+    times: dict[str, list[float]] = {w.engine.name: [] for w in workers}
+    for r in range(rounds):
+        order = workers[r % len(workers):] + workers[:r % len(workers)]
+        for w in order:
+            ans = w.ask({"cmd": "run", "sentences": str(sentences_file)})
+            times[w.engine.name].append(float(ans["seconds"]))
+            logger.info("round %d/%d: %s: %.1f sentences/s", r + 1, rounds, w.engine.name,
+                        ans["n"] / ans["seconds"])
+    return times
+
+
+class _Lookup:
+    """Vectors an engine computed, served to the STS evaluator as an encoder."""
+
+    name = identity = "precomputed"
+    default_pooling = "last-avg"
+
+    def __init__(self, sentences: list[str], vectors: np.ndarray) -> None:
+        self.rows = {s: i for i, s in enumerate(sentences)}
+        self.vectors = vectors
+        self.dim = int(vectors.shape[1])
+
+    def model_max_length(self) -> int:
+        return 512
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def encode(self, sentences: Any, pooling: Any = None, **_: Any) -> np.ndarray:
+        return self.vectors[[self.rows[s] for s in sentences]]
+
+    def encode_multi(self, sentences: Any, poolings: Any, **_: Any) -> dict[str, np.ndarray]:
+        return {str(p): self.encode(sentences) for p in poolings}
+
+
+def quality(workers: list[Worker], opts: SpeedOptions, work: Path) -> dict[str, dict[str, Any]]:
+    """Each engine's Spearman on each test split (seeded pairs), by the STS evaluator."""
+    from embedkit.evaluation import STSEvaluator
+
     specs = [get_task(t) for t in DEFAULT_TASKS]
     data = {s.name: {"test": load_split(s, "test", data_dir=opts.data_dir).sample(
         opts.spearman_pairs, opts.seed)} for s in specs}
     evaluator = STSEvaluator.from_splits(data, specs)
-    encs: dict[str, SentenceEncoder] = {d: EncoderConfig(
-        opts.model, device=opts.device, dtype=d, batch_size=opts.batch_size,
-        pooling="last-avg").build() for d in opts.dtypes}
-    scores = {d: evaluator(enc) for d, enc in encs.items()}
-    rows = []
-    for s in specs:
-        row: dict[str, Any] = {"task": s.name, "pairs": data[s.name]["test"].n_pairs}
-        row.update({d: scores[d][f"{s.name}/test/spearman"] for d in opts.dtypes})
-        logger.info("%s: %s", s.name, ", ".join(f"{d} {100 * row[d]:.2f}" for d in opts.dtypes))
-        rows.append(row)
-    return rows
+    sentences = sorted({t for d in data.values() for s in d.values()
+                        for t in [*s.sentences1, *s.sentences2]})
+    path = work / "quality.json"
+    path.write_text(json.dumps(sentences, ensure_ascii=False), encoding="utf-8")
+    out: dict[str, dict[str, Any]] = {}
+    for w in workers:
+        npy = work / f"{w.engine.name.replace(' ', '_').replace('/', '_')}.npy"
+        w.ask({"cmd": "vectors", "sentences": str(path), "out": str(npy)})
+        vectors = np.load(npy)
+        metrics = evaluator(_Lookup(sentences, vectors))
+        out[w.engine.name] = {"spearman": {s.name: metrics[f"{s.name}/test/spearman"]
+                                           for s in specs},
+                              "pairs": {s.name: data[s.name]["test"].n_pairs for s in specs},
+                              "vectors": str(npy)}
+        logger.info("quality: %s: %s", w.engine.name, ", ".join(
+            f"{k} {100 * v:.2f}" for k, v in out[w.engine.name]["spearman"].items()))
+    return out
 
 
-def _targets(engines: dict[str, dict[str, Any]], shift: list[dict[str, Any]],
-             dtypes: tuple[str, ...]) -> list[str]:
-    st_sps = engines[REFERENCE]["sentences_per_second"]
-    targets = []
-    if "embedkit float32" in engines:
-        r = engines["embedkit float32"]["sentences_per_second"] / st_sps
-        targets.append(f"float32 at least as fast as sentence-transformers: {r:.2f}x "
-                       f"({'met' if r >= 1 else 'NOT met'})")
-    if "embedkit bfloat16" in engines:
-        r = engines["embedkit bfloat16"]["sentences_per_second"] / st_sps
-        targets.append(f"bfloat16 at least 1.8x sentence-transformers: {r:.2f}x "
-                       f"({'met' if r >= 1.8 else 'NOT met'})")
-    if shift:
-        worst = max(abs(row[dtypes[-1]] - row[dtypes[0]]) for row in shift) * 100
-        targets.append(f"every Spearman within 0.1 points of float32: largest change {worst:.2f} "
-                       f"({'met' if worst <= 0.1 else 'NOT met'})")
-    return targets
+def _cosine_gap(a_path: str, b_path: str) -> float:
+    a, b = np.load(a_path), np.load(b_path)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    return float(1.0 - cos.min())
 
 
-def run_speed(opts: SpeedOptions, command: str | None = None) -> dict[str, Any]:
-    """Time the engines on the same sentences and return the JSON-ready record."""
+def run_speed(opts: SpeedOptions, command: str | None = None,
+              startup: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Time the engines on the same sentences and return the JSON-ready record; ``startup``
+    measures the command line's start-up (the CLI passes :mod:`embedkit.cli.startup`'s)."""
     sentences = sample_sentences(opts.sentences, opts.seed, opts.data_dir)
-    times, vectors = time_engines(opts, sentences)
-    engines = {}
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        engines[name] = {"seconds": ts, "median_seconds": med,
-                         "sentences_per_second": len(sentences) / med,
-                         "max_abs_diff_vs_st": float(np.abs(vectors[name]
-                                                            - vectors[REFERENCE]).max())}
-    shift = spearman_shift(opts) if len(opts.dtypes) > 1 else []
-    settings = {**asdict(opts), "sentences": len(sentences), "dtypes": list(opts.dtypes)}
+    with tempfile.TemporaryDirectory(prefix="embedkit-speed-") as tmp:
+        work = Path(tmp)
+        sentences_file = work / "sentences.json"
+        sentences_file.write_text(json.dumps(sentences, ensure_ascii=False), encoding="utf-8")
+        peak_before = gemm_peak(opts.threads)
+        workers = start_workers(default_engines(opts), opts, work)
+        try:
+            times = time_rounds(workers, sentences_file, opts.rounds)
+            scores = quality(workers, opts, work)
+            ref = scores.get(REFERENCE)
+            gaps = {n: _cosine_gap(q["vectors"], ref["vectors"]) if ref else None
+                    for n, q in scores.items()}
+        finally:
+            closing = {w.engine.name: {**w.started, **w.close()} for w in workers}
+        peak_after = gemm_peak(opts.threads)
+    lengths = token_lengths(opts.model, sentences, opts.max_length)
+    flops = flops_per_sentence(opts.model, lengths)
+    engines = _engine_rows(workers, times, scores, gaps, closing, len(sentences), flops)
+    gemm = statistics.median([*peak_before, *peak_after])
+    settings = {**asdict(opts), "sentences": len(sentences), "engines": list(opts.engines)}
     settings.pop("extra")
     record = run_record("speed", command=command, encoder=None, settings=settings, data={})
-    record.update({"engines": engines, "spearman": shift,
-                   "targets": _targets(engines, shift, opts.dtypes)})
+    record.update({
+        "engines": engines, "gemm": {"gflops": gemm, "runs": [*peak_before, *peak_after],
+                                     "n": 2048, "threads": opts.threads},
+        "flops": {"per_sentence": flops, "mean_tokens": float(np.mean(lengths))},
+        "startup": startup() if startup is not None else None,
+        "int8_config": int8_config()})
+    from embedkit.experiments.speed_report import targets
+
+    record["targets"] = targets(record)
     return record
 
 
+def _engine_rows(workers: list[Worker], times: dict[str, list], scores: dict[str, Any],
+                 gaps: dict[str, float | None], closing: dict[str, dict[str, Any]], n: int,
+                 flops: float) -> dict[str, dict[str, Any]]:
+    ref = scores.get(REFERENCE, {}).get("spearman", {})
+    rows: dict[str, dict[str, Any]] = {}
+    for w in workers:
+        name = w.engine.name
+        med = statistics.median(times[name])
+        sps = scores[name]["spearman"]
+        rows[name] = {
+            **asdict(w.engine), "precision": w.engine.precision, "seconds": times[name],
+            "median_seconds": med, "sentences_per_second": n / med,
+            "gflops": flops * n / med / 1e9, "peak_mb": closing[name].get("peak_mb"),
+            "load_seconds": closing[name].get("load_seconds"), "spearman": sps,
+            "spearman_delta": {t: (v - ref[t]) if t in ref else None for t, v in sps.items()},
+            "pairs": scores[name]["pairs"], "max_cosine_gap": gaps.get(name)}
+    return rows
+
+
 def render(record: dict[str, Any]) -> str:
-    """The Markdown report of a :func:`run_speed` record."""
-    ref = REFERENCE
-    lines = ["# Encoding speed: embedkit vs sentence-transformers", ""]
-    lines += provenance_lines(record)
-    s = record["settings"]
-    lines += [f"- Model: `{s['model']}`, mean pooling of the last layer, max length "
-              f"{s['max_length']}, batch size {s['batch_size']}, device {s['device']}, "
-              f"{s['sentences']} distinct sentences from the five test splits (seed {s['seed']}), "
-              f"{s['rounds']} interleaved round(s), median reported, no cache", "",
-              "## Sentences per second", "",
-              "| engine | sentences/s | ratio to sentence-transformers | max abs diff vs sentence-transformers |",
-              "|---|---:|---:|---:|"]
-    for name, r in record["engines"].items():
-        lines.append(f"| {name} | {r['sentences_per_second']:.1f} | "
-                     f"{r['sentences_per_second'] / record['engines'][ref]['sentences_per_second']:.2f}x"
-                     f" | {r['max_abs_diff_vs_st']:.2e} |")
-    if record.get("spearman"):
-        dts = s["dtypes"]
-        lines += ["", "## Spearman x 100 by dtype (test splits"
-                  + (f", {s['spearman_pairs']} seeded pairs per task)" if s["spearman_pairs"]
-                     else ")"), "",
-                  "| task | pairs | " + " | ".join(dts) + " | change |",
-                  "|---|---:|" + "---:|" * (len(dts) + 1)]
-        for r in record["spearman"]:
-            change = 100 * (r[dts[-1]] - r[dts[0]])
-            lines.append(f"| {r['task']} | {r['pairs']} | "
-                         + " | ".join(f"{100 * r[d]:.2f}" for d in dts) + f" | {change:+.2f} |")
-    lines += ["", "## Targets", ""] + [f"- {t}" for t in record["targets"]]
-    bf16 = record["machine"].get("cpu_bf16", "unknown")
-    if s["device"] == "cpu":
-        lines += ["", f"Native bfloat16 instructions on this CPU: {bf16}. Without AVX512-BF16 or "
-                  "AMX, torch runs bfloat16 matrix products through conversions to float32, so "
-                  "bfloat16 is slower than float32 here; the bfloat16 speed target is for "
-                  "hardware with native bfloat16 (a GPU, or such a CPU). The Spearman rows show "
-                  "what bfloat16 costs in accuracy wherever it runs."]
-    lines += [""]
-    return "\n".join(lines)
+    """The Markdown report (:mod:`embedkit.experiments.speed_report`)."""
+    from embedkit.experiments.speed_report import render as _render
+
+    return _render(record)

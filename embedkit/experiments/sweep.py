@@ -34,7 +34,13 @@ from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encode
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.evaluation import get_protocol, pair_scores, quantize_cosines, spearman
 from embedkit.experiments.bench import DataOptions
-from embedkit.experiments.record import data_dir_setting, run_record, split_summary, timings
+from embedkit.experiments.record import (
+    data_dir_setting,
+    run_record,
+    split_summary,
+    timings,
+    truncation_counts,
+)
 from embedkit.experiments.report import provenance_lines
 from embedkit.io.atomic import atomic_path
 from embedkit.postprocess import RunningMoments, WhiteningFamily, score_grid
@@ -49,6 +55,7 @@ __all__ = [
     "headline_table",
     "sweep_markdown",
     "write_plots",
+    "sweep_figure",
     "plot_name",
 ]
 
@@ -212,16 +219,20 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
     enc = as_encoder(encoder)
     pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ()))) or [enc.default_pooling]
     specs = _task_specs(tasks, opts)
+    check_grid_k(opts.k, int(enc.dim or 0))  # before any encoding
     proto = get_protocol(protocol)
     max_lengths = {s.name: proto.max_length(s, enc.model_max_length(), max_length)
                    for s in specs}
     data_record: dict[str, Any] = {}
     results: dict[str, Any] = {}
     seconds = 0.0
+    truncated: dict[str, dict[str, dict[str, int]]] = {"truncated": {}, "truncated_of": {}}
     for spec in specs:
-        data_record[spec.name], results[spec.name], sec = _sweep_task(
+        data_record[spec.name], results[spec.name], sec, counts = _sweep_task(
             spec, enc, pools, opts, data, max_lengths[spec.name])
         seconds += sec
+        for key, value in zip(truncated, counts or (), strict=False):
+            truncated[key].update(value)
     settings = {
         "poolings": [str(p) for p in pools], "tasks": [s.name for s in specs],
         "task_specs": {s.name: s.origin for s in specs},
@@ -233,10 +244,35 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
     record = run_record("sweep", command=command, encoder=enc, settings=settings,
                         data=data_record, versions_extra=("matplotlib",))
     record["results"] = results
+    if truncated["truncated"]:  # the encoder counts truncated sentences (count_truncated)
+        record.update(truncated)
     n_scored = sum(len(r["settings"]) for by_pool in results.values() for r in by_pool.values())
     record["timings"] = timings(enc, t_start, seconds_sweep=round(seconds, 3),
                                 n_settings=opts.n_settings, n_scored=n_scored)
     return record
+
+
+def check_grid_k(ks: Sequence[int | str], d: int, distinct: int | None = None) -> None:
+    """Refuse, before any encoding, a grid whose every k exceeds the dimension ``d``, or
+    whose largest kept k exceeds the ``distinct`` fit sentences (their vectors span at most
+    that many directions); ``d`` 0: unknown, not checked.
+
+    >>> check_grid_k([64, "all"], 32)
+    >>> check_grid_k([64, 128], 32)
+    Traceback (most recent call last):
+    embedkit.errors.ConfigError: every k value is larger than the dimension d=32; use k <= 32 or all
+    """
+    if not d:
+        return
+    kept = [d if k == "all" else int(k) for k in ks if k == "all" or int(k) <= d]
+    if not kept:
+        raise ConfigError(f"every k value is larger than the dimension d={d}; use k <= {d} "
+                          "or all", param="k")
+    if distinct is not None and max(kept) > distinct:
+        raise ConfigError(
+            f"the grid keeps up to k={max(kept)} directions but the fit sentences hold only "
+            f"{distinct} distinct ones: the other directions would be arbitrary; give k values "
+            f"<= {distinct} (no 'all') or fit on more sentences", param="k")
 
 
 def _task_specs(tasks: Sequence[str | TaskSpec] | str | None, opts: SweepOptions
@@ -252,9 +288,10 @@ def _task_specs(tasks: Sequence[str | TaskSpec] | str | None, opts: SweepOptions
 
 
 def _sweep_task(spec: TaskSpec, enc: SentenceEncoder, pools: list[Pooling], opts: SweepOptions,
-                data: DataOptions, max_len: int) -> tuple[dict, dict, float]:
+                data: DataOptions, max_len: int) -> tuple[dict, dict, float, tuple | None]:
     """One task: load, encode the evaluation and fit sentences once, sweep every pooling.
-    Returns the task's data record, its results per pooling and the seconds spent sweeping."""
+    Returns the task's data record, its results per pooling, the seconds spent sweeping and
+    the truncation counts (:func:`truncation_counts`; None when the encoder cannot count)."""
     splits = load_task(spec, list(dict.fromkeys([opts.select_on, opts.report_on])),
                        data_dir=data.data_dir, source=data.source,
                        skip_invalid=data.skip_invalid)
@@ -264,6 +301,7 @@ def _sweep_task(spec: TaskSpec, enc: SentenceEncoder, pools: list[Pooling], opts
     if not fit.sentences:
         raise ConfigError(f"fit_on {opts.fit_on}: no sentences to fit on for {spec.name}",
                           param="fit_on")
+    check_grid_k(opts.k, int(enc.dim or 0), len(set(fit.sentences)))  # before encoding
     record: dict[str, Any] = {**split_summary(splits), "fit": fit.record()}
     counts: dict[str, int] = {}
     for s in fit.sentences:
@@ -284,7 +322,8 @@ def _sweep_task(spec: TaskSpec, enc: SentenceEncoder, pools: list[Pooling], opts
         seconds += time.perf_counter() - t0
         res["n_fit"] = int(moments.n)
         results[str(pooling)] = res
-    return record, results, seconds
+    truncated = truncation_counts(enc, {spec.name: splits}, {spec.name: max_len})
+    return record, results, seconds, truncated
 
 
 def _pairs(splits: Mapping[str, PairSplit], v: np.ndarray, row_of: Mapping[str, int]
@@ -427,9 +466,7 @@ def plot_name(task: str, pooling: str) -> str:
     return f"{_slug(task)}-{_slug(pooling)}.png"
 
 
-def write_plots(record: dict, folder: str | os.PathLike) -> list[Path]:
-    """One PNG per task and pooling: Spearman x 100 on the report split against k, one line per
-    (beta, gamma), the raw score as a dashed horizontal line. Needs matplotlib (``plot`` extra)."""
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -437,18 +474,19 @@ def write_plots(record: dict, folder: str | os.PathLike) -> list[Path]:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise EmbedkitError("write_plots needs matplotlib: pip install 'embedkit[plot]'") from exc
+    return plt
+
+
+def write_plots(record: dict, folder: str | os.PathLike) -> list[Path]:
+    """One PNG per task and pooling (:func:`sweep_figure`). Needs matplotlib (``plot`` extra)."""
+    plt = _pyplot()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for task, by_pool in record["results"].items():
-        for pooling, r in by_pool.items():
-            fig, ax = plt.subplots(figsize=(8, 5))
+        for pooling in by_pool:
+            fig = sweep_figure(record, task, pooling)
             try:
-                _plot_one(ax, plt, r)
-                ax.set_ylabel(f"Spearman x 100 ({record['settings']['report_on']})")
-                ax.set_title(f"{task}, {pooling}: whitening sweep ({record['model']['name']})")
-                ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-                fig.tight_layout()
                 path = folder / plot_name(task, pooling)
                 with atomic_path(path, suffix=".png") as tmp:
                     fig.savefig(tmp, format="png", dpi=100)
@@ -458,30 +496,103 @@ def write_plots(record: dict, folder: str | os.PathLike) -> list[Path]:
     return written
 
 
-def _plot_one(ax: Any, plt: Any, r: dict) -> None:
-    """The lines of one task and pooling: per (beta, gamma), report score against k."""
+#: line style per beta (in grid order); the raw baseline is drawn apart from all of them
+BETA_STYLES: tuple[Any, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+RAW_STYLE: dict[str, Any] = {"color": "#d62728", "linestyle": "-", "linewidth": 2.5, "alpha": 0.6}
+CHOSEN_STYLE: dict[str, Any] = {"marker": "*", "markersize": 16, "markerfacecolor": "#ffd700",
+                "markeredgecolor": "black", "linestyle": "none", "zorder": 5}
+
+
+def sweep_figure(record: dict, task: str, pooling: str) -> Any:
+    """The figure of one task and pooling: the selection split's curves beside the report
+    split's (Spearman x 100 against k, one line per (beta, gamma): colour = gamma, line style =
+    beta), the raw score as a thick red line, the setting chosen on the selection split as a
+    gold star on both, ``k=all`` labelled ``all (d=D)``. The legends say what colour and line
+    style mean. Close it with ``matplotlib.pyplot.close``.
+    """
+    plt = _pyplot()
+    s = record["settings"]
+    r = record["results"][task][pooling]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    for ax, role in zip(axes, ("select", "report"), strict=True):
+        split = s["select_on"] if role == "select" else s["report_on"]
+        what = "selection" if role == "select" else "report"
+        _plot_one(ax, plt, r, role)
+        ax.set_title(f"{what} split: {split}")
+    axes[0].set_ylabel("Spearman x 100")
+    fig.suptitle(f"{task}, {pooling}: whitening sweep ({record['model']['name']})")
+    _legends(fig, plt, r, s["select_on"], s["report_on"])
+    fig.subplots_adjust(left=0.06, right=0.78, top=0.86, wspace=0.05)
+    return fig
+
+
+def _grid(r: dict) -> tuple[list[float], list[float]]:
+    betas = sorted({float(x["beta"]) for x in r["settings"]})
+    gammas = sorted({float(x["gamma"]) for x in r["settings"]})
+    return betas, gammas
+
+
+def _gamma_color(plt: Any, gammas: list[float], gamma: float) -> Any:
+    return plt.get_cmap("viridis")(gammas.index(gamma) / max(1, len(gammas) - 1) * 0.9)
+
+
+def _plot_one(ax: Any, plt: Any, r: dict, role: str) -> None:
+    """One split's lines (``role``: select or report): per (beta, gamma), score against k."""
     lines: dict[tuple, list] = {}
-    for s in r["settings"]:
-        lines.setdefault((s["beta"], s["gamma"]), []).append((s["k_dim"], s["report"]))
-    betas = sorted({b for b, _ in lines})
-    gammas = sorted({g for _, g in lines})
-    cmap = plt.get_cmap("viridis")
-    styles = ["-", "--", ":", "-."]
+    for x in r["settings"]:
+        lines.setdefault((float(x["beta"]), float(x["gamma"])), []).append(
+            (x["k_dim"], x[role]))
+    betas, gammas = _grid(r)
     for (beta, gamma), pts in lines.items():
         pts.sort()
-        color = cmap(gammas.index(gamma) / max(1, len(gammas) - 1))
-        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o",
-                markersize=3, color=color,
-                linestyle=styles[betas.index(beta) % len(styles)],
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", markersize=3,
+                color=_gamma_color(plt, gammas, gamma),
+                linestyle=BETA_STYLES[betas.index(beta) % len(BETA_STYLES)],
                 label=f"beta={_num(beta)}, gamma={_num(gamma)}")
-    ax.axhline(100 * r["raw"]["report"], color="black", linestyle="--",
-               linewidth=1.2, label="raw (no postprocessing)")
-    kd = sorted({s["k_dim"] for s in r["settings"]})
+    ax.axhline(100 * r["raw"][role], label="raw", **RAW_STYLE)
+    best = r.get("best")
+    if best is not None:
+        ax.plot([best["k_dim"]], [100 * best[role]], label="chosen", **CHOSEN_STYLE)
+    kd = sorted({x["k_dim"] for x in r["settings"]})
     if len(kd) > 1 and kd[-1] / kd[0] >= 4:
         ax.set_xscale("log", base=2)
     ax.set_xticks(kd)
-    ax.set_xticklabels([str(k) for k in kd])
+    ax.set_xticklabels([_k_label(r, k) for k in kd])
     ax.set_xlabel("k (dimensions kept)")
+    ax.grid(True, alpha=0.3)
+
+
+def _k_label(r: dict, k_dim: int) -> str:
+    """A tick: ``16``, ``all (d=32)``, or ``32 = all`` when an integer k is also d."""
+    ks = {x["k"] for x in r["settings"] if x["k_dim"] == k_dim}
+    if "all" not in ks:
+        return str(k_dim)
+    return f"{k_dim} = all" if len(ks) > 1 else f"all (d={k_dim})"
+
+
+def _legends(fig: Any, plt: Any, r: dict, select_on: str, report_on: str) -> None:
+    """Three figure legends: colour = gamma, line style = beta, and raw / chosen."""
+    from matplotlib.lines import Line2D
+
+    betas, gammas = _grid(r)
+    colour = [Line2D([], [], color=_gamma_color(plt, gammas, g), linewidth=2,
+                     label=f"gamma={_num(g)}") for g in gammas]
+    style = [Line2D([], [], color="black", linestyle=BETA_STYLES[i % len(BETA_STYLES)],
+                    label=f"beta={_num(b)}") for i, b in enumerate(betas)]
+    other = [Line2D([], [], label=f"raw (no postprocessing)\n{_x100(r['raw']['select'])} "
+                    f"{select_on}, {_x100(r['raw']['report'])} {report_on}", **RAW_STYLE)]
+    best = r.get("best")
+    if best is not None:
+        other.append(Line2D([], [], label=f"chosen on {select_on}\nbeta={_num(best['beta'])}, "
+                            f"gamma={_num(best['gamma'])}, k={best['k']}", **CHOSEN_STYLE))
+    top = 0.88
+    for title, handles, rows in (("colour = gamma", colour, len(colour)),
+                                 ("line style = beta", style, len(style)),
+                                 ("baseline and choice", other, 2 * len(other))):
+        fig.legend(handles=handles, title=title, loc="upper left", fontsize=8,
+                   title_fontsize=9, bbox_to_anchor=(0.785, top), frameon=False,
+                   alignment="left")
+        top -= 0.07 + 0.037 * rows
 
 
 def sweep_markdown(record: dict, plots: Sequence[Path] | None = None,

@@ -25,10 +25,12 @@ import numpy as np
 from embedkit import __version__
 from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
+from embedkit.encoders.models import hub_id
 from embedkit.encoders.st_folder import save_st_folder, st_pooling_mode
 from embedkit.errors import ConfigError
 from embedkit.evaluation import get_protocol
 from embedkit.experiments.bench import DataOptions
+from embedkit.io.model_card import CardInfo, read_base_license, render_model_card
 from embedkit.postprocess import (
     AffineMap,
     PostprocessError,
@@ -40,7 +42,8 @@ from embedkit.postprocess import (
 from embedkit.postprocess.files import save_faiss_transform, transform_metadata
 
 __all__ = ["EXPORT_FORMATS", "FIT_CHUNK", "WhitenSettings", "WhitenResult", "run_whiten",
-           "fit_whitening", "whitening_metadata", "export_whitening", "export_format"]
+           "fit_whitening", "whitening_metadata", "export_whitening", "export_format",
+           "whitening_card"]
 
 EXPORT_FORMATS = ("safetensors", "npz", "sentence-transformers", "faiss")
 #: Distinct sentences encoded between two partial fits (bounds memory whatever the data size).
@@ -211,8 +214,36 @@ def export_whitening(out: str | os.PathLike, amap: AffineMap, fmt: str, *,
                        lowercase=bool(described.get("lowercase", False)), kernel=amap.kernel,
                        bias=amap.bias, normalize=amap.normalize,
                        json_files={"embedkit_whitening.json": {**meta, "d": amap.d,
-                                                               "k": amap.k}})
+                                                               "k": amap.k}},
+                       card=render_model_card(whitening_card(meta, amap, encoder)))
     return out
+
+
+def whitening_card(meta: dict[str, Any], amap: AffineMap, encoder: SentenceEncoder) -> CardInfo:
+    """The model card of a sentence-transformers export: the base model and its licence (read
+    from the model's folder), pooling, the map, what it was fitted on, the embedkit version."""
+    name = str(meta.get("model_name") or encoder.name)
+    folder = encoder.describe().get("path")
+    hub = hub_id(name)
+    spec = (f"whiten:beta={meta['beta']:g},gamma={meta['gamma']:g},k={meta['k_spec']}"
+            + (",norm" if amap.normalize else ""))
+    occurrences = "unique sentences" if meta.get("fit_unique") else "every occurrence"
+    fit = (f"{meta['fit_on']} ({meta['n_samples']} vectors, {occurrences}; sentences sha256 "
+           f"`{str(meta['fit_data_sha256'])[:16]}`)")
+    return CardInfo(
+        title=f"{name} + whitening ({spec})", base_name=name, base_model=hub,
+        license=read_base_license(folder if folder and Path(folder).is_dir() else None, name,
+                                  hub),
+        summary=(f"{name} with a fitted BERT-whitening map (d={amap.d} -> k={amap.k}) as a "
+                 "Dense layer, written by embedkit as a sentence-transformers model."),
+        pooling=str(meta["pooling"]), postprocessor=f"{spec} (output dimension {amap.k})",
+        fit_data=fit, details=[("Max length", str(meta["max_length"])),
+                               ("Base model identity", f"`{meta['model']}`")],
+        tags=("embedkit", "sentence-transformers", "sentence-similarity", "whitening"),
+        usage="from sentence_transformers import SentenceTransformer\n\n"
+              "model = SentenceTransformer(\"PATH/TO/THIS/FOLDER\")\n"
+              "vectors = model.encode([\"一个人在弹吉他。\"])",
+        embedkit_version=str(meta.get("embedkit_version") or __version__))
 
 
 def run_whiten(encoder: SentenceEncoder | EncoderConfig | str, fit_on: str,

@@ -296,6 +296,33 @@ def _save_safetensors(path: Path, amap: AffineMap, meta: dict[str, Any]) -> None
     atomic_write_bytes(path, save({"kernel": kernel32, "bias": bias32}, metadata=header))
 
 
+#: What ``load_transform`` (and so ``file:PATH``) reads, for error messages.
+_TAKES = ("it reads safetensors and .npz files written by embedkit whiten or save_transform, "
+          "and FAISS VectorTransform files (.faiss, any name: the format is read from the bytes)")
+
+
+def sniff_format(path: str | os.PathLike) -> str | None:
+    """The format of a transform file from its first bytes: ``npz`` (a zip), ``safetensors``
+    (an 8-byte header length, then ``{``), ``faiss`` (a FAISS VectorTransform's four-letter
+    code, e.g. ``LTra``), else None.
+
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "w.bin")
+    >>> _ = open(p, "wb").write(b"LTra" + bytes(8))
+    >>> sniff_format(p)
+    'faiss'
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if head[:2] == b"PK":
+        return "npz"
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 30:
+        return "safetensors"
+    if len(head) >= 4 and head[:4].isalpha() and head[:4].isascii():
+        return "faiss"
+    return None
+
+
 def load_transform(path: str | os.PathLike) -> TransformFile:
     """Read a file written by :func:`save_transform` (format by suffix: .safetensors, .npz,
     .faiss; other suffixes are sniffed as npz or safetensors).
@@ -308,12 +335,16 @@ def load_transform(path: str | os.PathLike) -> TransformFile:
     embedkit.errors.MissingFileError: /nonexistent/w.npz: transform file not found
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a transform file ({_TAKES}; a "
+                          "sentence-transformers folder is a model: give it as the model)")
     if not path.is_file():
         raise MissingFileError("transform file not found", path=str(path))
     fmt = TRANSFORM_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        with open(path, "rb") as fh:
-            fmt = "npz" if fh.read(2) == b"PK" else "safetensors"
+    sniffed = sniff_format(path)
+    if sniffed is None:
+        raise ConfigError(f"{path}: not a transform file embedkit reads ({_TAKES})")
+    fmt = sniffed if fmt is None or fmt != sniffed else fmt  # the bytes win over the suffix
     try:
         if fmt == "faiss":
             kernel, bias, metadata = _read_faiss(path)

@@ -66,7 +66,8 @@ class RandomProjection(LinearStep):
     Built on sklearn's ``GaussianRandomProjection`` / ``SparseRandomProjection``; the matrix is
     stored densely as ``kernel_`` (d x k) with ``bias_`` zeros so it exports and composes like
     every other linear step: ``transform(X) == (X + bias_) @ kernel_``. The same integer
-    ``random_state`` gives the same matrix.
+    ``random_state`` gives the same matrix; the default is the fixed seed 0 (not sklearn's
+    None), so two runs of the same chain draw the same matrix and a record can name its seed.
 
     Parameters
     ----------
@@ -74,7 +75,8 @@ class RandomProjection(LinearStep):
         fitted rows and ``eps`` (sklearn's ``johnson_lindenstrauss_min_dim``); if that exceeds d a
         :class:`PostprocessError` asks for an integer.
     kind : "gaussian" or "sparse".
-    random_state : int, RandomState or None.
+    random_state : int (default 0), RandomState or None (a fresh draw each fit: not
+        reproducible, and a spec cannot name it).
     eps : float in (0, 1), the distortion allowed by "auto".
 
     >>> import numpy as np
@@ -85,6 +87,8 @@ class RandomProjection(LinearStep):
     ((10, 3), True)
     >>> a.transform(np.eye(10, dtype=np.float32)).dtype
     dtype('float32')
+    >>> bool(np.array_equal(RandomProjection(3).fit(X).kernel_, RandomProjection(3).fit(X).kernel_))
+    True
     """
 
     _parameter_constraints: dict = {
@@ -98,7 +102,7 @@ class RandomProjection(LinearStep):
         self,
         n_components: int | str = "auto",
         kind: str = "gaussian",
-        random_state: Any = None,
+        random_state: Any = 0,
         eps: float = 0.1,
     ) -> None:
         self.n_components = n_components

@@ -6,7 +6,7 @@ Steps (joined by ``,`` or ``+``; a token with ``:`` or a bare step name starts a
 
     whiten[:beta=B,gamma=G,k=K|all,eps=E]   Whitening (defaults beta=1, gamma=1, k=all)
     pca[:k=K|all,whiten=0|1]                PCA
-    rp[:k=K|auto,kind=gaussian|sparse,seed=S,eps=E]   RandomProjection
+    rp[:k=K|auto,kind=gaussian|sparse,seed=S,eps=E]   RandomProjection (default seed=0)
     norm                                    L2 normalisation (last step only, for AffineMap)
     file:PATH                               a map saved by save_transform (FixedTransform)
 
@@ -40,7 +40,7 @@ from embedkit.postprocess.projection import PCA, Normalize, RandomProjection
 from embedkit.postprocess.whitening import Whitening
 
 __all__ = ["Key", "StepType", "register_step", "unregister_step", "step_names", "get_step",
-           "parse_post", "describe_post", "resolve_post", "pipeline_learns"]
+           "parse_post", "describe_post", "resolve_post", "pipeline_learns", "random_seeds"]
 
 _DEFAULT_EPS = 1e-6
 _DEFAULT_RP_EPS = 0.1
@@ -222,15 +222,18 @@ def _describe_pca(est: PCA) -> str:
     return f"pca:k={_k(est.n_components)}" + (",whiten=1" if est.whiten else "")
 
 
-def _describe_rp(est: RandomProjection) -> str:
-    s = f"rp:k={est.n_components},kind={est.kind}"
+def _int_seed(est: Any) -> int:
+    """The integer ``random_state`` of a random step (what ``seed=S`` says and records show)."""
     seed = est.random_state
-    if seed is not None:
-        if isinstance(seed, (bool, np.random.RandomState)) or not isinstance(
-                seed, (int, np.integer)):
-            raise ConfigError("describe_post: only an integer random_state has a spec form "
-                              "(seed=S)")
-        s += f",seed={int(seed)}"
+    if isinstance(seed, (bool, np.random.RandomState)) or not isinstance(
+            seed, (int, np.integer)):
+        raise ConfigError(f"describe_post: {type(est).__name__}(random_state={seed!r}) has no "
+                          "spec form: only an integer seed (seed=S) is reproducible")
+    return int(seed)
+
+
+def _describe_rp(est: RandomProjection) -> str:
+    s = f"rp:k={est.n_components},kind={est.kind},seed={_int_seed(est)}"
     return s + (f",eps={_num(est.eps)}" if float(est.eps) != _DEFAULT_RP_EPS else "")
 
 
@@ -343,6 +346,22 @@ def describe_post(pipeline: Pipeline | BaseEstimator | Sequence[BaseEstimator]) 
     'pca:k=4'
     """
     return ",".join(_step_of(est).spec_of(est) for est in pipeline_steps(pipeline))
+
+
+def random_seeds(pipeline: Pipeline | BaseEstimator | Sequence[BaseEstimator]
+                 ) -> dict[str, int]:
+    """The seed of every random step of a chain, by the step's spec (``{}`` when none is random).
+
+    A step is random when its estimator has a ``random_state``; the seed is the one its
+    ``fit`` uses, so a run record can state it.
+
+    >>> random_seeds(parse_post("whiten:k=8,rp:k=4"))
+    {'rp:k=4,kind=gaussian,seed=0': 0}
+    >>> random_seeds(parse_post("rp:k=4,seed=3+norm")), random_seeds(parse_post("pca"))
+    ({'rp:k=4,kind=gaussian,seed=3': 3}, {})
+    """
+    return {_step_of(est).spec_of(est): _int_seed(est) for est in pipeline_steps(pipeline)
+            if hasattr(est, "random_state")}
 
 
 def pipeline_learns(pipeline: Pipeline | BaseEstimator | Sequence[BaseEstimator]) -> bool:

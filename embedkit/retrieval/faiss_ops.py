@@ -174,6 +174,24 @@ def _largest_pow2_at_most(x: int) -> int:
     return 1 << max(0, int(math.floor(math.log2(max(1, x)))))
 
 
+def _seed_clusterings(index: faiss.Index, seed: int) -> None:
+    """Give every k-means of the index (IVF coarse quantizer, PQ codebooks) the seed ``seed``
+    instead of FAISS's built-in 1234, so the recorded seed is the one training used."""
+    todo = [index]
+    while todo:
+        idx = faiss.downcast_index(todo.pop())
+        if isinstance(idx, faiss.IndexPreTransform):
+            todo.append(idx.index)
+        elif isinstance(idx, faiss.IndexRefine):
+            todo.append(idx.base_index)
+        if isinstance(idx, faiss.IndexIVF):
+            idx.cp.seed = int(seed)
+            todo.append(idx.quantizer)
+        pq = getattr(idx, "pq", None)
+        if pq is not None and hasattr(pq, "cp"):
+            pq.cp.seed = int(seed)
+
+
 def _training_sample(index: faiss.Index, x: np.ndarray, factory: str, train_size: int | None,
                      seed: int) -> np.ndarray:
     n = x.shape[0]
@@ -182,9 +200,9 @@ def _training_sample(index: faiss.Index, x: np.ndarray, factory: str, train_size
         raise ConfigError(
             f"factory {factory!r} must be trained but there are no vectors to train it on"
         )
+    _seed_clusterings(index, seed)
     nlist = ivf_nlist(index)
     if nlist is not None:
-        faiss.extract_index_ivf(index).cp.seed = int(seed)
         if size < nlist:
             suggest = _largest_pow2_at_most(size // 39)
             raise ConfigError(

@@ -34,6 +34,7 @@ from embedkit.io.atomic import LOCK_TIMEOUT, folder_lock
 from embedkit.io.textfile import read_lines
 from embedkit.postprocess import save_transform
 from embedkit.provenance import sha256_file, sha256_text
+from embedkit.retrieval.checks import check_index_settings
 from embedkit.retrieval.faiss_ops import check_metric
 from embedkit.retrieval.index import EmbeddingIndex
 from embedkit.retrieval.persistence import META_FILE
@@ -94,13 +95,17 @@ def _fit_data(fit_on: str, encoder: SentenceEncoder, pooling: Pooling, max_lengt
 
 
 def _make_recipe(encoder: SentenceEncoder, pooling: Pooling, max_length: int,
-                 post: IndexPost | None, corpus: dict[str, Any]) -> Recipe:
+                 post: IndexPost | None, corpus: dict[str, Any],
+                 query_prompt: str | None = None) -> Recipe:
     d = encoder.describe()
+    prompt = str(d.get("prompt") or "")
     return Recipe(
         model=encoder.name, model_path=d.get("path", getattr(encoder, "path", None)),
         model_identity=str(d.get("identity") or encoder.identity), pooling=str(pooling),
         max_length=int(max_length), dtype=str(d.get("dtype", "float32")),
-        lowercase=bool(d.get("lowercase", False)),
+        lowercase=bool(d.get("lowercase", False)), backend=str(d.get("backend", "torch")),
+        quantize=str(d.get("quantize", "none")), prompt=prompt,
+        query_prompt=prompt if query_prompt is None else query_prompt,
         post=post.spec if post else None, post_file=POST_FILE if post else None,
         post_sources=post.sources if post else (), fit=post.fit if post else None,
         corpus=(corpus,))
@@ -152,8 +157,11 @@ def build_index(
     force: bool = False,
     progress: bool | None = None,
     lock_timeout: float | None = LOCK_TIMEOUT,
+    query_prompt: str | None = None,
 ) -> EmbeddingIndex:
     """Encode ``texts``, fit/check the postprocessor, build, save to ``out_dir``; the index.
+    The encoder's prompt is the passages' one; ``query_prompt`` (default: the same) is stored
+    in the recipe for searches.
 
     ``post`` is a chain (fitted on ``fit_on``: "corpus" or a file of sentences) or a saved
     transform file (checked against the encoder before anything is encoded; ``force`` uses one
@@ -170,6 +178,7 @@ def build_index(
     pool = Pooling(pooling or enc.default_pooling)
     out = Path(out_dir)
     _check_out_dir(out)
+    check_index_settings([factory], post, dim=int(enc.dim), metric=metric)  # before encoding
     texts = list(texts)
     uniq, uniq_ids = _unique(texts, ids)
     encoded: dict[str, np.ndarray] = {}
@@ -187,7 +196,8 @@ def build_index(
                                                           uniq, corpus_vectors))
     vectors = corpus_vectors()
     recipe = _make_recipe(enc, pool, int(max_length), fitted, {
-        **(corpus_info or {"source": "python"}), "n_texts": len(texts), "n_indexed": len(uniq)})
+        **(corpus_info or {"source": "python"}), "n_texts": len(texts), "n_indexed": len(uniq)},
+        query_prompt)
     logger.info("building FAISS %r (%s; training if it needs it, then adding) over %d vectors%s",
                 factory, metric, len(uniq),
                 f", post {fitted.spec} -> {fitted.map.k} dims" if fitted else "")
@@ -226,11 +236,12 @@ def _identity_check(encoder: SentenceEncoder, recipe: Recipe, model: str, force:
 
 def recipe_encoder(recipe: Recipe, encoder: EncoderArg | None = None, *,
                    model: str | None = None, pooling: str | None = None,
-                   force: bool = False) -> SentenceEncoder:
+                   force: bool = False, side: str = "passage") -> SentenceEncoder:
     """The encoder the recipe describes, its identity checked (``force``: only warned).
 
     A ready encoder is used as it is; a config (default: ``EncoderConfig()``) gives the run
-    settings, the recipe the model (``model`` overrides it), dtype and casing.
+    settings, the recipe the model (``model`` overrides it), dtype, casing, backend,
+    quantisation and the prompt of ``side`` (``query`` for searches, ``passage`` to add texts).
     """
     if isinstance(encoder, SentenceEncoder) and not isinstance(encoder, EncoderConfig):
         _identity_check(encoder, recipe, model or recipe.model, force)
@@ -239,7 +250,9 @@ def recipe_encoder(recipe: Recipe, encoder: EncoderArg | None = None, *,
         path = recipe.model_path
         model = path if path and Path(path).is_dir() else recipe.model
     config = dataclasses.replace(encoder or EncoderConfig(), model=model, dtype=recipe.dtype,
-                                 lowercase=recipe.lowercase,
+                                 lowercase=recipe.lowercase, backend=recipe.backend,
+                                 quantize=recipe.quantize,
+                                 prompt=recipe.query_prompt if side == "query" else recipe.prompt,
                                  pooling=pooling or recipe.pooling)
     built = config.build()
     _identity_check(built, recipe, model, force)
@@ -370,7 +383,7 @@ class IndexSearcher:
         self.pooling = requested["pooling"] or recipe.pooling
         self.max_length = requested["max_length"] or recipe.max_length
         self.encoder = recipe_encoder(recipe, encoder, model=model, pooling=self.pooling,
-                                      force=force)
+                                      force=force, side="query")
 
     @property
     def recipe(self) -> Recipe:

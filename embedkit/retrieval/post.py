@@ -36,6 +36,7 @@ from embedkit.postprocess import (
     pipeline_learns,
     resolve_post,
 )
+from embedkit.postprocess.checks import check_post_chain
 from embedkit.provenance import sha256_file
 
 __all__ = ["FitData", "IndexPost", "is_none", "prepare_post", "same_post"]
@@ -76,6 +77,18 @@ def _canonical(value: str) -> Pipeline:
     return _absolute_files(resolve_post(str(value).strip()))
 
 
+def post_output_dim(value: str | None, dim: int) -> int:
+    """The dimension a post value leaves (``dim`` for none, or when a step's is unknown),
+    after :func:`~embedkit.postprocess.checks.check_post_chain` found it possible.
+
+    >>> post_output_dim("whiten:k=8,norm", 32), post_output_dim("none", 32)
+    (8, 32)
+    """
+    if is_none(value):
+        return int(dim)
+    return check_post_chain(_canonical(str(value)), dim, label=str(value).strip()) or int(dim)
+
+
 def _weights_identity(encoder: Any) -> str:
     return str(encoder.describe().get("identity") or encoder.identity)
 
@@ -92,7 +105,7 @@ def check_transform_metadata(metadata: Mapping[str, Any], where: str, *, encoder
     if stored is not None:
         path = encoder.describe().get("path") or getattr(encoder, "path", None)
         if str(stored) in (encoder.name, path, _weights_identity(encoder)) or (
-                path is not None and resolve_model_path(str(stored)) == path):
+                path is not None and resolve_model_path(str(stored), strict=False) == path):
             meta["model"] = full
     try:
         check_compatible(meta, model=full, pooling=str(pooling), dim=dim, force=force)
@@ -155,6 +168,7 @@ def prepare_post(
     value = str(value).strip()
     pipe = _canonical(value)
     sources = _check_files(pipe, encoder=encoder, pooling=pooling, dim=dim, force=force)
+    check_post_chain(pipe, dim, label=value)  # k against d, before fit_data() encodes
     x, fit_info = _fit_vectors(value, pipe, dim, fit_data)
     pipe.fit(x)
     amap = AffineMap.from_pipeline(pipe)

@@ -9,14 +9,21 @@ order and :meth:`Recipe.from_dict` reads older folders too):
                     folder or id, ``model_identity`` what its weights are (checked at search)
 ``pooling``         canonical pooling name
 ``max_length``      tokens per text, counting [CLS] and [SEP]
-``dtype``,          encoder settings that change vectors
-``lowercase``
+``dtype``,          encoder settings that change vectors (``backend``: torch, onnx or
+``lowercase``,      openvino; ``quantize``: none or int8; ``prompt``: before each corpus text;
+``backend``,        ``query_prompt``: before each query; absent in older folders: torch,
+``quantize``,       none, no prompts)
+``prompt``,
+``query_prompt``
 ``post``            canonical post-processing spec (``file:PATH`` for a transform file), or null
 ``post_file``,      ``post.safetensors`` and its sha256 (null without a postprocessor)
 ``post_sha256``
 ``post_sources``    transform files used: ``[{"path", "sha256"}]``
 ``fit``             what a chain was fitted on: ``{"on", "n_sentences", "sha256"}`` or null
 ``corpus``          where the texts came from, one entry per build / add
+``search_defaults`` the ``nprobe`` / ``ef_search`` a search uses when given none, chosen at
+                    build time, with the recall@10 it reached (absent in older folders and
+                    in indexes with nothing to tune; :mod:`embedkit.retrieval.tuning`)
 =================== ==========================================================================
 
 >>> r = Recipe(model="m3e-small", model_identity="sha256:ab", pooling="cls", max_length=64)
@@ -156,12 +163,17 @@ class _RecipeTypes(BaseModel):
     model_path: StrictStr | None = None
     dtype: StrictStr | None = None
     lowercase: bool | None = None
+    backend: StrictStr | None = None
+    quantize: StrictStr | None = None
+    prompt: str | None = None
+    query_prompt: str | None = None
     post: StrictStr | None = None
     post_file: StrictStr | None = None
     post_sha256: StrictStr | None = None
     post_sources: list[dict[str, StrictStr]] | None = None
     fit: dict[str, Any] | None = None
     corpus: list[dict[str, Any]] | None = None
+    search_defaults: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -178,12 +190,17 @@ class Recipe:
     model_path: str | None = None
     dtype: str = "float32"
     lowercase: bool = False
+    backend: str = "torch"
+    quantize: str = "none"
+    prompt: str = ""
+    query_prompt: str = ""
     post: str | None = None
     post_file: str | None = None
     post_sha256: str | None = None
     post_sources: tuple[dict[str, str], ...] = ()
     fit: dict[str, Any] | None = None
     corpus: tuple[dict[str, Any], ...] = ()
+    search_defaults: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,14 +213,27 @@ class Recipe:
             "max_length": int(self.max_length),
             "dtype": self.dtype,
             "lowercase": bool(self.lowercase),
+            **self._encoder_keys(),
             "post": self.post,
             "post_file": self.post_file,
             "post_sha256": self.post_sha256,
             "post_sources": [dict(s) for s in self.post_sources],
             "fit": None if self.fit is None else dict(self.fit),
             "corpus": [dict(c) for c in self.corpus],
+            **({} if self.search_defaults is None else
+               {"search_defaults": dict(self.search_defaults)}),
             **self.extra,
         }
+
+    def _encoder_keys(self) -> dict[str, Any]:
+        """The backend and prompt keys, written only when not the defaults (so that folders
+        built by the torch backend without prompts keep the earlier layout)."""
+        keys: dict[str, Any] = {}
+        if self.backend != "torch" or self.quantize != "none":
+            keys.update(backend=self.backend, quantize=self.quantize)
+        if self.prompt or self.query_prompt:
+            keys.update(prompt=self.prompt, query_prompt=self.query_prompt)
+        return keys
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "index.json") -> Recipe:
@@ -230,12 +260,17 @@ class Recipe:
             model_path=typed.model_path,
             dtype=typed.dtype or "float32",
             lowercase=bool(typed.lowercase),
+            backend=typed.backend or "torch",
+            quantize=typed.quantize or "none",
+            prompt=typed.prompt or "",
+            query_prompt=typed.query_prompt or "",
             post=typed.post,
             post_file=typed.post_file,
             post_sha256=typed.post_sha256,
             post_sources=tuple(typed.post_sources or ()),
             fit=typed.fit,
             corpus=tuple(typed.corpus or ()),
+            search_defaults=typed.search_defaults,
             extra={k: v for k, v in data.items() if k not in names},
         )
 

@@ -1,9 +1,10 @@
 """Encode folders (what ``embedkit encode`` writes) and FAISS indexes built from them.
 
 An encode folder holds Parquet shards ``shard-00000.parquet`` ... with the columns ``id``
-(string), ``text`` (string) and ``embedding`` (fixed-size list of float32: the encoder's *raw*
-pooled vector; a post-processor is recorded in the recipe and baked into indexes, as
-``index build`` does), plus ``manifest.json``:
+(string), ``text`` (string) and ``embedding`` (fixed-size list of float32, or float16 with
+``precision="float16"``: the encoder's *raw* pooled vector, L2-normalised with ``normalize``; a
+post-processor is recorded in the recipe and baked into indexes, as ``index build`` does), plus
+``manifest.json``:
 
 =================== ==========================================================================
 ``format``          :data:`MANIFEST_FORMAT`
@@ -13,6 +14,9 @@ pooled vector; a post-processor is recorded in the recipe and baked into indexes
 ``inputs``          the corpus files (path, format, sha256, bytes) and the columns read
 ``shard_size``      rows per shard (the last may be shorter)
 ``shards``          ``[{"file", "rows", "first_row", "sha256"}]`` in order
+``vectors``         how the vectors are stored: ``{"dtype": "float32"|"float16",
+                    "normalized": bool}`` (absent in older folders: float32, raw); readers
+                    upcast float16 to float32
 ``total_rows``,     rows over all shards; ``complete`` is true once every shard is written
 ``complete``
 ``engine``,         how it ran; library versions; seconds and rows per second
@@ -66,11 +70,13 @@ from embedkit.retrieval.faiss_ops import (
     ivf_nlist,
     make_faiss_index,
     train_index,
+    tunable_parameters,
 )
 from embedkit.retrieval.folder import POST_FILE, _make_recipe, _post_metadata
 from embedkit.retrieval.index import EmbeddingIndex
 from embedkit.retrieval.post import IndexPost
 from embedkit.retrieval.recipe import Recipe
+from embedkit.retrieval.tuning import TUNE_QUERIES, RecallProbe, sample_rows
 
 __all__ = ["IVFDATA_FILE", "MANIFEST", "MANIFEST_FORMAT", "EncodeFolder",
            "build_index_from_shards", "encode_recipe", "read_shard", "shard_name",
@@ -98,17 +104,25 @@ def shard_name(i: int) -> str:
     return f"shard-{int(i):05d}.parquet"
 
 
+VECTOR_DTYPES = ("float32", "float16")
+
+
 def write_shard(path: str | os.PathLike, ids: list[str], texts: list[str],
-                vectors: np.ndarray) -> dict[str, Any]:
-    """Write one shard atomically; ``{"file", "rows", "sha256"}``."""
+                vectors: np.ndarray, dtype: str = "float32") -> dict[str, Any]:
+    """Write one shard atomically, its vectors stored as ``dtype`` (float32 or float16);
+    ``{"file", "rows", "sha256"}``."""
     pa = require_pyarrow()
     import pyarrow.parquet as pq
 
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if dtype not in VECTOR_DTYPES:
+        raise ConfigError(f"precision {dtype!r}: choose {' or '.join(VECTOR_DTYPES)}",
+                          param="precision")
+    x = np.ascontiguousarray(vectors, dtype=np.dtype(dtype))
     if x.ndim != 2 or x.shape[0] != len(ids) or len(ids) != len(texts):
         raise ConfigError(f"shard {path}: {len(ids)} ids, {len(texts)} texts and vectors of "
                           f"shape {x.shape} do not line up")
-    emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])
+    arrow_type = pa.float16() if dtype == "float16" else pa.float32()
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), arrow_type), x.shape[1])
     table = pa.table({"id": pa.array(ids, pa.string()), "text": pa.array(texts, pa.string()),
                       "embedding": emb})
     path = Path(path)
@@ -119,7 +133,8 @@ def write_shard(path: str | os.PathLike, ids: list[str], texts: list[str],
 
 def read_shard(path: str | os.PathLike, *, vectors: bool = True, texts: bool = True
                ) -> tuple[list[str], list[str], np.ndarray]:
-    """``(ids, texts, vectors)`` of a shard (``texts``/``vectors`` False: left empty)."""
+    """``(ids, texts, vectors)`` of a shard (``texts``/``vectors`` False: left empty); the
+    vectors as float32 whatever they are stored as (float16 shards are upcast)."""
     require_pyarrow()
     import pyarrow.parquet as pq
 
@@ -216,6 +231,14 @@ class EncodeFolder:
         return int(self.manifest["dim"])
 
     @property
+    def vectors(self) -> dict[str, Any]:
+        """How the vectors are stored: ``{"dtype", "normalized"}`` (older folders: float32,
+        raw)."""
+        stored = self.manifest.get("vectors") or {}
+        return {"dtype": str(stored.get("dtype", "float32")),
+                "normalized": bool(stored.get("normalized", False))}
+
+    @property
     def total_rows(self) -> int:
         return int(self.manifest["total_rows"])
 
@@ -309,16 +332,45 @@ class _Rows:
         return rows
 
 
-def _add_in_memory(index: Any, folder: EncodeFolder, rows: _Rows) -> None:
+class _ShardProbe:
+    """A :class:`~embedkit.retrieval.tuning.RecallProbe` fed shard by shard: its queries are
+    a seeded sample of the folder's rows, their labels learnt as the rows are kept."""
+
+    def __init__(self, folder: EncodeFolder, metric: str, amap: AffineMap | None,
+                 seed: int) -> None:
+        self.rows = sample_rows(folder.total_rows, TUNE_QUERIES, seed)
+        queries = folder.sample(len(self.rows), seed + 1)  # the same rows (same draw)
+        self.probe = RecallProbe(queries, np.full(len(self.rows), -1), metric, amap,
+                                 seed=seed)
+        self.start = 0  # the folder row of the next shard's first row
+
+    def see(self, x: np.ndarray, keep: list[int], first_label: int) -> None:
+        """A shard's rows ``x`` of which ``keep`` were indexed from label ``first_label``."""
+        if keep:
+            self.probe.observe(np.ascontiguousarray(x[keep]), first_label)
+            kept = self.start + np.asarray(keep, dtype=np.int64)
+            pos = np.searchsorted(self.rows, kept)
+            hit = pos < len(self.rows)
+            hit[hit] = self.rows[pos[hit]] == kept[hit]
+            self.probe.query_labels[pos[hit]] = first_label + np.flatnonzero(hit)
+        self.start += x.shape[0]
+
+
+def _add_in_memory(index: Any, folder: EncodeFolder, rows: _Rows,
+                   probe: _ShardProbe | None = None) -> None:
     for n, (ids, texts, x) in enumerate(folder.shards(), 1):
+        first = len(rows.texts)
         keep = rows.keep(ids, texts)
+        if probe is not None:
+            probe.see(x, keep, first)
         if keep:
             index.add(np.ascontiguousarray(x[keep]))
         logger.info("added shard %d/%d (%d vectors in all)", n, len(folder.shard_files),
                     index.ntotal)
 
 
-def _add_on_disk(index: Any, folder: EncodeFolder, rows: _Rows, work: Path) -> Path:
+def _add_on_disk(index: Any, folder: EncodeFolder, rows: _Rows, work: Path,
+                 probe: _ShardProbe | None = None) -> Path:
     """Fill a copy of the trained index per shard, then merge their lists into on-disk ones
     (``faiss.contrib.ondisk.merge_ondisk``); returns the ``.ivfdata`` file."""
     from faiss.contrib.ondisk import merge_ondisk
@@ -328,6 +380,8 @@ def _add_on_disk(index: Any, folder: EncodeFolder, rows: _Rows, work: Path) -> P
     for n, (ids, texts, x) in enumerate(folder.shards(), 1):
         start = len(rows.texts)
         keep = rows.keep(ids, texts)
+        if probe is not None:
+            probe.see(x, keep, start)
         if not keep:
             continue
         block = faiss.deserialize_index(trained)
@@ -400,6 +454,11 @@ def build_index_from_shards(
     out = Path(out_dir).resolve()
     _check_out_dir(out)
     folder = EncodeFolder.open(embeddings)
+    if folder.vectors["normalized"] and metric != "cosine":
+        raise ConfigError(
+            f"{folder.path} holds L2-normalised vectors but queries are encoded raw: only the "
+            f"cosine metric (which normalises both) searches them as they were stored, not "
+            f"{metric}; use metric cosine or encode without normalize", param="metric")
     amap = folder.post_map()
     index = make_faiss_index(folder.dim, factory, metric, amap)
     if on_disk:
@@ -407,21 +466,25 @@ def build_index_from_shards(
     start = time.perf_counter()
     trained_on = _train(index, folder, factory, train_size, seed)
     rows = _Rows()
+    probe = (_ShardProbe(folder, metric, amap, seed)
+             if {"nprobe", "efSearch"} & tunable_parameters(index) else None)
     extra: dict[str, Any] = {}
     if folder.recipe.post_file:
         extra[POST_FILE] = folder.path / POST_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.blocks.", dir=out.parent) as work:
         if on_disk:
-            extra[IVFDATA_FILE] = _add_on_disk(index, folder, rows, Path(work))
+            extra[IVFDATA_FILE] = _add_on_disk(index, folder, rows, Path(work), probe)
             lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
             lists.filename = str(out / IVFDATA_FILE)  # where the folder will hold it
         else:
-            _add_in_memory(index, folder, rows)
+            _add_in_memory(index, folder, rows, probe)
+        recipe = replace(_index_recipe(folder, len(rows.texts)), search_defaults=(
+            probe.probe.choose(index, factory) if probe is not None else None))
         built = EmbeddingIndex(
             index, rows.texts, rows.user_ids, factory=factory, metric=metric,
             dim_in=folder.dim, dim=amap.k if amap is not None else folder.dim,
-            recipe=_index_recipe(folder, len(rows.texts)).to_dict(),
+            recipe=recipe.to_dict(),
             build_seconds=time.perf_counter() - start,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             extra={"seed": int(seed), "train_size": trained_on, "transform": amap is not None,

@@ -5,9 +5,12 @@ a resumed run continue exactly.
 Layout of a folder (``*`` only in periodic checkpoints)::
 
     config.json, model.safetensors, tokenizer files     transformers (AutoModel / AutoTokenizer)
-    modules.json, 1_Pooling/, ... (README.md)           sentence-transformers (cls / last-avg
+    modules.json, 1_Pooling/, ...                       sentence-transformers (cls / last-avg
                                                         only), written by
                                                         :mod:`embedkit.encoders.st_folder`
+    README.md                                           the model card: base model, its
+                                                        licence, method, data, pooling
+                                                        (:mod:`embedkit.io.model_card`)
     embedkit.json                                       what was trained, how, on what
     training_state/  *                                  state.json, examples.json, optimizer.pt,
                                                         scheduler.pt, rng.pt
@@ -32,10 +35,13 @@ from typing import Any
 
 import torch
 
+from embedkit import __version__
+from embedkit.encoders.models import hub_id, is_local
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.st_folder import write_st_folder
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import recover_dir
+from embedkit.io.model_card import CardInfo, read_base_license, write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +100,69 @@ def save_model_folder(dest: str | os.PathLike, model: Any, tokenizer: Any, *, po
     if not decl["sentence_transformers"]:
         tokenizer.save_pretrained(dest)
     _write_json(dest / RECORD_FILE, {**record, "pooling_declaration": decl})
+    write_model_card(dest, training_card(record, decl))  # replaces the generic one, if any
     return decl
+
+
+_METHODS = {"simcse-unsupervised": "unsupervised SimCSE (dropout noise as augmentation)",
+            "simcse-supervised": "supervised SimCSE (InfoNCE on labelled pairs)",
+            "cosent": "CoSENT (pairs ranked by their labels)"}
+
+
+def _data_summary(desc: dict) -> str:
+    """One line of what a run trained on, from the record's ``data``."""
+    kind = desc.get("kind")
+    if kind == "tasks":
+        what = "sentences of the tasks " + ", ".join(desc.get("tasks") or {})
+    elif kind == "corpus":
+        what = f"the corpus file {desc.get('file')}"
+    elif kind == "pairs":
+        what = "labelled pairs from " + ", ".join(
+            str(s.get("on", s) if isinstance(s, dict) else s) for s in desc.get("sources", []))
+    else:
+        what = str(kind or "unknown data")
+    n = desc.get("sampled")
+    seed = desc.get("sample_seed")
+    sha = str(desc.get("sha256") or "")[:16]
+    return what + (f" ({n} examples, sampled with seed {seed}; sha256 `{sha}`)" if n else "")
+
+
+def training_card(record: dict, declaration: dict | None = None) -> CardInfo:
+    """The model card of a training output (or checkpoint) from its ``embedkit.json`` record.
+
+    >>> rec = {"method": "simcse-unsupervised", "base_model": {"name": "m3e-small",
+    ...        "path": "moka-ai/m3e-small", "identity": "x"}, "pooling": "cls",
+    ...        "max_length": 32, "data": {"kind": "corpus", "file": "c.txt"},
+    ...        "steps": 10, "total_steps": 10, "seed": 1, "hyperparameters": {"lr": 3e-05}}
+    >>> card = training_card(rec)
+    >>> card.base_model, card.license.id, dict(card.details)["Trained on"]
+    ('moka-ai/m3e-small', 'unknown', 'the corpus file c.txt')
+    """
+    base = record.get("base_model") or {}
+    name, path = str(base.get("name") or "unknown"), str(base.get("path") or "")
+    hub = hub_id(name)
+    method = str(record.get("method"))
+    hyper = record.get("hyperparameters") or {}
+    steps = f"{record.get('steps')} of {record.get('total_steps')}"
+    details = [("Method", _METHODS.get(method, method)),
+               ("Trained on", _data_summary(record.get("data") or {})),
+               ("Max length", str(record.get("max_length"))),
+               ("Steps", steps + ("" if record.get("complete", True) else " (a checkpoint)")),
+               ("Seed", str(record.get("seed")))]
+    details += [(k, str(hyper[k])) for k in ("lr", "batch_size", "temperature", "epochs", "loss")
+                if k in hyper]
+    if declaration is not None:
+        details.append(("Pooling declared", str(declaration.get("note"))))
+    return CardInfo(
+        title=f"{name} + {method}", base_name=name, base_model=hub,
+        license=read_base_license(path if path and is_local(path) else None, name, hub),
+        summary=(f"{name} fine-tuned by embedkit with {_METHODS.get(method, method)}; a "
+                 "transformers folder (and a sentence-transformers one when the pooling allows)."),
+        pooling=str(record.get("pooling")), details=details, tags=("embedkit", "sentence-transformers", "sentence-similarity",
+                               method),
+        library_name="sentence-transformers" if (declaration or {}).get(
+            "sentence_transformers") else "transformers",
+        embedkit_version=str((record.get("versions") or {}).get("embedkit") or __version__))
 
 
 def _save_transformers(dest: Path, model: Any, tokenizer: Any, base_config: dict,

@@ -227,7 +227,9 @@ examples), not 1
     cfg, ckpt, state = _settings(config, resume, overrides)
     cfg.validate()
     device = _device(cfg.device)
-    # one run at a time writes an output folder and its checkpoints
+    # one run at a time writes an output folder and its checkpoints; the folder's parent is
+    # made first (out_dir="runs/lcqmc" in a fresh checkout: the lock lies in runs/)
+    Path(str(cfg.out_dir)).parent.mkdir(parents=True, exist_ok=True)
     with folder_lock(str(cfg.out_dir), timeout=0, what="training output"):
         if ckpt is None or state is None:
             run = _fresh_run(cfg, device, command)

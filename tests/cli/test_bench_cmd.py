@@ -235,3 +235,212 @@ def test_output_folder_that_is_a_file(tiny_model_dir, spec_file, tmp_path, capsy
     assert main(bench_args(tiny_model_dir, spec_file, flag, str(f))) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{f} is a file; give a folder" in err[0] and flag in err[0]
+
+
+def test_random_projection_is_seeded_and_recorded(tiny_model_dir, spec_file, tmp_path, capsys):
+    """rp without a seed uses the fixed default 0: the same scores twice; seed=1 differs; the
+    record's seed fields are the seeds the fits used."""
+    def run(post, name):
+        out = tmp_path / name
+        assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+                     "--pooling", "cls", "--post", post, "--output", str(out)]) == 0
+        return json.loads(out.read_text(encoding="utf-8"))
+
+    a, b, c = run("rp:k=8", "a.json"), run("rp:k=8", "b.json"), run("rp:k=8,seed=1", "c.json")
+    row0, row1 = "cls + rp:k=8,kind=gaussian,seed=0", "cls + rp:k=8,kind=gaussian,seed=1"
+    score = a["results"][row0]["tiny-sts"]["test"]["spearman"]
+    assert b["results"][row0]["tiny-sts"]["test"]["spearman"] == score
+    assert c["results"][row1]["tiny-sts"]["test"]["spearman"] != score
+    assert a["settings"]["seed"] == 0 and c["settings"]["seed"] == 1
+    assert a["settings"]["seeds"] == {"rp:k=8,kind=gaussian,seed=0": {
+        "rp:k=8,kind=gaussian,seed=0": 0}}
+    assert row0 in capsys.readouterr().out
+    plain = run("pca:k=4", "d.json")["settings"]
+    assert (plain["seed"], plain["seeds"]) == (None, {})
+
+
+@pytest.fixture(scope="module")
+def second_model_dir(make_tiny_bert):
+    from tests.conftest import source_sentences
+
+    return make_tiny_bert("tiny-bert-b", source_sentences(), seed=1)
+
+
+@pytest.mark.parametrize("how", ["repeated", "comma"])
+def test_several_models_one_record(how, tiny_model_dir, second_model_dir, spec_file, tmp_path,
+                                   capsys):
+    """--model A --model B (or --model A,B): one record with one complete bench block per model,
+    each equal to that model's own bench; one table with one block of rows per model."""
+    a, b = str(tiny_model_dir), str(second_model_dir)
+    models = ["--model", a, "--model", b] if how == "repeated" else ["--model", f"{a},{b}"]
+    out = tmp_path / "both.json"
+    argv = ["bench", *models, "--tasks", str(spec_file), "--pooling", "cls,last-avg",
+            "--output", str(out)]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    assert rec["kind"] == "bench-models" and rec["settings"]["models"] == [a, b]
+    assert rec["command"] == shlex.join(["embedkit", *argv]) and "model" not in rec
+    blocks = rec["models"]
+    assert [blk["kind"] for blk in blocks] == ["bench", "bench"]
+    assert [blk["model"]["name"] for blk in blocks] == [a, b]
+    assert blocks[0]["model"]["identity"] != blocks[1]["model"]["identity"]
+    assert blocks[0]["results"]["cls"] != blocks[1]["results"]["cls"]
+    for name, blk in zip((a, b), blocks, strict=True):
+        single = tmp_path / "single.json"
+        assert main(bench_args(name, spec_file, "--output", str(single))) == 0
+        assert json.loads(single.read_text(encoding="utf-8"))["results"] == blk["results"]
+    capsys.readouterr()
+
+    assert lines[0] == f"Spearman x 100 (whitening protocol): {a}, {b}"
+    assert lines[1].split() == ["model", "row", "tiny-sts/test", "avg"]
+    def cell(i, row):
+        return f"{100 * blocks[i]['results'][row]['tiny-sts']['test']['spearman']:.2f}"
+
+    rows = [line.split() for line in lines[2:6]]  # the model named on its block's first row
+    assert rows == [[a, "cls", cell(0, "cls"), cell(0, "cls")],
+                    ["last-avg", cell(0, "last-avg"), cell(0, "last-avg")],
+                    [b, "cls", cell(1, "cls"), cell(1, "cls")],
+                    ["last-avg", cell(1, "last-avg"), cell(1, "last-avg")]]
+    assert lines[-3].startswith(f"[{a}: ") and lines[-2].startswith(f"[{b}: ")
+    assert lines[-1].startswith("[data: local ")  # then where the data came from
+
+
+def test_several_models_markdown_mteb_and_compare(tiny_model_dir, second_model_dir, spec_file,
+                                                  tmp_path, capsys):
+    a, b = str(tiny_model_dir), str(second_model_dir)
+    out, md, mteb = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "mteb"
+    assert main(["bench", "--model", a, "--model", b, "--tasks", str(spec_file), "--pooling",
+                 "cls", "--output", str(out), "--markdown", str(md), "--mteb-results",
+                 str(mteb), "--predictions", str(tmp_path / "pred")]) == 0
+    err = capsys.readouterr().err
+    assert "mteb results: 2 task files in 2 experiment folders" in err
+    assert "predictions: 2 files under" in err
+    for name in (a, b):
+        from embedkit.experiments.predictions import row_folder
+
+        assert (tmp_path / "pred" / row_folder(name) / "predictions.json").is_file()
+    text = md.read_text(encoding="utf-8")
+    assert text.startswith(f"# embedkit bench: {a}, {b}\n")
+    assert "| model | row | tiny-sts/test | avg |" in text and "|---|---|---:|---:|" in text
+    assert f"| {a} | cls |" in text and f"| {b} | cls |" in text
+    assert text.count("- Model: `") == 2 and f"- {b}: " in text  # one timings line per model
+    assert main(["compare", str(out)]) == 0
+    board = capsys.readouterr().out
+    assert f"{a} · cls" in board and f"{b} · cls" in board
+
+
+def test_several_models_check_names_before_encoding(tiny_model_dir, spec_file, tmp_path, capsys):
+    missing = str(tmp_path / "no" / "such-model")
+    assert main(["bench", "--model", str(tiny_model_dir), "--model", missing, "--tasks",
+                 str(spec_file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("embedkit: error: --model: ")
+    assert f"model '{missing}': no such folder" in err[0]
+    # a comma list whose parts are not all models stays one name, and is said to be neither
+    assert main(["bench", "--model", f"{tiny_model_dir},{missing}", "--tasks",
+                 str(spec_file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a folder, and not a comma list of models" in err[0]
+    assert not (tmp_path / "embedkit-cache").exists()  # nothing was encoded
+
+
+def test_several_models_dedupe(tiny_model_dir, spec_file, capsys):
+    a = str(tiny_model_dir)
+    assert main(["bench", "--model", a, "--model", a, "--tasks", str(spec_file)]) == 0
+    assert capsys.readouterr().out.startswith(f"{a}: Spearman x 100")  # one model: one block
+
+
+def _n_tokens(tokenizer, sentence):
+    return len(tokenizer(sentence)["input_ids"])  # [CLS] ... [SEP], not truncated
+
+
+@pytest.fixture
+def counting_encoder(monkeypatch):
+    """The encoder's ``count_truncated``: the real one when the encoder has it, else a stand-in
+    that counts as it should (tokens with [CLS] and [SEP] above the max length)."""
+    from embedkit.encoders import TransformerEncoder
+
+    if not hasattr(TransformerEncoder, "count_truncated"):
+        def count_truncated(self, sentences, max_length):
+            return sum(_n_tokens(self.tokenizer, s) > max_length for s in sentences)
+
+        monkeypatch.setattr(TransformerEncoder, "count_truncated", count_truncated,
+                            raising=False)
+
+
+def test_truncated_sentences_counted(counting_encoder, tiny_model_dir, spec_file, tmp_path,
+                                     capsys):
+    """--max-length 8: the record counts, per task and split, the distinct sentences longer
+    than 8 tokens; the table's footer says how many of how many."""
+    import transformers
+
+    from embedkit.data import load_task
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    unique = load_task(str(spec_file))["test"].unique_sentences()
+    expected = sum(_n_tokens(tok, s) > 8 for s in unique)
+    assert 0 < expected < len(unique)
+    out = tmp_path / "t.json"
+    assert main(bench_args(tiny_model_dir, spec_file, "--max-length", "8", "--output",
+                           str(out))) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    assert rec["truncated"] == {"tiny-sts": {"test": expected}}
+    assert rec["truncated_of"] == {"tiny-sts": {"test": len(unique)}}
+    assert (f"{expected} of {len(unique)} sentences truncated at max length 8 "
+            f"(tiny-sts test: {expected})") in lines
+    md = tmp_path / "t.md"
+    assert main(bench_args(tiny_model_dir, spec_file, "--max-length", "8", "--markdown",
+                           str(md))) == 0
+    assert (f"- Truncation: {expected} of {len(unique)} sentences truncated at max length 8 "
+            f"(tiny-sts test: {expected})") in md.read_text(encoding="utf-8").splitlines()
+
+    # at the default max length (64) nothing is truncated: recorded as 0, no footer line
+    capsys.readouterr()
+    assert main(bench_args(tiny_model_dir, spec_file, "--output", str(out))) == 0
+    assert "truncated" not in capsys.readouterr().out
+    assert json.loads(out.read_text(encoding="utf-8"))["truncated"] == {"tiny-sts": {"test": 0}}
+
+
+def test_sweep_counts_truncated(counting_encoder, tiny_model_dir, spec_file, tmp_path, capsys):
+    out = tmp_path / "s.json"
+    assert main(["sweep", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+                 "--pooling", "cls", "--k", "4,8", "--max-length", "8", "--select-on", "test",
+                 "--report-on", "test", "--fit-on", "test", "--output", str(out)]) == 0
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    n = rec["truncated"]["tiny-sts"]["test"]
+    m = rec["truncated_of"]["tiny-sts"]["test"]
+    assert 0 < n < m
+    assert f"{n} of {m} sentences truncated at max length 8 (tiny-sts test: {n})" in (
+        capsys.readouterr().out.splitlines())
+
+
+def test_record_table_and_markdown_say_where_the_data_came_from(tiny_model_dir, spec_file,
+                                                                 pairs_file, tmp_path, capsys):
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    assert main(bench_args(tiny_model_dir, spec_file, "--output", str(out))) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"[data: local {pairs_file.parent}]"
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert record["data_source"] == {"kind": "local", "local": [str(pairs_file.parent)],
+                                     "hub": []}
+    assert main(bench_args(tiny_model_dir, spec_file, "--markdown", str(md))) == 0
+    assert f"- Data: local {pairs_file.parent}" in md.read_text(encoding="utf-8").splitlines()
+
+
+def test_post_takes_a_transform_file_path(tiny_model_dir, spec_file, tmp_path, capsys):
+    """bench --post PATH.safetensors, as index build --post takes it: the same row as
+    --post file:PATH (the file's normalize flag adds norm)."""
+    w = tmp_path / "w.safetensors"
+    assert main(["whiten", "--model", str(tiny_model_dir), "--fit-on", str(spec_file),
+                 "--pooling", "cls", "--k", "8", "--out", str(w)]) == 0
+    recs = []
+    for post in (str(w), f"file:{w}"):
+        out = tmp_path / "r.json"
+        assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+                     "--pooling", "cls", "--post", post, "--output", str(out)]) == 0
+        recs.append(json.loads(out.read_text(encoding="utf-8")))
+    bare, step = ({k: v for k, v in r["results"].items() if k != "cls"} for r in recs)
+    assert len(bare) == 1 and list(bare) == list(step)
+    assert list(bare.values())[0]["tiny-sts"] == list(step.values())[0]["tiny-sts"]
+    assert str(w) in list(bare)[0] and str(w) in recs[0]["settings"]["post_files"]

@@ -88,7 +88,7 @@ def test_diagnose_corpus_file(main, tiny_model_dir, sentences, tmp_path, capsys)
             "cls", "--post", "rp:k=8", "--k", "3", "--sample", "40", "--output", str(out)]
     assert main(argv) == 0
     rec = json.loads(out.read_text(encoding="utf-8"))
-    assert [r["row"] for r in rec["rows"]] == ["cls", "cls + rp:k=8,kind=gaussian"]
+    assert [r["row"] for r in rec["rows"]] == ["cls", "cls + rp:k=8,kind=gaussian,seed=0"]
     assert rec["settings"]["fit_on"] == "corpus"
     for r in rec["rows"]:
         assert r["spearman"] is None and r["retrieval"] is None

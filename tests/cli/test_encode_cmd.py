@@ -136,8 +136,9 @@ def test_ivf_on_disk_round_trip(tmp_path, encoded, queries_file, capsys):
     assert main(["index", "build", "--embeddings", str(encoded), "--out", str(flat)]) == 0
     assert main(["index", "build", "--embeddings", str(encoded), "--factory", "IVF4,Flat",
                  "--on-disk", "--seed", "1", "--out", str(disk)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].split("; ")[0].endswith(
-        "IVF4,Flat, cosine, 32 -> 32 dims, lists on disk")
+    built, defaults = capsys.readouterr().out.splitlines()[-2:]
+    assert built.split("; ")[0].endswith("IVF4,Flat, cosine, 32 -> 32 dims, lists on disk")
+    assert defaults.startswith("searches use --nprobe ")
     assert (disk / IVFDATA_FILE).is_file()
     assert json.loads((disk / "index.json").read_text(encoding="utf-8"))["on_disk"] is True
     hits = search_hits(disk, queries_file, capsys, "--nprobe", "4")  # every list: exact
@@ -263,3 +264,53 @@ def test_report_scale_tiny(tmp_path, spread_model_dir, capsys):
     assert rec["ivf"]["recall_at_10_between"] == 1.0  # nprobe = nlist: both exact
     assert rec["settings"]["ray_workers"] == [] and rec["projection"]["ray_efficiency"] == 1.0
     assert list(work.iterdir()) == []  # the working files are gone
+
+
+def test_normalized_float16_shards_recorded_and_read(tmp_path, spread_model_dir, corpus,
+                                                     encoded, queries_file, capsys):
+    """--normalize --precision float16: float16 unit vectors in the shards, recorded in the
+    manifest; index build and whiten read them upcast; whitening on them warns and records
+    it; an index over them needs the cosine metric."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "emb16"
+    assert main(encode_argv(spread_model_dir, corpus, out, "--normalize",
+                            "--precision", "float16")) == 0
+    assert "vectors float16, L2-normalised" in capsys.readouterr().out
+    man = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert man["vectors"] == {"dtype": "float16", "normalized": True}
+    assert (man["settings"]["normalize"], man["settings"]["precision"]) == (True, "float16")
+    col = pq.read_table(out / man["shards"][0]["file"]).column("embedding")
+    assert str(col.type.value_type) == "halffloat"
+    raw = np.concatenate([v for _, _, v in EncodeFolder.open(encoded).shards(texts=False)])
+    half = np.concatenate([v for _, _, v in EncodeFolder.open(out).shards(texts=False)])
+    assert half.dtype == np.float32  # upcast on read
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    np.testing.assert_allclose(half, unit.astype(np.float16).astype(np.float32), atol=0)
+    assert (tmp_path / "emb16" / man["shards"][0]["file"]).stat().st_size < (
+        encoded / man["shards"][0]["file"]).stat().st_size
+    default = json.loads((encoded / "manifest.json").read_text(encoding="utf-8"))
+    assert default["vectors"] == {"dtype": "float32", "normalized": False}
+
+    # an index over them: the same hits as over the raw float32 shards (cosine)
+    assert main(["index", "build", "--embeddings", str(out), "--out", str(tmp_path / "i16")]) == 0
+    assert main(["index", "build", "--embeddings", str(encoded), "--out",
+                 str(tmp_path / "i32")]) == 0
+    assert search_hits(tmp_path / "i16", queries_file, capsys) == search_hits(
+        tmp_path / "i32", queries_file, capsys)
+    assert main(["index", "build", "--embeddings", str(out), "--out", str(tmp_path / "ip"),
+                 "--metric", "ip"]) == 2
+    assert "L2-normalised vectors" in one_error_line(capsys)
+
+    # whitening fitted on normalised vectors: a warning, and the map says so
+    w = tmp_path / "w.safetensors"
+    with pytest.warns(UserWarning, match="L2-normalised vectors"):
+        assert main(["whiten", "--embeddings", str(out), "--out", str(w)]) == 0
+    assert load_transform(w).metadata["fit_vectors"] == {"dtype": "float16", "normalized": True}
+
+    # resuming with other storage settings is refused; a post map with normalize too
+    assert main(encode_argv(spread_model_dir, corpus, out)) == 2
+    assert "other settings" in one_error_line(capsys)
+    assert main(encode_argv(spread_model_dir, corpus, tmp_path / "x", "--normalize",
+                            "--post", w)) == 2
+    assert "normalize stores L2-normalised raw vectors" in one_error_line(capsys)

@@ -84,6 +84,95 @@ def test_bench_errors(tiny_model_dir, tiny_model_no_pooler_dir, spec_file, tmp_p
         f"--model: cannot load model '{empty}'")
 
 
+@pytest.mark.parametrize("name", ["./no/such/model", "no-such-model/", "~/no-such-model-x",
+                                  "runs/a/b"])
+def test_missing_model_folder_is_named(spec_file, capsys, name):
+    """A path-looking model name that does not exist: "no model folder", not the hub's
+    "Repo id must be in the form ..."."""
+    msg = run_error(capsys, ["bench", "--tasks", str(spec_file), "--model", name])
+    assert msg.startswith(f"--model: no model folder {name}: it does not "
+                          "exist (give the folder that holds config.json, a hub id")
+
+
+def test_unknown_split_names_the_task_splits(tiny_model_dir, spec_file, tmp_path, capsys):
+    """A spec-file task and a built-in task with local data: "no split 'train'; its splits"."""
+    base = ["bench", "--model", str(tiny_model_dir), "--splits", "train"]
+    assert run_error(capsys, [*base, "--tasks", str(spec_file)]) == (
+        f"--splits: task tiny-sts has no split 'train'; its splits: test (task spec {spec_file})")
+    (tmp_path / "senteval_cn" / "ATEC").mkdir(parents=True)
+    assert run_error(capsys, [*base, "--tasks", "ATEC", "--data-dir", str(tmp_path)]) == (
+        "--splits: task ATEC has no split 'train'; its splits: valid, test")
+
+
+def test_post_file_in_the_faiss_format_whatever_its_name(tiny_model_dir, spec_file, tmp_path,
+                                                         capsys):
+    """whiten writes FAISS under any name; bench --post file: reads it back (not "header too
+    large"), and a file in no known format says which formats file: takes."""
+    for name in ("w.faiss", "w.bin"):
+        assert main(["whiten", "--model", str(tiny_model_dir), "--fit-on", str(spec_file),
+                     "--format", "faiss", "--out", str(tmp_path / name)]) == 0
+        capsys.readouterr()
+        assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+                     "--post", f"file:{tmp_path / name}"]) == 0
+        assert f"cls + file:{tmp_path / name}" in capsys.readouterr().out
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(128, 256)))
+    assert run_error(capsys, ["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+                              "--post", f"file:{junk}"]) == (
+        f"{junk}: not a transform file embedkit reads (it reads safetensors and .npz files "
+        "written by embedkit whiten or save_transform, and FAISS VectorTransform files (.faiss, "
+        "any name: the format is read from the bytes))")
+
+
+@pytest.fixture
+def forward_count(monkeypatch):
+    """Counts the model's forward passes (every encode, through any wrapper)."""
+    import embedkit.encoders.transformer as transformer
+
+    calls = []
+    real = transformer.forward_pooled
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformer, "forward_pooled", counted)
+    return calls
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["bench", "--post", "whiten:k=64"],
+     "--post: post 'whiten:beta=1,gamma=1,k=64': step 1 (whiten) keeps k=64 dimensions, more "
+     "than its input has (d=32)"),
+    (["bench", "--post", "rp:k=auto"],
+     "--post: post 'rp:k=auto,kind=gaussian,seed=0': step 1 (rp) k=auto asks for k="),
+    (["bench", "--splits", "train"], "--splits: task tiny-sts has no split 'train'"),
+    (["sweep", "--k", "64,128", "--select-on", "test", "--report-on", "test"],
+     "--k: every k value is larger than the dimension d=32"),
+    (["diagnose", "--post", "pca:k=48"], "--post: post 'pca:k=48': step 1 (pca) keeps k=48"),
+    (["index", "eval", "--post", "whiten:k=40"], "--post: post 'whiten:k=40': step 1 (whiten)"),
+    (["index", "eval", "--cost-corpus-tasks", "SPEC", "--factory", "IVF4,PQ7"],
+     "--factory: FAISS cannot build factory 'IVF4,PQ7' for dimension 32"),
+    (["index", "eval", "--splits", "valid"], "task tiny-sts has no split 'valid'"),  # dest split
+    (["index", "build", "--corpus-task", "SPEC", "--factory", "Nonsense", "--out", "OUT"],
+     "--factory: FAISS cannot build factory 'Nonsense' for dimension 32"),
+    (["index", "build", "--corpus-task", "SPEC", "--post", "whiten:k=33", "--out", "OUT"],
+     "--post: post 'whiten:k=33': step 1 (whiten) keeps k=33 dimensions"),
+    (["whiten", "--fit-on", "SPEC", "--k", "64", "--out", "OUT"],
+     "--k: k=64 is larger than the model's dimension d=32"),
+])
+def test_impossible_settings_are_refused_before_any_encoding(tiny_model_dir, spec_file, tmp_path,
+                                                             capsys, forward_count, argv, message):
+    argv = [str(spec_file) if a == "SPEC" else str(tmp_path / "out") if a == "OUT" else a
+            for a in argv]
+    n = 2 if argv[0] == "index" else 1
+    argv = [*argv[:n], "--model", str(tiny_model_dir), *argv[n:]]
+    if not {"--corpus-task", "--cost-corpus-tasks", "--fit-on"} & set(argv):
+        argv += ["--tasks", str(spec_file)]
+    assert run_error(capsys, argv).startswith(message)
+    assert forward_count == []  # refused before the first forward pass
+
+
 def test_library_parameters_become_the_command_flags():
     """The library names parameters (param="fit_on"); the CLI prefixes the matching option."""
     from embedkit.cli.main import build_parser, error_message

@@ -368,3 +368,28 @@ def test_eval_bad_nprobe_is_one_line(rx_model_dir, capsys):
                  "--nprobe", "1,x"]) == 2
     err = errors(capsys.readouterr().err)
     assert len(err) == 1 and "--nprobe" in err[0]
+
+
+def test_ivf_build_stores_a_default_nprobe_that_search_uses(rx_model_dir, rx_corpus_file,
+                                                            rx_texts, tmp_path, capsys):
+    out = tmp_path / "ivf"
+    assert build(rx_model_dir, rx_corpus_file, out, "--factory", "IVF4,Flat") == 0
+    said = capsys.readouterr().out
+    meta = json.loads((out / "index.json").read_text(encoding="utf-8"))
+    d = meta["recipe"]["search_defaults"]
+    assert d["nprobe"] in (1, 2, 4) and (d["target"], d["k"]) == (0.95, 10)
+    assert d["recall_at_10"] >= 0.95 and d["queries"] == len(rx_texts)
+    assert (f"searches use --nprobe {d['nprobe']} unless given: recall@10 {d['recall_at_10']} "
+            f"against exact search on {len(rx_texts)} sampled vectors") in said
+
+    def ids(*extra):
+        assert search(out, "--query", rx_texts[5], "-k", "8", *extra) == 0
+        return [h["id"] for h in json_lines(capsys.readouterr().out)[0]["hits"]]
+
+    assert ids() == ids("--nprobe", str(d["nprobe"]))  # the default, unless given
+    assert ids("--nprobe", "4") == ids("--nprobe", "4")
+    # a folder from before defaults were stored searches with FAISS's nprobe=1
+    flat = tmp_path / "flat"
+    assert build(rx_model_dir, rx_corpus_file, flat) == 0
+    assert "searches use" not in capsys.readouterr().out
+    assert "search_defaults" not in json.loads((flat / "index.json").read_text())["recipe"]

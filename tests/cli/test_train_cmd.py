@@ -143,3 +143,26 @@ def test_cli_renders_training_warnings_as_lines(simcse_base_dir, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     warned = [e for e in err if e.startswith("embedkit: warning: training pairs overlap")]
     assert len(warned) == 1 and "ATEC/test 1 of 2 pairs" in warned[0]
+
+
+def test_trained_folder_has_a_model_card(simcse_base_dir, simcse_corpus, tmp_path, capsys):
+    """A SimCSE output folder carries README.md: base model, its licence (front matter of the
+    base's README here), method, data, pooling, embedkit version."""
+    import shutil
+
+    import yaml
+
+    base = tmp_path / "base"
+    shutil.copytree(simcse_base_dir, base)
+    (base / "README.md").write_text("---\nlicense: apache-2.0\n---\n# base\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(_args(base, simcse_corpus, out, "--pooling", "cls", "--epochs", "1",
+                      "--seed", "3")) == 0
+    card = (out / "README.md").read_text(encoding="utf-8")
+    meta = yaml.safe_load(card.split("---\n", 2)[1])
+    assert meta["license"] == "apache-2.0" and "simcse-unsupervised" in meta["tags"]
+    assert "base_model" not in meta  # a local folder has no hub id
+    assert "| Method | unsupervised SimCSE" in card and "| Pooling | cls |" in card
+    assert f"the corpus file {simcse_corpus} (40 examples, sampled with seed 3" in card
+    assert "| Seed | 3 |" in card and "| embedkit | 0.1.0 |" in card
+    assert "License: Unknown" not in card

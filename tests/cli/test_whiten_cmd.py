@@ -178,3 +178,36 @@ def test_cli_errors_are_one_line(wt_model_dir, wt_spec_file, tmp_path, monkeypat
     assert main(argv) == 2
     assert match in one_error_line(capsys)
     assert not list(tmp_path.glob("w.*"))
+
+
+def test_sentence_transformers_export_has_a_real_model_card(wt_model_dir, wt_spec_file,
+                                                            tmp_path):
+    """The export's README.md states the base model's licence (read from its folder), the
+    pooling, the map, the fit data and the embedkit version -- not the generic template."""
+    pytest.importorskip("sentence_transformers")
+    import shutil
+
+    import yaml
+
+    base = tmp_path / "base"
+    shutil.copytree(wt_model_dir, base)
+    (base / "README.md").write_text(
+        "---\nlanguage: [zh]\n---\n# base\n\n## License\n\nM3E models 也是非商用的，仅供研究使用。\n",
+        encoding="utf-8")
+    out = tmp_path / "st"
+    assert main(whiten(base, wt_spec_file, out, "--pooling", "cls", "--k", "8",
+                       "--format", "sentence-transformers")) == 0
+    card = (out / "README.md").read_text(encoding="utf-8")
+    meta = yaml.safe_load(card.split("---\n", 2)[1])
+    assert meta["license"] == "other" and meta["license_name"] == "base-license"
+    assert {"embedkit", "whitening", "sentence-transformers"} <= set(meta["tags"])
+    assert "License: Unknown" not in card and "**Non-commercial.**" in card
+    assert "| Pooling | cls |" in card and "whiten:beta=1,gamma=1,k=8" in card
+    assert "task:wt-sts:valid+test (80 vectors, every occurrence" in card
+    assert "| embedkit | 0.1.0 |" in card
+
+    bare = tmp_path / "st-bare"  # the fixture folder has no README: the licence is unknown
+    assert main(whiten(wt_model_dir, wt_spec_file, bare, "--pooling", "cls", "--k", "8",
+                       "--format", "sentence-transformers")) == 0
+    card = (bare / "README.md").read_text(encoding="utf-8")
+    assert "license: unknown" in card and "unknown \u2014 check the base model's card" in card

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
 from embedkit.data import get_task, load_split, load_task, resolve_file
-from embedkit.data.loading import data_dir_from_env
+from embedkit.data.loading import data_dir_from_env, data_source, data_source_line, find_data_dir
+from embedkit.data.loading import default_data_dirs as _REAL_DEFAULT_DIRS  # conftest stubs it
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 
 
@@ -26,7 +28,67 @@ def test_data_dir_from_env(monkeypatch, tmp_path):
     assert data_dir_from_env() is None
     monkeypatch.setenv("EMBEDKIT_DATA", str(tmp_path))
     assert data_dir_from_env() == tmp_path
+    (tmp_path / "x").mkdir()
     assert data_dir_from_env(tmp_path / "x") == tmp_path / "x"  # the argument wins
+
+
+@pytest.mark.parametrize("how", ["argument", "env"])
+def test_a_named_data_dir_that_is_missing_is_refused_not_the_hub(monkeypatch, tmp_path, how):
+    missing = tmp_path / "nowhere"
+    if how == "env":
+        monkeypatch.setenv("EMBEDKIT_DATA", str(missing))
+    with pytest.raises(ConfigError, match="nowhere"):
+        load_split(get_task("ATEC"), "test", data_dir=missing if how == "argument" else None)
+
+
+def _record_info(monkeypatch) -> list[str]:
+    """What embedkit.data.loading logs at INFO from now on (its logger's ``info``, whatever
+    logging set-up an earlier test left)."""
+    loading = sys.modules[find_data_dir.__module__]
+    messages: list[str] = []
+    monkeypatch.setattr(loading, "_announced", set())
+    monkeypatch.setattr(loading.log, "info", lambda msg, *a: messages.append(msg % a))
+    return messages
+
+
+def test_default_data_dir_beside_the_checkout(monkeypatch, tmp_path):
+    """Without data_dir or $EMBEDKIT_DATA, the first existing default is used, and said."""
+    loading = sys.modules[find_data_dir.__module__]
+    root = make_data_dir(tmp_path / "shared" / "data")
+    monkeypatch.setattr(loading, "default_data_dirs", lambda: [tmp_path / "none", root])
+    messages = _record_info(monkeypatch)
+    found = find_data_dir()
+    assert (found.path, found.found_by) == (root, "default")
+    s = load_task("ATEC")["test"]
+    assert s.n_pairs == 2 and s.source == str(root / "senteval_cn/ATEC/ATEC.test.data")
+    assert messages == [f"data: local data folder {root} (the default: shared/data beside "
+                        "the checkout)"]
+    assert data_source([s.source]) == {"kind": "local", "local": [str(root)],
+                                       "found_by": "default", "hub": []}
+    monkeypatch.setenv("EMBEDKIT_DATA", str(root / "senteval_cn"))  # the variable wins
+    assert find_data_dir().found_by == "EMBEDKIT_DATA"
+
+
+def test_the_real_default_is_shared_data_beside_this_checkout():
+    checkout = Path(__file__).resolve().parents[2]
+    assert _REAL_DEFAULT_DIRS()[0] == checkout.parent / "shared" / "data"
+
+
+def test_no_local_data_goes_to_the_hub_and_says_so(monkeypatch):
+    messages = _record_info(monkeypatch)
+    monkeypatch.setitem(sys.modules, "datasets", FakeDatasets(HUB_ROWS))
+    s = load_task("ATEC")["test"]
+    assert s.source.startswith("hub:C-MTEB/ATEC@")
+    assert messages == ["data: no local data folder (no data_dir, no $EMBEDKIT_DATA, nothing "
+                        "at the defaults); loading from the Hugging Face hub"]
+    assert data_source([s.source])["kind"] == "hub"
+    assert data_source_line(data_source([s.source])) == (
+        f"data: hub C-MTEB/ATEC@{get_task('ATEC').hub.revision}")
+
+
+def test_unknown_split_names_the_task_splits_not_the_hub(tmp_path):
+    with pytest.raises(ConfigError, match="task ATEC has no split 'train'; its splits: valid, test"):
+        load_split(get_task("ATEC"), "train", data_dir=make_data_dir(tmp_path / "d"))
 
 
 @pytest.mark.parametrize("named", ["root", "senteval_cn"])
@@ -59,9 +121,9 @@ def test_local_source_without_data_dir():
 def test_bad_source_and_missing_split(tmp_path):
     with pytest.raises(ConfigError, match="source 'web' is not one of auto, local, hub"):
         load_split(get_task("ATEC"), "test", source="web")
-    with pytest.raises(ConfigError, match="task ATEC has no local file for split 'train'"):
+    with pytest.raises(ConfigError, match="task ATEC has no split 'train'; its splits"):
         load_split(get_task("ATEC"), "train", data_dir=tmp_path, source="local")
-    with pytest.raises(ConfigError, match="task ATEC has no split 'train' on the hub"):
+    with pytest.raises(ConfigError, match="task ATEC has no split 'train'; its splits"):
         load_split(get_task("ATEC"), "train", source="hub")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -105,3 +106,23 @@ def test_declared_pooling_none(tmp_path, tiny_model_dir):
     _write(tmp_path, "modules.json", [{"type": "sentence_transformers.models.Pooling",
                                        "path": "missing"}])
     assert declared_pooling(tmp_path) is None  # a broken modules.json is ignored
+
+
+def test_a_path_looking_name_that_is_no_folder_is_refused(tmp_path, monkeypatch):
+    from embedkit.encoders.models import looks_like_path
+    from embedkit.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    for name in ("./m", "../m", "~/m-x", "/abs/m", "m/", "a/b/c", "runs/simcse", "a\\b"):
+        assert looks_like_path(name), name
+        with pytest.raises(ConfigError, match=rf"^no model folder {re.escape(name)}: it does "
+                                              "not exist") as e:
+            resolve_model_path(name)
+        assert e.value.param == "model"
+        assert resolve_model_path(name, strict=False) == name
+    for name in ("moka-ai/m3e-small", "bert-base-chinese", "org/model-v1.5"):
+        assert not looks_like_path(name) and resolve_model_path(name) == name
+    with pytest.raises(ConfigError, match="^no model folder ./weights.bin: it is a file"):
+        resolve_model_path("./weights.bin")

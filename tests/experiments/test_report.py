@@ -80,3 +80,40 @@ def test_markdown_report():
     assert ("- 30 unique sentences asked for, 10 from the cache, 20 encoded in 1.2 s "
             "(16.0 sentences/s); total 2.5 s") in lines
     assert markdown_report(record(), title="Custom").startswith("# Custom\n")
+
+
+def test_truncation_note():
+    from embedkit.experiments.report import truncation_note
+
+    rec = {**record(), "truncated": {"A": {"test": 2, "valid": 0}, "B": {"test": 1}},
+           "truncated_of": {"A": {"test": 20, "valid": 10}, "B": {"test": 6}}}
+    note = "3 of 36 sentences truncated at the max length (A 64, B 128) (A test: 2, B test: 1)"
+    assert truncation_note(rec) == note
+    assert format_table(rec).splitlines()[-1] == note
+    assert format_table(rec, markdown=True).splitlines()[-1] == f"- {note}"
+    none = {**rec, "truncated": {"A": {"test": 0}}, "truncated_of": {"A": {"test": 20}}}
+    assert truncation_note(none) is None and truncation_note(record()) is None
+    assert truncation_note(none, always=True) == (
+        "0 of 20 sentences truncated at the max length (A 64, B 128)")
+    assert "- Truncation: " + note in markdown_report(rec).splitlines()
+
+
+def test_several_models_table():
+    second = record()
+    second["model"] = {**second["model"], "name": "other"}
+    rec = {"kind": "bench-models", "command": "embedkit bench", "machine": {}, "versions": {},
+           "models": [{**record(), "kind": "bench"}, {**second, "kind": "bench"}]}
+    header, rows = table_rows(rec)
+    assert header == ["model", "row", "A/valid", "A/test", "B/test", "avg"]
+    assert [r[:2] for r in rows] == [["tiny", "cls"], ["", "last-avg"], ["other", "cls"],
+                                     ["", "last-avg"]]
+    lines = format_table(rec).splitlines()
+    assert lines[0] == "model  row       A/valid  A/test  B/test    avg"
+    assert lines[3] == "other  cls         50.00   12.35       -  31.00"
+    md = markdown_report(rec).splitlines()
+    assert md[0] == "# embedkit bench: tiny, other"
+    assert "|---|---|---:|---:|---:|---:|" in md
+    assert "| other | cls | 50.00 | 12.35 | - | 31.00 |" in md
+    assert sum(line.startswith("- Model: ") for line in md) == 2
+    assert md[-2].startswith("- tiny: 30 unique sentences")
+    assert md[-1].startswith("- other: 30 unique sentences")

@@ -161,3 +161,50 @@ def test_sweep_average_is_nan_when_a_task_is():
               "results": {"A": result(0.5), "B": result(float("nan"))}}
     avg = summary_rows(record)[1][-1]
     assert avg[0] == "avg" and avg[2] == avg[5] == avg[6] == "-"
+
+
+def test_sweep_figure_says_what_it_shows(wt_data):
+    """The plot's artists: both splits side by side, colour = gamma and line style = beta in
+    the legends, the raw line apart, the chosen setting starred, k=all labelled."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from embedkit.experiments.sweep import RAW_STYLE, sweep_figure
+
+    fit, pairs = wt_data
+    r = sweep_vectors(RunningMoments.of(fit), pairs,
+                      SweepOptions(beta=(0.0, 1.0), gamma=(0.0, 0.5, 1.0), k=(4, "all")))
+    rec = {"settings": {"select_on": "valid", "report_on": "test"}, "model": {"name": "toy"},
+           "results": {"T": {"cls": r}}}
+    fig = sweep_figure(rec, "T", "cls")
+    try:
+        select_ax, report_ax = fig.axes
+        assert select_ax.get_title() == "selection split: valid"
+        assert report_ax.get_title() == "report split: test"
+        legends = {leg.get_title().get_text(): [t.get_text() for t in leg.get_texts()]
+                   for leg in fig.legends}
+        assert legends["colour = gamma"] == ["gamma=0", "gamma=0.5", "gamma=1"]
+        assert legends["line style = beta"] == ["beta=0", "beta=1"]
+        best = r["best"]
+        raw_text, chosen_text = legends["baseline and choice"]
+        assert raw_text.startswith("raw (no postprocessing)")
+        assert f"{100 * r['raw']['report']:.2f} test" in raw_text
+        assert chosen_text == (f"chosen on valid\nbeta={best['beta']:g}, gamma={best['gamma']:g},"
+                               f" k={best['k']}")
+        for ax, role in ((select_ax, "select"), (report_ax, "report")):
+            lines = {ln.get_label(): ln for ln in ax.get_lines()}
+            raw = lines["raw"]
+            assert raw.get_color() == RAW_STYLE["color"] and raw.get_linewidth() == 2.5
+            assert raw.get_ydata()[0] == pytest.approx(100 * r["raw"][role])
+            star = lines["chosen"]
+            assert star.get_marker() == "*"
+            assert (star.get_xdata()[0], star.get_ydata()[0]) == pytest.approx(
+                (best["k_dim"], 100 * best[role]))
+            # one colour per gamma, one style per beta
+            b0g0, b1g0 = lines["beta=0, gamma=0"], lines["beta=1, gamma=0"]
+            assert b0g0.get_color() == b1g0.get_color()
+            assert b0g0.get_linestyle() != b1g0.get_linestyle()
+            assert lines["beta=0, gamma=0"].get_color() != lines["beta=0, gamma=1"].get_color()
+            assert [t.get_text() for t in ax.get_xticklabels()] == ["4", "all (d=12)"]
+    finally:
+        plt.close(fig)

@@ -197,3 +197,26 @@ def _saved(tmp_path, w):
     path = tmp_path / "plain.npz"
     save_transform(path, AffineMap(w.kernel_, w.bias_), {})
     return path
+
+
+def test_format_is_read_from_the_bytes_whatever_the_name(tmp_path, fitted):
+    """A FAISS transform saved as w.bin (``whiten --format faiss --out w.bin``) loads as FAISS,
+    not as a safetensors file whose "header is too large"."""
+    X, w = fitted
+    amap = AffineMap(w.kernel_, w.bias_)
+    save_transform(tmp_path / "w.bin", amap, {"model": "m"}, format="faiss")
+    save_transform(tmp_path / "s.bin", amap, {"model": "m"})
+    for name in ("w.bin", "s.bin"):
+        t = load_transform(tmp_path / name)
+        np.testing.assert_allclose(t.apply(X[:5]), (X[:5] + w.bias_) @ w.kernel_, atol=1e-4)
+    (tmp_path / "junk.bin").write_bytes(bytes(range(200, 256)) * 3)
+    with pytest.raises(ConfigError) as e:
+        load_transform(tmp_path / "junk.bin")
+    assert str(e.value) == (
+        f"{tmp_path / 'junk.bin'}: not a transform file embedkit reads (it reads safetensors "
+        "and .npz files written by embedkit whiten or save_transform, and FAISS VectorTransform "
+        "files (.faiss, any name: the format is read from the bytes))")
+    (tmp_path / "st-folder").mkdir()
+    with pytest.raises(ConfigError, match="is a folder, not a transform file .*a "
+                                          "sentence-transformers folder is a model"):
+        load_transform(tmp_path / "st-folder")

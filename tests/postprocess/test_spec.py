@@ -56,7 +56,7 @@ def test_parse_all_steps_and_unique_names():
         "whiten:beta=1,gamma=1,k=256,pca:k=128",
         "pca:k=64,whiten=1,norm",
         "rp:k=auto,kind=gaussian,seed=3,eps=0.25",
-        "rp:k=32,kind=sparse",
+        "rp:k=32,kind=sparse,seed=0",
         "whiten:beta=1,gamma=0.25,k=all,pca:k=8,pca:k=4,norm",
         "file:a/b.npz,norm",
     ],
@@ -140,3 +140,18 @@ def test_registry_names_and_describe_by_exact_class():
         "pca:k=3,whiten:beta=1,gamma=1,k=2")
     with pytest.raises(ConfigError, match="not a post-processing step"):
         describe_post([Pipeline([])])
+
+
+def test_random_steps_default_to_seed_0_and_report_their_seed():
+    from embedkit.postprocess import random_seeds
+
+    x = np.random.default_rng(0).normal(size=(20, 12))
+    a, b = parse_post("rp:k=4").fit(x), parse_post("rp:k=4").fit(x)
+    np.testing.assert_array_equal(a.steps[0][1].kernel_, b.steps[0][1].kernel_)
+    assert describe_post(a) == "rp:k=4,kind=gaussian,seed=0"
+    c = parse_post("rp:k=4,seed=1").fit(x)
+    assert not np.array_equal(a.steps[0][1].kernel_, c.steps[0][1].kernel_)
+    assert random_seeds(parse_post("whiten:k=4,rp:k=2,seed=5,rp:k=1")) == {
+        "rp:k=2,kind=gaussian,seed=5": 5, "rp:k=1,kind=gaussian,seed=0": 0}
+    with pytest.raises(ConfigError, match=r"random_state=None.*only an integer seed"):
+        describe_post(RandomProjection(4, random_state=None))

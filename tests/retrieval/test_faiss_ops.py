@@ -77,3 +77,19 @@ def test_thread_count_is_restored():
         assert n == before
     with pytest.raises(ConfigError, match="threads"), faiss_thread_count(0):
         pass
+
+
+def test_training_seed_reaches_every_kmeans(x):
+    """The seed recorded for an index is the one its k-means (IVF and PQ) trained with."""
+    a, _ = build_faiss(x, "IVF8,PQ4x4", "l2", None, seed=3)
+    b, _ = build_faiss(x, "IVF8,PQ4x4", "l2", None, seed=3)
+    c, _ = build_faiss(x, "IVF8,PQ4x4", "l2", None, seed=4)
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(a))
+    assert (ivf.cp.seed, ivf.pq.cp.seed) == (3, 3)
+
+    def centroids(index):
+        quantizer = faiss.extract_index_ivf(index).quantizer
+        return quantizer.reconstruct_n(0, quantizer.ntotal)
+
+    np.testing.assert_array_equal(centroids(a), centroids(b))
+    assert not np.array_equal(centroids(a), centroids(c))

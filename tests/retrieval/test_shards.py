@@ -105,3 +105,29 @@ def test_folder_checks(tmp_path, encoded):
     assert err.value.param == "embeddings"
     with pytest.raises(ConfigError, match="missing"):
         EncodeFolder.open(tmp_path)
+
+
+def test_ivf_from_shards_stores_its_default_nprobe(tmp_path, texts, config, encoded):
+    """From shards (in memory and on disk) the default nprobe is chosen as build_index chooses
+    it, each query's own row found in the shards (the repeated text's second row is not
+    indexed), and used when a search gives none."""
+    from embedkit.retrieval.faiss_ops import build_faiss
+    from embedkit.retrieval.tuning import RecallProbe
+
+    mem = build_index_from_shards(tmp_path / "mem", encoded, factory="IVF4,Flat", seed=3)
+    disk = build_index_from_shards(tmp_path / "disk", encoded, factory="IVF4,Flat", seed=3,
+                                   on_disk=True)
+    d = mem.recipe["search_defaults"]
+    assert disk.recipe["search_defaults"] == d and mem.search_defaults == {"nprobe": d["nprobe"]}
+    assert d["queries"] == len(texts) and d["seed"] == 3  # fewer rows than 200: all of them
+    # the same choice as a probe over the kept vectors in memory
+    folder = EncodeFolder.open(encoded)
+    rows = folder.sample(len(texts), seed=4)[:-1]  # every row; the last is the repeat
+    index, _ = build_faiss(rows, "IVF4,Flat", "cosine", None, seed=3)
+    probe = RecallProbe.for_matrix(rows, "cosine", None, seed=3)
+    probe.observe(rows, 0)
+    assert probe.choose(index, "IVF4,Flat")["recall_at_10"] == pytest.approx(
+        d["recall_at_10"], abs=0.02)
+    x = folder.sample(20, seed=1)
+    assert ([[h.id for h in hs] for hs in disk.search(x, k=5)]
+            == [[h.id for h in hs] for hs in disk.search(x, k=5, nprobe=d["nprobe"])])

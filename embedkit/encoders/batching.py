@@ -1,0 +1,81 @@
+"""Batches for the forward pass: token ids ordered longest first and cut either by a fixed number
+of sentences or by a budget of padded tokens, and padded into numpy arrays that every backend
+(torch, ONNX Runtime, OpenVINO) takes.
+
+A token budget keeps the matrix products the same size whatever the sentences' lengths: short
+sentences go in large batches and long ones in small batches, so neither the padding nor the
+per-call overhead of tiny products is paid. Every sentence is in exactly one batch.
+
+>>> plan_batches([5, 2, 9, 3], batch_size=2)
+[[2, 0], [3, 1]]
+>>> plan_batches([5, 2, 9, 3], batch_size=64, token_budget=18)
+[[2, 0], [3, 1]]
+>>> plan_batches([5, 2, 9, 3], batch_size=64, token_budget=20)
+[[2, 0], [3, 1]]
+>>> plan_batches([5, 2, 9, 3], batch_size=64, token_budget=30)
+[[2, 0, 3], [1]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from embedkit.errors import ConfigError
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int,
+                 token_budget: int | None = None) -> list[list[int]]:
+    """Indices of each batch, longest sentences first (peak memory comes early).
+
+    ``token_budget=None``: ``batch_size`` sentences per batch. Otherwise a batch grows while its
+    padded size (sentences x the longest one's length) stays within ``token_budget``; a single
+    sentence longer than the budget gets a batch of its own.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, not {batch_size}", param="batch_size")
+    order = np.argsort([-int(n) for n in lengths], kind="stable").tolist()
+    if token_budget is None:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if token_budget < 1:
+        raise ConfigError(f"token_budget must be at least 1, not {token_budget}",
+                          param="token_budget")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    width = 0
+    for i in order:
+        if current and (len(current) + 1) * width > token_budget:
+            batches.append(current)
+            current = []
+        if not current:
+            width = int(lengths[i])  # the longest of the batch: sorted longest first
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def pad_numpy(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token id lists into int64 ``(input_ids, attention_mask)`` arrays.
+
+    >>> a, m = pad_numpy([[101, 7, 102], [101, 102]], pad_id=0)
+    >>> a.tolist(), m.tolist()
+    ([[101, 7, 102], [101, 102, 0]], [[1, 1, 1], [1, 1, 0]])
+    """
+    width = max(len(x) for x in ids)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for r, x in enumerate(ids):
+        input_ids[r, :len(x)] = x
+        mask[r, :len(x)] = 1
+    return input_ids, mask
+
+
+def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> int:
+    """How many token positions the batches compute, padding included.
+
+    >>> padded_tokens([5, 2, 9, 3], [[2, 0], [3, 1]])
+    24
+    """
+    return sum(len(b) * max(int(lengths[i]) for i in b) for b in batches if b)

@@ -1,0 +1,382 @@
+"""Export a transformers encoder once to ONNX (ONNX Runtime) or OpenVINO IR, optionally int8, and
+keep it in the cache directory, keyed by everything that makes the graph: the model's identity,
+the backend, the quantisation and the versions of the libraries that wrote it.
+
+The exported graph returns what every pooling needs: every hidden state (``hidden_0`` is the
+embedding output, ``hidden_i`` layer i, as transformers numbers them) and the pooler's dense
+output on [CLS] *without* tanh (``pooler_dense``), so every pooling runs on every backend.
+
+The libraries made for each step do the work: ``torch.onnx.export`` traces the model (eager
+attention, a padded example batch, so the attention mask stays a real input); ONNX Runtime's
+transformer optimiser fuses attention, GELU and layer norms; ``onnxruntime.quantization``
+quantises dynamically to int8; OpenVINO's ``convert_model`` converts the ONNX graph and NNCF
+compresses its weights to int8. (optimum is not used: its ONNX exporter, optimum-onnx, requires
+transformers < 4.58.) After each rewrite the graph is run on a probe batch and compared with
+torch; a fused graph that disagrees is dropped for the plain one.
+
+Each export folder holds a ``manifest.json`` with the key and the sha256 of every file; an
+export whose files do not match (a partial copy, a flipped byte) or that fails to load is
+rebuilt, never trusted. Folders are written atomically under a lock, so two processes exporting
+the same model wait for each other and reuse the result.
+
+>>> key = export_key("sha256:abc", "onnx", "int8", versions={"onnxruntime": "1.0"})
+>>> key["backend"], key["quantize"], len(export_name(key))
+('onnx', 'int8', 24)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import shutil
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedkit.errors import ConfigError, EmbedkitError
+from embedkit.io.atomic import atomic_dir, folder_lock
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMAT = 1
+GRAPH_FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin")}
+_RUNTIMES = {"onnx": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino", "nncf")}
+#: model types ONNX Runtime's BERT fusions apply to (others get the runtime's generic passes)
+_BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "ernie", "nezha", "electra",
+              "megatron-bert", "rembert", "distilbert"}
+PROBE_TOLERANCE = 1e-3   # largest absolute difference a rewritten fp32 graph may show
+
+
+@dataclass(frozen=True)
+class ExportedGraph:
+    """An export on disk: its folder, the graph file to load and what its manifest says."""
+
+    folder: Path
+    backend: str
+    quantize: str
+    manifest: dict[str, Any]
+
+    @property
+    def graph(self) -> Path:
+        return self.folder / GRAPH_FILES[self.backend][0]
+
+    @property
+    def num_hidden(self) -> int:
+        return int(self.manifest["num_hidden"])
+
+    @property
+    def has_pooler(self) -> bool:
+        return bool(self.manifest["has_pooler"])
+
+
+def runtime_versions(backend: str) -> dict[str, str]:
+    """The versions of the libraries that write and read a backend's graph (part of its key)."""
+    names = ("torch", "transformers", *_RUNTIMES[backend])
+    out = {}
+    for n in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[n] = metadata.version(n)
+    return out
+
+
+def require_runtime(backend: str) -> None:
+    """Raise a one-line error naming the extra to install when a backend's libraries are absent."""
+    missing = [n for n in _RUNTIMES[backend] if _absent(n)]
+    if missing:
+        extra = "onnx" if backend == "onnx" else "openvino"
+        raise ConfigError(f"backend {backend!r} needs {', '.join(missing)}, which is not "
+                          f"installed: pip install 'embedkit[{extra}]' (or use the torch backend)",
+                          param="backend")
+
+
+def _absent(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None
+
+
+def export_key(model_identity: str, backend: str, quantize: str, *,
+               versions: dict[str, str] | None = None) -> dict[str, Any]:
+    """What an export depends on; its folder is named by the key's hash."""
+    return {"format": EXPORT_FORMAT, "model": model_identity, "backend": backend,
+            "quantize": quantize,
+            "versions": runtime_versions(backend) if versions is None else versions}
+
+
+def export_name(key: dict[str, Any]) -> str:
+    blob = json.dumps(key, sort_keys=True).encode()
+    return f"{key['backend']}-{key['quantize']}-{hashlib.sha256(blob).hexdigest()[:14]}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_export(folder: Path, key: dict[str, Any]) -> str | None:
+    """Why the export in ``folder`` cannot be used (None: it is whole and matches ``key``)."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        return "no manifest"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return "unreadable manifest"
+    if manifest.get("key") != key:
+        return "made for another model, backend or library version"
+    for name, digest in manifest.get("files", {}).items():
+        f = folder / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if _sha256(f) != digest:
+            return f"{name} does not match its checksum"
+    if not manifest.get("files"):
+        return "no graph files"
+    return None
+
+
+def ensure_export(root: Path, model_path: str, model_identity: str, backend: str,
+                  quantize: str, *, revision: str | None = None) -> ExportedGraph:
+    """The export for this model, backend and quantisation: reused when whole, else (re)built."""
+    require_runtime(backend)
+    key = export_key(model_identity, backend, quantize)
+    folder = Path(root) / "exports" / export_name(key)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder, what="model export"):
+        problem = check_export(folder, key) if folder.exists() else "not exported yet"
+        if problem is not None:
+            if folder.exists():
+                logger.warning("the %s export in %s is not usable (%s); exporting again",
+                               backend, folder, problem)
+            logger.info("exporting %s to %s%s (once; kept in %s)", model_path, backend,
+                        " int8" if quantize == "int8" else "", folder)
+            with atomic_dir(folder) as tmp:
+                _build(tmp, model_path, key, revision)
+        manifest = json.loads((folder / "manifest.json").read_text())
+    return ExportedGraph(folder, backend, quantize, manifest)
+
+
+def discard_export(graph: ExportedGraph) -> None:
+    """Remove an export that failed to load (the next :func:`ensure_export` rebuilds it)."""
+    with folder_lock(graph.folder, what="model export"):
+        shutil.rmtree(graph.folder, ignore_errors=True)
+
+
+def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None) -> None:
+    import torch
+
+    model, info = _load_for_export(model_path, revision)
+    missing = set(info.get("missing_keys", []))
+    has_pooler = getattr(model, "pooler", None) is not None and not any(
+        "pooler" in k for k in missing)
+    token_types = "token_type_ids" in _forward_params(model)
+    probe = _probe_batch(model)
+    with torch.inference_mode():
+        expected = _torch_outputs(model, probe, has_pooler, token_types)
+    raw = tmp / "raw.onnx"
+    _to_onnx(model, raw, has_pooler, token_types, len(expected) - int(has_pooler))
+    backend, quantize = key["backend"], key["quantize"]
+    if backend == "onnx":
+        how = _finish_onnx(raw, tmp / "model.onnx", model.config, quantize, probe, expected)
+    else:
+        how = _finish_openvino(raw, tmp, quantize)
+    raw.unlink()
+    files = {name: _sha256(tmp / name) for name in GRAPH_FILES[backend]}
+    manifest = {"key": key, "files": files, "num_hidden": len(expected) - int(has_pooler),
+                "has_pooler": has_pooler, "token_type_ids": token_types,
+                "model_type": getattr(model.config, "model_type", None), "steps": how}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def _load_for_export(model_path: str, revision: str | None) -> tuple[Any, dict]:
+    from transformers import AutoModel
+
+    from embedkit.encoders.base import quiet_loading
+
+    try:
+        with quiet_loading(model_path):
+            # eager attention: the pattern ONNX Runtime's attention fusion recognises
+            model, info = AutoModel.from_pretrained(model_path, revision=revision,
+                                                    attn_implementation="eager",
+                                                    output_loading_info=True)
+    except (OSError, ValueError) as e:
+        raise EmbedkitError(f"cannot export {model_path}: {e}", param="model") from None
+    return model.eval().float(), info
+
+
+def _forward_params(model: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+def _probe_batch(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A padded batch of random token ids: traces keep the mask a real input, and probes
+    compare a rewritten graph with torch on padding too."""
+    rng = np.random.default_rng(0)
+    vocab = int(getattr(model.config, "vocab_size", 100))
+    ids = rng.integers(5, max(vocab, 6), size=(3, 11)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 4:] = 0
+    ids[mask == 0] = int(getattr(model.config, "pad_token_id", 0) or 0)
+    return ids, mask
+
+
+class _Outputs:
+    """The traced module: every hidden state, then the pooler's dense output (no tanh)."""
+
+    @staticmethod
+    def wrap(model: Any, has_pooler: bool, token_types: bool) -> Any:
+        import torch
+
+        class Graph(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+                extra = {"token_type_ids": torch.zeros_like(input_ids)} if token_types else {}
+                out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra,
+                                 output_hidden_states=True, return_dict=True)
+                hs = tuple(out.hidden_states)
+                return hs + ((self.model.pooler.dense(hs[-1][:, 0]),) if has_pooler else ())
+
+        return Graph().eval()
+
+
+def _torch_outputs(model: Any, probe: tuple[np.ndarray, np.ndarray], has_pooler: bool,
+                   token_types: bool) -> list[np.ndarray]:
+    import torch
+
+    graph = _Outputs.wrap(model, has_pooler, token_types)
+    outs = graph(torch.from_numpy(probe[0]), torch.from_numpy(probe[1]))
+    return [o.numpy() for o in outs]
+
+
+def output_names(num_hidden: int, has_pooler: bool) -> list[str]:
+    """The exported graph's outputs, in order.
+
+    >>> output_names(3, True)
+    ['hidden_0', 'hidden_1', 'hidden_2', 'pooler_dense']
+    """
+    return [f"hidden_{i}" for i in range(num_hidden)] + (["pooler_dense"] if has_pooler else [])
+
+
+def _to_onnx(model: Any, path: Path, has_pooler: bool, token_types: bool,
+             num_hidden: int) -> None:
+    import torch
+
+    graph = _Outputs.wrap(model, has_pooler, token_types)
+    ids, mask = _probe_batch(model)
+    names = output_names(num_hidden, has_pooler)
+    axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "tokens"} for n in names}
+    axes["pooler_dense"] = {0: "batch"}
+    axes.update({"input_ids": {0: "batch", 1: "tokens"},
+                 "attention_mask": {0: "batch", 1: "tokens"}})
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python control flow
+        torch.onnx.export(graph, (torch.from_numpy(ids), torch.from_numpy(mask)), str(path),
+                          input_names=["input_ids", "attention_mask"], output_names=names,
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
+
+
+def _ort_session(path: Path, threads: int = 1) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _max_diff(path: Path, probe: tuple[np.ndarray, np.ndarray],
+              expected: list[np.ndarray]) -> float:
+    got = _ort_session(path).run(None, {"input_ids": probe[0], "attention_mask": probe[1]})
+    valid = probe[1].astype(bool)
+    diffs = []
+    for g, e in zip(got, expected, strict=True):
+        d = np.abs(g - e)
+        diffs.append(float(d[valid].max() if d.ndim == 3 else d.max()))
+    return max(diffs)
+
+
+def _finish_onnx(raw: Path, out: Path, config: Any, quantize: str,
+                 probe: tuple[np.ndarray, np.ndarray], expected: list[np.ndarray]) -> list[str]:
+    from onnxruntime.transformers import optimizer
+
+    steps = ["torch.onnx.export"]
+    fused = out.with_name("fused.onnx")
+    model_type = getattr(config, "model_type", "")
+    if model_type in _BERT_LIKE:
+        with _quiet_ort():
+            opt = optimizer.optimize_model(
+                str(raw), model_type="bert", num_heads=int(config.num_attention_heads),
+                hidden_size=int(config.hidden_size), opt_level=1)
+            opt.save_model_to_file(str(fused))
+        diff = _max_diff(fused, probe, expected)
+        if diff <= PROBE_TOLERANCE:
+            steps.append("onnxruntime.transformers.optimizer (bert fusions)")
+        else:
+            logger.warning("ONNX Runtime's fused graph differs from torch by %.2e; using the "
+                           "unfused graph", diff)
+            fused.unlink()
+    source = fused if fused.exists() else raw
+    if quantize == "int8":
+        _quantize_dynamic(source, out)
+        steps.append("onnxruntime.quantization.quantize_dynamic (int8 weights, per channel)")
+        if fused.exists():
+            fused.unlink()
+    else:
+        source.replace(out) if source == fused else shutil.copyfile(source, out)
+    return steps
+
+
+@contextlib.contextmanager
+def _quiet_ort() -> Iterator[None]:
+    """The optimiser and quantiser log through the root logger at INFO/WARNING."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_dynamic(source: Path, out: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_ort():
+        # DefaultTensorType: the fused operators (com.microsoft domain) have no ONNX type
+        # inference, so the quantiser is told their outputs are float
+        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def _finish_openvino(raw: Path, tmp: Path, quantize: str) -> list[str]:
+    import openvino as ov
+
+    steps = ["torch.onnx.export", "openvino.convert_model"]
+    model = ov.convert_model(str(raw))
+    if quantize == "int8":
+        import nncf
+
+        nncf.set_log_level(logging.ERROR)  # its bit-width table and progress bar
+        with _quiet_ort(), contextlib.redirect_stdout(io.StringIO()):
+            model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        steps.append("nncf.compress_weights (INT8_ASYM)")
+    ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
+    return steps

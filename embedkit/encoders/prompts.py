@@ -1,0 +1,83 @@
+"""Prompts (prefixes) put before each sentence, as sentence-transformers applies them: the
+prompt is prepended to the text and tokenised with it (E5-style models expect ``"query: "``).
+
+A model folder may declare its prompts in ``config_sentence_transformers.json``
+(``{"prompts": {"query": "query: ", ...}, "default_prompt_name": "query"}``); the default prompt
+is used when none is given, and ``query`` / ``passage`` (or ``document``) ones are the per-side
+defaults of retrieval.
+
+>>> import json, tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "config_sentence_transformers.json").write_text(json.dumps(
+...     {"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": None}))
+>>> declared_prompts(d)
+{'query': 'query: ', 'passage': 'passage: '}
+>>> resolve_prompt(None, str(d)), resolve_prompt("q: ", str(d))
+('', 'q: ')
+>>> side_prompts(str(d), query=None, passage=None, prompt=None)
+('query: ', 'passage: ')
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from embedkit.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+ST_CONFIG = "config_sentence_transformers.json"
+_PASSAGE_NAMES = ("passage", "document", "doc", "corpus")
+
+
+def _config(folder: str | Path | None) -> dict:
+    if folder is None:
+        return {}
+    path = Path(folder) / ST_CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); fix or remove it",
+                          param="model") from None
+    return data if isinstance(data, dict) else {}
+
+
+def declared_prompts(folder: str | Path | None) -> dict[str, str]:
+    """The prompts a model folder declares, by name (empty when it declares none)."""
+    prompts = _config(folder).get("prompts") or {}
+    return {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
+
+
+def default_prompt(folder: str | Path | None) -> str:
+    """The folder's default prompt (``default_prompt_name``), or ``""``."""
+    cfg = _config(folder)
+    name = cfg.get("default_prompt_name")
+    return declared_prompts(folder).get(str(name), "") if name else ""
+
+
+def resolve_prompt(prompt: str | None, folder: str | Path | None) -> str:
+    """The prompt to use: the given one (``""`` = none), else the folder's default."""
+    if prompt is not None:
+        return prompt
+    local = folder if folder is not None and Path(folder).is_dir() else None
+    return default_prompt(local)
+
+
+def side_prompts(folder: str | Path | None, *, query: str | None, passage: str | None,
+                 prompt: str | None) -> tuple[str, str]:
+    """The query and passage prompts of a retrieval run: each given one, else ``prompt``, else
+    the folder's declared ``query`` / ``passage`` (or ``document``) prompt, else its default."""
+    local = folder if folder is not None and Path(folder).is_dir() else None
+    declared = declared_prompts(local)
+    fallback = prompt if prompt is not None else None
+    q = query if query is not None else fallback
+    p = passage if passage is not None else fallback
+    if q is None:
+        q = declared.get("query", default_prompt(local))
+    if p is None:
+        names = [n for n in _PASSAGE_NAMES if n in declared]
+        p = declared[names[0]] if names else default_prompt(local)
+    return q, p

@@ -1,0 +1,322 @@
+"""The ONNX Runtime and OpenVINO backends: an exported graph (:mod:`embedkit.encoders.export`)
+behind the same :class:`~embedkit.encoders.protocol.SentenceEncoder` interface, tokenised,
+batched and pooled exactly as the torch backend (:class:`~embedkit.encoders.base.TokenizedEncoder`
+does both), so that every pooling and every runner works on every backend.
+
+The graph's outputs become a transformers-like output object (``last_hidden_state``,
+``hidden_states``) and the pooler's dense output stands in for the model's pooler, and the
+registered pooling functions run on them unchanged.
+
+>>> layers_to_fetch(["last-avg", "first-last-avg"], num_hidden=5)
+[1, 4]
+>>> layers_to_fetch(["layers-avg:0,2"], num_hidden=5)
+[0, 2, 4]
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from embedkit.encoders.base import (
+    TokenizedEncoder,
+    available_cores,
+    prompt_setting,
+    quiet_loading,
+    tokenize_ids,
+)
+from embedkit.encoders.batching import plan_batches
+from embedkit.encoders.export import (
+    ExportedGraph,
+    discard_export,
+    ensure_export,
+    output_names,
+    runtime_versions,
+)
+from embedkit.encoders.models import is_local, model_identity, resolve_model_path
+from embedkit.encoders.pooling import Pooling
+from embedkit.encoders.prompts import resolve_prompt
+from embedkit.errors import ConfigError, EmbedkitError
+
+logger = logging.getLogger(__name__)
+
+
+#: padded tokens per batch on ONNX Runtime and OpenVINO: eval/speed.md measured 442.5
+#: sentences/s with it against 424.0 with batches of 64 (OpenVINO fp32, median of 3, 2 cores)
+EXPORTED_TOKEN_BUDGET = 4096
+
+
+def layers_to_fetch(poolings: Sequence[str], num_hidden: int) -> list[int]:
+    """The hidden-state indices a set of poolings reads (the last layer always)."""
+    need = {num_hidden - 1}
+    for name in poolings:
+        p = Pooling(name)
+        if p.needs_hidden_states:
+            layers = p.layers or tuple(range(num_hidden))
+            need.update(i % num_hidden for i in layers if -num_hidden <= i < num_hidden)
+    return sorted(need)
+
+
+class _Dense:
+    """Stands in for ``model.pooler.dense``: returns the graph's precomputed output."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        self.value = value
+
+    def __call__(self, cls_vectors: torch.Tensor) -> torch.Tensor:
+        return self.value
+
+
+class _Session:
+    """One loaded graph, run by ``streams`` threads at once, each on its own batches.
+
+    On a few cores a small model's operators are too small to keep every thread busy, so two
+    streams with half the threads each do more work per second than one stream with all of
+    them (OpenVINO's throughput mode is built on the same idea). ONNX Runtime runs one session
+    from several threads; OpenVINO gets one infer request per stream.
+    """
+
+    def __init__(self, graph: ExportedGraph, threads: int, streams: int) -> None:
+        self.backend, self.streams = graph.backend, streams
+        if graph.backend == "onnx":
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = max(1, threads // streams)
+            so.inter_op_num_threads = 1
+            so.log_severity_level = 3
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._ort = ort.InferenceSession(str(graph.graph), so,
+                                             providers=["CPUExecutionProvider"])
+        else:
+            import openvino as ov
+
+            # f32: on CPUs with bfloat16 units OpenVINO would otherwise run in bfloat16
+            config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": streams,
+                      "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY",
+                      "INFERENCE_PRECISION_HINT": "f32"}
+            self.compiled = ov.Core().compile_model(str(graph.graph), "CPU", config)
+            self.ports = {o.get_any_name(): o for o in self.compiled.outputs}
+            self._requests = [self.compiled.create_infer_request() for _ in range(streams)]
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray],
+            slot: int = 0) -> list[np.ndarray]:
+        """The named outputs for one batch; ``slot`` is the calling stream's number. OpenVINO's
+        arrays live in the request's buffers: use them before that stream's next batch."""
+        if self.backend == "onnx":
+            return list(self._ort.run(names, feeds))
+        request = self._requests[slot]
+        request.infer(feeds)
+        return [request.get_tensor(self.ports[n]).data for n in names]
+
+
+class ExportedEncoder(TokenizedEncoder):
+    """A model on ONNX Runtime (``backend="onnx"``) or OpenVINO (``backend="openvino"``), float32
+    or int8, exported once into ``export_root`` and reused.
+
+    Args: as :class:`~embedkit.encoders.transformer.TransformerEncoder` (no device or dtype: the
+    CPU in float32, or int8 with ``quantize="int8"``), plus ``backend``, ``quantize`` and
+    ``export_root`` (the cache folder that keeps exports).
+    """
+
+    def __init__(self, model: str, pooling: str | None = None, *, backend: str = "onnx",
+                 quantize: str = "none", lowercase: bool = False, batch_size: int = 64,
+                 revision: str | None = None, prompt: str | None = None,
+                 threads: int | None = None, token_budget: int | None = None,
+                 export_root: str | Path | None = None, streams: int | None = None) -> None:
+        if backend not in ("onnx", "openvino"):
+            raise ConfigError(f"ExportedEncoder runs onnx or openvino, not {backend!r}",
+                              param="backend")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
+                              param="batch_size")
+        self.name, self.backend, self.quantize = model, backend, quantize
+        self.path = resolve_model_path(model)
+        self.revision = revision
+        self.tokenizer, config = _load_tokenizer(self.path, model, revision)
+        self.config = config
+        self.model_identity = model_identity(self.path, getattr(config, "_commit_hash", None))
+        self.threads = threads or available_cores()
+        self.streams = streams or default_streams(self.threads)
+        if self.streams < 1 or self.streams > self.threads:
+            raise ConfigError(f"streams must be between 1 and the threads ({self.threads}), not "
+                              f"{self.streams}", param="streams")
+        self.graph, self.session = _open(self.threads, self.streams, lambda: _export(
+            export_root, self.path, self.model_identity, backend, quantize, revision))
+        self.has_pooler = self.graph.has_pooler
+        declared = Pooling.from_folder(self.path if is_local(self.path) else None)
+        self.default_pooling = Pooling(pooling) if pooling else declared or Pooling("cls")
+        self.lowercase, self.batch_size = lowercase, batch_size
+        # None: the exported backends' default budget; 0: batches of batch_size sentences
+        budget = EXPORTED_TOKEN_BUDGET if token_budget is None else token_budget
+        self.token_budget = budget or None
+        self.prompt = resolve_prompt(prompt, self.path)
+        self.max_positions = int(getattr(config, "max_position_embeddings", 512))
+
+    @property
+    def identity(self) -> str:
+        """The weights' identity, the backend and its quantisation, casing and prompt."""
+        extra = [f"backend={self.backend}"]
+        extra += ["quantize=int8"] if self.quantize == "int8" else []
+        extra += ["lowercase"] if self.lowercase else []
+        extra += [prompt_setting(self.prompt)] if self.prompt else []
+        return ";".join([self.model_identity, *extra])
+
+    @property
+    def dim(self) -> int:
+        return int(getattr(self.config, "hidden_size", 0))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "identity": self.model_identity,
+                "revision": self.revision, "backend": self.backend, "quantize": self.quantize,
+                "default_pooling": str(self.default_pooling), "dtype": "float32",
+                "device": "cpu", "lowercase": self.lowercase, "prompt": self.prompt,
+                "threads": self.threads, "streams": self.streams,
+                "token_budget": self.token_budget, "hidden_size": self.dim,
+                "num_layers": int(getattr(self.config, "num_hidden_layers", 0)),
+                "export": str(self.graph.folder), "export_steps": self.graph.manifest["steps"],
+                "versions": runtime_versions(self.backend)}
+
+    def _run(self, texts: list[str], pools: list[Pooling], max_length: int,
+             batch_size: int) -> dict[str, np.ndarray]:
+        """As the base class, with the batches shared out among the session's streams (batch j
+        goes to stream j mod streams; longest first, so the streams get alike work)."""
+        streams = self.session.streams
+        if streams == 1:
+            return super()._run(texts, pools, max_length, batch_size)
+        ids = tokenize_ids(self.tokenizer, self._texts(texts), max_length)
+        batches = plan_batches([len(x) for x in ids], batch_size, self.token_budget)
+        if self.backend == "openvino":
+            return self._run_queue(ids, batches, pools)
+        out: dict[str, np.ndarray] = {}
+        lock = threading.Lock()
+
+        def work(slot: int) -> None:
+            for sel in batches[slot::streams]:
+                pooled = self._forward(*self._pad(ids, sel), pools, slot)
+                with lock:
+                    self._store(out, len(texts), sel, pooled)
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)  # the pooling's few torch operations, in every stream
+        try:
+            with ThreadPoolExecutor(streams, thread_name_prefix="embedkit-stream") as pool:
+                list(pool.map(work, range(streams)))  # re-raises a stream's error
+        finally:
+            torch.set_num_threads(before)
+        return out
+
+    def _run_queue(self, ids: list[list[int]], batches: list[list[int]],
+                   pools: list[Pooling]) -> dict[str, np.ndarray]:
+        """OpenVINO's own asynchronous queue: one request per stream, pooled in its callback
+        (measured faster than one Python thread per stream)."""
+        import openvino as ov
+
+        names = self._output_names(pools)
+        out: dict[str, np.ndarray] = {}
+        errors: list[BaseException] = []
+        masks: dict[int, np.ndarray] = {}
+        queue = ov.AsyncInferQueue(self.session.compiled, self.session.streams)
+
+        def done(request: Any, j: int) -> None:
+            try:
+                arrays = [request.get_tensor(self.session.ports[n]).data for n in names]
+                mask = masks.pop(j)
+                self._store(out, len(ids), batches[j], self._pool(names, arrays, mask, pools))
+            except BaseException as e:  # raised in the runtime's thread: re-raised below
+                errors.append(e)
+
+        queue.set_callback(done)
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for j, sel in enumerate(batches):
+                input_ids, mask = self._pad(ids, sel)
+                masks[j] = mask
+                queue.start_async({"input_ids": input_ids, "attention_mask": mask}, userdata=j)
+            queue.wait_all()
+        finally:
+            torch.set_num_threads(before)
+        if errors:
+            raise errors[0]
+        return out
+
+    def _output_names(self, pools: list[Pooling]) -> list[str]:
+        names = [f"hidden_{i}" for i in layers_to_fetch(pools, self.graph.num_hidden)]
+        return names + (["pooler_dense"] if any(p.needs_pooler for p in pools) else [])
+
+    def _forward(self, input_ids: np.ndarray, mask: np.ndarray, pools: list[Pooling],
+                 slot: int = 0) -> dict[str, np.ndarray]:
+        names = self._output_names(pools)
+        arrays = self.session.run(names, {"input_ids": input_ids, "attention_mask": mask}, slot)
+        return self._pool(names, arrays, mask, pools)
+
+    def _pool(self, names: list[str], arrays: list[np.ndarray], mask: np.ndarray,
+              pools: list[Pooling]) -> dict[str, np.ndarray]:
+        """The registered poolings on the graph's outputs, seen as a transformers output."""
+        n = self.graph.num_hidden
+        want_pooler = "pooler_dense" in names
+        got = {name: torch.from_numpy(a) for name, a in zip(names, arrays, strict=True)}
+        hidden = tuple(got.get(f"hidden_{i}") for i in range(n))
+        outputs = SimpleNamespace(last_hidden_state=hidden[-1], hidden_states=hidden)
+        stand_in = SimpleNamespace(pooler=SimpleNamespace(dense=_Dense(got["pooler_dense"]))
+                                   if want_pooler else None)
+        tmask = torch.from_numpy(mask)
+        return {str(p): p.pool(outputs, tmask, stand_in).numpy() for p in pools}
+
+
+def _load_tokenizer(path: str, name: str, revision: str | None) -> tuple[Any, Any]:
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        with quiet_loading(name):
+            return (AutoTokenizer.from_pretrained(path, revision=revision),
+                    AutoConfig.from_pretrained(path, revision=revision))
+    except (OSError, ValueError) as e:
+        raise EmbedkitError(f"cannot load model {name!r} from {path}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else e}",
+                            param="model") from None
+
+
+def _export(root: str | Path | None, path: str, identity: str, backend: str, quantize: str,
+            revision: str | None) -> ExportedGraph:
+    from embedkit.encoders.cache import default_cache_dir
+
+    return ensure_export(Path(root) if root else default_cache_dir(), path, identity, backend,
+                         quantize, revision=revision)
+
+
+def default_streams(threads: int) -> int:
+    """Two streams from two threads on (measured on 2 cores: 7-8% more sentences/s on both
+    runtimes than one stream of two threads; eval/speed.md), else one.
+
+    >>> default_streams(1), default_streams(2), default_streams(16)
+    (1, 2, 2)
+    """
+    return 2 if threads >= 2 else 1
+
+
+def _open(threads: int, streams: int, export: Any) -> tuple[ExportedGraph, _Session]:
+    """The export and its session; an export the runtime cannot load is removed and built
+    again (its checksums may match a graph damaged before they were taken, or a runtime may
+    refuse what another version wrote)."""
+    graph = export()
+    try:
+        return graph, _Session(graph, threads, streams)
+    except Exception as e:  # the runtimes raise their own types for a damaged graph
+        logger.warning("the %s export in %s does not load (%s); exporting again",
+                       graph.backend, graph.folder, (str(e).splitlines() or ["?"])[0][:200])
+        discard_export(graph)
+        graph = export()
+        return graph, _Session(graph, threads, streams)
+
+
+__all__ = ["ExportedEncoder", "layers_to_fetch", "output_names"]

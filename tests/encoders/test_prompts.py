@@ -1,0 +1,122 @@
+"""Prompts: prepended before tokenising, part of the identity, the cache namespace and the record;
+declared prompts of a sentence-transformers folder; per-side prompts of retrieval."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from embedkit.cli.main import main
+from embedkit.encoders import EncoderConfig
+from embedkit.encoders.config import build_model, with_prompt
+from embedkit.encoders.prompts import declared_prompts, resolve_prompt, side_prompts
+from embedkit.errors import ConfigError
+
+S = ["一个人在切洋葱。", "男人切洋葱。"]
+
+
+@pytest.fixture
+def prompted_dir(tiny_model_dir, tmp_path):
+    """The tiny model with prompts declared the sentence-transformers way."""
+    d = tmp_path / "prompted"
+    shutil.copytree(tiny_model_dir, d)
+    (d / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": "问：", "passage": "答："}, "default_prompt_name": "query"}))
+    return d
+
+
+def test_prompt_is_prepended_before_tokenising(tiny_model_dir):
+    plain = build_model(str(tiny_model_dir))
+    prompted = build_model(str(tiny_model_dir), prompt="男人")
+    np.testing.assert_allclose(prompted.encode(["切洋葱。"], "cls"),
+                               plain.encode(["男人切洋葱。"], "cls"), atol=1e-6)
+    assert prompted.identity == plain.identity + ';prompt="男人"'
+    assert prompted.describe()["prompt"] == "男人"
+
+
+def test_prompt_counts_in_truncation(tiny_model_dir):
+    enc = build_model(str(tiny_model_dir), prompt="男人男人")
+    assert build_model(str(tiny_model_dir)).count_truncated(["切洋葱"], 6) == 0
+    assert enc.count_truncated(["切洋葱"], 6) == 1  # [CLS] 男人男人切洋葱 [SEP] > 6
+
+
+def test_declared_prompts_are_the_defaults(prompted_dir):
+    assert declared_prompts(prompted_dir) == {"query": "问：", "passage": "答："}
+    assert resolve_prompt(None, str(prompted_dir)) == "问："     # default_prompt_name
+    assert resolve_prompt("", str(prompted_dir)) == ""           # explicitly none
+    assert build_model(str(prompted_dir)).prompt == "问："
+    assert side_prompts(str(prompted_dir), query=None, passage=None, prompt=None) == (
+        "问：", "答：")
+    assert side_prompts(str(prompted_dir), query=None, passage="p: ", prompt="x") == ("x", "p: ")
+
+
+def test_broken_prompt_config_is_one_line(prompted_dir):
+    (prompted_dir / "config_sentence_transformers.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        declared_prompts(prompted_dir)
+
+
+def test_with_prompt_shares_the_model_and_cache(tiny_model_dir, tmp_path):
+    enc = EncoderConfig(str(tiny_model_dir), cache_dir=str(tmp_path / "c"), progress=False).build()
+    q = with_prompt(enc, "男人")
+    assert q.inner.inner.model is enc.inner.inner.model and q.cache is enc.cache
+    assert q.identity != enc.identity and enc.prompt == "" and q.prompt == "男人"
+    np.testing.assert_allclose(q.encode(["切洋葱。"], "cls"), enc.encode(["男人切洋葱。"], "cls"),
+                               atol=1e-6)
+    assert with_prompt(enc, "") is enc
+
+
+def test_bench_records_prompt_and_cache_keeps_them_apart(tiny_model_dir, spec_file, tmp_path):
+    outs = []
+    for i, extra in enumerate([[], ["--prompt", "男人"]]):
+        out = tmp_path / f"r{i}.json"
+        assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+                     "--pooling", "cls", "--output", str(out), *extra]) == 0
+        outs.append(json.loads(out.read_text(encoding="utf-8")))
+    assert outs[0]["settings"]["prompt"] == "" and outs[1]["settings"]["prompt"] == "男人"
+    assert outs[1]["timings"]["cache_hits"] == 0  # another namespace: nothing reused
+    assert outs[0]["results"] != outs[1]["results"]
+
+
+def test_index_build_and_search_use_their_own_prompts(prompted_dir, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["男人切洋葱。", "一只熊猫宝宝滑下滑梯。", "猫"]) + "\n",
+                      encoding="utf-8")
+    out = tmp_path / "idx"
+    assert main(["index", "build", "--model", str(prompted_dir), "--pooling", "cls",
+                 "--corpus", str(corpus), "--out", str(out)]) == 0
+    recipe = json.loads((out / "index.json").read_text(encoding="utf-8"))["recipe"]
+    assert recipe["prompt"] == "答：" and recipe["query_prompt"] == "问："
+    capsys.readouterr()
+    assert main(["index", "search", "--index", str(out), "--query", "男人切洋葱。", "-k", "1"]) == 0
+    hit = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    # the query is encoded with 问：, the passages were with 答：, so the score is not 1
+    enc = build_model(str(prompted_dir), prompt="问：")
+    p = build_model(str(prompted_dir), prompt="答：")
+    q, d = enc.encode(["男人切洋葱。"], "cls"), p.encode(["男人切洋葱。"], "cls")
+    expected = float((q @ d.T)[0, 0] / np.linalg.norm(q) / np.linalg.norm(d))
+    assert hit["hits"][0]["score"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_index_eval_records_the_query_prompt(tiny_model_dir, spec_file, tmp_path):
+    out = tmp_path / "e.json"
+    assert main(["index", "eval", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+                 "--splits", "test", "--query-prompt", "男人", "--passage-prompt", "",
+                 "--output", str(out)]) == 0
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    assert rec["settings"]["query_prompt"] == "男人" and rec["settings"]["prompt"] == ""
+    assert main(["index", "eval", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+                 "--splits", "test", "--output", str(tmp_path / "f.json")]) == 0
+    plain = json.loads((tmp_path / "f.json").read_text(encoding="utf-8"))
+    # the queries are encoded again, with their prompt (the plain run reuses the corpus's)
+    assert rec["timings"]["encoded"] > plain["timings"]["encoded"]
+
+
+def test_revision_is_recorded(tiny_model_dir, spec_file, tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+                 "--pooling", "cls", "--revision", "v1", "--output", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["settings"]["revision"] == "v1"
