@@ -206,9 +206,18 @@ class MeteredEncoder(EncoderWrapper):
             step = self._step_size(options)
             if len(sentences) <= step:
                 return self._step(sentences, poolings, max_length, options)
-            parts = [self._step(sentences[i:i + step], poolings, max_length, options)
-                     for i in range(0, len(sentences), step)]
-            return {p: np.concatenate([part[p] for part in parts]) for p in parts[0]}
+            # longest first across the steps (characters as the proxy for tokens), so that each
+            # step's batches are as even as one call over all of them would make them
+            order = np.argsort([-len(t) for t in sentences], kind="stable")
+            ordered = [sentences[i] for i in order]
+            parts = [self._step(ordered[i:i + step], poolings, max_length, options)
+                     for i in range(0, len(ordered), step)]
+            out = {}
+            for p in parts[0]:
+                full = np.empty((len(ordered), parts[0][p].shape[1]), dtype=np.float32)
+                full[order] = np.concatenate([part[p] for part in parts])
+                out[p] = full
+            return out
         finally:
             if own:
                 self.end()
