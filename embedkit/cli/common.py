@@ -8,9 +8,11 @@ import os
 import sys
 from pathlib import Path
 
+from embedkit.cli.parsing import split_models
 from embedkit.data import DataOptions
 from embedkit.encoders import EncoderConfig
 from embedkit.encoders.cache import EmbeddingCache
+from embedkit.encoders.config import BACKENDS, QUANTIZE
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_json
 
@@ -92,8 +94,6 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-BACKENDS = ("torch", "onnx", "openvino")
-QUANTIZE = ("none", "int8")
 
 
 def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
@@ -139,13 +139,6 @@ def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
 
 
-def model_names(args: argparse.Namespace) -> list[str]:
-    """The models named by a several-model ``--model`` (repeated and/or comma-separated)."""
-    values = args.model if isinstance(args.model, list) else [args.model or "m3e-small"]
-    names = [m.strip() for v in values for m in v.split(",") if m.strip()]
-    return names or ["m3e-small"]
-
-
 def add_poolings_and_tasks(p: argparse.ArgumentParser) -> None:
     """``--pooling`` (several) and ``--tasks``, as bench and sweep take them."""
     p.add_argument("--pooling", action="append", metavar="P",
@@ -162,7 +155,8 @@ def make_cache(args: argparse.Namespace) -> EmbeddingCache | None:
 def encoder_config(args: argparse.Namespace, model: str | None = None,
                    pooling: str | None = None) -> EncoderConfig:
     """The encoder settings the model options (:func:`add_model_options`) describe."""
-    name = model or (model_names(args)[0] if isinstance(args.model, list) else args.model)
+    name = model or (split_models(args.model)[0] if isinstance(args.model, list)
+                     else args.model)
     return EncoderConfig(model=name, revision=getattr(args, "revision", None),
                          device=args.device, dtype=args.dtype, lowercase=args.lowercase,
                          batch_size=args.batch_size, cache=not args.no_cache,

@@ -145,12 +145,17 @@ class TokenizedEncoder:
 
     def _run(self, texts: list[str], pools: list[Pooling], max_length: int,
              batch_size: int) -> dict[str, np.ndarray]:
-        ids = tokenize_ids(self.tokenizer, self._texts(texts), max_length)
-        batches = plan_batches([len(x) for x in ids], batch_size, self.token_budget)
+        ids, batches = self._plan(texts, max_length, batch_size)
         out: dict[str, np.ndarray] = {}
         for sel in batches:
             self._store(out, len(texts), sel, self._forward(*self._pad(ids, sel), pools))
         return out
+
+    def _plan(self, texts: list[str], max_length: int,
+              batch_size: int) -> tuple[list[list[int]], list[list[int]]]:
+        """The texts' token ids and the batches (indices, longest first) they are run in."""
+        ids = tokenize_ids(self.tokenizer, self._texts(texts), max_length)
+        return ids, plan_batches([len(x) for x in ids], batch_size, self.token_budget)
 
     def _pad(self, ids: list[list[int]], sel: list[int]) -> tuple[np.ndarray, np.ndarray]:
         return pad_numpy([ids[i] for i in sel], self.tokenizer.pad_token_id or 0)

@@ -43,6 +43,7 @@ import numpy as np
 
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_dir, folder_lock
+from embedkit.provenance import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -116,14 +117,6 @@ def export_name(key: dict[str, Any]) -> str:
     return f"{key['backend']}-{key['quantize']}-{hashlib.sha256(blob).hexdigest()[:14]}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_export(folder: Path, key: dict[str, Any]) -> str | None:
     """Why the export in ``folder`` cannot be used (None: it is whole and matches ``key``)."""
     manifest_path = folder / "manifest.json"
@@ -139,7 +132,7 @@ def check_export(folder: Path, key: dict[str, Any]) -> str | None:
         f = folder / name
         if not f.is_file():
             return f"{name} is missing"
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             return f"{name} does not match its checksum"
     if not manifest.get("files"):
         return "no graph files"
@@ -192,7 +185,7 @@ def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None
     else:
         how = _finish_openvino(raw, tmp, quantize)
     raw.unlink()
-    files = {name: _sha256(tmp / name) for name in GRAPH_FILES[backend]}
+    files = {name: sha256_file(tmp / name) for name in GRAPH_FILES[backend]}
     manifest = {"key": key, "files": files, "num_hidden": len(expected) - int(has_pooler),
                 "has_pooler": has_pooler, "token_type_ids": token_types,
                 "model_type": getattr(model.config, "model_type", None), "steps": how}

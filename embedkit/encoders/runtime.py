@@ -31,9 +31,7 @@ from embedkit.encoders.base import (
     available_cores,
     prompt_setting,
     quiet_loading,
-    tokenize_ids,
 )
-from embedkit.encoders.batching import plan_batches
 from embedkit.encoders.export import (
     ExportedGraph,
     discard_export,
@@ -194,8 +192,7 @@ class ExportedEncoder(TokenizedEncoder):
         streams = self.session.streams
         if streams == 1:
             return super()._run(texts, pools, max_length, batch_size)
-        ids = tokenize_ids(self.tokenizer, self._texts(texts), max_length)
-        batches = plan_batches([len(x) for x in ids], batch_size, self.token_budget)
+        ids, batches = self._plan(texts, max_length, batch_size)
         out: dict[str, np.ndarray] = {}
         lock = threading.Lock()
 

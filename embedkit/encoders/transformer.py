@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from embedkit.encoders.base import TokenizedEncoder, prompt_setting, quiet_loading
+from embedkit.encoders.base import TokenizedEncoder, prompt_setting, quiet_loading, tokenize_ids
+from embedkit.encoders.batching import pad_numpy
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path, weight_files
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.prompts import resolve_prompt
@@ -54,21 +55,14 @@ def canonical_dtype(dtype: str) -> str:
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int,
              lowercase: bool = False) -> list[list[int]]:
     """Token ids of each text alone, ``[CLS] ... [SEP]`` truncated to ``max_length``."""
-    inputs = [t.lower() for t in texts] if lowercase else list(texts)
-    enc = tokenizer(inputs, truncation=True, max_length=max_length, padding=False,
-                    return_attention_mask=False, return_token_type_ids=False)
-    return [list(x) for x in enc["input_ids"]]
+    return tokenize_ids(tokenizer, [t.lower() for t in texts] if lowercase else list(texts),
+                        max_length)
 
 
 def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token id lists into ``(input_ids, attention_mask)`` long tensors."""
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for r, x in enumerate(ids):
-        input_ids[r, :len(x)] = torch.tensor(list(x), dtype=torch.long)
-        mask[r, :len(x)] = 1
-    return input_ids, mask
+    input_ids, mask = pad_numpy(ids, pad_id)
+    return torch.from_numpy(input_ids), torch.from_numpy(mask)
 
 
 def takes_token_types(model: Any) -> bool:

@@ -39,11 +39,10 @@ import numpy as np
 from embedkit.data import DEFAULT_TASKS, get_task, load_split
 from embedkit.experiments.record import run_record
 from embedkit.experiments.speed_cost import flops_per_sentence, gemm_peak, token_lengths
+from embedkit.experiments.speed_report import REFERENCE, ST_TORCH, targets
 
 logger = logging.getLogger(__name__)
 WORKER = Path(__file__).with_name("speed_worker.py")
-REFERENCE = "embedkit torch fp32"   # the quality reference: exact, fp32
-ST_TORCH = "sentence-transformers torch"
 
 
 @dataclass(frozen=True)
@@ -294,8 +293,6 @@ def run_speed(opts: SpeedOptions, command: str | None = None,
         "flops": {"per_sentence": flops, "mean_tokens": float(np.mean(lengths))},
         "startup": startup() if startup is not None else None,
         "int8_config": int8_config()})
-    from embedkit.experiments.speed_report import targets
-
     record["targets"] = targets(record)
     return record
 

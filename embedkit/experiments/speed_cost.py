@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import numpy as np
-
 
 def flops_per_layer_token(hidden: int, intermediate: int, tokens: int) -> float:
     """Floating-point operations (2 per multiply-add) of one encoder layer for one token of a
@@ -66,6 +64,3 @@ def gemm_peak(threads: int, n: int = 2048, repeats: int = 5) -> list[float]:
     finally:
         torch.set_num_threads(before)
 
-
-def mean_tokens(lengths: Sequence[int]) -> float:
-    return float(np.mean(lengths)) if len(lengths) else 0.0

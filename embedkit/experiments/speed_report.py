@@ -12,7 +12,7 @@ from typing import Any
 from embedkit.experiments.report import provenance_lines
 
 ST_TORCH = "sentence-transformers torch"
-REFERENCE = "embedkit torch fp32"
+REFERENCE = "embedkit torch fp32"   # the quality reference: exact, fp32
 TASKS = ("ATEC", "BQ", "LCQMC", "PAWSX", "STS-B")
 
 
