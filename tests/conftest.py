@@ -192,13 +192,22 @@ def _isolated_env(tmp_path, monkeypatch):
     # that a library call in a later test logs as a library does, to no handler.
     import logging
 
-    log = logging.getLogger("embedkit")
-    saved = (list(log.handlers), log.level, log.propagate)
+    log, root = logging.getLogger("embedkit"), logging.getLogger()
+    saved = (list(log.handlers), log.level, log.propagate, root.level, logging.root.manager.disable)
     # every test starts from a library's logging: no handler, no level, propagating (whatever
-    # a module-level or session-scoped call of the CLI left)
+    # a module-level or session-scoped call of the CLI left), under the root logger's default
+    # WARNING with nothing disabled (a library that raised the root level or called
+    # logging.disable in an earlier test must not hide this test's warnings from caplog)
     log.handlers[:], log.level, log.propagate = [], logging.NOTSET, True
+    root.setLevel(logging.WARNING)
+    logging.disable(logging.NOTSET)
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("embedkit.")]:
+        child = logging.getLogger(name)
+        child.disabled, child.propagate = False, True
     yield
     log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
+    root.setLevel(saved[3])
+    logging.disable(saved[4])
 
 
 @pytest.fixture(scope="session")

@@ -141,9 +141,10 @@ def load_training_model(path: str, dropout: float | None, revision: str | None =
         for k in original:
             setattr(cfg, k, float(dropout))
     try:
+        # use_safetensors=None is transformers' own default (safetensors first, then .bin)
         model, info = AutoModel.from_pretrained(
             path, config=cfg, revision=revision, output_loading_info=True,
-            **({"use_safetensors": True} if safetensors_only else {}))
+            use_safetensors=True if safetensors_only else None)
     except Exception as e:  # OSError, safetensors' and torch's errors for damaged weights
         raise EmbedkitError(f"cannot load the weights of model {path!r}: "
                             f"{str(e).splitlines()[0][:300]}", param="model") from None

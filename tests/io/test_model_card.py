@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -55,8 +56,10 @@ def test_license_from_config_then_unknown(tmp_path):
 def test_broken_front_matter_falls_back(tmp_path, caplog):
     (tmp_path / "README.md").write_text("---\nlicense: [unclosed\n---\n## License\nMIT\n",
                                         encoding="utf-8")
-    lic = read_base_license(tmp_path, "m")
-    assert lic.id == "other" and "MIT" in lic.text and "unreadable front matter" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="embedkit.io.model_card"):
+        lic = read_base_license(tmp_path, "m")
+    assert lic.id == "other" and "MIT" in lic.text
+    assert [r.getMessage() for r in caplog.records if "unreadable front matter" in r.getMessage()]
 
 
 def test_rendered_card_front_matter_and_text():
