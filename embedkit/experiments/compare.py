@@ -303,8 +303,11 @@ def _mteb_cell(result: Mapping[str, Any], metric: str, split: str, meta: Mapping
            "fit_on": kwargs.get("fit_on"), "dataset_revision": result.get("dataset_revision"),
            "mteb_version": result.get("mteb_version")}
     evaluator = "embedkit" if ek.get("kind") == "bench" else "mteb"
-    return Cell(float(value), str(ek.get("protocol") or "mteb"),
-                data or f"hub:{result.get('dataset_revision')}",
+    revision = str(result.get("dataset_revision"))
+    if not data:  # a local revision carries the data's checksum; C-MTEB's names the hub's data
+        data = (revision.removeprefix("local-sha256-") if revision.startswith("local-sha256-")
+                else f"hub:{revision}")
+    return Cell(float(value), str(ek.get("protocol") or "mteb"), data,
                 {k: v for k, v in cfg.items() if v is not None}, evaluator, str(path))
 
 
