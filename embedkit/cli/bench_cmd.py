@@ -58,9 +58,11 @@ def add_parser(sub) -> None:
     p.add_argument("--markdown", nargs="?", const="-", metavar="FILE.md",
                    help="print a Markdown report instead of the table (or write it to FILE.md)")
     p.add_argument("--mteb-results", metavar="DIR",
-                   help="also write every row x task as mteb TaskResult files under DIR "
-                        "(mteb's layout: DIR/<org>__<model>/<revision>/experiments/<x>/"
-                        "<Task>.json; read them with mteb or 'embedkit compare DIR')")
+                   help="also write every row x task as mteb TaskResult files, DIR being "
+                        "mteb's cache folder (DIR/results/<org>__<model>[_(<settings>)]/"
+                        "<revision>/<Task>.json; read them with "
+                        "mteb.ResultCache(cache_path=DIR).load_results() or "
+                        "'embedkit compare DIR')")
     p.add_argument("--predictions", metavar="DIR",
                    help="also write every pair with its gold label and cosine, per row, task "
                         "and split, under DIR (DIR/<row>/<task>/<split>.parquet or .jsonl, and "
@@ -168,8 +170,9 @@ def _write_extras(args, record: dict, encoder) -> None:
     if args.mteb_results:
         paths = [p for block in blocks for p in write_mteb_results(block, args.mteb_results)]
         folders = len({p.parent for p in paths})
-        print(f"embedkit: mteb results: {len(paths)} task files in {folders} experiment "
-              f"folders under {args.mteb_results}", file=sys.stderr)
+        print(f"embedkit: mteb results: {len(paths)} task files in {folders} model folders "
+              f"under {Path(args.mteb_results) / 'results'} (mteb.ResultCache(cache_path="
+              f"{str(args.mteb_results)!r}))", file=sys.stderr)
     if args.predictions:
         n = 0
         for block in blocks:

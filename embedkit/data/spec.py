@@ -82,6 +82,9 @@ class TaskSpec:
     ``files`` maps canonical split names to paths; ``base`` says what relative paths are
     relative to: ``"spec"`` (the spec file's folder, the default for user specs) or
     ``"data-dir"`` (the data directory given as ``data_dir`` / ``EMBEDKIT_DATA``).
+    ``sha256`` maps splits to the sha256 of the published files (the built-in tasks carry the
+    shared data folder's ``SHA256SUMS``): a file with other bytes is not that data, and mteb
+    result files name the official dataset revision only for data with these checksums.
     """
 
     name: str
@@ -97,6 +100,8 @@ class TaskSpec:
     default_splits: tuple[str, ...] = ("test",)
     cmteb_splits: tuple[str, ...] = ()  # optional: the splits C-MTEB scores, if the author says
     hub: HubSource | None = None
+    #: split -> sha256 of the published file (a copy with other bytes is not that data)
+    sha256: dict[str, str] = field(default_factory=dict)
     description: str = ""
     encoding: str = "utf-8"
     origin: str = ""
@@ -143,6 +148,7 @@ class TaskSpec:
             label_range=(m.label_range[0], m.label_range[1]) if m.label_range else None,
             label_type=m.label_type, max_length=m.max_length, default_splits=default_splits,
             cmteb_splits=tuple(canonical_split(x) for x in m.cmteb_splits), hub=hub,
+            sha256={canonical_split(k): v.lower() for k, v in m.sha256.items()},
             description=m.description, encoding=m.encoding, origin=origin, spec_dir=spec_dir)
 
     @classmethod
@@ -208,6 +214,7 @@ def _ordered(r: tuple[float, float]) -> tuple[float, float]:
 
 
 _Text = Annotated[StrictStr, Field(min_length=1)]
+_Sha256 = Annotated[StrictStr, Field(pattern=r"^[0-9a-fA-F]{64}$")]
 _Number = Annotated[StrictInt | StrictFloat, AfterValidator(_finite)]
 
 #: what each key must be, for the error messages (``KEY: must be ..., got VALUE``)
@@ -227,6 +234,7 @@ _EXPECTED = {
     "cmteb_splits": "must be a list of split names",
     "hub": "must be an object with at least an 'id' (and optionally revision, splits, fields, "
            "config)",
+    "sha256": "must map split names to the sha256 (64 hex digits) of the published files",
     "encoding": "must be the name of a text encoding Python knows (utf-8, gb18030, ...)",
     "license": "must be a string",
 }
@@ -273,6 +281,7 @@ class _SpecModel(_Strict):
     default_splits: list[_Text] = []
     cmteb_splits: list[_Text] = []
     hub: _Hub | None = None
+    sha256: dict[_Text, _Sha256] = {}
     encoding: Annotated[_Text, AfterValidator(_known_encoding)] = "utf-8"
     license: StrictStr | None = None
 
@@ -293,7 +302,8 @@ class _SpecModel(_Strict):
                                        "name them in 'columns', or set 'header': true")
         splits = list(self.canonical_files()) or [canonical_split(s) for s in
                                                   (self.hub.splits if self.hub else {})]
-        for key in ("default_splits", "cmteb_splits"):
+        _check_split_names("sha256", list(self.sha256))
+        for key in ("default_splits", "cmteb_splits", "sha256"):
             for split in getattr(self, key):
                 if canonical_split(split) not in splits:
                     raise _SpecError(key, f"{split!r} is not among the splits "

@@ -118,6 +118,7 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     settings = _settings(evaluator, pools, posts, need_fit, data, post_files)
     settings.update(_seed_settings(pipes))
     settings["max_length"] = {s.name: evaluator.max_length_for(s, enc) for s in specs}
+    settings["model_max_length"] = enc.model_max_length()  # the model's own (mteb names)
     record = run_record("bench", command=command, encoder=enc, settings=settings, data=records)
     record.update(_results(rows))
     if truncated is not None:

@@ -35,7 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from embedkit.errors import ConfigError, MissingFileError
-from embedkit.experiments.mteb_results import CMTEB_TASKS, mteb_model_name, read_run_settings
+from embedkit.experiments.mteb_results import (
+    CMTEB_TASKS,
+    base_model_name,
+    mteb_model_name,
+    official_task_name,
+    read_run_settings,
+)
 
 METRICS = ("spearman", "pearson")
 #: protocols that compute the same thing (C-MTEB's splits and max length)
@@ -112,11 +118,13 @@ class Comparison:
 # -- reading ------------------------------------------------------------------------------------
 
 def canonical_task(name: str) -> str:
-    """embedkit's task name for a C-MTEB one (``STSB`` -> ``STS-B``).
+    """embedkit's task name for a C-MTEB one (``STSB`` -> ``STS-B``), local data's included
+    (``STSB-local-1a2b3c4d`` -> ``STS-B``: the cell's data checksum tells them apart).
 
-    >>> canonical_task("STSB"), canonical_task("ATEC"), canonical_task("mine")
+    >>> canonical_task("STSB"), canonical_task("ATEC"), canonical_task("mine-local-0123abcd")
     ('STS-B', 'ATEC', 'mine')
     """
+    name = official_task_name(name)
     return _FROM_MTEB.get(name, name)
 
 
@@ -288,15 +296,18 @@ def _mteb_cell(result: Mapping[str, Any], metric: str, split: str, meta: Mapping
     if value is None:
         return None
     ek = (run or {}).get("embedkit") or {}
-    kwargs = meta.get("experiment_kwargs") or {}
+    kwargs = meta.get("experiment_kwargs") or meta.get("loader_kwargs") or {}
     data = (ek.get("data") or {}).get(split, {}).get("sha256") if ek else None
     cfg = {"split": split, "max_length": kwargs.get("max_length", meta.get("max_tokens")),
            "pooling": kwargs.get("pooling"), "post": kwargs.get("post"),
            "fit_on": kwargs.get("fit_on"), "dataset_revision": result.get("dataset_revision"),
            "mteb_version": result.get("mteb_version")}
     evaluator = "embedkit" if ek.get("kind") == "bench" else "mteb"
-    return Cell(float(value), str(ek.get("protocol") or "mteb"),
-                data or f"hub:{result.get('dataset_revision')}",
+    revision = str(result.get("dataset_revision"))
+    if not data:  # a local revision carries the data's checksum; C-MTEB's names the hub's data
+        data = (revision.removeprefix("local-sha256-") if revision.startswith("local-sha256-")
+                else f"hub:{revision}")
+    return Cell(float(value), str(ek.get("protocol") or "mteb"), data,
                 {k: v for k, v in cfg.items() if v is not None}, evaluator, str(path))
 
 
@@ -323,7 +334,7 @@ def read_mteb_folder(root: str | os.PathLike, metric: str = "spearman",
             exp = _experiment_label(meta.get("experiment_kwargs"))
             label = f"{meta.get('name', '?')}{' · ' + exp if exp else ''} [{cell.evaluator}]"
             entries[path.parent] = Entry(label, str(path.parent), "mteb",
-                                         model=str(meta.get("name", "")))
+                                         model=base_model_name(str(meta.get("name", ""))))
         entries[path.parent].cells[canonical_task(str(result["task_name"]))] = cell
     return list(entries.values())
 

@@ -1,21 +1,38 @@
-"""Results in mteb's format: per task a ``TaskResult`` JSON file, in mteb's folder layout.
+"""Results in mteb's format: per task a ``TaskResult`` JSON file, in mteb's cache layout.
 
-``write_mteb_results(record, DIR)`` turns an ``embedkit bench`` record into what
-``mteb.evaluate`` would have written for the same model (mteb 2.x, schema of
-:data:`MTEB_SCHEMA_VERSION`)::
+``write_mteb_results(record, P)`` turns an ``embedkit bench`` record into what
+``mteb.evaluate(model, tasks, cache=mteb.ResultCache(P))`` would have written for the same
+configurations (mteb 2.x, schema of :data:`MTEB_SCHEMA_VERSION`)::
 
-    DIR/<org>__<model>/<revision>/experiments/<experiment>/<Task>.json
-    DIR/<org>__<model>/<revision>/experiments/<experiment>/model_meta.json
-    DIR/<org>__<model>/<revision>/experiments/<experiment>/run_settings.jsonl
+    P/results/<org>__<model>[_(<settings>)]/<revision>/<Task>.json
+    P/results/<org>__<model>[_(<settings>)]/<revision>/model_meta.json
+    P/results/<org>__<model>[_(<settings>)]/<revision>/run_settings.jsonl
 
-``DIR`` plays the part of mteb's ``results`` folder: ``mteb.ResultCache(cache_path=P)`` reads
-``P/results``, so write to ``P/results`` to load with the cache, or read one file with
-``mteb.TaskResult.from_disk``. Task names and dataset revisions are C-MTEB's (``STS-B`` is
-``STSB``, ``valid`` is ``validation``); the model's name and revision name the base model; the
-experiment (mteb's ``experiment_kwargs``) names pooling, max length and postprocessor, so each
-row of a bench record lands in its own experiment folder. ``run_settings.jsonl`` carries, besides
-mteb's own keys, an ``embedkit`` entry per task: protocol, data checksums and the record's
-settings, which :mod:`embedkit.experiments.compare` uses to flag cells that are not comparable.
+so that mteb's defaults read every row: ``mteb.ResultCache(cache_path=P).load_results()`` (no
+experiment folders: with its default ``load_experiments="match_kwargs"`` mteb skips them), and
+``to_dataframe()`` shows each configuration in its own column.
+
+**Model names.** A configuration is named as mteb names a variant of a model
+(``openai/text-embedding-3-small (embed_dim=512)`` in mteb's registry): the model as it is by
+itself (its default pooling, its own max length, no postprocessor, float32) keeps the base
+name (``moka-ai/m3e-small``); any other configuration is ``<base> (<setting>=<value>, ...)``
+with the settings that differ (``moka-ai/m3e-small (pooling=cls, post=whiten_k=256,
+fit_on=task)``; characters that cannot be in a file name become ``_``, a file map adds its
+sha256's first 12 digits, a list over 150 characters becomes ``exp_<16 hex>``), its
+``model_meta.json`` has ``adapted_from`` the base name and every setting in ``loader_kwargs``.
+mteb's ``experiment_kwargs`` are not used: ``to_dataframe()`` averages the experiments of one
+model name into one cell, whatever their poolings. The revision is the base model's.
+
+**Task names and dataset revisions.** C-MTEB's task name and dataset revision (``STS-B`` is
+``STSB``, ``valid`` is ``validation``) only for C-MTEB's data: every split scored has the
+sha256 of the published file (the built-in task specs' ``sha256``, the shared data folder's
+``SHA256SUMS``), or was read from the hub at mteb's own dataset and revision. Any other data
+(a subset, a file of one's own under the task's name, a user's task) is
+``<name>-local-<8 hex>`` with revision ``local-sha256-<hex>``: the hex is the sha256 of the one
+split's file, or of the ``split:sha256`` lines of several; it can never be taken for mteb's task.
+``run_settings.jsonl`` carries, besides mteb's own keys, an ``embedkit`` entry per task:
+protocol, data checksums and the record's settings, which :mod:`embedkit.experiments.compare`
+uses to flag cells that are not comparable.
 
 Scores are embedkit's: ``cosine_spearman`` (= ``main_score``, ``spearman``) and
 ``cosine_pearson`` (= ``pearson``), cosine in float64 with ties ranked as
@@ -25,8 +42,13 @@ Manhattan and Euclidean correlations are not computed, so they are absent.
 
 >>> mteb_task_name("STS-B"), mteb_split_name("valid")
 ('STSB', 'validation')
->>> experiment_name({"pooling": "cls", "max_length": 512, "post": "whiten:k=256"})
-'max_length_512__pooling_cls__post_whiten_k=256'
+>>> model = {"default_pooling": "last-avg", "dtype": "float32"}
+>>> variant_name("moka-ai/m3e-small", variant_settings(model, model_settings(
+...     model, "last-avg", 512), model_max_length=512))
+'moka-ai/m3e-small'
+>>> variant_name("moka-ai/m3e-small", variant_settings(model, model_settings(
+...     model, "cls", 64, "whiten:k=256"), model_max_length=512))
+'moka-ai/m3e-small (pooling=cls, max_length=64, post=whiten_k=256)'
 """
 
 from __future__ import annotations
@@ -38,11 +60,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from embedkit.data.registry import get_task
+from embedkit.data.registry import builtin_tasks
 from embedkit.encoders.models import ALIASES
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_text
-from embedkit.provenance import sha256_file
+from embedkit.provenance import sha256_file, sha256_text
 
 #: the mteb release whose TaskResult / ModelMeta schema the files follow (checked by the tests)
 MTEB_SCHEMA_VERSION = "2.26.24"
@@ -57,10 +79,18 @@ CMTEB_TASKS: dict[str, tuple[str, str]] = {
     "AFQMC": ("AFQMC", "b44c3b011063adb25877c13823db83bb193913c4"),
     "QBQTC": ("QBQTC", "790b0510dc52b1553e8c49f3d2afb48c0e5c48b7"),
 }
+#: C-MTEB task name -> the hub dataset mteb loads it from (same file)
+CMTEB_DATASETS: dict[str, str] = {
+    "ATEC": "C-MTEB/ATEC", "BQ": "C-MTEB/BQ", "LCQMC": "C-MTEB/LCQMC", "PAWSX": "mteb/PAWSX",
+    "STSB": "mteb/STSB", "AFQMC": "C-MTEB/AFQMC", "QBQTC": "C-MTEB/QBQTC",
+}
 #: embedkit split -> the hub's split name
 SPLIT_NAMES = {"valid": "validation", "dev": "validation"}
 LANGUAGES = ["cmn-Hans"]
+#: what marks a task name whose data is not the official one
+LOCAL_MARK = "-local"
 _INVALID = set('<>:"|?*\\/\0')
+_MAX_SETTINGS = 150  # characters of a name's "(...)" before it is hashed
 
 
 def mteb_task_name(task: str) -> str:
@@ -73,23 +103,86 @@ def mteb_split_name(split: str) -> str:
     return SPLIT_NAMES.get(split, split)
 
 
-def dataset_revision(task: str, data: Mapping[str, Any] | None = None) -> str:
-    """C-MTEB's dataset revision; else the task spec's hub revision; else ``sha256:<hex>`` of the
-    data the record scored (its first split's checksum).
+def official_task_name(name: str) -> str:
+    """The task a local task name stands for (``STSB-local-1a2b3c4d`` -> ``STSB``).
 
-    >>> dataset_revision("ATEC")[:8], dataset_revision("mine", {"test": {"sha256": "ab"}})
-    ('0f319b11', 'sha256:ab')
+    >>> official_task_name("STSB-local-1a2b3c4d"), official_task_name("STSB")
+    ('STSB', 'STSB')
     """
-    if task in CMTEB_TASKS:
-        return CMTEB_TASKS[task][1]
-    try:
-        spec = get_task(task)
-        if spec.hub is not None and spec.hub.revision:
-            return str(spec.hub.revision)
-    except Exception:  # noqa: BLE001 - a user's task that is not registered here
-        pass
-    shas = [d.get("sha256") for s, d in (data or {}).items() if s != "fit" and isinstance(d, dict)]
-    return f"sha256:{shas[0]}" if shas and shas[0] else "unknown"
+    head, mark, tail = name.rpartition(LOCAL_MARK)
+    if mark and head and (not tail or (tail.startswith("-") and len(tail) == 9)):
+        return head
+    return name
+
+
+def _official_sha256(mteb_name: str) -> dict[str, str]:
+    """The published files' sha256 by embedkit split for a C-MTEB task (from the built-in task
+    spec whose C-MTEB name it is; none for a task embedkit has no spec for)."""
+    specs = builtin_tasks()
+    for task, (name, _) in CMTEB_TASKS.items():
+        if name == mteb_name and task in specs:
+            return dict(specs[task].sha256)
+    return {}
+
+
+def is_official_data(mteb_name: str, data: Mapping[str, Mapping[str, Any]]) -> bool:
+    """True when every split of ``data`` (``{split: {"sha256", "source"}}``, embedkit split
+    names) is the data of C-MTEB's task ``mteb_name``: the published file's sha256, or read
+    from the hub at mteb's dataset and revision.
+
+    >>> sha = builtin_tasks()["STS-B"].sha256["test"]
+    >>> is_official_data("STSB", {"test": {"sha256": sha}}), is_official_data("STSB", {})
+    (True, False)
+    >>> is_official_data("STSB", {"test": {"sha256": "0" * 64}})
+    False
+    """
+    revision = next((r for n, r in CMTEB_TASKS.values() if n == mteb_name), None)
+    if revision is None or not data:
+        return False
+    official = _official_sha256(mteb_name)
+    hub = f"hub:{CMTEB_DATASETS.get(mteb_name)}@{revision}/"
+    for split, d in data.items():
+        sha = str(d.get("sha256") or "").lower()
+        from_hub = str(d.get("source") or "").startswith(hub)
+        if not from_hub and (not sha or official.get(_embedkit_split(split)) != sha):
+            return False
+    return True
+
+
+def _embedkit_split(split: str) -> str:
+    return {"validation": "valid", "dev": "valid"}.get(split, split)
+
+
+def local_revision(data: Mapping[str, Mapping[str, Any]]) -> str:
+    """``local-sha256-<hex>``: the one split's sha256, or the sha256 of the ``split:sha256``
+    lines (sorted) of several; ``local-unknown`` when a checksum is missing.
+
+    >>> local_revision({"test": {"sha256": "ab"}})
+    'local-sha256-ab'
+    """
+    shas = {s: d.get("sha256") for s, d in data.items()}
+    if not shas or not all(shas.values()):
+        return "local-unknown"
+    if len(shas) == 1:
+        return f"local-sha256-{next(iter(shas.values()))}"
+    return "local-sha256-" + sha256_text("\n".join(f"{s}:{v}" for s, v in sorted(shas.items())))
+
+
+def dataset_identity(mteb_name: str, data: Mapping[str, Mapping[str, Any]] | None
+                     ) -> tuple[str, str]:
+    """``(task name, dataset revision)`` a TaskResult of ``data`` carries (see the module
+    docstring): C-MTEB's for its own data, else ``<name>-local-<8 hex>`` and a local revision.
+
+    >>> dataset_identity("STSB", {"test": {"sha256": "c" * 64}})
+    ('STSB-local-cccccccc', 'local-sha256-cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc')
+    """
+    data = {s: d for s, d in (data or {}).items() if s != "fit" and isinstance(d, Mapping)}
+    if is_official_data(mteb_name, data):
+        return mteb_name, next(r for n, r in CMTEB_TASKS.values() if n == mteb_name)
+    revision = local_revision(data)
+    digest = revision.removeprefix("local-sha256-")
+    suffix = f"-{digest[:8]}" if revision.startswith("local-sha256-") else ""
+    return f"{mteb_name}{LOCAL_MARK}{suffix}", revision
 
 
 def mteb_model_name(model: Mapping[str, Any]) -> tuple[str, str]:
@@ -119,24 +212,40 @@ def mteb_model_name(model: Mapping[str, Any]) -> tuple[str, str]:
     return name, revision or "no_revision_available"
 
 
-def experiment_kwargs(model: Mapping[str, Any], pooling: str, max_length: int | None,
-                      post: str | None = None, **extra: Any) -> dict[str, Any]:
-    """mteb's ``experiment_kwargs`` for an embedkit configuration: pooling, max length, the
-    postprocessor (and whatever identifies it: ``extra``, e.g. ``post_sha256``), plus dtype and
-    lowercasing when they are not the defaults.
+def model_settings(model: Mapping[str, Any], pooling: str, max_length: int | None,
+                   post: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Every setting of a configuration that changes its vectors: pooling, max length, the
+    postprocessor (and what identifies it: ``extra``, e.g. ``fit_on``, ``post_sha256``), plus
+    the model's dtype, casing, prompt, backend and quantisation when not the defaults.
 
-    >>> experiment_kwargs({"dtype": "float32"}, "cls", 512)
+    >>> model_settings({"dtype": "float32", "backend": "torch"}, "cls", 512)
     {'pooling': 'cls', 'max_length': 512}
     """
     kw: dict[str, Any] = {"pooling": str(pooling), "max_length": max_length}
     if post:
         kw["post"] = post
-    kw.update({k: v for k, v in extra.items() if v is not None})
-    if model.get("dtype") not in (None, "float32"):
-        kw["dtype"] = model["dtype"]
-    if model.get("lowercase"):
-        kw["lowercase"] = True
+        kw.update({k: v for k, v in extra.items() if v is not None})
+    defaults = {"dtype": "float32", "lowercase": False, "prompt": "", "backend": "torch",
+                "quantize": "none"}
+    for key, default in defaults.items():
+        if model.get(key) not in (None, default):
+            kw[key] = model[key]
     return kw
+
+
+def variant_settings(model: Mapping[str, Any], settings: Mapping[str, Any], *,
+                     model_max_length: int | None = None, default_pooling: str | None = None
+                     ) -> dict[str, Any]:
+    """The settings that differ from the model as it is by itself: the pooling unless it is
+    ``default_pooling`` (default: the model's ``default_pooling``), the max length unless it
+    is ``model_max_length``, and every other setting (an unknown default counts as
+    different)."""
+    out = dict(settings)
+    if out.get("pooling") == (default_pooling or model.get("default_pooling")):
+        out.pop("pooling")
+    if model_max_length is not None and out.get("max_length") == model_max_length:
+        out.pop("max_length")
+    return out
 
 
 def _value(v: Any) -> str:
@@ -146,45 +255,62 @@ def _value(v: Any) -> str:
     return "".join("_" if c in _INVALID else c for c in s)
 
 
-def experiment_name(kwargs: Mapping[str, Any] | None) -> str | None:
-    """The folder name mteb gives these ``experiment_kwargs`` (``ModelMeta.experiment_name``:
-    sorted ``key_value`` joined by ``__``; over 200 characters, ``exp_<16 hex>``). Values are
-    strings, numbers, booleans, None or lists of them."""
-    if not kwargs:
-        return None
-    text = "__".join(f"{k}_{_value(v)}" for k, v in sorted(kwargs.items()))
-    if len(text) > 200 or any(c in _INVALID for c in text):
-        return "exp_" + hashlib.sha256(text.encode()).hexdigest()[:16]
-    return text
+def variant_name(base: str, variant: Mapping[str, Any] | None) -> str:
+    """``base`` for the model by itself, else ``base (key=value, ...)`` (mteb's naming of a
+    model's variants); a ``post_sha256`` shows its first 12 digits, a list over 150 characters
+    becomes ``exp_<16 hex>`` of the settings."""
+    if not variant:
+        return base
+    shown = {k: (str(v)[:12] if k == "post_sha256" and isinstance(v, str) else v)
+             for k, v in variant.items()}
+    text = ", ".join(f"{k}={_value(v)}" for k, v in shown.items())
+    if len(text) > _MAX_SETTINGS:
+        text = "exp_" + sha256_text(json.dumps(variant, sort_keys=True, default=str))[:16]
+    return f"{base} ({text})"
 
 
-def result_folder(root: str | os.PathLike, name: str, revision: str,
-                  kwargs: Mapping[str, Any] | None = None) -> Path:
-    """``root/<name with / -> __>/<revision>[/experiments/<experiment>]``, as mteb lays it out.
+def base_model_name(name: str) -> str:
+    """The base model of a variant name (``a/b (pooling=cls)`` -> ``a/b``)."""
+    return name.split(" (", 1)[0]
 
-    >>> result_folder("r", "moka-ai/m3e-small", "abc", {"pooling": "cls"}).as_posix()
-    'r/moka-ai__m3e-small/abc/experiments/pooling_cls'
+
+def result_folder(root: str | os.PathLike, name: str, revision: str) -> Path:
+    """``root/<name, / -> __ and space -> _>/<revision>``, as ``ModelMeta.model_name_as_path``
+    and ``ResultCache`` lay it out.
+
+    >>> result_folder("r", "moka-ai/m3e-small (pooling=cls)", "abc").as_posix()
+    'r/moka-ai__m3e-small_(pooling=cls)/abc'
     """
-    folder = Path(root) / name.replace("/", "__").replace(" ", "_") / revision
-    exp = experiment_name(kwargs)
-    return folder / "experiments" / exp if exp else folder
+    return Path(root) / name.replace("/", "__").replace(" ", "_") / revision
 
 
-def model_meta_json(name: str, revision: str, *, kwargs: Mapping[str, Any] | None = None,
+def result_root(cache_path: str | os.PathLike) -> Path:
+    """Where ``mteb.ResultCache(cache_path)`` keeps model folders (``cache_path/results``).
+
+    >>> result_root("c").as_posix()
+    'c/results'
+    """
+    return Path(cache_path) / "results"
+
+
+def model_meta_json(name: str, revision: str, *, settings: Mapping[str, Any] | None = None,
                     max_tokens: int | None = None, embed_dim: int | None = None
                     ) -> dict[str, Any]:
-    """``model_meta.json`` as ``ModelMeta.to_dict()`` writes it (mteb 2.26 fields)."""
+    """``model_meta.json`` as ``ModelMeta.to_dict()`` writes it (mteb 2.26 fields): the
+    settings in ``loader_kwargs``, a variant ``adapted_from`` its base model."""
+    base = base_model_name(name)
     return {
-        "loader_kwargs": {}, "name": name, "revision": revision, "release_date": None,
-        "languages": list(LANGUAGES), "n_parameters": None, "n_active_parameters_override": None,
-        "n_embedding_parameters": None, "memory_usage_mb": None, "max_tokens": max_tokens,
-        "embed_dim": embed_dim, "license": None, "open_weights": None,
-        "public_training_code": None, "public_training_data": None, "framework": [],
-        "reference": None, "similarity_fn_name": "cosine", "use_instructions": False,
-        "training_datasets": None, "adapted_from": None, "superseded_by": None,
+        "loader_kwargs": dict(settings or {}), "name": name, "revision": revision,
+        "release_date": None, "languages": list(LANGUAGES), "n_parameters": None,
+        "n_active_parameters_override": None, "n_embedding_parameters": None,
+        "memory_usage_mb": None, "max_tokens": max_tokens, "embed_dim": embed_dim,
+        "license": None, "open_weights": None, "public_training_code": None,
+        "public_training_data": None, "framework": [], "reference": None,
+        "similarity_fn_name": "cosine", "use_instructions": False, "training_datasets": None,
+        "adapted_from": base if base != name else None, "superseded_by": None,
         "modalities": ["text"], "model_type": ["dense"], "citation": None, "contacts": None,
-        "experiment_kwargs": dict(kwargs) if kwargs else None, "output_dtypes": None,
-        "extra_requirements_groups": None, "loader": None, "is_cross_encoder": False,
+        "experiment_kwargs": None, "output_dtypes": None, "extra_requirements_groups": None,
+        "loader": None, "is_cross_encoder": False,
     }
 
 
@@ -209,15 +335,21 @@ def task_result_json(task: str, by_split: Mapping[str, Mapping[str, Any]], *,
                      evaluation_time: float | None = None, date: float | None = None
                      ) -> dict[str, Any]:
     """One ``TaskResult`` (the key order of ``TaskResult.to_disk``) from embedkit's per-split
-    scores of ``task``.
+    scores of ``task``; ``data`` (``{split: {"source", "sha256", ...}}``, the record's) decides
+    the task name and dataset revision (:func:`dataset_identity`, of the splits scored).
 
     >>> r = task_result_json("STS-B", {"test": {"spearman": 0.7, "pearson": 0.6}})
-    >>> r["task_name"], list(r["scores"]), r["scores"]["test"][0]["cosine_spearman"]
-    ('STSB', ['test'], 0.7)
+    >>> r["task_name"], r["dataset_revision"], list(r["scores"])
+    ('STSB-local', 'local-unknown', ['test'])
+    >>> r["scores"]["test"][0]["cosine_spearman"]
+    0.7
     """
-    scores = {mteb_split_name(s): [split_scores(v)] for s, v in by_split.items()
-              if isinstance(v, Mapping) and "spearman" in v and s not in ("avg", "w-avg")}
-    return {"dataset_revision": dataset_revision(task, data), "task_name": mteb_task_name(task),
+    scored = [s for s, v in by_split.items()
+              if isinstance(v, Mapping) and "spearman" in v and s not in ("avg", "w-avg")]
+    scores = {mteb_split_name(s): [split_scores(by_split[s])] for s in scored}
+    name, revision = dataset_identity(mteb_task_name(task),
+                                      {s: (data or {}).get(s) or {} for s in scored})
+    return {"dataset_revision": revision, "task_name": name,
             "mteb_version": MTEB_SCHEMA_VERSION, "scores": scores,
             "evaluation_time": evaluation_time, "kg_co2_emissions": None, "date": date,
             "evaluation_phases": None}
@@ -250,11 +382,11 @@ def _embedkit_settings(record: Mapping[str, Any], task: str, row: str) -> dict[s
             "settings": {k: v for k, v in settings.items() if k not in ("task_specs",)}}
 
 
-def write_mteb_results(record: Mapping[str, Any], out_dir: str | os.PathLike, *,
+def write_mteb_results(record: Mapping[str, Any], cache_path: str | os.PathLike, *,
                        rows: list[str] | None = None) -> list[Path]:
-    """Write every (row, task) of a bench record as mteb ``TaskResult`` files under ``out_dir``
-    (see the module docstring); returns the task files written. ``rows`` picks rows by label
-    (default: all).
+    """Write every (row, task) of a bench record as mteb ``TaskResult`` files under
+    ``cache_path/results`` (mteb's ``ResultCache(cache_path)`` layout; see the module
+    docstring); returns the task files written. ``rows`` picks rows by label (default: all).
 
     >>> write_mteb_results({"kind": "sweep"}, "out")
     Traceback (most recent call last):
@@ -265,7 +397,7 @@ def write_mteb_results(record: Mapping[str, Any], out_dir: str | os.PathLike, *,
         raise ConfigError("write_mteb_results takes a bench record (with 'results' per row and "
                           f"'model'), not kind {record.get('kind')!r}", param="record")
     model = record["model"]
-    name, revision = mteb_model_name(model)
+    base, revision = mteb_model_name(model)
     settings = record.get("settings") or {}
     lengths = settings.get("max_length") or {}
     written: list[Path] = []
@@ -274,16 +406,17 @@ def write_mteb_results(record: Mapping[str, Any], out_dir: str | os.PathLike, *,
             continue
         for task in (t for t in row if isinstance(row[t], Mapping) and t != "avg"):
             max_len = lengths.get(task) if isinstance(lengths, Mapping) else lengths
-            kw = experiment_kwargs(model, row.get("pooling") or label, max_len, row.get("post"),
-                                   **_row_extra(record, row.get("post")))
-            folder = result_folder(out_dir, name, revision, kw)
+            kw = model_settings(model, row.get("pooling") or label, max_len, row.get("post"),
+                                **_row_extra(record, row.get("post")))
+            name = variant_name(base, variant_settings(
+                model, kw, model_max_length=settings.get("model_max_length")))
+            folder = result_folder(result_root(cache_path), name, revision)
             folder.mkdir(parents=True, exist_ok=True)
-            data = (record.get("data") or {}).get(task)
-            result = task_result_json(task, row[task], data=data)
+            result = task_result_json(task, row[task], data=(record.get("data") or {}).get(task))
             path = folder / f"{result['task_name']}.json"
             atomic_write_text(path, json.dumps(result, indent=2))
-            meta = model_meta_json(name, revision, kwargs=kw, max_tokens=max_len,
-                                   embed_dim=model.get("hidden_size"))
+            meta = model_meta_json(name, revision, settings=kw, max_tokens=max_len,
+                                   embed_dim=None if row.get("post") else model.get("hidden_size"))
             atomic_write_text(folder / "model_meta.json", json.dumps(meta, indent=4))
             _merge_run_settings(folder / "run_settings.jsonl", result,
                                 _embedkit_settings(record, task, label))

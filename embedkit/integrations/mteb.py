@@ -9,19 +9,25 @@ path of a saved map) into an object ``mteb.evaluate(model, tasks)`` accepts: mte
 only applied in ``encode``: mteb's STS evaluator encodes ``sentence1`` and ``sentence2`` in two
 calls, and a map fitted inside ``encode`` would transform the two sides differently.
 
-The ``ModelMeta``'s name and revision identify the base model (``moka-ai/m3e-small`` and its
-weights' hash; :func:`~embedkit.experiments.mteb_results.mteb_model_name`), and its
-``experiment_kwargs`` name the pooling, the max length and the postprocessor with the sha256 of
-its float32 map, so every postprocessor's results land in their own experiment folder, where
-:func:`~embedkit.experiments.mteb_results.write_mteb_results` also writes bench records (same
-naming).
+The ``ModelMeta`` is named as :mod:`~embedkit.experiments.mteb_results` names a configuration
+(mteb's naming of a model's variants): the base model (``moka-ai/m3e-small``, revision its
+weights' hash; :func:`~embedkit.experiments.mteb_results.mteb_model_name`) when it runs as it is
+by itself (default pooling, its own max length, no map), else ``<base> (pooling=cls,
+post=..., post_sha256=<12 hex of the float32 map's sha256>)``, with every setting in
+``loader_kwargs`` and no ``experiment_kwargs``. So each configuration has its own folder (the
+one :func:`~embedkit.experiments.mteb_results.write_mteb_results` writes bench records to),
+mteb's default ``ResultCache.load_results()`` reads it, and ``to_dataframe()`` gives it its own
+column.
 
 **Offline runs.** mteb loads a task's data from the hub (``AbsTask.load_data``) unless the
 task says its data is loaded (``task.data_loaded``). :func:`local_task` is the supported way
 to hand mteb local data: it reads the pairs with embedkit's loader (``data_dir``, or splits
 already loaded), puts them in ``task.dataset`` as ``datasets.Dataset`` objects and sets
-``data_loaded``; nothing is downloaded. The result file keeps the task's hub
-``dataset_revision``: record the local checksums separately (``embedkit bench`` does).
+``data_loaded``; nothing is downloaded. The task keeps mteb's name and dataset revision only
+when the pairs are mteb's data (the published files' sha256, see
+:func:`~embedkit.experiments.mteb_results.dataset_identity`); other pairs make a task named
+``<Task>-local-<8 hex>`` with revision ``local-sha256-<hex>`` (their checksum), so a result on
+them can never be filed as mteb's task.
 
 **Agreement with embedkit.** mteb takes cosine in float32 (``paired_cosine_distances`` on the
 float32 vectors ``encode`` returns), embedkit in float64 rounded to 12 decimals
@@ -44,9 +50,13 @@ mteb's min-max scaling of the gold scores is linear and changes nothing.
 ...                   ["aa", "b", "cc", "d"], np.array([5.0, 1.0, 3.0, 2.0]))
 >>> task = local_task("STS-B", data={"test": pairs})
 >>> model = MtebEncoder(Toy(), pooling="cls")
->>> model.mteb_model_meta.name, model.mteb_model_meta.experiment_name
-('embedkit/toy', 'max_length_512__pooling_cls')
+>>> model.mteb_model_meta.name, model.mteb_model_meta.loader_kwargs
+('embedkit/toy', {'pooling': 'cls', 'max_length': 512})
+>>> MtebEncoder(Toy(), pooling="last-avg").mteb_model_meta.name
+'embedkit/toy (pooling=last-avg)'
 >>> res = mteb.evaluate(model, [task], cache=None, show_progress_bar=False)
+>>> res.task_results[0].task_name, res.task_results[0].dataset_revision  # no checksum given
+('STSB-local', 'local-unknown')
 >>> mteb_score = res.task_results[0].get_score()
 >>> from embedkit.evaluation.metrics import pair_scores
 >>> ours = pair_scores(model.embed(pairs.sentences1), model.embed(pairs.sentences2), pairs.labels)
@@ -72,11 +82,15 @@ from embedkit.errors import ConfigError
 from embedkit.experiments.mteb_results import (
     LANGUAGES,
     annotate_run_settings,
-    experiment_kwargs,
+    dataset_identity,
+    model_settings,
     mteb_model_name,
     mteb_split_name,
     mteb_task_name,
     result_folder,
+    result_root,
+    variant_name,
+    variant_settings,
 )
 from embedkit.postprocess import AffineMap, TransformFile, describe_post, load_transform
 
@@ -89,7 +103,7 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
                       "pip install 'embedkit[mteb]'") from exc
 
 __all__ = ["FixedPost", "MtebEncoder", "evaluate_encoder", "evaluate_local", "fixed_post",
-           "local_task", "map_sha256"]
+           "local_task", "map_sha256", "result_root"]
 
 
 def map_sha256(amap: AffineMap) -> str:
@@ -151,8 +165,8 @@ class MtebEncoder:
 
     ``encoder``: a SentenceEncoder, an :class:`EncoderConfig` or a model name; ``pooling``:
     default the encoder's; ``max_length``: default the model's own (C-MTEB's protocol);
-    ``post``: see :func:`fixed_post`; ``name``/``revision`` override the model's (see the
-    module docstring). ``encode`` returns float32 vectors, as a sentence-transformers model does.
+    ``post``: see :func:`fixed_post`; ``name``/``revision`` override the configuration's name
+    and the model's revision (see the module docstring). ``encode`` returns float32 vectors, as a sentence-transformers model does.
     """
 
     def __init__(self, encoder: SentenceEncoder | EncoderConfig | str, post: Any = None, *,
@@ -167,19 +181,24 @@ class MtebEncoder:
         if name is not None and "/" not in name:
             raise ConfigError(f"mteb model names are 'organization/model', not {name!r}",
                               param="name")
-        kwargs = experiment_kwargs(described, self.pooling, self.max_length,
-                                   self.post.label if self.post else None,
-                                   post_sha256=self.post.sha256 if self.post else None)
+        settings = model_settings(described, self.pooling, self.max_length,
+                                  self.post.label if self.post else None,
+                                  post_sha256=self.post.sha256 if self.post else None)
+        variant = variant_settings(described, settings,
+                                   model_max_length=self.encoder.model_max_length(),
+                                   default_pooling=str(self.encoder.default_pooling))
         dim = self.post.map.k if self.post else (self.encoder.dim or None)
+        full_name = name or variant_name(base_name, variant)
         self._meta = ModelMeta.create_empty(overwrites=dict(
-            name=name or base_name, revision=revision or base_rev,
+            name=full_name, revision=revision or base_rev, loader_kwargs=settings,
+            adapted_from=base_name if full_name != base_name else None,
             languages=list(LANGUAGES), similarity_fn_name=ScoringFunction.COSINE,
             modalities=["text"], max_tokens=self.max_length, embed_dim=dim,
-            use_instructions=False, experiment_kwargs=kwargs))
+            use_instructions=False))
 
     @property
     def mteb_model_meta(self) -> ModelMeta:
-        """The model's metadata (name, revision, experiment_kwargs) mteb files results under."""
+        """The model's metadata (name, revision, loader_kwargs) mteb files results under."""
         return self._meta
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -228,9 +247,11 @@ def local_task(task: str | TaskSpec, splits: Sequence[str] | None = None, *,
                ) -> Any:
     """An mteb task whose data is embedkit's local pairs, marked loaded (no download).
 
-    ``task``: an embedkit task (name or spec); ``mteb_name``: the mteb task whose metadata
-    (name, revision, main score) the result carries, by default the task's C-MTEB name (a
-    task of one's own must name one, e.g. ``"STSB"``). ``data``: splits already loaded
+    ``task``: an embedkit task (name or spec); ``mteb_name``: the mteb task whose evaluation
+    (metadata, main score) runs on them, by default the task's C-MTEB name (a task of one's own
+    must name one, e.g. ``"STSB"``). The result carries that task's name and dataset revision
+    only for mteb's own data; other pairs are ``<name>-local-<8 hex>`` at revision
+    ``local-sha256-<hex>`` (see the module docstring). ``data``: splits already loaded
     (``{split: PairSplit}``), else ``splits`` (default: the C-MTEB protocol's) are read from
     ``data_dir`` (or the hub, as embedkit's ``source`` says).
     """
@@ -243,6 +264,11 @@ def local_task(task: str | TaskSpec, splits: Sequence[str] | None = None, *,
     except Exception as e:  # noqa: BLE001 - mteb raises KeyError / ValueError for unknown names
         raise ConfigError(f"{spec.name}: no mteb task {name!r} to evaluate it as ({e}); "
                           "pass mteb_name, e.g. 'STSB'", param="mteb_name") from None
+    task_name, revision = dataset_identity(name, {s: {"source": d.source, "sha256": d.sha256}
+                                                  for s, d in data.items()})
+    if (task_name, revision) != (mt.metadata.name, mt.metadata.revision):
+        dataset = {**mt.metadata.dataset, "revision": revision}
+        mt.metadata = mt.metadata.model_copy(update={"name": task_name, "dataset": dataset})
     mt.dataset = {"default": DatasetDict({
         mteb_split_name(s): Dataset.from_dict({
             "sentence1": list(d.sentences1), "sentence2": list(d.sentences2),
@@ -250,15 +276,6 @@ def local_task(task: str | TaskSpec, splits: Sequence[str] | None = None, *,
         for s, d in data.items()})}
     mt.data_loaded = True
     return mt
-
-
-def result_root(cache_path: str | os.PathLike) -> Path:
-    """Where ``mteb.ResultCache(cache_path)`` writes model folders (``cache_path/results``).
-
-    >>> result_root("c").as_posix()
-    'c/results'
-    """
-    return Path(cache_path) / "results"
 
 
 def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec], *,
@@ -287,8 +304,7 @@ def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec], *,
     result = mteb.evaluate(model, mteb_tasks, cache=cache, **evaluate_kwargs)
     if cache_path is not None:
         meta = model.mteb_model_meta
-        folder = result_folder(result_root(cache_path), str(meta.name), str(meta.revision),
-                               meta.experiment_kwargs)
+        folder = result_folder(result_root(cache_path), str(meta.name), str(meta.revision))
         for name, data in loaded.items():
             annotate_run_settings(folder, name, {
                 "kind": "mteb", "protocol": "mteb", "evaluator": "mteb",

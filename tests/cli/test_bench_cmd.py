@@ -165,31 +165,34 @@ def test_mteb_results_and_predictions(tiny_model_dir, spec_file, tmp_path, capsy
     from embedkit.evaluation.metrics import spearman
     from embedkit.experiments.predictions import read_predictions
 
-    # DIR plays mteb's results folder: ResultCache(cache_path=P) reads P/results
-    out, res, pred = tmp_path / "b.json", tmp_path / "mteb" / "results", tmp_path / "pred"
+    # DIR is mteb's cache folder: ResultCache(cache_path=DIR) reads DIR/results
+    out, res, pred = tmp_path / "b.json", tmp_path / "mteb", tmp_path / "pred"
     assert main(bench_args(tiny_model_dir, spec_file, "--protocol", "cmteb", "--output", str(out),
                            "--mteb-results", str(res), "--predictions", str(pred),
                            "--predictions-format", "jsonl")) == 0
     err = capsys.readouterr().err
-    assert f"embedkit: mteb results: 2 task files in 2 experiment folders under {res}" in err
+    assert (f"embedkit: mteb results: 2 task files in 2 model folders under {res / 'results'} "
+            f"(mteb.ResultCache(cache_path={str(res)!r}))") in err
     assert f"embedkit: predictions: 2 files under {pred}" in err
     rec = json.loads(out.read_text(encoding="utf-8"))
     assert rec["timings"]["encoded"] > 0
 
-    files = sorted(res.rglob("tiny-sts.json"))
+    sha = rec["data"]["tiny-sts"]["test"]["sha256"]
+    files = sorted(res.rglob("tiny-sts*.json"))
     assert len(files) == 2
     for path in files:
         tr = mteb.TaskResult.from_disk(path)
-        pooling = "cls" if "pooling_cls" in str(path) else "last-avg"
+        pooling = "last-avg" if "pooling=last-avg" in str(path) else "cls"
         want = rec["results"][pooling]["tiny-sts"]["test"]["spearman"]
-        assert tr.task_name == "tiny-sts"
+        assert tr.task_name == f"tiny-sts-local-{sha[:8]}"
+        assert tr.dataset_revision == f"local-sha256-{sha}"
         assert tr.get_score(splits=["test"]) == pytest.approx(want, abs=1e-6)
         # mteb stores 0..1; the table prints x 100
         assert 100 * tr.scores["test"][0]["cosine_spearman"] == pytest.approx(100 * want,
                                                                               abs=1e-4)
-    cache = mteb.ResultCache(cache_path=tmp_path / "mteb")
-    loaded = cache.load_results(include_remote=False, load_experiments="match_name")
+    loaded = mteb.ResultCache(cache_path=res).load_results(include_remote=False)  # defaults
     assert len(loaded.model_results) == 2
+    assert len(loaded.to_dataframe().columns) == 4  # task, is_public, one column per pooling
 
     split = load_task(str(spec_file))["test"]
     index = json.loads((pred / "predictions.json").read_text(encoding="utf-8"))
@@ -314,7 +317,7 @@ def test_several_models_markdown_mteb_and_compare(tiny_model_dir, second_model_d
                  "cls", "--output", str(out), "--markdown", str(md), "--mteb-results",
                  str(mteb), "--predictions", str(tmp_path / "pred")]) == 0
     err = capsys.readouterr().err
-    assert "mteb results: 2 task files in 2 experiment folders" in err
+    assert "mteb results: 2 task files in 2 model folders" in err
     assert "predictions: 2 files under" in err
     for name in (a, b):
         from embedkit.experiments.predictions import row_folder

@@ -11,6 +11,7 @@ import pytest
 from embedkit.data import get_task, load_split, load_task, resolve_file
 from embedkit.data.loading import data_dir_from_env, data_source, data_source_line, find_data_dir
 from embedkit.data.loading import default_data_dirs as _REAL_DEFAULT_DIRS  # conftest stubs it
+from embedkit.data.registry import builtin_tasks
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 
 
@@ -208,6 +209,16 @@ def _sha256sums(shared_data_dir) -> dict[str, str]:
         digest, name = line.split(maxsplit=1)
         out[name.removeprefix("./")] = digest
     return out
+
+
+@pytest.mark.shared_data
+def test_builtin_specs_carry_the_published_checksums(shared_data_dir):
+    """Every file of SHA256SUMS is a built-in task's split with that sha256 in its spec (what
+    makes mteb result files name C-MTEB's dataset revision)."""
+    sums = _sha256sums(shared_data_dir)
+    declared = {spec.files[split]: sha for spec in builtin_tasks().values()
+                for split, sha in spec.sha256.items()}
+    assert declared == sums
 
 
 @pytest.mark.shared_data

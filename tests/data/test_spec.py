@@ -35,6 +35,12 @@ def test_split_aliases_and_default_split():
         "valid", "valid", "valid", "test"]
 
 
+def test_published_checksums_by_canonical_split():
+    s = TaskSpec.from_dict({"name": "x", "files": {"dev": "a"}, "sha256": {"dev": "AB" * 32}})
+    assert s.sha256 == {"valid": "ab" * 32}
+    assert TaskSpec.from_dict({"name": "x", "files": {"test": "a"}}).sha256 == {}
+
+
 def test_from_file_resolves_relative_to_the_spec(tmp_path):
     p = write_spec(tmp_path, {"name": "mine", "files": {"test": "pairs.tsv"}})
     s = TaskSpec.from_file(p)
@@ -57,6 +63,10 @@ def test_from_file_resolves_relative_to_the_spec(tmp_path):
     ({"name": "x", "files": {"test": "a"}, "base": "cwd"}, "base: must be 'spec' or 'data-dir', got \"cwd\""),
     ({"name": "x", "files": {"test": "a"}, "max_length": 2}, "max_length: must be an integer >= 3 (it counts [CLS] and [SEP]), got 2"),
     ([1, 2], "a task spec must be a JSON object"),
+    ({"name": "x", "files": {"test": "a"}, "sha256": {"test": "abc"}},
+     "sha256: must map split names to the sha256 (64 hex digits) of the published files"),
+    ({"name": "x", "files": {"test": "a"}, "sha256": {"train": "a" * 64}},
+     "sha256: 'train' is not among the splits (test)"),
 ])
 def test_spec_errors_name_the_file(tmp_path, obj, message):
     p = write_spec(tmp_path, obj)

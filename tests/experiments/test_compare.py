@@ -60,7 +60,7 @@ def inputs(tmp_path):
     for key, rec in (("a", a), ("b", b), ("w", w), ("s", _sweep())):
         paths[key] = tmp_path / f"{key}.json"
         paths[key].write_text(json.dumps(rec))
-    write_mteb_results(copy.deepcopy(a), tmp_path / "mteb" / "results")
+    write_mteb_results(copy.deepcopy(a), tmp_path / "mteb")
     paths["mteb"] = tmp_path / "mteb"
     return paths
 
@@ -69,7 +69,7 @@ def test_mixed_inputs_flag_protocol_mismatches(inputs):
     cmp = compare([inputs["a"], inputs["b"], inputs["w"], inputs["mteb"]])
     labels = [e.label for e in cmp.entries]
     assert labels[:4] == ["model-a · cls", "model-b · cls", "model-b · last-avg", "model-w · cls"]
-    assert any(label.startswith("embedkit/model-a · cls") for label in labels)
+    assert any(label.startswith("embedkit/model-a (pooling=cls") for label in labels)
     flagged = {(e, t) for e, t, _ in cmp.flagged_cells()}
     assert flagged == {("model-w · cls", "ATEC"), ("model-w · cls", "STS-B")}
     reasons = {r for *_, r in cmp.flagged_cells()}
@@ -91,17 +91,29 @@ def test_data_checksum_mismatch_is_flagged(tmp_path):
 
 
 def test_mteb_evaluated_results_without_checksums_are_flagged(inputs, tmp_path):
-    """A file mteb wrote itself (no embedkit entry in run_settings.jsonl) names its data by the
-    hub revision only: not comparable with local checksums."""
-    folder = next((inputs["mteb"] / "results").rglob("STSB.json")).parent
-    (folder / "run_settings.jsonl").unlink()
-    cmp = compare([inputs["a"], inputs["mteb"]])
+    """A file mteb wrote itself (no embedkit entry in run_settings.jsonl) names its data by its
+    dataset revision: C-MTEB's revision names the hub's data, not comparable with local
+    checksums; a local revision carries the local file's checksum, comparable."""
+    from embedkit.data import get_task
+
+    a = json.loads(inputs["a"].read_text())
+    official = copy.deepcopy(a)
+    for task in official["data"]:
+        official["data"][task]["test"]["sha256"] = get_task(task).sha256["test"]
+    write_mteb_results(official, tmp_path / "official")
+    for root in (inputs["mteb"], tmp_path / "official"):
+        for settings in (root / "results").rglob("run_settings.jsonl"):
+            settings.unlink()
+    cmp = compare([inputs["a"], tmp_path / "official"])
     mteb_entry = next(e for e in cmp.entries if e.kind == "mteb")
     assert mteb_entry.label.endswith("[mteb]")
     assert mteb_entry.cells["STS-B"].protocol == "mteb"
     assert sorted((t, r) for e, t, r in cmp.flagged_cells()) == [
         ("ATEC", "data hub@0f319b11 (column: bbbbbbbbbbbb)"),
         ("STS-B", "data hub@e036defe (column: bbbbbbbbbbbb)")]
+    local = compare([inputs["a"], inputs["mteb"]])
+    assert next(e for e in local.entries if e.kind == "mteb").cells["STS-B"].data == "b" * 64
+    assert not local.flagged_cells()
 
 
 def test_ranks_average_and_incomplete_entries():

@@ -82,13 +82,13 @@ def test_report_end_to_end(spread_model, stsb_spec, records, tmp_path, caplog, m
     assert f"{missing}: not found; left out of the comparison" in caplog.text
 
     # both mteb folders, in mteb's layout; the stale file of an earlier run is gone
-    bench_files = sorted((work / "embedkit-bench").rglob("STSB.json"))
-    mteb_files = sorted((work / "mteb-evaluate" / "results").rglob("STSB.json"))
+    bench_files = sorted((work / "embedkit-bench" / "results").rglob("STSB-local-*.json"))
+    mteb_files = sorted((work / "mteb-evaluate" / "results").rglob("STSB-local-*.json"))
     assert len(bench_files) == 1 and len(mteb_files) == 1
     assert not stale.exists()
-    assert bench_files[0].parent.name == mteb_files[0].parent.name  # same experiment name
-    assert bench_files[0].parent.relative_to(work / "embedkit-bench") == mteb_files[0].parent \
-        .relative_to(work / "mteb-evaluate" / "results")
+    assert bench_files[0].name == mteb_files[0].name  # the same local data
+    assert bench_files[0].relative_to(work / "embedkit-bench") == mteb_files[0] \
+        .relative_to(work / "mteb-evaluate")  # the same model name and revision
 
     # the two evaluators agree to well under 0.02 points of Spearman x 100
     (row,) = rec["agreement"]

@@ -14,8 +14,8 @@ from embedkit.errors import ConfigError  # noqa: E402
 from embedkit.evaluation import STSEvaluator  # noqa: E402
 from embedkit.experiments.bench import run_bench  # noqa: E402
 from embedkit.experiments.mteb_results import (  # noqa: E402
+    CMTEB_DATASETS,
     CMTEB_TASKS,
-    experiment_name,
     result_folder,
 )
 from embedkit.integrations.mteb import (  # noqa: E402
@@ -99,7 +99,7 @@ def test_fixed_postprocessor_matches_evaluator(spread_encoder, spec_file, tiny_t
     save_transform(path, AffineMap.from_pipeline(pipe), {"pooling": "cls"})
     from_file = MtebEncoder(tiny_encoder, str(path), pooling="cls")
     assert from_file.post.sha256 == model.post.sha256 == map_sha256(load_transform(path).map)
-    assert from_file.mteb_model_meta.experiment_kwargs["post"] == "file:w.safetensors"
+    assert from_file.mteb_model_meta.loader_kwargs["post"] == "file:w.safetensors"
     assert _evaluate(from_file, tiny_task)["cosine_spearman"] == pytest.approx(ours, abs=1e-4)
 
 
@@ -119,18 +119,27 @@ def test_unfitted_chain_is_refused(tiny_encoder):
     assert fixed_post(None) is None
 
 
-def test_model_meta_names_base_model_and_experiment(tiny_encoder, tiny_model_dir):
-    raw = MtebEncoder(tiny_encoder, pooling="cls")
-    meta = raw.mteb_model_meta
-    assert meta.name == f"embedkit/{tiny_model_dir.name}"
+def test_model_meta_names_each_configuration(tiny_encoder, tiny_model_dir):
+    """The model by itself keeps the base name; another pooling or a map is a variant name
+    (mteb's "org/model (key=value)"), with no experiment_kwargs."""
+    default = MtebEncoder(tiny_encoder)
+    meta = default.mteb_model_meta
+    assert meta.name == f"embedkit/{tiny_model_dir.name}" and meta.adapted_from is None
     assert meta.revision == tiny_encoder.describe()["identity"].split(":", 1)[1][:40]
-    assert meta.experiment_kwargs == {"pooling": "cls", "max_length": raw.max_length}
+    assert meta.experiment_kwargs is None and meta.experiment_name is None
+    assert meta.loader_kwargs == {"pooling": str(tiny_encoder.default_pooling),
+                                  "max_length": default.max_length}
+    other = "last-avg" if str(tiny_encoder.default_pooling) != "last-avg" else "cls"
+    assert MtebEncoder(tiny_encoder, pooling=other).mteb_model_meta.name == (
+        f"{meta.name} (pooling={other})")
+    assert MtebEncoder(tiny_encoder, max_length=16).mteb_model_meta.name == (
+        f"{meta.name} (max_length=16)")
     pipe = parse_post("pca:k=8").fit(np.random.default_rng(0).normal(size=(40, 32)))
-    post = MtebEncoder(tiny_encoder, pipe, pooling="cls").mteb_model_meta
-    assert post.name == meta.name and post.revision == meta.revision
-    assert post.experiment_kwargs["post_sha256"] == map_sha256(AffineMap.from_pipeline(pipe))
-    assert post.experiment_name != meta.experiment_name
-    assert experiment_name(post.experiment_kwargs) == post.experiment_name
+    post = MtebEncoder(tiny_encoder, pipe).mteb_model_meta
+    sha = map_sha256(AffineMap.from_pipeline(pipe))
+    assert post.name == f"{meta.name} (post=pca_k=8, post_sha256={sha[:12]})"
+    assert post.revision == meta.revision and post.adapted_from == meta.name
+    assert post.loader_kwargs["post_sha256"] == sha and post.embed_dim == 8
     with pytest.raises(ConfigError):
         MtebEncoder(tiny_encoder, name="no-slash")
 
@@ -139,10 +148,55 @@ def test_results_land_in_embedkit_named_folders(tiny_encoder, tiny_task, tmp_pat
     model = MtebEncoder(tiny_encoder, pooling="cls")
     _evaluate(model, tiny_task, cache=mteb.ResultCache(cache_path=tmp_path))
     meta = model.mteb_model_meta
-    folder = result_folder(tmp_path / "results", meta.name, meta.revision, meta.experiment_kwargs)
-    assert (folder / "STSB.json").is_file()
+    folder = result_folder(tmp_path / "results", meta.name, meta.revision)
+    assert (folder / f"{tiny_task.metadata.name}.json").is_file()
     saved = json.loads((folder / "model_meta.json").read_text())
-    assert saved["experiment_kwargs"] == meta.experiment_kwargs
+    assert saved["loader_kwargs"] == meta.loader_kwargs and saved["experiment_kwargs"] is None
+
+
+def test_poolings_and_maps_never_share_a_cell(spread_encoder, tiny_task, tmp_path):
+    """mteb.evaluate of three configurations into one cache: mteb's default loader reads all
+    three and to_dataframe gives each its own column with its own score (before: experiment
+    folders, none loaded by default, and one averaged cell with match_name)."""
+    sents = list(dict.fromkeys(tiny_task.dataset["default"]["test"]["sentence1"]))
+    pipe = parse_post("whiten:k=8").fit(spread_encoder.encode(sents, "cls", max_length=512))
+    models = [MtebEncoder(spread_encoder, pooling="cls"),
+              MtebEncoder(spread_encoder, pooling="last-avg"),
+              MtebEncoder(spread_encoder, pipe, pooling="cls")]
+    cache = mteb.ResultCache(cache_path=tmp_path)
+    scores = {m.mteb_model_meta.name: _evaluate(m, tiny_task, cache=cache)["main_score"]
+              for m in models}
+    assert len(scores) == 3 and len(set(scores.values())) == 3
+    for kwargs in ({}, {"load_experiments": "match_name"}):
+        table = cache.load_results(include_remote=False, **kwargs).to_dataframe()
+        row = table.set_index("task_name").loc[tiny_task.metadata.name]
+        assert {name: row[name] for name in scores} == pytest.approx(scores, abs=1e-6)
+
+
+def test_local_pairs_under_an_official_name_are_a_local_task(tiny_task, spec_file):
+    """The tiny pairs evaluated as mteb's STSB: the result says STSB-local-<sha> at a local
+    revision, never STSB at C-MTEB's revision."""
+    sha = load_task(get_task(str(spec_file)), ("test",))["test"].sha256
+    assert tiny_task.metadata.name == f"STSB-local-{sha[:8]}"
+    assert tiny_task.metadata.revision == f"local-sha256-{sha}"
+    assert mteb.get_task("STSB").metadata.revision == CMTEB_TASKS["STS-B"][1]  # untouched
+
+
+@pytest.mark.shared_data
+def test_the_published_files_are_mtebs_task(shared_data_dir):
+    """The files with the task specs' sha256 keep C-MTEB's name and revision, and they hold
+    what mteb's descriptive statistics of that revision describe."""
+    for task, (name, revision) in CMTEB_TASKS.items():
+        if task == "QBQTC":  # no local copy
+            continue
+        mt = local_task(task, data_dir=shared_data_dir)
+        assert (mt.metadata.name, mt.metadata.revision) == (name, revision)
+        stats = mt.metadata.descriptive_stats
+        for split, ds in mt.dataset["default"].items():
+            want = stats[split]
+            assert ds.num_rows == want["num_samples"]
+            assert sum(map(len, ds["sentence1"])) == want["text1_statistics"]["total_text_length"]
+            assert len(set(ds["sentence2"])) == want["text2_statistics"]["unique_texts"]
 
 
 def test_local_task_unknown_mteb_name(spec_file):
@@ -154,6 +208,7 @@ def test_local_task_unknown_mteb_name(spec_file):
 def test_cmteb_revisions_are_mtebs():
     for task, (name, revision) in CMTEB_TASKS.items():
         assert mteb.get_task(name).metadata.revision == revision, task
+        assert mteb.get_task(name).metadata.dataset["path"] == CMTEB_DATASETS[name], task
         assert mteb.get_task(name).metadata.main_score == "cosine_spearman"
 
 
