@@ -11,13 +11,11 @@ import subprocess
 import pytest
 
 from embedkit.errors import ConfigError, MissingFileError
-from embedkit.experiments.compare import (
-    compare,
-    compare_records,
+from embedkit.experiments.compare import compare, compare_records, read_mteb_folder
+from embedkit.experiments.compare_render import (
     comparison_table,
     html_report,
     markdown_report,
-    read_mteb_folder,
     save_plot,
 )
 from embedkit.experiments.mteb_results import write_mteb_results
