@@ -38,7 +38,7 @@ def test_diagnose_end_to_end(main, tiny_model_dir, spec_file, tiny_encoder, tmp_
                          "--plots", str(plots))
     assert main(argv) == 0
     stdout = capsys.readouterr().out
-    assert stdout.splitlines()[0].startswith(f"{tiny_model_dir}: diagnostics (k = 5")
+    assert stdout.splitlines()[0].startswith(f"{tiny_model_dir} [torch float32]: diagnostics (k = 5")
 
     rec = json.loads(out.read_text(encoding="utf-8"))
     assert rec["kind"] == "diagnose" and rec["command"] == shlex.join(["embedkit", *argv])
