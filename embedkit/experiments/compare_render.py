@@ -130,24 +130,33 @@ def provenance_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
 
 
 def agreement_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
-    """The same configuration (base model, how it ran, pooling, postprocessor, max length,
-    data) scored by two evaluators (embedkit and mteb): both scores and their difference, per
-    task."""
-    groups: dict[tuple, dict[str, tuple[str, Cell]]] = {}
+    """The same configuration (base model, pooling, postprocessor, max length, data, and how
+    the encoder ran where both cells say: :func:`_same_run`) scored by two evaluators
+    (embedkit and mteb): both scores and their difference, per task."""
+    groups: dict[tuple, dict[str, list[Cell]]] = {}
     for e in cmp.entries:
         for t, c in e.cells.items():
-            key = (e.model, run_text(c.settings), c.settings.get("pooling"),
-                   c.settings.get("post"), c.settings.get("fit_on"),
-                   c.settings.get("max_length"), t, c.key)
-            groups.setdefault(key, {}).setdefault(c.evaluator, (e.label, c))
+            key = (e.model, c.settings.get("pooling"), c.settings.get("post"),
+                   c.settings.get("fit_on"), c.settings.get("max_length"), t, c.key)
+            groups.setdefault(key, {}).setdefault(c.evaluator, []).append(c)
     header = ["configuration", "task", "embedkit", "mteb", "mteb - embedkit"]
     rows = []
-    for (model, _, pooling, post, _, max_len, task, _), by in groups.items():
-        if {"embedkit", "mteb"} <= set(by):
-            a, b = by["embedkit"][1].score, by["mteb"][1].score
+    for (model, pooling, post, _, max_len, task, _), by in groups.items():
+        pair = next(((a, b) for a in by.get("embedkit", ()) for b in by.get("mteb", ())
+                     if _same_run(a, b)), None)
+        if pair is not None:
+            a, b = pair[0].score, pair[1].score
             name = f"{model} · {pooling}{' + ' + post if post else ''} (max_length {max_len})"
             rows.append([name, task, f"{100 * a:.4f}", f"{100 * b:.4f}", f"{100 * (b - a):+.4f}"])
     return header, rows
+
+
+def _same_run(a: Cell, b: Cell) -> bool:
+    """Whether two cells' encoders ran alike, as far as both say (mteb's own result files name
+    no backend): an int8 run is never paired with a float32 one."""
+    if "backend" not in a.settings or "backend" not in b.settings:
+        return True
+    return run_text(a.settings) == run_text(b.settings)
 
 
 def markdown_report(cmp: Comparison, title: str = "Model comparison") -> str:
@@ -221,8 +230,7 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, table_i
     number column, sorted best first: ``best_first[column]``, default "desc"); ``tips``: a
     tooltip per cell; ``classes``: extra classes per cell (``flag``, ``unranked``: shown but
     not comparable; ``best``: highlighted)."""
-    numeric = [bool(values) and any(v is not None for v in (r[c] for r in values))
-               for c in range(len(header))]
+    numeric = [any(r[c] is not None for r in values or ()) for c in range(len(header))]
     best_first = best_first or {}
     head = "".join(_th(h, numeric[c], best_first.get(c, "desc" if numeric[c] else "asc"))
                    for c, h in enumerate(header))

@@ -348,7 +348,7 @@ def test_several_models_check_names_before_encoding(tiny_model_dir, spec_file, t
 def test_several_models_dedupe(tiny_model_dir, spec_file, capsys):
     a = str(tiny_model_dir)
     assert main(["bench", "--model", a, "--model", a, "--tasks", str(spec_file)]) == 0
-    assert capsys.readouterr().out.startswith(f"{a}: Spearman x 100")  # one model: one block
+    assert capsys.readouterr().out.startswith(f"{a} [torch float32]: Spearman x 100")  # one block
 
 
 def _n_tokens(tokenizer, sentence):
