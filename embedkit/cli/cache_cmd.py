@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.encoders.cache import EmbeddingCache
+    from embedkit.encoders.cache import EmbeddingCache, namespace_run
+    from embedkit.experiments.report import run_description
 
     cache = EmbeddingCache(args.cache_dir)
     if args.action == "clear":
@@ -25,7 +26,9 @@ def run(args) -> int:
           f"{sum(e['bytes'] for e in entries) / 2**20:.1f} MiB)")
     for e in entries:
         s = e["settings"]
+        # how the encoder ran (backend, precision, prompt, revision), as table titles say it
+        run_text = run_description(namespace_run(s))
         print(f"  {e['namespace'][:12]}  {s.get('model', '?')}  {s.get('pooling', '?')}  "
-              f"max_length={s.get('max_length', '?')}  {s.get('dtype', '?')}  "
+              f"max_length={s.get('max_length', '?')}  [{run_text}]  "
               f"rows={e['rows']}  {e['bytes'] / 2**20:.1f} MiB")
     return 0

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from embedkit.experiments.compare import (
-    METRICS,
-    compare,
+from embedkit.experiments.compare import METRICS, compare
+from embedkit.experiments.compare_render import (
     comparison_table,
     html_report,
     markdown_report,
@@ -20,9 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "compare", help="compare models: records and mteb result folders side by side",
         description="Read embedkit bench/sweep JSON records and mteb result folders (as "
                     "mteb.evaluate or 'embedkit bench --mteb-results' write them) and print "
-                    "models x tasks with the average and ranks. Cells computed under another "
+                    "models x tasks with the average and ranks, and how each model ran "
+                    "(backend, precision, prompt, revision). Cells computed under another "
                     "protocol or on other data than the rest of their column are marked '*' "
-                    "and explained. Example: embedkit compare eval/m3e-small.json "
+                    "and explained, never ranked or averaged with it; only models with a "
+                    "comparable score on every task are ranked. An impossible score (not a "
+                    "number, or outside [-1, 1] as files keep it) is an error naming its file; "
+                    "an input without a score on the split is left out by name. Example: embedkit compare eval/m3e-small.json "
                     "eval/whitening-m3e-small.json results/ --html eval/compare.html",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="RECORD_OR_DIR",
@@ -39,8 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cmp = compare(args.inputs, metric=args.metric, split=args.split)
+    left_out = f"; {len(cmp.skipped)} input(s) left out, see below" if cmp.skipped else ""
     print(f"{cmp.metric.capitalize()} x 100 on the {cmp.split} split "
-          f"({len(cmp.entries)} models, {len(cmp.tasks)} tasks)")
+          f"({len(cmp.entries)} models, {len(cmp.tasks)} tasks{left_out})")
     print(comparison_table(cmp))
     if args.markdown:
         atomic_write_text(args.markdown, markdown_report(cmp, args.title))

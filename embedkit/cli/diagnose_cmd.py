@@ -23,7 +23,7 @@ from embedkit.experiments.diagnose import (
     run_diagnose,
     write_diagnose_plots,
 )
-from embedkit.experiments.report import data_line
+from embedkit.experiments.report import data_line, run_title
 from embedkit.io.atomic import atomic_write_text
 
 
@@ -135,7 +135,7 @@ def run(args) -> int:
     if args.markdown:
         atomic_write_text(args.markdown, diagnose_markdown(record, plots, args.markdown))
     t = record["timings"]
-    print(f"{record['model']['name']}: diagnostics (k = {options.k}"
+    print(f"{run_title(record)}: diagnostics (k = {options.k}"
           + (f", sample {options.sample}" if options.sample else "") + ")")
     print(format_diagnose_table(record))
     for line in record["conclusions"]:

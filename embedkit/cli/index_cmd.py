@@ -29,7 +29,7 @@ from embedkit.encoders import EncoderConfig, resolve_model_path
 from embedkit.encoders.prompts import side_prompts
 from embedkit.errors import ConfigError, DataError
 from embedkit.experiments import index_eval
-from embedkit.experiments.report import data_line
+from embedkit.experiments.report import data_line, run_title
 from embedkit.io.atomic import LOCK_TIMEOUT, FolderLockedError, atomic_write_text
 from embedkit.io.textfile import read_sentences
 from embedkit.retrieval.folder import IndexSearcher, add_to_index, build_index
@@ -365,7 +365,7 @@ def run_eval(args) -> int:
     record = index_eval.run_index_eval(config, dataclasses.replace(
         _eval_options(args), query_prompt=query_prompt),
                                        command=args.command_line)
-    name = record["model"]["name"]
+    name = run_title(record)
     if record["quality"]:
         print(f"{name}: retrieval quality x 100 (exact search, {record['settings']['metric']})")
         print(index_eval.format_quality_table(record["quality"], args.k))

@@ -18,7 +18,7 @@ from embedkit.cli.common import (
 )
 from embedkit.cli.parsing import parse_grid, split_poolings
 from embedkit.errors import ConfigError
-from embedkit.experiments.report import data_line, truncation_note
+from embedkit.experiments.report import data_line, run_title, truncation_note
 from embedkit.experiments.sweep import (
     SweepOptions,
     format_sweep_table,
@@ -96,7 +96,7 @@ def run(args) -> int:
     if args.output != "-":
         t = record["timings"]
         s = record["settings"]
-        print(f"{record['model']['name']}: whitening sweep, Spearman x 100 (best chosen on "
+        print(f"{run_title(record)}: whitening sweep, Spearman x 100 (best chosen on "
               f"{s['select_on']}, reported on {s['report_on']})")
         print(format_sweep_table(record))
         truncated = truncation_note(record)

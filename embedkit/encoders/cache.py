@@ -481,3 +481,33 @@ def _model_matcher(model: str) -> Callable[[dict], bool]:
                 or bool(name) and resolve_model_path(name) in names)
 
     return match
+
+
+def namespace_run(settings: dict[str, Any]) -> dict[str, Any]:
+    """How the encoder of a namespace ran, for ``cache info``: the backend, quantisation,
+    dtype and prompt its ``model_identity`` names (as ``TransformerEncoder`` and
+    ``ExportedEncoder`` build it: ``<weights>[;backend=..][;quantize=int8][;dtype=..]
+    [;lowercase][;prompt="..."]``) and the hub commit it pins (12 digits; "" for a local
+    folder, whose identity is a sha256).
+
+    >>> namespace_run({"model_identity": 'org/m@0123456789abcdef;backend=onnx;quantize=int8;'
+    ...                'prompt="q;: "', "dtype": "float32"})
+    {'backend': 'onnx', 'quantize': 'int8', 'dtype': 'float32', 'prompt': 'q;: ', 'revision': '0123456789ab'}
+    """
+    weights, *parts = str(settings.get("model_identity") or "").split(";")
+    out: dict[str, Any] = {"backend": "torch", "quantize": "none",
+                           "dtype": settings.get("dtype") or "float32", "prompt": ""}
+    for i, part in enumerate(parts):
+        if part.startswith("prompt="):  # the last part, JSON (which may hold a ";")
+            text = ";".join(parts[i:])[len("prompt="):]
+            with contextlib.suppress(ValueError):
+                text = json.loads(text)
+            out["prompt"] = str(text)
+            break
+        key, _, value = part.partition("=")
+        if key in ("backend", "quantize", "dtype") and value:
+            out[key] = value
+    commit = weights.rsplit("@", 1)[1] if "@" in weights and not weights.startswith(
+        "sha256:") else ""
+    out["revision"] = "" if commit == "unknown" else commit[:12]
+    return out

@@ -46,18 +46,13 @@ from embedkit.data.registry import get_task
 from embedkit.data.spec import TaskSpec
 from embedkit.encoders import EncoderConfig, SentenceEncoder, as_encoder
 from embedkit.experiments.bench import run_bench
-from embedkit.experiments.compare import (
-    Comparison,
-    compare,
-    escape_html,
-    html_report,
-    markdown_report,
-)
+from embedkit.experiments.compare import Comparison, compare
+from embedkit.experiments.compare_render import html_report, markdown_report
 from embedkit.experiments.mteb_results import write_mteb_results
 from embedkit.experiments.record import data_dir_setting, run_record, timings
 from embedkit.experiments.report import provenance_lines
 from embedkit.io.atomic import atomic_dir, atomic_write_json, atomic_write_text
-from embedkit.io.tables import text_table
+from embedkit.io.tables import escape_html, text_table
 
 logger = logging.getLogger(__name__)
 

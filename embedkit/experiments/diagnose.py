@@ -51,7 +51,7 @@ from embedkit.errors import ConfigError, MissingFileError
 from embedkit.evaluation import STSEvaluator, lookup
 from embedkit.experiments.index_eval import label_threshold
 from embedkit.experiments.record import data_dir_setting, run_record, split_summary, timings
-from embedkit.experiments.report import provenance_lines
+from embedkit.experiments.report import provenance_lines, run_title
 from embedkit.io.tables import text_table
 from embedkit.postprocess import (
     check_chain_files,
@@ -865,7 +865,7 @@ def diagnose_markdown(record: dict[str, Any], plots: Sequence[Path] | None = Non
     """The report: how to regenerate it, machine, versions, setup, the measured answers, the
     summary and per-task tables, retrieval, JL and the sweep comparison, plots, data."""
     s = record["settings"]
-    out = [f"# embedkit diagnose: {record['model']['name']}", ""]
+    out = [f"# embedkit diagnose: {run_title(record)}", ""]
     out += provenance_lines(record) + _setup_lines(record)
     out += ["", "## Measured answers", ""] + [f"- {c}" for c in record["conclusions"]]
     if len(s["tasks"]) > 1:

@@ -42,7 +42,7 @@ from embedkit.experiments.record import (
     run_record,
     timings,
 )
-from embedkit.experiments.report import provenance_lines
+from embedkit.experiments.report import provenance_lines, run_title
 from embedkit.io.tables import text_table
 from embedkit.provenance import sha256_text
 from embedkit.retrieval.checks import check_index_settings
@@ -508,7 +508,7 @@ def markdown_eval_report(record: dict[str, Any]) -> str:
     """The Markdown report: provenance (regenerate command, machine, versions), then tables."""
     model = record["model"]
     s = record["settings"]
-    out = [f"# embedkit index eval: {model['name']}", ""]
+    out = [f"# embedkit index eval: {run_title(record)}", ""]
     out += provenance_lines(record)
     out += [f"- Model: `{model['name']}` (identity `{model['identity']}`), pooling "
             f"{s['pooling']}, metric {s['metric']}, dtype {s['dtype']}, device {s['device']}"]

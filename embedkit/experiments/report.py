@@ -9,9 +9,67 @@ cls   51.23  51.23
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from embedkit.data import data_source_line
+from embedkit.io.tables import text_table
+
+
+def run_revision(settings: Mapping[str, Any] | None, model: Mapping[str, Any] | None) -> str:
+    """The model revision a run used: the one asked for, else the hub commit
+    its identity pins (12 digits); "" for a local folder (its identity is its files' sha256).
+
+    >>> run_revision({}, {"identity": "moka-ai/m3e-small@0123456789abcdef"})
+    '0123456789ab'
+    >>> run_revision({"revision": "v2"}, None), run_revision({}, {"identity": "sha256:ab"})
+    ('v2', '')
+    """
+    rev = (settings or {}).get("revision") or (model or {}).get("revision")
+    if rev:
+        return str(rev)
+    identity = str((model or {}).get("identity") or "").split(";")[0]
+    commit = identity.rsplit("@", 1)[1] if "@" in identity else ""
+    return commit[:12] if commit and commit != "unknown" else ""
+
+
+def run_description(settings: Mapping[str, Any] | None,
+                    model: Mapping[str, Any] | None = None) -> str:
+    """How the encoder ran, compactly: backend and precision always (``torch float32``,
+    ``onnx int8``), then the prompt (and the queries' own, when it differs) and the revision
+    when there are any. Records written before these settings read as torch float32.
+
+    >>> run_description({"backend": "onnx", "quantize": "int8", "prompt": "q: "})
+    'onnx int8, prompt "q: "'
+    >>> run_description({}, {"identity": "org/m@abc"})
+    'torch float32, revision abc'
+    """
+    s = settings or {}
+    precision = "int8" if s.get("quantize") == "int8" else str(s.get("dtype") or "float32")
+    parts = [f"{s.get('backend') or 'torch'} {precision}"]
+    prompt = s.get("prompt") or ""
+    if prompt:
+        parts.append(f"prompt {json.dumps(prompt, ensure_ascii=False)}")
+    query = s.get("query_prompt")
+    if query is not None and query != prompt:
+        parts.append(f"query prompt {json.dumps(query, ensure_ascii=False)}")
+    rev = run_revision(s, model)
+    if rev:
+        parts.append(f"revision {rev}")
+    return ", ".join(parts)
+
+
+def run_title(record: Mapping[str, Any]) -> str:
+    """The name every table title gives a run: the model and how it ran
+    (:func:`run_description`), e.g. ``m3e-small [onnx int8, prompt "q: "]``.
+
+    >>> run_title({"model": {"name": "m"}, "settings": {"backend": "openvino"}})
+    'm [openvino float32]'
+    """
+    model = record.get("model") or {}
+    return f"{model.get('name', '?')} [{run_description(record.get('settings'), model)}]"
 
 
 def _cell(x) -> str:
@@ -113,9 +171,7 @@ def format_table(record: dict, metric: str = "spearman", markdown: bool = False)
     undefined, truncated = _notes(record, metric)
     labels = 2 if header[0] == "model" else 1  # left-aligned columns
     if markdown:
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join(["---"] * labels + ["---:"] * (len(header) - labels)) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines = [text_table(header, rows, markdown=True, left=labels)]
         if undefined:
             lines += ["", "`-`: undefined.", ""] + [f"- {n}" for n in undefined]
         if truncated:
@@ -201,7 +257,7 @@ def markdown_report(record: dict, title: str | None = None) -> str:
     block of rows per model in each table, each model's settings and timings)."""
     blocks = _blocks(record)
     several = len(blocks) > 1 or record.get("kind") == "bench-models"
-    names = ", ".join(b["model"]["name"] for b in blocks)
+    names = ", ".join(run_title(b) for b in blocks)
     out = [f"# {title or 'embedkit bench: ' + names}", ""]
     out += provenance_lines(record)
     for block in blocks:

@@ -41,7 +41,7 @@ from embedkit.experiments.record import (
     timings,
     truncation_counts,
 )
-from embedkit.experiments.report import provenance_lines
+from embedkit.experiments.report import provenance_lines, run_title
 from embedkit.io.atomic import atomic_path
 from embedkit.postprocess import RunningMoments, WhiteningFamily, score_grid
 
@@ -602,7 +602,7 @@ def sweep_markdown(record: dict, plots: Sequence[Path] | None = None,
     m = record["model"]
     t = record["timings"]
     occurrences = "unique sentences" if s["fit_unique"] else "every occurrence"
-    out = [f"# embedkit sweep: {m['name']}", ""]
+    out = [f"# embedkit sweep: {run_title(record)}", ""]
     out += provenance_lines(record)
     out += [
         f"- Model: `{m['name']}` (identity `{m['identity']}`), hidden {m.get('hidden_size')}; "

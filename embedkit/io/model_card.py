@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from embedkit import __version__
-from embedkit.io.tables import text_table
+from embedkit.io.tables import Markdown, escape_markdown, text_table
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +191,8 @@ def _licence_lines(info: CardInfo) -> list[str]:
 
 def render_model_card(info: CardInfo) -> str:
     """The card's text: front matter, summary, licence, the model table, scores, usage."""
-    rows = [["Base model", info.base_name + (f" (`{info.base_model}`)"
-                                             if info.base_model else "")]]
+    rows = [["Base model", Markdown(escape_markdown(info.base_name) + (
+        f" (`{escape_markdown(info.base_model)}`)" if info.base_model else ""))]]
     rows += [[label, value] for label, value in (
         ("Pooling", info.pooling), ("Postprocessor", info.postprocessor),
         ("Fitted on", info.fit_data)) if value]

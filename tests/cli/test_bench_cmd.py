@@ -23,7 +23,7 @@ def test_bench_end_to_end(tiny_model_dir, spec_file, pairs_file, tiny_encoder, t
     argv = bench_args(tiny_model_dir, spec_file, "--output", str(out))
     assert main(argv) == 0
     stdout = capsys.readouterr().out.splitlines()
-    assert stdout[0] == f"{tiny_model_dir}: Spearman x 100 (whitening protocol)"
+    assert stdout[0] == f"{tiny_model_dir} [torch float32]: Spearman x 100 (whitening protocol)"
     assert stdout[1].split() == ["row", "tiny-sts/test", "avg"]
     assert [line.split()[0] for line in stdout[2:4]] == ["cls", "last-avg"]
     assert stdout[4].startswith("[") and "encoded" in stdout[4]
@@ -84,7 +84,7 @@ def test_markdown_report_file(tiny_model_dir, spec_file, tmp_path, capsys):
     assert main(argv) == 0
     assert "tiny-sts/test" in capsys.readouterr().out  # the table is still printed
     lines = md.read_text(encoding="utf-8").splitlines()
-    assert lines[0] == f"# embedkit bench: {tiny_model_dir}"
+    assert lines[0] == f"# embedkit bench: {tiny_model_dir} [torch float32]"
     assert lines[2:6] == ["Regenerate with:", "", "```", shlex.join(["embedkit", *argv])]
     text = "\n".join(lines)
     assert "| row | tiny-sts/test | avg |" in text and "## Pearson x 100" in text
@@ -94,7 +94,7 @@ def test_markdown_report_file(tiny_model_dir, spec_file, tmp_path, capsys):
 def test_markdown_to_stdout(tiny_model_dir, spec_file, capsys):
     assert main(bench_args(tiny_model_dir, spec_file, "--markdown")) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"# embedkit bench: {tiny_model_dir}\n\nRegenerate with:")
+    assert out.startswith(f"# embedkit bench: {tiny_model_dir} [torch float32]\n\nRegenerate with:")
 
 
 def test_output_to_stdout_json(tiny_model_dir, spec_file, capsys):
@@ -295,7 +295,7 @@ def test_several_models_one_record(how, tiny_model_dir, second_model_dir, spec_f
         assert json.loads(single.read_text(encoding="utf-8"))["results"] == blk["results"]
     capsys.readouterr()
 
-    assert lines[0] == f"Spearman x 100 (whitening protocol): {a}, {b}"
+    assert lines[0] == f"Spearman x 100 (whitening protocol): {a} [torch float32], {b} [torch float32]"
     assert lines[1].split() == ["model", "row", "tiny-sts/test", "avg"]
     def cell(i, row):
         return f"{100 * blocks[i]['results'][row]['tiny-sts']['test']['spearman']:.2f}"
@@ -324,7 +324,7 @@ def test_several_models_markdown_mteb_and_compare(tiny_model_dir, second_model_d
 
         assert (tmp_path / "pred" / row_folder(name) / "predictions.json").is_file()
     text = md.read_text(encoding="utf-8")
-    assert text.startswith(f"# embedkit bench: {a}, {b}\n")
+    assert text.startswith(f"# embedkit bench: {a} [torch float32], {b} [torch float32]\n")
     assert "| model | row | tiny-sts/test | avg |" in text and "|---|---|---:|---:|" in text
     assert f"| {a} | cls |" in text and f"| {b} | cls |" in text
     assert text.count("- Model: `") == 2 and f"- {b}: " in text  # one timings line per model
@@ -351,7 +351,7 @@ def test_several_models_check_names_before_encoding(tiny_model_dir, spec_file, t
 def test_several_models_dedupe(tiny_model_dir, spec_file, capsys):
     a = str(tiny_model_dir)
     assert main(["bench", "--model", a, "--model", a, "--tasks", str(spec_file)]) == 0
-    assert capsys.readouterr().out.startswith(f"{a}: Spearman x 100")  # one model: one block
+    assert capsys.readouterr().out.startswith(f"{a} [torch float32]: Spearman x 100")  # one block
 
 
 def _n_tokens(tokenizer, sentence):

@@ -48,3 +48,31 @@ def test_cache_dir_option(tiny_model_dir, spec_file, tmp_path, capsys):
     assert "(2 namespaces" in capsys.readouterr().out
     assert main(["cache", "clear", "--cache-dir", str(other)]) == 0
     assert "removed 2" in capsys.readouterr().out
+
+
+def test_info_tells_backend_precision_prompt_apart(tiny_model_dir, spec_file, capsys):
+    """An int8 ONNX run with a prompt is its own namespace, and ``cache info`` says so (it read
+    float32 for both before); the bench's title says how it ran too."""
+    populate(tiny_model_dir, spec_file)
+    capsys.readouterr()
+    populate(tiny_model_dir, spec_file, "--backend", "onnx", "--quantize", "int8",
+             "--prompt", "query: ")
+    title = capsys.readouterr().out.splitlines()[0]
+    assert title == (f'{tiny_model_dir} [onnx int8, prompt "query: "]: Spearman x 100 '
+                     "(whitening protocol)")
+    assert main(["cache", "info"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    runs = sorted((line.split()[2], line[line.index("[") + 1:line.index("]")]) for line in lines)
+    assert runs == [("cls", 'onnx int8, prompt "query: "'), ("cls", "torch float32"),
+                    ("last-avg", 'onnx int8, prompt "query: "'), ("last-avg", "torch float32")]
+
+
+def test_namespace_run_reads_identities():
+    from embedkit.encoders.cache import namespace_run
+
+    hub = namespace_run({"model_identity": "org/m@0123456789abcdef;dtype=float16",
+                         "dtype": "float16"})
+    assert hub == {"backend": "torch", "quantize": "none", "dtype": "float16", "prompt": "",
+                   "revision": "0123456789ab"}
+    ov = namespace_run({"model_identity": "sha256:ab;backend=openvino;lowercase"})
+    assert (ov["backend"], ov["quantize"], ov["revision"]) == ("openvino", "none", "")

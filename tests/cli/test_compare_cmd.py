@@ -75,3 +75,52 @@ def test_compare_errors(records, tmp_path, capsys):
     assert "--split: no spearman scores on split train" in captured.out + captured.err
     with pytest.raises(SystemExit):
         _parser().parse_args(["compare", "x", "--metric", "kendall"])
+
+
+def _record(name: str, score, protocol: str = "cmteb") -> dict:
+    return {"kind": "bench", "model": {"name": name, "identity": "sha256:" + "1" * 64},
+            "settings": {"protocol": protocol, "max_length": {"ATEC": 512}},
+            "data": {"ATEC": {"test": {"sha256": "b" * 64}}},
+            "results": {"cls": {"ATEC": {"test": {"spearman": score}}, "pooling": "cls"}}}
+
+
+@pytest.mark.parametrize("score, says", [("0.5", '"0.5", not a number'),
+                                         (1e300, "1e+300: impossible for a correlation")])
+def test_impossible_score_is_one_error_line(tmp_path, capsys, score, says):
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(_record("g", 0.3)))
+    bad.write_text(json.dumps(_record("b", score)))
+    assert main(["compare", str(good), str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"embedkit: error: {bad}: results.cls.ATEC.test.spearman is {says} (files keep it as a "
+        "fraction in [-1, 1], x 100 only when shown); fix or regenerate the file"
+        if "impossible" in says else
+        f"embedkit: error: {bad}: results.cls.ATEC.test.spearman is {says}; a score must be a "
+        "JSON number: fix or regenerate the file"]
+
+
+def test_record_without_results_is_named(tmp_path, capsys):
+    good, empty = tmp_path / "good.json", tmp_path / "empty.json"
+    good.write_text(json.dumps(_record("g", 0.3)))
+    empty.write_text(json.dumps({**_record("e", 0.3), "results": {}}))
+    assert main(["compare", str(good), str(empty)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == ("Spearman x 100 on the test split (1 models, 1 tasks; 1 input(s) left "
+                        "out, see below)")
+    assert f"  {empty}: no spearman scores on the test split" in lines
+    assert captured.err.splitlines() == [
+        f"embedkit: {empty}: no spearman scores on the test split; left out of the comparison"]
+
+
+def test_markdown_escapes_names(tmp_path, capsys):
+    rec = tmp_path / "r.json"
+    rec.write_text(json.dumps(_record("<script>alert(1)</script>|x", 0.3)))
+    md = tmp_path / "c.md"
+    assert main(["compare", str(rec), "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert "<script>" not in text
+    assert r"| 1 | &lt;script&gt;alert(1)&lt;/script&gt;\|x · cls | 30.00 | 30.00 |" in text
+    assert "torch float32, max_length=512 |" in text

@@ -38,7 +38,7 @@ def test_diagnose_end_to_end(main, tiny_model_dir, spec_file, tiny_encoder, tmp_
                          "--plots", str(plots))
     assert main(argv) == 0
     stdout = capsys.readouterr().out
-    assert stdout.splitlines()[0].startswith(f"{tiny_model_dir}: diagnostics (k = 5")
+    assert stdout.splitlines()[0].startswith(f"{tiny_model_dir} [torch float32]: diagnostics (k = 5")
 
     rec = json.loads(out.read_text(encoding="utf-8"))
     assert rec["kind"] == "diagnose" and rec["command"] == shlex.join(["embedkit", *argv])
@@ -74,7 +74,7 @@ def test_diagnose_end_to_end(main, tiny_model_dir, spec_file, tiny_encoder, tmp_
     assert sorted(rec["plots"]) == sorted(str(plots / n) for n in names)
 
     text = md.read_text(encoding="utf-8")
-    assert text.startswith("# embedkit diagnose: ")
+    assert text.startswith(f"# embedkit diagnose: {tiny_model_dir} [torch float32]\n")
     assert shlex.join(["embedkit", *argv]) in text.split("```")[1]
     assert "- Machine: " in text and "## Measured answers" in text
     assert "## Retrieval: plain cosine vs CSLS" in text and "plots/jl-tiny-sts.png" in text

@@ -289,7 +289,8 @@ def test_eval_quality(rx_model_dir, rx_spec_file, tmp_path, capsys):
     assert rec["model"]["identity"].startswith("sha256:") and "faiss-cpu" in rec["versions"]
     assert rec["command"] == shlex.join(["embedkit", *argv]) and rec["cost"] is None
     text = md.read_text(encoding="utf-8")
-    assert text.startswith("# embedkit index eval")
+    assert text.startswith(f"# embedkit index eval: {rx_model_dir} [torch float32]\n")
+    assert stdout.startswith(f"{rx_model_dir} [torch float32]: retrieval quality x 100")
     assert "Regenerate with:" in text and rec["command"] in text and "Versions:" in text
 
 

@@ -85,7 +85,7 @@ def test_sweep_cli_end_to_end(wt_model_dir, wt_spec_file, wt_encoder, tmp_path, 
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert str(png) in rec["plots"]
     text = md.read_text(encoding="utf-8")
-    assert text.startswith("# embedkit sweep: ")
+    assert text.startswith(f"# embedkit sweep: {rec['model']['name']} [torch float32]\n")
     assert "Regenerate with:" in text and shlex.join(["embedkit", *argv]) in text
     assert "- Versions: embedkit" in text and "![wt-sts cls](plots/wt-sts-cls.png)" in text
 

@@ -10,14 +10,13 @@ import subprocess
 
 import pytest
 
-from embedkit.errors import ConfigError, MissingFileError
-from embedkit.experiments.compare import (
-    compare,
-    compare_records,
+from embedkit.errors import ConfigError, DataError, MissingFileError
+from embedkit.experiments.compare import compare, compare_records, read_mteb_folder
+from embedkit.experiments.compare_render import (
+    board_rows,
     comparison_table,
     html_report,
     markdown_report,
-    read_mteb_folder,
     save_plot,
 )
 from embedkit.experiments.mteb_results import write_mteb_results
@@ -244,3 +243,132 @@ def test_simcse_report_records(tmp_path, inputs, kind):
     assert not [e for e in compare_records([(str(path), _simcse(kind))], split="valid",
                                            extra=[]).entries]
     assert "m · last-avg + SimCSE (unsupervised, on the task)" in markdown_report(cmp)
+
+
+# -- issue 18.3: what is ranked, what is refused, what is named ----------------------------------
+
+def test_flagged_cell_is_never_ranked_or_averaged_with_comparable_ones():
+    """b's ATEC is scored on other data: shown and flagged, but b is not ranked (it was ranked
+    first on it) and its average is over its one comparable task, marked (1/2)."""
+    a = _bench("a", "cmteb", {"ATEC": 0.30, "STS-B": 0.70})
+    b = _bench("b", "cmteb", {"ATEC": 0.90, "STS-B": 0.80})
+    b["data"]["ATEC"]["test"]["sha256"] = "c" * 64
+    cmp = compare_records([("a.json", a), ("b.json", b)])
+    assert [(e, t) for e, t, _ in cmp.flagged_cells()] == [("b · cls", "ATEC")]
+    assert cmp.ranks() == {"a · cls": 1}
+    avg = cmp.average_of(cmp.entries[1])
+    assert (avg.value, avg.tasks, avg.flagged) == (0.80, ("STS-B",), False)
+    rows = {r[1]: r for r in board_rows(cmp)[1]}
+    assert rows["b · cls"][:5] == ["-", "b · cls", "90.00*", "80.00", "80.00 (1/2)"]
+    assert rows["a · cls"][:5] == ["1", "a · cls", "30.00", "70.00", "50.00"]
+    assert [e.label for e in cmp.ordered()] == ["a · cls", "b · cls"]
+
+
+def test_entry_with_only_flagged_cells_is_shown_not_ranked(inputs):
+    cmp = compare([inputs["a"], inputs["b"], inputs["w"]])
+    w = next(e for e in cmp.entries if e.label == "model-w · cls")
+    assert not cmp.rankable(w) and "model-w · cls" not in cmp.ranks()
+    assert cmp.average_of(w).flagged and [e.label for e in cmp.ordered()][-1] == "model-w · cls"
+    assert set(cmp.ranks().values()) == {1, 2, 3}  # a, b's two rows: 1..3, w none
+
+
+def _write(tmp_path, name, rec) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(rec))
+    return str(path)
+
+
+@pytest.mark.parametrize("value, shown", [
+    (1e300, "1e+300: impossible"), (-1.5, "-1.5: impossible"), (float("nan"), "NaN: impossible"),
+    (float("inf"), "Infinity: impossible"), ("0.5", '"0.5", not a number'),
+    ("abc", '"abc", not a number'), (True, "true, not a number"), (None, "null, not a number"),
+    ([0.5], "[0.5], not a number")])
+def test_impossible_or_non_numeric_score_is_refused_naming_the_file(tmp_path, value, shown):
+    rec = _bench("a", "cmteb", {"ATEC": 0.3})
+    rec["results"]["cls"]["ATEC"]["test"]["spearman"] = value
+    path = _write(tmp_path, "bad.json", rec)
+    with pytest.raises(DataError) as e:
+        compare([_write(tmp_path, "good.json", _bench("g", "cmteb", {"ATEC": 0.3})), path])
+    assert str(e.value).startswith(f"{path}: results.cls.ATEC.test.spearman is {shown}")
+    assert "\n" not in str(e.value) and e.value.param == "inputs"
+
+
+def test_sweep_simcse_and_mteb_scores_are_checked(tmp_path, inputs):
+    sweep = _sweep()
+    sweep["results"]["ATEC"]["cls"]["best"]["report"] = "0.52"
+    with pytest.raises(DataError, match=r"results\.ATEC\.cls\.best\.report is \"0\.52\""):
+        compare([_write(tmp_path, "s.json", sweep)])
+    simcse = _simcse("simcse-report")
+    simcse["unsupervised"][1]["simcse"] = 45.0  # x 100 in a file that keeps fractions
+    with pytest.raises(DataError, match=r"unsupervised\[1\]\.simcse is 45\.0: impossible"):
+        compare([_write(tmp_path, "simcse.json", simcse)])
+    # the synthetic record's data is not C-MTEB's: its task file carries a local name
+    task = next((inputs["mteb"] / "results").rglob("ATEC*.json"))
+    result = json.loads(task.read_text())
+    result["scores"]["test"][0]["cosine_spearman"] = 1e300
+    task.write_text(json.dumps(result))
+    with pytest.raises(DataError) as e:
+        compare([inputs["mteb"]])
+    assert str(e.value).startswith(f"{task}: scores.test[0].cosine_spearman is 1e+300")
+
+
+def test_score_declared_undefined_is_shown_as_missing_not_refused():
+    rec = _bench("a", "cmteb", {"ATEC": 0.3, "STS-B": 0.7})
+    rec["results"]["cls"]["ATEC"]["test"]["spearman"] = float("nan")
+    rec["undefined"] = [{"row": "cls", "task": "ATEC", "split": "test",
+                         "reason": "constant labels"}]
+    cmp = compare_records([("a.json", rec), ("b.json", _bench("b", "cmteb", {
+        "ATEC": 0.4, "STS-B": 0.6}))])
+    assert cmp.ranks() == {"b · cls": 1}
+    assert board_rows(cmp)[1][1][2] == "-"
+
+
+def test_record_without_results_is_named_not_dropped(tmp_path, caplog):
+    good = _write(tmp_path, "good.json", _bench("g", "cmteb", {"ATEC": 0.3}))
+    empty = _bench("e", "cmteb", {"ATEC": 0.3})
+    empty["results"] = {}
+    empty_path = _write(tmp_path, "empty.json", empty)
+    folder = tmp_path / "no-results"
+    folder.mkdir()
+    with caplog.at_level("WARNING", logger="embedkit"):
+        cmp = compare([good, empty_path, folder])
+    assert [e.label for e in cmp.entries] == ["g · cls"]
+    assert cmp.skipped == [
+        (str(folder), "no mteb result files with spearman on the test split"),
+        (empty_path, "no spearman scores on the test split")]
+    assert f"{empty_path}: no spearman scores on the test split; left out" in caplog.text
+    text = comparison_table(cmp)
+    assert f"Left out (no score to compare):\n  {folder}: no mteb" in text
+    assert empty_path in markdown_report(cmp) and empty_path in html_report(cmp)
+
+
+def test_mteb_files_without_the_metric_are_named(inputs):
+    task = next((inputs["mteb"] / "results").rglob("ATEC*.json"))  # a local task name
+    result = json.loads(task.read_text())
+    result["scores"]["test"][0].pop("cosine_spearman")
+    result["scores"]["test"][0].pop("spearman", None)
+    task.write_text(json.dumps(result))
+    cmp = compare([inputs["a"], inputs["mteb"]])
+    assert cmp.skipped == [(str(inputs["mteb"]),
+                            f"1 result file(s) without spearman on the test split ({task.name})")]
+
+
+def test_backend_precision_prompt_and_revision_in_the_settings_column(tmp_path):
+    """An int8 ONNX run read the same as the float32 torch one (issue 18.3)."""
+    torch_rec = _bench("m", "cmteb", {"ATEC": 0.30})
+    int8 = _bench("m", "cmteb", {"ATEC": 0.29})
+    int8["settings"].update(backend="onnx", quantize="int8", dtype="float32", prompt="query: ",
+                            revision="v2")
+    ov = _bench("m", "cmteb", {"ATEC": 0.31})
+    ov["settings"].update(backend="openvino", quantize="none", prompt="")
+    ov["model"]["identity"] = "org/m@0123456789abcdef0123"
+    write_mteb_results(copy.deepcopy(int8), tmp_path / "mteb")
+    cmp = compare([_write(tmp_path, "t.json", torch_rec), _write(tmp_path, "i.json", int8),
+                   _write(tmp_path, "o.json", ov), tmp_path / "mteb"])
+    settings = {r[1]: r[-1] for r in board_rows(cmp)[1]}
+    assert settings["m · cls"] == "torch float32, max_length=512"
+    assert settings["m · cls [i.json]"] == ('onnx int8, prompt "query: ", revision v2, '
+                                            "max_length=512")
+    assert settings["m · cls [o.json]"] == "openvino float32, revision 0123456789ab, max_length=512"
+    mteb_row = next(label for label in settings if label.endswith("[embedkit]"))
+    assert settings[mteb_row].startswith('onnx int8, prompt "query: ", revision v2')

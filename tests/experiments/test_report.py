@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from embedkit.experiments.report import format_table, markdown_report, provenance_lines, table_rows
+from embedkit.experiments.report import (
+    format_table,
+    markdown_report,
+    provenance_lines,
+    run_description,
+    run_title,
+    table_rows,
+)
 
 
 def record(command="embedkit bench --tasks A,B"):
@@ -71,7 +78,7 @@ def test_provenance_lines():
 def test_markdown_report():
     text = markdown_report(record())
     lines = text.splitlines()
-    assert lines[0] == "# embedkit bench: tiny" and lines[2] == "Regenerate with:"
+    assert lines[0] == "# embedkit bench: tiny [torch float32]" and lines[2] == "Regenerate with:"
     assert "- Model: `tiny` (identity `sha256:abc`), 2 layers, hidden 32; dtype float32, " \
            "device cpu, lowercase False" in lines
     assert "- Protocol: whitening; max length A 64, B 128; batch size 64" in lines
@@ -111,9 +118,34 @@ def test_several_models_table():
     assert lines[0] == "model  row       A/valid  A/test  B/test    avg"
     assert lines[3] == "other  cls         50.00   12.35       -  31.00"
     md = markdown_report(rec).splitlines()
-    assert md[0] == "# embedkit bench: tiny, other"
+    assert md[0] == "# embedkit bench: tiny [torch float32], other [torch float32]"
     assert "|---|---|---:|---:|---:|---:|" in md
     assert "| other | cls | 50.00 | 12.35 | - | 31.00 |" in md
     assert sum(line.startswith("- Model: ") for line in md) == 2
     assert md[-2].startswith("- tiny: 30 unique sentences")
     assert md[-1].startswith("- other: 30 unique sentences")
+
+
+def test_run_title_tells_backend_precision_prompt_and_revision_apart():
+    """Every table title names how the model ran: an int8 or ONNX/OpenVINO run no longer reads
+    as the float32 torch one (issue 18.3)."""
+    base = record()
+    titles = {run_title({**base, "settings": {**base["settings"], **extra}})
+              for extra in ({}, {"backend": "onnx"}, {"backend": "onnx", "quantize": "int8"},
+                            {"backend": "openvino", "quantize": "int8"}, {"dtype": "float16"})}
+    assert titles == {"tiny [torch float32]", "tiny [onnx float32]", "tiny [onnx int8]",
+                      "tiny [openvino int8]", "tiny [torch float16]"}
+    hub = {"name": "org/m", "identity": "org/m@0123456789abcdef"}
+    assert run_description({"prompt": "查询: ", "query_prompt": "q: "}, hub) == (
+        'torch float32, prompt "查询: ", query prompt "q: ", revision 0123456789ab')
+    assert run_description({"revision": "v2", "query_prompt": None}, hub) == (
+        "torch float32, revision v2")
+
+
+def test_markdown_report_title_and_escaped_rows():
+    rec = record()
+    rec["settings"].update(backend="onnx", quantize="int8")
+    rec["results"]["a|b <i>"] = rec["results"].pop("last-avg")
+    md = markdown_report(rec)
+    assert md.startswith("# embedkit bench: tiny [onnx int8]\n")
+    assert "| a\\|b &lt;i&gt; | -5.00 | 100.00 | 70.00 | 61.25 |" in md
