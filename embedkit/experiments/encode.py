@@ -37,8 +37,6 @@ from embedkit.errors import ConfigError
 from embedkit.experiments.record import run_record, timings
 from embedkit.postprocess import pipeline_learns, resolve_post
 from embedkit.provenance import library_versions
-from embedkit.retrieval.post import IndexPost, is_none, prepare_post
-from embedkit.retrieval.recipe import Recipe
 from embedkit.retrieval.encode_folder import (
     MANIFEST,
     MANIFEST_FORMAT,
@@ -50,6 +48,8 @@ from embedkit.retrieval.encode_folder import (
     write_manifest,
     write_shard,
 )
+from embedkit.retrieval.post import IndexPost, is_none, prepare_post
+from embedkit.retrieval.recipe import Recipe
 from embedkit.retrieval.shards import encode_recipe, write_post_file
 
 __all__ = ["ENGINES", "EncodeSettings", "ShardJob", "run_encode"]

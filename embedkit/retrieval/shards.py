@@ -12,7 +12,6 @@ sample, adds the shards in bounded memory (optionally into on-disk inverted list
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile

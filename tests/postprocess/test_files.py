@@ -10,7 +10,6 @@ import pytest
 from sklearn.base import clone
 
 from embedkit.errors import ConfigError
-from embedkit.provenance import sha256_file
 from embedkit.postprocess import (
     AffineMap,
     CompatibilityWarning,
@@ -24,6 +23,7 @@ from embedkit.postprocess import (
     save_faiss_transform,
     save_transform,
 )
+from embedkit.provenance import sha256_file
 
 META = {
     "model": "moka-ai/m3e-small",
