@@ -8,7 +8,9 @@ one per recipe key, so that a hand edit of ``recipe.pooling`` or ``recipe.max_le
 refused instead of silently changing how queries are encoded). A folder is written atomically as
 a whole under its lock (:func:`~embedkit.io.atomic.atomic_dir`), and read back only when every
 checksum, type and count agrees; a folder a killed write left missing is put back first
-(:func:`~embedkit.io.atomic.recover_dir`).
+(:func:`~embedkit.io.atomic.recover_dir`). Inverted lists on disk (:data:`IVFDATA_FILE`) are
+mapped from the folder being read, whatever path FAISS stored. The same seal
+(:func:`seal_values`, :func:`check_values`) guards an encode folder's ``manifest.json``.
 """
 
 from __future__ import annotations

@@ -332,8 +332,8 @@ def build_index_from_shards(
     from the manifest; texts are indexed once (first row), with the shards' ids as user ids.
     Indexes that need training are trained on a seeded sample (:func:`train_sample_size`);
     shards are added one at a time. ``on_disk`` (IVF factories) keeps the inverted lists in
-    ``lists.ivfdata`` inside the folder, memory-mapped when searched (the folder records its
-    absolute path: move it and rebuild). ``lock_timeout``: how long to wait for another writer
+    ``lists.ivfdata`` inside the folder, memory-mapped when searched (from the folder being
+    loaded: a copied or moved folder reads its own). ``lock_timeout``: how long to wait for another writer
     of the folder (None: the default). Returns the index as loaded back from the folder.
     """
     metric = check_metric(metric)
