@@ -35,22 +35,22 @@ from embedkit.data.sources import CorpusSource, open_corpus
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.errors import ConfigError
 from embedkit.experiments.record import run_record, timings
-from embedkit.io.atomic import atomic_write_json
 from embedkit.postprocess import pipeline_learns, resolve_post
 from embedkit.provenance import library_versions
-from embedkit.retrieval.post import IndexPost, is_none, prepare_post
-from embedkit.retrieval.recipe import Recipe
-from embedkit.retrieval.shards import (
+from embedkit.retrieval.encode_folder import (
     MANIFEST,
     MANIFEST_FORMAT,
     VECTOR_DTYPES,
-    encode_recipe,
+    folder_key,
     read_manifest,
     shard_name,
     shard_problem,
-    write_post_file,
+    write_manifest,
     write_shard,
 )
+from embedkit.retrieval.post import IndexPost, is_none, prepare_post
+from embedkit.retrieval.recipe import Recipe
+from embedkit.retrieval.shards import encode_recipe, write_post_file
 
 __all__ = ["ENGINES", "EncodeSettings", "ShardJob", "run_encode"]
 
@@ -164,10 +164,11 @@ def _previous(out: Path, plan: dict[str, Any], overwrite: bool) -> dict[str, Any
             raise ConfigError(f"{out} is not empty and holds no {MANIFEST}: give a new or empty "
                               "folder", param="out")
         return None
-    manifest = read_manifest(out)
     if overwrite:
+        read_manifest(out, check=False)  # an encode folder, however damaged: cleared
         _clear(out)
         return None
+    manifest = read_manifest(out)
     if _stored_plan(manifest) != plan:
         raise ConfigError(f"{out} was encoded with other settings or inputs; give a new folder "
                           "or overwrite=True to replace it", param="overwrite")
@@ -182,6 +183,7 @@ class _Writer:
         self.out = out
         self.manifest = manifest
         self.vectors = manifest["vectors"]
+        self.key = folder_key(manifest)
         self.entries: dict[int, dict[str, Any]] = {}
         self.progress = progress
         self.rows_encoded = 0
@@ -192,7 +194,7 @@ class _Writer:
         now = time.perf_counter()
         if force or now - self.flushed >= FLUSH_SECONDS:
             self.manifest["shards"] = [self.entries[i] for i in sorted(self.entries)]
-            atomic_write_json(self.out / MANIFEST, self.manifest)
+            write_manifest(self.out, self.manifest)
             self.flushed = now
 
     def done(self, i: int, first: int, ids: list[str], texts: list[str], x: np.ndarray) -> None:
@@ -200,9 +202,10 @@ class _Writer:
             x = np.asarray(x, dtype=np.float32)
             norms = np.linalg.norm(x, axis=1, keepdims=True)
             x = x / np.where(norms == 0, 1.0, norms)  # a zero vector stays zero
-        entry = write_shard(self.out / shard_name(i), ids, texts, x, self.vectors["dtype"])
+        entry = write_shard(self.out / shard_name(i), ids, texts, x, self.vectors["dtype"],
+                            first_row=first, key=self.key)
         self.entries[i] = {"file": entry["file"], "rows": entry["rows"], "first_row": first,
-                           "sha256": entry["sha256"]}
+                           "sha256": entry["sha256"], "ids_sha256": entry["ids_sha256"]}
         self.rows_encoded += len(ids)
         rate = self.rows_encoded / max(time.perf_counter() - self.t0, 1e-9)
         logger.info("shard %d: %d rows (%d encoded this run, %.1f rows/s)", i, len(ids),
@@ -220,7 +223,7 @@ def _jobs(source: CorpusSource, settings: EncodeSettings, writer: _Writer,
         entry = previous.get(i)
         if entry is not None and entry.get("rows") == len(ids) and \
                 entry.get("first_row") == i * size:
-            problem = shard_problem(writer.out, entry)
+            problem = shard_problem(writer.out, entry, writer.key)
             if problem is None:
                 writer.entries[i] = entry
                 if writer.progress is not None:

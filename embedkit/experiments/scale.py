@@ -122,11 +122,22 @@ def _whiten_phase(rows: int, dim: int, seed: int) -> dict[str, Any]:
 def synthetic_folder(folder: str | os.PathLike, rows: int, dim: int, seed: int = 0,
                      shard_size: int = 100_000) -> Path:
     """An encode folder of synthetic vectors (ids and texts ``v0``, ``v1``, ...)."""
+    from embedkit.retrieval.encode_folder import (
+        MANIFEST_FORMAT,
+        folder_key,
+        shard_name,
+        write_manifest,
+        write_shard,
+    )
     from embedkit.retrieval.recipe import Recipe
-    from embedkit.retrieval.shards import MANIFEST, MANIFEST_FORMAT, shard_name, write_shard
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+    recipe = Recipe(model="synthetic", model_identity=f"synthetic:{seed}", pooling="cls",
+                    max_length=64, corpus=({"source": "synthetic", "n_texts": rows},))
+    head = {"format": MANIFEST_FORMAT, "recipe": recipe.to_dict(), "dim": dim, "inputs": {},
+            "shard_size": shard_size}
+    key = folder_key(head)
     shards: list[dict[str, Any]] = []
     buf: list[np.ndarray] = []
     done = 0
@@ -137,16 +148,13 @@ def synthetic_folder(folder: str | os.PathLike, rows: int, dim: int, seed: int =
             block = np.concatenate(buf)
             part, rest = block[:shard_size], block[shard_size:]
             ids = [f"v{done + i}" for i in range(part.shape[0])]
-            e = write_shard(out / shard_name(len(shards)), ids, ids, part)
+            e = write_shard(out / shard_name(len(shards)), ids, ids, part, first_row=done,
+                            key=key)
             shards.append({**e, "first_row": done})
             done += part.shape[0]
             buf = [rest] if rest.shape[0] else []
             have = rest.shape[0]
-    recipe = Recipe(model="synthetic", model_identity=f"synthetic:{seed}", pooling="cls",
-                    max_length=64, corpus=({"source": "synthetic", "n_texts": rows},))
-    atomic_write_json(out / MANIFEST, {
-        "format": MANIFEST_FORMAT, "recipe": recipe.to_dict(), "dim": dim, "inputs": {},
-        "shard_size": shard_size, "shards": shards, "total_rows": done, "complete": True})
+    write_manifest(out, {**head, "shards": shards, "total_rows": done, "complete": True})
     return out
 
 

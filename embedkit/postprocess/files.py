@@ -8,7 +8,8 @@ Formats, chosen by the file suffix:
 - ``.npz``: arrays ``kernel``, ``bias`` and ``metadata`` (the whole metadata dict as one JSON
   string in a numpy unicode array), readable with ``np.load(path, allow_pickle=False)``;
 - ``.faiss``: a FAISS ``LinearTransform`` (``faiss.read_VectorTransform`` reads it, for an
-  ``IndexPreTransform``) with the metadata in ``PATH.json`` beside it.
+  ``IndexPreTransform``) with the metadata in ``PATH.json`` beside it, sealed to the kernel
+  file by its sha256 (``kernel_sha256``), so the two files of two exports are never mixed.
 
 Metadata always holds ``embedkit_version``, ``d`` and ``k`` (and ``normalize: true`` for a map
 followed by L2 normalisation); callers add ``model``, ``pooling`` (checked by
@@ -40,27 +41,17 @@ from embedkit.io.atomic import atomic_path, atomic_write_bytes, atomic_write_jso
 from embedkit.postprocess._base import LinearStep, PostprocessError
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.affine import AffineMap, import_faiss
+from embedkit.provenance import sha256_file
 
-__all__ = [
-    "TRANSFORM_FORMATS",
-    "TransformFile",
-    "TransformMetadata",
-    "validate_metadata",
-    "transform_metadata",
-    "CompatibilityWarning",
-    "save_transform",
-    "load_transform",
-    "transform_format",
-    "FixedTransform",
-    "check_compatible",
-    "check_chain_files",
-    "save_faiss_transform",
-    "load_faiss_transform",
-    "faiss_metadata_path",
-    "load_faiss_metadata",
-]
+__all__ = ["TRANSFORM_FORMATS", "TransformFile", "TransformMetadata", "validate_metadata",
+           "transform_metadata", "CompatibilityWarning", "save_transform", "load_transform",
+           "transform_format", "FixedTransform", "check_compatible", "check_chain_files",
+           "save_faiss_transform", "load_faiss_transform", "faiss_metadata_path",
+           "load_faiss_metadata", "KERNEL_SEAL"]
 
 _JSON_KEYS = "embedkit_json_keys"
+#: the key of a FAISS transform's ``PATH.json`` holding the sha256 of its kernel file (a seal)
+KERNEL_SEAL = "kernel_sha256"
 #: file suffix -> format
 TRANSFORM_FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".faiss": "faiss"}
 
@@ -95,6 +86,7 @@ class TransformMetadata(BaseModel):
     eps: float | None = None
     lowercase: StrictBool | None = None
     fit_unique: StrictBool | None = None
+    kernel_sha256: StrictStr | None = None
 
 
 #: what a failed check says the value should have been, by pydantic error type
@@ -233,6 +225,7 @@ def transform_metadata(path: str | os.PathLike, amap: AffineMap,
                 f"{path}: metadata says {key}={meta[key]} but the kernel is {amap.d} x {amap.k}"
             )
     meta.pop(_JSON_KEYS, None)
+    meta.pop(KERNEL_SEAL, None)  # the seal of the file it came from, not of this one
     if amap.normalize:
         meta["normalize"] = True
     meta = {"embedkit_version": __version__, **meta, "d": amap.d, "k": amap.k}
@@ -511,7 +504,8 @@ def faiss_metadata_path(path: str | os.PathLike) -> Path:
 
 
 def load_faiss_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata written beside a FAISS transform (``{}`` when there is none)."""
+    """The metadata written beside a FAISS transform (``{}`` when there is none); sealed to
+    another kernel (:data:`KERNEL_SEAL`) it is a :class:`ConfigError`, unsealed a warning."""
     meta = faiss_metadata_path(path)
     if not meta.is_file():
         return {}
@@ -519,14 +513,25 @@ def load_faiss_metadata(path: str | os.PathLike) -> dict[str, Any]:
         value = json.loads(meta.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ConfigError(f"{meta}: cannot read the transform's metadata ({e})") from None
-    return validate_metadata(value, meta)
+    value = validate_metadata(value, meta)
+    seal = value.get(KERNEL_SEAL)
+    if seal is None:
+        warnings.warn(f"{meta}: written without the sha256 of {Path(path).name}: that the two "
+                      "files belong together cannot be checked; export them again to add it",
+                      UserWarning, stacklevel=3)
+    elif Path(path).is_file() and sha256_file(path) != seal:
+        raise ConfigError(f"{meta}: written with another kernel than {path} (its "
+                          f"{KERNEL_SEAL} differs): the two files come from different exports "
+                          "or a write stopped between them; export the transform again")
+    return value
 
 
 def save_faiss_transform(path: str | os.PathLike, amap: AffineMap,
                          metadata: dict[str, Any] | None = None) -> None:
     """Write the linear part of ``amap`` as a ``faiss.LinearTransform``
     (:meth:`AffineMap.to_faiss`) with ``faiss.write_VectorTransform``, atomically; with
-    ``metadata``, also ``PATH.json`` (:func:`faiss_metadata_path`) holding it.
+    ``metadata``, then ``PATH.json`` (:func:`faiss_metadata_path`) holding it sealed to the
+    kernel file (:data:`KERNEL_SEAL`: a kill between the two is refused on load).
 
     >>> import os, tempfile
     >>> p = os.path.join(tempfile.mkdtemp(), "t.faiss")
@@ -539,7 +544,8 @@ def save_faiss_transform(path: str | os.PathLike, amap: AffineMap,
     with atomic_path(path) as tmp:
         faiss.write_VectorTransform(lt, str(tmp))
     if metadata is not None:
-        atomic_write_json(faiss_metadata_path(path), metadata)
+        atomic_write_json(faiss_metadata_path(path),
+                          {**metadata, KERNEL_SEAL: sha256_file(path)})
 
 
 def load_faiss_transform(path: str | os.PathLike) -> Any:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -52,6 +53,8 @@ __all__ = [
     "faiss_threads",
     "ivf_nlist",
     "make_faiss_index",
+    "on_disk_lists",
+    "read_faiss_index",
     "search_parameters",
     "serialized_bytes",
     "train_index",
@@ -153,6 +156,61 @@ def ivf_nlist(index: faiss.Index) -> int | None:
         return int(faiss.extract_index_ivf(index).nlist)
     except RuntimeError:
         return None
+
+
+def on_disk_lists(index: faiss.Index) -> Any | None:
+    """The ``OnDiskInvertedLists`` of the IVF index inside ``index``, or None (in memory, or
+    not IVF)."""
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+    if ivf.invlists is None:
+        return None
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    return lists if isinstance(lists, faiss.OnDiskInvertedLists) else None
+
+
+def read_faiss_index(path: str | os.PathLike, lists_file: str | os.PathLike | None = None
+                     ) -> faiss.Index:
+    """``faiss.read_index(path)``; with ``lists_file``, an index whose inverted lists are on
+    disk, mapped from ``lists_file`` whatever file name FAISS stored when it was written.
+
+    FAISS stores the absolute path of the lists and maps that file when it reads the index, so
+    a copied or moved folder would search the lists of the folder it was built in (a crash once
+    those change). Here the index is read without mapping (``IO_FLAG_SKIP_IVF_DATA``), the
+    lists are pointed at ``lists_file`` and only then mapped. An index whose lists are on disk
+    read without ``lists_file``, or one whose lists are not on disk read with it, or a
+    ``lists_file`` shorter than the lists, is a :class:`ConfigError` (nothing is mapped).
+    """
+    path = os.fspath(path)
+    flags = 0 if lists_file is None else faiss.IO_FLAG_SKIP_IVF_DATA
+    try:
+        index = faiss.read_index(path, flags)
+    except RuntimeError as exc:
+        raise ConfigError(f"{path}: FAISS cannot read it "
+                          f"({str(exc).strip().splitlines()[-1]})") from exc
+    lists = on_disk_lists(index)
+    if lists_file is None:
+        if lists is not None:
+            raise ConfigError(f"{path}: its inverted lists are on disk in {lists.filename}, a "
+                              "file outside the folder that is not checked")
+        return index
+    lists_file = os.fspath(lists_file)
+    if lists is None:
+        raise ConfigError(f"{path}: its inverted lists are not on disk, yet {lists_file} is "
+                          "recorded beside it")
+    size = os.path.getsize(lists_file)
+    if size < int(lists.totsize):
+        raise ConfigError(f"{lists_file}: {size} bytes but the index's lists take "
+                          f"{int(lists.totsize)}")
+    lists.filename = lists_file
+    try:
+        lists.do_mmap()
+    except RuntimeError as exc:
+        raise ConfigError(f"{lists_file}: FAISS cannot map it "
+                          f"({str(exc).strip().splitlines()[-1]})") from exc
+    return index
 
 
 def tunable_parameters(index: faiss.Index) -> frozenset[str]:

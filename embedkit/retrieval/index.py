@@ -478,7 +478,8 @@ class EmbeddingIndex:
             recipe=meta.get("recipe") or {},
             build_seconds=float(meta.get("build_seconds") or 0.0),
             created=str(meta.get("created", "")),
-            extra={k: meta[k] for k in ("seed", "train_size", "transform") if k in meta},
+            extra={k: meta[k] for k in ("seed", "train_size", "transform", "on_disk")
+                   if k in meta},
         )
         loaded.extra_files = stored.extra_files
         return loaded

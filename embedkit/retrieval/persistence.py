@@ -8,7 +8,9 @@ one per recipe key, so that a hand edit of ``recipe.pooling`` or ``recipe.max_le
 refused instead of silently changing how queries are encoded). A folder is written atomically as
 a whole under its lock (:func:`~embedkit.io.atomic.atomic_dir`), and read back only when every
 checksum, type and count agrees; a folder a killed write left missing is put back first
-(:func:`~embedkit.io.atomic.recover_dir`).
+(:func:`~embedkit.io.atomic.recover_dir`). Inverted lists on disk (:data:`IVFDATA_FILE`) are
+mapped from the folder being read, whatever path FAISS stored. The same seal
+(:func:`seal_values`, :func:`check_values`) guards an encode folder's ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -28,16 +30,20 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 from embedkit.io.atomic import LOCK_TIMEOUT, atomic_dir, recover_dir
 from embedkit.provenance import sha256_file
-from embedkit.retrieval.faiss_ops import METRICS, faiss
+from embedkit.retrieval.faiss_ops import METRICS, faiss, read_faiss_index
 from embedkit.retrieval.recipe import validate_json
 
-__all__ = ["CHECKSUMS_KEY", "FORMAT", "INDEX_FILE", "META_FILE", "TEXTS_FILE", "StoredIndex",
-           "read_index_folder", "value_checksums", "write_index_folder"]
+__all__ = ["CHECKSUMS_KEY", "FORMAT", "INDEX_FILE", "IVFDATA_FILE", "META_FILE", "TEXTS_FILE",
+           "StoredIndex", "check_values", "plain_name", "read_index_folder", "seal_values",
+           "value_checksums", "write_index_folder"]
 
 FORMAT = 1
 INDEX_FILE = "index.faiss"
 TEXTS_FILE = "texts.jsonl"
 META_FILE = "index.json"
+#: the on-disk inverted lists of an index folder built with ``on_disk`` (FAISS's
+#: ``OnDiskInvertedLists``): always read from the folder being loaded, wherever it was built
+IVFDATA_FILE = "lists.ivfdata"
 #: the key of index.json that holds the sha256 of each of its values
 CHECKSUMS_KEY = "values_sha256"
 _REBUILD = "rebuild the index"
@@ -94,11 +100,8 @@ def write_index_folder(
                 if u is not None:
                     row["user_id"] = u
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        meta = {**meta, "files": {
-            name: sha256_file(tmp / name) for name in (INDEX_FILE, TEXTS_FILE, *extra)}}
-        meta.pop(CHECKSUMS_KEY, None)
-        meta = json.loads(json.dumps(meta, ensure_ascii=False))  # the values as read back
-        meta[CHECKSUMS_KEY] = value_checksums(meta)
+        meta = seal_values({**meta, "files": {
+            name: sha256_file(tmp / name) for name in (INDEX_FILE, TEXTS_FILE, *extra)}})
         with open(tmp / META_FILE, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
     return directory
@@ -127,6 +130,21 @@ def value_checksums(meta: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def seal_values(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` as JSON reads it back, with :data:`CHECKSUMS_KEY` holding the checksums of its
+    values (:func:`value_checksums`): what :func:`check_values` later compares against. The seal
+    of ``index.json`` and of an encode folder's ``manifest.json``.
+
+    >>> sealed = seal_values({"dim": 4, "recipe": {"pooling": "cls"}})
+    >>> sorted(sealed[CHECKSUMS_KEY])
+    ['dim', 'recipe.pooling']
+    """
+    out = {k: v for k, v in meta.items() if k != CHECKSUMS_KEY}
+    out = json.loads(json.dumps(out, ensure_ascii=False))  # the values as read back
+    out[CHECKSUMS_KEY] = value_checksums(out)
+    return out
+
+
 _Count = Annotated[StrictInt, Field(ge=0)]
 _Dim = Annotated[StrictInt, Field(ge=1)]
 
@@ -152,14 +170,20 @@ class _Meta(BaseModel):
     values_sha256: dict[str, StrictStr] | None = None
 
 
-def _check_values(meta_path: Path, meta: dict[str, Any]) -> None:
-    """index.json's values are those it was saved with (:func:`value_checksums`)."""
+def check_values(path: Path, meta: dict[str, Any], *, saved: str = "the index was saved",
+                 redo: str = _REBUILD) -> None:
+    """``meta`` (read from ``path``) holds the values it was sealed with (:func:`seal_values`),
+    else :class:`ConfigError` naming the keys changed, removed or added; ``saved`` says when it
+    was sealed and ``redo`` how to make it again. Unsealed (older) files only warn."""
     stored = meta.get(CHECKSUMS_KEY)
     if stored is None:
-        warnings.warn(f"{meta_path}: saved by an older embedkit, without checksums of its values: "
-                      "a hand edit of its recipe cannot be detected; rebuild the index to add "
-                      "them", UserWarning, stacklevel=4)
+        warnings.warn(f"{path}: saved by an older embedkit, without checksums of its values: "
+                      f"a hand edit of its recipe cannot be detected; {redo} to add them",
+                      UserWarning, stacklevel=4)
         return
+    if not isinstance(stored, dict):
+        raise ConfigError(f"{path}: key {CHECKSUMS_KEY!r} must be a JSON object; put the file "
+                          f"back as it was or {redo}")
     now = value_checksums(meta)
     changed = sorted(k for k in stored.keys() & now.keys() if stored[k] != now[k])
     parts = [f"{what} {', '.join(keys)}" for what, keys in (
@@ -167,9 +191,9 @@ def _check_values(meta_path: Path, meta: dict[str, Any]) -> None:
         ("added", sorted(now.keys() - stored.keys()))) if keys]
     if parts:
         raise ConfigError(
-            f"{meta_path}: edited since the index was saved ({'; '.join(parts)}): its values "
-            "say how the vectors were made and how queries are encoded, so they cannot change "
-            f"afterwards; put the file back as it was or {_REBUILD} with the new settings")
+            f"{path}: edited since {saved} ({'; '.join(parts)}): its values say how the "
+            "vectors were made and how queries are encoded, so they cannot change "
+            f"afterwards; put the file back as it was or {redo} with the new settings")
 
 
 def _read_meta(directory: Path) -> dict[str, Any]:
@@ -187,7 +211,7 @@ def _read_meta(directory: Path) -> dict[str, Any]:
     validate_json(_Meta, meta, str(meta_path))
     if meta.get("metric") not in METRICS:
         raise ConfigError(f"{meta_path}: unknown metric {meta.get('metric')!r}; {_REBUILD}")
-    _check_values(meta_path, meta)
+    check_values(meta_path, meta)
     return meta
 
 
@@ -212,11 +236,14 @@ def _check_files(directory: Path, meta: dict[str, Any]) -> list[str]:
     return extra_names
 
 
-def _read_faiss(path: Path) -> faiss.IndexPreTransform:
+def _read_faiss(path: Path, lists_file: Path | None = None) -> faiss.IndexPreTransform:
+    """The FAISS index at ``path``; inverted lists on disk are mapped from ``lists_file`` (the
+    folder's own :data:`IVFDATA_FILE`, whose checksum was checked), never from the path FAISS
+    stored when the folder was built (:func:`~embedkit.retrieval.faiss_ops.read_faiss_index`)."""
     try:
-        index = faiss.read_index(str(path))
-    except RuntimeError as exc:
-        raise ConfigError(f"{path}: FAISS cannot read it; {_REBUILD}") from exc
+        index = read_faiss_index(path, lists_file)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; {_REBUILD}") from exc
     if not isinstance(index, faiss.IndexPreTransform):
         raise ConfigError(f"{path}: not an embedkit index; {_REBUILD}")
     return index
@@ -252,7 +279,8 @@ def _read_texts(path: Path) -> tuple[list[str], list[str | None]]:
 def _read(directory: Path) -> StoredIndex:
     meta = _read_meta(directory)
     extra_names = _check_files(directory, meta)
-    index = _read_faiss(directory / INDEX_FILE)
+    lists = directory / IVFDATA_FILE if IVFDATA_FILE in extra_names else None
+    index = _read_faiss(directory / INDEX_FILE, lists)
     texts, user_ids = _read_texts(directory / TEXTS_FILE)
     ntotal = meta.get("ntotal")
     if index.ntotal != ntotal or len(texts) != ntotal:

@@ -129,25 +129,29 @@ _EXPECTED = {"int_type": "an integer", "int_parsing": "an integer", "int_from_fl
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def validate_json(model: type[_M], data: Any, where: str, prefix: str = "") -> _M:
+def validate_json(model: type[_M], data: Any, where: str, prefix: str = "",
+                  redo: str = "rebuild the index") -> _M:
     """``data`` checked against ``model``; :class:`ConfigError` naming the file (``where``) and
-    the key otherwise (``prefix`` before the key: ``recipe.``)."""
+    the key otherwise (``prefix`` before the key: ``recipe.``; ``redo``: how to make the file
+    again)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {prefix.rstrip('.') or 'the file'} must be a JSON object, "
-                          f"not {type(data).__name__}; rebuild the index")
+                          f"not {type(data).__name__}; {redo}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = prefix + "".join(f"[{x}]" if isinstance(x, int) else f".{x}"
                                for x in err["loc"])[1:]
+        if err["type"] == "missing":
+            raise ConfigError(f"{where}: key {key!r} is missing; {redo}") from None
         expected = _EXPECTED.get(err["type"], err["msg"])
         if err["type"] == "greater_than_equal" and err.get("ctx", {}).get("ge") == 1:
             expected = "an integer >= 1"
         value = repr(err["input"])
         value = value if len(value) <= 60 else value[:57] + "..."
         raise ConfigError(f"{where}: key {key!r} must be {expected}, not {value}; "
-                          "rebuild the index") from None
+                          f"{redo}") from None
 
 
 class _RecipeTypes(BaseModel):

@@ -1,51 +1,17 @@
 """Encode folders (what ``embedkit encode`` writes) and FAISS indexes built from them.
 
-An encode folder holds Parquet shards ``shard-00000.parquet`` ... with the columns ``id``
-(string), ``text`` (string) and ``embedding`` (fixed-size list of float32, or float16 with
-``precision="float16"``: the encoder's *raw* pooled vector, L2-normalised with ``normalize``; a
-post-processor is recorded in the recipe and baked into indexes, as ``index build`` does), plus
-``manifest.json``:
+The folder's format (shards, the sealed ``manifest.json``, their checks) is
+:mod:`embedkit.retrieval.encode_folder`'s; its names are importable from here too.
 
-=================== ==========================================================================
-``format``          :data:`MANIFEST_FORMAT`
-``recipe``          the encoder recipe exactly as ``index.json`` records it
-                    (:class:`~embedkit.retrieval.recipe.Recipe`), its ``corpus`` the inputs
-``dim``             width of the ``embedding`` column
-``inputs``          the corpus files (path, format, sha256, bytes) and the columns read
-``shard_size``      rows per shard (the last may be shorter)
-``shards``          ``[{"file", "rows", "first_row", "sha256"}]`` in order
-``vectors``         how the vectors are stored: ``{"dtype": "float32"|"float16",
-                    "normalized": bool}`` (absent in older folders: float32, raw); readers
-                    upcast float16 to float32
-``total_rows``,     rows over all shards; ``complete`` is true once every shard is written
-``complete``
-``engine``,         how it ran; library versions; seconds and rows per second
-``versions``,
-``timings``
-=================== ==========================================================================
-
-With a post-processor the folder also holds ``post.safetensors`` (its sha256 in the recipe).
-
-:class:`EncodeFolder` reads a folder (checking every shard's sha256 and row count) and streams
+:class:`EncodeFolder` reads a folder (checking its manifest and every shard) and streams
 its vectors a shard at a time; :func:`build_index_from_shards` trains a FAISS index on a seeded
 sample, adds the shards in bounded memory (optionally into on-disk inverted lists, as faiss's
 ``contrib.ondisk.merge_ondisk`` does) and writes an index folder that ``search``, ``add`` and
 ``eval`` read as one built from text.
-
->>> import numpy as np, tempfile, os
->>> d = tempfile.mkdtemp()
->>> info = write_shard(os.path.join(d, shard_name(0)), ["a", "b"], ["x", "y"],
-...                    np.eye(2, dtype="float32"))
->>> info["file"], info["rows"]
-('shard-00000.parquet', 2)
->>> ids, texts, x = read_shard(os.path.join(d, shard_name(0)))
->>> ids, texts, x.tolist()
-(['a', 'b'], ['x', 'y'], [[1.0, 0.0], [0.0, 1.0]])
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -58,12 +24,22 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.data.sources import require_pyarrow
 from embedkit.encoders import Pooling, SentenceEncoder
 from embedkit.errors import ConfigError
-from embedkit.io.atomic import atomic_path
 from embedkit.postprocess import AffineMap, load_transform, save_transform
 from embedkit.provenance import sha256_file
+from embedkit.retrieval.encode_folder import (
+    MANIFEST,
+    MANIFEST_FORMAT,
+    VECTOR_DTYPES,
+    folder_key,
+    read_manifest,
+    read_shard,
+    shard_name,
+    shard_problem,
+    write_manifest,
+    write_shard,
+)
 from embedkit.retrieval.faiss_ops import (
     check_metric,
     faiss,
@@ -74,100 +50,23 @@ from embedkit.retrieval.faiss_ops import (
 )
 from embedkit.retrieval.folder import POST_FILE, _make_recipe, _post_metadata
 from embedkit.retrieval.index import EmbeddingIndex
+from embedkit.retrieval.persistence import IVFDATA_FILE
 from embedkit.retrieval.post import IndexPost
 from embedkit.retrieval.recipe import Recipe
 from embedkit.retrieval.tuning import TUNE_QUERIES, RecallProbe, sample_rows
 
-__all__ = ["IVFDATA_FILE", "MANIFEST", "MANIFEST_FORMAT", "EncodeFolder",
-           "build_index_from_shards", "encode_recipe", "read_shard", "shard_name",
-           "shard_problem", "train_sample_size", "write_post_file", "write_shard"]
+__all__ = ["IVFDATA_FILE", "MANIFEST", "MANIFEST_FORMAT", "VECTOR_DTYPES", "EncodeFolder",
+           "build_index_from_shards", "encode_recipe", "read_manifest", "read_shard",
+           "shard_name", "shard_problem", "train_sample_size", "write_manifest",
+           "write_post_file", "write_shard"]
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "embedkit-encode/1"
-#: the on-disk inverted lists of an index folder built with ``on_disk``
-IVFDATA_FILE = "lists.ivfdata"
 #: faiss k-means: it warns below 39 points per centroid and subsamples above 256
 MIN_POINTS_PER_CENTROID = 39
 MAX_POINTS_PER_CENTROID = 256
 #: training vectors for non-IVF trained factories (PQ/SQ codebooks, PCA): ~39 * 256
 MIN_TRAIN = 10000
-
-
-def shard_name(i: int) -> str:
-    """The file name of shard ``i``.
-
-    >>> shard_name(12)
-    'shard-00012.parquet'
-    """
-    return f"shard-{int(i):05d}.parquet"
-
-
-VECTOR_DTYPES = ("float32", "float16")
-
-
-def write_shard(path: str | os.PathLike, ids: list[str], texts: list[str],
-                vectors: np.ndarray, dtype: str = "float32") -> dict[str, Any]:
-    """Write one shard atomically, its vectors stored as ``dtype`` (float32 or float16);
-    ``{"file", "rows", "sha256"}``."""
-    pa = require_pyarrow()
-    import pyarrow.parquet as pq
-
-    if dtype not in VECTOR_DTYPES:
-        raise ConfigError(f"precision {dtype!r}: choose {' or '.join(VECTOR_DTYPES)}",
-                          param="precision")
-    x = np.ascontiguousarray(vectors, dtype=np.dtype(dtype))
-    if x.ndim != 2 or x.shape[0] != len(ids) or len(ids) != len(texts):
-        raise ConfigError(f"shard {path}: {len(ids)} ids, {len(texts)} texts and vectors of "
-                          f"shape {x.shape} do not line up")
-    arrow_type = pa.float16() if dtype == "float16" else pa.float32()
-    emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), arrow_type), x.shape[1])
-    table = pa.table({"id": pa.array(ids, pa.string()), "text": pa.array(texts, pa.string()),
-                      "embedding": emb})
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, str(tmp))
-    return {"file": path.name, "rows": len(ids), "sha256": sha256_file(path)}
-
-
-def read_shard(path: str | os.PathLike, *, vectors: bool = True, texts: bool = True
-               ) -> tuple[list[str], list[str], np.ndarray]:
-    """``(ids, texts, vectors)`` of a shard (``texts``/``vectors`` False: left empty); the
-    vectors as float32 whatever they are stored as (float16 shards are upcast)."""
-    require_pyarrow()
-    import pyarrow.parquet as pq
-
-    cols = ["id"] + (["text"] if texts else []) + (["embedding"] if vectors else [])
-    table = pq.read_table(str(path), columns=cols)
-    ids = [str(v) for v in table.column("id").to_pylist()]
-    out_texts = table.column("text").to_pylist() if texts else []
-    x = np.zeros((0, 0), np.float32)
-    if vectors:
-        col = table.column("embedding").combine_chunks()
-        width = col.type.list_size
-        x = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        x = x.reshape(-1, width)
-    return ids, out_texts, x
-
-
-def shard_problem(folder: Path, entry: dict[str, Any]) -> str | None:
-    """Why a recorded shard is not valid (missing, sha256 or row count differs), or None."""
-    path = folder / str(entry.get("file"))
-    if not path.is_file():
-        return f"{path}: missing"
-    if sha256_file(path) != entry.get("sha256"):
-        return f"{path}: sha256 differs from {MANIFEST}"
-    try:
-        require_pyarrow()
-        import pyarrow.parquet as pq
-
-        rows = pq.ParquetFile(str(path)).metadata.num_rows
-    except Exception as exc:  # a corrupt file: pyarrow raises several kinds
-        return f"{path}: unreadable ({exc})"
-    if rows != entry.get("rows"):
-        return f"{path}: holds {rows} rows but {MANIFEST} says {entry.get('rows')}"
-    return None
 
 
 def encode_recipe(encoder: SentenceEncoder, pooling: str, max_length: int,
@@ -184,22 +83,6 @@ def write_post_file(folder: Path, post: IndexPost, recipe: Recipe) -> Recipe:
     return replace(recipe, post_sha256=sha256_file(path))
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of an encode folder (:class:`ConfigError` when absent or unreadable)."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise ConfigError(f"{path}: missing; is {folder} a folder written by `embedkit encode`?",
-                          param="embeddings")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: unreadable ({exc})", param="embeddings") from exc
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise ConfigError(f"{path}: not an encode manifest ({MANIFEST_FORMAT})",
-                          param="embeddings")
-    return data
-
-
 @dataclass
 class EncodeFolder:
     """A complete encode folder: its manifest, recipe, and shards (validated on open)."""
@@ -210,16 +93,19 @@ class EncodeFolder:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, verify: bool = True) -> EncodeFolder:
-        """Read ``path``; refuses an unfinished folder, and with ``verify`` any shard whose
-        sha256 or row count differs from the manifest."""
+        """Read ``path`` (its manifest checked by
+        :func:`~embedkit.retrieval.encode_folder.read_manifest`); refuses an unfinished folder,
+        and with ``verify`` any shard whose sha256, row count, row range, ids or folder differ
+        from the manifest."""
         folder = Path(path)
         manifest = read_manifest(folder)
         if not manifest.get("complete"):
             raise ConfigError(f"{folder}: the encoding is not finished; rerun `embedkit encode` "
                               "with the same settings to resume it", param="embeddings")
         if verify:
+            key = folder_key(manifest)
             for entry in manifest["shards"]:
-                problem = shard_problem(folder, entry)
+                problem = shard_problem(folder, entry, key)
                 if problem:
                     raise ConfigError(problem + "; rerun `embedkit encode` to re-encode it",
                                       param="embeddings")
@@ -446,8 +332,8 @@ def build_index_from_shards(
     from the manifest; texts are indexed once (first row), with the shards' ids as user ids.
     Indexes that need training are trained on a seeded sample (:func:`train_sample_size`);
     shards are added one at a time. ``on_disk`` (IVF factories) keeps the inverted lists in
-    ``lists.ivfdata`` inside the folder, memory-mapped when searched (the folder records its
-    absolute path: move it and rebuild). ``lock_timeout``: how long to wait for another writer
+    ``lists.ivfdata`` inside the folder, memory-mapped when searched (from the folder being
+    loaded: a copied or moved folder reads its own). ``lock_timeout``: how long to wait for another writer
     of the folder (None: the default). Returns the index as loaded back from the folder.
     """
     metric = check_metric(metric)

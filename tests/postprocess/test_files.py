@@ -23,6 +23,7 @@ from embedkit.postprocess import (
     save_faiss_transform,
     save_transform,
 )
+from embedkit.provenance import sha256_file
 
 META = {
     "model": "moka-ai/m3e-small",
@@ -171,7 +172,8 @@ def test_faiss_file_loads_as_a_transform_file(tmp_path, fitted):
     path = tmp_path / "w.faiss"
     save_transform(path, AffineMap(w.kernel_, w.bias_, normalize=True), {"model": "m"})
     meta = json.loads((tmp_path / "w.faiss.json").read_text(encoding="utf-8"))
-    assert meta == {"embedkit_version": "0.1.0", "model": "m", "normalize": True, "d": 10, "k": 4}
+    assert meta == {"embedkit_version": "0.1.0", "model": "m", "normalize": True, "d": 10, "k": 4,
+                    "kernel_sha256": sha256_file(path)}
     t = load_transform(path)
     assert t.metadata == meta and t.map.normalize and (t.d, t.k) == (10, 4)
     np.testing.assert_allclose(t.map.kernel, w.kernel_, rtol=1e-5, atol=1e-6)

@@ -185,6 +185,70 @@ def test_bad_metadata_is_not_written(tmp_path):
     assert not path.exists()
 
 
+# -- 18.5: the two files of a FAISS export sealed together ---------------------------------------
+
+def _two_faiss_exports(tmp_path):
+    """Two exports of the same k (2) and different poolings: ``a`` (cls), ``b`` (last-avg)."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, pooling in (("a", "cls"), ("b", "last-avg")):
+        (tmp_path / name).mkdir()
+        path = tmp_path / name / "w.faiss"
+        save_transform(path, AffineMap(rng.standard_normal((4, 2)), np.zeros(4)),
+                       {"pooling": pooling})
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("swap", [
+    pytest.param("kernel", marks=rel("18.5", "FAISS export: the kernel of another export (same "
+                                             "k, other pooling) beside the metadata: refused")),
+    pytest.param("metadata", marks=rel("18.5", "FAISS export: the metadata of another export "
+                                               "(same k, other pooling) beside the kernel: "
+                                               "refused")),
+])
+def test_faiss_export_files_of_two_exports_refused(tmp_path, swap):
+    import shutil
+
+    a, b = _two_faiss_exports(tmp_path)
+    assert load_transform(a).metadata["pooling"] == "cls"
+    if swap == "kernel":
+        shutil.copyfile(b, a)
+    else:
+        shutil.copyfile(f"{b}.json", f"{a}.json")
+    with pytest.raises(ConfigError) as err:
+        load_transform(a)
+    assert str(err.value) == (
+        f"{a}.json: written with another kernel than {a} (its kernel_sha256 differs): the two "
+        "files come from different exports or a write stopped between them; export the "
+        "transform again")
+
+
+@rel("18.5", "FAISS export killed between its kernel and its metadata: the new kernel beside "
+             "the old metadata is refused, not used with the old pooling")
+def test_faiss_export_killed_between_its_files(tmp_path):
+    from tests.faults import SimulatedKill, kill_at
+
+    a, _ = _two_faiss_exports(tmp_path)
+    new = AffineMap(np.random.default_rng(1).standard_normal((4, 2)), np.zeros(4))
+    with kill_at("embedkit.postprocess.files.atomic_write_json"), \
+            pytest.raises(SimulatedKill):
+        save_transform(a, new, {"pooling": "last-avg"})
+    with pytest.raises(ConfigError, match="written with another kernel"):
+        load_transform(a)
+    save_transform(a, new, {"pooling": "last-avg"})  # written again: whole
+    assert load_transform(a).metadata["pooling"] == "last-avg"
+
+
+def test_unsealed_faiss_metadata_loads_with_a_warning(tmp_path):
+    a, _ = _two_faiss_exports(tmp_path)
+    meta = json.loads((tmp_path / "a" / "w.faiss.json").read_text(encoding="utf-8"))
+    del meta["kernel_sha256"]
+    (tmp_path / "a" / "w.faiss.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.warns(UserWarning, match="cannot be checked"):
+        assert load_transform(a).metadata["pooling"] == "cls"
+
+
 # -- 9.14: permissions ---------------------------------------------------------------------------
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import faiss
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from embedkit.retrieval.faiss_ops import (
     faiss_thread_count,
     faiss_threads,
     ivf_nlist,
+    read_faiss_index,
     search_parameters,
     tunable_parameters,
 )
@@ -93,3 +96,41 @@ def test_training_seed_reaches_every_kmeans(x):
 
     np.testing.assert_array_equal(centroids(a), centroids(b))
     assert not np.array_equal(centroids(a), centroids(c))
+
+
+def _on_disk_index(x, folder):
+    """An IVF4 index with its lists in ``folder/lists.ivfdata``, written to ``folder/ix``."""
+    index, _ = build_faiss(x[:400], "IVF4,Flat", "l2", None)
+    ivf = faiss.extract_index_ivf(index)
+    lists = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(folder / "lists.ivfdata"))
+    lists.merge_from_1(ivf.invlists)
+    ivf.replace_invlists(lists, True)
+    lists.this.disown()
+    faiss.write_index(index, str(folder / "ix"))
+    return index
+
+
+def test_on_disk_lists_are_mapped_from_the_file_given(x, tmp_path):
+    """The lists FAISS stored the path of are never mapped: a moved folder reads its own."""
+    (tmp_path / "a").mkdir()
+    built = _on_disk_index(x, tmp_path / "a")
+    want = built.search(x[:5], 3)
+    (tmp_path / "a").rename(tmp_path / "b")
+    index = read_faiss_index(tmp_path / "b" / "ix", tmp_path / "b" / "lists.ivfdata")
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+    assert lists.filename == str(tmp_path / "b" / "lists.ivfdata")
+    got = index.search(x[:5], 3)
+    np.testing.assert_array_equal(got[1], want[1])
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'a' / 'lists.ivfdata'}"):
+        read_faiss_index(tmp_path / "b" / "ix")  # without the file: refused, naming the old one
+    (tmp_path / "a").mkdir()
+    shutil.copyfile(tmp_path / "b" / "lists.ivfdata", tmp_path / "a" / "lists.ivfdata")
+    with pytest.raises(ConfigError, match="inverted lists are on disk in .*a/lists.ivfdata"):
+        read_faiss_index(tmp_path / "b" / "ix")  # never searched from a file it was not given
+    (tmp_path / "short").write_bytes(b"")
+    with pytest.raises(ConfigError, match="short: 0 bytes but the index's lists take"):
+        read_faiss_index(tmp_path / "b" / "ix", tmp_path / "short")
+    in_memory, _ = build_faiss(x[:400], "IVF4,Flat", "l2", None)
+    faiss.write_index(in_memory, str(tmp_path / "mem"))
+    with pytest.raises(ConfigError, match=f"^{tmp_path / 'mem'}: "):  # lists in memory
+        read_faiss_index(tmp_path / "mem", tmp_path / "b" / "lists.ivfdata")

@@ -180,13 +180,13 @@ def test_reader_during_a_replacement_reads_one_version(index_dir, monkeypatch):
 
     real, calls = persistence._read_faiss, []
 
-    def read_faiss(path):
+    def read_faiss(path, *lists):
         calls.append(path)
         if len(calls) == 1:  # index.json already read: an add replaces the folder now
             t = threading.Thread(target=add_to_index, args=(index_dir, BATCH_A, HashEncoder()))
             t.start()
             t.join(30)
-        return real(path)
+        return real(path, *lists)
 
     monkeypatch.setattr(persistence, "_read_faiss", read_faiss)
     assert EmbeddingIndex.load(index_dir).texts == BASE + BATCH_A

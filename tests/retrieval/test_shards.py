@@ -13,7 +13,12 @@ from embedkit.errors import ConfigError
 from embedkit.experiments.encode import EncodeSettings, run_encode
 from embedkit.retrieval.folder import build_index, search
 from embedkit.retrieval.index import EmbeddingIndex
-from embedkit.retrieval.shards import IVFDATA_FILE, EncodeFolder, build_index_from_shards
+from embedkit.retrieval.shards import (
+    IVFDATA_FILE,
+    EncodeFolder,
+    build_index_from_shards,
+    write_manifest,
+)
 
 pytest.importorskip("pyarrow")
 
@@ -99,7 +104,7 @@ def test_folder_checks(tmp_path, encoded):
     assert err.value.param == "on_disk"
     manifest = json.loads((encoded / "manifest.json").read_text())
     manifest["complete"] = False
-    (encoded / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(encoded, manifest)  # as a killed run leaves it (sealed)
     with pytest.raises(ConfigError, match="not finished") as err:
         build_index_from_shards(tmp_path / "y", encoded)
     assert err.value.param == "embeddings"
