@@ -25,7 +25,7 @@ from embedkit.evaluation import UndefinedScoreWarning, undefined_message
 from embedkit.experiments.bench import PostOptions, bench_blocks, run_bench, run_bench_models
 from embedkit.experiments.mteb_results import write_mteb_results
 from embedkit.experiments.predictions import FORMATS, bench_predictions, row_folder
-from embedkit.experiments.report import data_line, format_table, markdown_report
+from embedkit.experiments.report import data_line, format_table, markdown_report, model_title
 from embedkit.io.atomic import atomic_write_text
 
 
@@ -145,10 +145,10 @@ def _print_table(record: dict) -> None:
     blocks = bench_blocks(record)
     protocol = blocks[0]["settings"]["protocol"]
     if len(blocks) == 1 and record.get("kind") == "bench":
-        print(f"{record['model']['name']}: Spearman x 100 ({protocol} protocol)")
+        print(f"{model_title(record)}: Spearman x 100 ({protocol} protocol)")
     else:
         print(f"Spearman x 100 ({protocol} protocol): "
-              + ", ".join(b["model"]["name"] for b in blocks))
+              + ", ".join(model_title(b) for b in blocks))
     print(format_table(record))
     for block in blocks:
         t = block["timings"]

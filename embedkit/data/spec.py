@@ -99,6 +99,9 @@ class TaskSpec:
     hub: HubSource | None = None
     description: str = ""
     encoding: str = "utf-8"
+    #: the task told to instruction-following embedders (Qwen3-Embedding, gte-Qwen2), made into
+    #: their prompt by :func:`embedkit.encoders.prompts.instruction_prompt`
+    instruction: str | None = None
     origin: str = ""
     spec_dir: str = ""
 
@@ -143,7 +146,8 @@ class TaskSpec:
             label_range=(m.label_range[0], m.label_range[1]) if m.label_range else None,
             label_type=m.label_type, max_length=m.max_length, default_splits=default_splits,
             cmteb_splits=tuple(canonical_split(x) for x in m.cmteb_splits), hub=hub,
-            description=m.description, encoding=m.encoding, origin=origin, spec_dir=spec_dir)
+            description=m.description, encoding=m.encoding, instruction=m.instruction,
+            origin=origin, spec_dir=spec_dir)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TaskSpec:
@@ -258,6 +262,13 @@ class _SpecError(ValueError):
         self.key, self.problem = key, problem
 
 
+def _one_line_text(value: str) -> str:
+    if not value.strip() or "\n" in value:
+        raise ValueError("must be one line of text (the task, as an instruction-following "
+                         "embedder is told it)")
+    return value.strip()
+
+
 class _SpecModel(_Strict):
     name: _Text
     description: StrictStr = ""
@@ -275,6 +286,7 @@ class _SpecModel(_Strict):
     hub: _Hub | None = None
     encoding: Annotated[_Text, AfterValidator(_known_encoding)] = "utf-8"
     license: StrictStr | None = None
+    instruction: Annotated[StrictStr, AfterValidator(_one_line_text)] | None = None
 
     def canonical_files(self) -> dict[str, str]:
         return {canonical_split(k): v for k, v in self.files.items()}

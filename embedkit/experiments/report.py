@@ -23,6 +23,29 @@ def _blocks(record: dict) -> list[dict]:
     return list(record["models"]) if record.get("kind") == "bench-models" else [record]
 
 
+def model_title(block: dict) -> str:
+    """A bench block's model as titles name it: the name, then what changes its vectors besides
+    the weights (a dtype other than float32, the instruction or the tasks' instructions).
+
+    >>> model_title({"model": {"name": "m"}, "settings": {"dtype": "bfloat16",
+    ...              "instructions": {"A": "Find it.", "B": "Find it."}}})
+    'm (bfloat16, instruction "Find it.")'
+    >>> model_title({"model": {"name": "m"}, "settings": {"instructions": {"A": "x", "B": "y"}}})
+    'm (instructions per task)'
+    """
+    s = block.get("settings", {})
+    extra = [s["dtype"]] if s.get("dtype", "float32") != "float32" else []
+    told = {v for v in (s.get("instructions") or {}).values() if v}
+    if not told and s.get("instruction"):
+        told = {s["instruction"]}
+    if len(told) == 1:
+        extra.append(f'instruction "{told.pop()}"')
+    elif told:
+        extra.append("instructions per task")
+    name = block.get("model", {}).get("name", "?")
+    return f"{name} ({', '.join(extra)})" if extra else name
+
+
 def table_rows(record: dict, metric: str = "spearman") -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per result label, one column per task/split, then avg. A
     ``bench-models`` record (several models) has a first ``model`` column and one block of
@@ -32,7 +55,7 @@ def table_rows(record: dict, metric: str = "spearman") -> tuple[list[str], list[
         rows: list[list[str]] = []
         for block in _blocks(record):
             header, block_rows = table_rows(block, metric)
-            name = block["model"]["name"]
+            name = model_title(block)
             rows += [[name if i == 0 else "", *r] for i, r in enumerate(block_rows)]
         return ["model", *header], rows
     tasks = record["settings"]["tasks"]
@@ -201,7 +224,7 @@ def markdown_report(record: dict, title: str | None = None) -> str:
     block of rows per model in each table, each model's settings and timings)."""
     blocks = _blocks(record)
     several = len(blocks) > 1 or record.get("kind") == "bench-models"
-    names = ", ".join(b["model"]["name"] for b in blocks)
+    names = ", ".join(model_title(b) for b in blocks)
     out = [f"# {title or 'embedkit bench: ' + names}", ""]
     out += provenance_lines(record)
     for block in blocks:
