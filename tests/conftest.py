@@ -173,11 +173,12 @@ def build_tiny_decoder(folder: Path, sentences: list[str], *, family: str = "qwe
 def save_st_decoder(hf_folder: Path, out: Path) -> Path:
     """``hf_folder`` as a sentence-transformers folder: Transformer, Pooling(lasttoken),
     Normalize (its modules.json and 1_Pooling/config.json)."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
-    word = models.Transformer(str(hf_folder))
-    pool = models.Pooling(word.get_embedding_dimension(), pooling_mode="lasttoken")
-    SentenceTransformer(modules=[word, pool, models.Normalize()], device="cpu").save(str(out))
+    word = Transformer(str(hf_folder))
+    pool = Pooling(word.get_embedding_dimension(), pooling_mode="lasttoken")
+    SentenceTransformer(modules=[word, pool, Normalize()], device="cpu").save(str(out))
     return out
 
 

@@ -303,12 +303,12 @@ def _check_exact(raw: Path, model: Any, form: _Form) -> None:
             worst = max(worst, _max_diff(raw, probe, expected))
         except Exception as e:  # the runtime's own error types: a shape baked into the trace
             raise ConfigError(f"{getattr(model.config, 'model_type', 'this model')} does not "
-                              f"export to ONNX exactly ({_first(e)}); use --backend torch",
+                              f"export to ONNX exactly ({_first(e)}); use the torch backend",
                               param="backend") from None
     if worst > PROBE_TOLERANCE:
         raise ConfigError(f"{getattr(model.config, 'model_type', 'this model')} does not export "
                           f"to ONNX exactly (differs from torch by {worst:.1e} on probe batches); "
-                          "use --backend torch", param="backend")
+                          "use the torch backend", param="backend")
 
 
 def _first(e: BaseException) -> str:

@@ -117,11 +117,11 @@ def check_precision(device: str | None, dtype: str) -> None:
         return
     if name == "float16":
         raise ConfigError("float16 on the cpu is refused (no CPU kernels run it natively); use "
-                          "bfloat16 or float32, or a GPU with --device cuda", param="dtype")
+                          "bfloat16 or float32, or a GPU (device cuda)", param="dtype")
     if name == "bfloat16" and not provenance.native_bf16_flags():
         raise ConfigError("bfloat16 on this cpu is refused: it has no native bfloat16 "
                           "(neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo); use float32, or "
-                          "a GPU with --device cuda", param="dtype")
+                          "a GPU (device cuda)", param="dtype")
 
 
 def forward_pooled(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
