@@ -128,11 +128,11 @@ EOS = "<|endoftext|>"
 def build_tiny_decoder(folder: Path, sentences: list[str], *, family: str = "qwen2",
                        padding_side: str = "left", append_eos: bool = True,
                        seed: int = 0) -> Path:
-    """A random-initialised 2-layer decoder (``qwen2``: Qwen2Model, rotary positions, grouped
-    query attention; ``gpt2``: GPT2Model, absolute positions) with a byte-level BPE trained on
+    """A random-initialised 2-layer decoder (``qwen2`` / ``qwen3`` / ``llama``: rotary positions,
+    grouped query attention; ``gpt2``: GPT2Model, absolute positions) with a byte-level BPE trained on
     ``sentences`` (plus :data:`ENGLISH`), hidden 32. ``qwen2``: ``<|endoftext|>`` is EOS and
     pad, appended by the tokenizer's post-processor when ``append_eos`` (as Qwen3-Embedding's
-    tokenizer does); ``gpt2``: EOS, no pad token, nothing appended (as GPT-2's).
+    tokenizer does; the same for ``qwen3`` and ``llama``); ``gpt2``: EOS, no pad token, nothing appended (as GPT-2's).
     ``padding_side`` goes into tokenizer_config.json."""
     import torch
     import transformers
@@ -145,22 +145,24 @@ def build_tiny_decoder(folder: Path, sentences: list[str], *, family: str = "qwe
     bpe.train_from_iterator(sentences + ENGLISH, trainers.BpeTrainer(
         vocab_size=320, special_tokens=[EOS], show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    if family == "qwen2" and append_eos:
+    rotary = family in ("qwen2", "qwen3", "llama")
+    if rotary and append_eos:
         bpe.post_processor = processors.TemplateProcessing(
             single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, 0)])
-    specials = {"eos_token": EOS, "pad_token": EOS} if family == "qwen2" else {
+    specials = {"eos_token": EOS, "pad_token": EOS} if rotary else {
         "eos_token": EOS, "bos_token": EOS, "unk_token": EOS}
     tok = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, padding_side=padding_side,
                                                model_max_length=128, **specials)
     tok.save_pretrained(folder)
     torch.manual_seed(seed)
     vocab = bpe.get_vocab_size()
-    if family == "qwen2":
-        config = transformers.Qwen2Config(
+    if rotary:
+        name = {"qwen2": "Qwen2", "qwen3": "Qwen3", "llama": "Llama"}[family]
+        config = getattr(transformers, f"{name}Config")(
             vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=128,
             eos_token_id=0, pad_token_id=0, bos_token_id=0, initializer_range=0.2)
-        model = transformers.Qwen2Model(config)
+        model = getattr(transformers, f"{name}Model")(config)
     else:
         config = transformers.GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2,
                                          n_positions=128, bos_token_id=0, eos_token_id=0,

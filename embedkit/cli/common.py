@@ -153,7 +153,7 @@ def add_poolings_and_tasks(p: argparse.ArgumentParser) -> None:
     """``--pooling`` (several) and ``--tasks``, as bench and sweep take them."""
     p.add_argument("--pooling", action="append", metavar="P",
                    help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
-                        "layers-avg:I,J; comma-separated or repeated (default: the model's own)")
+                        "layers-avg:I,J, last-token; comma-separated or repeated (default: the model's own)")
     p.add_argument("--tasks", help="comma-separated task names or spec .json files "
                                    "(default: ATEC,BQ,LCQMC,PAWSX,STS-B)")
 

@@ -179,3 +179,13 @@ def test_float16_on_cpu_and_missing_cuda_are_refused(make_tiny_decoder, monkeypa
                  "--out", folder + "-out"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "CUDA" in err[0]
+
+
+@pytest.mark.parametrize("family", ["qwen3", "llama"])
+def test_other_decoder_families_match_sentence_transformers(family, make_tiny_decoder):
+    folder = make_tiny_decoder(family, "left", st=True)
+    enc = build_model(str(folder))
+    got = _unit(enc.encode(S, max_length=MAX_LENGTH, batch_size=len(S)))
+    np.testing.assert_allclose(got, _st_reference(folder, family, "left"), atol=1e-5)
+    alone = np.concatenate([enc.encode([s], max_length=MAX_LENGTH) for s in S])
+    np.testing.assert_allclose(_unit(alone), got, atol=1e-5)
