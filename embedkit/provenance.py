@@ -39,10 +39,9 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     return out
 
 
-def machine_description() -> dict[str, str | int]:
-    """A short description of the machine: processor, core count, OS."""
-    cpu = platform.processor() or platform.machine()
-    flags: set[str] = set()
+def _cpuinfo() -> tuple[str | None, set[str]]:
+    """The first processor's model name and flags in /proc/cpuinfo (None and none elsewhere)."""
+    cpu, flags = None, set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
@@ -53,7 +52,20 @@ def machine_description() -> dict[str, str | int]:
                     break
     except OSError:
         pass
-    native_bf16 = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    return cpu, flags
+
+
+def native_bf16_flags() -> list[str]:
+    """The CPU's bfloat16 instructions (``avx512_bf16``, ``amx_bf16``), read at run time; empty
+    where bfloat16 is only emulated (slow, and what torch's CPU kernels then compute is not
+    what the model was measured with)."""
+    return sorted(_cpuinfo()[1] & {"avx512_bf16", "amx_bf16"})
+
+
+def machine_description() -> dict[str, str | int]:
+    """A short description of the machine: processor, core count, OS."""
+    cpu = _cpuinfo()[0] or platform.processor() or platform.machine()
+    native_bf16 = native_bf16_flags()
     return {"cpu": cpu, "cores": os.cpu_count() or 0,
             "os": f"{platform.system()} {platform.release()}",
             "cpu_bf16": ", ".join(native_bf16) if native_bf16 else "none (emulated)"}

@@ -119,6 +119,91 @@ def build_tiny_model(folder: Path, pooler: bool = True) -> Path:
     return build_tiny_bert(folder, source_sentences(), pooler=pooler)
 
 
+#: English sentences beside the Chinese ones, for the decoders' byte-level BPE
+ENGLISH = ["A man is slicing an onion.", "The panda slides down the slide.",
+           "Retrieve semantically similar text.", "Given a web search query, retrieve passages."]
+EOS = "<|endoftext|>"
+
+
+def build_tiny_decoder(folder: Path, sentences: list[str], *, family: str = "qwen2",
+                       padding_side: str = "left", append_eos: bool = True,
+                       seed: int = 0) -> Path:
+    """A random-initialised 2-layer decoder (``qwen2`` / ``qwen3`` / ``llama``: rotary positions,
+    grouped query attention; ``gpt2``: GPT2Model, absolute positions) with a byte-level BPE trained on
+    ``sentences`` (plus :data:`ENGLISH`), hidden 32. ``qwen2``: ``<|endoftext|>`` is EOS and
+    pad, appended by the tokenizer's post-processor when ``append_eos`` (as Qwen3-Embedding's
+    tokenizer does; the same for ``qwen3`` and ``llama``); ``gpt2``: EOS, no pad token, nothing appended (as GPT-2's).
+    ``padding_side`` goes into tokenizer_config.json."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(sentences + ENGLISH, trainers.BpeTrainer(
+        vocab_size=320, special_tokens=[EOS], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    rotary = family in ("qwen2", "qwen3", "llama")
+    if rotary and append_eos:
+        bpe.post_processor = processors.TemplateProcessing(
+            single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, 0)])
+    specials = {"eos_token": EOS, "pad_token": EOS} if rotary else {
+        "eos_token": EOS, "bos_token": EOS, "unk_token": EOS}
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, padding_side=padding_side,
+                                               model_max_length=128, **specials)
+    tok.save_pretrained(folder)
+    torch.manual_seed(seed)
+    vocab = bpe.get_vocab_size()
+    if rotary:
+        name = {"qwen2": "Qwen2", "qwen3": "Qwen3", "llama": "Llama"}[family]
+        config = getattr(transformers, f"{name}Config")(
+            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=128,
+            eos_token_id=0, pad_token_id=0, bos_token_id=0, initializer_range=0.2)
+        model = getattr(transformers, f"{name}Model")(config)
+    else:
+        config = transformers.GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2,
+                                         n_positions=128, bos_token_id=0, eos_token_id=0,
+                                         initializer_range=0.2)
+        model = transformers.GPT2Model(config)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def save_st_decoder(hf_folder: Path, out: Path) -> Path:
+    """``hf_folder`` as a sentence-transformers folder: Transformer, Pooling(lasttoken),
+    Normalize (its modules.json and 1_Pooling/config.json)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    word = Transformer(str(hf_folder))
+    pool = Pooling(word.get_embedding_dimension(), pooling_mode="lasttoken")
+    SentenceTransformer(modules=[word, pool, Normalize()], device="cpu").save(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def make_tiny_decoder(tmp_path_factory):
+    """Factory: ``make_tiny_decoder(family, padding_side, st=False, **options) -> folder`` (see
+    build_tiny_decoder); ``st=True`` saves it as a sentence-transformers folder. Each is built
+    once per session."""
+    made: dict = {}
+
+    def make(family: str = "qwen2", padding_side: str = "left", st: bool = False,
+             **options) -> Path:
+        key = (family, padding_side, st, tuple(sorted(options.items())))
+        if key not in made:
+            name = f"tiny-{family}-{padding_side}" + ("-st" if st else "")
+            hf = build_tiny_decoder(tmp_path_factory.mktemp(name), source_sentences(),
+                                    family=family, padding_side=padding_side, **options)
+            made[key] = save_st_decoder(hf, tmp_path_factory.mktemp(name + "-st")) if st else hf
+        return made[key]
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def make_tiny_bert(tmp_path_factory):
     """Factory: ``make_tiny_bert(name, sentences, **options) -> folder`` (see build_tiny_bert)."""

@@ -122,14 +122,24 @@ def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
     p.add_argument("--prompt", metavar="TEXT",
                    help='text put before every sentence, e.g. "query: " (default: the prompt '
                         "the model folder declares, else none)")
+    p.add_argument("--instruction", metavar="TEXT",
+                   help='task for instruction-following embedders (Qwen3-Embedding, gte-Qwen2), '
+                        'put before the text as "Instruct: TEXT\\nQuery: " (or the template the '
+                        "folder's query prompt shows); retrieval: queries only. Recorded and part "
+                        "of the cache namespace (default: each task's own instruction for models "
+                        'that declare a template, else none; "" for none)')
     if retrieval_prompts:
         p.add_argument("--query-prompt", metavar="TEXT",
                        help="prompt before queries only (default: --prompt)")
         p.add_argument("--passage-prompt", metavar="TEXT",
                        help="prompt before corpus passages only (default: --prompt)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:N; cuda cuts batches by a budget of padded tokens "
+                        "(default: cpu)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                   help="weights' dtype for the torch backend (default: float32)")
+                   help="weights' dtype for the torch backend, recorded and part of the cache "
+                        "namespace; bfloat16 on a cpu only with native bfloat16 (avx512_bf16, "
+                        "amx_bf16), float16 only on cuda (default: float32)")
     p.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                    help="sentences per forward pass (default: 64)")
     p.add_argument("--lowercase", action="store_true",
@@ -143,7 +153,7 @@ def add_poolings_and_tasks(p: argparse.ArgumentParser) -> None:
     """``--pooling`` (several) and ``--tasks``, as bench and sweep take them."""
     p.add_argument("--pooling", action="append", metavar="P",
                    help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
-                        "layers-avg:I,J; comma-separated or repeated (default: the model's own)")
+                        "layers-avg:I,J, last-token; comma-separated or repeated (default: the model's own)")
     p.add_argument("--tasks", help="comma-separated task names or spec .json files "
                                    "(default: ATEC,BQ,LCQMC,PAWSX,STS-B)")
 
@@ -164,7 +174,8 @@ def encoder_config(args: argparse.Namespace, model: str | None = None,
                          pooling=pooling, backend=getattr(args, "backend", "torch"),
                          quantize=getattr(args, "quantize", "none"),
                          threads=getattr(args, "threads", None),
-                         prompt=getattr(args, "prompt", None))
+                         prompt=getattr(args, "prompt", None),
+                         instruction=getattr(args, "instruction", None))
 
 
 def data_options(args: argparse.Namespace) -> DataOptions:

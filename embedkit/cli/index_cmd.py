@@ -351,8 +351,8 @@ def _side_config(args: argparse.Namespace) -> tuple[EncoderConfig, str]:
     config = encoder_config(args)
     query_prompt, passage_prompt = side_prompts(
         resolve_model_path(config.model), query=args.query_prompt,
-        passage=args.passage_prompt, prompt=args.prompt)
-    return dataclasses.replace(config, prompt=passage_prompt), query_prompt
+        passage=args.passage_prompt, prompt=args.prompt, instruction=args.instruction)
+    return dataclasses.replace(config, prompt=passage_prompt, instruction=None), query_prompt
 
 
 def run_eval(args) -> int:

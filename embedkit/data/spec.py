@@ -104,6 +104,9 @@ class TaskSpec:
     sha256: dict[str, str] = field(default_factory=dict)
     description: str = ""
     encoding: str = "utf-8"
+    #: the task told to instruction-following embedders (Qwen3-Embedding, gte-Qwen2), made into
+    #: their prompt by :func:`embedkit.encoders.prompts.instruction_prompt`
+    instruction: str | None = None
     origin: str = ""
     spec_dir: str = ""
 
@@ -149,7 +152,8 @@ class TaskSpec:
             label_type=m.label_type, max_length=m.max_length, default_splits=default_splits,
             cmteb_splits=tuple(canonical_split(x) for x in m.cmteb_splits), hub=hub,
             sha256={canonical_split(k): v.lower() for k, v in m.sha256.items()},
-            description=m.description, encoding=m.encoding, origin=origin, spec_dir=spec_dir)
+            description=m.description, encoding=m.encoding, instruction=m.instruction,
+            origin=origin, spec_dir=spec_dir)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TaskSpec:
@@ -266,6 +270,13 @@ class _SpecError(ValueError):
         self.key, self.problem = key, problem
 
 
+def _one_line_text(value: str) -> str:
+    if not value.strip() or "\n" in value:
+        raise ValueError("must be one line of text (the task, as an instruction-following "
+                         "embedder is told it)")
+    return value.strip()
+
+
 class _SpecModel(_Strict):
     name: _Text
     description: StrictStr = ""
@@ -284,6 +295,7 @@ class _SpecModel(_Strict):
     sha256: dict[_Text, _Sha256] = {}
     encoding: Annotated[_Text, AfterValidator(_known_encoding)] = "utf-8"
     license: StrictStr | None = None
+    instruction: Annotated[StrictStr, AfterValidator(_one_line_text)] | None = None
 
     def canonical_files(self) -> dict[str, str]:
         return {canonical_split(k): v for k, v in self.files.items()}

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,11 +59,50 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def tokenize_ids(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids of each text alone, ``[CLS] ... [SEP]`` truncated to ``max_length``."""
+def tokenize_ids(tokenizer: Any, texts: Sequence[str], max_length: int,
+                 eos_id: int | None = None) -> list[list[int]]:
+    """Token ids of each text alone, ``[CLS] ... [SEP]`` truncated to ``max_length``; with
+    ``eos_id``, that token ends every sentence that the tokenizer did not end with it (the
+    last text token gives way when the sentence is ``max_length`` long)."""
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
                     return_attention_mask=False, return_token_type_ids=False)
-    return [list(x) for x in enc["input_ids"]]
+    ids = [list(x) for x in enc["input_ids"]]
+    if eos_id is not None:
+        ids = [x if x and x[-1] == eos_id else x[:max_length - 1] + [eos_id] for x in ids]
+    return ids
+
+
+def eos_to_append(tokenizer: Any, folder: str | None) -> int | None:
+    """The EOS id when the model asks for it at the end of every sentence and its tokenizer
+    may not put it there: ``add_eos_token`` set on the tokenizer or in the folder's
+    ``tokenizer_config.json`` (transformers 5 no longer acts on the latter). A tokenizer whose
+    post-processor appends EOS itself (Qwen3-Embedding's) needs nothing: None then.
+
+    >>> class T: add_eos_token, eos_token_id = True, 7
+    >>> eos_to_append(T(), None)
+    7
+    """
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        return None
+    asked = bool(getattr(tokenizer, "add_eos_token", False))
+    cfg = Path(folder) / "tokenizer_config.json" if folder else None
+    if not asked and cfg is not None and cfg.is_file():
+        try:
+            asked = json.loads(cfg.read_text(encoding="utf-8")).get("add_eos_token") is True
+        except (OSError, ValueError, AttributeError):
+            asked = False
+    return int(eos) if asked else None
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The padding token's id; the EOS token's where there is none (GPT-2), as
+    sentence-transformers pads such models. Padded positions are masked either way."""
+    for name in ("pad_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            return int(value)
+    return 0
 
 
 class TokenizedEncoder:
@@ -80,6 +120,13 @@ class TokenizedEncoder:
     lowercase: bool = False
     prompt: str = ""
     token_budget: int | None = None
+    instruction: str | None = None  # the task instruction in ``prompt`` (None: none given)
+    eos_id: int | None = None   # appended where the model asks for EOS (:func:`eos_to_append`)
+
+    @property
+    def padding_side(self) -> str:
+        """``left`` where the tokenizer says so (decoder embedders), else ``right``."""
+        return "left" if getattr(self.tokenizer, "padding_side", "right") == "left" else "right"
 
     @property
     def dim(self) -> int:  # pragma: no cover - every backend overrides it
@@ -103,7 +150,9 @@ class TokenizedEncoder:
             return 0
         enc = self.tokenizer(texts, truncation=False, padding=False,
                              return_attention_mask=False, return_token_type_ids=False)
-        return sum(len(x) > limit for x in enc["input_ids"])
+        eos = self.eos_id
+        return sum(len(x) + int(eos is not None and (not x or x[-1] != eos)) > limit
+                   for x in enc["input_ids"])
 
     def check_pooling(self, pooling: Pooling) -> None:
         if pooling.needs_pooler and not self.has_pooler:
@@ -154,11 +203,11 @@ class TokenizedEncoder:
     def _plan(self, texts: list[str], max_length: int,
               batch_size: int) -> tuple[list[list[int]], list[list[int]]]:
         """The texts' token ids and the batches (indices, longest first) they are run in."""
-        ids = tokenize_ids(self.tokenizer, self._texts(texts), max_length)
+        ids = tokenize_ids(self.tokenizer, self._texts(texts), max_length, self.eos_id)
         return ids, plan_batches([len(x) for x in ids], batch_size, self.token_budget)
 
     def _pad(self, ids: list[list[int]], sel: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        return pad_numpy([ids[i] for i in sel], self.tokenizer.pad_token_id or 0)
+        return pad_numpy([ids[i] for i in sel], pad_id(self.tokenizer), self.padding_side)
 
     @staticmethod
     def _store(out: dict[str, np.ndarray], n: int, sel: list[int],

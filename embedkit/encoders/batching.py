@@ -56,19 +56,24 @@ def plan_batches(lengths: Sequence[int], batch_size: int,
     return batches
 
 
-def pad_numpy(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad token id lists into int64 ``(input_ids, attention_mask)`` arrays.
+def pad_numpy(ids: Sequence[Sequence[int]], pad_id: int,
+              side: str = "right") -> tuple[np.ndarray, np.ndarray]:
+    """Pad token id lists into int64 ``(input_ids, attention_mask)`` arrays, on the right or (for
+    decoders whose tokenizer says so) on the left.
 
     >>> a, m = pad_numpy([[101, 7, 102], [101, 102]], pad_id=0)
     >>> a.tolist(), m.tolist()
     ([[101, 7, 102], [101, 102, 0]], [[1, 1, 1], [1, 1, 0]])
+    >>> pad_numpy([[5, 6], [5]], pad_id=9, side="left")[0].tolist()
+    [[5, 6], [9, 5]]
     """
     width = max(len(x) for x in ids)
     input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(ids), width), dtype=np.int64)
     for r, x in enumerate(ids):
-        input_ids[r, :len(x)] = x
-        mask[r, :len(x)] = 1
+        cols = slice(width - len(x), width) if side == "left" else slice(0, len(x))
+        input_ids[r, cols] = x
+        mask[r, cols] = 1
     return input_ids, mask
 
 

@@ -20,8 +20,10 @@ from typing import Any
 
 from embedkit.encoders.base import TokenizedEncoder
 from embedkit.encoders.cache import EmbeddingCache
+from embedkit.encoders.models import resolve_model_path
+from embedkit.encoders.prompts import instruction_prompt, instruction_template
 from embedkit.encoders.protocol import SentenceEncoder
-from embedkit.encoders.transformer import TransformerEncoder, canonical_dtype
+from embedkit.encoders.transformer import TransformerEncoder, canonical_dtype, check_precision
 from embedkit.encoders.wrappers import CachedEncoder, MeteredEncoder
 from embedkit.errors import ConfigError
 
@@ -38,9 +40,32 @@ def build_model(model: str, pooling: str | None = None, *, backend: str = "torch
                 lowercase: bool = False, batch_size: int = 64, revision: str | None = None,
                 prompt: str | None = None, threads: int | None = None,
                 token_budget: int | None = None,
-                export_root: str | Path | None = None) -> SentenceEncoder:
+                export_root: str | Path | None = None,
+                instruction: str | None = None) -> SentenceEncoder:
     """The bare encoder of a backend: :class:`TransformerEncoder` for torch, else an
-    :class:`~embedkit.encoders.runtime.ExportedEncoder` (exported once into ``export_root``)."""
+    :class:`~embedkit.encoders.runtime.ExportedEncoder` (exported once into ``export_root``).
+    ``instruction``: a task description made into the prompt (:func:`instruction_prompt`);
+    ``""`` or a given ``prompt``: none, not even a task's own (:func:`for_task`)."""
+    if instruction:
+        if prompt is not None:
+            raise ConfigError("give an instruction or a prompt, not both (the instruction "
+                              "makes the prompt)", param="instruction")
+        prompt = instruction_prompt(instruction, resolve_model_path(model))
+    enc = _build_model(model, pooling, backend=backend, quantize=quantize, device=device,
+                       dtype=dtype, lowercase=lowercase, batch_size=batch_size,
+                       revision=revision, prompt=prompt, threads=threads,
+                       token_budget=token_budget, export_root=export_root)
+    if isinstance(enc, TokenizedEncoder):
+        enc.instruction = instruction.strip() if instruction else (
+            "" if prompt is not None or instruction is not None else None)
+    return enc
+
+
+def _build_model(model: str, pooling: str | None, *, backend: str, quantize: str,
+                 device: str | None, dtype: str, lowercase: bool, batch_size: int,
+                 revision: str | None, prompt: str | None, threads: int | None,
+                 token_budget: int | None,
+                 export_root: str | Path | None) -> SentenceEncoder:
     if backend == "torch":
         if quantize != "none":
             raise ConfigError(INT8_ON_TORCH, param="quantize")
@@ -80,9 +105,17 @@ class EncoderConfig:
     threads: int | None = None  # intra-op threads (None: the cores available)
     prompt: str | None = None   # before every sentence (None: the folder's declared default)
     token_budget: int | None = DEFAULT_TOKEN_BUDGET  # padded tokens per batch (None: by count)
+    #: a task description made into the prompt (None: each task's own, for models whose folder
+    #: declares an instruction template; "": none)
+    instruction: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
+        if self.backend == "torch":
+            check_precision(self.device, self.dtype)
+        if self.instruction and self.prompt is not None:
+            raise ConfigError("give an instruction or a prompt, not both (the instruction "
+                              "makes the prompt)", param="instruction")
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}",
                               param="backend")
@@ -117,7 +150,8 @@ class EncoderConfig:
                            lowercase=self.lowercase, batch_size=self.batch_size,
                            revision=self.revision, prompt=self.prompt, threads=self.threads,
                            token_budget=self.token_budget,
-                           export_root=EmbeddingCache(self.cache_dir).root)
+                           export_root=EmbeddingCache(self.cache_dir).root,
+                           instruction=self.instruction)
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready settings for a run record (the cache as its folder, or None)."""
@@ -139,7 +173,8 @@ def as_encoder(encoder: SentenceEncoder | EncoderConfig | str) -> SentenceEncode
                       f"{type(encoder).__name__}", param="encoder")
 
 
-def with_prompt(encoder: SentenceEncoder, prompt: str) -> SentenceEncoder:
+def with_prompt(encoder: SentenceEncoder, prompt: str,
+                instruction: str | None = None) -> SentenceEncoder:
     """The same encoder stack (same model, cache and counters) with another prompt: how a
     retrieval run encodes queries and passages with their own prompts. The identity, hence the
     cache namespace, follows the prompt.
@@ -155,14 +190,28 @@ def with_prompt(encoder: SentenceEncoder, prompt: str) -> SentenceEncoder:
     inner = getattr(encoder, "inner", None)
     if inner is not None:
         new = copy.copy(encoder)
-        new.inner = with_prompt(inner, prompt)  # type: ignore[attr-defined]
+        new.inner = with_prompt(inner, prompt, instruction)  # type: ignore[attr-defined]
         return new
     if isinstance(encoder, TokenizedEncoder):
         base = copy.copy(encoder)
         base.prompt = prompt
+        base.instruction = instruction
         return base
     raise ConfigError(f"{type(encoder).__name__} takes no prompt; build it with the prompt it "
                       "needs", param="prompt")
+
+
+def for_task(encoder: SentenceEncoder, instruction: str | None) -> SentenceEncoder:
+    """The encoder for a task whose spec gives ``instruction``: the same stack with the
+    instruction's prompt when the encoder was given neither an instruction nor a prompt and its
+    model folder declares an instruction template (Qwen3-Embedding, gte-Qwen2); else
+    ``encoder`` itself. Both sentences of a pair get it (STS is symmetric)."""
+    if not instruction or getattr(encoder, "instruction", "") is not None:
+        return encoder
+    path = getattr(encoder, "path", None)
+    if not isinstance(path, str) or instruction_template(path) is None:
+        return encoder
+    return with_prompt(encoder, instruction_prompt(instruction, path), instruction.strip())
 
 
 def encoder_settings(encoder: SentenceEncoder) -> dict[str, Any]:
@@ -173,6 +222,7 @@ def encoder_settings(encoder: SentenceEncoder) -> dict[str, Any]:
     return {"device": d.get("device"), "dtype": d.get("dtype", "float32"),
             "backend": d.get("backend", "torch"), "quantize": d.get("quantize", "none"),
             "threads": d.get("threads"), "prompt": d.get("prompt", ""),
+            "instruction": d.get("instruction"),
             "revision": d.get("revision"), "lowercase": d.get("lowercase", False),
             "batch_size": getattr(encoder, "batch_size", None),
             "token_budget": d.get("token_budget"), "versions": d.get("versions", {}),
@@ -189,7 +239,8 @@ class Encoder(CachedEncoder):
         device, dtype, lowercase, batch_size, revision: see :class:`TransformerEncoder`.
         backend: ``torch``, ``onnx`` (ONNX Runtime) or ``openvino``; quantize: ``none`` or
             ``int8`` (onnx/openvino); threads: intra-op threads; prompt: text before each
-            sentence (``None``: the folder's declared default).
+            sentence (``None``: the folder's declared default); instruction: a task
+            description made into the prompt (decoder embedders).
         cache: an :class:`EmbeddingCache`, or ``None`` for no cache.
         progress: show progress (``None``: for long runs).
 
@@ -203,10 +254,11 @@ class Encoder(CachedEncoder):
                  cache: EmbeddingCache | None = None, batch_size: int = 64,
                  revision: str | None = None, progress: bool | None = None,
                  backend: str = "torch", quantize: str = "none", threads: int | None = None,
-                 prompt: str | None = None) -> None:
+                 prompt: str | None = None, instruction: str | None = None) -> None:
         inner = build_model(model, pooling, backend=backend, quantize=quantize, device=device,
                             dtype=dtype, lowercase=lowercase, batch_size=batch_size,
                             revision=revision, prompt=prompt, threads=threads,
                             token_budget=DEFAULT_TOKEN_BUDGET,
-                            export_root=cache.root if cache is not None else None)
+                            export_root=cache.root if cache is not None else None,
+                            instruction=instruction)
         super().__init__(MeteredEncoder(inner, progress), cache)

@@ -140,10 +140,15 @@ def check_export(folder: Path, key: dict[str, Any]) -> str | None:
 
 
 def ensure_export(root: Path, model_path: str, model_identity: str, backend: str,
-                  quantize: str, *, revision: str | None = None) -> ExportedGraph:
-    """The export for this model, backend and quantisation: reused when whole, else (re)built."""
+                  quantize: str, *, revision: str | None = None,
+                  padding_side: str = "right") -> ExportedGraph:
+    """The export for this model, backend and quantisation: reused when whole, else (re)built.
+    ``padding_side="left"`` (decoders whose tokenizer pads left): the graph counts positions
+    from each sentence's first token, and the key says so."""
     require_runtime(backend)
     key = export_key(model_identity, backend, quantize)
+    if padding_side == "left":
+        key["padding_side"] = "left"
     folder = Path(root) / "exports" / export_name(key)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder, what="model export"):
@@ -169,16 +174,23 @@ def discard_export(graph: ExportedGraph) -> None:
 def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None) -> None:
     import torch
 
+    from embedkit.encoders.transformer import takes_positions, takes_token_types
+
     model, info = _load_for_export(model_path, revision)
     missing = set(info.get("missing_keys", []))
     has_pooler = getattr(model, "pooler", None) is not None and not any(
         "pooler" in k for k in missing)
-    token_types = "token_type_ids" in _forward_params(model)
-    probe = _probe_batch(model)
+    token_types = takes_token_types(model)
+    left = key.get("padding_side") == "left"
+    form = _Form(has_pooler, token_types, takes_positions(model, "left" if left else "right"),
+                 left)
+    probe = _probe_batch(model, left=left)
     with torch.inference_mode():
-        expected = _torch_outputs(model, probe, has_pooler, token_types)
+        expected = _torch_outputs(model, probe, form)
     raw = tmp / "raw.onnx"
-    _to_onnx(model, raw, has_pooler, token_types, len(expected) - int(has_pooler))
+    _to_onnx(model, raw, form, len(expected) - int(has_pooler))
+    if getattr(model.config, "model_type", "") not in _BERT_LIKE and not _absent("onnxruntime"):
+        _check_exact(raw, model, form)
     backend, quantize = key["backend"], key["quantize"]
     if backend == "onnx":
         how = _finish_onnx(raw, tmp / "model.onnx", model.config, quantize, probe, expected)
@@ -187,6 +199,7 @@ def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None
     raw.unlink()
     files = {name: sha256_file(tmp / name) for name in GRAPH_FILES[backend]}
     manifest = {"key": key, "files": files, "num_hidden": len(expected) - int(has_pooler),
+                "position_ids": form.positions,
                 "has_pooler": has_pooler, "token_type_ids": token_types,
                 "model_type": getattr(model.config, "model_type", None), "steps": how}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
@@ -205,34 +218,48 @@ def _load_for_export(model_path: str, revision: str | None) -> tuple[Any, dict]:
                                                     output_loading_info=True)
     except (OSError, ValueError) as e:
         raise EmbedkitError(f"cannot export {model_path}: {e}", param="model") from None
+    if hasattr(model.config, "use_cache"):
+        model.config.use_cache = False  # a decoder's graph returns no key/value cache
     return model.eval().float(), info
 
 
-def _forward_params(model: Any) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(model.forward).parameters)
-
-
-def _probe_batch(model: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A padded batch of random token ids: traces keep the mask a real input, and probes
-    compare a rewritten graph with torch on padding too."""
-    rng = np.random.default_rng(0)
+def _probe_batch(model: Any, left: bool = False, shape: tuple[int, int] = (3, 11),
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A padded batch of random token ids (padded on the left for ``left``): traces keep the
+    mask a real input, and probes compare a rewritten graph with torch on padding too."""
+    rng = np.random.default_rng(seed)
     vocab = int(getattr(model.config, "vocab_size", 100))
-    ids = rng.integers(5, max(vocab, 6), size=(3, 11)).astype(np.int64)
+    ids = rng.integers(5, max(vocab, 6), size=shape).astype(np.int64)
     mask = np.ones_like(ids)
-    mask[1, 7:] = 0
-    mask[2, 4:] = 0
+    width = shape[1]
+    for row, keep in ((1, width * 2 // 3), (2, width // 3)):
+        if row < shape[0]:
+            if left:
+                mask[row, :width - keep] = 0
+            else:
+                mask[row, keep:] = 0
     ids[mask == 0] = int(getattr(model.config, "pad_token_id", 0) or 0)
     return ids, mask
+
+
+@dataclass(frozen=True)
+class _Form:
+    """What the traced module feeds the model besides ids and mask, and what it returns."""
+
+    has_pooler: bool
+    token_types: bool
+    positions: bool = False   # position ids counted from the mask (left-padded decoders)
+    left: bool = False
 
 
 class _Outputs:
     """The traced module: every hidden state, then the pooler's dense output (no tanh)."""
 
     @staticmethod
-    def wrap(model: Any, has_pooler: bool, token_types: bool) -> Any:
+    def wrap(model: Any, form: _Form) -> Any:
         import torch
+
+        from embedkit.encoders.transformer import positions_from_mask
 
         class Graph(torch.nn.Module):
             def __init__(self) -> None:
@@ -240,22 +267,53 @@ class _Outputs:
                 self.model = model
 
             def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-                extra = {"token_type_ids": torch.zeros_like(input_ids)} if token_types else {}
+                extra = {"token_type_ids": torch.zeros_like(input_ids)} if form.token_types else {}
+                if form.positions:
+                    extra["position_ids"] = positions_from_mask(attention_mask)
                 out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra,
                                  output_hidden_states=True, return_dict=True)
                 hs = tuple(out.hidden_states)
-                return hs + ((self.model.pooler.dense(hs[-1][:, 0]),) if has_pooler else ())
+                pooler = (self.model.pooler.dense(hs[-1][:, 0]),) if form.has_pooler else ()
+                return hs + pooler
 
         return Graph().eval()
 
 
-def _torch_outputs(model: Any, probe: tuple[np.ndarray, np.ndarray], has_pooler: bool,
-                   token_types: bool) -> list[np.ndarray]:
+def _torch_outputs(model: Any, probe: tuple[np.ndarray, np.ndarray],
+                   form: _Form) -> list[np.ndarray]:
     import torch
 
-    graph = _Outputs.wrap(model, has_pooler, token_types)
+    graph = _Outputs.wrap(model, form)
     outs = graph(torch.from_numpy(probe[0]), torch.from_numpy(probe[1]))
     return [o.numpy() for o in outs]
+
+
+def _check_exact(raw: Path, model: Any, form: _Form) -> None:
+    """A graph traced from a model other than BERT's kind (a decoder: its mask is built in
+    Python) must give torch's outputs on batches of other shapes than the trace's, padded as
+    the model pads; one that does not is refused (only the torch backend runs it)."""
+    import torch
+
+    worst = 0.0
+    for seed, shape in ((1, (2, 5)), (2, (4, 17))):
+        probe = _probe_batch(model, left=form.left, shape=shape, seed=seed)
+        with torch.inference_mode():
+            expected = _torch_outputs(model, probe, form)
+        try:
+            worst = max(worst, _max_diff(raw, probe, expected))
+        except Exception as e:  # the runtime's own error types: a shape baked into the trace
+            raise ConfigError(f"{getattr(model.config, 'model_type', 'this model')} does not "
+                              f"export to ONNX exactly ({_first(e)}); use the torch backend",
+                              param="backend") from None
+    if worst > PROBE_TOLERANCE:
+        raise ConfigError(f"{getattr(model.config, 'model_type', 'this model')} does not export "
+                          f"to ONNX exactly (differs from torch by {worst:.1e} on probe batches); "
+                          "use the torch backend", param="backend")
+
+
+def _first(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
 
 
 def output_names(num_hidden: int, has_pooler: bool) -> list[str]:
@@ -267,13 +325,12 @@ def output_names(num_hidden: int, has_pooler: bool) -> list[str]:
     return [f"hidden_{i}" for i in range(num_hidden)] + (["pooler_dense"] if has_pooler else [])
 
 
-def _to_onnx(model: Any, path: Path, has_pooler: bool, token_types: bool,
-             num_hidden: int) -> None:
+def _to_onnx(model: Any, path: Path, form: _Form, num_hidden: int) -> None:
     import torch
 
-    graph = _Outputs.wrap(model, has_pooler, token_types)
-    ids, mask = _probe_batch(model)
-    names = output_names(num_hidden, has_pooler)
+    graph = _Outputs.wrap(model, form)
+    ids, mask = _probe_batch(model, left=form.left)
+    names = output_names(num_hidden, form.has_pooler)
     axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "tokens"} for n in names}
     axes["pooler_dense"] = {0: "batch"}
     axes.update({"input_ids": {0: "batch", 1: "tokens"},

@@ -12,6 +12,8 @@ Hidden states follow transformers' convention: ``hidden_states[0]`` is the embed
 ``first-last-avg`` mean of the masked means of ``hidden_states[1]`` (first transformer layer)
                    and the last layer
 ``layers-avg:I,J`` mean of the masked means of the listed ``hidden_states`` indices
+``last-token``     last layer at each sentence's last non-padding position (decoder embedders:
+                   Qwen3-Embedding, gte-Qwen2, e5-mistral), whichever side the batch is padded
 =================  ==========================================================================
 
 A :class:`Pooling` is a small value: a ``str`` holding the canonical name (so it serialises as
@@ -56,7 +58,8 @@ class PoolingKind:
 
 _KINDS: dict[str, PoolingKind] = {}
 _ALIASES = {"mean": "last-avg", "avg": "last-avg", "last_avg": "last-avg",
-            "first_last_avg": "first-last-avg", "pooler_tanh": "pooler-tanh", "cls-token": "cls"}
+            "first_last_avg": "first-last-avg", "pooler_tanh": "pooler-tanh", "cls-token": "cls",
+            "lasttoken": "last-token", "last_token": "last-token"}
 
 
 def register_pooling(name: str, *, hidden_states: bool = False, pooler: bool = False,
@@ -183,7 +186,8 @@ def _st_declared(folder: Path) -> str | None:
             if m.get("type", "").endswith("Pooling"):
                 cfg = json.loads((folder / m["path"] / "config.json").read_text("utf-8"))
                 # sentence-transformers >= 6 writes "pooling_mode": "cls"; older, flags
-                mode6 = {"cls": "cls_token", "mean": "mean_tokens"}.get(cfg.get("pooling_mode"))
+                mode = cfg.get("pooling_mode")
+                mode6 = {"cls": "cls_token", "mean": "mean_tokens"}.get(mode, mode)
                 if mode6 in by_mode:
                     return by_mode[mode6]
                 for mode, name in by_mode.items():
@@ -283,10 +287,26 @@ def _layers_avg(outputs: Any, mask: torch.Tensor, model: Any,
     return _layers_mean(outputs, mask, layers, "layers-avg:" + ",".join(map(str, layers)))
 
 
+@register_pooling("last-token", st_mode="lasttoken")
+def _last_token(outputs: Any, mask: torch.Tensor, model: Any,
+                layers: tuple[int, ...]) -> torch.Tensor:
+    """The last position where ``mask`` is 1 (left or right padding alike).
+
+    >>> h = torch.arange(6.0).view(2, 3, 1); m = torch.tensor([[1, 1, 0], [0, 1, 1]])
+    >>> _last_token(type("O", (), {"last_hidden_state": h}), m, None, ()).tolist()
+    [[1.0], [5.0]]
+    """
+    hidden = outputs.last_hidden_state
+    positions = torch.arange(1, mask.shape[1] + 1, device=mask.device)
+    last = (mask.to(positions.dtype) * positions).argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].to(torch.float32)
+
+
 def pool(pooling: str, outputs: Any, attention_mask: torch.Tensor, model: Any) -> torch.Tensor:
     """Apply a pooling to a transformers model output; returns float32 (batch, d)."""
     return Pooling(pooling).pool(outputs, attention_mask, model)
 
 
 #: the built-in poolings, as the README lists them
-POOLINGS = ("cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "layers-avg:I,J,...")
+POOLINGS = ("cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "layers-avg:I,J,...",
+            "last-token")

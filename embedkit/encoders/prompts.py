@@ -16,12 +16,24 @@ defaults of retrieval.
 ('', 'q: ')
 >>> side_prompts(str(d), query=None, passage=None, prompt=None)
 ('query: ', 'passage: ')
+
+An *instruction* (a task description, for decoder embedders such as Qwen3-Embedding or
+gte-Qwen2) becomes a prompt through a template: the one the folder's declared ``query`` prompt
+shows (``"Instruct: <task>\\nQuery:"`` with the task replaced), else
+:data:`INSTRUCTION_TEMPLATE`. Queries (and both sentences of a symmetric task such as STS) get
+it; documents get nothing (or the folder's declared document prompt).
+
+>>> instruction_prompt("Retrieve semantically similar text.", None)
+'Instruct: Retrieve semantically similar text.\\nQuery: '
+>>> side_prompts(None, query=None, passage=None, prompt=None, instruction="Find answers")
+('Instruct: Find answers\\nQuery: ', '')
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 from embedkit.errors import ConfigError
@@ -29,6 +41,9 @@ from embedkit.errors import ConfigError
 logger = logging.getLogger(__name__)
 ST_CONFIG = "config_sentence_transformers.json"
 _PASSAGE_NAMES = ("passage", "document", "doc", "corpus")
+#: the instruction template of e5-mistral and gte-Qwen2's cards (the text follows it)
+INSTRUCTION_TEMPLATE = "Instruct: {instruction}\nQuery: "
+_INSTRUCT = re.compile(r"^Instruct:[ ]?(?P<task>[^\n]*)\n(?P<tail>Query:[ ]?)$")
 
 
 def _config(folder: str | Path | None) -> dict:
@@ -66,12 +81,37 @@ def resolve_prompt(prompt: str | None, folder: str | Path | None) -> str:
     return default_prompt(local)
 
 
+def instruction_template(folder: str | Path | None) -> str | None:
+    """The instruction template a model folder declares through its ``query`` prompt
+    (``"Instruct: <task>\\nQuery:"``, Qwen3-Embedding's and gte-Qwen2's), or None."""
+    local = folder if folder is not None and Path(folder).is_dir() else None
+    m = _INSTRUCT.match(declared_prompts(local).get("query", ""))
+    return None if m is None else "Instruct: {instruction}\n" + m.group("tail")
+
+
+def instruction_prompt(instruction: str, folder: str | Path | None) -> str:
+    """The prompt an instruction makes, in the folder's template or the default one."""
+    if not instruction.strip():
+        raise ConfigError("the instruction is empty; give the task in words, e.g. \"Retrieve "
+                          "semantically similar text.\"", param="instruction")
+    template = instruction_template(folder) or INSTRUCTION_TEMPLATE
+    return template.replace("{instruction}", instruction.strip())
+
+
 def side_prompts(folder: str | Path | None, *, query: str | None, passage: str | None,
-                 prompt: str | None) -> tuple[str, str]:
-    """The query and passage prompts of a retrieval run: each given one, else ``prompt``, else
-    the folder's declared ``query`` / ``passage`` (or ``document``) prompt, else its default."""
+                 prompt: str | None, instruction: str | None = None) -> tuple[str, str]:
+    """The query and passage prompts of a retrieval run: each given one, else the
+    ``instruction``'s prompt for queries and nothing for passages, else ``prompt``, else the
+    folder's declared ``query`` / ``passage`` (or ``document``) prompt, else its default."""
     local = folder if folder is not None and Path(folder).is_dir() else None
     declared = declared_prompts(local)
+    if instruction:
+        if prompt is not None:
+            raise ConfigError("give an instruction or a prompt, not both (the instruction "
+                              "makes the queries' prompt)", param="instruction")
+        names = [n for n in _PASSAGE_NAMES if n in declared]
+        return (query if query is not None else instruction_prompt(instruction, local),
+                passage if passage is not None else declared[names[0]] if names else "")
     fallback = prompt if prompt is not None else None
     q = query if query is not None else fallback
     p = passage if passage is not None else fallback

@@ -29,6 +29,7 @@ import torch
 from embedkit.encoders.base import (
     TokenizedEncoder,
     available_cores,
+    eos_to_append,
     prompt_setting,
     quiet_loading,
 )
@@ -150,7 +151,8 @@ class ExportedEncoder(TokenizedEncoder):
             raise ConfigError(f"streams must be between 1 and the threads ({self.threads}), not "
                               f"{self.streams}", param="streams")
         self.graph, self.session = _open(self.threads, self.streams, lambda: _export(
-            export_root, self.path, self.model_identity, backend, quantize, revision))
+            export_root, self.path, self.model_identity, backend, quantize, revision,
+            self.padding_side))
         self.has_pooler = self.graph.has_pooler
         declared = Pooling.from_folder(self.path if is_local(self.path) else None)
         self.default_pooling = Pooling(pooling) if pooling else declared or Pooling("cls")
@@ -159,7 +161,9 @@ class ExportedEncoder(TokenizedEncoder):
         budget = EXPORTED_TOKEN_BUDGET if token_budget is None else token_budget
         self.token_budget = budget or None
         self.prompt = resolve_prompt(prompt, self.path)
-        self.max_positions = int(getattr(config, "max_position_embeddings", 512))
+        self.max_positions = int(getattr(config, "max_position_embeddings", None)
+                                 or getattr(config, "n_positions", None) or 512)
+        self.eos_id = eos_to_append(self.tokenizer, self.path if is_local(self.path) else None)
 
     @property
     def identity(self) -> str:
@@ -179,6 +183,8 @@ class ExportedEncoder(TokenizedEncoder):
                 "revision": self.revision, "backend": self.backend, "quantize": self.quantize,
                 "default_pooling": str(self.default_pooling), "dtype": "float32",
                 "device": "cpu", "lowercase": self.lowercase, "prompt": self.prompt,
+                "instruction": self.instruction, "padding_side": self.padding_side,
+                "append_eos": self.eos_id is not None,
                 "threads": self.threads, "streams": self.streams,
                 "token_budget": self.token_budget, "hidden_size": self.dim,
                 "num_layers": int(getattr(self.config, "num_hidden_layers", 0)),
@@ -249,11 +255,11 @@ def _load_tokenizer(path: str, name: str, revision: str | None) -> tuple[Any, An
 
 
 def _export(root: str | Path | None, path: str, identity: str, backend: str, quantize: str,
-            revision: str | None) -> ExportedGraph:
+            revision: str | None, padding_side: str = "right") -> ExportedGraph:
     from embedkit.encoders.cache import default_cache_dir
 
     return ensure_export(Path(root) if root else default_cache_dir(), path, identity, backend,
-                         quantize, revision=revision)
+                         quantize, revision=revision, padding_side=padding_side)
 
 
 def default_streams(threads: int) -> int:

@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from embedkit.encoders.base import TokenizedEncoder, prompt_setting, quiet_loading, tokenize_ids
+from embedkit.encoders.base import (
+    TokenizedEncoder,
+    eos_to_append,
+    prompt_setting,
+    quiet_loading,
+    tokenize_ids,
+)
 from embedkit.encoders.batching import pad_numpy
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path, weight_files
 from embedkit.encoders.pooling import Pooling
@@ -66,34 +72,91 @@ def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 
 
 def takes_token_types(model: Any) -> bool:
-    """Whether the model's forward accepts ``token_type_ids`` (BERT does, others may not)."""
-    return "token_type_ids" in inspect.signature(model.forward).parameters
+    """Whether the model has segment embeddings fed by ``token_type_ids`` (BERT does). GPT-2's
+    forward takes the argument too but has no segment table: it would add the embedding of
+    token 0 to every position, so it gets none (as its tokenizer returns none)."""
+    return ("token_type_ids" in inspect.signature(model.forward).parameters
+            and bool(getattr(model.config, "type_vocab_size", 0)))
+
+
+def takes_positions(model: Any, padding_side: str) -> bool:
+    """Whether batches get ``position_ids`` counted from each sentence's first real token: a
+    left-padded batch on a model that takes them (GPT-2's absolute positions would otherwise
+    start at the padding's length, and rotary ones lose a little precision)."""
+    return padding_side == "left" and "position_ids" in inspect.signature(
+        model.forward).parameters
+
+
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """0, 1, 2 ... from each row's first unmasked position (0 on the padding before it).
+
+    >>> positions_from_mask(torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])).tolist()
+    [[0, 0, 0, 1], [0, 1, 2, 3]]
+    """
+    return (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+#: padded tokens per batch on a GPU when none is given (a batch's memory stays bounded whatever
+#: the sentences' lengths)
+CUDA_TOKEN_BUDGET = 16384
+
+
+def check_precision(device: str | None, dtype: str) -> None:
+    """Refuse, in one line, a dtype the device cannot run well: float16 on the CPU, bfloat16 on
+    a CPU without bfloat16 instructions (:func:`embedkit.provenance.native_bf16_flags`, read at
+    run time), and CUDA where torch sees none."""
+    from embedkit import provenance
+
+    name = canonical_dtype(dtype)
+    if device is not None and device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device} was asked for but torch sees no CUDA device "
+                              f"(torch {torch.__version__}); use cpu", param="device")
+        return
+    if device is None and torch.cuda.is_available():
+        return
+    if name == "float16":
+        raise ConfigError("float16 on the cpu is refused (no CPU kernels run it natively); use "
+                          "bfloat16 or float32, or a GPU (device cuda)", param="dtype")
+    if name == "bfloat16" and not provenance.native_bf16_flags():
+        raise ConfigError("bfloat16 on this cpu is refused: it has no native bfloat16 "
+                          "(neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo); use float32, or "
+                          "a GPU (device cuda)", param="dtype")
 
 
 def forward_pooled(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   poolings: Sequence[Pooling], *, token_type_ids: bool) -> dict[str, torch.Tensor]:
+                   poolings: Sequence[Pooling], *, token_type_ids: bool,
+                   position_ids: bool = False) -> dict[str, torch.Tensor]:
     """One forward pass, pooled several ways: ``{pooling: float32 (batch, d)}``.
 
-    Every sentence is segment 0 (``token_type_ids`` all zero where the model takes them). Used by
-    evaluation (under ``torch.inference_mode``) and by training (with gradients).
+    Every sentence is segment 0 (``token_type_ids`` all zero where the model takes them);
+    ``position_ids``: positions counted from each sentence's first token
+    (:func:`positions_from_mask`, for left-padded batches). Used by evaluation (under
+    ``torch.inference_mode``) and by training (with gradients).
     """
     need_hidden = any(p.needs_hidden_states for p in poolings)
     extra = {"token_type_ids": torch.zeros_like(input_ids)} if token_type_ids else {}
+    if position_ids:
+        extra["position_ids"] = positions_from_mask(attention_mask)
     outputs = model(input_ids=input_ids, attention_mask=attention_mask, **extra,
                     output_hidden_states=need_hidden, return_dict=True)
     return {str(p): p.pool(outputs, attention_mask, model) for p in poolings}
 
 
-def _load(path: str, name: str, revision: str | None) -> tuple[Any, Any, dict]:
-    """The tokenizer and model. Weights come from safetensors files where the folder has them;
+def _load(path: str, name: str, revision: str | None,
+          dtype: str = "float32") -> tuple[Any, Any, dict]:
+    """The tokenizer and model, its weights loaded straight in ``dtype`` (a 7B model never
+    passes through float32). Weights come from safetensors files where the folder has them;
     ``.bin`` files go through ``torch.load(weights_only=True)`` (transformers' default), which
-    refuses anything but tensors; remote code is never run (``trust_remote_code`` stays off)."""
+    refuses anything but tensors; remote code is never run (``trust_remote_code`` stays off).
+    Attention is transformers' default for the model (sdpa where the model has it); a decoder's
+    causal mask is left as the model defines it."""
     from transformers import AutoModel, AutoTokenizer
 
     try:
         with quiet_loading(name):
             tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-            model, info = AutoModel.from_pretrained(path, revision=revision,
+            model, info = AutoModel.from_pretrained(path, revision=revision, dtype=DTYPES[dtype],
                                                     output_loading_info=True)
     except (OSError, ValueError) as e:  # an empty or wrong folder raises ValueError
         hint = ("" if is_local(path) else " (offline? pass a local folder, or set "
@@ -160,15 +223,13 @@ class TransformerEncoder(TokenizedEncoder):
         self.name = model
         self.path = resolve_model_path(model)
         self.dtype_name = canonical_dtype(dtype)
+        check_precision(device, self.dtype_name)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device cuda was asked for but torch sees no CUDA device; use cpu",
-                              param="device")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
                               param="batch_size")
         self.threads = threads or torch.get_num_threads()
-        self.tokenizer, self.model, info = _load(self.path, model, revision)
+        self.tokenizer, self.model, info = _load(self.path, model, revision, self.dtype_name)
         missing = set(info.get("missing_keys", []))
         self.has_pooler = getattr(self.model, "pooler", None) is not None and not any(
             "pooler" in k for k in missing)
@@ -179,11 +240,23 @@ class TransformerEncoder(TokenizedEncoder):
         self.default_pooling = Pooling(pooling) if pooling else declared or Pooling("cls")
         self.lowercase = lowercase
         self.batch_size = batch_size
-        self.token_budget = token_budget
+        self.token_budget = token_budget if token_budget is not None or self.device.type != (
+            "cuda") else CUDA_TOKEN_BUDGET
         self.revision = revision
         self.prompt = resolve_prompt(prompt, self.path)
-        self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 512))
+        cfg = self.model.config
+        self.max_positions = int(getattr(cfg, "max_position_embeddings", None)
+                                 or getattr(cfg, "n_positions", None) or 512)
         self._token_types = takes_token_types(self.model)
+        self._decoder_setup()
+
+    def _decoder_setup(self) -> None:
+        """What decoder embedders need: the EOS their folder asks for, positions counted from
+        each sentence's start in left-padded batches, no key/value cache."""
+        self.eos_id = eos_to_append(self.tokenizer, self.path if is_local(self.path) else None)
+        self._positions = takes_positions(self.model, self.padding_side)
+        if hasattr(self.model.config, "use_cache"):
+            self.model.config.use_cache = False
 
     @property
     def identity(self) -> str:
@@ -203,6 +276,9 @@ class TransformerEncoder(TokenizedEncoder):
                 "revision": self.revision, "backend": "torch", "quantize": "none",
                 "default_pooling": str(self.default_pooling), "dtype": self.dtype_name,
                 "device": str(self.device), "lowercase": self.lowercase, "prompt": self.prompt,
+                "instruction": self.instruction, "padding_side": self.padding_side,
+                "append_eos": self.eos_id is not None,
+                "attention": getattr(self.model.config, "_attn_implementation", None),
                 "threads": self.threads, "token_budget": self.token_budget,
                 "hidden_size": self.dim,
                 "num_layers": int(getattr(self.model.config, "num_hidden_layers", 0)),
@@ -226,5 +302,5 @@ class TransformerEncoder(TokenizedEncoder):
                  pools: list[Pooling]) -> dict[str, np.ndarray]:
         pooled = forward_pooled(self.model, torch.from_numpy(input_ids).to(self.device),
                                 torch.from_numpy(mask).to(self.device), pools,
-                                token_type_ids=self._token_types)
+                                token_type_ids=self._token_types, position_ids=self._positions)
         return {name: vecs.cpu().numpy() for name, vecs in pooled.items()}

@@ -26,6 +26,7 @@ from embedkit.data.registry import get_task
 from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
+from embedkit.encoders.config import for_task
 from embedkit.errors import ConfigError
 from embedkit.evaluation import PRIMARY_METRIC, STSEvaluator, aggregate, lookup, undefined_scores
 from embedkit.experiments.record import (
@@ -112,10 +113,13 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     truncated = truncation_counts(
         enc, evaluator.data, {s.name: evaluator.max_length_for(s, enc) for s in specs})
     records: dict[str, Any] = {}
+    task_encs = {spec.name: for_task(enc, spec.instruction) for spec in specs}
     for spec in specs:
-        records[spec.name] = _bench_task(evaluator, spec, enc, list(rows.values()),
-                                         fits.get(spec.name))
+        records[spec.name] = _bench_task(evaluator, spec, task_encs[spec.name],
+                                         list(rows.values()), fits.get(spec.name))
     settings = _settings(evaluator, pools, posts, need_fit, data, post_files)
+    # each task's instruction (None: none), the prompt it made and that identity's namespace
+    settings["instructions"] = {n: getattr(e, "instruction", None) for n, e in task_encs.items()}
     settings.update(_seed_settings(pipes))
     settings["max_length"] = {s.name: evaluator.max_length_for(s, enc) for s in specs}
     settings["model_max_length"] = enc.model_max_length()  # the model's own (mteb names)

@@ -38,13 +38,18 @@ def run_revision(settings: Mapping[str, Any] | None, model: Mapping[str, Any] | 
 def run_description(settings: Mapping[str, Any] | None,
                     model: Mapping[str, Any] | None = None) -> str:
     """How the encoder ran, compactly: backend and precision always (``torch float32``,
-    ``onnx int8``), then the prompt (and the queries' own, when it differs) and the revision
-    when there are any. Records written before these settings read as torch float32.
+    ``onnx int8``, ``torch bfloat16``), then the prompt (and the queries' own, when it
+    differs), the instruction (or that each task has its own) and the revision when there are
+    any. Records written before these settings read as torch float32.
 
     >>> run_description({"backend": "onnx", "quantize": "int8", "prompt": "q: "})
     'onnx int8, prompt "q: "'
     >>> run_description({}, {"identity": "org/m@abc"})
     'torch float32, revision abc'
+    >>> run_description({"dtype": "bfloat16", "instructions": {"A": "Find it.", "B": "Find it."}})
+    'torch bfloat16, instruction "Find it."'
+    >>> run_description({"instructions": {"A": "x", "B": "y"}})
+    'torch float32, instructions per task'
     """
     s = settings or {}
     precision = "int8" if s.get("quantize") == "int8" else str(s.get("dtype") or "float32")
@@ -55,6 +60,13 @@ def run_description(settings: Mapping[str, Any] | None,
     query = s.get("query_prompt")
     if query is not None and query != prompt:
         parts.append(f"query prompt {json.dumps(query, ensure_ascii=False)}")
+    told = {v for v in (s.get("instructions") or {}).values() if v}
+    if not told and s.get("instruction"):
+        told = {s["instruction"]}
+    if len(told) == 1:
+        parts.append(f"instruction {json.dumps(told.pop(), ensure_ascii=False)}")
+    elif told:
+        parts.append("instructions per task")
     rev = run_revision(s, model)
     if rev:
         parts.append(f"revision {rev}")
@@ -90,7 +102,7 @@ def table_rows(record: dict, metric: str = "spearman") -> tuple[list[str], list[
         rows: list[list[str]] = []
         for block in _blocks(record):
             header, block_rows = table_rows(block, metric)
-            name = block["model"]["name"]
+            name = block["model"]["name"]  # the title line gives each run_title
             rows += [[name if i == 0 else "", *r] for i, r in enumerate(block_rows)]
         return ["model", *header], rows
     tasks = record["settings"]["tasks"]

@@ -95,3 +95,19 @@ def test_hub_only_spec():
     assert s.splits == ("valid",) and s.default_splits == ("valid",)
     assert s.hub.fields == {"sentence1": "sentence1", "sentence2": "sentence2", "label": "score"}
     assert s.hub.revision is None
+
+
+def test_instruction_field():
+    spec = TaskSpec.from_dict({"name": "x", "files": {"test": "x.tsv"},
+                               "instruction": " Retrieve semantically similar text. "})
+    assert spec.instruction == "Retrieve semantically similar text."
+    assert TaskSpec.from_dict({"name": "x", "files": {"test": "x.tsv"}}).instruction is None
+    for bad in ("two\nlines", "", 3):
+        with pytest.raises(ConfigError, match="instruction"):
+            TaskSpec.from_dict({"name": "x", "files": {"test": "x.tsv"}, "instruction": bad})
+
+
+def test_builtin_tasks_carry_their_instruction():
+    from embedkit.data.registry import get_task
+
+    assert get_task("STS-B").instruction == "Retrieve semantically similar text."

@@ -12,7 +12,13 @@ import pytest
 from embedkit.cli.main import main
 from embedkit.encoders import EncoderConfig
 from embedkit.encoders.config import build_model, with_prompt
-from embedkit.encoders.prompts import declared_prompts, resolve_prompt, side_prompts
+from embedkit.encoders.prompts import (
+    declared_prompts,
+    instruction_prompt,
+    instruction_template,
+    resolve_prompt,
+    side_prompts,
+)
 from embedkit.errors import ConfigError
 
 S = ["一个人在切洋葱。", "男人切洋葱。"]
@@ -120,3 +126,102 @@ def test_revision_is_recorded(tiny_model_dir, spec_file, tmp_path):
     assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
                  "--pooling", "cls", "--revision", "v1", "--output", str(out)]) == 0
     assert json.loads(out.read_text(encoding="utf-8"))["settings"]["revision"] == "v1"
+
+
+# -- instructions (decoder embedders) -----------------------------------------------------------
+
+QWEN3_QUERY = "Instruct: Given a web search query, retrieve relevant passages\nQuery:"
+
+
+@pytest.fixture
+def instructed_dir(make_tiny_decoder, tmp_path):
+    """A tiny Qwen2 sentence-transformers folder declaring Qwen3-Embedding's prompts (its
+    template has no space after ``Query:``)."""
+    d = tmp_path / "instructed"
+    shutil.copytree(make_tiny_decoder("qwen2", "left", st=True), d)
+    (d / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": QWEN3_QUERY, "document": ""}, "default_prompt_name": None}))
+    return d
+
+
+@pytest.fixture
+def instructed_spec(spec_file, tmp_path):
+    spec = json.loads(spec_file.read_text(encoding="utf-8"))
+    spec["files"]["test"] = str(spec_file.parent / spec["files"]["test"])
+    path = tmp_path / "instructed-sts.json"
+    path.write_text(json.dumps({**spec, "instruction": "Retrieve semantically similar text."}))
+    return path
+
+
+def test_instruction_template_from_the_folder_or_the_default(instructed_dir, tiny_model_dir):
+    assert instruction_template(instructed_dir) == "Instruct: {instruction}\nQuery:"
+    assert instruction_prompt("Find it.", instructed_dir) == "Instruct: Find it.\nQuery:"
+    assert instruction_template(tiny_model_dir) is None
+    assert instruction_prompt("Find it.", tiny_model_dir) == "Instruct: Find it.\nQuery: "
+    assert side_prompts(str(instructed_dir), query=None, passage=None, prompt=None,
+                        instruction="Find it.") == ("Instruct: Find it.\nQuery:", "")
+    with pytest.raises(ConfigError, match="not both"):
+        side_prompts(None, query=None, passage=None, prompt="x", instruction="Find it.")
+    with pytest.raises(ConfigError, match="instruction is empty"):
+        instruction_prompt("  ", None)
+
+
+def test_instruction_is_the_prompt_identity_and_namespace(instructed_dir):
+    plain = build_model(str(instructed_dir))
+    told = build_model(str(instructed_dir), instruction="Find it.")
+    assert plain.instruction is None and told.instruction == "Find it."
+    assert told.prompt == "Instruct: Find it.\nQuery:"
+    assert told.identity == plain.identity + ';prompt="Instruct: Find it.\\nQuery:"'
+    np.testing.assert_allclose(told.encode(["猫"]),
+                               plain.encode(["Instruct: Find it.\nQuery:猫"]), atol=1e-6)
+    assert told.describe()["instruction"] == "Find it."
+    with pytest.raises(ConfigError, match="not both"):
+        EncoderConfig(str(instructed_dir), prompt="x", instruction="y")
+    assert build_model(str(instructed_dir), prompt="").instruction == ""
+
+
+def test_bench_uses_each_tasks_instruction_and_records_it(instructed_dir, instructed_spec,
+                                                          tiny_model_dir, tmp_path):
+    cache = str(tmp_path / "cache")
+    outs = []
+    for i, extra in enumerate([["--instruction", ""], [], ["--instruction", "Find it."]]):
+        out = tmp_path / f"r{i}.json"
+        assert main(["bench", "--model", str(instructed_dir), "--tasks", str(instructed_spec),
+                     "--cache-dir", cache, "--output", str(out), *extra]) == 0
+        outs.append(json.loads(out.read_text(encoding="utf-8")))
+    name = outs[0]["settings"]["tasks"][0]
+    assert [o["settings"]["instructions"][name] for o in outs] == [
+        "", "Retrieve semantically similar text.", "Find it."]
+    assert outs[2]["settings"]["instruction"] == "Find it."
+    # three prompts, three namespaces: nothing reused
+    assert [o["timings"]["cache_hits"] for o in outs] == [0, 0, 0]
+    assert len({json.dumps(o["results"]) for o in outs}) == 3
+    assert main(["bench", "--model", str(instructed_dir), "--tasks", str(instructed_spec),
+                 "--cache-dir", cache, "--output", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))
+    assert again["timings"]["encoded"] == 0 and again["results"] == outs[1]["results"]
+    from embedkit.experiments.report import markdown_report
+
+    assert markdown_report(outs[1]).splitlines()[0].endswith(
+        '(instruction "Retrieve semantically similar text.")')
+    # a model without an instruction template ignores the task's instruction
+    plain = tmp_path / "plain.json"
+    assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(instructed_spec),
+                 "--pooling", "cls", "--output", str(plain)]) == 0
+    assert json.loads(plain.read_text())["settings"]["instructions"][name] is None
+
+
+def test_instruction_and_prompt_together_is_one_line(instructed_dir, spec_file, capsys):
+    assert main(["bench", "--model", str(instructed_dir), "--tasks", str(spec_file),
+                 "--prompt", "x", "--instruction", "y"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not both" in err[0]
+
+
+def test_index_eval_instruction_goes_to_queries_only(instructed_dir, spec_file, tmp_path):
+    out = tmp_path / "e.json"
+    assert main(["index", "eval", "--model", str(instructed_dir), "--tasks", str(spec_file),
+                 "--splits", "test", "--instruction", "Find it.", "--output", str(out)]) == 0
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    assert rec["settings"]["query_prompt"] == "Instruct: Find it.\nQuery:"
+    assert rec["settings"]["prompt"] == ""
