@@ -203,7 +203,7 @@ def test_bench_uses_each_tasks_instruction_and_records_it(instructed_dir, instru
     from embedkit.experiments.report import markdown_report
 
     assert markdown_report(outs[1]).splitlines()[0].endswith(
-        '(instruction "Retrieve semantically similar text.")')
+        '[torch float32, instruction "Retrieve semantically similar text."]')
     # a model without an instruction template ignores the task's instruction
     plain = tmp_path / "plain.json"
     assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(instructed_spec),
