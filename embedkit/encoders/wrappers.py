@@ -325,7 +325,11 @@ class CachedEncoder(EncoderWrapper):
             begin(len(todo))
         pending: list[np.ndarray] = []
         try:
-            start, piece, last = 0, min(2 * self._batch(options), self.chunk), self.clock()
+            # without a cache there is nothing to commit: one call per chunk, as many batches
+            # as MeteredEncoder's steps make; with one, a first piece of two batches
+            first = self.chunk if self.cache is None else min(2 * self._batch(options),
+                                                              self.chunk)
+            start, piece, last = 0, first, self.clock()
             while start < len(todo):
                 rows = todo[start:start + piece]
                 t0 = self.clock()
@@ -333,7 +337,8 @@ class CachedEncoder(EncoderWrapper):
                 pending.append(rows)
                 start += len(rows)
                 now = self.clock()
-                piece = self._piece_size(len(rows), now - t0, options)
+                if self.cache is not None:
+                    piece = self._piece_size(len(rows), now - t0, options)
                 if sum(map(len, pending)) >= self.chunk or now - last >= self.commit_seconds / 2:
                     self._commit(full, unique, pending, pools, spaces)
                     last = now
