@@ -58,17 +58,22 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from embedkit.encoders.cache_files import aside_name as _aside_name
+from embedkit.encoders.cache_files import check_file as _check_file
+from embedkit.encoders.cache_files import file_id as _file_id
+from embedkit.encoders.cache_files import first_line as _first_line
+from embedkit.encoders.cache_files import is_corruption
+from embedkit.encoders.cache_files import meta_problem as _meta_problem
+from embedkit.encoders.cache_files import not_a_file as _not_a_file
+from embedkit.encoders.cache_files import sqlite_code as _sqlite_code
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_write_json
 
 FORMAT_VERSION = 1
 _CHUNK = 500  # keys per SQL statement (well under SQLite's variable limit)
-_COLUMNS = ["key", "dim", "crc", "data"]
 LOCK_NAME = "embeddings.lock"
 LOCK_TIMEOUT = 600.0  # seconds to wait for another process's cache write or maintenance
 _HINT = "choose a writable folder (cache_dir) or turn the cache off (no_cache=True)"
-# SQLite's primary result codes (https://sqlite.org/rescode.html)
-_CORRUPT_CODES = {11, 26}                  # SQLITE_CORRUPT, SQLITE_NOTADB
 _UNWRITABLE_CODES = {3, 8, 14, 23}         # SQLITE_PERM, _READONLY, _CANTOPEN, _AUTH
 _READ_ONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 #: keys of a namespace's settings that are shown, not hashed, when ``model_identity`` is given
@@ -91,58 +96,6 @@ def default_cache_dir() -> Path:
 
 def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
-
-
-def _file_id(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _sqlite_code(e: sqlite3.Error) -> int | None:
-    code = getattr(e, "sqlite_errorcode", None)  # Python >= 3.11
-    return code & 0xFF if isinstance(code, int) else None
-
-
-def is_corruption(e: sqlite3.Error) -> bool:
-    """Whether SQLite says the file is damaged (not busy, full, read-only ...)."""
-    code = _sqlite_code(e)
-    if code is not None:
-        return code in _CORRUPT_CODES
-    text = str(e)
-    return "malformed" in text or "not a database" in text
-
-
-def _first_line(text: object) -> str:
-    return " ".join(str(text).split("\n")[:2]).strip()
-
-
-def _not_a_file(path: Path) -> str | None:
-    """What is wrong with a path that must be a regular file or absent (None: nothing)."""
-    if not os.path.lexists(path) or path.is_file():
-        return None
-    return "a folder, not a file" if path.is_dir() else "not a regular file"
-
-
-def _meta_problem(meta: Path) -> str | None:
-    """What is wrong with a namespace's ``meta.json`` (None: readable, or absent)."""
-    if not os.path.lexists(meta):
-        return None
-    try:
-        data = json.loads(meta.read_text("utf-8"))
-    except (OSError, ValueError) as e:
-        return f"unreadable: {_first_line(e)}"
-    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
-        return "not a cache meta.json"
-    return None
-
-
-def _aside_name(path: Path, prefix: str = "") -> Path:
-    stem, suffix = path.stem, path.suffix
-    return path.with_name(f"{prefix}{stem}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-"
-                          f"{os.getpid()}-{secrets.token_hex(2)}{suffix}")
 
 
 class EmbeddingCache:
@@ -269,13 +222,14 @@ class EmbeddingCache:
             return
         folder = self._dir(ns)
         if os.path.lexists(folder) and not folder.is_dir():
-            self._move_aside(folder, "a file, not a folder", _aside_name(folder, "."))
+            if not self._move_aside(folder, "a file, not a folder", _aside_name(folder, ".")):
+                return
         meta = folder / "meta.json"
         problem = _not_a_file(meta) or _meta_problem(meta)
         if problem is None and meta.exists():
             return
-        if problem is not None:
-            self._move_aside(meta, problem, _aside_name(meta))
+        if problem is not None and not self._move_aside(meta, problem, _aside_name(meta)):
+            return
         try:
             atomic_write_json(meta, {"format": FORMAT_VERSION, "settings": self._settings[ns],
                                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -318,7 +272,8 @@ class EmbeddingCache:
                 if attempt:
                     raise EmbedkitError(f"embedding cache {path} is still {problem} after moving"
                                         f" it aside; {_HINT}", param="cache_dir")
-                self._move_aside(path, problem)
+                if not self._move_aside(path, problem):
+                    return self._open_read_only(path)
                 continue
             try:
                 conn = sqlite3.connect(path, timeout=60)
@@ -347,7 +302,8 @@ class EmbeddingCache:
             if attempt:
                 raise EmbedkitError(f"embedding cache {path} is still damaged after rebuilding "
                                     f"({problem}); {_HINT}", param="cache_dir")
-            self._move_aside(path, problem)
+            if not self._move_aside(path, problem):
+                return self._open_read_only(path)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _open_read_only(self, path: Path) -> sqlite3.Connection | None:
@@ -369,12 +325,14 @@ class EmbeddingCache:
                                       "the cache is read-only: its vectors are recomputed")
         return None
 
-    def _move_aside(self, path: Path, problem: str, aside: Path | None = None) -> None:
-        """Rename a damaged entry out of the way (a SQLite file with its journal), warned."""
+    def _move_aside(self, path: Path, problem: str, aside: Path | None = None) -> bool:
+        """Rename a damaged entry out of the way (a SQLite file with its journal), warned;
+        False when the folder turned out read-only (the entry stays, unused)."""
         aside = aside or path.with_name(f"vectors.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-"
                                         f"{os.getpid()}-{secrets.token_hex(2)}.sqlite")
         try:
-            os.replace(path, aside)
+            if os.path.lexists(path):  # (a journal may be all there is)
+                os.replace(path, aside)
             for suffix in ("-journal", "-wal", "-shm") if path.suffix == ".sqlite" else ():
                 side = Path(str(path) + suffix)
                 if os.path.lexists(side) and not side.is_file():  # a folder: kept beside it
@@ -382,11 +340,14 @@ class EmbeddingCache:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(side)
         except OSError as e:
+            if self._becomes_read_only(e):
+                return False
             raise self._unwritable(e, path.parent) from None
         what = "is unreadable or damaged" if path.suffix == ".sqlite" else "is damaged"
         warnings.warn(f"embedding cache {path} {what} ({problem}); moved to {aside.name} and "
                       "starting afresh (its vectors are recomputed; delete the copy when you no "
                       "longer need it)", stacklevel=5)
+        return True
 
     def _recover(self, ns: str, e: sqlite3.DatabaseError) -> None:
         """After SQLite failed on a namespace's file: forget a connection whose file vanished,
@@ -547,18 +508,6 @@ class EmbeddingCache:
     def __del__(self):  # pragma: no cover - best effort
         with contextlib.suppress(Exception):
             self.close()
-
-
-def _check_file(conn: sqlite3.Connection) -> str | None:
-    """What is wrong with an open namespace file, or None (the table's columns, then SQLite's
-    own structural check, which reads every page once)."""
-    cols = [r[1] for r in conn.execute("PRAGMA table_info(vec)")]
-    if cols != _COLUMNS:
-        return f"table vec has columns {cols}, not {_COLUMNS}"
-    result = conn.execute("PRAGMA quick_check(1)").fetchone()
-    if result is None or result[0] != "ok":
-        return "quick_check: " + _first_line(result[0] if result else "no answer")
-    return None
 
 
 def _settings(d: Path) -> dict:
