@@ -47,3 +47,26 @@ class MissingFileError(DataError, ConfigError):
     >>> str(MissingFileError("file not found", path="x.tsv"))
     'x.tsv: file not found'
     """
+
+
+class WorkKept(KeyboardInterrupt):
+    """An interrupt (Ctrl-C) after which the work done so far was kept: still a
+    :class:`KeyboardInterrupt` to every caller; the CLI prints its message in one line and exits
+    with status 130.
+
+    >>> isinstance(WorkKept(3, "the embedding cache /c"), KeyboardInterrupt)
+    True
+    >>> str(WorkKept(3, "the embedding cache /c"))
+    'kept the 3 sentences encoded so far in the embedding cache /c; rerun the same command to resume (they are not encoded again)'
+    """
+
+    def __init__(self, kept: int, where: str, *, read_only: bool = False) -> None:
+        self.kept = kept
+        self.where = where
+        if read_only:
+            text = (f"nothing was kept: {where} is read-only, so a rerun encodes again what this "
+                    "run encoded")
+        else:
+            text = (f"kept the {kept} sentences encoded so far in {where}; rerun the same "
+                    "command to resume (they are not encoded again)")
+        super().__init__(text)

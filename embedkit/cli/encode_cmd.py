@@ -105,7 +105,8 @@ def add_embeddings_source(src, build) -> None:
     """``index build --embeddings DIR [--on-disk]``: ``src`` is the corpus source group."""
     src.add_argument("--embeddings", metavar="DIR",
                      help="an encode folder (embedkit encode): index its shards without "
-                          "re-encoding; the recipe comes from its manifest")
+                          "re-encoding; the recipe comes from its manifest (--post: a transform "
+                          "file fitted on them, e.g. by whiten --embeddings DIR)")
     build.add_argument("--on-disk", action="store_true",
                        help="with --embeddings and an IVF factory: keep the inverted lists on "
                             "disk (lists.ivfdata in the folder, memory-mapped when searched)")
@@ -119,15 +120,14 @@ def run_build_from_embeddings(args) -> int:
 
     if args.embeddings is None:
         raise ConfigError("--on-disk goes with --embeddings DIR")
-    if args.pooling or args.post or args.ids:
-        raise ConfigError("with --embeddings the pooling and post-processor come from the "
-                          "encode folder's manifest (and the ids from its shards): drop "
-                          "--pooling, --post and --ids")
+    if args.pooling or args.ids:
+        raise ConfigError("with --embeddings the pooling comes from the encode folder's "
+                          "manifest (and the ids from its shards): drop --pooling and --ids")
     try:
         index = build_index_from_shards(
             args.out, args.embeddings, factory=args.factory, metric=args.metric,
             train_size=args.train_size, seed=args.seed, on_disk=args.on_disk,
-            lock_timeout=args.lock_timeout)
+            lock_timeout=args.lock_timeout, post=args.post, force=args.force)
     except FolderLockedError as err:
         raise locked_error(err) from None
     post = f", post {index.recipe['post']}" if index.recipe.get("post") else ""

@@ -17,7 +17,7 @@ import warnings
 
 from embedkit import __version__
 from embedkit.cli.help import finish_help
-from embedkit.errors import EmbedkitError
+from embedkit.errors import EmbedkitError, WorkKept
 from embedkit.io.notices import quiet_libraries, warning_line
 
 #: sub-command name -> module (each has ``add_parser(subparsers)`` and ``run(args) -> int``)
@@ -158,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(error_message(parser, argv, e), file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("embedkit: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # WorkKept: what was kept and how to resume, in one line
+        print(f"embedkit: interrupted{f': {e}' if isinstance(e, WorkKept) else ''}",
+              file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = formatwarning

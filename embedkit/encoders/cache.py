@@ -11,11 +11,20 @@ Nothing read from the cache is trusted:
   the model's, or whose values are not finite is deleted and recomputed (with a warning);
 - a file is checked when it is opened (``PRAGMA quick_check`` and the table's columns), and a
   file that is damaged, or that SQLite reports damaged while reading or writing, is moved aside
-  (``vectors.corrupt-*.sqlite``) and rebuilt: the run goes on and recomputes.
+  (``vectors.corrupt-*.sqlite``) and rebuilt: the run goes on and recomputes;
+- so is any other damaged entry of a namespace, with a warning: a ``vectors.sqlite`` (or its
+  journal) that is a folder or no regular file, a ``meta.json`` that cannot be read, a namespace
+  that is a file instead of a folder.
+
+A namespace is named by what makes the vectors (the model's *identity*, pooling, max length,
+dtype, casing), never by how the model's folder was spelt: the ``model`` name is kept in
+``meta.json`` for ``cache info`` but left out of the key when ``model_identity`` is given.
 
 Processes share a cache through one lock (``embeddings.lock`` in the cache folder, a
 :class:`filelock.FileLock`): every read, write and maintenance step (``clear``, moving a damaged
-file aside) holds it, briefly. A process whose namespace was cleared under it notices that the
+file aside) holds it, briefly. A cache folder that cannot be written (a read-only shared cache)
+is used *read-only*: without the lock, its vectors are served and new ones are computed but not
+stored, which is said once (a warning). A process whose namespace was cleared under it notices that the
 file it had open is gone and recreates it, so ``embedkit cache clear`` during a bench costs the
 bench its cached vectors, never its run.
 
@@ -23,6 +32,7 @@ bench its cached vectors, never its run.
 >>> c = EmbeddingCache(tempfile.mkdtemp())
 >>> ns = c.namespace({"model": "m", "pooling": "cls"})
 >>> c.put(ns, ["你好"], np.ones((1, 3), np.float32))
+1
 >>> c.get(ns, ["你好", "再见"])[0].tolist(), c.get(ns, ["你好", "再见"])[1]
 ([[1.0, 1.0, 1.0]], [1])
 """
@@ -30,6 +40,7 @@ bench its cached vectors, never its run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -47,18 +58,27 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from embedkit.encoders.cache_files import aside_name as _aside_name
+from embedkit.encoders.cache_files import check_file as _check_file
+from embedkit.encoders.cache_files import file_id as _file_id
+from embedkit.encoders.cache_files import first_line as _first_line
+from embedkit.encoders.cache_files import is_corruption
+from embedkit.encoders.cache_files import meta_problem as _meta_problem
+from embedkit.encoders.cache_files import not_a_file as _not_a_file
+from embedkit.encoders.cache_files import sqlite_code as _sqlite_code
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_write_json
 
 FORMAT_VERSION = 1
 _CHUNK = 500  # keys per SQL statement (well under SQLite's variable limit)
-_COLUMNS = ["key", "dim", "crc", "data"]
 LOCK_NAME = "embeddings.lock"
 LOCK_TIMEOUT = 600.0  # seconds to wait for another process's cache write or maintenance
 _HINT = "choose a writable folder (cache_dir) or turn the cache off (no_cache=True)"
-# SQLite's primary result codes (https://sqlite.org/rescode.html)
-_CORRUPT_CODES = {11, 26}                  # SQLITE_CORRUPT, SQLITE_NOTADB
 _UNWRITABLE_CODES = {3, 8, 14, 23}         # SQLITE_PERM, _READONLY, _CANTOPEN, _AUTH
+_READ_ONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
+#: keys of a namespace's settings that are shown, not hashed, when ``model_identity`` is given
+#: (the model as the user spelt it: ``../models/x``, ``./models/x`` and ``/abs/models/x`` are one)
+DISPLAY_ONLY = ("model",)
 
 
 def default_cache_dir() -> Path:
@@ -78,32 +98,6 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
-def _file_id(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _sqlite_code(e: sqlite3.Error) -> int | None:
-    code = getattr(e, "sqlite_errorcode", None)  # Python >= 3.11
-    return code & 0xFF if isinstance(code, int) else None
-
-
-def is_corruption(e: sqlite3.Error) -> bool:
-    """Whether SQLite says the file is damaged (not busy, full, read-only ...)."""
-    code = _sqlite_code(e)
-    if code is not None:
-        return code in _CORRUPT_CODES
-    text = str(e)
-    return "malformed" in text or "not a database" in text
-
-
-def _first_line(text: object) -> str:
-    return " ".join(str(text).split("\n")[:2]).strip()
-
-
 class EmbeddingCache:
     """Vectors by (namespace, text). ``get`` returns the found rows and the missing indices."""
 
@@ -116,6 +110,8 @@ class EmbeddingCache:
         self._settings: dict[str, dict] = {}
         self._lock: FileLock | None = None
         self._warned: set[str] = set()
+        #: the folder turned out not writable: hits are served (without the lock), nothing stored
+        self.read_only = False
         self.hits = 0
         self.misses = 0
         self.corrupt = 0
@@ -137,6 +133,26 @@ class EmbeddingCache:
         return EmbedkitError(f"embedding cache {path}: {_first_line(e)}; try again, or "
                              f"{_HINT}", param="cache_dir")
 
+    def _becomes_read_only(self, e: OSError | sqlite3.Error) -> bool:
+        """Whether ``e`` says the cache folder (which exists) cannot be written; if so the
+        cache goes on read-only, which is warned once."""
+        if isinstance(e, OSError):
+            unwritable = e.errno in _READ_ONLY_ERRNOS
+        else:
+            code = _sqlite_code(e)
+            unwritable = code in _UNWRITABLE_CODES or "readonly" in str(e)
+        if not unwritable or not self.root.is_dir():
+            return False
+        if not self.read_only:
+            self.read_only = True
+            self.close()
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e)
+            warnings.warn(f"the embedding cache {self.root} is read-only ({reason}): its "
+                          "vectors are served, but new ones cannot be stored (they are "
+                          "computed again next time; choose a writable cache folder to keep "
+                          "them)", stacklevel=6)
+        return True
+
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
@@ -149,18 +165,21 @@ class EmbeddingCache:
         it where it cannot be taken (a read-only cache being listed)."""
         acquired = False
         try:
-            if self._lock is None:
+            if self._lock is None and not self.read_only:
                 self.root.mkdir(parents=True, exist_ok=True)
+                self._check_lock_file()
                 self._lock = FileLock(self.root / LOCK_NAME, timeout=self.lock_timeout)
-            self._lock.acquire()
-            acquired = True
+            if self._lock is not None and not self.read_only:
+                self._lock.acquire()
+                acquired = True
         except Timeout:
             raise EmbedkitError(
                 f"the embedding cache {self.root} stayed locked by another embedkit process for"
                 f" {self.lock_timeout:.0f} s; try again when it is done, or use another folder "
                 "(cache_dir) or no_cache=True", param="cache_dir") from None
         except OSError as e:
-            if required:
+            # a read-only cache serves its hits without the lock
+            if required and not self._becomes_read_only(e):
                 raise self._unwritable(e) from None
         try:
             yield
@@ -168,10 +187,21 @@ class EmbeddingCache:
             if acquired and self._lock is not None:
                 self._lock.release()
 
+    def _check_lock_file(self) -> None:
+        """Move aside a lock path that is a folder (or no regular file): no lock can be taken
+        on it, by any process, so nobody holds it."""
+        path = self.root / LOCK_NAME
+        problem = _not_a_file(path)
+        if problem is not None:
+            self._move_aside(path, problem, _aside_name(path))
+
     # -- namespaces -------------------------------------------------------------------------
     def namespace(self, settings: dict) -> str:
-        """A stable id for everything besides the text that determines a vector."""
-        blob = json.dumps({"format": FORMAT_VERSION, **settings}, sort_keys=True)
+        """A stable id for everything besides the text that determines a vector: the settings
+        but the :data:`DISPLAY_ONLY` ones when ``model_identity`` names the model."""
+        keyed = {k: v for k, v in settings.items()
+                 if "model_identity" not in settings or k not in DISPLAY_ONLY}
+        blob = json.dumps({"format": FORMAT_VERSION, **keyed}, sort_keys=True)
         ns = hashlib.sha256(blob.encode()).hexdigest()[:32]
         self._settings[ns] = settings
         with self.locked():
@@ -186,19 +216,31 @@ class EmbeddingCache:
 
     def _write_meta(self, ns: str) -> None:
         """Create the namespace's folder and ``meta.json`` if they are missing (first use, or
-        after a ``cache clear`` removed them under a running process)."""
-        meta = self._dir(ns) / "meta.json"
-        if meta.exists() or ns not in self._settings:
+        after a ``cache clear`` removed them under a running process); a namespace that is a
+        file, or a ``meta.json`` that cannot be read, is moved aside and written afresh."""
+        if self.read_only or ns not in self._settings:
+            return
+        folder = self._dir(ns)
+        if os.path.lexists(folder) and not folder.is_dir():
+            if not self._move_aside(folder, "a file, not a folder", _aside_name(folder, ".")):
+                return
+        meta = folder / "meta.json"
+        problem = _not_a_file(meta) or _meta_problem(meta)
+        if problem is None and meta.exists():
+            return
+        if problem is not None and not self._move_aside(meta, problem, _aside_name(meta)):
             return
         try:
             atomic_write_json(meta, {"format": FORMAT_VERSION, "settings": self._settings[ns],
                                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         except OSError as e:
-            raise self._unwritable(e) from None
+            if not self._becomes_read_only(e):
+                raise self._unwritable(e) from None
 
     # -- connections (all under the lock) ---------------------------------------------------
-    def _conn(self, ns: str) -> sqlite3.Connection:
-        """The namespace's open connection, reopened when its file vanished or was replaced."""
+    def _conn(self, ns: str) -> sqlite3.Connection | None:
+        """The namespace's open connection, reopened when its file vanished or was replaced;
+        None for a read-only cache without a usable file for it."""
         path = self._db(ns)
         entry = self._conns.get(ns)
         if entry is not None:
@@ -206,8 +248,9 @@ class EmbeddingCache:
                 return entry[0]
             self._drop(ns)  # cleared (or moved aside) by another process: start a new file
         self._write_meta(ns)
-        conn = self._open(path)
-        self._conns[ns] = (conn, _file_id(path))
+        conn = self._open_read_only(path) if self.read_only else self._open(path)
+        if conn is not None:
+            self._conns[ns] = (conn, _file_id(path))
         return conn
 
     def _drop(self, ns: str) -> None:
@@ -216,10 +259,22 @@ class EmbeddingCache:
             with contextlib.suppress(sqlite3.Error):
                 entry[0].close()
 
-    def _open(self, path: Path) -> sqlite3.Connection:
-        """Open (creating) a namespace file, checked; a damaged one is moved aside once."""
+    def _open(self, path: Path) -> sqlite3.Connection | None:
+        """Open (creating) a namespace file, checked; a damaged one (or a folder, or anything
+        but a file, in its place or its journal's) is moved aside once. None: the folder turned
+        out read-only and holds no usable file."""
         for attempt in range(2):
             conn = None
+            journal = Path(f"{path}-journal")
+            problem = _not_a_file(path) or (
+                _not_a_file(journal) and f"its journal {journal.name} is {_not_a_file(journal)}")
+            if problem is not None:
+                if attempt:
+                    raise EmbedkitError(f"embedding cache {path} is still {problem} after moving"
+                                        f" it aside; {_HINT}", param="cache_dir")
+                if not self._move_aside(path, problem):
+                    return self._open_read_only(path)
+                continue
             try:
                 conn = sqlite3.connect(path, timeout=60)
                 # 64 KiB pages hold ~30 vectors of 2 KiB each; with small pages (or a WITHOUT
@@ -235,6 +290,8 @@ class EmbeddingCache:
                 if not is_corruption(e):
                     if conn is not None:
                         conn.close()
+                    if self._becomes_read_only(e):
+                        return self._open_read_only(path)
                     raise self._sqlite_error(e, path) from None
                 problem = _first_line(e)
             if problem is None:
@@ -245,22 +302,52 @@ class EmbeddingCache:
             if attempt:
                 raise EmbedkitError(f"embedding cache {path} is still damaged after rebuilding "
                                     f"({problem}); {_HINT}", param="cache_dir")
-            self._move_aside(path, problem)
+            if not self._move_aside(path, problem):
+                return self._open_read_only(path)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _move_aside(self, path: Path, problem: str) -> None:
-        aside = path.with_name(f"vectors.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-"
-                               f"{os.getpid()}.sqlite")
+    def _open_read_only(self, path: Path) -> sqlite3.Connection | None:
+        """A namespace file of a read-only cache, opened read-only (None when it is absent or
+        cannot be used: a read-only cache can neither create nor rebuild one)."""
+        if not path.is_file():
+            return None
+        conn = None
         try:
-            os.replace(path, aside)
-            for suffix in ("-journal", "-wal", "-shm"):
+            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=60)
+            problem = _check_file(conn)
+        except sqlite3.DatabaseError as e:
+            problem = _first_line(e)
+        if problem is None:
+            return conn
+        if conn is not None:
+            conn.close()
+        self._warn_once(f"ro:{path}", f"embedding cache {path} cannot be used ({problem}) and "
+                                      "the cache is read-only: its vectors are recomputed")
+        return None
+
+    def _move_aside(self, path: Path, problem: str, aside: Path | None = None) -> bool:
+        """Rename a damaged entry out of the way (a SQLite file with its journal), warned;
+        False when the folder turned out read-only (the entry stays, unused)."""
+        aside = aside or path.with_name(f"vectors.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                        f"{os.getpid()}-{secrets.token_hex(2)}.sqlite")
+        try:
+            if os.path.lexists(path):  # (a journal may be all there is)
+                os.replace(path, aside)
+            for suffix in ("-journal", "-wal", "-shm") if path.suffix == ".sqlite" else ():
+                side = Path(str(path) + suffix)
+                if os.path.lexists(side) and not side.is_file():  # a folder: kept beside it
+                    os.replace(side, str(aside) + suffix)
                 with contextlib.suppress(FileNotFoundError):
-                    os.remove(str(path) + suffix)
+                    os.remove(side)
         except OSError as e:
+            if self._becomes_read_only(e):
+                return False
             raise self._unwritable(e, path.parent) from None
-        warnings.warn(f"embedding cache {path} is unreadable or damaged ({problem}); moved to "
-                      f"{aside.name} and starting afresh (its vectors are recomputed; delete the "
-                      "copy when you no longer need it)", stacklevel=5)
+        what = "is unreadable or damaged" if path.suffix == ".sqlite" else "is damaged"
+        warnings.warn(f"embedding cache {path} {what} ({problem}); moved to {aside.name} and "
+                      "starting afresh (its vectors are recomputed; delete the copy when you no "
+                      "longer need it)", stacklevel=5)
+        return True
 
     def _recover(self, ns: str, e: sqlite3.DatabaseError) -> None:
         """After SQLite failed on a namespace's file: forget a connection whose file vanished,
@@ -272,6 +359,8 @@ class EmbeddingCache:
         if vanished:
             return
         if not is_corruption(e):
+            if self._becomes_read_only(e):
+                return
             raise self._sqlite_error(e, path) from None
         if path.exists():
             self._move_aside(path, _first_line(e))
@@ -294,6 +383,9 @@ class EmbeddingCache:
                     rows = self._read(ns, keys, dim)
                     break
                 except sqlite3.DatabaseError as e:
+                    if self.read_only:  # nothing can be rebuilt: what it cannot read is missing
+                        self._drop(ns)
+                        break
                     self._recover(ns, e)
                     if attempt:
                         rows = {}
@@ -305,6 +397,8 @@ class EmbeddingCache:
 
     def _read(self, ns: str, keys: list[bytes], dim: int | None) -> dict[bytes, np.ndarray]:
         conn = self._conn(ns)
+        if conn is None:
+            return {}
         blobs: dict[bytes, bytes] = {}
         bad: dict[str, list[bytes]] = {"damaged": [], "non-finite": [], "width": []}
         for i in range(0, len(keys), _CHUNK):
@@ -338,13 +432,15 @@ class EmbeddingCache:
                 self.corrupt += len(keys)
                 self._warn_once(kind, f"embedding cache {self._dir(ns)}: {len(keys)} cached "
                                       f"vector(s) {what[kind]}; removed and recomputed")
+        if self.read_only:
+            return
         with conn:
             conn.executemany("DELETE FROM vec WHERE key = ?",
                              [(k,) for keys in bad.values() for k in keys])
 
-    def put(self, ns: str, texts: list[str], vectors: np.ndarray) -> None:
-        """Store vectors (float32) for texts, in one transaction. Vectors that are not finite
-        are never stored."""
+    def put(self, ns: str, texts: list[str], vectors: np.ndarray) -> int:
+        """Store vectors (float32) for texts, in one transaction; how many were stored (0 in
+        a read-only cache). Vectors that are not finite are never stored."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         finite = np.isfinite(vectors).all(axis=1) if vectors.ndim == 2 else []
         rows = []
@@ -355,15 +451,19 @@ class EmbeddingCache:
             rows.append((text_key(t), v.shape[0], zlib.crc32(data), data))
         with self.locked():
             for attempt in range(2):
-                conn = self._conn(ns)
+                conn = None if self.read_only else self._conn(ns)
+                if conn is None:
+                    return 0  # a read-only cache stores nothing (said once)
                 try:
                     with conn:  # commits the batch atomically, or rolls it back
                         conn.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?, ?, ?)", rows)
-                    return
+                    return len(rows)
                 except sqlite3.DatabaseError as e:
-                    if attempt:
+                    if not attempt:
+                        self._recover(ns, e)  # then again, on a new or read-only connection
+                    elif not self._becomes_read_only(e):
                         raise self._sqlite_error(e, self._db(ns)) from None
-                    self._recover(ns, e)
+        return 0
 
     # -- maintenance ------------------------------------------------------------------------
     def _namespace_dirs(self) -> list[Path]:
@@ -408,18 +508,6 @@ class EmbeddingCache:
     def __del__(self):  # pragma: no cover - best effort
         with contextlib.suppress(Exception):
             self.close()
-
-
-def _check_file(conn: sqlite3.Connection) -> str | None:
-    """What is wrong with an open namespace file, or None (the table's columns, then SQLite's
-    own structural check, which reads every page once)."""
-    cols = [r[1] for r in conn.execute("PRAGMA table_info(vec)")]
-    if cols != _COLUMNS:
-        return f"table vec has columns {cols}, not {_COLUMNS}"
-    result = conn.execute("PRAGMA quick_check(1)").fetchone()
-    if result is None or result[0] != "ok":
-        return "quick_check: " + _first_line(result[0] if result else "no answer")
-    return None
 
 
 def _settings(d: Path) -> dict:

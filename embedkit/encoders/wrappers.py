@@ -2,8 +2,11 @@
 mteb stacks its cache and compression wrappers around a model:
 
 - :class:`CachedEncoder`: de-duplicates sentences, reads and writes the on-disk cache, and
-  encodes what is missing in chunks, caching each as it is done (an interrupted run keeps its
-  work); vectors that are not finite (NaN or inf) are an error, never scored or cached;
+  encodes what is missing in pieces of a few seconds, committing them to the cache every
+  :data:`CACHE_CHUNK` sentences or :data:`COMMIT_SECONDS` seconds, whichever comes first; an
+  interrupt (Ctrl-C) commits what was encoded and is raised again as
+  :class:`~embedkit.errors.WorkKept`, so a rerun resumes; vectors that are not finite (NaN or
+  inf) are an error, never scored or cached;
 - :class:`MeteredEncoder`: counts and times what reaches the model and reports progress (a bar
   on a terminal, periodic log lines otherwise).
 
@@ -39,11 +42,12 @@ import numpy as np
 from embedkit.encoders.cache import EmbeddingCache
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.protocol import SentenceEncoder
-from embedkit.errors import ConfigError, EmbedkitError
+from embedkit.errors import ConfigError, EmbedkitError, WorkKept
 
 logger = logging.getLogger(__name__)
 
-CACHE_CHUNK = 4096   # sentences encoded between two cache writes
+CACHE_CHUNK = 4096   # at most this many sentences encoded between two cache commits
+COMMIT_SECONDS = 10.0  # and at most this many seconds (a model call lasts about half of it)
 PROGRESS_MIN = 2000  # report progress from this many sentences to encode
 LOG_EVERY = 30.0     # seconds between two progress log lines when stderr is not a terminal
 STEP_BATCHES = 16    # batches per model call, so that progress moves at least this often
@@ -57,6 +61,7 @@ class EncodeStats:
     unique: int = 0             # distinct sentences among them
     cache_hits: int = 0         # distinct sentences found in the cache
     encoded: int = 0            # sentences run through the model
+    stored: int = 0             # distinct sentences whose new vectors were stored in the cache
     seconds: float = 0.0        # wall time spent in the model (tokenising included)
     per_call: list = field(default_factory=list)
 
@@ -254,10 +259,12 @@ class CachedEncoder(EncoderWrapper):
     determines a vector: the wrapped encoder's identity, pooling and max length."""
 
     def __init__(self, inner: SentenceEncoder, cache: EmbeddingCache | None,
-                 chunk: int = CACHE_CHUNK) -> None:
+                 chunk: int = CACHE_CHUNK, commit_seconds: float = COMMIT_SECONDS) -> None:
         super().__init__(inner)
         self.cache = cache
         self.chunk = chunk
+        self.commit_seconds = commit_seconds
+        self.clock = time.monotonic  # what commits are timed by (tests give a fake one)
 
     def cache_settings(self, pooling: str, max_length: int) -> dict[str, Any]:
         """The cache namespace's settings (shown by ``cache info``)."""
@@ -309,27 +316,83 @@ class CachedEncoder(EncoderWrapper):
 
     def _fill(self, full: dict[str, np.ndarray], unique: list[str], todo: np.ndarray,
               pools: list[str], how: tuple[int, dict[str, Any]], spaces: dict[str, str]) -> None:
+        """Encode the ``todo`` rows a piece at a time (each piece sized to last about half of
+        :attr:`commit_seconds`), committing to the cache by size and by time; an interrupt
+        commits what was encoded before it goes on (:class:`WorkKept`)."""
         max_length, options = how
         begin, end = getattr(self.inner, "begin", None), getattr(self.inner, "end", None)
         if begin is not None:
             begin(len(todo))
+        pending: list[np.ndarray] = []
         try:
-            for start in range(0, len(todo), self.chunk):
-                rows = todo[start:start + self.chunk]
-                texts = [unique[i] for i in rows]
-                computed = self.inner.encode_multi(texts, pools, max_length=max_length,
-                                                   **options)
-                for p in pools:
-                    self._check_finite(computed[p], texts, p)
-                    if computed[p].shape[1] != full[p].shape[1]:
-                        full[p] = np.zeros((len(unique), computed[p].shape[1]), np.float32)
-                    full[p][rows] = computed[p]
-                    if self.cache is not None:
-                        self.cache.put(spaces[p], texts, computed[p])
+            # without a cache there is nothing to commit: one call per chunk, as many batches
+            # as MeteredEncoder's steps make; with one, a first piece of two batches
+            first = self.chunk if self.cache is None else min(2 * self._batch(options),
+                                                              self.chunk)
+            start, piece, last = 0, first, self.clock()
+            while start < len(todo):
+                rows = todo[start:start + piece]
+                t0 = self.clock()
+                self._encode_piece(full, unique, rows, pools, max_length, options)
+                pending.append(rows)
+                start += len(rows)
+                now = self.clock()
+                if self.cache is not None:
+                    piece = self._piece_size(len(rows), now - t0, options)
+                if sum(map(len, pending)) >= self.chunk or now - last >= self.commit_seconds / 2:
+                    self._commit(full, unique, pending, pools, spaces)
+                    last = now
+            self._commit(full, unique, pending, pools, spaces)
+        except KeyboardInterrupt:
+            if self.cache is None:
+                raise
+            self._commit(full, unique, pending, pools, spaces)
+            raise WorkKept(self.stats.stored, f"the embedding cache {self.cache.root}",
+                           read_only=self.cache.read_only and not self.stats.stored) from None
         finally:
             if end is not None:
                 end()
 
+    def _batch(self, options: dict[str, Any]) -> int:
+        batch = options.get("batch_size") or getattr(self.inner, "batch_size", None) or 64
+        return max(1, int(batch))
+
+    def _piece_size(self, n: int, seconds: float, options: dict[str, Any]) -> int:
+        """Sentences for the next model call: what the last call's rate encodes in half of
+        :attr:`commit_seconds`, in whole batches, from one batch to :attr:`chunk`.
+
+        >>> enc = CachedEncoder(None, cache=None, chunk=4096)
+        >>> [enc._piece_size(128, s, {"batch_size": 64}) for s in (1.0, 5.0, 60.0, 0.0)]
+        [640, 128, 64, 4096]
+        """
+        batch = self._batch(options)
+        most = max(self.chunk // batch * batch, min(batch, self.chunk))
+        if seconds <= 0:
+            return most
+        target = int(n / seconds * self.commit_seconds / 2) // batch * batch
+        return max(min(batch, most), min(target, most))
+
+    def _encode_piece(self, full: dict[str, np.ndarray], unique: list[str], rows: np.ndarray,
+                      pools: list[str], max_length: int, options: dict[str, Any]) -> None:
+        texts = [unique[i] for i in rows]
+        computed = self.inner.encode_multi(texts, pools, max_length=max_length, **options)
+        for p in pools:
+            self._check_finite(computed[p], texts, p)
+            if computed[p].shape[1] != full[p].shape[1]:
+                full[p] = np.zeros((len(unique), computed[p].shape[1]), np.float32)
+            full[p][rows] = computed[p]
+
+    def _commit(self, full: dict[str, np.ndarray], unique: list[str],
+                pending: list[np.ndarray], pools: list[str], spaces: dict[str, str]) -> None:
+        """Store the pending rows' vectors (one transaction per pooling), then forget them."""
+        if self.cache is None or not pending:
+            pending.clear()
+            return
+        rows = np.concatenate(pending)
+        texts = [unique[i] for i in rows]
+        stored = [self.cache.put(spaces[p], texts, full[p][rows]) for p in pools]
+        self.stats.stored += max(stored, default=0)
+        pending.clear()
 
     def _check_finite(self, vectors: np.ndarray, texts: list[str], pooling: str) -> None:
         """A model that outputs NaN or inf is an error, never vectors to score (or cache)."""

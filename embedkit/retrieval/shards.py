@@ -315,6 +315,82 @@ def _train(index: Any, folder: EncodeFolder, factory: str, train_size: int | Non
     return int(sample.shape[0])
 
 
+class _FolderModel:
+    """The model of an encode folder's recipe, as :func:`~embedkit.retrieval.post.prepare_post`
+    checks a transform file against it (``identity``: the file's own when its weights are the
+    folder's, the settings around them checked by :func:`_check_fitted_on`)."""
+
+    def __init__(self, recipe: Recipe, identity: str) -> None:
+        self.name, self.path, self.identity = recipe.model, recipe.model_path, identity
+
+    def describe(self) -> dict[str, Any]:
+        return {"identity": self.identity, "path": self.path}
+
+
+def _check_fitted_on(meta: dict[str, Any], where: str, folder: EncodeFolder,
+                     force: bool) -> str | None:
+    """Refuse a transform file fitted on other vectors than the folder's, naming each setting
+    that differs (max length, dtype, casing, raw or L2-normalised; model, pooling and dimension
+    are :func:`prepare_post`'s); the file's model identity when its weights are the folder's."""
+    import warnings
+
+    from embedkit.postprocess import CompatibilityWarning
+
+    r = folder.recipe
+    normalized = bool((meta.get("fit_vectors") or {}).get("normalized", False))
+    checks = [("max_length", meta.get("max_length"), r.max_length),
+              ("dtype", meta.get("dtype"), r.dtype),
+              ("lowercase", meta.get("lowercase"), r.lowercase),
+              ("vectors", "L2-normalised" if normalized else "raw",
+               "L2-normalised" if folder.vectors["normalized"] else "raw")]
+    problems = [f"{key}={fitted} but the shards of {folder.path} hold {key}={have}"
+                for key, fitted, have in checks if fitted is not None and str(fitted) != str(have)]
+    if problems:
+        message = f"{where}: transform file was fitted on vectors with " + "; and ".join(problems)
+        if not force:
+            raise ConfigError(message + "; fit it on these shards (embedkit whiten with the "
+                              "folder as embeddings) or use force=True", param="post")
+        warnings.warn(message + " (used anyway: force=True)", CompatibilityWarning, stacklevel=3)
+    stored = str(meta.get("model_identity") or meta.get("model") or "")
+    return stored if stored.split(";")[0] == r.model_identity else None
+
+
+def folder_post(folder: EncodeFolder, value: str | None, *, metric: str,
+                force: bool = False) -> IndexPost | None:
+    """The post-processor an index built from ``folder`` bakes in when ``value`` is given: its
+    transform files (and ``norm`` steps), each checked against the folder's vectors (model,
+    pooling, dimension, max length, dtype, casing, raw or L2-normalised; ``force`` warns
+    instead). Nothing is fitted here: a chain to fit is refused."""
+    from embedkit.postprocess import FixedTransform, pipeline_learns, resolve_post
+    from embedkit.retrieval.post import is_none, prepare_post
+
+    if is_none(value):
+        return None
+    value = str(value).strip()
+    if folder.recipe.post:
+        raise ConfigError(f"{folder.path} was encoded with post {folder.recipe.post!r}, which "
+                          "its indexes apply; encode it without one to choose the post-processor"
+                          " when indexing", param="post")
+    if folder.vectors["normalized"]:
+        raise ConfigError(f"{folder.path} holds L2-normalised vectors but queries are encoded "
+                          "raw, and a post-processor maps both before the cosine normalises: "
+                          "encode without normalize to index with one", param="post")
+    pipe = resolve_post(value)
+    if pipeline_learns(pipe):
+        raise ConfigError(f"post {value!r} has steps to fit, and an index built from shards "
+                          "fits nothing: give a transform file fitted on them (embedkit whiten "
+                          f"with {folder.path} as embeddings)", param="post")
+    identity = folder.recipe.model_identity
+    for _, step in pipe.steps:
+        if isinstance(step, FixedTransform):
+            step.fit(None)
+            identity = _check_fitted_on(step.metadata_, str(step.path), folder,
+                                        force) or identity
+    return prepare_post(value, encoder=_FolderModel(folder.recipe, identity),
+                        pooling=folder.recipe.pooling, dim=folder.dim, metric=metric,
+                        force=force)
+
+
 def build_index_from_shards(
     out_dir: str | os.PathLike,
     embeddings: str | os.PathLike,
@@ -325,6 +401,8 @@ def build_index_from_shards(
     seed: int = 0,
     on_disk: bool = False,
     lock_timeout: float | None = None,
+    post: str | None = None,
+    force: bool = False,
 ) -> EmbeddingIndex:
     """Build an index folder at ``out_dir`` from the encode folder ``embeddings``.
 
@@ -333,8 +411,11 @@ def build_index_from_shards(
     Indexes that need training are trained on a seeded sample (:func:`train_sample_size`);
     shards are added one at a time. ``on_disk`` (IVF factories) keeps the inverted lists in
     ``lists.ivfdata`` inside the folder, memory-mapped when searched (from the folder being
-    loaded: a copied or moved folder reads its own). ``lock_timeout``: how long to wait for another writer
-    of the folder (None: the default). Returns the index as loaded back from the folder.
+    loaded: a copied or moved folder reads its own). ``lock_timeout``: how long to wait for
+    another writer of the folder (None: the default). ``post``: a transform file fitted on
+    these shards (``run_whiten_shards``), baked in as the folder's own would be
+    (:func:`folder_post`; ``force`` uses one fitted on other vectors). Returns the index as
+    loaded back.
     """
     metric = check_metric(metric)
     out = Path(out_dir).resolve()
@@ -345,7 +426,8 @@ def build_index_from_shards(
             f"{folder.path} holds L2-normalised vectors but queries are encoded raw: only the "
             f"cosine metric (which normalises both) searches them as they were stored, not "
             f"{metric}; use metric cosine or encode without normalize", param="metric")
-    amap = folder.post_map()
+    given = folder_post(folder, post, metric=metric, force=force)
+    amap = given.map if given is not None else folder.post_map()
     index = make_faiss_index(folder.dim, factory, metric, amap)
     if on_disk:
         _on_disk_check(index, factory)
@@ -367,6 +449,10 @@ def build_index_from_shards(
             _add_in_memory(index, folder, rows, probe)
         recipe = replace(_index_recipe(folder, len(rows.texts)), search_defaults=(
             probe.probe.choose(index, factory) if probe is not None else None))
+        if given is not None:  # the post.safetensors of the map given, as build_index writes
+            recipe = write_post_file(Path(work), given, replace(
+                recipe, post=given.spec, post_file=POST_FILE, post_sources=given.sources))
+            extra[POST_FILE] = Path(work) / POST_FILE
         built = EmbeddingIndex(
             index, rows.texts, rows.user_ids, factory=factory, metric=metric,
             dim_in=folder.dim, dim=amap.k if amap is not None else folder.dim,

@@ -176,9 +176,11 @@ def test_whiten_from_embeddings_k_and_format(tmp_path, encoded, capsys):
     (["index", "build", "--corpus", "{corpus}", "--on-disk", "--out", "{tmp}/i"],
      "--on-disk goes with --embeddings DIR"),
     (["index", "build", "--embeddings", "{emb}", "--pooling", "cls", "--out", "{tmp}/i"],
-     "with --embeddings the pooling and post-processor come from"),
-    (["index", "build", "--embeddings", "{emb}", "--post", "norm", "--out", "{tmp}/i"],
-     "drop --pooling, --post and --ids"),
+     "with --embeddings the pooling comes from the encode folder's manifest (and the ids from "
+     "its shards): drop --pooling and --ids"),
+    (["index", "build", "--embeddings", "{emb}", "--post", "whiten:k=8", "--out", "{tmp}/i"],
+     "--post: post 'whiten:k=8' has steps to fit, and an index built from shards fits nothing: "
+     "give a transform file fitted on them (embedkit whiten with {emb} as embeddings)"),
     (["index", "build", "--embeddings", "{tmp}/nothing", "--out", "{tmp}/i"],
      "--embeddings: {tmp}/nothing/manifest.json: missing"),
     (["index", "build", "--embeddings", "{emb}", "--corpus", "{corpus}", "--out", "{tmp}/i"],
@@ -208,6 +210,92 @@ def test_bad_input_is_one_line(tmp_path, encoded, corpus, capsys, argv, message)
     assert code == 2
     assert message.format(**fill) in one_error_line(capsys)
     assert not (tmp_path / "i").exists() and not list(tmp_path.glob("w.*"))
+
+
+def test_whitened_index_from_embeddings_equals_one_from_text(tmp_path, spread_model_dir, corpus,
+                                                           encoded, queries_file, capsys):
+    """encode -> whiten --embeddings -> index build --embeddings --post -> search: the same
+    neighbours as an index built from the texts with the same map."""
+    w = tmp_path / "w.safetensors"
+    assert main(["whiten", "--embeddings", str(encoded), "--k", "16", "--out", str(w)]) == 0
+    a, b = tmp_path / "from-shards", tmp_path / "from-text"
+    capsys.readouterr()
+    assert main(["index", "build", "--embeddings", str(encoded), "--post", str(w), "--out",
+                 str(a)]) == 0
+    out = capsys.readouterr().out
+    assert f"Flat, cosine, 32 -> 16 dims, post file:{w.resolve()}" in out
+    assert main(["index", "build", "--model", str(spread_model_dir), "--pooling", "cls",
+                 "--corpus", str(corpus), "--max-length", "32", "--no-cache", "--post", str(w),
+                 "--out", str(b)]) == 0
+    hits_a = search_hits(a, queries_file, capsys)
+    assert hits_a == search_hits(b, queries_file, capsys)
+    assert [h[0] for h in hits_a] == corpus_texts()[:N_QUERIES]
+    raw = tmp_path / "raw"  # the map is applied: without it the neighbours differ
+    assert main(["index", "build", "--embeddings", str(encoded), "--out", str(raw)]) == 0
+    assert search_hits(raw, queries_file, capsys) != hits_a
+    recipe = json.loads((a / "index.json").read_text(encoding="utf-8"))["recipe"]
+    assert recipe["post"] == f"file:{w.resolve()}" and recipe["post_file"] == "post.safetensors"
+    assert load_transform(a / "post.safetensors").kernel.shape == (32, 16)
+    # a search that names the map gets the index's own
+    assert search_hits(a, queries_file, capsys, "--post", str(w)) == hits_a
+
+
+@pytest.fixture
+def other_maps(tmp_path, spread_model_dir, tiny_model_dir, corpus, encoded, capsys
+               ) -> dict[str, Path]:
+    """Maps fitted on other vectors than ``encoded``'s (model, pooling, max length)."""
+    maps = {}
+    for name, model, extra in [("model", tiny_model_dir, ["--pooling", "cls"]),
+                               ("pooling", spread_model_dir, ["--pooling", "last-avg"]),
+                               ("max_length", spread_model_dir, ["--pooling", "cls"])]:
+        maps[name] = tmp_path / f"w-{name}.safetensors"
+        length = "16" if name == "max_length" else "32"
+        assert main(["whiten", "--model", str(model), "--fit-on", str(corpus), *extra,
+                     "--max-length", length, "--no-cache", "--out", str(maps[name])]) == 0
+    normalized = tmp_path / "emb-normalized"
+    assert main(encode_argv(spread_model_dir, corpus, normalized, "--normalize")) == 0
+    maps["normalized"] = tmp_path / "w-normalized.safetensors"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["whiten", "--embeddings", str(normalized), "--out",
+                     str(maps["normalized"])]) == 0
+    capsys.readouterr()
+    return maps
+
+
+@pytest.mark.parametrize("which, message", [
+    ("model", "error: {map}: transform file was fitted for model 'sha256:"),
+    ("pooling", "error: {map}: transform file was fitted for pooling 'last-avg' but is being "
+                "used with pooling 'cls'; use --force to use it anyway"),
+    ("max_length", "--post: {map}: transform file was fitted on vectors with max_length=16 but "
+                   "the shards of {emb} hold max_length=32; fit it on these shards (embedkit "
+                   "whiten with the folder as embeddings) or use --force"),
+    ("normalized", "--post: {map}: transform file was fitted on vectors with "
+                   "vectors=L2-normalised but the shards of {emb} hold vectors=raw;"),
+])
+def test_post_fitted_on_other_vectors_is_refused(tmp_path, encoded, other_maps, capsys, which,
+                                                 message):
+    out = tmp_path / "i"
+    assert main(["index", "build", "--embeddings", str(encoded), "--post",
+                 str(other_maps[which]), "--out", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert message.format(map=other_maps[which], emb=encoded) in line, line
+    assert not out.exists()
+
+
+def test_post_on_normalized_shards_is_refused(tmp_path, spread_model_dir, corpus, encoded,
+                                              capsys):
+    w = tmp_path / "w.safetensors"
+    assert main(["whiten", "--embeddings", str(encoded), "--out", str(w)]) == 0
+    normalized = tmp_path / "emb-normalized"
+    assert main(encode_argv(spread_model_dir, corpus, normalized, "--normalize")) == 0
+    capsys.readouterr()
+    assert main(["index", "build", "--embeddings", str(normalized), "--post", str(w),
+                 "--out", str(tmp_path / "i")]) == 2
+    assert one_error_line(capsys) == (
+        f"embedkit: error: --post: {normalized} holds L2-normalised vectors but queries are "
+        "encoded raw, and a post-processor maps both before the cosine normalises: encode "
+        "without normalize to index with one")
 
 
 def test_encode_refuses_a_folder_of_other_settings(tmp_path, spread_model_dir, corpus, encoded,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import multiprocessing as mp
 import os
+import re
 import sqlite3
 import sys
 import zlib
@@ -393,26 +394,89 @@ def test_cache_dir_that_cannot_be_created(tiny_model_dir, spec_file, tmp_path, c
                    "(--no-cache)")
 
 
-@pytest.mark.reliability("9.tb", "a read-only cache dir: one line naming the folder and "
-                                 "--cache-dir / --no-cache")
-def test_read_only_cache_dir(tiny_model_dir, spec_file, tmp_path, capsys, monkeypatch):
-    root = tmp_path / "ro"
-    root.mkdir()
-    if os.geteuid() == 0:  # root writes anywhere: simulate the read-only file system
+def read_only(root: Path, monkeypatch) -> list[str]:
+    """Make ``root`` read-only (as root, who writes anywhere, by refusing every open for
+    writing under it); returns the SQLite files opened under it, which must be ``mode=ro``."""
+    if os.geteuid() == 0:
         real_open = os.open
 
-        def read_only(path, flags, *args, **kwargs):
+        def refuse_writes(path, flags, *args, **kwargs):
             if str(path).startswith(str(root)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
                 raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
             return real_open(path, flags, *args, **kwargs)
 
-        monkeypatch.setattr(os, "open", read_only)
+        monkeypatch.setattr(os, "open", refuse_writes)
     else:
-        root.chmod(0o555)
-    msg = run_error(capsys, _bench(tiny_model_dir, spec_file, "--cache-dir", str(root)))
-    assert msg.startswith(f"--cache-dir: cannot write the embedding cache in {root} (")
-    assert msg.endswith("); choose a writable folder (cache_dir) or turn the cache off "
-                        "(--no-cache)")
+        for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+            d.chmod(0o555)
+    opened: list[str] = []
+    connect = sqlite3.connect
+
+    def connect_read_only(database, *args, **kwargs):
+        if str(root) in str(database):
+            opened.append(str(database))
+            assert kwargs.get("uri") and str(database).endswith("?mode=ro"), database
+        return connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(cache_mod.sqlite3, "connect", connect_read_only)
+    return opened
+
+
+def _summary(out: str) -> str:
+    return next(line for line in out.splitlines() if "unique sentences" in line).split(" in ")[0]
+
+
+READ_ONLY_WARNING = ("the embedding cache {root} is read-only ({reason}): its vectors are "
+                     "served, but new ones cannot be stored (they are computed again next time; "
+                     "choose a writable cache folder to keep them)")
+
+
+def read_only_warnings(recwarn, root: Path) -> list[str]:
+    """The read-only warnings of the run so far (then forgotten), their reason made generic."""
+    got = [re.sub(r"\((Read-only file system|Permission denied)\)", "(REASON)", str(w.message))
+           for w in recwarn if "is read-only" in str(w.message)]
+    recwarn.clear()
+    assert got == [READ_ONLY_WARNING.format(root=root, reason="REASON")] * len(got)
+    return got
+
+
+@pytest.mark.reliability("9.tb", "a read-only, empty cache dir: the run goes on, computes, "
+                                 "and says once that nothing can be stored")
+def test_read_only_cache_dir(tiny_model_dir, spec_file, tmp_path, capsys, monkeypatch,
+                             recwarn):
+    root = tmp_path / "ro"
+    root.mkdir()
+    read_only(root, monkeypatch)
+    assert main(_bench(tiny_model_dir, spec_file, "--cache-dir", str(root))) == 0
+    out, err = capsys.readouterr()
+    assert _summary(out) == "[68 unique sentences, 0 cached, 68 encoded"
+    assert "error" not in err
+    assert len(read_only_warnings(recwarn, root)) == 1
+    assert list(root.iterdir()) == []
+
+
+@pytest.mark.reliability("18.6", "a read-only shared cache serves pure hits without its lock "
+                                 "file, and says once that it cannot store new vectors")
+def test_read_only_cache_serves_hits_without_the_lock(tiny_model_dir, spec_file, tmp_path,
+                                                      capsys, monkeypatch, recwarn):
+    root = tmp_path / "shared"
+    assert main(_bench(tiny_model_dir, spec_file, "--cache-dir", str(root))) == 0
+    capsys.readouterr()
+    (root / cache_mod.LOCK_NAME).unlink()  # a shared cache need not even hold the lock file
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in root.rglob("*"))
+    opened = read_only(root, monkeypatch)
+    assert main(_bench(tiny_model_dir, spec_file, "--cache-dir", str(root))) == 0
+    out, err = capsys.readouterr()
+    assert _summary(out) == "[68 unique sentences, 68 cached, 0 encoded"
+    assert len(opened) == 1 and "error" not in err
+    assert len(read_only_warnings(recwarn, root)) == 1
+    # and a miss (another pooling) is computed, not stored; said once a run
+    assert main(_bench(tiny_model_dir, spec_file, "--cache-dir", str(root), "--pooling",
+                       "cls,last-avg")) == 0
+    out2, err2 = capsys.readouterr()
+    assert _summary(out2) == "[68 unique sentences, 0 cached, 68 encoded"  # (cached: in both)
+    assert len(read_only_warnings(recwarn, root)) == 1 and "error" not in err2
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in root.rglob("*")) == before
 
 
 def test_info_of_a_read_only_cache_still_lists(tmp_path, monkeypatch):
@@ -492,3 +556,68 @@ def test_clear_matches_name_folder_or_identity(tiny_model_dir, spec_file, tmp_pa
     capsys.readouterr()
     assert main(["cache", "clear"]) == 0  # without --model: everything
     assert capsys.readouterr().out.startswith("removed 1 cache namespace(s)")
+
+
+# -- 18.6: any damaged cache entry is moved aside (warned) and rebuilt --------------------------
+
+def _damage_entry(root: Path, kind: str) -> Path:
+    """Damage one entry of the only namespace; returns the damaged path."""
+    (ns,) = [d for d in (root / "embeddings").iterdir() if not d.name.startswith(".")]
+    db = ns / "vectors.sqlite"
+    target = {"db-folder": db, "db-dangling-link": db, "journal-folder": Path(f"{db}-journal"),
+              "meta-folder": ns / "meta.json", "meta-garbage": ns / "meta.json",
+              "namespace-file": ns, "lock-folder": root / cache_mod.LOCK_NAME}[kind]
+    if target.is_dir() and not target.is_symlink():
+        import shutil
+
+        shutil.rmtree(target)
+    elif os.path.lexists(target):
+        target.unlink()
+    if kind in ("db-folder", "journal-folder", "meta-folder", "lock-folder"):
+        (target / "inside").mkdir(parents=True)
+    elif kind == "db-dangling-link":
+        target.symlink_to(root / "no-such-file")
+    else:
+        target.write_text("{ not json", encoding="utf-8")
+    return target
+
+
+@pytest.mark.parametrize("kind, kept", [
+    pytest.param("db-folder", False, marks=pytest.mark.reliability(
+        "18.6", "vectors.sqlite is a folder: moved aside with a warning, rebuilt")),
+    pytest.param("db-dangling-link", False, marks=pytest.mark.reliability(
+        "18.6", "vectors.sqlite is a dangling link: moved aside with a warning, rebuilt")),
+    pytest.param("journal-folder", False, marks=pytest.mark.reliability(
+        "18.6", "the SQLite journal is a folder: moved aside with its file, rebuilt")),
+    pytest.param("meta-folder", True, marks=pytest.mark.reliability(
+        "18.6", "meta.json is a folder: moved aside and rewritten, the vectors kept")),
+    pytest.param("meta-garbage", True, marks=pytest.mark.reliability(
+        "18.6", "meta.json is not JSON: moved aside and rewritten, the vectors kept")),
+    pytest.param("namespace-file", False, marks=pytest.mark.reliability(
+        "18.6", "a namespace that is a file: moved aside with a warning, rebuilt")),
+    pytest.param("lock-folder", True, marks=pytest.mark.reliability(
+        "18.6", "the cache's lock file is a folder: moved aside with a warning, the vectors "
+                "kept")),
+])
+def test_damaged_entry_is_moved_aside_and_rebuilt(tiny_model_dir, spec_file, capsys, recwarn,
+                                                  kind, kept):
+    root = EmbeddingCache().root
+    assert main(_bench(tiny_model_dir, spec_file)) == 0
+    first = capsys.readouterr().out.splitlines()[:3]
+    damaged = _damage_entry(root, kind)
+    recwarn.clear()
+    assert main(_bench(tiny_model_dir, spec_file)) == 0
+    out, err = capsys.readouterr()
+    assert "error" not in err and out.splitlines()[:3] == first  # the same scores
+    assert _summary(out) == ("[68 unique sentences, 68 cached, 0 encoded" if kept
+                             else "[68 unique sentences, 0 cached, 68 encoded")
+    moved = [str(w.message) for w in recwarn if "moved to" in str(w.message)]
+    named = damaged.with_name("vectors.sqlite") if kind == "journal-folder" else damaged
+    assert len(moved) == 1 and moved[0].startswith(f"embedding cache {named} ")
+    aside = moved[0].split("moved to ")[1].split(" and starting afresh")[0]
+    assert os.path.lexists(named.with_name(aside))
+    if kind == "journal-folder":
+        assert "(its journal vectors.sqlite-journal is a folder, not a file)" in moved[0]
+        assert (named.with_name(aside + "-journal") / "inside").is_dir()
+    assert main(_bench(tiny_model_dir, spec_file)) == 0  # rebuilt: the next run is all hits
+    assert _summary(capsys.readouterr().out) == "[68 unique sentences, 68 cached, 0 encoded"
