@@ -38,7 +38,8 @@ def build_model(model: str, pooling: str | None = None, *, backend: str = "torch
                 lowercase: bool = False, batch_size: int = 64, revision: str | None = None,
                 prompt: str | None = None, threads: int | None = None,
                 token_budget: int | None = None,
-                export_root: str | Path | None = None) -> SentenceEncoder:
+                export_root: str | Path | None = None,
+                truncate_dim: int | None = None) -> SentenceEncoder:
     """The bare encoder of a backend: :class:`TransformerEncoder` for torch, else an
     :class:`~embedkit.encoders.runtime.ExportedEncoder` (exported once into ``export_root``)."""
     if backend == "torch":
@@ -46,7 +47,8 @@ def build_model(model: str, pooling: str | None = None, *, backend: str = "torch
             raise ConfigError(INT8_ON_TORCH, param="quantize")
         return TransformerEncoder(model, pooling, device=device, dtype=dtype,
                                   lowercase=lowercase, batch_size=batch_size, revision=revision,
-                                  prompt=prompt, threads=threads, token_budget=token_budget)
+                                  prompt=prompt, threads=threads, token_budget=token_budget,
+                                  truncate_dim=truncate_dim)
     if device not in (None, "cpu") or canonical_dtype(dtype) != "float32":
         raise ConfigError(f"backend {backend} runs on the cpu in float32 (or int8 when "
                           "quantised); another device or dtype needs the torch backend",
@@ -56,7 +58,7 @@ def build_model(model: str, pooling: str | None = None, *, backend: str = "torch
     return ExportedEncoder(model, pooling, backend=backend, quantize=quantize,
                            lowercase=lowercase, batch_size=batch_size, revision=revision,
                            prompt=prompt, threads=threads, token_budget=token_budget,
-                           export_root=export_root)
+                           export_root=export_root, truncate_dim=truncate_dim)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class EncoderConfig:
     threads: int | None = None  # intra-op threads (None: the cores available)
     prompt: str | None = None   # before every sentence (None: the folder's declared default)
     token_budget: int | None = DEFAULT_TOKEN_BUDGET  # padded tokens per batch (None: by count)
+    truncate_dim: int | None = None  # the first K dimensions (None: the folder's, else all)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
@@ -97,6 +100,10 @@ class EncoderConfig:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, not {self.batch_size!r}",
                               param="batch_size")
+        if self.truncate_dim is not None and (not isinstance(self.truncate_dim, int)
+                                              or self.truncate_dim < 1):
+            raise ConfigError(f"truncate_dim must be a positive integer, not "
+                              f"{self.truncate_dim!r}", param="truncate_dim")
 
     def with_model(self, model: str) -> EncoderConfig:
         return replace(self, model=model)
@@ -117,7 +124,8 @@ class EncoderConfig:
                            lowercase=self.lowercase, batch_size=self.batch_size,
                            revision=self.revision, prompt=self.prompt, threads=self.threads,
                            token_budget=self.token_budget,
-                           export_root=EmbeddingCache(self.cache_dir).root)
+                           export_root=EmbeddingCache(self.cache_dir).root,
+                           truncate_dim=self.truncate_dim)
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready settings for a run record (the cache as its folder, or None)."""
@@ -176,6 +184,7 @@ def encoder_settings(encoder: SentenceEncoder) -> dict[str, Any]:
             "revision": d.get("revision"), "lowercase": d.get("lowercase", False),
             "batch_size": getattr(encoder, "batch_size", None),
             "token_budget": d.get("token_budget"), "versions": d.get("versions", {}),
+            "truncate_dim": d.get("truncate_dim"), "similarity": d.get("similarity", "cosine"),
             "cache": str(root) if isinstance(root, (str, Path)) else None}
 
 
@@ -189,7 +198,8 @@ class Encoder(CachedEncoder):
         device, dtype, lowercase, batch_size, revision: see :class:`TransformerEncoder`.
         backend: ``torch``, ``onnx`` (ONNX Runtime) or ``openvino``; quantize: ``none`` or
             ``int8`` (onnx/openvino); threads: intra-op threads; prompt: text before each
-            sentence (``None``: the folder's declared default).
+            sentence (``None``: the folder's declared default); truncate_dim: keep the first K
+            dimensions (``None``: the folder's ``truncate_dim``, else all).
         cache: an :class:`EmbeddingCache`, or ``None`` for no cache.
         progress: show progress (``None``: for long runs).
 
@@ -203,10 +213,11 @@ class Encoder(CachedEncoder):
                  cache: EmbeddingCache | None = None, batch_size: int = 64,
                  revision: str | None = None, progress: bool | None = None,
                  backend: str = "torch", quantize: str = "none", threads: int | None = None,
-                 prompt: str | None = None) -> None:
+                 prompt: str | None = None, truncate_dim: int | None = None) -> None:
         inner = build_model(model, pooling, backend=backend, quantize=quantize, device=device,
                             dtype=dtype, lowercase=lowercase, batch_size=batch_size,
                             revision=revision, prompt=prompt, threads=threads,
                             token_budget=DEFAULT_TOKEN_BUDGET,
-                            export_root=cache.root if cache is not None else None)
+                            export_root=cache.root if cache is not None else None,
+                            truncate_dim=truncate_dim)
         super().__init__(MeteredEncoder(inner, progress), cache)
