@@ -26,8 +26,10 @@ from embedkit.data.registry import get_task
 from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
+from embedkit.encoders.st_folder import SIMILARITIES
 from embedkit.errors import ConfigError
 from embedkit.evaluation import PRIMARY_METRIC, STSEvaluator, aggregate, lookup, undefined_scores
+from embedkit.evaluation.evaluator import declared_similarity
 from embedkit.experiments.record import (
     data_dir_setting,
     run_record,
@@ -74,8 +76,11 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
               splits: Sequence[str] | None = None, *, protocol: str = "whitening",
               max_length: int | None = None, data_dir: str | os.PathLike | None = None,
               data: DataOptions | None = None, post: Sequence[str] | PostOptions = (),
-              command: str | None = None) -> dict[str, Any]:
+              command: str | None = None, similarity: str | None = None) -> dict[str, Any]:
     """Run the benchmark and return its JSON-ready record (see the README for the fields).
+
+    Pairs are compared by ``similarity`` (cosine, dot, euclidean, manhattan), by default the
+    one the model folder declares, else cosine; ``settings.similarity`` records it.
 
     ``post`` chains with a ``file:`` step use a saved map: one fitted for another model, pooling
     or dimension is a :class:`ConfigError` unless ``force`` (then a warning). When every chain
@@ -99,7 +104,11 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
         posts.fit_on, spec, evaluator.data[spec.name], data_dir=data.data_dir,
         source=data.source, skip_invalid=data.skip_invalid, unique=posts.fit_unique)
         for spec in specs} if need_fit else {}
+    if similarity is not None and similarity not in SIMILARITIES:
+        raise ConfigError(f"unknown similarity {similarity!r}; valid: {', '.join(SIMILARITIES)}",
+                          param="similarity")
     enc = as_encoder(encoder)
+    sim = similarity or declared_similarity(enc)
     pools = named_pools or [enc.default_pooling]
     post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools,
                                    force=posts.force)
@@ -114,10 +123,11 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     records: dict[str, Any] = {}
     for spec in specs:
         records[spec.name] = _bench_task(evaluator, spec, enc, list(rows.values()),
-                                         fits.get(spec.name))
+                                         fits.get(spec.name), sim)
     settings = _settings(evaluator, pools, posts, need_fit, data, post_files)
     settings.update(_seed_settings(pipes))
     settings["max_length"] = {s.name: evaluator.max_length_for(s, enc) for s in specs}
+    settings["similarity"] = sim
     record = run_record("bench", command=command, encoder=enc, settings=settings, data=records)
     record.update(_results(rows))
     if truncated is not None:
@@ -181,7 +191,7 @@ def _task_specs(tasks: Sequence[str | TaskSpec] | str | None) -> list[TaskSpec]:
 
 
 def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, rows: list[_Row],
-                fit: FitSentences | None) -> dict[str, Any]:
+                fit: FitSentences | None, similarity: str = "cosine") -> dict[str, Any]:
     """Encode a task once for every pooling, fit the chains on ``fit``, score every row."""
     max_len = evaluator.max_length_for(spec, enc)
     splits = evaluator.data[spec.name]
@@ -200,7 +210,8 @@ def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, r
             # A fixed chain learns nothing: fitting it on the vectors only checks d.
             fitted = clone(row.pipe).fit(fit_vecs.get(str(row.pooling), v))
             transform = fitted.transform
-        row.per_task[spec.name] = evaluator.score_task(spec.name, lookup(sentences, v), transform)
+        row.per_task[spec.name] = evaluator.score_task(spec.name, lookup(sentences, v), transform,
+                                                       similarity)
     return record
 
 
