@@ -103,6 +103,40 @@ def _dense(st: tuple[Any, ...], kernel: Any, bias: Any | None) -> Any:
                  init_bias=torch.tensor(b @ kernel, dtype=torch.float32))
 
 
+def _carried(st: tuple[Any, ...], base: STFolder | None) -> list[Any]:
+    """The modules after the pooling of a folder being re-written, as sentence-transformers'
+    own modules with their weights."""
+    torch, Dense, Normalize = st[0], st[4], st[5]
+    out: list[Any] = []
+    for m in base.tail if base is not None else ():
+        if m.kind == "Dense":
+            out.append(Dense(int(m.weight.shape[1]), int(m.weight.shape[0]),
+                             bias=m.bias is not None,
+                             activation_function=getattr(torch.nn, m.activation)(),
+                             init_weight=m.weight.clone(),
+                             init_bias=None if m.bias is None else m.bias.clone()))
+        elif m.kind == "Normalize":
+            out.append(Normalize())
+        else:
+            out.append(_layer_norm(m))
+    return out
+
+
+def _layer_norm(m: STModule) -> Any:
+    try:
+        from sentence_transformers.sentence_transformer.modules import LayerNorm
+    except ImportError:  # pragma: no cover - sentence-transformers 3 to 5
+        from sentence_transformers.models import LayerNorm  # type: ignore[no-redef]
+    import torch
+
+    ln = LayerNorm(int(m.weight.shape[0]))
+    with torch.no_grad():
+        ln.norm.weight.copy_(m.weight)
+        if m.bias is not None:
+            ln.norm.bias.copy_(m.bias)
+    return ln
+
+
 def write_st_folder(folder: str | os.PathLike, model_path: str | os.PathLike, *, pooling: str,
                     max_seq_length: int, lowercase: bool = False, kernel: Any | None = None,
                     bias: Any | None = None, normalize: bool = False,
@@ -119,14 +153,20 @@ def write_st_folder(folder: str | os.PathLike, model_path: str | os.PathLike, *,
     mode = st_pooling_mode(pooling)
     st = _import_st()
     _, SentenceTransformer, Transformer, STPooling, _, Normalize = st
-    transformer = Transformer(str(model_path), max_seq_length=int(max_seq_length),
-                              do_lower_case=bool(lowercase))
+    base = read_st_folder(model_path)  # a sentence-transformers folder: its modules carry over
+    transformer = Transformer(str(base.transformer_dir if base else model_path),
+                              max_seq_length=int(max_seq_length), do_lower_case=bool(lowercase))
     width = (getattr(transformer, "get_embedding_dimension", None)
              or transformer.get_word_embedding_dimension)()
-    modules = [transformer, STPooling(width, pooling_mode=mode)]
+    modules = [transformer, STPooling(width, pooling_mode=mode, include_prompt=(
+        base.include_prompt if base else True)), *_carried(st, base)]
+    width = base.out_dim(width) if base else width
     if kernel is not None:
         d = int(np.asarray(kernel).shape[0])
-        if width != d:
+        if d < width:  # a map fitted on the first d dimensions (truncate_dim): zero rows after
+            kernel = np.vstack([np.asarray(kernel), np.zeros((width - d, np.shape(kernel)[1]))])
+            bias = None if bias is None else np.concatenate([np.asarray(bias), np.zeros(width - d)])
+        elif width != d:
             raise ConfigError(f"the model's dimension is {width} but the map expects d={d}")
         modules.append(_dense(st, kernel, bias))
     if normalize:
