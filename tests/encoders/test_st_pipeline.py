@@ -6,7 +6,6 @@ The reference is always ``SentenceTransformer(folder).encode`` on the same folde
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,49 +14,14 @@ import pytest
 from embedkit.encoders import Encoder, EncoderConfig, read_st_folder
 from embedkit.encoders.pooling import _KINDS
 from embedkit.errors import ConfigError, UnsupportedModuleError
+from tests.conftest import save_st, st_vectors
 
 st = pytest.importorskip("sentence_transformers")
 TEXTS = ["一个女孩在梳头。", "一个人在切黄瓜。", "一群男人在海滩上踢足球。", "男孩", "一个人在弹吉他。"]
 
 
-def _modules():
-    from sentence_transformers.sentence_transformer import modules as m
-
-    return m
-
-
-def save_st(folder: Path, model_dir: Path, mode: str = "mean", tail: str = "",
-            include_prompt: bool = True, config: dict | None = None) -> Path:
-    """A sentence-transformers folder built with its own modules: Transformer + Pooling(mode)
-    + the tail ("dense-tanh-norm": Dense(32->16, tanh) -> Normalize; "dense-nobias-ln":
-    Dense(32->16, no bias, identity) -> LayerNorm with random weights)."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    m = _modules()
-    torch.manual_seed(1)
-    mods = [m.Transformer(str(model_dir), max_seq_length=32),
-            m.Pooling(32, pooling_mode=mode, include_prompt=include_prompt)]
-    if tail == "dense-tanh-norm":
-        mods += [m.Dense(32, 16, activation_function=torch.nn.Tanh()), m.Normalize()]
-    elif tail == "dense-nobias-ln":
-        ln = m.LayerNorm(16)
-        with torch.no_grad():
-            ln.norm.weight.normal_()
-            ln.norm.bias.normal_()
-        mods += [m.Dense(32, 16, bias=False, activation_function=torch.nn.Identity()), ln]
-    SentenceTransformer(modules=mods, device="cpu").save(str(folder))
-    if config:
-        path = folder / "config_sentence_transformers.json"
-        path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
-    return folder
-
-
 def st_encode(folder: Path, texts=TEXTS, **kw) -> np.ndarray:
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(folder), device="cpu").encode(texts, convert_to_numpy=True,
-                                                                 **kw)
+    return st_vectors(folder, texts, **kw)
 
 
 @pytest.fixture(scope="module")
