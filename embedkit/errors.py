@@ -40,6 +40,16 @@ class ConfigError(EmbedkitError):
     """A bad setting: unknown pooling, task, dtype, spec field, mismatched matrix, and so on."""
 
 
+class UnsupportedModuleError(ConfigError):
+    """A model folder holds a module embedkit cannot reproduce (a sentence-transformers module
+    type or setting it does not run): refused, never skipped, since skipping it would give
+    other vectors than the model's.
+
+    >>> issubclass(UnsupportedModuleError, ConfigError)
+    True
+    """
+
+
 class MissingFileError(DataError, ConfigError):
     """An input file that does not exist or cannot be read: a data problem and a setting problem
     (the path given) at once, so callers may catch either.

@@ -114,6 +114,47 @@ def build_tiny_bert(folder: Path, sentences: list[str], *, pooler: bool = True, 
     return folder
 
 
+def _st_modules():
+    from sentence_transformers.sentence_transformer import modules as m
+
+    return m
+
+
+def save_st(folder: Path, model_dir: Path, mode: str = "mean", tail: str = "",
+            include_prompt: bool = True, config: dict | None = None) -> Path:
+    """A sentence-transformers folder built with its own modules: Transformer + Pooling(mode)
+    + the tail ("dense-tanh-norm": Dense(32->16, tanh) -> Normalize; "dense-nobias-ln":
+    Dense(32->16, no bias, identity) -> LayerNorm with random weights)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    m = _st_modules()
+    torch.manual_seed(1)
+    mods = [m.Transformer(str(model_dir), max_seq_length=32),
+            m.Pooling(32, pooling_mode=mode, include_prompt=include_prompt)]
+    if tail == "dense-tanh-norm":
+        mods += [m.Dense(32, 16, activation_function=torch.nn.Tanh()), m.Normalize()]
+    elif tail == "dense-nobias-ln":
+        ln = m.LayerNorm(16)
+        with torch.no_grad():
+            ln.norm.weight.normal_()
+            ln.norm.bias.normal_()
+        mods += [m.Dense(32, 16, bias=False, activation_function=torch.nn.Identity()), ln]
+    SentenceTransformer(modules=mods, device="cpu").save(str(folder))
+    if config:
+        path = folder / "config_sentence_transformers.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
+    return folder
+
+
+def st_vectors(folder: Path, texts: list[str], **kw):
+    """``SentenceTransformer(folder).encode(texts)``: the reference for embedkit's vectors."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(folder), device="cpu").encode(list(texts),
+                                                                 convert_to_numpy=True, **kw)
+
+
 def build_tiny_model(folder: Path, pooler: bool = True) -> Path:
     """The core suite's tiny model: real STS-B characters."""
     return build_tiny_bert(folder, source_sentences(), pooler=pooler)

@@ -12,6 +12,7 @@ from embedkit.cli.common import (
     add_data_options,
     add_model_options,
     add_poolings_and_tasks,
+    add_similarity_option,
     check_output_dir,
     check_output_path,
     data_options,
@@ -54,6 +55,7 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="use a --post file: map even if it was fitted for another model, "
                         "pooling or dimension (a warning instead of an error)")
+    add_similarity_option(p)
     p.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
     p.add_argument("--markdown", nargs="?", const="-", metavar="FILE.md",
                    help="print a Markdown report instead of the table (or write it to FILE.md)")
@@ -89,7 +91,7 @@ def run(args) -> int:
     encoder = as_encoder(configs[0]) if args.predictions and len(configs) == 1 else None
     options = dict(protocol=args.protocol, max_length=args.max_length, data=data_options(args),
                    post=PostOptions(tuple(args.post), args.fit_on, args.fit_unique, args.force),
-                   command=args.command_line)
+                   command=args.command_line, similarity=args.similarity)
     with warnings.catch_warnings():
         # said once per task and split below, from the record
         warnings.simplefilter("ignore", UndefinedScoreWarning)

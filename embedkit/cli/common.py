@@ -13,6 +13,7 @@ from embedkit.data import DataOptions
 from embedkit.encoders import EncoderConfig
 from embedkit.encoders.cache import EmbeddingCache
 from embedkit.encoders.config import BACKENDS, QUANTIZE
+from embedkit.encoders.st_folder import SIMILARITIES
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_json
 
@@ -133,6 +134,10 @@ def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
                        help="prompt before queries only (default: --prompt)")
         p.add_argument("--passage-prompt", metavar="TEXT",
                        help="prompt before corpus passages only (default: --prompt)")
+    p.add_argument("--truncate-dim", type=positive_int, metavar="K",
+                   help="keep the first K dimensions of every vector (Matryoshka models), after "
+                        "the model folder's modules; recorded in the model identity (default: "
+                        "the folder's truncate_dim, else all)")
     p.add_argument("--device", default="cpu",
                    help="cpu, cuda, cuda:N; cuda cuts batches by a budget of padded tokens "
                         "(default: cpu)")
@@ -158,6 +163,13 @@ def add_poolings_and_tasks(p: argparse.ArgumentParser) -> None:
                                    "(default: ATEC,BQ,LCQMC,PAWSX,STS-B)")
 
 
+def add_similarity_option(p: argparse.ArgumentParser) -> None:
+    """``--similarity``: how pairs are compared (default: what the model folder declares)."""
+    p.add_argument("--similarity", choices=SIMILARITIES, metavar="FN",
+                   help=f"compare pairs by {', '.join(SIMILARITIES)} (default: the "
+                        "similarity_fn_name the model folder declares, else cosine)")
+
+
 def make_cache(args: argparse.Namespace) -> EmbeddingCache | None:
     return None if args.no_cache else EmbeddingCache(args.cache_dir)
 
@@ -175,7 +187,8 @@ def encoder_config(args: argparse.Namespace, model: str | None = None,
                          quantize=getattr(args, "quantize", "none"),
                          threads=getattr(args, "threads", None),
                          prompt=getattr(args, "prompt", None),
-                         instruction=getattr(args, "instruction", None))
+                         instruction=getattr(args, "instruction", None),
+                         truncate_dim=getattr(args, "truncate_dim", None))
 
 
 def data_options(args: argparse.Namespace) -> DataOptions:

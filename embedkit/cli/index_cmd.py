@@ -96,7 +96,9 @@ def _add_build(isub) -> None:
                    help="one id a line, aligned line by line with --corpus")
     b.add_argument("--factory", default="Flat",
                    help="FAISS factory string: Flat, IVF1024,Flat, HNSW32, IVF1024,PQ32, ...")
-    b.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
+    b.add_argument("--metric", choices=("cosine", "ip", "l2"),
+                   help="index metric (default: the model folder's declared similarity: "
+                        "cosine, dot -> ip, euclidean -> l2; else cosine)")
     b.add_argument("--max-length", type=int, default=64,
                    help="tokens per text, counting [CLS] and [SEP]")
     b.add_argument("--fit-on", default="corpus", metavar="corpus|FILE",

@@ -17,18 +17,18 @@ from embedkit.encoders.models import model_identity, resolve_model_path
 from embedkit.encoders.pooling import (
     POOLINGS,
     Pooling,
-    declared_pooling,
     masked_mean,
     parse_pooling,
     pool,
     register_pooling,
 )
 from embedkit.encoders.protocol import SentenceEncoder
+from embedkit.encoders.st_folder import declared_pooling, read_st_folder
 from embedkit.encoders.transformer import DTYPES, TransformerEncoder, forward_pooled
 from embedkit.encoders.wrappers import CachedEncoder, EncodeStats, MeteredEncoder, encode_stats
 
 __all__ = ["DTYPES", "POOLINGS", "CachedEncoder", "EncodeStats", "Encoder", "EncoderConfig",
            "MeteredEncoder", "Pooling", "SentenceEncoder", "TransformerEncoder", "as_encoder",
            "declared_pooling", "encode_stats", "encoder_settings", "forward_pooled",
-           "masked_mean", "model_identity", "parse_pooling", "pool", "register_pooling",
-           "resolve_model_path"]
+           "masked_mean", "model_identity", "parse_pooling", "pool", "read_st_folder",
+           "register_pooling", "resolve_model_path"]

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from embedkit.encoders.batching import pad_numpy, plan_batches
-from embedkit.encoders.pooling import Pooling
+from embedkit.encoders.pooling import Pooling, uniem_declared
+from embedkit.encoders.prompts import prompt_length
+from embedkit.encoders.st_folder import STFolder, declared_pooling
 from embedkit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,11 @@ class TokenizedEncoder:
     lowercase: bool = False
     prompt: str = ""
     token_budget: int | None = None
+    model_identity: str = ""
+    st: STFolder | None = None       # the folder's sentence-transformers modules, if any
+    truncate_dim: int | None = None  # keep the first K dimensions, after the modules
+    similarity: str = "cosine"       # what the folder declares its vectors are compared with
+    include_prompt: bool = True      # False: the prompt's tokens are masked out of the pooling
     instruction: str | None = None  # the task instruction in ``prompt`` (None: none given)
     eos_id: int | None = None   # appended where the model asks for EOS (:func:`eos_to_append`)
 
@@ -131,6 +138,69 @@ class TokenizedEncoder:
     @property
     def dim(self) -> int:  # pragma: no cover - every backend overrides it
         raise NotImplementedError
+
+    def _use_folder(self, st: STFolder | None, pooling: str | None, width: int,
+                    truncate_dim: int | None) -> None:
+        """Take from the model folder what changes the vectors after the forward pass: the
+        default pooling (the one given, else the folder's), ``include_prompt``, the modules
+        after the pooling (in the model identity), ``truncate_dim`` (the one given, else the
+        folder's) and the declared similarity."""
+        self.st = st
+        folder = self.path if os.path.isdir(self.path) else None
+        uniem = uniem_declared(folder) if st is None else None
+        self.default_pooling = Pooling(pooling) if pooling else (
+            st.pooling() if st is not None else Pooling(uniem or "cls"))
+        if st is not None:
+            st.check_width(width)
+            self.include_prompt, self.similarity = st.include_prompt, st.similarity or "cosine"
+            if st.tail:
+                self.model_identity += f";st={st.digest}"
+        k = truncate_dim if truncate_dim is not None else (st.truncate_dim if st else None)
+        full = st.out_dim(width) if st is not None else width
+        if k is not None and not 1 <= k <= full:
+            raise ConfigError(f"truncate_dim must be between 1 and the model's {full} "
+                              f"dimensions, not {k}", param="truncate_dim")
+        self.truncate_dim = k if k != full else None
+        self._declared = declared_pooling(st.folder) if st is not None else None
+        self._noticed: set[str] = set()
+
+    def _output_dim(self, width: int) -> int:
+        """The vectors' dimension for a pooled ``width`` (modules after the pooling, truncation)."""
+        full = self.st.out_dim(width) if self.st is not None else width
+        return self.truncate_dim or full
+
+    def _folder_settings(self) -> list[str]:
+        """The identity parts the folder's settings add (beyond the modules' digest)."""
+        out = [f"truncate_dim={self.truncate_dim}"] if self.truncate_dim else []
+        return out + (["include_prompt=false"] if self.prompt and not self.include_prompt else [])
+
+    def _folder_describe(self) -> dict[str, Any]:
+        return {"st_folder": self.st.describe() if self.st is not None else None,
+                "truncate_dim": self.truncate_dim, "similarity": self.similarity,
+                "include_prompt": self.include_prompt}
+
+    def _finish(self, pooled: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The folder's modules after the pooling, then the truncation, on pooled vectors."""
+        st, k = self.st, self.truncate_dim
+        for name in pooled:
+            if st is not None and name != self._declared and name not in self._noticed:
+                self._noticed.add(name)
+                logger.info("%s declares sentence-transformers pooling %r; pooling %s overrides "
+                            "it (the modules after the pooling still run)", self.name,
+                            st.st_mode, name)
+        out = {n: st.apply(v) if st is not None else v for n, v in pooled.items()}
+        return {n: np.ascontiguousarray(v[:, :k]) if k else v for n, v in out.items()}
+
+    def _pool_mask(self, mask: np.ndarray) -> np.ndarray:
+        """The mask the pooling reads: the attention mask, less the prompt's tokens when the
+        folder's Pooling has ``include_prompt=False`` (as sentence-transformers: the padding
+        before the text, if any, and the prompt's tokens after it)."""
+        if self.include_prompt or not self.prompt:
+            return mask
+        n = prompt_length(self.tokenizer, self.prompt)
+        start = (mask != 0).argmax(axis=1)[:, None]
+        keep = np.arange(mask.shape[1])[None, :] >= start + n
+        return (mask * keep).astype(mask.dtype)
 
     def model_max_length(self) -> int:
         """The model's own maximum sequence length (the C-MTEB protocol uses it)."""
@@ -160,6 +230,11 @@ class TokenizedEncoder:
                               "has none in its checkpoint (transformers would initialise them "
                               "randomly); choose cls, last-avg or first-last-avg",
                               param="pooling")
+        if self.prompt and not self.include_prompt and not pooling.masked:
+            raise ConfigError(f"{self.name} leaves the prompt out of its pooling "
+                              f"(include_prompt=false), which pooling {str(pooling)!r} cannot "
+                              "do; choose a mean-type pooling (last-avg, max, mean-sqrt-len) "
+                              "or no prompt", param="pooling")
 
     def encode(self, sentences: Sequence[str], pooling: str | None = None, *,
                max_length: int = 64, batch_size: int | None = None) -> np.ndarray:
@@ -189,8 +264,8 @@ class TokenizedEncoder:
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
                               param="batch_size")
-        return self._run(texts, pools, min(max_length, self.max_positions),
-                         batch_size or self.batch_size)
+        return self._finish(self._run(texts, pools, min(max_length, self.max_positions),
+                                      batch_size or self.batch_size))
 
     def _run(self, texts: list[str], pools: list[Pooling], max_length: int,
              batch_size: int) -> dict[str, np.ndarray]:

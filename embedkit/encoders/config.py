@@ -41,7 +41,8 @@ def build_model(model: str, pooling: str | None = None, *, backend: str = "torch
                 prompt: str | None = None, threads: int | None = None,
                 token_budget: int | None = None,
                 export_root: str | Path | None = None,
-                instruction: str | None = None) -> SentenceEncoder:
+                instruction: str | None = None,
+                truncate_dim: int | None = None) -> SentenceEncoder:
     """The bare encoder of a backend: :class:`TransformerEncoder` for torch, else an
     :class:`~embedkit.encoders.runtime.ExportedEncoder` (exported once into ``export_root``).
     ``instruction``: a task description made into the prompt (:func:`instruction_prompt`);
@@ -54,7 +55,8 @@ def build_model(model: str, pooling: str | None = None, *, backend: str = "torch
     enc = _build_model(model, pooling, backend=backend, quantize=quantize, device=device,
                        dtype=dtype, lowercase=lowercase, batch_size=batch_size,
                        revision=revision, prompt=prompt, threads=threads,
-                       token_budget=token_budget, export_root=export_root)
+                       token_budget=token_budget, export_root=export_root,
+                       truncate_dim=truncate_dim)
     if isinstance(enc, TokenizedEncoder):
         enc.instruction = instruction.strip() if instruction else (
             "" if prompt is not None or instruction is not None else None)
@@ -64,14 +66,15 @@ def build_model(model: str, pooling: str | None = None, *, backend: str = "torch
 def _build_model(model: str, pooling: str | None, *, backend: str, quantize: str,
                  device: str | None, dtype: str, lowercase: bool, batch_size: int,
                  revision: str | None, prompt: str | None, threads: int | None,
-                 token_budget: int | None,
-                 export_root: str | Path | None) -> SentenceEncoder:
+                 token_budget: int | None, export_root: str | Path | None,
+                 truncate_dim: int | None) -> SentenceEncoder:
     if backend == "torch":
         if quantize != "none":
             raise ConfigError(INT8_ON_TORCH, param="quantize")
         return TransformerEncoder(model, pooling, device=device, dtype=dtype,
                                   lowercase=lowercase, batch_size=batch_size, revision=revision,
-                                  prompt=prompt, threads=threads, token_budget=token_budget)
+                                  prompt=prompt, threads=threads, token_budget=token_budget,
+                                  truncate_dim=truncate_dim)
     if device not in (None, "cpu") or canonical_dtype(dtype) != "float32":
         raise ConfigError(f"backend {backend} runs on the cpu in float32 (or int8 when "
                           "quantised); another device or dtype needs the torch backend",
@@ -81,7 +84,7 @@ def _build_model(model: str, pooling: str | None, *, backend: str, quantize: str
     return ExportedEncoder(model, pooling, backend=backend, quantize=quantize,
                            lowercase=lowercase, batch_size=batch_size, revision=revision,
                            prompt=prompt, threads=threads, token_budget=token_budget,
-                           export_root=export_root)
+                           export_root=export_root, truncate_dim=truncate_dim)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class EncoderConfig:
     #: a task description made into the prompt (None: each task's own, for models whose folder
     #: declares an instruction template; "": none)
     instruction: str | None = None
+    truncate_dim: int | None = None  # the first K dimensions (None: the folder's, else all)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
@@ -130,6 +134,10 @@ class EncoderConfig:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, not {self.batch_size!r}",
                               param="batch_size")
+        if self.truncate_dim is not None and (not isinstance(self.truncate_dim, int)
+                                              or self.truncate_dim < 1):
+            raise ConfigError(f"truncate_dim must be a positive integer, not "
+                              f"{self.truncate_dim!r}", param="truncate_dim")
 
     def with_model(self, model: str) -> EncoderConfig:
         return replace(self, model=model)
@@ -151,7 +159,7 @@ class EncoderConfig:
                            revision=self.revision, prompt=self.prompt, threads=self.threads,
                            token_budget=self.token_budget,
                            export_root=EmbeddingCache(self.cache_dir).root,
-                           instruction=self.instruction)
+                           instruction=self.instruction, truncate_dim=self.truncate_dim)
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready settings for a run record (the cache as its folder, or None)."""
@@ -226,6 +234,7 @@ def encoder_settings(encoder: SentenceEncoder) -> dict[str, Any]:
             "revision": d.get("revision"), "lowercase": d.get("lowercase", False),
             "batch_size": getattr(encoder, "batch_size", None),
             "token_budget": d.get("token_budget"), "versions": d.get("versions", {}),
+            "truncate_dim": d.get("truncate_dim"), "similarity": d.get("similarity", "cosine"),
             "cache": str(root) if isinstance(root, (str, Path)) else None}
 
 
@@ -240,7 +249,8 @@ class Encoder(CachedEncoder):
         backend: ``torch``, ``onnx`` (ONNX Runtime) or ``openvino``; quantize: ``none`` or
             ``int8`` (onnx/openvino); threads: intra-op threads; prompt: text before each
             sentence (``None``: the folder's declared default); instruction: a task
-            description made into the prompt (decoder embedders).
+            description made into the prompt (decoder embedders); truncate_dim: keep the first
+            K dimensions (``None``: the folder's ``truncate_dim``, else all).
         cache: an :class:`EmbeddingCache`, or ``None`` for no cache.
         progress: show progress (``None``: for long runs).
 
@@ -254,11 +264,12 @@ class Encoder(CachedEncoder):
                  cache: EmbeddingCache | None = None, batch_size: int = 64,
                  revision: str | None = None, progress: bool | None = None,
                  backend: str = "torch", quantize: str = "none", threads: int | None = None,
-                 prompt: str | None = None, instruction: str | None = None) -> None:
+                 prompt: str | None = None, instruction: str | None = None,
+                 truncate_dim: int | None = None) -> None:
         inner = build_model(model, pooling, backend=backend, quantize=quantize, device=device,
                             dtype=dtype, lowercase=lowercase, batch_size=batch_size,
                             revision=revision, prompt=prompt, threads=threads,
                             token_budget=DEFAULT_TOKEN_BUDGET,
                             export_root=cache.root if cache is not None else None,
-                            instruction=instruction)
+                            instruction=instruction, truncate_dim=truncate_dim)
         super().__init__(MeteredEncoder(inner, progress), cache)

@@ -14,7 +14,17 @@ Hidden states follow transformers' convention: ``hidden_states[0]`` is the embed
 ``layers-avg:I,J`` mean of the masked means of the listed ``hidden_states`` indices
 ``last-token``     last layer at each sentence's last non-padding position (decoder embedders:
                    Qwen3-Embedding, gte-Qwen2, e5-mistral), whichever side the batch is padded
+``max``            masked maximum of the last layer, per dimension
+``mean-sqrt-len``  masked sum of the last layer divided by the square root of the token count
+``weighted-mean``  the last layer's masked mean weighted by position (1, 2, ..., as
+                   sentence-transformers' ``weightedmean``)
 =================  ==========================================================================
+
+The last three and ``cls`` / ``last-avg`` are sentence-transformers' pooling modes (each
+registered with its ``st_mode``), so a sentence-transformers folder's declared Pooling module
+runs as embedkit's pooling (:mod:`embedkit.encoders.st_folder`). A pooling registered
+``masked=True`` pools only the positions its mask keeps, so the prompt's tokens can be left out
+of it (sentence-transformers' ``include_prompt=False``).
 
 A :class:`Pooling` is a small value: a ``str`` holding the canonical name (so it serialises as
 itself and works as a dict key), parsed once, with what the forward pass must provide.
@@ -54,22 +64,27 @@ class PoolingKind:
     st_mode: str | None = None    # sentence-transformers' pooling mode, when it has one
     uniem: str | None = None      # m3e's ``uniem_embedding_strategy``, when it has one
     layers: tuple[int, ...] = ()  # the hidden states a fixed multi-layer pooling reads
+    masked: bool = False          # pools only the masked-in positions (prompt exclusion works)
 
 
 _KINDS: dict[str, PoolingKind] = {}
 _ALIASES = {"mean": "last-avg", "avg": "last-avg", "last_avg": "last-avg",
             "first_last_avg": "first-last-avg", "pooler_tanh": "pooler-tanh", "cls-token": "cls",
-            "lasttoken": "last-token", "last_token": "last-token"}
+            "lasttoken": "last-token", "last_token": "last-token",
+            "max_tokens": "max", "mean_sqrt_len_tokens": "mean-sqrt-len",
+            "mean_sqrt_len": "mean-sqrt-len", "weightedmean": "weighted-mean",
+            "weighted_mean": "weighted-mean"}
 
 
 def register_pooling(name: str, *, hidden_states: bool = False, pooler: bool = False,
                      takes_layers: bool = False, st_mode: str | None = None,
-                     uniem: str | None = None,
-                     layers: tuple[int, ...] = ()) -> Callable[[PoolFn], PoolFn]:
+                     uniem: str | None = None, layers: tuple[int, ...] = (),
+                     masked: bool = False) -> Callable[[PoolFn], PoolFn]:
     """Register a pooling function under ``name`` (a decorator).
 
     The function receives the model output, the attention mask, the model and the layer
-    indices (for ``name:I,J`` poolings) and returns float32 ``(batch, d)``.
+    indices (for ``name:I,J`` poolings) and returns float32 ``(batch, d)``. ``masked``: it reads
+    only the positions where the mask is 1 (then a prompt can be masked out of it).
 
     >>> @register_pooling("toy-first-token")
     ... def _first(outputs, mask, model, layers):
@@ -80,7 +95,7 @@ def register_pooling(name: str, *, hidden_states: bool = False, pooler: bool = F
     """
     def add(fn: PoolFn) -> PoolFn:
         _KINDS[name] = PoolingKind(name, fn, hidden_states, pooler, takes_layers, st_mode, uniem,
-                                   layers)
+                                   layers, masked)
         return fn
     return add
 
@@ -146,19 +161,17 @@ class Pooling(str):
         """sentence-transformers' pooling mode for this pooling (None: it has none)."""
         return self.kind.st_mode
 
+    @property
+    def masked(self) -> bool:
+        """Whether it pools only the positions its mask keeps (a prompt can be masked out)."""
+        return self.kind.masked
+
     def pool(self, outputs: Any, attention_mask: torch.Tensor, model: Any) -> torch.Tensor:
         """Apply to a transformers model output; float32 ``(batch, d)``."""
         return self.kind.fn(outputs, attention_mask, model, self.layers)
 
     def to_config(self) -> dict[str, str]:
         return {"pooling": str(self)}
-
-    @classmethod
-    def from_folder(cls, folder: str | Path | None) -> Pooling | None:
-        """The pooling a model folder declares (sentence-transformers' pooling config or m3e's
-        ``uniem_embedding_strategy``); None if it declares none."""
-        name = _declared(Path(folder)) if folder is not None and Path(folder).is_dir() else None
-        return cls(name) if name else None
 
 
 def parse_pooling(name: str) -> Pooling:
@@ -176,48 +189,29 @@ def layers_needed(pooling: str) -> list[int] | None:
     return list(p.layers) if p.needs_hidden_states else None
 
 
-def _st_declared(folder: Path) -> str | None:
-    modules = folder / "modules.json"
-    if not modules.is_file():
-        return None
-    by_mode = {k.st_mode: k.name for k in _KINDS.values() if k.st_mode}
-    try:
-        for m in json.loads(modules.read_text(encoding="utf-8")):
-            if m.get("type", "").endswith("Pooling"):
-                cfg = json.loads((folder / m["path"] / "config.json").read_text("utf-8"))
-                # sentence-transformers >= 6 writes "pooling_mode": "cls"; older, flags
-                mode = cfg.get("pooling_mode")
-                mode6 = {"cls": "cls_token", "mean": "mean_tokens"}.get(mode, mode)
-                if mode6 in by_mode:
-                    return by_mode[mode6]
-                for mode, name in by_mode.items():
-                    if cfg.get(f"pooling_mode_{mode}"):
-                        return name
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    return None
+def by_st_mode(mode: str) -> str | None:
+    """The registered pooling whose ``st_mode`` is ``mode`` (sentence-transformers' flag suffix,
+    e.g. ``mean_tokens``), or None.
+
+    >>> by_st_mode("mean_tokens"), by_st_mode("no_such_mode")
+    ('last-avg', None)
+    """
+    found = [k.name for k in _KINDS.values() if k.st_mode == mode]
+    return found[0] if found else None
 
 
-def _declared(folder: Path) -> str | None:
-    st = _st_declared(folder)
-    if st is not None:
-        return st
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
+def uniem_declared(folder: str | Path | None) -> str | None:
+    """The pooling m3e's ``uniem_embedding_strategy`` (in ``config.json``) names, or None."""
+    cfg_path = Path(folder) / "config.json" if folder is not None else None
+    if cfg_path is None or not cfg_path.is_file():
         return None
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except ValueError:
+    except (OSError, ValueError):
         return None
     by_uniem = {k.uniem: k.name for k in _KINDS.values() if k.uniem}
     strategy = cfg.get("uniem_embedding_strategy") if isinstance(cfg, dict) else None
     return by_uniem.get(strategy) if isinstance(strategy, str) else None
-
-
-def declared_pooling(folder: str | Path | None) -> str | None:
-    """The name of the pooling a model folder declares, or None."""
-    p = Pooling.from_folder(folder)
-    return str(p) if p is not None else None
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -258,7 +252,7 @@ def _pooler_tanh(outputs: Any, mask: torch.Tensor, model: Any,
     return torch.tanh(_pooler_dense(outputs, model, "pooler-tanh")).to(torch.float32)
 
 
-@register_pooling("last-avg", st_mode="mean_tokens", uniem="last_mean")
+@register_pooling("last-avg", st_mode="mean_tokens", uniem="last_mean", masked=True)
 def _last_avg(outputs: Any, mask: torch.Tensor, model: Any,
               layers: tuple[int, ...]) -> torch.Tensor:
     return masked_mean(outputs.last_hidden_state, mask)
@@ -275,13 +269,14 @@ def _layers_mean(outputs: Any, mask: torch.Tensor, layers: tuple[int, ...],
     return torch.stack([masked_mean(hs[i], mask) for i in layers], dim=0).mean(dim=0)
 
 
-@register_pooling("first-last-avg", hidden_states=True, uniem="first_last_mean", layers=(1, -1))
+@register_pooling("first-last-avg", hidden_states=True, uniem="first_last_mean", layers=(1, -1),
+                  masked=True)
 def _first_last_avg(outputs: Any, mask: torch.Tensor, model: Any,
                     layers: tuple[int, ...]) -> torch.Tensor:
     return _layers_mean(outputs, mask, layers, "first-last-avg")
 
 
-@register_pooling("layers-avg", hidden_states=True, takes_layers=True)
+@register_pooling("layers-avg", hidden_states=True, takes_layers=True, masked=True)
 def _layers_avg(outputs: Any, mask: torch.Tensor, model: Any,
                 layers: tuple[int, ...]) -> torch.Tensor:
     return _layers_mean(outputs, mask, layers, "layers-avg:" + ",".join(map(str, layers)))
@@ -302,6 +297,35 @@ def _last_token(outputs: Any, mask: torch.Tensor, model: Any,
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].to(torch.float32)
 
 
+@register_pooling("max", st_mode="max_tokens", masked=True)
+def _max(outputs: Any, mask: torch.Tensor, model: Any, layers: tuple[int, ...]) -> torch.Tensor:
+    # as sentence-transformers: masked-out positions are -inf, so they never win
+    hidden = outputs.last_hidden_state.to(torch.float32)
+    return hidden.masked_fill(mask.unsqueeze(-1) == 0, float("-inf")).max(dim=1).values
+
+
+@register_pooling("mean-sqrt-len", st_mode="mean_sqrt_len_tokens", masked=True)
+def _mean_sqrt_len(outputs: Any, mask: torch.Tensor, model: Any,
+                   layers: tuple[int, ...]) -> torch.Tensor:
+    m = mask.to(torch.float32).unsqueeze(-1)
+    total = (outputs.last_hidden_state.to(torch.float32) * m).sum(dim=1)
+    return total / torch.sqrt(m.sum(dim=1).clamp(min=1e-9))
+
+
+@register_pooling("weighted-mean", st_mode="weightedmean_tokens")
+def _weighted_mean(outputs: Any, mask: torch.Tensor, model: Any,
+                   layers: tuple[int, ...]) -> torch.Tensor:
+    """Position weights 1, 2, ... counted from the first real token (left padding skipped), as
+    sentence-transformers. Not ``masked``: sentence-transformers keeps a masked-out prompt's
+    positions in the weights of the tokens after it, which a mask alone cannot say."""
+    m = mask.to(torch.float32)
+    first = (mask != 0).to(torch.int64).argmax(dim=1, keepdim=True)
+    steps = torch.arange(1, m.shape[1] + 1, dtype=torch.float32, device=m.device).unsqueeze(0)
+    w = (m * (steps - first.to(torch.float32))).unsqueeze(-1)
+    total = (outputs.last_hidden_state.to(torch.float32) * w).sum(dim=1)
+    return total / w.sum(dim=1).clamp(min=1e-9)
+
+
 def pool(pooling: str, outputs: Any, attention_mask: torch.Tensor, model: Any) -> torch.Tensor:
     """Apply a pooling to a transformers model output; returns float32 (batch, d)."""
     return Pooling(pooling).pool(outputs, attention_mask, model)
@@ -309,4 +333,4 @@ def pool(pooling: str, outputs: Any, attention_mask: torch.Tensor, model: Any) -
 
 #: the built-in poolings, as the README lists them
 POOLINGS = ("cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "layers-avg:I,J,...",
-            "last-token")
+            "last-token", "max", "mean-sqrt-len", "weighted-mean")

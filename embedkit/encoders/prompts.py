@@ -35,6 +35,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 from embedkit.errors import ConfigError
 
@@ -46,7 +47,8 @@ INSTRUCTION_TEMPLATE = "Instruct: {instruction}\nQuery: "
 _INSTRUCT = re.compile(r"^Instruct:[ ]?(?P<task>[^\n]*)\n(?P<tail>Query:[ ]?)$")
 
 
-def _config(folder: str | Path | None) -> dict:
+def st_config(folder: str | Path | None) -> dict:
+    """The folder's ``config_sentence_transformers.json`` as a dict (empty when it has none)."""
     if folder is None:
         return {}
     path = Path(folder) / ST_CONFIG
@@ -62,13 +64,13 @@ def _config(folder: str | Path | None) -> dict:
 
 def declared_prompts(folder: str | Path | None) -> dict[str, str]:
     """The prompts a model folder declares, by name (empty when it declares none)."""
-    prompts = _config(folder).get("prompts") or {}
+    prompts = st_config(folder).get("prompts") or {}
     return {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
 
 
 def default_prompt(folder: str | Path | None) -> str:
     """The folder's default prompt (``default_prompt_name``), or ``""``."""
-    cfg = _config(folder)
+    cfg = st_config(folder)
     name = cfg.get("default_prompt_name")
     return declared_prompts(folder).get(str(name), "") if name else ""
 
@@ -121,3 +123,15 @@ def side_prompts(folder: str | Path | None, *, query: str | None, passage: str |
         names = [n for n in _PASSAGE_NAMES if n in declared]
         p = declared[names[0]] if names else default_prompt(local)
     return q, p
+
+
+def prompt_length(tokenizer: Any, prompt: str) -> int:
+    """How many tokens of a prompted text are the prompt's, as sentence-transformers counts them
+    for ``include_prompt=False``: the prompt tokenised alone, without its trailing special token
+    (``[CLS] query : [SEP]`` -> 3). 0 for no prompt.
+    """
+    if not prompt:
+        return 0
+    ids = list(tokenizer([prompt], padding=False, truncation=False)["input_ids"][0])
+    special = set(getattr(tokenizer, "all_special_ids", ()) or ())
+    return len(ids) - 1 if ids and ids[-1] in special else len(ids)

@@ -43,6 +43,7 @@ from embedkit.encoders.export import (
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.prompts import resolve_prompt
+from embedkit.encoders.st_folder import read_st_folder
 from embedkit.errors import ConfigError, EmbedkitError
 
 logger = logging.getLogger(__name__)
@@ -125,14 +126,17 @@ class ExportedEncoder(TokenizedEncoder):
 
     Args: as :class:`~embedkit.encoders.transformer.TransformerEncoder` (no device or dtype: the
     CPU in float32, or int8 with ``quantize="int8"``), plus ``backend``, ``quantize`` and
-    ``export_root`` (the cache folder that keeps exports).
+    ``export_root`` (the cache folder that keeps exports). A sentence-transformers folder's
+    modules after the pooling run on the runtime's pooled vectors, in torch, exactly as on the
+    torch backend (:meth:`~embedkit.encoders.base.TokenizedEncoder._finish`).
     """
 
     def __init__(self, model: str, pooling: str | None = None, *, backend: str = "onnx",
                  quantize: str = "none", lowercase: bool = False, batch_size: int = 64,
                  revision: str | None = None, prompt: str | None = None,
                  threads: int | None = None, token_budget: int | None = None,
-                 export_root: str | Path | None = None, streams: int | None = None) -> None:
+                 export_root: str | Path | None = None, streams: int | None = None,
+                 truncate_dim: int | None = None) -> None:
         if backend not in ("onnx", "openvino"):
             raise ConfigError(f"ExportedEncoder runs onnx or openvino, not {backend!r}",
                               param="backend")
@@ -141,21 +145,22 @@ class ExportedEncoder(TokenizedEncoder):
                               param="batch_size")
         self.name, self.backend, self.quantize = model, backend, quantize
         self.path = resolve_model_path(model)
+        st = read_st_folder(self.path if is_local(self.path) else None)
+        load_path = str(st.transformer_dir) if st is not None else self.path
         self.revision = revision
-        self.tokenizer, config = _load_tokenizer(self.path, model, revision)
+        self.tokenizer, config = _load_tokenizer(load_path, model, revision)
         self.config = config
-        self.model_identity = model_identity(self.path, getattr(config, "_commit_hash", None))
+        self.model_identity = model_identity(load_path, getattr(config, "_commit_hash", None))
         self.threads = threads or available_cores()
         self.streams = streams or default_streams(self.threads)
         if self.streams < 1 or self.streams > self.threads:
             raise ConfigError(f"streams must be between 1 and the threads ({self.threads}), not "
                               f"{self.streams}", param="streams")
         self.graph, self.session = _open(self.threads, self.streams, lambda: _export(
-            export_root, self.path, self.model_identity, backend, quantize, revision,
+            export_root, load_path, self.model_identity, backend, quantize, revision,
             self.padding_side))
         self.has_pooler = self.graph.has_pooler
-        declared = Pooling.from_folder(self.path if is_local(self.path) else None)
-        self.default_pooling = Pooling(pooling) if pooling else declared or Pooling("cls")
+        self._use_folder(st, pooling, int(getattr(config, "hidden_size", 0)), truncate_dim)
         self.lowercase, self.batch_size = lowercase, batch_size
         # None: the exported backends' default budget; 0: batches of batch_size sentences
         budget = EXPORTED_TOKEN_BUDGET if token_budget is None else token_budget
@@ -172,11 +177,11 @@ class ExportedEncoder(TokenizedEncoder):
         extra += ["quantize=int8"] if self.quantize == "int8" else []
         extra += ["lowercase"] if self.lowercase else []
         extra += [prompt_setting(self.prompt)] if self.prompt else []
-        return ";".join([self.model_identity, *extra])
+        return ";".join([self.model_identity, *extra, *self._folder_settings()])
 
     @property
     def dim(self) -> int:
-        return int(getattr(self.config, "hidden_size", 0))
+        return self._output_dim(int(getattr(self.config, "hidden_size", 0)))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "identity": self.model_identity,
@@ -186,7 +191,9 @@ class ExportedEncoder(TokenizedEncoder):
                 "instruction": self.instruction, "padding_side": self.padding_side,
                 "append_eos": self.eos_id is not None,
                 "threads": self.threads, "streams": self.streams,
-                "token_budget": self.token_budget, "hidden_size": self.dim,
+                "token_budget": self.token_budget,
+                "hidden_size": int(getattr(self.config, "hidden_size", 0)), "dim": self.dim,
+                **self._folder_describe(),
                 "num_layers": int(getattr(self.config, "num_hidden_layers", 0)),
                 "export": str(self.graph.folder), "export_steps": self.graph.manifest["steps"],
                 "versions": runtime_versions(self.backend)}
@@ -225,7 +232,7 @@ class ExportedEncoder(TokenizedEncoder):
                  slot: int = 0) -> dict[str, np.ndarray]:
         names = self._output_names(pools)
         arrays = self.session.run(names, {"input_ids": input_ids, "attention_mask": mask}, slot)
-        return self._pool(names, arrays, mask, pools)
+        return self._pool(names, arrays, self._pool_mask(mask), pools)
 
     def _pool(self, names: list[str], arrays: list[np.ndarray], mask: np.ndarray,
               pools: list[Pooling]) -> dict[str, np.ndarray]:

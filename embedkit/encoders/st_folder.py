@@ -1,6 +1,15 @@
-"""The one writer of sentence-transformers model folders: Transformer + Pooling [+ Dense]
-[+ Normalize], built from sentence-transformers' own modules so that
-``SentenceTransformer(folder)`` encodes exactly as embedkit does.
+"""sentence-transformers model folders, read and written here only.
+
+Reading (:func:`read_st_folder`): ``modules.json`` is run as a whole pipeline -- the Transformer,
+its Pooling (every mode sentence-transformers has, as a registered embedkit pooling, and
+``include_prompt``), then the modules after the pooling (Dense with its weights, bias and
+activation, Normalize, LayerNorm), applied in order by :meth:`STFolder.apply`, the same torch
+code on every backend. ``config_sentence_transformers.json`` adds ``truncate_dim`` and
+``similarity_fn_name``. A module embedkit cannot reproduce is an
+:class:`~embedkit.errors.UnsupportedModuleError` naming it, never skipped.
+
+Writing: Transformer + Pooling [+ Dense] [+ Normalize], built from sentence-transformers' own
+modules so that ``SentenceTransformer(folder)`` encodes exactly as embedkit does.
 
 A linear post-processing map ``y = (x + bias) @ kernel`` becomes a ``Dense`` module with
 ``W = kernel.T`` and ``b = bias @ kernel`` (identity activation). Only poolings that
@@ -16,20 +25,31 @@ embedkit.errors.ConfigError: pooling 'first-last-avg' cannot be written as a sen
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embedkit.encoders.pooling import Pooling
-from embedkit.errors import ConfigError
+from embedkit.encoders.pooling import Pooling, by_st_mode, uniem_declared
+from embedkit.encoders.prompts import st_config
+from embedkit.errors import ConfigError, UnsupportedModuleError
 from embedkit.io.atomic import atomic_dir
 
-__all__ = ["save_st_folder", "write_st_folder", "st_pooling_mode"]
+__all__ = ["STFolder", "STModule", "SIMILARITIES", "declared_pooling", "read_st_folder",
+           "save_st_folder", "write_st_folder", "st_pooling_mode"]
+
+logger = logging.getLogger(__name__)
+MODULES_FILE = "modules.json"
+#: the similarity functions sentence-transformers declares (``similarity_fn_name``)
+SIMILARITIES = ("cosine", "dot", "euclidean", "manhattan")
+_SIMILARITY_ALIASES = {"cos_sim": "cosine", "dot_score": "dot", "dot_product": "dot"}
 
 # embedkit's Pooling.st_mode (the config flag's suffix) -> sentence-transformers' pooling_mode
 _ST_MODES = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max",
@@ -83,6 +103,40 @@ def _dense(st: tuple[Any, ...], kernel: Any, bias: Any | None) -> Any:
                  init_bias=torch.tensor(b @ kernel, dtype=torch.float32))
 
 
+def _carried(st: tuple[Any, ...], base: STFolder | None) -> list[Any]:
+    """The modules after the pooling of a folder being re-written, as sentence-transformers'
+    own modules with their weights."""
+    torch, Dense, Normalize = st[0], st[4], st[5]
+    out: list[Any] = []
+    for m in base.tail if base is not None else ():
+        if m.kind == "Dense":
+            out.append(Dense(int(m.weight.shape[1]), int(m.weight.shape[0]),
+                             bias=m.bias is not None,
+                             activation_function=getattr(torch.nn, m.activation)(),
+                             init_weight=m.weight.clone(),
+                             init_bias=None if m.bias is None else m.bias.clone()))
+        elif m.kind == "Normalize":
+            out.append(Normalize())
+        else:
+            out.append(_layer_norm(m))
+    return out
+
+
+def _layer_norm(m: STModule) -> Any:
+    try:
+        from sentence_transformers.sentence_transformer.modules import LayerNorm
+    except ImportError:  # pragma: no cover - sentence-transformers 3 to 5
+        from sentence_transformers.models import LayerNorm  # type: ignore[no-redef]
+    import torch
+
+    ln = LayerNorm(int(m.weight.shape[0]))
+    with torch.no_grad():
+        ln.norm.weight.copy_(m.weight)
+        if m.bias is not None:
+            ln.norm.bias.copy_(m.bias)
+    return ln
+
+
 def write_st_folder(folder: str | os.PathLike, model_path: str | os.PathLike, *, pooling: str,
                     max_seq_length: int, lowercase: bool = False, kernel: Any | None = None,
                     bias: Any | None = None, normalize: bool = False,
@@ -99,14 +153,20 @@ def write_st_folder(folder: str | os.PathLike, model_path: str | os.PathLike, *,
     mode = st_pooling_mode(pooling)
     st = _import_st()
     _, SentenceTransformer, Transformer, STPooling, _, Normalize = st
-    transformer = Transformer(str(model_path), max_seq_length=int(max_seq_length),
-                              do_lower_case=bool(lowercase))
+    base = read_st_folder(model_path)  # a sentence-transformers folder: its modules carry over
+    transformer = Transformer(str(base.transformer_dir if base else model_path),
+                              max_seq_length=int(max_seq_length), do_lower_case=bool(lowercase))
     width = (getattr(transformer, "get_embedding_dimension", None)
              or transformer.get_word_embedding_dimension)()
-    modules = [transformer, STPooling(width, pooling_mode=mode)]
+    modules = [transformer, STPooling(width, pooling_mode=mode, include_prompt=(
+        base.include_prompt if base else True)), *_carried(st, base)]
+    width = base.out_dim(width) if base else width
     if kernel is not None:
         d = int(np.asarray(kernel).shape[0])
-        if width != d:
+        if d < width:  # a map fitted on the first d dimensions (truncate_dim): zero rows after
+            kernel = np.vstack([np.asarray(kernel), np.zeros((width - d, np.shape(kernel)[1]))])
+            bias = None if bias is None else np.concatenate([np.asarray(bias), np.zeros(width - d)])
+        elif width != d:
             raise ConfigError(f"the model's dimension is {width} but the map expects d={d}")
         modules.append(_dense(st, kernel, bias))
     if normalize:
@@ -152,3 +212,280 @@ def save_st_folder(dest: str | os.PathLike, model: str | os.PathLike | Any, toke
                 tokenizer.save_pretrained(src)
                 write(tmp, src)
     return dest
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+_RUNS = ("Transformer", "Pooling", "Dense", "Normalize", "LayerNorm")
+_TAIL = ("Dense", "Normalize", "LayerNorm")
+#: torch.nn activations a Dense module may name (built with their defaults, as ST does)
+_ACTIVATIONS = ("Identity", "Tanh", "ReLU", "GELU", "Sigmoid", "SiLU", "ELU", "LeakyReLU",
+                "Softplus", "Mish", "Hardtanh", "Softsign", "Tanhshrink")
+#: sentence-transformers' pooling_mode -> the config flag suffix embedkit's st_mode holds
+_LEGACY = {mode: suffix for suffix, mode in _ST_MODES.items()}
+#: ST modes whose embedkit pooling another part of embedkit registers (by name)
+_BY_NAME = {"lasttoken": "last-token"}
+
+
+@dataclass(frozen=True, eq=False)
+class STModule:
+    """One module after the pooling: ``kind`` (Dense, Normalize, LayerNorm), its sub-folder and
+    what it computes (torch tensors; ``activation`` is a ``torch.nn`` class name)."""
+
+    kind: str
+    path: str
+    weight: Any = None
+    bias: Any = None
+    activation: str = "Identity"
+    eps: float = 1e-5
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.kind, "path": self.path}
+        if self.kind == "Dense":
+            d.update(in_features=int(self.weight.shape[1]), out_features=int(self.weight.shape[0]),
+                     bias=self.bias is not None, activation=self.activation)
+        elif self.kind == "LayerNorm":
+            d.update(dimension=int(self.weight.shape[0]), eps=self.eps)
+        return d
+
+
+@dataclass(frozen=True, eq=False)
+class STFolder:
+    """What a sentence-transformers folder computes, as embedkit runs it.
+
+    ``transformer``: the Transformer module's sub-folder (``""``: the folder itself);
+    ``st_mode``: the Pooling module's mode (``mean``, ``cls``, ...); ``tail``: the modules
+    after the pooling, in order; ``digest``: sha256 of ``modules.json`` and the tail's files
+    (what the model identity adds when there is a tail).
+    """
+
+    folder: Path
+    transformer: str
+    st_mode: str
+    include_prompt: bool = True
+    tail: tuple[STModule, ...] = ()
+    truncate_dim: int | None = None
+    similarity: str | None = None
+    digest: str = ""
+    modules: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def transformer_dir(self) -> Path:
+        return self.folder / self.transformer if self.transformer else self.folder
+
+    def pooling(self) -> Pooling:
+        """The embedkit pooling of the declared Pooling module (refused when none runs it)."""
+        return _pooling_of(self.st_mode, self.folder)
+
+    def out_dim(self, width: int) -> int:
+        """The dimension the pipeline gives for pooled vectors of ``width``."""
+        for m in self.tail:
+            width = int(m.weight.shape[0]) if m.kind == "Dense" else width
+        return width
+
+    def check_width(self, width: int) -> None:
+        """The first tail module must take the pooled width (else the folder is inconsistent)."""
+        for m in self.tail:
+            if m.kind == "Normalize":
+                continue
+            want = int(m.weight.shape[-1])
+            if want != width:
+                raise ConfigError(f"{self.folder}: module {m.path} takes {want} dimensions but "
+                                  f"the model's pooling gives {width}; the folder is "
+                                  "inconsistent", param="model")
+            return
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """The modules after the pooling on float32 ``(n, d)`` vectors, in torch float32 (as
+        sentence-transformers computes them)."""
+        if not self.tail:
+            return x
+        import torch
+        import torch.nn.functional as F
+
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        with torch.inference_mode():
+            for m in self.tail:
+                if m.kind == "Dense":
+                    t = getattr(torch.nn, m.activation)()(F.linear(t, m.weight, m.bias))
+                elif m.kind == "Normalize":
+                    t = F.normalize(t, p=2, dim=-1)
+                else:
+                    t = F.layer_norm(t, (t.shape[-1],), m.weight, m.bias, m.eps)
+            return t.numpy()
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready: the modules as embedkit runs them (for run records)."""
+        return {"pooling_mode": self.st_mode, "include_prompt": self.include_prompt,
+                "modules_after_pooling": [m.describe() for m in self.tail],
+                "truncate_dim": self.truncate_dim, "similarity": self.similarity,
+                "digest": self.digest}
+
+
+def _unsupported(folder: Path, what: str) -> UnsupportedModuleError:
+    return UnsupportedModuleError(
+        f"{folder}/{MODULES_FILE}: {what}; embedkit runs Transformer, Pooling, then Dense, "
+        "Normalize and LayerNorm modules: encode this model with sentence-transformers itself",
+        param="model")
+
+
+def _pooling_of(mode: str, folder: Path) -> Pooling:
+    name = by_st_mode(_LEGACY.get(mode, "")) or _BY_NAME.get(mode)
+    try:
+        return Pooling(name or mode)
+    except ConfigError:
+        raise _unsupported(folder, f"its Pooling module's mode {mode!r} has no embedkit pooling "
+                           f"in this version ({name or 'none'})") from None
+
+
+def _kind(entry: Any, folder: Path, idx: int) -> str:
+    t = entry.get("type", "") if isinstance(entry, dict) else ""
+    last = t.rsplit(".", 1)[-1]
+    if not (isinstance(t, str) and t.startswith("sentence_transformers.") and last in _RUNS):
+        raise _unsupported(folder, f"module {idx} is {t or entry!r}, which embedkit cannot run")
+    return last
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read it as JSON ({e}); the sentence-transformers "
+                          "folder is damaged", param="model") from None
+
+
+def _pooling_config(folder: Path, entry: dict[str, Any]) -> tuple[str, bool]:
+    """The Pooling module's single mode and ``include_prompt`` (old flag configs included)."""
+    cfg = _json(folder / str(entry.get("path", "")) / "config.json")
+    mode = cfg.get("pooling_mode")
+    if mode is None:  # sentence-transformers < 6: one pooling_mode_<suffix> flag per mode
+        on = [m for suffix, m in _ST_MODES.items() if cfg.get(f"pooling_mode_{suffix}")]
+        mode = on if on else "mean"
+    if isinstance(mode, (list, tuple)):
+        if len(mode) != 1:
+            raise _unsupported(folder, f"its Pooling module concatenates several modes {mode}")
+        mode = mode[0]
+    if mode not in _LEGACY:
+        raise _unsupported(folder, f"its Pooling module's mode {mode!r} is unknown")
+    return str(mode), bool(cfg.get("include_prompt", True))
+
+
+def _modules(folder: Path) -> list[tuple[str, dict[str, Any]]]:
+    entries = _json(folder / MODULES_FILE)
+    if not isinstance(entries, list):
+        raise ConfigError(f"{folder / MODULES_FILE}: expected a list of modules",
+                          param="model")
+    kinds = [(_kind(e, folder, i), e) for i, e in enumerate(entries)]
+    names = [k for k, _ in kinds]
+    if names[:2] != ["Transformer", "Pooling"] or any(k not in _TAIL for k in names[2:]):
+        raise _unsupported(folder, f"its modules are {' -> '.join(names) or 'none'} (expected "
+                           "Transformer -> Pooling, then Dense / Normalize / LayerNorm)")
+    return kinds
+
+
+def _weights(where: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        if (where / "model.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(where / "model.safetensors")))
+        if (where / "pytorch_model.bin").is_file():
+            return dict(torch.load(where / "pytorch_model.bin", map_location="cpu",
+                                   weights_only=True))
+    except Exception as e:  # safetensors and torch raise their own types for a damaged file
+        raise ConfigError(f"{where}: cannot read the module's weights ({str(e)[:200]}); "
+                          "re-save the folder", param="model") from None
+    raise ConfigError(f"{where}: no model.safetensors or pytorch_model.bin for the module",
+                      param="model")
+
+
+def _activation(name: Any, where: Path) -> str:
+    text = str(name or "torch.nn.modules.activation.Tanh")  # sentence-transformers' default
+    last = text.rsplit(".", 1)[-1]
+    if not text.startswith("torch.nn.") or last not in _ACTIVATIONS:
+        raise UnsupportedModuleError(
+            f"{where}/config.json: Dense activation {text!r} is not one embedkit runs "
+            f"({', '.join(_ACTIVATIONS)} of torch.nn); encode this model with "
+            "sentence-transformers itself", param="model")
+    return last
+
+
+def _tail_module(folder: Path, kind: str, entry: dict[str, Any]) -> STModule:
+    path = str(entry.get("path", ""))
+    where = folder / path
+    if kind == "Normalize":
+        return STModule(kind, path)
+    cfg = _json(where / "config.json")
+    w = _weights(where)
+    prefix = "linear" if kind == "Dense" else "norm"
+    weight, bias = w.get(f"{prefix}.weight"), w.get(f"{prefix}.bias")
+    if weight is None:
+        raise ConfigError(f"{where}: the weights hold no {prefix}.weight", param="model")
+    if kind == "Dense":
+        if cfg.get("bias", True) and bias is None:
+            raise ConfigError(f"{where}: bias is declared but absent", param="model")
+        return STModule(kind, path, weight.float(), bias.float() if bias is not None else None,
+                        _activation(cfg.get("activation_function"), where))
+    return STModule(kind, path, weight.float(), bias.float() if bias is not None else None)
+
+
+def _digest(folder: Path, tail: list[STModule]) -> str:
+    h = hashlib.sha256((folder / MODULES_FILE).read_bytes())
+    for m in tail:
+        where = folder / m.path
+        for f in sorted(p for p in where.iterdir() if p.is_file()) if m.path else []:
+            h.update(f"{m.path}/{f.name}".encode() + b"\0" + f.read_bytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _folder_settings(folder: Path) -> tuple[int | None, str | None]:
+    """``truncate_dim`` and ``similarity_fn_name`` of ``config_sentence_transformers.json``."""
+    cfg = st_config(folder)
+    k, sim = cfg.get("truncate_dim"), cfg.get("similarity_fn_name")
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        raise ConfigError(f"{folder}/config_sentence_transformers.json: truncate_dim {k!r} is "
+                          "not a positive integer", param="model")
+    if sim is not None:
+        sim = _SIMILARITY_ALIASES.get(str(sim), str(sim))
+        if sim not in SIMILARITIES:
+            raise UnsupportedModuleError(
+                f"{folder}/config_sentence_transformers.json: similarity_fn_name {sim!r} is not "
+                f"one embedkit scores with ({', '.join(SIMILARITIES)})", param="model")
+    return k, sim
+
+
+def read_st_folder(folder: str | os.PathLike | None) -> STFolder | None:
+    """The sentence-transformers pipeline of a model folder, or None when it has no
+    ``modules.json`` (a plain transformers folder, or a hub id).
+
+    :class:`~embedkit.errors.UnsupportedModuleError` for a module, pooling mode or activation
+    embedkit does not run; :class:`ConfigError` for a damaged folder.
+    """
+    if folder is None or not (Path(folder) / MODULES_FILE).is_file():
+        return None
+    folder = Path(folder)
+    kinds = _modules(folder)
+    mode, include_prompt = _pooling_config(folder, kinds[1][1])
+    tail = [_tail_module(folder, k, e) for k, e in kinds[2:]]
+    truncate_dim, similarity = _folder_settings(folder)
+    return STFolder(folder, str(kinds[0][1].get("path", "")), mode, include_prompt, tuple(tail),
+                    truncate_dim, similarity, _digest(folder, tail),
+                    [e for _, e in kinds])
+
+
+def declared_pooling(folder: str | os.PathLike | None) -> str | None:
+    """The name of the pooling a model folder declares (its sentence-transformers Pooling
+    module, else m3e's ``uniem_embedding_strategy``), or None; a folder this cannot read
+    declares none here (the encoder's :func:`read_st_folder` says what is wrong)."""
+    if folder is None or not Path(folder).is_dir():
+        return None
+    folder = Path(folder)
+    if (folder / MODULES_FILE).is_file():
+        try:
+            kinds = _modules(folder)
+            return str(_pooling_of(_pooling_config(folder, kinds[1][1])[0], folder))
+        except ConfigError:
+            return None
+    return uniem_declared(folder)

@@ -34,6 +34,7 @@ from embedkit.encoders.batching import pad_numpy
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path, weight_files
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.prompts import resolve_prompt
+from embedkit.encoders.st_folder import read_st_folder
 from embedkit.errors import ConfigError, EmbedkitError
 
 logger = logging.getLogger(__name__)
@@ -126,13 +127,15 @@ def check_precision(device: str | None, dtype: str) -> None:
 
 def forward_pooled(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    poolings: Sequence[Pooling], *, token_type_ids: bool,
-                   position_ids: bool = False) -> dict[str, torch.Tensor]:
+                   position_ids: bool = False,
+                   pool_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One forward pass, pooled several ways: ``{pooling: float32 (batch, d)}``.
 
     Every sentence is segment 0 (``token_type_ids`` all zero where the model takes them);
     ``position_ids``: positions counted from each sentence's first token
-    (:func:`positions_from_mask`, for left-padded batches). Used by evaluation (under
-    ``torch.inference_mode``) and by training (with gradients).
+    (:func:`positions_from_mask`, for left-padded batches); ``pool_mask``: the mask the
+    poolings read when it is not the attention mask (a prompt left out). Used by evaluation
+    (under ``torch.inference_mode``) and by training (with gradients).
     """
     need_hidden = any(p.needs_hidden_states for p in poolings)
     extra = {"token_type_ids": torch.zeros_like(input_ids)} if token_type_ids else {}
@@ -140,7 +143,8 @@ def forward_pooled(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
         extra["position_ids"] = positions_from_mask(attention_mask)
     outputs = model(input_ids=input_ids, attention_mask=attention_mask, **extra,
                     output_hidden_states=need_hidden, return_dict=True)
-    return {str(p): p.pool(outputs, attention_mask, model) for p in poolings}
+    mask = attention_mask if pool_mask is None else pool_mask
+    return {str(p): p.pool(outputs, mask, model) for p in poolings}
 
 
 def _load(path: str, name: str, revision: str | None,
@@ -211,6 +215,10 @@ class TransformerEncoder(TokenizedEncoder):
         prompt: text put before every sentence (``None``: the folder's declared default).
         threads: torch's intra-op threads (``None``: torch's default, the cores available).
         token_budget: cut batches by padded tokens instead of ``batch_size`` sentences.
+        truncate_dim: keep the first K dimensions (``None``: the folder's ``truncate_dim``).
+
+    A sentence-transformers folder runs whole (:mod:`embedkit.encoders.st_folder`): its
+    Transformer, its Pooling as the default pooling, and its modules after the pooling.
     """
 
     backend = "torch"
@@ -219,9 +227,12 @@ class TransformerEncoder(TokenizedEncoder):
     def __init__(self, model: str, pooling: str | None = None, *, device: str | None = "cpu",
                  dtype: str = "float32", lowercase: bool = False, batch_size: int = 64,
                  revision: str | None = None, prompt: str | None = None,
-                 threads: int | None = None, token_budget: int | None = None) -> None:
+                 threads: int | None = None, token_budget: int | None = None,
+                 truncate_dim: int | None = None) -> None:
         self.name = model
         self.path = resolve_model_path(model)
+        st = read_st_folder(self.path if is_local(self.path) else None)
+        load_path = str(st.transformer_dir) if st is not None else self.path
         self.dtype_name = canonical_dtype(dtype)
         check_precision(device, self.dtype_name)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -229,15 +240,15 @@ class TransformerEncoder(TokenizedEncoder):
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
                               param="batch_size")
         self.threads = threads or torch.get_num_threads()
-        self.tokenizer, self.model, info = _load(self.path, model, revision, self.dtype_name)
+        self.tokenizer, self.model, info = _load(load_path, model, revision, self.dtype_name)
         missing = set(info.get("missing_keys", []))
         self.has_pooler = getattr(self.model, "pooler", None) is not None and not any(
             "pooler" in k for k in missing)
         self.model.eval().to(self.device, dtype=DTYPES[dtype])
-        self.model_identity = model_identity(self.path, getattr(self.model.config,
+        self.model_identity = model_identity(load_path, getattr(self.model.config,
                                                                 "_commit_hash", None))
-        declared = Pooling.from_folder(self.path if is_local(self.path) else None)
-        self.default_pooling = Pooling(pooling) if pooling else declared or Pooling("cls")
+        self._use_folder(st, pooling, int(getattr(self.model.config, "hidden_size", 0)),
+                         truncate_dim)
         self.lowercase = lowercase
         self.batch_size = batch_size
         self.token_budget = token_budget if token_budget is not None or self.device.type != (
@@ -265,11 +276,11 @@ class TransformerEncoder(TokenizedEncoder):
         extra = [f"dtype={self.dtype_name}"] if self.dtype_name != "float32" else []
         extra += ["lowercase"] if self.lowercase else []
         extra += [prompt_setting(self.prompt)] if self.prompt else []
-        return ";".join([self.model_identity, *extra])
+        return ";".join([self.model_identity, *extra, *self._folder_settings()])
 
     @property
     def dim(self) -> int:
-        return int(getattr(self.model.config, "hidden_size", 0))
+        return self._output_dim(int(getattr(self.model.config, "hidden_size", 0)))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "identity": self.model_identity,
@@ -280,7 +291,8 @@ class TransformerEncoder(TokenizedEncoder):
                 "append_eos": self.eos_id is not None,
                 "attention": getattr(self.model.config, "_attn_implementation", None),
                 "threads": self.threads, "token_budget": self.token_budget,
-                "hidden_size": self.dim,
+                "hidden_size": int(getattr(self.model.config, "hidden_size", 0)),
+                "dim": self.dim, **self._folder_describe(),
                 "num_layers": int(getattr(self.model.config, "num_hidden_layers", 0)),
                 "versions": {"torch": torch.__version__}}
 
@@ -300,7 +312,10 @@ class TransformerEncoder(TokenizedEncoder):
     @torch.inference_mode()
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray,
                  pools: list[Pooling]) -> dict[str, np.ndarray]:
+        pool_mask = self._pool_mask(mask)
         pooled = forward_pooled(self.model, torch.from_numpy(input_ids).to(self.device),
                                 torch.from_numpy(mask).to(self.device), pools,
-                                token_type_ids=self._token_types, position_ids=self._positions)
+                                token_type_ids=self._token_types, position_ids=self._positions,
+                                pool_mask=None if pool_mask is mask
+                                else torch.from_numpy(pool_mask).to(self.device))
         return {name: vecs.cpu().numpy() for name, vecs in pooled.items()}

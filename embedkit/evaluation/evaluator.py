@@ -107,13 +107,15 @@ def aggregate(per_split: dict[str, dict[str, dict]]) -> dict[str, float]:
 
 
 def score_splits(data: dict[str, dict[str, PairSplit]],
-                 embed: Callable[[list[str]], np.ndarray]) -> dict[str, float]:
+                 embed: Callable[[list[str]], np.ndarray],
+                 similarity: str = "cosine") -> dict[str, float]:
     """Score each split with ``embed`` (sentences -> vectors); flat metrics as :func:`aggregate`."""
     per: dict[str, dict[str, dict]] = {}
     for task, splits in data.items():
         per[task] = {}
         for split, s in splits.items():
-            per[task][split] = pair_scores(embed(s.sentences1), embed(s.sentences2), s.labels)
+            per[task][split] = pair_scores(embed(s.sentences1), embed(s.sentences2), s.labels,
+                                           similarity)
     return aggregate(per)
 
 
@@ -175,28 +177,37 @@ class STSEvaluator:
         return self.protocol.max_length(spec, encoder.model_max_length(), self.max_length)
 
     def score_task(self, task: str, embed: Callable[[list[str]], np.ndarray],
-                   transform: Transform | None = None) -> dict[str, dict[str, Any]]:
+                   transform: Transform | None = None,
+                   similarity: str = "cosine") -> dict[str, dict[str, Any]]:
         """``{split: {"spearman", "pearson", "n_pairs"}}`` with ``embed`` (sentences -> vectors),
-        ``transform`` applied to both sides."""
+        ``transform`` applied to both sides, pairs compared by ``similarity``."""
         out: dict[str, dict[str, Any]] = {}
         for split, d in self.data[task].items():
             e1, e2 = embed(d.sentences1), embed(d.sentences2)
             if transform is not None:
                 e1, e2 = transform(e1), transform(e2)
-            out[split] = pair_scores(e1, e2, d.labels)
+            out[split] = pair_scores(e1, e2, d.labels, similarity)
         return out
 
     def __call__(self, encoder: SentenceEncoder, pooling: str | None = None,
-                 transform: Transform | None = None) -> dict[str, float]:
-        """Evaluate ``encoder`` (with ``pooling``; ``transform`` maps vectors to vectors)."""
+                 transform: Transform | None = None,
+                 similarity: str | None = None) -> dict[str, float]:
+        """Evaluate ``encoder`` (with ``pooling``; ``transform`` maps vectors to vectors;
+        ``similarity``: the one the model declares unless given)."""
+        sim = similarity or declared_similarity(encoder)
         per: dict[str, dict[str, dict[str, Any]]] = {}
         for spec in self.specs:
             max_len = self.max_length_for(spec, encoder)
             vecs = lookup(self.sentences(spec.name),
                           encoder.encode(self.sentences(spec.name), pooling, max_length=max_len))
-            per[spec.name] = self.score_task(spec.name, vecs, transform)
+            per[spec.name] = self.score_task(spec.name, vecs, transform, sim)
         flat = aggregate(per)
         return {f"{self.name}/{k}" if self.name else k: v for k, v in flat.items()}
+
+
+def declared_similarity(encoder: SentenceEncoder) -> str:
+    """The similarity an encoder's model folder declares (``cosine`` when it declares none)."""
+    return str(encoder.describe().get("similarity") or "cosine")
 
 
 def lookup(sentences: Sequence[str], vectors: np.ndarray) -> Callable[[list[str]], np.ndarray]:

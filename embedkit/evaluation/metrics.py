@@ -1,7 +1,9 @@
 """Cosine similarity and rank correlations, computed as the published STS numbers are.
 
 Spearman is scipy's (ties get average ranks, which matters with binary labels); cosine is
-taken in float64 on L2-normalised vectors; a zero vector has cosine 0 with everything.
+taken in float64 on L2-normalised vectors; a zero vector has cosine 0 with everything. A model
+folder may declare another similarity (sentence-transformers' ``similarity_fn_name``: dot,
+euclidean, manhattan), scored as sentence-transformers does (:func:`similarity_scores`).
 
 >>> import numpy as np
 >>> a = np.array([[1.0, 0.0], [0.0, 2.0]]); b = np.array([[1.0, 1.0], [0.0, 1.0]])
@@ -18,6 +20,9 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from embedkit.encoders.st_folder import SIMILARITIES
+from embedkit.errors import ConfigError
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -52,6 +57,34 @@ def cosine_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return quantize_cosines(np.einsum("ij,ij->i", l2_normalize(a), l2_normalize(b)))
 
 
+def similarity_scores(a: np.ndarray, b: np.ndarray, similarity: str = "cosine") -> np.ndarray:
+    """Row-wise similarity of two (n, d) arrays in float64: ``cosine`` (:func:`cosine_scores`),
+    ``dot``, or the negated ``euclidean`` / ``manhattan`` distance (higher is more similar, as
+    sentence-transformers scores them). Rounded so that float noise cannot break ties (the
+    others relative to their largest magnitude, as :data:`COSINE_DECIMALS` for cosine).
+
+    >>> a = np.array([[1.0, 0.0]]); b = np.array([[3.0, 4.0]])
+    >>> [similarity_scores(a, b, s).tolist() for s in ("cosine", "dot", "euclidean", "manhattan")]
+    [[0.6], [3.0], [-4.47213595499958], [-6.0]]
+    """
+    if similarity == "cosine":
+        return cosine_scores(a, b)
+    if similarity not in SIMILARITIES:
+        raise ConfigError(f"unknown similarity {similarity!r}; valid: {', '.join(SIMILARITIES)}",
+                          param="similarity")
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if similarity == "dot":
+        out = np.einsum("ij,ij->i", x, y)
+    elif similarity == "euclidean":
+        out = -np.linalg.norm(x - y, axis=1)
+    else:
+        out = -np.abs(x - y).sum(axis=1)
+    scale = float(np.abs(out).max(initial=0.0)) or 1.0
+    return np.round(out / scale, COSINE_DECIMALS) * scale
+
+
 def _corr(fn, x, y) -> float:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
@@ -71,7 +104,7 @@ def pearson(x, y) -> float:
     return _corr(stats.pearsonr, x, y)
 
 
-def undefined_reason(scores, labels) -> str | None:
+def undefined_reason(scores, labels, what: str = "cosine similarities") -> str | None:
     """Why a rank correlation of ``scores`` against ``labels`` is undefined (NaN), or None.
 
     >>> undefined_reason([0.1, 0.2], [1, 1]), undefined_reason([0.5, 0.5], [0, 1])
@@ -83,21 +116,23 @@ def undefined_reason(scores, labels) -> str | None:
     if len(x) < 2:
         return f"{len(x)} pair{'s' if len(x) != 1 else ''}; a correlation needs at least 2"
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        return "non-finite cosine similarities or labels"
+        return f"non-finite {what} or labels"
     if np.all(y == y[0]):
         return "constant labels"
     if np.all(x == x[0]):
-        return "constant cosine similarities"
+        return f"constant {what}"
     return None
 
 
-def pair_scores(emb1: np.ndarray, emb2: np.ndarray, labels) -> dict[str, Any]:
-    """Spearman and Pearson between the pairs' cosine similarities and their labels; when they
-    are undefined (NaN), ``"undefined"`` says why (constant labels or cosines)."""
-    cos = cosine_scores(emb1, emb2)
+def pair_scores(emb1: np.ndarray, emb2: np.ndarray, labels,
+                similarity: str = "cosine") -> dict[str, Any]:
+    """Spearman and Pearson between the pairs' similarities (cosine unless the model declares
+    another, :func:`similarity_scores`) and their labels; when they are undefined (NaN),
+    ``"undefined"`` says why (constant labels or similarities)."""
+    cos = similarity_scores(emb1, emb2, similarity)
     out: dict[str, Any] = {"spearman": spearman(cos, labels), "pearson": pearson(cos, labels),
                            "n_pairs": int(len(cos))}
-    reason = undefined_reason(cos, labels)
+    reason = undefined_reason(cos, labels, f"{similarity} similarities")
     if reason is not None or np.isnan(out["spearman"]):
         out.update(spearman=float("nan"), pearson=float("nan"), undefined=reason or "undefined")
     return out

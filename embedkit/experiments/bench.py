@@ -27,8 +27,10 @@ from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.encoders.config import for_task
+from embedkit.encoders.st_folder import SIMILARITIES
 from embedkit.errors import ConfigError
 from embedkit.evaluation import PRIMARY_METRIC, STSEvaluator, aggregate, lookup, undefined_scores
+from embedkit.evaluation.evaluator import declared_similarity
 from embedkit.experiments.record import (
     data_dir_setting,
     run_record,
@@ -75,8 +77,11 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
               splits: Sequence[str] | None = None, *, protocol: str = "whitening",
               max_length: int | None = None, data_dir: str | os.PathLike | None = None,
               data: DataOptions | None = None, post: Sequence[str] | PostOptions = (),
-              command: str | None = None) -> dict[str, Any]:
+              command: str | None = None, similarity: str | None = None) -> dict[str, Any]:
     """Run the benchmark and return its JSON-ready record (see the README for the fields).
+
+    Pairs are compared by ``similarity`` (cosine, dot, euclidean, manhattan), by default the
+    one the model folder declares, else cosine; ``settings.similarity`` records it.
 
     ``post`` chains with a ``file:`` step use a saved map: one fitted for another model, pooling
     or dimension is a :class:`ConfigError` unless ``force`` (then a warning). When every chain
@@ -100,7 +105,11 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
         posts.fit_on, spec, evaluator.data[spec.name], data_dir=data.data_dir,
         source=data.source, skip_invalid=data.skip_invalid, unique=posts.fit_unique)
         for spec in specs} if need_fit else {}
+    if similarity is not None and similarity not in SIMILARITIES:
+        raise ConfigError(f"unknown similarity {similarity!r}; valid: {', '.join(SIMILARITIES)}",
+                          param="similarity")
     enc = as_encoder(encoder)
+    sim = similarity or declared_similarity(enc)
     pools = named_pools or [enc.default_pooling]
     post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools,
                                    force=posts.force)
@@ -116,13 +125,14 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     task_encs = {spec.name: for_task(enc, spec.instruction) for spec in specs}
     for spec in specs:
         records[spec.name] = _bench_task(evaluator, spec, task_encs[spec.name],
-                                         list(rows.values()), fits.get(spec.name))
+                                         list(rows.values()), fits.get(spec.name), sim)
     settings = _settings(evaluator, pools, posts, need_fit, data, post_files)
     # each task's instruction (None: none), the prompt it made and that identity's namespace
     settings["instructions"] = {n: getattr(e, "instruction", None) for n, e in task_encs.items()}
     settings.update(_seed_settings(pipes))
     settings["max_length"] = {s.name: evaluator.max_length_for(s, enc) for s in specs}
     settings["model_max_length"] = enc.model_max_length()  # the model's own (mteb names)
+    settings["similarity"] = sim
     record = run_record("bench", command=command, encoder=enc, settings=settings, data=records)
     record.update(_results(rows))
     if truncated is not None:
@@ -186,7 +196,7 @@ def _task_specs(tasks: Sequence[str | TaskSpec] | str | None) -> list[TaskSpec]:
 
 
 def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, rows: list[_Row],
-                fit: FitSentences | None) -> dict[str, Any]:
+                fit: FitSentences | None, similarity: str = "cosine") -> dict[str, Any]:
     """Encode a task once for every pooling, fit the chains on ``fit``, score every row."""
     max_len = evaluator.max_length_for(spec, enc)
     splits = evaluator.data[spec.name]
@@ -205,7 +215,8 @@ def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, r
             # A fixed chain learns nothing: fitting it on the vectors only checks d.
             fitted = clone(row.pipe).fit(fit_vecs.get(str(row.pooling), v))
             transform = fitted.transform
-        row.per_task[spec.name] = evaluator.score_task(spec.name, lookup(sentences, v), transform)
+        row.per_task[spec.name] = evaluator.score_task(spec.name, lookup(sentences, v), transform,
+                                                       similarity)
     return record
 
 

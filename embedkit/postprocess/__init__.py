@@ -1,4 +1,5 @@
-"""Post-processing of sentence embeddings: whitening, PCA, random projection, normalisation.
+"""Post-processing of sentence embeddings: whitening, PCA, random projection, truncation,
+normalisation.
 
 Every step is a scikit-learn transformer (``clone``, ``Pipeline``, ``GridSearchCV`` work) whose
 fitted linear map is ``transform(X) == (X + bias_) @ kernel_``. :func:`parse_post` reads the
@@ -37,7 +38,7 @@ from embedkit.postprocess.files import (
     save_transform,
 )
 from embedkit.postprocess.moments import RunningMoments
-from embedkit.postprocess.projection import PCA, Normalize, RandomProjection
+from embedkit.postprocess.projection import PCA, Normalize, RandomProjection, Truncate
 from embedkit.postprocess.spec import (
     Key,
     describe_post,
@@ -65,6 +66,7 @@ __all__ = [
     "RankDeficientWarning",
     "RunningMoments",
     "TransformFile",
+    "Truncate",
     "Whitening",
     "WhiteningFamily",
     "check_chain_files",

@@ -172,7 +172,8 @@ class AffineMap:
 
         A linear step is a fitted estimator with ``kernel_`` and ``bias_`` (its transform is
         ``(x + bias_) @ kernel_``); :class:`~embedkit.postprocess.Normalize` (``norm``) is
-        allowed last only and sets ``normalize``. Each step is ``y = x K_i + b_i K_i``; the
+        allowed last only and sets ``normalize``, as does a linear step that re-normalises its
+        output (``normalizes_output``, e.g. ``truncate``), folded with its linear part. Each step is ``y = x K_i + b_i K_i``; the
         product ``x W + c`` is rewritten with ``bias = c @ pinv(W)``, exact when ``W`` has full
         column rank (checked: otherwise :class:`ConfigError`).
 
@@ -186,13 +187,14 @@ class AffineMap:
         ests = pipeline_steps(pipeline)
         if not ests:
             raise ConfigError("AffineMap.from_pipeline: the pipeline has no steps")
-        normalize = _is_normalizer(ests[-1])
-        if any(_is_normalizer(est) for est in ests[:-1]):
+        normalize = _is_normalizer(ests[-1]) or _renormalises(ests[-1])
+        if any(_is_normalizer(est) or _renormalises(est) for est in ests[:-1]):
             raise ConfigError(
-                "AffineMap.from_pipeline: 'norm' (Normalize) is only allowed as the last step, "
-                "the map after it is not linear"
+                "AffineMap.from_pipeline: 'norm' (Normalize), or a step that re-normalises "
+                "(truncate with norm=1), is only allowed as the last step, the map after it is "
+                "not linear"
             )
-        linear = ests[:-1] if normalize else ests
+        linear = ests[:-1] if _is_normalizer(ests[-1]) else ests
         if not linear:
             d = getattr(ests[-1], "n_features_in_", None)
             if d is None:
@@ -205,6 +207,11 @@ class AffineMap:
 
 def _is_normalizer(est: Any) -> bool:
     return isinstance(est, Normalize)
+
+
+def _renormalises(est: Any) -> bool:
+    """A linear step that L2-normalises its output (``truncate`` with ``norm=1``)."""
+    return bool(getattr(est, "normalizes_output", False))
 
 
 def _linear_of(est: Any) -> tuple[np.ndarray, np.ndarray]:

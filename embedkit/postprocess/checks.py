@@ -21,7 +21,7 @@ from sklearn.random_projection import johnson_lindenstrauss_min_dim
 from embedkit.errors import ConfigError
 from embedkit.postprocess.affine import pipeline_steps
 from embedkit.postprocess.files import FixedTransform, load_transform
-from embedkit.postprocess.projection import PCA, Normalize, RandomProjection
+from embedkit.postprocess.projection import PCA, Normalize, RandomProjection, Truncate
 from embedkit.postprocess.spec import describe_post, parse_post
 from embedkit.postprocess.whitening import Whitening
 
@@ -35,6 +35,11 @@ def _kept(k: Any, d: int) -> int | None:
 
 def _step_out(est: Any, d: int, n_fit: int | None, bad: Any) -> int | None:
     """The output dimension of one step on ``d`` inputs (None: unknown, stop checking)."""
+    if isinstance(est, Truncate):
+        if int(est.n_components) > d:
+            bad(f"keeps k={int(est.n_components)} dimensions, more than its input has (d={d}); "
+                f"give k <= {d}")
+        return int(est.n_components)
     if isinstance(est, Whitening | PCA):
         k = _kept(est.n_components, d)
         if k is not None and k > d:

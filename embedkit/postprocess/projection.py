@@ -1,4 +1,5 @@
-"""Linear projections: PCA (a member of the whitening family), random projection, L2 norm.
+"""Linear projections: PCA (a member of the whitening family), random projection, truncation
+(Matryoshka), L2 norm.
 
 >>> import numpy as np
 >>> X = np.random.default_rng(0).normal(size=(30, 6))
@@ -25,7 +26,7 @@ from embedkit.postprocess._base import LinearStep, PostprocessError, _Validated
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.whitening import _EPS, _N_COMPONENTS, _EigenWhitening
 
-__all__ = ["PCA", "RandomProjection", "Normalize"]
+__all__ = ["PCA", "RandomProjection", "Truncate", "Normalize"]
 
 
 class PCA(_EigenWhitening):
@@ -138,6 +139,63 @@ class RandomProjection(LinearStep):
                 "(e.g. rp:k=128)", param="n_components"
             )
         return k
+
+
+class Truncate(LinearStep):
+    """The first ``n_components`` dimensions (a Matryoshka model's prefix), as a linear step
+    (``kernel_`` the first k columns of the identity, ``bias_`` zeros), re-normalised to unit
+    length when ``normalize``.
+
+    Re-normalising is what a cosine model wants: cosine is scale invariant, so no cosine score
+    changes, but the kept prefix is unit length again for an inner-product index or a step
+    fitted after it. For a model compared by dot product it changes the scores (the dot product
+    of the re-normalised prefixes is their cosine): use ``normalize=False`` (``norm=0``) to
+    keep the prefix's own dot products. Folded by
+    :meth:`~embedkit.postprocess.AffineMap.from_pipeline` as its linear part, plus the
+    normalisation when it is the last step (like ``norm``).
+
+    >>> import numpy as np
+    >>> Truncate(2).fit_transform(np.array([[3.0, 4.0, 12.0]])).tolist()
+    [[0.6, 0.8]]
+    >>> Truncate(2, normalize=False).fit_transform(np.array([[3.0, 4.0, 12.0]])).tolist()
+    [[3.0, 4.0]]
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "normalize": ["boolean"],
+    }
+
+    def __init__(self, n_components: int = 256, normalize: bool = True) -> None:
+        self.n_components = n_components
+        self.normalize = normalize
+
+    @property
+    def normalizes_output(self) -> bool:
+        """Whether rows are L2-normalised after the linear part (AffineMap folding reads it)."""
+        return bool(self.normalize)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any = None) -> Truncate:
+        """Check ``n_components <= d``; returns ``self``."""
+        X = _validate(self, X, reset=True)
+        d, k = X.shape[1], int(self.n_components)
+        if k > d:
+            raise PostprocessError(f"Truncate: k={k} is more than the input's {d} dimensions; "
+                                   f"keep at most {d}", param="n_components")
+        self.kernel_ = np.eye(d, k)
+        self.bias_ = np.zeros(d)
+        self.n_components_ = k
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """The first k columns (rows L2-normalised if ``normalize``; zero rows stay zero)."""
+        out = super().transform(X)
+        if not self.normalize:
+            return out
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return (out / norms).astype(out.dtype, copy=False)
 
 
 class Normalize(TransformerMixin, _Validated):

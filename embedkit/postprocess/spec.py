@@ -7,6 +7,8 @@ Steps (joined by ``,`` or ``+``; a token with ``:`` or a bare step name starts a
     whiten[:beta=B,gamma=G,k=K|all,eps=E]   Whitening (defaults beta=1, gamma=1, k=all)
     pca[:k=K|all,whiten=0|1]                PCA
     rp[:k=K|auto,kind=gaussian|sparse,seed=S,eps=E]   RandomProjection (default seed=0)
+    truncate:k=K[,norm=0|1]                 Truncate: the first K dimensions (Matryoshka),
+                                            re-normalised unless norm=0 (see Truncate)
     norm                                    L2 normalisation (last step only, for AffineMap)
     file:PATH                               a map saved by save_transform (FixedTransform)
 
@@ -36,7 +38,7 @@ from sklearn.pipeline import Pipeline
 from embedkit.errors import ConfigError
 from embedkit.postprocess.affine import pipeline_steps
 from embedkit.postprocess.files import TRANSFORM_FORMATS, FixedTransform, load_transform
-from embedkit.postprocess.projection import PCA, Normalize, RandomProjection
+from embedkit.postprocess.projection import PCA, Normalize, RandomProjection, Truncate
 from embedkit.postprocess.whitening import Whitening
 
 __all__ = ["Key", "StepType", "register_step", "unregister_step", "step_names", "get_step",
@@ -237,6 +239,10 @@ def _describe_rp(est: RandomProjection) -> str:
     return s + (f",eps={_num(est.eps)}" if float(est.eps) != _DEFAULT_RP_EPS else "")
 
 
+def _describe_truncate(est: Truncate) -> str:
+    return f"truncate:k={int(est.n_components)}" + ("" if est.normalize else ",norm=0")
+
+
 _K_ALL = Key(_k_all, "a positive integer or 'all'", "n_components")
 _EPS_KEY = Key(_float, "a number in (0, 1)")
 register_step("whiten", Whitening, describe=_describe_whiten, keys={
@@ -251,6 +257,9 @@ register_step("rp", RandomProjection, describe=_describe_rp, keys={
 register_step("norm", Normalize, learns=False, describe=lambda est: "norm")
 register_step("file", FixedTransform, learns=False, takes_path=True,
               describe=lambda est: f"file:{est.path}")
+register_step("truncate", Truncate, learns=False, describe=_describe_truncate, keys={
+    "k": Key(_int, "a positive integer", "n_components"),
+    "norm": Key(_bool, "0 or 1", "normalize")})
 
 
 # -- parsing ----------------------------------------------------------------------------------

@@ -92,6 +92,23 @@ def as_matrix(vectors: Any, name: str = "vectors", dim: int | None = None) -> np
     return np.ascontiguousarray(x)
 
 
+#: a model folder's declared similarity (similarity_fn_name) -> the index metric it means
+SIMILARITY_METRICS = {"cosine": "cosine", "dot": "ip", "euclidean": "l2"}
+
+
+def metric_for_similarity(similarity: str) -> str:
+    """The index metric of a declared similarity; ``manhattan`` has none here.
+
+    >>> metric_for_similarity("dot")
+    'ip'
+    """
+    if similarity not in SIMILARITY_METRICS:
+        raise ConfigError(f"the model declares similarity {similarity!r}, which no index metric "
+                          f"here computes ({', '.join(METRICS)}); give the metric explicitly",
+                          param="metric")
+    return SIMILARITY_METRICS[similarity]
+
+
 def check_metric(metric: str) -> str:
     """``metric`` if FAISS knows it (cosine, ip, l2), else :class:`ConfigError`."""
     if metric not in METRICS:

@@ -35,7 +35,7 @@ from embedkit.io.textfile import read_lines
 from embedkit.postprocess import save_transform
 from embedkit.provenance import sha256_file, sha256_text
 from embedkit.retrieval.checks import check_index_settings
-from embedkit.retrieval.faiss_ops import check_metric
+from embedkit.retrieval.faiss_ops import check_metric, metric_for_similarity
 from embedkit.retrieval.index import EmbeddingIndex
 from embedkit.retrieval.persistence import META_FILE
 from embedkit.retrieval.post import FitData, IndexPost, is_none, prepare_post, same_post
@@ -149,7 +149,7 @@ def build_index(
     ids: Sequence[str | None] | None = None,
     corpus_info: dict[str, Any] | None = None,
     factory: str = "Flat",
-    metric: str = "cosine",
+    metric: str | None = None,
     max_length: int = 64,
     fit_on: str = "corpus",
     train_size: int | None = None,
@@ -168,13 +168,16 @@ def build_index(
     fitted for another model or pooling). Duplicate texts are indexed once (first occurrence
     and its id). ``progress`` shows FAISS's adding (None: for large corpora on a terminal).
     An existing index folder at ``out_dir`` is replaced whole, under its lock (another process
-    writing it is waited for up to ``lock_timeout`` seconds).
+    writing it is waited for up to ``lock_timeout`` seconds). ``metric`` None: the one the
+    model folder's declared similarity means (dot -> ip, euclidean -> l2), else cosine.
     """
-    metric = check_metric(metric)
+    if metric is not None:
+        check_metric(metric)
     if int(max_length) < 3:
         raise ConfigError("max_length must be at least 3 ([CLS], one token, [SEP])",
                           param="max_length")
     enc = as_encoder(encoder)
+    metric = metric or metric_for_similarity(str(enc.describe().get("similarity") or "cosine"))
     pool = Pooling(pooling or enc.default_pooling)
     out = Path(out_dir)
     _check_out_dir(out)

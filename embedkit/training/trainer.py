@@ -63,6 +63,7 @@ from tqdm.auto import tqdm
 
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path
 from embedkit.encoders.pooling import Pooling
+from embedkit.encoders.st_folder import declared_pooling
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_dir, folder_lock
 from embedkit.provenance import library_versions, machine_description
@@ -268,8 +269,8 @@ def _fresh_run(cfg: SimCSEConfig, device: torch.device, command: str | None) -> 
                  run_id=run_id, resuming=False, base_path=base_path, overwrite=cfg.overwrite,
                  param="checkpoint_dir" if cfg.checkpoint_dir else "out_dir")
     data = prepare_examples(cfg)
-    declared = Pooling.from_folder(base_path if is_local(base_path) else None)
-    pooling = Pooling(cfg.pooling) if cfg.pooling else declared or Pooling("cls")
+    declared = declared_pooling(base_path if is_local(base_path) else None)
+    pooling = Pooling(cfg.pooling or declared or "cls")
     cfg = dataclasses.replace(cfg, pooling=str(pooling),
                               max_length=cfg.max_length or data.max_length,
                               dropout=cfg.resolved_dropout(),

@@ -87,7 +87,8 @@ def test_declared_pooling_uniem(tmp_path, strategy, expected):
 @pytest.mark.parametrize("cfg,expected", [
     ({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}, "cls"),
     ({"pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}, "last-avg"),
-    ({"pooling_mode_max_tokens": True}, None)])
+    ({"pooling_mode_max_tokens": True}, "max"), ({"pooling_mode": "weightedmean"}, "weighted-mean"),
+    ({"pooling_mode": ["cls", "mean"]}, None)])
 def test_declared_pooling_sentence_transformers(tmp_path, cfg, expected):
     _write(tmp_path, "modules.json", [
         {"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},

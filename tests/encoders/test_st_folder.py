@@ -49,3 +49,19 @@ def test_in_memory_model_and_errors(tiny_model_dir, tmp_path):
         st_pooling_mode("first-last-avg")
     assert e.value.param == "pooling"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mem"]
+
+
+def test_rewriting_a_folder_keeps_its_modules(tiny_model_dir, tmp_path):
+    """A map written over a sentence-transformers folder goes after the folder's own modules
+    (a map fitted on truncated vectors gets zero rows for the dimensions cut)."""
+    from tests.conftest import save_st, st_vectors
+
+    base = save_st(tmp_path / "base", tiny_model_dir, "mean", "dense-nobias-ln")
+    texts = ["一个女孩在梳头。", "男孩"]
+    full = Encoder(str(base), cache=None).encode(texts, max_length=32).astype(np.float64)
+    kernel = np.random.default_rng(0).normal(size=(8, 3))
+    out = save_st_folder(tmp_path / "w", str(base), pooling="mean", max_seq_length=32,
+                         kernel=kernel, bias=np.ones(8))
+    np.testing.assert_allclose(st_vectors(out, texts), (full[:, :8] + 1) @ kernel, atol=1e-5)
+    np.testing.assert_allclose(Encoder(str(out), cache=None).encode(texts, max_length=32),
+                               st_vectors(out, texts), atol=1e-5)

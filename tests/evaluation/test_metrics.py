@@ -93,3 +93,26 @@ def test_identical_pairs_tie_exactly_whatever_the_order_of_operations():
     q, _ = np.linalg.qr(rng.normal(size=(64, 64)))  # a rotation: cosines equal in exact math
     ra, rb = a.astype(np.float64) @ q, b.astype(np.float64) @ q
     assert spearman(cosine_scores(ra, rb), labels) == spearman(cos, labels)
+
+
+def test_similarity_scores_as_sentence_transformers():
+    """dot, negated euclidean and manhattan (issue 20 item 5), on the pairs' rows."""
+    import torch
+    from sentence_transformers import SimilarityFunction
+    from sentence_transformers.util import (
+        pairwise_dot_score,
+        pairwise_euclidean_sim,
+        pairwise_manhattan_sim,
+    )
+
+    from embedkit.evaluation.metrics import pair_scores, similarity_scores
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(30, 8)), rng.normal(size=(30, 8))
+    ta, tb = torch.tensor(a), torch.tensor(b)
+    for name, fn in (("dot", pairwise_dot_score), ("euclidean", pairwise_euclidean_sim),
+                     ("manhattan", pairwise_manhattan_sim)):
+        np.testing.assert_allclose(similarity_scores(a, b, name), fn(ta, tb).numpy(), atol=1e-9)
+    assert SimilarityFunction("dot").value == "dot"
+    labels = rng.integers(0, 5, size=30)
+    assert pair_scores(a, b, labels, "dot")["spearman"] != pair_scores(a, b, labels)["spearman"]
