@@ -396,7 +396,7 @@ def build_index_from_shards(
     embeddings: str | os.PathLike,
     *,
     factory: str = "Flat",
-    metric: str = "cosine",
+    metric: str | None = "cosine",
     train_size: int | None = None,
     seed: int = 0,
     on_disk: bool = False,
@@ -417,7 +417,9 @@ def build_index_from_shards(
     (:func:`folder_post`; ``force`` uses one fitted on other vectors). Returns the index as
     loaded back.
     """
-    metric = check_metric(metric)
+    # None (the command line's default): cosine, as the encode folder records no declared
+    # similarity of its model
+    metric = check_metric(metric or "cosine")
     out = Path(out_dir).resolve()
     _check_out_dir(out)
     folder = EncodeFolder.open(embeddings)

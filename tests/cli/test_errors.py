@@ -72,8 +72,8 @@ def test_unknown_task(capsys):
 
 def test_bench_errors(tiny_model_dir, tiny_model_no_pooler_dir, spec_file, tmp_path, capsys):
     base = ["bench", "--tasks", str(spec_file), "--no-cache"]
-    assert run_error(capsys, [*base, "--model", str(tiny_model_dir), "--pooling", "max"]).startswith(
-        "--pooling: unknown pooling 'max'; valid: cls, pooler")  # the CLI names the flag
+    assert run_error(capsys, [*base, "--model", str(tiny_model_dir), "--pooling", "maxi"]).startswith(
+        "--pooling: unknown pooling 'maxi'; valid: cls, pooler")  # the CLI names the flag
     assert "out of range" in run_error(capsys, [*base, "--model", str(tiny_model_dir),
                                                 "--pooling", "layers-avg:7"])
     assert "needs pooler weights" in run_error(

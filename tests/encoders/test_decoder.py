@@ -13,7 +13,8 @@ import pytest
 from embedkit.cli.main import main
 from embedkit.encoders.base import eos_to_append, tokenize_ids
 from embedkit.encoders.config import EncoderConfig, build_model
-from embedkit.encoders.pooling import Pooling, declared_pooling
+from embedkit.encoders.pooling import Pooling
+from embedkit.encoders.st_folder import declared_pooling
 from embedkit.errors import ConfigError
 
 HAVE = {"onnx": importlib.util.find_spec("onnxruntime") is not None,
