@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from embedkit.cli.common import check_output_path, positive_int
+from embedkit.cli.common import check_output_path, positive_int, thread_count
 from embedkit.cli.parsing import parse_int_list, split_list
 from embedkit.experiments import simcse_report, speed
 from embedkit.experiments.simcse_report import SimCSEReportOptions, run_simcse_report
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sentences", type=positive_int, default=d.sentences)
     s.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     s.add_argument("--max-length", type=positive_int, default=d.max_length)
-    s.add_argument("--threads", type=positive_int, default=d.threads)
+    s.add_argument("--threads", type=thread_count, default=d.threads)
     s.add_argument("--rounds", type=positive_int, default=d.rounds)
     s.add_argument("--seed", type=int, default=d.seed)
     s.add_argument("--spearman-pairs", type=int, default=d.spearman_pairs,

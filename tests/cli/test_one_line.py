@@ -151,3 +151,36 @@ def test_a_full_disk_outside_the_atomic_writers(tmp_path, capsys, tiny_model_dir
                               "--out", str(tmp_path / "emb"), "--no-cache"])
     assert msg.startswith(f"no space left on device writing {tmp_path / 'x'} (")
     assert msg.endswith("; free space there or write elsewhere")
+
+
+# -- --threads against the cores this process may use -----------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "--threads", "100000"],
+    ["index", "build", "--corpus", "c.txt", "--out", "o", "--threads", "100000"],
+    ["report", "speed", "--threads", "100000"],
+])
+def test_threads_far_above_the_cores_are_refused(capsys, monkeypatch, argv):
+    """Refused at parsing: nothing is loaded, libgomp never sees the count."""
+    import embedkit.cli.common as common
+
+    monkeypatch.setattr(common, "available_cores", lambda: 2)
+    assert error_line(capsys, argv) == (
+        "argument --threads: 100000 threads for the 2 core(s) this process may use; give at "
+        f"most 2 (more threads than cores only wait on each other) (see: embedkit "
+        f"{' '.join(argv[:2 if argv[0] != 'bench' else 1])} --help)")
+
+
+def test_threads_a_little_above_the_cores_are_capped(capsys, monkeypatch):
+    import embedkit.cli.common as common
+    from embedkit.cli.main import build_parser
+
+    monkeypatch.setattr(common, "available_cores", lambda: 2)
+    parser = build_parser()
+    assert parser.parse_args(["bench", "--threads", "2"]).threads == 2
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args(["bench", "--threads", "8"]).threads == 2
+    assert capsys.readouterr().err == ("embedkit: notice: --threads 8 is more than the 2 "
+                                       "core(s) this process may use; using 2\n")
+    assert "9 threads for the 2 core(s)" in error_line(capsys, ["bench", "--threads", "9"])
+    assert "must be at least 1, not 0" in error_line(capsys, ["bench", "--threads", "0"])
