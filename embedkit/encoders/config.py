@@ -20,6 +20,7 @@ from typing import Any
 
 from embedkit.encoders.base import TokenizedEncoder
 from embedkit.encoders.cache import EmbeddingCache
+from embedkit.encoders.models import resolve_model_path
 from embedkit.encoders.protocol import SentenceEncoder
 from embedkit.encoders.transformer import TransformerEncoder, canonical_dtype
 from embedkit.encoders.wrappers import CachedEncoder, MeteredEncoder
@@ -97,6 +98,8 @@ class EncoderConfig:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, not {self.batch_size!r}",
                               param="batch_size")
+        if self.revision:  # a local folder refuses one: said before anything is loaded
+            resolve_model_path(self.model, strict=False, revision=self.revision)
 
     def with_model(self, model: str) -> EncoderConfig:
         return replace(self, model=model)

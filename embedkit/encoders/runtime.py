@@ -139,7 +139,7 @@ class ExportedEncoder(TokenizedEncoder):
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
                               param="batch_size")
         self.name, self.backend, self.quantize = model, backend, quantize
-        self.path = resolve_model_path(model)
+        self.path = resolve_model_path(model, revision=revision)
         self.revision = revision
         self.tokenizer, config = _load_tokenizer(self.path, model, revision)
         self.config = config

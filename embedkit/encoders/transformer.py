@@ -158,7 +158,7 @@ class TransformerEncoder(TokenizedEncoder):
                  revision: str | None = None, prompt: str | None = None,
                  threads: int | None = None, token_budget: int | None = None) -> None:
         self.name = model
-        self.path = resolve_model_path(model)
+        self.path = resolve_model_path(model, revision=revision)
         self.dtype_name = canonical_dtype(dtype)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cuda" and not torch.cuda.is_available():
