@@ -102,11 +102,20 @@ def thread_count(text: str) -> int:
     return value
 
 
+#: ``--data-dir``'s help: the lookup order of ``data.loading.find_data_dir`` (and the README)
+DATA_DIR_HELP = ("folder holding senteval_cn/ and AFQMC/, or the task folders (LCQMC/, ...) "
+                 "directly (default: $EMBEDKIT_DATA, else shared/data beside a source "
+                 "checkout, else ../shared/data from the current folder; when none exists, "
+                 "built-in tasks load from the Hugging Face hub)")
+
+
+def add_data_dir(p: argparse.ArgumentParser) -> None:
+    """``--data-dir``, the one declaration every command uses."""
+    p.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="folder holding senteval_cn/ and AFQMC/, or the task folders "
-                        "(LCQMC/, ...) directly (default: $EMBEDKIT_DATA; "
-                        "without either, tasks load from the Hugging Face hub)")
+    add_data_dir(p)
     p.add_argument("--source", choices=("auto", "local", "hub"), default="auto",
                    help="where task data comes from (default: local when a data dir is known)")
     p.add_argument("--skip-invalid", action="store_true",
