@@ -65,9 +65,10 @@ def test_data_dir_help_states_the_lookup_order():
     came right after $EMBEDKIT_DATA), and says it the same way on every command."""
     helps = {path: a.help for path, p in _commands(build_parser()) for a in p._actions
              if "--data-dir" in a.option_strings}
-    assert {"bench", "datasets", "report speed", "report scale", "report compare"} <= set(helps)
-    assert set(helps.values()) == {
-        "folder holding senteval_cn/ and AFQMC/, or the task folders (LCQMC/, ...) directly "
-        "(default: $EMBEDKIT_DATA, else shared/data beside a source checkout, else "
-        "../shared/data from the current folder; when none exists, built-in tasks load from "
-        "the Hugging Face hub)"}
+    assert {"bench", "datasets", "train simcse", "report speed", "report compare"} <= set(helps)
+    order = ("folder holding senteval_cn/ and AFQMC/, or the task folders (LCQMC/, ...) "
+             "directly (default: $EMBEDKIT_DATA, else shared/data beside a source checkout, "
+             "else ../shared/data from the current folder; when none exists, built-in tasks "
+             "load from the Hugging Face hub)")
+    assert set(helps.values()) == {order, f"{order}; also used for the train/test overlap check"}
+    assert helps["train simcse"].endswith("overlap check")
