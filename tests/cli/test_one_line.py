@@ -1,5 +1,7 @@
-"""Issue 18, "one line, never a traceback": a full disk in any writing command, ``--threads``
-beyond the cores, ``--revision`` on a local folder; each ends in one ``embedkit: error:`` line.
+"""Issue 18, "one line, never a traceback": a full disk in any writing command and
+``--threads`` beyond the cores each end in one ``embedkit: error:`` line (``--revision`` on a
+local folder: tests/encoders/test_models.py; a prompt that fills the max length:
+tests/encoders/test_prompts.py).
 
 A full disk is injected where each library raises it on a real full device (checked on a 1 MB
 tmpfs): pyarrow's ``OSError`` errno 28 from ``pq.write_table``, FAISS's ``RuntimeError`` "write
