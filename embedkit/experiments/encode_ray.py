@@ -75,8 +75,8 @@ class EmbedBatch:
 
 
 def ray_verbose() -> bool:
-    """Whether Ray's own logging is shown: with embedkit's debug logging (the command line's
-    ``--debug``); otherwise only Ray's errors reach the terminal."""
+    """Whether Ray's own logging is shown: when the ``embedkit`` logger shows debug records
+    (the command line's debug option sets it); otherwise only Ray's errors reach the terminal."""
     return logging.getLogger("embedkit").isEnabledFor(logging.DEBUG)
 
 

@@ -20,6 +20,8 @@ import pytest
 from embedkit.cli.main import main
 from tests.conftest import source_sentences
 
+pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
+
 
 def error_line(capsys, argv) -> str:
     """Run ``argv``: a non-zero status, no traceback, exactly one error line (info lines such
