@@ -155,8 +155,8 @@ def is_disk_full(exc: BaseException) -> bool:
             return True
         if isinstance(seen, OSError) and seen.errno in _FULL_ERRNOS:
             return True
-        if any(t in str(seen) for t in _FULL_TEXTS):
-            return True
+        if not isinstance(seen, EmbedkitError) and any(t in str(seen) for t in _FULL_TEXTS):
+            return True  # (an embedkit message may quote anything: not taken for the system's)
         seen = seen.__cause__
     return False
 
