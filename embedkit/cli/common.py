@@ -11,6 +11,7 @@ from pathlib import Path
 from embedkit.cli.parsing import split_models
 from embedkit.data import DataOptions
 from embedkit.encoders import EncoderConfig
+from embedkit.encoders.base import available_cores
 from embedkit.encoders.cache import EmbeddingCache
 from embedkit.encoders.config import BACKENDS, QUANTIZE
 from embedkit.encoders.st_folder import SIMILARITIES
@@ -73,11 +74,49 @@ def positive_int(text: str) -> int:
     return value
 
 
+#: ``--threads`` above this many times the usable cores is refused (see :func:`thread_count`)
+THREADS_PER_CORE_LIMIT = 4
+
+
+def thread_count(text: str) -> int:
+    """argparse type of every ``--threads``: a :func:`positive_int` checked against the cores
+    this process may use (``os.sched_getaffinity``, :func:`available_cores`), so that no count
+    reaches the thread pools of torch / OpenMP, ONNX Runtime or OpenVINO unchecked.
+
+    More intra-op threads than cores never makes one process faster: they only wait on each
+    other (tests/conftest.py saw a 3 ms forward pass take 150 ms). A count up to
+    :data:`THREADS_PER_CORE_LIMIT` x the cores is most likely one copied from a larger machine
+    (the speed report's records, a script): it is capped to the cores, with a notice. A larger
+    one is a mistake, and a count in the thousands makes libgomp abort the whole process when
+    it cannot create the threads: it is refused.
+    """
+    value = positive_int(text)
+    cores = available_cores()
+    if value > THREADS_PER_CORE_LIMIT * cores:
+        raise argparse.ArgumentTypeError(
+            f"{value} threads for the {cores} core(s) this process may use; give at most "
+            f"{cores} (more threads than cores only wait on each other)")
+    if value > cores:
+        print(f"embedkit: notice: --threads {value} is more than the {cores} core(s) this "
+              f"process may use; using {cores}", file=sys.stderr)
+        return cores
+    return value
+
+
+#: ``--data-dir``'s help: the lookup order of ``data.loading.find_data_dir`` (and the README)
+DATA_DIR_HELP = ("folder holding senteval_cn/ and AFQMC/, or the task folders (LCQMC/, ...) "
+                 "directly (default: $EMBEDKIT_DATA, else shared/data beside a source "
+                 "checkout, else ../shared/data from the current folder; when none exists, "
+                 "built-in tasks load from the Hugging Face hub)")
+
+
+def add_data_dir(p: argparse.ArgumentParser) -> None:
+    """``--data-dir``, the one declaration every command uses."""
+    p.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="folder holding senteval_cn/ and AFQMC/, or the task folders "
-                        "(LCQMC/, ...) directly (default: $EMBEDKIT_DATA; "
-                        "without either, tasks load from the Hugging Face hub)")
+    add_data_dir(p)
     p.add_argument("--source", choices=("auto", "local", "hub"), default="auto",
                    help="where task data comes from (default: local when a data dir is known)")
     p.add_argument("--skip-invalid", action="store_true",
@@ -118,7 +157,7 @@ def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
     p.add_argument("--quantize", choices=QUANTIZE, default="none",
                    help="int8: dynamic int8 (onnx) or int8 weights (openvino); faster, "
                         "approximate, recorded as int8 (default: none)")
-    p.add_argument("--threads", type=positive_int, metavar="N",
+    p.add_argument("--threads", type=thread_count, metavar="N",
                    help="intra-op threads for every backend (default: the cores available)")
     p.add_argument("--prompt", metavar="TEXT",
                    help='text put before every sentence, e.g. "query: " (default: the prompt '

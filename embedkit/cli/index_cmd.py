@@ -20,6 +20,7 @@ from embedkit.cli.common import (
     encoder_config,
     locked_error,
     positive_int,
+    thread_count,
     write_json,
 )
 from embedkit.cli.encode_cmd import add_embeddings_source, run_build_from_embeddings
@@ -45,7 +46,7 @@ def _add_cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", metavar="DIR",
                    help="embedding cache (default: $EMBEDKIT_CACHE or the user cache dir)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    p.add_argument("--threads", type=positive_int, metavar="N",
+    p.add_argument("--threads", type=thread_count, metavar="N",
                    help="intra-op threads of the encoder (default: the cores available)")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
 import shlex
 import sys
@@ -18,6 +19,7 @@ import warnings
 from embedkit import __version__
 from embedkit.cli.help import finish_help
 from embedkit.errors import EmbedkitError, WorkKept
+from embedkit.io.atomic import DiskFullError, disk_full_error, is_disk_full
 from embedkit.io.notices import quiet_libraries, warning_line
 
 #: sub-command name -> module (each has ``add_parser(subparsers)`` and ``run(args) -> int``)
@@ -90,12 +92,46 @@ def flag_for(parser: argparse.ArgumentParser, argv: list[str], param: str | None
     return _flags(parser, argv).get(param) if param else None
 
 
-def error_message(parser: argparse.ArgumentParser, argv: list[str], e: EmbedkitError) -> str:
-    """``embedkit: error: [--flag: ]message`` for a library error; a hint such as
-    ``force=True`` in the message becomes the option that sets it (``--force``)."""
+#: the options that name what a command writes: a full device names the one to change
+OUTPUT_DESTS = ("out", "output", "markdown", "html", "json", "plots", "work_dir", "runs_dir",
+                "checkpoint_dir", "cache_dir")
+
+
+def _holds(root: str, path: str) -> bool:
+    """``path`` is ``root``, inside it, or a file an atomic write keeps beside it
+    (``.NAME.*``: its temporary file or folder, its lock)."""
+    root, path = os.path.abspath(os.path.expanduser(root)), os.path.abspath(path)
+    parent, name = os.path.split(root)
+    return (path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+            or (os.path.dirname(path) == parent
+                and os.path.basename(path).startswith(f".{name}.")))
+
+
+def output_flag(parser: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace,
+                path: os.PathLike | str | None) -> str | None:
+    """The output option of the invoked command whose value holds ``path`` (the most specific
+    one), None when no option names it (the embedding cache's default folder, say)."""
+    if path is None:
+        return None
     flags = _flags(parser, argv)
+    hits = [(len(str(v)), flags[d]) for d in OUTPUT_DESTS
+            if d in flags and isinstance(v := getattr(args, d, None), str) and v != "-"
+            and _holds(v, os.fspath(path))]
+    return max(hits)[1] if hits else None
+
+
+def error_message(parser: argparse.ArgumentParser, argv: list[str], e: EmbedkitError,
+                  args: argparse.Namespace | None = None) -> str:
+    """``embedkit: error: [--flag: ]message`` for a library error; a hint such as
+    ``force=True`` in the message becomes the option that sets it (``--force``); a full
+    device names the output option to change (``args``: the parsed command line)."""
+    flags = _flags(parser, argv)
+    text = str(e)
+    if isinstance(e, DiskFullError):
+        flag = output_flag(parser, argv, args, e.path) if args is not None else None
+        text = e.message(f"free space or choose another {flag}") if flag else text
     text = re.sub(r"\b([a-z_]+)=True\b",
-                  lambda m: flags.get(m.group(1), m.group(0)), str(e))
+                  lambda m: flags.get(m.group(1), m.group(0)), text)
     flag = flags.get(e.param) if e.param else None
     if flag and not text.startswith(flag):
         return f"embedkit: error: {flag}: {text}"
@@ -156,8 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     except EmbedkitError as e:
         if args.debug:
             raise
-        print(error_message(parser, argv, e), file=sys.stderr)
+        print(error_message(parser, argv, e, args), file=sys.stderr)
         return e.exit_code
+    except Exception as e:  # a full device, wherever a library hit it: one line too
+        if args.debug or not is_disk_full(e):
+            raise
+        full = disk_full_error(e)
+        print(error_message(parser, argv, full, args), file=sys.stderr)
+        return full.exit_code
     except KeyboardInterrupt as e:  # WorkKept: what was kept and how to resume, in one line
         print(f"embedkit: interrupted{f': {e}' if isinstance(e, WorkKept) else ''}",
               file=sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from embedkit.cli.common import check_output_path, positive_int
+from embedkit.cli.common import add_data_dir, check_output_path, positive_int, thread_count
 from embedkit.cli.parsing import parse_int_list, split_list
 from embedkit.experiments import simcse_report, speed
 from embedkit.experiments.simcse_report import SimCSEReportOptions, run_simcse_report
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sentences", type=positive_int, default=d.sentences)
     s.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     s.add_argument("--max-length", type=positive_int, default=d.max_length)
-    s.add_argument("--threads", type=positive_int, default=d.threads)
+    s.add_argument("--threads", type=thread_count, default=d.threads)
     s.add_argument("--rounds", type=positive_int, default=d.rounds)
     s.add_argument("--seed", type=int, default=d.seed)
     s.add_argument("--spearman-pairs", type=int, default=d.spearman_pairs,
@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: this one)")
     s.add_argument("--engines", metavar="NAMES",
                    help="semicolon-separated engine names to run (default: all)")
-    s.add_argument("--data-dir")
+    add_data_dir(s)
     s.add_argument("--out", default="eval/speed.md")
     s.add_argument("--rerender", action="store_true",
                    help="only rewrite the Markdown from the JSON saved beside --out")
@@ -67,7 +67,7 @@ def _add_simcse(reports: argparse._SubParsersAction) -> None:
     s.add_argument("--model", default=d.model)
     s.add_argument("--tasks", default=",".join(d.tasks))
     s.add_argument("--runs-dir", default=d.runs_dir)
-    s.add_argument("--data-dir")
+    add_data_dir(s)
     s.add_argument("--seed", type=int, default=d.seed)
     s.add_argument("--supervised-task", default=d.supervised_task,
                    help="task whose train split trains the supervised runs ('' to skip)")
@@ -85,7 +85,7 @@ def _add_scale(reports: argparse._SubParsersAction) -> None:
                     "embedkit report scale --data-dir ../shared/data --out eval/scale.md",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--model", default="m3e-small")
-    s.add_argument("--data-dir")
+    add_data_dir(s)
     s.add_argument("--out", default="eval/scale.md")
     s.add_argument("--sentences", type=positive_int,
                    help="encode only the first N sentences (None: all)")
@@ -185,7 +185,7 @@ def _add_compare(reports: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--model", default=d.model)
     s.add_argument("--pooling", help="pooling scored by both evaluators (default: the model's)")
-    s.add_argument("--data-dir")
+    add_data_dir(s)
     s.add_argument("--out", default="eval/compare.md")
     s.add_argument("--records", default=",".join(DEFAULT_RECORDS),
                    help="records to compare, comma-separated (missing ones are left out)")

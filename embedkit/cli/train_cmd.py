@@ -16,6 +16,7 @@ import typing
 import warnings
 from typing import Any
 
+from embedkit.cli.common import DATA_DIR_HELP
 from embedkit.cli.parsing import split_list
 from embedkit.training import SimCSEConfig, TrainingWarning, train_simcse
 
@@ -51,6 +52,8 @@ def _add_option(p: argparse.ArgumentParser, f: dataclasses.Field, typ: Any) -> N
     live in the config and are shown in the help."""
     default = _default_text(f)
     help_ = f.metadata.get("help", "") + (f" (default: {default})" if default else "")
+    if f.name == "data_dir":  # the one --data-dir help, and what training also uses it for
+        help_ = f"{DATA_DIR_HELP}; {help_}"
     kw: dict[str, Any] = {"dest": f.name, "default": None, "help": help_}
     if f.name in _FLAGS:
         kw["metavar"] = _FLAGS[f.name][1]

@@ -29,6 +29,10 @@ from embedkit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+#: a prompt that leaves fewer tokens than this for the sentence under the max length is warned
+#: about (longer sentences are cut to what is left); one that leaves none is refused
+PROMPT_ROOM_WARNING = 8
+
 
 def prompt_setting(prompt: str) -> str:
     """The identity part a prompt adds (empty for none)."""
@@ -224,6 +228,30 @@ class TokenizedEncoder:
         return sum(len(x) + int(eos is not None and (not x or x[-1] != eos)) > limit
                    for x in enc["input_ids"])
 
+    def check_prompt(self, max_length: int) -> None:
+        """Refuse a prompt that leaves no token of the sentence under ``max_length`` (counting
+        ``[CLS]`` and ``[SEP]``): every vector would be the prompt's, every cosine 1. Warn (once
+        per prompt and max length) when it leaves fewer than :data:`PROMPT_ROOM_WARNING`."""
+        if not self.prompt:
+            return
+        limit = min(max_length, self.max_positions)
+        checked: set[tuple[str, int]] = self.__dict__.setdefault("_prompt_checked", set())
+        if (self.prompt, limit) in checked:
+            return
+        enc = self.tokenizer([self.prompt], truncation=False, padding=False,
+                             return_attention_mask=False, return_token_type_ids=False)
+        used = len(enc["input_ids"][0])  # the prompt and the special tokens
+        room = limit - used
+        said = (f"the prompt {self.prompt!r} takes {used} tokens with [CLS] and [SEP], and "
+                f"the max length is {limit}")
+        if room <= 0:
+            raise ConfigError(f"{said}: no token of any sentence is left (every vector would be "
+                              "the prompt's); shorten the prompt or raise the max length")
+        if room < PROMPT_ROOM_WARNING:
+            logger.warning("%s: only %d token(s) of each sentence are kept; shorten the prompt "
+                           "or raise the max length", said, room)
+        checked.add((self.prompt, limit))
+
     def check_pooling(self, pooling: Pooling) -> None:
         if pooling.needs_pooler and not self.has_pooler:
             raise ConfigError(f"pooling {str(pooling)!r} needs pooler weights, and {self.name} "
@@ -258,6 +286,7 @@ class TokenizedEncoder:
         if max_length < 3:
             raise ConfigError("max_length must be at least 3 ([CLS], one token, [SEP])",
                               param="max_length")
+        self.check_prompt(max_length)
         texts = list(sentences)
         if not texts:
             return {str(p): np.zeros((0, self.dim), np.float32) for p in pools}

@@ -138,6 +138,8 @@ class EncoderConfig:
                                               or self.truncate_dim < 1):
             raise ConfigError(f"truncate_dim must be a positive integer, not "
                               f"{self.truncate_dim!r}", param="truncate_dim")
+        if self.revision:  # a local folder refuses one: said before anything is loaded
+            resolve_model_path(self.model, strict=False, revision=self.revision)
 
     def with_model(self, model: str) -> EncoderConfig:
         return replace(self, model=model)

@@ -54,12 +54,14 @@ def looks_like_path(name: str) -> bool:
     return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir())
 
 
-def resolve_model_path(name: str, strict: bool = True) -> str:
+def resolve_model_path(name: str, strict: bool = True, revision: str | None = None) -> str:
     """A local folder path for local models and installed aliases, else the hub id unchanged.
 
     A name that can only be a path (:func:`looks_like_path`) but is no folder is a
     :class:`ConfigError` (``param="model"``) rather than a hub id the hub refuses; ``strict=False``
-    returns it unchanged (to compare a stored name).
+    returns it unchanged (to compare a stored name). A ``revision`` (branch, tag, commit) applies
+    to hub ids only: with a local folder (or an alias installed as one) it is a
+    :class:`ConfigError` (``param="revision"``), never silently ignored.
 
     >>> resolve_model_path("./no/such/model")
     Traceback (most recent call last):
@@ -68,9 +70,18 @@ def resolve_model_path(name: str, strict: bool = True) -> str:
     if name in ALIASES:
         package, folder, hub_id = ALIASES[name]
         local = _packaged_model(package, folder)
+        if local and revision:
+            raise ConfigError(f"revision {revision!r} applies to hub models only, and {name} is "
+                              f"the copy installed at {local}; drop the revision, or give the "
+                              f"hub id {hub_id} to load that revision from the hub",
+                              param="revision")
         return str(local) if local else hub_id
     expanded = Path(name).expanduser()
     if expanded.is_dir():
+        if revision:
+            raise ConfigError(f"revision {revision!r} applies to hub models only, and {name} is "
+                              "a local folder (whose files are what is loaded); drop the "
+                              "revision, or give a hub id", param="revision")
         return str(expanded.resolve())
     if strict and looks_like_path(name):
         what = "it is a file, not a folder" if expanded.exists() else "it does not exist"

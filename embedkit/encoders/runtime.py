@@ -144,7 +144,7 @@ class ExportedEncoder(TokenizedEncoder):
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
                               param="batch_size")
         self.name, self.backend, self.quantize = model, backend, quantize
-        self.path = resolve_model_path(model)
+        self.path = resolve_model_path(model, revision=revision)
         st = read_st_folder(self.path if is_local(self.path) else None)
         load_path = str(st.transformer_dir) if st is not None else self.path
         self.revision = revision

@@ -230,7 +230,7 @@ class TransformerEncoder(TokenizedEncoder):
                  threads: int | None = None, token_budget: int | None = None,
                  truncate_dim: int | None = None) -> None:
         self.name = model
-        self.path = resolve_model_path(model)
+        self.path = resolve_model_path(model, revision=revision)
         st = read_st_folder(self.path if is_local(self.path) else None)
         load_path = str(st.transformer_dir) if st is not None else self.path
         self.dtype_name = canonical_dtype(dtype)

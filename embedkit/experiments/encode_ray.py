@@ -18,6 +18,7 @@ Ray is optional (``pip install 'embedkit[ray]'``); this module imports it only w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -73,18 +74,46 @@ class EmbedBatch:
                 "identity": np.array([self.identity] * len(texts))}
 
 
+def ray_verbose() -> bool:
+    """Whether Ray's own logging is shown: when the ``embedkit`` logger shows debug records
+    (the command line's debug option sets it); otherwise only Ray's errors reach the terminal."""
+    return logging.getLogger("embedkit").isEnabledFor(logging.DEBUG)
+
+
+@contextlib.contextmanager
+def quiet_ray_data(ray: Any, verbose: bool) -> Iterator[None]:
+    """Ray Data's progress bars or lines (INFO on the ``ray.data`` logger, every 10 s when
+    stderr is no terminal), execution plans and advisories off unless verbose (its errors
+    still show), for the block; restored after."""
+    ctx = ray.data.DataContext.get_current()
+    data_logger = logging.getLogger("ray.data")
+    saved = (ctx.enable_progress_bars, data_logger.level)
+    if not verbose:
+        ctx.enable_progress_bars = False
+        data_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        ctx.enable_progress_bars, level = saved
+        data_logger.setLevel(level)
+
+
 def _connect(ray: Any, address: str | None, workers: int) -> bool:
     """Join ``address`` / ``RAY_ADDRESS`` or start a local Ray; True when this call started
-    it (and so must shut it down)."""
+    it (and so must shut it down). Ray's own INFO logging (and its workers' output) only when
+    :func:`ray_verbose`."""
     if ray.is_initialized():
         return False
+    verbose = ray_verbose()
+    quiet = {"logging_level": logging.INFO if verbose else logging.ERROR,
+             "log_to_driver": verbose}
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         logger.info("joining the Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, **quiet)
     else:
         logger.info("starting a local Ray with %d CPUs", workers + 1)
-        ray.init(num_cpus=workers + 1, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=workers + 1, include_dashboard=False, **quiet)
     return True
 
 
@@ -153,9 +182,11 @@ def encode_ray(config: EncoderConfig, jobs: Iterator[ShardJob], done: ShardDone,
     require_pyarrow(param="engine")
     started = _connect(ray, address, int(workers))
     try:
-        for window in _windows(jobs, int(window_rows)):
-            logger.info("Ray: encoding %d shard(s) on %d worker(s)", len(window), workers)
-            _run_window(ray, window, done, config, pooling, max_length, int(workers), identity)
+        with quiet_ray_data(ray, ray_verbose()):
+            for window in _windows(jobs, int(window_rows)):
+                logger.info("Ray: encoding %d shard(s) on %d worker(s)", len(window), workers)
+                _run_window(ray, window, done, config, pooling, max_length, int(workers),
+                            identity)
     finally:
         if started:
             ray.shutdown()

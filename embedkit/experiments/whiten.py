@@ -30,7 +30,7 @@ from embedkit.encoders.st_folder import save_st_folder, st_pooling_mode
 from embedkit.errors import ConfigError
 from embedkit.evaluation import get_protocol
 from embedkit.experiments.bench import DataOptions
-from embedkit.io.model_card import CardInfo, read_base_license, render_model_card
+from embedkit.io.model_card import CardInfo, card_name, read_base_license, render_model_card
 from embedkit.postprocess import (
     AffineMap,
     PostprocessError,
@@ -222,13 +222,13 @@ def export_whitening(out: str | os.PathLike, amap: AffineMap, fmt: str, *,
 def whitening_card(meta: dict[str, Any], amap: AffineMap, encoder: SentenceEncoder) -> CardInfo:
     """The model card of a sentence-transformers export: the base model and its licence (read
     from the model's folder), pooling, the map, what it was fitted on, the embedkit version."""
-    name = str(meta.get("model_name") or encoder.name)
+    given = str(meta.get("model_name") or encoder.name)
     folder = encoder.describe().get("path")
-    hub = hub_id(name)
+    hub, name = hub_id(given), card_name(given)  # a local folder by its name, not its path
     spec = (f"whiten:beta={meta['beta']:g},gamma={meta['gamma']:g},k={meta['k_spec']}"
             + (",norm" if amap.normalize else ""))
     occurrences = "unique sentences" if meta.get("fit_unique") else "every occurrence"
-    fit = (f"{meta['fit_on']} ({meta['n_samples']} vectors, {occurrences}; sentences sha256 "
+    fit = (f"{card_name(str(meta['fit_on']))} ({meta['n_samples']} vectors, {occurrences}; sentences sha256 "
            f"`{str(meta['fit_data_sha256'])[:16]}`)")
     return CardInfo(
         title=f"{name} + whitening ({spec})", base_name=name, base_model=hub,

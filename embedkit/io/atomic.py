@@ -55,8 +55,9 @@ except ImportError:  # pragma: no cover - Windows: filelock
 
 from embedkit.errors import ConfigError, EmbedkitError
 
-__all__ = ["LOCK_TIMEOUT", "FolderLockedError", "atomic_dir", "atomic_path", "atomic_write_bytes",
-           "atomic_write_json", "atomic_write_text", "folder_lock", "lock_file", "recover_dir"]
+__all__ = ["LOCK_TIMEOUT", "DiskFullError", "FolderLockedError", "atomic_dir", "atomic_path",
+           "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "disk_full_error",
+           "folder_lock", "is_disk_full", "lock_file", "recover_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +70,141 @@ class FolderLockedError(EmbedkitError):
 
 
 # --------------------------------------------------------------------------------------------
+# a full disk
+
+_QUOTA = getattr(errno, "EDQUOT", errno.ENOSPC)
+_FULL_ERRNOS = frozenset({errno.ENOSPC, _QUOTA})
+#: how libraries that do not raise OSError say it: the system's own text (FAISS's RuntimeError
+#: ends "... (No space left on device)"), SQLite's "database or disk is full"
+_FULL_TEXTS = tuple(dict.fromkeys(os.strerror(e) for e in _FULL_ERRNOS)) + (
+    "database or disk is full",)
+
+#: FAISS's "write error in PATH: WRITTEN != ASKED (No space left on device)"
+_FAISS_SHORT = re.compile(r"write error in .*: (\d+) != (\d+) \(")
+
+
+def _human_size(n: int) -> str:
+    """A size as people read it: ``512 bytes``, ``4.1 kB``, ``3.2 MB``, ``12 MB``, ``1.5 GB``."""
+    if n < 1000:
+        return f"{n} bytes"
+    for unit, scale in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        if n < scale * 1000 or unit == "GB":
+            value = n / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _free_bytes(path: Path) -> int | None:
+    """Free bytes for an unprivileged user on the file system holding ``path`` (its nearest
+    existing folder), None when it cannot be told."""
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            with contextlib.suppress(OSError):
+                return shutil.disk_usage(folder).free
+            return None
+    return None
+
+
+class DiskFullError(EmbedkitError):
+    """The device (or the user's disk quota) filled up while ``path`` was written; what the
+    atomic writers left is removed, so nothing half-written stands as complete.
+
+    ``needed``: the bytes the write needed, where known (``at_least``: a lower bound); else
+    ``written``: how many it wrote before the device filled; ``free``: the bytes free after the
+    failure (what the write had taken removed).
+
+    >>> print(DiskFullError("/d/x.npz", needed=3_200_000, free=1_048_576))
+    no space left on device writing /d/x.npz (needs ~3.2 MB, 1.0 MB free); free space there or write elsewhere
+    """
+
+    def __init__(self, path: str | os.PathLike | None, *, needed: int | None = None,
+                 written: int | None = None, free: int | None = None,
+                 quota: bool = False, at_least: bool = False) -> None:
+        self.path = Path(path) if path is not None else None
+        self.needed, self.written, self.free, self.quota = needed, written, free, quota
+        self.at_least = at_least
+        super().__init__(self.message())
+
+    def message(self, remedy: str | None = None) -> str:
+        """The one line; ``remedy`` says what to do (the CLI names the output option)."""
+        if remedy is None:
+            remedy = ("free space there or write elsewhere" if self.path is not None
+                      else "free space and run again")
+        what = "disk quota exceeded" if self.quota else "no space left on device"
+        where = f" writing {self.path}" if self.path is not None else ""
+        sizes = []
+        if self.needed:
+            sizes.append(f"needs {'at least ' if self.at_least else '~'}"
+                         f"{_human_size(self.needed)}")
+        elif self.written:
+            sizes.append(f"{_human_size(self.written)} written before it filled")
+        if self.free is not None:
+            sizes.append(f"{_human_size(self.free)} free")
+        detail = f" ({', '.join(sizes)})" if sizes else ""
+        return f"{what}{where}{detail}; {remedy}"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) says the device or the disk quota is
+    full: ``OSError`` ENOSPC / EDQUOT, or a library's error carrying the system's text."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the __cause__ chain, bounded
+        if seen is None:
+            return False
+        if isinstance(seen, DiskFullError):
+            return True
+        if isinstance(seen, OSError) and seen.errno in _FULL_ERRNOS:
+            return True
+        if not isinstance(seen, EmbedkitError) and any(t in str(seen) for t in _FULL_TEXTS):
+            return True  # (an embedkit message may quote anything: not taken for the system's)
+        seen = seen.__cause__
+    return False
+
+
+def disk_full_error(exc: BaseException, path: str | os.PathLike | None = None, *,
+                    needed: int | None = None, written: int | None = None) -> DiskFullError:
+    """``exc`` (a full device, :func:`is_disk_full`) as a :class:`DiskFullError` about
+    ``path`` (default: the file the ``OSError`` names)."""
+    if isinstance(exc, DiskFullError):
+        return exc
+    if path is None and isinstance(exc, OSError) and exc.filename:
+        path = os.fsdecode(exc.filename)
+    short = _FAISS_SHORT.search(str(exc))
+    at_least = needed is None and short is not None and bool(written)
+    if at_least and short is not None and written:  # FAISS says how much of one write was cut
+        needed = written + int(short.group(2)) - int(short.group(1))
+    quota = _QUOTA != errno.ENOSPC and (
+        (isinstance(exc, OSError) and exc.errno == _QUOTA) or os.strerror(_QUOTA) in str(exc))
+    full = DiskFullError(path, needed=needed, written=written,
+                         free=_free_bytes(Path(path)) if path is not None else None,
+                         quota=quota, at_least=at_least)
+    full.__cause__ = exc
+    return full
+
+
+def _newly_full(exc: BaseException) -> bool:
+    """A full device not yet turned into a :class:`DiskFullError` (an inner writer's, naming
+    its file, passes through as it is)."""
+    return isinstance(exc, Exception) and not isinstance(exc, DiskFullError) and is_disk_full(exc)
+
+
+def _size(path: Path) -> int:
+    """Bytes under ``path`` (a file or a folder), 0 where it cannot be read."""
+    try:
+        if not path.is_dir():
+            return path.stat().st_size
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        return 0
+
+
+# --------------------------------------------------------------------------------------------
 # files
 
 
 def _cannot_write(path: Path, exc: OSError) -> EmbedkitError:
+    if is_disk_full(exc):
+        return disk_full_error(exc, path)
     return EmbedkitError(f"{path}: cannot write it ({exc.strerror or exc})")
 
 
@@ -95,14 +227,17 @@ def _file_mode(current: int, umask: int) -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = "", *,
+                size_hint: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
     Use it with writers that want a file name (``np.savez``, ``safetensors.save_file``,
     ``faiss.write_index``). The result gets the permissions the umask gives any new file
     (safetensors and ``mkstemp`` make 0600). On an exception the temporary file is removed.
     A ``path`` that is a folder, or a folder that cannot be written, is an
-    :class:`~embedkit.errors.EmbedkitError` naming it.
+    :class:`~embedkit.errors.EmbedkitError` naming it; a full device or quota (whatever the
+    writer raised: :func:`is_disk_full`) is a :class:`DiskFullError` naming ``path``, the bytes
+    it needs (``size_hint``, when the caller knows them) and those free.
     """
     path = Path(path)
     if path.is_dir():
@@ -121,15 +256,19 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
+        full = _newly_full(exc)
+        written = _size(tmp_path) if full else 0
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if full:
+            raise disk_full_error(exc, path, needed=size_hint, written=written) from exc
         raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size_hint=len(data)) as tmp:
         tmp.write_bytes(data)
 
 
@@ -248,6 +387,8 @@ def folder_lock(path: str | os.PathLike, timeout: float | None = LOCK_TIMEOUT,
             f"{what} {path} is being written by another process (it holds {lock_path}); "
             f"waited {timeout:g} s: try again when that one has finished") from None
     except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(exc, lock_path) from exc
         raise EmbedkitError(f"{path}: cannot lock it for writing: cannot create {lock_path} "
                             f"({exc.strerror or exc})") from None
     held[key] = 1
@@ -413,7 +554,8 @@ def atomic_dir(path: str | os.PathLike, lock_timeout: float | None = LOCK_TIMEOU
     lock (:func:`folder_lock`, waiting up to ``lock_timeout`` seconds) from start to end, and
     first repairs what an earlier killed write left (:func:`recover_dir`). The files get the
     umask's permissions and are fsynced before the swap. On an error the temporary folder is
-    removed and ``path`` is unchanged.
+    removed and ``path`` is unchanged; a full device or quota is a :class:`DiskFullError`
+    naming ``path`` (see :func:`atomic_path`).
     """
     path = Path(path)
     try:
@@ -430,6 +572,10 @@ def atomic_dir(path: str | os.PathLike, lock_timeout: float | None = LOCK_TIMEOU
             yield tmp
             _finish_tree(tmp)
             _swap_in(tmp, path)
-        except (Exception, KeyboardInterrupt, SystemExit):  # not a kill: see tests/faults.py
+        except (Exception, KeyboardInterrupt, SystemExit) as exc:  # not a kill: tests/faults.py
+            full = _newly_full(exc)
+            written = _size(tmp) if full else 0
             shutil.rmtree(tmp, ignore_errors=True)
+            if full:
+                raise disk_full_error(exc, path, written=written) from exc
             raise

@@ -34,8 +34,8 @@ from embedkit.io.tables import Markdown, escape_markdown, text_table
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BaseLicense", "CardInfo", "CARD_FILE", "UNKNOWN_LICENSE", "read_base_license",
-           "render_model_card", "write_model_card"]
+__all__ = ["BaseLicense", "CardInfo", "CARD_FILE", "UNKNOWN_LICENSE", "card_name",
+           "read_base_license", "render_model_card", "write_model_card"]
 
 CARD_FILE = "README.md"
 UNKNOWN_LICENSE = "unknown \u2014 check the base model's card"
@@ -90,6 +90,34 @@ def _license_section(body: str) -> str | None:
     section = rest[: nxt.start()] if nxt else rest
     paragraph = next((p for p in re.split(r"\n\s*\n", section) if p.strip()), "")
     return " ".join(paragraph.split()) or None
+
+
+def _local_path(text: str) -> bool:
+    """A name that is a path on this machine: absolute, home- or dot-relative, with a
+    backslash or more than one ``/``, or an existing folder (a hub id has one ``/``)."""
+    return (text.startswith(("/", "~", ".")) or "\\" in text or text.count("/") > 1
+            or Path(text).expanduser().is_dir())
+
+
+def card_name(text: str) -> str:
+    """How a card names a model, a file or a data source: an alias, a hub id or a task as
+    given; a path on this machine by its last part only (a card travels with the folder: the
+    path of the machine that wrote it means nothing elsewhere and tells about that machine).
+    Comma-separated parts and a ``file:`` prefix are kept.
+
+    >>> card_name("m3e-small"), card_name("moka-ai/m3e-small"), card_name("task:ATEC:test")
+    ('m3e-small', 'moka-ai/m3e-small', 'task:ATEC:test')
+    >>> card_name("/home/u/runs/simcse-stsb/"), card_name("file:/data/fit.txt,task:BQ:train")
+    ('simcse-stsb', 'file:fit.txt,task:BQ:train')
+    """
+    parts = []
+    for part in text.split(","):
+        prefix = "file:" if part.startswith("file:") else ""
+        rest = part[len(prefix):]
+        if rest and _local_path(rest):
+            rest = Path(rest.rstrip("/\\")).name or rest
+        parts.append(prefix + rest)
+    return ",".join(parts)
 
 
 def _slug(name: str) -> str:
@@ -179,11 +207,11 @@ def _licence_lines(info: CardInfo) -> list[str]:
     lic = info.license
     out = ["## Licence", ""]
     if lic.non_commercial:
-        out += [f"**Non-commercial.** This model is derived from {info.base_name}, whose "
-                "licence forbids commercial use; it inherits that licence.", ""]
+        out += [f"**Non-commercial.** This model is derived from {card_name(info.base_name)}, "
+                "whose licence forbids commercial use; it inherits that licence.", ""]
     out += [f"- Base model licence: {lic.text}"]
-    if lic.source:
-        out += [f"- Read from: `{lic.source}`"]
+    if lic.source:  # the file's name only: the base model's folder is a path of this machine
+        out += [f"- Read from: the base model's `{Path(lic.source).name}`"]
     if lic.link:
         out += [f"- Base model card: {lic.link}"]
     return out + ["", "The licence of the fit or training data may add conditions.", ""]
@@ -191,7 +219,7 @@ def _licence_lines(info: CardInfo) -> list[str]:
 
 def render_model_card(info: CardInfo) -> str:
     """The card's text: front matter, summary, licence, the model table, scores, usage."""
-    rows = [["Base model", Markdown(escape_markdown(info.base_name) + (
+    rows = [["Base model", Markdown(escape_markdown(card_name(info.base_name)) + (
         f" (`{escape_markdown(info.base_model)}`)" if info.base_model else ""))]]
     rows += [[label, value] for label, value in (
         ("Pooling", info.pooling), ("Postprocessor", info.postprocessor),

@@ -41,7 +41,7 @@ from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.st_folder import write_st_folder
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import recover_dir
-from embedkit.io.model_card import CardInfo, read_base_license, write_model_card
+from embedkit.io.model_card import CardInfo, card_name, read_base_license, write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +115,11 @@ def _data_summary(desc: dict) -> str:
     if kind == "tasks":
         what = "sentences of the tasks " + ", ".join(desc.get("tasks") or {})
     elif kind == "corpus":
-        what = f"the corpus file {desc.get('file')}"
+        what = f"the corpus file {card_name(str(desc.get('file')))}"
     elif kind == "pairs":
         what = "labelled pairs from " + ", ".join(
-            str(s.get("on", s) if isinstance(s, dict) else s) for s in desc.get("sources", []))
+            card_name(str(s.get("on", s) if isinstance(s, dict) else s))
+            for s in desc.get("sources", []))
     else:
         what = str(kind or "unknown data")
     n = desc.get("sampled")
@@ -139,8 +140,8 @@ def training_card(record: dict, declaration: dict | None = None) -> CardInfo:
     ('moka-ai/m3e-small', 'unknown', 'the corpus file c.txt')
     """
     base = record.get("base_model") or {}
-    name, path = str(base.get("name") or "unknown"), str(base.get("path") or "")
-    hub = hub_id(name)
+    given, path = str(base.get("name") or "unknown"), str(base.get("path") or "")
+    hub, name = hub_id(given), card_name(given)  # a local folder by its name, not its path
     method = str(record.get("method"))
     hyper = record.get("hyperparameters") or {}
     steps = f"{record.get('steps')} of {record.get('total_steps')}"

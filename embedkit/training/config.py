@@ -151,9 +151,7 @@ class SimCSEConfig:
     log_every: int = option(10, "loss history granularity in embedkit.json", check=at_least(1))
     stop_at: int | None = option(None, "stop at this step with a checkpoint (continue by "
                                        "resuming)", check=at_least(1), default_text="no stop")
-    data_dir: str | None = option(None, "folder holding senteval_cn/ and AFQMC/; also used for "
-                                        "the train/test overlap check",
-                                  default_text="$EMBEDKIT_DATA")
+    data_dir: str | None = option(None, "also used for the train/test overlap check")
     source: str = option("auto", "task data: auto, local or hub",
                          check=one_of("auto", "local", "hub"))
     skip_invalid: bool = option(False, "skip malformed rows of task files instead of stopping")

@@ -58,3 +58,17 @@ def test_both_spellings_one_dest(command, old, new, dest, value):
     a = build_parser().parse_args([*command, old, value])
     b = build_parser().parse_args([*command, new, value])
     assert getattr(a, dest) == getattr(b, dest) and str(getattr(a, dest)) == value
+
+
+def test_data_dir_help_states_the_lookup_order():
+    """Every --data-dir says what the README and find_data_dir do (issue 18: it said the hub
+    came right after $EMBEDKIT_DATA), and says it the same way on every command."""
+    helps = {path: a.help for path, p in _commands(build_parser()) for a in p._actions
+             if "--data-dir" in a.option_strings}
+    assert {"bench", "datasets", "train simcse", "report speed", "report compare"} <= set(helps)
+    order = ("folder holding senteval_cn/ and AFQMC/, or the task folders (LCQMC/, ...) "
+             "directly (default: $EMBEDKIT_DATA, else shared/data beside a source checkout, "
+             "else ../shared/data from the current folder; when none exists, built-in tasks "
+             "load from the Hugging Face hub)")
+    assert set(helps.values()) == {order, f"{order}; also used for the train/test overlap check"}
+    assert helps["train simcse"].endswith("overlap check")

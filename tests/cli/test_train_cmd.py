@@ -163,6 +163,8 @@ def test_trained_folder_has_a_model_card(simcse_base_dir, simcse_corpus, tmp_pat
     assert meta["license"] == "apache-2.0" and "simcse-unsupervised" in meta["tags"]
     assert "base_model" not in meta  # a local folder has no hub id
     assert "| Method | unsupervised SimCSE" in card and "| Pooling | cls |" in card
-    assert f"the corpus file {simcse_corpus} (40 examples, sampled with seed 3" in card
+    # a file of this machine by its name only (issue 18)
+    assert f"the corpus file {simcse_corpus.name} (40 examples, sampled with seed 3" in card
+    assert str(tmp_path) not in card and str(simcse_corpus.parent) not in card
     assert "| Seed | 3 |" in card and "| embedkit | 0.1.0 |" in card
     assert "License: Unknown" not in card

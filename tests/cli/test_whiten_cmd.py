@@ -211,3 +211,23 @@ def test_sentence_transformers_export_has_a_real_model_card(wt_model_dir, wt_spe
                        "--format", "sentence-transformers")) == 0
     card = (bare / "README.md").read_text(encoding="utf-8")
     assert "license: unknown" in card and "unknown \u2014 check the base model's card" in card
+
+
+def test_st_export_card_holds_no_path_of_this_machine(tmp_path, wt_model_dir, wt_sentence_file):
+    """Issue 18: the card named the base model by its absolute folder and said "Read from:
+    /.../site-packages/.../README.md"; it names the folder, the file and the fit file only."""
+    pytest.importorskip("sentence_transformers")
+    import shutil
+
+    base = tmp_path / "my-base"
+    shutil.copytree(wt_model_dir, base)
+    (base / "README.md").write_text("---\nlicense: apache-2.0\n---\n# base\n", encoding="utf-8")
+    out = tmp_path / "st"
+    assert main(whiten(base, wt_sentence_file, out, "--pooling", "cls", "--k", "8",
+                       "--format", "sentence-transformers")) == 0
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert str(tmp_path) not in card and str(wt_sentence_file.parent) not in card
+    assert "# my-base + whitening (whiten:beta=1,gamma=1,k=8)" in card
+    assert "| Base model | my-base |" in card
+    assert "- Read from: the base model's `README.md`" in card
+    assert f"| Fitted on | file:{wt_sentence_file.name} (" in card

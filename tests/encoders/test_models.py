@@ -71,6 +71,42 @@ def test_alias_falls_back_to_the_hub_id(monkeypatch):
     assert resolve_model_path("m3e-small") == "moka-ai/m3e-small"
 
 
+def test_revision_of_a_local_folder_is_refused(tiny_model_dir, tmp_path, monkeypatch):
+    """A revision is the hub's; on a local folder it would be silently ignored (issue 18)."""
+    from embedkit.encoders import EncoderConfig
+    from embedkit.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        resolve_model_path(str(tiny_model_dir), revision="v1")
+    assert err.value.param == "revision" and str(err.value) == (
+        f"revision 'v1' applies to hub models only, and {tiny_model_dir} is a local folder "
+        "(whose files are what is loaded); drop the revision, or give a hub id")
+    with pytest.raises(ConfigError, match="applies to hub models only"):  # before any loading
+        EncoderConfig(str(tiny_model_dir), revision="main")
+    installed = tmp_path / "pkg" / "m3e-small"
+    installed.mkdir(parents=True)
+    (installed / "config.json").write_text("{}")
+    monkeypatch.setattr(models_mod, "_packaged_model", lambda package, folder: installed)
+    with pytest.raises(ConfigError) as err:
+        resolve_model_path("m3e-small", revision="abc123")
+    assert str(err.value).endswith("give the hub id moka-ai/m3e-small to load that revision "
+                                   "from the hub")
+    # a hub id keeps its revision; no revision, a local folder loads as before
+    assert resolve_model_path("org/model", revision="v1") == "org/model"
+    assert EncoderConfig("org/model", revision="v1").revision == "v1"
+    assert resolve_model_path(str(tiny_model_dir), revision=None) == str(tiny_model_dir)
+
+
+def test_revision_of_a_local_folder_is_one_line_at_the_cli(tiny_model_dir, capsys):
+    from embedkit.cli.main import main
+
+    assert main(["bench", "--model", str(tiny_model_dir), "--revision", "v1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"embedkit: error: --revision: revision 'v1' applies to hub models only, "
+                   f"and {tiny_model_dir} is a local folder (whose files are what is loaded); "
+                   "drop the revision, or give a hub id"]
+
+
 def _write(folder: Path, name: str, obj) -> None:
     (folder / name).parent.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(json.dumps(obj))

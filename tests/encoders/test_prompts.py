@@ -121,11 +121,51 @@ def test_index_eval_records_the_query_prompt(tiny_model_dir, spec_file, tmp_path
     assert rec["timings"]["encoded"] > plain["timings"]["encoded"]
 
 
-def test_revision_is_recorded(tiny_model_dir, spec_file, tmp_path):
-    out = tmp_path / "r.json"
-    assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
-                 "--pooling", "cls", "--revision", "v1", "--output", str(out)]) == 0
-    assert json.loads(out.read_text(encoding="utf-8"))["settings"]["revision"] == "v1"
+def test_revision_is_recorded():
+    """A hub model's revision is a setting of the run (a local folder refuses one:
+    tests/encoders/test_models.py)."""
+    assert EncoderConfig("org/some-model", revision="v1").settings()["revision"] == "v1"
+
+
+# -- a prompt that leaves no room for the sentence (issue 18) ----------------------------------
+
+def test_prompt_that_fills_the_max_length_is_refused(tiny_model_dir):
+    enc = build_model(str(tiny_model_dir), prompt="男人" * 5)  # 10 tokens + [CLS] + [SEP]
+    with pytest.raises(ConfigError) as err:
+        enc.encode(S, "cls", max_length=12)
+    assert str(err.value) == (
+        "the prompt '男人男人男人男人男人' takes 12 tokens with [CLS] and [SEP], and the max "
+        "length is 12: no token of any sentence is left (every vector would be the prompt's); "
+        "shorten the prompt or raise the max length")
+    assert enc.encode(S, "cls", max_length=13).shape == (2, 32)  # one token left: allowed
+
+
+def test_prompt_that_leaves_little_room_warns_once(tiny_model_dir, caplog):
+    enc = build_model(str(tiny_model_dir), prompt="男人" * 5)
+    with caplog.at_level("WARNING", logger="embedkit"):
+        enc.encode(S, "cls", max_length=15)
+        enc.encode(S, "cls", max_length=15)
+        enc.encode(S, "cls", max_length=64)  # room enough: no warning
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == ["the prompt '男人男人男人男人男人' takes 12 tokens with [CLS] and [SEP], "
+                      "and the max length is 15: only 3 token(s) of each sentence are kept; "
+                      "shorten the prompt or raise the max length"]
+
+
+def test_prompt_longer_than_max_length_is_one_line_at_the_cli(tiny_model_dir, tmp_path,
+                                                              capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(S) + "\n", encoding="utf-8")
+    out = tmp_path / "idx"
+    rc = main(["index", "build", "--model", str(tiny_model_dir), "--pooling", "cls",
+               "--corpus", str(corpus), "--out", str(out), "--no-cache", "--max-length", "8",
+               "--prompt", "一个男人在切洋葱。"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and not out.exists()
+    assert err.strip().splitlines()[-1] == (
+        "embedkit: error: the prompt '一个男人在切洋葱。' takes 11 tokens with [CLS] and [SEP], "
+        "and the max length is 8: no token of any sentence is left (every vector would be the "
+        "prompt's); shorten the prompt or raise the max length")
 
 
 # -- instructions (decoder embedders) -----------------------------------------------------------

@@ -84,3 +84,61 @@ def test_without_ray_the_error_says_how_to_install(tmp_path, corpus, tiny_model_
                    EncodeSettings(engine="ray"))
     assert err.value.param == "engine"
     assert "pip install 'embedkit[ray]'" in str(err.value)
+
+
+# -- Ray's own logging only with --debug (issue 18) -------------------------------------------
+
+class _FakeRay:
+    """What _connect and quiet_ray_data touch of the ``ray`` module: no Ray is started."""
+
+    def __init__(self):
+        import types
+
+        self.inits = []
+        self.ctx = types.SimpleNamespace(enable_progress_bars=True)
+        self.data = types.SimpleNamespace(DataContext=types.SimpleNamespace(
+            get_current=lambda: self.ctx))
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+
+
+@pytest.fixture
+def embedkit_level():
+    """Set the embedkit logger's level as the CLI does (--debug: DEBUG); reset after (setLevel
+    also clears the loggers' cached levels)."""
+    import logging
+
+    log = logging.getLogger("embedkit")
+    yield log.setLevel
+    log.setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_ray_logging_is_quiet_unless_debug(monkeypatch, embedkit_level, debug):
+    import logging
+
+    from embedkit.experiments import encode_ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    embedkit_level(logging.DEBUG if debug else logging.INFO)
+    ray = _FakeRay()
+    assert encode_ray._connect(ray, None, 2) is True
+    assert ray.inits == [{"num_cpus": 3, "include_dashboard": False,
+                          "logging_level": logging.INFO if debug else logging.ERROR,
+                          "log_to_driver": debug}]
+    data_log = logging.getLogger("ray.data")
+    before = data_log.level
+    with encode_ray.quiet_ray_data(ray, encode_ray.ray_verbose()):
+        assert ray.ctx.enable_progress_bars is debug
+        assert data_log.level == (before if debug else logging.ERROR)
+    assert ray.ctx.enable_progress_bars is True and data_log.level == before
+    ray.inits.clear()
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    encode_ray._connect(ray, None, 2)
+    assert ray.inits == [{"address": "ray://head:10001",
+                          "logging_level": logging.INFO if debug else logging.ERROR,
+                          "log_to_driver": debug}]

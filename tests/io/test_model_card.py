@@ -85,3 +85,25 @@ def test_the_installed_m3e_small_is_non_commercial():
         pytest.skip("m3e-small is not installed locally")
     lic = read_base_license(path, "m3e-small", "moka-ai/m3e-small")
     assert lic.non_commercial and lic.id == "other"
+
+
+def test_a_card_names_local_folders_and_files_by_their_names(tmp_path):
+    """No path of the machine that wrote the card (issue 18), whoever builds it."""
+    from embedkit.io.model_card import card_name
+    from embedkit.training.checkpoint import training_card
+
+    base = tmp_path / "runs" / "base-model"
+    base.mkdir(parents=True)
+    (base / "README.md").write_text("---\nlicense: mit\n---\n", encoding="utf-8")
+    assert card_name(str(base)) == card_name(f"{base}/") == "base-model"
+    assert card_name("moka-ai/m3e-small") == "moka-ai/m3e-small"
+    assert card_name("file:/x/y/fit.txt,task:BQ:train") == "file:fit.txt,task:BQ:train"
+    rec = {"method": "simcse-unsupervised", "base_model": {"name": str(base), "path": str(base)},
+           "pooling": "cls", "max_length": 32,
+           "data": {"kind": "corpus", "file": str(tmp_path / "c.txt")}, "steps": 1,
+           "total_steps": 1, "seed": 1, "hyperparameters": {}}
+    card = training_card(rec)
+    text = render_model_card(card)
+    assert str(tmp_path) not in text and card.base_model is None and card.license.id == "mit"
+    assert "# base-model + simcse-unsupervised" in text and "the corpus file c.txt" in text
+    assert "- Read from: the base model's `README.md`" in text
