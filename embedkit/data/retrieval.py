@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedkit.data.loading import find_data_dir, resolve_path
+from embedkit.data.pairs import PairSplit
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.textfile import decoded_lines, read_bytes
 
-__all__ = ["RetrievalSplit", "load_retrieval_split", "read_jsonl_texts", "read_qrels"]
+__all__ = ["RetrievalSplit", "load_retrieval_split", "read_jsonl_texts", "read_qrels",
+           "write_pairs_as_retrieval"]
 
 
 @dataclass
@@ -155,3 +157,43 @@ def load_retrieval_split(spec: TaskSpec, split: str, *,
     sha = hashlib.sha256(f"{csha}:{qsha}:{rsha}".encode()).hexdigest()
     return RetrievalSplit(spec.name, name, cids, ctexts, [qids[i] for i in keep],
                           [qtexts[i] for i in keep], qrels, paths[2], sha)
+
+
+def write_pairs_as_retrieval(split: PairSplit, out_dir: str | os.PathLike, *,
+                             threshold: float = 1.0) -> Path:
+    """Write a pair split as a retrieval task in the BEIR layout and return its spec file:
+    queries the distinct ``sentence1`` of pairs labelled ``>= threshold``, corpus every
+    distinct ``sentence2`` of the split (negatives included), qrels the positive pairs
+    (score 1). Files are written atomically."""
+    from embedkit.io.atomic import atomic_write_text
+
+    out = Path(out_dir)
+    docs = {t: f"d{i}" for i, t in enumerate(dict.fromkeys(split.sentences2))}
+    queries: dict[str, str] = {}
+    qrels: dict[tuple[str, str], int] = {}
+    for a, b, y in zip(split.sentences1, split.sentences2, split.labels.tolist(), strict=True):
+        if y >= threshold:
+            qid = queries.setdefault(a, f"q{len(queries)}")
+            qrels[(qid, docs[b])] = 1
+    if not qrels:
+        raise ConfigError(f"no pair of {split.task}/{split.split} has a label >= {threshold}")
+
+    def jsonl(rows: list[dict[str, str]]) -> str:
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "corpus.jsonl", jsonl(
+        [{"_id": i, "title": "", "text": t} for t, i in docs.items()]))
+    atomic_write_text(out / "queries.jsonl", jsonl(
+        [{"_id": i, "text": t} for t, i in queries.items()]))
+    atomic_write_text(out / "qrels" / f"{split.split}.tsv", "query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{d}\t{s}\n" for (q, d), s in qrels.items()))
+    name = f"{split.task}-retrieval"
+    spec = {"name": name, "kind": "retrieval", "corpus": "corpus.jsonl",
+            "queries": "queries.jsonl", "files": {split.split: f"qrels/{split.split}.tsv"},
+            "description": f"{split.task}/{split.split} as retrieval: queries sentence1 of the "
+                           f"positive pairs, corpus every sentence2, qrels the positive pairs "
+                           f"(from {split.source}, sha256 {split.sha256[:16]})"}
+    path = out / f"{name}.json"
+    atomic_write_text(path, json.dumps(spec, ensure_ascii=False, indent=2) + "\n")
+    return path
