@@ -24,9 +24,16 @@ from embedkit.errors import ConfigError
 from embedkit.evaluation import UndefinedScoreWarning, undefined_message
 from embedkit.experiments.bench import PostOptions, bench_blocks, run_bench, run_bench_models
 from embedkit.experiments.mteb_results import write_mteb_results
+from embedkit.experiments.pair_extras import PairExtras
 from embedkit.experiments.predictions import FORMATS, bench_predictions, row_folder
-from embedkit.experiments.report import data_line, format_table, markdown_report
+from embedkit.experiments.report import (
+    classification_rows,
+    data_line,
+    format_table,
+    markdown_report,
+)
 from embedkit.io.atomic import atomic_write_text
+from embedkit.io.tables import text_table
 
 
 def add_parser(sub) -> None:
@@ -54,6 +61,15 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="use a --post file: map even if it was fitted for another model, "
                         "pooling or dimension (a warning instead of an error)")
+    p.add_argument("--classify", action="store_true",
+                   help="binary tasks: also best accuracy / F1 thresholds chosen on valid (AFQMC: "
+                        "train) reported on the evaluated split, and average precision")
+    p.add_argument("--similarities", default="cosine", metavar="NAMES",
+                   help="with --classify: cosine, dot, euclidean (comma-separated)")
+    p.add_argument("--ci", nargs="?", type=int, const=1000, default=0, metavar="N",
+                   help="bootstrap 95%% intervals over pairs with N resamples (default 1000)")
+    p.add_argument("--ci-seed", type=int, default=0, metavar="SEED",
+                   help="seed of the resamples and of the selection split's sample")
     p.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
     p.add_argument("--markdown", nargs="?", const="-", metavar="FILE.md",
                    help="print a Markdown report instead of the table (or write it to FILE.md)")
@@ -87,7 +103,9 @@ def run(args) -> int:
     encoder = as_encoder(configs[0]) if args.predictions and len(configs) == 1 else None
     options = dict(protocol=args.protocol, max_length=args.max_length, data=data_options(args),
                    post=PostOptions(tuple(args.post), args.fit_on, args.fit_unique, args.force),
-                   command=args.command_line)
+                   command=args.command_line,
+                   extras=PairExtras(classify=args.classify, ci=args.ci, seed=args.ci_seed,
+                                     similarities=tuple(split_list(args.similarities))))
     with warnings.catch_warnings():
         # said once per task and split below, from the record
         warnings.simplefilter("ignore", UndefinedScoreWarning)
@@ -105,7 +123,17 @@ def run(args) -> int:
         print(markdown_report(record))
     else:
         _print_table(record)
+        _print_classification(record)
     return 0
+
+
+def _print_classification(record: dict) -> None:
+    for block in bench_blocks(record):
+        header, rows = classification_rows(block)
+        if rows:
+            print(f"\n{block['model']['name']}: pair classification x 100 (cosine; thresholds "
+                  "chosen on the selection split)")
+            print(text_table(header, rows))
 
 
 def check_model_names(models: list[str]) -> None:

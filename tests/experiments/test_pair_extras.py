@@ -1,0 +1,69 @@
+"""bench --classify / --ci: pair classification with thresholds chosen on valid, intervals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from embedkit.data import get_task, load_split
+from embedkit.evaluation.classification import best_accuracy, best_f1, threshold_scores
+from embedkit.evaluation.metrics import cosine_scores
+from embedkit.experiments.bench import run_bench
+from embedkit.experiments.pair_extras import PairExtras
+from embedkit.experiments.report import classification_rows, format_table, markdown_report
+from tests.conftest import source_lines
+
+
+@pytest.fixture(scope="module")
+def binary_spec(tmp_path_factory):
+    """The tiny STS pairs made binary (label >= 3 -> 1): valid = first 20, test = last 20."""
+    d = tmp_path_factory.mktemp("binary")
+    rows = [ln.split("\t") for ln in source_lines()]
+    lines = [f"{a}\t{b}\t{int(float(y) >= 3)}\n" for a, b, y in rows]
+    (d / "valid.tsv").write_text("".join(lines[:20]), encoding="utf-8")
+    (d / "test.tsv").write_text("".join(lines[20:]), encoding="utf-8")
+    spec = d / "bin.json"
+    spec.write_text(json.dumps({"name": "bin", "files": {"valid": "valid.tsv",
+                                                         "test": "test.tsv"},
+                                "label_range": [0, 1], "label_type": "int"}), encoding="utf-8")
+    return spec
+
+
+def test_thresholds_chosen_on_valid_reported_on_test(tiny_encoder, binary_spec):
+    rec = run_bench(tiny_encoder, ["last-avg"], [str(binary_spec)], post=["whiten:k=8"],
+                    extras=PairExtras(classify=True, ci=200, similarities=("cosine", "dot")))
+    spec = get_task(str(binary_spec))
+    valid, test = load_split(spec, "valid"), load_split(spec, "test")
+
+    def cos(s):
+        e = lambda t: tiny_encoder.encode(t, "last-avg", max_length=64)  # noqa: E731
+        return cosine_scores(e(s.sentences1), e(s.sentences2))
+
+    res = rec["results"]["last-avg"]["bin"]["test"]
+    c = res["classification"]["cosine"]
+    t = best_accuracy(cos(valid), valid.labels)[1]
+    assert c["accuracy_threshold"] == pytest.approx(t)
+    assert c["accuracy"] == pytest.approx(threshold_scores(cos(test), test.labels, t)["accuracy"])
+    assert c["f1_threshold"] == pytest.approx(best_f1(cos(valid), valid.labels)[3])
+    assert "dot" in res["classification"] and res["classification"]["selected_on"].startswith(
+        "valid (20 pairs")
+    ci = res["ci"]["spearman"]
+    assert ci["low"] <= res["spearman"] <= ci["high"] and ci["n_resamples"] == 200
+    assert set(res["ci"]) == {"spearman", "accuracy", "ap"}
+    assert rec["settings"]["extras"]["ci"] == 200
+    assert rec["data"]["bin"]["selection"]["test"]["n_pairs"] == 20
+    whitened = rec["results"]["last-avg + whiten:beta=1,gamma=1,k=8"]["bin"]["test"]["classification"]["cosine"]
+    assert whitened["accuracy_threshold"] != pytest.approx(t)  # whitening moves the scale
+    assert "±" in format_table(rec).splitlines()[1]
+    _, rows = classification_rows(rec)
+    assert [r[1] for r in rows] == ["bin/test", "bin/test"]
+    assert "## Pair classification" in markdown_report(rec)
+
+
+def test_no_extras_leaves_the_record_as_it_was(tiny_encoder, binary_spec):
+    rec = run_bench(tiny_encoder, ["last-avg"], [str(binary_spec)])
+    res = rec["results"]["last-avg"]["bin"]["test"]
+    assert "classification" not in res and "ci" not in res and "extras" not in rec["settings"]
+    assert np.isfinite(res["spearman"])
