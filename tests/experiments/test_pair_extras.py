@@ -67,3 +67,31 @@ def test_no_extras_leaves_the_record_as_it_was(tiny_encoder, binary_spec):
     res = rec["results"]["last-avg"]["bin"]["test"]
     assert "classification" not in res and "ci" not in res and "extras" not in rec["settings"]
     assert np.isfinite(res["spearman"])
+
+
+def test_whiten_writes_the_calibrated_threshold(tiny_model_dir, binary_spec, tmp_path):
+    from embedkit.encoders import Encoder
+    from embedkit.evaluation.classification import pair_similarities
+    from embedkit.experiments.whiten import WhitenSettings, run_whiten
+    from embedkit.postprocess.affine import AffineMap
+
+    enc = Encoder(str(tiny_model_dir), cache=None)
+    out = tmp_path / "st"
+    res = run_whiten(enc, str(binary_spec), out, WhitenSettings(k=8), pooling="cls",
+                     format="sentence-transformers", calibrate=str(binary_spec))
+    t = json.loads((out / "embedkit_threshold.json").read_text(encoding="utf-8"))
+    assert t == res.metadata["threshold"] and (t["selected_on"], t["evaluated_on"]) == (
+        "valid", "test")
+    spec = get_task(str(binary_spec))
+    amap = AffineMap(res.whitening.kernel_, res.whitening.bias_, False)
+
+    def cos(split):
+        s = load_split(spec, split)
+        e = lambda x: amap.apply(enc.encode(x, "cls", max_length=64))  # noqa: E731
+        return pair_similarities(e(s.sentences1), e(s.sentences2))["cosine"], s.labels
+
+    assert t["threshold"] == pytest.approx(best_accuracy(*cos("valid"))[1])
+    assert t["accuracy"] == pytest.approx(threshold_scores(*cos("test"), t["threshold"])[
+        "accuracy"])
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "## Threshold" in card and f"**{t['threshold']:.4f}**" in card
