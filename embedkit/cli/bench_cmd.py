@@ -70,6 +70,9 @@ def add_parser(sub) -> None:
                    help="bootstrap 95%% intervals over pairs with N resamples (default 1000)")
     p.add_argument("--ci-seed", type=int, default=0, metavar="SEED",
                    help="seed of the resamples and of the selection split's sample")
+    p.add_argument("--plots", metavar="DIR",
+                   help="with --predictions: one PNG per binary task/split, the cosine "
+                        "histograms by label of every row with its threshold")
     p.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
     p.add_argument("--markdown", nargs="?", const="-", metavar="FILE.md",
                    help="print a Markdown report instead of the table (or write it to FILE.md)")
@@ -95,6 +98,8 @@ def run(args) -> int:
     check_output_path(args.markdown, "markdown", stdout_ok=True)
     check_output_dir(args.mteb_results, "mteb_results")
     check_output_dir(args.predictions, "predictions")
+    if args.plots and not args.predictions:
+        raise ConfigError("--plots draws from the predictions files: give --predictions DIR")
     models = split_models(args.model)
     if len(models) > 1 or "," in models[0]:
         check_model_names(models)
@@ -117,6 +122,17 @@ def run(args) -> int:
     if args.output:
         write_json(args.output, record)
     _write_extras(args, record, encoder)
+    if args.plots:
+        from embedkit.experiments.significance import histogram_plots
+
+        blocks = bench_blocks(record)
+        for block in blocks:
+            name = block["model"]["name"]
+            pred = (Path(args.predictions) / row_folder(name) if len(blocks) > 1
+                    else Path(args.predictions))
+            paths = histogram_plots(block, pred, Path(args.plots) / (
+                row_folder(name) if len(blocks) > 1 else ""))
+            print(f"embedkit: plots: {len(paths)} histograms in {args.plots}", file=sys.stderr)
     if args.markdown and args.markdown != "-":
         atomic_write_text(args.markdown, markdown_report(record))
     if args.markdown == "-":

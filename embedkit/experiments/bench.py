@@ -204,9 +204,6 @@ def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, r
     sel_sentences = list(dict.fromkeys(t for s in (extra[1] if extra else {}).values()
                                        for t in (*s.sentences1, *s.sentences2)))
     sel_vecs = enc.encode_multi(sel_sentences, pools, max_length=max_len) if sel_sentences else {}
-    if extra and extra[1]:
-        record["selection"] = {split: {"split": s.split, "n_pairs": s.n_pairs, "sha256": s.sha256,
-                                       "source": s.source} for split, s in extra[1].items()}
     if fit is not None:
         fit_vecs = enc.encode_multi(fit.sentences, pools, max_length=max_len)
         record["fit"] = fit.record()

@@ -86,9 +86,11 @@ def _classify(e: tuple[np.ndarray, np.ndarray], labels: np.ndarray, sel: PairSpl
               sel_e: tuple[np.ndarray, np.ndarray], extras: PairExtras) -> dict[str, Any]:
     sims = pair_similarities(*e, extras.similarities)
     sel_sims = pair_similarities(*sel_e, extras.similarities)
-    out: dict[str, Any] = {"selected_on": f"{sel.split} ({sel.n_pairs} pairs, seed "
-                                          f"{extras.seed})" if sel.source.endswith(")")
-                           else f"{sel.split} ({sel.n_pairs} pairs)"}
+    sampled = sel.source.endswith(")")  # PairSplit.sample's source ends "#sample(...)"
+    out: dict[str, Any] = {
+        "selected_on": f"{sel.split} ({sel.n_pairs} pairs{f', seed {extras.seed}' if sampled else ''})",
+        "selection": {"split": sel.split, "n_pairs": sel.n_pairs, "sha256": sel.sha256,
+                      "source": sel.source}}
     for name, scores in sims.items():
         out[name] = calibrated_scores((sel_sims[name], sel.labels), (scores, labels),
                                       SIMILARITIES[name])

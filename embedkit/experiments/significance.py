@@ -20,7 +20,7 @@ from embedkit.evaluation.bootstrap import paired_bootstrap
 from embedkit.experiments.predictions import read_predictions
 from embedkit.io.tables import text_table
 
-__all__ = ["compare_predictions", "format_significance", "matched_files"]
+__all__ = ["compare_predictions", "format_significance", "histogram_plots", "matched_files"]
 
 _SUFFIXES = (".jsonl", ".parquet")
 
@@ -88,3 +88,36 @@ def format_significance(rows: list[dict[str, Any]], markdown: bool = False) -> s
              f"{r['p_value']:.3f}", "yes" if r["significant"] else "no (noise)"]
             for r in rows]
     return text_table(header, body, markdown=markdown)
+
+
+def histogram_plots(record: dict[str, Any], pred_dir: str | os.PathLike,
+                    out_dir: str | os.PathLike) -> list[Path]:
+    """One PNG per binary task/split of a bench record (``OUT/<task>_<split>.png``): the
+    cosine histograms by label of every row, read from the predictions files under
+    ``pred_dir``, with each row's calibrated threshold (``--classify``)."""
+    from embedkit.diagnostics.plots import plot_cosine_histograms
+    from embedkit.experiments.predictions import row_folder
+
+    out: list[Path] = []
+    results = record["results"]
+    first = next(iter(results.values()))
+    for task, splits in first.items():
+        if not isinstance(splits, dict) or task == "avg":
+            continue
+        for split in (s for s, v in splits.items() if isinstance(v, dict) and "spearman" in v):
+            panels = {}
+            for label, res in results.items():
+                base = Path(pred_dir) / row_folder(label) / task
+                f = next((base / f"{split}{x}" for x in _SUFFIXES
+                          if (base / f"{split}{x}").is_file()), None)
+                if f is None:
+                    continue
+                cols = read_predictions(f)
+                c = ((res[task][split].get("classification") or {}).get("cosine") or {})
+                panels[label] = (cols["cosine"], cols["label"], c.get("accuracy_threshold"))
+            if panels and set(np.unique(next(iter(panels.values()))[1])) <= {0, 1}:
+                path = Path(out_dir) / f"{task}_{split}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                out.append(plot_cosine_histograms(path, f"{task}/{split}: cosine by label",
+                                                  panels))
+    return out

@@ -53,7 +53,8 @@ def test_thresholds_chosen_on_valid_reported_on_test(tiny_encoder, binary_spec):
     assert ci["low"] <= res["spearman"] <= ci["high"] and ci["n_resamples"] == 200
     assert set(res["ci"]) == {"spearman", "accuracy", "ap"}
     assert rec["settings"]["extras"]["ci"] == 200
-    assert rec["data"]["bin"]["selection"]["test"]["n_pairs"] == 20
+    assert res["classification"]["selection"]["n_pairs"] == 20 and "selection" not in rec["data"][
+        "bin"]
     whitened = rec["results"]["last-avg + whiten:beta=1,gamma=1,k=8"]["bin"]["test"]["classification"]["cosine"]
     assert whitened["accuracy_threshold"] != pytest.approx(t)  # whitening moves the scale
     assert "±" in format_table(rec).splitlines()[1]
@@ -95,3 +96,20 @@ def test_whiten_writes_the_calibrated_threshold(tiny_model_dir, binary_spec, tmp
         "accuracy"])
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "## Threshold" in card and f"**{t['threshold']:.4f}**" in card
+
+
+def test_bench_cli_classify_and_plots(tiny_model_dir, binary_spec, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from embedkit.cli.main import main
+
+    assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(binary_spec),
+                 "--no-cache", "--post", "whiten:k=8", "--classify", "--predictions",
+                 str(tmp_path / "p"), "--predictions-format", "jsonl", "--plots",
+                 str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    assert "pair classification x 100" in out and "bin/test" in out
+    png = tmp_path / "plots" / "bin_test.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(binary_spec),
+                 "--plots", str(tmp_path / "x")]) == 2
+    assert "--plots draws from the predictions files" in capsys.readouterr().err
