@@ -1,5 +1,5 @@
 """Is the difference between two rows on the same data more than noise? A paired bootstrap
-over the per-pair scores of the predictions files ``bench`` writes (``--predictions``).
+over the per-pair scores of the predictions files ``bench`` writes (its predictions option).
 
 ``a`` and ``b`` are two predictions files, or two row folders (``DIR/<row>``) whose
 ``<task>/<split>`` files are matched by name. The pairs must be the same (same positions and
@@ -94,7 +94,7 @@ def histogram_plots(record: dict[str, Any], pred_dir: str | os.PathLike,
                     out_dir: str | os.PathLike) -> list[Path]:
     """One PNG per binary task/split of a bench record (``OUT/<task>_<split>.png``): the
     cosine histograms by label of every row, read from the predictions files under
-    ``pred_dir``, with each row's calibrated threshold (``--classify``)."""
+    ``pred_dir``, with each row's calibrated threshold (bench's classify option)."""
     from embedkit.diagnostics.plots import plot_cosine_histograms
     from embedkit.experiments.predictions import row_folder
 
