@@ -199,7 +199,7 @@ def _vectors(value: Any, texts: list[str], name: str) -> np.ndarray:
 
 def evaluate_retrieval(
     task: RetrievalTask,
-    encode_corpus_vectors: np.ndarray | Callable[[list[str]], np.ndarray],
+    encode_corpus_vectors: np.ndarray | Callable[[list[str]], np.ndarray] | None,
     query_vectors: np.ndarray | Callable[[list[str]], np.ndarray],
     *,
     factory: str = "Flat",
@@ -236,6 +236,8 @@ def evaluate_retrieval(
 
     query_x = _vectors(query_vectors, task.queries, "query vectors")
     if index is None:
+        if encode_corpus_vectors is None:
+            raise ConfigError("give the corpus vectors (or an encode function) or an index")
         corpus_x = _vectors(encode_corpus_vectors, task.corpus, "corpus vectors")
         first = [ks[0] for ks in task.corpus_keys] if task.corpus_keys else None
         index = EmbeddingIndex.build(corpus_x, task.corpus, factory=factory, metric=metric,
