@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 STAMP := .stamp-install
 LOCK := requirements/dev.lock
 
-.PHONY: install lock bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare clean
+.PHONY: install lock bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare eval-pairs clean
 
 install: $(STAMP)
 
@@ -77,6 +77,15 @@ bench-speed: install $(ST_VENV)/.stamp
 eval-m3e: install
 	embedkit bench --model m3e-small --pooling cls,pooler,last-avg,first-last-avg \
 		--splits valid,test --markdown eval/m3e-small.md --output eval/m3e-small.json
+
+# Pair classification (valid-chosen thresholds reported on test, F1, AP) with bootstrap
+# intervals and the cosine histograms, for m3e-small raw, whitened and beta=gamma=0 k=256.
+eval-pairs: install
+	embedkit bench --model m3e-small --pooling cls --tasks LCQMC,BQ,ATEC,AFQMC,PAWSX \
+		--post whiten:beta=1,gamma=1,k=all --post whiten:beta=0,gamma=0,k=256 \
+		--classify --ci --predictions eval/pairs-predictions --predictions-format jsonl \
+		--plots eval/pairs-plots --markdown eval/pairs-m3e-small.md \
+		--output eval/pairs-m3e-small.json
 
 eval-whitening: install
 	embedkit sweep --model m3e-small --pooling cls,pooler,last-avg,first-last-avg \

@@ -394,3 +394,43 @@ def pytest_sessionfinish(session):
     if path and not hasattr(session.config, "workerinput"):
         Path(path).write_text(json.dumps(session.config._reliability, ensure_ascii=False,
                                          indent=1), encoding="utf-8")
+
+
+def write_beir_task(folder: Path, lines: list[str]) -> Path:
+    """A retrieval task in the BEIR layout from pair lines (s1, s2, label 0-5): queries the
+    distinct first sentences of pairs labelled >= 3, corpus every second sentence (one entry
+    repeated under a second id), qrels graded 1 (label 3) / 2 (label 4) / 3 (label 5), one
+    judged 0; returns the spec file."""
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    pairs = [ln.split("\t") for ln in lines]
+    corpus = {f"d{i}": s2 for i, (_, s2, _) in enumerate(pairs)}
+    first = next(iter(corpus))
+    corpus["dup"] = corpus[first]
+    queries: dict[str, str] = {}
+    qrels = []
+    for i, (s1, _, label) in enumerate(pairs):
+        if float(label) >= 3:
+            qid = next((q for q, t in queries.items() if t == s1), f"q{len(queries)}")
+            queries[qid] = s1
+            qrels.append((qid, f"d{i}", int(float(label)) - 2))
+    qrels.append((next(iter(queries)), "dup", 0))
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as fh:
+        for cid, text in corpus.items():
+            fh.write(json.dumps({"_id": cid, "title": "", "text": text}, ensure_ascii=False) + "\n")
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as fh:
+        for qid, text in queries.items():
+            fh.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels),
+        encoding="utf-8")
+    spec = folder / "beir-task.json"
+    spec.write_text(json.dumps({"name": "beir-task", "kind": "retrieval",
+                                "corpus": "corpus.jsonl", "queries": "queries.jsonl",
+                                "files": {"test": "qrels/test.tsv"}}), encoding="utf-8")
+    return spec
+
+
+@pytest.fixture(scope="session")
+def beir_spec_file(tmp_path_factory) -> Path:
+    """A small retrieval task read from files (see :func:`write_beir_task`)."""
+    return write_beir_task(tmp_path_factory.mktemp("beir"), source_lines())

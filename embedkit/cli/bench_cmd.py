@@ -25,9 +25,17 @@ from embedkit.errors import ConfigError
 from embedkit.evaluation import UndefinedScoreWarning, undefined_message
 from embedkit.experiments.bench import PostOptions, bench_blocks, run_bench, run_bench_models
 from embedkit.experiments.mteb_results import write_mteb_results
+from embedkit.experiments.pair_extras import PairExtras
 from embedkit.experiments.predictions import FORMATS, bench_predictions, row_folder
-from embedkit.experiments.report import data_line, format_table, markdown_report, run_title
+from embedkit.experiments.report import (
+    classification_rows,
+    data_line,
+    format_table,
+    markdown_report,
+    run_title,
+)
 from embedkit.io.atomic import atomic_write_text
+from embedkit.io.tables import text_table
 
 
 def add_parser(sub) -> None:
@@ -56,6 +64,18 @@ def add_parser(sub) -> None:
                    help="use a --post file: map even if it was fitted for another model, "
                         "pooling or dimension (a warning instead of an error)")
     add_similarity_option(p)
+    p.add_argument("--classify", action="store_true",
+                   help="binary tasks: also best accuracy / F1 thresholds chosen on valid (AFQMC: "
+                        "train) reported on the evaluated split, and average precision")
+    p.add_argument("--similarities", default="cosine", metavar="NAMES",
+                   help="with --classify: cosine, dot, euclidean (comma-separated)")
+    p.add_argument("--ci", nargs="?", type=int, const=1000, default=0, metavar="N",
+                   help="bootstrap 95%% intervals over pairs with N resamples (default 1000)")
+    p.add_argument("--ci-seed", type=int, default=0, metavar="SEED",
+                   help="seed of the resamples and of the selection split's sample")
+    p.add_argument("--plots", metavar="DIR",
+                   help="with --predictions: one PNG per binary task/split, the cosine "
+                        "histograms by label of every row with its threshold")
     p.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
     p.add_argument("--markdown", nargs="?", const="-", metavar="FILE.md",
                    help="print a Markdown report instead of the table (or write it to FILE.md)")
@@ -83,6 +103,8 @@ def run(args) -> int:
     check_output_path(args.markdown, "markdown", stdout_ok=True)
     check_output_dir(args.mteb_results, "mteb_results")
     check_output_dir(args.predictions, "predictions")
+    if args.plots and not args.predictions:
+        raise ConfigError("--plots draws from the predictions files: give --predictions DIR")
     models = split_models(args.model)
     if len(models) > 1 or "," in models[0]:
         check_model_names(models)
@@ -91,7 +113,9 @@ def run(args) -> int:
     encoder = as_encoder(configs[0]) if args.predictions and len(configs) == 1 else None
     options = dict(protocol=args.protocol, max_length=args.max_length, data=data_options(args),
                    post=PostOptions(tuple(args.post), args.fit_on, args.fit_unique, args.force),
-                   command=args.command_line, similarity=args.similarity)
+                   command=args.command_line, similarity=args.similarity,
+                   extras=PairExtras(classify=args.classify, ci=args.ci, seed=args.ci_seed,
+                                     similarities=tuple(split_list(args.similarities))))
     with warnings.catch_warnings():
         # said once per task and split below, from the record
         warnings.simplefilter("ignore", UndefinedScoreWarning)
@@ -103,13 +127,34 @@ def run(args) -> int:
     if args.output:
         write_json(args.output, record)
     _write_extras(args, record, encoder)
+    if args.plots:
+        from embedkit.experiments.significance import histogram_plots
+
+        blocks = bench_blocks(record)
+        for block in blocks:
+            name = block["model"]["name"]
+            pred = (Path(args.predictions) / row_folder(name) if len(blocks) > 1
+                    else Path(args.predictions))
+            paths = histogram_plots(block, pred, Path(args.plots) / (
+                row_folder(name) if len(blocks) > 1 else ""))
+            print(f"embedkit: plots: {len(paths)} histograms in {args.plots}", file=sys.stderr)
     if args.markdown and args.markdown != "-":
         atomic_write_text(args.markdown, markdown_report(record))
     if args.markdown == "-":
         print(markdown_report(record))
     else:
         _print_table(record)
+        _print_classification(record)
     return 0
+
+
+def _print_classification(record: dict) -> None:
+    for block in bench_blocks(record):
+        header, rows = classification_rows(block)
+        if rows:
+            print(f"\n{block['model']['name']}: pair classification x 100 (cosine; thresholds "
+                  "chosen on the selection split)")
+            print(text_table(header, rows))
 
 
 def check_model_names(models: list[str]) -> None:

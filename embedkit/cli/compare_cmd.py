@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from embedkit.errors import ConfigError
 from embedkit.experiments.compare import METRICS, compare
 from embedkit.experiments.compare_render import (
     comparison_table,
@@ -28,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "an input without a score on the split is left out by name. Example: embedkit compare eval/m3e-small.json "
                     "eval/whitening-m3e-small.json results/ --html eval/compare.html",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="RECORD_OR_DIR",
+    p.add_argument("inputs", nargs="*", metavar="RECORD_OR_DIR",
                    help="embedkit JSON records, or folders of mteb results")
     p.add_argument("--metric", default="spearman", choices=METRICS)
     p.add_argument("--split", default="test", help="the split compared (test, valid)")
@@ -37,10 +38,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--html", metavar="F.html",
                    help="also write one self-contained HTML page here (sortable table, charts)")
     p.add_argument("--plot", metavar="F.png", help="also write a PNG heatmap here (matplotlib)")
+    p.add_argument("--paired", nargs=2, metavar=("A", "B"),
+                   help="instead: is row A better than row B beyond noise? two predictions files "
+                        "or row folders of bench --predictions on the same data; a paired "
+                        "bootstrap (the same resampled pairs for both) of Spearman")
+    p.add_argument("--resamples", type=int, default=1000, metavar="N",
+                   help="with --paired: bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="with --paired: seed of the resamples")
     p.set_defaults(func=run)
 
 
+def _run_paired(args: argparse.Namespace) -> int:
+    from embedkit.experiments.significance import compare_predictions, format_significance
+
+    rows = compare_predictions(args.paired[0], args.paired[1], n_resamples=args.resamples,
+                               seed=args.seed)
+    print(f"Spearman x 100, A = {args.paired[0]}, B = {args.paired[1]}; paired bootstrap, "
+          f"{args.resamples} resamples, seed {args.seed}; significant: the 95% interval of "
+          "A - B excludes 0")
+    print(format_significance(rows))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.paired:
+        return _run_paired(args)
+    if not args.inputs:
+        raise ConfigError("give records or mteb folders to compare, or --paired A B")
     cmp = compare(args.inputs, metric=args.metric, split=args.split)
     left_out = f"; {len(cmp.skipped)} input(s) left out, see below" if cmp.skipped else ""
     print(f"{cmp.metric.capitalize()} x 100 on the {cmp.split} split "

@@ -174,6 +174,13 @@ def _add_eval_quality(e: argparse.ArgumentParser) -> None:
                    help="what --post is fitted on: task (every split), train, valid, test, FILE")
     e.add_argument("--fit-unique", action="store_true",
                    help="fit on unique sentences instead of every occurrence")
+    e.add_argument("--index", dest="index_dir", metavar="DIR",
+                   help="score this index folder (built by index build) on retrieval tasks "
+                        "read from files: its recipe encodes the queries; its ids must be the "
+                        "corpus' _id values")
+    e.add_argument("--predictions", metavar="DIR",
+                   help="write each row's per-query metrics (retrieval tasks read from files) "
+                        "under DIR/<row>/<task>/<split>.jsonl")
     e.add_argument("--csls", action="store_true",
                    help="also a CSLS-re-ranked row after each row (hubness reduction: "
                         "2 cos(q, c) - r(c), r(c) the mean cosine of c to its corpus "
@@ -334,7 +341,8 @@ def _eval_options(args: argparse.Namespace) -> index_eval.IndexEvalOptions:
         tasks=tuple(split_list(args.tasks)), splits=tuple(split_list(args.split)),
         posts=tuple(args.post), both_directions=args.both_directions, threshold=args.threshold,
         fit_on=args.fit_on, fit_unique=args.fit_unique, csls=args.csls, csls_k=args.csls_k,
-        csls_candidates=args.csls_candidates)
+        csls_candidates=args.csls_candidates, index_dir=args.index_dir,
+        predictions=args.predictions)
     cost = index_eval.CostOptions(
         corpus_tasks=tuple(split_list(args.cost_corpus_tasks)),
         factories=tuple(dict.fromkeys(factories)) or index_eval.DEFAULT_FACTORIES,

@@ -51,6 +51,11 @@ def add_parser(sub) -> None:
     p.add_argument("--normalize", action="store_true",
                    help="L2-normalise the output (a Normalize module in the "
                         "sentence-transformers folder; recorded in the metadata otherwise)")
+    p.add_argument("--calibrate", metavar="TASK",
+                   help="a binary task (LCQMC, BQ, ...): choose the cosine threshold of the "
+                        "whitened vectors on its valid split, report its test accuracy, and "
+                        "write both into the model card and embedkit_threshold.json "
+                        "(sentence-transformers format)")
     add_data_options(p)
     p.set_defaults(func=run)
 
@@ -69,12 +74,17 @@ def run(args) -> int:
         return run_whiten_embeddings(args, settings)
     result = run_whiten(encoder_config(args), args.fit_on, args.out, settings,
                         pooling=args.pooling, format=args.format, data=data_options(args),
-                        command=args.command_line)
+                        command=args.command_line, calibrate=args.calibrate)
     w, fit = result.whitening, result.fit
     d, k = w.kernel_.shape
     print(f"wrote {result.path} ({result.format}): {result.spec} d={d} -> k={k}; "
           f"{result.encoder_name} {result.pooling}, max length {result.max_length}; fitted on "
           f"{fit.description} ({len(fit.sentences)} sentences, sha256 {fit.sha256[:12]})")
+    t = result.metadata.get("threshold")
+    if t:
+        print(f"threshold: cosine > {t['threshold']:.4f} (chosen on {t['task']}/"
+              f"{t['selected_on']}); accuracy on {t['task']}/{t['evaluated_on']}: "
+              f"{100 * t['accuracy']:.2f}")
     if result.format in ("safetensors", "npz"):
         print(f"use it with: embedkit bench --model {args.model} --pooling {result.pooling} "
               f"--post file:{result.path}", file=sys.stderr)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from embedkit.data.loading import DataOptions, load_split
+from embedkit.data.retrieval import load_retrieval_split
 from embedkit.data.spec import TaskSpec
 
 
@@ -24,6 +25,9 @@ def list_datasets(specs: Sequence[TaskSpec], data: DataOptions | None = None
     data = data or DataOptions()
     listing = []
     for spec in specs:
+        if spec.is_retrieval:
+            listing += _retrieval_rows(spec, data)
+            continue
         for split in spec.splits:
             s = load_split(spec, split, data_dir=data.data_dir, source=data.source,
                            skip_invalid=data.skip_invalid)
@@ -34,3 +38,17 @@ def list_datasets(specs: Sequence[TaskSpec], data: DataOptions | None = None
                             "labels": s.label_distribution(), "max_length": spec.max_length,
                             "hub": hub, "sha256": s.sha256, "source": s.source})
     return listing
+
+
+def _retrieval_rows(spec: TaskSpec, data: DataOptions) -> list[dict[str, Any]]:
+    """A retrieval task's splits: ``rows`` the judgements, ``unique_sentences`` the corpus
+    size, ``labels`` the judgements per relevance score, plus ``queries``."""
+    out = []
+    for split in spec.splits:
+        r = load_retrieval_split(spec, split, data_dir=data.data_dir)
+        out.append({"task": spec.name, "split": split, "kind": "retrieval",
+                    "rows": r.n_judgements, "skipped": 0,
+                    "unique_sentences": len(r.corpus_ids), "queries": len(r.query_ids),
+                    "labels": r.score_distribution(), "max_length": spec.max_length,
+                    "hub": "", "sha256": r.sha256, "source": r.source})
+    return out

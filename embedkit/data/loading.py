@@ -151,7 +151,13 @@ def data_dir_candidates(rel: Path, data_dir: Path) -> list[Path]:
 def resolve_file(spec: TaskSpec, split: str, data_dir: Path | None) -> Path:
     """Where ``spec``'s file for ``split`` lies (the first of :func:`data_dir_candidates` that
     exists; else the first, which may not exist)."""
-    rel = Path(spec.files[split])
+    return resolve_path(spec, spec.files[split], data_dir)
+
+
+def resolve_path(spec: TaskSpec, path: str, data_dir: Path | None) -> Path:
+    """Where one of ``spec``'s paths lies: absolute as it is, else against the spec's folder or
+    the data folder (``base``), as :func:`resolve_file` resolves a split's file."""
+    rel = Path(path)
     if rel.is_absolute():
         return rel
     if spec.base == "spec":
@@ -211,6 +217,9 @@ def load_split(spec: TaskSpec, split: str, *, data_dir: str | os.PathLike | None
         raise ConfigError(f"source {source!r} is not one of {', '.join(SOURCES)}",
                           param="source")
     split = check_split(spec, split)
+    if spec.is_retrieval:
+        raise ConfigError(f"task {spec.name} is a retrieval task (corpus, queries, qrels), not "
+                          "sentence pairs; evaluate it with index eval", param="tasks")
     if source == "hub":
         return load_hub_split(spec, split, skip_invalid=skip_invalid)
     needs_dir = _needs_data_dir(spec, split)

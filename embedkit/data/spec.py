@@ -109,6 +109,11 @@ class TaskSpec:
     instruction: str | None = None
     origin: str = ""
     spec_dir: str = ""
+    #: ``"pairs"`` (sentence pairs with labels) or ``"retrieval"`` (BEIR / mteb layout:
+    #: ``corpus`` and ``queries`` JSON lines files, ``files`` mapping each split to its qrels TSV)
+    kind: str = "pairs"
+    corpus: str = ""
+    queries: str = ""
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -116,6 +121,11 @@ class TaskSpec:
         if self.files:
             return tuple(self.files)
         return tuple(self.hub.splits) if self.hub else ()
+
+    @property
+    def is_retrieval(self) -> bool:
+        """True for a retrieval task (corpus, queries, qrels per split)."""
+        return self.kind == "retrieval"
 
     @property
     def is_binary(self) -> bool:
@@ -153,7 +163,8 @@ class TaskSpec:
             cmteb_splits=tuple(canonical_split(x) for x in m.cmteb_splits), hub=hub,
             sha256={canonical_split(k): v.lower() for k, v in m.sha256.items()},
             description=m.description, encoding=m.encoding, instruction=m.instruction,
-            origin=origin, spec_dir=spec_dir)
+            origin=origin, spec_dir=spec_dir, kind=m.kind, corpus=m.corpus or "",
+            queries=m.queries or "")
 
     @classmethod
     def from_file(cls, path: str | Path) -> TaskSpec:
@@ -241,6 +252,9 @@ _EXPECTED = {
     "sha256": "must map split names to the sha256 (64 hex digits) of the published files",
     "encoding": "must be the name of a text encoding Python knows (utf-8, gb18030, ...)",
     "license": "must be a string",
+    "kind": "must be 'pairs' or 'retrieval'",
+    "corpus": "must be the path of the corpus JSON lines file (_id, title, text)",
+    "queries": "must be the path of the queries JSON lines file (_id, text)",
 }
 
 
@@ -296,6 +310,9 @@ class _SpecModel(_Strict):
     encoding: Annotated[_Text, AfterValidator(_known_encoding)] = "utf-8"
     license: StrictStr | None = None
     instruction: Annotated[StrictStr, AfterValidator(_one_line_text)] | None = None
+    kind: Literal["pairs", "retrieval"] = "pairs"
+    corpus: _Text | None = None
+    queries: _Text | None = None
 
     def canonical_files(self) -> dict[str, str]:
         return {canonical_split(k): v for k, v in self.files.items()}
@@ -305,6 +322,11 @@ class _SpecModel(_Strict):
         _check_split_names("files", list(self.files))
         if self.hub is not None:
             _check_split_names("hub", list(self.hub.splits))
+        if self.kind == "retrieval":
+            _check_retrieval(self)
+        elif self.corpus is not None or self.queries is not None:
+            raise _SpecError("kind", "'corpus' and 'queries' belong to a retrieval task; set "
+                                     "'kind': 'retrieval'")
         if not self.files and self.hub is None:
             raise _SpecError("", "give 'files' (split -> path) or a 'hub' source")
         columns = list(self.columns or ("sentence1", "sentence2", "label"))
@@ -321,6 +343,19 @@ class _SpecModel(_Strict):
                     raise _SpecError(key, f"{split!r} is not among the splits "
                                           f"({', '.join(splits)})")
         return self
+
+
+def _check_retrieval(m: _SpecModel) -> None:
+    """A retrieval spec: corpus, queries and qrels files (split -> TSV), no hub source."""
+    for key in ("corpus", "queries"):
+        if getattr(m, key) is None:
+            raise _SpecError(key, f"required for a retrieval task ({_EXPECTED[key][8:]})")
+    if not m.files:
+        raise _SpecError("files", "a retrieval task maps each split to its qrels TSV "
+                                  "(query-id, corpus-id, score), e.g. {\"test\": "
+                                  "\"qrels/test.tsv\"}")
+    if m.hub is not None:
+        raise _SpecError("hub", "a retrieval task is read from local files only")
 
 
 def _check_split_names(key: str, names: list[str]) -> None:

@@ -22,7 +22,8 @@ import numpy as np
 from embedkit.errors import EmbedkitError
 from embedkit.io.atomic import atomic_path
 
-__all__ = ["require_matplotlib", "plot_spectra", "plot_occurrence", "plot_jl"]
+__all__ = ["plot_cosine_histograms", "plot_jl", "plot_occurrence", "plot_spectra",
+           "require_matplotlib"]
 
 
 def require_matplotlib() -> Any:
@@ -126,4 +127,34 @@ def plot_jl(path: str | os.PathLike, title: str, profiles: Mapping[str, dict[str
         _plain_ticks(ax)
         ax.set_xlabel("target dimension m of the random projection (log scale)")
         ax.set_ylabel("99th percentile of |d'^2 / d^2 - 1| over random pairs")
+    return Path(path)
+
+
+def plot_cosine_histograms(path: str | os.PathLike, title: str,
+                           panels: Mapping[str, tuple[Any, Any, float | None]]) -> Path:
+    """One panel per row (raw, each postprocessor): the histogram of the pairs' cosine by
+    label (0 and 1), with the row's calibrated threshold as a vertical line when given.
+    ``panels`` maps a row label to ``(cosines, labels, threshold)``; whitening's change of the
+    score scale shows as the two histograms moving apart and the threshold moving."""
+    plt = require_matplotlib()
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(n, 1, figsize=(8, 2.4 * n), squeeze=False)
+    try:
+        for ax, (label, (cos, labels, thr)) in zip(axes[:, 0], panels.items(), strict=False):
+            c, y = np.asarray(cos, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+            bins = np.linspace(float(c.min()), float(c.max()) + 1e-9, 50)
+            for value, colour in ((0, "tab:red"), (1, "tab:blue")):
+                ax.hist(c[y == value], bins=bins, alpha=0.5, color=colour,
+                        label=f"label {value} ({int(np.sum(y == value))})")
+            if thr is not None:
+                ax.axvline(thr, color="black", linewidth=1, label=f"threshold {thr:.3f}")
+            ax.set_title(label, fontsize=9)
+            ax.legend(fontsize=7)
+        axes[-1, 0].set_xlabel("cosine similarity of the pair")
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=90)
+    finally:
+        plt.close(fig)
     return Path(path)

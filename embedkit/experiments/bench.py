@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from embedkit.data import DataOptions, parse_tasks
+from embedkit.data import DataOptions, PairSplit, parse_tasks
 from embedkit.data.registry import get_task
 from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.data.spec import TaskSpec, canonical_split
@@ -31,6 +31,7 @@ from embedkit.encoders.st_folder import SIMILARITIES
 from embedkit.errors import ConfigError
 from embedkit.evaluation import PRIMARY_METRIC, STSEvaluator, aggregate, lookup, undefined_scores
 from embedkit.evaluation.evaluator import declared_similarity
+from embedkit.experiments.pair_extras import PairExtras, load_selection, score_extras
 from embedkit.experiments.record import (
     data_dir_setting,
     run_record,
@@ -77,11 +78,14 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
               splits: Sequence[str] | None = None, *, protocol: str = "whitening",
               max_length: int | None = None, data_dir: str | os.PathLike | None = None,
               data: DataOptions | None = None, post: Sequence[str] | PostOptions = (),
-              command: str | None = None, similarity: str | None = None) -> dict[str, Any]:
+              command: str | None = None, similarity: str | None = None,
+              extras: PairExtras | None = None) -> dict[str, Any]:
     """Run the benchmark and return its JSON-ready record (see the README for the fields).
 
     Pairs are compared by ``similarity`` (cosine, dot, euclidean, manhattan), by default the
     one the model folder declares, else cosine; ``settings.similarity`` records it.
+    ``extras`` adds pair classification (binary tasks, thresholds chosen on another split) and
+    bootstrap intervals to each split's scores (:mod:`embedkit.experiments.pair_extras`).
 
     ``post`` chains with a ``file:`` step use a saved map: one fitted for another model, pooling
     or dimension is a :class:`ConfigError` unless ``force`` (then a warning). When every chain
@@ -123,13 +127,20 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
         enc, evaluator.data, {s.name: evaluator.max_length_for(s, enc) for s in specs})
     records: dict[str, Any] = {}
     task_encs = {spec.name: for_task(enc, spec.instruction) for spec in specs}
+    extras = extras or PairExtras()
     for spec in specs:
+        selection = load_selection(spec, list(evaluator.data[spec.name]), extras, data)
         records[spec.name] = _bench_task(evaluator, spec, task_encs[spec.name],
-                                         list(rows.values()), fits.get(spec.name), sim)
+                                         list(rows.values()), fits.get(spec.name), sim,
+                                         (extras, selection))
     settings = _settings(evaluator, pools, posts, need_fit, data, post_files)
     # each task's instruction (None: none), the prompt it made and that identity's namespace
     settings["instructions"] = {n: getattr(e, "instruction", None) for n, e in task_encs.items()}
     settings.update(_seed_settings(pipes))
+    if extras.active:
+        settings["extras"] = {"classify": extras.classify, "ci": extras.ci, "seed": extras.seed,
+                              "similarities": list(extras.similarities),
+                              "select_pairs": extras.select_pairs}
     settings["max_length"] = {s.name: evaluator.max_length_for(s, enc) for s in specs}
     settings["model_max_length"] = enc.model_max_length()  # the model's own (mteb names)
     settings["similarity"] = sim
@@ -196,7 +207,8 @@ def _task_specs(tasks: Sequence[str | TaskSpec] | str | None) -> list[TaskSpec]:
 
 
 def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, rows: list[_Row],
-                fit: FitSentences | None, similarity: str = "cosine") -> dict[str, Any]:
+                fit: FitSentences | None, similarity: str = "cosine",
+                extra: tuple[PairExtras, dict[str, PairSplit]] | None = None) -> dict[str, Any]:
     """Encode a task once for every pooling, fit the chains on ``fit``, score every row."""
     max_len = evaluator.max_length_for(spec, enc)
     splits = evaluator.data[spec.name]
@@ -205,6 +217,9 @@ def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, r
     vecs = enc.encode_multi(sentences, pools, max_length=max_len)
     record: dict[str, Any] = split_summary(splits)
     fit_vecs: dict[str, np.ndarray] = {}
+    sel_sentences = list(dict.fromkeys(t for s in (extra[1] if extra else {}).values()
+                                       for t in (*s.sentences1, *s.sentences2)))
+    sel_vecs = enc.encode_multi(sel_sentences, pools, max_length=max_len) if sel_sentences else {}
     if fit is not None:
         fit_vecs = enc.encode_multi(fit.sentences, pools, max_length=max_len)
         record["fit"] = fit.record()
@@ -217,6 +232,12 @@ def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, r
             transform = fitted.transform
         row.per_task[spec.name] = evaluator.score_task(spec.name, lookup(sentences, v), transform,
                                                        similarity)
+        if extra is not None and extra[0].active:
+            sel = sel_vecs.get(str(row.pooling))
+            added = score_extras(splits, lookup(sentences, v), transform, extra[1],
+                                 lookup(sel_sentences, sel) if sel is not None else None, extra[0])
+            for split, more in added.items():
+                row.per_task[spec.name][split].update(more)
     return record
 
 

@@ -24,33 +24,45 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embedkit.data import TaskSpec, check_split, load_split
 from embedkit.data.corpus import corpus_from_tasks
+from embedkit.data.retrieval import load_retrieval_split
 from embedkit.data.selection import collect_fit_sentences, parse_task_split
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.encoders.config import with_prompt
 from embedkit.errors import ConfigError
 from embedkit.evaluation.protocols import EvalProtocol, get_protocol
 from embedkit.experiments.bench import DataOptions
+from embedkit.experiments.index_eval_report import (  # noqa: F401 (re-exported)
+    best_line,
+    format_cost_table,
+    format_quality_table,
+    markdown_eval_report,
+)
+from embedkit.experiments.predictions import row_folder, write_columns
 from embedkit.experiments.record import (
     data_dir_setting,
     refresh_data_source,
     run_record,
     timings,
 )
-from embedkit.experiments.report import provenance_lines, run_title
-from embedkit.io.tables import text_table
 from embedkit.provenance import sha256_text
 from embedkit.retrieval.checks import check_index_settings
 from embedkit.retrieval.costs import SINGLE_QUERIES, approximation_costs
 from embedkit.retrieval.faiss_ops import faiss_thread_count
 from embedkit.retrieval.hubness import evaluate_csls
 from embedkit.retrieval.post import is_none, post_output_dim, prepare_post
-from embedkit.retrieval.tasks import RetrievalTask, evaluate_retrieval, pairs_to_retrieval
+from embedkit.retrieval.tasks import (
+    RetrievalTask,
+    evaluate_retrieval,
+    pairs_to_retrieval,
+    task_from_split,
+)
 
 __all__ = [
     "COST_MAX_LENGTH",
@@ -97,6 +109,11 @@ class QualityOptions:
     csls: bool = False
     csls_k: int = 10
     csls_candidates: int = 100
+    #: score an index folder already built (retrieval tasks from files only): its recipe
+    #: encodes the queries, its ids must be the corpus file's ``_id`` values
+    index_dir: str | None = None
+    #: write each row's per-query metrics under this folder (retrieval tasks from files)
+    predictions: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,9 +203,31 @@ def _queries(enc: SentenceEncoder, opts: IndexEvalOptions, texts: list[str],
     return qenc.encode([texts[i] for i in rows.tolist()], pooling, max_length=max_length)
 
 
+def _load_file_split(enc: SentenceEncoder, spec: TaskSpec, split: str, pooling: Pooling,
+                     opts: IndexEvalOptions, proto: EvalProtocol, *,
+                     encode_corpus: bool = True) -> _Split:
+    """A retrieval task read from files (corpus, queries, qrels), encoded."""
+    if opts.quality.csls:
+        raise ConfigError("CSLS re-ranking is not available on retrieval tasks read from "
+                          "files", param="csls")
+    data = load_retrieval_split(spec, split, data_dir=opts.data.data_dir)
+    task = task_from_split(data)
+    max_len = proto.max_length(spec, enc.model_max_length(), opts.max_length)
+    record = {"source": data.source, "sha256": data.sha256, "n_pairs": data.n_judgements,
+              "skipped": 0, "threshold": 1, "max_length": max_len,
+              "n_queries": len(task.queries), "n_corpus": len(task.corpus)}
+    corpus_x = (enc.encode(task.corpus, pooling, max_length=max_len) if encode_corpus
+                else np.zeros((0, int(enc.dim)), dtype=np.float32))
+    qenc = with_prompt(enc, opts.query_prompt) if opts.query_prompt is not None else enc
+    query_x = qenc.encode(task.queries, pooling, max_length=max_len)
+    return _Split(spec, data, task, max_len, corpus_x, query_x, record)
+
+
 def _load_split(enc: SentenceEncoder, spec: TaskSpec, split: str, pooling: Pooling,
                 opts: IndexEvalOptions, proto: EvalProtocol) -> _Split:
     q, d = opts.quality, opts.data
+    if spec.is_retrieval:
+        return _load_file_split(enc, spec, split, pooling, opts, proto)
     data = load_split(spec, split, data_dir=d.data_dir, source=d.source,
                       skip_invalid=d.skip_invalid)
     thr = float(q.threshold) if q.threshold is not None else label_threshold(spec.label_range,
@@ -212,6 +251,9 @@ def _post_rows(enc: SentenceEncoder, sp: _Split, pooling: Pooling, opts: IndexEv
     fitted_on: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
 
     def fit_data() -> tuple[np.ndarray, dict[str, Any]]:
+        if "x" not in fitted_on and sp.spec.is_retrieval:  # fitted on the corpus
+            fitted_on["x"] = (sp.corpus_x, {"on": "corpus", "n_sentences": len(sp.task.corpus),
+                                            "sha256": sp.data.sha256})
         if "x" not in fitted_on:
             fit = collect_fit_sentences(q.fit_on, sp.spec, {sp.data.split: sp.data},
                                         data_dir=d.data_dir, source=d.source,
@@ -295,7 +337,53 @@ def quality_eval(
         base = {"task": spec.name, "split": sp.data.split, "pooling": pooling}
         rows += _scored_rows(sp, opts, {**base, "row": f"{pooling}", "post": None}, None)
         rows += _post_rows(enc, sp, pooling, opts, base)
-    return rows, data_record
+    return _per_query_files(rows, opts.quality.predictions), data_record
+
+
+def index_quality_eval(encoder: SentenceEncoder | EncoderConfig | None, options: IndexEvalOptions
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any], SentenceEncoder]:
+    """The quality rows of an index folder already built (``quality.index_dir``) on retrieval
+    tasks read from files: its recipe's encoder encodes the queries, its own transform and
+    FAISS index rank the corpus, its ids are matched to the qrels' corpus ids
+    (:func:`~embedkit.retrieval.tasks.hit_keys`). Returns the rows, the data record and the
+    encoder used."""
+    from embedkit.retrieval.folder import IndexSearcher
+
+    q = options.quality
+    searcher = IndexSearcher(str(q.index_dir), encoder, force=options.force)
+    enc, pooling = searcher.encoder, Pooling(searcher.pooling)
+    proto = get_protocol(options.protocol)
+    opts = replace(options, max_length=options.max_length or searcher.max_length)
+    rows: list[dict[str, Any]] = []
+    data_record: dict[str, Any] = {}
+    for spec, split in _task_splits(q.tasks, q.splits, proto):
+        if not spec.is_retrieval:
+            raise ConfigError(f"task {spec.name} holds sentence pairs; an index folder is "
+                              "scored on retrieval tasks read from files (corpus, queries, "
+                              "qrels)", param="index")
+        sp = _load_file_split(enc, spec, split, pooling, opts, proto, encode_corpus=False)
+        data_record.setdefault(spec.name, {})[sp.data.split] = sp.record
+        scores = evaluate_retrieval(sp.task, None, sp.query_x, index=searcher.index,
+                                    k=options.k)
+        post = searcher.index.recipe.get("post")
+        rows.append({"task": spec.name, "split": sp.data.split, "pooling": pooling,
+                     "row": f"index {Path(str(q.index_dir)).name}", "post": post,
+                     "index": str(q.index_dir), **scores})
+    return _per_query_files(rows, q.predictions), data_record, enc
+
+
+def _per_query_files(rows: list[dict[str, Any]], out_dir: str | None) -> list[dict[str, Any]]:
+    """Rows without their per-query values, which go to ``out_dir`` when it is given
+    (``DIR/<row>/<task>/<split>``: one line per query with its metrics)."""
+    for r in rows:
+        per = r.pop("per_query", None)
+        if per is not None and out_dir:
+            cols: dict[str, list[Any]] = {"query_id": list(per)}
+            for key in next(iter(per.values()), {}):
+                cols[key] = [v[key] for v in per.values()]
+            base = Path(out_dir) / row_folder(str(r["row"])) / r["task"] / r["split"]
+            r["predictions"] = str(write_columns(cols, base, fmt="jsonl"))
+    return rows
 
 
 def _cost_max_length(enc: SentenceEncoder, options: IndexEvalOptions) -> int:
@@ -396,6 +484,8 @@ def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: Inde
     if not options.quality.tasks and not options.cost.corpus_tasks:
         raise ConfigError("nothing to evaluate: give quality tasks and/or cost corpus tasks")
     t0 = time.perf_counter()
+    if options.quality.index_dir:
+        return _run_on_index(encoder, options, command, t0)
     enc = as_encoder(encoder)
     pooling = Pooling(options.pooling or enc.default_pooling)
     options = replace(options, pooling=pooling)
@@ -415,111 +505,23 @@ def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: Inde
     return record
 
 
-# --------------------------------------------------------------------------------------------
-# tables
-
-
-def _quality_table(rows: list[dict[str, Any]], k: int = 10) -> tuple[list[str], list[list[str]]]:
-    cuts = [c for c in (1, 5, 10) if c < k] + [k]
-    keys = [f"recall@{c}" for c in cuts] + [f"mrr@{k}", f"ndcg@{k}"]
-    header = ["task/split", "row"] + [key.replace("recall", "R") for key in keys] + [
-        "queries", "corpus"]
-    body = []
-    for r in rows:
-        body.append([f"{r['task']}/{r['split']}", r["row"]]
-                    + [f"{100 * r[key]:.2f}" for key in keys]
-                    + [str(r["n_queries"]), str(r["n_corpus"])])
-    return header, body
-
-
-def format_quality_table(rows: list[dict[str, Any]], k: int = 10, markdown: bool = False) -> str:
-    """Recall / MRR / nDCG x 100, one line per task/split and row (raw, then each post)."""
-    header, body = _quality_table(rows, k)
-    return text_table(header, body, markdown=markdown, left=2, right_align=True)
-
-
-def _num(x: float | None, digits: int = 1) -> str:
-    if x is None:
-        return "-"
-    return f"{x:,.{digits}f}"
-
-
-def _cost_table(cost: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    k = cost["target"]["k"]
-    header = ["factory", "param", f"recall@{k}", "QPS batch", "QPS single", "speedup",
-              "build s", "size MB", "target"]
-    body = []
-    for i, r in enumerate(cost["rows"]):
-        body.append([r["factory"], r["param"] or "-", f"{r[f'recall@{k}']:.4f}",
-                     _num(r["qps_batch"], 0), _num(r["qps_single"], 0),
-                     f"{r['speedup']:.1f}x" if r["speedup"] is not None else "-",
-                     f"{r['build_seconds']:.2f}", f"{r['disk_bytes'] / 2**20:.1f}",
-                     "exact" if i == 0 else ("yes" if r["meets_target"] else "no")])
-    return header, body
-
-
-def best_line(cost: dict[str, Any]) -> str:
-    """One sentence: the fastest approximate index meeting the target, or that none does."""
-    k = cost["target"]["k"]
-    what = (f"recall@{k} >= {cost['target']['recall']} of Flat at >= "
-            f"{cost['target']['speedup']:g}x Flat's batch QPS")
-    b = cost["best"]
-    if b is None:
-        return f"No approximate index meets {what}."
-    param = f" ({b['param']})" if b["param"] else ""
-    return (f"Best approximate index meeting {what}: {b['factory']}{param}, recall@{k} "
-            f"{b[f'recall@{k}']:.4f}, {b['speedup']:.1f}x Flat ({b['qps_batch']:,.0f} QPS).")
-
-
-def format_cost_table(cost: dict[str, Any], markdown: bool = False) -> str:
-    """One line per factory and search setting; then the best approximate index."""
-    header, body = _cost_table(cost)
-    table = text_table(header, body, markdown=markdown, left=2, right_align=True)
-    return table + "\n\n" + best_line(cost)
-
-
-def _quality_section(record: dict[str, Any]) -> list[str]:
-    s = record["settings"]
-    out = ["", f"## Retrieval quality (x 100, exact search, k = {s['k']})", "",
-           f"STS pairs as retrieval: positives have label >= the task's threshold; corpus = "
-           f"all unique sentences of the split; both directions: {s['both_directions']}; "
-           f"postprocessors fitted on: {s['fit_on'] or '-'}.", "",
-           format_quality_table(record["quality"], s["k"], markdown=True), "",
-           "| task | split | pairs | threshold | queries | corpus | sha256 |",
-           "|---|---|---:|---:|---:|---:|---|"]
-    for task, splits in record["data"]["quality"].items():
-        for split, d in splits.items():
-            out.append(f"| {task} | {split} | {d['n_pairs']} | {d['threshold']:g} | "
-                       f"{d['n_queries']} | {d['n_corpus']} | `{d['sha256'][:16]}` |")
-    return out
-
-
-def _cost_section(record: dict[str, Any]) -> list[str]:
-    s, c = record["settings"], record["cost"]
-    return ["", "## Cost of approximate search", "",
-            f"Corpus: {c['n_corpus']} unique sentences of {s['cost_corpus_tasks']}; "
-            f"{c['n_queries']} of them (seed {s['seed']}) as queries; post: "
-            f"{c['post'] or 'none'}; FAISS threads: {s['faiss_threads']}. recall@"
-            f"{c['target']['k']} is the overlap with exact (Flat) search.", "",
-            format_cost_table(c, markdown=True)]
-
-
-def markdown_eval_report(record: dict[str, Any]) -> str:
-    """The Markdown report: provenance (regenerate command, machine, versions), then tables."""
-    model = record["model"]
-    s = record["settings"]
-    out = [f"# embedkit index eval: {run_title(record)}", ""]
-    out += provenance_lines(record)
-    out += [f"- Model: `{model['name']}` (identity `{model['identity']}`), pooling "
-            f"{s['pooling']}, metric {s['metric']}, dtype {s['dtype']}, device {s['device']}"]
-    if record.get("quality"):
-        out += _quality_section(record)
-    if record.get("cost"):
-        out += _cost_section(record)
-    t = record.get("timings") or {}
-    if t:
-        out += ["", "## Timings", "",
-                f"- {t.get('unique_sentences', 0)} unique sentences asked for, "
-                f"{t.get('cache_hits', 0)} from the cache, {t.get('encoded', 0)} encoded in "
-                f"{t.get('seconds_encoding', 0):.1f} s; total {t.get('seconds_total', 0):.1f} s"]
-    return "\n".join(out) + "\n"
+def _run_on_index(encoder: Any, options: IndexEvalOptions, command: str | None,
+                  t0: float) -> dict[str, Any]:
+    """``run_index_eval`` with ``quality.index_dir``: the quality part on that index only."""
+    if options.cost.corpus_tasks:
+        raise ConfigError("an index folder is scored for quality only; leave out the cost "
+                          "corpus tasks", param="cost_corpus_tasks")
+    if any(not is_none(p) for p in options.quality.posts):
+        raise ConfigError("an index folder's postprocessor is baked into it; leave out post",
+                          param="post")
+    cfg = encoder if isinstance(encoder, EncoderConfig) else None
+    with faiss_thread_count(options.threads) as threads:
+        rows, data, enc = index_quality_eval(cfg, options)
+        pooling = Pooling(rows[0]["pooling"]) if rows else Pooling(enc.default_pooling)
+        settings = {**_settings(options, pooling, threads), "index": options.quality.index_dir}
+        record = run_record("index-eval", command=command, encoder=enc, settings=settings,
+                            data={"quality": data})
+    record.update(quality=rows, cost=None)
+    refresh_data_source(record)
+    record["timings"] = timings(enc, t0)
+    return record

@@ -113,7 +113,42 @@ def table_rows(record: dict, metric: str = "spearman") -> tuple[list[str], list[
     header = ["row"] + [f"{t}/{s}" for t, s in cols] + ["avg"]
     rows = []
     for label, res in record["results"].items():
-        rows.append([label] + [_cell(res[t][s][metric]) for t, s in cols] + [_cell(res["avg"][metric])])
+        rows.append([label] + [_cell(res[t][s][metric]) + _pm(res[t][s], metric)
+                               for t, s in cols] + [_cell(res["avg"][metric])])
+    return header, rows
+
+
+def _pm(scores: dict, metric: str) -> str:
+    """`` ±0.9``: half the width of the score's bootstrap interval x 100, when it has one.
+
+    >>> _pm({"ci": {"spearman": {"low": 0.72, "high": 0.738}}}, "spearman")
+    ' ±0.9'
+    """
+    ci = (scores.get("ci") or {}).get(metric)
+    return f" ±{50 * (ci['high'] - ci['low']):.1f}" if ci else ""
+
+
+def classification_rows(record: dict, similarity: str = "cosine"
+                        ) -> tuple[list[str], list[list[str]]]:
+    """One line per row and binary task/split: the accuracy and F1 of the thresholds chosen
+    on the selection split, precision, recall, AP (x 100) and the two thresholds."""
+    header = ["row", "task/split", "acc", "acc thr", "F1", "P", "R", "F1 thr", "AP",
+              "oracle acc", "selected on"]
+    rows = []
+    for label, res in record["results"].items():
+        for task, splits in res.items():
+            if not isinstance(splits, dict) or task == "avg":
+                continue
+            for split, sc in splits.items():
+                c = (sc.get("classification") or {}) if isinstance(sc, dict) else {}
+                if similarity not in c:
+                    continue
+                m = c[similarity]
+                rows.append([label, f"{task}/{split}", _cell(m["accuracy"]) + _pm(sc, "accuracy"),
+                             f"{m['accuracy_threshold']:.4f}", _cell(m["f1"]),
+                             _cell(m["precision"]), _cell(m["recall"]),
+                             f"{m['f1_threshold']:.4f}", _cell(m["ap"]) + _pm(sc, "ap"),
+                             _cell(m["oracle"]["accuracy"]), c["selected_on"]])
     return header, rows
 
 
@@ -275,18 +310,34 @@ def markdown_report(record: dict, title: str | None = None) -> str:
     for block in blocks:
         out += _model_lines(block)
     out += ["", "## Spearman x 100 (cosine similarity)", "", _table(record), "",
-            "## Pearson x 100", "", _table(record, "pearson"), "",
+            "## Pearson x 100", "", _table(record, "pearson"), ""]
+    out += _classification_section(blocks)
+    out += [
             "## Data", "", "| task | split | pairs | skipped | sha256 | source |",
             "|---|---|---:|---:|---|---|"]
     for task, splits in blocks[0]["data"].items():  # the same tasks and splits for every model
         for split, d in splits.items():
-            if split == "fit":
+            if split in ("fit", "selection"):
                 continue
             out.append(f"| {task} | {split} | {d['n_pairs']} | {d['skipped']} | "
                        f"`{d['sha256'][:16]}` | {d['source'].split('/')[-1]} |")
     out += ["", "## Timings", ""]
     out += [_timing_line(b, f"{b['model']['name']}: " if several else "") for b in blocks]
     return "\n".join([*out, ""])
+
+
+def _classification_section(blocks: list[dict]) -> list[str]:
+    """The pair-classification table of each block that has one."""
+    from embedkit.io.tables import text_table
+
+    out = []
+    for b in blocks:
+        header, rows = classification_rows(b)
+        if rows:
+            out += [f"## Pair classification x 100 ({b['model']['name']}, cosine; thresholds "
+                    "chosen on the selection split, reported on the evaluated one)", "",
+                    text_table(header, rows, markdown=True), ""]
+    return out
 
 
 def _table(record: dict, metric: str = "spearman") -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +188,8 @@ def export_format(out: str | os.PathLike, fmt: str | None) -> str:
 
 def export_whitening(out: str | os.PathLike, amap: AffineMap, fmt: str, *,
                      metadata: dict[str, Any], encoder: SentenceEncoder | None = None,
-                     pooling: str | None = None, max_length: int | None = None) -> Path:
+                     pooling: str | None = None, max_length: int | None = None,
+                     threshold: dict[str, Any] | None = None) -> Path:
     """Write the fitted map to ``out`` in ``fmt``; returns the path.
 
     - ``safetensors`` / ``npz``: :func:`~embedkit.postprocess.save_transform` with ``metadata``
@@ -196,7 +197,8 @@ def export_whitening(out: str | os.PathLike, amap: AffineMap, fmt: str, *,
     - ``faiss``: a ``faiss.LinearTransform`` plus ``OUT.json`` holding ``metadata``;
     - ``sentence-transformers``: a model folder (needs ``encoder``, ``pooling`` and
       ``max_length``): Transformer + Pooling + Dense [+ Normalize], with
-      ``embedkit_whitening.json`` holding ``metadata``. Written atomically.
+      ``embedkit_whitening.json`` holding ``metadata`` (and, given a calibrated ``threshold``,
+      ``embedkit_threshold.json`` and a section of the card). Written atomically.
     """
     out = Path(out)
     fmt = export_format(out, fmt)
@@ -214,8 +216,11 @@ def export_whitening(out: str | os.PathLike, amap: AffineMap, fmt: str, *,
                        lowercase=bool(described.get("lowercase", False)), kernel=amap.kernel,
                        bias=amap.bias, normalize=amap.normalize,
                        json_files={"embedkit_whitening.json": {**meta, "d": amap.d,
-                                                               "k": amap.k}},
-                       card=render_model_card(whitening_card(meta, amap, encoder)))
+                                                               "k": amap.k},
+                                   **({"embedkit_threshold.json": threshold}
+                                      if threshold else {})},
+                       card=render_model_card(replace(whitening_card(meta, amap, encoder),
+                                                      threshold=threshold)))
     return out
 
 
@@ -246,10 +251,47 @@ def whitening_card(meta: dict[str, Any], amap: AffineMap, encoder: SentenceEncod
         embedkit_version=str(meta.get("embedkit_version") or __version__))
 
 
+def calibrate_threshold(enc: SentenceEncoder, pooling: Pooling, amap: AffineMap, task: str,
+                        max_length: int, data: DataOptions) -> dict[str, Any]:
+    """The cosine threshold of the whitened vectors on a binary task: chosen for the best
+    accuracy on its selection split (``valid``; AFQMC: ``train``), reported on its default
+    split (``test``) with the best-F1 threshold and average precision."""
+    from embedkit.data import get_task, load_split
+    from embedkit.evaluation.classification import calibrated_scores, pair_similarities
+    from embedkit.experiments.pair_extras import selection_split
+
+    spec = get_task(task)
+    if not spec.is_binary:
+        raise ConfigError(f"task {spec.name} has no 0/1 labels; a threshold is calibrated on a "
+                          "binary task (ATEC, BQ, LCQMC, PAWSX, AFQMC)", param="calibrate")
+    evaluated = spec.default_splits[0]
+    sel = selection_split(spec, evaluated)
+    if sel is None:
+        raise ConfigError(f"task {spec.name} has no second split to choose the threshold on",
+                          param="calibrate")
+    cos = {}
+    splits = {}
+    for name in (sel, evaluated):
+        s = load_split(spec, name, data_dir=data.data_dir, source=data.source,
+                       skip_invalid=data.skip_invalid)
+        e1 = amap.apply(enc.encode(s.sentences1, pooling, max_length=max_length))
+        e2 = amap.apply(enc.encode(s.sentences2, pooling, max_length=max_length))
+        cos[name], splits[name] = pair_similarities(e1, e2)["cosine"], s
+    c = calibrated_scores((cos[sel], splits[sel].labels), (cos[evaluated],
+                                                           splits[evaluated].labels))
+    return {"task": spec.name, "similarity": "cosine", "selected_on": sel,
+            "evaluated_on": evaluated, "n_pairs": splits[evaluated].n_pairs,
+            "threshold": c["accuracy_threshold"], "accuracy": c["accuracy"],
+            "f1_threshold": c["f1_threshold"], "f1": c["f1"], "precision": c["precision"],
+            "recall": c["recall"], "ap": c["ap"],
+            "rule": "a pair is a duplicate when cosine(u, v) > threshold"}
+
+
 def run_whiten(encoder: SentenceEncoder | EncoderConfig | str, fit_on: str,
                out: str | os.PathLike, settings: WhitenSettings | None = None, *,
                pooling: str | None = None, format: str | None = None,
-               data: DataOptions | None = None, command: str | None = None) -> WhitenResult:
+               data: DataOptions | None = None, command: str | None = None,
+               calibrate: str | None = None) -> WhitenResult:
     """Collect the ``fit_on`` sentences, encode them, fit the map, write it; what was written.
 
     Settings and the format are checked before anything is loaded or encoded.
@@ -275,6 +317,10 @@ def run_whiten(encoder: SentenceEncoder | EncoderConfig | str, fit_on: str,
     if command is not None:
         meta["command"] = command
     amap = AffineMap(w.kernel_, w.bias_, settings.normalize)
+    threshold = (calibrate_threshold(enc, pool, amap, calibrate, max_length, data)
+                 if calibrate else None)
+    if threshold:
+        meta["threshold"] = threshold
     path = export_whitening(out, amap, fmt, metadata=meta, encoder=enc, pooling=pool,
-                            max_length=max_length)
+                            max_length=max_length, threshold=threshold)
     return WhitenResult(path, fmt, w, meta, fit, str(pool), max_length, enc.name)

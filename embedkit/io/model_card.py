@@ -189,6 +189,8 @@ class CardInfo:
     library_name: str | None = "sentence-transformers"
     usage: str | None = None
     embedkit_version: str = field(default=__version__)
+    #: a calibrated decision threshold (embedkit.experiments.whiten.calibrate_threshold)
+    threshold: Mapping[str, Any] | None = None
 
 
 def _yaml(info: CardInfo) -> str:
@@ -240,9 +242,24 @@ def render_model_card(info: CardInfo) -> str:
     else:
         out += ["Not measured when this folder was written; `embedkit bench` with this folder "
                 "as the model measures them.", ""]
+    out += _threshold_lines(info.threshold)
     if info.usage:
         out += ["## Usage", "", "```python", info.usage.rstrip("\n"), "```", ""]
     return "\n".join(out)
+
+
+def _threshold_lines(t: Mapping[str, Any] | None) -> list[str]:
+    """The "Threshold" section: the cosine above which a pair is called a duplicate, where it
+    was chosen and what it scores on held-out pairs."""
+    if not t:
+        return []
+    return ["## Threshold", "",
+            f"A pair is a duplicate when the cosine of its two vectors is above "
+            f"**{t['threshold']:.4f}** (best accuracy on {t['task']}/{t['selected_on']}). On "
+            f"{t['task']}/{t['evaluated_on']} ({t['n_pairs']} pairs, not used to choose it) it "
+            f"gives accuracy {100 * t['accuracy']:.2f}; the best-F1 threshold "
+            f"{t['f1_threshold']:.4f} gives F1 {100 * t['f1']:.2f}; average precision "
+            f"{100 * t['ap']:.2f}. Also in `embedkit_threshold.json`.", ""]
 
 
 def write_model_card(folder: str | os.PathLike, info: CardInfo) -> Path:

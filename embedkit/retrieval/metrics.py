@@ -13,13 +13,17 @@ counts once, at its first rank.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from embedkit.errors import ConfigError
 
-__all__ = ["recall_at_k", "mrr_at_k", "ndcg_at_k", "retrieval_scores", "overlap_recall"]
+__all__ = ["DEFAULT_KS", "graded_retrieval_scores", "graded_query_scores", "mrr_at_k",
+           "ndcg_at_k", "overlap_recall", "recall_at_k", "retrieval_scores", "trec_ranking"]
+
+#: the cut-offs of graded retrieval metrics (as mteb reports them)
+DEFAULT_KS = (1, 5, 10, 100)
 
 
 def _check(ranked: Sequence[Iterable[int]], relevant: Sequence[Collection[int]], k: int) -> None:
@@ -151,3 +155,70 @@ def overlap_recall(
             continue
         values.append(len(exact.intersection(_top_k(a, int(k)))) / len(exact))
     return float(np.mean(values)) if values else 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# graded relevance with string ids, as pytrec_eval (trec_eval) and mteb compute it
+
+
+def trec_ranking(doc_scores: Mapping[str, float]) -> list[str]:
+    """Document ids best first, as trec_eval ranks a run: by score, ties by id, both
+    descending (mteb's MRR breaks ties the same way).
+
+    >>> trec_ranking({"a": 0.5, "b": 0.9, "c": 0.5})
+    ['b', 'c', 'a']
+    """
+    return [d for d, _ in sorted(doc_scores.items(), key=lambda kv: (kv[1], kv[0]),
+                                 reverse=True)]
+
+
+def graded_query_scores(ranked: Sequence[str], judged: Mapping[str, int],
+                        ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """One query's ``ndcg@k``, ``recall@k``, ``mrr@k`` and ``map@k`` for each k.
+
+    ``judged`` maps corpus ids to relevance scores (> 0 relevant). nDCG: gain = the score,
+    discount ``1 / log2(rank + 1)``, ideal DCG from the query's judged scores (trec_eval's
+    ``ndcg_cut``); recall: relevant in the top k / all relevant; MAP@k: the sum of precision at
+    each relevant rank within k over all relevant (``map_cut``); MRR@k: 1 / the first relevant
+    rank within k (mteb's). A query with no relevant id scores 0.
+
+    >>> s = graded_query_scores(["x", "a", "b"], {"a": 2, "b": 1, "c": 1}, ks=(2,))
+    >>> round(s["ndcg@2"], 4), round(s["recall@2"], 4), s["mrr@2"], s["map@2"]
+    (0.4796, 0.3333, 0.5, 0.16666666666666666)
+    """
+    rel = {d: g for d, g in judged.items() if g > 0}
+    ideal_gains = sorted(rel.values(), reverse=True)
+    out: dict[str, float] = {}
+    for k in sorted({int(c) for c in ks}):
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        top = list(ranked[:k])
+        hits = [i for i, d in enumerate(top, 1) if d in rel]
+        dcg = sum(rel[top[i - 1]] / np.log2(i + 1) for i in hits)
+        idcg = sum(g / np.log2(i + 1) for i, g in enumerate(ideal_gains[:k], 1))
+        n = len(rel)
+        out[f"ndcg@{k}"] = float(dcg / idcg) if idcg > 0 else 0.0
+        out[f"recall@{k}"] = len(hits) / n if n else 0.0
+        out[f"mrr@{k}"] = 1.0 / hits[0] if hits else 0.0
+        out[f"map@{k}"] = (sum(j / i for j, i in enumerate(hits, 1)) / n) if n else 0.0
+    return out
+
+
+def graded_retrieval_scores(run: Mapping[str, Mapping[str, float]],
+                            qrels: Mapping[str, Mapping[str, int]],
+                            ks: Sequence[int] = DEFAULT_KS
+                            ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """``(means, per_query)`` over the queries of ``qrels``: ``run[q]`` maps retrieved corpus
+    ids to scores (ranked by :func:`trec_ranking`); a query missing from the run scores 0.
+
+    >>> means, per = graded_retrieval_scores({"q": {"a": 0.9, "b": 0.1}}, {"q": {"b": 1}}, (1, 2))
+    >>> means["recall@1"], means["recall@2"], per["q"]["mrr@2"]
+    (0.0, 1.0, 0.5)
+    """
+    if not qrels:
+        raise ConfigError("no query is judged; cannot compute retrieval metrics")
+    per = {q: graded_query_scores(trec_ranking(run.get(q, {})), judged, ks)
+           for q, judged in qrels.items()}
+    keys = next(iter(per.values())).keys()
+    means = {key: float(np.mean([p[key] for p in per.values()])) for key in keys}
+    return means, per
