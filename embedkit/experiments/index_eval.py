@@ -213,8 +213,8 @@ def _load_file_split(enc: SentenceEncoder, spec: TaskSpec, split: str, pooling: 
     data = load_retrieval_split(spec, split, data_dir=opts.data.data_dir)
     task = task_from_split(data)
     max_len = proto.max_length(spec, enc.model_max_length(), opts.max_length)
-    record = {"source": data.source, "sha256": data.sha256, "n_pairs": data.n_judgements,
-              "skipped": 0, "threshold": 1, "max_length": max_len,
+    record = {"kind": "retrieval", "source": data.source, "sha256": data.sha256,
+              "n_pairs": data.n_judgements, "skipped": 0, "threshold": 1, "max_length": max_len,
               "n_queries": len(task.queries), "n_corpus": len(task.corpus)}
     corpus_x = (enc.encode(task.corpus, pooling, max_length=max_len) if encode_corpus
                 else np.zeros((0, int(enc.dim)), dtype=np.float32))

@@ -76,17 +76,27 @@ def format_cost_table(cost: dict[str, Any], markdown: bool = False) -> str:
 
 def _quality_section(record: dict[str, Any]) -> list[str]:
     s = record["settings"]
+    data = [(task, split, d) for task, splits in record["data"]["quality"].items()
+            for split, d in splits.items()]
+    files = [d.get("kind") == "retrieval" for _, _, d in data]
+    about = []
+    if any(files):  # a retrieval task read from files: its own queries, corpus and qrels
+        about.append("Retrieval tasks from files: the task's queries, corpus and relevance "
+                     "judgements (graded gains in nDCG; ties broken by id, as trec_eval); "
+                     "'pairs' counts the judgements.")
+    if not all(files):
+        about.append(f"STS pairs as retrieval: positives have label >= the task's threshold; "
+                     f"corpus = all unique sentences of the split; both directions: "
+                     f"{s['both_directions']}.")
     out = ["", f"## Retrieval quality (x 100, exact search, k = {s['k']})", "",
-           f"STS pairs as retrieval: positives have label >= the task's threshold; corpus = "
-           f"all unique sentences of the split; both directions: {s['both_directions']}; "
-           f"postprocessors fitted on: {s['fit_on'] or '-'}.", "",
+           " ".join(about) + f" Postprocessors fitted on: {s['fit_on'] or '-'}.", "",
            format_quality_table(record["quality"], s["k"], markdown=True), "",
            "| task | split | pairs | threshold | queries | corpus | sha256 |",
            "|---|---|---:|---:|---:|---:|---|"]
-    for task, splits in record["data"]["quality"].items():
-        for split, d in splits.items():
-            out.append(f"| {task} | {split} | {d['n_pairs']} | {d['threshold']:g} | "
-                       f"{d['n_queries']} | {d['n_corpus']} | `{d['sha256'][:16]}` |")
+    for task, split, d in data:
+        threshold = "-" if d.get("kind") == "retrieval" else f"{d['threshold']:g}"
+        out.append(f"| {task} | {split} | {d['n_pairs']} | {threshold} | "
+                   f"{d['n_queries']} | {d['n_corpus']} | `{d['sha256'][:16]}` |")
     return out
 
 
