@@ -131,13 +131,13 @@ def run(args) -> int:
         # said once per task and split below, from the record
         warnings.simplefilter("ignore", UndefinedScoreWarning)
         poolings, splits = split_poolings(args.pooling), split_list(args.splits) or None
-        record = None
+        sts = None  # without --tasks, --mteb-tasks runs only mteb's tasks
         if args.tasks or not mteb_tasks:
-            record = (run_bench(encoder or configs[0], poolings, args.tasks, splits, **options)
-                      if len(configs) == 1 else
-                      run_bench_models(configs, poolings, args.tasks, splits, **options))
-    if mteb_tasks:
-        record = _run_mteb(args, encoder, poolings, mteb_tasks, record)
+            sts = (run_bench(encoder or configs[0], poolings, args.tasks, splits, **options)
+                   if len(configs) == 1 else
+                   run_bench_models(configs, poolings, args.tasks, splits, **options))
+    record = (_run_mteb(args, encoder, poolings, mteb_tasks, sts) if mteb_tasks or sts is None
+              else sts)
     _say_notes(bench_blocks(record))
     if args.output:
         write_json(args.output, record)

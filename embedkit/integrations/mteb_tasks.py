@@ -1,16 +1,17 @@
-"""mteb's own tasks with an embedkit encoder: ``embedkit bench --mteb-tasks NAME[,NAME]``.
+"""mteb's own tasks with an embedkit encoder (what ``embedkit bench`` runs for mteb tasks).
 
 Any text task mteb has (classification, clustering, pair classification, reranking, retrieval,
 STS ...) is run by mteb's own evaluator through :class:`~embedkit.integrations.mteb.MtebEncoder`
 and :func:`~embedkit.integrations.mteb.evaluate_local`, once per bench row (a pooling, or a
-pooling and a ``--post`` chain fitted before mteb encodes anything, so that queries and
+pooling and a postprocessor chain fitted before mteb encodes anything, so that queries and
 documents, or the two sides of a pair, go through the same map). :func:`run_mteb_tasks` puts
 the results in a bench record under ``mteb``: per row and task mteb's main score (0 to 1) and
 every split's scores as mteb reports them.
 
 **Names.** A name is looked up among the tasks registered here first
 (:func:`register_mteb_task`: a task of one's own, an ``AbsTask`` subclass whose ``load_data``
-builds its data), then among mteb's (``mteb.get_task``); an unknown name is a one-line
+builds its data), then, as ``module:Class``, imported (a task of one's own on the command
+line), then among mteb's (``mteb.get_task``); an unknown name is a one-line
 :class:`ConfigError` with the close matches. Task objects can also be passed directly.
 
 **Data.** mteb loads a task's data from the Hugging Face hub, or from the ``datasets`` cache
@@ -58,12 +59,12 @@ log = logging.getLogger(__name__)
 PROBE_SECONDS = 3.0
 #: tasks of one's own by name (see :func:`register_mteb_task`)
 REGISTERED: dict[str, Callable[[], Any]] = {}
-#: the columns whose strings are a task's texts (what ``--fit-on task`` fits on)
+#: the columns whose strings are a task's texts (what ``fit_on="task"`` fits on)
 TEXT_COLUMNS = ("text", "sentence1", "sentence2", "sentences", "query", "positive", "negative")
 
 
 def register_mteb_task(task: Any) -> str:
-    """Make a task of one's own findable by name (``--mteb-tasks NAME``): an mteb ``AbsTask``
+    """Make a task of one's own findable by name (the command line's task names): an mteb ``AbsTask``
     subclass (built anew for each run) or instance; returns its ``metadata.name``."""
     name = str(task.metadata.name)
     REGISTERED[name] = task if isinstance(task, type) else (lambda: task)
@@ -84,6 +85,8 @@ def get_mteb_tasks(tasks: Sequence[str | Any]) -> list[Any]:
             found.append(item)
         elif str(item) in REGISTERED:
             found.append(REGISTERED[str(item)]())
+        elif ":" in str(item):
+            found.append(_imported_task(str(item)))
         else:
             found.append(_mteb_task(str(item)))
     for task in found:
@@ -94,6 +97,25 @@ def get_mteb_tasks(tasks: Sequence[str | Any]) -> list[Any]:
     return found
 
 
+def _imported_task(ref: str) -> Any:
+    """``module:Class``: a task class of one's own, imported and built (the command line's way
+    to name a task that mteb does not have)."""
+    import importlib
+
+    module, _, attr = ref.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"mteb task {ref!r}: cannot import it ({type(e).__name__}: {e}); give "
+                          "module:Class with the module on the Python path", param="mteb_tasks"
+                          ) from None
+    task = obj() if isinstance(obj, type) else obj
+    if not isinstance(task, AbsTask):
+        raise ConfigError(f"mteb task {ref!r}: {type(task).__name__} is not an mteb AbsTask",
+                          param="mteb_tasks")
+    return task
+
+
 def _mteb_task(name: str) -> Any:
     try:
         return mteb.get_task(name)
@@ -101,7 +123,10 @@ def _mteb_task(name: str) -> Any:
         pass
     names = _known_names()
     by_lower = {n.lower(): n for n in names}
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=5, cutoff=0.6)
+    low = name.lower()
+    close = [n for n in by_lower if len(n) > 3 and (n in low or low in n)][:3]
+    close += [c for c in difflib.get_close_matches(low, list(by_lower), n=5, cutoff=0.6)
+              if c not in close][:5 - len(close)]
     hint = (f"close matches: {', '.join(by_lower[c] for c in close)}" if close else
             "list them with python -c 'import mteb; print([t.metadata.name for t in "
             "mteb.get_tasks()])'")
@@ -169,7 +194,7 @@ def load_task_data(task: Any, *, online: bool | None = None) -> None:
 def task_texts(task: Any) -> list[str]:
     """Every text of a loaded task (its :data:`TEXT_COLUMNS`, every subset and split, a
     retrieval task's queries and corpus, titles joined as mteb joins them), first occurrence
-    order: what ``--fit-on task`` fits a chain on."""
+    order: what ``fit_on="task"`` fits a chain on."""
     texts: dict[str, None] = {}
 
     def walk(node: Any) -> None:
@@ -177,7 +202,8 @@ def task_texts(task: Any) -> list[str]:
         if columns is not None:  # a datasets.Dataset
             for col in (c for c in TEXT_COLUMNS if c in columns):
                 if col == "text" and "title" in columns:
-                    values = [f"{t} {x}".strip() for t, x in zip(node["title"], node["text"])]
+                    values = [f"{t} {x}".strip()
+                              for t, x in zip(node["title"], node["text"], strict=True)]
                 else:
                     values = node[col]
                 for v in values:
@@ -214,7 +240,7 @@ def _fit_sentences(task: Any, fit_on: str, data: DataOptions, unique: bool) -> F
     if fit_on == "task":
         texts = task_texts(task)
         if not texts:
-            raise ConfigError(f"mteb task {task.metadata.name!r}: no texts to fit --post on; "
+            raise ConfigError(f"mteb task {task.metadata.name!r}: no texts to fit the chain on; "
                               "give fit_on a file", param="fit_on")
         return FitSentences(texts, f"mteb:{task.metadata.name}", unique=True)
     return collect_fit_sentences(fit_on, data_dir=data.data_dir, source=data.source,

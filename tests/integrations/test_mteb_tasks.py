@@ -4,10 +4,9 @@ builds the data."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -254,3 +253,36 @@ def test_texts_of_a_task_cover_every_column():
     task.load_data()
     parts = [line.split("\t") for line in source_lines()[:N_PAIRS]]
     assert task_texts(task) == list(dict.fromkeys([p[0] for p in parts] + [p[1] for p in parts]))
+
+
+def test_cli_mteb_tasks_alone_with_post_and_markdown(spread_model_dir, tmp_path, monkeypatch,
+                                                     capsys):
+    """Without --tasks only the mteb task runs (no STS table); a --post row is fitted on the
+    task's texts; the Markdown report has the mteb table."""
+    monkeypatch.setitem(mteb_tasks.REGISTERED, "EmbedkitTinyClassification", TinyClassification)
+    out, md = tmp_path / "rec.json", tmp_path / "report.md"
+    assert main(["bench", "--model", str(spread_model_dir), "--pooling", "cls",
+                 "--mteb-tasks", "EmbedkitTinyClassification", "--post", "whiten:k=4",
+                 "--output", str(out), "--markdown", str(md)]) == 0
+    stdout = capsys.readouterr().out
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    assert rec["settings"]["tasks"] == [] and "Spearman" not in stdout
+    rows = rec["mteb"]["results"]
+    assert list(rows) == ["cls", "cls + whiten:beta=1,gamma=1,k=4"]
+    assert rec["mteb"]["fit"]["EmbedkitTinyClassification"]["on"] == \
+        "mteb:EmbedkitTinyClassification"
+    score = rows["cls + whiten:beta=1,gamma=1,k=4"]["EmbedkitTinyClassification"]["main_score"]
+    text = md.read_text(encoding="utf-8")
+    assert "## mteb tasks: main score x 100" in text and "Spearman" not in text
+    assert f"| cls + whiten:beta=1,gamma=1,k=4 | {100 * score:.2f} |" in text
+
+
+def test_cli_task_named_module_class(tiny_model_dir, capsys):
+    """A task of one's own named on the command line as module:Class; a bad one is one line."""
+    ref = f"{__name__}:TinyRetrieval" if "." in __name__ else \
+        "tests.integrations.test_mteb_tasks:TinyRetrieval"
+    tasks = get_mteb_tasks([ref])
+    assert type(tasks[0]).__name__ == "TinyRetrieval"
+    assert main(["bench", "--model", str(tiny_model_dir), "--mteb-tasks", "no_such_mod:Task"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot import it (ModuleNotFoundError" in err[0]
