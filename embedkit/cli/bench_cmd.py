@@ -158,7 +158,7 @@ def run(args) -> int:
     if args.markdown == "-":
         print(markdown_report(record))
     else:
-        if record["settings"].get("tasks"):
+        if record["settings"].get("tasks") or not record.get("mteb"):  # not mteb tasks alone
             _print_table(record)
         _print_classification(record)
         _print_mteb(record)
@@ -195,7 +195,7 @@ def _print_mteb(record: dict) -> None:
         print(f"\n{run_title(record)}: mteb tasks, main score x 100 (mteb's evaluator)")
         print(text_table(header, rows))
         t = record.get("timings") or {}
-        if not record["settings"].get("tasks") and t:
+        if not record["settings"].get("tasks"):
             print(f"[{t.get('encoded', 0)} encoded in {t.get('seconds_encoding', 0):.1f} s; "
                   f"total {t.get('seconds_total', 0):.1f} s]")
 

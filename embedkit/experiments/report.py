@@ -153,7 +153,7 @@ def classification_rows(record: dict, similarity: str = "cosine"
 
 
 def mteb_rows(record: dict) -> tuple[list[str], list[list[str]]]:
-    """The mteb tasks of a bench record (``bench --mteb-tasks``): one line per row, per task
+    """The mteb tasks of a bench record (its ``mteb`` entry): one line per row, per task
     mteb's main score x 100 (the task's main metric in the header).
 
     >>> mteb_rows({"mteb": {"tasks": {"T": {"main_metric": "accuracy"}},
@@ -325,7 +325,7 @@ def markdown_report(record: dict, title: str | None = None) -> str:
     out += provenance_lines(record)
     for block in blocks:
         out += _model_lines(block)
-    if any(b["settings"].get("tasks") for b in blocks):
+    if any(b["settings"].get("tasks") or not b.get("mteb") for b in blocks):  # STS tasks ran
         out += ["", "## Spearman x 100 (cosine similarity)", "", _table(record), "",
                 "## Pearson x 100", "", _table(record, "pearson"), ""]
     out += _classification_section(blocks)

@@ -164,6 +164,20 @@ def _offline_mode() -> Iterator[None]:
         datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
 
 
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """No ``datasets`` progress bars (mteb's ``map`` calls over a task's rows) for the block."""
+    import datasets
+
+    was_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()
+
+
 def load_task_data(task: Any, *, online: bool | None = None) -> None:
     """Load a task's data as mteb does (``task.load_data()``; nothing when already loaded),
     offline when the hub cannot be reached (``online``: default :func:`hub_reachable`). A
@@ -301,8 +315,9 @@ def run_mteb_tasks(encoder: SentenceEncoder | EncoderConfig | str,
                                   "eval_splits": list(task.metadata.eval_splits),
                                   "dataset": dict(task.metadata.dataset)}
         for label, model in _row_models(enc, pools, pipes, fit, length).items():
-            result = evaluate_local(model, [task], cache_path=cache_path,
-                                    overwrite_strategy="always").task_results[0]
+            with _quiet_datasets():
+                result = evaluate_local(model, [task], cache_path=cache_path,
+                                        overwrite_strategy="always").task_results[0]
             section["results"].setdefault(label, {})[name] = task_summary(result, task)
             section["model_names"][label] = str(model.mteb_model_meta.name)
     return _with_section(record, section, enc, pools, pipes, post_files, command, t_start)
