@@ -266,6 +266,13 @@ def tiny_model_no_pooler_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def spread_model_dir(make_tiny_bert, sentences) -> Path:
+    """A tiny BERT with larger weights: its cosines spread over 0.84..0.99 (the default tiny
+    model's all lie within 1e-5 of 1, where float32 cannot order them)."""
+    return make_tiny_bert("tiny-spread", sentences, initializer_range=0.2)
+
+
+@pytest.fixture(scope="session")
 def tiny_encoder(tiny_model_dir):
     """One shared cache-less encoder on the tiny model; tests must not change its settings."""
     from embedkit.encoders import Encoder

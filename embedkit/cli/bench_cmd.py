@@ -24,7 +24,7 @@ from embedkit.encoders import as_encoder
 from embedkit.errors import ConfigError
 from embedkit.evaluation import UndefinedScoreWarning, undefined_message
 from embedkit.experiments.bench import PostOptions, bench_blocks, run_bench, run_bench_models
-from embedkit.experiments.mteb_results import write_mteb_results
+from embedkit.experiments.mteb_results import result_folder, write_mteb_results
 from embedkit.experiments.pair_extras import PairExtras
 from embedkit.experiments.predictions import FORMATS, bench_predictions, row_folder
 from embedkit.experiments.report import (
@@ -32,6 +32,7 @@ from embedkit.experiments.report import (
     data_line,
     format_table,
     markdown_report,
+    mteb_rows,
     run_title,
 )
 from embedkit.io.atomic import atomic_write_text
@@ -85,6 +86,13 @@ def add_parser(sub) -> None:
                         "<revision>/<Task>.json; read them with "
                         "mteb.ResultCache(cache_path=DIR).load_results() or "
                         "'embedkit compare DIR')")
+    p.add_argument("--mteb-tasks", metavar="NAMES",
+                   help="also run these mteb tasks (comma-separated: classification, clustering, "
+                        "pair classification, reranking, retrieval ...) by mteb's evaluator on "
+                        "every row; without --tasks only these. Needs the hub or the data in "
+                        "the datasets cache; --post chains are fitted on the task's texts "
+                        "(--fit-on task) or on --fit-on FILE|TASK[:SPLIT]; --mteb-results DIR "
+                        "keeps mteb's own files")
     p.add_argument("--predictions", metavar="DIR",
                    help="also write every pair with its gold label and cosine, per row, task "
                         "and split, under DIR (DIR/<row>/<task>/<split>.parquet or .jsonl, and "
@@ -109,8 +117,11 @@ def run(args) -> int:
     if len(models) > 1 or "," in models[0]:
         check_model_names(models)
     configs = [encoder_config(args, model=m) for m in models]
-    # --predictions encodes again through the same encoder (its cache answers): build it once
-    encoder = as_encoder(configs[0]) if args.predictions and len(configs) == 1 else None
+    mteb_tasks = _mteb_tasks(args, len(configs))
+    # --predictions (and --mteb-tasks) encode again through the same encoder (its cache
+    # answers): build it once
+    encoder = (as_encoder(configs[0]) if (args.predictions or mteb_tasks) and len(configs) == 1
+               else None)
     options = dict(protocol=args.protocol, max_length=args.max_length, data=data_options(args),
                    post=PostOptions(tuple(args.post), args.fit_on, args.fit_unique, args.force),
                    command=args.command_line, similarity=args.similarity,
@@ -120,9 +131,13 @@ def run(args) -> int:
         # said once per task and split below, from the record
         warnings.simplefilter("ignore", UndefinedScoreWarning)
         poolings, splits = split_poolings(args.pooling), split_list(args.splits) or None
-        record = (run_bench(encoder or configs[0], poolings, args.tasks, splits, **options)
-                  if len(configs) == 1 else
-                  run_bench_models(configs, poolings, args.tasks, splits, **options))
+        sts = None  # without --tasks, --mteb-tasks runs only mteb's tasks
+        if args.tasks or not mteb_tasks:
+            sts = (run_bench(encoder or configs[0], poolings, args.tasks, splits, **options)
+                   if len(configs) == 1 else
+                   run_bench_models(configs, poolings, args.tasks, splits, **options))
+    record = (_run_mteb(args, encoder, poolings, mteb_tasks, sts) if mteb_tasks or sts is None
+              else sts)
     _say_notes(bench_blocks(record))
     if args.output:
         write_json(args.output, record)
@@ -143,9 +158,46 @@ def run(args) -> int:
     if args.markdown == "-":
         print(markdown_report(record))
     else:
-        _print_table(record)
+        if record["settings"].get("tasks") or not record.get("mteb"):  # not mteb tasks alone
+            _print_table(record)
         _print_classification(record)
+        _print_mteb(record)
     return 0
+
+
+def _mteb_tasks(args, n_models: int) -> list:
+    """``--mteb-tasks`` as mteb task objects, every name checked before anything is encoded."""
+    names = split_list(args.mteb_tasks)
+    if not names:
+        return []
+    if n_models > 1:
+        raise ConfigError("--mteb-tasks runs one model at a time: give one --model")
+    if args.predictions and not args.tasks:
+        raise ConfigError("--predictions writes the pairs of STS tasks: give --tasks too (mteb "
+                          "tasks keep mteb's own files: --mteb-results DIR)")
+    from embedkit.integrations.mteb_tasks import get_mteb_tasks
+
+    return get_mteb_tasks(names)
+
+
+def _run_mteb(args, encoder, poolings, tasks: list, record: dict | None) -> dict:
+    from embedkit.integrations.mteb_tasks import run_mteb_tasks
+
+    return run_mteb_tasks(encoder, poolings, tasks, record=record, post=args.post,
+                          fit_on=args.fit_on, fit_unique=args.fit_unique, force=args.force,
+                          max_length=args.max_length, data=data_options(args),
+                          cache_path=args.mteb_results, command=args.command_line)
+
+
+def _print_mteb(record: dict) -> None:
+    if record.get("mteb"):
+        header, rows = mteb_rows(record)
+        print(f"\n{run_title(record)}: mteb tasks, main score x 100 (mteb's evaluator)")
+        print(text_table(header, rows))
+        t = record.get("timings") or {}
+        if not record["settings"].get("tasks"):
+            print(f"[{t.get('encoded', 0)} encoded in {t.get('seconds_encoding', 0):.1f} s; "
+                  f"total {t.get('seconds_total', 0):.1f} s]")
 
 
 def _print_classification(record: dict) -> None:
@@ -216,8 +268,12 @@ def _write_extras(args, record: dict, encoder) -> None:
     blocks = bench_blocks(record)
     if args.mteb_results:
         paths = [p for block in blocks for p in write_mteb_results(block, args.mteb_results)]
-        folders = len({p.parent for p in paths})
-        print(f"embedkit: mteb results: {len(paths)} task files in {folders} model folders "
+        mteb = record.get("mteb") or {}  # --mteb-tasks: mteb.evaluate wrote its own files
+        names = {result_folder("", m, "r").parent.name
+                 for m in (mteb.get("model_names") or {}).values()}
+        n_files = len(paths) + len(names) * len(mteb.get("tasks") or {})
+        folders = len({p.parent.parent.name for p in paths} | names)
+        print(f"embedkit: mteb results: {n_files} task files in {folders} model folders "
               f"under {Path(args.mteb_results) / 'results'} (mteb.ResultCache(cache_path="
               f"{str(args.mteb_results)!r}))", file=sys.stderr)
     if args.predictions:

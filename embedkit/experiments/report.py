@@ -152,6 +152,22 @@ def classification_rows(record: dict, similarity: str = "cosine"
     return header, rows
 
 
+def mteb_rows(record: dict) -> tuple[list[str], list[list[str]]]:
+    """The mteb tasks of a bench record (its ``mteb`` entry): one line per row, per task
+    mteb's main score x 100 (the task's main metric in the header).
+
+    >>> mteb_rows({"mteb": {"tasks": {"T": {"main_metric": "accuracy"}},
+    ...                     "results": {"cls": {"T": {"main_score": 0.5}}}}})
+    (['row', 'T (accuracy)'], [['cls', '50.00']])
+    """
+    section = record.get("mteb") or {}
+    tasks = section.get("tasks") or {}
+    header = ["row", *(f"{t} ({m['main_metric']})" for t, m in tasks.items())]
+    rows = [[label, *(_cell(by_task[t]["main_score"]) if t in by_task else "-" for t in tasks)]
+            for label, by_task in (section.get("results") or {}).items()]
+    return header, rows
+
+
 def undefined_notes(record: dict, metric: str = "spearman") -> list[str]:
     """One line per task/split whose score is undefined (the record's ``undefined`` flag: constant
     labels or cosines), saying why and that the averages including it are undefined too.
@@ -309,9 +325,14 @@ def markdown_report(record: dict, title: str | None = None) -> str:
     out += provenance_lines(record)
     for block in blocks:
         out += _model_lines(block)
-    out += ["", "## Spearman x 100 (cosine similarity)", "", _table(record), "",
-            "## Pearson x 100", "", _table(record, "pearson"), ""]
+    if any(b["settings"].get("tasks") or not b.get("mteb") for b in blocks):  # STS tasks ran
+        out += ["", "## Spearman x 100 (cosine similarity)", "", _table(record), "",
+                "## Pearson x 100", "", _table(record, "pearson"), ""]
     out += _classification_section(blocks)
+    for block in (b for b in blocks if b.get("mteb")):
+        header, rows = mteb_rows(block)
+        out += ["", f"## mteb tasks: main score x 100 ({block['model']['name']})", "",
+                text_table(header, rows, markdown=True), ""]
     out += [
             "## Data", "", "| task | split | pairs | skipped | sha256 | source |",
             "|---|---|---:|---:|---|---|"]

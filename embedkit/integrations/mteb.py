@@ -97,6 +97,7 @@ from embedkit.postprocess import AffineMap, TransformFile, describe_post, load_t
 try:
     import mteb
     from datasets import Dataset, DatasetDict
+    from mteb.abstasks import AbsTask
     from mteb.models.model_meta import ModelMeta, ScoringFunction
 except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError("embedkit.integrations.mteb needs mteb 2.x: "
@@ -278,7 +279,7 @@ def local_task(task: str | TaskSpec, splits: Sequence[str] | None = None, *,
     return mt
 
 
-def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec], *,
+def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec | Any], *,
                    data_dir: str | os.PathLike | None = None,
                    cache_path: str | os.PathLike | None = None,
                    splits: Sequence[str] | None = None, source: str = "auto",
@@ -290,14 +291,22 @@ def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec], *,
     ``mteb``, the local files and their sha256, so :mod:`embedkit.experiments.compare` can tell
     that the numbers were computed on the same data as a bench record's. Returns mteb's
     ``ModelResult``. ``mteb_names``: ``{task: mteb task}`` for tasks that are not C-MTEB's.
+    A task may also be an mteb task object (``mteb.get_task(...)``, a task of one's own): it is
+    evaluated on its own data as mteb loads it (:mod:`embedkit.integrations.mteb_tasks` loads
+    it first, offline when the hub is out of reach) and its entry records its dataset.
     """
-    specs = [t if isinstance(t, TaskSpec) else get_task(str(t)) for t in tasks]
     loaded: dict[str, Any] = {}
     mteb_tasks = []
-    for spec in specs:
+    for item in tasks:
+        if isinstance(item, AbsTask):  # mteb's own task: its data, as mteb loads it
+            mteb_tasks.append(item)
+            loaded[item.metadata.name] = {"dataset": dict(item.metadata.dataset)}
+            continue
+        spec = item if isinstance(item, TaskSpec) else get_task(str(item))
         data = _cmteb_splits(spec, splits, data_dir, source)
         task = local_task(spec, data=data, mteb_name=(mteb_names or {}).get(spec.name))
-        loaded[task.metadata.name] = data
+        loaded[task.metadata.name] = {s: {"source": d.source, "sha256": d.sha256,
+                                          "n_pairs": d.n_pairs} for s, d in data.items()}
         mteb_tasks.append(task)
     cache = mteb.ResultCache(cache_path=Path(cache_path)) if cache_path is not None else None
     evaluate_kwargs.setdefault("show_progress_bar", False)
@@ -309,8 +318,7 @@ def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec], *,
             annotate_run_settings(folder, name, {
                 "kind": "mteb", "protocol": "mteb", "evaluator": "mteb",
                 "model": model.encoder.describe(), "max_length": model.max_length,
-                "data": {s: {"source": d.source, "sha256": d.sha256, "n_pairs": d.n_pairs}
-                         for s, d in data.items()}})
+                "post": model.post.label if model.post else None, "data": data})
     return result
 
 

@@ -35,14 +35,13 @@ def _evaluate(model, task, cache=None):
 
 
 @pytest.fixture(scope="module")
-def spread_encoder(make_tiny_bert, sentences):
-    """A tiny BERT with larger weights: its cosines spread over 0.84..0.99. The default tiny
-    model's cosines all lie within 1e-5 of 1, where float32 cannot order them (see
+def spread_encoder(spread_model_dir):
+    """The tiny BERT whose cosines spread (conftest); the default tiny model's cosines all lie
+    within 1e-5 of 1, where float32 cannot order them (see
     test_float32_cosines_explain_the_difference)."""
     from embedkit.encoders import Encoder
 
-    folder = make_tiny_bert("tiny-spread", sentences, initializer_range=0.2)
-    return Encoder(str(folder), cache=None)
+    return Encoder(str(spread_model_dir), cache=None)
 
 
 @pytest.fixture(scope="module")
