@@ -1,5 +1,5 @@
 """The values encoder settings take, in a module that imports nothing heavy (no torch, no
-numpy), so that the command line lists them in ``--help`` without loading a backend.
+numpy), so that a command line can list them without loading a backend.
 
 >>> BACKENDS, QUANTIZE
 (('torch', 'onnx', 'openvino'), ('none', 'int8'))

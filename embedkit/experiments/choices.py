@@ -1,5 +1,5 @@
 """The values runner settings take, in a module that imports nothing heavy (no torch, no
-numpy), so that the command line lists them in ``--help`` without loading a runner.
+numpy), so that a command line can list them without loading a runner.
 
 >>> ENGINES, METRICS
 (('local', 'ray'), ('spearman', 'pearson'))

@@ -109,6 +109,7 @@ def truncation_counts(encoder: Any, data: Mapping[str, Mapping[str, PairSplit]],
     >>> class Enc:  # "tokens" are characters here
     ...     def count_truncated(self, sentences, max_length):
     ...         return sum(len(s) > max_length for s in sentences)
+    >>> from embedkit.data import PairSplit
     >>> split = PairSplit("T", "test", "t.tsv", "0", ["ab", "abcdef"], ["ab", "abc"], [1.0, 0.0])
     >>> truncation_counts(Enc(), {"T": {"test": split}}, {"T": 4})
     ({'T': {'test': 1}}, {'T': {'test': 3}})
