@@ -15,7 +15,37 @@ The public API is imported lazily so that ``import embedkit`` stays cheap (no to
 
 from __future__ import annotations
 
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def lazy_exports(package: str, exports: dict[str, str]
+                 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for a package whose public names load on first use
+    (PEP 562), so that importing one light module of it (or parsing the command line) does not
+    import torch, FAISS or scikit-learn. ``exports``: each public name -> the module defining it.
+
+    >>> getattr_, dir_ = lazy_exports("embedkit", {"get_task": "embedkit.data.registry"})
+    >>> getattr_("get_task").__name__, "get_task" in dir_()
+    ('get_task', True)
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(exports[name]), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(exports))
+
+    return __getattr__, __dir__
+
 
 _LAZY = {
     "Encoder": "embedkit.encoders",
@@ -24,13 +54,6 @@ _LAZY = {
     "get_task": "embedkit.data",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'embedkit' has no attribute {name!r}")
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = ["__version__", *_LAZY]

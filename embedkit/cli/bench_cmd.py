@@ -20,21 +20,8 @@ from embedkit.cli.common import (
     write_json,
 )
 from embedkit.cli.parsing import split_list, split_models, split_poolings
-from embedkit.encoders import as_encoder
 from embedkit.errors import ConfigError
-from embedkit.evaluation import UndefinedScoreWarning, undefined_message
-from embedkit.experiments.bench import PostOptions, bench_blocks, run_bench, run_bench_models
-from embedkit.experiments.mteb_results import result_folder, write_mteb_results
-from embedkit.experiments.pair_extras import PairExtras
-from embedkit.experiments.predictions import FORMATS, bench_predictions, row_folder
-from embedkit.experiments.report import (
-    classification_rows,
-    data_line,
-    format_table,
-    markdown_report,
-    mteb_rows,
-    run_title,
-)
+from embedkit.experiments.choices import FORMATS
 from embedkit.io.atomic import atomic_write_text
 from embedkit.io.tables import text_table
 
@@ -107,6 +94,16 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from embedkit.data import parse_tasks
+
+    parse_tasks(args.tasks)  # an unknown task fails here, before torch and the encoders load
+    from embedkit.encoders import as_encoder
+    from embedkit.evaluation import UndefinedScoreWarning
+    from embedkit.experiments.bench import PostOptions, bench_blocks, run_bench, run_bench_models
+    from embedkit.experiments.pair_extras import PairExtras
+    from embedkit.experiments.predictions import row_folder
+    from embedkit.experiments.report import markdown_report
+
     check_output_path(args.output, "output", stdout_ok=True)
     check_output_path(args.markdown, "markdown", stdout_ok=True)
     check_output_dir(args.mteb_results, "mteb_results")
@@ -190,6 +187,8 @@ def _run_mteb(args, encoder, poolings, tasks: list, record: dict | None) -> dict
 
 
 def _print_mteb(record: dict) -> None:
+    from embedkit.experiments.report import mteb_rows, run_title
+
     if record.get("mteb"):
         header, rows = mteb_rows(record)
         print(f"\n{run_title(record)}: mteb tasks, main score x 100 (mteb's evaluator)")
@@ -201,6 +200,9 @@ def _print_mteb(record: dict) -> None:
 
 
 def _print_classification(record: dict) -> None:
+    from embedkit.experiments.bench import bench_blocks
+    from embedkit.experiments.report import classification_rows
+
     for block in bench_blocks(record):
         header, rows = classification_rows(block)
         if rows:
@@ -227,6 +229,8 @@ def check_model_names(models: list[str]) -> None:
 
 def _say_notes(blocks: list[dict]) -> None:
     """Skipped rows (the data is the same for every model) and undefined scores, on stderr."""
+    from embedkit.evaluation import undefined_message
+
     for task, splits in blocks[0]["data"].items():
         for split, d in splits.items():
             if split != "fit" and d["skipped"]:
@@ -243,6 +247,9 @@ def _say_notes(blocks: list[dict]) -> None:
 
 def _print_table(record: dict) -> None:
     """The title, the table (one block of rows per model) and one timings line per model."""
+    from embedkit.experiments.bench import bench_blocks
+    from embedkit.experiments.report import data_line, format_table, run_title
+
     blocks = bench_blocks(record)
     protocol = blocks[0]["settings"]["protocol"]
     if len(blocks) == 1 and record.get("kind") == "bench":
@@ -265,6 +272,11 @@ def _write_extras(args, record: dict, encoder) -> None:
     """``--mteb-results`` and ``--predictions``, each announced on one stderr line; with several
     models, predictions go under DIR/<model>/ (each model's encoder built again: its cache
     answers)."""
+    from embedkit.encoders import as_encoder
+    from embedkit.experiments.bench import bench_blocks
+    from embedkit.experiments.mteb_results import result_folder, write_mteb_results
+    from embedkit.experiments.predictions import bench_predictions, row_folder
+
     blocks = bench_blocks(record)
     if args.mteb_results:
         paths = [p for block in blocks for p in write_mteb_results(block, args.mteb_results)]

@@ -7,16 +7,17 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embedkit.cli.parsing import split_models
-from embedkit.data import DataOptions
-from embedkit.encoders import EncoderConfig
-from embedkit.encoders.base import available_cores
-from embedkit.encoders.cache import EmbeddingCache
-from embedkit.encoders.config import BACKENDS, QUANTIZE
-from embedkit.encoders.st_folder import SIMILARITIES
+from embedkit.encoders.choices import BACKENDS, QUANTIZE, SIMILARITIES, available_cores
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_json
+
+if TYPE_CHECKING:  # the library is imported where the work is, not to parse arguments
+    from embedkit.data import DataOptions
+    from embedkit.encoders import EncoderConfig
+    from embedkit.encoders.cache import EmbeddingCache
 
 
 def _writable_ancestor(path: Path, what: str, param: str) -> None:
@@ -210,12 +211,16 @@ def add_similarity_option(p: argparse.ArgumentParser) -> None:
 
 
 def make_cache(args: argparse.Namespace) -> EmbeddingCache | None:
+    from embedkit.encoders.cache import EmbeddingCache
+
     return None if args.no_cache else EmbeddingCache(args.cache_dir)
 
 
 def encoder_config(args: argparse.Namespace, model: str | None = None,
                    pooling: str | None = None) -> EncoderConfig:
     """The encoder settings the model options (:func:`add_model_options`) describe."""
+    from embedkit.encoders import EncoderConfig
+
     name = model or (split_models(args.model)[0] if isinstance(args.model, list)
                      else args.model)
     return EncoderConfig(model=name, revision=getattr(args, "revision", None),
@@ -232,6 +237,8 @@ def encoder_config(args: argparse.Namespace, model: str | None = None,
 
 def data_options(args: argparse.Namespace) -> DataOptions:
     """Where task data comes from, as the data options (:func:`add_data_options`) say."""
+    from embedkit.data import DataOptions
+
     return DataOptions(data_dir=args.data_dir, source=args.source, skip_invalid=args.skip_invalid)
 
 

@@ -5,13 +5,7 @@ from __future__ import annotations
 import argparse
 
 from embedkit.errors import ConfigError
-from embedkit.experiments.compare import METRICS, compare
-from embedkit.experiments.compare_render import (
-    comparison_table,
-    html_report,
-    markdown_report,
-    save_plot,
-)
+from embedkit.experiments.choices import METRICS
 from embedkit.io.atomic import atomic_write_text
 
 
@@ -61,6 +55,14 @@ def _run_paired(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from embedkit.experiments.compare import compare
+    from embedkit.experiments.compare_render import (
+        comparison_table,
+        html_report,
+        markdown_report,
+        save_plot,
+    )
+
     if args.paired:
         return _run_paired(args)
     if not args.inputs:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from embedkit.cli.common import add_data_options, check_output_path, data_options, write_json
-from embedkit.data import data_source, data_source_line, parse_tasks, task_names
-from embedkit.data.listing import list_datasets
 from embedkit.io.tables import text_table
 
 
@@ -18,6 +16,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from embedkit.data import data_source, data_source_line, parse_tasks, task_names
+    from embedkit.data.listing import list_datasets
+
     check_output_path(args.json, "json", stdout_ok=True)
     specs = parse_tasks(args.tasks or ",".join(task_names()))
     listing = list_datasets(specs, data_options(args))

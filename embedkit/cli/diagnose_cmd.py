@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from embedkit.cli.common import (
     add_data_options,
@@ -16,15 +17,10 @@ from embedkit.cli.common import (
 )
 from embedkit.cli.parsing import parse_int_list, split_list, split_poolings
 from embedkit.errors import ConfigError
-from embedkit.experiments.diagnose import (
-    DiagnoseOptions,
-    diagnose_markdown,
-    format_diagnose_table,
-    run_diagnose,
-    write_diagnose_plots,
-)
-from embedkit.experiments.report import data_line, run_title
 from embedkit.io.atomic import atomic_write_text
+
+if TYPE_CHECKING:  # the library is imported where the work is
+    from embedkit.experiments.diagnose import DiagnoseOptions
 
 
 def add_parser(sub) -> None:
@@ -98,6 +94,8 @@ def add_parser(sub) -> None:
 
 def options_from(args) -> DiagnoseOptions:
     """The library's options from the parsed command line."""
+    from embedkit.experiments.diagnose import DiagnoseOptions
+
     if args.corpus and args.tasks:
         raise ConfigError("give --tasks or --corpus, not both", param="corpus")
     retrieval = args.retrieval is not None
@@ -113,6 +111,14 @@ def options_from(args) -> DiagnoseOptions:
 
 
 def run(args) -> int:
+    from embedkit.experiments.diagnose import (
+        diagnose_markdown,
+        format_diagnose_table,
+        run_diagnose,
+        write_diagnose_plots,
+    )
+    from embedkit.experiments.report import data_line, run_title
+
     options = options_from(args)
     options.check()  # fail before loading a model
     if args.embeddings and args.pooling:

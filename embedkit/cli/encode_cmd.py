@@ -14,8 +14,8 @@ from embedkit.cli.common import (
     locked_error,
     positive_int,
 )
-from embedkit.experiments.encode import ENGINES, EncodeSettings, run_encode
-from embedkit.retrieval.shards import VECTOR_DTYPES
+from embedkit.encoders.choices import VECTOR_DTYPES
+from embedkit.experiments.choices import ENGINES
 
 
 def add_parser(sub) -> None:
@@ -68,6 +68,8 @@ def _progress_bar() -> tuple[Callable[[int], None] | None, Callable[[], None]]:
 
 
 def run(args) -> int:
+    from embedkit.experiments.encode import EncodeSettings, run_encode
+
     check_output_dir(args.out, "out")
     settings = EncodeSettings(shard_size=args.shard_size, max_length=args.max_length,
                               engine=args.engine, workers=args.workers,

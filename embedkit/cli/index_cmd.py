@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from embedkit.cli.common import (
     add_data_options,
@@ -25,16 +26,14 @@ from embedkit.cli.common import (
 )
 from embedkit.cli.encode_cmd import add_embeddings_source, run_build_from_embeddings
 from embedkit.cli.parsing import parse_int_list, split_factories, split_list
-from embedkit.data.corpus import corpus_from_tasks, read_corpus
-from embedkit.encoders import EncoderConfig, resolve_model_path
-from embedkit.encoders.prompts import side_prompts
 from embedkit.errors import ConfigError, DataError
-from embedkit.experiments import index_eval
-from embedkit.experiments.report import data_line, run_title
 from embedkit.io.atomic import LOCK_TIMEOUT, FolderLockedError, atomic_write_text
 from embedkit.io.textfile import read_sentences
-from embedkit.retrieval.folder import IndexSearcher, add_to_index, build_index
-from embedkit.retrieval.recipe import RecipeConflictError, show_value
+
+if TYPE_CHECKING:  # the library is imported where the work is
+    from embedkit.encoders import EncoderConfig
+    from embedkit.experiments import index_eval
+    from embedkit.retrieval.recipe import RecipeConflictError
 
 _FMT = argparse.HelpFormatter
 
@@ -243,12 +242,17 @@ def _add_eval(isub) -> None:
 
 def _run_config(args: argparse.Namespace) -> EncoderConfig:
     """How to run the encoder an index's recipe names (the recipe gives the model)."""
+    from embedkit.encoders import EncoderConfig
+
     return EncoderConfig(device=args.device, batch_size=args.batch_size,
                          cache=not args.no_cache, cache_dir=args.cache_dir,
                          progress=getattr(args, "progress", None), threads=args.threads)
 
 
 def run_build(args) -> int:
+    from embedkit.data.corpus import corpus_from_tasks, read_corpus
+    from embedkit.retrieval.folder import build_index
+
     check_output_dir(args.out, "out")
     if args.embeddings is not None or args.on_disk:
         return run_build_from_embeddings(args)
@@ -286,6 +290,9 @@ def run_build(args) -> int:
 
 
 def run_add(args) -> int:
+    from embedkit.data.corpus import read_corpus
+    from embedkit.retrieval.folder import add_to_index
+
     texts, ids, info = read_corpus(args.corpus, args.ids)
     try:
         res = add_to_index(args.index, texts, _run_config(args), ids=ids, corpus_info=info,
@@ -299,6 +306,8 @@ def run_add(args) -> int:
 
 def _conflict_error(err: RecipeConflictError) -> ConfigError:
     """The conflicts in the command line's words: the options that asked for each setting."""
+    from embedkit.retrieval.recipe import show_value
+
     given = [c.describe(f"--{c.key.replace('_', '-')} {show_value(c.requested)}")
              for c in err.conflicts]
     return ConfigError("; ".join(given) + "; use the index's recipe or --force")
@@ -318,6 +327,9 @@ def _queries(args: argparse.Namespace) -> list[str]:
 
 
 def run_search(args) -> int:
+    from embedkit.retrieval.folder import IndexSearcher
+    from embedkit.retrieval.recipe import RecipeConflictError
+
     check_output_path(args.output, "output")
     queries = _queries(args)
     try:
@@ -336,6 +348,8 @@ def run_search(args) -> int:
 
 
 def _eval_options(args: argparse.Namespace) -> index_eval.IndexEvalOptions:
+    from embedkit.experiments import index_eval
+
     factories = split_factories(args.factory) + split_factories(args.factories)
     quality = index_eval.QualityOptions(
         tasks=tuple(split_list(args.tasks)), splits=tuple(split_list(args.split)),
@@ -359,6 +373,9 @@ def _eval_options(args: argparse.Namespace) -> index_eval.IndexEvalOptions:
 def _side_config(args: argparse.Namespace) -> tuple[EncoderConfig, str]:
     """The passages' encoder settings and the queries' prompt (--query-prompt,
     --passage-prompt, else --prompt, else what the model folder declares)."""
+    from embedkit.encoders import resolve_model_path
+    from embedkit.encoders.prompts import side_prompts
+
     config = encoder_config(args)
     query_prompt, passage_prompt = side_prompts(
         resolve_model_path(config.model), query=args.query_prompt,
@@ -367,6 +384,9 @@ def _side_config(args: argparse.Namespace) -> tuple[EncoderConfig, str]:
 
 
 def run_eval(args) -> int:
+    from embedkit.experiments import index_eval
+    from embedkit.experiments.report import data_line, run_title
+
     if not args.tasks and not args.cost_corpus_tasks:
         raise ConfigError("nothing to evaluate: give --tasks (quality) and/or "
                           "--cost-corpus-tasks (cost)")

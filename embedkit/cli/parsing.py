@@ -6,10 +6,13 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from embedkit.encoders import Pooling
 from embedkit.encoders.models import ALIASES
 from embedkit.errors import ConfigError
+
+if TYPE_CHECKING:  # torch: imported where poolings are parsed, not to parse arguments
+    from embedkit.encoders import Pooling
 
 
 def split_list(text: str | None, sep: str = ",") -> list[str]:
@@ -28,6 +31,8 @@ def split_poolings(arg: str | Sequence[str] | None) -> list[Pooling]:
     >>> split_poolings(["cls,layers-avg:1,-1", "mean"])
     ['cls', 'layers-avg:1,-1', 'last-avg']
     """
+    from embedkit.encoders import Pooling
+
     if arg is None:
         return []
     items = [arg] if isinstance(arg, str) else list(arg)

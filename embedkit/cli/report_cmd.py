@@ -8,14 +8,13 @@ from pathlib import Path
 
 from embedkit.cli.common import add_data_dir, check_output_path, positive_int, thread_count
 from embedkit.cli.parsing import parse_int_list, split_list
-from embedkit.experiments import simcse_report, speed
-from embedkit.experiments.simcse_report import SimCSEReportOptions, run_simcse_report
-from embedkit.experiments.speed import SpeedOptions, run_speed
 from embedkit.io.atomic import atomic_write_json, atomic_write_text
 from embedkit.provenance import machine_description
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from embedkit.experiments.speed import SpeedOptions
+
     p = sub.add_parser("report", help="write one of the reports in eval/ (speed, simcse, scale, compare)",
                        description="Write a report of eval/ and the JSON record beside it.")
     reports = p.add_subparsers(dest="report", metavar="REPORT")
@@ -56,6 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_simcse(reports: argparse._SubParsersAction) -> None:
+    from embedkit.experiments.simcse_report import SimCSEReportOptions
+
     d = SimCSEReportOptions()
     s = reports.add_parser(
         "simcse", help="m3e-small before and after SimCSE, next to whitening",
@@ -142,6 +143,9 @@ def _write(out: Path, record: dict, md: str) -> None:
 
 
 def run_simcse_cmd(args: argparse.Namespace) -> int:
+    from embedkit.experiments import simcse_report
+    from embedkit.experiments.simcse_report import SimCSEReportOptions, run_simcse_report
+
     opts = SimCSEReportOptions(args.model, tuple(split_list(args.tasks)), args.runs_dir,
                                args.data_dir, args.seed, args.supervised_task or None)
     record = run_simcse_report(opts, command=args.command_line)
@@ -150,6 +154,9 @@ def run_simcse_cmd(args: argparse.Namespace) -> int:
 
 
 def run_speed_cmd(args: argparse.Namespace) -> int:
+    from embedkit.experiments import speed
+    from embedkit.experiments.speed import SpeedOptions, run_speed
+
     out = Path(args.out)
     json_path = out.with_suffix(".json")
     if args.rerender:

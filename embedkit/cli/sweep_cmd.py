@@ -18,14 +18,6 @@ from embedkit.cli.common import (
 )
 from embedkit.cli.parsing import parse_grid, split_poolings
 from embedkit.errors import ConfigError
-from embedkit.experiments.report import data_line, run_title, truncation_note
-from embedkit.experiments.sweep import (
-    SweepOptions,
-    format_sweep_table,
-    run_sweep,
-    sweep_markdown,
-    write_plots,
-)
 from embedkit.io.atomic import atomic_write_text
 
 
@@ -68,6 +60,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from embedkit.experiments.report import data_line, run_title, truncation_note
+    from embedkit.experiments.sweep import (
+        SweepOptions,
+        format_sweep_table,
+        run_sweep,
+        sweep_markdown,
+        write_plots,
+    )
+
     check_output_path(args.output, "output", stdout_ok=True)
     check_output_path(args.markdown, "markdown")
     check_output_dir(args.plots, "plots")

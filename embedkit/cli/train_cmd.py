@@ -18,7 +18,6 @@ from typing import Any
 
 from embedkit.cli.common import DATA_DIR_HELP
 from embedkit.cli.parsing import split_list
-from embedkit.training import SimCSEConfig, TrainingWarning, train_simcse
 
 #: how list-valued fields are typed: --tasks takes a comma list, --pairs repeats
 _LIST_ACTIONS = {"tasks": "comma", "pairs": "append"}
@@ -71,6 +70,8 @@ def _add_option(p: argparse.ArgumentParser, f: dataclasses.Field, typ: Any) -> N
 
 
 def add_parser(sub: Any) -> None:
+    from embedkit.training import SimCSEConfig
+
     p = sub.add_parser("train", help="fine-tune an encoder (SimCSE, CoSENT)",
                        description="Fine-tune an encoder and write a model folder that embedkit "
                                    "bench, transformers and sentence-transformers load.")
@@ -99,6 +100,8 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 
 def run(args: argparse.Namespace) -> int:
+    from embedkit.training import SimCSEConfig, TrainingWarning, train_simcse
+
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SimCSEConfig)
              if getattr(args, f.name) is not None}
     with warnings.catch_warnings():

@@ -15,7 +15,6 @@ from embedkit.cli.common import (
 from embedkit.cli.encode_cmd import add_whiten_embeddings, run_whiten_embeddings
 from embedkit.cli.parsing import parse_k
 from embedkit.errors import ConfigError
-from embedkit.experiments.whiten import WhitenSettings, export_format, run_whiten
 
 
 def add_parser(sub) -> None:
@@ -61,6 +60,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from embedkit.experiments.whiten import WhitenSettings, export_format, run_whiten
+
     if export_format(args.out, args.format) == "sentence-transformers":
         check_output_dir(args.out, "out")  # a model folder
     else:

@@ -15,9 +15,12 @@ import functools
 import site
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from embedkit.data.spec import TaskSpec
 from embedkit.errors import ConfigError
+
+if TYPE_CHECKING:  # the library is imported where the work is
+    from embedkit.data.spec import TaskSpec
 
 #: The five tasks of the BERT-whitening papers' tables, in their order.
 DEFAULT_TASKS = ("ATEC", "BQ", "LCQMC", "PAWSX", "STS-B")
@@ -32,6 +35,8 @@ def _task_dirs() -> list[Path]:
 @functools.lru_cache(maxsize=1)
 def builtin_tasks() -> dict[str, TaskSpec]:
     """All built-in task specs by name, in file-name order (cached)."""
+    from embedkit.data.spec import TaskSpec
+
     for d in _task_dirs():
         files = sorted(d.glob("*.json"))
         if files:
@@ -54,6 +59,8 @@ def _norm(name: str) -> str:
 
 def get_task(name_or_path: str) -> TaskSpec:
     """A built-in task by name (case and dashes ignored: ``stsb`` = ``STS-B``) or a spec file path."""
+    from embedkit.data.spec import TaskSpec
+
     p = Path(name_or_path)
     if name_or_path.endswith(".json") or p.is_file():
         return TaskSpec.from_file(p)

@@ -57,14 +57,6 @@ def quiet_loading(name: str) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def available_cores() -> int:
-    """The cores this process may run on (the default thread count of every backend)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
-
-
 def tokenize_ids(tokenizer: Any, texts: Sequence[str], max_length: int,
                  eos_id: int | None = None) -> list[list[int]]:
     """Token ids of each text alone, ``[CLS] ... [SEP]`` truncated to ``max_length``; with

@@ -20,6 +20,7 @@ from typing import Any
 
 from embedkit.encoders.base import TokenizedEncoder
 from embedkit.encoders.cache import EmbeddingCache
+from embedkit.encoders.choices import BACKENDS, QUANTIZE
 from embedkit.encoders.models import resolve_model_path
 from embedkit.encoders.prompts import instruction_prompt, instruction_template
 from embedkit.encoders.protocol import SentenceEncoder
@@ -27,8 +28,6 @@ from embedkit.encoders.transformer import TransformerEncoder, canonical_dtype, c
 from embedkit.encoders.wrappers import CachedEncoder, MeteredEncoder
 from embedkit.errors import ConfigError
 
-BACKENDS = ("torch", "onnx", "openvino")
-QUANTIZE = ("none", "int8")
 INT8_ON_TORCH = ("int8 runs on the onnx or openvino backend, not on torch: choose one of "
                  "those backends, or no quantisation")
 #: padded tokens per batch; None cuts batches by ``batch_size`` sentences (see batching.py)

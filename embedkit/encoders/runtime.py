@@ -28,11 +28,11 @@ import torch
 
 from embedkit.encoders.base import (
     TokenizedEncoder,
-    available_cores,
     eos_to_append,
     prompt_setting,
     quiet_loading,
 )
+from embedkit.encoders.choices import available_cores
 from embedkit.encoders.export import (
     ExportedGraph,
     discard_export,

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.encoders.choices import SIMILARITIES
 from embedkit.encoders.pooling import Pooling, by_st_mode, uniem_declared
 from embedkit.encoders.prompts import st_config
 from embedkit.errors import ConfigError, UnsupportedModuleError
@@ -47,8 +48,6 @@ __all__ = ["STFolder", "STModule", "SIMILARITIES", "declared_pooling", "read_st_
 
 logger = logging.getLogger(__name__)
 MODULES_FILE = "modules.json"
-#: the similarity functions sentence-transformers declares (``similarity_fn_name``)
-SIMILARITIES = ("cosine", "dot", "euclidean", "manhattan")
 _SIMILARITY_ALIASES = {"cos_sim": "cosine", "dot_score": "dot", "dot_product": "dot"}
 
 # embedkit's Pooling.st_mode (the config flag's suffix) -> sentence-transformers' pooling_mode

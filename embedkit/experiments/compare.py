@@ -45,6 +45,7 @@ from typing import Any
 
 from embedkit.data import canonical_split
 from embedkit.errors import ConfigError, DataError, MissingFileError
+from embedkit.experiments.choices import METRICS
 from embedkit.experiments.mteb_results import (
     CMTEB_TASKS,
     base_model_name,
@@ -56,7 +57,6 @@ from embedkit.experiments.report import run_revision
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("spearman", "pearson")
 #: protocols that compute the same thing (C-MTEB's splits and max length)
 PROTOCOL_FAMILY = {"mteb": "cmteb"}
 #: what a stored score may be: a correlation as a fraction (records and mteb files alike)

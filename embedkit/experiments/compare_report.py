@@ -39,20 +39,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from embedkit.data import DEFAULT_TASKS, DataOptions
-from embedkit.data.registry import get_task
-from embedkit.data.spec import TaskSpec
-from embedkit.encoders import EncoderConfig, SentenceEncoder, as_encoder
-from embedkit.experiments.bench import run_bench
-from embedkit.experiments.compare import Comparison, compare
-from embedkit.experiments.compare_render import html_report, markdown_report
-from embedkit.experiments.mteb_results import write_mteb_results
+from embedkit.data.registry import DEFAULT_TASKS, get_task
 from embedkit.experiments.record import data_dir_setting, run_record, timings
 from embedkit.experiments.report import provenance_lines
 from embedkit.io.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from embedkit.io.tables import escape_html, text_table
+
+if TYPE_CHECKING:  # the library is imported where the work is
+    from embedkit.data.spec import TaskSpec
+    from embedkit.encoders import EncoderConfig, SentenceEncoder
+    from embedkit.experiments.compare import Comparison
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +94,10 @@ def _score_twice(opts: CompareReportOptions, enc: SentenceEncoder, specs: list[T
                  work: Path, mteb_evaluate: MtebEvaluate, command: str | None
                  ) -> dict[str, Any]:
     """Steps 1 and 2: the cmteb bench record, as mteb files, and mteb's own run."""
+    from embedkit.data import DataOptions
+    from embedkit.experiments.bench import run_bench
+    from embedkit.experiments.mteb_results import write_mteb_results
+
     pooling = [opts.pooling] if opts.pooling else None
     bench = run_bench(enc, pooling, specs, protocol="cmteb",
                       data=DataOptions(data_dir=opts.data_dir), command=command)
@@ -189,6 +191,8 @@ def _write_pages(cmp: Comparison, record: dict[str, Any], out: Path,
                  screenshot: Screenshot | None) -> None:
     """Step 3 and 4: HTML, screenshot, Markdown (which shows the screenshot when there is
     one), JSON record."""
+    from embedkit.experiments.compare_render import html_report, markdown_report
+
     title = record["settings"]["title"]
     html_path, png = out.with_suffix(".html"), out.with_suffix(".png")
     para = agreement_text(record["agreement"])
@@ -226,6 +230,9 @@ def run_compare_report(out: str | os.PathLike, opts: CompareReportOptions | None
     returned record) and, when ``screenshot`` makes one, ``.png``; see the module docstring.
     ``encoder``: default ``EncoderConfig(opts.model, batch_size=opts.batch_size)`` with the
     user's embedding cache."""
+    from embedkit.encoders import EncoderConfig, as_encoder
+    from embedkit.experiments.compare import compare
+
     opts = opts or CompareReportOptions()
     t0 = time.perf_counter()
     out = Path(out)

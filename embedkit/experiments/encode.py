@@ -34,6 +34,7 @@ import numpy as np
 from embedkit.data.sources import CorpusSource, open_corpus
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.errors import ConfigError
+from embedkit.experiments.choices import ENGINES
 from embedkit.experiments.record import run_record, timings
 from embedkit.postprocess import pipeline_learns, resolve_post
 from embedkit.provenance import library_versions
@@ -56,7 +57,6 @@ __all__ = ["ENGINES", "EncodeSettings", "ShardJob", "run_encode"]
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("local", "ray")
 #: the manifest is rewritten at most this often while shards are written (and at the end)
 FLUSH_SECONDS = 5.0
 

@@ -45,11 +45,11 @@ from embedkit.errors import ConfigError
 from embedkit.evaluation.evaluator import STSEvaluator, lookup
 from embedkit.evaluation.metrics import cosine_scores, spearman
 from embedkit.evaluation.protocols import get_protocol
+from embedkit.experiments.choices import FORMATS
 from embedkit.io.atomic import atomic_path, atomic_write_text
 from embedkit.postprocess import describe_post, pipeline_learns, resolve_post
 
 Transform = Callable[[np.ndarray], np.ndarray]
-FORMATS = ("auto", "jsonl", "parquet")
 
 
 def has_pyarrow() -> bool:

@@ -11,12 +11,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from embedkit.data import PairSplit, data_source, find_data_dir
-from embedkit.encoders import SentenceEncoder, encode_stats, encoder_settings
 from embedkit.errors import ConfigError
 from embedkit.provenance import library_versions, machine_description
+
+if TYPE_CHECKING:  # the library is imported where the work is
+    from embedkit.data import PairSplit
+
+if TYPE_CHECKING:  # the library is imported where the work is
+    from embedkit.encoders import SentenceEncoder
 
 
 def run_record(kind: str, *, command: str | None, encoder: SentenceEncoder | None,
@@ -28,6 +32,9 @@ def run_record(kind: str, *, command: str | None, encoder: SentenceEncoder | Non
     and ``data_source``: where the task data came from (``source``, else
     :func:`~embedkit.data.data_source` of every ``source`` in ``data``, against
     ``settings["data_dir"]``)."""
+    from embedkit.data import data_source
+    from embedkit.encoders import encoder_settings
+
     versions = library_versions(tuple(versions_extra))
     run = encoder_settings(encoder) if encoder is not None else {}
     return {
@@ -62,6 +69,8 @@ def split_sources(data: Any) -> list[str]:
 def data_dir_setting(data_dir: str | os.PathLike | None) -> str:
     """The data folder a run read (the argument, else ``EMBEDKIT_DATA``, else the default
     folder found; "" for none: the hub)."""
+    from embedkit.data import find_data_dir
+
     try:
         return str(find_data_dir(data_dir).path or "")
     except ConfigError:  # named but missing: a hub run never read it
@@ -70,6 +79,8 @@ def data_dir_setting(data_dir: str | os.PathLike | None) -> str:
 
 def refresh_data_source(record: dict[str, Any]) -> None:
     """Recompute ``record["data_source"]`` after the runner filled ``record["data"]``."""
+    from embedkit.data import data_source
+
     record["data_source"] = data_source(split_sources(record.get("data")),
                                         (record.get("settings") or {}).get("data_dir") or None)
 
@@ -82,6 +93,8 @@ def split_summary(splits: Mapping[str, PairSplit]) -> dict[str, dict[str, Any]]:
 
 def timings(encoder: SentenceEncoder | None, t_start: float, **extra: Any) -> dict[str, Any]:
     """The encoder's counters, the caller's extra timings and the total wall time."""
+    from embedkit.encoders import encode_stats
+
     return {**encode_stats(encoder), **extra,
             "seconds_total": round(time.perf_counter() - t_start, 3)}
 
@@ -96,6 +109,7 @@ def truncation_counts(encoder: Any, data: Mapping[str, Mapping[str, PairSplit]],
     >>> class Enc:  # "tokens" are characters here
     ...     def count_truncated(self, sentences, max_length):
     ...         return sum(len(s) > max_length for s in sentences)
+    >>> from embedkit.data import PairSplit
     >>> split = PairSplit("T", "test", "t.tsv", "0", ["ab", "abcdef"], ["ab", "abc"], [1.0, 0.0])
     >>> truncation_counts(Enc(), {"T": {"test": split}}, {"T": 4})
     ({'T': {'test': 1}}, {'T': {'test': 3}})

@@ -14,7 +14,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from embedkit.data import data_source_line
 from embedkit.io.tables import text_table
 
 
@@ -278,6 +277,8 @@ def data_line(record: dict) -> str:
     >>> data_line({"data_source": {"kind": "local", "local": ["/d"], "hub": []}})
     'data: local /d'
     """
+    from embedkit.data import data_source_line
+
     source = record.get("data_source")
     if (not source or source.get("kind") == "none") and record.get("models"):
         source = record["models"][0].get("data_source")

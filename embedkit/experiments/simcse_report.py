@@ -22,16 +22,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedkit.data import DEFAULT_TASKS
-from embedkit.encoders import EncoderConfig, SentenceEncoder
-from embedkit.encoders.cache import EmbeddingCache
-from embedkit.experiments.bench import run_bench
 from embedkit.experiments.record import data_dir_setting, run_record, timings
 from embedkit.experiments.report import provenance_lines
-from embedkit.training import SimCSEConfig, train_simcse
-from embedkit.training.checkpoint import RECORD_FILE
+
+if TYPE_CHECKING:  # the library is imported where the work is
+    from embedkit.encoders import SentenceEncoder
+    from embedkit.encoders.cache import EmbeddingCache
+    from embedkit.training import SimCSEConfig
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ SUPERVISED_RUNS = (("InfoNCE, positives label >= 4", {"loss": "infonce", "thresh
 def _finished(cfg: SimCSEConfig) -> dict | None:
     """The record of a complete earlier run whose configuration has every setting ``cfg`` sets
     (the record's holds the resolved defaults as well), else None."""
+    from embedkit.training.checkpoint import RECORD_FILE
+
     path = Path(str(cfg.out_dir)) / RECORD_FILE
     if not path.is_file():
         return None
@@ -58,6 +60,8 @@ def _finished(cfg: SimCSEConfig) -> dict | None:
 def train_or_reuse(cfg: SimCSEConfig) -> dict:
     """The record of ``cfg``'s run: reused when complete, else trained (resuming from the
     latest checkpoint when there is one)."""
+    from embedkit.training import train_simcse
+
     rec = _finished(cfg)
     if rec is not None:
         logger.info("reusing %s (same configuration, complete)", cfg.out_dir)
@@ -70,6 +74,8 @@ def _score(encoder: SentenceEncoder, pooling: str, task: str, data_dir: str | No
            post: Sequence[str] = ()) -> dict[str, float]:
     """Spearman on the task's test split per row (the pooling, then each post chain fitted on
     the task), by :func:`~embedkit.experiments.bench.run_bench`."""
+    from embedkit.experiments.bench import run_bench
+
     rec = run_bench(encoder, [pooling], [task], ["test"], data_dir=data_dir, post=list(post))
     name = rec["settings"]["tasks"][0]  # the spec's name (``task`` may be a spec file)
     return {label: r[name]["test"]["spearman"] for label, r in rec["results"].items()}
@@ -77,6 +83,9 @@ def _score(encoder: SentenceEncoder, pooling: str, task: str, data_dir: str | No
 
 def _unsupervised_row(base: SentenceEncoder, task: str, cache: EmbeddingCache, *,
                       runs: Path, data_dir: str | None, seed: int) -> dict[str, Any]:
+    from embedkit.encoders import EncoderConfig
+    from embedkit.training import SimCSEConfig
+
     pooling = str(base.default_pooling)
     cfg = SimCSEConfig(model=base.name, tasks=[task], out_dir=str(runs / f"{_slug(base)}-{task}"),
                        pooling=pooling, seed=seed, data_dir=data_dir, save_every=50)
@@ -94,6 +103,9 @@ def _unsupervised_row(base: SentenceEncoder, task: str, cache: EmbeddingCache, *
 
 def _supervised_rows(base: SentenceEncoder, task: str, cache: EmbeddingCache, *, runs: Path,
                      data_dir: str | None, seed: int) -> list[dict[str, Any]]:
+    from embedkit.encoders import EncoderConfig
+    from embedkit.training import SimCSEConfig
+
     pooling = str(base.default_pooling)
     rows = []
     for name, extra in SUPERVISED_RUNS:
@@ -129,6 +141,9 @@ class SimCSEReportOptions:
 def run_simcse_report(opts: SimCSEReportOptions | None = None, *, command: str | None = None
                       ) -> dict[str, Any]:
     """Train (or reuse) every run of the report and score it; the report's record."""
+    from embedkit.encoders import EncoderConfig
+    from embedkit.encoders.cache import EmbeddingCache
+
     opts = opts or SimCSEReportOptions()
     t0 = time.perf_counter()
     cache = EmbeddingCache()

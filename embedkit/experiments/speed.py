@@ -32,14 +32,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from embedkit.data import DEFAULT_TASKS, get_task, load_split
 from embedkit.experiments.record import run_record
 from embedkit.experiments.speed_cost import flops_per_sentence, gemm_peak, token_lengths
 from embedkit.experiments.speed_report import REFERENCE, ST_TORCH, targets
+
+if TYPE_CHECKING:  # numpy: imported where vectors are read, not to parse arguments
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 WORKER = Path(__file__).with_name("speed_worker.py")
@@ -80,6 +80,8 @@ class SpeedOptions:
 
 def sample_sentences(n: int, seed: int, data_dir: str | None) -> list[str]:
     """``n`` distinct sentences drawn (seeded) from the five test splits."""
+    from embedkit.data import DEFAULT_TASKS, get_task, load_split
+
     pool: list[str] = []
     for t in DEFAULT_TASKS:
         pool.extend(load_split(get_task(t), "test", data_dir=data_dir).unique_sentences())
@@ -229,6 +231,9 @@ class _Lookup:
 
 def quality(workers: list[Worker], opts: SpeedOptions, work: Path) -> dict[str, dict[str, Any]]:
     """Each engine's Spearman on each test split (seeded pairs), by the STS evaluator."""
+    import numpy as np
+
+    from embedkit.data import DEFAULT_TASKS, get_task, load_split
     from embedkit.evaluation import STSEvaluator
 
     specs = [get_task(t) for t in DEFAULT_TASKS]
@@ -255,6 +260,8 @@ def quality(workers: list[Worker], opts: SpeedOptions, work: Path) -> dict[str, 
 
 
 def _cosine_gap(a_path: str, b_path: str) -> float:
+    import numpy as np
+
     a, b = np.load(a_path), np.load(b_path)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     return float(1.0 - cos.min())
@@ -264,6 +271,8 @@ def run_speed(opts: SpeedOptions, command: str | None = None,
               startup: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Time the engines on the same sentences and return the JSON-ready record; ``startup``
     measures the command line's start-up (the CLI passes :mod:`embedkit.cli.startup`'s)."""
+    import numpy as np
+
     sentences = sample_sentences(opts.sentences, opts.seed, opts.data_dir)
     with tempfile.TemporaryDirectory(prefix="embedkit-speed-") as tmp:
         work = Path(tmp)

@@ -1,9 +1,9 @@
 """Retrieval over sentence embeddings: FAISS indexes, index folders, metrics, STS-pairs tasks,
 approximation costs.
 
-``import embedkit.retrieval`` does not import FAISS: :class:`EmbeddingIndex`, :class:`Hit`,
-the index-folder functions and :func:`approximation_costs` are loaded on first use; the
-metrics and task helpers are plain numpy.
+``import embedkit.retrieval`` imports neither FAISS nor numpy: every public name is loaded on
+first use (:class:`EmbeddingIndex`, :class:`Hit`, the index-folder functions and
+:func:`approximation_costs` need FAISS; the metrics and task helpers are plain numpy).
 
 >>> from embedkit.retrieval import recall_at_k
 >>> recall_at_k([[0, 1]], [{1}], 1)
@@ -12,23 +12,23 @@ metrics and task helpers are plain numpy.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from embedkit.retrieval.metrics import (
-    mrr_at_k,
-    ndcg_at_k,
-    overlap_recall,
-    recall_at_k,
-    retrieval_scores,
-)
-from embedkit.retrieval.recipe import Recipe, RecipeConflict, RecipeConflictError
-from embedkit.retrieval.tasks import RetrievalTask, evaluate_retrieval, pairs_to_retrieval
+from embedkit import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from embedkit.retrieval.costs import approximation_costs
     from embedkit.retrieval.folder import IndexSearcher, add_to_index, build_index, search
     from embedkit.retrieval.index import EmbeddingIndex, Hit
+    from embedkit.retrieval.metrics import (
+        mrr_at_k,
+        ndcg_at_k,
+        overlap_recall,
+        recall_at_k,
+        retrieval_scores,
+    )
+    from embedkit.retrieval.recipe import Recipe, RecipeConflict, RecipeConflictError
+    from embedkit.retrieval.tasks import RetrievalTask, evaluate_retrieval, pairs_to_retrieval
 
 __all__ = [
     "EmbeddingIndex",
@@ -59,16 +59,17 @@ _LAZY = {
     "build_index": "embedkit.retrieval.folder",
     "search": "embedkit.retrieval.folder",
     "approximation_costs": "embedkit.retrieval.costs",
+    "mrr_at_k": "embedkit.retrieval.metrics",
+    "ndcg_at_k": "embedkit.retrieval.metrics",
+    "overlap_recall": "embedkit.retrieval.metrics",
+    "recall_at_k": "embedkit.retrieval.metrics",
+    "retrieval_scores": "embedkit.retrieval.metrics",
+    "Recipe": "embedkit.retrieval.recipe",
+    "RecipeConflict": "embedkit.retrieval.recipe",
+    "RecipeConflictError": "embedkit.retrieval.recipe",
+    "RetrievalTask": "embedkit.retrieval.tasks",
+    "evaluate_retrieval": "embedkit.retrieval.tasks",
+    "pairs_to_retrieval": "embedkit.retrieval.tasks",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'embedkit.retrieval' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -59,6 +59,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from embedkit.data.sources import require_pyarrow
+from embedkit.encoders.choices import VECTOR_DTYPES
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_path, atomic_write_json
 from embedkit.provenance import sha256_file, sha256_text
@@ -71,7 +72,6 @@ __all__ = ["MANIFEST", "MANIFEST_FORMAT", "SHARD_METADATA_KEY", "VECTOR_DTYPES",
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "embedkit-encode/1"
-VECTOR_DTYPES = ("float32", "float16")
 #: the Parquet key-value metadata key of a shard's row range and folder key
 SHARD_METADATA_KEY = b"embedkit"
 #: how an encode folder is made again (the end of its error messages)

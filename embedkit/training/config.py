@@ -20,10 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from embedkit.encoders.pooling import Pooling
-from embedkit.encoders.transformer import DTYPES, canonical_dtype
 from embedkit.errors import ConfigError
-from embedkit.training.checkpoint import find_checkpoint, read_state
 
 UNSUPERVISED_DROPOUT = 0.3
 UNSUPERVISED_MAX_SENTENCES = 10_000
@@ -61,6 +58,8 @@ def one_of(*values: str, why: str = "") -> Check:
 
 
 def _pooling(value: str) -> bool:
+    from embedkit.encoders.pooling import Pooling
+
     Pooling(value)  # raises ConfigError naming the valid poolings
     return True
 
@@ -163,6 +162,8 @@ class SimCSEConfig:
             self.tasks = [self.tasks]
         if isinstance(self.pairs, str):
             self.pairs = [self.pairs]
+        from embedkit.encoders.transformer import DTYPES, canonical_dtype
+
         if isinstance(self.dtype, str) and self.dtype in DTYPES:
             self.dtype = canonical_dtype(self.dtype)
         if self.max_grad_norm == 0:
@@ -198,6 +199,8 @@ class SimCSEConfig:
     @classmethod
     def from_checkpoint(cls, path: Any) -> SimCSEConfig:
         """The configuration a checkpoint was written with (``path`` as for ``resume``)."""
+        from embedkit.training.checkpoint import find_checkpoint, read_state
+
         return cls(**read_state(find_checkpoint(path))["config"])
 
     def resolved_dropout(self) -> float | None:
@@ -242,6 +245,8 @@ _RULES: list[tuple[str, Callable[[SimCSEConfig], bool], str]] = [
 def merge_for_resume(given: SimCSEConfig, stored: SimCSEConfig) -> SimCSEConfig:
     """``given``'s unset (None) fields filled from the checkpoint's ``stored`` config;
     ConfigError (param ``resume``) on given settings that would change the result."""
+    from embedkit.encoders.pooling import Pooling
+
     merged: dict[str, Any] = {}
     bad = []
     defaults = SimCSEConfig()

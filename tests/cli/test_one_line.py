@@ -145,12 +145,12 @@ def _raise(code: int):
 def test_a_full_disk_outside_the_atomic_writers(tmp_path, capsys, tiny_model_dir, corpus,
                                                 monkeypatch):
     """An ENOSPC no atomic writer saw (a library's own file) is one line too."""
-    import embedkit.cli.encode_cmd as encode_cmd
+    import embedkit.experiments.encode as encode  # the command imports it when it runs
 
     def failing(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "x"))
 
-    monkeypatch.setattr(encode_cmd, "run_encode", failing)
+    monkeypatch.setattr(encode, "run_encode", failing)
     msg = error_line(capsys, ["encode", "--model", str(tiny_model_dir), "--corpus", str(corpus),
                               "--out", str(tmp_path / "emb"), "--no-cache"])
     assert msg.startswith(f"no space left on device writing {tmp_path / 'x'} (")

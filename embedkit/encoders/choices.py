@@ -1,0 +1,29 @@
+"""The values encoder settings take, in a module that imports nothing heavy (no torch, no
+numpy), so that a command line can list them without loading a backend.
+
+>>> BACKENDS, QUANTIZE
+(('torch', 'onnx', 'openvino'), ('none', 'int8'))
+>>> available_cores() >= 1
+True
+"""
+
+from __future__ import annotations
+
+import os
+
+#: inference engines (``EncoderConfig.backend``)
+BACKENDS = ("torch", "onnx", "openvino")
+#: quantisation of an exported graph (``EncoderConfig.quantize``)
+QUANTIZE = ("none", "int8")
+#: the similarity functions sentence-transformers declares (``similarity_fn_name``)
+SIMILARITIES = ("cosine", "dot", "euclidean", "manhattan")
+#: the dtypes vectors are stored in once encoded (encode folders' shards)
+VECTOR_DTYPES = ("float32", "float16")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (the default thread count of every backend)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
