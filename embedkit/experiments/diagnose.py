@@ -208,8 +208,9 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
 
 def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
                          command: str | None, t0: float) -> dict[str, Any]:
-    """``run_diagnose`` on the vectors of an encode folder: its pooling, chains fitted on the
-    vectors read (all rows, or a seeded sample of ``options.sample``), no scores."""
+    """``run_diagnose`` on the vectors of an encode folder (all rows, or a seeded sample of
+    ``options.sample``): its pooling, no scores; chains that learn are fitted on a seeded half
+    of the rows read and every row, raw included, is measured on the other half."""
     from embedkit.retrieval.shards import EncodeFolder
 
     folder = EncodeFolder.open(str(options.embeddings))
@@ -223,16 +224,21 @@ def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
     pooling = Pooling(r.pooling)
     post_files = check_chain_files(pipes, model=r.model_identity, dim=folder.dim,
                                    poolings=[pooling])
-    check_post_chains(pipes, folder.dim, n)
-    run = _Run(None, [pooling], pipes, options)
-    rows = [row for row, _ in _rows_of(run, "embeddings", {str(pooling): x}, {})]
     learns = any(pipeline_learns(p) for _, p in pipes)
+    fit_x, x = _held_out(x, options, str(folder.path)) if learns else (x, x)
+    check_post_chains(pipes, folder.dim, len(fit_x))
+    run = _Run(None, [pooling], pipes, options)
+    rows = [row for row, _ in _rows_of(run, "embeddings", {str(pooling): x},
+                                       {str(pooling): fit_x})]
+    fit_on = (f"embeddings: {len(fit_x)} of the rows read (seed {options.seed}); every row "
+              f"measured on the other {len(x)}") if learns else None
     settings = {**_settings(options, [pooling], pipes, post_files), "embeddings": str(folder.path),
-                "fit_on": "embeddings" if learns else None,
+                "fit_on": fit_on,
                 "tasks": ["embeddings"], "max_length": {"embeddings": r.max_length},
                 "retrieval_tasks": [], "dtype": r.dtype, "device": "-"}
     data = {"embeddings": {"folder": str(folder.path), "total_rows": folder.total_rows,
-                           "rows_read": n, "shards": len(folder.manifest["shards"]),
+                           "rows_read": n, "rows_fitted": len(fit_x) if learns else 0,
+                           "rows_measured": len(x), "shards": len(folder.manifest["shards"]),
                            "inputs": folder.manifest.get("inputs")}}
     record = run_record("diagnose", command=command, encoder=None, settings=settings,
                         data=data, versions_extra=("matplotlib", "pyarrow"))
@@ -243,6 +249,21 @@ def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
     record["timings"] = timings(None, t0, **{f"seconds_{k}": round(v, 3)
                                              for k, v in run.seconds.items()})
     return record
+
+
+def _held_out(x: np.ndarray, options: DiagnoseOptions,
+              where: str) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded half of the rows to fit the chains on, and the other half to measure: a map
+    measured on the vectors it was fitted on reads as perfectly isotropic by construction
+    (whitening's IsoScore is 1), which says nothing of new vectors."""
+    order = np.random.default_rng(options.seed).permutation(len(x))
+    half = len(x) // 2
+    if len(x) - half <= options.k:
+        raise ConfigError(f"{where}: {len(x)} vectors read; the chains are fitted on half and "
+                          f"measured on the other half, and hubness at k={options.k} needs more "
+                          f"than k there: read more rows (--sample) or lower --k",
+                          param="embeddings")
+    return x[np.sort(order[:half])], x[np.sort(order[half:])]
 
 
 def _parse_chain(chain: str) -> Pipeline:

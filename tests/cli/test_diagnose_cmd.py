@@ -171,10 +171,16 @@ def test_diagnose_an_encode_folder(main, tiny_model_dir, tmp_path, capsys):
     rec = json.loads(out.read_text(encoding="utf-8"))
     assert [r["row"] for r in rec["rows"]] == ["cls", "cls + pca:k=8"]
     assert rec["model"]["name"] == str(tiny_model_dir)
-    assert rec["data"]["embeddings"]["rows_read"] == len(texts)
-    assert rec["settings"]["fit_on"] == "embeddings"
+    emb = rec["data"]["embeddings"]
+    assert emb["rows_read"] == len(texts)
+    # fitted on a seeded half, every row measured on the other half (issue 18)
+    half = len(texts) // 2
+    assert (emb["rows_fitted"], emb["rows_measured"]) == (half, len(texts) - half)
+    assert rec["settings"]["fit_on"] == (f"embeddings: {half} of the rows read (seed 0); every "
+                                         f"row measured on the other {len(texts) - half}")
     x = EncodeFolder.open(folder).sample(len(texts)).astype(np.float64)
-    ref = profile(x, k=5, n_pairs=300, jl_dims=(8,))
+    measured = np.sort(np.random.default_rng(0).permutation(len(texts))[half:])
+    ref = profile(x[measured], k=5, n_pairs=300, jl_dims=(8,))
     got = rec["rows"][0]["diagnostics"]
     assert got["anisotropy"]["mean_cosine"] == pytest.approx(ref["anisotropy"]["mean_cosine"])
     assert got["hubness"]["skewness"] == pytest.approx(ref["hubness"]["skewness"])
@@ -183,3 +189,26 @@ def test_diagnose_an_encode_folder(main, tiny_model_dir, tmp_path, capsys):
     assert "--pooling: with --embeddings" in capsys.readouterr().err
     assert main(["diagnose", "--embeddings", str(folder), "--retrieval"]) == 2
     assert "encode folder has none" in capsys.readouterr().err
+
+
+def test_diagnose_embeddings_measures_a_map_on_vectors_it_was_not_fitted_on(main, tiny_model_dir,
+                                                                             tmp_path):
+    """Whitening measured on the vectors it was fitted on is isotropic by construction
+    (IsoScore 1.000); diagnose --embeddings measures it on a held-out half instead."""
+    pytest.importorskip("pyarrow")
+    from embedkit.encoders import EncoderConfig
+    from embedkit.experiments.encode import EncodeSettings, run_encode
+    from tests.conftest import source_sentences
+
+    texts = list(dict.fromkeys(source_sentences()))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    folder = tmp_path / "emb"
+    run_encode(EncoderConfig(str(tiny_model_dir), pooling="cls", cache=False), corpus, folder,
+               EncodeSettings(shard_size=20, max_length=32))
+    out = tmp_path / "d.json"
+    assert main(["diagnose", "--embeddings", str(folder), "--post", "whiten:k=8", "--k", "5",
+                 "--pairs", "300", "--jl-dims", "8", "--output", str(out)]) == 0
+    rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
+    iso = rows[1]["diagnostics"]["spectrum"]["isoscore"]
+    assert rows[1]["row"] == "cls + whiten:beta=1,gamma=1,k=8" and 0 < iso < 0.99
