@@ -343,6 +343,28 @@ def _isolated_env(tmp_path, monkeypatch):
     logging.disable(saved[4])
 
 
+def cli_error(capsys, argv: list[str], *, before: tuple[str, ...] | None = ()) -> str:
+    """The one error line of a command that must fail: status 2 (argparse's errors exit through
+    ``SystemExit``), no traceback, stderr ending in exactly one ``embedkit: error:`` line, which
+    is returned without that prefix. ``before``: the lines expected ahead of it (``None``: any
+    lines that are not errors, such as progress)."""
+    from embedkit.cli.main import main
+
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    out, err = capsys.readouterr()
+    assert rc == 2, (out, err)
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("embedkit: error: ")]
+    assert len(errors) == 1 and lines and lines[-1] == errors[0], err
+    if before is not None:
+        assert tuple(lines[:-1]) == before, err
+    return errors[0].removeprefix("embedkit: error: ")
+
+
 @pytest.fixture(scope="session")
 def sentences() -> list[str]:
     """The real Chinese sentences the tiny model's vocabulary was built from (80, with repeats)."""
@@ -441,3 +463,12 @@ def write_beir_task(folder: Path, lines: list[str]) -> Path:
 def beir_spec_file(tmp_path_factory) -> Path:
     """A small retrieval task read from files (see :func:`write_beir_task`)."""
     return write_beir_task(tmp_path_factory.mktemp("beir"), source_lines())
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The random order's seed at the end of the run too (``-q`` hides the header that names
+    it), so a failure that depends on the order can be repeated."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is not None and getattr(config.option, "randomly_reorganize", True):
+        terminalreporter.write_line(f"random order seed: {seed} (repeat the order with "
+                                    f"make test PYTEST_ARGS=--randomly-seed={seed})")

@@ -261,8 +261,8 @@ def _held_out(x: np.ndarray, options: DiagnoseOptions,
     if len(x) - half <= options.k:
         raise ConfigError(f"{where}: {len(x)} vectors read; the chains are fitted on half and "
                           f"measured on the other half, and hubness at k={options.k} needs more "
-                          f"than k there: read more rows (--sample) or lower --k",
-                          param="embeddings")
+                          f"than k there: read more of the folder's rows or lower k",
+                          param="k")
     return x[np.sort(order[:half])], x[np.sort(order[half:])]
 
 

@@ -8,23 +8,9 @@ import json
 import pytest
 
 from embedkit.cli.main import main
+from tests.conftest import cli_error
 
 R = pytest.mark.reliability
-
-
-def one_error_line(capsys, argv) -> str:
-    """Run ``argv``; it must fail with status 2 and print exactly one error line (argparse
-    errors exit through SystemExit, library errors return 2)."""
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    assert rc == 2, (out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("embedkit: error: "), err
-    return lines[0].removeprefix("embedkit: error: ")
 
 
 # -- 9.tb: --batch-size 0 and negative, on every command that takes it -------------------------
@@ -53,7 +39,7 @@ BATCH_CASES = [pytest.param(cmd, value, marks=R("9.tb", f"{cmd} --batch-size {va
 @pytest.mark.parametrize("cmd,value", BATCH_CASES)
 def test_batch_size_below_one(tmp_path, capsys, cmd, value):
     argv = _batch_commands(tmp_path)[cmd] + ["--batch-size", value]
-    msg = one_error_line(capsys, argv)
+    msg = cli_error(capsys, argv)
     assert "batch-size" in msg or "batch_size" in msg, msg
 
 
@@ -83,7 +69,7 @@ def test_output_path_is_a_folder(tmp_path, capsys, argv, flag):
     argv = [a.format(dir=out, sents=sents) for a in argv]
     # a model that does not exist: were the output checked after loading it, the error would
     # be about the model
-    msg = one_error_line(capsys, [*argv, "--model", str(tmp_path / "no-model"), "--no-cache"])
+    msg = cli_error(capsys, [*argv, "--model", str(tmp_path / "no-model"), "--no-cache"])
     target = argv[argv.index(flag) + 1]
     assert msg == f"{flag}: {target} is a folder; give a file path", msg
 
@@ -92,7 +78,7 @@ def test_output_path_is_a_folder(tmp_path, capsys, argv, flag):
 def test_output_path_below_a_file(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
-    msg = one_error_line(capsys, ["bench", "--model", str(tmp_path / "no-model"),
+    msg = cli_error(capsys, ["bench", "--model", str(tmp_path / "no-model"),
                                   "--output", str(f / "r.json")])
     assert msg == f"--output: cannot write {f / 'r.json'}: {f} is not a folder"
 
@@ -101,7 +87,7 @@ def test_output_path_below_a_file(tmp_path, capsys):
 def test_sweep_plots_is_a_file(tmp_path, capsys):
     f = tmp_path / "plots"
     f.write_text("x")
-    msg = one_error_line(capsys, ["sweep", "--model", str(tmp_path / "no-model"),
+    msg = cli_error(capsys, ["sweep", "--model", str(tmp_path / "no-model"),
                                   "--plots", str(f)])
     assert msg == f"--plots: {f} is a file; give a folder"
 
@@ -121,7 +107,7 @@ def test_spec_wrong_type_one_line(tmp_path, capsys, key, value):
     (tmp_path / "pairs.tsv").write_text("a\tb\t1\n", encoding="utf-8")
     spec = tmp_path / "my.json"
     spec.write_text(json.dumps({"name": "t", "files": {"test": "pairs.tsv"}, key: value}))
-    msg = one_error_line(capsys, ["datasets", "--tasks", str(spec)])
+    msg = cli_error(capsys, ["datasets", "--tasks", str(spec)])
     assert msg.startswith(f"{spec}: {key}: ") and f"got {json.dumps(value)}" in msg
 
 
@@ -129,7 +115,7 @@ def test_spec_wrong_type_one_line(tmp_path, capsys, key, value):
 def test_spec_path_is_a_folder(tmp_path, capsys):
     d = tmp_path / "spec.json"
     d.mkdir()
-    msg = one_error_line(capsys, ["datasets", "--tasks", str(d)])
+    msg = cli_error(capsys, ["datasets", "--tasks", str(d)])
     assert msg == f"{d}: cannot read the task spec file (Is a directory)"
 
 
@@ -145,7 +131,7 @@ def test_empty_pair_file(tmp_path, capsys, tiny_model_dir, cmd):
     spec.write_text(json.dumps({"name": "e", "files": {"test": "empty.tsv"}}))
     argv = ["datasets", "--tasks", str(spec)] if cmd == "datasets" else [
         "bench", "--model", str(tiny_model_dir), "--tasks", str(spec), "--no-cache"]
-    assert one_error_line(capsys, argv) == (
+    assert cli_error(capsys, argv) == (
         f"{tmp_path / 'empty.tsv'}: no sentence pairs (the file is empty)")
 
 
@@ -194,7 +180,7 @@ def test_data_dir_of_task_folders(tmp_path, capsys):
 def test_fit_on_blank_file(tmp_path, capsys, tiny_model_dir):
     blank = tmp_path / "blank.txt"
     blank.write_text("\n \n", encoding="utf-8")
-    msg = one_error_line(capsys, ["whiten", "--model", str(tiny_model_dir), "--fit-on",
+    msg = cli_error(capsys, ["whiten", "--model", str(tiny_model_dir), "--fit-on",
                                   str(blank), "--out", str(tmp_path / "w.safetensors")])
     assert msg == f"--fit-on: {blank}: no sentences to fit on (the file holds only blank lines)"
 

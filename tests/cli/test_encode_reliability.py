@@ -13,22 +13,10 @@ import pytest
 from embedkit.cli.main import main
 from embedkit.experiments.scale import synthetic_folder
 from embedkit.retrieval.encode_folder import MANIFEST, write_manifest
+from tests.conftest import cli_error
 
 pytest.importorskip("pyarrow")
 R = pytest.mark.reliability
-
-
-def one_error_line(capsys, argv) -> str:
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    assert rc == 2, (out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("embedkit: error: "), err
-    return lines[0].removeprefix("embedkit: error: ")
 
 
 @pytest.fixture
@@ -53,7 +41,7 @@ def test_edited_manifest_is_one_line(folder, tmp_path, capsys, command):
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     manifest["recipe"]["pooling"] = "last-avg"
     (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-    line = one_error_line(capsys, _readers(folder, tmp_path)[command])
+    line = cli_error(capsys, _readers(folder, tmp_path)[command])
     assert line == (f"--embeddings: {folder / MANIFEST}: edited since the folder was encoded "
                     "(changed recipe.pooling): its values say how the vectors were made and how "
                     "queries are encoded, so they cannot change afterwards; put the file back "
@@ -68,7 +56,7 @@ def test_shard_outside_the_folder_is_one_line(folder, tmp_path, capsys, command)
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     manifest["shards"][1]["file"] = "../x.parquet"
     write_manifest(folder, manifest)
-    line = one_error_line(capsys, _readers(folder, tmp_path)[command])
+    line = cli_error(capsys, _readers(folder, tmp_path)[command])
     assert line == (f"--embeddings: {folder / MANIFEST}: shards[1].file '../x.parquet' is not a "
                     f"file inside {folder} (an absolute path, '..' or a link leaving it); "
                     "encode the corpus again")
@@ -86,7 +74,7 @@ def test_faiss_export_of_mixed_files_is_one_line(tiny_model_dir, spec_file, tmp_
                      str(paths[pooling])]) == 0
     capsys.readouterr()
     shutil.copyfile(paths["last-avg"], paths["cls"])  # as a kill between the two files leaves
-    line = one_error_line(capsys, ["bench", "--model", str(tiny_model_dir), "--tasks",
+    line = cli_error(capsys, ["bench", "--model", str(tiny_model_dir), "--tasks",
                                    str(spec_file), "--pooling", "cls", "--post",
                                    f"file:{paths['cls']}"])
     assert f"{paths['cls']}.json: written with another kernel than {paths['cls']}" in line

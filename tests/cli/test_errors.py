@@ -7,16 +7,7 @@ import json
 import pytest
 
 from embedkit.cli.main import command_line, main
-
-
-def run_error(capsys, argv) -> str:
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    assert rc == 2, (out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("embedkit: error: "), err
-    return lines[0].removeprefix("embedkit: error: ")
+from tests.conftest import cli_error
 
 
 @pytest.mark.parametrize("content,line,problem", [
@@ -34,7 +25,7 @@ def test_malformed_file(tmp_path, capsys, content, line, problem):
     spec = tmp_path / "t.json"
     spec.write_text(json.dumps({"name": "t", "files": {"test": "pairs.tsv"},
                                 "label_range": [0, 5], "label_type": "int"}))
-    assert run_error(capsys, ["datasets", "--tasks", str(spec)]) == f"{data}:{line}: {problem}"
+    assert cli_error(capsys, ["datasets", "--tasks", str(spec)]) == f"{data}:{line}: {problem}"
     # skipping instead (a valid row added: a file whose every row is skipped has no pairs,
     # which is an error of its own)
     data.write_bytes(content + b"x\ty\t1\n")
@@ -45,12 +36,12 @@ def test_malformed_file(tmp_path, capsys, content, line, problem):
 def test_missing_data_file(tmp_path, capsys):
     spec = tmp_path / "t.json"
     spec.write_text(json.dumps({"name": "t", "files": {"test": "absent.tsv"}}))
-    assert run_error(capsys, ["datasets", "--tasks", str(spec)]) == (
+    assert cli_error(capsys, ["datasets", "--tasks", str(spec)]) == (
         f"{tmp_path / 'absent.tsv'}: file not found")
 
 
 def test_missing_builtin_data(tmp_path, capsys):
-    msg = run_error(capsys, ["datasets", "--tasks", "BQ", "--data-dir", str(tmp_path)])
+    msg = cli_error(capsys, ["datasets", "--tasks", "BQ", "--data-dir", str(tmp_path)])
     assert msg.startswith(f"{tmp_path}/senteval_cn/BQ/BQ.") and "file not found" in msg
 
 
@@ -62,25 +53,25 @@ def test_missing_builtin_data(tmp_path, capsys):
 def test_bad_spec(tmp_path, capsys, spec, problem):
     p = tmp_path / "spec.json"
     p.write_text(json.dumps(spec))
-    assert run_error(capsys, ["datasets", "--tasks", str(p)]).startswith(f"{p}: {problem}")
+    assert cli_error(capsys, ["datasets", "--tasks", str(p)]).startswith(f"{p}: {problem}")
 
 
 def test_unknown_task(capsys):
-    assert run_error(capsys, ["datasets", "--tasks", "nosuch"]).startswith(
+    assert cli_error(capsys, ["datasets", "--tasks", "nosuch"]).startswith(
         "unknown task 'nosuch'; built-in tasks: ATEC, BQ")
 
 
 def test_bench_errors(tiny_model_dir, tiny_model_no_pooler_dir, spec_file, tmp_path, capsys):
     base = ["bench", "--tasks", str(spec_file), "--no-cache"]
-    assert run_error(capsys, [*base, "--model", str(tiny_model_dir), "--pooling", "maxi"]).startswith(
+    assert cli_error(capsys, [*base, "--model", str(tiny_model_dir), "--pooling", "maxi"]).startswith(
         "--pooling: unknown pooling 'maxi'; valid: cls, pooler")  # the CLI names the flag
-    assert "out of range" in run_error(capsys, [*base, "--model", str(tiny_model_dir),
+    assert "out of range" in cli_error(capsys, [*base, "--model", str(tiny_model_dir),
                                                 "--pooling", "layers-avg:7"])
-    assert "needs pooler weights" in run_error(
+    assert "needs pooler weights" in cli_error(
         capsys, [*base, "--model", str(tiny_model_no_pooler_dir), "--pooling", "pooler"])
     empty = tmp_path / "not-a-model"
     empty.mkdir()
-    assert run_error(capsys, [*base, "--model", str(empty)]).startswith(
+    assert cli_error(capsys, [*base, "--model", str(empty)]).startswith(
         f"--model: cannot load model '{empty}'")
 
 
@@ -89,7 +80,7 @@ def test_bench_errors(tiny_model_dir, tiny_model_no_pooler_dir, spec_file, tmp_p
 def test_missing_model_folder_is_named(spec_file, capsys, name):
     """A path-looking model name that does not exist: "no model folder", not the hub's
     "Repo id must be in the form ..."."""
-    msg = run_error(capsys, ["bench", "--tasks", str(spec_file), "--model", name])
+    msg = cli_error(capsys, ["bench", "--tasks", str(spec_file), "--model", name])
     assert msg.startswith(f"--model: no model folder {name}: it does not "
                           "exist (give the folder that holds config.json, a hub id")
 
@@ -97,10 +88,10 @@ def test_missing_model_folder_is_named(spec_file, capsys, name):
 def test_unknown_split_names_the_task_splits(tiny_model_dir, spec_file, tmp_path, capsys):
     """A spec-file task and a built-in task with local data: "no split 'train'; its splits"."""
     base = ["bench", "--model", str(tiny_model_dir), "--splits", "train"]
-    assert run_error(capsys, [*base, "--tasks", str(spec_file)]) == (
+    assert cli_error(capsys, [*base, "--tasks", str(spec_file)]) == (
         f"--splits: task tiny-sts has no split 'train'; its splits: test (task spec {spec_file})")
     (tmp_path / "senteval_cn" / "ATEC").mkdir(parents=True)
-    assert run_error(capsys, [*base, "--tasks", "ATEC", "--data-dir", str(tmp_path)]) == (
+    assert cli_error(capsys, [*base, "--tasks", "ATEC", "--data-dir", str(tmp_path)]) == (
         "--splits: task ATEC has no split 'train'; its splits: valid, test")
 
 
@@ -117,7 +108,7 @@ def test_post_file_in_the_faiss_format_whatever_its_name(tiny_model_dir, spec_fi
         assert f"cls + file:{tmp_path / name}" in capsys.readouterr().out
     junk = tmp_path / "junk.bin"
     junk.write_bytes(bytes(range(128, 256)))
-    assert run_error(capsys, ["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+    assert cli_error(capsys, ["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
                               "--post", f"file:{junk}"]) == (
         f"{junk}: not a transform file embedkit reads (it reads safetensors and .npz files "
         "written by embedkit whiten or save_transform, and FAISS VectorTransform files (.faiss, "
@@ -169,7 +160,7 @@ def test_impossible_settings_are_refused_before_any_encoding(tiny_model_dir, spe
     argv = [*argv[:n], "--model", str(tiny_model_dir), *argv[n:]]
     if not {"--corpus-task", "--cost-corpus-tasks", "--fit-on"} & set(argv):
         argv += ["--tasks", str(spec_file)]
-    assert run_error(capsys, argv).startswith(message)
+    assert cli_error(capsys, argv).startswith(message)
     assert forward_count == []  # refused before the first forward pass
 
 

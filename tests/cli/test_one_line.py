@@ -18,25 +18,9 @@ from pathlib import Path
 import pytest
 
 from embedkit.cli.main import main
-from tests.conftest import source_sentences
+from tests.conftest import cli_error, source_sentences
 
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
-
-
-def error_line(capsys, argv) -> str:
-    """Run ``argv``: a non-zero status, no traceback, exactly one error line (info lines such
-    as the encoding progress may come before it) and it is the last line of stderr."""
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    assert rc == 2, (out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    errors = [line for line in lines if line.startswith("embedkit: error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], err
-    return errors[0].removeprefix("embedkit: error: ")
 
 
 @pytest.fixture
@@ -67,7 +51,7 @@ def test_encode_on_a_full_disk(tmp_path, capsys, tiny_model_dir, corpus, monkeyp
 
     monkeypatch.setattr(pq, "write_table", _no_space)
     out = tmp_path / "emb"
-    msg = error_line(capsys, ["encode", "--model", str(tiny_model_dir), "--pooling", "cls",
+    msg = cli_error(capsys, before=None, argv=["encode", "--model", str(tiny_model_dir), "--pooling", "cls",
                               "--corpus", str(corpus), "--out", str(out), "--no-cache"])
     assert msg.startswith(f"no space left on device writing {out}/shard-00000.parquet (")
     assert msg.endswith(" free); free space or choose another --out")
@@ -85,7 +69,7 @@ def faiss_full(monkeypatch):
 
 def test_index_build_on_a_full_disk(tmp_path, capsys, tiny_model_dir, corpus, faiss_full):
     out = tmp_path / "idx"
-    msg = error_line(capsys, ["index", "build", "--model", str(tiny_model_dir), "--pooling",
+    msg = cli_error(capsys, before=None, argv=["index", "build", "--model", str(tiny_model_dir), "--pooling",
                               "cls", "--corpus", str(corpus), "--out", str(out), "--no-cache"])
     # the bytes written before the disk filled, plus what FAISS's last write lacked
     assert msg.startswith(f"no space left on device writing {out} (needs at least ")
@@ -105,7 +89,7 @@ def test_index_add_on_a_full_disk_keeps_the_index(tmp_path, capsys, tiny_model_d
     more.write_text("一个新的句子。\n", encoding="utf-8")
     capsys.readouterr()
     monkeypatch.setattr(faiss, "write_index", _faiss_full)
-    msg = error_line(capsys, ["index", "add", "--index", str(out), "--corpus", str(more),
+    msg = cli_error(capsys, before=None, argv=["index", "add", "--index", str(out), "--corpus", str(more),
                               "--no-cache"])
     assert msg.startswith(f"no space left on device writing {out} (")
     assert msg.endswith("; free space there or write elsewhere")  # --index is no output
@@ -130,7 +114,7 @@ def test_whiten_on_a_full_disk(tmp_path, capsys, tiny_model_dir, corpus, monkeyp
     monkeypatch.setattr("builtins.open", full_open)
     monkeypatch.setattr(Path, "write_bytes", lambda self, data: _raise(code))
     out = tmp_path / name
-    msg = error_line(capsys, ["whiten", "--model", str(tiny_model_dir), "--pooling", "cls",
+    msg = cli_error(capsys, before=None, argv=["whiten", "--model", str(tiny_model_dir), "--pooling", "cls",
                               "--fit-on", str(corpus), "--out", str(out), "--no-cache"])
     what = "disk quota exceeded" if quota else "no space left on device"
     assert msg.startswith(f"{what} writing {out} (")
@@ -151,7 +135,7 @@ def test_a_full_disk_outside_the_atomic_writers(tmp_path, capsys, tiny_model_dir
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "x"))
 
     monkeypatch.setattr(encode, "run_encode", failing)
-    msg = error_line(capsys, ["encode", "--model", str(tiny_model_dir), "--corpus", str(corpus),
+    msg = cli_error(capsys, before=None, argv=["encode", "--model", str(tiny_model_dir), "--corpus", str(corpus),
                               "--out", str(tmp_path / "emb"), "--no-cache"])
     assert msg.startswith(f"no space left on device writing {tmp_path / 'x'} (")
     assert msg.endswith("; free space there or write elsewhere")
@@ -169,7 +153,7 @@ def test_threads_far_above_the_cores_are_refused(capsys, monkeypatch, argv):
     import embedkit.cli.common as common
 
     monkeypatch.setattr(common, "available_cores", lambda: 2)
-    assert error_line(capsys, argv) == (
+    assert cli_error(capsys, before=None, argv=argv) == (
         "argument --threads: 100000 threads for the 2 core(s) this process may use; give at "
         f"most 2 (more threads than cores only wait on each other) (see: embedkit "
         f"{' '.join(argv[:2 if argv[0] != 'bench' else 1])} --help)")
@@ -186,5 +170,5 @@ def test_threads_a_little_above_the_cores_are_capped(capsys, monkeypatch):
     assert parser.parse_args(["bench", "--threads", "8"]).threads == 2
     assert capsys.readouterr().err == ("embedkit: notice: --threads 8 is more than the 2 "
                                        "core(s) this process may use; using 2\n")
-    assert "9 threads for the 2 core(s)" in error_line(capsys, ["bench", "--threads", "9"])
-    assert "must be at least 1, not 0" in error_line(capsys, ["bench", "--threads", "0"])
+    assert "9 threads for the 2 core(s)" in cli_error(capsys, before=None, argv=["bench", "--threads", "9"])
+    assert "must be at least 1, not 0" in cli_error(capsys, before=None, argv=["bench", "--threads", "0"])

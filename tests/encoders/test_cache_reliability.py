@@ -22,6 +22,7 @@ from embedkit.encoders import Encoder
 from embedkit.encoders import cache as cache_mod
 from embedkit.encoders.cache import EmbeddingCache, text_key
 from embedkit.errors import EmbedkitError
+from tests.conftest import cli_error
 from tests.faults import SimulatedKill, kill_at
 
 # Forked children start at once (a fresh interpreter would spend seconds importing torch); they
@@ -373,22 +374,12 @@ def _bench(tiny_model_dir, spec_file, *extra) -> list[str]:
     return ["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file), *extra]
 
 
-def run_error(capsys, argv) -> str:
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    assert rc == 2, (out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("embedkit: error: "), err
-    return lines[0].removeprefix("embedkit: error: ")
-
-
 @pytest.mark.reliability("9.tb", "a cache dir that cannot be created: one line naming the folder "
                                  "and --cache-dir / --no-cache")
 def test_cache_dir_that_cannot_be_created(tiny_model_dir, spec_file, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    msg = run_error(capsys, _bench(tiny_model_dir, spec_file, "--cache-dir", str(blocker / "c")))
+    msg = cli_error(capsys, _bench(tiny_model_dir, spec_file, "--cache-dir", str(blocker / "c")))
     assert msg == (f"--cache-dir: cannot write the embedding cache in {blocker / 'c'} (Not a "
                    "directory); choose a writable folder (cache_dir) or turn the cache off "
                    "(--no-cache)")
@@ -530,7 +521,7 @@ def test_clear_matches_no_part(tiny_model_dir, spec_file, tmp_path, capsys, patt
 def test_clear_refuses_an_empty_model(tiny_model_dir, spec_file, tmp_path, capsys, pattern):
     _two_models(tiny_model_dir, spec_file, tmp_path)
     capsys.readouterr()
-    assert run_error(capsys, ["cache", "clear", "--model", pattern]) == (
+    assert cli_error(capsys, ["cache", "clear", "--model", pattern]) == (
         "--model: an empty model matches nothing; name a model (as given, its folder or its "
         "identity), or leave it out to clear everything")
     assert len(_models_left()) == 3

@@ -12,21 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from embedkit.cli.main import main
 from embedkit.encoders import Encoder
 from embedkit.encoders.cache import EmbeddingCache
 from embedkit.encoders.models import model_identity
 from embedkit.errors import EmbedkitError
-
-
-def run_error(capsys, argv) -> str:
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    assert rc == 2, (out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("embedkit: error: "), err
-    return lines[0].removeprefix("embedkit: error: ")
+from tests.conftest import cli_error
 
 
 def copy_of(model_dir: Path, tmp_path: Path, name: str = "copy") -> Path:
@@ -149,7 +139,7 @@ def test_model_output_nan_is_an_error(nan_model, sentences):
 def test_bench_on_a_nan_model(nan_model, spec_file, capsys, tmp_path):
     folder, _ = nan_model
     out = tmp_path / "result.json"
-    msg = run_error(capsys, ["bench", "--model", str(folder), "--tasks", str(spec_file),
+    msg = cli_error(capsys, ["bench", "--model", str(folder), "--tasks", str(spec_file),
                              "--pooling", "cls", "--output", str(out)])
     assert msg.startswith(f"model '{folder}' produced vectors that are not finite (NaN or inf)")
     assert not out.exists()
@@ -193,7 +183,7 @@ def test_weights_torch_refuses(tiny_model_dir, spec_file, tmp_path, capsys, weig
     folder = copy_of(tiny_model_dir, tmp_path, "bad-weights")
     (folder / "model.safetensors").unlink()
     weights(folder)
-    msg = run_error(capsys, ["bench", "--model", str(folder), "--tasks", str(spec_file),
+    msg = cli_error(capsys, ["bench", "--model", str(folder), "--tasks", str(spec_file),
                              "--no-cache"])
     assert msg.startswith(f"--model: cannot load model '{folder}': torch refused to unpickle the "
                           f"weights in {folder} (pytorch_model.bin): not a valid checkpoint, or "
@@ -206,7 +196,7 @@ def test_damaged_safetensors(tiny_model_dir, spec_file, tmp_path, capsys):
     folder = copy_of(tiny_model_dir, tmp_path, "bad-safetensors")
     data = (folder / "model.safetensors").read_bytes()
     (folder / "model.safetensors").write_bytes(data[:len(data) // 2])
-    msg = run_error(capsys, ["bench", "--model", str(folder), "--tasks", str(spec_file),
+    msg = cli_error(capsys, ["bench", "--model", str(folder), "--tasks", str(spec_file),
                              "--no-cache"])
     assert msg.startswith(f"--model: cannot load model '{folder}': the weights in {folder} "
                           "(model.safetensors) are damaged or do not fit its config.json (")

@@ -25,6 +25,7 @@ from embedkit.io.atomic import FolderLockedError, folder_lock
 from embedkit.retrieval.folder import IndexSearcher, add_to_index, build_index
 from embedkit.retrieval.index import EmbeddingIndex
 from embedkit.retrieval.persistence import value_checksums
+from tests.conftest import cli_error
 from tests.faults import SimulatedKill, kill_at
 
 BASE = [f"基础句子{i}" for i in range(12)]
@@ -91,19 +92,6 @@ def edit_meta(folder: Path, edit, *, keep_checksums: bool = True) -> None:
     path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
 
-def run_error(capsys, argv, *, before: tuple[str, ...] = ()) -> str:
-    """The one error line of a command that must fail (exit 2, no traceback); ``before``: the
-    progress lines expected ahead of it."""
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    assert rc == 2, (out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == len(before) + 1 and lines[-1].startswith("embedkit: error: "), err
-    assert tuple(lines[:-1]) == before, err
-    return lines[-1].removeprefix("embedkit: error: ")
-
-
 # --------------------------------------------------------------------------------------------
 # 9.2: two adds at once
 
@@ -161,7 +149,7 @@ def test_second_writer_fails_clearly(index_dir, tmp_path, capsys):
         with pytest.raises(FolderLockedError, match="being written by another process"):
             add_to_index(index_dir, BATCH_A, HashEncoder(), lock_timeout=0.1)
         capsys.readouterr()  # the library call's own "waiting" notice, if a handler is set
-        msg = run_error(capsys, ["index", "add", "--index", str(index_dir), "--corpus",
+        msg = cli_error(capsys, ["index", "add", "--index", str(index_dir), "--corpus",
                                  str(corpus), "--lock-timeout", "0.2"], before=(
             f"embedkit: index folder {index_dir} is being written by another process; "
             "waiting for it",))
@@ -337,7 +325,7 @@ def test_index_json_wrong_types(index_dir, capsys, where, key, value, expected):
     name = f"recipe.{key}" if where else key
     # an older folder (no checksums) warns before its recipe is read
     with pytest.warns(UserWarning, match="without checksums") if where else nullcontext():
-        msg = run_error(capsys, ["index", "search", "--index", str(index_dir), "--query", "x"])
+        msg = cli_error(capsys, ["index", "search", "--index", str(index_dir), "--query", "x"])
     assert msg == f"{index_dir / 'index.json'}: key '{name}' {expected}; rebuild the index"
 
 
@@ -353,7 +341,7 @@ def test_texts_jsonl_invalid_utf8(index_dir, capsys):
     edit_meta(index_dir, lambda m: m["files"].__setitem__("texts.jsonl", sha256_file(texts)),
               keep_checksums=False)
     with pytest.warns(UserWarning, match="without checksums"):
-        msg = run_error(capsys, ["index", "search", "--index", str(index_dir), "--query", "x"])
+        msg = cli_error(capsys, ["index", "search", "--index", str(index_dir), "--query", "x"])
     assert msg == f"{texts}:3: invalid UTF-8 at byte 19 of the line; rebuild the index"
 
 
@@ -374,7 +362,7 @@ def rx_index(rx_model_dir, tmp_path_factory, rx_texts):
 def test_empty_query_refused(rx_index, rx_encoder, capsys):
     capsys.readouterr()
     for query in ("", "   "):
-        msg = run_error(capsys, ["index", "search", "--index", str(rx_index), "--query", query,
+        msg = cli_error(capsys, ["index", "search", "--index", str(rx_index), "--query", query,
                                  "--no-cache"])
         assert msg == "--query is empty; give text to search for"
     with pytest.raises(ConfigError, match="query 2 of 2 is empty"):
@@ -387,7 +375,7 @@ def test_blank_queries_file(rx_index, tmp_path, capsys):
     blank = tmp_path / "q.txt"
     blank.write_text("\n  \n\n", encoding="utf-8")
     capsys.readouterr()
-    msg = run_error(capsys, ["index", "search", "--index", str(rx_index), "--queries",
+    msg = cli_error(capsys, ["index", "search", "--index", str(rx_index), "--queries",
                              str(blank), "--no-cache"])
     assert msg == (f"{blank}: no queries: the file is empty or holds only blank lines (one "
                    "query a line)")
@@ -396,6 +384,6 @@ def test_blank_queries_file(rx_index, tmp_path, capsys):
 @pytest.mark.reliability("9.tb", "index search --output a folder: one line, before searching")
 def test_search_output_is_a_folder(rx_index, tmp_path, capsys):
     capsys.readouterr()
-    msg = run_error(capsys, ["index", "search", "--index", str(rx_index), "--query", "今天",
+    msg = cli_error(capsys, ["index", "search", "--index", str(rx_index), "--query", "今天",
                              "--output", str(tmp_path), "--no-cache"])
     assert msg == f"--output: {tmp_path} is a folder; give a file path"
