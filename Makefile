@@ -48,9 +48,9 @@ bench: install
 test: install
 	$(PYTHON) -m pytest tests -q $(PYTEST_ARGS)
 
-# Everything but the m3e-small smoke tests.
+# Everything but the m3e-small smoke tests and the slow ones.
 test-fast: install
-	$(PYTHON) -m pytest tests -q -m "not model" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest tests -q -m "not model and not slow" $(PYTEST_ARGS)
 
 lint: install
 	ruff check embedkit tests

@@ -16,6 +16,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # else runs on the machine), making a 3 ms forward pass take 150 ms.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+#: fixtures every folder shares beside these: the whitening tests' ``wt_`` model and task, the
+#: index tests' ``rx_`` model, corpus and task (one build each per test run)
+pytest_plugins = ["tests.fixtures.whitening", "tests.fixtures.retrieval"]
+
 #: /work/shared/data beside the checkout (the public STS sets), wherever the checkout lies.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 STSB_TEST = SHARED_DATA / "senteval_cn" / "STS-B" / "STS-B.test.data"

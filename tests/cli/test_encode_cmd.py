@@ -324,6 +324,7 @@ def fake_sts_data(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_report_scale_tiny(tmp_path, spread_model_dir, capsys):
     data = fake_sts_data(tmp_path / "data")
     out, work = tmp_path / "eval" / "scale.md", tmp_path / "work"

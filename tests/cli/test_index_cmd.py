@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from importlib.util import module_from_spec, spec_from_file_location
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,22 +12,6 @@ import pytest
 from embedkit.cli.main import main
 from embedkit.cli.parsing import parse_int_list, split_factories
 from embedkit.errors import ConfigError
-
-
-def _retrieval_fixtures():
-    """The index tests' fixtures (tests/retrieval/conftest.py: a tiny BERT whose vocabulary
-    holds the RX_PAIRS sentences, a corpus file, a pair task), loaded for this folder too."""
-    path = Path(__file__).resolve().parents[1] / "retrieval" / "conftest.py"
-    spec = spec_from_file_location("_index_cmd_rx_fixtures", path)
-    module = module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_rx = _retrieval_fixtures()
-_rx_cache_env, _rx_threads = _rx._rx_cache_env, _rx._rx_threads
-rx_model_dir, rx_encoder, rx_texts = _rx.rx_model_dir, _rx.rx_encoder, _rx.rx_texts
-rx_corpus_file, rx_spec_file = _rx.rx_corpus_file, _rx.rx_spec_file
 
 POST = "whiten:beta=1,gamma=1,k=16"
 

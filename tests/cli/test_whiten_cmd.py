@@ -3,10 +3,8 @@ recorded fit info, and one-line errors."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,23 +14,6 @@ from embedkit.data import load_task
 from embedkit.data.selection import pair_sentences
 from embedkit.postprocess import Whitening, load_transform
 from embedkit.provenance import sha256_text
-
-
-def _load_wt_fixtures():
-    """The ``wt_`` fixtures live in tests/postprocess/conftest.py (not visible from here)."""
-    path = Path(__file__).parents[1] / "postprocess" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_wt_fixtures_whiten_cmd", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_wt = _load_wt_fixtures()
-wt_model_dir = _wt.wt_model_dir
-wt_spec_file = _wt.wt_spec_file
-wt_sentence_file = _wt.wt_sentence_file
-wt_encoder = _wt.wt_encoder
-wt_isolated_cache = _wt.wt_isolated_cache
 
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
 

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from embedkit.data import load_task
 from embedkit.data.selection import collect_fit_sentences, pair_sentences, parse_task_split
 from embedkit.errors import ConfigError
 from embedkit.provenance import sha256_text
-
-
-def _load_wt_fixtures():
-    """The ``wt_`` fixtures live in tests/postprocess/conftest.py (not visible from here)."""
-    path = Path(__file__).parents[1] / "postprocess" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_wt_fixtures_selection", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_wt = _load_wt_fixtures()
-wt_spec_file = _wt.wt_spec_file
-wt_sentence_file = _wt.wt_sentence_file
-wt_isolated_cache = _wt.wt_isolated_cache
 
 
 def occurrences(spec_file, splits=("valid", "test")):
@@ -54,8 +36,6 @@ def test_fit_on_variants(wt_spec_file, wt_sentence_file):
                        (str(wt_spec_file.parent), "is a folder")]:
         with pytest.raises(ConfigError, match=match):
             collect_fit_sentences(bad)
-
-
 
 
 def test_errors_name_fit_on(wt_spec_file):

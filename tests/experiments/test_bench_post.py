@@ -3,7 +3,6 @@ and a map fitted for another model, pooling or dimension is refused unless ``--f
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,22 +14,6 @@ from embedkit.encoders import Encoder
 from embedkit.experiments.bench import run_bench
 from embedkit.experiments.report import markdown_report
 from embedkit.postprocess import AffineMap, CompatibilityWarning, load_transform, save_transform
-
-
-def _load_wt_fixtures():
-    """The ``wt_`` fixtures live in tests/postprocess/conftest.py (not visible from here)."""
-    path = Path(__file__).parents[1] / "postprocess" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_wt_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_wt = _load_wt_fixtures()
-wt_model_dir = _wt.wt_model_dir
-wt_other_model_dir = _wt.wt_other_model_dir
-wt_spec_file = _wt.wt_spec_file
-wt_isolated_cache = _wt.wt_isolated_cache
 
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
 POST = "whiten:beta=1,gamma=1,k=16"

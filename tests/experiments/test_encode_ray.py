@@ -44,6 +44,7 @@ def _comparable(manifest):
             if k not in ("engine", "settings", "timings", "versions", "command")}
 
 
+@pytest.mark.slow
 def test_ray_engine_equals_local(tmp_path, corpus, tiny_model_dir, ray_session):
     config = EncoderConfig(str(tiny_model_dir), pooling="cls", cache=False, batch_size=16)
     local = run_encode(config, corpus, tmp_path / "local", EncodeSettings(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.util import module_from_spec, spec_from_file_location
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -21,20 +18,6 @@ from embedkit.experiments.index_eval import (
     run_index_eval,
 )
 from embedkit.retrieval import evaluate_retrieval, pairs_to_retrieval
-
-
-def _retrieval_fixtures():
-    """The index tests' fixtures (tests/retrieval/conftest.py), loaded for this folder too."""
-    path = Path(__file__).resolve().parents[1] / "retrieval" / "conftest.py"
-    spec = spec_from_file_location("_index_eval_rx_fixtures", path)
-    module = module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_rx = _retrieval_fixtures()
-_rx_cache_env, _rx_threads = _rx._rx_cache_env, _rx._rx_threads
-rx_model_dir, rx_encoder, rx_spec_file = _rx.rx_model_dir, _rx.rx_encoder, _rx.rx_spec_file
 
 
 def test_quality_eval_both_directions(rx_encoder, rx_spec_file):

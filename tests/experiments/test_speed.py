@@ -80,6 +80,7 @@ def test_worker_answers_over_its_pipe(tiny_model_dir, tmp_path):
     assert w.close()["peak_mb"] > 10
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime not installed")
 def test_run_speed_end_to_end_on_the_tiny_model(tiny_model_dir, shared_data_dir):
     opts = SpeedOptions(model=str(tiny_model_dir), sentences=40, batch_size=8, max_length=32,

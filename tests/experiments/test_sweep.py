@@ -3,9 +3,6 @@ classic setting, and scores equal to bench rows of the chosen setting."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -21,22 +18,6 @@ from embedkit.experiments.sweep import (
     sweep_vectors,
 )
 from embedkit.postprocess import RunningMoments
-
-
-def _load_wt_fixtures():
-    """The ``wt_`` fixtures live in tests/postprocess/conftest.py (not visible from here)."""
-    path = Path(__file__).parents[1] / "postprocess" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_wt_fixtures_sweep", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_wt = _load_wt_fixtures()
-wt_model_dir = _wt.wt_model_dir
-wt_spec_file = _wt.wt_spec_file
-wt_encoder = _wt.wt_encoder
-wt_isolated_cache = _wt.wt_isolated_cache
 
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
 

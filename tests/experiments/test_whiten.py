@@ -3,9 +3,7 @@ formats, and checks that fail before anything is encoded."""
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,23 +24,6 @@ from embedkit.postprocess import (
     load_transform,
     resolve_post,
 )
-
-
-def _load_wt_fixtures():
-    """The ``wt_`` fixtures live in tests/postprocess/conftest.py (not visible from here)."""
-    path = Path(__file__).parents[1] / "postprocess" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_wt_fixtures_whiten", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_wt = _load_wt_fixtures()
-wt_model_dir = _wt.wt_model_dir
-wt_spec_file = _wt.wt_spec_file
-wt_sentence_file = _wt.wt_sentence_file
-wt_encoder = _wt.wt_encoder
-wt_isolated_cache = _wt.wt_isolated_cache
 
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
 
