@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, Va
 
 from embedkit.errors import ConfigError, EmbedkitError, MissingFileError
 from embedkit.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json
+from embedkit.io.seal import CHECKSUMS_KEY, check_values, seal_values
 from embedkit.postprocess._base import LinearStep, PostprocessError
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.affine import AffineMap, import_faiss
@@ -87,6 +88,7 @@ class TransformMetadata(BaseModel):
     lowercase: StrictBool | None = None
     fit_unique: StrictBool | None = None
     kernel_sha256: StrictStr | None = None
+    values_sha256: dict[StrictStr, StrictStr] | None = None
 
 
 #: what a failed check says the value should have been, by pydantic error type
@@ -519,11 +521,15 @@ def load_faiss_metadata(path: str | os.PathLike) -> dict[str, Any]:
         warnings.warn(f"{meta}: written without the sha256 of {Path(path).name}: that the two "
                       "files belong together cannot be checked; export them again to add it",
                       UserWarning, stacklevel=3)
-    elif Path(path).is_file() and sha256_file(path) != seal:
+        return value
+    if Path(path).is_file() and sha256_file(path) != seal:
         raise ConfigError(f"{meta}: written with another kernel than {path} (its "
                           f"{KERNEL_SEAL} differs): the two files come from different exports "
                           "or a write stopped between them; export the transform again")
-    return value
+    if CHECKSUMS_KEY in value:  # a hand edit (pooling: cls) would apply it to other vectors
+        check_values(meta, value, saved="the transform was exported",
+                     redo="export the transform again")
+    return {k: v for k, v in value.items() if k != CHECKSUMS_KEY}
 
 
 def save_faiss_transform(path: str | os.PathLike, amap: AffineMap,
@@ -531,7 +537,8 @@ def save_faiss_transform(path: str | os.PathLike, amap: AffineMap,
     """Write the linear part of ``amap`` as a ``faiss.LinearTransform``
     (:meth:`AffineMap.to_faiss`) with ``faiss.write_VectorTransform``, atomically; with
     ``metadata``, then ``PATH.json`` (:func:`faiss_metadata_path`) holding it sealed to the
-    kernel file (:data:`KERNEL_SEAL`: a kill between the two is refused on load).
+    kernel file (:data:`KERNEL_SEAL`: a kill between the two is refused on load) and its values
+    sealed (:func:`~embedkit.io.seal.seal_values`: a hand edit is refused naming the key).
 
     >>> import os, tempfile
     >>> p = os.path.join(tempfile.mkdtemp(), "t.faiss")
@@ -545,7 +552,7 @@ def save_faiss_transform(path: str | os.PathLike, amap: AffineMap,
         faiss.write_VectorTransform(lt, str(tmp))
     if metadata is not None:
         atomic_write_json(faiss_metadata_path(path),
-                          {**metadata, KERNEL_SEAL: sha256_file(path)})
+                          seal_values({**metadata, KERNEL_SEAL: sha256_file(path)}))
 
 
 def load_faiss_transform(path: str | os.PathLike) -> Any:

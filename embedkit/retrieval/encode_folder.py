@@ -26,7 +26,7 @@ post-processor is recorded in the recipe and baked into indexes, as ``index buil
 ``versions``,
 ``timings``
 ``values_sha256``   the sha256 of each value above (each recipe key apart), as ``index.json``
-                    holds them (:func:`~embedkit.retrieval.persistence.seal_values`): a hand
+                    holds them (:func:`~embedkit.io.seal.seal_values`): a hand
                     edit (``recipe.pooling``) is refused naming the key
 =================== ==========================================================================
 
@@ -62,8 +62,9 @@ from embedkit.data.sources import require_pyarrow
 from embedkit.encoders.choices import VECTOR_DTYPES
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_path, atomic_write_json
+from embedkit.io.seal import check_values, seal_values
 from embedkit.provenance import sha256_file, sha256_text
-from embedkit.retrieval.persistence import check_values, plain_name, seal_values
+from embedkit.retrieval.persistence import plain_name
 from embedkit.retrieval.recipe import validate_json
 
 __all__ = ["MANIFEST", "MANIFEST_FORMAT", "SHARD_METADATA_KEY", "VECTOR_DTYPES", "folder_key",

@@ -15,11 +15,9 @@ mapped from the folder being read, whatever path FAISS stored. The same seal
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 from embedkit.io.atomic import LOCK_TIMEOUT, atomic_dir, recover_dir
+from embedkit.io.seal import check_values, seal_values
 from embedkit.provenance import sha256_file
 from embedkit.retrieval.faiss_ops import METRICS, faiss, read_faiss_index
 from embedkit.retrieval.recipe import validate_json
 
-__all__ = ["CHECKSUMS_KEY", "FORMAT", "INDEX_FILE", "IVFDATA_FILE", "META_FILE", "TEXTS_FILE",
-           "StoredIndex", "check_values", "plain_name", "read_index_folder", "seal_values",
-           "value_checksums", "write_index_folder"]
+__all__ = ["FORMAT", "INDEX_FILE", "IVFDATA_FILE", "META_FILE", "TEXTS_FILE", "StoredIndex",
+           "plain_name", "read_index_folder", "write_index_folder"]
 
 FORMAT = 1
 INDEX_FILE = "index.faiss"
@@ -45,7 +43,6 @@ META_FILE = "index.json"
 #: ``OnDiskInvertedLists``): always read from the folder being loaded, wherever it was built
 IVFDATA_FILE = "lists.ivfdata"
 #: the key of index.json that holds the sha256 of each of its values
-CHECKSUMS_KEY = "values_sha256"
 _REBUILD = "rebuild the index"
 #: seconds a reader waits for a writer when the folder is missing in the middle of a swap
 READ_WAIT = 10.0
@@ -107,44 +104,6 @@ def write_index_folder(
     return directory
 
 
-def _canonical_sha256(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def value_checksums(meta: Mapping[str, Any]) -> dict[str, str]:
-    """The sha256 of the canonical JSON of each value of index.json (each recipe key apart, as
-    ``recipe.KEY``), the checksums key itself left out.
-
-    >>> sorted(value_checksums({"ntotal": 3, "recipe": {"pooling": "cls"}}))
-    ['ntotal', 'recipe.pooling']
-    """
-    out: dict[str, str] = {}
-    for key, value in meta.items():
-        if key == CHECKSUMS_KEY:
-            continue
-        if key == "recipe" and isinstance(value, dict):
-            out.update({f"recipe.{k}": _canonical_sha256(v) for k, v in value.items()})
-        else:
-            out[key] = _canonical_sha256(value)
-    return out
-
-
-def seal_values(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """``meta`` as JSON reads it back, with :data:`CHECKSUMS_KEY` holding the checksums of its
-    values (:func:`value_checksums`): what :func:`check_values` later compares against. The seal
-    of ``index.json`` and of an encode folder's ``manifest.json``.
-
-    >>> sealed = seal_values({"dim": 4, "recipe": {"pooling": "cls"}})
-    >>> sorted(sealed[CHECKSUMS_KEY])
-    ['dim', 'recipe.pooling']
-    """
-    out = {k: v for k, v in meta.items() if k != CHECKSUMS_KEY}
-    out = json.loads(json.dumps(out, ensure_ascii=False))  # the values as read back
-    out[CHECKSUMS_KEY] = value_checksums(out)
-    return out
-
-
 _Count = Annotated[StrictInt, Field(ge=0)]
 _Dim = Annotated[StrictInt, Field(ge=1)]
 
@@ -170,32 +129,6 @@ class _Meta(BaseModel):
     values_sha256: dict[str, StrictStr] | None = None
 
 
-def check_values(path: Path, meta: dict[str, Any], *, saved: str = "the index was saved",
-                 redo: str = _REBUILD) -> None:
-    """``meta`` (read from ``path``) holds the values it was sealed with (:func:`seal_values`),
-    else :class:`ConfigError` naming the keys changed, removed or added; ``saved`` says when it
-    was sealed and ``redo`` how to make it again. Unsealed (older) files only warn."""
-    stored = meta.get(CHECKSUMS_KEY)
-    if stored is None:
-        warnings.warn(f"{path}: saved by an older embedkit, without checksums of its values: "
-                      f"a hand edit of its recipe cannot be detected; {redo} to add them",
-                      UserWarning, stacklevel=4)
-        return
-    if not isinstance(stored, dict):
-        raise ConfigError(f"{path}: key {CHECKSUMS_KEY!r} must be a JSON object; put the file "
-                          f"back as it was or {redo}")
-    now = value_checksums(meta)
-    changed = sorted(k for k in stored.keys() & now.keys() if stored[k] != now[k])
-    parts = [f"{what} {', '.join(keys)}" for what, keys in (
-        ("changed", changed), ("removed", sorted(stored.keys() - now.keys())),
-        ("added", sorted(now.keys() - stored.keys()))) if keys]
-    if parts:
-        raise ConfigError(
-            f"{path}: edited since {saved} ({'; '.join(parts)}): its values say how the "
-            "vectors were made and how queries are encoded, so they cannot change "
-            f"afterwards; put the file back as it was or {redo} with the new settings")
-
-
 def _read_meta(directory: Path) -> dict[str, Any]:
     meta_path = directory / META_FILE
     if not meta_path.is_file():
@@ -211,7 +144,7 @@ def _read_meta(directory: Path) -> dict[str, Any]:
     validate_json(_Meta, meta, str(meta_path))
     if meta.get("metric") not in METRICS:
         raise ConfigError(f"{meta_path}: unknown metric {meta.get('metric')!r}; {_REBUILD}")
-    check_values(meta_path, meta)
+    check_values(meta_path, meta, saved="the index was saved", redo=_REBUILD)
     return meta
 
 

@@ -10,6 +10,7 @@ import pytest
 from sklearn.base import clone
 
 from embedkit.errors import ConfigError
+from embedkit.io.seal import value_checksums
 from embedkit.postprocess import (
     AffineMap,
     CompatibilityWarning,
@@ -172,6 +173,7 @@ def test_faiss_file_loads_as_a_transform_file(tmp_path, fitted):
     path = tmp_path / "w.faiss"
     save_transform(path, AffineMap(w.kernel_, w.bias_, normalize=True), {"model": "m"})
     meta = json.loads((tmp_path / "w.faiss.json").read_text(encoding="utf-8"))
+    assert meta.pop("values_sha256") == value_checksums(meta)  # its values sealed
     assert meta == {"embedkit_version": "0.1.0", "model": "m", "normalize": True, "d": 10, "k": 4,
                     "kernel_sha256": sha256_file(path)}
     t = load_transform(path)

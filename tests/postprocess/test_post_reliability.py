@@ -14,6 +14,7 @@ import pytest
 
 from embedkit.cli.main import main
 from embedkit.errors import ConfigError
+from embedkit.io.seal import seal_values
 from embedkit.postprocess import (
     PCA,
     AffineMap,
@@ -171,9 +172,23 @@ def test_faiss_metadata_is_validated(tmp_path):
     with pytest.raises(ConfigError, match=rf"^{meta_file}: metadata key 'normalize' must be "
                                           "true or false, not 'no'$"):
         load_transform(path)
-    meta_file.write_text(json.dumps({**meta, "k": 3}), encoding="utf-8")
+    # sealed again, as if written so: the check of k against the kernel itself refuses it
+    meta_file.write_text(json.dumps(seal_values({**meta, "k": 3})), encoding="utf-8")
     with pytest.raises(ConfigError, match=rf"^{path}: metadata key 'k' is 3 but the kernel is "
                                           r"3 x 2 \(d x k\)$"):
+        load_transform(path)
+
+
+@rel("18.5", "a hand edit of a FAISS export's metadata (pooling: cls) is refused naming the key")
+def test_faiss_metadata_hand_edit_refused(tmp_path):
+    path = tmp_path / "w.faiss"
+    save_transform(path, AffineMap(np.eye(3)[:, :2], np.zeros(3)), {"pooling": "last-avg"})
+    meta_file = tmp_path / "w.faiss.json"
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    assert load_transform(path).metadata["pooling"] == "last-avg"
+    meta_file.write_text(json.dumps({**meta, "pooling": "cls"}), encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{meta_file}: edited since the transform was "
+                                          r"exported \(changed pooling\)"):
         load_transform(path)
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from embedkit.encoders import EncoderConfig
 from embedkit.errors import ConfigError
+from embedkit.io.seal import value_checksums
 from embedkit.postprocess import AffineMap, parse_post
 from embedkit.retrieval import folder
-from embedkit.retrieval.persistence import value_checksums
 from embedkit.retrieval.recipe import Recipe, RecipeConflictError
 
 

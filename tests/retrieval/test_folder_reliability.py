@@ -22,9 +22,9 @@ from embedkit.cli.main import main
 from embedkit.errors import ConfigError
 from embedkit.io import atomic
 from embedkit.io.atomic import FolderLockedError, folder_lock
+from embedkit.io.seal import value_checksums
 from embedkit.retrieval.folder import IndexSearcher, add_to_index, build_index
 from embedkit.retrieval.index import EmbeddingIndex
-from embedkit.retrieval.persistence import value_checksums
 from tests.conftest import cli_error
 from tests.faults import SimulatedKill, kill_at
 

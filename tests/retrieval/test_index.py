@@ -230,8 +230,8 @@ def test_load_refuses_tampered_files(tmp_path, name):
 
 
 def test_load_refuses_count_mismatch(tmp_path):
+    from embedkit.io.seal import value_checksums
     from embedkit.provenance import sha256_file
-    from embedkit.retrieval.persistence import value_checksums
 
     EmbeddingIndex.build(np.eye(3, dtype=np.float32), ["a", "b", "c"]).save(tmp_path / "idx")
     texts = tmp_path / "idx" / "texts.jsonl"
