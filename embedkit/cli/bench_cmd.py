@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from embedkit.cli.common import (
+    add_classify_option,
     add_data_options,
     add_model_options,
     add_poolings_and_tasks,
@@ -52,9 +53,7 @@ def add_parser(sub) -> None:
                    help="use a --post file: map even if it was fitted for another model, "
                         "pooling or dimension (a warning instead of an error)")
     add_similarity_option(p)
-    p.add_argument("--classify", action="store_true",
-                   help="binary tasks: also best accuracy / F1 thresholds chosen on valid (AFQMC: "
-                        "train) reported on the evaluated split, and average precision")
+    add_classify_option(p, "valid (AFQMC: train)", "the evaluated split")
     p.add_argument("--similarities", default="cosine", metavar="NAMES",
                    help="with --classify: cosine, dot, euclidean (comma-separated)")
     p.add_argument("--ci", nargs="?", type=int, const=1000, default=0, metavar="N",

@@ -203,6 +203,14 @@ def add_poolings_and_tasks(p: argparse.ArgumentParser) -> None:
                                    "(default: ATEC,BQ,LCQMC,PAWSX,STS-B)")
 
 
+def add_classify_option(p: argparse.ArgumentParser, chosen_on: str, reported_on: str) -> None:
+    """``--classify``, as bench and sweep take it: pair-classification metrics on binary tasks
+    with thresholds chosen on one split (``chosen_on``) and reported on another."""
+    p.add_argument("--classify", action="store_true",
+                   help=f"binary tasks: also best accuracy / F1 thresholds chosen on {chosen_on} "
+                        f"reported on {reported_on}, and average precision")
+
+
 def add_similarity_option(p: argparse.ArgumentParser) -> None:
     """``--similarity``: how pairs are compared (default: what the model folder declares)."""
     p.add_argument("--similarity", choices=SIMILARITIES, metavar="FN",

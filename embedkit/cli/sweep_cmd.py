@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from embedkit.cli.common import (
+    add_classify_option,
     add_data_options,
     add_model_options,
     add_poolings_and_tasks,
@@ -47,6 +48,7 @@ def add_parser(sub) -> None:
                    help="split the best setting is chosen on")
     p.add_argument("--report-on", default="test", metavar="SPLIT",
                    help="split the chosen setting is reported on")
+    add_classify_option(p, "--select-on", "--report-on for the best setting")
     p.add_argument("--max-length", type=int,
                    help="override the task's max length (64; PAWSX 128)")
     add_data_options(p)
@@ -75,7 +77,7 @@ def run(args) -> int:
     options = SweepOptions(beta=parse_grid(args.beta, "beta"), gamma=parse_grid(args.gamma, "gamma"),
                            k=parse_grid(args.k, "k"), fit_on=args.fit_on,
                            fit_unique=args.fit_unique, select_on=args.select_on,
-                           report_on=args.report_on)
+                           report_on=args.report_on, classify=args.classify)
     if args.max_length is not None and args.max_length < 3:
         raise ConfigError("--max-length must be at least 3 ([CLS], one token, [SEP])")
     if args.plots:  # fail before encoding when matplotlib is missing
@@ -100,6 +102,7 @@ def run(args) -> int:
         print(f"{run_title(record)}: whitening sweep, Spearman x 100 (best chosen on "
               f"{s['select_on']}, reported on {s['report_on']})")
         print(format_sweep_table(record))
+        _print_classification(record)
         truncated = truncation_note(record)
         if truncated:
             print(truncated)
@@ -122,3 +125,15 @@ def _warn(record: dict) -> None:
             if r["skipped_k"]:
                 print(f"embedkit: {task}/{pooling}: skipped k > d={r['d']}: "
                       f"{', '.join(map(str, r['skipped_k']))}", file=sys.stderr)
+
+
+def _print_classification(record: dict) -> None:
+    from embedkit.experiments.report import sweep_classification_rows
+    from embedkit.io.tables import text_table
+
+    header, rows = sweep_classification_rows(record)
+    if rows:
+        s = record["settings"]
+        print(f"\npair classification x 100 of the best setting (cosine; thresholds chosen on "
+              f"{s['select_on']}, reported on {s['report_on']})")
+        print(text_table(header, rows, left=3))

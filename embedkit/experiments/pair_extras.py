@@ -9,6 +9,9 @@ the evaluated split itself). The selection split is ``valid`` when ``test`` is e
 ``train`` (AFQMC, whose ``valid`` is what C-MTEB scores), sampled (seeded) to at most
 ``select_pairs`` pairs. With ``ci`` resamples, ``ci`` holds the bootstrap interval of
 Spearman (and of the calibrated accuracy and of AP on binary tasks).
+
+``sweep`` reports the same numbers for the setting it selects (:func:`setting_classification`):
+thresholds chosen on its ``select_on`` split, metrics on its ``report_on`` split.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from embedkit.data.loading import DataOptions, task_splits
 from embedkit.data.spec import TaskSpec
 from embedkit.evaluation.bootstrap import bootstrap_interval
 from embedkit.evaluation.classification import SIMILARITIES, calibrated_scores, pair_similarities
+from embedkit.postprocess import RunningMoments, WhiteningFamily
 
-__all__ = ["PairExtras", "load_selection", "score_extras", "selection_split"]
+__all__ = ["PairExtras", "load_selection", "score_extras", "selection_split",
+           "setting_classification"]
 
 Embed = Callable[[list[str]], np.ndarray]
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -126,3 +131,18 @@ def _intervals(e: tuple[np.ndarray, np.ndarray], labels: np.ndarray,
                                              threshold=c["accuracy_threshold"], **opts)
         out["ap"] = bootstrap_interval("ap", cos, labels, **opts)
     return out
+
+
+def setting_classification(moments: RunningMoments, setting: dict[str, Any], eps: float,
+                           pairs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                           select: PairSplit, report_on: str) -> dict[str, Any]:
+    """``classification`` of one whitening setting of a sweep (``beta``, ``gamma``, ``k_dim``
+    fitted on ``moments``): cosine thresholds chosen on the pairs of ``select`` (its vectors
+    ``pairs[select.split]``), accuracy / F1 / precision / recall / AP on ``pairs[report_on]``,
+    as bench reports them (``PairExtras.classify``)."""
+    fam = WhiteningFamily.from_stats(moments, float(setting["beta"]), eps)
+    m = fam.map(float(setting["gamma"]), int(setting["k_dim"]))
+    x1, x2, labels = pairs[report_on]
+    s1, s2, _ = pairs[select.split]
+    return _classify((m.apply(x1), m.apply(x2)), labels, select, (m.apply(s1), m.apply(s2)),
+                     PairExtras(classify=True))

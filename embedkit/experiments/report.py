@@ -131,8 +131,7 @@ def classification_rows(record: dict, similarity: str = "cosine"
                         ) -> tuple[list[str], list[list[str]]]:
     """One line per row and binary task/split: the accuracy and F1 of the thresholds chosen
     on the selection split, precision, recall, AP (x 100) and the two thresholds."""
-    header = ["row", "task/split", "acc", "acc thr", "F1", "P", "R", "F1 thr", "AP",
-              "oracle acc", "selected on"]
+    header = ["row", "task/split", *_CLASSIFICATION_COLUMNS]
     rows = []
     for label, res in record["results"].items():
         for task, splits in res.items():
@@ -140,15 +139,52 @@ def classification_rows(record: dict, similarity: str = "cosine"
                 continue
             for split, sc in splits.items():
                 c = (sc.get("classification") or {}) if isinstance(sc, dict) else {}
-                if similarity not in c:
-                    continue
-                m = c[similarity]
-                rows.append([label, f"{task}/{split}", _cell(m["accuracy"]) + _pm(sc, "accuracy"),
-                             f"{m['accuracy_threshold']:.4f}", _cell(m["f1"]),
-                             _cell(m["precision"]), _cell(m["recall"]),
-                             f"{m['f1_threshold']:.4f}", _cell(m["ap"]) + _pm(sc, "ap"),
-                             _cell(m["oracle"]["accuracy"]), c["selected_on"]])
+                if similarity in c:
+                    rows.append([label, f"{task}/{split}",
+                                 *_classification_cells(c, sc, similarity)])
     return header, rows
+
+
+_CLASSIFICATION_COLUMNS = ("acc", "acc thr", "F1", "P", "R", "F1 thr", "AP", "oracle acc",
+                           "selected on")
+
+
+def _classification_cells(c: dict, sc: dict, similarity: str) -> list[str]:
+    """The cells of :data:`_CLASSIFICATION_COLUMNS` of one ``classification`` entry ``c``
+    (``sc``: the scores it sits in, for bootstrap intervals)."""
+    m = c[similarity]
+    return [_cell(m["accuracy"]) + _pm(sc, "accuracy"), f"{m['accuracy_threshold']:.4f}",
+            _cell(m["f1"]), _cell(m["precision"]), _cell(m["recall"]),
+            f"{m['f1_threshold']:.4f}", _cell(m["ap"]) + _pm(sc, "ap"),
+            _cell(m["oracle"]["accuracy"]), c["selected_on"]]
+
+
+def sweep_classification_rows(record: dict, similarity: str = "cosine"
+                              ) -> tuple[list[str], list[list[str]]]:
+    """A sweep record's pair classification (``SweepOptions.classify``): one line per binary task
+    and pooling, the best setting's metrics on the report split (x 100), thresholds chosen on
+    the selection split; the columns of :func:`classification_rows`."""
+    header = ["task", "pooling", "setting", *_CLASSIFICATION_COLUMNS]
+    rows = []
+    for task, by_pool in record["results"].items():
+        for pooling, r in by_pool.items():
+            best = r.get("best") or {}
+            c = best.get("classification") or {}
+            if similarity in c:
+                rows.append([task, pooling, best["post"],
+                             *_classification_cells(c, best, similarity)])
+    return header, rows
+
+
+def sweep_classification_section(record: dict) -> list[str]:
+    """The Markdown section of :func:`sweep_classification_rows` (none without rows)."""
+    header, rows = sweep_classification_rows(record)
+    if not rows:
+        return []
+    s = record["settings"]
+    return [f"## Pair classification x 100 (cosine; the best setting, thresholds chosen on "
+            f"{s['select_on']}, reported on {s['report_on']})", "",
+            text_table(header, rows, markdown=True, left=3), ""]
 
 
 def mteb_rows(record: dict) -> tuple[list[str], list[list[str]]]:

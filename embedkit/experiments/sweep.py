@@ -34,6 +34,7 @@ from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encode
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.evaluation import get_protocol, pair_scores, quantize_cosines, spearman
 from embedkit.experiments.bench import DataOptions
+from embedkit.experiments.pair_extras import setting_classification
 from embedkit.experiments.record import (
     data_dir_setting,
     run_record,
@@ -41,7 +42,11 @@ from embedkit.experiments.record import (
     timings,
     truncation_counts,
 )
-from embedkit.experiments.report import provenance_lines, run_title
+from embedkit.experiments.report import (
+    provenance_lines,
+    run_title,
+    sweep_classification_section,
+)
 from embedkit.io.atomic import atomic_path
 from embedkit.postprocess import RunningMoments, WhiteningFamily, score_grid
 
@@ -88,7 +93,9 @@ def _check_grid(name: str, values: Sequence[Any]) -> tuple[Any, ...]:
 class SweepOptions:
     """The grid (``beta``, ``gamma``, ``k`` values; ``eps`` of the eigenvalue floor), what the
     maps are fitted on (``fit_on``: task, a split name or a file; ``fit_unique``) and the split
-    the best setting is chosen on (``select_on``) and reported on (``report_on``)."""
+    the best setting is chosen on (``select_on``) and reported on (``report_on``);
+    ``classify``: on binary tasks, the best setting's pair classification too (thresholds
+    chosen on ``select_on``, reported on ``report_on``; ``best["classification"]``)."""
 
     beta: Sequence[float] = (0.0, 0.5, 1.0)
     gamma: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -98,6 +105,7 @@ class SweepOptions:
     fit_unique: bool = False
     select_on: str = "valid"
     report_on: str = "test"
+    classify: bool = False
 
     def __post_init__(self) -> None:
         for name in ("beta", "gamma", "k"):
@@ -238,7 +246,8 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
         "task_specs": {s.name: s.origin for s in specs},
         "betas": list(opts.beta), "gammas": list(opts.gamma), "ks": list(opts.k),
         "eps": opts.eps, "fit_on": opts.fit_on, "fit_unique": opts.fit_unique,
-        "select_on": opts.select_on, "report_on": opts.report_on, "protocol": proto.name,
+        "select_on": opts.select_on, "report_on": opts.report_on, "classify": opts.classify,
+        "protocol": proto.name,
         "max_length": max_lengths, "data_dir": data_dir_setting(data.data_dir),
         "source": data.source, "skip_invalid": data.skip_invalid, "honest": opts.honest}
     record = run_record("sweep", command=command, encoder=enc, settings=settings,
@@ -318,8 +327,12 @@ def _sweep_task(spec: TaskSpec, enc: SentenceEncoder, pools: list[Pooling], opts
         v = vecs[str(pooling)]
         t0 = time.perf_counter()
         moments = _moments(v, fit_rows, fit_counts)
-        res = sweep_vectors(moments, _pairs(splits, v, row_of), opts)
+        pairs = _pairs(splits, v, row_of)
+        res = sweep_vectors(moments, pairs, opts)
         seconds += time.perf_counter() - t0
+        if opts.classify and spec.is_binary and res["best"] is not None:
+            res["best"]["classification"] = setting_classification(
+                moments, res["best"], opts.eps, pairs, splits[opts.select_on], opts.report_on)
         res["n_fit"] = int(moments.n)
         results[str(pooling)] = res
     truncated = truncation_counts(enc, {spec.name: splits}, {spec.name: max_len})
@@ -626,6 +639,7 @@ def sweep_markdown(record: dict, plots: Sequence[Path] | None = None,
         "Raw vectors, then whitening at the (beta, gamma) settings of the published table, each "
         "cell listing the scores at every k of the grid.", "",
         headline_table(record), "",
+        *sweep_classification_section(record),
     ]
     base = Path(markdown_path).parent if markdown_path else None
     plot_of = {p.name: p for p in (plots or [])}

@@ -90,3 +90,31 @@ def test_sweep_errors_are_one_line(wt_model_dir, wt_spec_file, capsys, extra, ma
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("embedkit: error: ") and match in err[0]
+
+
+def test_sweep_cli_classify_prints_the_table(wt_model_dir, wt_binary_spec_file, wt_spec_file,
+                                             tmp_path, capsys):
+    """``--classify``: the binary task's best setting gets a pair-classification table (and
+    its record entry, and the Markdown section); the graded task gets none."""
+    out, md = tmp_path / "sweep.json", tmp_path / "report.md"
+    argv = ["sweep", "--model", str(wt_model_dir), "--tasks",
+            f"{wt_binary_spec_file},{wt_spec_file}", "--pooling", "mean", "--beta", "0,1",
+            "--gamma", "0.5,1", "--k", "8,all", "--classify", "--output", str(out),
+            "--markdown", str(md)]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    best = rec["results"]["wt-pairs"]["last-avg"]["best"]
+    c = best["classification"]["cosine"]
+    assert "classification" not in rec["results"]["wt-sts"]["last-avg"]["best"]
+    lines = stdout.splitlines()
+    i = next(j for j, line in enumerate(lines) if line.startswith("pair classification x 100"))
+    assert "thresholds chosen on valid, reported on test" in lines[i]
+    assert lines[i + 1].split()[:5] == ["task", "pooling", "setting", "acc", "acc"]
+    assert lines[i + 2].split()[:5] == ["wt-pairs", "last-avg", best["post"],
+                                        f"{100 * c['accuracy']:.2f}",
+                                        f"{c['accuracy_threshold']:.4f}"]
+    assert not any(line.startswith("wt-sts") for line in lines[i:i + 4])
+    assert "## Pair classification x 100" in md.read_text(encoding="utf-8")
+    assert main(argv[:-5] + ["--output", str(out)]) == 0  # without --classify: no table
+    assert "pair classification" not in capsys.readouterr().out

@@ -189,3 +189,58 @@ def test_sweep_figure_says_what_it_shows(wt_data):
             assert [t.get_text() for t in ax.get_xticklabels()] == ["4", "all (d=12)"]
     finally:
         plt.close(fig)
+
+
+def test_sweep_classify_equals_a_direct_computation(wt_encoder, wt_binary_spec_file,
+                                                   wt_spec_file):
+    """``classify``: the best setting's pair classification on a binary task equals
+    embedkit.evaluation.classification on that setting's vectors (thresholds from valid,
+    metrics on test); the graded task gets none, nor does a sweep without ``classify``."""
+    from embedkit.data import load_task
+    from embedkit.data.registry import get_task
+    from embedkit.evaluation.classification import calibrated_scores, pair_similarities
+    from embedkit.experiments.report import sweep_classification_rows
+    from embedkit.postprocess import WhiteningFamily
+
+    opts = SweepOptions(beta=[0.0, 1.0], gamma=[0.5, 1.0], k=[8, "all"], classify=True)
+    tasks = [str(wt_binary_spec_file), str(wt_spec_file)]
+    rec = run_sweep(wt_encoder, ["last-avg"], tasks, opts)
+    best = rec["results"]["wt-pairs"]["last-avg"]["best"]
+    got = best["classification"]
+    assert "classification" not in rec["results"]["wt-sts"]["last-avg"]["best"]
+    assert rec["settings"]["classify"] is True
+
+    splits = load_task(get_task(str(wt_binary_spec_file)), ["valid", "test"])
+    fit = [t for s in splits.values() for t in (*s.sentences1, *s.sentences2)]
+    fam = WhiteningFamily.fit(wt_encoder.encode(fit, "last-avg"), best["beta"])
+    m = fam.map(best["gamma"], best["k_dim"])
+
+    def cosines(split):
+        s = splits[split]
+        e1, e2 = (m.apply(wt_encoder.encode(x, "last-avg")) for x in (s.sentences1, s.sentences2))
+        return pair_similarities(e1, e2)["cosine"], s.labels
+
+    want = calibrated_scores(cosines("valid"), cosines("test"))
+    c = got["cosine"]
+    for key in ("accuracy", "f1", "precision", "recall", "ap"):
+        assert c[key] == pytest.approx(want[key], abs=1e-9), key
+        assert c["oracle"][key] == pytest.approx(want["oracle"][key], abs=1e-9), key
+    for key in ("accuracy_threshold", "f1_threshold"):
+        assert c[key] == pytest.approx(want[key], abs=1e-5), key
+    assert 0 < c["accuracy"] <= 1 and 0 < c["ap"] <= 1
+    assert got["selection"]["split"] == "valid" and got["selected_on"] == "valid (20 pairs)"
+
+    header, rows = sweep_classification_rows(rec)
+    assert header[:4] == ["task", "pooling", "setting", "acc"]
+    assert rows == [["wt-pairs", "last-avg", best["post"], f"{100 * c['accuracy']:.2f}",
+                     f"{c['accuracy_threshold']:.4f}", f"{100 * c['f1']:.2f}",
+                     f"{100 * c['precision']:.2f}", f"{100 * c['recall']:.2f}",
+                     f"{c['f1_threshold']:.4f}", f"{100 * c['ap']:.2f}",
+                     f"{100 * c['oracle']['accuracy']:.2f}", "valid (20 pairs)"]]
+    assert "## Pair classification x 100" in sweep_markdown(rec)
+
+    plain = run_sweep(wt_encoder, ["last-avg"], [str(wt_binary_spec_file)],
+                      SweepOptions(beta=[0.0, 1.0], gamma=[0.5, 1.0], k=[8, "all"]))
+    assert "classification" not in plain["results"]["wt-pairs"]["last-avg"]["best"]
+    assert sweep_classification_rows(plain)[1] == []
+    assert "Pair classification" not in sweep_markdown(plain)
