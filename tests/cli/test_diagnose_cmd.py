@@ -147,14 +147,13 @@ def test_parser_without_main(tiny_model_dir, spec_file, tmp_path):
     assert rec["command"] == "embedkit diagnose ..." and len(rec["rows"]) == 2
 
 
-def test_diagnose_an_encode_folder(main, tiny_model_dir, tmp_path, capsys):
-    """--embeddings DIR: the folder's vectors, its pooling, chains fitted on them; equal to
-    diagnosing the same vectors directly, and no model is loaded."""
+@pytest.fixture
+def encode_folder(tiny_model_dir, tmp_path):
+    """The distinct real sentences encoded by ``embedkit encode`` (cls, shards of 20): the
+    folder and the texts."""
     pytest.importorskip("pyarrow")
-    from embedkit.diagnostics import profile
     from embedkit.encoders import EncoderConfig
     from embedkit.experiments.encode import EncodeSettings, run_encode
-    from embedkit.retrieval.shards import EncodeFolder
     from tests.conftest import source_sentences
 
     texts = list(dict.fromkeys(source_sentences()))
@@ -163,6 +162,17 @@ def test_diagnose_an_encode_folder(main, tiny_model_dir, tmp_path, capsys):
     folder = tmp_path / "emb"
     run_encode(EncoderConfig(str(tiny_model_dir), pooling="cls", cache=False), corpus, folder,
                EncodeSettings(shard_size=20, max_length=32))
+    return folder, texts
+
+
+def test_diagnose_an_encode_folder(main, encode_folder, tiny_model_dir, tmp_path, capsys):
+    """--embeddings DIR: the folder's vectors, its pooling, chains fitted on them; equal to
+    diagnosing the same vectors directly, and no model is loaded."""
+    pytest.importorskip("pyarrow")
+    from embedkit.diagnostics import profile
+    from embedkit.retrieval.shards import EncodeFolder
+
+    folder, texts = encode_folder
     out = tmp_path / "d.json"
     argv = ["diagnose", "--model", str(tmp_path / "no-such-model"), "--embeddings",
             str(folder), "--post", "pca:k=8", "--k", "5", "--pairs", "300", "--jl-dims", "8",
@@ -191,21 +201,12 @@ def test_diagnose_an_encode_folder(main, tiny_model_dir, tmp_path, capsys):
     assert "encode folder has none" in capsys.readouterr().err
 
 
-def test_diagnose_embeddings_measures_a_map_on_vectors_it_was_not_fitted_on(main, tiny_model_dir,
+def test_diagnose_embeddings_measures_a_map_on_vectors_it_was_not_fitted_on(main, encode_folder,
                                                                              tmp_path):
     """Whitening measured on the vectors it was fitted on is isotropic by construction
     (IsoScore 1.000); diagnose --embeddings measures it on a held-out half instead."""
     pytest.importorskip("pyarrow")
-    from embedkit.encoders import EncoderConfig
-    from embedkit.experiments.encode import EncodeSettings, run_encode
-    from tests.conftest import source_sentences
-
-    texts = list(dict.fromkeys(source_sentences()))
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    folder = tmp_path / "emb"
-    run_encode(EncoderConfig(str(tiny_model_dir), pooling="cls", cache=False), corpus, folder,
-               EncodeSettings(shard_size=20, max_length=32))
+    folder, _ = encode_folder
     out = tmp_path / "d.json"
     assert main(["diagnose", "--embeddings", str(folder), "--post", "whiten:k=8", "--k", "5",
                  "--pairs", "300", "--jl-dims", "8", "--output", str(out)]) == 0

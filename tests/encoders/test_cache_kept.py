@@ -52,14 +52,6 @@ def slow_encoder(model_dir, root, **options) -> tuple[Encoder, FakeClock, list[i
     return enc, clock, slow_model(enc, clock, 0.5, interrupt)  # 2 sentences/s
 
 
-@pytest.fixture
-def unique(sentences) -> list[str]:
-    return list(dict.fromkeys(sentences))[:40]
-
-
-@pytest.fixture
-def reference(tiny_encoder, unique) -> np.ndarray:
-    return tiny_encoder.encode(unique, pooling="cls")
 
 
 def test_commits_by_time_not_only_by_size(tiny_model_dir, tmp_path, unique, reference):

@@ -50,15 +50,6 @@ def db_of(enc: Encoder, pooling: str = "cls", max_length: int = 64) -> tuple[str
     return ns, enc.cache.root / "embeddings" / ns / "vectors.sqlite"
 
 
-@pytest.fixture
-def unique(sentences) -> list[str]:
-    return list(dict.fromkeys(sentences))[:40]
-
-
-@pytest.fixture
-def reference(tiny_encoder, unique) -> np.ndarray:
-    """What the texts encode to without any cache."""
-    return tiny_encoder.encode(unique, pooling="cls")
 
 
 # -- kills during a chunked write -------------------------------------------------------------
