@@ -5,7 +5,6 @@ builds the data."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -202,11 +201,9 @@ def test_offline_real_task_is_one_line(tiny_model_dir, monkeypatch, capsys):
     # the test session runs with HF_HUB_OFFLINE=1 (conftest): start from online flags
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    t0 = time.perf_counter()
     assert main(["bench", "--model", str(tiny_model_dir),
                  "--mteb-tasks", "Banking77Classification"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert time.perf_counter() - t0 < 20
     assert len(err) == 1
     assert "'Banking77Classification'" in err[0] and "not in the local datasets cache" in err[0]
     assert "network access" in err[0]
