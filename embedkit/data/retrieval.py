@@ -33,6 +33,7 @@ from embedkit.data.pairs import PairSplit
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.textfile import decoded_lines, read_bytes
+from embedkit.provenance import sha256_text
 
 __all__ = ["RetrievalSplit", "load_retrieval_split", "read_jsonl_texts", "read_qrels",
            "write_pairs_as_retrieval"]
@@ -154,7 +155,7 @@ def load_retrieval_split(spec: TaskSpec, split: str, *,
     qids, qtexts, qsha = read_jsonl_texts(paths[1], with_title=False, encoding=spec.encoding)
     qrels, rsha = read_qrels(paths[2], set(qids), set(cids), spec.encoding)
     keep = [i for i, q in enumerate(qids) if q in qrels]
-    sha = hashlib.sha256(f"{csha}:{qsha}:{rsha}".encode()).hexdigest()
+    sha = sha256_text(f"{csha}:{qsha}:{rsha}")
     return RetrievalSplit(spec.name, name, cids, ctexts, [qids[i] for i in keep],
                           [qtexts[i] for i in keep], qrels, paths[2], sha)
 
