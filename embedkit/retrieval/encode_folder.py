@@ -305,7 +305,7 @@ def read_manifest(folder: Path, *, check: bool = True) -> dict[str, Any]:
 
 
 def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Write ``manifest.json`` atomically, sealed (:func:`~embedkit.retrieval.persistence.
+    """Write ``manifest.json`` atomically, sealed (:func:`~embedkit.io.seal.
     seal_values`); returns what was written."""
     sealed = seal_values(manifest)
     atomic_write_json(Path(folder) / MANIFEST, sealed)
