@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -23,7 +22,7 @@ import numpy as np
 
 from embedkit.data.spec import TaskSpec
 from embedkit.errors import DataError
-from embedkit.io.textfile import decoded_lines, read_bytes
+from embedkit.io.textfile import decoded_lines, json_objects, read_bytes
 
 #: How many skipped-row messages are kept for the report (the count is always exact).
 MAX_SKIP_MESSAGES = 20
@@ -183,17 +182,7 @@ def _why_no_pairs(data: bytes, spec: TaskSpec, checker: _RowChecker) -> str:
 
 
 def _read_jsonl(lines: Iterable[tuple[int, str]], checker: _RowChecker) -> None:
-    for i, text in lines:
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            checker.fail(i, f"not valid JSON ({e.msg} at column {e.colno})")
-            continue
-        if not isinstance(obj, dict):
-            checker.fail(i, "each line must be a JSON object")
-            continue
+    for i, obj in json_objects(lines, checker.path, checker.fail):
         checker.add(i, obj)
 
 

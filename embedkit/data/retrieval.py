@@ -32,7 +32,8 @@ from embedkit.data.loading import find_data_dir, resolve_path
 from embedkit.data.pairs import PairSplit
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError
-from embedkit.io.textfile import decoded_lines, read_bytes
+from embedkit.io.textfile import decoded_lines, json_objects, read_bytes
+from embedkit.provenance import sha256_text
 
 __all__ = ["RetrievalSplit", "load_retrieval_split", "read_jsonl_texts", "read_qrels",
            "write_pairs_as_retrieval"]
@@ -71,17 +72,8 @@ def read_jsonl_texts(path: str, *, with_title: bool, encoding: str = "utf-8"
     ids: list[str] = []
     texts: list[str] = []
     seen: dict[str, int] = {}
-    for line, text in decoded_lines(data, path, encoding):
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"not valid JSON ({e.msg} at column {e.colno})", path=path,
-                            line=line) from None
-        if not isinstance(obj, dict):
-            raise DataError("each line must be a JSON object with _id and text", path=path,
-                            line=line)
+    for line, obj in json_objects(decoded_lines(data, path, encoding), path,
+                                  what="a JSON object with _id and text"):
         _id = obj.get("_id")
         if isinstance(_id, int) and not isinstance(_id, bool):
             _id = str(_id)
@@ -154,7 +146,7 @@ def load_retrieval_split(spec: TaskSpec, split: str, *,
     qids, qtexts, qsha = read_jsonl_texts(paths[1], with_title=False, encoding=spec.encoding)
     qrels, rsha = read_qrels(paths[2], set(qids), set(cids), spec.encoding)
     keep = [i for i, q in enumerate(qids) if q in qrels]
-    sha = hashlib.sha256(f"{csha}:{qsha}:{rsha}".encode()).hexdigest()
+    sha = sha256_text(f"{csha}:{qsha}:{rsha}")
     return RetrievalSplit(spec.name, name, cids, ctexts, [qids[i] for i in keep],
                           [qtexts[i] for i in keep], qrels, paths[2], sha)
 

@@ -4,7 +4,6 @@ folder's ``manifest.json``, a FAISS transform's ``PATH.json``)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from collections.abc import Mapping
@@ -12,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from embedkit.errors import ConfigError
+from embedkit.provenance import sha256_text
 
 #: the key of a sealed file that holds the checksums of its other values
 CHECKSUMS_KEY = "values_sha256"
 
 
 def _canonical_sha256(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_text(json.dumps(value, ensure_ascii=False, sort_keys=True,
+                                  separators=(",", ":")))
 
 
 def value_checksums(meta: Mapping[str, Any]) -> dict[str, str]:

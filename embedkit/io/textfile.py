@@ -1,6 +1,7 @@
 """Reading UTF-8 text files line by line, with errors that name the file and the line.
 
-One reader for every text input: pair files, corpora, fit-on sentence files.
+One reader for every text input: pair files, corpora, fit-on sentence files, JSON lines
+(:func:`json_objects`).
 
 >>> import tempfile, os
 >>> p = os.path.join(tempfile.mkdtemp(), "s.txt")
@@ -11,8 +12,10 @@ One reader for every text input: pair files, corpora, fit-on sentence files.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from embedkit.errors import DataError, MissingFileError
 
@@ -42,6 +45,33 @@ def decoded_lines(data: bytes, path: str, encoding: str = "utf-8",
             (on_error or (lambda n, p: _raise(n, p, path)))(i, problem)
             continue
         yield i, text[:-1] if text.endswith("\r") else text
+
+
+def json_objects(lines: Iterable[tuple[int, str]], path: str,
+                 on_error: Callable[[int, str], None] | None = None,
+                 what: str = "a JSON object") -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of each non-blank line of ``lines`` (as :func:`decoded_lines`
+    yields them) that holds a JSON object (``what``: how the error names one); a line that does
+    not is passed to ``on_error(line, problem)`` (default: raise :class:`DataError`) and skipped.
+
+    >>> list(json_objects([(1, '{"a": 1}'), (2, " "), (3, "[1]")], "f", lambda n, p: print(n, p)))
+    3 each line must be a JSON object
+    [(1, {'a': 1})]
+    """
+    fail = on_error or (lambda n, p: _raise(n, p, path))
+    for i, text in lines:
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            problem: str | None = f"not valid JSON ({e.msg} at column {e.colno})"
+        else:
+            problem = None if isinstance(obj, dict) else f"each line must be {what}"
+        if problem is not None:
+            fail(i, problem)
+            continue
+        yield i, obj
 
 
 def read_bytes(path: str | os.PathLike, what: str = "") -> bytes:

@@ -53,10 +53,10 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
 from embedkit.data.sources import require_pyarrow
 from embedkit.encoders.choices import VECTOR_DTYPES
@@ -65,7 +65,7 @@ from embedkit.io.atomic import atomic_path, atomic_write_json
 from embedkit.io.seal import check_values, seal_values
 from embedkit.provenance import sha256_file, sha256_text
 from embedkit.retrieval.persistence import plain_name
-from embedkit.retrieval.recipe import validate_json
+from embedkit.retrieval.recipe import Count, Positive, validate_json
 
 __all__ = ["MANIFEST", "MANIFEST_FORMAT", "SHARD_METADATA_KEY", "VECTOR_DTYPES", "folder_key",
            "ids_sha256", "read_manifest", "read_shard", "shard_metadata", "shard_name",
@@ -205,14 +205,11 @@ def shard_problem(folder: Path, entry: Mapping[str, Any], key: str | None = None
 # --------------------------------------------------------------------------------------------
 # manifest.json
 
-_Count = Annotated[StrictInt, Field(ge=0)]
-
-
 class _ShardEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
     file: StrictStr
-    rows: _Count
-    first_row: _Count
+    rows: Count
+    first_row: Count
     sha256: StrictStr
     ids_sha256: StrictStr | None = None
 
@@ -228,11 +225,11 @@ class _Manifest(BaseModel):
     model_config = ConfigDict(extra="allow")
     format: StrictStr
     recipe: dict[str, Any]
-    dim: Annotated[StrictInt, Field(ge=1)]
+    dim: Positive
     inputs: dict[str, Any] | None = None
-    shard_size: Annotated[StrictInt, Field(ge=1)]
+    shard_size: Positive
     shards: list[_ShardEntry]
-    total_rows: _Count | None = None
+    total_rows: Count | None = None
     complete: StrictBool = False
     vectors: _Vectors | None = None
     values_sha256: dict[str, StrictStr] | None = None
@@ -308,7 +305,7 @@ def read_manifest(folder: Path, *, check: bool = True) -> dict[str, Any]:
 
 
 def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Write ``manifest.json`` atomically, sealed (:func:`~embedkit.retrieval.persistence.
+    """Write ``manifest.json`` atomically, sealed (:func:`~embedkit.io.seal.
     seal_values`); returns what was written."""
     sealed = seal_values(manifest)
     atomic_write_json(Path(folder) / MANIFEST, sealed)

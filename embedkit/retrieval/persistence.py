@@ -21,16 +21,16 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 from embedkit.io.atomic import LOCK_TIMEOUT, atomic_dir, recover_dir
 from embedkit.io.seal import check_values, seal_values
 from embedkit.provenance import sha256_file
 from embedkit.retrieval.faiss_ops import METRICS, faiss, read_faiss_index
-from embedkit.retrieval.recipe import validate_json
+from embedkit.retrieval.recipe import Count, Positive, validate_json
 
 __all__ = ["FORMAT", "INDEX_FILE", "IVFDATA_FILE", "META_FILE", "TEXTS_FILE", "StoredIndex",
            "plain_name", "read_index_folder", "write_index_folder"]
@@ -104,10 +104,6 @@ def write_index_folder(
     return directory
 
 
-_Count = Annotated[StrictInt, Field(ge=0)]
-_Dim = Annotated[StrictInt, Field(ge=1)]
-
-
 class _Meta(BaseModel):
     """The types of index.json's values (keys of other versions are let through)."""
 
@@ -115,13 +111,13 @@ class _Meta(BaseModel):
     format: StrictInt
     factory: StrictStr
     metric: StrictStr
-    dim_in: _Dim
-    dim: _Dim | None = None
-    ntotal: _Count
+    dim_in: Positive
+    dim: Positive | None = None
+    ntotal: Count
     recipe: dict[str, Any] | None = None
     files: dict[str, StrictStr] | None = None
     seed: StrictInt | None = None
-    train_size: _Count | None = None
+    train_size: Count | None = None
     transform: StrictBool | None = None
     build_seconds: StrictFloat | None = None
     created: StrictStr | None = None

@@ -40,14 +40,14 @@ import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from embedkit.errors import ConfigError
 
-__all__ = ["REQUIRED_KEYS", "Recipe", "RecipeConflict", "RecipeConflictError", "compare_recipe",
-           "show_value", "validate_json"]
+__all__ = ["REQUIRED_KEYS", "Count", "Positive", "Recipe", "RecipeConflict",
+           "RecipeConflictError", "compare_recipe", "show_value", "validate_json"]
 
 #: keys a recipe must hold for a folder to be searched or grown
 REQUIRED_KEYS = ("model", "model_identity", "pooling", "max_length")
@@ -127,6 +127,9 @@ _EXPECTED = {"int_type": "an integer", "int_parsing": "an integer", "int_from_fl
              "list_type": "a JSON list", "greater_than_equal": "a count (an integer >= 0)"}
 
 _M = TypeVar("_M", bound=BaseModel)
+#: the integer types of the files :func:`validate_json` checks: a count (>= 0), a size (>= 1)
+Count = Annotated[StrictInt, Field(ge=0)]
+Positive = Annotated[StrictInt, Field(ge=1)]
 
 
 def validate_json(model: type[_M], data: Any, where: str, prefix: str = "",

@@ -79,3 +79,20 @@ def test_file_line_errors(beir_spec_file, tmp_path, name, edit, where, message):
     with pytest.raises(DataError, match=message) as e:
         load_retrieval_split(spec, "test")
     assert e.value.path.endswith(name.split("/")[-1]) and e.value.line == (where or n)
+
+
+def test_pairs_written_as_retrieval_read_back(tmp_path):
+    import numpy as np
+
+    from embedkit.data.pairs import PairSplit
+    from embedkit.data.retrieval import write_pairs_as_retrieval
+
+    split = PairSplit("P", "test", "p.tsv", "0" * 64, ["猫", "猫", "狗", "鱼"],
+                      ["小猫", "小狗", "小狗", "小猫"], np.array([1.0, 0.0, 1.0, 0.0]))
+    spec = get_task(str(write_pairs_as_retrieval(split, tmp_path)))
+    r = load_retrieval_split(spec, "test")
+    assert (spec.name, r.corpus_texts, r.query_texts) == ("P-retrieval", ["小猫", "小狗"],
+                                                        ["猫", "狗"])
+    assert r.qrels == {"q0": {"d0": 1}, "q1": {"d1": 1}}
+    with pytest.raises(ConfigError, match="no pair of P/test has a label >= 2"):
+        write_pairs_as_retrieval(split, tmp_path / "none", threshold=2)
