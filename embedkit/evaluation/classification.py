@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import ConfigError
-from embedkit.evaluation.metrics import cosine_scores
+from embedkit.evaluation.metrics import similarity_scores
 
 __all__ = ["SIMILARITIES", "average_precision", "best_accuracy", "best_f1",
            "calibrated_scores", "classification_scores", "pair_similarities", "threshold_scores"]
@@ -150,17 +150,13 @@ def calibrated_scores(select: tuple[Any, Any], evaluate: tuple[Any, Any], high: 
 
 def pair_similarities(emb1: np.ndarray, emb2: np.ndarray,
                       names: tuple[str, ...] = ("cosine",)) -> dict[str, np.ndarray]:
-    """Per pair: ``cosine`` (as STS ranks it), ``dot`` and ``euclidean`` (a distance)."""
+    """Per pair: ``cosine`` (as STS ranks it), ``dot`` and ``euclidean`` (a distance), as
+    :func:`~embedkit.evaluation.metrics.similarity_scores` computes them."""
     out: dict[str, np.ndarray] = {}
     for name in names:
         if name not in SIMILARITIES:
             raise ConfigError(f"unknown similarity {name!r}; one of {', '.join(SIMILARITIES)}",
                               param="similarities")
-        a, b = np.asarray(emb1, dtype=np.float64), np.asarray(emb2, dtype=np.float64)
-        if name == "cosine":
-            out[name] = cosine_scores(a, b)
-        elif name == "dot":
-            out[name] = np.einsum("ij,ij->i", a, b)
-        else:
-            out[name] = np.linalg.norm(a - b, axis=1)
+        sim = similarity_scores(emb1, emb2, name)
+        out[name] = sim if SIMILARITIES[name] else -sim  # euclidean: the distance itself
     return out

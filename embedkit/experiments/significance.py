@@ -17,6 +17,7 @@ import numpy as np
 
 from embedkit.errors import ConfigError
 from embedkit.evaluation.bootstrap import paired_bootstrap
+from embedkit.evaluation.metrics import spearman
 from embedkit.experiments.predictions import read_predictions
 from embedkit.io.tables import text_table
 
@@ -59,10 +60,10 @@ def _columns(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.asarray(cols["cosine"], dtype=float)[order])
 
 
-def compare_predictions(a: str | os.PathLike, b: str | os.PathLike, *, metric: str = "spearman",
-                        n_resamples: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
-    """One result per shared task/split: both values, the difference a - b, its interval,
-    p-value and ``significant``."""
+def compare_predictions(a: str | os.PathLike, b: str | os.PathLike, *, n_resamples: int = 1000,
+                        seed: int = 0) -> list[dict[str, Any]]:
+    """One result per shared task/split: both Spearman values, the difference a - b, its
+    interval, p-value and ``significant``."""
     out = []
     for name, fa, fb in matched_files(a, b):
         ia, ya, xa = _columns(fa)
@@ -71,10 +72,8 @@ def compare_predictions(a: str | os.PathLike, b: str | os.PathLike, *, metric: s
             raise ConfigError(f"{fa} and {fb} do not hold the same pairs (positions or labels "
                               "differ); a paired comparison needs the same data",
                               param="paired")
-        res = paired_bootstrap(metric, xa, xb, ya, n_resamples=n_resamples, seed=seed)
-        from embedkit.evaluation.metrics import spearman
-
-        out.append({"task_split": name, "a": str(fa), "b": str(fb), "metric": metric,
+        res = paired_bootstrap("spearman", xa, xb, ya, n_resamples=n_resamples, seed=seed)
+        out.append({"task_split": name, "a": str(fa), "b": str(fb), "metric": "spearman",
                     "value_a": spearman(xa, ya), "value_b": spearman(xb, yb),
                     "n_pairs": len(ya), **res})
     return out

@@ -150,7 +150,7 @@ def test_sweep_figure_says_what_it_shows(wt_data):
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    from embedkit.experiments.sweep import RAW_STYLE, sweep_figure
+    from embedkit.experiments.sweep_plots import RAW_STYLE, sweep_figure
 
     fit, pairs = wt_data
     r = sweep_vectors(RunningMoments.of(fit), pairs,
