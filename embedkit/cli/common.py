@@ -189,6 +189,11 @@ def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
                    help="sentences per forward pass (default: 64)")
     p.add_argument("--lowercase", action="store_true",
                    help="lower-case text before tokenising (the published Keras code does)")
+    add_cache_options(p)
+
+
+def add_cache_options(p: argparse.ArgumentParser) -> None:
+    """``--cache-dir`` and ``--no-cache``, as every command that encodes takes them."""
     p.add_argument("--cache-dir", metavar="DIR",
                    help="embedding cache (default: $EMBEDKIT_CACHE or the user cache dir)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")

@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from embedkit.cli.common import (
+    add_cache_options,
     add_data_options,
     add_model_options,
     check_output_dir,
@@ -42,9 +43,7 @@ def _add_cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
     p.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                    help="sentences per forward pass (default: 64)")
-    p.add_argument("--cache-dir", metavar="DIR",
-                   help="embedding cache (default: $EMBEDKIT_CACHE or the user cache dir)")
-    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    add_cache_options(p)
     p.add_argument("--threads", type=thread_count, metavar="N",
                    help="intra-op threads of the encoder (default: the cores available)")
 

@@ -24,7 +24,7 @@ import numpy as np
 from embedkit.encoders.batching import pad_numpy, plan_batches
 from embedkit.encoders.pooling import Pooling, uniem_declared
 from embedkit.encoders.prompts import prompt_length
-from embedkit.encoders.st_folder import STFolder, declared_pooling
+from embedkit.encoders.st_folder import STFolder, declared_pooling, read_st_folder
 from embedkit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,20 @@ def eos_to_append(tokenizer: Any, folder: str | None) -> int | None:
         except (OSError, ValueError, AttributeError):
             asked = False
     return int(eos) if asked else None
+
+
+def max_positions(config: Any) -> int:
+    """The positions a model's config allows: ``max_position_embeddings`` (BERT), else
+    ``n_positions`` (GPT-2), else 512."""
+    return int(getattr(config, "max_position_embeddings", None)
+               or getattr(config, "n_positions", None) or 512)
+
+
+def folder_parts(path: str) -> tuple[STFolder | None, str]:
+    """A model's sentence-transformers modules (None for a plain or hub model) and the folder
+    its tokenizer and weights load from (the modules' Transformer folder, else ``path``)."""
+    st = read_st_folder(path if os.path.isdir(path) else None)
+    return st, str(st.transformer_dir) if st is not None else path
 
 
 def pad_id(tokenizer: Any) -> int:

@@ -65,6 +65,7 @@ from embedkit.encoders.cache_files import first_line as _first_line
 from embedkit.encoders.cache_files import is_corruption
 from embedkit.encoders.cache_files import meta_problem as _meta_problem
 from embedkit.encoders.cache_files import not_a_file as _not_a_file
+from embedkit.encoders.cache_files import reason as _reason
 from embedkit.encoders.cache_files import sqlite_code as _sqlite_code
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_write_json
@@ -118,9 +119,8 @@ class EmbeddingCache:
 
     # -- errors and warnings ----------------------------------------------------------------
     def _unwritable(self, e: OSError | sqlite3.Error, where: Path | None = None) -> ConfigError:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e)
-        return ConfigError(f"cannot write the embedding cache in {where or self.root} ({reason});"
-                           f" {_HINT}", param="cache_dir")
+        return ConfigError(f"cannot write the embedding cache in {where or self.root} "
+                           f"({_reason(e)}); {_HINT}", param="cache_dir")
 
     def _sqlite_error(self, e: sqlite3.Error, path: Path) -> EmbedkitError:
         """The one-line error for a SQLite failure that is not damage."""
@@ -146,8 +146,7 @@ class EmbeddingCache:
         if not self.read_only:
             self.read_only = True
             self.close()
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e)
-            warnings.warn(f"the embedding cache {self.root} is read-only ({reason}): its "
+            warnings.warn(f"the embedding cache {self.root} is read-only ({_reason(e)}): its "
                           "vectors are served, but new ones cannot be stored (they are "
                           "computed again next time; choose a writable cache folder to keep "
                           "them)", stacklevel=6)
@@ -328,8 +327,7 @@ class EmbeddingCache:
     def _move_aside(self, path: Path, problem: str, aside: Path | None = None) -> bool:
         """Rename a damaged entry out of the way (a SQLite file with its journal), warned;
         False when the folder turned out read-only (the entry stays, unused)."""
-        aside = aside or path.with_name(f"vectors.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                        f"{os.getpid()}-{secrets.token_hex(2)}.sqlite")
+        aside = aside or _aside_name(path)
         try:
             if os.path.lexists(path):  # (a journal may be all there is)
                 os.replace(path, aside)

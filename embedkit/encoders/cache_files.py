@@ -49,6 +49,11 @@ def first_line(text: object) -> str:
     return " ".join(str(text).split("\n")[:2]).strip()
 
 
+def reason(e: OSError | sqlite3.Error) -> str:
+    """An error's one-line cause: an OSError's strerror, else its first line."""
+    return e.strerror if isinstance(e, OSError) and e.strerror else first_line(e)
+
+
 def not_a_file(path: Path) -> str | None:
     """What is wrong with a path that must be a regular file or absent (None: nothing)."""
     if not os.path.lexists(path) or path.is_file():

@@ -29,6 +29,8 @@ import torch
 from embedkit.encoders.base import (
     TokenizedEncoder,
     eos_to_append,
+    folder_parts,
+    max_positions,
     prompt_setting,
     quiet_loading,
 )
@@ -43,7 +45,6 @@ from embedkit.encoders.export import (
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.prompts import resolve_prompt
-from embedkit.encoders.st_folder import read_st_folder
 from embedkit.errors import ConfigError, EmbedkitError
 
 logger = logging.getLogger(__name__)
@@ -145,8 +146,7 @@ class ExportedEncoder(TokenizedEncoder):
                               param="batch_size")
         self.name, self.backend, self.quantize = model, backend, quantize
         self.path = resolve_model_path(model, revision=revision)
-        st = read_st_folder(self.path if is_local(self.path) else None)
-        load_path = str(st.transformer_dir) if st is not None else self.path
+        st, load_path = folder_parts(self.path)
         self.revision = revision
         self.tokenizer, config = _load_tokenizer(load_path, model, revision)
         self.config = config
@@ -166,8 +166,7 @@ class ExportedEncoder(TokenizedEncoder):
         budget = EXPORTED_TOKEN_BUDGET if token_budget is None else token_budget
         self.token_budget = budget or None
         self.prompt = resolve_prompt(prompt, self.path)
-        self.max_positions = int(getattr(config, "max_position_embeddings", None)
-                                 or getattr(config, "n_positions", None) or 512)
+        self.max_positions = max_positions(config)
         self.eos_id = eos_to_append(self.tokenizer, self.path if is_local(self.path) else None)
 
     @property

@@ -26,6 +26,8 @@ import torch
 from embedkit.encoders.base import (
     TokenizedEncoder,
     eos_to_append,
+    folder_parts,
+    max_positions,
     prompt_setting,
     quiet_loading,
     tokenize_ids,
@@ -34,7 +36,6 @@ from embedkit.encoders.batching import pad_numpy
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path, weight_files
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.prompts import resolve_prompt
-from embedkit.encoders.st_folder import read_st_folder
 from embedkit.errors import ConfigError, EmbedkitError
 
 logger = logging.getLogger(__name__)
@@ -231,8 +232,7 @@ class TransformerEncoder(TokenizedEncoder):
                  truncate_dim: int | None = None) -> None:
         self.name = model
         self.path = resolve_model_path(model, revision=revision)
-        st = read_st_folder(self.path if is_local(self.path) else None)
-        load_path = str(st.transformer_dir) if st is not None else self.path
+        st, load_path = folder_parts(self.path)
         self.dtype_name = canonical_dtype(dtype)
         check_precision(device, self.dtype_name)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -256,8 +256,7 @@ class TransformerEncoder(TokenizedEncoder):
         self.revision = revision
         self.prompt = resolve_prompt(prompt, self.path)
         cfg = self.model.config
-        self.max_positions = int(getattr(cfg, "max_position_embeddings", None)
-                                 or getattr(cfg, "n_positions", None) or 512)
+        self.max_positions = max_positions(cfg)
         self._token_types = takes_token_types(self.model)
         self._decoder_setup()
 
