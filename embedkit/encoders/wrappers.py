@@ -2,8 +2,9 @@
 mteb stacks its cache and compression wrappers around a model:
 
 - :class:`CachedEncoder`: de-duplicates sentences, reads and writes the on-disk cache, and
-  encodes what is missing in pieces of a few seconds, committing them to the cache every
-  :data:`CACHE_CHUNK` sentences or :data:`COMMIT_SECONDS` seconds, whichever comes first; an
+  encodes what is missing in pieces of a few seconds, committing them to the cache once
+  :data:`CACHE_CHUNK` sentences wait or half of :data:`COMMIT_SECONDS` has passed since the last
+  commit (pieces last about that half, so commits are at most :data:`COMMIT_SECONDS` apart); an
   interrupt (Ctrl-C) commits what was encoded and is raised again as
   :class:`~embedkit.errors.WorkKept`, so a rerun resumes; vectors that are not finite (NaN or
   inf) are an error, never scored or cached;
