@@ -61,3 +61,12 @@ def test_docstring_examples(name, monkeypatch):
             runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} doctest example(s) failed in {name}"
+
+
+def test_a_bad_list_is_one_line_naming_the_flag(tmp_path, capsys):
+    import bench_scale
+
+    assert bench_scale.main(["--ray-workers", "x", "--out", str(tmp_path / "s.md")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ray-workers: 'x' is not an integer" in err[0]
+    assert not (tmp_path / "s.md").exists()

@@ -197,8 +197,6 @@ def test_whiten_from_embeddings_k_and_format(tmp_path, encoded, capsys):
      "--max-length: the vectors were encoded with max_length=32"),
     (["whiten", "--embeddings", "{emb}", "--format", "sentence-transformers", "--out",
       "{tmp}/st"], "--format: whitening from embeddings exports"),
-    (["report", "scale", "--ray-workers", "x", "--out", "{tmp}/s.md"],
-     "--ray-workers: 'x' is not an integer"),
 ])
 def test_bad_input_is_one_line(tmp_path, encoded, corpus, capsys, argv, message):
     fill = {"tmp": str(tmp_path), "emb": str(encoded), "corpus": str(corpus)}
