@@ -53,7 +53,7 @@ test-fast: install
 	$(PYTHON) -m pytest tests -q -m "not model and not slow" $(PYTEST_ARGS)
 
 lint: install
-	ruff check embedkit tests
+	ruff check embedkit tests benchmarks
 	$(PYTHON) -m mypy embedkit
 
 # Speed: every embedkit backend (torch, onnx, openvino; fp32 and int8) vs sentence-transformers'
@@ -70,7 +70,7 @@ $(ST_VENV)/.stamp:
 	@touch $@
 
 bench-speed: install $(ST_VENV)/.stamp
-	embedkit report speed --sentences 20000 --data-dir ../shared/data \
+	$(PYTHON) benchmarks/bench_speed.py --sentences 20000 --data-dir ../shared/data \
 		--st-python $(ST_VENV)/bin/python --out eval/speed.md
 
 # The reports in eval/ (each starts with the command that regenerates it).
@@ -118,7 +118,7 @@ eval-retrieval: install
 		--output eval/retrieval-m3e-small.json --markdown eval/retrieval-m3e-small.md
 
 eval-simcse: install
-	embedkit report simcse --model m3e-small --data-dir ../shared/data \
+	$(PYTHON) benchmarks/report_simcse.py --model m3e-small --data-dir ../shared/data \
 		--out eval/simcse-m3e-small.md
 
 # Diagnostics of the space (anisotropy, spectrum, hubness, sparsity, JL) per pooling and
@@ -134,11 +134,11 @@ eval-diagnostics: install
 
 # Models side by side (records of eval/ and m3e-small through mteb's own evaluator).
 eval-compare: install
-	embedkit report compare --model m3e-small --data-dir ../shared/data --out eval/compare.md
+	$(PYTHON) benchmarks/report_compare.py --model m3e-small --data-dir ../shared/data --out eval/compare.md
 
 # Scale-out: local vs Ray encoding, streaming whitening of 1M x 512, IVF from shards.
 bench-scale: install
-	embedkit report scale --model m3e-small --data-dir ../shared/data --out eval/scale.md
+	$(PYTHON) benchmarks/bench_scale.py --model m3e-small --data-dir ../shared/data --out eval/scale.md
 
 # Every reliability case (kill, corruption, concurrency, bad input), its test and the result.
 eval-reliability: install

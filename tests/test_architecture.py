@@ -5,7 +5,9 @@
   imports included) and no import cycle between packages or between modules of a package;
 - the library does not know its command line: outside ``embedkit/cli/`` no module imports
   argparse, calls ``print(`` or holds a ``--flag`` string;
-- no function in ``embedkit/`` is longer than 80 lines.
+- no function in ``embedkit/`` is longer than 80 lines;
+- the package never imports the project's own benchmark drivers (``benchmarks/``, not
+  installed): neither ``benchmarks`` nor any script of that folder by its name.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ LAYERS = {
     "cli": 7, "__main__": 7,
 }
 MAX_FUNCTION_LINES = 80
+#: the benchmark drivers: importable as ``benchmarks.X`` or, from their folder, as ``X``
+BENCHMARKS = PACKAGE.parent / "benchmarks"
+BENCHMARK_NAMES = {"benchmarks"} | {f.stem for f in BENCHMARKS.glob("*.py")}
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(-[a-z0-9]+)*")
 
 
@@ -162,9 +167,45 @@ def test_functions_are_short():
     assert long == []
 
 
+def _benchmark_imports(tree: ast.AST) -> list[str]:
+    """``line N: imports X`` for every import of ``benchmarks/`` (or one of its scripts)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        else:
+            continue
+        found += [f"line {node.lineno}: imports {n}" for n in names
+                  if n.split(".")[0] in BENCHMARK_NAMES]
+    return found
+
+
+def test_the_package_never_imports_the_benchmarks():
+    assert {"bench_speed", "bench_scale", "report_simcse", "report_compare"} <= BENCHMARK_NAMES
+    problems = {m: p for m, tree in TREES.items() if (p := _benchmark_imports(tree))}
+    assert problems == {}
+
+
+def test_the_benchmark_drivers_left_the_package():
+    """The speed, scale, SimCSE and compare drivers, ``embedkit report`` and the start-up probe
+    live in ``benchmarks/`` (issue 19), not in the package."""
+    gone = {"embedkit.experiments.speed", "embedkit.experiments.speed_worker",
+            "embedkit.experiments.speed_cost", "embedkit.experiments.speed_report",
+            "embedkit.experiments.scale", "embedkit.experiments.simcse_report",
+            "embedkit.experiments.compare_report", "embedkit.cli.report_cmd",
+            "embedkit.cli.startup"}
+    assert gone.isdisjoint(MODULES)
+    assert "embedkit.experiments.compare" in MODULES  # embedkit compare --html stays
+
+
 def test_the_checks_can_fail(tmp_path):
     """The detectors find what they look for (so the tests above cannot pass vacuously)."""
     assert FLAG.search("pass --fit-on FILE") and not FLAG.search("x--y and 1 -- 2")
+    assert _benchmark_imports(ast.parse("import os\nfrom benchmarks.bench_speed import x\n"
+                                        "def f():\n    import speed_cost")) == [
+        "line 2: imports benchmarks.bench_speed", "line 4: imports speed_cost"]
     assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
     assert "embedkit.encoders" in GRAPH["embedkit.experiments.bench"] or any(

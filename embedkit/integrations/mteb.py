@@ -331,6 +331,7 @@ def evaluate_encoder(encoder: SentenceEncoder | EncoderConfig | str,
     (``pooling`` default the encoder's, ``max_length`` the model's own, as C-MTEB's protocol;
     ``post`` a fitted map), then scored by mteb on the tasks' local data. ``kwargs`` go to
     :func:`evaluate_local` (``splits``, ``source``, ``mteb_names``) and on to ``mteb.evaluate``.
-    The compare report (:mod:`embedkit.experiments.compare_report`) is handed this function."""
+    The compare report (``benchmarks/report_compare.py``, outside the package) is handed this
+    function."""
     model = MtebEncoder(encoder, post, pooling=pooling, max_length=max_length)
     return evaluate_local(model, tasks, data_dir=data_dir, cache_path=cache_path, **kwargs)

@@ -1,4 +1,4 @@
-"""The Markdown of the speed report and its targets (:mod:`embedkit.experiments.speed`).
+"""The Markdown of the speed report and its targets (:mod:`bench_speed`).
 
 >>> best({"a": {"engine": "st", "precision": "fp32", "sentences_per_second": 2.0},
 ...       "b": {"engine": "st", "precision": "fp32", "sentences_per_second": 3.0}}, "st", "fp32")

@@ -16,13 +16,17 @@ report after a change to the text is cheap.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from _common import make_parser, run, write_report
 
 from embedkit.data import DEFAULT_TASKS
 from embedkit.experiments.record import data_dir_setting, run_record, timings
@@ -33,7 +37,7 @@ if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders.cache import EmbeddingCache
     from embedkit.training import SimCSEConfig
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("embedkit.benchmarks.report_simcse")  # shown as embedkit's own log lines
 
 WHITEN = ("whiten:beta=1,gamma=1,k=all", "whiten:beta=1,gamma=1,k=256")
 SUPERVISED_RUNS = (("InfoNCE, positives label >= 4", {"loss": "infonce", "threshold": 4.0}),
@@ -202,3 +206,48 @@ def render(record: dict) -> str:
     out += ["", f"Seconds per step are wall-clock on the machine above (CPU); total "
             f"{record['timings']['seconds_total']:.0f} s for this report (reused runs excluded).", ""]
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# the script: python benchmarks/report_simcse.py [options]
+
+SCRIPT = "report_simcse.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from embedkit.cli.common import add_data_dir
+
+    d = SimCSEReportOptions()
+    s = make_parser(SCRIPT,
+        "Train (or reuse) unsupervised SimCSE on each task and supervised runs on "
+        "one task's train split, score them beside raw and whitened vectors. "
+        "Example: python benchmarks/report_simcse.py --data-dir ../shared/data "
+        "--out eval/simcse-m3e-small.md")
+    s.add_argument("--model", default=d.model)
+    s.add_argument("--tasks", default=",".join(d.tasks))
+    s.add_argument("--runs-dir", default=d.runs_dir)
+    add_data_dir(s)
+    s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--supervised-task", default=d.supervised_task,
+                   help="task whose train split trains the supervised runs ('' to skip)")
+    s.add_argument("--out", default="eval/simcse-m3e-small.md")
+    s.set_defaults(func=run_simcse_cmd)
+    return s
+
+
+def run_simcse_cmd(args: argparse.Namespace) -> int:
+    from embedkit.cli.parsing import split_list
+
+    opts = SimCSEReportOptions(args.model, tuple(split_list(args.tasks)), args.runs_dir,
+                               args.data_dir, args.seed, args.supervised_task or None)
+    record = run_simcse_report(opts, command=args.command_line)
+    write_report(Path(args.out), record, render(record))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), SCRIPT, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

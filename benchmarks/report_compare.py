@@ -24,7 +24,7 @@ Each work folder is replaced as a whole (:func:`~embedkit.io.atomic.atomic_dir`)
 result of an earlier run is compared by mistake; the embedding cache makes the second pass
 (mteb's) encode nothing. The mteb step and the screenshot are passed in: ``integrations``
 already imports ``experiments`` (for the result files' layout), so ``experiments`` does not
-import it back, and starting a browser is the command line's business.
+import it back, and starting a browser (:func:`chromium_screenshot`) is the script's business.
 
 >>> agreement_text([{"task": "ATEC", "embedkit_bench": 0.3, "mteb_evaluate": 0.3000004,
 ...                  "difference": 0.00004, "same_data": True}]).split(" (")[0]
@@ -33,13 +33,17 @@ import it back, and starting a browser is the command line's business.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from _common import make_parser, run
 
 from embedkit.data.registry import DEFAULT_TASKS, get_task
 from embedkit.experiments.record import data_dir_setting, run_record, timings
@@ -52,7 +56,7 @@ if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders import EncoderConfig, SentenceEncoder
     from embedkit.experiments.compare import Comparison
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("embedkit.benchmarks.report_compare")  # shown as embedkit's own log lines
 
 #: the records of eval/ the report compares by default (the ones that exist)
 DEFAULT_RECORDS = ("eval/m3e-small.json", "eval/whitening-m3e-small.json",
@@ -263,3 +267,102 @@ def run_compare_report(out: str | os.PathLike, opts: CompareReportOptions | None
         timings=timings(enc, t0))
     _write_pages(cmp, record, out, screenshot)
     return record
+
+
+# --------------------------------------------------------------------------------------------
+# the script: python benchmarks/report_compare.py [options]
+
+SCRIPT = "report_compare.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from embedkit.cli.common import add_data_dir, positive_int
+
+    d = CompareReportOptions()
+    s = make_parser(SCRIPT,
+        "Score the model with the cmteb protocol by embedkit bench and by mteb's own "
+        "evaluator on the same local files (mteb result folders under --work-dir), "
+        "compare both with the records that exist, and write the Markdown page, an "
+        "HTML page beside it, the JSON record and, when chromium is on the PATH, a "
+        "screenshot of the HTML. Needs mteb (pip install 'embedkit[mteb]'). "
+        "Example: python benchmarks/report_compare.py --model m3e-small --data-dir "
+        "../shared/data --out eval/compare.md")
+    s.add_argument("--model", default=d.model)
+    s.add_argument("--pooling", help="pooling scored by both evaluators (default: the model's)")
+    add_data_dir(s)
+    s.add_argument("--out", default="eval/compare.md")
+    s.add_argument("--records", default=",".join(DEFAULT_RECORDS),
+                   help="records to compare, comma-separated (missing ones are left out)")
+    s.add_argument("--tasks", default=",".join(d.tasks))
+    s.add_argument("--work-dir", help="where the two mteb result folders go "
+                                      "(default: compare-mteb beside --out)")
+    s.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    s.add_argument("--screenshot", action=argparse.BooleanOptionalAction, default=True,
+                   help="screenshot the HTML page with headless chromium (when installed)")
+    s.set_defaults(func=run_compare_cmd)
+    return s
+
+
+def chromium_screenshot(html: Path, png: Path) -> bool:
+    """A PNG of ``html`` by headless chromium (``chromium`` or ``chromium-browser`` on the
+    PATH); False when there is none or it fails."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        logger.info("no chromium on the PATH: no screenshot")
+        return False
+    png.unlink(missing_ok=True)
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={png}",
+           "--window-size=1400,1000", html.resolve().as_uri()]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        logger.warning("chromium failed (%s): no screenshot", e)
+        return False
+    if done.returncode != 0 or not png.is_file():
+        tail = (done.stderr or "").strip().splitlines()[-1:]
+        logger.warning("chromium exited with %d%s: no screenshot", done.returncode,
+                       f" ({tail[0]})" if tail else "")
+        return False
+    return True
+
+
+def run_compare_cmd(args: argparse.Namespace) -> int:
+    from embedkit.cli.common import check_output_path
+    from embedkit.cli.parsing import split_list
+
+    try:
+        from embedkit.integrations.mteb import evaluate_encoder
+    except ImportError as e:
+        from embedkit.errors import ConfigError
+
+        raise ConfigError(str(e)) from None
+    check_output_path(args.out, "out")
+    opts = CompareReportOptions(model=args.model, data_dir=args.data_dir,
+                                records=tuple(split_list(args.records)),
+                                tasks=tuple(split_list(args.tasks)), pooling=args.pooling,
+                                work_dir=args.work_dir, batch_size=args.batch_size)
+    rec = run_compare_report(args.out, opts, mteb_evaluate=evaluate_encoder,
+                             screenshot=chromium_screenshot if args.screenshot else None,
+                             command=args.command_line)
+    s = rec["settings"]
+    print(f"{rec['model']['name']} · {s['pooling']}, cmteb protocol: embedkit bench vs mteb "
+          "evaluate (Spearman x 100)")
+    for r in rec["agreement"]:
+        print(f"  {r['task']:<8} {100 * r['embedkit_bench']:8.4f} {100 * r['mteb_evaluate']:8.4f}"
+              f"  {r['difference']:+.4f}")
+    print(f"{len(rec['entries'])} models x {len(rec['compared_tasks'])} tasks compared; "
+          f"{len(rec['flagged'])} cells flagged")
+    files = [v for v in rec["files"].values() if v]
+    print(f"wrote {', '.join(files)}; mteb folders under {Path(s['folders']['mteb_evaluate']).parent}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), SCRIPT, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

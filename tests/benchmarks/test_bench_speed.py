@@ -7,10 +7,9 @@ import json
 
 import numpy as np
 import pytest
-
-from embedkit.experiments.speed import Engine, SpeedOptions, Worker, default_engines, run_speed
-from embedkit.experiments.speed_cost import flops_per_layer_token, flops_per_sentence, gemm_peak
-from embedkit.experiments.speed_report import best, render, targets
+from bench_speed import Engine, SpeedOptions, Worker, default_engines, run_speed
+from speed_cost import flops_per_layer_token, flops_per_sentence, gemm_peak
+from speed_report import best, render, targets
 
 HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None
 
@@ -86,9 +85,9 @@ def test_run_speed_end_to_end_on_the_tiny_model(tiny_model_dir, shared_data_dir)
     opts = SpeedOptions(model=str(tiny_model_dir), sentences=40, batch_size=8, max_length=32,
                         threads=1, rounds=2, spearman_pairs=10, data_dir=str(shared_data_dir),
                         engines=("embedkit torch fp32", "embedkit onnx fp32"))
-    from embedkit.cli.startup import startup_profile
+    from startup_probe import startup_profile
 
-    rec = run_speed(opts, command="embedkit report speed ...",
+    rec = run_speed(opts, command="python benchmarks/bench_speed.py ...",
                     startup=lambda: startup_profile(opts.model, opts.data_dir, pairs=5))
     eng = rec["engines"]
     assert set(eng) == {"embedkit torch fp32", "embedkit onnx fp32"}
