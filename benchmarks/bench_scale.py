@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import make_parser, run
+from _common import add_from_record, make_parser, read_record, run, write_report
 
 from embedkit.io.atomic import atomic_write_json, atomic_write_text
 from embedkit.io.tables import text_table
@@ -378,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nprobe", type=positive_int, default=16)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--work-dir", help="where the working files go (default: a temporary folder)")
+    add_from_record(s, "eval/scale.json")
     s.set_defaults(func=run_scale_cmd)
     return s
 
@@ -387,6 +388,10 @@ def run_scale_cmd(args: argparse.Namespace) -> int:
     from embedkit.cli.parsing import parse_int_list
 
     check_output_path(args.out, "out")
+    if args.from_record:
+        rec = read_record(args.from_record, SCRIPT, build_parser(), "scale")
+        write_report(Path(args.out), rec, scale_markdown(rec))
+        return 0
     rec = run_scale(args.out, model=args.model, data_dir=args.data_dir,
                     sentences=args.sentences,
                     ray_workers=tuple(parse_int_list(args.ray_workers, "--ray-workers")),

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from _common import make_parser, run, write_report
+from _common import add_from_record, make_parser, read_record, run, write_report
 from speed_cost import flops_per_sentence, gemm_peak, token_lengths
 from speed_report import REFERENCE, ST_TORCH, targets
 
@@ -369,21 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="semicolon-separated engine names to run (default: all)")
     add_data_dir(s)
     s.add_argument("--out", default="eval/speed.md")
-    s.add_argument("--rerender", action="store_true",
-                   help="only rewrite the Markdown from the JSON saved beside --out")
+    add_from_record(s, "eval/speed.json")
     s.set_defaults(func=run_speed_cmd)
     return s
 
 
 def run_speed_cmd(args: argparse.Namespace) -> int:
-    from embedkit.provenance import machine_description
+    from embedkit.cli.common import check_output_path
 
+    check_output_path(args.out, "out")
     out = Path(args.out)
-    json_path = out.with_suffix(".json")
-    if args.rerender:
-        record = json.loads(json_path.read_text(encoding="utf-8"))
-        record["machine"] = {**machine_description(), **record["machine"],
-                             "cpu_bf16": machine_description()["cpu_bf16"]}
+    if args.from_record:
+        record = read_record(args.from_record, SCRIPT, build_parser(), "speed")
     else:
         engines = tuple(e.strip() for e in (args.engines or "").split(";") if e.strip())
         opts = SpeedOptions(args.model, args.sentences, args.batch_size, args.max_length,

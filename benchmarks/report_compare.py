@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from _common import make_parser, run
+from _common import add_from_record, make_parser, read_record, run
 
 from embedkit.data.registry import DEFAULT_TASKS, get_task
 from embedkit.experiments.record import data_dir_setting, run_record, timings
@@ -259,13 +259,39 @@ def run_compare_report(out: str | os.PathLike, opts: CompareReportOptions | None
         "folders": {"embedkit_bench": str(bench_dir), "mteb_evaluate": str(mteb_dir)}}
     record = run_record("compare-report", command=command, encoder=enc, settings=settings,
                         data=bench["data"], versions_extra=("mteb", "datasets"))
-    record.update(
-        agreement=bench_vs_mteb(cmp, bench_dir, mteb_dir),
-        entries=[e.label for e in cmp.ordered()], compared_tasks=cmp.tasks,
-        flagged=[list(f) for f in cmp.flagged_cells()],
-        bench={"results": bench["results"], "timings": bench["timings"]},
-        timings=timings(enc, t0))
+    record.update(**_compared(cmp, bench_dir, mteb_dir),
+                  bench={"results": bench["results"], "timings": bench["timings"]},
+                  timings=timings(enc, t0))
     _write_pages(cmp, record, out, screenshot)
+    return record
+
+
+def _compared(cmp: Comparison, bench_dir: Path, mteb_dir: Path) -> dict[str, Any]:
+    """What the record keeps of the comparison (the pages are rendered from ``cmp``)."""
+    return {"agreement": bench_vs_mteb(cmp, bench_dir, mteb_dir),
+            "entries": [e.label for e in cmp.ordered()], "compared_tasks": cmp.tasks,
+            "flagged": [list(f) for f in cmp.flagged_cells()]}
+
+
+def rerender_compare_report(out: str | os.PathLike, record: dict[str, Any], *, source: str,
+                            screenshot: Screenshot | None = None) -> dict[str, Any]:
+    """The pages of ``record`` (read from ``source``) written again to ``out`` (Markdown,
+    ``.html``, ``.json``; ``.png`` when ``screenshot`` makes one), nothing scored: the pages
+    show the comparison of the files the record names (its records and its two mteb folders,
+    read again), so they must still give what the record holds, else the report is refused."""
+    from embedkit.errors import ConfigError
+    from embedkit.experiments.compare import compare
+
+    s = record["settings"]
+    bench_dir = Path(s["folders"]["embedkit_bench"])
+    mteb_dir = Path(s["folders"]["mteb_evaluate"])
+    cmp = compare([*s["records"], bench_dir, mteb_dir])
+    changed = [k for k, v in _compared(cmp, bench_dir, mteb_dir).items() if record.get(k) != v]
+    if changed:
+        raise ConfigError(f"{source}: the files it compares changed since the report was made "
+                          f"({', '.join(changed)} differ); rerun the report without "
+                          "--from-record", param="from_record")
+    _write_pages(cmp, record, Path(out), screenshot)
     return record
 
 
@@ -298,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(default: compare-mteb beside --out)")
     s.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     s.add_argument("--screenshot", action=argparse.BooleanOptionalAction, default=True,
-                   help="screenshot the HTML page with headless chromium (when installed)")
+                   help="screenshot the HTML page with headless chromium (when installed; "
+                        "with --from-record: only when the record has a screenshot)")
+    add_from_record(s, "eval/compare.json")
     s.set_defaults(func=run_compare_cmd)
     return s
 
@@ -333,13 +361,19 @@ def run_compare_cmd(args: argparse.Namespace) -> int:
     from embedkit.cli.common import check_output_path
     from embedkit.cli.parsing import split_list
 
+    check_output_path(args.out, "out")
+    if args.from_record:
+        rec = read_record(args.from_record, SCRIPT, build_parser(), "compare-report")
+        shoot = chromium_screenshot if args.screenshot and rec["files"].get("png") else None
+        rec = rerender_compare_report(args.out, rec, source=args.from_record, screenshot=shoot)
+        print(f"wrote {', '.join(v for v in rec['files'].values() if v)}")
+        return 0
     try:
         from embedkit.integrations.mteb import evaluate_encoder
     except ImportError as e:
         from embedkit.errors import ConfigError
 
         raise ConfigError(str(e)) from None
-    check_output_path(args.out, "out")
     opts = CompareReportOptions(model=args.model, data_dir=args.data_dir,
                                 records=tuple(split_list(args.records)),
                                 tasks=tuple(split_list(args.tasks)), pooling=args.pooling,

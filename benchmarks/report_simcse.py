@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from _common import make_parser, run, write_report
+from _common import add_from_record, make_parser, read_record, run, write_report
 
 from embedkit.data import DEFAULT_TASKS
 from embedkit.experiments.record import data_dir_setting, run_record, timings
@@ -171,8 +171,23 @@ def _pct(v: float) -> str:
     return f"{100 * v:.2f}"
 
 
+def current_layout(record: dict) -> dict:
+    """``record`` as :func:`render` reads it: a record of the report's first layout (no
+    ``kind``; ``pooling``, ``seed`` and ``seconds_total`` at the top, as
+    ``eval/simcse-m3e-small.json`` holds them) gets ``settings`` and ``timings`` from those.
+
+    >>> current_layout({"pooling": "cls", "seed": 1, "seconds_total": 2.0})["timings"]
+    {'seconds_total': 2.0}
+    """
+    if "settings" in record:
+        return record
+    return {**record, "settings": {"pooling": record["pooling"], "seed": record["seed"]},
+            "timings": {"seconds_total": record["seconds_total"]}}
+
+
 def render(record: dict) -> str:
-    """The report in Markdown."""
+    """The report in Markdown (a record of either layout: :func:`current_layout`)."""
+    record = current_layout(record)
     x = _pct
     m = record["model"]
     s = record["settings"]
@@ -231,13 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--supervised-task", default=d.supervised_task,
                    help="task whose train split trains the supervised runs ('' to skip)")
     s.add_argument("--out", default="eval/simcse-m3e-small.md")
+    add_from_record(s, "eval/simcse-m3e-small.json")
     s.set_defaults(func=run_simcse_cmd)
     return s
 
 
 def run_simcse_cmd(args: argparse.Namespace) -> int:
+    from embedkit.cli.common import check_output_path
     from embedkit.cli.parsing import split_list
 
+    check_output_path(args.out, "out")
+    if args.from_record:
+        from embedkit.experiments.compare import is_simcse_report
+
+        record = read_record(args.from_record, SCRIPT, build_parser(), "simcse-report",
+                             is_simcse_report)
+        write_report(Path(args.out), record, render(record))
+        return 0
     opts = SimCSEReportOptions(args.model, tuple(split_list(args.tasks)), args.runs_dir,
                                args.data_dir, args.seed, args.supervised_task or None)
     record = run_simcse_report(opts, command=args.command_line)
