@@ -109,16 +109,19 @@ def _recorded_options(recorded: str, script: str) -> list[str] | None:
 
 
 def regenerate_command(recorded: str | None, script: str, parser: argparse.ArgumentParser,
-                       path: str) -> str:
+                       path: str) -> str | None:
     """The command that regenerates the record at ``path`` (its command ``recorded``), as
-    this script's command line: the recorded options, checked by this script's ``parser``.
+    this script's command line: the recorded options, checked by this script's ``parser``
+    (None stays None: a record made through the Python API).
 
     >>> p = make_parser("bench_scale.py", "")
     >>> _ = p.add_argument("--out")
     >>> regenerate_command("embedkit report scale --out eval/scale.md", "bench_scale.py", p, "r")
     'python benchmarks/bench_scale.py --out eval/scale.md'
     """
-    argv = _recorded_options(recorded or "", script)
+    if recorded is None:
+        return None
+    argv = _recorded_options(recorded, script)
     if argv is None:
         raise ConfigError(f"{path}: its command {recorded!r} is not one of "
                           f"benchmarks/{script}'s; give a record this script wrote",

@@ -70,3 +70,8 @@ def test_report_scale_tiny(tmp_path, spread_model_dir, capsys):
     assert rec["ivf"]["recall_at_10_between"] == 1.0  # nprobe = nlist: both exact
     assert rec["settings"]["ray_workers"] == [] and rec["projection"]["ray_efficiency"] == 1.0
     assert list(work.iterdir()) == []  # the working files are gone
+    # re-rendered from the record the run wrote: the same report and record, nothing run
+    again = tmp_path / "again" / "scale.md"
+    assert main(["--from-record", str(out.with_suffix(".json")), "--out", str(again)]) == 0
+    assert again.read_text(encoding="utf-8") == md
+    assert json.loads(again.with_suffix(".json").read_text(encoding="utf-8")) == rec

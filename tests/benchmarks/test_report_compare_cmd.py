@@ -74,6 +74,22 @@ def test_report_compare_with_chromium(spread_model, setup, tmp_path, capsys, mon
     assert (tmp_path / "eval" / "compare-mteb" / "embedkit-bench").is_dir()
     assert (tmp_path / "eval" / "compare-mteb" / "mteb-evaluate" / "results").is_dir()
 
+    # re-rendered from its record elsewhere: the same pages, the screenshot taken again
+    again = tmp_path / "again" / "compare.md"
+    (bin_dir / "args.txt").unlink()
+    assert main(["--from-record", str(out.with_suffix(".json")), "--out", str(again)]) == 0
+    assert again.read_text(encoding="utf-8") == md
+    assert again.with_suffix(".html").read_text(encoding="utf-8") == \
+        out.with_suffix(".html").read_text(encoding="utf-8")
+    assert again.with_suffix(".png").is_file() and (bin_dir / "args.txt").is_file()
+    rec, rec2 = (json.loads(p.with_suffix(".json").read_text(encoding="utf-8"))
+                 for p in (out, again))
+    assert rec2.pop("files") == {"markdown": str(again), "html": str(again.with_suffix(".html")),
+                                 "png": str(again.with_suffix(".png")),
+                                 "json": str(again.with_suffix(".json"))}
+    rec.pop("files")
+    assert rec2 == rec
+
 
 def test_report_compare_without_screenshot(spread_model, setup, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no chromium either way
