@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 STAMP := .stamp-install
 LOCK := requirements/dev.lock
 
-.PHONY: install lock bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare eval-pairs eval-lcqmc-retrieval clean
+.PHONY: install lock bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare eval-pairs eval-lcqmc-retrieval eval-rerender clean
 
 install: $(STAMP)
 
@@ -139,6 +139,15 @@ eval-compare: install
 # Scale-out: local vs Ray encoding, streaming whitening of 1M x 512, IVF from shards.
 bench-scale: install
 	$(PYTHON) benchmarks/bench_scale.py --model m3e-small --data-dir ../shared/data --out eval/scale.md
+
+# The four benchmark reports re-rendered from their records (eval/*.json), measuring nothing:
+# after a change to a report's text (unchanged text: the same bytes).
+eval-rerender: install
+	$(PYTHON) benchmarks/bench_speed.py --from-record eval/speed.json --out eval/speed.md >/dev/null
+	$(PYTHON) benchmarks/bench_scale.py --from-record eval/scale.json --out eval/scale.md >/dev/null
+	$(PYTHON) benchmarks/report_simcse.py --from-record eval/simcse-m3e-small.json \
+		--out eval/simcse-m3e-small.md >/dev/null
+	$(PYTHON) benchmarks/report_compare.py --from-record eval/compare.json --out eval/compare.md
 
 # Every reliability case (kill, corruption, concurrency, bad input), its test and the result.
 eval-reliability: install
