@@ -97,7 +97,10 @@ def _recorded_options(recorded: str, script: str) -> list[str] | None:
     """The options of a recorded command: this script's (``python benchmarks/SCRIPT ...``), or
     the same driver's before it left the package (``embedkit report NAME ...``,
     ``python -m embedkit.benchmarks.NAME ...``); None for any other command."""
-    words = shlex.split(recorded)
+    try:
+        words = shlex.split(recorded)
+    except ValueError:  # unbalanced quotes: no command line of ours
+        return None
     if words[:2] == ["python", f"benchmarks/{script}"]:
         return words[2:]
     if words[:2] == ["embedkit", "report"] and len(words) > 2:

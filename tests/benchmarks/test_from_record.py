@@ -145,11 +145,12 @@ def test_a_recorded_command_the_script_does_not_take_is_refused(tmp_path, capsys
     assert err == (f"embedkit: error: --from-record: {path}: its command 'embedkit report scale "
                    "--bogus 1 --out eval/scale.md' does not run as benchmarks/bench_scale.py "
                    "(unrecognized arguments: --bogus 1); rerun the benchmark")
-    path = _legacy(tmp_path, "scale", "embedkit bench --model m3e-small")
-    err = _refused(bench_scale, ["--from-record", str(path)], capsys, out)
-    assert err == (f"embedkit: error: --from-record: {path}: its command 'embedkit bench "
-                   "--model m3e-small' is not one of benchmarks/bench_scale.py's; give a record "
-                   "this script wrote")
+    for other in ("embedkit bench --model m3e-small", "python benchmarks/bench_speed.py",
+                  "embedkit report 'scale"):
+        path = _legacy(tmp_path, "scale", other)
+        err = _refused(bench_scale, ["--from-record", str(path)], capsys, out)
+        assert err == (f"embedkit: error: --from-record: {path}: its command {other!r} is not "
+                       "one of benchmarks/bench_scale.py's; give a record this script wrote")
 
 
 def test_the_compare_report_refuses_when_its_inputs_changed(tmp_path, monkeypatch, capsys):
