@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from embedkit.data import DEFAULT_TASKS
 from embedkit.experiments.record import data_dir_setting, run_record, timings
-from embedkit.experiments.report import provenance_lines
+from embedkit.reports.bench import provenance_lines
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders import SentenceEncoder
