@@ -1,4 +1,4 @@
-"""The table of ``compare --paired`` (rows of
+"""The table of a paired comparison of two predictions files (rows of
 :func:`~embedkit.experiments.significance.compare_predictions`)."""
 
 from __future__ import annotations
