@@ -182,8 +182,10 @@ def _rendering(tree: ast.AST) -> list[str]:
 @pytest.mark.parametrize("module", [m for m in MODULES if _part(m) == "experiments"
                                     and m not in LEAVING])
 def test_runners_render_nothing(module):
-    """Runners build records; tables, Markdown, HTML and plots are embedkit/reports/'s."""
+    """Runners build records; tables, Markdown, HTML and plots are embedkit/reports/'s (the
+    diagnostics' own plots, diagnostics/plots.py, included)."""
     assert _rendering(TREES[module]) == []
+    assert "embedkit.diagnostics.plots" not in GRAPH[module]
 
 
 def test_functions_are_short():

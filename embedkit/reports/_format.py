@@ -27,7 +27,9 @@ def _missing(x: Any) -> bool:
 
 def x100(x: float | None) -> str:
     """A score as a cell: x 100, two decimals; ``-`` when missing or NaN."""
-    return "-" if _missing(x) else f"{100 * x:.2f}"  # type: ignore[operator]
+    if x is None or _missing(x):
+        return "-"
+    return f"{100 * x:.2f}"
 
 
 def fmt(value: Any, digits: int) -> str:
@@ -57,7 +59,7 @@ def mean(xs: Sequence[float | None]) -> float:
         return float("nan")
     import numpy as np
 
-    return float(np.mean(xs))
+    return float(np.mean([x for x in xs if x is not None]))
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False,

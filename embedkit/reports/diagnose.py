@@ -19,7 +19,7 @@ from embedkit.reports._format import fmt, slug, x100
 from embedkit.reports.bench import provenance_lines, run_title
 
 __all__ = ["conclusions", "format_diagnose_table", "format_summary_table",
-           "format_retrieval_table", "format_jl_table", "format_sweep_table",
+           "format_retrieval_table", "format_jl_table", "format_stop_table",
            "write_diagnose_plots", "diagnose_markdown"]
 
 
@@ -28,7 +28,6 @@ def _pairs_with_raw(rows: list[dict[str, Any]], post: str
     raw = {(r["task"], r["pooling"]): r for r in rows if r["post"] is None}
     return [(raw[(r["task"], r["pooling"])], r) for r in rows
             if r["post"] == post and (r["task"], r["pooling"]) in raw]
-
 
 
 def _count(pairs: list[tuple[dict, dict]], key: str, better: str) -> tuple[float, float, int]:
@@ -42,7 +41,6 @@ def _count(pairs: list[tuple[dict, dict]], key: str, better: str) -> tuple[float
     else:
         wins = sum(y > x for x, y, o in zip(a, b, ok, strict=True) if o)
     return mean_present(a) or 0.0, mean_present(b) or 0.0, int(wins)
-
 
 
 def _geometry_conclusions(rows: list[dict[str, Any]], k: int) -> list[str]:
@@ -79,7 +77,6 @@ def _geometry_conclusions(rows: list[dict[str, Any]], k: int) -> list[str]:
     return out
 
 
-
 def _rank_correlations(rows: list[dict[str, Any]]) -> list[str]:
     """Per task, the rank correlation over its rows between a diagnostic and Spearman."""
     from scipy.stats import spearmanr
@@ -108,7 +105,6 @@ def _rank_correlations(rows: list[dict[str, Any]]) -> list[str]:
             + "; ".join(parts) + "."]
 
 
-
 def _csls_conclusions(rows: list[dict[str, Any]]) -> list[str]:
     cases = [(r, s, v) for r in rows for s, v in (r["retrieval"] or {}).items()]
     if not cases:
@@ -133,7 +129,6 @@ def _csls_conclusions(rows: list[dict[str, Any]]) -> list[str]:
         f"{np.mean([b for _, b in top]):.3f}. Best row: `{best_raw[0]['row']}` "
         f"{100 * best_raw[2]['raw'][key]:.2f} plain, `{best_csls[0]['row']}` "
         f"{100 * best_csls[2]['csls'][key]:.2f} with CSLS."]
-
 
 
 def _jl_conclusions(sweep: dict[str, Any]) -> list[str]:
@@ -167,7 +162,6 @@ def _jl_conclusions(sweep: dict[str, Any]) -> list[str]:
     return [text]
 
 
-
 def conclusions(record: dict[str, Any]) -> list[str]:
     """Short measured answers, each a sentence with its numbers, from a diagnose record."""
     rows = record["rows"]
@@ -179,10 +173,8 @@ def conclusions(record: dict[str, Any]) -> list[str]:
     return out
 
 
-
 def _has_retrieval(rows: list[dict[str, Any]]) -> bool:
     return any(r.get("retrieval") for r in rows)
-
 
 
 def format_diagnose_table(record: dict[str, Any], markdown: bool = False,
@@ -204,7 +196,6 @@ def format_diagnose_table(record: dict[str, Any], markdown: bool = False,
     return text_table(header, body, markdown=markdown, left=1 if task else 2, right_align=True)
 
 
-
 def format_summary_table(record: dict[str, Any], markdown: bool = False) -> str:
     """The summary: per row label, every column's mean over the tasks."""
     summary = record["summary"]
@@ -219,7 +210,6 @@ def format_summary_table(record: dict[str, Any], markdown: bool = False) -> str:
             line += [x100(s["recall"]), x100(s["recall_csls"])]
         body.append(line)
     return text_table(header, body, markdown=markdown, right_align=True)
-
 
 
 def format_retrieval_table(record: dict[str, Any], markdown: bool = False) -> str:
@@ -242,7 +232,6 @@ def format_retrieval_table(record: dict[str, Any], markdown: bool = False) -> st
     return text_table(header, body, markdown=markdown, left=2, right_align=True)
 
 
-
 def format_jl_table(record: dict[str, Any], markdown: bool = False) -> str:
     """Per task and raw pooling: the 99th percentile of the squared-distance distortion of a
     Gaussian random projection at each dimension, at 8.33 ln N, and the JL bounds."""
@@ -262,8 +251,7 @@ def format_jl_table(record: dict[str, Any], markdown: bool = False) -> str:
     return text_table(header, body, markdown=markdown, left=2, right_align=True)
 
 
-
-def format_sweep_table(record: dict[str, Any], markdown: bool = False) -> str:
+def format_stop_table(record: dict[str, Any], markdown: bool = False) -> str:
     """The sweep's Spearman against k next to 8.33 ln N, per task and pooling."""
     sweep = record["sweep"]
     header = ["task", "pooling", "N", "8.33 ln N", "p99 there", "PCA (b=g=0): k -> Spearman",
@@ -279,7 +267,6 @@ def format_sweep_table(record: dict[str, Any], markdown: bool = False) -> str:
              fmt(e["distortion_p99_at_practical"], 3), *curve(e["pca"]),
              *curve(e["classic"])] for e in sweep["entries"]]
     return text_table(header, body, markdown=markdown, left=2, right_align=True)
-
 
 
 def write_diagnose_plots(record: dict[str, Any], folder: str | os.PathLike) -> list[Path]:
@@ -308,7 +295,6 @@ def write_diagnose_plots(record: dict[str, Any], folder: str | os.PathLike) -> l
                                f"{task}: JL distortion of a Gaussian random projection "
                                f"({model})", raw))
     return written
-
 
 
 def _setup_lines(record: dict[str, Any]) -> list[str]:
@@ -340,7 +326,6 @@ def _setup_lines(record: dict[str, Any]) -> list[str]:
     return lines
 
 
-
 def _column_notes(k: int) -> list[str]:
     return [
         "## Columns", "",
@@ -358,7 +343,6 @@ def _column_notes(k: int) -> list[str]:
         f"R@{RETRIEVAL_K}: recall x 100, plain cosine and CSLS re-ranked (Conneau et al. 2018).",
         "",
     ]
-
 
 
 def _plot_lines(record: dict[str, Any], plots: Sequence[Path],
@@ -382,7 +366,6 @@ def _plot_lines(record: dict[str, Any], plots: Sequence[Path],
     if jl:
         out += ["", f"![{jl[0].stem}]({rel(jl[0])})"]
     return out + [""]
-
 
 
 def diagnose_markdown(record: dict[str, Any], plots: Sequence[Path] | None = None,
@@ -412,11 +395,10 @@ def diagnose_markdown(record: dict[str, Any], plots: Sequence[Path] | None = Non
         out += ["", "## JL estimate vs the whitening sweep", "",
                 f"Spearman x 100 on {sw['report_on']} from `{sw['file']}`; 'stops falling': the "
                 f"smallest k from which Spearman stays within {100 * sw['tolerance']:.0f} point "
-                "of its value at all dimensions.", "", format_sweep_table(record, True)]
+                "of its value at all dimensions.", "", format_stop_table(record, True)]
     out += [""] + _plot_lines(record, plots or [], markdown_path) + _column_notes(s["k"])
     out += _data_lines(record)
     return "\n".join(out) + "\n"
-
 
 
 def _data_lines(record: dict[str, Any]) -> list[str]:

@@ -12,8 +12,6 @@ from embedkit.reports.bench import provenance_lines, run_title
 __all__ = ["best_line", "format_cost_table", "format_quality_table", "markdown_eval_report"]
 
 
-
-
 def _quality_table(rows: list[dict[str, Any]], k: int = 10) -> tuple[list[str], list[list[str]]]:
     cuts = [c for c in (1, 5, 10) if c < k] + [k]
     keys = [f"recall@{c}" for c in cuts] + [f"mrr@{k}", f"ndcg@{k}"]

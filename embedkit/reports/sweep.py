@@ -43,11 +43,9 @@ def summary_rows(record: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-
 def format_sweep_table(record: dict, markdown: bool = False) -> str:
     """The summary: per task raw, best setting (chosen on select_on), its scores, classic."""
     return table(*summary_rows(record), markdown=markdown)
-
 
 
 def grid_table(result: dict, report_on: str, select_on: str) -> str:
@@ -75,9 +73,7 @@ def grid_table(result: dict, report_on: str, select_on: str) -> str:
     return "\n".join(out)
 
 
-
 HEADLINE_SETTINGS = ((1.0, 1.0), (0.0, 0.0), (0.5, 0.5))
-
 
 
 def headline_table(record: dict, pairs: Sequence[tuple[float, float]] = HEADLINE_SETTINGS) -> str:
@@ -120,11 +116,9 @@ def headline_table(record: dict, pairs: Sequence[tuple[float, float]] = HEADLINE
     return "\n".join(out)
 
 
-
 def plot_name(task: str, pooling: str) -> str:
     """File name of a task's plot: ``<task>-<pooling>.png`` (odd characters replaced)."""
     return f"{slug(task)}-{slug(pooling)}.png"
-
 
 
 def write_plots(record: dict, folder: str | os.PathLike) -> list[Path]:
@@ -145,7 +139,6 @@ def write_plots(record: dict, folder: str | os.PathLike) -> list[Path]:
             finally:
                 plt.close(fig)
     return written
-
 
 
 def sweep_markdown(record: dict, plots: Sequence[Path] | None = None,
