@@ -47,9 +47,9 @@ from _common import add_from_record, make_parser, read_record, run
 
 from embedkit.data.registry import DEFAULT_TASKS, get_task
 from embedkit.experiments.record import data_dir_setting, run_record, timings
-from embedkit.experiments.report import provenance_lines
 from embedkit.io.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from embedkit.io.tables import escape_html, text_table
+from embedkit.reports.bench import provenance_lines
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.data.spec import TaskSpec
@@ -195,7 +195,7 @@ def _write_pages(cmp: Comparison, record: dict[str, Any], out: Path,
                  screenshot: Screenshot | None) -> None:
     """Step 3 and 4: HTML, screenshot, Markdown (which shows the screenshot when there is
     one), JSON record."""
-    from embedkit.experiments.compare_render import html_report, markdown_report
+    from embedkit.reports.compare import html_report, markdown_report
 
     title = record["settings"]["title"]
     html_path, png = out.with_suffix(".html"), out.with_suffix(".png")

@@ -30,7 +30,7 @@ from _common import add_from_record, make_parser, read_record, run, write_report
 
 from embedkit.data import DEFAULT_TASKS
 from embedkit.experiments.record import data_dir_setting, run_record, timings
-from embedkit.experiments.report import provenance_lines
+from embedkit.reports.bench import provenance_lines
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders import SentenceEncoder

@@ -1,13 +1,15 @@
 """The structure the project promises (ARCHITECTURE.md), checked from the source with ``ast``:
 
 - the layer rule: io < data < encoders < postprocess < evaluation, retrieval, training,
-  diagnostics < experiments, integrations < cli; no import goes up a layer (function-local
+  diagnostics < experiments, integrations < reports < cli; no import goes up a layer (function-local
   imports included) and no import cycle between packages or between modules of a package;
 - the library does not know its command line: outside ``embedkit/cli/`` no module imports
   argparse, calls ``print(`` or holds a ``--flag`` string;
 - no function in ``embedkit/`` is longer than 80 lines;
 - the package never imports the project's own benchmark drivers (``benchmarks/``, not
   installed): neither ``benchmarks`` nor any script of that folder by its name.
+- runners and reports apart: no module under ``embedkit/experiments/`` imports matplotlib or
+  holds Markdown table rows or HTML (the renderers live in ``embedkit/reports/``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ LAYERS = {
     "postprocess": 4,
     "evaluation": 5, "retrieval": 5, "training": 5, "diagnostics": 5,
     "experiments": 6, "integrations": 6,
-    "cli": 7, "__main__": 7,
+    "reports": 7,
+    "cli": 8, "__main__": 8,
 }
 MAX_FUNCTION_LINES = 80
 #: the benchmark drivers: importable as ``benchmarks.X`` or, from their folder, as ``X``
@@ -156,6 +159,33 @@ def test_library_does_not_know_its_command_line(module):
     assert problems == []
 
 
+#: a Markdown table row (a line starting ``| `` or ``|---``, ``|:--``) or an HTML page
+RENDERED = re.compile(r"^\s*\|( |:?-{3})|<html", re.MULTILINE | re.IGNORECASE)
+
+
+def _rendering(tree: ast.AST) -> list[str]:
+    """Where a module renders: imports of matplotlib, strings holding a Markdown table row or
+    ``<html``."""
+    found = []
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        if any(n == "matplotlib" or n.startswith("matplotlib.") for n in names):
+            found.append(f"line {node.lineno}: imports matplotlib")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and (m := RENDERED.search(node.value)):
+            found.append(f"line {node.lineno}: renders {m.group(0).lstrip()!r}")
+    return found
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if _part(m) == "experiments"])
+def test_runners_render_nothing(module):
+    """Runners build records; tables, Markdown, HTML and plots are embedkit/reports/'s (the
+    diagnostics' own plots, diagnostics/plots.py, included)."""
+    assert _rendering(TREES[module]) == []
+    assert "embedkit.diagnostics.plots" not in GRAPH[module]
+
+
 def test_functions_are_short():
     long = []
     for module, tree in TREES.items():
@@ -208,5 +238,11 @@ def test_the_checks_can_fail(tmp_path):
         "line 2: imports benchmarks.bench_speed", "line 4: imports speed_cost"]
     assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+    rendering = _rendering(ast.parse(
+        'import matplotlib.pyplot as plt\nROW = "| a | b |"\nSEP = "x\\n|---|---:|"\n'
+        'PAGE = "<!doctype html><HTML>"\nTYPE = "str | None"\n'))
+    assert rendering == ["line 1: imports matplotlib", "line 2: renders '| '",
+                         "line 3: renders '|---'", "line 4: renders '<HTML'"]
+    assert _rendering(TREES["embedkit.reports.sweep"])  # the renderers are where they belong
     assert "embedkit.encoders" in GRAPH["embedkit.experiments.bench"] or any(
         t.startswith("embedkit.encoders") for t in GRAPH["embedkit.experiments.bench"])

@@ -101,7 +101,7 @@ def run(args) -> int:
     from embedkit.experiments.bench import PostOptions, bench_blocks, run_bench, run_bench_models
     from embedkit.experiments.pair_extras import PairExtras
     from embedkit.experiments.predictions import row_folder
-    from embedkit.experiments.report import markdown_report
+    from embedkit.reports.bench import markdown_report
 
     check_output_path(args.output, "output", stdout_ok=True)
     check_output_path(args.markdown, "markdown", stdout_ok=True)
@@ -139,7 +139,7 @@ def run(args) -> int:
         write_json(args.output, record)
     _write_extras(args, record, encoder)
     if args.plots:
-        from embedkit.experiments.significance import histogram_plots
+        from embedkit.reports.bench import histogram_plots
 
         blocks = bench_blocks(record)
         for block in blocks:
@@ -186,7 +186,7 @@ def _run_mteb(args, encoder, poolings, tasks: list, record: dict | None) -> dict
 
 
 def _print_mteb(record: dict) -> None:
-    from embedkit.experiments.report import mteb_rows, run_title
+    from embedkit.reports.bench import mteb_rows, run_title
 
     if record.get("mteb"):
         header, rows = mteb_rows(record)
@@ -200,7 +200,7 @@ def _print_mteb(record: dict) -> None:
 
 def _print_classification(record: dict) -> None:
     from embedkit.experiments.bench import bench_blocks
-    from embedkit.experiments.report import classification_rows
+    from embedkit.reports.bench import classification_rows
 
     for block in bench_blocks(record):
         header, rows = classification_rows(block)
@@ -247,7 +247,7 @@ def _say_notes(blocks: list[dict]) -> None:
 def _print_table(record: dict) -> None:
     """The title, the table (one block of rows per model) and one timings line per model."""
     from embedkit.experiments.bench import bench_blocks
-    from embedkit.experiments.report import data_line, format_table, run_title
+    from embedkit.reports.bench import data_line, format_table, run_title
 
     blocks = bench_blocks(record)
     protocol = blocks[0]["settings"]["protocol"]

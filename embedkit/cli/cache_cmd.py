@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from embedkit.encoders.cache import EmbeddingCache, namespace_run
-    from embedkit.experiments.report import run_description
+    from embedkit.reports.bench import run_description
 
     cache = EmbeddingCache(args.cache_dir)
     if args.action == "clear":

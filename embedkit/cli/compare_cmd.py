@@ -43,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_paired(args: argparse.Namespace) -> int:
-    from embedkit.experiments.significance import compare_predictions, format_significance
+    from embedkit.experiments.significance import compare_predictions
+    from embedkit.reports.significance import format_significance
 
     rows = compare_predictions(args.paired[0], args.paired[1], n_resamples=args.resamples,
                                seed=args.seed)
@@ -56,7 +57,7 @@ def _run_paired(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from embedkit.experiments.compare import compare
-    from embedkit.experiments.compare_render import (
+    from embedkit.reports.compare import (
         comparison_table,
         html_report,
         markdown_report,

@@ -111,13 +111,14 @@ def options_from(args) -> DiagnoseOptions:
 
 
 def run(args) -> int:
-    from embedkit.experiments.diagnose import (
+    from embedkit.experiments.diagnose import run_diagnose
+    from embedkit.reports.bench import data_line, run_title
+    from embedkit.reports.diagnose import (
+        conclusions,
         diagnose_markdown,
         format_diagnose_table,
-        run_diagnose,
         write_diagnose_plots,
     )
-    from embedkit.experiments.report import data_line, run_title
 
     options = options_from(args)
     options.check()  # fail before loading a model
@@ -144,7 +145,7 @@ def run(args) -> int:
     print(f"{run_title(record)}: diagnostics (k = {options.k}"
           + (f", sample {options.sample}" if options.sample else "") + ")")
     print(format_diagnose_table(record))
-    for line in record["conclusions"]:
+    for line in conclusions(record):
         print(f"- {line}")
     print(f"[{t['encoded']} sentences encoded, {t['cache_hits']} cached; diagnostics "
           f"{t['seconds_diagnostics']:.1f} s; total {t['seconds_total']:.1f} s]",

@@ -384,7 +384,8 @@ def _side_config(args: argparse.Namespace) -> tuple[EncoderConfig, str]:
 
 def run_eval(args) -> int:
     from embedkit.experiments import index_eval
-    from embedkit.experiments.report import data_line, run_title
+    from embedkit.reports import index_eval as index_report
+    from embedkit.reports.bench import data_line, run_title
 
     if not args.tasks and not args.cost_corpus_tasks:
         raise ConfigError("nothing to evaluate: give --tasks (quality) and/or "
@@ -398,18 +399,18 @@ def run_eval(args) -> int:
     name = run_title(record)
     if record["quality"]:
         print(f"{name}: retrieval quality x 100 (exact search, {record['settings']['metric']})")
-        print(index_eval.format_quality_table(record["quality"], args.k))
+        print(index_report.format_quality_table(record["quality"], args.k))
     if record["cost"]:
         if record["quality"]:
             print()
         c = record["cost"]
         print(f"{name}: cost of approximate search ({c['n_corpus']} texts, {c['n_queries']} "
               "queries)")
-        print(index_eval.format_cost_table(c))
+        print(index_report.format_cost_table(c))
     if data_line(record):
         print(f"[{data_line(record)}]")
     if args.output:
         write_json(args.output, record)
     if args.markdown:
-        atomic_write_text(args.markdown, index_eval.markdown_eval_report(record))
+        atomic_write_text(args.markdown, index_report.markdown_eval_report(record))
     return 0

@@ -62,14 +62,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.experiments.report import data_line, run_title, truncation_note
-    from embedkit.experiments.sweep import (
-        SweepOptions,
-        format_sweep_table,
-        run_sweep,
-        sweep_markdown,
-        write_plots,
-    )
+    from embedkit.experiments.sweep import SweepOptions, run_sweep
+    from embedkit.reports.bench import data_line, run_title, truncation_note
+    from embedkit.reports.sweep import format_sweep_table, sweep_markdown, write_plots
 
     check_output_path(args.output, "output", stdout_ok=True)
     check_output_path(args.markdown, "markdown")
@@ -128,8 +123,8 @@ def _warn(record: dict) -> None:
 
 
 def _print_classification(record: dict) -> None:
-    from embedkit.experiments.report import sweep_classification_rows
     from embedkit.io.tables import text_table
+    from embedkit.reports.bench import sweep_classification_rows
 
     header, rows = sweep_classification_rows(record)
     if rows:

@@ -38,12 +38,6 @@ from embedkit.encoders.config import with_prompt
 from embedkit.errors import ConfigError
 from embedkit.evaluation.protocols import EvalProtocol, get_protocol
 from embedkit.experiments.bench import DataOptions
-from embedkit.experiments.index_eval_report import (  # noqa: F401 (re-exported)
-    best_line,
-    format_cost_table,
-    format_quality_table,
-    markdown_eval_report,
-)
 from embedkit.experiments.predictions import row_folder, write_columns
 from embedkit.experiments.record import (
     data_dir_setting,
@@ -73,10 +67,7 @@ __all__ = [
     "IndexEvalOptions",
     "QualityOptions",
     "cost_eval",
-    "format_cost_table",
-    "format_quality_table",
     "label_threshold",
-    "markdown_eval_report",
     "quality_eval",
     "run_index_eval",
 ]

@@ -14,14 +14,16 @@ from embedkit.evaluation import STSEvaluator
 from embedkit.experiments.bench import run_bench
 from embedkit.experiments.diagnose import (
     DiagnoseOptions,
-    conclusions,
-    diagnose_markdown,
-    format_diagnose_table,
-    format_summary_table,
     load_sweep,
     run_diagnose,
     stop_dimension,
     sweep_dimensions,
+)
+from embedkit.reports.diagnose import (
+    conclusions,
+    diagnose_markdown,
+    format_diagnose_table,
+    format_summary_table,
 )
 
 OPTS = dict(k=5, n_pairs=300, jl_dims=(8, 16))
@@ -138,8 +140,9 @@ def test_sweep_comparison_and_report(record, tmp_path):
     assert any(line.startswith("CSLS re-ranking") for line in lines)
     assert lines[-1].startswith("JL estimate vs the sweep: 8.33 ln N = ")
     assert "beta = gamma = 0 (PCA truncation)" in lines[-1]
-    rec["conclusions"] = lines
+    assert "conclusions" not in record  # numbers only: the report writes the sentences
     md = diagnose_markdown(rec)
+    assert "".join(f"- {line}\n" for line in lines) in md
     assert md.startswith("# embedkit diagnose: ") and "embedkit diagnose x" in md
     for heading in ("## Measured answers", "## tiny-sts (", "## Retrieval: plain cosine vs CSLS",
                     "## Johnson-Lindenstrauss", "## JL estimate vs the whitening sweep",

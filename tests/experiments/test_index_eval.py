@@ -17,6 +17,7 @@ from embedkit.experiments.index_eval import (
     quality_eval,
     run_index_eval,
 )
+from embedkit.reports.index_eval import markdown_eval_report
 from embedkit.retrieval import evaluate_retrieval, pairs_to_retrieval
 
 
@@ -75,7 +76,7 @@ def test_run_index_eval_record(rx_encoder, rx_spec_file):
     cmteb = run_index_eval(_Short(rx_encoder), IndexEvalOptions(protocol="cmteb", cost=opts.cost))
     assert cmteb["cost"]["max_length"] == 16
     assert rec["data"]["cost"]["n_texts"] == 40 and rec["timings"]["seconds_total"] >= 0
-    md = index_eval.markdown_eval_report(rec)
+    md = markdown_eval_report(rec)
     assert "## Cost of approximate search" in md and f"of {rx_spec_file}:test;" in md
     with pytest.raises(ConfigError, match="nothing to evaluate"):
         run_index_eval(rx_encoder, IndexEvalOptions())

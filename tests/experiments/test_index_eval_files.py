@@ -13,10 +13,10 @@ from embedkit.errors import ConfigError
 from embedkit.experiments.index_eval import (
     IndexEvalOptions,
     QualityOptions,
-    format_quality_table,
     quality_eval,
     run_index_eval,
 )
+from embedkit.reports.index_eval import format_quality_table
 from embedkit.retrieval.folder import build_index
 
 

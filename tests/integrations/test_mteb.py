@@ -214,7 +214,7 @@ def test_cmteb_revisions_are_mtebs():
 def test_evaluate_local_records_checksums_and_compares(spread_encoder, pairs_file, tmp_path):
     """mteb's evaluator and embedkit's bench on the same local file: one column, no flag."""
     from embedkit.experiments.compare import compare
-    from embedkit.experiments.compare_render import agreement_rows, markdown_report
+    from embedkit.reports.compare import agreement_rows, markdown_report
 
     spec = tmp_path / "stsb-tiny.json"  # the tiny pairs under STS-B's name
     spec.write_text(json.dumps({"name": "STS-B", "format": "tsv", "files": {
