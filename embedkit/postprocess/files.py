@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,9 @@ def validate_metadata(metadata: Any, path: str | os.PathLike,
 
 @dataclass(frozen=True)
 class TransformFile:
-    """A loaded transform: its :class:`AffineMap`, metadata and source path.
+    """A transform file as read: its :class:`AffineMap`, metadata and source path (in use, as a
+    post-processor with its sha256 and source, it is a :class:`~embedkit.store.fitted.FittedPost`:
+    :func:`~embedkit.store.fitted.fitted_post`).
 
     ``map.normalize`` is the metadata's ``normalize``. ``kernel``/``bias`` are the stored
     float32 arrays.
@@ -454,8 +457,12 @@ def check_compatible(
     pooling: str | None,
     dim: int | None,
     force: bool = False,
+    vectors: Mapping[str, Any] | None = None,
 ) -> None:
-    """Refuse a transform fitted for another ``model``, ``pooling`` or input dimension ``d``.
+    """Refuse a transform fitted for another ``model``, ``pooling`` or input dimension ``d``,
+    or (given ``vectors``: the settings the vectors at hand were made with, any of
+    ``max_length``, ``dtype``, ``lowercase``, ``normalized``) on vectors made otherwise
+    (``normalized`` is the metadata's ``fit_vectors.normalized``, false when absent).
 
     Arguments left ``None`` and keys missing from ``metadata`` are not checked. A mismatch raises
     :class:`ConfigError` naming both values; with ``force=True`` it is a
@@ -466,6 +473,11 @@ def check_compatible(
     Traceback (most recent call last):
     ...
     embedkit.errors.ConfigError: transform file was fitted for model 'a' but is being used with model 'b'; use force=True to use it anyway
+    >>> check_compatible({"max_length": 64}, model=None, pooling=None, dim=None,
+    ...                  vectors={"max_length": 32, "normalized": True})
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.ConfigError: transform file was fitted for vectors with max_length=64 but is being used with vectors with max_length=32; and for raw vectors but is being used with L2-normalised vectors; use force=True to use it anyway
     """
     problems = []
     checks = (("model", "model", model), ("pooling", "pooling", pooling), ("d", "dimension", dim))
@@ -486,6 +498,7 @@ def check_compatible(
                 if key != "d"
                 else f"input dimension d={fitted} but the vectors have d={actual}"
             )
+    problems += _vector_problems(metadata, vectors or {})
     if not problems:
         return
     message = "transform file was fitted for " + "; and for ".join(problems)
@@ -493,6 +506,24 @@ def check_compatible(
         warnings.warn(message + " (used anyway: force=True)", CompatibilityWarning, stacklevel=2)
         return
     raise ConfigError(message + "; use force=True to use it anyway")
+
+
+def _vector_problems(metadata: dict[str, Any], vectors: Mapping[str, Any]) -> list[str]:
+    """What :func:`check_compatible` says of the vector settings that differ."""
+    problems = []
+    for key in ("max_length", "dtype", "lowercase"):
+        fitted, have = metadata.get(key), vectors.get(key)
+        if fitted is not None and have is not None and str(fitted) != str(have):
+            problems.append(f"vectors with {key}={fitted} but is being used with vectors with "
+                            f"{key}={have}")
+    if vectors.get("normalized") is not None:
+        fitted_norm = bool((metadata.get("fit_vectors") or {}).get("normalized", False))
+        if fitted_norm != bool(vectors["normalized"]):
+            def kind(normalized: bool) -> str:
+                return "L2-normalised" if normalized else "raw"
+            problems.append(f"{kind(fitted_norm)} vectors but is being used with "
+                            f"{kind(bool(vectors['normalized']))} vectors")
+    return problems
 
 
 def faiss_metadata_path(path: str | os.PathLike) -> Path:
