@@ -109,18 +109,20 @@ class MtebEncoder:
 
     ``encoder``: a SentenceEncoder, an :class:`EncoderConfig` or a model name; ``pooling``:
     default the encoder's; ``max_length``: default the model's own (C-MTEB's protocol);
-    ``post``: see :func:`~embedkit.store.fitted.fitted_post`; ``name``/``revision`` override the
-    configuration's name and the model's revision (see the module docstring). ``encode`` returns
-    float32 vectors, as a sentence-transformers model does.
+    ``post``: see :func:`~embedkit.store.fitted.fitted_post` (a transform file fitted for another
+    model, pooling or dimension is refused; ``force`` warns instead); ``name``/``revision``
+    override the configuration's name and the model's revision (see the module docstring).
+    ``encode`` returns float32 vectors, as a sentence-transformers model does.
     """
 
     def __init__(self, encoder: SentenceEncoder | EncoderConfig | str, post: Any = None, *,
                  pooling: str | None = None, max_length: int | None = None,
-                 name: str | None = None, revision: str | None = None) -> None:
+                 name: str | None = None, revision: str | None = None,
+                 force: bool = False) -> None:
         self.encoder = as_encoder(encoder)
         self.pooling = str(pooling or self.encoder.default_pooling)
         self.max_length = int(max_length or self.encoder.model_max_length())
-        self.post = fitted_post(post)
+        self.post = fitted_post(post, encoder=self.encoder, pooling=self.pooling, force=force)
         described = self.encoder.describe()
         base_name, base_rev = mteb_model_name(described)
         if name is not None and "/" not in name:

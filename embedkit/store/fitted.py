@@ -205,13 +205,15 @@ def prepare_post(
     return FittedPost(spec=describe_post(pipe), map=amap, fit=fit_info, sources=sources)
 
 
-def fitted_post(post: Any) -> FittedPost | None:
+def fitted_post(post: Any, *, encoder: Any = None, pooling: str | None = None,
+                force: bool = False) -> FittedPost | None:
     """A :class:`FittedPost` from what is fitted already: a fitted chain
     (``parse_post(...).fit(X)``) or estimator, an :class:`AffineMap`, a loaded
     :class:`~embedkit.postprocess.TransformFile` or a saved map's path; ``None`` stays None.
     Its ``spec`` is the chain's, ``file:NAME`` for a file, ``affine:d=D,k=K`` for a bare map.
     An unfitted or non-linear chain is a :class:`ConfigError` (``param="post"``): nothing is
-    fitted here.
+    fitted here. Given the ``encoder`` (and ``pooling``, default its own), a file is checked
+    against them (:func:`check_fitted_on`; ``force`` warns instead).
 
     >>> X = np.random.default_rng(0).normal(size=(50, 4))
     >>> fitted_post(parse_post("whiten:k=2").fit(X)).spec
@@ -226,6 +228,8 @@ def fitted_post(post: Any) -> FittedPost | None:
     if isinstance(post, (str, os.PathLike)):
         post = load_transform(post)
     if isinstance(post, TransformFile):
+        if encoder is not None:
+            _check_loaded(post, encoder, pooling, force)
         if post.path is None:
             return FittedPost("file:map", post.map)
         return FittedPost(f"file:{post.path.name}", post.map, sources=(
@@ -237,6 +241,15 @@ def fitted_post(post: Any) -> FittedPost | None:
     except ConfigError as e:
         raise ConfigError(str(e), param="post") from None
     return FittedPost(describe_post(post), amap)
+
+
+def _check_loaded(post: TransformFile, encoder: Any, pooling: str | None, force: bool) -> None:
+    try:
+        check_fitted_on(post.metadata, str(post.path or "map"), encoder=encoder,
+                        pooling=str(pooling or encoder.default_pooling),
+                        dim=getattr(encoder, "dim", None) or None, force=force)
+    except ConfigError as e:
+        raise ConfigError(str(e), param="post") from None
 
 
 def _signature(pipe: Pipeline, file_sha: Callable[[str], str | None]) -> list[str | None]:

@@ -117,6 +117,31 @@ def test_unfitted_chain_is_refused(tiny_encoder):
     assert fitted_post(None) is None
 
 
+def test_a_map_fitted_for_other_vectors_is_refused(tiny_encoder, tmp_path):
+    """A transform file goes through the one check (model, pooling, dimension) before it is
+    applied; force warns instead."""
+    from embedkit.postprocess import CompatibilityWarning
+
+    other = tmp_path / "other.npz"
+    save_transform(other, AffineMap.identity(32), {"model": "sha256:other", "pooling": "cls"})
+    with pytest.raises(ConfigError, match="model 'sha256:other'") as e:
+        MtebEncoder(tiny_encoder, str(other), pooling="cls")
+    assert e.value.param == "post"
+    with pytest.warns(CompatibilityWarning, match="sha256:other"):
+        assert MtebEncoder(tiny_encoder, str(other), pooling="cls", force=True).post is not None
+    pooled = tmp_path / "pooled.npz"
+    save_transform(pooled, AffineMap.identity(32), {"model": tiny_encoder.identity,
+                                                    "pooling": "last-avg"})
+    with pytest.raises(ConfigError, match="pooling 'last-avg'"):
+        MtebEncoder(tiny_encoder, load_transform(pooled), pooling="cls")
+    assert MtebEncoder(tiny_encoder, str(pooled), pooling="last-avg").post.spec == (
+        "file:pooled.npz")
+    small = tmp_path / "small.npz"
+    save_transform(small, AffineMap.identity(16), {})
+    with pytest.raises(ConfigError, match="d=16 but the vectors have d=32"):
+        MtebEncoder(tiny_encoder, str(small))
+
+
 def test_model_meta_names_each_configuration(tiny_encoder, tiny_model_dir):
     """The model by itself keeps the base name; another pooling or a map is a variant name
     (mteb's "org/model (key=value)"), with no experiment_kwargs."""
