@@ -47,7 +47,7 @@ from embedkit.provenance import sha256_file
 
 __all__ = ["TRANSFORM_FORMATS", "TransformFile", "TransformMetadata", "validate_metadata",
            "transform_metadata", "CompatibilityWarning", "save_transform", "load_transform",
-           "transform_format", "FixedTransform", "check_compatible", "check_chain_files",
+           "transform_format", "FixedTransform", "check_compatible",
            "save_faiss_transform", "load_faiss_transform", "faiss_metadata_path",
            "load_faiss_metadata", "KERNEL_SEAL"]
 
@@ -473,11 +473,6 @@ def check_compatible(
     Traceback (most recent call last):
     ...
     embedkit.errors.ConfigError: transform file was fitted for model 'a' but is being used with model 'b'; use force=True to use it anyway
-    >>> check_compatible({"max_length": 64}, model=None, pooling=None, dim=None,
-    ...                  vectors={"max_length": 32, "normalized": True})
-    Traceback (most recent call last):
-    ...
-    embedkit.errors.ConfigError: transform file was fitted for vectors with max_length=64 but is being used with vectors with max_length=32; and for raw vectors but is being used with L2-normalised vectors; use force=True to use it anyway
     """
     problems = []
     checks = (("model", "model", model), ("pooling", "pooling", pooling), ("d", "dimension", dim))
@@ -598,32 +593,3 @@ def load_faiss_transform(path: str | os.PathLike) -> Any:
         return faiss.read_VectorTransform(str(path))
     except Exception as exc:
         raise ConfigError(f"{path}: cannot read FAISS transform: {exc}") from exc
-
-
-def check_chain_files(chains: Any, *, model: str | None, dim: int | None,
-                      poolings: Any, force: bool = False) -> dict[str, dict]:
-    """Check every ``file:`` step of ``chains`` (``(label, Pipeline)`` pairs) before any
-    encoding: refuse a map fitted for another ``model`` identity, any of ``poolings`` or input
-    dimension (:func:`check_compatible`; ``dim`` only for a chain's first step, the encoder's
-    output; ``force`` warns). Returns ``{path: metadata}`` for the record.
-
-    >>> from sklearn.pipeline import Pipeline
-    >>> from embedkit.postprocess import Normalize
-    >>> check_chain_files([("norm", Pipeline([("norm", Normalize())]))], model="m", dim=4,
-    ...                   poolings=["cls"])
-    {}
-    """
-    files: dict[str, dict] = {}
-    for _, pipe in chains:
-        for i, (_, est) in enumerate(pipe.steps):
-            if not isinstance(est, FixedTransform) or est.path is None:
-                continue
-            meta = load_transform(est.path).metadata
-            files[str(est.path)] = meta
-            for pooling in poolings:
-                try:
-                    check_compatible(meta, model=model, pooling=str(pooling),
-                                     dim=(dim or None) if i == 0 else None, force=force)
-                except ConfigError as e:
-                    raise ConfigError(f"file:{est.path}: {e}", param="post") from None
-    return files
