@@ -29,6 +29,7 @@ LAYERS = {
     "data": 2,
     "encoders": 3,
     "postprocess": 4,
+    "store": 4.5,
     "evaluation": 5, "retrieval": 5, "training": 5, "diagnostics": 5,
     "experiments": 6, "integrations": 6,
     "reports": 7,

@@ -100,7 +100,7 @@ def run(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# the encode-folder options of `index build` and `whiten` (registered by those commands)
+# the encode-folder options of `index build` (registered by that command)
 
 
 def add_embeddings_source(src, build) -> None:
@@ -138,32 +138,4 @@ def run_build_from_embeddings(args) -> int:
           f"{', lists on disk' if args.on_disk else ''}; built in {index.build_seconds:.2f} s")
     if defaults_line(index.recipe):
         print(defaults_line(index.recipe))
-    return 0
-
-
-def add_whiten_embeddings(p) -> None:
-    """``whiten --embeddings DIR`` (instead of ``--fit-on``)."""
-    p.add_argument("--embeddings", metavar="DIR",
-                   help="instead of --fit-on: fit on the vectors of an encode folder (embedkit "
-                        "encode), a shard at a time; model, pooling and max length come from "
-                        "its manifest")
-
-
-def run_whiten_embeddings(args, settings) -> int:
-    """``whiten --embeddings DIR``; ``settings`` as ``whiten`` parsed them."""
-    from embedkit.errors import ConfigError
-    from embedkit.experiments.shards_whiten import run_whiten_shards
-
-    if (args.fit_on is None) == (args.embeddings is None):
-        raise ConfigError("give one of --fit-on WHAT or --embeddings DIR")
-    if args.pooling is not None:
-        raise ConfigError("with --embeddings the pooling comes from the encode folder's "
-                          "manifest: drop --pooling", param="pooling")
-    res = run_whiten_shards(args.embeddings, args.out, settings, format=args.format,
-                            command=args.command_line)
-    d, k = res.whitening.kernel_.shape
-    m = res.metadata
-    print(f"wrote {res.path} ({res.format}): d={d} -> k={k}; {m['model_name']} {m['pooling']}, "
-          f"max length {m['max_length']}; fitted on {m['n_samples']} vectors of "
-          f"{args.embeddings}")
     return 0

@@ -25,12 +25,12 @@ from embedkit.postprocess._base import (
     check_params,
 )
 from embedkit.postprocess.affine import AffineMap
+from embedkit.postprocess.checks import check_chain_files
 from embedkit.postprocess.family import WhiteningFamily, grid_cosines, score_grid
 from embedkit.postprocess.files import (
     CompatibilityWarning,
     FixedTransform,
     TransformFile,
-    check_chain_files,
     check_compatible,
     load_faiss_transform,
     load_transform,

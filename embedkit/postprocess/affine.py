@@ -133,6 +133,21 @@ class AffineMap:
         return (np.ascontiguousarray(self.kernel, dtype=np.float32),
                 np.ascontiguousarray(self.bias, dtype=np.float32))
 
+    def sha256(self) -> str:
+        """sha256 of the map as files store it (float32 kernel and bias, shapes,
+        ``normalize``): a fitted chain and the file it was saved to give the same digest.
+
+        >>> AffineMap.identity(2).sha256()[:12]
+        'd3ed8f490b96'
+        """
+        import hashlib
+
+        kernel, bias = self.float32()
+        h = hashlib.sha256(f"affine:{self.d}x{self.k}:normalize={self.normalize}\0".encode())
+        h.update(kernel.tobytes())
+        h.update(bias.tobytes())
+        return h.hexdigest()
+
     def with_normalize(self, normalize: bool) -> AffineMap:
         """The same linear part with ``normalize`` set.
 
