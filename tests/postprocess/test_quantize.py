@@ -261,3 +261,34 @@ def test_scored_output_gives_the_vectors_scores_are_computed_on():
     np.testing.assert_array_equal(x, quantizer_of(p).decode(p.transform(X)))
     x, sim = scored_output(parse_post("pca:k=3").fit(X), X)
     assert sim is None and x.shape == (200, 3)
+
+
+@pytest.mark.parametrize("chain", ["whiten:k=16,int8", "whiten:k=16,binary"])
+def test_bench_and_diagnose_score_a_quantised_chain_alike(tiny_encoder, spec_file, chain):
+    """bench and diagnose give the quantised row the score computed by hand from the codes."""
+    from embedkit.data import load_task
+    from embedkit.experiments.bench import run_bench
+    from embedkit.experiments.diagnose import DiagnoseOptions, run_diagnose
+
+    rec = run_bench(tiny_encoder, ["cls"], [str(spec_file)], post=[chain])
+    label = describe_post(parse_post(chain))
+    bench_score = rec["results"][f"cls + {label}"]["tiny-sts"]["test"]["spearman"]
+    split = load_task(str(spec_file), ["test"])["test"]
+    # bench fits on the task's sentences, every occurrence
+    p = parse_post(chain).fit(tiny_encoder.encode([*split.sentences1, *split.sentences2], "cls"))
+    q = quantizer_of(p)
+    d1 = q.decode(p.transform(tiny_encoder.encode(split.sentences1, "cls")))
+    d2 = q.decode(p.transform(tiny_encoder.encode(split.sentences2, "cls")))
+    if q.similarity == "hamming":
+        by_hand = (d1 == d2).mean(1)
+    else:
+        by_hand = (d1 * d2).sum(1) / np.linalg.norm(d1, axis=1) / np.linalg.norm(d2, axis=1)
+    assert bench_score == pytest.approx(spearman(np.round(by_hand, 12), split.labels), abs=1e-9)
+    assert bench_score != rec["results"]["cls"]["tiny-sts"]["test"]["spearman"]
+    opts = DiagnoseOptions(tasks=(str(spec_file),), posts=(chain,), k=5, n_pairs=300,
+                           jl_dims=(8,))
+    rows = {r["row"]: r for r in run_diagnose(tiny_encoder, opts, ["cls"])["rows"]}
+    row = rows[f"cls + {label}"]
+    assert row["spearman"]["test"]["spearman"] == pytest.approx(bench_score, abs=1e-9)
+    assert row["bytes_per_vector"] == (16 if q.similarity == "cosine" else 2)
+    assert row["similarity"] == q.similarity
