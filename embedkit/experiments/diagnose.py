@@ -60,8 +60,8 @@ from embedkit.postprocess import (
     parse_post,
     pipeline_learns,
 )
-from embedkit.postprocess.quantize import scored_output
 from embedkit.postprocess.checks import check_post_chains
+from embedkit.postprocess.quantize import scored_output
 from embedkit.retrieval.hubness import evaluate_csls
 from embedkit.retrieval.tasks import RetrievalTask, pairs_to_retrieval
 

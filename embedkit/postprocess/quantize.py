@@ -70,6 +70,10 @@ class _Quantizer(TransformerMixin, _Validated):
     def bytes_per_vector_(self) -> int:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def bytes_for(self, k: int) -> int:  # pragma: no cover - overridden
+        """Bytes of the codes of one ``k``-dimensional vector."""
+        raise NotImplementedError
+
     def _codes(self, codes: Any, width: int) -> np.ndarray:
         check_is_fitted(self)
         arr = np.asarray(codes)
@@ -142,6 +146,7 @@ class ScalarQuantizer(_Quantizer):
         return self
 
     def _load_ranges(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        assert self.ranges is not None
         meta = _quantize_metadata(self.ranges)
         if meta.get("kind") != self.dtype:
             raise PostprocessError(
@@ -178,6 +183,10 @@ class ScalarQuantizer(_Quantizer):
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Same as :meth:`decode` (scikit-learn's name)."""
         return self.decode(X)
+
+    def bytes_for(self, k: int) -> int:
+        """One byte per dimension: ``k``."""
+        return int(k)
 
     @property
     def bytes_per_vector_(self) -> int:
@@ -238,6 +247,10 @@ class BinaryQuantizer(_Quantizer):
         bits = np.unpackbits(packed, axis=1)[:, : self.n_bits_]
         return bits.astype(np.float64) * 2.0 - 1.0
 
+    def bytes_for(self, k: int) -> int:
+        """``ceil(k / 8)``."""
+        return (int(k) + 7) // 8
+
     @property
     def bytes_per_vector_(self) -> int:
         """``ceil(d / 8)``."""
@@ -269,7 +282,7 @@ def quantizer_of(pipeline: Any) -> _Quantizer | None:
         raise ConfigError(f"a quantiser ({type(ests[found[0]]).__name__}) must be the last step "
                           "of a chain: its codes are not vectors to transform further",
                           param="post")
-    return ests[-1] if found else None  # type: ignore[return-value]
+    return ests[-1] if found else None
 
 
 def scored_output(pipeline: Any, X: Any) -> tuple[np.ndarray, str | None]:

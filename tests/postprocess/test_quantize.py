@@ -292,3 +292,41 @@ def test_bench_and_diagnose_score_a_quantised_chain_alike(tiny_encoder, spec_fil
     assert row["spearman"]["test"]["spearman"] == pytest.approx(bench_score, abs=1e-9)
     assert row["bytes_per_vector"] == (16 if q.similarity == "cosine" else 2)
     assert row["similarity"] == q.similarity
+
+
+@pytest.mark.parametrize("quantize", ["int8", "uint8:clip=0.98", "binary"])
+def test_sweep_scores_each_setting_followed_by_the_quantiser(quantize):
+    """A sweep setting with ``quantize`` scores what bench scores for ``whiten:...,<quantize>``
+    fitted on the same vectors."""
+    from embedkit.evaluation import pair_scores
+    from embedkit.experiments.sweep import SweepOptions, sweep_vectors
+    from embedkit.postprocess import RunningMoments
+
+    rng = np.random.default_rng(4)
+    fit = _data(300)
+    X1 = _data(80, seed=7)
+    X2 = X1 + rng.normal(size=X1.shape)
+    y = -np.linalg.norm(X1 - X2, axis=1)
+    pairs = {"valid": (X1[:40], X2[:40], y[:40]), "test": (X1[40:], X2[40:], y[40:])}
+    opts = SweepOptions(beta=[1.0], gamma=[0.5, 1.0], k=[4, "all"], quantize=quantize)
+    res = sweep_vectors(RunningMoments.of(fit), pairs, opts, fit)
+    for s in res["settings"]:
+        p = parse_post(s["post"]).fit(fit)
+        q = quantizer_of(p)
+        ref = pair_scores(q.decode(p.transform(X1[40:])), q.decode(p.transform(X2[40:])),
+                          y[40:], q.similarity)["spearman"]
+        assert s["report"] == pytest.approx(ref, abs=1e-9)
+        assert s["bytes_per_vector"] == bytes_per_vector(p, 12)
+    assert res["classic"]["post"].endswith("," + quantize)
+    with pytest.raises(ConfigError, match="quantiser's ranges are fitted on the fit vectors"):
+        sweep_vectors(RunningMoments.of(fit), pairs, opts)
+
+
+def test_sweep_quantize_option_is_checked():
+    from embedkit.experiments.sweep import SweepOptions
+
+    assert SweepOptions(quantize="int8:clip=0.990").quantize == "int8:clip=0.99"
+    with pytest.raises(ConfigError, match="expected one quantiser step"):
+        SweepOptions(quantize="pca")
+    with pytest.raises(ConfigError, match="unknown step 'int4'"):
+        SweepOptions(quantize="int4")
