@@ -40,6 +40,7 @@ from embedkit.experiments.record import (
     truncation_counts,
 )
 from embedkit.postprocess import (
+    bytes_per_vector,
     check_chain_files,
     describe_post,
     parse_post,  # noqa: F401 (the doctests use it)
@@ -70,6 +71,7 @@ class _Row:
     post: str | None = None
     pipe: Pipeline | None = None
     per_task: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    bytes_per_vector: int | None = None  # of the row's output: 4 d float32, or the codes
 
 
 def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
@@ -226,10 +228,12 @@ def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, r
     for row in rows:
         v = vecs[str(row.pooling)]
         transform = None
+        row.bytes_per_vector = 4 * int(v.shape[1])
         if row.pipe is not None:
             # A fixed chain learns nothing: fitting it on the vectors only checks d.
             fitted = clone(row.pipe).fit(fit_vecs.get(str(row.pooling), v))
-            transform = fitted.transform
+            transform = fitted.transform  # a quantiser's codes: score_task decodes them
+            row.bytes_per_vector = bytes_per_vector(fitted, int(v.shape[1]))
         row.per_task[spec.name] = evaluator.score_task(spec.name, lookup(sentences, v), transform,
                                                        similarity)
         if extra is not None and extra[0].active:
@@ -259,7 +263,9 @@ def _results(rows: dict[str, _Row]) -> dict[str, Any]:
                 for avg in ("avg", "w-avg")}}
         nested["avg"] = {"spearman": flat["avg/spearman"], "pearson": flat["avg/pearson"]}
         results[label] = {**nested, "pooling": str(row.pooling), "post": row.post}
-    out: dict[str, Any] = {"results": results, "metrics": metrics}
+    out: dict[str, Any] = {"results": results, "metrics": metrics,
+                           "bytes_per_vector": {label: row.bytes_per_vector
+                                                for label, row in rows.items()}}
     if undefined:  # the flag: these scores are NaN, and so is every average including them
         out["undefined"] = undefined
     return out

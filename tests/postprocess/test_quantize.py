@@ -285,6 +285,8 @@ def test_bench_and_diagnose_score_a_quantised_chain_alike(tiny_encoder, spec_fil
         by_hand = (d1 * d2).sum(1) / np.linalg.norm(d1, axis=1) / np.linalg.norm(d2, axis=1)
     assert bench_score == pytest.approx(spearman(np.round(by_hand, 12), split.labels), abs=1e-9)
     assert bench_score != rec["results"]["cls"]["tiny-sts"]["test"]["spearman"]
+    assert rec["bytes_per_vector"] == {"cls": 4 * tiny_encoder.dim, f"cls + {label}":
+                                       16 if q.similarity == "cosine" else 2}
     opts = DiagnoseOptions(tasks=(str(spec_file),), posts=(chain,), k=5, n_pairs=300,
                            jl_dims=(8,))
     rows = {r["row"]: r for r in run_diagnose(tiny_encoder, opts, ["cls"])["rows"]}
