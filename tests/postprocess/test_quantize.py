@@ -332,3 +332,25 @@ def test_sweep_quantize_option_is_checked():
         SweepOptions(quantize="pca")
     with pytest.raises(ConfigError, match="unknown step 'int4'"):
         SweepOptions(quantize="int4")
+
+
+def test_a_quantised_file_as_a_file_step_is_refused_not_dropped(tmp_path):
+    X = _data()
+    path = tmp_path / "q.safetensors"
+    save_quantized(path, parse_post("whiten:k=4,binary").fit(X))
+    with pytest.raises(ConfigError, match="holds a chain ending in a quantiser .binary."):
+        parse_post(f"file:{path}").fit(X)
+    assert [n for n, _ in resolve_post(str(path)).steps] == ["file", "binary"]
+
+
+def test_cli_bench_scores_a_quantised_chain_and_refuses_a_bad_one(tiny_model_dir, spec_file,
+                                                                   capsys):
+    from embedkit.cli.main import main
+    from tests.conftest import cli_error
+
+    argv = ["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file), "--pooling",
+            "cls", "--no-cache"]
+    assert main([*argv, "--post", "whiten:k=16,int8"]) == 0
+    assert "cls + whiten:beta=1,gamma=1,k=16,int8" in capsys.readouterr().out
+    line = cli_error(capsys, [*argv, "--post", "int8,whiten"])
+    assert "the quantiser 'int8' must be the last step" in line
