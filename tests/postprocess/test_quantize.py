@@ -354,3 +354,15 @@ def test_cli_bench_scores_a_quantised_chain_and_refuses_a_bad_one(tiny_model_dir
     assert "cls + whiten:beta=1,gamma=1,k=16,int8" in capsys.readouterr().out
     line = cli_error(capsys, [*argv, "--post", "int8,whiten"])
     assert "the quantiser 'int8' must be the last step" in line
+
+
+def test_cli_index_build_refuses_a_quantised_post_in_one_line(tiny_model_dir, tmp_path, capsys):
+    """Quantised indexes are another step (issue 22 item 3): a quantiser is no index post."""
+    from tests.conftest import cli_error
+
+    sents = tmp_path / "s.txt"
+    sents.write_text("你好\n再见\n一个人在弹吉他。\n", encoding="utf-8")
+    line = cli_error(capsys, ["index", "build", "--model", str(tiny_model_dir), "--pooling",
+                              "cls", "--corpus", str(sents), "--out", str(tmp_path / "idx"),
+                              "--post", "int8", "--no-cache"], before=None)
+    assert "is a quantiser, not a linear map" in line
