@@ -429,12 +429,6 @@ class FixedTransform(LinearStep):
         if self.path is None:
             raise PostprocessError("FixedTransform: no path given (file:PATH)", param="path")
         t = load_transform(self.path)
-        if t.metadata.get("quantize") is not None:  # written by postprocess.save_quantized
-            raise PostprocessError(
-                f"{self.path}: holds a chain ending in a quantiser "
-                f"({t.metadata['quantize'].get('kind')}), which file: would drop; give the file "
-                "alone as the post value (it resolves to the map and its quantiser)",
-                param="post")
         if X is not None:
             X = _validate(self, X, reset=True)
             if X.shape[1] != t.d:

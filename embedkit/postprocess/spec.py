@@ -391,7 +391,26 @@ def parse_post(spec: str) -> Pipeline:
     if quantizers:
         raise _bad(f"the quantiser {quantizers[0]!r} must be the last step (its codes are not "
                    "vectors to transform further)", spec)
+    _check_quantized_files(named, spec)
     return Pipeline(named)
+
+
+def _check_quantized_files(named: list[tuple[str, BaseEstimator]], spec: str) -> None:
+    """Refuse ``file:PATH`` of a chain saved with its quantiser (save_quantized) unless the
+    quantiser follows it (as :func:`resolve_post` writes it): the map alone would drop it."""
+    for i, (_, est) in enumerate(named):
+        path = getattr(est, "path", None) if isinstance(est, FixedTransform) else None
+        if path is None or not Path(path).is_file():
+            continue  # a missing file is reported when the chain is fitted
+        try:
+            kind = (load_transform(path).metadata.get(QUANTIZE_KEY) or {}).get("kind")
+        except (ConfigError, AttributeError):
+            continue
+        after = named[i + 1:] if kind else []
+        if kind and not any(getattr(e, "is_quantizer", False) for _, e in after):
+            raise _bad(f"{path} holds a chain ending in a quantiser ({kind}), which file: alone "
+                       "would drop; give the file alone as the post value (it resolves to the "
+                       "map and its quantiser)", spec)
 
 
 def describe_post(pipeline: Pipeline | BaseEstimator | Sequence[BaseEstimator]) -> str:
