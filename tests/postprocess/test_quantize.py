@@ -366,3 +366,16 @@ def test_cli_index_build_refuses_a_quantised_post_in_one_line(tiny_model_dir, tm
                               "cls", "--corpus", str(sents), "--out", str(tmp_path / "idx"),
                               "--post", "int8", "--no-cache"], before=None)
     assert "is a quantiser, not a linear map" in line
+
+
+def test_bench_intervals_of_a_quantised_row_are_about_its_decoded_scores(tiny_encoder,
+                                                                         spec_file):
+    """bench's extras (intervals, classification) compare the decoded codes, not raw codes."""
+    from embedkit.experiments.bench import run_bench
+    from embedkit.experiments.pair_extras import PairExtras
+
+    rec = run_bench(tiny_encoder, ["cls"], [str(spec_file)], post=["whiten:k=16,binary"],
+                    extras=PairExtras(ci=20))
+    test = rec["results"]["cls + whiten:beta=1,gamma=1,k=16,binary"]["tiny-sts"]["test"]
+    # cosine of the +-1 sign vectors is 2 s - 1 of the Hamming similarity s: the same ranks
+    assert test["ci"]["spearman"]["value"] == pytest.approx(test["spearman"], abs=1e-9)
