@@ -45,12 +45,14 @@ from embedkit.evaluation import STSEvaluator, lookup
 from embedkit.experiments.index_eval import label_threshold
 from embedkit.experiments.record import data_dir_setting, run_record, split_summary, timings
 from embedkit.postprocess import (
+    bytes_per_vector,
     check_chain_files,
     describe_post,
     parse_post,
     pipeline_learns,
 )
 from embedkit.postprocess.checks import check_post_chains
+from embedkit.postprocess.quantize import scored_output
 from embedkit.retrieval.hubness import evaluate_csls
 from embedkit.retrieval.tasks import RetrievalTask, pairs_to_retrieval
 
@@ -308,8 +310,13 @@ def _rows_of(run: _Run, task: str, vecs: dict[str, np.ndarray],
         out.append((_diagnose_row(run, task, pooling, None, v), v))
         for label, pipe in run.pipes:
             fitted = clone(pipe).fit(fit_vecs.get(str(pooling), v))
-            x = np.asarray(fitted.transform(v), dtype=np.float64)
-            out.append((_diagnose_row(run, task, pooling, label, x), x))
+            # a quantiser's codes decoded: the vectors its scores are computed on
+            scored, similarity = scored_output(fitted, v)
+            x = np.asarray(scored, dtype=np.float64)
+            row = _diagnose_row(run, task, pooling, label, x)
+            row.update(similarity=similarity or "cosine",
+                       bytes_per_vector=bytes_per_vector(fitted, v.shape[1]))
+            out.append((row, x))
     return out
 
 
@@ -365,7 +372,8 @@ def _diagnose_task(run: _Run, evaluator: STSEvaluator, spec: TaskSpec,
     rows = []
     for row, x in _rows_of(run, spec.name, vecs, fit_vecs):
         embed = lookup(sentences, x)
-        row["spearman"] = evaluator.score_task(spec.name, embed)
+        row["spearman"] = evaluator.score_task(spec.name, embed,
+                                               similarity=row.get("similarity") or "cosine")
         row["spearman_avg"] = mean_present([r["spearman"] for r in row["spearman"].values()])
         if tasks:
             t = time.perf_counter()

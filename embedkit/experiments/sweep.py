@@ -39,7 +39,15 @@ from embedkit.experiments.record import (
     timings,
     truncation_counts,
 )
-from embedkit.postprocess import RunningMoments, WhiteningFamily, score_grid
+from embedkit.postprocess import (
+    RunningMoments,
+    WhiteningFamily,
+    describe_post,
+    parse_post,
+    quantizer_of,
+    score_grid,
+)
+from embedkit.postprocess.family import score_quantized_grid
 from embedkit.postprocess.spec import _num  # the number format of whitening specs
 
 __all__ = [
@@ -80,7 +88,10 @@ class SweepOptions:
     maps are fitted on (``fit_on``: task, a split name or a file; ``fit_unique``) and the split
     the best setting is chosen on (``select_on``) and reported on (``report_on``);
     ``classify``: on binary tasks, the best setting's pair classification too (thresholds
-    chosen on ``select_on``, reported on ``report_on``; ``best["classification"]``)."""
+    chosen on ``select_on``, reported on ``report_on``; ``best["classification"]``);
+    ``quantize``: a quantiser step (``int8``, ``uint8:clip=0.99``, ``binary``, ``ubinary``)
+    after every setting (and the classic one), fitted on the fit vectors that setting maps and
+    scored as bench scores it (cosine of the dequantised vectors, Hamming similarity)."""
 
     beta: Sequence[float] = (0.0, 0.5, 1.0)
     gamma: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -91,16 +102,29 @@ class SweepOptions:
     select_on: str = "valid"
     report_on: str = "test"
     classify: bool = False
+    quantize: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("beta", "gamma", "k"):
             object.__setattr__(self, name, _check_grid(name, getattr(self, name)))
+        if self.quantize is not None:
+            object.__setattr__(self, "quantize", describe_post(self.quantizer()))
         object.__setattr__(self, "select_on", canonical_split(self.select_on))
         object.__setattr__(self, "report_on", canonical_split(self.report_on))
 
     @property
     def n_settings(self) -> int:
         return len(self.beta) * len(self.gamma) * len(self.k)
+
+    def quantizer(self) -> Any:
+        """The unfitted quantiser step of ``quantize`` (None without one)."""
+        if self.quantize is None:
+            return None
+        steps = parse_post(self.quantize).steps
+        if len(steps) != 1 or quantizer_of(steps[0][1]) is None:
+            raise ConfigError(f"quantize {self.quantize!r}: expected one quantiser step (int8, "
+                              "uint8, binary or ubinary, e.g. int8:clip=0.99)", param="quantize")
+        return steps[0][1]
 
     @property
     def honest(self) -> bool:
@@ -122,16 +146,32 @@ def _spearman_of_cosines(cos: np.ndarray, labels: np.ndarray) -> float:
 
 def _setting(beta: float, gamma: float, k: int | str, k_dim: int,
              scores: Mapping[str, np.ndarray], at: tuple[int, int], opts: SweepOptions) -> dict:
+    quant = opts.quantizer()
     return {"beta": float(beta), "gamma": float(gamma), "k": k, "k_dim": k_dim,
-            "post": setting_label(beta, gamma, k),
+            "bytes_per_vector": 4 * k_dim if quant is None else quant.bytes_for(k_dim),
+            "post": setting_label(beta, gamma, k) + (f",{opts.quantize}" if quant else ""),
             "select": float(scores[opts.select_on][at]),
             "report": float(scores[opts.report_on][at])}
 
 
-def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: SweepOptions
-                  ) -> dict[str, Any]:
+def _grid_scores(fam: WhiteningFamily, gammas: Sequence[float], ks: Sequence[int],
+                 wanted: Mapping[str, tuple], opts: SweepOptions,
+                 fit_x: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Every ``(gamma, k)`` scored: from the decomposition, or each map then the quantiser."""
+    if opts.quantize is None:
+        return score_grid(fam, gammas, ks, wanted, _spearman_of_cosines)
+    if fit_x is None:
+        raise ConfigError("quantize: the quantiser's ranges are fitted on the fit vectors; "
+                          "pass them (fit_x)", param="quantize")
+    return score_quantized_grid(fam, gammas, ks, fit_x, wanted, opts.quantizer(),
+                                lambda a, b, y, sim: pair_scores(a, b, y, sim)["spearman"])
+
+
+def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: SweepOptions,
+                  fit_x: np.ndarray | None = None) -> dict[str, Any]:
     """The sweep of one task and pooling, from the fit vectors' moments and the evaluation
-    pairs (``{split: (X1, X2, labels)}``).
+    pairs (``{split: (X1, X2, labels)}``); ``fit_x``, the fit vectors (every occurrence), is
+    needed only with ``opts.quantize``.
 
     Returns ``{"d", "raw", "classic", "settings" (one dict per setting, grid order), "best",
     "skipped_k"}``; scores are Spearman (fractions, not x 100).
@@ -156,7 +196,7 @@ def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: Swe
     families: dict[float, WhiteningFamily] = {}
     for beta in opts.beta:
         fam = families[beta] = WhiteningFamily.from_stats(moments, beta, opts.eps)
-        scores = score_grid(fam, opts.gamma, k_dims, wanted, _spearman_of_cosines)
+        scores = _grid_scores(fam, opts.gamma, k_dims, wanted, opts, fit_x)
         settings += [_setting(beta, gamma, k, k_dims[ki], scores, (gi, ki), opts)
                      for gi, gamma in enumerate(opts.gamma) for ki, k in enumerate(kept)]
     classic = next((s for s in settings if (s["beta"], s["gamma"], s["k"]) == CLASSIC), None)
@@ -167,7 +207,7 @@ def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: Swe
                    "note": f"not scored: {distinct} distinct fit vectors < d={d}"}
     elif classic is None:
         fam = families.get(1.0) or WhiteningFamily.from_stats(moments, 1.0, opts.eps)
-        scores = score_grid(fam, [1.0], [d], wanted, _spearman_of_cosines)
+        scores = _grid_scores(fam, [1.0], [d], wanted, opts, fit_x)
         classic = _setting(1.0, 1.0, "all", d, scores, (0, 0), opts)
     finite = [i for i, s in enumerate(settings) if not math.isnan(s["select"])]
     best = None
@@ -227,6 +267,7 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
         "betas": list(opts.beta), "gammas": list(opts.gamma), "ks": list(opts.k),
         "eps": opts.eps, "fit_on": opts.fit_on, "fit_unique": opts.fit_unique,
         "select_on": opts.select_on, "report_on": opts.report_on, "classify": opts.classify,
+        "quantize": opts.quantize,
         "protocol": proto.name,
         "max_length": max_lengths, "data_dir": data_dir_setting(data.data_dir),
         "source": data.source, "skip_invalid": data.skip_invalid, "honest": opts.honest}
@@ -308,7 +349,9 @@ def _sweep_task(spec: TaskSpec, enc: SentenceEncoder, pools: list[Pooling], opts
         t0 = time.perf_counter()
         moments = _moments(v, fit_rows, fit_counts)
         pairs = _pairs(splits, v, row_of)
-        res = sweep_vectors(moments, pairs, opts)
+        fit_x = (np.repeat(v[fit_rows], fit_counts, axis=0)
+                 if opts.quantize is not None else None)
+        res = sweep_vectors(moments, pairs, opts, fit_x)
         seconds += time.perf_counter() - t0
         if opts.classify and spec.is_binary and res["best"] is not None:
             res["best"]["classification"] = setting_classification(

@@ -202,6 +202,12 @@ class AffineMap:
         ests = pipeline_steps(pipeline)
         if not ests:
             raise ConfigError("AffineMap.from_pipeline: the pipeline has no steps")
+        quant = next((est for est in ests if getattr(est, "is_quantizer", False)), None)
+        if quant is not None:
+            raise ConfigError(
+                f"AffineMap.from_pipeline: {type(quant).__name__} is a quantiser, not a linear "
+                "map: a chain with one is no single map (nor a FAISS transform, an index's post "
+                "or a sentence-transformers Dense layer); save it with save_quantized")
         normalize = _is_normalizer(ests[-1]) or _renormalises(ests[-1])
         if any(_is_normalizer(est) or _renormalises(est) for est in ests[:-1]):
             raise ConfigError(

@@ -89,6 +89,7 @@ class TransformMetadata(BaseModel):
     lowercase: StrictBool | None = None
     fit_unique: StrictBool | None = None
     kernel_sha256: StrictStr | None = None
+    quantize: dict[StrictStr, Any] | None = None  # a fitted quantiser (postprocess.quantize)
     values_sha256: dict[StrictStr, StrictStr] | None = None
 
 
