@@ -47,7 +47,7 @@ from embedkit.diagnostics.plots import (
     require_matplotlib,
 )
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
-from embedkit.errors import ConfigError, MissingFileError
+from embedkit.errors import ConfigError, MissingFileError, check_int
 from embedkit.evaluation import STSEvaluator, lookup
 from embedkit.experiments.index_eval import label_threshold
 from embedkit.experiments.record import data_dir_setting, run_record, split_summary, timings
@@ -116,16 +116,16 @@ class DiagnoseOptions:
         """A ConfigError naming the parameter for the first bad setting."""
         for name, minimum in (("k", 1), ("seed", 0), ("n_pairs", 1), ("csls_k", 1),
                               ("csls_candidates", 1)):
-            _check_int(getattr(self, name), name, minimum)
+            check_int(getattr(self, name), name, minimum)
         if self.sample is not None:
-            _check_int(self.sample, "sample", 2)
+            check_int(self.sample, "sample", 2)
             if self.sample <= self.k:
                 raise ConfigError(f"sample must be larger than k ({self.k}); got {self.sample}",
                                   param="sample")
         if not self.jl_dims:
             raise ConfigError("jl_dims must name at least one dimension", param="jl_dims")
         for m in self.jl_dims:
-            _check_int(m, "jl_dims", 1)
+            check_int(m, "jl_dims", 1)
         if self.max_length is not None and self.max_length < 3:
             raise ConfigError("max_length must be at least 3 ([CLS], one token, [SEP])",
                               param="max_length")
@@ -141,12 +141,6 @@ class DiagnoseOptions:
         if self.corpus is not None and self.retrieval:
             raise ConfigError("retrieval needs STS tasks (their positive pairs are the "
                               "relevant documents); a corpus file has none", param="retrieval")
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}; got {value!r}", param=name)
-    return int(value)
 
 
 @dataclass
