@@ -6,7 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
-from embedkit.cli.common import add_data_dir, check_output_path, positive_int, thread_count
+from embedkit.cli.common import (
+    add_data_dir,
+    add_max_length,
+    add_model_name,
+    add_out,
+    add_pooling,
+    add_seed,
+    check_output_path,
+    positive_int,
+    thread_count,
+)
 from embedkit.cli.parsing import parse_int_list, split_list
 from embedkit.io.atomic import atomic_write_json, atomic_write_text
 from embedkit.provenance import machine_description
@@ -30,13 +40,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "--st-python .venv-st/bin/python --out eval/speed.md",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = SpeedOptions()
-    s.add_argument("--model", default=d.model)
+    add_model_name(s, d.model)
     s.add_argument("--sentences", type=positive_int, default=d.sentences)
     s.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    s.add_argument("--max-length", type=positive_int, default=d.max_length)
+    add_max_length(s, d.max_length, type=positive_int)
     s.add_argument("--threads", type=thread_count, default=d.threads)
     s.add_argument("--rounds", type=positive_int, default=d.rounds)
-    s.add_argument("--seed", type=int, default=d.seed)
+    add_seed(s, "the sampled sentences and pairs", d.seed)
     s.add_argument("--spearman-pairs", type=int, default=d.spearman_pairs,
                    help="pairs per task for the quality columns (0: all)")
     s.add_argument("--st-python", metavar="PYTHON",
@@ -45,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--engines", metavar="NAMES",
                    help="semicolon-separated engine names to run (default: all)")
     add_data_dir(s)
-    s.add_argument("--out", default="eval/speed.md")
+    add_out(s, "the report", default="eval/speed.md", metavar="FILE.md")
     s.add_argument("--rerender", action="store_true",
                    help="only rewrite the Markdown from the JSON saved beside --out")
     s.set_defaults(func=run_speed_cmd)
@@ -65,14 +75,14 @@ def _add_simcse(reports: argparse._SubParsersAction) -> None:
                     "Example: embedkit report simcse --data-dir ../shared/data "
                     "--out eval/simcse-m3e-small.md",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("--model", default=d.model)
+    add_model_name(s, d.model)
     s.add_argument("--tasks", default=",".join(d.tasks))
     s.add_argument("--runs-dir", default=d.runs_dir)
     add_data_dir(s)
-    s.add_argument("--seed", type=int, default=d.seed)
+    add_seed(s, "the training runs", d.seed)
     s.add_argument("--supervised-task", default=d.supervised_task,
                    help="task whose train split trains the supervised runs ('' to skip)")
-    s.add_argument("--out", default="eval/simcse-m3e-small.md")
+    add_out(s, "the report", default="eval/simcse-m3e-small.md", metavar="FILE.md")
     s.set_defaults(func=run_simcse_cmd)
 
 
@@ -85,15 +95,15 @@ def _add_scale(reports: argparse._SubParsersAction) -> None:
                     "(each phase in a fresh process, its peak memory its own). Example: "
                     "embedkit report scale --data-dir ../shared/data --out eval/scale.md",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("--model", default="m3e-small")
+    add_model_name(s, "m3e-small")
     add_data_dir(s)
-    s.add_argument("--out", default="eval/scale.md")
+    add_out(s, "the report", default="eval/scale.md", metavar="FILE.md")
     s.add_argument("--sentences", type=positive_int,
                    help="encode only the first N sentences (None: all)")
     s.add_argument("--ray-workers", default="1,2",
                    help="Ray worker counts, comma-separated ('' to skip Ray)")
     s.add_argument("--shard-size", type=positive_int, default=10000)
-    s.add_argument("--max-length", type=positive_int, default=64)
+    add_max_length(s, 64, type=positive_int)
     s.add_argument("--whiten-rows", type=positive_int, default=1_000_000)
     s.add_argument("--whiten-dim", type=positive_int, default=512)
     s.add_argument("--ivf-rows", type=positive_int, default=1_000_000)
@@ -103,7 +113,7 @@ def _add_scale(reports: argparse._SubParsersAction) -> None:
                    default=1000, metavar="N",
                    help="queries comparing the two IVF indexes (--queries: the older spelling)")
     s.add_argument("--nprobe", type=positive_int, default=16)
-    s.add_argument("--seed", type=int, default=0)
+    add_seed(s, "the synthetic vectors and queries")
     s.add_argument("--work-dir", help="where the working files go (default: a temporary folder)")
     s.set_defaults(func=run_scale_cmd)
 
@@ -190,10 +200,10 @@ def _add_compare(reports: argparse._SubParsersAction) -> None:
                     "Example: embedkit report compare --model m3e-small --data-dir "
                     "../shared/data --out eval/compare.md",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("--model", default=d.model)
-    s.add_argument("--pooling", help="pooling scored by both evaluators (default: the model's)")
+    add_model_name(s, d.model)
+    add_pooling(s, default="the model's own; scored by both evaluators")
     add_data_dir(s)
-    s.add_argument("--out", default="eval/compare.md")
+    add_out(s, "the report", default="eval/compare.md", metavar="FILE.md")
     s.add_argument("--records", default=",".join(DEFAULT_RECORDS),
                    help="records to compare, comma-separated (missing ones are left out)")
     s.add_argument("--tasks", default=",".join(d.tasks))

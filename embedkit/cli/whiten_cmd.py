@@ -5,12 +5,18 @@ from __future__ import annotations
 import sys
 
 from embedkit.cli.common import (
+    PROTOCOL_MAX_LENGTH,
     add_data_options,
+    add_fit_unique,
+    add_max_length,
     add_model_options,
+    add_out,
+    add_pooling,
     check_output_dir,
     check_output_path,
     data_options,
     encoder_config,
+    post_options,
 )
 from embedkit.cli.encode_cmd import add_whiten_embeddings, run_whiten_embeddings
 from embedkit.cli.parsing import parse_k
@@ -27,23 +33,19 @@ def add_parser(sub) -> None:
                     "model folder or a FAISS LinearTransform.",
         )
     add_model_options(p)
-    p.add_argument("--pooling", metavar="P",
-                   help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
-                        "layers-avg:I,J (default: the model's own)")
+    add_pooling(p)
     p.add_argument("--fit-on", metavar="WHAT",
                    help="TASK (every split, both sentences of every pair: the published "
                         "protocol), TASK:SPLIT, several comma-separated, or a FILE with one "
                         "sentence a line (or --embeddings DIR)")
     add_whiten_embeddings(p)
-    p.add_argument("--fit-unique", action="store_true",
-                   help="fit on unique sentences instead of every occurrence")
+    add_fit_unique(p)
     p.add_argument("--beta", type=float, default=1.0, help="centring weight")
     p.add_argument("--gamma", type=float, default=1.0, help="scaling exponent")
     p.add_argument("--k", default="all", metavar="K|all", help="dimensions kept")
-    p.add_argument("--max-length", type=int,
-                   help="tokens, counting [CLS] and [SEP] (default: the task's own, 64 (PAWSX "
-                        "128); 64 for files; the largest of them for several)")
-    p.add_argument("--out", required=True, metavar="PATH", help="where to write the map")
+    add_max_length(p, default_text=PROTOCOL_MAX_LENGTH + "; 64 for files; the largest of "
+                                                         "them for several")
+    add_out(p, "where to write the map")
     p.add_argument("--format", choices=("safetensors", "npz", "sentence-transformers", "faiss"),
                    help="output format (default: by the --out suffix: .npz, .faiss, else "
                         "safetensors)")
@@ -69,7 +71,7 @@ def run(args) -> int:
     if args.max_length is not None and args.max_length < 3:
         raise ConfigError("--max-length must be at least 3 ([CLS], one token, [SEP])")
     settings = WhitenSettings(beta=args.beta, gamma=args.gamma, k=parse_k(args.k),
-                              fit_unique=args.fit_unique, max_length=args.max_length,
+                              post=post_options(args), max_length=args.max_length,
                               normalize=args.normalize)
     if args.embeddings is not None or args.fit_on is None:
         return run_whiten_embeddings(args, settings)

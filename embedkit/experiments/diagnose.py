@@ -60,6 +60,7 @@ from embedkit.postprocess import (
     pipeline_learns,
 )
 from embedkit.postprocess.checks import check_post_chains
+from embedkit.postprocess.spec import PostOptions
 from embedkit.retrieval.hubness import evaluate_csls
 from embedkit.retrieval.tasks import RetrievalTask, pairs_to_retrieval
 
@@ -82,9 +83,9 @@ class DiagnoseOptions:
     Input: STS ``tasks`` (names or spec files; empty: the default five) scored on ``splits``
     (empty: the protocol's), or a ``corpus`` file (one text a line; no scores), or the
     vectors of an ``embeddings`` folder (``embedkit encode``; no model is run, no scores; with
-    ``sample`` only that many rows are read). ``posts``:
-    postprocessor chains fitted on ``fit_on`` (``task``, a split or a file; a corpus is fitted
-    on itself). Diagnostics: hubness at ``k``, on a seeded sample of ``sample`` vectors (None:
+    ``sample`` only that many rows are read). ``post``: postprocessor chains
+    (:class:`~embedkit.postprocess.spec.PostOptions`) fitted on its ``fit_on`` (``task``, a split
+    or a file; a corpus is fitted on itself). Diagnostics: hubness at ``k``, on a seeded sample of ``sample`` vectors (None:
     all), ``n_pairs`` random pairs for anisotropy and JL, JL at ``jl_dims``. ``retrieval``:
     recall@10 raw and with CSLS (``csls_k`` neighbours in the penalty, ``csls_candidates``
     re-ranked) on ``retrieval_tasks`` (empty: every task). ``sweep``: a sweep record to compare
@@ -95,9 +96,7 @@ class DiagnoseOptions:
     corpus: str | None = None
     embeddings: str | None = None
     splits: tuple[str, ...] = ()
-    posts: tuple[str, ...] = ()
-    fit_on: str = "task"
-    fit_unique: bool = False
+    post: PostOptions = field(default_factory=PostOptions)
     k: int = 10
     sample: int | None = None
     seed: int = 0
@@ -179,7 +178,7 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
     enc = as_encoder(encoder)
     pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ()))) or [
         Pooling(enc.default_pooling)]
-    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.posts)]
+    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.post.chains)]
     post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools)
     check_post_chains(pipes, enc.dim)  # k against d, before any encoding
     run = _Run(enc, pools, pipes, options)
@@ -214,7 +213,7 @@ def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
         raise ConfigError(f"{folder.path} has {folder.total_rows} vectors; hubness at "
                           f"k={options.k} needs more than k", param="embeddings")
     x = folder.sample(n, seed=options.seed).astype(np.float64)
-    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.posts)]
+    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.post.chains)]
     pooling = Pooling(r.pooling)
     post_files = check_chain_files(pipes, model=r.model_identity, dim=folder.dim,
                                    poolings=[pooling])
@@ -272,8 +271,8 @@ def _settings(options: DiagnoseOptions, pools: list[Pooling], pipes: list[tuple[
     learns = any(pipeline_learns(p) for _, p in pipes)
     return {
         "poolings": [str(p) for p in pools], "post": [label for label, _ in pipes],
-        "fit_on": (options.fit_on if options.corpus is None else "corpus") if learns else None,
-        "fit_unique": options.fit_unique if learns else None, "post_files": post_files,
+        "fit_on": (options.post.fit_on if options.corpus is None else "corpus") if learns else None,
+        "fit_unique": options.post.fit_unique if learns else None, "post_files": post_files,
         "k": options.k, "sample": options.sample, "seed": options.seed,
         "n_pairs": options.n_pairs, "jl_dims": list(options.jl_dims),
         "retrieval": options.retrieval, "retrieval_k": RETRIEVAL_K,
@@ -353,9 +352,9 @@ def _diagnose_task(run: _Run, evaluator: STSEvaluator, spec: TaskSpec,
     sentences = evaluator.sentences(spec.name)
     fit = None
     if any(pipeline_learns(p) for _, p in run.pipes):  # the fit sentences are checked first
-        fit = collect_fit_sentences(o.fit_on, spec, splits, data_dir=o.data.data_dir,
+        fit = collect_fit_sentences(o.post.fit_on, spec, splits, data_dir=o.data.data_dir,
                                     source=o.data.source, skip_invalid=o.data.skip_invalid,
-                                    unique=o.fit_unique)
+                                    unique=o.post.fit_unique)
         check_post_chains(run.pipes, enc.dim, len(fit.sentences))
     vecs = enc.encode_multi(sentences, run.pools, max_length=max_len)
     record: dict[str, Any] = {**split_summary(splits), "n_sentences": len(sentences)}
