@@ -249,13 +249,16 @@ def add_post(p: argparse.ArgumentParser, *, several: bool = False,
         p.add_argument("--post", metavar="CHAIN|FILE", help=f"{POST_HELP} (default: {default})")
 
 
-def add_fit_on(p: argparse.ArgumentParser, default: str = "task", *,
-               unique: bool = True) -> None:
-    """``--fit-on`` (what a chain is fitted on: ``task``-like values, or ``corpus``-like ones
-    where ``default`` is ``corpus``) and, with ``unique``, ``--fit-unique``."""
-    values = FIT_ON_CORPUS if default == "corpus" else FIT_ON_TASK
+def add_fit_on(p: argparse.ArgumentParser, default: str | None = "task", *,
+               unique: bool = True, values: str | None = None,
+               default_text: str | None = None) -> None:
+    """``--fit-on`` (what a chain is fitted on: ``values``, by default the ``task``-like ones,
+    or the ``corpus``-like ones where ``default`` is ``corpus``) and, with ``unique``,
+    ``--fit-unique``."""
+    values = values or (FIT_ON_CORPUS if default == "corpus" else FIT_ON_TASK)
     p.add_argument("--fit-on", default=default, metavar="WHAT",
-                   help=f"what the postprocessors are fitted on: {values} (default: {default})")
+                   help=f"what the postprocessors are fitted on: {values} (default: "
+                        f"{default_text or default})")
     if unique:
         add_fit_unique(p)
 

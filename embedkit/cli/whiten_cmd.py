@@ -7,7 +7,7 @@ import sys
 from embedkit.cli.common import (
     PROTOCOL_MAX_LENGTH,
     add_data_options,
-    add_fit_unique,
+    add_fit_on,
     add_max_length,
     add_model_options,
     add_out,
@@ -34,12 +34,10 @@ def add_parser(sub) -> None:
         )
     add_model_options(p)
     add_pooling(p)
-    p.add_argument("--fit-on", metavar="WHAT",
-                   help="TASK (every split, both sentences of every pair: the published "
-                        "protocol), TASK:SPLIT, several comma-separated, or a FILE with one "
-                        "sentence a line (or --embeddings DIR)")
+    add_fit_on(p, None, values="TASK (every split, both sentences of every pair: the published "
+                               "protocol), TASK:SPLIT, several comma-separated, or a FILE with "
+                               "one sentence a line", default_text="--embeddings DIR")
     add_whiten_embeddings(p)
-    add_fit_unique(p)
     p.add_argument("--beta", type=float, default=1.0, help="centring weight")
     p.add_argument("--gamma", type=float, default=1.0, help="scaling exponent")
     p.add_argument("--k", default="all", metavar="K|all", help="dimensions kept")
