@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
@@ -16,7 +15,10 @@ from embedkit.cli.common import (
     add_model_options,
     add_poolings_and_tasks,
     add_post_options,
+    add_progress,
+    add_protocol,
     add_similarity_option,
+    add_splits,
     check_output_dir,
     check_output_path,
     data_options,
@@ -39,9 +41,8 @@ def add_parser(sub) -> None:
         )
     add_model_options(p, several=True)
     add_poolings_and_tasks(p)
-    p.add_argument("--splits", "--split", dest="splits", metavar="SPLITS",
-                   help="comma-separated splits (default: the protocol's; test)")
-    p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"))
+    add_splits(p)
+    add_protocol(p)
     add_max_length(p)
     add_data_options(p)
     add_post_options(p, force=FORCE_POST_FILE)
@@ -80,8 +81,7 @@ def add_parser(sub) -> None:
     p.add_argument("--predictions-format", choices=FORMATS, default="auto",
                    help="predictions files: auto (Parquet when pyarrow is installed, else JSON "
                         "lines), jsonl or parquet (default: auto)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: on a terminal)")
+    add_progress(p)
     p.set_defaults(func=run)
 
 

@@ -325,6 +325,33 @@ def add_faiss_threads(p: argparse.ArgumentParser) -> None:
                         "cores available)")
 
 
+def add_protocol(p: argparse.ArgumentParser) -> None:
+    """``--protocol``: the splits and max lengths of the published tables."""
+    p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"),
+                   help="splits and max lengths of the published tables (default: whitening)")
+
+
+def add_splits(p: argparse.ArgumentParser, *, dest: str = "splits", what: str = "") -> None:
+    """``--splits`` (``--split``, the older spelling): comma-separated split names."""
+    p.add_argument("--splits", "--split", dest=dest, metavar="SPLITS",
+                   help=f"comma-separated splits{what} (default: the protocol's; test)")
+
+
+def add_progress(p: argparse.ArgumentParser, *, bars: str = "progress bar (default: on a "
+                                                            "terminal)") -> None:
+    """``--progress`` / ``--no-progress`` (None: decided by the terminal)."""
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help=bars)
+
+
+def add_record_outputs(p: argparse.ArgumentParser, *, stdout_ok: bool = False) -> None:
+    """``--output`` (the JSON record; ``stdout_ok``: ``-`` for standard output) and
+    ``--markdown`` (a Markdown report), as the runners' commands take them."""
+    p.add_argument("--output", metavar="FILE.json",
+                   help="write the JSON record here" + (" (- for standard output)" if stdout_ok
+                                                        else ""))
+    p.add_argument("--markdown", metavar="FILE.md", help="write a Markdown report here")
+
+
 def add_poolings_and_tasks(p: argparse.ArgumentParser) -> None:
     """``--pooling`` (several) and ``--tasks``, as bench and sweep take them."""
     add_pooling(p, several=True)

@@ -3,7 +3,6 @@ raw and after each postprocessor, beside Spearman and recall@10."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import TYPE_CHECKING
 
@@ -14,7 +13,11 @@ from embedkit.cli.common import (
     add_model_options,
     add_poolings_and_tasks,
     add_post_options,
+    add_progress,
+    add_protocol,
+    add_record_outputs,
     add_seed,
+    add_splits,
     data_options,
     encoder_config,
     post_options,
@@ -51,10 +54,8 @@ def add_parser(sub) -> None:
                    help="diagnose the vectors of an encode folder (embedkit encode): its "
                         "model and pooling, --post chains fitted on the vectors read, no "
                         "scores; with --sample only N rows are read")
-    p.add_argument("--splits", "--split", dest="splits", metavar="SPLITS",
-                   help="comma-separated splits to score (default: the "
-                                    "protocol's; test)")
-    p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"))
+    add_splits(p, what=" to score")
+    add_protocol(p)
     add_max_length(p, default_text=PROTOCOL_MAX_LENGTH + "; 64 for a corpus file")
     add_data_options(p)
     add_post_options(p)
@@ -79,12 +80,10 @@ def add_parser(sub) -> None:
     p.add_argument("--sweep", metavar="FILE.json",
                    help="a sweep record (embedkit sweep --output): set its Spearman against k "
                         "beside the JL estimate 8.33 ln N")
-    p.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
-    p.add_argument("--markdown", metavar="FILE.md", help="write a Markdown report here")
+    add_record_outputs(p)
     p.add_argument("--plots", metavar="DIR",
                    help="write the spectrum, N_k histogram and JL plots here (matplotlib)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: on a terminal)")
+    add_progress(p)
     p.set_defaults(func=run)
 
 

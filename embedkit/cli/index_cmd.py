@@ -27,7 +27,11 @@ from embedkit.cli.common import (
     add_pooling,
     add_post,
     add_post_options,
+    add_progress,
+    add_protocol,
+    add_record_outputs,
     add_seed,
+    add_splits,
     check_output_dir,
     check_output_path,
     data_options,
@@ -69,8 +73,7 @@ def _add_lock_timeout(p: argparse.ArgumentParser) -> None:
 
 
 def _add_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bars (default: on a terminal, for large inputs)")
+    add_progress(p, bars="progress bars (default: on a terminal, for large inputs)")
 
 
 def add_parser(sub) -> None:
@@ -168,8 +171,7 @@ def _add_search(isub) -> None:
 
 def _add_eval_quality(e: argparse.ArgumentParser) -> None:
     e.add_argument("--tasks", help="quality part: comma-separated tasks (TASK or TASK:SPLIT)")
-    e.add_argument("--splits", "--split", dest="split", metavar="SPLITS",
-                   help="split(s) of --tasks, comma-separated (default: the protocol's; test)")
+    add_splits(e, dest="split", what=" of --tasks")
     e.add_argument("--both-directions", action="store_true",
                    help="sentence2 of a positive pair is a query too")
     e.add_argument("--threshold", type=float,
@@ -224,8 +226,7 @@ def _add_eval(isub) -> None:
                     "search, QPS, build time and size of each --factory and search setting.")
     add_model_options(e, retrieval_prompts=True)
     add_pooling(e)
-    e.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"),
-                   help="splits and max lengths of the published tables (default: whitening)")
+    add_protocol(e)
     add_max_length(e, default_text=PROTOCOL_MAX_LENGTH + "; cost part: 64")
     e.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
     e.add_argument("-k", type=int, default=10, help="cut-off of the metrics")
@@ -234,8 +235,7 @@ def _add_eval(isub) -> None:
     add_force(e, FORCE_POST_FILE)
     add_faiss_threads(e)
     add_data_options(e)
-    e.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
-    e.add_argument("--markdown", metavar="FILE.md", help="write a Markdown report here")
+    add_record_outputs(e)
     _add_progress(e)
     e.set_defaults(func=run_eval)
 

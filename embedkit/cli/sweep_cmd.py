@@ -3,7 +3,6 @@ one split and reported on another."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from embedkit.cli.common import (
@@ -13,6 +12,8 @@ from embedkit.cli.common import (
     add_max_length,
     add_model_options,
     add_poolings_and_tasks,
+    add_progress,
+    add_record_outputs,
     check_output_dir,
     check_output_path,
     data_options,
@@ -50,12 +51,9 @@ def add_parser(sub) -> None:
     add_classify_option(p, "--select-on", "--report-on for the best setting")
     add_max_length(p)
     add_data_options(p)
-    p.add_argument("--output", metavar="FILE.json", help="write the JSON record here (- for "
-                                                         "standard output)")
+    add_record_outputs(p, stdout_ok=True)
     p.add_argument("--plots", metavar="DIR", help="write one PNG per task here (matplotlib)")
-    p.add_argument("--markdown", metavar="FILE.md", help="write a Markdown report here")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: on a terminal)")
+    add_progress(p)
     p.set_defaults(func=run)
 
 

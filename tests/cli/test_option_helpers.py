@@ -52,6 +52,7 @@ def _declarations() -> dict[str, set[tuple[str, str]]]:
     ("--max-length", "add_max_length"), ("--pooling", "add_pooling"), ("--post", "add_post"),
     ("--fit-on", "add_fit_on"), ("--fit-unique", "add_fit_unique"), ("--seed", "add_seed"),
     ("--out", "add_out"), ("--faiss-threads", "add_faiss_threads"),
+    ("--protocol", "add_protocol"), ("--splits", "add_splits"), ("--progress", "add_progress"),
 ])
 def test_each_flag_is_declared_in_one_helper(flag, helper):
     assert _declarations()[flag] == {("common.py", helper)}
