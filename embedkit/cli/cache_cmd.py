@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from embedkit.cli.common import add_model_name
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("cache", help="show or clear the embedding cache")
     p.add_argument("action", choices=("info", "clear"))
     p.add_argument("--cache-dir", metavar="DIR", help="default: $EMBEDKIT_CACHE or the user cache dir")
-    p.add_argument("--model", help="clear only this model's entries: the name it was run with, "
-                                   "its folder, or its identity (an exact match, never a part)")
+    add_model_name(p, what="clear only this model's entries: the name it was run with, its "
+                           "folder, or its identity (an exact match, never a part)",
+                   default_text="every model's")
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from embedkit.cli.common import add_seed
 from embedkit.errors import ConfigError
 from embedkit.experiments.choices import METRICS
 from embedkit.io.atomic import atomic_write_text
@@ -38,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "bootstrap (the same resampled pairs for both) of Spearman")
     p.add_argument("--resamples", type=int, default=1000, metavar="N",
                    help="with --paired: bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="with --paired: seed of the resamples")
+    add_seed(p, "the resamples (with --paired)")
     p.set_defaults(func=run)
 
 

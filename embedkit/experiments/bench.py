@@ -51,19 +51,7 @@ from embedkit.postprocess import (
 )
 from embedkit.postprocess.checks import check_post_chains
 from embedkit.postprocess.quantize import scored_output
-
-
-@dataclass(frozen=True)
-class PostOptions:
-    """Postprocessor chains (specs of :func:`~embedkit.postprocess.parse_post`, or a saved
-    transform file's path, as :func:`~embedkit.postprocess.resolve_post` tells them apart), what
-    they are fitted on, and whether a saved map fitted for another model or pooling is used
-    anyway (``force``)."""
-
-    chains: tuple[str, ...] = ()
-    fit_on: str = "task"
-    fit_unique: bool = False
-    force: bool = False
+from embedkit.postprocess.spec import PostOptions
 
 
 @dataclass

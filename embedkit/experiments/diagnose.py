@@ -40,7 +40,7 @@ from embedkit.data.selection import FILE_MAX_LENGTH, collect_fit_sentences
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.diagnostics import COLUMNS, DEFAULT_JL_DIMS, jl_at, profile, profile_columns
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
-from embedkit.errors import ConfigError, MissingFileError
+from embedkit.errors import ConfigError, MissingFileError, check_int
 from embedkit.evaluation import STSEvaluator, lookup
 from embedkit.experiments.index_eval import label_threshold
 from embedkit.experiments.record import data_dir_setting, run_record, split_summary, timings
@@ -53,6 +53,7 @@ from embedkit.postprocess import (
 )
 from embedkit.postprocess.checks import check_post_chains
 from embedkit.postprocess.quantize import scored_output
+from embedkit.postprocess.spec import PostOptions
 from embedkit.retrieval.hubness import evaluate_csls
 from embedkit.retrieval.tasks import RetrievalTask, pairs_to_retrieval
 
@@ -74,9 +75,9 @@ class DiagnoseOptions:
     Input: STS ``tasks`` (names or spec files; empty: the default five) scored on ``splits``
     (empty: the protocol's), or a ``corpus`` file (one text a line; no scores), or the
     vectors of an ``embeddings`` folder (``embedkit encode``; no model is run, no scores; with
-    ``sample`` only that many rows are read). ``posts``:
-    postprocessor chains fitted on ``fit_on`` (``task``, a split or a file; a corpus is fitted
-    on itself). Diagnostics: hubness at ``k``, on a seeded sample of ``sample`` vectors (None:
+    ``sample`` only that many rows are read). ``post``: postprocessor chains
+    (:class:`~embedkit.postprocess.spec.PostOptions`) fitted on its ``fit_on`` (``task``, a split
+    or a file; a corpus is fitted on itself). Diagnostics: hubness at ``k``, on a seeded sample of ``sample`` vectors (None:
     all), ``n_pairs`` random pairs for anisotropy and JL, JL at ``jl_dims``. ``retrieval``:
     recall@10 raw and with CSLS (``csls_k`` neighbours in the penalty, ``csls_candidates``
     re-ranked) on ``retrieval_tasks`` (empty: every task). ``sweep``: a sweep record to compare
@@ -87,9 +88,7 @@ class DiagnoseOptions:
     corpus: str | None = None
     embeddings: str | None = None
     splits: tuple[str, ...] = ()
-    posts: tuple[str, ...] = ()
-    fit_on: str = "task"
-    fit_unique: bool = False
+    post: PostOptions = field(default_factory=PostOptions)
     k: int = 10
     sample: int | None = None
     seed: int = 0
@@ -108,16 +107,16 @@ class DiagnoseOptions:
         """A ConfigError naming the parameter for the first bad setting."""
         for name, minimum in (("k", 1), ("seed", 0), ("n_pairs", 1), ("csls_k", 1),
                               ("csls_candidates", 1)):
-            _check_int(getattr(self, name), name, minimum)
+            check_int(getattr(self, name), name, minimum)
         if self.sample is not None:
-            _check_int(self.sample, "sample", 2)
+            check_int(self.sample, "sample", 2)
             if self.sample <= self.k:
                 raise ConfigError(f"sample must be larger than k ({self.k}); got {self.sample}",
                                   param="sample")
         if not self.jl_dims:
             raise ConfigError("jl_dims must name at least one dimension", param="jl_dims")
         for m in self.jl_dims:
-            _check_int(m, "jl_dims", 1)
+            check_int(m, "jl_dims", 1)
         if self.max_length is not None and self.max_length < 3:
             raise ConfigError("max_length must be at least 3 ([CLS], one token, [SEP])",
                               param="max_length")
@@ -133,12 +132,6 @@ class DiagnoseOptions:
         if self.corpus is not None and self.retrieval:
             raise ConfigError("retrieval needs STS tasks (their positive pairs are the "
                               "relevant documents); a corpus file has none", param="retrieval")
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}; got {value!r}", param=name)
-    return int(value)
 
 
 @dataclass
@@ -178,7 +171,7 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
     enc = as_encoder(encoder)
     pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ()))) or [
         Pooling(enc.default_pooling)]
-    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.posts)]
+    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.post.chains)]
     post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools)
     check_post_chains(pipes, enc.dim)  # k against d, before any encoding
     run = _Run(enc, pools, pipes, options)
@@ -212,7 +205,7 @@ def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
         raise ConfigError(f"{folder.path} has {folder.total_rows} vectors; hubness at "
                           f"k={options.k} needs more than k", param="embeddings")
     x = folder.sample(n, seed=options.seed).astype(np.float64)
-    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.posts)]
+    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.post.chains)]
     pooling = Pooling(r.pooling)
     post_files = check_chain_files(pipes, model=r.model_identity, dim=folder.dim,
                                    poolings=[pooling])
@@ -269,8 +262,8 @@ def _settings(options: DiagnoseOptions, pools: list[Pooling], pipes: list[tuple[
     learns = any(pipeline_learns(p) for _, p in pipes)
     return {
         "poolings": [str(p) for p in pools], "post": [label for label, _ in pipes],
-        "fit_on": (options.fit_on if options.corpus is None else "corpus") if learns else None,
-        "fit_unique": options.fit_unique if learns else None, "post_files": post_files,
+        "fit_on": (options.post.fit_on if options.corpus is None else "corpus") if learns else None,
+        "fit_unique": options.post.fit_unique if learns else None, "post_files": post_files,
         "k": options.k, "sample": options.sample, "seed": options.seed,
         "n_pairs": options.n_pairs, "jl_dims": list(options.jl_dims),
         "retrieval": options.retrieval, "retrieval_k": RETRIEVAL_K,
@@ -355,9 +348,9 @@ def _diagnose_task(run: _Run, evaluator: STSEvaluator, spec: TaskSpec,
     sentences = evaluator.sentences(spec.name)
     fit = None
     if any(pipeline_learns(p) for _, p in run.pipes):  # the fit sentences are checked first
-        fit = collect_fit_sentences(o.fit_on, spec, splits, data_dir=o.data.data_dir,
+        fit = collect_fit_sentences(o.post.fit_on, spec, splits, data_dir=o.data.data_dir,
                                     source=o.data.source, skip_invalid=o.data.skip_invalid,
-                                    unique=o.fit_unique)
+                                    unique=o.post.fit_unique)
         check_post_chains(run.pipes, enc.dim, len(fit.sentences))
     vecs = enc.encode_multi(sentences, run.pools, max_length=max_len)
     record: dict[str, Any] = {**split_summary(splits), "n_sentences": len(sentences)}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,7 @@ from embedkit.postprocess import (
     score_grid,
 )
 from embedkit.postprocess.family import score_quantized_grid
-from embedkit.postprocess.spec import _num  # the number format of whitening specs
+from embedkit.postprocess.spec import PostOptions, _num  # the number format of whitening specs
 
 __all__ = [
     "SweepOptions",
@@ -85,7 +85,8 @@ def _check_grid(name: str, values: Sequence[Any]) -> tuple[Any, ...]:
 @dataclass(frozen=True)
 class SweepOptions:
     """The grid (``beta``, ``gamma``, ``k`` values; ``eps`` of the eigenvalue floor), what the
-    maps are fitted on (``fit_on``: task, a split name or a file; ``fit_unique``) and the split
+    maps are fitted on (``post``: its ``fit_on``, task, a split name or a file, and
+    ``fit_unique``; its chains are unused, the grid makes them) and the split
     the best setting is chosen on (``select_on``) and reported on (``report_on``);
     ``classify``: on binary tasks, the best setting's pair classification too (thresholds
     chosen on ``select_on``, reported on ``report_on``; ``best["classification"]``);
@@ -97,8 +98,7 @@ class SweepOptions:
     gamma: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0)
     k: Sequence[int | str] = (64, 128, 256, "all")
     eps: float = 1e-6
-    fit_on: str = "task"
-    fit_unique: bool = False
+    post: PostOptions = field(default_factory=PostOptions)
     select_on: str = "valid"
     report_on: str = "test"
     classify: bool = False
@@ -265,7 +265,7 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
         "poolings": [str(p) for p in pools], "tasks": [s.name for s in specs],
         "task_specs": {s.name: s.origin for s in specs},
         "betas": list(opts.beta), "gammas": list(opts.gamma), "ks": list(opts.k),
-        "eps": opts.eps, "fit_on": opts.fit_on, "fit_unique": opts.fit_unique,
+        "eps": opts.eps, "fit_on": opts.post.fit_on, "fit_unique": opts.post.fit_unique,
         "select_on": opts.select_on, "report_on": opts.report_on, "classify": opts.classify,
         "quantize": opts.quantize,
         "protocol": proto.name,
@@ -325,11 +325,11 @@ def _sweep_task(spec: TaskSpec, enc: SentenceEncoder, pools: list[Pooling], opts
     splits = load_task(spec, list(dict.fromkeys([opts.select_on, opts.report_on])),
                        data_dir=data.data_dir, source=data.source,
                        skip_invalid=data.skip_invalid)
-    fit = collect_fit_sentences(opts.fit_on, spec, splits, data_dir=data.data_dir,
+    fit = collect_fit_sentences(opts.post.fit_on, spec, splits, data_dir=data.data_dir,
                                 source=data.source, skip_invalid=data.skip_invalid,
-                                unique=opts.fit_unique)
+                                unique=opts.post.fit_unique)
     if not fit.sentences:
-        raise ConfigError(f"fit_on {opts.fit_on}: no sentences to fit on for {spec.name}",
+        raise ConfigError(f"fit_on {opts.post.fit_on}: no sentences to fit on for {spec.name}",
                           param="fit_on")
     check_grid_k(opts.k, int(enc.dim or 0), len(set(fit.sentences)))  # before encoding
     record: dict[str, Any] = {**split_summary(splits), "fit": fit.record()}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -52,6 +52,7 @@ from embedkit.postprocess import (
     save_transform,
 )
 from embedkit.postprocess.files import save_faiss_transform, transform_metadata
+from embedkit.postprocess.spec import PostOptions
 from embedkit.provenance import sha256_text
 from embedkit.retrieval.shards import EncodeFolder
 
@@ -70,18 +71,24 @@ _SUFFIX_FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".faiss": "fais
 @dataclass(frozen=True)
 class WhitenSettings:
     """The map (``beta``, ``gamma``, ``k``: a positive integer, or None/"all" for every
-    dimension; ``eps``), how it is fitted (``fit_unique``: unique sentences instead of every
-    occurrence; ``max_length``: None follows the ``protocol``, i.e. the tasks' own, 64 for
+    dimension; ``eps``), how it is fitted (``post``: its ``fit_unique``, unique sentences
+    instead of every occurrence; the sentences themselves are ``run_whiten``'s ``fit_on``;
+    ``max_length``: None follows the ``protocol``, i.e. the tasks' own, 64 for
     files) and whether its output is L2-normalised (``normalize``)."""
 
     beta: float = 1.0
     gamma: float = 1.0
     k: int | str | None = None
     eps: float = 1e-6
-    fit_unique: bool = False
+    post: PostOptions = field(default_factory=PostOptions)
     max_length: int | None = None
     protocol: str = "whitening"
     normalize: bool = False
+
+    @property
+    def fit_unique(self) -> bool:
+        """``post.fit_unique``: unique sentences (or vectors) instead of every occurrence."""
+        return self.post.fit_unique
 
     def __post_init__(self) -> None:
         if self.max_length is not None and self.max_length < 3:

@@ -59,6 +59,23 @@ _DEFAULT_RP_EPS = 0.1
 
 
 @dataclass(frozen=True)
+class PostOptions:
+    """What every runner that fits postprocessors takes (bench, sweep, diagnose, index eval,
+    whiten): postprocessor chains (specs of :func:`~embedkit.postprocess.parse_post`, or a saved
+    transform file's path, as :func:`~embedkit.postprocess.resolve_post` tells them apart), what
+    they are fitted on, and whether a saved map fitted for another model or pooling is used
+    anyway (``force``). ``fit_on``: ``task`` (every split of the task), a split name, a file
+    of sentences, or what the runner fits on besides (``corpus``, ``TASK:SPLIT`` lists);
+    ``fit_unique``: unique sentences instead of every occurrence. A runner that makes its own
+    chains (sweep, whiten) leaves ``chains`` empty."""
+
+    chains: tuple[str, ...] = ()
+    fit_on: str = "task"
+    fit_unique: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True)
 class Key:
     """One ``key=value`` of a step: how to parse the value, what is valid (for messages), and
     the constructor parameter it sets (default: the key itself)."""

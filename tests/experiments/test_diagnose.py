@@ -19,6 +19,7 @@ from embedkit.experiments.diagnose import (
     stop_dimension,
     sweep_dimensions,
 )
+from embedkit.postprocess.spec import PostOptions
 from embedkit.reports.diagnose import (
     conclusions,
     diagnose_markdown,
@@ -31,7 +32,7 @@ OPTS = dict(k=5, n_pairs=300, jl_dims=(8, 16))
 
 @pytest.fixture(scope="module")
 def record(tiny_encoder, spec_file):
-    opts = DiagnoseOptions(tasks=(str(spec_file),), posts=("whiten:k=16", "rp:k=8,seed=0"),
+    opts = DiagnoseOptions(tasks=(str(spec_file),), post=PostOptions(("whiten:k=16", "rp:k=8,seed=0")),
                            retrieval=True, **OPTS)
     return run_diagnose(tiny_encoder, opts, ["cls", "last-avg"], command="embedkit diagnose x")
 
@@ -73,7 +74,7 @@ def test_summary_and_tables(record):
 
 
 def test_sample_is_the_same_for_every_row(tiny_encoder, spec_file):
-    opts = DiagnoseOptions(tasks=(str(spec_file),), posts=("pca:k=8",), sample=30, **OPTS)
+    opts = DiagnoseOptions(tasks=(str(spec_file),), post=PostOptions(("pca:k=8",)), sample=30, **OPTS)
     rec = run_diagnose(tiny_encoder, opts, ["cls"])
     assert [r["diagnostics"]["n_sample"] for r in rec["rows"]] == [30, 30]
     assert rec["rows"][0]["diagnostics"]["jl"]["n_vectors"] > 30

@@ -10,6 +10,7 @@ from embedkit.errors import ConfigError
 from embedkit.evaluation import pair_scores
 from embedkit.experiments.sweep import SweepOptions, run_sweep, sweep_vectors
 from embedkit.postprocess import RunningMoments
+from embedkit.postprocess.spec import PostOptions
 from embedkit.reports.sweep import format_sweep_table, headline_table, sweep_markdown
 
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
@@ -108,7 +109,7 @@ def test_sweep_errors_name_the_parameter(wt_encoder, wt_spec_file):
         run_sweep(wt_encoder, None, [str(wt_spec_file)], SweepOptions(select_on="train"))
     assert e.value.param == "select_on"
     with pytest.raises(ConfigError, match="neither task, train, valid, test nor a file") as e:
-        run_sweep(wt_encoder, None, [str(wt_spec_file)], SweepOptions(fit_on="nope.txt"))
+        run_sweep(wt_encoder, None, [str(wt_spec_file)], SweepOptions(post=PostOptions(fit_on="nope.txt")))
     assert e.value.param == "fit_on"
 
 
