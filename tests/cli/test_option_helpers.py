@@ -83,7 +83,7 @@ def test_max_length_commands_and_defaults():
                 if "--max-length" in a.option_strings}
     assert defaults == {"bench": None, "sweep": None, "diagnose": None, "whiten": None,
                         "encode": 64, "index build": 64, "index search": None,
-                        "index eval": None, "report speed": 64, "report scale": 64,
+                        "index eval": None,
                         "train simcse": None}  # train: the config holds the default
     assert "64 (PAWSX 128)" in _helps("--max-length")["bench"]
     assert _helps("--max-length")["encode"].endswith("(default: %(default)s)")  # 64
