@@ -24,10 +24,13 @@ LAYERS = {
     "io": 1,
     "data": 2,
     "encoders": 3,
-    "postprocess": 4,
-    "evaluation": 5, "retrieval": 5, "training": 5, "diagnostics": 5,
-    "experiments": 6, "integrations": 6,
-    "cli": 7, "__main__": 7,
+    "postprocess": 4, "diagnostics": 4,
+    "store": 5,
+    "evaluation": 6, "retrieval": 6, "training": 6,
+    # integrations/mteb.py still imports experiments/mteb_results.py (which the lead moves
+    # into integrations/); until then the two share a layer
+    "experiments": 7, "integrations": 7,
+    "cli": 8, "__main__": 8,
 }
 MAX_FUNCTION_LINES = 80
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(-[a-z0-9]+)*")

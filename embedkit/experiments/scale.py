@@ -122,14 +122,14 @@ def _whiten_phase(rows: int, dim: int, seed: int) -> dict[str, Any]:
 def synthetic_folder(folder: str | os.PathLike, rows: int, dim: int, seed: int = 0,
                      shard_size: int = 100_000) -> Path:
     """An encode folder of synthetic vectors (ids and texts ``v0``, ``v1``, ...)."""
-    from embedkit.retrieval.encode_folder import (
+    from embedkit.store.encode_folder import (
         MANIFEST_FORMAT,
         folder_key,
         shard_name,
         write_manifest,
         write_shard,
     )
-    from embedkit.retrieval.recipe import Recipe
+    from embedkit.store.recipe import Recipe
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,12 +164,12 @@ def _queries(n: int, dim: int, seed: int) -> np.ndarray:
 
 def _ivf_shards_phase(folder: str, out: str, factory: str, train_size: int, seed: int,
                       queries: int, nprobe: int) -> dict[str, Any]:
-    from embedkit.retrieval.shards import build_index_from_shards
+    from embedkit.retrieval.folder import build_index
 
     base = _rss_mb()
     t0 = time.perf_counter()
-    index = build_index_from_shards(out, folder, factory=factory, train_size=train_size,
-                                    seed=seed)
+    index = build_index(out, Path(folder), factory=factory, train_size=train_size,
+                        seed=seed)
     seconds = time.perf_counter() - t0
     hits = index.search(_queries(queries, index.dim_in, seed + 1), k=10, nprobe=nprobe)
     np.save(Path(out).parent / "shards-hits.npy", np.array([[h.id for h in q] for q in hits]))
@@ -180,7 +180,7 @@ def _ivf_shards_phase(folder: str, out: str, factory: str, train_size: int, seed
 def _ivf_whole_phase(folder: str, factory: str, train_size: int, seed: int, queries: int,
                      nprobe: int) -> dict[str, Any]:
     from embedkit.retrieval.index import EmbeddingIndex
-    from embedkit.retrieval.shards import EncodeFolder
+    from embedkit.store.encode_folder import EncodeFolder
 
     base = _rss_mb()
     t0 = time.perf_counter()
@@ -247,8 +247,7 @@ def _encode_part(work: Path, model: str, data_dir: str | None, sentences: int | 
 def _ivf_part(work: Path, rows: int, dim: int, factory: str, seed: int, queries: int,
               nprobe: int) -> dict[str, Any]:
     folder = synthetic_folder(work / "ivf" / "emb", rows, dim, seed)
-    from embedkit.retrieval.faiss_ops import make_faiss_index
-    from embedkit.retrieval.shards import train_sample_size
+    from embedkit.retrieval.faiss_ops import make_faiss_index, train_sample_size
 
     train = train_sample_size(make_faiss_index(dim, factory, "cosine", None), rows)
     a = _isolated(_ivf_shards_phase, str(folder), str(work / "ivf" / "idx"), factory, train,

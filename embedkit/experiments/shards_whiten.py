@@ -33,7 +33,7 @@ from embedkit.experiments.whiten import (
 )
 from embedkit.postprocess import AffineMap, PostprocessError, Whitening, check_params
 from embedkit.provenance import sha256_text
-from embedkit.retrieval.shards import EncodeFolder
+from embedkit.store.encode_folder import EncodeFolder
 
 __all__ = ["ShardsWhitenResult", "fit_blocks", "fit_whitening_shards", "run_whiten_shards"]
 

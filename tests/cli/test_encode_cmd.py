@@ -15,7 +15,8 @@ import pytest
 from embedkit.cli.main import main
 from embedkit.experiments import encode as encode_mod
 from embedkit.postprocess import RankDeficientWarning, Whitening, load_transform
-from embedkit.retrieval.shards import IVFDATA_FILE, EncodeFolder
+from embedkit.retrieval.persistence import IVFDATA_FILE
+from embedkit.store.encode_folder import EncodeFolder
 from tests.conftest import source_lines, source_sentences
 
 pytest.importorskip("pyarrow")

@@ -12,7 +12,7 @@ import pytest
 
 from embedkit.cli.main import main
 from embedkit.experiments.scale import synthetic_folder
-from embedkit.retrieval.encode_folder import MANIFEST, write_manifest
+from embedkit.store.encode_folder import MANIFEST, write_manifest
 from tests.conftest import cli_error
 
 pytest.importorskip("pyarrow")

@@ -14,7 +14,7 @@ from embedkit.experiments.encode import EncodeSettings, run_encode
 from embedkit.experiments.shards_whiten import fit_whitening_shards, run_whiten_shards
 from embedkit.experiments.whiten import WhitenSettings
 from embedkit.postprocess import RankDeficientWarning, Whitening, load_transform
-from embedkit.retrieval.shards import EncodeFolder
+from embedkit.store.encode_folder import EncodeFolder
 from tests.conftest import source_sentences
 
 pytest.importorskip("pyarrow")

@@ -13,7 +13,7 @@ from embedkit.errors import ConfigError
 from embedkit.io.seal import value_checksums
 from embedkit.postprocess import AffineMap, parse_post
 from embedkit.retrieval import folder
-from embedkit.retrieval.recipe import Recipe, RecipeConflictError
+from embedkit.store.recipe import Recipe, RecipeConflictError
 
 
 @pytest.fixture

@@ -13,12 +13,8 @@ from embedkit.errors import ConfigError
 from embedkit.experiments.encode import EncodeSettings, run_encode
 from embedkit.retrieval.folder import build_index, search
 from embedkit.retrieval.index import EmbeddingIndex
-from embedkit.retrieval.shards import (
-    IVFDATA_FILE,
-    EncodeFolder,
-    build_index_from_shards,
-    write_manifest,
-)
+from embedkit.retrieval.persistence import IVFDATA_FILE
+from embedkit.store.encode_folder import EncodeFolder, write_manifest
 
 pytest.importorskip("pyarrow")
 
@@ -46,7 +42,7 @@ def encoded(tmp_path, texts, config):
 
 
 def test_flat_from_shards_equals_from_text(tmp_path, texts, config, encoded):
-    from_shards = build_index_from_shards(tmp_path / "a", encoded)
+    from_shards = build_index(tmp_path / "a", encoded)
     from_text = build_index(tmp_path / "b", texts, config, pooling="cls", max_length=32,
                             ids=[f"k{i}" for i in range(len(texts))])
     assert from_shards.texts == from_text.texts and len(from_shards) == len(texts) - 1
@@ -67,15 +63,15 @@ def test_post_is_baked_in_from_the_manifest(tmp_path, texts, config):
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(texts), encoding="utf-8")
     run_encode(config, corpus, tmp_path / "emb", EncodeSettings(max_length=32), post="norm")
-    index = build_index_from_shards(tmp_path / "idx", tmp_path / "emb", metric="ip")
+    index = build_index(tmp_path / "idx", tmp_path / "emb", metric="ip")
     assert index.recipe["post"] == "norm" and "post.safetensors" in index.extra_files
     hits = search(tmp_path / "idx", texts[:2], k=1, encoder=config)
     assert [q["hits"][0]["text"] for q in hits] == texts[:2]
 
 
 def test_on_disk_ivf_round_trip(tmp_path, texts, config, encoded):
-    memory = build_index_from_shards(tmp_path / "mem", encoded, factory="IVF4,Flat", seed=3)
-    build_index_from_shards(tmp_path / "disk", encoded, factory="IVF4,Flat", seed=3,
+    memory = build_index(tmp_path / "mem", encoded, factory="IVF4,Flat", seed=3)
+    build_index(tmp_path / "disk", encoded, factory="IVF4,Flat", seed=3,
                             on_disk=True)
     assert (tmp_path / "disk" / IVFDATA_FILE).is_file()
     assert json.loads((tmp_path / "disk" / "index.json").read_text())["on_disk"] is True
@@ -100,13 +96,13 @@ def test_sample_is_seeded_and_bounded(encoded):
 
 def test_folder_checks(tmp_path, encoded):
     with pytest.raises(ConfigError) as err:
-        build_index_from_shards(tmp_path / "x", encoded, on_disk=True)
+        build_index(tmp_path / "x", encoded, on_disk=True)
     assert err.value.param == "on_disk"
     manifest = json.loads((encoded / "manifest.json").read_text())
     manifest["complete"] = False
     write_manifest(encoded, manifest)  # as a killed run leaves it (sealed)
     with pytest.raises(ConfigError, match="not finished") as err:
-        build_index_from_shards(tmp_path / "y", encoded)
+        build_index(tmp_path / "y", encoded)
     assert err.value.param == "embeddings"
     with pytest.raises(ConfigError, match="missing"):
         EncodeFolder.open(tmp_path)
@@ -119,8 +115,8 @@ def test_ivf_from_shards_stores_its_default_nprobe(tmp_path, texts, config, enco
     from embedkit.retrieval.faiss_ops import build_faiss
     from embedkit.retrieval.tuning import RecallProbe
 
-    mem = build_index_from_shards(tmp_path / "mem", encoded, factory="IVF4,Flat", seed=3)
-    disk = build_index_from_shards(tmp_path / "disk", encoded, factory="IVF4,Flat", seed=3,
+    mem = build_index(tmp_path / "mem", encoded, factory="IVF4,Flat", seed=3)
+    disk = build_index(tmp_path / "disk", encoded, factory="IVF4,Flat", seed=3,
                                    on_disk=True)
     d = mem.recipe["search_defaults"]
     assert disk.recipe["search_defaults"] == d and mem.search_defaults == {"nprobe": d["nprobe"]}

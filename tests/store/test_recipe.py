@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from embedkit.errors import ConfigError
-from embedkit.retrieval.recipe import Recipe, RecipeConflict, compare_recipe
+from embedkit.store.recipe import Recipe, RecipeConflict, compare_recipe
 
 KEYS = ["model", "model_path", "model_identity", "pooling", "max_length", "dtype", "lowercase",
         "post", "post_file", "post_sha256", "post_sources", "fit", "corpus"]
