@@ -47,8 +47,21 @@ from embedkit.retrieval.faiss_ops import (
 )
 from embedkit.retrieval.index import EmbeddingIndex, as_affine_map
 from embedkit.retrieval.persistence import IVFDATA_FILE, META_FILE
-from embedkit.retrieval.post import FitData, IndexPost, is_none, prepare_post, same_post
-from embedkit.retrieval.shards import ArraySource, VectorSource, dedupe_rows, fill_index
+from embedkit.retrieval.post import (
+    FitData,
+    IndexPost,
+    is_none,
+    post_output_dim,
+    prepare_post,
+    same_post,
+)
+from embedkit.retrieval.shards import (
+    ArraySource,
+    VectorSource,
+    check_on_disk,
+    dedupe_rows,
+    fill_index,
+)
 from embedkit.store.encode_folder import MANIFEST, EncodeFolder, write_post_file
 from embedkit.store.recipe import (
     POST_FILE,
@@ -124,6 +137,7 @@ class _TextOptions:
     force: bool
     query_prompt: str | None
     factory: str
+    on_disk: bool
 
 
 def _text_source(texts: Sequence[str], ids: Sequence[str | None] | None,
@@ -141,6 +155,9 @@ def _text_source(texts: Sequence[str], ids: Sequence[str | None] | None,
     metric = o.metric or metric_for_similarity(str(enc.describe().get("similarity") or "cosine"))
     pool, max_length = Pooling(o.pooling or enc.default_pooling), int(o.max_length)
     check_index_settings([o.factory], o.post, dim=int(enc.dim), metric=metric)  # before encoding
+    if o.on_disk:
+        check_on_disk(make_faiss_index(post_output_dim(o.post, int(enc.dim)), o.factory, metric,
+                                       None), o.factory)
     texts = list(texts)
     _, uniq, uniq_ids = dedupe_rows(texts, ids, ())
     encoded: dict[str, np.ndarray] = {}
@@ -217,7 +234,7 @@ def build_index(
         prepared = _folder_source(source, post=post, metric=metric, force=force)
     else:
         options = _TextOptions(pooling, post, metric, max_length, fit_on, force, query_prompt,
-                               factory)
+                               factory, on_disk)
         prepared = _text_source(source, ids, encoder, corpus_info, options)
         prepared.progress = _show_progress(progress, prepared.source.total_rows)
     return _write_index(out, prepared, factory=factory, train_size=train_size, seed=seed,

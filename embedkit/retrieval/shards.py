@@ -35,7 +35,7 @@ from embedkit.retrieval.persistence import IVFDATA_FILE
 from embedkit.retrieval.tuning import RowProbe
 from embedkit.store.encode_folder import draw_rows
 
-__all__ = ["IVFDATA_FILE", "ArraySource", "Filled", "VectorSource", "dedupe_rows",
+__all__ = ["IVFDATA_FILE", "ArraySource", "Filled", "VectorSource", "check_on_disk", "dedupe_rows",
            "fill_index", "train_sample_size"]
 
 logger = logging.getLogger(__name__)

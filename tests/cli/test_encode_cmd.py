@@ -175,7 +175,7 @@ def test_whiten_from_embeddings_k_and_format(tmp_path, encoded, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["index", "build", "--corpus", "{corpus}", "--on-disk", "--out", "{tmp}/i"],
-     "--on-disk goes with --embeddings DIR"),
+     "--on-disk: on-disk inverted lists need an IVF factory, not 'Flat'"),
     (["index", "build", "--embeddings", "{emb}", "--pooling", "cls", "--out", "{tmp}/i"],
      "with --embeddings the pooling comes from the encode folder's manifest (and the ids from "
      "its shards): drop --pooling and --ids"),
