@@ -35,9 +35,7 @@ from embedkit.encoders.models import is_local, model_identity, resolve_model_pat
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import LOCK_TIMEOUT, folder_lock
 from embedkit.io.textfile import read_lines
-from embedkit.postprocess import CompatibilityWarning, pipeline_learns, resolve_post
-from embedkit.postprocess.affine import AffineMap
-from embedkit.provenance import sha256_file, sha256_text
+from embedkit.provenance import sha256_text
 from embedkit.retrieval.checks import check_index_settings
 from embedkit.retrieval.faiss_ops import (
     as_matrix,
@@ -49,7 +47,6 @@ from embedkit.retrieval.index import EmbeddingIndex, as_affine_map
 from embedkit.retrieval.persistence import IVFDATA_FILE, META_FILE
 from embedkit.retrieval.post import (
     FitData,
-    IndexPost,
     is_none,
     post_output_dim,
     prepare_post,
@@ -57,12 +54,13 @@ from embedkit.retrieval.post import (
 )
 from embedkit.retrieval.shards import (
     ArraySource,
-    VectorSource,
+    Prepared,
     check_on_disk,
     dedupe_rows,
     fill_index,
+    folder_source,
 )
-from embedkit.store.encode_folder import MANIFEST, EncodeFolder, write_post_file
+from embedkit.store.encode_folder import EncodeFolder, write_post_file
 from embedkit.store.recipe import (
     POST_FILE,
     Recipe,
@@ -91,21 +89,6 @@ def _check_out_dir(out_dir: Path) -> None:
         raise ConfigError(f"{out_dir} exists and is not an index folder; the output folder is "
                           "replaced whole, so give a new path or an existing index folder",
                           param="out_dir")
-
-
-@dataclass
-class _Prepared:
-    """A vector source ready to index: its rows, the recipe of its vectors (the corpus entry
-    still without ``n_indexed``), the metric, the map baked in, and the post-processor's file:
-    ``post`` to write, or ``post_file`` to copy (an encode folder's own)."""
-
-    source: VectorSource
-    recipe: Recipe
-    metric: str
-    amap: AffineMap | None
-    post: IndexPost | None = None
-    post_file: Path | None = None
-    progress: bool = False
 
 
 def _fit_data(fit_on: str, encoder: SentenceEncoder, pooling: Pooling, max_length: int,
@@ -142,7 +125,7 @@ class _TextOptions:
 
 def _text_source(texts: Sequence[str], ids: Sequence[str | None] | None,
                  encoder: EncoderArg | None, corpus_info: dict[str, Any] | None,
-                 o: _TextOptions) -> _Prepared:
+                 o: _TextOptions) -> Prepared:
     """Texts encoded in memory (each once), the post-processor checked or fitted first."""
     if o.metric is not None:
         check_metric(o.metric)
@@ -176,7 +159,7 @@ def _text_source(texts: Sequence[str], ids: Sequence[str | None] | None,
     vectors = as_matrix(corpus_vectors())
     recipe = make_recipe(enc, pool, max_length, fitted, {
         **(corpus_info or {"source": "python"}), "n_texts": len(texts)}, o.query_prompt)
-    return _Prepared(ArraySource(vectors, uniq, uniq_ids), recipe, metric,
+    return Prepared(ArraySource(vectors, uniq, uniq_ids), recipe, metric,
                      as_affine_map(fitted.map, vectors.shape[1], metric) if fitted else None,
                      post=fitted)
 
@@ -231,7 +214,7 @@ def build_index(
         if encoder is not None:
             raise ConfigError("an encode folder holds vectors already; give no encoder",
                               param="encoder")
-        prepared = _folder_source(source, post=post, metric=metric, force=force)
+        prepared = folder_source(source, post=post, metric=metric, force=force)
     else:
         options = _TextOptions(pooling, post, metric, max_length, fit_on, force, query_prompt,
                                factory, on_disk)
@@ -241,7 +224,7 @@ def build_index(
                         on_disk=on_disk, lock_timeout=lock_timeout)
 
 
-def _write_index(out: Path, prepared: _Prepared, *, factory: str, train_size: int | None,
+def _write_index(out: Path, prepared: Prepared, *, factory: str, train_size: int | None,
                  seed: int, on_disk: bool, lock_timeout: float | None) -> EmbeddingIndex:
     """Train, fill and tune the index over the source, then save the folder with its recipe
     (and ``post.safetensors``)."""
@@ -278,107 +261,6 @@ def _write_index(out: Path, prepared: _Prepared, *, factory: str, train_size: in
         built.save(out, extra_files=extra, lock_timeout=lock_timeout)
         del index, built
     return EmbeddingIndex.load(out)
-
-
-# --------------------------------------------------------------------------------------------
-# an encode folder as the source
-
-
-class _FolderModel:
-    """The model of an encode folder's recipe, as :func:`~embedkit.retrieval.post.prepare_post`
-    checks a transform file against it."""
-
-    def __init__(self, recipe: Recipe) -> None:
-        self.name, self.path, self.identity = recipe.model, recipe.model_path, recipe.model_identity
-
-    def describe(self) -> dict[str, Any]:
-        return {"identity": self.identity, "path": self.path}
-
-
-def _fitted_on_folder(folder: EncodeFolder, force: bool) -> Callable[[dict[str, Any], str],
-                                                                     dict[str, Any]]:
-    """The check :func:`prepare_post` makes of each transform file beyond model, pooling and
-    dimension: fitted on vectors like the folder's (max length, dtype, casing, raw or
-    L2-normalised; ``force`` warns instead). A file fitted on the folder's weights (its model
-    identity also naming the settings around them) is checked as the folder's model."""
-    r = folder.recipe
-    have = "L2-normalised" if folder.vectors["normalized"] else "raw"
-
-    def check(meta: dict[str, Any], where: str) -> dict[str, Any]:
-        normalized = bool((meta.get("fit_vectors") or {}).get("normalized", False))
-        checks = [("max_length", meta.get("max_length"), r.max_length),
-                  ("dtype", meta.get("dtype"), r.dtype),
-                  ("lowercase", meta.get("lowercase"), r.lowercase),
-                  ("vectors", "L2-normalised" if normalized else "raw", have)]
-        problems = [f"{key}={fitted} but the shards of {folder.path} hold {key}={value}"
-                    for key, fitted, value in checks
-                    if fitted is not None and str(fitted) != str(value)]
-        if problems:
-            message = (f"{where}: transform file was fitted on vectors with "
-                       + "; and ".join(problems))
-            if not force:
-                raise ConfigError(message + "; fit it on these shards (embedkit whiten with "
-                                  "the folder as embeddings) or use force=True", param="post")
-            warnings.warn(message + " (used anyway: force=True)", CompatibilityWarning,
-                          stacklevel=4)
-        stored = str(meta.get("model_identity") or meta.get("model") or "")
-        if stored.split(";")[0] == r.model_identity:  # the folder's weights
-            return {**meta, "model_identity": r.model_identity}
-        return meta
-
-    return check
-
-
-def _folder_post(folder: EncodeFolder, value: str | None, *, metric: str,
-                 force: bool) -> IndexPost | None:
-    """The post-processor an index built from ``folder`` bakes in when ``value`` is given: its
-    transform files (and ``norm`` steps), each checked against the folder's vectors. Nothing
-    is fitted here: a chain to fit is refused."""
-    if is_none(value):
-        return None
-    value = str(value).strip()
-    if folder.recipe.post:
-        raise ConfigError(f"{folder.path} was encoded with post {folder.recipe.post!r}, which "
-                          "its indexes apply; encode it without one to choose the post-processor"
-                          " when indexing", param="post")
-    if folder.vectors["normalized"]:
-        raise ConfigError(f"{folder.path} holds L2-normalised vectors but queries are encoded "
-                          "raw, and a post-processor maps both before the cosine normalises: "
-                          "encode without normalize to index with one", param="post")
-    if pipeline_learns(resolve_post(value)):
-        raise ConfigError(f"post {value!r} has steps to fit, and an index built from shards "
-                          "fits nothing: give a transform file fitted on them (embedkit whiten "
-                          f"with {folder.path} as embeddings)", param="post")
-    return prepare_post(value, encoder=_FolderModel(folder.recipe),
-                        pooling=folder.recipe.pooling, dim=folder.dim, metric=metric,
-                        force=force, check_file=_fitted_on_folder(folder, force))
-
-
-def _folder_source(embeddings: EncodeFolder | os.PathLike, *, post: str | None,
-                   metric: str | None, force: bool) -> _Prepared:
-    """An encode folder's shards, its manifest's recipe (the corpus entry naming the folder)
-    and its post-processor, or the one ``post`` gives."""
-    # None (the command line's default): cosine, as the encode folder records no declared
-    # similarity of its model
-    metric = check_metric(metric or "cosine")
-    folder = embeddings if isinstance(embeddings, EncodeFolder) else EncodeFolder.open(
-        embeddings)
-    if folder.vectors["normalized"] and metric != "cosine":
-        raise ConfigError(
-            f"{folder.path} holds L2-normalised vectors but queries are encoded raw: only the "
-            f"cosine metric (which normalises both) searches them as they were stored, not "
-            f"{metric}; use metric cosine or encode without normalize", param="metric")
-    given = _folder_post(folder, post, metric=metric, force=force)
-    base = dict(folder.recipe.corpus[0]) if folder.recipe.corpus else {}
-    recipe = dataclasses.replace(folder.recipe, corpus=({
-        **base, "embeddings": str(folder.path.resolve()),
-        "manifest_sha256": sha256_file(folder.path / MANIFEST), "n_texts": folder.total_rows},))
-    if given is not None:
-        recipe = dataclasses.replace(recipe, post=given.spec, post_file=POST_FILE,
-                                     post_sources=given.sources)
-        return _Prepared(folder, recipe, metric, given.map, post=given)
-    return _Prepared(folder, recipe, metric, folder.post_map(),
-                     post_file=folder.path / POST_FILE if folder.recipe.post_file else None)
 
 
 def _show_progress(progress: bool | None, n: int) -> bool:

@@ -1,9 +1,11 @@
-"""A FAISS index filled from a vector source: the one training, adding and tuning of every index.
+"""The sources of an index and a FAISS index filled from one: the one training, adding and
+tuning of every index.
 
 A :class:`VectorSource` holds rows ``(id, text, vector)``: it streams them as ``(ids, texts,
 vectors)`` batches and reads the vectors of given row numbers. Vectors in memory
 (:class:`ArraySource`) are one source, an encode folder's shards
-(:class:`~embedkit.store.encode_folder.EncodeFolder`) another. :func:`fill_index` trains an
+(:class:`~embedkit.store.encode_folder.EncodeFolder`, prepared by :func:`folder_source`: its
+recipe and post-processor) another. :func:`fill_index` trains an
 index on a seeded sample of the rows (:func:`~embedkit.store.encode_folder.draw_rows`, the one
 row sampler), adds the batches in bounded memory (optionally into on-disk inverted lists, as
 faiss's ``contrib.ondisk.merge_ondisk`` does), each text once (its first row), and chooses the
@@ -12,19 +14,24 @@ search default on the way (:class:`~embedkit.retrieval.tuning.RecallProbe`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import time
-from collections.abc import Collection, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from embedkit.errors import ConfigError
 from embedkit.postprocess.affine import AffineMap
+from embedkit.provenance import sha256_file
 from embedkit.retrieval.faiss_ops import (
     add_vectors,
+    check_metric,
     faiss,
     ivf_nlist,
     train_index,
@@ -33,10 +40,14 @@ from embedkit.retrieval.faiss_ops import (
 )
 from embedkit.retrieval.persistence import IVFDATA_FILE
 from embedkit.retrieval.tuning import RowProbe
-from embedkit.store.encode_folder import draw_rows
+from embedkit.store.encode_folder import MANIFEST, EncodeFolder, draw_rows
+from embedkit.store.recipe import POST_FILE, Recipe
 
-__all__ = ["IVFDATA_FILE", "ArraySource", "Filled", "VectorSource", "check_on_disk", "dedupe_rows",
-           "fill_index", "train_sample_size"]
+if TYPE_CHECKING:
+    from embedkit.retrieval.post import IndexPost
+
+__all__ = ["IVFDATA_FILE", "ArraySource", "Filled", "Prepared", "VectorSource", "check_on_disk",
+           "dedupe_rows", "fill_index", "folder_source", "train_sample_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,3 +228,124 @@ def fill_index(index: Any, source: VectorSource, factory: str, metric: str,
     filled.search_defaults = probe.probe.choose(index, factory) if probe is not None else None
     filled.seconds = time.perf_counter() - start
     return filled
+
+
+@dataclass
+class Prepared:
+    """A vector source ready to index: its rows, the recipe of its vectors (the corpus entry
+    still without ``n_indexed``), the metric, the map baked in, and the post-processor's file:
+    ``post`` to write, or ``post_file`` to copy (an encode folder's own)."""
+
+    source: VectorSource
+    recipe: Recipe
+    metric: str
+    amap: AffineMap | None
+    post: IndexPost | None = None
+    post_file: Path | None = None
+    progress: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+# an encode folder as the source
+
+
+class _FolderModel:
+    """The model of an encode folder's recipe, as :func:`~embedkit.retrieval.post.prepare_post`
+    checks a transform file against it."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.name, self.path, self.identity = recipe.model, recipe.model_path, recipe.model_identity
+
+    def describe(self) -> dict[str, Any]:
+        return {"identity": self.identity, "path": self.path}
+
+
+def _fitted_on_folder(folder: EncodeFolder, force: bool) -> Callable[[dict[str, Any], str],
+                                                                     dict[str, Any]]:
+    """The check :func:`prepare_post` makes of each transform file beyond model, pooling and
+    dimension: fitted on vectors like the folder's (max length, dtype, casing, raw or
+    L2-normalised; ``force`` warns instead). A file fitted on the folder's weights (its model
+    identity also naming the settings around them) is checked as the folder's model."""
+    from embedkit.postprocess import CompatibilityWarning
+
+    r = folder.recipe
+    have = "L2-normalised" if folder.vectors["normalized"] else "raw"
+
+    def check(meta: dict[str, Any], where: str) -> dict[str, Any]:
+        normalized = bool((meta.get("fit_vectors") or {}).get("normalized", False))
+        checks = [("max_length", meta.get("max_length"), r.max_length),
+                  ("dtype", meta.get("dtype"), r.dtype),
+                  ("lowercase", meta.get("lowercase"), r.lowercase),
+                  ("vectors", "L2-normalised" if normalized else "raw", have)]
+        problems = [f"{key}={fitted} but the shards of {folder.path} hold {key}={value}"
+                    for key, fitted, value in checks
+                    if fitted is not None and str(fitted) != str(value)]
+        if problems:
+            message = (f"{where}: transform file was fitted on vectors with "
+                       + "; and ".join(problems))
+            if not force:
+                raise ConfigError(message + "; fit it on these shards (embedkit whiten with "
+                                  "the folder as embeddings) or use force=True", param="post")
+            warnings.warn(message + " (used anyway: force=True)", CompatibilityWarning,
+                          stacklevel=4)
+        stored = str(meta.get("model_identity") or meta.get("model") or "")
+        if stored.split(";")[0] == r.model_identity:  # the folder's weights
+            return {**meta, "model_identity": r.model_identity}
+        return meta
+
+    return check
+
+
+def _folder_post(folder: EncodeFolder, value: str | None, *, metric: str,
+                 force: bool) -> IndexPost | None:
+    """The post-processor an index built from ``folder`` bakes in when ``value`` is given: its
+    transform files (and ``norm`` steps), each checked against the folder's vectors. Nothing
+    is fitted here: a chain to fit is refused."""
+    from embedkit.postprocess import pipeline_learns, resolve_post
+    from embedkit.retrieval.post import is_none, prepare_post
+
+    if is_none(value):
+        return None
+    value = str(value).strip()
+    if folder.recipe.post:
+        raise ConfigError(f"{folder.path} was encoded with post {folder.recipe.post!r}, which "
+                          "its indexes apply; encode it without one to choose the post-processor"
+                          " when indexing", param="post")
+    if folder.vectors["normalized"]:
+        raise ConfigError(f"{folder.path} holds L2-normalised vectors but queries are encoded "
+                          "raw, and a post-processor maps both before the cosine normalises: "
+                          "encode without normalize to index with one", param="post")
+    if pipeline_learns(resolve_post(value)):
+        raise ConfigError(f"post {value!r} has steps to fit, and an index built from shards "
+                          "fits nothing: give a transform file fitted on them (embedkit whiten "
+                          f"with {folder.path} as embeddings)", param="post")
+    return prepare_post(value, encoder=_FolderModel(folder.recipe),
+                        pooling=folder.recipe.pooling, dim=folder.dim, metric=metric,
+                        force=force, check_file=_fitted_on_folder(folder, force))
+
+
+def folder_source(embeddings: EncodeFolder | os.PathLike, *, post: str | None,
+                   metric: str | None, force: bool) -> Prepared:
+    """An encode folder's shards, its manifest's recipe (the corpus entry naming the folder)
+    and its post-processor, or the one ``post`` gives."""
+    # None (the command line's default): cosine, as the encode folder records no declared
+    # similarity of its model
+    metric = check_metric(metric or "cosine")
+    folder = embeddings if isinstance(embeddings, EncodeFolder) else EncodeFolder.open(
+        embeddings)
+    if folder.vectors["normalized"] and metric != "cosine":
+        raise ConfigError(
+            f"{folder.path} holds L2-normalised vectors but queries are encoded raw: only the "
+            f"cosine metric (which normalises both) searches them as they were stored, not "
+            f"{metric}; use metric cosine or encode without normalize", param="metric")
+    given = _folder_post(folder, post, metric=metric, force=force)
+    base = dict(folder.recipe.corpus[0]) if folder.recipe.corpus else {}
+    recipe = dataclasses.replace(folder.recipe, corpus=({
+        **base, "embeddings": str(folder.path.resolve()),
+        "manifest_sha256": sha256_file(folder.path / MANIFEST), "n_texts": folder.total_rows},))
+    if given is not None:
+        recipe = dataclasses.replace(recipe, post=given.spec, post_file=POST_FILE,
+                                     post_sources=given.sources)
+        return Prepared(folder, recipe, metric, given.map, post=given)
+    return Prepared(folder, recipe, metric, folder.post_map(),
+                     post_file=folder.path / POST_FILE if folder.recipe.post_file else None)

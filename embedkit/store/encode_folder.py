@@ -54,15 +54,13 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
 from embedkit.data.sources import require_pyarrow
 from embedkit.encoders.choices import VECTOR_DTYPES
-from embedkit.encoders.pooling import Pooling
-from embedkit.encoders.protocol import SentenceEncoder
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_path, atomic_write_json
 from embedkit.io.seal import check_values, seal_values
@@ -79,6 +77,9 @@ from embedkit.store.recipe import (
     post_metadata,
     validate_json,
 )
+
+if TYPE_CHECKING:  # torch is imported where an encoder is used
+    from embedkit.encoders.protocol import SentenceEncoder
 
 __all__ = ["MANIFEST", "MANIFEST_FORMAT", "SHARD_METADATA_KEY", "VECTOR_DTYPES", "EncodeFolder",
            "draw_rows", "encode_recipe", "folder_key", "ids_sha256", "plain_name",
@@ -352,6 +353,8 @@ def encode_recipe(encoder: SentenceEncoder, pooling: str, max_length: int,
                   post: FittedMap | None, corpus: dict[str, Any]) -> Recipe:
     """The recipe an index built from these vectors records (the same code as
     :func:`~embedkit.retrieval.folder.build_index`)."""
+    from embedkit.encoders.pooling import Pooling
+
     return make_recipe(encoder, Pooling(pooling), int(max_length), post, corpus)
 
 

@@ -42,14 +42,16 @@ import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from embedkit.encoders.pooling import Pooling
-from embedkit.encoders.protocol import SentenceEncoder
 from embedkit.errors import ConfigError
 from embedkit.postprocess.affine import AffineMap
+
+if TYPE_CHECKING:  # torch is imported where an encoder is used
+    from embedkit.encoders.pooling import Pooling
+    from embedkit.encoders.protocol import SentenceEncoder
 
 __all__ = ["POST_FILE", "REQUIRED_KEYS", "Count", "FittedMap", "Positive", "Recipe",
            "RecipeConflict", "RecipeConflictError", "compare_recipe", "make_recipe",
