@@ -190,7 +190,7 @@ def build_index(
     ``source`` is texts, encoded here with ``encoder`` (``pooling``, ``max_length``; its prompt
     is the passages', ``query_prompt`` (default: the same) is stored for searches; ``ids``
     their user ids, ``corpus_info`` the recipe's corpus entry), or an encode folder
-    (:class:`~embedkit.store.encode_folder.EncodeFolder` or its path), whose manifest gives the
+    (:class:`~embedkit.store.encode_folder.EncodeFolder` or its ``Path``), whose manifest gives the
     recipe and whose shards' ids are the user ids. Either way it is one path: each text is
     indexed once (its first row), an index that needs training is trained on a seeded sample
     of the rows (``train_size``; default

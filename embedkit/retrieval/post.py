@@ -120,8 +120,8 @@ CheckFile = Callable[[dict[str, Any], str], dict[str, Any]]
 
 def _check_files(pipe: Pipeline, *, encoder: Any, pooling: str, dim: int, force: bool,
                  check_file: CheckFile | None = None) -> tuple[dict[str, str], ...]:
-    """Check every ``file:`` step against the encoder (before any fitting), each file loaded
-    once (``check_file`` first); their sources."""
+    """Check every ``file:`` step against the encoder (before any fitting), ``check_file``
+    first on the metadata just loaded; their sources."""
     sources = []
     for i, (_, est) in enumerate(pipe.steps):
         if not isinstance(est, FixedTransform):
