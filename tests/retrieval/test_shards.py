@@ -145,7 +145,8 @@ def test_one_builder_for_texts_and_shards(tmp_path, rx_texts, config):
     texts = build_index(tmp_path / "t", rx_texts, config, pooling="cls", max_length=32, **kw)
     disk = build_index(tmp_path / "d", rx_texts, config, pooling="cls", max_length=32,
                        on_disk=True, **kw)
-    assert (tmp_path / "d" / IVFDATA_FILE).is_file() and not (tmp_path / "t" / IVFDATA_FILE).exists()
+    assert (tmp_path / "d" / IVFDATA_FILE).is_file()
+    assert not (tmp_path / "t" / IVFDATA_FILE).exists()
     d = texts.recipe["search_defaults"]
     assert disk.recipe["search_defaults"] == d and d["queries"] == len(rx_texts)
     # the shards' vectors were encoded in other batches: equal up to float rounding
