@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 from _common import add_from_record, make_parser, read_record, run, write_report
+from embedkit.retrieval.encode_folder import synthetic_chunks, synthetic_folder
 
 from embedkit.io.atomic import atomic_write_json, atomic_write_text
 from embedkit.io.tables import text_table
-from embedkit.retrieval.encode_folder import synthetic_chunks, synthetic_folder
 
 __all__ = ["STS_TEST", "main", "projection", "run_scale", "scale_markdown"]
 
@@ -116,12 +116,12 @@ def _queries(n: int, dim: int, seed: int) -> np.ndarray:
 
 def _ivf_shards_phase(folder: str, out: str, factory: str, train_size: int, seed: int,
                       queries: int, nprobe: int) -> dict[str, Any]:
-    from embedkit.retrieval.shards import build_index_from_shards
+    from embedkit.retrieval.folder import build_index
 
     base = _rss_mb()
     t0 = time.perf_counter()
-    index = build_index_from_shards(out, folder, factory=factory, train_size=train_size,
-                                    seed=seed)
+    index = build_index(out, Path(folder), factory=factory, train_size=train_size,
+                        seed=seed)
     seconds = time.perf_counter() - t0
     hits = index.search(_queries(queries, index.dim_in, seed + 1), k=10, nprobe=nprobe)
     np.save(Path(out).parent / "shards-hits.npy", np.array([[h.id for h in q] for q in hits]))
@@ -132,7 +132,7 @@ def _ivf_shards_phase(folder: str, out: str, factory: str, train_size: int, seed
 def _ivf_whole_phase(folder: str, factory: str, train_size: int, seed: int, queries: int,
                      nprobe: int) -> dict[str, Any]:
     from embedkit.retrieval.index import EmbeddingIndex
-    from embedkit.retrieval.shards import EncodeFolder
+    from embedkit.store.encode_folder import EncodeFolder
 
     base = _rss_mb()
     t0 = time.perf_counter()
@@ -199,8 +199,7 @@ def _encode_part(work: Path, model: str, data_dir: str | None, sentences: int | 
 def _ivf_part(work: Path, rows: int, dim: int, factory: str, seed: int, queries: int,
               nprobe: int) -> dict[str, Any]:
     folder = synthetic_folder(work / "ivf" / "emb", rows, dim, seed)
-    from embedkit.retrieval.faiss_ops import make_faiss_index
-    from embedkit.retrieval.shards import train_sample_size
+    from embedkit.retrieval.faiss_ops import make_faiss_index, train_sample_size
 
     train = train_sample_size(make_faiss_index(dim, factory, "cosine", None), rows)
     a = _isolated(_ivf_shards_phase, str(folder), str(work / "ivf" / "idx"), factory, train,

@@ -28,12 +28,14 @@ LAYERS = {
     "io": 1,
     "data": 2,
     "encoders": 3,
-    "postprocess": 4,
-    "store": 4.5,
-    "evaluation": 5, "retrieval": 5, "training": 5, "diagnostics": 5,
-    "experiments": 6, "integrations": 6,
-    "reports": 7,
-    "cli": 8, "__main__": 8,
+    "postprocess": 4, "diagnostics": 4,
+    "store": 5,
+    "evaluation": 6, "retrieval": 6, "training": 6,
+    # integrations/mteb.py still imports experiments/mteb_results.py (which the lead moves
+    # into integrations/); until then the two share a layer
+    "experiments": 7, "integrations": 7,
+    "reports": 8,
+    "cli": 9, "__main__": 9,
 }
 MAX_FUNCTION_LINES = 80
 #: the benchmark drivers: importable as ``benchmarks.X`` or, from their folder, as ``X``

@@ -13,9 +13,7 @@ from embedkit.cli.common import (
     add_pooling,
     add_post,
     check_output_dir,
-    defaults_line,
     encoder_config,
-    locked_error,
     positive_int,
 )
 from embedkit.encoders.choices import VECTOR_DTYPES
@@ -98,46 +96,4 @@ def run(args) -> int:
           f"{man['vectors']['dtype']}{', L2-normalised' if man['vectors']['normalized'] else ''}")
     print(f"build an index with: embedkit index build --embeddings {args.out} --out IDX",
           file=sys.stderr)
-    return 0
-
-
-# --------------------------------------------------------------------------------------------
-# the encode-folder options of `index build` (registered by that command)
-
-
-def add_embeddings_source(src, build) -> None:
-    """``index build --embeddings DIR [--on-disk]``: ``src`` is the corpus source group."""
-    src.add_argument("--embeddings", metavar="DIR",
-                     help="an encode folder (embedkit encode): index its shards without "
-                          "re-encoding; the recipe comes from its manifest (--post: a transform "
-                          "file fitted on them, e.g. by whiten --embeddings DIR)")
-    build.add_argument("--on-disk", action="store_true",
-                       help="with --embeddings and an IVF factory: keep the inverted lists on "
-                            "disk (lists.ivfdata in the folder, memory-mapped when searched)")
-
-
-def run_build_from_embeddings(args) -> int:
-    """``index build --embeddings DIR``."""
-    from embedkit.errors import ConfigError
-    from embedkit.io.atomic import FolderLockedError
-    from embedkit.retrieval.shards import build_index_from_shards
-
-    if args.embeddings is None:
-        raise ConfigError("--on-disk goes with --embeddings DIR")
-    if args.pooling or args.ids:
-        raise ConfigError("with --embeddings the pooling comes from the encode folder's "
-                          "manifest (and the ids from its shards): drop --pooling and --ids")
-    try:
-        index = build_index_from_shards(
-            args.out, args.embeddings, factory=args.factory, metric=args.metric,
-            train_size=args.train_size, seed=args.seed, on_disk=args.on_disk,
-            lock_timeout=args.lock_timeout, post=args.post, force=args.force)
-    except FolderLockedError as err:
-        raise locked_error(err) from None
-    post = f", post {index.recipe['post']}" if index.recipe.get("post") else ""
-    print(f"indexed {index.ntotal} texts from {args.embeddings} into {args.out}: "
-          f"{index.factory}, {index.metric}, {index.dim_in} -> {index.dim} dims{post}"
-          f"{', lists on disk' if args.on_disk else ''}; built in {index.build_seconds:.2f} s")
-    if defaults_line(index.recipe):
-        print(defaults_line(index.recipe))
     return 0

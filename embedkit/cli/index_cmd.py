@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedkit.cli.common import (
@@ -43,7 +44,6 @@ from embedkit.cli.common import (
     thread_count,
     write_json,
 )
-from embedkit.cli.encode_cmd import add_embeddings_source, run_build_from_embeddings
 from embedkit.cli.parsing import parse_int_list, split_factories, split_list
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import LOCK_TIMEOUT, FolderLockedError, atomic_write_text
@@ -52,7 +52,7 @@ from embedkit.io.textfile import read_sentences
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders import EncoderConfig
     from embedkit.experiments import index_eval
-    from embedkit.retrieval.recipe import RecipeConflictError
+    from embedkit.store.recipe import RecipeConflictError
 
 _FMT = argparse.HelpFormatter
 
@@ -105,7 +105,10 @@ def _add_build(isub) -> None:
                      help="UTF-8 text file, one text a line (blank lines skipped)")
     src.add_argument("--corpus-task", metavar="TASK[:SPLIT],...",
                      help="the unique sentences of these task splits, e.g. LCQMC:test,BQ:test")
-    add_embeddings_source(src, b)
+    src.add_argument("--embeddings", metavar="DIR",
+                     help="an encode folder (embedkit encode): index its shards without "
+                          "re-encoding; the recipe comes from its manifest (--post: a transform "
+                          "file fitted on them, e.g. by whiten --embeddings DIR)")
     b.add_argument("--ids", metavar="FILE",
                    help="one id a line, aligned line by line with --corpus")
     b.add_argument("--factory", default="Flat",
@@ -116,8 +119,11 @@ def _add_build(isub) -> None:
     add_max_length(b, 64)
     add_fit_on(b, "corpus", unique=False)
     b.add_argument("--train-size", type=int, metavar="N",
-                   help="vectors sampled to train IVF/PQ (default: 40 x nlist, at least 10000)")
+                   help="vectors sampled to train IVF/PQ (default: 64 x nlist, at least 10000)")
     add_seed(b, "the training sample")
+    b.add_argument("--on-disk", action="store_true",
+                   help="with an IVF factory: keep the inverted lists on disk (lists.ivfdata in "
+                        "the folder, memory-mapped when searched)")
     add_force(b, FORCE_POST_FILE)
     add_out(b, "index folder (replaced whole)", metavar="DIR")
     add_data_options(b)
@@ -249,13 +255,16 @@ def _run_config(args: argparse.Namespace) -> EncoderConfig:
                          progress=getattr(args, "progress", None), threads=args.threads)
 
 
-def run_build(args) -> int:
+def _build_source(args) -> tuple[list[str] | Path, list[str | None] | None, dict | None]:
+    """What ``index build`` indexes: the texts of --corpus / --corpus-task (their ids and
+    corpus entry), or the encode folder of --embeddings."""
     from embedkit.data.corpus import corpus_from_tasks, read_corpus
-    from embedkit.retrieval.folder import build_index
 
-    check_output_dir(args.out, "out")
-    if args.embeddings is not None or args.on_disk:
-        return run_build_from_embeddings(args)
+    if args.embeddings is not None:
+        if args.pooling or args.ids:
+            raise ConfigError("with --embeddings the pooling comes from the encode folder's "
+                              "manifest (and the ids from its shards): drop --pooling and --ids")
+        return Path(args.embeddings), None, None
     if args.corpus is not None:
         texts, ids, info = read_corpus(args.corpus, args.ids)
     else:
@@ -268,22 +277,35 @@ def run_build(args) -> int:
     if not texts:
         print("embedkit: warning: the corpus is empty; the index will hold no texts",
               file=sys.stderr)
+    return texts, ids, info
+
+
+def run_build(args) -> int:
+    from embedkit.retrieval.folder import build_index
+
+    check_output_dir(args.out, "out")
+    source, ids, info = _build_source(args)
     try:
-        config, query_prompt = _side_config(args)
+        if isinstance(source, Path):
+            config, query_prompt, options = None, None, {}
+        else:
+            (config, query_prompt), options = _side_config(args), dict(
+                pooling=args.pooling, ids=ids, corpus_info=info, max_length=args.max_length,
+                fit_on=args.fit_on, progress=args.progress)
         index = build_index(
-            args.out, texts, config,
-            pooling=args.pooling, post=args.post, query_prompt=query_prompt,
-            ids=ids, corpus_info=info, factory=args.factory, metric=args.metric,
-            max_length=args.max_length, fit_on=args.fit_on, train_size=args.train_size,
-            seed=args.seed, force=args.force, progress=args.progress,
-            lock_timeout=args.lock_timeout)
+            args.out, source, config, post=args.post, query_prompt=query_prompt,
+            factory=args.factory, metric=args.metric, train_size=args.train_size,
+            seed=args.seed, on_disk=args.on_disk, force=args.force,
+            lock_timeout=args.lock_timeout, **options)
     except FolderLockedError as err:
         raise locked_error(err) from None
     r = index.recipe
     post = f", post {r['post']}" if r.get("post") else ""
-    print(f"indexed {index.ntotal} texts ({len(texts) - index.ntotal} duplicates skipped) into "
-          f"{args.out}: {index.factory}, {index.metric}, {index.dim_in} -> {index.dim} dims"
-          f"{post}; built in {index.build_seconds:.2f} s")
+    what = (f"texts from {args.embeddings}" if isinstance(source, Path) else
+            f"texts ({len(source) - index.ntotal} duplicates skipped)")
+    print(f"indexed {index.ntotal} {what} into {args.out}: {index.factory}, {index.metric}, "
+          f"{index.dim_in} -> {index.dim} dims{post}"
+          f"{', lists on disk' if args.on_disk else ''}; built in {index.build_seconds:.2f} s")
     if defaults_line(index.recipe):
         print(defaults_line(index.recipe))
     return 0
@@ -306,7 +328,7 @@ def run_add(args) -> int:
 
 def _conflict_error(err: RecipeConflictError) -> ConfigError:
     """The conflicts in the command line's words: the options that asked for each setting."""
-    from embedkit.retrieval.recipe import show_value
+    from embedkit.store.recipe import show_value
 
     given = [c.describe(f"--{c.key.replace('_', '-')} {show_value(c.requested)}")
              for c in err.conflicts]
@@ -328,7 +350,7 @@ def _queries(args: argparse.Namespace) -> list[str]:
 
 def run_search(args) -> int:
     from embedkit.retrieval.folder import IndexSearcher
-    from embedkit.retrieval.recipe import RecipeConflictError
+    from embedkit.store.recipe import RecipeConflictError
 
     check_output_path(args.output, "output")
     queries = _queries(args)

@@ -196,7 +196,7 @@ def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
     """``run_diagnose`` on the vectors of an encode folder (all rows, or a seeded sample of
     ``options.sample``): its pooling, no scores; chains that learn are fitted on a seeded half
     of the rows read and every row, raw included, is measured on the other half."""
-    from embedkit.retrieval.shards import EncodeFolder
+    from embedkit.store.encode_folder import EncodeFolder
 
     folder = EncodeFolder.open(str(options.embeddings))
     r = folder.recipe

@@ -3,7 +3,7 @@ machine (``engine="local"``) or on Ray (``engine="ray"``, :mod:`embedkit.experim
 
 The corpus (:func:`~embedkit.data.sources.open_corpus`) is cut into shards of ``shard_size``
 rows in a stable order; shard ``i`` holds rows ``[i * shard_size, (i + 1) * shard_size)``. The
-folder's format is :mod:`embedkit.retrieval.shards`'s. A run is resumable: the manifest records
+folder's format is :mod:`embedkit.store.encode_folder`'s. A run is resumable: the manifest records
 each shard (rows, sha256) as it is written, so a rerun after a kill, or with a shard deleted or
 damaged, encodes only the shards that are missing or invalid and gives the same files. A
 finished folder is left as it is (a rerun only checks it), and a folder made with other
@@ -38,20 +38,21 @@ from embedkit.experiments.choices import ENGINES
 from embedkit.experiments.record import run_record, timings
 from embedkit.postprocess import pipeline_learns, resolve_post
 from embedkit.provenance import library_versions
-from embedkit.retrieval.encode_folder import (
+from embedkit.store.encode_folder import (
     MANIFEST,
     MANIFEST_FORMAT,
     VECTOR_DTYPES,
+    encode_recipe,
     folder_key,
     read_manifest,
     shard_name,
     shard_problem,
     write_manifest,
+    write_post_file,
     write_shard,
 )
-from embedkit.retrieval.post import IndexPost, is_none, prepare_post
-from embedkit.retrieval.recipe import Recipe
-from embedkit.retrieval.shards import encode_recipe, write_post_file
+from embedkit.store.fitted import FittedPost, is_none, prepare_post
+from embedkit.store.recipe import Recipe
 
 __all__ = ["ENGINES", "EncodeSettings", "ShardJob", "run_encode"]
 
@@ -109,7 +110,7 @@ def _no_fit() -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def _prepare_post(post: str | None, enc: SentenceEncoder, pool: Pooling,
-                  normalize: bool = False) -> IndexPost | None:
+                  normalize: bool = False) -> FittedPost | None:
     if is_none(post):
         return None
     chain = resolve_post(str(post).strip())
@@ -256,7 +257,7 @@ def _ray_config(encoder: SentenceEncoder | EncoderConfig | str) -> EncoderConfig
                       "or a model name, not a ready encoder", param="engine")
 
 
-def _start(out: Path, recipe: Recipe, plan: dict[str, Any], post: IndexPost | None,
+def _start(out: Path, recipe: Recipe, plan: dict[str, Any], post: FittedPost | None,
            previous: dict[str, Any] | None, settings: EncodeSettings,
            command: str | None) -> tuple[dict[str, Any], Recipe]:
     """The manifest of this run (unfinished), ``post.safetensors`` written when needed."""

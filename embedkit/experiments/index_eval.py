@@ -51,13 +51,13 @@ from embedkit.retrieval.checks import check_index_settings
 from embedkit.retrieval.costs import SINGLE_QUERIES, approximation_costs
 from embedkit.retrieval.faiss_ops import faiss_thread_count
 from embedkit.retrieval.hubness import evaluate_csls
-from embedkit.retrieval.post import is_none, post_output_dim, prepare_post
 from embedkit.retrieval.tasks import (
     RetrievalTask,
     evaluate_retrieval,
     pairs_to_retrieval,
     task_from_split,
 )
+from embedkit.store.fitted import is_none, post_output_dim, prepare_post
 
 __all__ = [
     "COST_MAX_LENGTH",

@@ -54,7 +54,7 @@ from embedkit.postprocess import (
 from embedkit.postprocess.files import save_faiss_transform, transform_metadata
 from embedkit.postprocess.spec import PostOptions
 from embedkit.provenance import sha256_text
-from embedkit.retrieval.shards import EncodeFolder
+from embedkit.store.encode_folder import EncodeFolder
 
 __all__ = ["EXPORT_FORMATS", "FIT_CHUNK", "WhitenSettings", "WhitenResult", "VectorSource",
            "SentenceSource", "FolderSource", "run_whiten", "fit_source", "fit_blocks",

@@ -34,15 +34,16 @@ from embedkit.retrieval.faiss_ops import (
     METRICS,
     add_vectors,
     as_matrix,
-    build_faiss,
     check_metric,
     faiss,
+    make_faiss_index,
     search_parameters,
     serialized_bytes,
 )
 from embedkit.retrieval.persistence import FORMAT, read_index_folder, write_index_folder
-from embedkit.retrieval.recipe import Recipe, RecipeConflict, compare_recipe
-from embedkit.retrieval.tuning import search_defaults_of, tune_defaults
+from embedkit.retrieval.shards import ArraySource, dedupe_rows, fill_index
+from embedkit.retrieval.tuning import search_defaults_of
+from embedkit.store.recipe import Recipe, RecipeConflict, compare_recipe
 
 __all__ = ["EmbeddingIndex", "Hit", "METRICS", "as_affine_map"]
 
@@ -114,31 +115,6 @@ def _json_recipe(recipe: Recipe | Mapping[str, Any] | None) -> dict[str, Any]:
         return json.loads(json.dumps(dict(recipe)))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"recipe must be JSON-serialisable: {exc}", param="recipe") from exc
-
-
-def _dedupe(
-    texts: list[str], ids: Sequence[str | int | None] | None, seen: Any
-) -> tuple[list[int], list[str], list[str | None]]:
-    """Rows to keep: texts not in ``seen`` and not repeated earlier in the batch."""
-    if ids is not None:
-        ids = list(ids)
-        if len(ids) != len(texts):
-            raise ConfigError(f"got {len(texts)} texts but {len(ids)} ids", param="ids")
-    keep: list[int] = []
-    kept_texts: list[str] = []
-    kept_ids: list[str | None] = []
-    batch: set[str] = set()
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise ConfigError(f"text {i} is {type(t).__name__}, not a string", param="texts")
-        if t in seen or t in batch:
-            continue
-        batch.add(t)
-        keep.append(i)
-        kept_texts.append(t)
-        u = ids[i] if ids is not None else None
-        kept_ids.append(None if u is None else str(u))
-    return keep, kept_texts, kept_ids
 
 
 class EmbeddingIndex:
@@ -232,18 +208,17 @@ class EmbeddingIndex:
             raise ConfigError(f"got {x.shape[0]} vectors but {len(texts)} texts", param="texts")
         stored = _json_recipe(recipe)
         amap = as_affine_map(transform, x.shape[1], metric)
-        keep, kept_texts, kept_ids = _dedupe(texts, ids, set())
+        keep, kept_texts, kept_ids = dedupe_rows(texts, ids, set())
         xk = x[keep] if len(keep) != x.shape[0] else x
-        index, seconds = build_faiss(
-            xk, factory, metric, amap, train_size=train_size, seed=seed, progress=progress
-        )
-        defaults = tune_defaults(index, xk, factory, metric, amap, seed=seed) if tune else None
-        if defaults is not None:
-            stored["search_defaults"] = defaults
+        index = make_faiss_index(x.shape[1], factory, metric, amap)
+        filled = fill_index(index, ArraySource(xk, kept_texts, kept_ids), factory, metric, amap,
+                            train_size=train_size, seed=seed, tune=tune, progress=progress)
+        if filled.search_defaults is not None:
+            stored["search_defaults"] = filled.search_defaults
         return cls(
-            index, kept_texts, kept_ids, factory=factory, metric=metric, dim_in=x.shape[1],
-            dim=amap.k if amap is not None else x.shape[1], recipe=stored,
-            build_seconds=seconds,
+            index, filled.texts, filled.user_ids, factory=factory, metric=metric,
+            dim_in=x.shape[1], dim=amap.k if amap is not None else x.shape[1], recipe=stored,
+            build_seconds=filled.seconds,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             extra={"seed": int(seed), "train_size": train_size, "transform": amap is not None},
         )
@@ -264,7 +239,7 @@ class EmbeddingIndex:
         texts = list(texts)
         if len(texts) != x.shape[0]:
             raise ConfigError(f"got {x.shape[0]} vectors but {len(texts)} texts", param="texts")
-        keep, kept_texts, kept_ids = _dedupe(texts, ids, self._positions)
+        keep, kept_texts, kept_ids = dedupe_rows(texts, ids, self._positions)
         if not keep:
             return 0
         if not self._index.is_trained:  # pragma: no cover - build always trains

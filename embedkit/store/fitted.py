@@ -138,17 +138,24 @@ def check_fitted_on(metadata: Mapping[str, Any], where: str, *, encoder: Any, po
         raise ConfigError(f"{where}: {exc}", param=exc.param) from None
 
 
-def _check_files(pipe: Pipeline, *, encoder: Any, pooling: str, dim: int,
-                 force: bool) -> tuple[dict[str, str], ...]:
-    """Check every ``file:`` step against the encoder (before any fitting); their sources."""
+#: ``(metadata, where) -> metadata``: a caller's own check of a transform file's metadata
+#: (e.g. fitted on vectors like an encode folder's), the metadata to check against the encoder
+CheckFile = Callable[[dict[str, Any], str], dict[str, Any]]
+
+
+def _check_files(pipe: Pipeline, *, encoder: Any, pooling: str, dim: int, force: bool,
+                 check_file: CheckFile | None = None) -> tuple[dict[str, str], ...]:
+    """Check every ``file:`` step against the encoder (before any fitting), ``check_file``
+    first on the metadata just loaded; their sources."""
     sources = []
     for i, (_, est) in enumerate(pipe.steps):
         if not isinstance(est, FixedTransform):
             continue
         where = str(est.path)
         est.fit(None)  # loads the file: metadata_, kernel_
+        meta = est.metadata_ if check_file is None else check_file(dict(est.metadata_), where)
         # the input dimension is the encoder's only for a chain's first step
-        check_fitted_on(est.metadata_, where, encoder=encoder, pooling=pooling,
+        check_fitted_on(meta, where, encoder=encoder, pooling=pooling,
                         dim=dim if i == 0 else None, force=force)
         sources.append({"path": where, "sha256": sha256_file(where)})
     return tuple(sources)
@@ -178,6 +185,7 @@ def prepare_post(
     fit_data: FitData | None = None,
     metric: str = "cosine",
     force: bool = False,
+    check_file: CheckFile | None = None,
 ) -> FittedPost | None:
     """Turn a post value (a chain spec or a transform file) into a :class:`FittedPost`.
 
@@ -186,13 +194,15 @@ def prepare_post(
     and ``dim`` (``force`` turns a model or pooling mismatch into a warning). A chain with
     steps to fit (whiten, pca, rp) is fitted on ``fit_data()`` -> (vectors, description). A
     map ending in L2 normalisation (``norm``, or a file whose metadata says ``normalize``)
-    needs ``metric="cosine"``.
+    needs ``metric="cosine"``. ``check_file`` (metadata, file) -> metadata is a caller's own
+    check of each file, made on the metadata just loaded (no second read).
     """
     if is_none(value):
         return None
     value = str(value).strip()
     pipe = _canonical(value)
-    sources = _check_files(pipe, encoder=encoder, pooling=pooling, dim=dim, force=force)
+    sources = _check_files(pipe, encoder=encoder, pooling=pooling, dim=dim, force=force,
+                           check_file=check_file)
     check_post_chain(pipe, dim, label=value)  # k against d, before fit_data() encodes
     x, fit_info = _fit_vectors(value, pipe, dim, fit_data)
     pipe.fit(x)

@@ -173,7 +173,7 @@ def test_diagnose_an_encode_folder(main, encode_folder, tiny_model_dir, tmp_path
     diagnosing the same vectors directly, and no model is loaded."""
     pytest.importorskip("pyarrow")
     from embedkit.diagnostics import profile
-    from embedkit.retrieval.shards import EncodeFolder
+    from embedkit.store.encode_folder import EncodeFolder
 
     folder, texts = encode_folder
     out = tmp_path / "d.json"

@@ -12,7 +12,7 @@ from embedkit.encoders import EncoderConfig
 from embedkit.errors import ConfigError
 from embedkit.experiments import encode as encode_mod
 from embedkit.experiments.encode import EncodeSettings, run_encode
-from embedkit.retrieval.shards import EncodeFolder, read_shard
+from embedkit.store.encode_folder import EncodeFolder, read_shard
 from tests.conftest import source_sentences
 from tests.faults import SimulatedKill, kill_at
 

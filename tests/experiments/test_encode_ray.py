@@ -12,7 +12,7 @@ import pytest
 from embedkit.encoders import EncoderConfig
 from embedkit.errors import ConfigError
 from embedkit.experiments.encode import EncodeSettings, run_encode
-from embedkit.retrieval.shards import EncodeFolder, read_shard
+from embedkit.store.encode_folder import EncodeFolder, read_shard
 from tests.conftest import source_sentences
 
 pytest.importorskip("pyarrow")

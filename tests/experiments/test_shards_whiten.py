@@ -13,7 +13,7 @@ from embedkit.errors import ConfigError
 from embedkit.experiments.encode import EncodeSettings, run_encode
 from embedkit.experiments.whiten import WhitenSettings, fit_whitening_shards, run_whiten
 from embedkit.postprocess import RankDeficientWarning, Whitening, load_transform
-from embedkit.retrieval.shards import EncodeFolder
+from embedkit.store.encode_folder import EncodeFolder
 from tests.conftest import source_sentences
 
 pytest.importorskip("pyarrow")

@@ -56,12 +56,6 @@ def test_every_route_gives_the_same_fitted_post(x, tmp_path):
     assert fitted_post(None) is None
 
 
-def test_the_retrieval_name_is_the_same_class():
-    from embedkit.retrieval.post import IndexPost
-
-    assert IndexPost is FittedPost
-
-
 def test_check_fitted_on_checks_the_vectors_settings():
     meta = {"model": _Enc.identity, "pooling": "cls", "d": 6, "max_length": 64,
             "fit_vectors": {"normalized": False}}

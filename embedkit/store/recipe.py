@@ -1,5 +1,7 @@
 """How an index folder's vectors were made: the typed :class:`Recipe` in ``index.json``, and the
-:class:`RecipeConflict` s between it and the settings a search asks for.
+:class:`RecipeConflict` s between it and the settings a search asks for; :func:`make_recipe`, the
+recipe of an encoder's vectors (an index folder's and an encode folder's alike), and
+:func:`post_metadata`, what their ``post.safetensors`` says.
 
 ``index.json``'s ``recipe`` keys (unchanged on disk; :meth:`Recipe.to_dict` writes them in this
 order and :meth:`Recipe.from_dict` reads older folders too):
@@ -40,14 +42,23 @@ import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from embedkit.errors import ConfigError
 
-__all__ = ["REQUIRED_KEYS", "Count", "Positive", "Recipe", "RecipeConflict",
-           "RecipeConflictError", "compare_recipe", "show_value", "validate_json"]
+if TYPE_CHECKING:  # torch is imported where an encoder is used
+    from embedkit.encoders.pooling import Pooling
+    from embedkit.encoders.protocol import SentenceEncoder
+    from embedkit.store.fitted import FittedPost
+
+__all__ = ["POST_FILE", "REQUIRED_KEYS", "Count", "Positive", "Recipe",
+           "RecipeConflict", "RecipeConflictError", "compare_recipe", "make_recipe",
+           "post_metadata", "show_value", "validate_json"]
+
+#: the fitted post-processor's map beside the vectors (index and encode folders alike)
+POST_FILE = "post.safetensors"
 
 #: keys a recipe must hold for a folder to be searched or grown
 REQUIRED_KEYS = ("model", "model_identity", "pooling", "max_length")
@@ -284,3 +295,35 @@ class Recipe:
     def with_corpus(self, entry: Mapping[str, Any]) -> Recipe:
         """The recipe with one more ``corpus`` entry (a build or an add)."""
         return dataclasses.replace(self, corpus=(*self.corpus, dict(entry)))
+
+
+# --------------------------------------------------------------------------------------------
+# the recipe of an encoder's vectors
+
+
+def make_recipe(encoder: SentenceEncoder, pooling: Pooling, max_length: int,
+                post: FittedPost | None, corpus: dict[str, Any],
+                query_prompt: str | None = None) -> Recipe:
+    """The recipe of ``encoder``'s vectors (``query_prompt`` None: the passages' prompt)."""
+    d = encoder.describe()
+    prompt = str(d.get("prompt") or "")
+    return Recipe(
+        model=encoder.name, model_path=d.get("path", getattr(encoder, "path", None)),
+        model_identity=str(d.get("identity") or encoder.identity), pooling=str(pooling),
+        max_length=int(max_length), dtype=str(d.get("dtype", "float32")),
+        lowercase=bool(d.get("lowercase", False)), backend=str(d.get("backend", "torch")),
+        quantize=str(d.get("quantize", "none")), prompt=prompt,
+        query_prompt=prompt if query_prompt is None else query_prompt,
+        post=post.spec if post else None, post_file=POST_FILE if post else None,
+        post_sources=post.sources if post else (), fit=post.fit if post else None,
+        corpus=(corpus,))
+
+
+def post_metadata(post: FittedPost, recipe: Recipe) -> dict[str, Any]:
+    """What ``post.safetensors`` records beside the map of ``post`` under ``recipe``."""
+    fit = post.fit or {}
+    return {"model": recipe.model_identity, "model_identity": recipe.model_identity,
+            "model_name": recipe.model, "pooling": recipe.pooling,
+            "max_length": recipe.max_length, "spec": post.spec, "normalize": post.map.normalize,
+            "fit_on": fit.get("on"), "n_samples": fit.get("n_sentences"),
+            "fit_data_sha256": fit.get("sha256")}

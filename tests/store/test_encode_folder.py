@@ -20,8 +20,11 @@ import pytest
 
 from embedkit.errors import ConfigError
 from embedkit.provenance import sha256_file
-from embedkit.retrieval.encode_folder import (
+from embedkit.retrieval.folder import build_index
+from embedkit.retrieval.persistence import IVFDATA_FILE
+from embedkit.store.encode_folder import (
     MANIFEST,
+    EncodeFolder,
     folder_key,
     read_shard,
     shard_name,
@@ -29,7 +32,6 @@ from embedkit.retrieval.encode_folder import (
     write_manifest,
     write_shard,
 )
-from embedkit.retrieval.shards import IVFDATA_FILE, EncodeFolder, build_index_from_shards
 
 pytest.importorskip("pyarrow")
 R = pytest.mark.reliability
@@ -74,7 +76,7 @@ def test_hand_edited_manifest_recipe_refused(folder, tmp_path):
         "change afterwards; put the file back as it was or encode the corpus again with the "
         "new settings")
     with pytest.raises(ConfigError, match="changed recipe.pooling"):
-        build_index_from_shards(tmp_path / "idx", folder)
+        build_index(tmp_path / "idx", folder)
     assert not (tmp_path / "idx").exists()
 
 
@@ -225,7 +227,7 @@ def _truncate(original: Path, tmp_path: Path) -> None:
 
 def _rebuild_other(original: Path, tmp_path: Path) -> None:
     other = synthetic_folder(tmp_path / "other", rows=600, dim=8, seed=5, shard_size=200)
-    build_index_from_shards(original, other, factory="IVF4,Flat", seed=1, on_disk=True)
+    build_index(original, other, factory="IVF4,Flat", seed=1, on_disk=True)
 
 
 @pytest.mark.parametrize("change", [
@@ -241,8 +243,8 @@ def _rebuild_other(original: Path, tmp_path: Path) -> None:
 ])
 def test_copied_on_disk_index_reads_its_own_lists(folder, tmp_path, change):
     original, copy = tmp_path / "disk", tmp_path / "copy"
-    memory = build_index_from_shards(tmp_path / "mem", folder, factory="IVF4,Flat", seed=1)
-    build_index_from_shards(original, folder, factory="IVF4,Flat", seed=1, on_disk=True)
+    memory = build_index(tmp_path / "mem", folder, factory="IVF4,Flat", seed=1)
+    build_index(original, folder, factory="IVF4,Flat", seed=1, on_disk=True)
     shutil.copytree(original, copy)
     change(original, tmp_path)
     queries = tmp_path / "q.npy"
@@ -257,7 +259,7 @@ def test_the_checksum_covers_the_lists_faiss_maps(folder, tmp_path):
     from embedkit.retrieval.index import EmbeddingIndex
 
     original, copy = tmp_path / "disk", tmp_path / "copy"
-    build_index_from_shards(original, folder, factory="IVF4,Flat", seed=1, on_disk=True)
+    build_index(original, folder, factory="IVF4,Flat", seed=1, on_disk=True)
     shutil.copytree(original, copy)
     data = bytearray((copy / IVFDATA_FILE).read_bytes())
     data[-1] ^= 0xFF

@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from embedkit.errors import ConfigError
-from embedkit.retrieval.recipe import Recipe, RecipeConflict, compare_recipe
+from embedkit.store.recipe import Recipe, RecipeConflict, compare_recipe
 
 KEYS = ["model", "model_path", "model_identity", "pooling", "max_length", "dtype", "lowercase",
         "post", "post_file", "post_sha256", "post_sources", "fit", "corpus"]
@@ -43,3 +43,31 @@ def test_compare_recipe():
         compare_recipe(stored, {"model": "m"})
     with pytest.warns(UserWarning, match="does not record quantized"):
         assert compare_recipe(stored, {"quantized": "yes"}) == []
+
+
+def test_make_recipe_and_post_metadata():
+    """The recipe of an encoder's vectors (index and encode folders alike) keeps index.json's
+    keys, and post.safetensors' metadata names the same model, pooling and max length."""
+    import numpy as np
+
+    from embedkit.encoders.pooling import Pooling
+    from embedkit.postprocess.affine import AffineMap
+    from embedkit.store.fitted import FittedPost
+    from embedkit.store.recipe import POST_FILE, make_recipe, post_metadata
+
+    class Enc:
+        name, identity = "tiny", "sha256:ab"
+
+        def describe(self):
+            return {"identity": "sha256:ab", "path": "/m/tiny", "dtype": "float32"}
+
+    post = FittedPost("pca:k=2", AffineMap(np.eye(3)[:, :2], np.zeros(3)),
+                     fit={"on": "corpus", "n_sentences": 5, "sha256": "cd"})
+    r = make_recipe(Enc(), Pooling("cls"), 32, post, {"source": "python", "n_texts": 5})
+    assert list(r.to_dict()) == KEYS
+    assert (r.model, r.model_path, r.post, r.post_file, r.fit["on"]) == (
+        "tiny", "/m/tiny", "pca:k=2", POST_FILE, "corpus")
+    assert make_recipe(Enc(), Pooling("cls"), 32, None, {}).post_file is None
+    meta = post_metadata(post, r)
+    assert (meta["model_identity"], meta["pooling"], meta["max_length"], meta["n_samples"]) == (
+        "sha256:ab", "cls", 32, 5)

@@ -7,7 +7,7 @@ import pytest
 
 from embedkit.errors import ConfigError
 from embedkit.postprocess import AffineMap, save_transform
-from embedkit.retrieval.post import prepare_post, same_post
+from embedkit.store.fitted import prepare_post, same_post
 
 
 def test_prepare_post_file_checks(rx_encoder, rx_texts, tmp_path):

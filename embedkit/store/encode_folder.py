@@ -10,7 +10,7 @@ post-processor is recorded in the recipe and baked into indexes, as ``index buil
 =================== ==========================================================================
 ``format``          :data:`MANIFEST_FORMAT`
 ``recipe``          the encoder recipe exactly as ``index.json`` records it
-                    (:class:`~embedkit.retrieval.recipe.Recipe`), its ``corpus`` the inputs
+                    (:class:`~embedkit.store.recipe.Recipe`), its ``corpus`` the inputs
 ``dim``             width of the ``embedding`` column
 ``inputs``          the corpus files (path, format, sha256, bytes) and the columns read
 ``shard_size``      rows per shard (the last may be shorter)
@@ -52,8 +52,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
@@ -63,13 +64,27 @@ from embedkit.encoders.choices import VECTOR_DTYPES
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_path, atomic_write_json
 from embedkit.io.seal import check_values, seal_values
+from embedkit.postprocess.affine import AffineMap
+from embedkit.postprocess.files import load_transform, save_transform
 from embedkit.provenance import sha256_file, sha256_text
-from embedkit.retrieval.persistence import plain_name
-from embedkit.retrieval.recipe import Count, Positive, validate_json
+from embedkit.store.recipe import (
+    POST_FILE,
+    Count,
+    Positive,
+    Recipe,
+    make_recipe,
+    post_metadata,
+    validate_json,
+)
 
-__all__ = ["MANIFEST", "MANIFEST_FORMAT", "SHARD_METADATA_KEY", "VECTOR_DTYPES", "folder_key",
-           "ids_sha256", "read_manifest", "read_shard", "shard_metadata", "shard_name",
-           "shard_problem", "write_manifest", "write_shard"]
+if TYPE_CHECKING:  # torch is imported where an encoder is used
+    from embedkit.encoders.protocol import SentenceEncoder
+    from embedkit.store.fitted import FittedPost
+
+__all__ = ["MANIFEST", "MANIFEST_FORMAT", "SHARD_METADATA_KEY", "VECTOR_DTYPES", "EncodeFolder",
+           "draw_rows", "encode_recipe", "folder_key", "ids_sha256", "plain_name",
+           "read_manifest", "read_shard", "shard_metadata", "shard_name", "shard_problem",
+           "write_manifest", "write_post_file", "write_shard"]
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "embedkit-encode/1"
@@ -77,6 +92,24 @@ MANIFEST_FORMAT = "embedkit-encode/1"
 SHARD_METADATA_KEY = b"embedkit"
 #: how an encode folder is made again (the end of its error messages)
 REENCODE = "encode the corpus again"
+
+
+def plain_name(name: str) -> bool:
+    """True for a bare file name (no folder part, not . or ..)."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+
+
+def draw_rows(total: int, n: int, seed: int) -> np.ndarray:
+    """``n`` of ``total`` row numbers drawn without replacement with ``seed``, in row order
+    (all of them when ``n`` >= ``total``): the one row sampler of training and tuning samples.
+
+    >>> draw_rows(5, 9, 0).tolist(), len(draw_rows(100, 3, 1))
+    ([0, 1, 2, 3, 4], 3)
+    """
+    if n >= total:
+        return np.arange(total, dtype=np.int64)
+    rng = np.random.default_rng(int(seed))
+    return np.sort(rng.choice(total, size=int(n), replace=False)).astype(np.int64)
 
 
 def shard_name(i: int) -> str:
@@ -313,6 +346,113 @@ def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# the recipe, the post-processor and the folder read back
+
+
+def encode_recipe(encoder: SentenceEncoder, pooling: str, max_length: int,
+                  post: FittedPost | None, corpus: dict[str, Any]) -> Recipe:
+    """The recipe an index built from these vectors records (the same code as
+    :func:`~embedkit.retrieval.folder.build_index`)."""
+    from embedkit.encoders.pooling import Pooling
+
+    return make_recipe(encoder, Pooling(pooling), int(max_length), post, corpus)
+
+
+def write_post_file(folder: Path, post: FittedPost, recipe: Recipe) -> Recipe:
+    """Write ``post.safetensors`` (as an index folder holds it); the recipe with its sha256."""
+    path = folder / POST_FILE
+    save_transform(path, post.map, post_metadata(post, recipe))
+    return replace(recipe, post_sha256=sha256_file(path))
+
+
+@dataclass
+class EncodeFolder:
+    """A complete encode folder: its manifest, recipe, and shards (validated on open)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    recipe: Recipe
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, verify: bool = True) -> EncodeFolder:
+        """Read ``path`` (its manifest checked by
+        :func:`read_manifest`); refuses an unfinished folder,
+        and with ``verify`` any shard whose sha256, row count, row range, ids or folder differ
+        from the manifest."""
+        folder = Path(path)
+        manifest = read_manifest(folder)
+        if not manifest.get("complete"):
+            raise ConfigError(f"{folder}: the encoding is not finished; rerun `embedkit encode` "
+                              "with the same settings to resume it", param="embeddings")
+        if verify:
+            key = folder_key(manifest)
+            for entry in manifest["shards"]:
+                problem = shard_problem(folder, entry, key)
+                if problem:
+                    raise ConfigError(problem + "; rerun `embedkit encode` to re-encode it",
+                                      param="embeddings")
+        recipe = Recipe.from_dict(manifest["recipe"], where=str(folder / MANIFEST))
+        return cls(folder, manifest, recipe)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def vectors(self) -> dict[str, Any]:
+        """How the vectors are stored: ``{"dtype", "normalized"}`` (older folders: float32,
+        raw)."""
+        stored = self.manifest.get("vectors") or {}
+        return {"dtype": str(stored.get("dtype", "float32")),
+                "normalized": bool(stored.get("normalized", False))}
+
+    @property
+    def total_rows(self) -> int:
+        return int(self.manifest["total_rows"])
+
+    @property
+    def shard_files(self) -> list[Path]:
+        return [self.path / str(e["file"]) for e in self.manifest["shards"]]
+
+    def post_map(self) -> AffineMap | None:
+        """The post-processor's map (checked against the recipe's sha256), or None."""
+        if not self.recipe.post:
+            return None
+        path = self.path / POST_FILE
+        if not path.is_file() or sha256_file(path) != self.recipe.post_sha256:
+            raise ConfigError(f"{path}: missing or changed since it was encoded",
+                              param="embeddings")
+        return load_transform(path).map
+
+    def shards(self, *, texts: bool = True) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+        """``(ids, texts, vectors)`` one shard at a time (memory: one shard)."""
+        for path in self.shard_files:
+            yield read_shard(path, texts=texts)
+
+    def sample(self, n: int, seed: int = 0) -> np.ndarray:
+        """``n`` rows drawn without replacement with ``seed`` (all rows when ``n`` >= total),
+        in row order (:func:`draw_rows`); reads one shard at a time."""
+        return self.rows(draw_rows(self.total_rows, n, seed))
+
+    def batches(self) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+        """``(ids, texts, vectors)`` one shard at a time: the folder as a vector source."""
+        return self.shards()
+
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of the folder rows ``rows`` (sorted), reading one shard at a time."""
+        parts = []
+        start = 0
+        for entry, path in zip(self.manifest["shards"], self.shard_files, strict=True):
+            stop = start + int(entry["rows"])
+            lo, hi = np.searchsorted(rows, [start, stop])
+            if hi > lo:
+                parts.append(read_shard(path, texts=False)[2][rows[lo:hi] - start])
+            start = stop
+        return np.ascontiguousarray(np.concatenate(parts) if parts else
+                                    np.zeros((0, self.dim), np.float32))
+
+
+# --------------------------------------------------------------------------------------------
 # synthetic folders (tests, and the scale benchmark's IVF part)
 
 
@@ -333,7 +473,7 @@ def synthetic_chunks(rows: int, dim: int, seed: int, chunk: int = 16384
 def synthetic_folder(folder: str | os.PathLike, rows: int, dim: int, seed: int = 0,
                      shard_size: int = 100_000) -> Path:
     """An encode folder of synthetic vectors (ids and texts ``v0``, ``v1``, ...)."""
-    from embedkit.retrieval.recipe import Recipe
+    from embedkit.store.recipe import Recipe
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
