@@ -35,6 +35,7 @@ from embedkit.encoders.models import is_local, model_identity, resolve_model_pat
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import LOCK_TIMEOUT, folder_lock
 from embedkit.io.textfile import read_lines
+from embedkit.postprocess.spec import PostOptions
 from embedkit.provenance import sha256_text
 from embedkit.retrieval.checks import check_index_settings
 from embedkit.retrieval.faiss_ops import (
@@ -116,8 +117,7 @@ class _TextOptions:
     post: str | None
     metric: str | None
     max_length: int
-    fit_on: str
-    force: bool
+    fitting: PostOptions  # what the post is fitted on, and force
     query_prompt: str | None
     factory: str
     on_disk: bool
@@ -154,7 +154,7 @@ def _text_source(texts: Sequence[str], ids: Sequence[str | None] | None,
 
     # a transform file is checked before any encoding; a chain is fitted when it needs to be
     fitted = prepare_post(o.post, encoder=enc, pooling=pool, dim=int(enc.dim), metric=metric,
-                          force=o.force, fit_data=_fit_data(o.fit_on, enc, pool, max_length,
+                          force=o.fitting.force, fit_data=_fit_data(o.fitting.fit_on, enc, pool, max_length,
                                                             uniq, corpus_vectors))
     vectors = as_matrix(corpus_vectors())
     recipe = make_recipe(enc, pool, max_length, fitted, {
@@ -216,8 +216,9 @@ def build_index(
                               param="encoder")
         prepared = folder_source(source, post=post, metric=metric, force=force)
     else:
-        options = _TextOptions(pooling, post, metric, max_length, fit_on, force, query_prompt,
-                               factory, on_disk)
+        options = _TextOptions(pooling, post, metric, max_length,
+                               PostOptions(fit_on=fit_on, force=force), query_prompt, factory,
+                               on_disk)
         prepared = _text_source(source, ids, encoder, corpus_info, options)
         prepared.progress = _show_progress(progress, prepared.source.total_rows)
     return _write_index(out, prepared, factory=factory, train_size=train_size, seed=seed,

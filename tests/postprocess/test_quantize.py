@@ -26,6 +26,7 @@ from embedkit.postprocess import (
     save_quantized,
 )
 from embedkit.postprocess.quantize import scored_output
+from embedkit.postprocess.spec import PostOptions
 
 QUANTIZERS = [ScalarQuantizer(), ScalarQuantizer("uint8", clip=0.99), BinaryQuantizer(),
               BinaryQuantizer(unsigned=True)]
@@ -287,7 +288,7 @@ def test_bench_and_diagnose_score_a_quantised_chain_alike(tiny_encoder, spec_fil
     assert bench_score != rec["results"]["cls"]["tiny-sts"]["test"]["spearman"]
     assert rec["bytes_per_vector"] == {"cls": 4 * tiny_encoder.dim, f"cls + {label}":
                                        16 if q.similarity == "cosine" else 2}
-    opts = DiagnoseOptions(tasks=(str(spec_file),), posts=(chain,), k=5, n_pairs=300,
+    opts = DiagnoseOptions(tasks=(str(spec_file),), post=PostOptions(chains=(chain,)), k=5, n_pairs=300,
                            jl_dims=(8,))
     rows = {r["row"]: r for r in run_diagnose(tiny_encoder, opts, ["cls"])["rows"]}
     row = rows[f"cls + {label}"]
