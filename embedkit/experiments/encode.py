@@ -33,6 +33,7 @@ import numpy as np
 
 from embedkit.data.sources import CorpusSource, open_corpus
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
+from embedkit.encoders.base import ModelFacts
 from embedkit.errors import ConfigError
 from embedkit.experiments.choices import ENGINES
 from embedkit.experiments.record import run_record, timings
@@ -323,7 +324,8 @@ def run_encode(
     t_start = time.perf_counter()
     source = open_corpus(corpus, text_column=text_column, id_column=id_column)
     config = _ray_config(encoder) if settings.engine == "ray" else None
-    enc = _build_encoder(encoder)
+    # the ray driver plans from the model folder; its workers load the model
+    enc = ModelFacts(config) if config is not None else _build_encoder(encoder)
     pool = Pooling(pooling or enc.default_pooling)
     max_length = min(int(settings.max_length), enc.model_max_length())
     fitted = _prepare_post(post, enc, pool, settings.normalize)
