@@ -168,7 +168,7 @@ def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
         if f.default is False:
             p.add_argument(flag, action="store_true", help=meta["help"])
             continue
-        p.add_argument(flag, default=f.default, type=_MODEL_OPTION_TYPES.get(f.name),
+        p.add_argument(flag, default=f.default, type=_MODEL_OPTION_TYPES.get(f.name, str),
                        choices=meta["choices"], metavar=meta["metavar"], help=meta["help"])
     if retrieval_prompts:
         p.add_argument("--query-prompt", metavar="TEXT",

@@ -71,14 +71,14 @@ def quiet_loading(name: str) -> Iterator[None]:
 
     logger.debug("loading model %s", name)
     verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call,unused-ignore]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call,unused-ignore]
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call,unused-ignore]
 
 
 def load_tokenizer(path: str, name: str, revision: str | None) -> tuple[Any, Any]:
@@ -335,7 +335,7 @@ class TokenizedEncoder:
         n = prompt_length(self.tokenizer, self.prompt)
         start = (mask != 0).argmax(axis=1)[:, None]
         keep = np.arange(mask.shape[1])[None, :] >= start + n
-        return (mask * keep).astype(mask.dtype)
+        return np.asarray(mask * keep, dtype=mask.dtype)
 
     def model_max_length(self) -> int:
         """The model's own maximum sequence length (the C-MTEB protocol uses it)."""

@@ -25,10 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from embedkit.encoders.base import (
-    TokenizedEncoder,
-    load_tokenizer,
-)
+from embedkit.encoders.base import EXPORTED_TOKEN_BUDGET, TokenizedEncoder, load_tokenizer
 from embedkit.encoders.choices import available_cores
 from embedkit.encoders.export import (
     ExportedGraph,
@@ -114,11 +111,11 @@ class _Session:
 
 class ExportedEncoder(TokenizedEncoder):
     """A model on ONNX Runtime (``backend="onnx"``) or OpenVINO (``backend="openvino"``), float32
-    or int8, exported once into ``export_root`` and reused.
-
-    Args: as :class:`~embedkit.encoders.transformer.TransformerEncoder` (no device or dtype: the
-    CPU in float32, or int8 with ``quantize="int8"``), plus ``backend``, ``quantize`` and
-    ``export_root`` (the cache folder that keeps exports). A sentence-transformers folder's
+    or int8, built from an :class:`~embedkit.encoders.config.EncoderConfig` (no device or
+    dtype: the CPU in float32, or int8 with ``quantize="int8"``), exported once into the
+    config's cache folder and reused; ``token_budget=None`` is :data:`EXPORTED_TOKEN_BUDGET`
+    padded tokens; ``streams``: threads that each run batches (default
+    :func:`default_streams`). A sentence-transformers folder's
     modules after the pooling run on the runtime's pooled vectors, in torch, exactly as on the
     torch backend (:meth:`~embedkit.encoders.base.TokenizedEncoder._finish`).
     """
@@ -230,4 +227,4 @@ def _open(threads: int, streams: int, export: Any) -> tuple[ExportedGraph, _Sess
         return graph, _Session(graph, threads, streams)
 
 
-__all__ = ["ExportedEncoder", "layers_to_fetch", "output_names"]
+__all__ = ["EXPORTED_TOKEN_BUDGET", "ExportedEncoder", "layers_to_fetch", "output_names"]

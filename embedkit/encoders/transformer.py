@@ -130,7 +130,7 @@ def forward_pooled(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
 
 
 def _load(path: str, name: str, revision: str | None,
-          dtype: str = "float32") -> tuple[Any, Any, dict]:
+          dtype: str = "float32") -> tuple[Any, Any, dict[str, Any]]:
     """The tokenizer and model, its weights loaded straight in ``dtype`` (a 7B model never
     passes through float32). Weights come from safetensors files where the folder has them;
     ``.bin`` files go through ``torch.load(weights_only=True)`` (transformers' default), which

@@ -65,7 +65,7 @@ class EncodeStats:
     encoded: int = 0            # sentences run through the model
     stored: int = 0             # distinct sentences whose new vectors were stored in the cache
     seconds: float = 0.0        # wall time spent in the model (tokenising included)
-    per_call: list = field(default_factory=list)
+    per_call: list[float] = field(default_factory=list)
 
     @property
     def sentences_per_second(self) -> float:

@@ -339,12 +339,12 @@ def run_encode(
     writer = _Writer(out_dir, manifest, progress)
     jobs = _jobs(source, settings, writer, old)
     if settings.engine == "ray":
-        from embedkit.experiments.encode_ray import encode_ray
+        from embedkit.experiments.encode_ray import RayRun, encode_ray
 
         assert config is not None
-        encode_ray(config, jobs, writer.done, pooling=str(pool), max_length=max_length,
-                   workers=settings.workers or 1, address=settings.ray_address,
-                   identity=str(enc.identity))
+        encode_ray(RayRun(config, str(pool), max_length, identity=str(enc.identity),
+                          workers=settings.workers or 1, address=settings.ray_address),
+                   jobs, writer.done)
     else:
         _encode_local(enc, pool, max_length, jobs, writer.done)
     already = bool(previous and previous.get("complete")) and writer.rows_encoded == 0
