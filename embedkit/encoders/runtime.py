@@ -38,7 +38,7 @@ from embedkit.encoders.pooling import Pooling
 from embedkit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from embedkit.encoders.config import EncoderConfig
+    from embedkit.encoders import EncoderConfig
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from embedkit.data.sources import CorpusSource, open_corpus
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
-from embedkit.encoders.base import ModelFacts
+from embedkit.encoders.facts import ModelFacts
 from embedkit.errors import ConfigError
 from embedkit.experiments.choices import ENGINES
 from embedkit.experiments.record import run_record, timings

@@ -117,7 +117,7 @@ def test_the_record_is_the_settings_as_given(tmp_path):
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_model_facts_read_the_folder_and_load_nothing(tiny_model_dir, tmp_path, backend,
                                                       monkeypatch):
-    from embedkit.encoders.base import ModelFacts
+    from embedkit.encoders.facts import ModelFacts
 
     if backend == "onnx":
         pytest.importorskip("onnxruntime")
