@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 STAMP := .stamp-install
 LOCK := requirements/dev.lock
 
-.PHONY: install lock bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare eval-pairs eval-lcqmc-retrieval clean
+.PHONY: install lock bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare eval-pairs eval-lcqmc-retrieval eval-rerender clean
 
 install: $(STAMP)
 
@@ -53,7 +53,7 @@ test-fast: install
 	$(PYTHON) -m pytest tests -q -m "not model and not slow" $(PYTEST_ARGS)
 
 lint: install
-	ruff check embedkit tests
+	ruff check embedkit tests benchmarks
 	$(PYTHON) -m mypy embedkit
 
 # Speed: every embedkit backend (torch, onnx, openvino; fp32 and int8) vs sentence-transformers'
@@ -70,7 +70,7 @@ $(ST_VENV)/.stamp:
 	@touch $@
 
 bench-speed: install $(ST_VENV)/.stamp
-	embedkit report speed --sentences 20000 --data-dir ../shared/data \
+	$(PYTHON) benchmarks/bench_speed.py --sentences 20000 --data-dir ../shared/data \
 		--st-python $(ST_VENV)/bin/python --out eval/speed.md
 
 # The reports in eval/ (each starts with the command that regenerates it).
@@ -118,7 +118,7 @@ eval-retrieval: install
 		--output eval/retrieval-m3e-small.json --markdown eval/retrieval-m3e-small.md
 
 eval-simcse: install
-	embedkit report simcse --model m3e-small --data-dir ../shared/data \
+	$(PYTHON) benchmarks/report_simcse.py --model m3e-small --data-dir ../shared/data \
 		--out eval/simcse-m3e-small.md
 
 # Diagnostics of the space (anisotropy, spectrum, hubness, sparsity, JL) per pooling and
@@ -134,11 +134,20 @@ eval-diagnostics: install
 
 # Models side by side (records of eval/ and m3e-small through mteb's own evaluator).
 eval-compare: install
-	embedkit report compare --model m3e-small --data-dir ../shared/data --out eval/compare.md
+	$(PYTHON) benchmarks/report_compare.py --model m3e-small --data-dir ../shared/data --out eval/compare.md
 
 # Scale-out: local vs Ray encoding, streaming whitening of 1M x 512, IVF from shards.
 bench-scale: install
-	embedkit report scale --model m3e-small --data-dir ../shared/data --out eval/scale.md
+	$(PYTHON) benchmarks/bench_scale.py --model m3e-small --data-dir ../shared/data --out eval/scale.md
+
+# The four benchmark reports re-rendered from their records (eval/*.json), measuring nothing:
+# after a change to a report's text (unchanged text: the same bytes).
+eval-rerender: install
+	$(PYTHON) benchmarks/bench_speed.py --from-record eval/speed.json --out eval/speed.md >/dev/null
+	$(PYTHON) benchmarks/bench_scale.py --from-record eval/scale.json --out eval/scale.md >/dev/null
+	$(PYTHON) benchmarks/report_simcse.py --from-record eval/simcse-m3e-small.json \
+		--out eval/simcse-m3e-small.md >/dev/null
+	$(PYTHON) benchmarks/report_compare.py --from-record eval/compare.json --out eval/compare.md
 
 # Every reliability case (kill, corruption, concurrency, bad input), its test and the result.
 eval-reliability: install

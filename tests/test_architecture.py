@@ -1,11 +1,15 @@
 """The structure the project promises (ARCHITECTURE.md), checked from the source with ``ast``:
 
 - the layer rule: io < data < encoders < postprocess < evaluation, retrieval, training,
-  diagnostics < experiments, integrations < cli; no import goes up a layer (function-local
+  diagnostics < experiments, integrations < reports < cli; no import goes up a layer (function-local
   imports included) and no import cycle between packages or between modules of a package;
 - the library does not know its command line: outside ``embedkit/cli/`` no module imports
   argparse, calls ``print(`` or holds a ``--flag`` string;
-- no function in ``embedkit/`` is longer than 80 lines.
+- no function in ``embedkit/`` is longer than 80 lines;
+- the package never imports the project's own benchmark drivers (``benchmarks/``, not
+  installed): neither ``benchmarks`` nor any script of that folder by its name.
+- runners and reports apart: no module under ``embedkit/experiments/`` imports matplotlib or
+  holds Markdown table rows or HTML (the renderers live in ``embedkit/reports/``).
 """
 
 from __future__ import annotations
@@ -25,11 +29,16 @@ LAYERS = {
     "data": 2,
     "encoders": 3,
     "postprocess": 4,
+    "store": 4.5,
     "evaluation": 5, "retrieval": 5, "training": 5, "diagnostics": 5,
     "experiments": 6, "integrations": 6,
-    "cli": 7, "__main__": 7,
+    "reports": 7,
+    "cli": 8, "__main__": 8,
 }
 MAX_FUNCTION_LINES = 80
+#: the benchmark drivers: importable as ``benchmarks.X`` or, from their folder, as ``X``
+BENCHMARKS = PACKAGE.parent / "benchmarks"
+BENCHMARK_NAMES = {"benchmarks"} | {f.stem for f in BENCHMARKS.glob("*.py")}
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(-[a-z0-9]+)*")
 
 
@@ -151,6 +160,33 @@ def test_library_does_not_know_its_command_line(module):
     assert problems == []
 
 
+#: a Markdown table row (a line starting ``| `` or ``|---``, ``|:--``) or an HTML page
+RENDERED = re.compile(r"^\s*\|( |:?-{3})|<html", re.MULTILINE | re.IGNORECASE)
+
+
+def _rendering(tree: ast.AST) -> list[str]:
+    """Where a module renders: imports of matplotlib, strings holding a Markdown table row or
+    ``<html``."""
+    found = []
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        if any(n == "matplotlib" or n.startswith("matplotlib.") for n in names):
+            found.append(f"line {node.lineno}: imports matplotlib")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and (m := RENDERED.search(node.value)):
+            found.append(f"line {node.lineno}: renders {m.group(0).lstrip()!r}")
+    return found
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if _part(m) == "experiments"])
+def test_runners_render_nothing(module):
+    """Runners build records; tables, Markdown, HTML and plots are embedkit/reports/'s (the
+    diagnostics' own plots, diagnostics/plots.py, included)."""
+    assert _rendering(TREES[module]) == []
+    assert "embedkit.diagnostics.plots" not in GRAPH[module]
+
+
 def test_functions_are_short():
     long = []
     for module, tree in TREES.items():
@@ -162,10 +198,52 @@ def test_functions_are_short():
     assert long == []
 
 
+def _benchmark_imports(tree: ast.AST) -> list[str]:
+    """``line N: imports X`` for every import of ``benchmarks/`` (or one of its scripts)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        else:
+            continue
+        found += [f"line {node.lineno}: imports {n}" for n in names
+                  if n.split(".")[0] in BENCHMARK_NAMES]
+    return found
+
+
+def test_the_package_never_imports_the_benchmarks():
+    assert {"bench_speed", "bench_scale", "report_simcse", "report_compare"} <= BENCHMARK_NAMES
+    problems = {m: p for m, tree in TREES.items() if (p := _benchmark_imports(tree))}
+    assert problems == {}
+
+
+def test_the_benchmark_drivers_left_the_package():
+    """The speed, scale, SimCSE and compare drivers, ``embedkit report`` and the start-up probe
+    live in ``benchmarks/`` (issue 19), not in the package."""
+    gone = {"embedkit.experiments.speed", "embedkit.experiments.speed_worker",
+            "embedkit.experiments.speed_cost", "embedkit.experiments.speed_report",
+            "embedkit.experiments.scale", "embedkit.experiments.simcse_report",
+            "embedkit.experiments.compare_report", "embedkit.cli.report_cmd",
+            "embedkit.cli.startup"}
+    assert gone.isdisjoint(MODULES)
+    assert "embedkit.experiments.compare" in MODULES  # embedkit compare --html stays
+
+
 def test_the_checks_can_fail(tmp_path):
     """The detectors find what they look for (so the tests above cannot pass vacuously)."""
     assert FLAG.search("pass --fit-on FILE") and not FLAG.search("x--y and 1 -- 2")
+    assert _benchmark_imports(ast.parse("import os\nfrom benchmarks.bench_speed import x\n"
+                                        "def f():\n    import speed_cost")) == [
+        "line 2: imports benchmarks.bench_speed", "line 4: imports speed_cost"]
     assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+    rendering = _rendering(ast.parse(
+        'import matplotlib.pyplot as plt\nROW = "| a | b |"\nSEP = "x\\n|---|---:|"\n'
+        'PAGE = "<!doctype html><HTML>"\nTYPE = "str | None"\n'))
+    assert rendering == ["line 1: imports matplotlib", "line 2: renders '| '",
+                         "line 3: renders '|---'", "line 4: renders '<HTML'"]
+    assert _rendering(TREES["embedkit.reports.sweep"])  # the renderers are where they belong
     assert "embedkit.encoders" in GRAPH["embedkit.experiments.bench"] or any(
         t.startswith("embedkit.encoders") for t in GRAPH["embedkit.experiments.bench"])

@@ -7,7 +7,11 @@ import sys
 from collections.abc import Callable
 
 from embedkit.cli.common import (
+    add_max_length,
     add_model_options,
+    add_out,
+    add_pooling,
+    add_post,
     check_output_dir,
     defaults_line,
     encoder_config,
@@ -27,15 +31,14 @@ def add_parser(sub) -> None:
                     "a killed run (only missing or damaged shards are encoded); a finished "
                     "folder is left alone unless --overwrite.")
     add_model_options(p)
-    p.add_argument("--pooling", metavar="P", help="pooling (default: the model's own)")
-    p.add_argument("--post", metavar="CHAIN|FILE",
-                   help="a saved transform file (or file: and norm steps) recorded in the "
-                        "recipe and baked into indexes built from the shards")
+    add_pooling(p)
+    add_post(p, default="none; only a saved transform file (or file: and norm steps), recorded "
+                        "in the recipe and baked into indexes built from the shards")
     p.add_argument("--corpus", required=True, metavar="FILE|DIR", help="the input")
     p.add_argument("--text-column", metavar="C", help="text column (default: text)")
     p.add_argument("--id-column", metavar="I",
                    help="id column (default: none; ids are row numbers)")
-    p.add_argument("--out", required=True, metavar="DIR", help="the encode folder")
+    add_out(p, "the encode folder", metavar="DIR")
     p.add_argument("--engine", choices=ENGINES, default="local",
                    help="local (this process) or ray (Ray Data actors; pip install "
                         "'embedkit[ray]')")
@@ -45,8 +48,7 @@ def add_parser(sub) -> None:
                    help="a running Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--shard-size", type=positive_int, default=10000, metavar="N",
                    help="rows per shard (default: 10000)")
-    p.add_argument("--max-length", type=int, default=64, metavar="N",
-                   help="tokens, counting [CLS] and [SEP] (default: 64)")
+    add_max_length(p, 64)
     p.add_argument("--overwrite", action="store_true",
                    help="replace a folder encoded with other settings or inputs")
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=False,
@@ -100,7 +102,7 @@ def run(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# the encode-folder options of `index build` and `whiten` (registered by those commands)
+# the encode-folder options of `index build` (registered by that command)
 
 
 def add_embeddings_source(src, build) -> None:
@@ -138,32 +140,4 @@ def run_build_from_embeddings(args) -> int:
           f"{', lists on disk' if args.on_disk else ''}; built in {index.build_seconds:.2f} s")
     if defaults_line(index.recipe):
         print(defaults_line(index.recipe))
-    return 0
-
-
-def add_whiten_embeddings(p) -> None:
-    """``whiten --embeddings DIR`` (instead of ``--fit-on``)."""
-    p.add_argument("--embeddings", metavar="DIR",
-                   help="instead of --fit-on: fit on the vectors of an encode folder (embedkit "
-                        "encode), a shard at a time; model, pooling and max length come from "
-                        "its manifest")
-
-
-def run_whiten_embeddings(args, settings) -> int:
-    """``whiten --embeddings DIR``; ``settings`` as ``whiten`` parsed them."""
-    from embedkit.errors import ConfigError
-    from embedkit.experiments.shards_whiten import run_whiten_shards
-
-    if (args.fit_on is None) == (args.embeddings is None):
-        raise ConfigError("give one of --fit-on WHAT or --embeddings DIR")
-    if args.pooling is not None:
-        raise ConfigError("with --embeddings the pooling comes from the encode folder's "
-                          "manifest: drop --pooling", param="pooling")
-    res = run_whiten_shards(args.embeddings, args.out, settings, format=args.format,
-                            command=args.command_line)
-    d, k = res.whitening.kernel_.shape
-    m = res.metadata
-    print(f"wrote {res.path} ({res.format}): d={d} -> k={k}; {m['model_name']} {m['pooling']}, "
-          f"max length {m['max_length']}; fitted on {m['n_samples']} vectors of "
-          f"{args.embeddings}")
     return 0

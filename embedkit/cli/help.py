@@ -27,10 +27,6 @@ EXAMPLES = {
     "index search": 'embedkit index search --index lcqmc-index --query "怎么修改密码" -k 5',
     "index eval": "embedkit index eval --model m3e-small --tasks LCQMC --split test "
                   "--post whiten:k=256",
-    "report speed": "embedkit report speed --model m3e-small --out eval/speed",
-    "report simcse": "embedkit report simcse --runs-dir runs --out eval/simcse",
-    "report scale": "embedkit report scale --model m3e-small --out eval/scale",
-    "report compare": "embedkit report compare --model m3e-small --out eval/compare",
     "encode": "embedkit encode --model m3e-small --corpus corpus.txt --out shards/",
     "compare": "embedkit compare eval/*.json --markdown compare.md",
     "diagnose": "embedkit diagnose --model m3e-small --tasks STS-B --post whiten:k=256",

@@ -31,7 +31,6 @@ COMMANDS = {
     "sweep": "embedkit.cli.sweep_cmd",
     "train": "embedkit.cli.train_cmd",
     "index": "embedkit.cli.index_cmd",
-    "report": "embedkit.cli.report_cmd",
     "encode": "embedkit.cli.encode_cmd",
     "compare": "embedkit.cli.compare_cmd",
     "diagnose": "embedkit.cli.diagnose_cmd",

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ from embedkit.experiments.record import (
     truncation_counts,
 )
 from embedkit.postprocess import (
+    bytes_per_vector,
     check_chain_files,
     describe_post,
     parse_post,  # noqa: F401 (the doctests use it)
@@ -48,19 +50,8 @@ from embedkit.postprocess import (
     resolve_post,
 )
 from embedkit.postprocess.checks import check_post_chains
-
-
-@dataclass(frozen=True)
-class PostOptions:
-    """Postprocessor chains (specs of :func:`~embedkit.postprocess.parse_post`, or a saved
-    transform file's path, as :func:`~embedkit.postprocess.resolve_post` tells them apart), what
-    they are fitted on, and whether a saved map fitted for another model or pooling is used
-    anyway (``force``)."""
-
-    chains: tuple[str, ...] = ()
-    fit_on: str = "task"
-    fit_unique: bool = False
-    force: bool = False
+from embedkit.postprocess.quantize import scored_output
+from embedkit.postprocess.spec import PostOptions
 
 
 @dataclass
@@ -70,6 +61,7 @@ class _Row:
     post: str | None = None
     pipe: Pipeline | None = None
     per_task: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    bytes_per_vector: int | None = None  # of the row's output: 4 d float32, or the codes
 
 
 def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
@@ -225,20 +217,28 @@ def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, r
         record["fit"] = fit.record()
     for row in rows:
         v = vecs[str(row.pooling)]
-        transform = None
+        transform = decoded = None
+        row.bytes_per_vector = 4 * int(v.shape[1])
         if row.pipe is not None:
             # A fixed chain learns nothing: fitting it on the vectors only checks d.
             fitted = clone(row.pipe).fit(fit_vecs.get(str(row.pooling), v))
-            transform = fitted.transform
+            transform = fitted.transform  # a quantiser's codes: score_task decodes them
+            decoded = partial(_scored_vectors, fitted)  # what extras compare: decoded codes
+            row.bytes_per_vector = bytes_per_vector(fitted, int(v.shape[1]))
         row.per_task[spec.name] = evaluator.score_task(spec.name, lookup(sentences, v), transform,
                                                        similarity)
         if extra is not None and extra[0].active:
             sel = sel_vecs.get(str(row.pooling))
-            added = score_extras(splits, lookup(sentences, v), transform, extra[1],
+            added = score_extras(splits, lookup(sentences, v), decoded, extra[1],
                                  lookup(sel_sentences, sel) if sel is not None else None, extra[0])
             for split, more in added.items():
                 row.per_task[spec.name][split].update(more)
     return record
+
+
+def _scored_vectors(fitted: Pipeline, X: np.ndarray) -> np.ndarray:
+    """A fitted chain's output as scores see it (a quantiser's codes decoded)."""
+    return scored_output(fitted, X)[0]
 
 
 def _results(rows: dict[str, _Row]) -> dict[str, Any]:
@@ -259,7 +259,9 @@ def _results(rows: dict[str, _Row]) -> dict[str, Any]:
                 for avg in ("avg", "w-avg")}}
         nested["avg"] = {"spearman": flat["avg/spearman"], "pearson": flat["avg/pearson"]}
         results[label] = {**nested, "pooling": str(row.pooling), "post": row.post}
-    out: dict[str, Any] = {"results": results, "metrics": metrics}
+    out: dict[str, Any] = {"results": results, "metrics": metrics,
+                           "bytes_per_vector": {label: row.bytes_per_vector
+                                                for label, row in rows.items()}}
     if undefined:  # the flag: these scores are NaN, and so is every average including them
         out["undefined"] = undefined
     return out

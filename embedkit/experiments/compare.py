@@ -18,7 +18,7 @@ Scores are checked as they are read: a score that is not a number, not finite, o
 left out by name (a log warning, and :attr:`Comparison.skipped`).
 
 The tables, Markdown and HTML pages and the PNG heatmap are drawn by
-:mod:`embedkit.experiments.compare_render`.
+:mod:`embedkit.reports.compare`.
 
 >>> rec = {"kind": "bench", "model": {"name": "m"}, "settings": {"protocol": "cmteb",
 ...        "max_length": {"T": 512}}, "data": {"T": {"test": {"sha256": "ab"}}},
@@ -53,7 +53,7 @@ from embedkit.experiments.mteb_results import (
     official_task_name,
     read_run_settings,
 )
-from embedkit.experiments.report import run_revision
+from embedkit.experiments.record import run_revision
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def _mapping(value: Any, path: str, where: str) -> Mapping[str, Any]:
 def run_settings(settings: Mapping[str, Any], model: Mapping[str, Any] | None) -> dict[str, Any]:
     """How a record's encoder ran, for its cells: backend, quantisation, dtype and prompt as
     the record states them (records before backends existed ran torch), and the revision
-    (:func:`~embedkit.experiments.report.run_revision`). Empty values are left out.
+    (:func:`~embedkit.experiments.record.run_revision`). Empty values are left out.
 
     >>> run_settings({"backend": "onnx", "quantize": "int8", "prompt": ""}, None)
     {'backend': 'onnx', 'quantize': 'int8'}

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
@@ -40,32 +39,26 @@ from embedkit.data.registry import get_task
 from embedkit.data.selection import FILE_MAX_LENGTH, collect_fit_sentences
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.diagnostics import COLUMNS, DEFAULT_JL_DIMS, jl_at, profile, profile_columns
-from embedkit.diagnostics.plots import (
-    plot_jl,
-    plot_occurrence,
-    plot_spectra,
-    require_matplotlib,
-)
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
-from embedkit.errors import ConfigError, MissingFileError
+from embedkit.errors import ConfigError, MissingFileError, check_int
 from embedkit.evaluation import STSEvaluator, lookup
 from embedkit.experiments.index_eval import label_threshold
 from embedkit.experiments.record import data_dir_setting, run_record, split_summary, timings
-from embedkit.experiments.report import provenance_lines, run_title
-from embedkit.io.tables import text_table
 from embedkit.postprocess import (
+    bytes_per_vector,
     check_chain_files,
     describe_post,
     parse_post,
     pipeline_learns,
 )
 from embedkit.postprocess.checks import check_post_chains
+from embedkit.postprocess.quantize import scored_output
+from embedkit.postprocess.spec import PostOptions
 from embedkit.retrieval.hubness import evaluate_csls
 from embedkit.retrieval.tasks import RetrievalTask, pairs_to_retrieval
 
-__all__ = ["DiagnoseOptions", "run_diagnose", "format_diagnose_table", "diagnose_markdown",
-           "write_diagnose_plots", "sweep_dimensions", "conclusions", "RETRIEVAL_K",
-           "STOP_TOLERANCE"]
+__all__ = ["DiagnoseOptions", "run_diagnose", "sweep_dimensions", "mean_present", "row_recall",
+           "RETRIEVAL_K", "STOP_TOLERANCE"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +75,9 @@ class DiagnoseOptions:
     Input: STS ``tasks`` (names or spec files; empty: the default five) scored on ``splits``
     (empty: the protocol's), or a ``corpus`` file (one text a line; no scores), or the
     vectors of an ``embeddings`` folder (``embedkit encode``; no model is run, no scores; with
-    ``sample`` only that many rows are read). ``posts``:
-    postprocessor chains fitted on ``fit_on`` (``task``, a split or a file; a corpus is fitted
-    on itself). Diagnostics: hubness at ``k``, on a seeded sample of ``sample`` vectors (None:
+    ``sample`` only that many rows are read). ``post``: postprocessor chains
+    (:class:`~embedkit.postprocess.spec.PostOptions`) fitted on its ``fit_on`` (``task``, a split
+    or a file; a corpus is fitted on itself). Diagnostics: hubness at ``k``, on a seeded sample of ``sample`` vectors (None:
     all), ``n_pairs`` random pairs for anisotropy and JL, JL at ``jl_dims``. ``retrieval``:
     recall@10 raw and with CSLS (``csls_k`` neighbours in the penalty, ``csls_candidates``
     re-ranked) on ``retrieval_tasks`` (empty: every task). ``sweep``: a sweep record to compare
@@ -95,9 +88,7 @@ class DiagnoseOptions:
     corpus: str | None = None
     embeddings: str | None = None
     splits: tuple[str, ...] = ()
-    posts: tuple[str, ...] = ()
-    fit_on: str = "task"
-    fit_unique: bool = False
+    post: PostOptions = field(default_factory=PostOptions)
     k: int = 10
     sample: int | None = None
     seed: int = 0
@@ -116,16 +107,16 @@ class DiagnoseOptions:
         """A ConfigError naming the parameter for the first bad setting."""
         for name, minimum in (("k", 1), ("seed", 0), ("n_pairs", 1), ("csls_k", 1),
                               ("csls_candidates", 1)):
-            _check_int(getattr(self, name), name, minimum)
+            check_int(getattr(self, name), name, minimum)
         if self.sample is not None:
-            _check_int(self.sample, "sample", 2)
+            check_int(self.sample, "sample", 2)
             if self.sample <= self.k:
                 raise ConfigError(f"sample must be larger than k ({self.k}); got {self.sample}",
                                   param="sample")
         if not self.jl_dims:
             raise ConfigError("jl_dims must name at least one dimension", param="jl_dims")
         for m in self.jl_dims:
-            _check_int(m, "jl_dims", 1)
+            check_int(m, "jl_dims", 1)
         if self.max_length is not None and self.max_length < 3:
             raise ConfigError("max_length must be at least 3 ([CLS], one token, [SEP])",
                               param="max_length")
@@ -141,12 +132,6 @@ class DiagnoseOptions:
         if self.corpus is not None and self.retrieval:
             raise ConfigError("retrieval needs STS tasks (their positive pairs are the "
                               "relevant documents); a corpus file has none", param="retrieval")
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}; got {value!r}", param=name)
-    return int(value)
 
 
 @dataclass
@@ -173,7 +158,8 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
                  poolings: Sequence[str | Pooling] | None = None, *,
                  command: str | None = None) -> dict[str, Any]:
     """Diagnose every pooling x postprocessor row; the JSON-ready record (``rows``,
-    ``summary``, ``sweep``, ``conclusions`` beside the common header)."""
+    ``summary``, ``sweep`` beside the common header: numbers only; the report's sentences are
+    :func:`embedkit.reports.diagnose.conclusions`)."""
     t0 = time.perf_counter()
     options = options or DiagnoseOptions()
     options.check()
@@ -185,7 +171,7 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
     enc = as_encoder(encoder)
     pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ()))) or [
         Pooling(enc.default_pooling)]
-    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.posts)]
+    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.post.chains)]
     post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools)
     check_post_chains(pipes, enc.dim)  # k against d, before any encoding
     run = _Run(enc, pools, pipes, options)
@@ -199,7 +185,6 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
     record["rows"] = rows
     record["summary"] = summarise(rows)
     record["sweep"] = sweep_dimensions(sweep, rows, options.sweep) if sweep else None
-    record["conclusions"] = conclusions(record)
     record["plots"] = []
     record["timings"] = timings(enc, t0, **{f"seconds_{k}": round(v, 3)
                                             for k, v in run.seconds.items()})
@@ -220,7 +205,7 @@ def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
         raise ConfigError(f"{folder.path} has {folder.total_rows} vectors; hubness at "
                           f"k={options.k} needs more than k", param="embeddings")
     x = folder.sample(n, seed=options.seed).astype(np.float64)
-    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.posts)]
+    pipes = [(describe_post(p), p) for p in (_parse_chain(c) for c in options.post.chains)]
     pooling = Pooling(r.pooling)
     post_files = check_chain_files(pipes, model=r.model_identity, dim=folder.dim,
                                    poolings=[pooling])
@@ -245,7 +230,6 @@ def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
     record["model"] = {"name": r.model, "identity": r.model_identity, "path": r.model_path}
     record.update(rows=rows, summary=summarise(rows), plots=[],
                   sweep=sweep_dimensions(sweep, rows, options.sweep) if sweep else None)
-    record["conclusions"] = conclusions(record)
     record["timings"] = timings(None, t0, **{f"seconds_{k}": round(v, 3)
                                              for k, v in run.seconds.items()})
     return record
@@ -278,8 +262,8 @@ def _settings(options: DiagnoseOptions, pools: list[Pooling], pipes: list[tuple[
     learns = any(pipeline_learns(p) for _, p in pipes)
     return {
         "poolings": [str(p) for p in pools], "post": [label for label, _ in pipes],
-        "fit_on": (options.fit_on if options.corpus is None else "corpus") if learns else None,
-        "fit_unique": options.fit_unique if learns else None, "post_files": post_files,
+        "fit_on": (options.post.fit_on if options.corpus is None else "corpus") if learns else None,
+        "fit_unique": options.post.fit_unique if learns else None, "post_files": post_files,
         "k": options.k, "sample": options.sample, "seed": options.seed,
         "n_pairs": options.n_pairs, "jl_dims": list(options.jl_dims),
         "retrieval": options.retrieval, "retrieval_k": RETRIEVAL_K,
@@ -319,8 +303,13 @@ def _rows_of(run: _Run, task: str, vecs: dict[str, np.ndarray],
         out.append((_diagnose_row(run, task, pooling, None, v), v))
         for label, pipe in run.pipes:
             fitted = clone(pipe).fit(fit_vecs.get(str(pooling), v))
-            x = np.asarray(fitted.transform(v), dtype=np.float64)
-            out.append((_diagnose_row(run, task, pooling, label, x), x))
+            # a quantiser's codes decoded: the vectors its scores are computed on
+            scored, similarity = scored_output(fitted, v)
+            x = np.asarray(scored, dtype=np.float64)
+            row = _diagnose_row(run, task, pooling, label, x)
+            row.update(similarity=similarity or "cosine",
+                       bytes_per_vector=bytes_per_vector(fitted, v.shape[1]))
+            out.append((row, x))
     return out
 
 
@@ -359,9 +348,9 @@ def _diagnose_task(run: _Run, evaluator: STSEvaluator, spec: TaskSpec,
     sentences = evaluator.sentences(spec.name)
     fit = None
     if any(pipeline_learns(p) for _, p in run.pipes):  # the fit sentences are checked first
-        fit = collect_fit_sentences(o.fit_on, spec, splits, data_dir=o.data.data_dir,
+        fit = collect_fit_sentences(o.post.fit_on, spec, splits, data_dir=o.data.data_dir,
                                     source=o.data.source, skip_invalid=o.data.skip_invalid,
-                                    unique=o.fit_unique)
+                                    unique=o.post.fit_unique)
         check_post_chains(run.pipes, enc.dim, len(fit.sentences))
     vecs = enc.encode_multi(sentences, run.pools, max_length=max_len)
     record: dict[str, Any] = {**split_summary(splits), "n_sentences": len(sentences)}
@@ -376,8 +365,9 @@ def _diagnose_task(run: _Run, evaluator: STSEvaluator, spec: TaskSpec,
     rows = []
     for row, x in _rows_of(run, spec.name, vecs, fit_vecs):
         embed = lookup(sentences, x)
-        row["spearman"] = evaluator.score_task(spec.name, embed)
-        row["spearman_avg"] = _mean([r["spearman"] for r in row["spearman"].values()])
+        row["spearman"] = evaluator.score_task(spec.name, embed,
+                                               similarity=row.get("similarity") or "cosine")
+        row["spearman_avg"] = mean_present([r["spearman"] for r in row["spearman"].values()])
         if tasks:
             t = time.perf_counter()
             row["retrieval"] = {s: _evaluate(task, embed(task.corpus), o)
@@ -421,15 +411,17 @@ def _corpus_rows(run: _Run) -> tuple[list[dict[str, Any]], dict[str, Any], dict[
                         {"corpus": max_len}, "retrieval_tasks": []}
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
+def mean_present(values: Sequence[float | None]) -> float | None:
+    """The mean of the values present (``None`` and NaN left out); ``None`` when none is."""
     xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     return float(np.mean(xs)) if xs else None
 
 
-def _recall(row: dict[str, Any], which: str) -> float | None:
+def row_recall(row: dict[str, Any], which: str) -> float | None:
+    """A row's recall@10 (``which``: ``raw`` or ``csls``) averaged over its retrieval tasks."""
     if not row.get("retrieval"):
         return None
-    return _mean([r[which][f"recall@{RETRIEVAL_K}"] for r in row["retrieval"].values()])
+    return mean_present([r[which][f"recall@{RETRIEVAL_K}"] for r in row["retrieval"].values()])
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -440,12 +432,12 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault(r["row"], []).append(r)
     out = []
     for label, rs in groups.items():
-        cols = {key: _mean([r["columns"][key] for r in rs]) for key, _, _ in COLUMNS}
+        cols = {key: mean_present([r["columns"][key] for r in rs]) for key, _, _ in COLUMNS}
         out.append({"row": label, "pooling": rs[0]["pooling"], "post": rs[0]["post"],
                     "n_tasks": len(rs), "columns": cols,
-                    "spearman_avg": _mean([r["spearman_avg"] for r in rs]),
-                    "recall": _mean([_recall(r, "raw") for r in rs]),
-                    "recall_csls": _mean([_recall(r, "csls") for r in rs])})
+                    "spearman_avg": mean_present([r["spearman_avg"] for r in rs]),
+                    "recall": mean_present([row_recall(r, "raw") for r in rs]),
+                    "recall_csls": mean_present([row_recall(r, "csls") for r in rs])})
     return out
 
 
@@ -514,415 +506,3 @@ def sweep_dimensions(sweep: dict[str, Any], rows: list[dict[str, Any]],
             entries.append(entry)
     return {"file": path, "report_on": sweep["settings"].get("report_on"),
             "tolerance": STOP_TOLERANCE, "entries": entries}
-
-
-# --------------------------------------------------------------------------------------------
-# conclusions: measured sentences from the record
-
-
-def _pairs_with_raw(rows: list[dict[str, Any]], post: str
-                    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    raw = {(r["task"], r["pooling"]): r for r in rows if r["post"] is None}
-    return [(raw[(r["task"], r["pooling"])], r) for r in rows
-            if r["post"] == post and (r["task"], r["pooling"]) in raw]
-
-
-def _count(pairs: list[tuple[dict, dict]], key: str, better: str) -> tuple[float, float, int]:
-    """Mean of ``key`` raw and after, and in how many pairs it is lower (``better="lower"``,
-    in absolute value) or higher."""
-    a = [p[0]["columns"][key] for p in pairs]
-    b = [p[1]["columns"][key] for p in pairs]
-    ok = [x is not None and y is not None for x, y in zip(a, b, strict=True)]
-    if better == "lower":
-        wins = sum(abs(y) < abs(x) for x, y, o in zip(a, b, ok, strict=True) if o)
-    else:
-        wins = sum(y > x for x, y, o in zip(a, b, ok, strict=True) if o)
-    return _mean(a) or 0.0, _mean(b) or 0.0, int(wins)
-
-
-def _geometry_conclusions(rows: list[dict[str, Any]], k: int) -> list[str]:
-    out = []
-    posts = list(dict.fromkeys(r["post"] for r in rows if r["post"] is not None))
-    answers = []
-    for post in posts:
-        pairs = _pairs_with_raw(rows, post)
-        n = len(pairs)
-        if not n:
-            continue
-        cos = _count(pairs, "mean_cosine", "lower")
-        skew = _count(pairs, "nk_skewness", "lower")
-        rh = _count(pairs, "robinhood", "lower")
-        iso = _count(pairs, "isoscore", "higher")
-        text = (f"`{post}` vs raw ({n} task x pooling cases, means): mean cosine "
-                f"{cos[0]:.3f} -> {cos[1]:.3f} (closer to 0 in {cos[2]}/{n}); N_{k} skewness "
-                f"{skew[0]:.2f} -> {skew[1]:.2f} (lower in {skew[2]}/{n}); Robin Hood "
-                f"{rh[0]:.3f} -> {rh[1]:.3f} (lower in {rh[2]}/{n}); IsoScore {iso[0]:.3f} -> "
-                f"{iso[1]:.3f}")
-        sp = [(a["spearman_avg"], b["spearman_avg"]) for a, b in pairs
-              if a["spearman_avg"] is not None and b["spearman_avg"] is not None]
-        if sp:
-            text += (f"; Spearman x 100 {100 * float(np.mean([x for x, _ in sp])):.2f} -> "
-                     f"{100 * float(np.mean([y for _, y in sp])):.2f} (higher in "
-                     f"{sum(y > x for x, y in sp)}/{len(sp)})")
-        out.append(text + ".")
-        if post.startswith("whiten"):
-            answers.append(f"`{post}` lowers anisotropy (|mean cosine|) in {cos[2]}/{n} task x "
-                           f"pooling cases and hubness (N_{k} skewness) in {skew[2]}/{n}")
-    if answers:
-        out.insert(0, "Does whitening reduce anisotropy and hubness here? " + "; ".join(answers)
-                   + ".")
-    return out
-
-
-def _rank_correlations(rows: list[dict[str, Any]]) -> list[str]:
-    """Per task, the rank correlation over its rows between a diagnostic and Spearman."""
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    found: dict[str, list[float]] = {}
-    for task in tasks:
-        rs = [r for r in rows if r["task"] == task and r["spearman_avg"] is not None]
-        if len(rs) < 4:
-            continue
-        score = [r["spearman_avg"] for r in rs]
-        for key in ("mean_cosine", "nk_skewness", "isoscore"):
-            vals = [abs(r["columns"][key]) if key == "mean_cosine" else r["columns"][key]
-                    for r in rs]
-            if None in vals or len(set(vals)) < 2 or len(set(score)) < 2:
-                continue
-            found.setdefault(key, []).append(float(stats.spearmanr(vals, score)[0]))
-    if not found:
-        return []
-    names = {"mean_cosine": "|mean cosine|", "nk_skewness": "N_k skewness",
-             "isoscore": "IsoScore"}
-    parts = [f"{names[k]} rho = {np.mean(v):+.2f} (tasks {min(v):+.2f} .. {max(v):+.2f})"
-             for k, v in found.items()]
-    return ["Does the geometry go with the score? Rank correlation, over the rows of each task, "
-            "between a diagnostic and that row's Spearman (mean over tasks): "
-            + "; ".join(parts) + "."]
-
-
-def _csls_conclusions(rows: list[dict[str, Any]]) -> list[str]:
-    cases = [(r, s, v) for r in rows for s, v in (r["retrieval"] or {}).items()]
-    if not cases:
-        return []
-    key = f"recall@{RETRIEVAL_K}"
-    delta = [v["csls"][key] - v["raw"][key] for _, _, v in cases]
-    skew = [(v["raw"]["result_skewness"], v["csls"]["result_skewness"]) for _, _, v in cases]
-    top = [(v["raw"]["result_top_share"], v["csls"]["result_top_share"]) for _, _, v in cases]
-    first = cases[0][2]["csls"]
-    best_raw = max(cases, key=lambda c: c[2]["raw"][key])
-    best_csls = max(cases, key=lambda c: c[2]["csls"][key])
-    tasks = ", ".join(dict.fromkeys(f"{r['task']}/{s}" for r, s, _ in cases))
-    return [
-        f"CSLS re-ranking ({tasks}; penalty over {first['k_penalty']} corpus neighbours, top "
-        f"{first['candidates']} re-ranked): recall@{RETRIEVAL_K} x 100 changes by "
-        f"{100 * np.mean(delta):+.2f} on average over {len(cases)} rows (range "
-        f"{100 * min(delta):+.2f} .. {100 * max(delta):+.2f}; higher in "
-        f"{sum(d > 0 for d in delta)}, lower in {sum(d < 0 for d in delta)}); the hubness of the "
-        f"result lists (skewness of N_{RETRIEVAL_K} over the queries' top {RETRIEVAL_K}) goes "
-        f"from {np.mean([a for a, _ in skew]):.2f} to {np.mean([b for _, b in skew]):.2f}, the "
-        f"top-1% share from {np.mean([a for a, _ in top]):.3f} to "
-        f"{np.mean([b for _, b in top]):.3f}. Best row: `{best_raw[0]['row']}` "
-        f"{100 * best_raw[2]['raw'][key]:.2f} plain, `{best_csls[0]['row']}` "
-        f"{100 * best_csls[2]['csls'][key]:.2f} with CSLS."]
-
-
-def _jl_conclusions(sweep: dict[str, Any]) -> list[str]:
-    es = [e for e in sweep["entries"] if e["pca"] or e["classic"]]
-    if not es:
-        return []
-    prac = [e["practical_min_dim"] for e in es]
-    ns = [e["n_vectors"] for e in es]
-    dist = [e["distortion_p99_at_practical"] for e in es
-            if e["distortion_p99_at_practical"] is not None]
-    text = (f"JL estimate vs the sweep: 8.33 ln N = {min(prac)} .. {max(prac)} dimensions for "
-            f"N = {min(ns)} .. {max(ns)} vectors per task (the JL bound at eps = 0.5 is "
-            f"{min(b['min_dim'] for e in es for b in e['jl_min_dim'] if b['eps'] == 0.5)} .. "
-            f"{max(b['min_dim'] for e in es for b in e['jl_min_dim'] if b['eps'] == 0.5)}); "
-            "a Gaussian random projection to 8.33 ln N dimensions distorts the squared distance "
-            f"of 1% of pairs by more than {100 * min(dist):.0f} .. {100 * max(dist):.0f}%.")
-    for name, what in (("pca", "beta = gamma = 0 (PCA truncation)"),
-                       ("classic", "beta = gamma = 1 (classic whitening)")):
-        stops = [(e[name]["stop_dim"], e["practical_min_dim"], e["d"]) for e in es if e[name]]
-        if not stops:
-            continue
-        grid = sorted({int(k) for e in es if e[name] for k in e[name]["spearman"]})
-        counts = ", ".join(f"k = {g}{' (all)' if g == max(grid) else ''}: "
-                           f"{sum(s == g for s, _, _ in stops)}" for g in grid)
-        at_or_below = sum(s <= min([g for g in grid if g >= p] or [max(grid)])
-                          for s, p, _ in stops)
-        text += (f" Sweep, {what}: Spearman stays within {100 * sweep['tolerance']:.0f} point "
-                 f"of its value at all dimensions down to {counts} (of {len(stops)} task x "
-                 f"pooling cases); at or below the first grid k >= 8.33 ln N in "
-                 f"{at_or_below}/{len(stops)}.")
-    return [text]
-
-
-def conclusions(record: dict[str, Any]) -> list[str]:
-    """Short measured answers, each a sentence with its numbers, from a diagnose record."""
-    rows = record["rows"]
-    out = _geometry_conclusions(rows, record["settings"]["k"])
-    out += _rank_correlations(rows)
-    out += _csls_conclusions(rows)
-    if record.get("sweep"):
-        out += _jl_conclusions(record["sweep"])
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# tables, Markdown and plots
-
-
-def _fmt(value: Any, digits: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.{digits}f}" if digits else str(int(round(float(value))))
-
-
-def _x100(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
-
-
-def _has_retrieval(rows: list[dict[str, Any]]) -> bool:
-    return any(r.get("retrieval") for r in rows)
-
-
-def format_diagnose_table(record: dict[str, Any], markdown: bool = False,
-                          task: str | None = None) -> str:
-    """One line per row (of ``task``, or of every task) and a column per diagnostic, then
-    Spearman x 100 (mean over the splits) and, when measured, recall@10 x 100 plain and CSLS."""
-    rows = [r for r in record["rows"] if task is None or r["task"] == task]
-    retrieval = _has_retrieval(rows)
-    header = ([] if task else ["task"]) + ["row"] + [h for _, h, _ in COLUMNS] + ["Spearman"]
-    header += [f"R@{RETRIEVAL_K}", f"R@{RETRIEVAL_K} CSLS"] if retrieval else []
-    body = []
-    for r in rows:
-        line = ([] if task else [r["task"]]) + [r["row"]]
-        line += [_fmt(r["columns"][key], d) for key, _, d in COLUMNS]
-        line.append(_x100(r["spearman_avg"]))
-        if retrieval:
-            line += [_x100(_recall(r, "raw")), _x100(_recall(r, "csls"))]
-        body.append(line)
-    return text_table(header, body, markdown=markdown, left=1 if task else 2, right_align=True)
-
-
-def format_summary_table(record: dict[str, Any], markdown: bool = False) -> str:
-    """The summary: per row label, every column's mean over the tasks."""
-    summary = record["summary"]
-    retrieval = any(s["recall"] is not None for s in summary)
-    header = ["row"] + [h for _, h, _ in COLUMNS] + ["Spearman avg"]
-    header += [f"R@{RETRIEVAL_K}", f"R@{RETRIEVAL_K} CSLS"] if retrieval else []
-    body = []
-    for s in summary:
-        line = [s["row"]] + [_fmt(s["columns"][key], d) for key, _, d in COLUMNS]
-        line.append(_x100(s["spearman_avg"]))
-        if retrieval:
-            line += [_x100(s["recall"]), _x100(s["recall_csls"])]
-        body.append(line)
-    return text_table(header, body, markdown=markdown, right_align=True)
-
-
-def format_retrieval_table(record: dict[str, Any], markdown: bool = False) -> str:
-    """Plain cosine vs CSLS per task/split and row: recall@1/10, MRR@10 (x 100), and the
-    skewness and top-1% share of N_10 over the result lists."""
-    k = RETRIEVAL_K
-    header = ["task/split", "row", "R@1", f"R@{k}", f"MRR@{k}", "R@1 CSLS", f"R@{k} CSLS",
-              f"MRR@{k} CSLS", f"delta R@{k}", "result skew", "skew CSLS", "top-1%",
-              "top-1% CSLS"]
-    body = []
-    for r in record["rows"]:
-        for split, v in (r["retrieval"] or {}).items():
-            a, b = v["raw"], v["csls"]
-            body.append([f"{r['task']}/{split}", r["row"], _x100(a["recall@1"]),
-                         _x100(a[f"recall@{k}"]), _x100(a[f"mrr@{k}"]), _x100(b["recall@1"]),
-                         _x100(b[f"recall@{k}"]), _x100(b[f"mrr@{k}"]),
-                         f"{100 * (b[f'recall@{k}'] - a[f'recall@{k}']):+.2f}",
-                         _fmt(a["result_skewness"], 2), _fmt(b["result_skewness"], 2),
-                         _fmt(a["result_top_share"], 3), _fmt(b["result_top_share"], 3)])
-    return text_table(header, body, markdown=markdown, left=2, right_align=True)
-
-
-def format_jl_table(record: dict[str, Any], markdown: bool = False) -> str:
-    """Per task and raw pooling: the 99th percentile of the squared-distance distortion of a
-    Gaussian random projection at each dimension, at 8.33 ln N, and the JL bounds."""
-    dims = list(record["settings"]["jl_dims"])
-    raw = [r for r in record["rows"] if r["post"] is None]
-    eps = [b["eps"] for b in raw[0]["diagnostics"]["jl"]["jl_min_dim"]] if raw else []
-    header = (["task", "pooling", "N", "d"] + [f"p99 @{m}" for m in dims]
-              + ["8.33 ln N", "p99 there"] + [f"JL eps={e:g}" for e in eps])
-    body = []
-    for r in raw:
-        jl = r["diagnostics"]["jl"]
-        body.append([r["task"], r["pooling"], str(jl["n_vectors"]), str(jl["dim"])]
-                    + [_fmt(jl_at(r["diagnostics"], m), 3) for m in dims]
-                    + [str(jl["practical_min_dim"]),
-                       _fmt(jl_at(r["diagnostics"], jl["practical_min_dim"]), 3)]
-                    + [str(b["min_dim"]) for b in jl["jl_min_dim"]])
-    return text_table(header, body, markdown=markdown, left=2, right_align=True)
-
-
-def format_sweep_table(record: dict[str, Any], markdown: bool = False) -> str:
-    """The sweep's Spearman against k next to 8.33 ln N, per task and pooling."""
-    sweep = record["sweep"]
-    header = ["task", "pooling", "N", "8.33 ln N", "p99 there", "PCA (b=g=0): k -> Spearman",
-              "stops falling", "classic (b=g=1): k -> Spearman", "stops falling"]
-
-    def curve(c: dict[str, Any] | None) -> list[str]:
-        if not c:
-            return ["-", "-"]
-        return [" / ".join(f"{k}: {100 * v:.2f}" for k, v in c["spearman"].items()),
-                str(c["stop_dim"])]
-
-    body = [[e["task"], e["pooling"], str(e["n_vectors"]), str(e["practical_min_dim"]),
-             _fmt(e["distortion_p99_at_practical"], 3), *curve(e["pca"]),
-             *curve(e["classic"])] for e in sweep["entries"]]
-    return text_table(header, body, markdown=markdown, left=2, right_align=True)
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text).strip("_") or "x"
-
-
-def write_diagnose_plots(record: dict[str, Any], folder: str | os.PathLike) -> list[Path]:
-    """Per task and pooling: the eigenvalue spectrum and the N_k histogram of every row of that
-    pooling; per task: JL distortion against the dimension for the raw rows, with the bounds.
-    Needs matplotlib (the ``plot`` extra)."""
-    require_matplotlib()
-    folder = Path(folder)
-    model = record["model"]["name"] if record.get("model") else ""
-    k = record["settings"]["k"]
-    written = []
-    tasks = list(dict.fromkeys(r["task"] for r in record["rows"]))
-    for task in tasks:
-        rows = [r for r in record["rows"] if r["task"] == task]
-        for pooling in dict.fromkeys(r["pooling"] for r in rows):
-            profs = {r["post"] or "raw": r["diagnostics"] for r in rows
-                     if r["pooling"] == pooling}
-            name = f"{_slug(task)}-{_slug(pooling)}.png"
-            written.append(plot_spectra(folder / f"spectrum-{name}",
-                                        f"{task}, {pooling}: covariance spectrum ({model})",
-                                        profs))
-            written.append(plot_occurrence(folder / f"hubness-{name}",
-                                           f"{task}, {pooling}: N_{k} histogram ({model})", profs))
-        raw = {r["pooling"]: r["diagnostics"] for r in rows if r["post"] is None}
-        written.append(plot_jl(folder / f"jl-{_slug(task)}.png",
-                               f"{task}: JL distortion of a Gaussian random projection "
-                               f"({model})", raw))
-    return written
-
-
-def _setup_lines(record: dict[str, Any]) -> list[str]:
-    s, m, t = record["settings"], record["model"], record["timings"]
-    sample = (f"a seeded sample of {s['sample']} vectors per row (seed {s['seed']}; all vectors "
-              "when fewer)" if s["sample"] else "all vectors")
-    occurrences = "unique sentences" if s["fit_unique"] else "every occurrence"
-    fit = f"fitted on {s['fit_on']} ({occurrences})" if s["fit_on"] else "nothing fitted"
-    lines = [
-        f"- Model: `{m['name']}` (identity `{m['identity']}`), hidden {m.get('hidden_size')}; "
-        f"dtype {s['dtype']}, device {s['device']}",
-        f"- Rows: poolings {', '.join(s['poolings'])} x (raw, "
-        + ", ".join(f"`{p}`" for p in s["post"]) + f"); postprocessors {fit}",
-        "- Max length: " + ", ".join(f"{k} {v}" for k, v in s["max_length"].items()),
-        f"- Diagnostics on {sample}: anisotropy from {s['n_pairs']} random pairs; hubness at "
-        f"k = {s['k']} by exact cosine search (FAISS); JL distortion of a Gaussian random "
-        f"projection over {s['n_pairs']} random pairs of all vectors, at "
-        f"{', '.join(map(str, s['jl_dims']))} and 8.33 ln N dimensions",
-    ]
-    if s.get("retrieval_tasks"):
-        lines.append(f"- Retrieval: {', '.join(s['retrieval_tasks'])} (positives as relevant "
-                     f"documents, as `index eval` builds them; exact search), recall@"
-                     f"{s['retrieval_k']} plain and with CSLS (penalty over {s['csls_k']} "
-                     f"corpus neighbours, top {s['csls_candidates']} re-ranked)")
-    lines.append(f"- Timings: diagnostics {t.get('seconds_diagnostics', 0):.1f} s, retrieval "
-                 f"{t.get('seconds_retrieval', 0):.1f} s; {t.get('encoded', 0)} sentences "
-                 f"encoded, {t.get('cache_hits', 0)} from the cache; total "
-                 f"{t.get('seconds_total', 0):.1f} s")
-    return lines
-
-
-def _column_notes(k: int) -> list[str]:
-    return [
-        "## Columns", "",
-        "- mean cos: mean cosine of random pairs of distinct vectors (Ethayarajh 2019); "
-        "norm(mu)/norm(x): norm of the mean vector over the mean norm.",
-        "- eff. rank: exp of the entropy of the normalised singular values (Roy & Vetterli "
-        "2007); IsoScore (Rudman et al. 2022): 1 isotropic, 0 one direction; d90/95/99%: "
-        "principal components holding that share of the variance.",
-        f"- N_k skew: skewness of the k-occurrence N_{k} (Radovanovic et al. 2010); Robin Hood "
-        "index (Feldbauer et al. 2018); antihubs: share with N_k = 0; top-1% share: share of "
-        "all k-NN slots taken by the 1% most frequent points.",
-        "- l1/l2: ||x||_1 / (sqrt(d) ||x||_2), Hoyer: sparseness in [0, 1] (1 one-hot); means "
-        "over the vectors.",
-        "- Spearman: x 100, cosine similarity, mean over the scored splits (the STS evaluator); "
-        f"R@{RETRIEVAL_K}: recall x 100, plain cosine and CSLS re-ranked (Conneau et al. 2018).",
-        "",
-    ]
-
-
-def _plot_lines(record: dict[str, Any], plots: Sequence[Path],
-                markdown_path: str | os.PathLike | None) -> list[str]:
-    if not plots:
-        return []
-    base = Path(markdown_path).parent if markdown_path else None
-
-    def rel(p: Path) -> str:
-        return os.path.relpath(p, base) if base is not None else str(p)
-
-    out = ["## Plots", "",
-           "Per task: JL distortion against the dimension (raw poolings, with 8.33 ln N and the "
-           "JL bounds); per task and pooling: the eigenvalue spectrum and the N_k histogram of "
-           "each row.", ""]
-    for task in dict.fromkeys(r["task"] for r in record["rows"]):
-        mine = [p for p in plots if p.name.endswith(".png")
-                and (p.name == f"jl-{_slug(task)}.png" or f"-{_slug(task)}-" in p.name)]
-        out.append(f"- {task}: " + ", ".join(f"[{p.stem}]({rel(p)})" for p in mine))
-    jl = [p for p in plots if p.name.startswith("jl-")]
-    if jl:
-        out += ["", f"![{jl[0].stem}]({rel(jl[0])})"]
-    return out + [""]
-
-
-def diagnose_markdown(record: dict[str, Any], plots: Sequence[Path] | None = None,
-                      markdown_path: str | os.PathLike | None = None) -> str:
-    """The report: how to regenerate it, machine, versions, setup, the measured answers, the
-    summary and per-task tables, retrieval, JL and the sweep comparison, plots, data."""
-    s = record["settings"]
-    out = [f"# embedkit diagnose: {run_title(record)}", ""]
-    out += provenance_lines(record) + _setup_lines(record)
-    out += ["", "## Measured answers", ""] + [f"- {c}" for c in record["conclusions"]]
-    if len(s["tasks"]) > 1:
-        out += ["", "## Summary: mean over the tasks", "", format_summary_table(record, True)]
-    for task in s["tasks"]:
-        d = record["data"].get(task, {})
-        n = d.get("n_sentences", d.get("n_unique", "?"))
-        out += ["", f"## {task} ({n} distinct sentences)", "",
-                format_diagnose_table(record, markdown=True, task=task)]
-    if _has_retrieval(record["rows"]):
-        out += ["", f"## Retrieval: plain cosine vs CSLS (x 100, k = {RETRIEVAL_K})", "",
-                format_retrieval_table(record, True)]
-    out += ["", "## Johnson-Lindenstrauss: measured distortion and the estimates", "",
-            "99th percentile of |d'^2/d^2 - 1| over random pairs under a Gaussian random "
-            "projection (raw vectors); 8.33 ln N: the practical estimate; JL eps: "
-            "sklearn's johnson_lindenstrauss_min_dim(N, eps).", "", format_jl_table(record, True)]
-    if record.get("sweep"):
-        sw = record["sweep"]
-        out += ["", "## JL estimate vs the whitening sweep", "",
-                f"Spearman x 100 on {sw['report_on']} from `{sw['file']}`; 'stops falling': the "
-                f"smallest k from which Spearman stays within {100 * sw['tolerance']:.0f} point "
-                "of its value at all dimensions.", "", format_sweep_table(record, True)]
-    out += [""] + _plot_lines(record, plots or [], markdown_path) + _column_notes(s["k"])
-    out += _data_lines(record)
-    return "\n".join(out) + "\n"
-
-
-def _data_lines(record: dict[str, Any]) -> list[str]:
-    out = ["## Data", "", "| task | split | pairs | skipped | sha256 |", "|---|---|---:|---:|---|"]
-    for task, splits in record["data"].items():
-        if "sha256" in splits:  # a corpus file
-            out.append(f"| {task} | - | {splits.get('n_texts', '-')} texts | - | "
-                       f"`{splits['sha256'][:16]}` |")
-            continue
-        for split, d in splits.items():
-            if isinstance(d, dict) and "n_pairs" in d:
-                out.append(f"| {task} | {split} | {d['n_pairs']} | {d['skipped']} | "
-                           f"`{d['sha256'][:16]}` |")
-    return out + [""]

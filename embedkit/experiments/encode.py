@@ -105,7 +105,7 @@ class EncodeSettings:
 def _no_fit() -> tuple[np.ndarray, dict[str, Any]]:
     raise ConfigError("a post chain that learns (whiten, pca, rp) cannot be fitted while "
                       "encoding: encode without it, fit a whitening on the shards "
-                      "(embedkit.experiments.shards_whiten, or `embedkit whiten` on the "
+                      "(embedkit.experiments.whiten.run_whiten, or `embedkit whiten` on the "
                       "folder), and give the saved transform file as post", param="post")
 
 

@@ -38,12 +38,6 @@ from embedkit.encoders.config import with_prompt
 from embedkit.errors import ConfigError
 from embedkit.evaluation.protocols import EvalProtocol, get_protocol
 from embedkit.experiments.bench import DataOptions
-from embedkit.experiments.index_eval_report import (  # noqa: F401 (re-exported)
-    best_line,
-    format_cost_table,
-    format_quality_table,
-    markdown_eval_report,
-)
 from embedkit.experiments.predictions import row_folder, write_columns
 from embedkit.experiments.record import (
     data_dir_setting,
@@ -51,6 +45,7 @@ from embedkit.experiments.record import (
     run_record,
     timings,
 )
+from embedkit.postprocess.spec import PostOptions
 from embedkit.provenance import sha256_text
 from embedkit.retrieval.checks import check_index_settings
 from embedkit.retrieval.costs import SINGLE_QUERIES, approximation_costs
@@ -73,10 +68,7 @@ __all__ = [
     "IndexEvalOptions",
     "QualityOptions",
     "cost_eval",
-    "format_cost_table",
-    "format_quality_table",
     "label_threshold",
-    "markdown_eval_report",
     "quality_eval",
     "run_index_eval",
 ]
@@ -94,16 +86,14 @@ COST_MAX_LENGTH = 64
 @dataclass(frozen=True)
 class QualityOptions:
     """The quality part: ``tasks`` (``TASK`` or ``TASK:SPLIT`` items) scored on ``splits``
-    (empty: the protocol's), the raw row and one row per chain of ``posts`` fitted on ``fit_on``
-    (``task``, a split, or a file); ``threshold`` overrides the label range's positive label."""
+    (empty: the protocol's), the raw row and one row per chain of the run's ``post``
+    (:attr:`IndexEvalOptions.post`); ``threshold`` overrides the label range's positive
+    label."""
 
     tasks: tuple[str, ...] = ()
     splits: tuple[str, ...] = ()
-    posts: tuple[str, ...] = ()
     both_directions: bool = False
     threshold: float | None = None
-    fit_on: str = "task"
-    fit_unique: bool = False
     #: also a CSLS-re-ranked row after each row (hubness reduction, Conneau et al. 2018):
     #: ``csls_k`` corpus neighbours in the penalty, the top ``csls_candidates`` re-ranked
     csls: bool = False
@@ -136,8 +126,12 @@ class CostOptions:
 class IndexEvalOptions:
     """What ``index eval`` runs: the quality and/or cost parts and the settings they share.
 
-    ``max_length`` overrides the protocol's; ``threads`` is FAISS's thread count for the run
-    (None: as it is); ``force`` uses transform files fitted for another model or pooling.
+    ``max_length`` overrides the protocol's; ``faiss_threads`` is FAISS's thread count for the
+    run (None: as it is; the encoder's threads are its own setting); ``post``: the quality
+    part's rows (one per chain; ``none`` is the raw row, always shown), what they are fitted on
+    (``task``, a split, or a file; a retrieval task's corpus), and whether transform files
+    fitted for another model or pooling are used (``force``, also for the cost part's post and
+    an index folder).
     """
 
     quality: QualityOptions = field(default_factory=QualityOptions)
@@ -147,8 +141,8 @@ class IndexEvalOptions:
     max_length: int | None = None
     metric: str = "cosine"
     k: int = 10
-    force: bool = False
-    threads: int | None = None
+    post: PostOptions = field(default_factory=PostOptions)
+    faiss_threads: int | None = None
     data: DataOptions = field(default_factory=DataOptions)
     query_prompt: str | None = None  # queries' own prompt (None: the encoder's, as passages)
 
@@ -247,7 +241,7 @@ def _load_split(enc: SentenceEncoder, spec: TaskSpec, split: str, pooling: Pooli
 def _post_rows(enc: SentenceEncoder, sp: _Split, pooling: Pooling, opts: IndexEvalOptions,
                base: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per chain (fitted on the split's fit sentences, encoded once)."""
-    q, d = opts.quality, opts.data
+    d, posts = opts.data, opts.post
     fitted_on: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
 
     def fit_data() -> tuple[np.ndarray, dict[str, Any]]:
@@ -255,17 +249,17 @@ def _post_rows(enc: SentenceEncoder, sp: _Split, pooling: Pooling, opts: IndexEv
             fitted_on["x"] = (sp.corpus_x, {"on": "corpus", "n_sentences": len(sp.task.corpus),
                                             "sha256": sp.data.sha256})
         if "x" not in fitted_on:
-            fit = collect_fit_sentences(q.fit_on, sp.spec, {sp.data.split: sp.data},
+            fit = collect_fit_sentences(posts.fit_on, sp.spec, {sp.data.split: sp.data},
                                         data_dir=d.data_dir, source=d.source,
-                                        skip_invalid=d.skip_invalid, unique=q.fit_unique)
+                                        skip_invalid=d.skip_invalid, unique=posts.fit_unique)
             x = enc.encode(fit.sentences, pooling, max_length=sp.max_length)
             fitted_on["x"] = (x, fit.record())
         return fitted_on["x"]
 
     rows = []
-    for value in (p for p in q.posts if not is_none(p)):  # "none" is the raw row
+    for value in (p for p in posts.chains if not is_none(p)):  # "none" is the raw row
         post = prepare_post(value, encoder=enc, pooling=pooling, dim=int(sp.corpus_x.shape[1]),
-                            fit_data=fit_data, metric=opts.metric, force=opts.force)
+                            fit_data=fit_data, metric=opts.metric, force=opts.post.force)
         if post is None:  # pragma: no cover - "none" values are skipped above
             continue
         rows += _scored_rows(sp, opts, {**base, "row": f"{pooling} + {post.spec}",
@@ -309,7 +303,7 @@ def check_before_encoding(enc: SentenceEncoder, options: IndexEvalOptions) -> No
     proto = get_protocol(options.protocol)
     for spec, split in _task_splits(options.quality.tasks, options.quality.splits, proto):
         check_split(spec, split)
-    for value in options.quality.posts:
+    for value in options.post.chains:
         post_output_dim(value, int(enc.dim))
     if options.cost.corpus_tasks:
         check_index_settings(options.cost.factories, options.cost.post, dim=int(enc.dim),
@@ -350,7 +344,7 @@ def index_quality_eval(encoder: SentenceEncoder | EncoderConfig | None, options:
     from embedkit.retrieval.folder import IndexSearcher
 
     q = options.quality
-    searcher = IndexSearcher(str(q.index_dir), encoder, force=options.force)
+    searcher = IndexSearcher(str(q.index_dir), encoder, force=options.post.force)
     enc, pooling = searcher.encoder, Pooling(searcher.pooling)
     proto = get_protocol(options.protocol)
     opts = replace(options, max_length=options.max_length or searcher.max_length)
@@ -432,7 +426,7 @@ def cost_eval(encoder: SentenceEncoder | EncoderConfig, options: IndexEvalOption
     q_idx = np.sort(np.random.default_rng(c.seed).choice(len(texts), size=nq, replace=False))
     post = prepare_post(
         c.post, encoder=enc, pooling=pooling, dim=int(x.shape[1]), metric=options.metric,
-        force=options.force, fit_data=lambda: (x, {"on": "cost corpus",
+        force=options.post.force, fit_data=lambda: (x, {"on": "cost corpus",
                                                    "n_sentences": len(texts),
                                                    "sha256": info["sha256"]}))
     logger.info("cost: building and timing %s (%d queries)", ", ".join(c.factories), nq)
@@ -460,15 +454,15 @@ def _joined(items: Sequence[str]) -> str | None:
 
 def _settings(options: IndexEvalOptions, pooling: Pooling, threads: int) -> dict[str, Any]:
     """The record's settings (the keys of earlier versions, plus the protocol)."""
-    q, c, d = options.quality, options.cost, options.data
-    chains = [p for p in q.posts if not is_none(p)]
+    q, c, d, post = options.quality, options.cost, options.data, options.post
+    chains = [p for p in post.chains if not is_none(p)]
     return {
         "pooling": pooling, "metric": options.metric, "k": options.k,
         "max_length": options.max_length, "protocol": options.protocol,
         "tasks": _joined(q.tasks), "splits": list(q.splits) or None,
         "both_directions": q.both_directions, "threshold": q.threshold,
-        "posts": list(q.posts), "fit_on": q.fit_on if chains else None,
-        "fit_unique": q.fit_unique if chains else None,
+        "posts": list(post.chains), "fit_on": post.fit_on if chains else None,
+        "fit_unique": post.fit_unique if chains else None,
         "cost_corpus_tasks": _joined(c.corpus_tasks), "factories": list(c.factories),
         "nprobes": list(c.nprobes), "ef_searches": list(c.ef_searches),
         "n_queries": c.n_queries, "seed": c.seed, "cost_post": c.post,
@@ -490,7 +484,7 @@ def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: Inde
     pooling = Pooling(options.pooling or enc.default_pooling)
     options = replace(options, pooling=pooling)
     check_before_encoding(enc, options)
-    with faiss_thread_count(options.threads) as threads:
+    with faiss_thread_count(options.faiss_threads) as threads:
         record = run_record("index-eval", command=command, encoder=enc,
                             settings=_settings(options, pooling, threads), data={})
         record.update(quality=None, cost=None)
@@ -511,11 +505,11 @@ def _run_on_index(encoder: Any, options: IndexEvalOptions, command: str | None,
     if options.cost.corpus_tasks:
         raise ConfigError("an index folder is scored for quality only; leave out the cost "
                           "corpus tasks", param="cost_corpus_tasks")
-    if any(not is_none(p) for p in options.quality.posts):
+    if any(not is_none(p) for p in options.post.chains):
         raise ConfigError("an index folder's postprocessor is baked into it; leave out post",
                           param="post")
     cfg = encoder if isinstance(encoder, EncoderConfig) else None
-    with faiss_thread_count(options.threads) as threads:
+    with faiss_thread_count(options.faiss_threads) as threads:
         rows, data, enc = index_quality_eval(cfg, options)
         pooling = Pooling(rows[0]["pooling"]) if rows else Pooling(enc.default_pooling)
         settings = {**_settings(options, pooling, threads), "index": options.quality.index_dir}

@@ -53,7 +53,6 @@ Manhattan and Euclidean correlations are not computed, so they are absent.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -208,7 +207,7 @@ def mteb_model_name(model: Mapping[str, Any]) -> tuple[str, str]:
     elif "@" in identity:
         revision = identity.rsplit("@", 1)[1]
     else:
-        revision = hashlib.sha256(identity.encode()).hexdigest()[:40]
+        revision = sha256_text(identity)[:40]
     return name, revision or "no_revision_available"
 
 

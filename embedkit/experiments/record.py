@@ -127,3 +127,20 @@ def truncation_counts(encoder: Any, data: Mapping[str, Mapping[str, PairSplit]],
             truncated.setdefault(task, {})[split] = int(count(sentences, max_lengths[task]))
             of.setdefault(task, {})[split] = len(sentences)
     return truncated, of
+
+
+def run_revision(settings: Mapping[str, Any] | None, model: Mapping[str, Any] | None) -> str:
+    """The model revision a run used: the one asked for, else the hub commit
+    its identity pins (12 digits); "" for a local folder (its identity is its files' sha256).
+
+    >>> run_revision({}, {"identity": "moka-ai/m3e-small@0123456789abcdef"})
+    '0123456789ab'
+    >>> run_revision({"revision": "v2"}, None), run_revision({}, {"identity": "sha256:ab"})
+    ('v2', '')
+    """
+    rev = (settings or {}).get("revision") or (model or {}).get("revision")
+    if rev:
+        return str(rev)
+    identity = str((model or {}).get("identity") or "").split(";")[0]
+    commit = identity.rsplit("@", 1)[1] if "@" in identity else ""
+    return commit[:12] if commit and commit != "unknown" else ""

@@ -19,11 +19,11 @@ from embedkit.errors import ConfigError
 from embedkit.evaluation.bootstrap import paired_bootstrap
 from embedkit.evaluation.metrics import spearman
 from embedkit.experiments.predictions import read_predictions
-from embedkit.io.tables import text_table
 
-__all__ = ["compare_predictions", "format_significance", "histogram_plots", "matched_files"]
+__all__ = ["SUFFIXES", "compare_predictions", "matched_files"]
 
-_SUFFIXES = (".jsonl", ".parquet")
+#: the predictions file formats, by suffix
+SUFFIXES = (".jsonl", ".parquet")
 
 
 def matched_files(a: str | os.PathLike, b: str | os.PathLike) -> list[tuple[str, Path, Path]]:
@@ -39,7 +39,7 @@ def matched_files(a: str | os.PathLike, b: str | os.PathLike) -> list[tuple[str,
 
     def files(root: Path) -> dict[str, Path]:
         return {f"{f.parent.name}/{f.stem}": f for f in sorted(root.glob("*/*"))
-                if f.suffix in _SUFFIXES}
+                if f.suffix in SUFFIXES}
 
     fa, fb = files(pa), files(pb)
     common = [k for k in fa if k in fb]
@@ -76,47 +76,4 @@ def compare_predictions(a: str | os.PathLike, b: str | os.PathLike, *, n_resampl
         out.append({"task_split": name, "a": str(fa), "b": str(fb), "metric": "spearman",
                     "value_a": spearman(xa, ya), "value_b": spearman(xb, yb),
                     "n_pairs": len(ya), **res})
-    return out
-
-
-def format_significance(rows: list[dict[str, Any]], markdown: bool = False) -> str:
-    """``task/split  a  b  a-b  95% interval  p  significant`` (values x 100)."""
-    header = ["task/split", "a", "b", "a - b", "95% interval", "p", "significant"]
-    body = [[r["task_split"], f"{100 * r['value_a']:.2f}", f"{100 * r['value_b']:.2f}",
-             f"{100 * r['diff']:+.2f}", f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}]",
-             f"{r['p_value']:.3f}", "yes" if r["significant"] else "no (noise)"]
-            for r in rows]
-    return text_table(header, body, markdown=markdown)
-
-
-def histogram_plots(record: dict[str, Any], pred_dir: str | os.PathLike,
-                    out_dir: str | os.PathLike) -> list[Path]:
-    """One PNG per binary task/split of a bench record (``OUT/<task>_<split>.png``): the
-    cosine histograms by label of every row, read from the predictions files under
-    ``pred_dir``, with each row's calibrated threshold (bench's classify option)."""
-    from embedkit.diagnostics.plots import plot_cosine_histograms
-    from embedkit.experiments.predictions import row_folder
-
-    out: list[Path] = []
-    results = record["results"]
-    first = next(iter(results.values()))
-    for task, splits in first.items():
-        if not isinstance(splits, dict) or task == "avg":
-            continue
-        for split in (s for s, v in splits.items() if isinstance(v, dict) and "spearman" in v):
-            panels = {}
-            for label, res in results.items():
-                base = Path(pred_dir) / row_folder(label) / task
-                f = next((base / f"{split}{x}" for x in _SUFFIXES
-                          if (base / f"{split}{x}").is_file()), None)
-                if f is None:
-                    continue
-                cols = read_predictions(f)
-                c = ((res[task][split].get("classification") or {}).get("cosine") or {})
-                panels[label] = (cols["cosine"], cols["label"], c.get("accuracy_threshold"))
-            if panels and set(np.unique(next(iter(panels.values()))[1])) <= {0, 1}:
-                path = Path(out_dir) / f"{task}_{split}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                out.append(plot_cosine_histograms(path, f"{task}/{split}: cosine by label",
-                                                  panels))
     return out

@@ -1,5 +1,5 @@
 """``embedkit sweep``: the whitening family ``(beta, gamma, k)`` on one encoding per task, with
-honest selection, and its tables, Markdown report and plots (drawn by :mod:`.sweep_plots`).
+honest selection (its tables, Markdown report and plots: :mod:`embedkit.reports.sweep`).
 
 Each task is encoded once (through the encoder's cache); the moments are accumulated once per
 task and pooling, Sigma is eigen-decomposed once per ``beta`` and every ``(gamma, k)`` is scored
@@ -16,12 +16,9 @@ the classic ``beta = gamma = 1, k = all``.
 from __future__ import annotations
 
 import math
-import os
-import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,27 +39,22 @@ from embedkit.experiments.record import (
     timings,
     truncation_counts,
 )
-from embedkit.experiments.report import (
-    provenance_lines,
-    run_title,
-    sweep_classification_section,
+from embedkit.postprocess import (
+    RunningMoments,
+    WhiteningFamily,
+    describe_post,
+    parse_post,
+    quantizer_of,
+    score_grid,
 )
-from embedkit.experiments.sweep_plots import _pyplot, sweep_figure
-from embedkit.io.atomic import atomic_path
-from embedkit.postprocess import RunningMoments, WhiteningFamily, score_grid
-from embedkit.postprocess.spec import _num  # the number format of whitening specs
+from embedkit.postprocess.family import score_quantized_grid
+from embedkit.postprocess.spec import PostOptions, _num  # the number format of whitening specs
 
 __all__ = [
     "SweepOptions",
     "run_sweep",
     "sweep_vectors",
     "setting_label",
-    "format_sweep_table",
-    "grid_table",
-    "headline_table",
-    "sweep_markdown",
-    "write_plots",
-    "plot_name",
 ]
 
 CLASSIC = (1.0, 1.0, "all")
@@ -93,30 +85,46 @@ def _check_grid(name: str, values: Sequence[Any]) -> tuple[Any, ...]:
 @dataclass(frozen=True)
 class SweepOptions:
     """The grid (``beta``, ``gamma``, ``k`` values; ``eps`` of the eigenvalue floor), what the
-    maps are fitted on (``fit_on``: task, a split name or a file; ``fit_unique``) and the split
+    maps are fitted on (``post``: its ``fit_on``, task, a split name or a file, and
+    ``fit_unique``; its chains are unused, the grid makes them) and the split
     the best setting is chosen on (``select_on``) and reported on (``report_on``);
     ``classify``: on binary tasks, the best setting's pair classification too (thresholds
-    chosen on ``select_on``, reported on ``report_on``; ``best["classification"]``)."""
+    chosen on ``select_on``, reported on ``report_on``; ``best["classification"]``);
+    ``quantize``: a quantiser step (``int8``, ``uint8:clip=0.99``, ``binary``, ``ubinary``)
+    after every setting (and the classic one), fitted on the fit vectors that setting maps and
+    scored as bench scores it (cosine of the dequantised vectors, Hamming similarity)."""
 
     beta: Sequence[float] = (0.0, 0.5, 1.0)
     gamma: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0)
     k: Sequence[int | str] = (64, 128, 256, "all")
     eps: float = 1e-6
-    fit_on: str = "task"
-    fit_unique: bool = False
+    post: PostOptions = field(default_factory=PostOptions)
     select_on: str = "valid"
     report_on: str = "test"
     classify: bool = False
+    quantize: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("beta", "gamma", "k"):
             object.__setattr__(self, name, _check_grid(name, getattr(self, name)))
+        if self.quantize is not None:
+            object.__setattr__(self, "quantize", describe_post(self.quantizer()))
         object.__setattr__(self, "select_on", canonical_split(self.select_on))
         object.__setattr__(self, "report_on", canonical_split(self.report_on))
 
     @property
     def n_settings(self) -> int:
         return len(self.beta) * len(self.gamma) * len(self.k)
+
+    def quantizer(self) -> Any:
+        """The unfitted quantiser step of ``quantize`` (None without one)."""
+        if self.quantize is None:
+            return None
+        steps = parse_post(self.quantize).steps
+        if len(steps) != 1 or quantizer_of(steps[0][1]) is None:
+            raise ConfigError(f"quantize {self.quantize!r}: expected one quantiser step (int8, "
+                              "uint8, binary or ubinary, e.g. int8:clip=0.99)", param="quantize")
+        return steps[0][1]
 
     @property
     def honest(self) -> bool:
@@ -138,16 +146,32 @@ def _spearman_of_cosines(cos: np.ndarray, labels: np.ndarray) -> float:
 
 def _setting(beta: float, gamma: float, k: int | str, k_dim: int,
              scores: Mapping[str, np.ndarray], at: tuple[int, int], opts: SweepOptions) -> dict:
+    quant = opts.quantizer()
     return {"beta": float(beta), "gamma": float(gamma), "k": k, "k_dim": k_dim,
-            "post": setting_label(beta, gamma, k),
+            "bytes_per_vector": 4 * k_dim if quant is None else quant.bytes_for(k_dim),
+            "post": setting_label(beta, gamma, k) + (f",{opts.quantize}" if quant else ""),
             "select": float(scores[opts.select_on][at]),
             "report": float(scores[opts.report_on][at])}
 
 
-def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: SweepOptions
-                  ) -> dict[str, Any]:
+def _grid_scores(fam: WhiteningFamily, gammas: Sequence[float], ks: Sequence[int],
+                 wanted: Mapping[str, tuple], opts: SweepOptions,
+                 fit_x: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Every ``(gamma, k)`` scored: from the decomposition, or each map then the quantiser."""
+    if opts.quantize is None:
+        return score_grid(fam, gammas, ks, wanted, _spearman_of_cosines)
+    if fit_x is None:
+        raise ConfigError("quantize: the quantiser's ranges are fitted on the fit vectors; "
+                          "pass them (fit_x)", param="quantize")
+    return score_quantized_grid(fam, gammas, ks, fit_x, wanted, opts.quantizer(),
+                                lambda a, b, y, sim: pair_scores(a, b, y, sim)["spearman"])
+
+
+def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: SweepOptions,
+                  fit_x: np.ndarray | None = None) -> dict[str, Any]:
     """The sweep of one task and pooling, from the fit vectors' moments and the evaluation
-    pairs (``{split: (X1, X2, labels)}``).
+    pairs (``{split: (X1, X2, labels)}``); ``fit_x``, the fit vectors (every occurrence), is
+    needed only with ``opts.quantize``.
 
     Returns ``{"d", "raw", "classic", "settings" (one dict per setting, grid order), "best",
     "skipped_k"}``; scores are Spearman (fractions, not x 100).
@@ -172,7 +196,7 @@ def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: Swe
     families: dict[float, WhiteningFamily] = {}
     for beta in opts.beta:
         fam = families[beta] = WhiteningFamily.from_stats(moments, beta, opts.eps)
-        scores = score_grid(fam, opts.gamma, k_dims, wanted, _spearman_of_cosines)
+        scores = _grid_scores(fam, opts.gamma, k_dims, wanted, opts, fit_x)
         settings += [_setting(beta, gamma, k, k_dims[ki], scores, (gi, ki), opts)
                      for gi, gamma in enumerate(opts.gamma) for ki, k in enumerate(kept)]
     classic = next((s for s in settings if (s["beta"], s["gamma"], s["k"]) == CLASSIC), None)
@@ -183,7 +207,7 @@ def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: Swe
                    "note": f"not scored: {distinct} distinct fit vectors < d={d}"}
     elif classic is None:
         fam = families.get(1.0) or WhiteningFamily.from_stats(moments, 1.0, opts.eps)
-        scores = score_grid(fam, [1.0], [d], wanted, _spearman_of_cosines)
+        scores = _grid_scores(fam, [1.0], [d], wanted, opts, fit_x)
         classic = _setting(1.0, 1.0, "all", d, scores, (0, 0), opts)
     finite = [i for i, s in enumerate(settings) if not math.isnan(s["select"])]
     best = None
@@ -241,8 +265,9 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
         "poolings": [str(p) for p in pools], "tasks": [s.name for s in specs],
         "task_specs": {s.name: s.origin for s in specs},
         "betas": list(opts.beta), "gammas": list(opts.gamma), "ks": list(opts.k),
-        "eps": opts.eps, "fit_on": opts.fit_on, "fit_unique": opts.fit_unique,
+        "eps": opts.eps, "fit_on": opts.post.fit_on, "fit_unique": opts.post.fit_unique,
         "select_on": opts.select_on, "report_on": opts.report_on, "classify": opts.classify,
+        "quantize": opts.quantize,
         "protocol": proto.name,
         "max_length": max_lengths, "data_dir": data_dir_setting(data.data_dir),
         "source": data.source, "skip_invalid": data.skip_invalid, "honest": opts.honest}
@@ -300,11 +325,11 @@ def _sweep_task(spec: TaskSpec, enc: SentenceEncoder, pools: list[Pooling], opts
     splits = load_task(spec, list(dict.fromkeys([opts.select_on, opts.report_on])),
                        data_dir=data.data_dir, source=data.source,
                        skip_invalid=data.skip_invalid)
-    fit = collect_fit_sentences(opts.fit_on, spec, splits, data_dir=data.data_dir,
+    fit = collect_fit_sentences(opts.post.fit_on, spec, splits, data_dir=data.data_dir,
                                 source=data.source, skip_invalid=data.skip_invalid,
-                                unique=opts.fit_unique)
+                                unique=opts.post.fit_unique)
     if not fit.sentences:
-        raise ConfigError(f"fit_on {opts.fit_on}: no sentences to fit on for {spec.name}",
+        raise ConfigError(f"fit_on {opts.post.fit_on}: no sentences to fit on for {spec.name}",
                           param="fit_on")
     check_grid_k(opts.k, int(enc.dim or 0), len(set(fit.sentences)))  # before encoding
     record: dict[str, Any] = {**split_summary(splits), "fit": fit.record()}
@@ -324,7 +349,9 @@ def _sweep_task(spec: TaskSpec, enc: SentenceEncoder, pools: list[Pooling], opts
         t0 = time.perf_counter()
         moments = _moments(v, fit_rows, fit_counts)
         pairs = _pairs(splits, v, row_of)
-        res = sweep_vectors(moments, pairs, opts)
+        fit_x = (np.repeat(v[fit_rows], fit_counts, axis=0)
+                 if opts.quantize is not None else None)
+        res = sweep_vectors(moments, pairs, opts, fit_x)
         seconds += time.perf_counter() - t0
         if opts.classify and spec.is_binary and res["best"] is not None:
             res["best"]["classification"] = setting_classification(
@@ -339,217 +366,3 @@ def _pairs(splits: Mapping[str, PairSplit], v: np.ndarray, row_of: Mapping[str, 
            ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return {split: (v[[row_of[t] for t in d.sentences1]], v[[row_of[t] for t in d.sentences2]],
                     d.labels) for split, d in splits.items()}
-
-
-# -- output -----------------------------------------------------------------------------------
-
-def _x100(x: float | None) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
-
-
-def _mean(xs: list[float]) -> float:
-    """The mean, NaN when any value is missing or NaN: an average over the tasks that happened
-    to score would not be comparable with one over all of them."""
-    if not xs or any(x is None or math.isnan(x) for x in xs):
-        return float("nan")
-    return float(np.mean(xs))
-
-
-def summary_rows(record: dict) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the summary table (Spearman x 100)."""
-    s = record["settings"]
-    sel, rep = s["select_on"], s["report_on"]
-    header = ["task", "pooling", f"raw/{rep}", "best setting", f"best/{sel}", f"best/{rep}",
-              f"classic/{rep}"]
-    rows = []
-    per_pooling: dict[str, dict[str, list[float]]] = {}
-    for task, by_pool in record["results"].items():
-        for pooling, r in by_pool.items():
-            best = r["best"] or {}
-            rows.append([task, pooling, _x100(r["raw"]["report"]), best.get("post", "-"),
-                         _x100(best.get("select")), _x100(best.get("report")),
-                         _x100(r["classic"]["report"])])
-            acc = per_pooling.setdefault(pooling, {"raw": [], "best": [], "classic": []})
-            acc["raw"].append(r["raw"]["report"])
-            acc["best"].append(best.get("report", float("nan")))
-            acc["classic"].append(r["classic"]["report"])
-    if len(record["results"]) > 1:
-        for pooling, acc in per_pooling.items():
-            rows.append(["avg", pooling, _x100(_mean(acc["raw"])), "(per task)", "",
-                         _x100(_mean(acc["best"])), _x100(_mean(acc["classic"]))])
-    return header, rows
-
-
-def _table(header: list[str], rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join(["---", "---", "---:", "---"] + ["---:"] * (len(header) - 4))
-                 + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    left = {0, 1, 3}
-    return "\n".join("  ".join(c.ljust(w) if i in left else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
-                     for r in [header, *rows])
-
-
-def format_sweep_table(record: dict, markdown: bool = False) -> str:
-    """The summary: per task raw, best setting (chosen on select_on), its scores, classic."""
-    return _table(*summary_rows(record), markdown=markdown)
-
-
-def grid_table(result: dict, report_on: str, select_on: str) -> str:
-    """A Markdown table of one task's grid: rows (beta, gamma), columns k, cells
-    ``report (select)`` x 100."""
-    ks = list(dict.fromkeys(s["k"] for s in result["settings"]))
-    rows: dict[tuple, dict] = {}
-    for s in result["settings"]:
-        rows.setdefault((s["beta"], s["gamma"]), {})[s["k"]] = s
-    out = ["| beta | gamma | " + " | ".join(f"k={k}" for k in ks) + " |",
-           "|---:|---:|" + "---:|" * len(ks)]
-    best = (result["best"] or {}).get("index")
-    for (beta, gamma), by_k in rows.items():
-        cells = []
-        for k in ks:
-            s = by_k.get(k)
-            if s is None:
-                cells.append("-")
-                continue
-            cell = f"{_x100(s['report'])} ({_x100(s['select'])})"
-            if best is not None and result["settings"][best] is s:
-                cell = f"**{cell}**"
-            cells.append(cell)
-        out.append(f"| {_num(beta)} | {_num(gamma)} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
-HEADLINE_SETTINGS = ((1.0, 1.0), (0.0, 0.0), (0.5, 0.5))
-
-
-def headline_table(record: dict, pairs: Sequence[tuple[float, float]] = HEADLINE_SETTINGS) -> str:
-    """The published hyperparameter table's shape, on the report split: per pooling a raw row,
-    then one row per (beta, gamma) with each task's scores at every k of the grid
-    (``k1 / k2 / ... / all``). Pairs missing from the grid are left out.
-
-    >>> rec = {"settings": {"report_on": "test"}, "results": {"T": {"cls": {
-    ...     "raw": {"report": 0.5}, "settings": [
-    ...         {"beta": 1.0, "gamma": 1.0, "k": 2, "report": 0.6},
-    ...         {"beta": 1.0, "gamma": 1.0, "k": "all", "report": 0.7}]}}}}
-    >>> print(headline_table(rec))
-    | pooling | setting | T |
-    |---|---|---:|
-    | cls | raw | 50.00 |
-    | cls | beta=1, gamma=1: k=2 / all | 60.00 / 70.00 |
-    """
-    tasks = list(record["results"])
-    poolings = list(dict.fromkeys(p for by_pool in record["results"].values() for p in by_pool))
-    out = ["| pooling | setting | " + " | ".join(tasks) + " |",
-           "|---|---|" + "---:|" * len(tasks)]
-    for pooling in poolings:
-        res = {t: record["results"][t].get(pooling) for t in tasks}
-        out.append(f"| {pooling} | raw | " + " | ".join(
-            _x100(r["raw"]["report"]) if r else "-" for r in res.values()) + " |")
-        for beta, gamma in pairs:
-            cells, ks = [], None
-            for r in res.values():
-                found = [x for x in (r or {}).get("settings", [])
-                         if float(x["beta"]) == beta and float(x["gamma"]) == gamma]
-                if not found:
-                    cells.append("-")
-                    continue
-                ks = ks or [str(x["k"]) for x in found]
-                cells.append(" / ".join(_x100(x["report"]) for x in found))
-            if ks is None:
-                continue
-            out.append(f"| {pooling} | beta={_num(beta)}, gamma={_num(gamma)}: k="
-                       f"{' / '.join(ks)} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
-
-
-def plot_name(task: str, pooling: str) -> str:
-    """File name of a task's plot: ``<task>-<pooling>.png`` (odd characters replaced)."""
-    return f"{_slug(task)}-{_slug(pooling)}.png"
-
-
-def write_plots(record: dict, folder: str | os.PathLike) -> list[Path]:
-    """One PNG per task and pooling (:func:`~embedkit.experiments.sweep_plots.sweep_figure`).
-    Needs matplotlib (``plot`` extra)."""
-    plt = _pyplot()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for task, by_pool in record["results"].items():
-        for pooling in by_pool:
-            fig = sweep_figure(record, task, pooling)
-            try:
-                path = folder / plot_name(task, pooling)
-                with atomic_path(path, suffix=".png") as tmp:
-                    fig.savefig(tmp, format="png", dpi=100)
-                written.append(path)
-            finally:
-                plt.close(fig)
-    return written
-
-
-def sweep_markdown(record: dict, plots: Sequence[Path] | None = None,
-                   markdown_path: str | os.PathLike | None = None) -> str:
-    """A Markdown report: how to regenerate it, machine, versions, the summary and the grids."""
-    s = record["settings"]
-    m = record["model"]
-    t = record["timings"]
-    occurrences = "unique sentences" if s["fit_unique"] else "every occurrence"
-    out = [f"# embedkit sweep: {run_title(record)}", ""]
-    out += provenance_lines(record)
-    out += [
-        f"- Model: `{m['name']}` (identity `{m['identity']}`), hidden {m.get('hidden_size')}; "
-        f"dtype {s['dtype']}, device {s['device']}",
-        f"- Grid: beta {', '.join(map(_num, s['betas']))}; gamma "
-        f"{', '.join(map(_num, s['gammas']))}; k {', '.join(map(str, s['ks']))} "
-        f"({t['n_settings']} settings)",
-        f"- Fitted on: {s['fit_on']} ({occurrences}); selected on {s['select_on']}, "
-        f"reported on {s['report_on']}"
-        + ("" if s["honest"] else " (the same split: not an honest estimate)"),
-        "- Max length: " + ", ".join(f"{k} {v}" for k, v in s["max_length"].items()),
-        f"- Timings: sweep {t['seconds_sweep']:.2f} s for {t['n_scored']} task x pooling x "
-        f"setting scores (encoding excluded); {t['encoded']} sentences encoded, "
-        f"{t['cache_hits']} from the cache; total {t['seconds_total']:.1f} s",
-        "", "## Spearman x 100 (cosine similarity): selected on "
-        f"{s['select_on']}, reported on {s['report_on']}", "",
-        "Per task and pooling: the raw score, the grid's best setting on the selection split, "
-        "its scores, and classic whitening (beta = gamma = 1, all dimensions) for comparison.",
-        "", format_sweep_table(record, markdown=True), "",
-        f"## Hyperparameter table ({s['report_on']}, Spearman x 100)", "",
-        "Raw vectors, then whitening at the (beta, gamma) settings of the published table, each "
-        "cell listing the scores at every k of the grid.", "",
-        headline_table(record), "",
-        *sweep_classification_section(record),
-    ]
-    base = Path(markdown_path).parent if markdown_path else None
-    plot_of = {p.name: p for p in (plots or [])}
-    for task, by_pool in record["results"].items():
-        for pooling, r in by_pool.items():
-            out += [f"## {task}, {pooling}", "",
-                    f"{s['report_on']} (in parentheses {s['select_on']}); bold: the setting "
-                    f"chosen on {s['select_on']}; raw {_x100(r['raw']['report'])} "
-                    f"({_x100(r['raw']['select'])}); d = {r['d']}, fitted on {r['n_fit']} "
-                    "vectors", ""]
-            if r["skipped_k"]:
-                out += [f"k > d skipped: {', '.join(map(str, r['skipped_k']))}", ""]
-            out += [grid_table(r, s["report_on"], s["select_on"]), ""]
-            p = plot_of.get(plot_name(task, pooling))
-            if p is not None:
-                rel = os.path.relpath(p, base) if base is not None else str(p)
-                out += [f"![{task} {pooling}]({rel})", ""]
-    out += ["## Data", "", "| task | split | pairs | sha256 |", "|---|---|---:|---|"]
-    for task, splits in record["data"].items():
-        for split, d in splits.items():
-            if split == "fit":
-                out.append(f"| {task} | fit: {d['on']} | {d['n_sentences']} sentences | "
-                           f"`{d['sha256'][:16]}` |")
-            else:
-                out.append(f"| {task} | {split} | {d['n_pairs']} | `{d['sha256'][:16]}` |")
-    return "\n".join(out) + "\n"

@@ -1,24 +1,36 @@
-"""``embedkit whiten``: fit a whitening map on an encoder's vectors of chosen sentences, record
-how, and export it.
+"""``embedkit whiten``: fit a whitening map on vectors, record how, and export it.
 
-The sentences come from :func:`~embedkit.data.selection.collect_fit_sentences` (``TASK``,
-``TASK:SPLIT``, several, or a file); :func:`fit_whitening` encodes and fits them in chunks
-(float64 moments); :func:`whitening_metadata` records how; :func:`export_whitening` writes
+One runner over a source of vector batches, ``partial_fit`` per batch (float64 moments: memory
+O(d^2) plus one batch, whatever the number of rows):
+
+- :class:`SentenceSource`: an encoder over the sentences chosen by
+  :func:`~embedkit.data.selection.collect_fit_sentences` (``TASK``, ``TASK:SPLIT``, several, or a
+  file), encoded in chunks of distinct sentences;
+- :class:`FolderSource`: an encode folder's shards (its ``embeddings`` argument); the model,
+  pooling and max length come from its recipe, so the map's metadata names what the vectors
+  were made with and an index or a search checks it as usual.
+
+:func:`fit_source` fits; :func:`whitening_metadata` records how; :func:`export_whitening` writes
 safetensors / npz / FAISS (:func:`~embedkit.postprocess.save_transform`, the FAISS metadata in
 ``OUT.json`` beside it) or a sentence-transformers folder
 (:func:`~embedkit.encoders.st_folder.save_st_folder`). :func:`run_whiten` does all of it.
 
 >>> export_format("w.npz", None), export_format("model", "sentence-transformers")
 ('npz', 'sentence-transformers')
+>>> x = np.random.default_rng(0).normal(size=(200, 4))
+>>> w = fit_blocks([x[:50], x[50:]])
+>>> bool(np.allclose(w.kernel_, fit_blocks([x]).kernel_))
+True
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -40,13 +52,18 @@ from embedkit.postprocess import (
     save_transform,
 )
 from embedkit.postprocess.files import save_faiss_transform, transform_metadata
+from embedkit.postprocess.spec import PostOptions
+from embedkit.provenance import sha256_text
+from embedkit.retrieval.shards import EncodeFolder
 
-__all__ = ["EXPORT_FORMATS", "FIT_CHUNK", "WhitenSettings", "WhitenResult", "run_whiten",
-           "fit_whitening", "whitening_metadata", "export_whitening", "export_format",
-           "whitening_card"]
+__all__ = ["EXPORT_FORMATS", "FIT_CHUNK", "WhitenSettings", "WhitenResult", "VectorSource",
+           "SentenceSource", "FolderSource", "run_whiten", "fit_source", "fit_blocks",
+           "fit_whitening", "fit_whitening_shards", "whitening_metadata", "export_whitening",
+           "export_format", "whitening_card"]
 
 EXPORT_FORMATS = ("safetensors", "npz", "sentence-transformers", "faiss")
-#: Distinct sentences encoded between two partial fits (bounds memory whatever the data size).
+#: Rows (distinct sentences, or an encode folder's rows) per partial fit (bounds memory whatever
+#: the data size).
 FIT_CHUNK = 8192
 _SUFFIX_FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".faiss": "faiss"}
 
@@ -54,18 +71,24 @@ _SUFFIX_FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".faiss": "fais
 @dataclass(frozen=True)
 class WhitenSettings:
     """The map (``beta``, ``gamma``, ``k``: a positive integer, or None/"all" for every
-    dimension; ``eps``), how it is fitted (``fit_unique``: unique sentences instead of every
-    occurrence; ``max_length``: None follows the ``protocol``, i.e. the tasks' own, 64 for
+    dimension; ``eps``), how it is fitted (``post``: its ``fit_unique``, unique sentences
+    instead of every occurrence; the sentences themselves are ``run_whiten``'s ``fit_on``;
+    ``max_length``: None follows the ``protocol``, i.e. the tasks' own, 64 for
     files) and whether its output is L2-normalised (``normalize``)."""
 
     beta: float = 1.0
     gamma: float = 1.0
     k: int | str | None = None
     eps: float = 1e-6
-    fit_unique: bool = False
+    post: PostOptions = field(default_factory=PostOptions)
     max_length: int | None = None
     protocol: str = "whitening"
     normalize: bool = False
+
+    @property
+    def fit_unique(self) -> bool:
+        """``post.fit_unique``: unique sentences (or vectors) instead of every occurrence."""
+        return self.post.fit_unique
 
     def __post_init__(self) -> None:
         if self.max_length is not None and self.max_length < 3:
@@ -88,16 +111,234 @@ class WhitenSettings:
                                       n_components=self.n_components, eps=self.eps))
 
 
+class VectorSource(Protocol):
+    """What the runner fits on: batches of vectors and what made them.
+
+    ``param`` names the option at fault when there is nothing to fit, ``what`` the rows
+    (``sentences``, ``vectors``), ``dim_of`` whose dimension ``dim`` is; ``fields()`` the
+    metadata keys saying what the vectors are (model, pooling, max length, dtype, casing, fit
+    data), ``extra()`` the keys recorded after them.
+    """
+
+    param: ClassVar[str]
+    what: ClassVar[str]
+    dim_of: ClassVar[str]
+
+    @property
+    def dim(self) -> int | None: ...
+
+    @property
+    def n_rows(self) -> int: ...
+
+    def batches(self) -> Iterator[np.ndarray]: ...
+
+    def fields(self) -> dict[str, Any]: ...
+
+    def extra(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class SentenceSource:
+    """An encoder over the fit sentences: distinct sentences are encoded ``chunk`` at a time and
+    their rows repeated by their counts (every occurrence counts; pass unique sentences for
+    unique fitting), so each sentence is encoded once."""
+
+    encoder: SentenceEncoder
+    pooling: Pooling
+    fit: FitSentences
+    max_length: int = 64
+    chunk: int = FIT_CHUNK
+    param: ClassVar[str] = "fit_on"
+    what: ClassVar[str] = "sentences"
+    dim_of: ClassVar[str] = "the model's dimension"
+
+    @property
+    def dim(self) -> int | None:
+        """The encoder's output dimension (None when unknown)."""
+        return self.encoder.dim or None
+
+    @property
+    def n_rows(self) -> int:
+        """The sentences' count (every occurrence)."""
+        return len(self.fit.sentences)
+
+    def batches(self) -> Iterator[np.ndarray]:
+        """The vectors, one batch per chunk of distinct sentences, rows repeated by count."""
+        counts: dict[str, int] = {}
+        for s in self.fit.sentences:
+            counts[s] = counts.get(s, 0) + 1
+        unique = list(counts)
+        for start in range(0, len(unique), self.chunk):
+            part = unique[start:start + self.chunk]
+            vecs = self.encoder.encode(part, self.pooling, max_length=self.max_length)
+            reps = np.fromiter((counts[s] for s in part), dtype=np.int64, count=len(part))
+            yield np.repeat(vecs, reps, axis=0) if reps.max() > 1 else vecs
+
+    def fields(self) -> dict[str, Any]:
+        """The encoder, pooling and max length, and the sentences' description and sha256."""
+        described = self.encoder.describe()
+        return {
+            "model": self.encoder.identity, "model_name": self.encoder.name,
+            "pooling": str(self.pooling), "max_length": int(self.max_length),
+            "dtype": described.get("dtype", "float32"),
+            "lowercase": bool(described.get("lowercase", False)),
+            "fit_on": self.fit.description, "fit_unique": bool(self.fit.unique),
+            "fit_data_sha256": self.fit.sha256,
+        }
+
+    def extra(self) -> dict[str, Any]:
+        """Nothing more."""
+        return {}
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """An encode folder's vectors, a shard at a time in ``chunk`` rows (``unique``: a text's
+    repeats after its first row left out); model, pooling and max length from its recipe."""
+
+    folder: EncodeFolder
+    unique: bool = False
+    chunk: int = FIT_CHUNK
+    param: ClassVar[str] = "embeddings"
+    what: ClassVar[str] = "vectors"
+    dim_of: ClassVar[str] = "the vectors' dimension"
+
+    @classmethod
+    def open(cls, embeddings: str | os.PathLike | EncodeFolder,
+             settings: WhitenSettings | None = None) -> FolderSource:
+        """The folder as a source, checked against ``settings`` (``max_length``, when given,
+        must be the folder's; a folder encoded with a post-processor is refused; L2-normalised
+        vectors are a warning)."""
+        settings = settings or WhitenSettings()
+        folder = embeddings if isinstance(embeddings, EncodeFolder) else EncodeFolder.open(
+            embeddings)
+        r = folder.recipe
+        if settings.max_length is not None and settings.max_length != r.max_length:
+            raise ConfigError(f"the vectors were encoded with max_length={r.max_length}, not "
+                              f"{settings.max_length}", param="max_length")
+        if r.post:
+            raise ConfigError(f"{folder.path} was encoded with post {r.post!r}; its shards hold "
+                              "raw vectors but a whitening fitted on them would be applied "
+                              "after that post-processor: encode without it", param="embeddings")
+        if folder.vectors["normalized"]:
+            warnings.warn(
+                f"{folder.path} holds L2-normalised vectors: the whitening is fitted on them "
+                "(its mean and covariance differ from the raw vectors'), so apply it to "
+                "normalised vectors only; the map's metadata records fit_vectors.normalized=true",
+                UserWarning, stacklevel=3)
+        return cls(folder, settings.fit_unique)
+
+    @property
+    def dim(self) -> int | None:
+        """The stored vectors' dimension."""
+        return self.folder.dim
+
+    @property
+    def n_rows(self) -> int:
+        """Every row of the folder (before ``unique``)."""
+        return self.folder.total_rows
+
+    def batches(self) -> Iterator[np.ndarray]:
+        """Each shard's vectors in ``chunk`` rows."""
+        for x in self._shards():
+            for start in range(0, x.shape[0], self.chunk):
+                yield x[start:start + self.chunk]
+
+    def _shards(self) -> Iterator[np.ndarray]:
+        if not self.unique:
+            yield from (x for _, _, x in self.folder.shards(texts=False))
+            return
+        seen: set[str] = set()
+        for _, texts, x in self.folder.shards():
+            keep = []
+            for i, t in enumerate(texts):
+                if t not in seen:
+                    seen.add(t)
+                    keep.append(i)
+            yield x[keep]
+
+    def fields(self) -> dict[str, Any]:
+        """The recipe's model, pooling, max length, dtype and casing; the folder and the sha256
+        of its shards' checksums."""
+        r = self.folder.recipe
+        shards = "\n".join(str(e["sha256"]) for e in self.folder.manifest["shards"])
+        return {
+            "model": r.model_identity, "model_name": r.model, "pooling": r.pooling,
+            "max_length": int(r.max_length), "dtype": r.dtype, "lowercase": bool(r.lowercase),
+            "fit_on": f"embeddings:{self.folder.path.resolve()}",
+            "fit_unique": bool(self.unique), "fit_data_sha256": sha256_text(shards),
+        }
+
+    def extra(self) -> dict[str, Any]:
+        """How the vectors are stored (``fit_vectors``: dtype, L2-normalised or raw)."""
+        return {"fit_vectors": self.folder.vectors}
+
+
+def fit_blocks(blocks: Iterable[np.ndarray], whitening: Whitening | None = None, *,
+               param: str = "embeddings", what: str = "vectors") -> Whitening:
+    """``partial_fit`` ``whitening`` (default ``Whitening()``) on each block; the map is derived
+    at the end, so rank warnings and refusals come here (``param`` names the option at fault
+    when there are no rows)."""
+    w = check_params(whitening if whitening is not None else Whitening())
+    seen = 0
+    for x in blocks:
+        w.partial_fit(x)
+        seen += x.shape[0]
+    if seen == 0:
+        raise ConfigError(f"no {what} to fit the whitening on", param=param)
+    try:
+        _ = w.kernel_  # derive now, so that rank warnings (and refusals) come at fit time
+    except PostprocessError as e:  # WhitenSettings calls n_components k
+        raise PostprocessError(str(e), param="k" if e.param == "n_components" else e.param
+                               ) from None
+    return w
+
+
+def fit_source(source: VectorSource, whitening: Whitening | None = None) -> Whitening:
+    """Fit ``whitening`` (default ``Whitening()``) on the source's batches, ``k`` checked
+    against its dimension first; the moments equal one ``fit`` on all the vectors (up to
+    float64 rounding)."""
+    w = check_params(whitening if whitening is not None else Whitening())
+    if source.n_rows == 0:
+        raise ConfigError(f"no {source.what} to fit the whitening on", param=source.param)
+    k, dim = w.n_components, source.dim
+    if isinstance(k, (int, np.integer)) and dim and k > dim:
+        raise ConfigError(f"k={k} is larger than {source.dim_of} d={dim}; use k <= {dim} or "
+                          "all", param="k")
+    return fit_blocks(source.batches(), w, param=source.param, what=source.what)
+
+
+def fit_whitening(encoder: SentenceEncoder, pooling: str, sentences: Sequence[str],
+                  whitening: Whitening | None = None, *, max_length: int = 64,
+                  chunk: int = FIT_CHUNK) -> Whitening:
+    """Encode ``sentences`` and fit ``whitening`` on their vectors (:class:`SentenceSource`;
+    every occurrence counts)."""
+    fit = FitSentences(list(sentences), "sentences")
+    return fit_source(SentenceSource(encoder, Pooling(pooling), fit, max_length, chunk),
+                      whitening)
+
+
+def fit_whitening_shards(embeddings: str | os.PathLike | EncodeFolder,
+                         whitening: Whitening | None = None, *, unique: bool = False,
+                         chunk: int = FIT_CHUNK) -> Whitening:
+    """Fit ``whitening`` on every row of an encode folder (:class:`FolderSource`;
+    ``unique``: each text once)."""
+    folder = embeddings if isinstance(embeddings, EncodeFolder) else EncodeFolder.open(
+        embeddings)
+    return fit_source(FolderSource(folder, unique, chunk), whitening)
+
+
 @dataclass(frozen=True)
 class WhitenResult:
-    """What :func:`run_whiten` wrote: the path, format, fitted estimator, metadata, the fit
-    sentences, the pooling and max length used, and the encoder's name."""
+    """What :func:`run_whiten` wrote: the path, format, fitted estimator, metadata, the pooling
+    and max length used, the model's name, and the fit sentences (None from an encode
+    folder)."""
 
     path: Path
     format: str
     whitening: Whitening
     metadata: dict[str, Any]
-    fit: FitSentences
+    fit: FitSentences | None
     pooling: str
     max_length: int
     encoder_name: str
@@ -108,46 +349,9 @@ class WhitenResult:
         return describe_post(self.whitening) + (",norm" if self.metadata.get("normalize") else "")
 
 
-def fit_whitening(encoder: SentenceEncoder, pooling: str, sentences: Sequence[str],
-                  whitening: Whitening | None = None, *, max_length: int = 64,
-                  chunk: int = FIT_CHUNK) -> Whitening:
-    """Encode ``sentences`` and fit ``whitening`` (default ``Whitening()``) on their vectors.
-
-    Every occurrence counts (pass unique sentences for unique fitting). Distinct sentences are
-    encoded ``chunk`` at a time and their rows repeated by their counts into ``partial_fit``, so
-    memory stays bounded and each sentence is encoded once; the moments equal one ``fit`` on
-    all vectors (up to float64 rounding).
-    """
-    w = check_params(whitening if whitening is not None else Whitening())
-    sentences = list(sentences)
-    if not sentences:
-        raise ConfigError("no sentences to fit the whitening on", param="fit_on")
-    n_components = w.n_components
-    if isinstance(n_components, (int, np.integer)) and encoder.dim and n_components > encoder.dim:
-        raise ConfigError(f"k={n_components} is larger than the model's dimension "
-                          f"d={encoder.dim}; use k <= {encoder.dim} or all", param="k")
-    counts: dict[str, int] = {}
-    for s in sentences:
-        counts[s] = counts.get(s, 0) + 1
-    unique = list(counts)
-    for start in range(0, len(unique), chunk):
-        part = unique[start:start + chunk]
-        vecs = encoder.encode(part, pooling, max_length=max_length)
-        reps = np.fromiter((counts[s] for s in part), dtype=np.int64, count=len(part))
-        w.partial_fit(np.repeat(vecs, reps, axis=0) if reps.max() > 1 else vecs)
-    try:
-        _ = w.kernel_  # derive now, so that rank warnings (and refusals) come at fit time
-    except PostprocessError as e:  # WhitenSettings calls n_components k
-        param = "k" if e.param == "n_components" else e.param
-        raise PostprocessError(str(e), param=param) from None
-    return w
-
-
-def whitening_metadata(whitening: Whitening, encoder: SentenceEncoder, pooling: str,
-                       max_length: int, fit: FitSentences, *, normalize: bool = False
-                       ) -> dict[str, Any]:
+def whitening_metadata(whitening: Whitening, source: VectorSource, *,
+                       normalize: bool = False) -> dict[str, Any]:
     """The metadata stored with an exported whitening map (checked when it is loaded)."""
-    described = encoder.describe()
     return {
         "kind": "whitening",
         "beta": float(whitening.beta),
@@ -155,17 +359,10 @@ def whitening_metadata(whitening: Whitening, encoder: SentenceEncoder, pooling: 
         "k": int(whitening.n_components_),
         "k_spec": "all" if whitening.n_components is None else str(whitening.n_components_),
         "eps": float(whitening.eps),
-        "model": encoder.identity,
-        "model_name": encoder.name,
-        "pooling": str(pooling),
-        "max_length": int(max_length),
-        "dtype": described.get("dtype", "float32"),
-        "lowercase": bool(described.get("lowercase", False)),
-        "fit_on": fit.description,
-        "fit_unique": bool(fit.unique),
-        "fit_data_sha256": fit.sha256,
+        **source.fields(),
         "n_samples": int(whitening.n_samples_seen_),
         "normalize": bool(normalize),
+        **source.extra(),
         "embedkit_version": __version__,
     }
 
@@ -287,19 +484,12 @@ def calibrate_threshold(enc: SentenceEncoder, pooling: Pooling, amap: AffineMap,
             "rule": "a pair is a duplicate when cosine(u, v) > threshold"}
 
 
-def run_whiten(encoder: SentenceEncoder | EncoderConfig | str, fit_on: str,
-               out: str | os.PathLike, settings: WhitenSettings | None = None, *,
-               pooling: str | None = None, format: str | None = None,
-               data: DataOptions | None = None, command: str | None = None,
-               calibrate: str | None = None) -> WhitenResult:
-    """Collect the ``fit_on`` sentences, encode them, fit the map, write it; what was written.
-
-    Settings and the format are checked before anything is loaded or encoded.
-    """
-    settings = settings or WhitenSettings()
-    data = data or DataOptions()
-    fmt = export_format(out, format)
-    whitening = settings.whitening()
+def _sentence_source(encoder: SentenceEncoder | EncoderConfig | str | None, fit_on: str,
+                     settings: WhitenSettings, fmt: str, pooling: str | None,
+                     data: DataOptions) -> SentenceSource:
+    """The ``fit_on`` sentences collected, the encoder built, pooling and max length chosen."""
+    if encoder is None:
+        raise ConfigError("fitting on sentences needs the model", param="model")
     if pooling is not None and fmt == "sentence-transformers":
         st_pooling_mode(pooling)  # fail before loading anything
     fit = collect_fit_sentences(fit_on, data_dir=data.data_dir, source=data.source,
@@ -311,16 +501,66 @@ def run_whiten(encoder: SentenceEncoder | EncoderConfig | str, fit_on: str,
     proto = get_protocol(settings.protocol)
     model_max = enc.model_max_length()
     wanted = settings.max_length or (model_max if proto.use_model_max_length else fit.max_length)
-    max_length = min(int(wanted), model_max)
-    w = fit_whitening(enc, pool, fit.sentences, whitening, max_length=max_length)
-    meta = whitening_metadata(w, enc, pool, max_length, fit, normalize=settings.normalize)
+    return SentenceSource(enc, pool, fit, min(int(wanted), model_max))
+
+
+def _folder_source(embeddings: str | os.PathLike, settings: WhitenSettings, fmt: str, *,
+                   pooling: str | None, calibrate: str | None) -> FolderSource:
+    """The encode folder as a source; what needs the model is refused."""
+    if fmt == "sentence-transformers":
+        raise ConfigError("whitening from embeddings exports safetensors, npz or faiss; for a "
+                          "sentence-transformers folder fit from sentences", param="format")
+    if pooling is not None:
+        raise ConfigError("the pooling of an encode folder's vectors comes from its manifest; "
+                          "give none", param="pooling")
+    if calibrate:
+        raise ConfigError("a threshold is calibrated by encoding the task's pairs with the "
+                          "model; fit from sentences to calibrate", param="calibrate")
+    settings.whitening()  # its parameters checked before the folder is read
+    return FolderSource.open(embeddings, settings)
+
+
+def run_whiten(encoder: SentenceEncoder | EncoderConfig | str | None, fit_on: str | None,
+               out: str | os.PathLike, settings: WhitenSettings | None = None, *,
+               pooling: str | None = None, format: str | None = None,
+               data: DataOptions | None = None, command: str | None = None,
+               calibrate: str | None = None,
+               embeddings: str | os.PathLike | None = None) -> WhitenResult:
+    """Fit the map on a source of vectors and write it; what was written.
+
+    The source is the ``fit_on`` sentences encoded by ``encoder`` (:class:`SentenceSource`), or
+    the encode folder ``embeddings`` (:class:`FolderSource`: no encoder, no pooling; a
+    ``settings.max_length``, when given, must be the folder's; safetensors, npz or faiss only).
+    Settings and the format are checked before anything is loaded or encoded.
+    """
+    settings = settings or WhitenSettings()
+    data = data or DataOptions()
+    fmt = export_format(out, format)
+    if (fit_on is None) == (embeddings is None):
+        raise ConfigError("give the sentences to fit on or an encode folder, not "
+                          f"{'both' if fit_on is not None else 'neither'}", param="fit_on")
+    whitening = settings.whitening()
+    source: VectorSource
+    if embeddings is not None:
+        source = _folder_source(embeddings, settings, fmt, pooling=pooling, calibrate=calibrate)
+    else:
+        source = _sentence_source(encoder, str(fit_on), settings, fmt, pooling, data)
+    w = fit_source(source, whitening)
+    meta = whitening_metadata(w, source, normalize=settings.normalize)
     if command is not None:
         meta["command"] = command
     amap = AffineMap(w.kernel_, w.bias_, settings.normalize)
-    threshold = (calibrate_threshold(enc, pool, amap, calibrate, max_length, data)
-                 if calibrate else None)
-    if threshold:
+    max_length = int(meta["max_length"])
+    threshold = None
+    if not isinstance(source, SentenceSource):
+        path = export_whitening(out, amap, fmt, metadata=meta)
+        return WhitenResult(path, fmt, w, meta, None, str(meta["pooling"]), max_length,
+                            str(meta["model_name"]))
+    if calibrate:
+        threshold = calibrate_threshold(source.encoder, source.pooling, amap, calibrate,
+                                        max_length, data)
         meta["threshold"] = threshold
-    path = export_whitening(out, amap, fmt, metadata=meta, encoder=enc, pooling=pool,
-                            max_length=max_length, threshold=threshold)
-    return WhitenResult(path, fmt, w, meta, fit, str(pool), max_length, enc.name)
+    path = export_whitening(out, amap, fmt, metadata=meta, encoder=source.encoder,
+                            pooling=source.pooling, max_length=max_length, threshold=threshold)
+    return WhitenResult(path, fmt, w, meta, source.fit, str(source.pooling), max_length,
+                        source.encoder.name)

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -310,3 +310,53 @@ def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
     sealed = seal_values(manifest)
     atomic_write_json(Path(folder) / MANIFEST, sealed)
     return sealed
+
+
+# --------------------------------------------------------------------------------------------
+# synthetic folders (tests, and the scale benchmark's IVF part)
+
+
+def synthetic_chunks(rows: int, dim: int, seed: int, chunk: int = 16384
+                     ) -> Iterator[np.ndarray]:
+    """Anisotropic vectors (a mean, decaying scales, one shared direction), chunk by chunk."""
+    rng = np.random.default_rng(seed)
+    mean = rng.normal(size=dim).astype(np.float32)
+    scales = (1.0 / np.sqrt(np.arange(1, dim + 1))).astype(np.float32)
+    shared = rng.normal(size=dim).astype(np.float32)
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        z = rng.standard_normal((n, dim), dtype=np.float32) * scales
+        z += rng.standard_normal((n, 1), dtype=np.float32) * shared + mean
+        yield z
+
+
+def synthetic_folder(folder: str | os.PathLike, rows: int, dim: int, seed: int = 0,
+                     shard_size: int = 100_000) -> Path:
+    """An encode folder of synthetic vectors (ids and texts ``v0``, ``v1``, ...)."""
+    from embedkit.retrieval.recipe import Recipe
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    recipe = Recipe(model="synthetic", model_identity=f"synthetic:{seed}", pooling="cls",
+                    max_length=64, corpus=({"source": "synthetic", "n_texts": rows},))
+    head = {"format": MANIFEST_FORMAT, "recipe": recipe.to_dict(), "dim": dim, "inputs": {},
+            "shard_size": shard_size}
+    key = folder_key(head)
+    shards: list[dict[str, Any]] = []
+    buf: list[np.ndarray] = []
+    done = 0
+    for x in synthetic_chunks(rows, dim, seed):
+        buf.append(x)
+        have = sum(b.shape[0] for b in buf)
+        while have >= shard_size or (have and done + have == rows):
+            block = np.concatenate(buf)
+            part, rest = block[:shard_size], block[shard_size:]
+            ids = [f"v{done + i}" for i in range(part.shape[0])]
+            e = write_shard(out / shard_name(len(shards)), ids, ids, part, first_row=done,
+                            key=key)
+            shards.append({**e, "first_row": done})
+            done += part.shape[0]
+            buf = [rest] if rest.shape[0] else []
+            have = rest.shape[0]
+    write_manifest(out, {**head, "shards": shards, "total_rows": done, "complete": True})
+    return out

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.errors import ConfigError, EmbedkitError
+from embedkit.errors import ConfigError, EmbedkitError, check_int
 from embedkit.postprocess.affine import AffineMap
 
 try:
@@ -352,14 +352,12 @@ def _check_settings(index: faiss.Index, factory: str, nprobe: int | None,
                     ef_search: int | None) -> None:
     names = tunable_parameters(index) if nprobe is not None or ef_search is not None else ()
     if nprobe is not None:
-        if int(nprobe) < 1:
-            raise ConfigError(f"nprobe must be >= 1, got {nprobe}", param="nprobe")
+        check_int(nprobe, "nprobe")
         if "nprobe" not in names:
             raise ConfigError(f"nprobe applies to IVF indexes only; this index is {factory!r}",
                               param="nprobe")
     if ef_search is not None:
-        if int(ef_search) < 1:
-            raise ConfigError(f"ef_search must be >= 1, got {ef_search}", param="ef_search")
+        check_int(ef_search, "ef_search")
         if not {"efSearch", "quantizer_efSearch"} & set(names):
             raise ConfigError(
                 f"ef_search applies to HNSW indexes only; this index is {factory!r}",
@@ -425,9 +423,7 @@ def faiss_thread_count(threads: int | None) -> Iterator[int]:
     """
     before = faiss_threads()
     if threads is not None:
-        if int(threads) < 1:
-            raise ConfigError(f"threads must be >= 1, got {threads}", param="threads")
-        faiss.omp_set_num_threads(int(threads))
+        faiss.omp_set_num_threads(check_int(threads, "threads"))
     try:
         yield faiss_threads()
     finally:

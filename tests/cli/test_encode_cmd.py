@@ -1,7 +1,7 @@
 """``embedkit encode`` and the commands that read its folders, on the command line: shards and
 manifest, a rerun of a finished folder, ``index build --embeddings`` (Flat equal to an index
 built from text; IVF with the lists on disk), ``whiten --embeddings`` (equal to a fit in
-memory), one-line errors, and ``report scale`` at tiny sizes."""
+memory), and one-line errors (the scale benchmark: tests/benchmarks/test_bench_scale.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from embedkit.cli.main import main
 from embedkit.experiments import encode as encode_mod
 from embedkit.postprocess import RankDeficientWarning, Whitening, load_transform
 from embedkit.retrieval.shards import IVFDATA_FILE, EncodeFolder
-from tests.conftest import source_lines, source_sentences
+from tests.conftest import source_sentences
 
 pytest.importorskip("pyarrow")
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
@@ -197,8 +197,6 @@ def test_whiten_from_embeddings_k_and_format(tmp_path, encoded, capsys):
      "--max-length: the vectors were encoded with max_length=32"),
     (["whiten", "--embeddings", "{emb}", "--format", "sentence-transformers", "--out",
       "{tmp}/st"], "--format: whitening from embeddings exports"),
-    (["report", "scale", "--ray-workers", "x", "--out", "{tmp}/s.md"],
-     "--ray-workers: 'x' is not an integer"),
 ])
 def test_bad_input_is_one_line(tmp_path, encoded, corpus, capsys, argv, message):
     fill = {"tmp": str(tmp_path), "emb": str(encoded), "corpus": str(corpus)}
@@ -306,53 +304,6 @@ def test_encode_refuses_a_folder_of_other_settings(tmp_path, spread_model_dir, c
                             "--overwrite")) == 0
     man = json.loads((encoded / "manifest.json").read_text(encoding="utf-8"))
     assert man["shard_size"] == 20 and len(man["shards"]) == 7
-
-
-# -- report scale ----------------------------------------------------------------------------
-
-def fake_sts_data(folder: Path) -> Path:
-    """The five STS test splits the scale report reads, a few real pairs each."""
-    lines = source_lines()
-    for i, task in enumerate(("ATEC", "BQ", "LCQMC", "PAWSX", "STS-B")):
-        rows = lines[8 * i:8 * i + 8]
-        if task != "STS-B":  # binary sets
-            rows = ["\t".join([*r.split("\t")[:2], str(int(int(r.split("\t")[2]) >= 3))])
-                    for r in rows]
-        (folder / task).mkdir(parents=True)
-        (folder / task / f"{task}.test.data").write_text("\n".join(rows) + "\n",
-                                                         encoding="utf-8")
-    return folder
-
-
-@pytest.mark.slow
-def test_report_scale_tiny(tmp_path, spread_model_dir, capsys):
-    data = fake_sts_data(tmp_path / "data")
-    out, work = tmp_path / "eval" / "scale.md", tmp_path / "work"
-    work.mkdir()
-    argv = ["report", "scale", "--model", str(spread_model_dir), "--data-dir", str(data),
-            "--out", str(out), "--sentences", "60", "--ray-workers", "", "--shard-size", "25",
-            "--max-length", "32", "--whiten-rows", "3000", "--whiten-dim", "16",
-            "--ivf-rows", "800", "--ivf-dim", "16", "--factory", "IVF4,Flat", "--queries", "20",
-            "--nprobe", "4", "--work-dir", str(work)]
-    assert main(argv) == 0
-    printed = capsys.readouterr().out
-    assert "encode local x1: 60 rows" in printed and "whiten 3000 x 16: fit" in printed
-    assert "recall@10 between 1.0" in printed and f"wrote {out} and" in printed
-    md = out.read_text(encoding="utf-8")
-    for heading in ("# Scale report", "## 1. Encoding 60 unique STS test sentences",
-                    "## 2. Streaming whitening fit: 3,000 x 16 synthetic vectors",
-                    "## 3. IVF4,Flat over 800 x 16 synthetic vectors",
-                    "## 4. Projection: 100 million sentences"):
-        assert heading in md.splitlines(), heading
-    assert "Ray: not run" in md and "embedkit report scale" in md
-    rec = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-    assert [r["engine"] for r in rec["encode"]["runs"]] == ["local"]
-    assert rec["encode"]["runs"][0]["rows"] == 60 and rec["encode"]["ray_start"] == []
-    assert rec["whiten"]["rows"] == 3000 and rec["ivf"]["rows"] == 800
-    assert [b["ntotal"] for b in rec["ivf"]["builds"]] == [800, 800]
-    assert rec["ivf"]["recall_at_10_between"] == 1.0  # nprobe = nlist: both exact
-    assert rec["settings"]["ray_workers"] == [] and rec["projection"]["ray_efficiency"] == 1.0
-    assert list(work.iterdir()) == []  # the working files are gone
 
 
 def test_normalized_float16_shards_recorded_and_read(tmp_path, spread_model_dir, corpus,

@@ -146,7 +146,6 @@ def test_a_full_disk_outside_the_atomic_writers(tmp_path, capsys, tiny_model_dir
 @pytest.mark.parametrize("argv", [
     ["bench", "--threads", "100000"],
     ["index", "build", "--corpus", "c.txt", "--out", "o", "--threads", "100000"],
-    ["report", "speed", "--threads", "100000"],
 ])
 def test_threads_far_above_the_cores_are_refused(capsys, monkeypatch, argv):
     """Refused at parsing: nothing is loaded, libgomp never sees the count."""

@@ -240,7 +240,7 @@ def test_bench_uses_each_tasks_instruction_and_records_it(instructed_dir, instru
                  "--cache-dir", cache, "--output", str(tmp_path / "again.json")]) == 0
     again = json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))
     assert again["timings"]["encoded"] == 0 and again["results"] == outs[1]["results"]
-    from embedkit.experiments.report import markdown_report
+    from embedkit.reports.bench import markdown_report
 
     assert markdown_report(outs[1]).splitlines()[0].endswith(
         '[torch float32, instruction "Retrieve semantically similar text."]')

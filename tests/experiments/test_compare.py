@@ -12,14 +12,14 @@ import pytest
 
 from embedkit.errors import ConfigError, DataError, MissingFileError
 from embedkit.experiments.compare import compare, compare_records, read_mteb_folder
-from embedkit.experiments.compare_render import (
+from embedkit.experiments.mteb_results import write_mteb_results
+from embedkit.reports.compare import (
     board_rows,
     comparison_table,
     html_report,
     markdown_report,
     save_plot,
 )
-from embedkit.experiments.mteb_results import write_mteb_results
 
 TASKS = ("ATEC", "STS-B")
 

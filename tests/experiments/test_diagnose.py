@@ -14,14 +14,17 @@ from embedkit.evaluation import STSEvaluator
 from embedkit.experiments.bench import run_bench
 from embedkit.experiments.diagnose import (
     DiagnoseOptions,
-    conclusions,
-    diagnose_markdown,
-    format_diagnose_table,
-    format_summary_table,
     load_sweep,
     run_diagnose,
     stop_dimension,
     sweep_dimensions,
+)
+from embedkit.postprocess.spec import PostOptions
+from embedkit.reports.diagnose import (
+    conclusions,
+    diagnose_markdown,
+    format_diagnose_table,
+    format_summary_table,
 )
 
 OPTS = dict(k=5, n_pairs=300, jl_dims=(8, 16))
@@ -29,7 +32,7 @@ OPTS = dict(k=5, n_pairs=300, jl_dims=(8, 16))
 
 @pytest.fixture(scope="module")
 def record(tiny_encoder, spec_file):
-    opts = DiagnoseOptions(tasks=(str(spec_file),), posts=("whiten:k=16", "rp:k=8,seed=0"),
+    opts = DiagnoseOptions(tasks=(str(spec_file),), post=PostOptions(("whiten:k=16", "rp:k=8,seed=0")),
                            retrieval=True, **OPTS)
     return run_diagnose(tiny_encoder, opts, ["cls", "last-avg"], command="embedkit diagnose x")
 
@@ -71,7 +74,7 @@ def test_summary_and_tables(record):
 
 
 def test_sample_is_the_same_for_every_row(tiny_encoder, spec_file):
-    opts = DiagnoseOptions(tasks=(str(spec_file),), posts=("pca:k=8",), sample=30, **OPTS)
+    opts = DiagnoseOptions(tasks=(str(spec_file),), post=PostOptions(("pca:k=8",)), sample=30, **OPTS)
     rec = run_diagnose(tiny_encoder, opts, ["cls"])
     assert [r["diagnostics"]["n_sample"] for r in rec["rows"]] == [30, 30]
     assert rec["rows"][0]["diagnostics"]["jl"]["n_vectors"] > 30
@@ -138,8 +141,9 @@ def test_sweep_comparison_and_report(record, tmp_path):
     assert any(line.startswith("CSLS re-ranking") for line in lines)
     assert lines[-1].startswith("JL estimate vs the sweep: 8.33 ln N = ")
     assert "beta = gamma = 0 (PCA truncation)" in lines[-1]
-    rec["conclusions"] = lines
+    assert "conclusions" not in record  # numbers only: the report writes the sentences
     md = diagnose_markdown(rec)
+    assert "".join(f"- {line}\n" for line in lines) in md
     assert md.startswith("# embedkit diagnose: ") and "embedkit diagnose x" in md
     for heading in ("## Measured answers", "## tiny-sts (", "## Retrieval: plain cosine vs CSLS",
                     "## Johnson-Lindenstrauss", "## JL estimate vs the whitening sweep",

@@ -17,6 +17,8 @@ from embedkit.experiments.index_eval import (
     quality_eval,
     run_index_eval,
 )
+from embedkit.postprocess.spec import PostOptions
+from embedkit.reports.index_eval import markdown_eval_report
 from embedkit.retrieval import evaluate_retrieval, pairs_to_retrieval
 
 
@@ -45,7 +47,7 @@ class _Short(EncoderWrapper):
 
 def test_quality_eval_posts_and_protocol(rx_encoder, rx_spec_file):
     opts = IndexEvalOptions(protocol="cmteb", quality=QualityOptions(
-        tasks=(f"{rx_spec_file}:test",), posts=("none", "whiten:k=8")))
+        tasks=(f"{rx_spec_file}:test",)), post=PostOptions(("none", "whiten:k=8")))
     rows, data = quality_eval(_Short(rx_encoder), opts)
     assert [r["post"] for r in rows] == [None, "whiten:beta=1,gamma=1,k=8"]
     assert rows[1]["dim"] == 8 and rows[1]["fit"]["on"] == "task:rx-pairs:test"
@@ -64,7 +66,7 @@ def test_thresholds():
 def test_run_index_eval_record(rx_encoder, rx_spec_file):
     opts = IndexEvalOptions(cost=CostOptions(corpus_tasks=(f"{rx_spec_file}:test",),
                                              factories=("Flat", "HNSW8"), ef_searches=(16,),
-                                             n_queries=10, single_queries=2), threads=1)
+                                             n_queries=10, single_queries=2), faiss_threads=1)
     rec = run_index_eval(rx_encoder, opts, command="demo")
     assert rec["kind"] == "index-eval" and rec["command"] == "demo" and rec["quality"] is None
     s = rec["settings"]
@@ -75,7 +77,7 @@ def test_run_index_eval_record(rx_encoder, rx_spec_file):
     cmteb = run_index_eval(_Short(rx_encoder), IndexEvalOptions(protocol="cmteb", cost=opts.cost))
     assert cmteb["cost"]["max_length"] == 16
     assert rec["data"]["cost"]["n_texts"] == 40 and rec["timings"]["seconds_total"] >= 0
-    md = index_eval.markdown_eval_report(rec)
+    md = markdown_eval_report(rec)
     assert "## Cost of approximate search" in md and f"of {rx_spec_file}:test;" in md
     with pytest.raises(ConfigError, match="nothing to evaluate"):
         run_index_eval(rx_encoder, IndexEvalOptions())
@@ -88,14 +90,14 @@ def test_csls_rows_rerank_the_same_candidates(rx_encoder, rx_spec_file):
     from embedkit.retrieval.metrics import retrieval_scores
 
     opts = IndexEvalOptions(quality=QualityOptions(
-        tasks=(str(rx_spec_file),), posts=("pca:k=8",), csls=True, csls_k=3,
-        csls_candidates=1000))
+        tasks=(str(rx_spec_file),), csls=True, csls_k=3, csls_candidates=1000),
+        post=PostOptions(("pca:k=8",)))
     rows, _ = quality_eval(rx_encoder, opts)
     assert [r["row"] for r in rows] == ["cls", "cls + csls", "cls + pca:k=8",
                                         "cls + pca:k=8 + csls"]
     assert rows[1]["rerank"] == "csls" and rows[1]["k_penalty"] == 3
     plain, _ = quality_eval(rx_encoder, IndexEvalOptions(quality=QualityOptions(
-        tasks=(str(rx_spec_file),), posts=("pca:k=8",))))
+        tasks=(str(rx_spec_file),)), post=PostOptions(("pca:k=8",))))
     assert [rows[0], rows[2]] == plain  # the plain rows are what index eval gives without CSLS
     split = load_split(get_task(str(rx_spec_file)), "test")
     task = pairs_to_retrieval(split.sentences1, split.sentences2, split.labels)

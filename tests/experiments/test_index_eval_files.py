@@ -13,10 +13,11 @@ from embedkit.errors import ConfigError
 from embedkit.experiments.index_eval import (
     IndexEvalOptions,
     QualityOptions,
-    format_quality_table,
     quality_eval,
     run_index_eval,
 )
+from embedkit.postprocess.spec import PostOptions
+from embedkit.reports.index_eval import format_quality_table
 from embedkit.retrieval.folder import build_index
 
 
@@ -45,7 +46,8 @@ def _vectors(enc, split):
 
 def test_model_rows_match_pytrec_eval(tiny_encoder, beir_spec_file, tmp_path):
     opts = IndexEvalOptions(quality=QualityOptions(
-        tasks=(str(beir_spec_file),), posts=("whiten:k=8",), predictions=str(tmp_path / "p")))
+        tasks=(str(beir_spec_file),), predictions=str(tmp_path / "p")),
+        post=PostOptions(("whiten:k=8",)))
     rows, data = quality_eval(tiny_encoder, opts)
     split = load_retrieval_split(get_task(str(beir_spec_file)), "test")
     cx, qx = _vectors(tiny_encoder, split)

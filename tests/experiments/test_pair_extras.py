@@ -12,7 +12,7 @@ from embedkit.evaluation.classification import best_accuracy, best_f1, threshold
 from embedkit.evaluation.metrics import cosine_scores
 from embedkit.experiments.bench import run_bench
 from embedkit.experiments.pair_extras import PairExtras
-from embedkit.experiments.report import classification_rows, format_table, markdown_report
+from embedkit.reports.bench import classification_rows, format_table, markdown_report
 from tests.conftest import source_lines
 
 

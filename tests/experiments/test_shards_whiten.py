@@ -11,8 +11,7 @@ import pytest
 from embedkit.encoders import EncoderConfig
 from embedkit.errors import ConfigError
 from embedkit.experiments.encode import EncodeSettings, run_encode
-from embedkit.experiments.shards_whiten import fit_whitening_shards, run_whiten_shards
-from embedkit.experiments.whiten import WhitenSettings
+from embedkit.experiments.whiten import WhitenSettings, fit_whitening_shards, run_whiten
 from embedkit.postprocess import RankDeficientWarning, Whitening, load_transform
 from embedkit.retrieval.shards import EncodeFolder
 from tests.conftest import source_sentences
@@ -56,15 +55,17 @@ def test_unique_rows(encoded):
 
 
 def test_run_exports_with_the_recipe(tmp_path, encoded):
-    res = run_whiten_shards(encoded, tmp_path / "w.safetensors", WhitenSettings(k=16))
+    res = run_whiten(None, None, tmp_path / "w.safetensors", WhitenSettings(k=16),
+                     embeddings=encoded)
     t = load_transform(res.path)
     recipe = EncodeFolder.open(encoded).recipe
     assert t.k == 16 and t.metadata["model"] == recipe.model_identity
     assert t.metadata["pooling"] == "cls" and t.metadata["max_length"] == 32
     assert t.metadata["fit_on"].startswith("embeddings:")
     with pytest.raises(ConfigError) as err:
-        run_whiten_shards(encoded, tmp_path / "w2.npz", WhitenSettings(k=64))
+        run_whiten(None, None, tmp_path / "w2.npz", WhitenSettings(k=64), embeddings=encoded)
     assert err.value.param == "k"
     with pytest.raises(ConfigError) as err:
-        run_whiten_shards(encoded, tmp_path / "w3.npz", WhitenSettings(max_length=16))
+        run_whiten(None, None, tmp_path / "w3.npz", WhitenSettings(max_length=16),
+                   embeddings=encoded)
     assert err.value.param == "max_length"

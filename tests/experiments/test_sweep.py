@@ -8,16 +8,10 @@ import pytest
 
 from embedkit.errors import ConfigError
 from embedkit.evaluation import pair_scores
-from embedkit.experiments.sweep import (
-    SweepOptions,
-    format_sweep_table,
-    headline_table,
-    run_sweep,
-    summary_rows,
-    sweep_markdown,
-    sweep_vectors,
-)
+from embedkit.experiments.sweep import SweepOptions, run_sweep, sweep_vectors
 from embedkit.postprocess import RunningMoments
+from embedkit.postprocess.spec import PostOptions
+from embedkit.reports.sweep import format_sweep_table, headline_table, sweep_markdown
 
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
 
@@ -115,7 +109,7 @@ def test_sweep_errors_name_the_parameter(wt_encoder, wt_spec_file):
         run_sweep(wt_encoder, None, [str(wt_spec_file)], SweepOptions(select_on="train"))
     assert e.value.param == "select_on"
     with pytest.raises(ConfigError, match="neither task, train, valid, test nor a file") as e:
-        run_sweep(wt_encoder, None, [str(wt_spec_file)], SweepOptions(fit_on="nope.txt"))
+        run_sweep(wt_encoder, None, [str(wt_spec_file)], SweepOptions(post=PostOptions(fit_on="nope.txt")))
     assert e.value.param == "fit_on"
 
 
@@ -132,25 +126,13 @@ def test_sweep_refuses_k_above_the_distinct_fit_vectors(wt_data):
     assert np.isnan(res["classic"]["report"]) and "not scored" in res["classic"]["note"]
 
 
-@pytest.mark.reliability("9.7", "sweep: the across-task average is NaN when a task's score is")
-def test_sweep_average_is_nan_when_a_task_is():
-    def result(score):
-        s = {"post": "whiten:beta=1,gamma=1,k=all", "select": score, "report": score}
-        return {"cls": {"raw": {"report": score, "select": score}, "best": s, "classic": s}}
-
-    record = {"settings": {"select_on": "valid", "report_on": "test"},
-              "results": {"A": result(0.5), "B": result(float("nan"))}}
-    avg = summary_rows(record)[1][-1]
-    assert avg[0] == "avg" and avg[2] == avg[5] == avg[6] == "-"
-
-
 def test_sweep_figure_says_what_it_shows(wt_data):
     """The plot's artists: both splits side by side, colour = gamma and line style = beta in
     the legends, the raw line apart, the chosen setting starred, k=all labelled."""
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    from embedkit.experiments.sweep_plots import RAW_STYLE, sweep_figure
+    from embedkit.reports.sweep_plots import RAW_STYLE, sweep_figure
 
     fit, pairs = wt_data
     r = sweep_vectors(RunningMoments.of(fit), pairs,
@@ -199,8 +181,8 @@ def test_sweep_classify_equals_a_direct_computation(wt_encoder, wt_binary_spec_f
     from embedkit.data import load_task
     from embedkit.data.registry import get_task
     from embedkit.evaluation.classification import calibrated_scores, pair_similarities
-    from embedkit.experiments.report import sweep_classification_rows
     from embedkit.postprocess import WhiteningFamily
+    from embedkit.reports.bench import sweep_classification_rows
 
     opts = SweepOptions(beta=[0.0, 1.0], gamma=[0.5, 1.0], k=[8, "all"], classify=True)
     tasks = [str(wt_binary_spec_file), str(wt_spec_file)]

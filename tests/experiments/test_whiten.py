@@ -91,3 +91,42 @@ def test_export_format():
         export_format("w.safetensors", "npz")
     with pytest.raises(ConfigError, match="valid formats"):
         export_format("w", "onnx")
+
+
+def test_one_runner_over_sentences_or_their_shards(wt_model_dir, wt_spec_file, tmp_path):
+    """The same vectors give the same map and the same record of what made them, whether the
+    runner encodes the sentences or reads them from an encode folder's shards."""
+    from embedkit.experiments.encode import EncodeSettings, run_encode
+
+    texts = occurrences(wt_spec_file)  # with repeats: every occurrence counts in both
+    corpus = tmp_path / "fit.txt"
+    corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    enc = Encoder(str(wt_model_dir), cache=None, batch_size=1)  # vectors free of padding
+    run_encode(enc, corpus, tmp_path / "emb", EncodeSettings(shard_size=7, max_length=32),
+               pooling="cls")
+    settings = WhitenSettings(k=16, max_length=32)
+    a = run_whiten(enc, str(corpus), tmp_path / "a.npz", settings, pooling="cls")
+    b = run_whiten(None, None, tmp_path / "b.npz", settings, embeddings=tmp_path / "emb")
+    assert a.whitening.n_samples_seen_ == b.whitening.n_samples_seen_ == len(texts)
+    np.testing.assert_allclose(b.whitening.kernel_, a.whitening.kernel_, rtol=1e-6, atol=1e-8)
+    same = ("kind", "k", "k_spec", "model", "pooling", "max_length", "dtype", "lowercase",
+            "n_samples", "normalize")
+    assert {k: b.metadata[k] for k in same} == {k: a.metadata[k] for k in same}
+    assert (a.fit is not None, b.fit) == (True, None)
+    assert b.metadata["fit_vectors"] == {"dtype": "float32", "normalized": False}
+    assert "fit_vectors" not in a.metadata
+
+
+def test_source_options_are_checked(wt_encoder, wt_spec_file, tmp_path):
+    out = tmp_path / "w.npz"
+    for kw in (dict(), dict(fit_on=str(wt_spec_file), embeddings=tmp_path)):
+        with pytest.raises(ConfigError, match="sentences to fit on or an encode folder") as e:
+            run_whiten(wt_encoder, kw.pop("fit_on", None), out, **kw)
+        assert e.value.param == "fit_on"
+    # what needs the model is refused before the folder is read (it does not exist)
+    for kw, param in ((dict(calibrate="tiny"), "calibrate"), (dict(pooling="cls"), "pooling"),
+                      (dict(format="sentence-transformers"), "format")):
+        with pytest.raises(ConfigError) as e:
+            run_whiten(None, None, tmp_path / "st" if "format" in kw else out,
+                       embeddings=tmp_path / "missing", **kw)
+        assert e.value.param == param, kw

@@ -13,10 +13,12 @@ its own; ``base_mb`` is that process's resident memory after its imports, before
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures as cf
 import multiprocessing
 import os
 import resource
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -24,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import add_from_record, make_parser, read_record, run, write_report
 
 from embedkit.io.atomic import atomic_write_json, atomic_write_text
 from embedkit.io.tables import text_table
+from embedkit.retrieval.encode_folder import synthetic_chunks, synthetic_folder
 
-__all__ = ["STS_TEST", "projection", "run_scale", "scale_markdown", "synthetic_folder"]
+__all__ = ["STS_TEST", "main", "projection", "run_scale", "scale_markdown"]
 
 #: the test splits whose unique sentences the encoding part reads
 STS_TEST = ("ATEC:test", "BQ:test", "LCQMC:test", "PAWSX:test", "STS-B:test")
@@ -85,19 +89,6 @@ def _ray_start_phase(workers: int) -> dict[str, Any]:
             "start_stop_seconds": round(time.perf_counter() - t0, 2)}
 
 
-def _synthetic_chunks(rows: int, dim: int, seed: int, chunk: int = 16384):
-    """Anisotropic vectors (a mean, decaying scales, one shared direction), chunk by chunk."""
-    rng = np.random.default_rng(seed)
-    mean = rng.normal(size=dim).astype(np.float32)
-    scales = (1.0 / np.sqrt(np.arange(1, dim + 1))).astype(np.float32)
-    shared = rng.normal(size=dim).astype(np.float32)
-    for start in range(0, rows, chunk):
-        n = min(chunk, rows - start)
-        z = rng.standard_normal((n, dim), dtype=np.float32) * scales
-        z += rng.standard_normal((n, 1), dtype=np.float32) * shared + mean
-        yield z
-
-
 def _whiten_phase(rows: int, dim: int, seed: int) -> dict[str, Any]:
     from embedkit.postprocess import Whitening
 
@@ -105,7 +96,7 @@ def _whiten_phase(rows: int, dim: int, seed: int) -> dict[str, Any]:
     w = Whitening()
     t_gen = t_fit = 0.0
     t0 = time.perf_counter()
-    for x in _synthetic_chunks(rows, dim, seed):
+    for x in synthetic_chunks(rows, dim, seed):
         t1 = time.perf_counter()
         t_gen += t1 - t0
         w.partial_fit(x)
@@ -119,47 +110,8 @@ def _whiten_phase(rows: int, dim: int, seed: int) -> dict[str, Any]:
             "peak_mb": round(_peak_mb()), "matrix_mb": round(dim * dim * 8 / 2**20, 1)}
 
 
-def synthetic_folder(folder: str | os.PathLike, rows: int, dim: int, seed: int = 0,
-                     shard_size: int = 100_000) -> Path:
-    """An encode folder of synthetic vectors (ids and texts ``v0``, ``v1``, ...)."""
-    from embedkit.retrieval.encode_folder import (
-        MANIFEST_FORMAT,
-        folder_key,
-        shard_name,
-        write_manifest,
-        write_shard,
-    )
-    from embedkit.retrieval.recipe import Recipe
-
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    recipe = Recipe(model="synthetic", model_identity=f"synthetic:{seed}", pooling="cls",
-                    max_length=64, corpus=({"source": "synthetic", "n_texts": rows},))
-    head = {"format": MANIFEST_FORMAT, "recipe": recipe.to_dict(), "dim": dim, "inputs": {},
-            "shard_size": shard_size}
-    key = folder_key(head)
-    shards: list[dict[str, Any]] = []
-    buf: list[np.ndarray] = []
-    done = 0
-    for x in _synthetic_chunks(rows, dim, seed):
-        buf.append(x)
-        have = sum(b.shape[0] for b in buf)
-        while have >= shard_size or (have and done + have == rows):
-            block = np.concatenate(buf)
-            part, rest = block[:shard_size], block[shard_size:]
-            ids = [f"v{done + i}" for i in range(part.shape[0])]
-            e = write_shard(out / shard_name(len(shards)), ids, ids, part, first_row=done,
-                            key=key)
-            shards.append({**e, "first_row": done})
-            done += part.shape[0]
-            buf = [rest] if rest.shape[0] else []
-            have = rest.shape[0]
-    write_manifest(out, {**head, "shards": shards, "total_rows": done, "complete": True})
-    return out
-
-
 def _queries(n: int, dim: int, seed: int) -> np.ndarray:
-    return np.concatenate(list(_synthetic_chunks(n, dim, seed)))
+    return np.concatenate(list(synthetic_chunks(n, dim, seed)))
 
 
 def _ivf_shards_phase(folder: str, out: str, factory: str, train_size: int, seed: int,
@@ -390,3 +342,83 @@ def scale_markdown(rec: dict[str, Any]) -> str:
     body = [*_encode_md(rec), "", *_whiten_md(rec), "", *_ivf_md(rec), "", *_projection_md(rec)]
     return "\n".join(head + body) + "\n"
 
+
+# --------------------------------------------------------------------------------------------
+# the script: python benchmarks/bench_scale.py [options]
+
+SCRIPT = "bench_scale.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from embedkit.cli.common import add_data_dir, positive_int
+
+    s = make_parser(SCRIPT,
+        "Encode the unique STS test sentences with the local engine and on Ray, "
+        "fit a streaming whitening on synthetic vectors, build an IVF index from "
+        "shards and in one piece, and project the cost of 100 million sentences "
+        "(each phase in a fresh process, its peak memory its own). Example: "
+        "python benchmarks/bench_scale.py --data-dir ../shared/data --out eval/scale.md")
+    s.add_argument("--model", default="m3e-small")
+    add_data_dir(s)
+    s.add_argument("--out", default="eval/scale.md")
+    s.add_argument("--sentences", type=positive_int,
+                   help="encode only the first N sentences (None: all)")
+    s.add_argument("--ray-workers", default="1,2",
+                   help="Ray worker counts, comma-separated ('' to skip Ray)")
+    s.add_argument("--shard-size", type=positive_int, default=10000)
+    s.add_argument("--max-length", type=positive_int, default=64)
+    s.add_argument("--whiten-rows", type=positive_int, default=1_000_000)
+    s.add_argument("--whiten-dim", type=positive_int, default=512)
+    s.add_argument("--ivf-rows", type=positive_int, default=1_000_000)
+    s.add_argument("--ivf-dim", type=positive_int, default=512)
+    s.add_argument("--factory", default="IVF1024,Flat", help="FAISS factory of the IVF part")
+    s.add_argument("--num-queries", "--queries", dest="queries", type=positive_int,
+                   default=1000, metavar="N",
+                   help="queries comparing the two IVF indexes (--queries: the older spelling)")
+    s.add_argument("--nprobe", type=positive_int, default=16)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--work-dir", help="where the working files go (default: a temporary folder)")
+    add_from_record(s, "eval/scale.json")
+    s.set_defaults(func=run_scale_cmd)
+    return s
+
+
+def run_scale_cmd(args: argparse.Namespace) -> int:
+    from embedkit.cli.common import check_output_path
+    from embedkit.cli.parsing import parse_int_list
+
+    check_output_path(args.out, "out")
+    if args.from_record:
+        rec = read_record(args.from_record, SCRIPT, build_parser(), "scale")
+        write_report(Path(args.out), rec, scale_markdown(rec))
+        return 0
+    rec = run_scale(args.out, model=args.model, data_dir=args.data_dir,
+                    sentences=args.sentences,
+                    ray_workers=tuple(parse_int_list(args.ray_workers, "--ray-workers")),
+                    shard_size=args.shard_size, max_length=args.max_length,
+                    whiten_rows=args.whiten_rows, whiten_dim=args.whiten_dim,
+                    ivf_rows=args.ivf_rows, ivf_dim=args.ivf_dim, factory=args.factory,
+                    queries=args.queries, nprobe=args.nprobe, seed=args.seed,
+                    work_dir=args.work_dir, command=args.command_line)
+    for r in rec["encode"]["runs"]:
+        print(f"encode {r['engine']} x{r['workers']}: {r['rows']} rows in {r['seconds']} s "
+              f"({r['encode_rows_per_s']} rows/s encoding), peak {r['peak_mb']} MB")
+    for e in rec["encode"]["ray_start"]:
+        if "error" in e:
+            print(f"ray: {e['error']}")
+    w, v = rec["whiten"], rec["ivf"]
+    print(f"whiten {w['rows']} x {w['dim']}: fit {w['fit_seconds']} s, peak {w['peak_mb']} MB")
+    builds = ", ".join(f"{b['how']} {b['seconds']} s / {b['peak_mb']} MB" for b in v["builds"])
+    print(f"{v['factory']} over {v['rows']} x {v['dim']}: {builds}; recall@10 between "
+          f"{v['recall_at_10_between']}")
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')} "
+          f"({rec['seconds']} s in all)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), SCRIPT, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,9 +1,9 @@
 """Encoding speed: every embedkit backend and quantisation against sentence-transformers' own
 fast paths (torch, ONNX, OpenVINO, ONNX dynamic int8, OpenVINO int8), on the same sentences.
 
-``embedkit report speed`` (``make bench-speed``) runs :func:`run_speed`:
+``python benchmarks/bench_speed.py`` (``make bench-speed``) runs :func:`run_speed`:
 
-- every engine runs in its own process (:mod:`embedkit.experiments.speed_worker`), so its
+- every engine runs in its own process (:mod:`speed_worker`), so its
   threads, peak memory and start-up are its own; sentence-transformers' ONNX and OpenVINO
   backends need optimum, whose exporter needs an older transformers than embedkit's, so those
   engines may run under another interpreter (``st_python``: a virtual environment the Makefile
@@ -22,6 +22,7 @@ fast paths (torch, ONNX, OpenVINO, ONNX dynamic int8, OpenVINO int8), on the sam
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import random
@@ -34,14 +35,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from _common import add_from_record, make_parser, read_record, run, write_report
+from speed_cost import flops_per_sentence, gemm_peak, token_lengths
+from speed_report import REFERENCE, ST_TORCH, targets
+
 from embedkit.experiments.record import run_record
-from embedkit.experiments.speed_cost import flops_per_sentence, gemm_peak, token_lengths
-from embedkit.experiments.speed_report import REFERENCE, ST_TORCH, targets
 
 if TYPE_CHECKING:  # numpy: imported where vectors are read, not to parse arguments
     import numpy as np
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("embedkit.benchmarks.bench_speed")  # shown as embedkit's own log lines
 WORKER = Path(__file__).with_name("speed_worker.py")
 
 
@@ -270,7 +273,7 @@ def _cosine_gap(a_path: str, b_path: str) -> float:
 def run_speed(opts: SpeedOptions, command: str | None = None,
               startup: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Time the engines on the same sentences and return the JSON-ready record; ``startup``
-    measures the command line's start-up (the CLI passes :mod:`embedkit.cli.startup`'s)."""
+    measures the command line's start-up (the script passes :mod:`startup_probe`'s)."""
     import numpy as np
 
     sentences = sample_sentences(opts.sentences, opts.seed, opts.data_dir)
@@ -326,7 +329,74 @@ def _engine_rows(workers: list[Worker], times: dict[str, list], scores: dict[str
 
 
 def render(record: dict[str, Any]) -> str:
-    """The Markdown report (:mod:`embedkit.experiments.speed_report`)."""
-    from embedkit.experiments.speed_report import render as _render
+    """The Markdown report (:mod:`speed_report`)."""
+    from speed_report import render as _render
 
     return _render(record)
+
+
+# --------------------------------------------------------------------------------------------
+# the script: python benchmarks/bench_speed.py [options]
+
+SCRIPT = "bench_speed.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from embedkit.cli.common import add_data_dir, positive_int, thread_count
+
+    s = make_parser(SCRIPT,
+        "Time sentence-transformers (torch, onnx, openvino, int8) and embedkit "
+        "(torch, onnx, openvino, int8, batches by count) on the same distinct "
+        "sentences, each engine in its own process, interleaved rounds, median "
+        "reported; each engine's Spearman on the five test sets, GFLOP/s against "
+        "this CPU's measured GEMM rate, peak memory and start-up. Example: "
+        "python benchmarks/bench_speed.py --sentences 20000 --data-dir ../shared/data "
+        "--st-python .venv-st/bin/python --out eval/speed.md")
+    d = SpeedOptions()
+    s.add_argument("--model", default=d.model)
+    s.add_argument("--sentences", type=positive_int, default=d.sentences)
+    s.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    s.add_argument("--max-length", type=positive_int, default=d.max_length)
+    s.add_argument("--threads", type=thread_count, default=d.threads)
+    s.add_argument("--rounds", type=positive_int, default=d.rounds)
+    s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--spearman-pairs", type=int, default=d.spearman_pairs,
+                   help="pairs per task for the quality columns (0: all)")
+    s.add_argument("--st-python", metavar="PYTHON",
+                   help="interpreter with sentence-transformers[onnx,openvino] for its engines "
+                        "(default: this one)")
+    s.add_argument("--engines", metavar="NAMES",
+                   help="semicolon-separated engine names to run (default: all)")
+    add_data_dir(s)
+    s.add_argument("--out", default="eval/speed.md")
+    add_from_record(s, "eval/speed.json")
+    s.set_defaults(func=run_speed_cmd)
+    return s
+
+
+def run_speed_cmd(args: argparse.Namespace) -> int:
+    from embedkit.cli.common import check_output_path
+
+    check_output_path(args.out, "out")
+    out = Path(args.out)
+    if args.from_record:
+        record = read_record(args.from_record, SCRIPT, build_parser(), "speed")
+    else:
+        engines = tuple(e.strip() for e in (args.engines or "").split(";") if e.strip())
+        opts = SpeedOptions(args.model, args.sentences, args.batch_size, args.max_length,
+                            args.threads, args.rounds, args.seed, args.spearman_pairs,
+                            args.data_dir, args.st_python, engines)
+        from startup_probe import startup_profile
+
+        record = run_speed(opts, command=args.command_line,
+                           startup=lambda: startup_profile(opts.model, opts.data_dir))
+    write_report(out, record, render(record))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), SCRIPT, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,5 @@
-"""The start-up of ``embedkit bench`` on a small file, for the speed report: measured here, in
-the command line's layer, because it runs the command line.
+"""The start-up of ``embedkit bench`` on a small file, for the speed report
+(:mod:`bench_speed`): the command line run in a fresh process, timed from outside.
 
 >>> sorted(UNNEEDED)[:3]
 ['datasets', 'faiss', 'matplotlib']

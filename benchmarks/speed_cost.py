@@ -1,6 +1,6 @@
 """What the speed report measures besides sentences per second: the model's multiply-adds per
 sentence and this machine's attainable float32 GEMM rate (the start-up of ``embedkit bench`` is
-measured by the command line itself: ``embedkit.cli.startup``).
+measured by the command line itself: ``startup_probe``).
 
 >>> flops_per_layer_token(hidden=512, intermediate=2048, tokens=16) / 1e6
 6.324224

@@ -7,10 +7,9 @@ import json
 
 import numpy as np
 import pytest
-
-from embedkit.experiments.speed import Engine, SpeedOptions, Worker, default_engines, run_speed
-from embedkit.experiments.speed_cost import flops_per_layer_token, flops_per_sentence, gemm_peak
-from embedkit.experiments.speed_report import best, render, targets
+from bench_speed import Engine, SpeedOptions, Worker, default_engines, main, run_speed
+from speed_cost import flops_per_layer_token, flops_per_sentence, gemm_peak
+from speed_report import best, render, targets
 
 HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None
 
@@ -82,13 +81,13 @@ def test_worker_answers_over_its_pipe(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime not installed")
-def test_run_speed_end_to_end_on_the_tiny_model(tiny_model_dir, shared_data_dir):
+def test_run_speed_end_to_end_on_the_tiny_model(tiny_model_dir, shared_data_dir, tmp_path):
     opts = SpeedOptions(model=str(tiny_model_dir), sentences=40, batch_size=8, max_length=32,
                         threads=1, rounds=2, spearman_pairs=10, data_dir=str(shared_data_dir),
                         engines=("embedkit torch fp32", "embedkit onnx fp32"))
-    from embedkit.cli.startup import startup_profile
+    from startup_probe import startup_profile
 
-    rec = run_speed(opts, command="embedkit report speed ...",
+    rec = run_speed(opts, command="python benchmarks/bench_speed.py --sentences 40",
                     startup=lambda: startup_profile(opts.model, opts.data_dir, pairs=5))
     eng = rec["engines"]
     assert set(eng) == {"embedkit torch fp32", "embedkit onnx fp32"}
@@ -103,3 +102,9 @@ def test_run_speed_end_to_end_on_the_tiny_model(tiny_model_dir, shared_data_dir)
     md = render(rec)
     assert md.startswith("# Encoding speed") and "| embedkit onnx fp32 | fp32 |" in md
     assert "## Start-up" in md
+    # the script re-renders the same report from the record, measuring nothing
+    path, out = tmp_path / "speed.json", tmp_path / "again" / "speed.md"
+    path.write_text(json.dumps(rec), encoding="utf-8")
+    assert main(["--from-record", str(path), "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == md
+    assert json.loads(out.with_suffix(".json").read_text(encoding="utf-8")) == rec

@@ -1,4 +1,4 @@
-"""``embedkit report compare`` on the command line: the tiny model, a fake chromium on the PATH."""
+"""``python benchmarks/report_compare.py`` on the command line: the tiny model, a fake chromium on the PATH."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 
 pytest.importorskip("mteb")
 
-from embedkit.cli.main import main  # noqa: E402
+from report_compare import main  # noqa: E402
+
+from embedkit.cli.main import main as embedkit  # noqa: E402
 
 FAKE_CHROMIUM = """#!/bin/sh
 # records its arguments, writes a tiny PNG where --screenshot= says
@@ -32,13 +34,13 @@ def setup(spread_model, pairs_file, tmp_path):
     spec.write_text(json.dumps({"name": "STS-B", "format": "tsv", "files": {
         "test": str(pairs_file)}, "label_range": [0, 5], "label_type": "int", "max_length": 64}))
     rec = tmp_path / "eval" / "bench.json"
-    assert main(["bench", "--model", str(spread_model), "--tasks", str(spec), "--pooling",
+    assert embedkit(["bench", "--model", str(spread_model), "--tasks", str(spec), "--pooling",
                  "cls", "--output", str(rec)]) == 0
     return spec, rec
 
 
 def _argv(model, spec, rec, out, *extra):
-    return ["report", "compare", "--model", str(model), "--tasks", str(spec), "--records",
+    return ["--model", str(model), "--tasks", str(spec), "--records",
             f"{rec},{rec.parent / 'missing.json'}", "--out", str(out), *extra]
 
 
@@ -67,9 +69,26 @@ def test_report_compare_with_chromium(spread_model, setup, tmp_path, capsys, mon
     assert out.with_suffix(".png").is_file()
     md = out.read_text(encoding="utf-8")
     assert "![compare.html in a headless browser](compare.png)" in md
-    assert md.splitlines()[5] == "embedkit " + " ".join(_argv(spread_model, spec, rec, out))
+    assert md.splitlines()[5] == ("python benchmarks/report_compare.py "
+                                 + " ".join(_argv(spread_model, spec, rec, out)))
     assert (tmp_path / "eval" / "compare-mteb" / "embedkit-bench").is_dir()
     assert (tmp_path / "eval" / "compare-mteb" / "mteb-evaluate" / "results").is_dir()
+
+    # re-rendered from its record elsewhere: the same pages, the screenshot taken again
+    again = tmp_path / "again" / "compare.md"
+    (bin_dir / "args.txt").unlink()
+    assert main(["--from-record", str(out.with_suffix(".json")), "--out", str(again)]) == 0
+    assert again.read_text(encoding="utf-8") == md
+    assert again.with_suffix(".html").read_text(encoding="utf-8") == \
+        out.with_suffix(".html").read_text(encoding="utf-8")
+    assert again.with_suffix(".png").is_file() and (bin_dir / "args.txt").is_file()
+    rec, rec2 = (json.loads(p.with_suffix(".json").read_text(encoding="utf-8"))
+                 for p in (out, again))
+    assert rec2.pop("files") == {"markdown": str(again), "html": str(again.with_suffix(".html")),
+                                 "png": str(again.with_suffix(".png")),
+                                 "json": str(again.with_suffix(".json"))}
+    rec.pop("files")
+    assert rec2 == rec
 
 
 def test_report_compare_without_screenshot(spread_model, setup, tmp_path, capsys, monkeypatch):

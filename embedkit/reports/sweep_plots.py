@@ -1,4 +1,4 @@
-"""The plots of ``embedkit sweep`` (:func:`~embedkit.experiments.sweep.write_plots` writes
+"""The plots of ``embedkit sweep`` (:func:`~embedkit.reports.sweep.write_plots` writes
 them): per task and pooling, Spearman against k for every (beta, gamma) on the selection and the
 report split, the raw score and the chosen setting. matplotlib is imported when a plot is drawn.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from embedkit.errors import EmbedkitError
-from embedkit.experiments.report import _cell as _x100
 from embedkit.postprocess.spec import _num
+from embedkit.reports._format import x100
 
 __all__ = ["BETA_STYLES", "CHOSEN_STYLE", "RAW_STYLE", "sweep_figure"]
 
@@ -108,8 +108,8 @@ def _legends(fig: Any, plt: Any, r: dict, select_on: str, report_on: str) -> Non
                      label=f"gamma={_num(g)}") for g in gammas]
     style = [Line2D([], [], color="black", linestyle=BETA_STYLES[i % len(BETA_STYLES)],
                     label=f"beta={_num(b)}") for i, b in enumerate(betas)]
-    other = [Line2D([], [], label=f"raw (no postprocessing)\n{_x100(r['raw']['select'])} "
-                    f"{select_on}, {_x100(r['raw']['report'])} {report_on}", **RAW_STYLE)]
+    other = [Line2D([], [], label=f"raw (no postprocessing)\n{x100(r['raw']['select'])} "
+                    f"{select_on}, {x100(r['raw']['report'])} {report_on}", **RAW_STYLE)]
     best = r.get("best")
     if best is not None:
         other.append(Line2D([], [], label=f"chosen on {select_on}\nbeta={_num(best['beta'])}, "

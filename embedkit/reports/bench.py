@@ -1,4 +1,5 @@
-"""Tables and Markdown reports from bench records (Spearman x 100, two decimals).
+"""Tables and Markdown reports from bench records (Spearman x 100, two decimals), and the
+name every report gives a run (:func:`run_title`).
 
 >>> rec = {"settings": {"tasks": ["T"], "splits": {"T": ["test"]}},
 ...        "results": {"cls": {"T": {"test": {"spearman": 0.51234}}, "avg": {"spearman": 0.51234}}}}
@@ -10,28 +11,14 @@ cls   51.23  51.23
 from __future__ import annotations
 
 import json
-import math
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from embedkit.experiments.record import run_revision
 from embedkit.io.tables import text_table
-
-
-def run_revision(settings: Mapping[str, Any] | None, model: Mapping[str, Any] | None) -> str:
-    """The model revision a run used: the one asked for, else the hub commit
-    its identity pins (12 digits); "" for a local folder (its identity is its files' sha256).
-
-    >>> run_revision({}, {"identity": "moka-ai/m3e-small@0123456789abcdef"})
-    '0123456789ab'
-    >>> run_revision({"revision": "v2"}, None), run_revision({}, {"identity": "sha256:ab"})
-    ('v2', '')
-    """
-    rev = (settings or {}).get("revision") or (model or {}).get("revision")
-    if rev:
-        return str(rev)
-    identity = str((model or {}).get("identity") or "").split(";")[0]
-    commit = identity.rsplit("@", 1)[1] if "@" in identity else ""
-    return commit[:12] if commit and commit != "unknown" else ""
+from embedkit.reports._format import x100
 
 
 def run_description(settings: Mapping[str, Any] | None,
@@ -83,10 +70,6 @@ def run_title(record: Mapping[str, Any]) -> str:
     return f"{model.get('name', '?')} [{run_description(record.get('settings'), model)}]"
 
 
-def _cell(x) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
-
-
 def _blocks(record: dict) -> list[dict]:
     """The per-model records of a ``bench-models`` record, else the record itself."""
     return list(record["models"]) if record.get("kind") == "bench-models" else [record]
@@ -112,8 +95,8 @@ def table_rows(record: dict, metric: str = "spearman") -> tuple[list[str], list[
     header = ["row"] + [f"{t}/{s}" for t, s in cols] + ["avg"]
     rows = []
     for label, res in record["results"].items():
-        rows.append([label] + [_cell(res[t][s][metric]) + _pm(res[t][s], metric)
-                               for t, s in cols] + [_cell(res["avg"][metric])])
+        rows.append([label] + [x100(res[t][s][metric]) + _pm(res[t][s], metric)
+                               for t, s in cols] + [x100(res["avg"][metric])])
     return header, rows
 
 
@@ -153,10 +136,10 @@ def _classification_cells(c: dict, sc: dict, similarity: str) -> list[str]:
     """The cells of :data:`_CLASSIFICATION_COLUMNS` of one ``classification`` entry ``c``
     (``sc``: the scores it sits in, for bootstrap intervals)."""
     m = c[similarity]
-    return [_cell(m["accuracy"]) + _pm(sc, "accuracy"), f"{m['accuracy_threshold']:.4f}",
-            _cell(m["f1"]), _cell(m["precision"]), _cell(m["recall"]),
-            f"{m['f1_threshold']:.4f}", _cell(m["ap"]) + _pm(sc, "ap"),
-            _cell(m["oracle"]["accuracy"]), c["selected_on"]]
+    return [x100(m["accuracy"]) + _pm(sc, "accuracy"), f"{m['accuracy_threshold']:.4f}",
+            x100(m["f1"]), x100(m["precision"]), x100(m["recall"]),
+            f"{m['f1_threshold']:.4f}", x100(m["ap"]) + _pm(sc, "ap"),
+            x100(m["oracle"]["accuracy"]), c["selected_on"]]
 
 
 def sweep_classification_rows(record: dict, similarity: str = "cosine"
@@ -198,7 +181,7 @@ def mteb_rows(record: dict) -> tuple[list[str], list[list[str]]]:
     section = record.get("mteb") or {}
     tasks = section.get("tasks") or {}
     header = ["row", *(f"{t} ({m['main_metric']})" for t, m in tasks.items())]
-    rows = [[label, *(_cell(by_task[t]["main_score"]) if t in by_task else "-" for t in tasks)]
+    rows = [[label, *(x100(by_task[t]["main_score"]) if t in by_task else "-" for t in tasks)]
             for label, by_task in (section.get("results") or {}).items()]
     return header, rows
 
@@ -363,8 +346,8 @@ def markdown_report(record: dict, title: str | None = None) -> str:
     for block in blocks:
         out += _model_lines(block)
     if any(b["settings"].get("tasks") or not b.get("mteb") for b in blocks):  # STS tasks ran
-        out += ["", "## Spearman x 100 (cosine similarity)", "", _table(record), "",
-                "## Pearson x 100", "", _table(record, "pearson"), ""]
+        out += ["", "## Spearman x 100 (cosine similarity)", "", _markdown_scores(record), "",
+                "## Pearson x 100", "", _markdown_scores(record, "pearson"), ""]
     out += _classification_section(blocks)
     for block in (b for b in blocks if b.get("mteb")):
         header, rows = mteb_rows(block)
@@ -386,8 +369,6 @@ def markdown_report(record: dict, title: str | None = None) -> str:
 
 def _classification_section(blocks: list[dict]) -> list[str]:
     """The pair-classification table of each block that has one."""
-    from embedkit.io.tables import text_table
-
     out = []
     for b in blocks:
         header, rows = classification_rows(b)
@@ -398,9 +379,45 @@ def _classification_section(blocks: list[dict]) -> list[str]:
     return out
 
 
-def _table(record: dict, metric: str = "spearman") -> str:
+def _markdown_scores(record: dict, metric: str = "spearman") -> str:
     """A Markdown table without the truncation footer (the report states it above)."""
     blocks = [{k: v for k, v in b.items() if k != "truncated"} for b in _blocks(record)]
     if record.get("kind") == "bench-models":
         return format_table({**record, "models": blocks}, metric, markdown=True)
     return format_table(blocks[0], metric, markdown=True)
+
+
+def histogram_plots(record: dict[str, Any], pred_dir: str | os.PathLike,
+                    out_dir: str | os.PathLike) -> list[Path]:
+    """One PNG per binary task/split of a bench record (``OUT/<task>_<split>.png``): the
+    cosine histograms by label of every row, read from the predictions files under
+    ``pred_dir``, with each row's calibrated threshold (bench's classify option)."""
+    import numpy as np
+
+    from embedkit.diagnostics.plots import plot_cosine_histograms
+    from embedkit.experiments.predictions import read_predictions, row_folder
+    from embedkit.experiments.significance import SUFFIXES
+
+    out: list[Path] = []
+    results = record["results"]
+    first = next(iter(results.values()))
+    for task, splits in first.items():
+        if not isinstance(splits, dict) or task == "avg":
+            continue
+        for split in (s for s, v in splits.items() if isinstance(v, dict) and "spearman" in v):
+            panels = {}
+            for label, res in results.items():
+                base = Path(pred_dir) / row_folder(label) / task
+                f = next((base / f"{split}{x}" for x in SUFFIXES
+                          if (base / f"{split}{x}").is_file()), None)
+                if f is None:
+                    continue
+                cols = read_predictions(f)
+                c = ((res[task][split].get("classification") or {}).get("cosine") or {})
+                panels[label] = (cols["cosine"], cols["label"], c.get("accuracy_threshold"))
+            if panels and set(np.unique(next(iter(panels.values()))[1])) <= {0, 1}:
+                path = Path(out_dir) / f"{task}_{split}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                out.append(plot_cosine_histograms(path, f"{task}/{split}: cosine by label",
+                                                  panels))
+    return out

@@ -16,24 +16,28 @@ report after a change to the text is cheap.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from _common import add_from_record, make_parser, read_record, run, write_report
+
 from embedkit.data import DEFAULT_TASKS
 from embedkit.experiments.record import data_dir_setting, run_record, timings
-from embedkit.experiments.report import provenance_lines
+from embedkit.reports.bench import provenance_lines
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders import SentenceEncoder
     from embedkit.encoders.cache import EmbeddingCache
     from embedkit.training import SimCSEConfig
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("embedkit.benchmarks.report_simcse")  # shown as embedkit's own log lines
 
 WHITEN = ("whiten:beta=1,gamma=1,k=all", "whiten:beta=1,gamma=1,k=256")
 SUPERVISED_RUNS = (("InfoNCE, positives label >= 4", {"loss": "infonce", "threshold": 4.0}),
@@ -167,8 +171,23 @@ def _pct(v: float) -> str:
     return f"{100 * v:.2f}"
 
 
+def current_layout(record: dict) -> dict:
+    """``record`` as :func:`render` reads it: a record of the report's first layout (no
+    ``kind``; ``pooling``, ``seed`` and ``seconds_total`` at the top, as
+    ``eval/simcse-m3e-small.json`` holds them) gets ``settings`` and ``timings`` from those.
+
+    >>> current_layout({"pooling": "cls", "seed": 1, "seconds_total": 2.0})["timings"]
+    {'seconds_total': 2.0}
+    """
+    if "settings" in record:
+        return record
+    return {**record, "settings": {"pooling": record["pooling"], "seed": record["seed"]},
+            "timings": {"seconds_total": record["seconds_total"]}}
+
+
 def render(record: dict) -> str:
-    """The report in Markdown."""
+    """The report in Markdown (a record of either layout: :func:`current_layout`)."""
+    record = current_layout(record)
     x = _pct
     m = record["model"]
     s = record["settings"]
@@ -202,3 +221,58 @@ def render(record: dict) -> str:
     out += ["", f"Seconds per step are wall-clock on the machine above (CPU); total "
             f"{record['timings']['seconds_total']:.0f} s for this report (reused runs excluded).", ""]
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# the script: python benchmarks/report_simcse.py [options]
+
+SCRIPT = "report_simcse.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from embedkit.cli.common import add_data_dir
+
+    d = SimCSEReportOptions()
+    s = make_parser(SCRIPT,
+        "Train (or reuse) unsupervised SimCSE on each task and supervised runs on "
+        "one task's train split, score them beside raw and whitened vectors. "
+        "Example: python benchmarks/report_simcse.py --data-dir ../shared/data "
+        "--out eval/simcse-m3e-small.md")
+    s.add_argument("--model", default=d.model)
+    s.add_argument("--tasks", default=",".join(d.tasks))
+    s.add_argument("--runs-dir", default=d.runs_dir)
+    add_data_dir(s)
+    s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--supervised-task", default=d.supervised_task,
+                   help="task whose train split trains the supervised runs ('' to skip)")
+    s.add_argument("--out", default="eval/simcse-m3e-small.md")
+    add_from_record(s, "eval/simcse-m3e-small.json")
+    s.set_defaults(func=run_simcse_cmd)
+    return s
+
+
+def run_simcse_cmd(args: argparse.Namespace) -> int:
+    from embedkit.cli.common import check_output_path
+    from embedkit.cli.parsing import split_list
+
+    check_output_path(args.out, "out")
+    if args.from_record:
+        from embedkit.experiments.compare import is_simcse_report
+
+        record = read_record(args.from_record, SCRIPT, build_parser(), "simcse-report",
+                             is_simcse_report)
+        write_report(Path(args.out), record, render(record))
+        return 0
+    opts = SimCSEReportOptions(args.model, tuple(split_list(args.tasks)), args.runs_dir,
+                               args.data_dir, args.seed, args.supervised_task or None)
+    record = run_simcse_report(opts, command=args.command_line)
+    write_report(Path(args.out), record, render(record))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), SCRIPT, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The Markdown of the speed report and its targets (:mod:`embedkit.experiments.speed`).
+"""The Markdown of the speed report and its targets (:mod:`bench_speed`).
 
 >>> best({"a": {"engine": "st", "precision": "fp32", "sentences_per_second": 2.0},
 ...       "b": {"engine": "st", "precision": "fp32", "sentences_per_second": 3.0}}, "st", "fp32")
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embedkit.experiments.report import provenance_lines
+from embedkit.reports.bench import provenance_lines
 
 ST_TORCH = "sentence-transformers torch"
 REFERENCE = "embedkit torch fp32"   # the quality reference: exact, fp32

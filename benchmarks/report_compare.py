@@ -24,7 +24,7 @@ Each work folder is replaced as a whole (:func:`~embedkit.io.atomic.atomic_dir`)
 result of an earlier run is compared by mistake; the embedding cache makes the second pass
 (mteb's) encode nothing. The mteb step and the screenshot are passed in: ``integrations``
 already imports ``experiments`` (for the result files' layout), so ``experiments`` does not
-import it back, and starting a browser is the command line's business.
+import it back, and starting a browser (:func:`chromium_screenshot`) is the script's business.
 
 >>> agreement_text([{"task": "ATEC", "embedkit_bench": 0.3, "mteb_evaluate": 0.3000004,
 ...                  "difference": 0.00004, "same_data": True}]).split(" (")[0]
@@ -33,26 +33,30 @@ import it back, and starting a browser is the command line's business.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from _common import add_from_record, make_parser, read_record, run
+
 from embedkit.data.registry import DEFAULT_TASKS, get_task
 from embedkit.experiments.record import data_dir_setting, run_record, timings
-from embedkit.experiments.report import provenance_lines
 from embedkit.io.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from embedkit.io.tables import escape_html, text_table
+from embedkit.reports.bench import provenance_lines
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.data.spec import TaskSpec
     from embedkit.encoders import EncoderConfig, SentenceEncoder
     from embedkit.experiments.compare import Comparison
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("embedkit.benchmarks.report_compare")  # shown as embedkit's own log lines
 
 #: the records of eval/ the report compares by default (the ones that exist)
 DEFAULT_RECORDS = ("eval/m3e-small.json", "eval/whitening-m3e-small.json",
@@ -191,7 +195,7 @@ def _write_pages(cmp: Comparison, record: dict[str, Any], out: Path,
                  screenshot: Screenshot | None) -> None:
     """Step 3 and 4: HTML, screenshot, Markdown (which shows the screenshot when there is
     one), JSON record."""
-    from embedkit.experiments.compare_render import html_report, markdown_report
+    from embedkit.reports.compare import html_report, markdown_report
 
     title = record["settings"]["title"]
     html_path, png = out.with_suffix(".html"), out.with_suffix(".png")
@@ -255,11 +259,144 @@ def run_compare_report(out: str | os.PathLike, opts: CompareReportOptions | None
         "folders": {"embedkit_bench": str(bench_dir), "mteb_evaluate": str(mteb_dir)}}
     record = run_record("compare-report", command=command, encoder=enc, settings=settings,
                         data=bench["data"], versions_extra=("mteb", "datasets"))
-    record.update(
-        agreement=bench_vs_mteb(cmp, bench_dir, mteb_dir),
-        entries=[e.label for e in cmp.ordered()], compared_tasks=cmp.tasks,
-        flagged=[list(f) for f in cmp.flagged_cells()],
-        bench={"results": bench["results"], "timings": bench["timings"]},
-        timings=timings(enc, t0))
+    record.update(**_compared(cmp, bench_dir, mteb_dir),
+                  bench={"results": bench["results"], "timings": bench["timings"]},
+                  timings=timings(enc, t0))
     _write_pages(cmp, record, out, screenshot)
     return record
+
+
+def _compared(cmp: Comparison, bench_dir: Path, mteb_dir: Path) -> dict[str, Any]:
+    """What the record keeps of the comparison (the pages are rendered from ``cmp``)."""
+    return {"agreement": bench_vs_mteb(cmp, bench_dir, mteb_dir),
+            "entries": [e.label for e in cmp.ordered()], "compared_tasks": cmp.tasks,
+            "flagged": [list(f) for f in cmp.flagged_cells()]}
+
+
+def rerender_compare_report(out: str | os.PathLike, record: dict[str, Any], *, source: str,
+                            screenshot: Screenshot | None = None) -> dict[str, Any]:
+    """The pages of ``record`` (read from ``source``) written again to ``out`` (Markdown,
+    ``.html``, ``.json``; ``.png`` when ``screenshot`` makes one), nothing scored: the pages
+    show the comparison of the files the record names (its records and its two mteb folders,
+    read again), so they must still give what the record holds, else the report is refused."""
+    from embedkit.errors import ConfigError
+    from embedkit.experiments.compare import compare
+
+    s = record["settings"]
+    bench_dir = Path(s["folders"]["embedkit_bench"])
+    mteb_dir = Path(s["folders"]["mteb_evaluate"])
+    cmp = compare([*s["records"], bench_dir, mteb_dir])
+    changed = [k for k, v in _compared(cmp, bench_dir, mteb_dir).items() if record.get(k) != v]
+    if changed:
+        raise ConfigError(f"{source}: the files it compares changed since the report was made "
+                          f"({', '.join(changed)} differ); rerun the report without "
+                          "--from-record", param="from_record")
+    _write_pages(cmp, record, Path(out), screenshot)
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# the script: python benchmarks/report_compare.py [options]
+
+SCRIPT = "report_compare.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from embedkit.cli.common import add_data_dir, positive_int
+
+    d = CompareReportOptions()
+    s = make_parser(SCRIPT,
+        "Score the model with the cmteb protocol by embedkit bench and by mteb's own "
+        "evaluator on the same local files (mteb result folders under --work-dir), "
+        "compare both with the records that exist, and write the Markdown page, an "
+        "HTML page beside it, the JSON record and, when chromium is on the PATH, a "
+        "screenshot of the HTML. Needs mteb (pip install 'embedkit[mteb]'). "
+        "Example: python benchmarks/report_compare.py --model m3e-small --data-dir "
+        "../shared/data --out eval/compare.md")
+    s.add_argument("--model", default=d.model)
+    s.add_argument("--pooling", help="pooling scored by both evaluators (default: the model's)")
+    add_data_dir(s)
+    s.add_argument("--out", default="eval/compare.md")
+    s.add_argument("--records", default=",".join(DEFAULT_RECORDS),
+                   help="records to compare, comma-separated (missing ones are left out)")
+    s.add_argument("--tasks", default=",".join(d.tasks))
+    s.add_argument("--work-dir", help="where the two mteb result folders go "
+                                      "(default: compare-mteb beside --out)")
+    s.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    s.add_argument("--screenshot", action=argparse.BooleanOptionalAction, default=True,
+                   help="screenshot the HTML page with headless chromium (when installed; "
+                        "with --from-record: only when the record has a screenshot)")
+    add_from_record(s, "eval/compare.json")
+    s.set_defaults(func=run_compare_cmd)
+    return s
+
+
+def chromium_screenshot(html: Path, png: Path) -> bool:
+    """A PNG of ``html`` by headless chromium (``chromium`` or ``chromium-browser`` on the
+    PATH); False when there is none or it fails."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        logger.info("no chromium on the PATH: no screenshot")
+        return False
+    png.unlink(missing_ok=True)
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={png}",
+           "--window-size=1400,1000", html.resolve().as_uri()]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        logger.warning("chromium failed (%s): no screenshot", e)
+        return False
+    if done.returncode != 0 or not png.is_file():
+        tail = (done.stderr or "").strip().splitlines()[-1:]
+        logger.warning("chromium exited with %d%s: no screenshot", done.returncode,
+                       f" ({tail[0]})" if tail else "")
+        return False
+    return True
+
+
+def run_compare_cmd(args: argparse.Namespace) -> int:
+    from embedkit.cli.common import check_output_path
+    from embedkit.cli.parsing import split_list
+
+    check_output_path(args.out, "out")
+    if args.from_record:
+        rec = read_record(args.from_record, SCRIPT, build_parser(), "compare-report")
+        shoot = chromium_screenshot if args.screenshot and rec["files"].get("png") else None
+        rec = rerender_compare_report(args.out, rec, source=args.from_record, screenshot=shoot)
+        print(f"wrote {', '.join(v for v in rec['files'].values() if v)}")
+        return 0
+    try:
+        from embedkit.integrations.mteb import evaluate_encoder
+    except ImportError as e:
+        from embedkit.errors import ConfigError
+
+        raise ConfigError(str(e)) from None
+    opts = CompareReportOptions(model=args.model, data_dir=args.data_dir,
+                                records=tuple(split_list(args.records)),
+                                tasks=tuple(split_list(args.tasks)), pooling=args.pooling,
+                                work_dir=args.work_dir, batch_size=args.batch_size)
+    rec = run_compare_report(args.out, opts, mteb_evaluate=evaluate_encoder,
+                             screenshot=chromium_screenshot if args.screenshot else None,
+                             command=args.command_line)
+    s = rec["settings"]
+    print(f"{rec['model']['name']} · {s['pooling']}, cmteb protocol: embedkit bench vs mteb "
+          "evaluate (Spearman x 100)")
+    for r in rec["agreement"]:
+        print(f"  {r['task']:<8} {100 * r['embedkit_bench']:8.4f} {100 * r['mteb_evaluate']:8.4f}"
+              f"  {r['difference']:+.4f}")
+    print(f"{len(rec['entries'])} models x {len(rec['compared_tasks'])} tasks compared; "
+          f"{len(rec['flagged'])} cells flagged")
+    files = [v for v in rec["files"].values() if v]
+    print(f"wrote {', '.join(files)}; mteb folders under {Path(s['folders']['mteb_evaluate']).parent}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), SCRIPT, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedkit.experiments.report import (
+from embedkit.reports.bench import (
     format_table,
     markdown_report,
     provenance_lines,
@@ -90,7 +90,7 @@ def test_markdown_report():
 
 
 def test_truncation_note():
-    from embedkit.experiments.report import truncation_note
+    from embedkit.reports.bench import truncation_note
 
     rec = {**record(), "truncated": {"A": {"test": 2, "valid": 0}, "B": {"test": 1}},
            "truncated_of": {"A": {"test": 20, "valid": 10}, "B": {"test": 6}}}

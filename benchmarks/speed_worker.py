@@ -3,7 +3,7 @@
 Each engine (sentence-transformers on a backend, or embedkit on a backend) runs in a process of
 its own, so that its threads, its memory peak and its start-up are its own and no engine's
 state (a thread pool, a cache, an allocator) helps or hurts another. The driver
-(:mod:`embedkit.experiments.speed`) sends one JSON command a line on standard input and reads
+(:mod:`bench_speed`) sends one JSON command a line on standard input and reads
 one JSON answer a line from standard output:
 
 - ``{"cmd": "run", "sentences": FILE}``: encode the sentences (one JSON list in FILE), answer

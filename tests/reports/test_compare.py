@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from embedkit.experiments.compare import compare_records
-from embedkit.experiments.compare_render import (
+from embedkit.reports.compare import (
     _JS,
     bar_chart_svg,
     comparison_table,

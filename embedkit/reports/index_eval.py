@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from embedkit.experiments.report import provenance_lines, run_title
 from embedkit.io.tables import text_table
+from embedkit.reports._format import num
+from embedkit.reports.bench import provenance_lines, run_title
 
 __all__ = ["best_line", "format_cost_table", "format_quality_table", "markdown_eval_report"]
-
-
 
 
 def _quality_table(rows: list[dict[str, Any]], k: int = 10) -> tuple[list[str], list[list[str]]]:
@@ -34,12 +33,6 @@ def format_quality_table(rows: list[dict[str, Any]], k: int = 10, markdown: bool
     return text_table(header, body, markdown=markdown, left=2, right_align=True)
 
 
-def _num(x: float | None, digits: int = 1) -> str:
-    if x is None:
-        return "-"
-    return f"{x:,.{digits}f}"
-
-
 def _cost_table(cost: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     k = cost["target"]["k"]
     header = ["factory", "param", f"recall@{k}", "QPS batch", "QPS single", "speedup",
@@ -47,7 +40,7 @@ def _cost_table(cost: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     body = []
     for i, r in enumerate(cost["rows"]):
         body.append([r["factory"], r["param"] or "-", f"{r[f'recall@{k}']:.4f}",
-                     _num(r["qps_batch"], 0), _num(r["qps_single"], 0),
+                     num(r["qps_batch"], 0), num(r["qps_single"], 0),
                      f"{r['speedup']:.1f}x" if r["speedup"] is not None else "-",
                      f"{r['build_seconds']:.2f}", f"{r['disk_bytes'] / 2**20:.1f}",
                      "exact" if i == 0 else ("yes" if r["meets_target"] else "no")])

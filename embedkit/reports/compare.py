@@ -20,27 +20,24 @@ from typing import Any
 
 from embedkit.errors import ConfigError
 from embedkit.experiments.compare import Cell, Comparison, Entry, short_data
-from embedkit.experiments.report import run_description
 from embedkit.io.tables import escape_html, escape_markdown, text_table
+from embedkit.reports._format import x100
+from embedkit.reports.bench import run_description
 
 # -- text and Markdown ---------------------------------------------------------------------------
-
-def _fmt(x: float | None) -> str:
-    return "-" if x is None or math.isnan(x) else f"{100 * x:.2f}"
-
 
 def cell_text(cell: Cell | None) -> str:
     """A cell as tables show it: x 100, two decimals, ``*`` when flagged, ``-`` when none."""
     if cell is None:
         return "-"
-    return _fmt(cell.score) + ("*" if cell.flags else "")
+    return x100(cell.score) + ("*" if cell.flags else "")
 
 
 def avg_text(cmp: Comparison, e: Entry) -> str:
     """The average as tables show it: ``*`` when over flagged cells only, ``(n/N)`` when over
     fewer tasks than the comparison has (never ranked)."""
     avg = cmp.average_of(e)
-    text = _fmt(avg.value) + ("*" if avg.flagged else "")
+    text = x100(avg.value) + ("*" if avg.flagged else "")
     if avg.tasks and not avg.complete:
         text += f" ({len(avg.tasks)}/{avg.of})"
     return text
@@ -53,7 +50,7 @@ def _protocols(e: Entry) -> str:
 
 
 def run_text(settings: Mapping[str, Any]) -> str:
-    """How a cell's encoder ran (:func:`~embedkit.experiments.report.run_description`); only
+    """How a cell's encoder ran (:func:`~embedkit.reports.bench.run_description`); only
     the revision for a cell that does not say (mteb's own results), "" for none.
 
     >>> run_text({"backend": "onnx", "quantize": "int8"}), run_text({"revision": "ab"})

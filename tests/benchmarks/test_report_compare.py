@@ -10,11 +10,9 @@ import pytest
 
 pytest.importorskip("mteb")
 
+from report_compare import CompareReportOptions, run_compare_report  # noqa: E402
+
 from embedkit.experiments.bench import run_bench  # noqa: E402
-from embedkit.experiments.compare_report import (  # noqa: E402
-    CompareReportOptions,
-    run_compare_report,
-)
 from embedkit.integrations.mteb import evaluate_encoder  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
@@ -45,7 +43,7 @@ def records(spread_model, stsb_spec, tmp_path):
     paths = {"bench": tmp_path / "eval" / "bench.json", "simcse": tmp_path / "eval" / "simcse.json"}
     paths["bench"].parent.mkdir()
     paths["bench"].write_text(json.dumps(bench))
-    simcse = {"command": "embedkit report simcse", "model": bench["model"], "pooling": "cls",
+    simcse = {"command": "python benchmarks/report_simcse.py", "model": bench["model"], "pooling": "cls",
               "unsupervised": [{"task": "STS-B", "raw": 0.5, "whiten": 0.45, "whiten256": 0.46,
                                 "simcse": 0.55, "out_dir": "runs/simcse/x"}],
               "supervised": [{"run": "CoSENT on the 0-5 labels", "task": "STS-B",
@@ -78,7 +76,7 @@ def test_report_end_to_end(spread_model, stsb_spec, records, tmp_path, caplog, m
     shots: list = []
     with caplog.at_level(logging.INFO, logger="embedkit"):
         rec = run_compare_report(out, opts, mteb_evaluate=evaluate_encoder,
-                                 screenshot=_fake_screenshot(shots), command="embedkit report x")
+                                 screenshot=_fake_screenshot(shots), command="python benchmarks/report_compare.py x")
     assert f"{missing}: not found; left out of the comparison" in caplog.text
 
     # both mteb folders, in mteb's layout; the stale file of an earlier run is gone
@@ -105,7 +103,7 @@ def test_report_end_to_end(spread_model, stsb_spec, records, tmp_path, caplog, m
     page = out.with_suffix(".html").read_text(encoding="utf-8")
     lines = md.splitlines()
     assert lines[0].startswith("# Model comparison: ")
-    assert lines[2:6] == ["Regenerate with:", "", "```", "embedkit report x"]
+    assert lines[2:6] == ["Regenerate with:", "", "```", "python benchmarks/report_compare.py x"]
     assert "- Machine: " in md and f"mteb {rec['versions']['mteb']}" in md
     assert "## embedkit bench vs mteb's evaluator" in md and "## Every model" in md
     assert (f"| STS-B | {100 * row['embedkit_bench']:.4f} | {100 * row['mteb_evaluate']:.4f} | "
@@ -122,7 +120,7 @@ def test_report_end_to_end(spread_model, stsb_spec, records, tmp_path, caplog, m
         assert _html.escape(label, quote=True) in page, label
     assert rec["compared_tasks"] == ["STS-B"]
     assert "STS-B" in md and "STS-B" in page
-    assert "[mteb]" in md and "Regenerate with: <code>embedkit report x</code>" in page
+    assert "[mteb]" in md and "Regenerate with: <code>python benchmarks/report_compare.py x</code>" in page
     saved = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     assert saved["kind"] == "compare-report" and saved["files"]["png"] == str(
         out.with_suffix(".png"))

@@ -1,0 +1,1 @@
+"""Formats of what embedkit keeps on disk: fitted maps (``fitted``), recipes, encode folders."""
