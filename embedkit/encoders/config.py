@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from embedkit.encoders.choices import BACKENDS, DTYPE_NAMES, QUANTIZE, canonical_dtype
 from embedkit.encoders.models import resolve_model_path
 from embedkit.encoders.prompts import instruction_prompt, instruction_template
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, check_int
 
 if TYPE_CHECKING:  # the backends are imported where an encoder is built
     from embedkit.encoders.cache import EmbeddingCache
@@ -128,13 +128,10 @@ class EncoderConfig:
                               f"{', '.join(QUANTIZE)}", param="quantize")
         if self.quantize != "none" and self.backend == "torch":
             raise ConfigError(INT8_ON_TORCH, param="quantize")
-        for name in ("threads", "batch_size", "truncate_dim", "token_budget"):
-            value = getattr(self, name)
-            least = 0 if name == "token_budget" else 1
-            if (value is not None or name == "batch_size") and (
-                    not isinstance(value, int) or isinstance(value, bool) or value < least):
-                what = "a non-negative" if least == 0 else "a positive"
-                raise ConfigError(f"{name} must be {what} integer, not {value!r}", param=name)
+        check_int(self.batch_size, "batch_size")
+        for name, least in (("threads", 1), ("truncate_dim", 1), ("token_budget", 0)):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, least)
         if self.revision:  # a local folder refuses one: said before anything is loaded
             resolve_model_path(self.model, strict=False, revision=self.revision)
 

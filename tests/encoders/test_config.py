@@ -103,7 +103,7 @@ def test_token_budget_none_on_an_exported_backend(tiny_model_dir, tmp_path, back
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True])
 def test_token_budget_is_checked_with_the_other_integers(bad):
-    with pytest.raises(ConfigError, match=r"token_budget must be a non-negative integer"):
+    with pytest.raises(ConfigError, match=r"token_budget must be an integer >= 0; got"):
         EncoderConfig("m3e-small", token_budget=bad)
 
 
