@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from embedkit.cli.parsing import split_models
-from embedkit.encoders.choices import BACKENDS, QUANTIZE, SIMILARITIES, available_cores
+from embedkit.encoders.choices import SIMILARITIES, available_cores
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_json
 
@@ -138,58 +140,42 @@ class _Once(argparse.Action):
 
 
 
+#: the parsers of the model options whose values are not plain strings (by field name)
+_MODEL_OPTION_TYPES: dict[str, Callable[[str], Any]] = {
+    "batch_size": positive_int, "threads": thread_count, "truncate_dim": positive_int}
+
+
 def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
                       retrieval_prompts: bool = False) -> None:
-    """The options that build an encoder (:func:`encoder_config`). ``several``: ``--model`` may be
-    repeated or comma-separated (``args.model`` is then a list, or None for the default);
+    """The options that build an encoder (:func:`encoder_config`): one per
+    :class:`~embedkit.encoders.config.EncoderConfig` field that its metadata marks as a flag,
+    with the field's help text and default. ``several``: ``--model`` may be repeated or
+    comma-separated (``args.model`` is then a list, or None for the default);
     ``retrieval_prompts``: also ``--query-prompt`` / ``--passage-prompt``."""
+    from embedkit.encoders.config import EncoderConfig  # light: no backend is imported
+
     if several:
         p.add_argument("--model", action="append", metavar="MODEL",
-                       help="hub id, local folder or alias; repeat or comma-separate for "
+                       help=f"{MODEL_HELP}; repeat or comma-separate for "
                             "several models (default: m3e-small)")
     else:
         p.add_argument("--model", action=_Once, default="m3e-small",
-                       help="hub id, local folder or alias (default: m3e-small)")
-    p.add_argument("--revision", metavar="REV",
-                   help="hub revision (branch, tag or commit) of a hub model; recorded "
-                        "(default: the hub's main)")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="inference engine: torch, onnx (ONNX Runtime) or openvino; the exported "
-                        "graph is cached (default: torch)")
-    p.add_argument("--quantize", choices=QUANTIZE, default="none",
-                   help="int8: dynamic int8 (onnx) or int8 weights (openvino); faster, "
-                        "approximate, recorded as int8 (default: none)")
-    p.add_argument("--threads", type=thread_count, metavar="N",
-                   help="intra-op threads for every backend (default: the cores available)")
-    p.add_argument("--prompt", metavar="TEXT",
-                   help='text put before every sentence, e.g. "query: " (default: the prompt '
-                        "the model folder declares, else none)")
-    p.add_argument("--instruction", metavar="TEXT",
-                   help='task for instruction-following embedders (Qwen3-Embedding, gte-Qwen2), '
-                        'put before the text as "Instruct: TEXT\\nQuery: " (or the template the '
-                        "folder's query prompt shows); retrieval: queries only. Recorded and part "
-                        "of the cache namespace (default: each task's own instruction for models "
-                        'that declare a template, else none; "" for none)')
+                       help=f"{MODEL_HELP} (default: m3e-small)")
+    for f in dataclasses.fields(EncoderConfig):
+        meta = f.metadata
+        if not meta.get("flag"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.default is False:
+            p.add_argument(flag, action="store_true", help=meta["help"])
+            continue
+        p.add_argument(flag, default=f.default, type=_MODEL_OPTION_TYPES.get(f.name, str),
+                       choices=meta["choices"], metavar=meta["metavar"], help=meta["help"])
     if retrieval_prompts:
         p.add_argument("--query-prompt", metavar="TEXT",
                        help="prompt before queries only (default: --prompt)")
         p.add_argument("--passage-prompt", metavar="TEXT",
                        help="prompt before corpus passages only (default: --prompt)")
-    p.add_argument("--truncate-dim", type=positive_int, metavar="K",
-                   help="keep the first K dimensions of every vector (Matryoshka models), after "
-                        "the model folder's modules; recorded in the model identity (default: "
-                        "the folder's truncate_dim, else all)")
-    p.add_argument("--device", default="cpu",
-                   help="cpu, cuda, cuda:N; cuda cuts batches by a budget of padded tokens "
-                        "(default: cpu)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                   help="weights' dtype for the torch backend, recorded and part of the cache "
-                        "namespace; bfloat16 on a cpu only with native bfloat16 (avx512_bf16, "
-                        "amx_bf16), float16 only on cuda (default: float32)")
-    p.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
-                   help="sentences per forward pass (default: 64)")
-    p.add_argument("--lowercase", action="store_true",
-                   help="lower-case text before tokenising (the published Keras code does)")
     add_cache_options(p)
 
 
@@ -382,21 +368,16 @@ def make_cache(args: argparse.Namespace) -> EmbeddingCache | None:
 
 def encoder_config(args: argparse.Namespace, model: str | None = None,
                    pooling: str | None = None) -> EncoderConfig:
-    """The encoder settings the model options (:func:`add_model_options`) describe."""
+    """The encoder settings the model options (:func:`add_model_options`) describe: every
+    flagged field the command declares, plus the cache and progress options."""
     from embedkit.encoders import EncoderConfig
 
     name = model or (split_models(args.model)[0] if isinstance(args.model, list)
                      else args.model)
-    return EncoderConfig(model=name, revision=getattr(args, "revision", None),
-                         device=args.device, dtype=args.dtype, lowercase=args.lowercase,
-                         batch_size=args.batch_size, cache=not args.no_cache,
-                         cache_dir=args.cache_dir, progress=getattr(args, "progress", None),
-                         pooling=pooling, backend=getattr(args, "backend", "torch"),
-                         quantize=getattr(args, "quantize", "none"),
-                         threads=getattr(args, "threads", None),
-                         prompt=getattr(args, "prompt", None),
-                         instruction=getattr(args, "instruction", None),
-                         truncate_dim=getattr(args, "truncate_dim", None))
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(EncoderConfig)
+             if f.metadata.get("flag") and hasattr(args, f.name)}
+    return EncoderConfig(model=name, cache=not args.no_cache, cache_dir=args.cache_dir,
+                         progress=getattr(args, "progress", None), pooling=pooling, **given)
 
 
 def post_options(args: argparse.Namespace) -> PostOptions:

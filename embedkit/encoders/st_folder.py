@@ -136,7 +136,7 @@ def _layer_norm(m: STModule) -> Any:
     return ln
 
 
-def write_st_folder(folder: str | os.PathLike, model_path: str | os.PathLike, *, pooling: str,
+def write_st_folder(folder: str | os.PathLike[str], model_path: str | os.PathLike[str], *, pooling: str,
                     max_seq_length: int, lowercase: bool = False, kernel: Any | None = None,
                     bias: Any | None = None, normalize: bool = False,
                     json_files: Mapping[str, Any] | None = None,
@@ -180,7 +180,7 @@ def write_st_folder(folder: str | os.PathLike, model_path: str | os.PathLike, *,
     return folder
 
 
-def save_st_folder(dest: str | os.PathLike, model: str | os.PathLike | Any, tokenizer: Any = None,
+def save_st_folder(dest: str | os.PathLike[str], model: str | os.PathLike[str] | Any, tokenizer: Any = None,
                    *, pooling: str, max_seq_length: int, lowercase: bool = False,
                    kernel: Any | None = None, bias: Any | None = None, normalize: bool = False,
                    json_files: Mapping[str, Any] | None = None, card: str | None = None) -> Path:
@@ -193,7 +193,7 @@ def save_st_folder(dest: str | os.PathLike, model: str | os.PathLike | Any, toke
     dest = Path(dest)
     st_pooling_mode(pooling)  # fail before anything is written
 
-    def write(folder: Path, model_path: str | os.PathLike) -> None:
+    def write(folder: Path, model_path: str | os.PathLike[str]) -> None:
         write_st_folder(folder, model_path, pooling=pooling, max_seq_length=max_seq_length,
                         lowercase=lowercase, kernel=kernel, bias=bias, normalize=normalize,
                         json_files=json_files, card=card)
@@ -455,7 +455,7 @@ def _folder_settings(folder: Path) -> tuple[int | None, str | None]:
     return k, sim
 
 
-def read_st_folder(folder: str | os.PathLike | None) -> STFolder | None:
+def read_st_folder(folder: str | os.PathLike[str] | None) -> STFolder | None:
     """The sentence-transformers pipeline of a model folder, or None when it has no
     ``modules.json`` (a plain transformers folder, or a hub id).
 
@@ -474,7 +474,7 @@ def read_st_folder(folder: str | os.PathLike | None) -> STFolder | None:
                     [e for _, e in kinds])
 
 
-def declared_pooling(folder: str | os.PathLike | None) -> str | None:
+def declared_pooling(folder: str | os.PathLike[str] | None) -> str | None:
     """The name of the pooling a model folder declares (its sentence-transformers Pooling
     module, else m3e's ``uniem_embedding_strategy``), or None; a folder this cannot read
     declares none here (the encoder's :func:`read_st_folder` says what is wrong)."""

@@ -33,6 +33,7 @@ import numpy as np
 
 from embedkit.data.sources import CorpusSource, open_corpus
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
+from embedkit.encoders.facts import ModelFacts
 from embedkit.errors import ConfigError
 from embedkit.experiments.choices import ENGINES
 from embedkit.experiments.record import run_record, timings
@@ -324,7 +325,8 @@ def run_encode(
     t_start = time.perf_counter()
     source = open_corpus(corpus, text_column=text_column, id_column=id_column)
     config = _ray_config(encoder) if settings.engine == "ray" else None
-    enc = _build_encoder(encoder)
+    # the ray driver plans from the model folder; its workers load the model
+    enc = ModelFacts(config) if config is not None else _build_encoder(encoder)
     pool = Pooling(pooling or enc.default_pooling)
     max_length = min(int(settings.max_length), enc.model_max_length())
     fitted = _prepare_post(post, enc, pool, settings.normalize)
@@ -338,12 +340,12 @@ def run_encode(
     writer = _Writer(out_dir, manifest, progress)
     jobs = _jobs(source, settings, writer, old)
     if settings.engine == "ray":
-        from embedkit.experiments.encode_ray import encode_ray
+        from embedkit.experiments.encode_ray import RayRun, encode_ray
 
         assert config is not None
-        encode_ray(config, jobs, writer.done, pooling=str(pool), max_length=max_length,
-                   workers=settings.workers or 1, address=settings.ray_address,
-                   identity=str(enc.identity))
+        encode_ray(RayRun(config, str(pool), max_length, identity=str(enc.identity),
+                          workers=settings.workers or 1, address=settings.ray_address),
+                   jobs, writer.done)
     else:
         _encode_local(enc, pool, max_length, jobs, writer.done)
     already = bool(previous and previous.get("complete")) and writer.rows_encoded == 0

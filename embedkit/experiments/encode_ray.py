@@ -31,7 +31,7 @@ from embedkit.data.sources import require_pyarrow
 from embedkit.encoders import EncoderConfig
 from embedkit.errors import ConfigError
 
-__all__ = ["EmbedBatch", "WINDOW_ROWS", "encode_ray", "import_ray", "ray_missing_message"]
+__all__ = ["EmbedBatch", "RayRun", "WINDOW_ROWS", "encode_ray", "import_ray", "ray_missing_message"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +56,30 @@ def import_ray() -> Any:
     return ray
 
 
+@dataclasses.dataclass(frozen=True)
+class RayRun:
+    """What a Ray run encodes with: the encoder's settings, the pooling and max length every
+    shard gets, the model identity every worker must report (None: not checked), and the pool
+    (``workers`` actors, on the cluster at ``address`` / ``RAY_ADDRESS``, else a local Ray)."""
+
+    config: EncoderConfig
+    pooling: str
+    max_length: int
+    identity: str | None = None
+    workers: int = 1
+    address: str | None = None
+
+
 class EmbedBatch:
     """A Ray Data callable class: builds the encoder once per actor, encodes a batch of rows
     (``shard``, ``pos``, ``text``) into ``embedding`` (and the encoder's ``identity``)."""
 
-    def __init__(self, config: EncoderConfig, pooling: str, max_length: int) -> None:
-        self.encoder = dataclasses.replace(config, cache=False, progress=False).build(cache=False)
+    def __init__(self, run: RayRun) -> None:
+        config = dataclasses.replace(run.config, cache=False, progress=False)
+        self.encoder = config.build(cache=False)
         self.identity = str(self.encoder.identity)
-        self.pooling = pooling
-        self.max_length = int(max_length)
+        self.pooling = run.pooling
+        self.max_length = int(run.max_length)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
@@ -146,14 +161,14 @@ def _blocks(window: list[ShardJob]) -> list[Any]:
             for i, _, _, texts in window]
 
 
-def _run_window(ray: Any, window: list[ShardJob], done: ShardDone, config: EncoderConfig,
-                pooling: str, max_length: int, workers: int, identity: str | None) -> None:
+def _run_window(ray: Any, window: list[ShardJob], done: ShardDone, run: RayRun) -> None:
     jobs = {job[0]: job for job in window}
+    identity = run.identity
     parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {i: [] for i in jobs}
     have = dict.fromkeys(jobs, 0)
     ds = ray.data.from_arrow(_blocks(window)).map_batches(
-        EmbedBatch, fn_constructor_args=(config, pooling, max_length), batch_size=None,
-        num_cpus=1, batch_format="numpy", **_pool(ray, min(workers, len(window))))
+        EmbedBatch, fn_constructor_args=(run,), batch_size=None,
+        num_cpus=1, batch_format="numpy", **_pool(ray, min(int(run.workers), len(window))))
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         got = {str(v) for v in batch["identity"]}
         if identity is not None and got - {identity}:
@@ -172,21 +187,19 @@ def _run_window(ray: Any, window: list[ShardJob], done: ShardDone, config: Encod
                 done(i, first, ids, texts, np.ascontiguousarray(x, np.float32))
 
 
-def encode_ray(config: EncoderConfig, jobs: Iterator[ShardJob], done: ShardDone, *,
-               pooling: str, max_length: int, workers: int = 1, address: str | None = None,
-               identity: str | None = None, window_rows: int = WINDOW_ROWS) -> None:
-    """Encode every job (``(shard, first row, ids, texts)``) on Ray; ``done(...)`` is called
-    on the driver with each shard's vectors. ``identity``: the model identity every worker
-    must report (None: not checked)."""
+def encode_ray(run: RayRun, jobs: Iterator[ShardJob], done: ShardDone, *,
+               window_rows: int = WINDOW_ROWS) -> None:
+    """Encode every job (``(shard, first row, ids, texts)``) on Ray as ``run`` says;
+    ``done(...)`` is called on the driver with each shard's vectors."""
     ray = import_ray()
     require_pyarrow(param="engine")
-    started = _connect(ray, address, int(workers))
+    workers = int(run.workers)
+    started = _connect(ray, run.address, workers)
     try:
         with quiet_ray_data(ray, ray_verbose()):
             for window in _windows(jobs, int(window_rows)):
                 logger.info("Ray: encoding %d shard(s) on %d worker(s)", len(window), workers)
-                _run_window(ray, window, done, config, pooling, max_length, int(workers),
-                            identity)
+                _run_window(ray, window, done, run)
     finally:
         if started:
             ray.shutdown()

@@ -33,10 +33,10 @@ def run_record(kind: str, *, command: str | None, encoder: SentenceEncoder | Non
     :func:`~embedkit.data.data_source` of every ``source`` in ``data``, against
     ``settings["data_dir"]``)."""
     from embedkit.data import data_source
-    from embedkit.encoders import encoder_settings
+    from embedkit.encoders import settings_record
 
     versions = library_versions(tuple(versions_extra))
-    run = encoder_settings(encoder) if encoder is not None else {}
+    run = settings_record(encoder) if encoder is not None else {}
     return {
         "kind": kind,
         "embedkit": versions["embedkit"],

@@ -45,13 +45,22 @@ def _comparable(manifest):
 
 
 @pytest.mark.slow
-def test_ray_engine_equals_local(tmp_path, corpus, tiny_model_dir, ray_session):
+def test_ray_engine_equals_local(tmp_path, corpus, tiny_model_dir, ray_session, monkeypatch):
+    from embedkit.encoders import transformer
+
+    loads: list[str] = []
+    load = transformer._load
+    monkeypatch.setattr(transformer, "_load", lambda *a, **k: loads.append("x") or load(*a, **k))
     config = EncoderConfig(str(tiny_model_dir), pooling="cls", cache=False, batch_size=16)
     local = run_encode(config, corpus, tmp_path / "local", EncodeSettings(
         shard_size=25, max_length=32), id_column="k")
+    assert loads == ["x"]
     remote = run_encode(config, corpus, tmp_path / "ray", EncodeSettings(
         shard_size=25, max_length=32, engine="ray", workers=2), id_column="k")
+    assert loads == ["x"]  # the driver read the folder; only the workers loaded the model
     assert remote["manifest"]["engine"] == "ray"
+    assert list(remote["model"]) == list(local["model"])
+    assert remote["model"]["identity"] == local["model"]["identity"]
     man_l, man_r = _comparable(local["manifest"]), _comparable(remote["manifest"])
     shards_l, shards_r = man_l.pop("shards"), man_r.pop("shards")
     assert man_l == man_r
