@@ -67,6 +67,12 @@ def _build_model(model: str, pooling: str | None, *, backend: str, quantize: str
                  revision: str | None, prompt: str | None, threads: int | None,
                  token_budget: int | None, export_root: str | Path | None,
                  truncate_dim: int | None) -> SentenceEncoder:
+    from embedkit.encoders.static import is_static_folder, static_encoder
+
+    if is_static_folder(model):  # a distilled (StaticEmbedding) folder: no backend to choose
+        return static_encoder(model, pooling, backend=backend, quantize=quantize, device=device,
+                              dtype=dtype, lowercase=lowercase, batch_size=batch_size,
+                              revision=revision, prompt=prompt, truncate_dim=truncate_dim)
     if backend == "torch":
         if quantize != "none":
             raise ConfigError(INT8_ON_TORCH, param="quantize")
