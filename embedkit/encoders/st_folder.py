@@ -515,12 +515,11 @@ def read_static_folder(folder: str | os.PathLike | None) -> tuple[STFolder, Path
     entries = _static_entries(folder)
     if entries is None:
         return None
-    kinds = [_kind(e, folder, i) for i, e in enumerate(entries[1:], 1)
-             if not (isinstance(e, dict) and str(e.get("type", "")).endswith("." + STATIC))]
-    if len(kinds) != len(entries) - 1 or any(k not in _TAIL for k in kinds):
+    kinds = [_kind(e, folder, i) for i, e in enumerate(entries[1:], 1)]
+    if any(k not in _TAIL for k in kinds):
         raise _unsupported(folder, f"its modules are StaticEmbedding -> {' -> '.join(kinds)} "
                            "(expected StaticEmbedding, then Dense / Normalize / LayerNorm)")
-    tail = [_tail_module(folder, k, e) for k, e in zip(kinds, entries[1:])]
+    tail = [_tail_module(folder, k, e) for k, e in zip(kinds, entries[1:], strict=True)]
     path = str(entries[0].get("path", ""))
     truncate_dim, similarity = _folder_settings(folder)
     return (STFolder(folder, path, "mean", True, tuple(tail), truncate_dim, similarity,

@@ -1,6 +1,6 @@
 """A static (attention-free) encoder distilled from any embedkit encoder, by the model2vec method:
 the teacher's pooled output for each vocabulary token alone, reduced by embedkit's own
-post-processing chain (``pca:k=DIM`` by default, or any ``--post`` chain such as
+post-processing chain (``pca:k=DIM`` by default, or any post chain such as
 ``whiten:k=256``), weighted by the token's estimated frequency, and written as a
 sentence-transformers folder (``StaticEmbedding`` + ``Normalize``) that
 ``SentenceTransformer(folder)`` and embedkit (:class:`~embedkit.encoders.static.StaticEncoder`)
@@ -169,5 +169,5 @@ def _card(r: dict[str, Any]) -> str:
             "Made by `embedkit distill` (the model2vec method): the teacher's "
             f"`{r['pooling']}` output of each of {r['vocab_size']} vocabulary tokens alone, "
             f"reduced by `{r['post']}` to {r['dim']} dimensions, weighted by SIF over Zipf "
-            "ranks. Load it with `SentenceTransformer(folder)` or as any embedkit model "
-            f"(`--model folder`).\n\nTeacher identity: `{r['teacher_identity']}`.\n")
+            "ranks. Load it with `SentenceTransformer(folder)`, or give the folder to embedkit "
+            f"as the model.\n\nTeacher identity: `{r['teacher_identity']}`.\n")

@@ -75,3 +75,17 @@ def test_static_refusals(tmp_path, tiny_model_dir):
     with pytest.raises(ConfigError, match="model.safetensors: cannot read it"):
         StaticEncoder(str(folder))
     assert read_static_folder(tiny_model_dir) is None
+
+
+def test_static_folder_with_a_module_embedkit_cannot_run(tmp_path, tiny_model_dir):
+    import json
+
+    from embedkit.errors import UnsupportedModuleError
+
+    folder, _, _ = _static(tmp_path / "s", tiny_model_dir)
+    modules = json.loads((folder / "modules.json").read_text())
+    modules.append({"idx": 2, "name": "2", "path": "2_X",
+                    "type": "sentence_transformers.models.Pooling"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(UnsupportedModuleError, match="StaticEmbedding -> Normalize -> Pooling"):
+        StaticEncoder(str(folder))
