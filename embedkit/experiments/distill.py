@@ -29,7 +29,7 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from embedkit import provenance
 from embedkit.encoders.base import TokenizedEncoder, tokenize_ids
 from embedkit.encoders.config import EncoderConfig
 from embedkit.encoders.pooling import Pooling
+from embedkit.encoders.protocol import SentenceEncoder
 from embedkit.encoders.st_folder import write_static_folder
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_dir
@@ -146,7 +147,7 @@ def distill(config: EncoderConfig, dim: int, out: str | Path, *, post: str | Non
     weights = np.zeros((rows, dim), np.float32)
     weights[ids] = reduced
     recipe = {"method": "model2vec (token outputs, embedkit post-processing, SIF weights)",
-              "teacher": config.model, "teacher_identity": teacher.identity,
+              "teacher": config.model, "teacher_identity": cast(SentenceEncoder, teacher).identity,
               "teacher_dim": teacher.dim, "pooling": str(pool), "post": spec, "dim": dim,
               "vocab_size": int(len(ids)), "embedding_rows": rows,
               "skipped_tokens": int(rows - len(ids)),
