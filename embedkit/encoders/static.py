@@ -59,7 +59,8 @@ def _load_weights(where: Path) -> np.ndarray:
 class StaticEncoder:
     """Token vectors averaged: ``StaticEncoder(folder)`` (see the module docstring)."""
 
-    backend = "static"
+    #: the setting that rebuilds it (an index recipe, a run record); ``kind`` says it is static
+    backend = "torch"
     quantize = "none"
     has_pooler = False
 
@@ -129,7 +130,8 @@ class StaticEncoder:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "identity": self.model_identity,
-                "backend": "static", "quantize": "none", "default_pooling": "last-avg",
+                "backend": "torch", "kind": "static", "quantize": "none",
+                "default_pooling": "last-avg",
                 "dtype": "float32", "device": "cpu", "lowercase": self.lowercase,
                 "prompt": self.prompt, "instruction": self.instruction,
                 "vocab_size": self.vocab_size, "hidden_size": int(self.weights.shape[1]),

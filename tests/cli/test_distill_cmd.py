@@ -94,7 +94,7 @@ def test_bench_runs_on_the_distilled_folder(distilled, spec_file, tmp_path):
     enc = StaticEncoder(str(distilled))
     a, b = enc.encode([r[0] for r in rows]), enc.encode([r[1] for r in rows])
     want = spearmanr((a * b).sum(1), [float(r[2]) for r in rows]).statistic
-    assert rec["model"]["backend"] == "static"
+    assert rec["model"]["kind"] == "static"
     got = rec["results"]["last-avg"]["tiny-sts"]["test"]["spearman"]
     assert abs(got - want) < 1e-9, (got, want)
 
@@ -125,3 +125,16 @@ def test_force_replaces_with_whitening(tmp_path, tiny_model_dir):
     recipe = json.loads((out / "embedkit_distill.json").read_text())
     assert (recipe["dim"], recipe["post"], recipe["weighting"]) == (6, "whiten:k=6", None)
     assert StaticEncoder(str(out)).dim == 6
+
+
+def test_index_round_trip_rebuilds_the_static_model(distilled, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    idx = tmp_path / "idx"
+    assert main(["index", "build", "--model", str(distilled), "--corpus", str(corpus),
+                 "--out", str(idx), "--no-cache"]) == 0
+    capsys.readouterr()
+    assert main(["index", "search", "--index", str(idx), "--query", SENTENCES[2], "-k", "1",
+                 "--no-cache"]) == 0
+    hit = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["hits"][0]
+    assert hit["text"] == SENTENCES[2] and abs(hit["score"] - 1) < 1e-5
