@@ -19,7 +19,8 @@ positions as model2vec's ``mean`` is, whatever pooling the teacher declares (the
 recorded; ``pooling=`` takes another); special and ``[unused]`` tokens are left out (their rows stay zero,
 so a sentence's direction ignores them); the reduced vectors are multiplied by the SIF weight
 ``a / (a + p(t))`` with ``p`` Zipf's law over the token's rank in the vocabulary's id order
-(``a = 1e-4``), the weighting model2vec applies when no counts are given.
+(``a = 1e-4``), the weighting model2vec applies when no counts are given. The teacher's prompt,
+if it has one, is not put before the tokens (the recipe records it).
 """
 
 from __future__ import annotations
