@@ -82,8 +82,7 @@ class StaticEncoder:
         except Exception as e:  # tokenizers raises a bare Exception for a bad file
             raise ConfigError(f"{where}/tokenizer.json: cannot read it ({str(e)[:200]})",
                               param="model") from None
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()  # as sentence-transformers: a saved truncation applies
         self.default_pooling = Pooling(pooling or "last-avg")
         self.check_pooling(self.default_pooling)
         self.st.check_width(self.weights.shape[1])

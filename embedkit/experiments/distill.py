@@ -159,6 +159,8 @@ def distill(config: EncoderConfig, dim: int, out: str | Path, *, post: str | Non
               "versions": provenance.library_versions()}
     card = _card(recipe)
     tokenizer = copy.deepcopy(teacher.tokenizer.backend_tokenizer)
+    tokenizer.no_truncation()  # the teacher's calls leave their truncation on its tokenizer,
+    tokenizer.no_padding()     # and sentence-transformers keeps a saved one
     with atomic_dir(out) as tmp:
         write_static_folder(tmp, tokenizer, weights, normalize=True,
                             json_files={RECIPE_FILE: recipe}, card=card)

@@ -12,7 +12,8 @@ from embedkit.cli.main import main
 from embedkit.encoders.static import StaticEncoder
 from tests.conftest import SPECIALS, cli_error, st_vectors
 
-SENTENCES = ["一个男人在弹吉他。", "一个女人在打电话。", "男孩学习日历。", "一个人在切洋葱。"]
+SENTENCES = ["一个男人在弹吉他。", "一个女人在打电话。", "男孩学习日历。", "一个人在切洋葱。",
+             "一个男人在弹吉他，一个女人在打电话，男孩学习日历，一个人在切洋葱。"]
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,11 @@ def test_sentence_transformers_and_embedkit_agree(distilled):
 
     ours = EncoderConfig(str(distilled), cache=False).build().encode(SENTENCES)
     theirs = st_vectors(distilled, SENTENCES)
-    assert ours.shape == (4, 8)
+    assert ours.shape == (5, 8)
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    # the teacher's tokenizer settings do not travel: no truncation, no padding
+    tokenizer = json.loads((distilled / "tokenizer.json").read_text())
+    assert tokenizer["truncation"] is None and tokenizer["padding"] is None
 
 
 def test_bench_runs_on_the_distilled_folder(distilled, spec_file, tmp_path):
