@@ -47,6 +47,10 @@ def setting(default: Any, help: str, *, flag: bool = True, metavar: str | None =
 def build_model(config: EncoderConfig) -> SentenceEncoder:
     """The bare encoder of a config's backend: :class:`TransformerEncoder` for torch, else an
     :class:`~embedkit.encoders.runtime.ExportedEncoder` (exported once into the cache folder)."""
+    from embedkit.encoders.static import is_static_folder, static_encoder
+
+    if is_static_folder(config.model):  # a distilled (StaticEmbedding) folder: no backend
+        return static_encoder(config)
     if config.backend == "torch":
         from embedkit.encoders.transformer import TransformerEncoder
 
