@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 from _common import add_from_record, make_parser, read_record, run, write_report
-from embedkit.retrieval.encode_folder import synthetic_chunks, synthetic_folder
 
 from embedkit.io.atomic import atomic_write_json, atomic_write_text
 from embedkit.io.tables import text_table
+from embedkit.store.encode_folder import synthetic_chunks, synthetic_folder
 
 __all__ = ["STS_TEST", "main", "projection", "run_scale", "scale_markdown"]
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from embedkit.cli.common import (
     add_model_options,
+    add_out,
+    add_pooling,
+    add_post,
     check_output_dir,
     encoder_config,
     positive_int,
@@ -26,13 +29,10 @@ def add_parser(sub) -> None:
     add_model_options(p)
     p.add_argument("--dim", type=positive_int, required=True, metavar="K",
                    help="dimensions of the static vectors (at most the model's)")
-    p.add_argument("--out", required=True, metavar="DIR", help="the model folder to write")
+    add_out(p, "the model folder to write", metavar="DIR")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--pooling", metavar="P", default="last-avg",
-                   help="pooling of each token's output (default: last-avg, model2vec's mean)")
-    p.add_argument("--post", metavar="CHAIN",
-                   help="the reduction, in the --post language, ending at --dim dimensions, "
-                        "e.g. whiten:k=256 (default: pca:k=DIM)")
+    add_pooling(p, default="last-avg, model2vec's mean, of each token's output")
+    add_post(p, default="pca:k=DIM; a chain ending at --dim dimensions")
     p.add_argument("--sif", type=float, default=1e-4, metavar="A",
                    help="SIF coefficient of the frequency weights a/(a+p); 0: no weighting "
                         "(default: 1e-4, model2vec's)")
@@ -49,7 +49,7 @@ def run(args) -> int:
         raise ConfigError(f"{out} already exists; choose another folder or add --force to "
                           "replace it", param="out")
     config = encoder_config(args)
-    recipe = distill(config, args.dim, out, post=args.post, pooling=args.pooling,
+    recipe = distill(config, args.dim, out, post=args.post, pooling=args.pooling or "last-avg",
                      batch_size=args.batch_size, sif_coefficient=args.sif or None)
     if args.json:
         write_json(args.json, recipe)

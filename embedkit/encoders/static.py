@@ -27,7 +27,7 @@ from embedkit.encoders.st_folder import read_static_folder
 from embedkit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from embedkit.encoders.config import EncoderConfig
+    from embedkit.encoders import EncoderConfig
 
 logger = logging.getLogger(__name__)
 

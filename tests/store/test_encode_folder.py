@@ -2,7 +2,7 @@
 ``manifest.json``, shards checked against their recorded row range, ids and folder, shard names
 kept inside the folder, and on-disk IVF indexes that read their own inverted lists when copied.
 
-The folders are synthetic (``retrieval.encode_folder.synthetic_folder``: no model), 300 rows of 8-d
+The folders are synthetic (``store.encode_folder.synthetic_folder``: no model), 300 rows of 8-d
 vectors in 3 shards."""
 
 from __future__ import annotations
