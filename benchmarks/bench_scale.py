@@ -61,7 +61,7 @@ def _isolated(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
 def _encode_phase(model: str, corpus: str, out: str, engine: str, workers: int,
                   shard_size: int, max_length: int) -> dict[str, Any]:
     from embedkit.encoders import EncoderConfig
-    from embedkit.experiments.encode import EncodeSettings, run_encode
+    from embedkit.runs.encode import EncodeSettings, run_encode
 
     base = _rss_mb()
     t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def _encode_phase(model: str, corpus: str, out: str, engine: str, workers: int,
 
 
 def _ray_start_phase(workers: int) -> dict[str, Any]:
-    from embedkit.experiments.encode_ray import import_ray
+    from embedkit.runs.encode_ray import import_ray
 
     ray = import_ray()
     t0 = time.perf_counter()
@@ -183,7 +183,7 @@ def _encode_part(work: Path, model: str, data_dir: str | None, sentences: int | 
     starts: list[dict[str, Any]] = []
     try:
         if ray_workers:  # none asked for: Ray is neither imported nor started
-            from embedkit.experiments.encode_ray import import_ray
+            from embedkit.runs.encode_ray import import_ray
 
             import_ray()
         for n in ray_workers:
@@ -224,7 +224,7 @@ def run_scale(out: str | os.PathLike = "eval/scale.md", *, model: str = "m3e-sma
     """Run every part, write ``out`` (Markdown) and ``out`` with ``.json``; the record.
     Working files (shards, indexes) go to ``work_dir`` (default: a temporary folder).
     ``ray_workers=()`` skips Ray (the encoding part runs the local engine only)."""
-    from embedkit.experiments.record import run_record
+    from embedkit.runs.record import run_record
 
     with tempfile.TemporaryDirectory(prefix="embedkit-scale-", dir=work_dir) as tmp:
         work = Path(tmp)

@@ -28,9 +28,9 @@ from embedkit.cli.common import (
 )
 from embedkit.cli.parsing import split_list, split_models, split_poolings
 from embedkit.errors import ConfigError
-from embedkit.experiments.choices import FORMATS
 from embedkit.io.atomic import atomic_write_text
 from embedkit.io.tables import text_table
+from embedkit.runs.choices import FORMATS
 
 
 def add_parser(sub) -> None:
@@ -91,10 +91,10 @@ def run(args) -> int:
     parse_tasks(args.tasks)  # an unknown task fails here, before torch and the encoders load
     from embedkit.encoders import as_encoder
     from embedkit.evaluation import UndefinedScoreWarning
-    from embedkit.experiments.bench import bench_blocks, run_bench, run_bench_models
-    from embedkit.experiments.pair_extras import PairExtras
-    from embedkit.experiments.predictions import row_folder
     from embedkit.reports.bench import markdown_report
+    from embedkit.runs.bench import bench_blocks, run_bench, run_bench_models
+    from embedkit.runs.pair_extras import PairExtras
+    from embedkit.runs.predictions import row_folder
 
     check_output_path(args.output, "output", stdout_ok=True)
     check_output_path(args.markdown, "markdown", stdout_ok=True)
@@ -164,13 +164,13 @@ def _mteb_tasks(args, n_models: int) -> list:
     if args.predictions and not args.tasks:
         raise ConfigError("--predictions writes the pairs of STS tasks: give --tasks too (mteb "
                           "tasks keep mteb's own files: --mteb-results DIR)")
-    from embedkit.integrations.mteb_tasks import get_mteb_tasks
+    from embedkit.runs.mteb_tasks import get_mteb_tasks
 
     return get_mteb_tasks(names)
 
 
 def _run_mteb(args, encoder, poolings, tasks: list, record: dict | None) -> dict:
-    from embedkit.integrations.mteb_tasks import run_mteb_tasks
+    from embedkit.runs.mteb_tasks import run_mteb_tasks
 
     return run_mteb_tasks(encoder, poolings, tasks, record=record, post=args.post,
                           fit_on=args.fit_on, fit_unique=args.fit_unique, force=args.force,
@@ -192,8 +192,8 @@ def _print_mteb(record: dict) -> None:
 
 
 def _print_classification(record: dict) -> None:
-    from embedkit.experiments.bench import bench_blocks
     from embedkit.reports.bench import classification_rows
+    from embedkit.runs.bench import bench_blocks
 
     for block in bench_blocks(record):
         header, rows = classification_rows(block)
@@ -239,8 +239,8 @@ def _say_notes(blocks: list[dict]) -> None:
 
 def _print_table(record: dict) -> None:
     """The title, the table (one block of rows per model) and one timings line per model."""
-    from embedkit.experiments.bench import bench_blocks
     from embedkit.reports.bench import data_line, format_table, run_title
+    from embedkit.runs.bench import bench_blocks
 
     blocks = bench_blocks(record)
     protocol = blocks[0]["settings"]["protocol"]
@@ -265,9 +265,9 @@ def _write_extras(args, record: dict, encoder) -> None:
     models, predictions go under DIR/<model>/ (each model's encoder built again: its cache
     answers)."""
     from embedkit.encoders import as_encoder
-    from embedkit.experiments.bench import bench_blocks
-    from embedkit.experiments.mteb_results import result_folder, write_mteb_results
-    from embedkit.experiments.predictions import bench_predictions, row_folder
+    from embedkit.integrations.mteb_results import result_folder, write_mteb_results
+    from embedkit.runs.bench import bench_blocks
+    from embedkit.runs.predictions import bench_predictions, row_folder
 
     blocks = bench_blocks(record)
     if args.mteb_results:

@@ -6,8 +6,8 @@ import argparse
 
 from embedkit.cli.common import add_seed
 from embedkit.errors import ConfigError
-from embedkit.experiments.choices import METRICS
 from embedkit.io.atomic import atomic_write_text
+from embedkit.runs.choices import METRICS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_paired(args: argparse.Namespace) -> int:
-    from embedkit.experiments.significance import compare_predictions
     from embedkit.reports.significance import format_significance
+    from embedkit.runs.significance import compare_predictions
 
     rows = compare_predictions(args.paired[0], args.paired[1], n_resamples=args.resamples,
                                seed=args.seed)
@@ -57,13 +57,13 @@ def _run_paired(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from embedkit.experiments.compare import compare
     from embedkit.reports.compare import (
         comparison_table,
         html_report,
         markdown_report,
         save_plot,
     )
+    from embedkit.runs.compare import compare
 
     if args.paired:
         return _run_paired(args)

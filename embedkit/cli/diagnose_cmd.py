@@ -28,7 +28,7 @@ from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_text
 
 if TYPE_CHECKING:  # the library is imported where the work is
-    from embedkit.experiments.diagnose import DiagnoseOptions
+    from embedkit.runs.diagnose import DiagnoseOptions
 
 
 def add_parser(sub) -> None:
@@ -89,7 +89,7 @@ def add_parser(sub) -> None:
 
 def options_from(args) -> DiagnoseOptions:
     """The library's options from the parsed command line."""
-    from embedkit.experiments.diagnose import DiagnoseOptions
+    from embedkit.runs.diagnose import DiagnoseOptions
 
     if args.corpus and args.tasks:
         raise ConfigError("give --tasks or --corpus, not both", param="corpus")
@@ -105,7 +105,6 @@ def options_from(args) -> DiagnoseOptions:
 
 
 def run(args) -> int:
-    from embedkit.experiments.diagnose import run_diagnose
     from embedkit.reports.bench import data_line, run_title
     from embedkit.reports.diagnose import (
         conclusions,
@@ -113,6 +112,7 @@ def run(args) -> int:
         format_diagnose_table,
         write_diagnose_plots,
     )
+    from embedkit.runs.diagnose import run_diagnose
 
     options = options_from(args)
     options.check()  # fail before loading a model

@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.experiments.distill import distill
+    from embedkit.runs.distill import distill
 
     out = Path(args.out)
     check_output_dir(out, "out")

@@ -17,7 +17,7 @@ from embedkit.cli.common import (
     positive_int,
 )
 from embedkit.encoders.choices import VECTOR_DTYPES
-from embedkit.experiments.choices import ENGINES
+from embedkit.runs.choices import ENGINES
 
 
 def add_parser(sub) -> None:
@@ -68,7 +68,7 @@ def _progress_bar() -> tuple[Callable[[int], None] | None, Callable[[], None]]:
 
 
 def run(args) -> int:
-    from embedkit.experiments.encode import EncodeSettings, run_encode
+    from embedkit.runs.encode import EncodeSettings, run_encode
 
     check_output_dir(args.out, "out")
     settings = EncodeSettings(shard_size=args.shard_size, max_length=args.max_length,

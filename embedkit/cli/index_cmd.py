@@ -1,6 +1,6 @@
 """``embedkit index build|add|search|eval``: FAISS indexes over sentence embeddings.
 
-The work is done in :mod:`embedkit.retrieval.folder` and :mod:`embedkit.experiments.index_eval`.
+The work is done in :mod:`embedkit.retrieval.folder` and :mod:`embedkit.runs.index_eval`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from embedkit.io.textfile import read_sentences
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders import EncoderConfig
-    from embedkit.experiments import index_eval
+    from embedkit.runs import index_eval
     from embedkit.store.recipe import RecipeConflictError
 
 _FMT = argparse.HelpFormatter
@@ -370,7 +370,7 @@ def run_search(args) -> int:
 
 
 def _eval_options(args: argparse.Namespace) -> index_eval.IndexEvalOptions:
-    from embedkit.experiments import index_eval
+    from embedkit.runs import index_eval
 
     factories = split_factories(args.factory) + split_factories(args.factories)
     quality = index_eval.QualityOptions(
@@ -406,9 +406,9 @@ def _side_config(args: argparse.Namespace) -> tuple[EncoderConfig, str]:
 
 
 def run_eval(args) -> int:
-    from embedkit.experiments import index_eval
     from embedkit.reports import index_eval as index_report
     from embedkit.reports.bench import data_line, run_title
+    from embedkit.runs import index_eval
 
     if not args.tasks and not args.cost_corpus_tasks:
         raise ConfigError("nothing to evaluate: give --tasks (quality) and/or "

@@ -58,9 +58,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.experiments.sweep import SweepOptions, run_sweep
     from embedkit.reports.bench import data_line, run_title, truncation_note
     from embedkit.reports.sweep import format_sweep_table, sweep_markdown, write_plots
+    from embedkit.runs.sweep import SweepOptions, run_sweep
 
     check_output_path(args.output, "output", stdout_ok=True)
     check_output_path(args.markdown, "markdown")

@@ -62,7 +62,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.experiments.whiten import WhitenSettings, export_format, run_whiten
+    from embedkit.runs.whiten import WhitenSettings, export_format, run_whiten
 
     if export_format(args.out, args.format) == "sentence-transformers":
         check_output_dir(args.out, "out")  # a model folder

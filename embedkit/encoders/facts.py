@@ -1,6 +1,6 @@
 """What an encoder built from an :class:`~embedkit.encoders.config.EncoderConfig` would be,
 read from the model folder without loading its weights: how a driver plans work that its
-workers encode (the Ray engine of :func:`~embedkit.experiments.encode.run_encode`)."""
+workers encode (the Ray engine of :func:`~embedkit.runs.encode.run_encode`)."""
 
 from __future__ import annotations
 

@@ -148,7 +148,7 @@ def write_st_folder(folder: str | os.PathLike[str], model_path: str | os.PathLik
     ``kernel`` (d x k) and ``bias`` (d) add a Dense module (the map ``(x + bias) @ kernel``);
     ``normalize`` a Normalize module; ``json_files`` maps file names to JSON objects written in
     the folder (e.g. embedkit's own metadata); ``card`` is the ``README.md`` written instead
-    of sentence-transformers' generic one (:mod:`embedkit.io.model_card`). Returns the folder.
+    of sentence-transformers' generic one (:mod:`embedkit.encoders.model_card`). Returns the folder.
     """
     mode = st_pooling_mode(pooling)
     st = _import_st()

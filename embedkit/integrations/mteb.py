@@ -9,13 +9,13 @@ path of a saved map) into an object ``mteb.evaluate(model, tasks)`` accepts: mte
 only applied in ``encode``: mteb's STS evaluator encodes ``sentence1`` and ``sentence2`` in two
 calls, and a map fitted inside ``encode`` would transform the two sides differently.
 
-The ``ModelMeta`` is named as :mod:`~embedkit.experiments.mteb_results` names a configuration
+The ``ModelMeta`` is named as :mod:`~embedkit.integrations.mteb_results` names a configuration
 (mteb's naming of a model's variants): the base model (``moka-ai/m3e-small``, revision its
-weights' hash; :func:`~embedkit.experiments.mteb_results.mteb_model_name`) when it runs as it is
+weights' hash; :func:`~embedkit.integrations.mteb_results.mteb_model_name`) when it runs as it is
 by itself (default pooling, its own max length, no map), else ``<base> (pooling=cls,
 post=..., post_sha256=<12 hex of the float32 map's sha256>)``, with every setting in
 ``loader_kwargs`` and no ``experiment_kwargs``. So each configuration has its own folder (the
-one :func:`~embedkit.experiments.mteb_results.write_mteb_results` writes bench records to),
+one :func:`~embedkit.integrations.mteb_results.write_mteb_results` writes bench records to),
 mteb's default ``ResultCache.load_results()`` reads it, and ``to_dataframe()`` gives it its own
 column.
 
@@ -25,7 +25,7 @@ to hand mteb local data: it reads the pairs with embedkit's loader (``data_dir``
 already loaded), puts them in ``task.dataset`` as ``datasets.Dataset`` objects and sets
 ``data_loaded``; nothing is downloaded. The task keeps mteb's name and dataset revision only
 when the pairs are mteb's data (the published files' sha256, see
-:func:`~embedkit.experiments.mteb_results.dataset_identity`); other pairs make a task named
+:func:`~embedkit.integrations.mteb_results.dataset_identity`); other pairs make a task named
 ``<Task>-local-<8 hex>`` with revision ``local-sha256-<hex>`` (their checksum), so a result on
 them can never be filed as mteb's task.
 
@@ -77,7 +77,7 @@ from embedkit.data import PairSplit, get_task, load_task
 from embedkit.data.spec import TaskSpec
 from embedkit.encoders import EncoderConfig, SentenceEncoder, as_encoder
 from embedkit.errors import ConfigError
-from embedkit.experiments.mteb_results import (
+from embedkit.integrations.mteb_results import (
     LANGUAGES,
     annotate_run_settings,
     dataset_identity,
@@ -234,11 +234,11 @@ def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec | Any], *,
 
     With ``cache_path`` the results go to ``mteb.ResultCache(cache_path)`` (``cache_path/results``)
     and each task's line of ``run_settings.jsonl`` gets an ``embedkit`` entry: protocol
-    ``mteb``, the local files and their sha256, so :mod:`embedkit.experiments.compare` can tell
+    ``mteb``, the local files and their sha256, so :mod:`embedkit.runs.compare` can tell
     that the numbers were computed on the same data as a bench record's. Returns mteb's
     ``ModelResult``. ``mteb_names``: ``{task: mteb task}`` for tasks that are not C-MTEB's.
     A task may also be an mteb task object (``mteb.get_task(...)``, a task of one's own): it is
-    evaluated on its own data as mteb loads it (:mod:`embedkit.integrations.mteb_tasks` loads
+    evaluated on its own data as mteb loads it (:mod:`embedkit.runs.mteb_tasks` loads
     it first, offline when the hub is out of reach) and its entry records its dataset.
     """
     loaded: dict[str, Any] = {}

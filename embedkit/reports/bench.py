@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from embedkit.experiments.record import run_revision
 from embedkit.io.tables import text_table
 from embedkit.reports._format import x100
+from embedkit.runs.record import run_revision
 
 
 def run_description(settings: Mapping[str, Any] | None,
@@ -395,8 +395,8 @@ def histogram_plots(record: dict[str, Any], pred_dir: str | os.PathLike,
     import numpy as np
 
     from embedkit.diagnostics.plots import plot_cosine_histograms
-    from embedkit.experiments.predictions import read_predictions, row_folder
-    from embedkit.experiments.significance import SUFFIXES
+    from embedkit.runs.predictions import read_predictions, row_folder
+    from embedkit.runs.significance import SUFFIXES
 
     out: list[Path] = []
     results = record["results"]

@@ -1,4 +1,4 @@
-"""What :mod:`embedkit.experiments.compare` found, drawn: the leaderboard as text or Markdown
+"""What :mod:`embedkit.runs.compare` found, drawn: the leaderboard as text or Markdown
 (:func:`comparison_table`, :func:`markdown_report`), one self-contained HTML page
 (:func:`html_report`: sortable tables, inline SVG bar charts, the records' own plots inlined
 as PNG) and a PNG heatmap (:func:`save_plot`, matplotlib).
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from embedkit.errors import ConfigError
-from embedkit.experiments.compare import Cell, Comparison, Entry, short_data
 from embedkit.io.tables import escape_html, escape_markdown, text_table
 from embedkit.reports._format import x100
 from embedkit.reports.bench import run_description
+from embedkit.runs.compare import Cell, Comparison, Entry, short_data
 
 # -- text and Markdown ---------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """Tables, plots, measured conclusions and the Markdown report of a diagnose record
-(:func:`~embedkit.experiments.diagnose.run_diagnose`). The conclusions are English sentences
+(:func:`~embedkit.runs.diagnose.run_diagnose`). The conclusions are English sentences
 computed here from the record's numbers; the record keeps only the numbers."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 
 from embedkit.diagnostics import COLUMNS, jl_at
 from embedkit.diagnostics.plots import plot_jl, plot_occurrence, plot_spectra, require_matplotlib
-from embedkit.experiments.diagnose import RETRIEVAL_K, mean_present, row_recall
 from embedkit.io.tables import text_table
 from embedkit.reports._format import fmt, slug, x100
 from embedkit.reports.bench import provenance_lines, run_title
+from embedkit.runs.diagnose import RETRIEVAL_K, mean_present, row_recall
 
 __all__ = ["conclusions", "format_diagnose_table", "format_summary_table",
            "format_retrieval_table", "format_jl_table", "format_stop_table",

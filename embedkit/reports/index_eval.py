@@ -1,5 +1,5 @@
 """The tables and the Markdown report of ``embedkit index eval`` (records of
-:func:`embedkit.experiments.index_eval.run_index_eval`)."""
+:func:`embedkit.runs.index_eval.run_index_eval`)."""
 
 from __future__ import annotations
 

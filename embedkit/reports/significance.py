@@ -1,5 +1,5 @@
 """The table of a paired comparison of two predictions files (rows of
-:func:`~embedkit.experiments.significance.compare_predictions`)."""
+:func:`~embedkit.runs.significance.compare_predictions`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Tables, Markdown and figures of a whitening sweep record
-(:func:`~embedkit.experiments.sweep.run_sweep`)."""
+(:func:`~embedkit.runs.sweep.run_sweep`)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ Layout of a folder (``*`` only in periodic checkpoints)::
                                                         :mod:`embedkit.encoders.st_folder`
     README.md                                           the model card: base model, its
                                                         licence, method, data, pooling
-                                                        (:mod:`embedkit.io.model_card`)
+                                                        (:mod:`embedkit.encoders.model_card`)
     embedkit.json                                       what was trained, how, on what
     training_state/  *                                  state.json, examples.json, optimizer.pt,
                                                         scheduler.pt, rng.pt
@@ -35,12 +35,12 @@ from typing import Any
 import torch
 
 from embedkit import __version__
+from embedkit.encoders.model_card import CardInfo, card_name, read_base_license, write_model_card
 from embedkit.encoders.models import hub_id, is_local
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.st_folder import write_st_folder
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import recover_dir
-from embedkit.io.model_card import CardInfo, card_name, read_base_license, write_model_card
 from embedkit.provenance import sha256_file
 
 logger = logging.getLogger(__name__)

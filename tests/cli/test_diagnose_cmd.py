@@ -17,7 +17,7 @@ import pytest
 from embedkit.cli import diagnose_cmd
 from embedkit.cli import main as cli_main
 from embedkit.evaluation import pair_scores
-from embedkit.experiments.diagnose import RETRIEVAL_K
+from embedkit.runs.diagnose import RETRIEVAL_K
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def encode_folder(tiny_model_dir, tmp_path):
     folder and the texts."""
     pytest.importorskip("pyarrow")
     from embedkit.encoders import EncoderConfig
-    from embedkit.experiments.encode import EncodeSettings, run_encode
+    from embedkit.runs.encode import EncodeSettings, run_encode
     from tests.conftest import source_sentences
 
     texts = list(dict.fromkeys(source_sentences()))

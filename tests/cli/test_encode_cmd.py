@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from embedkit.cli.main import main
-from embedkit.experiments import encode as encode_mod
 from embedkit.postprocess import RankDeficientWarning, Whitening, load_transform
 from embedkit.retrieval.persistence import IVFDATA_FILE
+from embedkit.runs import encode as encode_mod
 from embedkit.store.encode_folder import EncodeFolder
 from tests.conftest import source_sentences
 

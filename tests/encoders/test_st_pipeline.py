@@ -107,7 +107,7 @@ def test_pooling_override_is_a_notice(st_folders, caplog):
 
 @pytest.mark.reliability("20.4", "truncate_dim changes identity, cache namespace and record")
 def test_truncate_dim(st_folders, spec_file, tmp_path):
-    from embedkit.experiments.bench import run_bench
+    from embedkit.runs.bench import run_bench
 
     folder = st_folders["mean-dense-norm"]
     full = Encoder(str(folder), cache=None)

@@ -12,18 +12,18 @@ mteb = pytest.importorskip("mteb")
 from embedkit.data import get_task, load_task  # noqa: E402
 from embedkit.errors import ConfigError  # noqa: E402
 from embedkit.evaluation import STSEvaluator  # noqa: E402
-from embedkit.experiments.bench import run_bench  # noqa: E402
-from embedkit.experiments.mteb_results import (  # noqa: E402
-    CMTEB_DATASETS,
-    CMTEB_TASKS,
-    result_folder,
-)
 from embedkit.integrations.mteb import (  # noqa: E402
     MtebEncoder,
     evaluate_local,
     local_task,
 )
+from embedkit.integrations.mteb_results import (  # noqa: E402
+    CMTEB_DATASETS,
+    CMTEB_TASKS,
+    result_folder,
+)
 from embedkit.postprocess import AffineMap, load_transform, parse_post, save_transform  # noqa: E402
+from embedkit.runs.bench import run_bench  # noqa: E402
 from embedkit.store.fitted import fitted_post  # noqa: E402
 
 
@@ -237,8 +237,8 @@ def test_cmteb_revisions_are_mtebs():
 
 def test_evaluate_local_records_checksums_and_compares(spread_encoder, pairs_file, tmp_path):
     """mteb's evaluator and embedkit's bench on the same local file: one column, no flag."""
-    from embedkit.experiments.compare import compare
     from embedkit.reports.compare import agreement_rows, markdown_report
+    from embedkit.runs.compare import compare
 
     spec = tmp_path / "stsb-tiny.json"  # the tiny pairs under STS-B's name
     spec.write_text(json.dumps({"name": "STS-B", "format": "tsv", "files": {

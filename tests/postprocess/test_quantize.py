@@ -268,8 +268,8 @@ def test_scored_output_gives_the_vectors_scores_are_computed_on():
 def test_bench_and_diagnose_score_a_quantised_chain_alike(tiny_encoder, spec_file, chain):
     """bench and diagnose give the quantised row the score computed by hand from the codes."""
     from embedkit.data import load_task
-    from embedkit.experiments.bench import run_bench
-    from embedkit.experiments.diagnose import DiagnoseOptions, run_diagnose
+    from embedkit.runs.bench import run_bench
+    from embedkit.runs.diagnose import DiagnoseOptions, run_diagnose
 
     rec = run_bench(tiny_encoder, ["cls"], [str(spec_file)], post=[chain])
     label = describe_post(parse_post(chain))
@@ -302,8 +302,8 @@ def test_sweep_scores_each_setting_followed_by_the_quantiser(quantize):
     """A sweep setting with ``quantize`` scores what bench scores for ``whiten:...,<quantize>``
     fitted on the same vectors."""
     from embedkit.evaluation import pair_scores
-    from embedkit.experiments.sweep import SweepOptions, sweep_vectors
     from embedkit.postprocess import RunningMoments
+    from embedkit.runs.sweep import SweepOptions, sweep_vectors
 
     rng = np.random.default_rng(4)
     fit = _data(300)
@@ -326,7 +326,7 @@ def test_sweep_scores_each_setting_followed_by_the_quantiser(quantize):
 
 
 def test_sweep_quantize_option_is_checked():
-    from embedkit.experiments.sweep import SweepOptions
+    from embedkit.runs.sweep import SweepOptions
 
     assert SweepOptions(quantize="int8:clip=0.990").quantize == "int8:clip=0.99"
     with pytest.raises(ConfigError, match="expected one quantiser step"):
@@ -372,8 +372,8 @@ def test_cli_index_build_refuses_a_quantised_post_in_one_line(tiny_model_dir, tm
 def test_bench_intervals_of_a_quantised_row_are_about_its_decoded_scores(tiny_encoder,
                                                                          spec_file):
     """bench's extras (intervals, classification) compare the decoded codes, not raw codes."""
-    from embedkit.experiments.bench import run_bench
-    from embedkit.experiments.pair_extras import PairExtras
+    from embedkit.runs.bench import run_bench
+    from embedkit.runs.pair_extras import PairExtras
 
     rec = run_bench(tiny_encoder, ["cls"], [str(spec_file)], post=["whiten:k=16,binary"],
                     extras=PairExtras(ci=20))

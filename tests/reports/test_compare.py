@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-from embedkit.experiments.compare import compare_records
 from embedkit.reports.compare import (
     _JS,
     bar_chart_svg,
@@ -13,6 +12,7 @@ from embedkit.reports.compare import (
     html_report,
     markdown_report,
 )
+from embedkit.runs.compare import compare_records
 
 
 def _bench(name: str, scores: dict[str, float], sha: str = "b" * 64) -> dict:

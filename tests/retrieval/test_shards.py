@@ -10,10 +10,10 @@ import pytest
 
 from embedkit.encoders import EncoderConfig
 from embedkit.errors import ConfigError
-from embedkit.experiments.encode import EncodeSettings, run_encode
 from embedkit.retrieval.folder import build_index, search
 from embedkit.retrieval.index import EmbeddingIndex
 from embedkit.retrieval.persistence import IVFDATA_FILE
+from embedkit.runs.encode import EncodeSettings, run_encode
 from embedkit.store.encode_folder import EncodeFolder, write_manifest
 
 pytest.importorskip("pyarrow")
@@ -187,7 +187,7 @@ def test_post_file_for_shards_is_loaded_once(tmp_path, encoded, monkeypatch):
     dimension and the shards' own settings, in one pass): read to check it and when the chain
     is fitted, as for texts (the shards' own check read it a third time)."""
     import embedkit.postprocess.files as files
-    from embedkit.experiments.whiten import run_whiten
+    from embedkit.runs.whiten import run_whiten
 
     w = run_whiten(None, None, tmp_path / "w.safetensors", embeddings=encoded).path
     loads = []
