@@ -119,7 +119,7 @@ def _add_build(isub) -> None:
     add_max_length(b, 64)
     add_fit_on(b, "corpus", unique=False)
     b.add_argument("--train-size", type=int, metavar="N",
-                   help="vectors sampled to train IVF/PQ (default: 64 x nlist, at least 10000)")
+                   help="vectors sampled to train IVF/PQ (default: 40 x nlist, at least 10000)")
     add_seed(b, "the training sample")
     b.add_argument("--on-disk", action="store_true",
                    help="with an IVF factory: keep the inverted lists on disk (lists.ivfdata in "

@@ -251,18 +251,19 @@ MIN_TRAIN = 10000
 
 def train_sample_size(index: faiss.Index, total: int, train_size: int | None = None) -> int:
     """Training vectors for ``index`` out of ``total``: ``train_size`` if given, else faiss's
-    points-per-centroid rule for IVF (64 per list, within [39, 256] per list, at least
-    :data:`MIN_TRAIN` for codebooks), at most ``total``.
+    points-per-centroid rule for IVF (40 per list: faiss warns below 39 and subsamples above
+    256; at least :data:`MIN_TRAIN`, about 39 x 256, for the 256-centroid PQ / SQ codebooks and a
+    PCA of non-IVF factories), at most ``total``.
 
     >>> train_sample_size(make_faiss_index(8, "IVF100,Flat", "cosine", None), 10**6)
     10000
     >>> train_sample_size(make_faiss_index(8, "IVF1000,Flat", "cosine", None), 10**6)
-    64000
+    40000
     """
     if train_size is not None:
         return min(int(train_size), total)
     nlist = ivf_nlist(index) or 0
-    size = min(max(64 * nlist, MIN_TRAIN), total)
+    size = min(max(40 * nlist, MIN_TRAIN), total)
     if nlist and size < MIN_POINTS_PER_CENTROID * nlist:
         logger.warning("training IVF%d on %d vectors: faiss wants at least %d (%d per list)",
                        nlist, size, MIN_POINTS_PER_CENTROID * nlist, MIN_POINTS_PER_CENTROID)
