@@ -12,6 +12,8 @@ import os
 import platform
 from importlib import metadata
 
+from embedkit.typing import StrPath
+
 _LIBRARIES = (
     "numpy",
     "scipy",
@@ -71,7 +73,7 @@ def machine_description() -> dict[str, str | int]:
             "cpu_bf16": ", ".join(native_bf16) if native_bf16 else "none (emulated)"}
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256_file(path: StrPath, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:

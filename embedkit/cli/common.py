@@ -15,6 +15,7 @@ from embedkit.cli.parsing import split_models
 from embedkit.encoders.choices import SIMILARITIES, available_cores
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_json
+from embedkit.typing import JSONDict, StrPath
 
 if TYPE_CHECKING:  # the library is imported where the work is, not to parse arguments
     from embedkit.data import DataOptions
@@ -34,7 +35,7 @@ def _writable_ancestor(path: Path, what: str, param: str) -> None:
         raise ConfigError(f"cannot write {what}: no permission to write in {above}", param=param)
 
 
-def check_output_path(path: str | os.PathLike | None, param: str, *,
+def check_output_path(path: StrPath | None, param: str, *,
                       stdout_ok: bool = False) -> None:
     """Refuse, before any work starts, an output FILE that cannot be written: an existing
     folder, a path below a file, a folder without write permission. ``param`` is the option's
@@ -56,7 +57,7 @@ def check_output_path(path: str | os.PathLike | None, param: str, *,
     _writable_ancestor(p, str(path), param)
 
 
-def check_output_dir(path: str | os.PathLike | None, param: str) -> None:
+def check_output_dir(path: StrPath | None, param: str) -> None:
     """Refuse, before any work starts, an output FOLDER that cannot be made or written: an
     existing file, a path below a file, a folder without write permission."""
     if path is None:
@@ -414,7 +415,7 @@ def locked_error(err: Exception) -> ConfigError:
     return ConfigError(f"{err} (or wait longer: --lock-timeout SECONDS)")
 
 
-def defaults_line(recipe: dict) -> str | None:
+def defaults_line(recipe: JSONDict) -> str | None:
     """What an index build chose as its default search setting, for the build's output line;
     None when the index has nothing to tune."""
     d = recipe.get("search_defaults")

@@ -48,6 +48,7 @@ from embedkit.cli.parsing import parse_int_list, split_factories, split_list
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import LOCK_TIMEOUT, FolderLockedError, atomic_write_text
 from embedkit.io.textfile import read_sentences
+from embedkit.typing import JSONDict
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders import EncoderConfig
@@ -255,7 +256,7 @@ def _run_config(args: argparse.Namespace) -> EncoderConfig:
                          progress=getattr(args, "progress", None), threads=args.threads)
 
 
-def _build_source(args) -> tuple[list[str] | Path, list[str | None] | None, dict | None]:
+def _build_source(args) -> tuple[list[str] | Path, list[str | None] | None, JSONDict | None]:
     """What ``index build`` indexes: the texts of --corpus / --corpus-task (their ids and
     corpus entry), or the encode folder of --embeddings."""
     from embedkit.data.corpus import corpus_from_tasks, read_corpus

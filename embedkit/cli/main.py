@@ -21,6 +21,7 @@ from embedkit.cli.help import finish_help
 from embedkit.errors import EmbedkitError, WorkKept
 from embedkit.io.atomic import DiskFullError, disk_full_error, is_disk_full
 from embedkit.io.notices import quiet_libraries, warning_line
+from embedkit.typing import StrPath
 
 #: sub-command name -> module (each has ``add_parser(subparsers)`` and ``run(args) -> int``)
 COMMANDS = {
@@ -108,7 +109,7 @@ def _holds(root: str, path: str) -> bool:
 
 
 def output_flag(parser: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace,
-                path: os.PathLike | str | None) -> str | None:
+                path: StrPath | None) -> str | None:
     """The output option of the invoked command whose value holds ``path`` (the most specific
     one), None when no option names it (the embedding cache's default folder, say)."""
     if path is None:

@@ -11,7 +11,6 @@ number of lines; a blank text line drops its id too, a blank id is no id).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from embedkit.data.spec import TaskSpec
 from embedkit.errors import ConfigError
 from embedkit.io.textfile import read_lines
 from embedkit.provenance import sha256_file, sha256_text
+from embedkit.typing import StrPath
 
 __all__ = ["corpus_from_tasks", "drop_blank_texts", "read_corpus"]
 
@@ -41,7 +41,7 @@ def drop_blank_texts(
 
 
 def read_corpus(
-    path: str | os.PathLike, ids_path: str | os.PathLike | None = None
+    path: StrPath, ids_path: StrPath | None = None
 ) -> tuple[list[str], list[str | None] | None, dict[str, Any]]:
     """Texts (one a line), their ids (or None) and a description of the source
     (``{"source": "file:PATH", "sha256", "n_texts"(, "ids_sha256")}``)."""
@@ -75,7 +75,7 @@ def _task_items(tasks: str | Sequence[str | tuple[TaskSpec, str | None]]
 def corpus_from_tasks(
     tasks: str | Sequence[str | tuple[TaskSpec, str | None]],
     *,
-    data_dir: str | os.PathLike | None = None,
+    data_dir: StrPath | None = None,
     source: str = "auto",
     skip_invalid: bool = False,
 ) -> tuple[list[str], dict[str, Any]]:

@@ -25,6 +25,7 @@ from embedkit.data.pairs import PairSplit, read_pair_file, rows_to_split
 from embedkit.data.registry import builtin_tasks, get_task
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError, EmbedkitError
+from embedkit.typing import StrPath
 
 SOURCES = ("auto", "local", "hub")
 #: The environment variable naming the data folder (after ``data_dir``, before the defaults).
@@ -40,7 +41,7 @@ class DataOptions:
     """Where task data comes from: a local folder (``None``: ``EMBEDKIT_DATA``, else the hub),
     the source (``auto``, ``local``, ``hub``), and whether malformed rows are skipped."""
 
-    data_dir: str | os.PathLike | None = None
+    data_dir: StrPath | None = None
     source: str = "auto"
     skip_invalid: bool = False
 
@@ -80,7 +81,7 @@ def default_data_dirs() -> list[Path]:
     return list(dict.fromkeys(dirs))
 
 
-def find_data_dir(data_dir: str | os.PathLike | None = None) -> DataDir:
+def find_data_dir(data_dir: StrPath | None = None) -> DataDir:
     """The local data folder: ``data_dir`` if given, else ``$EMBEDKIT_DATA``, else the first of
     :func:`default_data_dirs` that exists (else ``DataDir(None, "none")``: built-in tasks then
     load from the hub). A folder that was named but does not exist is an error, never a silent
@@ -119,7 +120,7 @@ def _announce(ddir: DataDir, what: str) -> None:
         log.info("data: %s%s", ddir.describe(), what)
 
 
-def data_dir_from_env(data_dir: str | os.PathLike | None = None) -> Path | None:
+def data_dir_from_env(data_dir: StrPath | None = None) -> Path | None:
     """The local data folder's path (:func:`find_data_dir`), or None (then the hub is used)."""
     return find_data_dir(data_dir).path
 
@@ -205,7 +206,7 @@ def _needs_data_dir(spec: TaskSpec, split: str) -> bool:
             and not Path(spec.files[split]).is_absolute())
 
 
-def load_split(spec: TaskSpec, split: str, *, data_dir: str | os.PathLike | None = None,
+def load_split(spec: TaskSpec, split: str, *, data_dir: StrPath | None = None,
                source: str = "auto", skip_invalid: bool = False) -> PairSplit:
     """Load one split of a task (see :func:`load_task`).
 
@@ -270,7 +271,7 @@ def load_hub_split(spec: TaskSpec, split: str, skip_invalid: bool = False) -> Pa
 
 
 def load_task(task: str | TaskSpec, splits: list[str] | tuple[str, ...] | None = None, *,
-              data_dir: str | os.PathLike | None = None, source: str = "auto",
+              data_dir: StrPath | None = None, source: str = "auto",
               skip_invalid: bool = False) -> dict[str, PairSplit]:
     """Load the given splits (default: the task's default splits) of a task, by split name.
 
@@ -282,7 +283,7 @@ def load_task(task: str | TaskSpec, splits: list[str] | tuple[str, ...] | None =
             for s in wanted}
 
 
-def data_source(sources: Iterable[str], data_dir: str | os.PathLike | None = None
+def data_source(sources: Iterable[str], data_dir: StrPath | None = None
                 ) -> dict[str, Any]:
     """Where a run's task data came from, from its splits' ``source`` strings (a file path, or
     ``hub:ID@REVISION/SPLIT``): ``kind`` (``local``, ``hub``, ``local+hub``, or ``none`` when no
@@ -322,7 +323,7 @@ def data_source(sources: Iterable[str], data_dir: str | os.PathLike | None = Non
     return out
 
 
-def _data_dir_or_none(data_dir: str | os.PathLike | None) -> DataDir:
+def _data_dir_or_none(data_dir: StrPath | None) -> DataDir:
     try:
         return find_data_dir(data_dir)
     except ConfigError:  # a source="hub" run may name a folder it never read

@@ -24,6 +24,7 @@ from embedkit.data.spec import TaskSpec
 from embedkit.errors import DataError
 from embedkit.io.textfile import decoded_lines, json_objects, read_bytes
 from embedkit.provenance import sha256_text
+from embedkit.typing import JSONDict
 
 #: How many skipped-row messages are kept for the report (the count is always exact).
 MAX_SKIP_MESSAGES = 20
@@ -102,7 +103,7 @@ class _RowChecker:
         if len(self.messages) < MAX_SKIP_MESSAGES:
             self.messages.append(str(err))
 
-    def add(self, line: int, row: dict) -> None:
+    def add(self, line: int, row: JSONDict) -> None:
         f = self.spec.fields
         s1, s2, raw = row.get(f["sentence1"]), row.get(f["sentence2"]), row.get(f["label"])
         for name, s in (("sentence1", s1), ("sentence2", s2)):
@@ -221,7 +222,7 @@ def _split(text: str, fmt: str, delim: str) -> list[str]:
     return next(csv.reader([text], delimiter=delim))
 
 
-def rows_to_split(spec: TaskSpec, split: str, source: str, rows: Iterable[dict],
+def rows_to_split(spec: TaskSpec, split: str, source: str, rows: Iterable[JSONDict],
                   skip_invalid: bool = False) -> PairSplit:
     """Validate in-memory rows (e.g. from ``datasets``); 'line' in messages is the row number."""
     checker = _RowChecker(spec, source, skip_invalid)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.textfile import decoded_lines, json_objects, read_bytes
 from embedkit.provenance import sha256_text
+from embedkit.typing import StrPath
 
 __all__ = ["RetrievalSplit", "load_retrieval_split", "read_jsonl_texts", "read_qrels",
            "write_pairs_as_retrieval"]
@@ -130,7 +130,7 @@ def read_qrels(path: str, query_ids: set[str], corpus_ids: set[str], encoding: s
 
 
 def load_retrieval_split(spec: TaskSpec, split: str, *,
-                         data_dir: str | os.PathLike | None = None) -> RetrievalSplit:
+                         data_dir: StrPath | None = None) -> RetrievalSplit:
     """Read and validate one split of a retrieval task spec."""
     if not spec.is_retrieval:
         raise ConfigError(f"task {spec.name} holds sentence pairs, not a retrieval task",
@@ -151,7 +151,7 @@ def load_retrieval_split(spec: TaskSpec, split: str, *,
                           [qtexts[i] for i in keep], qrels, paths[2], sha)
 
 
-def write_pairs_as_retrieval(split: PairSplit, out_dir: str | os.PathLike, *,
+def write_pairs_as_retrieval(split: PairSplit, out_dir: StrPath, *,
                              threshold: float = 1.0) -> Path:
     """Write a pair split as a retrieval task in the BEIR layout and return its spec file:
     queries the distinct ``sentence1`` of pairs labelled ``>= threshold``, corpus every

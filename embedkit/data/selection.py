@@ -21,7 +21,6 @@ occurrence of each sentence only.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.textfile import read_bytes, read_sentences
 from embedkit.provenance import sha256_text
+from embedkit.typing import JSONDict, StrPath
 
 __all__ = ["FIT_SPLITS", "FILE_MAX_LENGTH", "FitSentences", "collect_fit_sentences",
            "pair_sentences", "parse_task_split", "read_sentence_file"]
@@ -60,7 +60,7 @@ class FitSentences:
     description: str
     max_length: int = FILE_MAX_LENGTH
     unique: bool = False
-    parts: list[dict] = field(default_factory=list)
+    parts: list[JSONDict] = field(default_factory=list)
 
     @property
     def sha256(self) -> str:
@@ -79,7 +79,7 @@ def pair_sentences(splits: Sequence[PairSplit]) -> list[str]:
             for t in pair]
 
 
-def read_sentence_file(path: str | os.PathLike) -> list[str]:
+def read_sentence_file(path: StrPath) -> list[str]:
     """The non-blank lines of a UTF-8 file (kept as they are, blank lines dropped); a file
     without any is a :class:`DataError` naming it (``param="fit_on"``)."""
     sentences = read_sentences(path, "fit_on sentence")
@@ -144,7 +144,7 @@ def _dedupe(sents: list[str], unique: bool) -> list[str]:
 
 def collect_fit_sentences(fit_on: str, spec: TaskSpec | None = None,
                           data: Mapping[str, PairSplit] | None = None, *,
-                          data_dir: str | os.PathLike | None = None, source: str = "auto",
+                          data_dir: StrPath | None = None, source: str = "auto",
                           skip_invalid: bool = False, unique: bool = False) -> FitSentences:
     """Resolve ``fit_on`` into the sentences to fit on (see the module docstring).
 
@@ -179,7 +179,7 @@ def _relative(fit_on: str, spec: TaskSpec, data: Mapping[str, PairSplit] | None,
 
 def _absolute(fit_on: str, opts: dict[str, Any], unique: bool) -> FitSentences:
     sentences: list[str] = []
-    parts: list[dict] = []
+    parts: list[JSONDict] = []
     lengths: list[int] = []
     for item in (s.strip() for s in fit_on.split(",")):
         if not item:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 from embedkit.errors import ConfigError, DataError, MissingFileError
 from embedkit.provenance import sha256_file
+from embedkit.typing import StrPath
 
 __all__ = ["FORMATS", "CorpusFile", "CorpusSource", "open_corpus", "require_pyarrow"]
 
@@ -212,7 +212,7 @@ class CorpusSource:
         return sum(1 for _ in self.rows())
 
 
-def open_corpus(path: str | os.PathLike, *, text_column: str | None = None,
+def open_corpus(path: StrPath, *, text_column: str | None = None,
                 id_column: str | None = None) -> CorpusSource:
     """The corpus at ``path`` (a file, or a folder whose known files are read in name order).
 

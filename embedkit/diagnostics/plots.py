@@ -11,7 +11,6 @@ Each writes one PNG atomically and returns its path.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from embedkit.errors import EmbedkitError
 from embedkit.io.atomic import atomic_path
+from embedkit.typing import StrPath
 
 __all__ = ["plot_cosine_histograms", "plot_jl", "plot_occurrence", "plot_spectra",
            "require_matplotlib"]
@@ -40,7 +40,7 @@ def require_matplotlib() -> Any:
 
 
 @contextmanager
-def _figure(path: str | os.PathLike, title: str) -> Iterator[Any]:
+def _figure(path: StrPath, title: str) -> Iterator[Any]:
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(8, 5))
     try:
@@ -62,7 +62,7 @@ def _plain_ticks(ax: Any) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
-def plot_spectra(path: str | os.PathLike, title: str,
+def plot_spectra(path: StrPath, title: str,
                  profiles: Mapping[str, dict[str, Any]]) -> Path:
     """Eigenvalue ``i`` over the total variance against ``i`` (1-based), log y, one line per
     profile; a flat line is an isotropic spectrum."""
@@ -78,7 +78,7 @@ def plot_spectra(path: str | os.PathLike, title: str,
     return Path(path)
 
 
-def plot_occurrence(path: str | os.PathLike, title: str,
+def plot_occurrence(path: StrPath, title: str,
                     profiles: Mapping[str, dict[str, Any]]) -> Path:
     """The N_k histogram of each profile (points against their k-occurrence, log y); the
     mean k is a dotted line. A long right tail is hubness, a tall bar at 0 antihubs."""
@@ -100,7 +100,7 @@ def plot_occurrence(path: str | os.PathLike, title: str,
     return Path(path)
 
 
-def plot_jl(path: str | os.PathLike, title: str, profiles: Mapping[str, dict[str, Any]]) -> Path:
+def plot_jl(path: StrPath, title: str, profiles: Mapping[str, dict[str, Any]]) -> Path:
     """The 99th percentile of ``|d'^2/d^2 - 1|`` under a Gaussian random projection against the
     target dimension (log x), one line per profile; vertical lines: the practical estimate
     ``8.33 ln N`` and the JL bound at each eps; horizontal dotted lines: those eps."""
@@ -130,7 +130,7 @@ def plot_jl(path: str | os.PathLike, title: str, profiles: Mapping[str, dict[str
     return Path(path)
 
 
-def plot_cosine_histograms(path: str | os.PathLike, title: str,
+def plot_cosine_histograms(path: StrPath, title: str,
                            panels: Mapping[str, tuple[Any, Any, float | None]]) -> Path:
     """One panel per row (raw, each postprocessor): the histogram of the pairs' cosine by
     label (0 and 1), with the row's calibrated threshold as a vertical line when given.

@@ -69,6 +69,7 @@ from embedkit.encoders.cache_files import reason as _reason
 from embedkit.encoders.cache_files import sqlite_code as _sqlite_code
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_write_json
+from embedkit.typing import StrPath
 
 FORMAT_VERSION = 1
 _CHUNK = 500  # keys per SQL statement (well under SQLite's variable limit)
@@ -102,7 +103,7 @@ def text_key(text: str) -> bytes:
 class EmbeddingCache:
     """Vectors by (namespace, text). ``get`` returns the found rows and the missing indices."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *,
+    def __init__(self, root: StrPath | None = None, *,
                  lock_timeout: float = LOCK_TIMEOUT):
         self.root = Path(root) if root is not None else default_cache_dir()
         self.lock_timeout = lock_timeout

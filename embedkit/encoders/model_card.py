@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Any
 
 from embedkit import __version__
 from embedkit.io.tables import Markdown, escape_markdown, text_table
+from embedkit.typing import StrPath
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", Path(name).name.lower()).strip("-") or "base-model"
 
 
-def read_base_license(folder: str | os.PathLike | None, base_name: str = "the base model",
+def read_base_license(folder: StrPath | None, base_name: str = "the base model",
                       hub_id: str | None = None) -> BaseLicense:
     """The licence of the model in ``folder`` (None: a hub model not on disk).
 
@@ -262,7 +262,7 @@ def _threshold_lines(t: Mapping[str, Any] | None) -> list[str]:
             f"{100 * t['ap']:.2f}. Also in `embedkit_threshold.json`.", ""]
 
 
-def write_model_card(folder: str | os.PathLike, info: CardInfo) -> Path:
+def write_model_card(folder: StrPath, info: CardInfo) -> Path:
     """Write ``folder/README.md`` (replacing any generic card there); returns its path."""
     path = Path(folder) / CARD_FILE
     path.write_text(render_model_card(info), encoding="utf-8")

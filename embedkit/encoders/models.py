@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from embedkit.errors import ConfigError
+from embedkit.typing import StrPath
 
 ALIASES = {"m3e-small": ("embedding", "m3e-small", "moka-ai/m3e-small")}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
@@ -107,13 +108,13 @@ def is_local(path_or_id: str) -> bool:
     return Path(path_or_id).is_dir()
 
 
-def weight_files(folder: str | os.PathLike[str]) -> list[Path]:
+def weight_files(folder: StrPath) -> list[Path]:
     """The files that hold a local model's weights (what its identity hashes)."""
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
 
 
-def identity_files(folder: str | os.PathLike[str]) -> list[Path]:
+def identity_files(folder: StrPath) -> list[Path]:
     """The files a local model's identity hashes: its weights, ``config.json`` and its tokenizer
     files (vocabulary, merges, sentencepiece models, tokenizer and special-token settings)."""
     folder = Path(folder)

@@ -42,6 +42,7 @@ from embedkit.encoders.pooling import Pooling, by_st_mode, uniem_declared
 from embedkit.encoders.prompts import st_config
 from embedkit.errors import ConfigError, UnsupportedModuleError
 from embedkit.io.atomic import atomic_dir
+from embedkit.typing import StrPath
 
 __all__ = ["STFolder", "STModule", "SIMILARITIES", "declared_pooling", "read_st_folder",
            "read_static_folder", "save_st_folder", "write_st_folder", "write_static_folder",
@@ -137,7 +138,7 @@ def _layer_norm(m: STModule) -> Any:
     return ln
 
 
-def write_st_folder(folder: str | os.PathLike[str], model_path: str | os.PathLike[str], *, pooling: str,
+def write_st_folder(folder: StrPath, model_path: StrPath, *, pooling: str,
                     max_seq_length: int, lowercase: bool = False, kernel: Any | None = None,
                     bias: Any | None = None, normalize: bool = False,
                     json_files: Mapping[str, Any] | None = None,
@@ -181,7 +182,7 @@ def write_st_folder(folder: str | os.PathLike[str], model_path: str | os.PathLik
     return folder
 
 
-def save_st_folder(dest: str | os.PathLike[str], model: str | os.PathLike[str] | Any, tokenizer: Any = None,
+def save_st_folder(dest: StrPath, model: StrPath | Any, tokenizer: Any = None,
                    *, pooling: str, max_seq_length: int, lowercase: bool = False,
                    kernel: Any | None = None, bias: Any | None = None, normalize: bool = False,
                    json_files: Mapping[str, Any] | None = None, card: str | None = None) -> Path:
@@ -194,7 +195,7 @@ def save_st_folder(dest: str | os.PathLike[str], model: str | os.PathLike[str] |
     dest = Path(dest)
     st_pooling_mode(pooling)  # fail before anything is written
 
-    def write(folder: Path, model_path: str | os.PathLike[str]) -> None:
+    def write(folder: Path, model_path: StrPath) -> None:
         write_st_folder(folder, model_path, pooling=pooling, max_seq_length=max_seq_length,
                         lowercase=lowercase, kernel=kernel, bias=bias, normalize=normalize,
                         json_files=json_files, card=card)
@@ -456,7 +457,7 @@ def _folder_settings(folder: Path) -> tuple[int | None, str | None]:
     return k, sim
 
 
-def read_st_folder(folder: str | os.PathLike[str] | None) -> STFolder | None:
+def read_st_folder(folder: StrPath | None) -> STFolder | None:
     """The sentence-transformers pipeline of a model folder, or None when it has no
     ``modules.json`` (a plain transformers folder, or a hub id).
 
@@ -475,7 +476,7 @@ def read_st_folder(folder: str | os.PathLike[str] | None) -> STFolder | None:
                     [e for _, e in kinds])
 
 
-def declared_pooling(folder: str | os.PathLike[str] | None) -> str | None:
+def declared_pooling(folder: StrPath | None) -> str | None:
     """The name of the pooling a model folder declares (its sentence-transformers Pooling
     module, else m3e's ``uniem_embedding_strategy``), or None; a folder this cannot read
     declares none here (the encoder's :func:`read_st_folder` says what is wrong)."""
@@ -503,7 +504,7 @@ def _static_entries(folder: Path) -> list[Any] | None:
     return entries if str(first).rsplit(".", 1)[-1] == STATIC else None
 
 
-def read_static_folder(folder: str | os.PathLike | None) -> tuple[STFolder, Path] | None:
+def read_static_folder(folder: StrPath | None) -> tuple[STFolder, Path] | None:
     """A sentence-transformers folder whose first module is ``StaticEmbedding`` (token vectors
     averaged, as model2vec models are): the pipeline (``transformer`` is the StaticEmbedding
     module's sub-folder, ``st_mode`` ``mean``, the modules after it as ``tail``) and the
@@ -526,7 +527,7 @@ def read_static_folder(folder: str | os.PathLike | None) -> tuple[STFolder, Path
                      _digest(folder, tail), list(entries)), folder / path)
 
 
-def write_static_folder(folder: str | os.PathLike, tokenizer: Any, weights: np.ndarray, *,
+def write_static_folder(folder: StrPath, tokenizer: Any, weights: np.ndarray, *,
                         normalize: bool = True, json_files: Mapping[str, Any] | None = None,
                         card: str | None = None) -> Path:
     """Write a StaticEmbedding folder with sentence-transformers' own modules into ``folder``

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,6 +31,7 @@ from embedkit.encoders import SentenceEncoder
 from embedkit.errors import ConfigError
 from embedkit.evaluation.metrics import pair_scores
 from embedkit.evaluation.protocols import EvalProtocol, get_protocol
+from embedkit.typing import JSONDict, StrPath
 
 PRIMARY_METRIC = "avg/spearman"
 
@@ -62,7 +62,7 @@ def _mean(xs: list[float]) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
-def undefined_scores(per_split: dict[str, dict[str, dict]]) -> list[tuple[str, str, str]]:
+def undefined_scores(per_split: dict[str, dict[str, JSONDict]]) -> list[tuple[str, str, str]]:
     """``(task, split, reason)`` of every split whose Spearman is undefined (NaN).
 
     >>> undefined_scores({"T": {"test": {"spearman": float("nan"), "undefined": "constant labels"},
@@ -79,7 +79,7 @@ def undefined_message(task: str, split: str, reason: str) -> str:
     return f"{task}/{split}: Spearman is undefined ({reason})"
 
 
-def aggregate(per_split: dict[str, dict[str, dict]]) -> dict[str, float]:
+def aggregate(per_split: dict[str, dict[str, JSONDict]]) -> dict[str, float]:
     """Flat metrics from ``{task: {split: {"spearman", "pearson", "n_pairs"}}}``.
 
     A split whose score is undefined (NaN) makes its task's averages and the across-task
@@ -110,7 +110,7 @@ def score_splits(data: dict[str, dict[str, PairSplit]],
                  embed: Callable[[list[str]], np.ndarray],
                  similarity: str = "cosine") -> dict[str, float]:
     """Score each split with ``embed`` (sentences -> vectors); flat metrics as :func:`aggregate`."""
-    per: dict[str, dict[str, dict]] = {}
+    per: dict[str, dict[str, JSONDict]] = {}
     for task, splits in data.items():
         per[task] = {}
         for split, s in splits.items():
@@ -141,7 +141,7 @@ class STSEvaluator:
 
     def __init__(self, tasks: Sequence[str | TaskSpec] | None = None,
                  splits: Sequence[str] | None = None, *, protocol: str = "whitening",
-                 max_length: int | None = None, data_dir: str | os.PathLike | None = None,
+                 max_length: int | None = None, data_dir: StrPath | None = None,
                  source: str = "auto", skip_invalid: bool = False, name: str = "") -> None:
         self.specs = [t if isinstance(t, TaskSpec) else get_task(t)
                       for t in (tasks or DEFAULT_TASKS)]

@@ -66,7 +66,6 @@ mteb's min-max scaling of the gold scores is linear and changes nothing.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,6 +90,7 @@ from embedkit.integrations.mteb_results import (
     variant_settings,
 )
 from embedkit.store.fitted import fitted_post
+from embedkit.typing import StrPath
 
 try:
     import mteb
@@ -180,7 +180,7 @@ def _unit(x: Any) -> np.ndarray:
 
 
 def _cmteb_splits(spec: TaskSpec, splits: Sequence[str] | None,
-                  data_dir: str | os.PathLike | None, source: str) -> dict[str, PairSplit]:
+                  data_dir: StrPath | None, source: str) -> dict[str, PairSplit]:
     """The task's local pairs for ``splits`` (default: the C-MTEB protocol's)."""
     from embedkit.evaluation.protocols import get_protocol
 
@@ -189,7 +189,7 @@ def _cmteb_splits(spec: TaskSpec, splits: Sequence[str] | None,
 
 
 def local_task(task: str | TaskSpec, splits: Sequence[str] | None = None, *,
-               data_dir: str | os.PathLike | None = None, source: str = "auto",
+               data_dir: StrPath | None = None, source: str = "auto",
                data: Mapping[str, PairSplit] | None = None, mteb_name: str | None = None
                ) -> Any:
     """An mteb task whose data is embedkit's local pairs, marked loaded (no download).
@@ -226,8 +226,8 @@ def local_task(task: str | TaskSpec, splits: Sequence[str] | None = None, *,
 
 
 def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec | Any], *,
-                   data_dir: str | os.PathLike | None = None,
-                   cache_path: str | os.PathLike | None = None,
+                   data_dir: StrPath | None = None,
+                   cache_path: StrPath | None = None,
                    splits: Sequence[str] | None = None, source: str = "auto",
                    mteb_names: Mapping[str, str] | None = None, **evaluate_kwargs: Any) -> Any:
     """``mteb.evaluate(model, tasks)`` on embedkit's local data (:func:`local_task`), offline.
@@ -271,8 +271,8 @@ def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec | Any], *,
 def evaluate_encoder(encoder: SentenceEncoder | EncoderConfig | str,
                      tasks: Sequence[str | TaskSpec], *, pooling: str | None = None,
                      max_length: int | None = None, post: Any = None,
-                     data_dir: str | os.PathLike | None = None,
-                     cache_path: str | os.PathLike | None = None, **kwargs: Any) -> Any:
+                     data_dir: StrPath | None = None,
+                     cache_path: StrPath | None = None, **kwargs: Any) -> Any:
     """:func:`evaluate_local` for a plain embedkit encoder: wrapped in :class:`MtebEncoder`
     (``pooling`` default the encoder's, ``max_length`` the model's own, as C-MTEB's protocol;
     ``post`` a fitted map), then scored by mteb on the tasks' local data. ``kwargs`` go to

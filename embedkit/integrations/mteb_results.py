@@ -54,7 +54,6 @@ Manhattan and Euclidean correlations are not computed, so they are absent.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +63,7 @@ from embedkit.encoders.models import ALIASES
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_text
 from embedkit.provenance import sha256_file, sha256_text
+from embedkit.typing import StrPath
 
 #: the mteb release whose TaskResult / ModelMeta schema the files follow (checked by the tests)
 MTEB_SCHEMA_VERSION = "2.26.24"
@@ -273,7 +273,7 @@ def base_model_name(name: str) -> str:
     return name.split(" (", 1)[0]
 
 
-def result_folder(root: str | os.PathLike, name: str, revision: str) -> Path:
+def result_folder(root: StrPath, name: str, revision: str) -> Path:
     """``root/<name, / -> __ and space -> _>/<revision>``, as ``ModelMeta.model_name_as_path``
     and ``ResultCache`` lay it out.
 
@@ -283,7 +283,7 @@ def result_folder(root: str | os.PathLike, name: str, revision: str) -> Path:
     return Path(root) / name.replace("/", "__").replace(" ", "_") / revision
 
 
-def result_root(cache_path: str | os.PathLike) -> Path:
+def result_root(cache_path: StrPath) -> Path:
     """Where ``mteb.ResultCache(cache_path)`` keeps model folders (``cache_path/results``).
 
     >>> result_root("c").as_posix()
@@ -381,7 +381,7 @@ def _embedkit_settings(record: Mapping[str, Any], task: str, row: str) -> dict[s
             "settings": {k: v for k, v in settings.items() if k not in ("task_specs",)}}
 
 
-def write_mteb_results(record: Mapping[str, Any], cache_path: str | os.PathLike, *,
+def write_mteb_results(record: Mapping[str, Any], cache_path: StrPath, *,
                        rows: list[str] | None = None) -> list[Path]:
     """Write every (row, task) of a bench record as mteb ``TaskResult`` files under
     ``cache_path/results`` (mteb's ``ResultCache(cache_path)`` layout; see the module
@@ -436,7 +436,7 @@ def _merge_run_settings(path: Path, result: Mapping[str, Any],
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def annotate_run_settings(folder: str | os.PathLike, task_name: str,
+def annotate_run_settings(folder: StrPath, task_name: str,
                           embedkit: Mapping[str, Any]) -> None:
     """Add an ``embedkit`` entry (protocol, local data checksums ...) to the lines of
     ``task_name`` in ``folder/run_settings.jsonl`` (mteb's own lines are kept; a line is added
@@ -462,7 +462,7 @@ def annotate_run_settings(folder: str | os.PathLike, task_name: str,
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def read_run_settings(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
+def read_run_settings(folder: StrPath) -> dict[str, dict[str, Any]]:
     """``{mteb task name: entry}`` from a folder's ``run_settings.jsonl`` (empty if none)."""
     return {str(e["task"]): e for _, e in _run_settings_lines(Path(folder) / "run_settings.jsonl")
             if e is not None and e.get("task")}

@@ -48,6 +48,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from embedkit.typing import StrPath
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: filelock
@@ -117,7 +119,7 @@ class DiskFullError(EmbedkitError):
     no space left on device writing /d/x.npz (needs ~3.2 MB, 1.0 MB free); free space there or write elsewhere
     """
 
-    def __init__(self, path: str | os.PathLike | None, *, needed: int | None = None,
+    def __init__(self, path: StrPath | None, *, needed: int | None = None,
                  written: int | None = None, free: int | None = None,
                  quota: bool = False, at_least: bool = False) -> None:
         self.path = Path(path) if path is not None else None
@@ -161,7 +163,7 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def disk_full_error(exc: BaseException, path: str | os.PathLike | None = None, *,
+def disk_full_error(exc: BaseException, path: StrPath | None = None, *,
                     needed: int | None = None, written: int | None = None) -> DiskFullError:
     """``exc`` (a full device, :func:`is_disk_full`) as a :class:`DiskFullError` about
     ``path`` (default: the file the ``OSError`` names)."""
@@ -227,7 +229,7 @@ def _file_mode(current: int, umask: int) -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "", *,
+def atomic_path(path: StrPath, suffix: str = "", *,
                 size_hint: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
@@ -266,18 +268,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", *,
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: StrPath, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path, size_hint=len(data)) as tmp:
         tmp.write_bytes(data)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: StrPath, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+def atomic_write_json(path: StrPath, obj: Any) -> None:
     """Write ``obj`` as indented UTF-8 JSON (non-ASCII kept readable) atomically."""
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
 
@@ -295,7 +297,7 @@ _HELD = threading.local()
 _POLL = 0.05
 
 
-def lock_file(path: str | os.PathLike) -> Path:
+def lock_file(path: StrPath) -> Path:
     """The lock file of folder ``path``: ``.NAME.lock`` beside it (a folder is replaced whole,
     so a lock file inside it would be replaced with it). It exists while the lock is held."""
     path = Path(path)
@@ -359,7 +361,7 @@ def _acquire(lock_path: Path, timeout: float | None, waiting: Callable[[], None]
 
 
 @contextlib.contextmanager
-def folder_lock(path: str | os.PathLike, timeout: float | None = LOCK_TIMEOUT,
+def folder_lock(path: StrPath, timeout: float | None = LOCK_TIMEOUT,
                 what: str = "folder") -> Iterator[None]:
     """Hold folder ``path``'s lock (:func:`lock_file`) for the block.
 
@@ -448,7 +450,7 @@ def _recover_locked(path: Path) -> None:
         logger.info("removed %s, left by an interrupted write", p)
 
 
-def recover_dir(path: str | os.PathLike, timeout: float = 0.0) -> None:
+def recover_dir(path: StrPath, timeout: float = 0.0) -> None:
     """Repair what a killed :func:`atomic_dir` left beside folder ``path``: put the old folder
     back if ``path`` is missing, remove temporary folders.
 
@@ -546,7 +548,7 @@ def _swap_in(new: Path, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, lock_timeout: float | None = LOCK_TIMEOUT
+def atomic_dir(path: StrPath, lock_timeout: float | None = LOCK_TIMEOUT
                ) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` as a whole.
 

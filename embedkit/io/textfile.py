@@ -13,11 +13,11 @@ One reader for every text input: pair files, corpora, fit-on sentence files, JSO
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from embedkit.errors import DataError, MissingFileError
+from embedkit.typing import StrPath
 
 
 def _raise(line: int, problem: str, path: str) -> None:
@@ -74,7 +74,7 @@ def json_objects(lines: Iterable[tuple[int, str]], path: str,
         yield i, obj
 
 
-def read_bytes(path: str | os.PathLike, what: str = "") -> bytes:
+def read_bytes(path: StrPath, what: str = "") -> bytes:
     """A file's bytes; a missing or unreadable file is a :class:`MissingFileError` naming it."""
     label = f"{what} file" if what else "file"
     try:
@@ -87,11 +87,11 @@ def read_bytes(path: str | os.PathLike, what: str = "") -> bytes:
                                path=str(path)) from None
 
 
-def read_lines(path: str | os.PathLike, what: str = "") -> list[str]:
+def read_lines(path: StrPath, what: str = "") -> list[str]:
     """Every line of a UTF-8 text file (see :func:`decoded_lines`)."""
     return [t for _, t in decoded_lines(read_bytes(path, what), str(path))]
 
 
-def read_sentences(path: str | os.PathLike, what: str = "") -> list[str]:
+def read_sentences(path: StrPath, what: str = "") -> list[str]:
     """The non-blank lines of a UTF-8 file, as they are (one sentence a line)."""
     return [t for t in read_lines(path, what) if t.strip()]

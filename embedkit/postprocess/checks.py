@@ -24,6 +24,7 @@ from embedkit.postprocess.files import FixedTransform, check_compatible, load_tr
 from embedkit.postprocess.projection import PCA, Normalize, RandomProjection, Truncate
 from embedkit.postprocess.spec import describe_post, parse_post
 from embedkit.postprocess.whitening import Whitening
+from embedkit.typing import JSONDict
 
 __all__ = ["check_chain_files", "check_post_chain", "check_post_chains", "parse_post"]
 
@@ -94,7 +95,7 @@ def check_post_chains(chains: Iterable[tuple[str, Pipeline]], dim: int,
 
 
 def check_chain_files(chains: Any, *, model: str | None, dim: int | None,
-                      poolings: Any, force: bool = False) -> dict[str, dict]:
+                      poolings: Any, force: bool = False) -> dict[str, JSONDict]:
     """Check every ``file:`` step of ``chains`` (``(label, Pipeline)`` pairs) before any
     encoding: refuse a map fitted for another ``model`` identity, any of ``poolings`` or input
     dimension (:func:`check_compatible`; ``dim`` only for a chain's first step, the encoder's
@@ -106,7 +107,7 @@ def check_chain_files(chains: Any, *, model: str | None, dim: int | None,
     ...                   poolings=["cls"])
     {}
     """
-    files: dict[str, dict] = {}
+    files: dict[str, JSONDict] = {}
     for _, pipe in chains:
         for i, (_, est) in enumerate(pipe.steps):
             if not isinstance(est, FixedTransform) or est.path is None:

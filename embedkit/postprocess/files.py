@@ -44,6 +44,7 @@ from embedkit.postprocess._base import LinearStep, PostprocessError
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.affine import AffineMap, import_faiss
 from embedkit.provenance import sha256_file
+from embedkit.typing import JSONDict, StrPath
 
 __all__ = ["TRANSFORM_FORMATS", "TransformFile", "TransformMetadata", "validate_metadata",
            "transform_metadata", "CompatibilityWarning", "save_transform", "load_transform",
@@ -98,7 +99,7 @@ _EXPECTED = {"bool_type": "true or false", "int_type": "an integer", "float_type
              "string_type": "a string"}
 
 
-def validate_metadata(metadata: Any, path: str | os.PathLike,
+def validate_metadata(metadata: Any, path: StrPath,
                       shape: tuple[int, int] | None = None) -> dict[str, Any]:
     """``metadata`` checked against :class:`TransformMetadata` (and ``d``/``k`` against the
     kernel's ``shape``); :class:`ConfigError` naming the file and the key otherwise. Returns the
@@ -179,7 +180,7 @@ class TransformFile:
         return self.map.apply(X)
 
 
-def transform_format(path: str | os.PathLike, format: str | None = None) -> str:
+def transform_format(path: StrPath, format: str | None = None) -> str:
     """The format of a transform file: ``format`` if given (it must agree with a known suffix),
     else by suffix (safetensors when the suffix is none of .safetensors, .npz, .faiss).
 
@@ -213,7 +214,7 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def transform_metadata(path: str | os.PathLike, amap: AffineMap,
+def transform_metadata(path: StrPath, amap: AffineMap,
                        metadata: dict[str, Any] | None) -> dict[str, Any]:
     """The metadata :func:`save_transform` stores: ``embedkit_version`` first, the caller's
     keys (JSON-safe), ``normalize: true`` for a normalising map, then ``d`` and ``k``.
@@ -243,7 +244,7 @@ def transform_metadata(path: str | os.PathLike, amap: AffineMap,
 
 
 def save_transform(
-    path: str | os.PathLike,
+    path: StrPath,
     amap: AffineMap,
     metadata: dict[str, Any] | None = None,
     format: str | None = None,
@@ -300,7 +301,7 @@ _TAKES = ("it reads safetensors and .npz files written by embedkit whiten or sav
           "and FAISS VectorTransform files (.faiss, any name: the format is read from the bytes)")
 
 
-def sniff_format(path: str | os.PathLike) -> str | None:
+def sniff_format(path: StrPath) -> str | None:
     """The format of a transform file from its first bytes: ``npz`` (a zip), ``safetensors``
     (an 8-byte header length, then ``{``), ``faiss`` (a FAISS VectorTransform's four-letter
     code, e.g. ``LTra``), else None.
@@ -322,7 +323,7 @@ def sniff_format(path: str | os.PathLike) -> str | None:
     return None
 
 
-def load_transform(path: str | os.PathLike) -> TransformFile:
+def load_transform(path: StrPath) -> TransformFile:
     """Read a file written by :func:`save_transform` (format by suffix: .safetensors, .npz,
     .faiss; other suffixes are sniffed as npz or safetensors).
 
@@ -364,7 +365,7 @@ def load_transform(path: str | os.PathLike) -> TransformFile:
     return TransformFile(amap, metadata, path)
 
 
-def _read_safetensors(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_safetensors(path: Path) -> tuple[np.ndarray, np.ndarray, JSONDict]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="np") as fh:
@@ -380,7 +381,7 @@ def _read_safetensors(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return kernel, bias, metadata
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, JSONDict]:
     # Our own handle: np.load leaks the file it opened when the zip is corrupt.
     with open(path, "rb") as raw, np.load(raw, allow_pickle=False) as z:
         if not {"kernel", "bias"} <= set(z.files):
@@ -392,7 +393,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return kernel, bias, metadata
 
 
-def _read_faiss(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_faiss(path: Path) -> tuple[np.ndarray, np.ndarray, JSONDict]:
     faiss = import_faiss()
     raw = load_faiss_transform(path)  # kept alive: the downcast object does not own it
     vt = faiss.downcast_VectorTransform(raw)
@@ -421,9 +422,9 @@ class FixedTransform(LinearStep):
     [[2.0, 2.0]]
     """
 
-    _parameter_constraints: dict = {"path": [str, os.PathLike, None]}
+    _parameter_constraints: JSONDict = {"path": [str, os.PathLike, None]}
 
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
+    def __init__(self, path: StrPath | None = None) -> None:
         self.path = path
 
     def fit(self, X: Any = None, y: Any = None) -> FixedTransform:
@@ -522,7 +523,7 @@ def _vector_problems(metadata: dict[str, Any], vectors: Mapping[str, Any]) -> li
     return problems
 
 
-def faiss_metadata_path(path: str | os.PathLike) -> Path:
+def faiss_metadata_path(path: StrPath) -> Path:
     """Where the metadata of a FAISS transform lies: ``PATH.json``.
 
     >>> faiss_metadata_path("out/w.faiss").name
@@ -532,7 +533,7 @@ def faiss_metadata_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def load_faiss_metadata(path: str | os.PathLike) -> dict[str, Any]:
+def load_faiss_metadata(path: StrPath) -> dict[str, Any]:
     """The metadata written beside a FAISS transform (``{}`` when there is none); sealed to
     another kernel (:data:`KERNEL_SEAL`) it is a :class:`ConfigError`, unsealed a warning."""
     meta = faiss_metadata_path(path)
@@ -559,7 +560,7 @@ def load_faiss_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return {k: v for k, v in value.items() if k != CHECKSUMS_KEY}
 
 
-def save_faiss_transform(path: str | os.PathLike, amap: AffineMap,
+def save_faiss_transform(path: StrPath, amap: AffineMap,
                          metadata: dict[str, Any] | None = None) -> None:
     """Write the linear part of ``amap`` as a ``faiss.LinearTransform``
     (:meth:`AffineMap.to_faiss`) with ``faiss.write_VectorTransform``, atomically; with
@@ -582,7 +583,7 @@ def save_faiss_transform(path: str | os.PathLike, amap: AffineMap,
                           seal_values({**metadata, KERNEL_SEAL: sha256_file(path)}))
 
 
-def load_faiss_transform(path: str | os.PathLike) -> Any:
+def load_faiss_transform(path: StrPath) -> Any:
     """Read a ``faiss.VectorTransform`` (a ``LinearTransform`` for files written here).
 
     A missing or unreadable file raises :class:`ConfigError` naming the path.

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from embedkit.postprocess._base import LinearStep, PostprocessError, _Validated
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.whitening import _EPS, _N_COMPONENTS, _EigenWhitening
+from embedkit.typing import JSONDict
 
 __all__ = ["PCA", "RandomProjection", "Truncate", "Normalize"]
 
@@ -46,7 +47,7 @@ class PCA(_EigenWhitening):
     (40, 2)
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: JSONDict = {
         "n_components": _N_COMPONENTS, "whiten": ["boolean"], "eps": _EPS,
     }
 
@@ -92,7 +93,7 @@ class RandomProjection(LinearStep):
     True
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: JSONDict = {
         "n_components": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "kind": [StrOptions({"gaussian", "sparse"})],
         "random_state": ["random_state"],
@@ -161,7 +162,7 @@ class Truncate(LinearStep):
     [[3.0, 4.0]]
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: JSONDict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "normalize": ["boolean"],
     }
@@ -207,7 +208,7 @@ class Normalize(TransformerMixin, _Validated):
            [0. , 0. ]])
     """
 
-    _parameter_constraints: dict = {}
+    _parameter_constraints: JSONDict = {}
 
     def fit(self, X: Any, y: Any = None) -> Normalize:
         """No learning; returns ``self``."""

@@ -45,6 +45,7 @@ from embedkit.postprocess._base import PostprocessError, _Validated
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.affine import AffineMap, pipeline_steps
 from embedkit.postprocess.files import load_transform, save_transform
+from embedkit.typing import JSONDict, StrPath
 
 __all__ = ["ScalarQuantizer", "BinaryQuantizer", "quantizer_of", "scored_output",
            "bytes_per_vector",
@@ -115,14 +116,14 @@ class ScalarQuantizer(_Quantizer):
     [[0.502, 0.004]]
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: JSONDict = {
         "dtype": [StrOptions({"int8", "uint8"})],
         "clip": [Interval(Real, 0.5, 1, closed="both")],
         "ranges": [str, os.PathLike, None],
     }
 
     def __init__(self, dtype: str = "int8", clip: float = 1.0,
-                 ranges: str | os.PathLike | None = None) -> None:
+                 ranges: StrPath | None = None) -> None:
         self.dtype = dtype
         self.clip = clip
         self.ranges = ranges
@@ -216,7 +217,7 @@ class BinaryQuantizer(_Quantizer):
     """
 
     similarity = "hamming"
-    _parameter_constraints: dict = {"unsigned": ["boolean"]}
+    _parameter_constraints: JSONDict = {"unsigned": ["boolean"]}
 
     def __init__(self, unsigned: bool = False) -> None:
         self.unsigned = unsigned
@@ -324,7 +325,7 @@ def bytes_per_vector(pipeline: Any, d: int) -> int:
     return 4 * k
 
 
-def save_quantized(path: str | os.PathLike, pipeline: Pipeline | Sequence[BaseEstimator],
+def save_quantized(path: StrPath, pipeline: Pipeline | Sequence[BaseEstimator],
                    metadata: dict[str, Any] | None = None, format: str | None = None) -> None:
     """Write a fitted chain that ends in a quantiser as one transform file: the folded linear
     part (the identity for a lone quantiser) and the quantiser under the metadata key
@@ -346,7 +347,7 @@ def save_quantized(path: str | os.PathLike, pipeline: Pipeline | Sequence[BaseEs
     save_transform(path, amap, {**(metadata or {}), QUANTIZE_KEY: quant.to_metadata()}, format)
 
 
-def _quantize_metadata(path: str | os.PathLike) -> dict[str, Any]:
+def _quantize_metadata(path: StrPath) -> dict[str, Any]:
     meta = load_transform(path).metadata.get(QUANTIZE_KEY)
     if not isinstance(meta, dict):
         raise PostprocessError(f"{path}: holds no fitted quantiser (metadata key "
@@ -354,7 +355,7 @@ def _quantize_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def quantizer_from_file(path: str | os.PathLike, metadata: dict[str, Any]) -> _Quantizer:
+def quantizer_from_file(path: StrPath, metadata: dict[str, Any]) -> _Quantizer:
     """The quantiser step a transform file's ``quantize`` metadata describes (its ranges read
     from ``path`` when the step is fitted)."""
     meta = metadata.get(QUANTIZE_KEY)

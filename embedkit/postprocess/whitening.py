@@ -34,6 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 from embedkit.postprocess._base import LinearStep, PostprocessError, RankDeficientWarning
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.moments import RunningMoments
+from embedkit.typing import JSONDict
 
 __all__ = ["Whitening", "eigen_scale", "sigma_eigen"]
 
@@ -291,7 +292,7 @@ class Whitening(_EigenWhitening):
     array(['whitening0', 'whitening1'], dtype=object)
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: JSONDict = {
         "beta": _FINITE, "gamma": _FINITE, "n_components": _N_COMPONENTS, "eps": _EPS,
     }
 

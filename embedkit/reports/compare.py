@@ -12,7 +12,6 @@ ones. Text from the inputs is escaped (:func:`~embedkit.io.tables.escape_markdow
 from __future__ import annotations
 
 import math
-import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from embedkit.io.tables import escape_html, escape_markdown, text_table
 from embedkit.reports._format import x100
 from embedkit.reports.bench import run_description
 from embedkit.runs.compare import Cell, Comparison, Entry, short_data
+from embedkit.typing import StrPath
 
 # -- text and Markdown ---------------------------------------------------------------------------
 
@@ -443,7 +443,7 @@ def _agreement_html(cmp: Comparison) -> str:
 
 # -- PNG ----------------------------------------------------------------------------------------
 
-def save_plot(cmp: Comparison, path: str | os.PathLike) -> Path:
+def save_plot(cmp: Comparison, path: StrPath) -> Path:
     """A PNG heatmap of entries x (tasks, avg), values annotated, flagged cells marked ``*``;
     the average only for ranked entries (needs matplotlib)."""
     try:

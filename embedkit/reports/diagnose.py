@@ -17,6 +17,7 @@ from embedkit.io.tables import text_table
 from embedkit.reports._format import fmt, slug, x100
 from embedkit.reports.bench import provenance_lines, run_title
 from embedkit.runs.diagnose import RETRIEVAL_K, mean_present, row_recall
+from embedkit.typing import JSONDict, StrPath
 
 __all__ = ["conclusions", "format_diagnose_table", "format_summary_table",
            "format_retrieval_table", "format_jl_table", "format_stop_table",
@@ -30,7 +31,7 @@ def _pairs_with_raw(rows: list[dict[str, Any]], post: str
             if r["post"] == post and (r["task"], r["pooling"]) in raw]
 
 
-def _count(pairs: list[tuple[dict, dict]], key: str, better: str) -> tuple[float, float, int]:
+def _count(pairs: list[tuple[JSONDict, JSONDict]], key: str, better: str) -> tuple[float, float, int]:
     """Mean of ``key`` raw and after, and in how many pairs it is lower (``better="lower"``,
     in absolute value) or higher."""
     a = [p[0]["columns"][key] for p in pairs]
@@ -269,7 +270,7 @@ def format_stop_table(record: dict[str, Any], markdown: bool = False) -> str:
     return text_table(header, body, markdown=markdown, left=2, right_align=True)
 
 
-def write_diagnose_plots(record: dict[str, Any], folder: str | os.PathLike) -> list[Path]:
+def write_diagnose_plots(record: dict[str, Any], folder: StrPath) -> list[Path]:
     """Per task and pooling: the eigenvalue spectrum and the N_k histogram of every row of that
     pooling; per task: JL distortion against the dimension for the raw rows, with the bounds.
     Needs matplotlib (the ``plot`` extra)."""
@@ -346,7 +347,7 @@ def _column_notes(k: int) -> list[str]:
 
 
 def _plot_lines(record: dict[str, Any], plots: Sequence[Path],
-                markdown_path: str | os.PathLike | None) -> list[str]:
+                markdown_path: StrPath | None) -> list[str]:
     if not plots:
         return []
     base = Path(markdown_path).parent if markdown_path else None
@@ -369,7 +370,7 @@ def _plot_lines(record: dict[str, Any], plots: Sequence[Path],
 
 
 def diagnose_markdown(record: dict[str, Any], plots: Sequence[Path] | None = None,
-                      markdown_path: str | os.PathLike | None = None) -> str:
+                      markdown_path: StrPath | None = None) -> str:
     """The report: how to regenerate it, machine, versions, setup, the measured answers, the
     summary and per-task tables, retrieval, JL and the sweep comparison, plots, data."""
     s = record["settings"]

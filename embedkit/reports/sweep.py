@@ -16,9 +16,10 @@ from embedkit.reports.bench import (
     sweep_classification_section,
 )
 from embedkit.reports.sweep_plots import _pyplot, sweep_figure
+from embedkit.typing import JSONDict, StrPath
 
 
-def summary_rows(record: dict) -> tuple[list[str], list[list[str]]]:
+def summary_rows(record: JSONDict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (Spearman x 100)."""
     s = record["settings"]
     sel, rep = s["select_on"], s["report_on"]
@@ -43,16 +44,16 @@ def summary_rows(record: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def format_sweep_table(record: dict, markdown: bool = False) -> str:
+def format_sweep_table(record: JSONDict, markdown: bool = False) -> str:
     """The summary: per task raw, best setting (chosen on select_on), its scores, classic."""
     return table(*summary_rows(record), markdown=markdown)
 
 
-def grid_table(result: dict, report_on: str, select_on: str) -> str:
+def grid_table(result: JSONDict, report_on: str, select_on: str) -> str:
     """A Markdown table of one task's grid: rows (beta, gamma), columns k, cells
     ``report (select)`` x 100."""
     ks = list(dict.fromkeys(s["k"] for s in result["settings"]))
-    rows: dict[tuple, dict] = {}
+    rows: dict[tuple, JSONDict] = {}
     for s in result["settings"]:
         rows.setdefault((s["beta"], s["gamma"]), {})[s["k"]] = s
     out = ["| beta | gamma | " + " | ".join(f"k={k}" for k in ks) + " |",
@@ -76,7 +77,7 @@ def grid_table(result: dict, report_on: str, select_on: str) -> str:
 HEADLINE_SETTINGS = ((1.0, 1.0), (0.0, 0.0), (0.5, 0.5))
 
 
-def headline_table(record: dict, pairs: Sequence[tuple[float, float]] = HEADLINE_SETTINGS) -> str:
+def headline_table(record: JSONDict, pairs: Sequence[tuple[float, float]] = HEADLINE_SETTINGS) -> str:
     """The published hyperparameter table's shape, on the report split: per pooling a raw row,
     then one row per (beta, gamma) with each task's scores at every k of the grid
     (``k1 / k2 / ... / all``). Pairs missing from the grid are left out.
@@ -121,7 +122,7 @@ def plot_name(task: str, pooling: str) -> str:
     return f"{slug(task)}-{slug(pooling)}.png"
 
 
-def write_plots(record: dict, folder: str | os.PathLike) -> list[Path]:
+def write_plots(record: JSONDict, folder: StrPath) -> list[Path]:
     """One PNG per task and pooling (:func:`~embedkit.reports.sweep_plots.sweep_figure`).
     Needs matplotlib (``plot`` extra)."""
     plt = _pyplot()
@@ -141,8 +142,8 @@ def write_plots(record: dict, folder: str | os.PathLike) -> list[Path]:
     return written
 
 
-def sweep_markdown(record: dict, plots: Sequence[Path] | None = None,
-                   markdown_path: str | os.PathLike | None = None) -> str:
+def sweep_markdown(record: JSONDict, plots: Sequence[Path] | None = None,
+                   markdown_path: StrPath | None = None) -> str:
     """A Markdown report: how to regenerate it, machine, versions, the summary and the grids."""
     s = record["settings"]
     m = record["model"]

@@ -10,6 +10,7 @@ from typing import Any
 from embedkit.errors import EmbedkitError
 from embedkit.postprocess.spec import _num
 from embedkit.reports._format import x100
+from embedkit.typing import JSONDict
 
 __all__ = ["BETA_STYLES", "CHOSEN_STYLE", "RAW_STYLE", "sweep_figure"]
 
@@ -32,7 +33,7 @@ CHOSEN_STYLE: dict[str, Any] = {"marker": "*", "markersize": 16, "markerfacecolo
                 "markeredgecolor": "black", "linestyle": "none", "zorder": 5}
 
 
-def sweep_figure(record: dict, task: str, pooling: str) -> Any:
+def sweep_figure(record: JSONDict, task: str, pooling: str) -> Any:
     """The figure of one task and pooling: the selection split's curves beside the report
     split's (Spearman x 100 against k, one line per (beta, gamma): colour = gamma, line style =
     beta), the raw score as a thick red line, the setting chosen on the selection split as a
@@ -55,7 +56,7 @@ def sweep_figure(record: dict, task: str, pooling: str) -> Any:
     return fig
 
 
-def _grid(r: dict) -> tuple[list[float], list[float]]:
+def _grid(r: JSONDict) -> tuple[list[float], list[float]]:
     betas = sorted({float(x["beta"]) for x in r["settings"]})
     gammas = sorted({float(x["gamma"]) for x in r["settings"]})
     return betas, gammas
@@ -65,7 +66,7 @@ def _gamma_color(plt: Any, gammas: list[float], gamma: float) -> Any:
     return plt.get_cmap("viridis")(gammas.index(gamma) / max(1, len(gammas) - 1) * 0.9)
 
 
-def _plot_one(ax: Any, plt: Any, r: dict, role: str) -> None:
+def _plot_one(ax: Any, plt: Any, r: JSONDict, role: str) -> None:
     """One split's lines (``role``: select or report): per (beta, gamma), score against k."""
     lines: dict[tuple, list] = {}
     for x in r["settings"]:
@@ -91,7 +92,7 @@ def _plot_one(ax: Any, plt: Any, r: dict, role: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _k_label(r: dict, k_dim: int) -> str:
+def _k_label(r: JSONDict, k_dim: int) -> str:
     """A tick: ``16``, ``all (d=32)``, or ``32 = all`` when an integer k is also d."""
     ks = {x["k"] for x in r["settings"] if x["k_dim"] == k_dim}
     if "all" not in ks:
@@ -99,7 +100,7 @@ def _k_label(r: dict, k_dim: int) -> str:
     return f"{k_dim} = all" if len(ks) > 1 else f"all (d={k_dim})"
 
 
-def _legends(fig: Any, plt: Any, r: dict, select_on: str, report_on: str) -> None:
+def _legends(fig: Any, plt: Any, r: JSONDict, select_on: str, report_on: str) -> None:
     """Three figure legends: colour = gamma, line style = beta, and raw / chosen."""
     from matplotlib.lines import Line2D
 

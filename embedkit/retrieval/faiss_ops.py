@@ -33,6 +33,7 @@ import numpy as np
 from embedkit.errors import ConfigError, EmbedkitError, check_int
 from embedkit.postprocess.affine import AffineMap
 from embedkit.store.encode_folder import draw_rows
+from embedkit.typing import StrPath
 
 try:
     import faiss as _faiss
@@ -193,7 +194,7 @@ def on_disk_lists(index: faiss.Index) -> Any | None:
     return lists if isinstance(lists, faiss.OnDiskInvertedLists) else None
 
 
-def read_faiss_index(path: str | os.PathLike, lists_file: str | os.PathLike | None = None
+def read_faiss_index(path: StrPath, lists_file: StrPath | None = None
                      ) -> faiss.Index:
     """``faiss.read_index(path)``; with ``lists_file``, an index whose inverted lists are on
     disk, mapped from ``lists_file`` whatever file name FAISS stored when it was written.

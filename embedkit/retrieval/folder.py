@@ -69,6 +69,7 @@ from embedkit.store.recipe import (
     RecipeConflictError,
     make_recipe,
 )
+from embedkit.typing import StrPath
 
 __all__ = ["POST_FILE", "IndexSearcher", "add_to_index", "build_index", "search"]
 
@@ -165,8 +166,8 @@ def _text_source(texts: Sequence[str], ids: Sequence[str | None] | None,
 
 
 def build_index(
-    out_dir: str | os.PathLike,
-    source: Sequence[str] | EncodeFolder | os.PathLike,
+    out_dir: StrPath,
+    source: Sequence[str] | EncodeFolder | os.PathLike[str],
     encoder: EncoderArg | None = None,
     *,
     pooling: str | None = None,
@@ -272,7 +273,7 @@ def _show_progress(progress: bool | None, n: int) -> bool:
 # the encoder of an existing folder
 
 
-def load_index_folder(index_dir: str | os.PathLike) -> tuple[EmbeddingIndex, Recipe]:
+def load_index_folder(index_dir: StrPath) -> tuple[EmbeddingIndex, Recipe]:
     """The index of a folder made by :func:`build_index` and its typed recipe."""
     index = EmbeddingIndex.load(index_dir)
     recipe = Recipe.from_dict(index.recipe, where=str(Path(index_dir) / META_FILE))
@@ -334,7 +335,7 @@ def _new_rows(index: EmbeddingIndex, texts: list[str]) -> list[int]:
 
 
 def add_to_index(
-    index_dir: str | os.PathLike,
+    index_dir: StrPath,
     texts: Sequence[str],
     encoder: EncoderArg | None = None,
     *,
@@ -425,7 +426,7 @@ class IndexSearcher:
 
     def __init__(
         self,
-        index_dir: str | os.PathLike,
+        index_dir: StrPath,
         encoder: EncoderArg | None = None,
         *,
         model: str | None = None,
@@ -478,7 +479,7 @@ class IndexSearcher:
         return out
 
 
-def search(index_dir: str | os.PathLike, queries: str | Sequence[str], k: int = 10, *,
+def search(index_dir: StrPath, queries: str | Sequence[str], k: int = 10, *,
            encoder: EncoderArg | None = None, nprobe: int | None = None,
            ef_search: int | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """Search an index folder with its own recipe; ``overrides`` (model, pooling, post,

@@ -17,7 +17,6 @@ queries go through exactly what the corpus went through.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -44,6 +43,7 @@ from embedkit.retrieval.persistence import FORMAT, read_index_folder, write_inde
 from embedkit.retrieval.shards import ArraySource, dedupe_rows, fill_index
 from embedkit.retrieval.tuning import search_defaults_of
 from embedkit.store.recipe import Recipe, RecipeConflict, compare_recipe
+from embedkit.typing import StrPath
 
 __all__ = ["EmbeddingIndex", "Hit", "METRICS", "as_affine_map"]
 
@@ -419,8 +419,8 @@ class EmbeddingIndex:
         }
 
     def save(
-        self, directory: str | os.PathLike,
-        extra_files: Mapping[str, bytes | str | os.PathLike] | None = None,
+        self, directory: StrPath,
+        extra_files: Mapping[str, bytes | StrPath] | None = None,
         *, lock_timeout: float | None = LOCK_TIMEOUT,
     ) -> Path:
         """Write ``index.faiss``, ``texts.jsonl`` and ``index.json`` to ``directory`` atomically.
@@ -436,7 +436,7 @@ class EmbeddingIndex:
                                   self.metadata(), extra_files, lock_timeout=lock_timeout)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> EmbeddingIndex:
+    def load(cls, directory: StrPath) -> EmbeddingIndex:
         """Read an index saved by :meth:`save`, checking file checksums and counts.
 
         Any disagreement (missing or changed file, counts that differ) raises

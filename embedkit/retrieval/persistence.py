@@ -32,6 +32,7 @@ from embedkit.provenance import sha256_file
 from embedkit.retrieval.faiss_ops import METRICS, faiss, read_faiss_index
 from embedkit.store.encode_folder import plain_name
 from embedkit.store.recipe import Count, Positive, validate_json
+from embedkit.typing import StrPath
 
 __all__ = ["FORMAT", "INDEX_FILE", "IVFDATA_FILE", "META_FILE", "TEXTS_FILE", "StoredIndex",
            "plain_name", "read_index_folder", "write_index_folder"]
@@ -61,12 +62,12 @@ class StoredIndex:
 
 
 def write_index_folder(
-    directory: str | os.PathLike,
+    directory: StrPath,
     index: Any,
     texts: list[str],
     user_ids: list[str | None],
     meta: dict[str, Any],
-    extra_files: Mapping[str, bytes | str | os.PathLike] | None = None,
+    extra_files: Mapping[str, bytes | StrPath] | None = None,
     lock_timeout: float | None = LOCK_TIMEOUT,
 ) -> Path:
     """Write the folder atomically under its lock (waiting up to ``lock_timeout`` seconds for
@@ -245,7 +246,7 @@ def _consistent(read: Callable[[Path], StoredIndex], directory: Path) -> StoredI
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def read_index_folder(directory: str | os.PathLike) -> StoredIndex:
+def read_index_folder(directory: StrPath) -> StoredIndex:
     """Read a folder written by :func:`write_index_folder`, checking checksums, types and counts.
 
     Any disagreement (missing or changed file, index.json edited by hand or with values of the

@@ -324,7 +324,7 @@ def _folder_post(folder: EncodeFolder, value: str | None, *, metric: str,
                         force=force, check_file=_fitted_on_folder(folder, force))
 
 
-def folder_source(embeddings: EncodeFolder | os.PathLike, *, post: str | None,
+def folder_source(embeddings: EncodeFolder | os.PathLike[str], *, post: str | None,
                    metric: str | None, force: bool) -> Prepared:
     """An encode folder's shards, its manifest's recipe (the corpus entry naming the folder)
     and its post-processor, or the one ``post`` gives."""

@@ -11,7 +11,6 @@ followed by a fitted postprocessor chain) is scored by the one STS path,
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,14 +31,6 @@ from embedkit.encoders.st_folder import SIMILARITIES
 from embedkit.errors import ConfigError
 from embedkit.evaluation import PRIMARY_METRIC, STSEvaluator, aggregate, lookup, undefined_scores
 from embedkit.evaluation.evaluator import declared_similarity
-from embedkit.runs.pair_extras import PairExtras, load_selection, score_extras
-from embedkit.runs.record import (
-    data_dir_setting,
-    run_record,
-    split_summary,
-    timings,
-    truncation_counts,
-)
 from embedkit.postprocess import (
     bytes_per_vector,
     check_chain_files,
@@ -52,6 +43,15 @@ from embedkit.postprocess import (
 from embedkit.postprocess.checks import check_post_chains
 from embedkit.postprocess.quantize import scored_output
 from embedkit.postprocess.spec import PostOptions
+from embedkit.runs.pair_extras import PairExtras, load_selection, score_extras
+from embedkit.runs.record import (
+    data_dir_setting,
+    run_record,
+    split_summary,
+    timings,
+    truncation_counts,
+)
+from embedkit.typing import JSONDict, StrPath
 
 
 @dataclass
@@ -68,7 +68,7 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
               poolings: Sequence[str] | None = None,
               tasks: Sequence[str | TaskSpec] | str | None = None,
               splits: Sequence[str] | None = None, *, protocol: str = "whitening",
-              max_length: int | None = None, data_dir: str | os.PathLike | None = None,
+              max_length: int | None = None, data_dir: StrPath | None = None,
               data: DataOptions | None = None, post: Sequence[str] | PostOptions = (),
               command: str | None = None, similarity: str | None = None,
               extras: PairExtras | None = None) -> dict[str, Any]:
@@ -268,7 +268,7 @@ def _results(rows: dict[str, _Row]) -> dict[str, Any]:
 
 
 def _settings(evaluator: STSEvaluator, pools: list[Pooling], posts: PostOptions, need_fit: bool,
-              data: DataOptions, post_files: dict[str, dict]) -> dict[str, Any]:
+              data: DataOptions, post_files: dict[str, JSONDict]) -> dict[str, Any]:
     specs = evaluator.specs
     return {
         "poolings": [str(p) for p in pools], "tasks": [s.name for s in specs],

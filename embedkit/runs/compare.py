@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,6 @@ from typing import Any
 
 from embedkit.data import canonical_split
 from embedkit.errors import ConfigError, DataError, MissingFileError
-from embedkit.runs.choices import METRICS
 from embedkit.integrations.mteb_results import (
     CMTEB_TASKS,
     base_model_name,
@@ -53,7 +51,9 @@ from embedkit.integrations.mteb_results import (
     official_task_name,
     read_run_settings,
 )
+from embedkit.runs.choices import METRICS
 from embedkit.runs.record import run_revision
+from embedkit.typing import StrPath
 
 logger = logging.getLogger(__name__)
 
@@ -433,7 +433,7 @@ def _mteb_cell(result: Mapping[str, Any], metric: str, split: str, meta: Mapping
                 {k: v for k, v in cfg.items() if v not in (None, "")}, evaluator, str(path))
 
 
-def read_mteb_folder(root: str | os.PathLike, metric: str = "spearman", split: str = "test",
+def read_mteb_folder(root: StrPath, metric: str = "spearman", split: str = "test",
                      skipped: list[tuple[str, str]] | None = None) -> list[Entry]:
     """Entries from an mteb results folder (``<model>/<revision>/[experiments/<x>/]<Task>.json``
     beside ``model_meta.json``; ``root`` may also be a cache folder holding ``results/``).
@@ -543,7 +543,7 @@ def _folder_skips(root: Path, files: list[tuple[str, str]], metric: str, split: 
                         f"({shown})")]
 
 
-def compare(inputs: Sequence[str | os.PathLike], metric: str = "spearman",
+def compare(inputs: Sequence[StrPath], metric: str = "spearman",
             split: str = "test") -> Comparison:
     """Read every input (an embedkit JSON record, or a folder of mteb results) and compare.
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,8 +41,6 @@ from embedkit.diagnostics import COLUMNS, DEFAULT_JL_DIMS, jl_at, profile, profi
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.errors import ConfigError, MissingFileError, check_int
 from embedkit.evaluation import STSEvaluator, lookup
-from embedkit.runs.index_eval import label_threshold
-from embedkit.runs.record import data_dir_setting, run_record, split_summary, timings
 from embedkit.postprocess import (
     bytes_per_vector,
     check_chain_files,
@@ -56,6 +53,9 @@ from embedkit.postprocess.quantize import scored_output
 from embedkit.postprocess.spec import PostOptions
 from embedkit.retrieval.hubness import evaluate_csls
 from embedkit.retrieval.tasks import RetrievalTask, pairs_to_retrieval
+from embedkit.runs.index_eval import label_threshold
+from embedkit.runs.record import data_dir_setting, run_record, split_summary, timings
+from embedkit.typing import JSONDict, StrPath
 
 __all__ = ["DiagnoseOptions", "run_diagnose", "sweep_dimensions", "mean_present", "row_recall",
            "RETRIEVAL_K", "STOP_TOLERANCE"]
@@ -258,7 +258,7 @@ def _parse_chain(chain: str) -> Pipeline:
 
 
 def _settings(options: DiagnoseOptions, pools: list[Pooling], pipes: list[tuple[str, Pipeline]],
-              post_files: dict[str, dict]) -> dict[str, Any]:
+              post_files: dict[str, JSONDict]) -> dict[str, Any]:
     learns = any(pipeline_learns(p) for _, p in pipes)
     return {
         "poolings": [str(p) for p in pools], "post": [label for label, _ in pipes],
@@ -445,7 +445,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # the sweep comparison
 
 
-def load_sweep(path: str | os.PathLike) -> dict[str, Any]:
+def load_sweep(path: StrPath) -> dict[str, Any]:
     """A sweep record (``embedkit sweep`` JSON), or an error naming the file."""
     p = Path(path)
     if not p.is_file():

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,10 +34,10 @@ from embedkit.data.sources import CorpusSource, open_corpus
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.encoders.facts import ModelFacts
 from embedkit.errors import ConfigError
-from embedkit.runs.choices import ENGINES
-from embedkit.runs.record import run_record, timings
 from embedkit.postprocess import pipeline_learns, resolve_post
 from embedkit.provenance import library_versions
+from embedkit.runs.choices import ENGINES
+from embedkit.runs.record import run_record, timings
 from embedkit.store.encode_folder import (
     MANIFEST,
     MANIFEST_FORMAT,
@@ -54,6 +53,7 @@ from embedkit.store.encode_folder import (
 )
 from embedkit.store.fitted import FittedPost, is_none, prepare_post
 from embedkit.store.recipe import Recipe
+from embedkit.typing import StrPath
 
 __all__ = ["ENGINES", "EncodeSettings", "ShardJob", "run_encode"]
 
@@ -303,8 +303,8 @@ def _finish(writer: _Writer, recipe: Recipe, source: CorpusSource, enc: Sentence
 
 def run_encode(
     encoder: SentenceEncoder | EncoderConfig | str,
-    corpus: str | os.PathLike,
-    out: str | os.PathLike,
+    corpus: StrPath,
+    out: StrPath,
     settings: EncodeSettings | None = None,
     *,
     pooling: str | None = None,

@@ -42,6 +42,7 @@ from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encode
 from embedkit.errors import ConfigError, DataError
 from embedkit.integrations.mteb import MtebEncoder, evaluate_local
 from embedkit.postprocess import check_chain_files, describe_post, pipeline_learns, resolve_post
+from embedkit.typing import JSONDict, StrPath
 
 try:
     import mteb
@@ -285,7 +286,7 @@ def run_mteb_tasks(encoder: SentenceEncoder | EncoderConfig | str,
                    record: dict[str, Any] | None = None, post: Sequence[str] = (),
                    fit_on: str = "task", fit_unique: bool = False, force: bool = False,
                    max_length: int | None = None, data: DataOptions | None = None,
-                   cache_path: str | os.PathLike | None = None,
+                   cache_path: StrPath | None = None,
                    command: str | None = None) -> dict[str, Any]:
     """mteb's evaluation of every row (pooling x ``post`` chain) on every task; the results go
     into ``record`` (a bench record, e.g. :func:`~embedkit.runs.bench.run_bench`'s) under
@@ -324,7 +325,7 @@ def run_mteb_tasks(encoder: SentenceEncoder | EncoderConfig | str,
 
 
 def _with_section(record: dict[str, Any] | None, section: dict[str, Any], enc: SentenceEncoder,
-                  pools: list[Pooling], pipes: list[tuple[str, Any]], post_files: dict,
+                  pools: list[Pooling], pipes: list[tuple[str, Any]], post_files: JSONDict,
                   command: str | None, t_start: float) -> dict[str, Any]:
     """``section`` as ``record["mteb"]``; without a record, a bench record of its own."""
     from embedkit.runs.record import run_record, timings

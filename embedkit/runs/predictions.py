@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -45,9 +44,10 @@ from embedkit.errors import ConfigError
 from embedkit.evaluation.evaluator import STSEvaluator, lookup
 from embedkit.evaluation.metrics import cosine_scores, spearman
 from embedkit.evaluation.protocols import get_protocol
-from embedkit.runs.choices import FORMATS
 from embedkit.io.atomic import atomic_path, atomic_write_text
 from embedkit.postprocess import describe_post, pipeline_learns, resolve_post
+from embedkit.runs.choices import FORMATS
+from embedkit.typing import StrPath
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -67,7 +67,7 @@ def pair_columns(split: PairSplit, emb1: np.ndarray, emb2: np.ndarray) -> dict[s
             "cosine_rank": rankdata(cos).tolist()}
 
 
-def write_columns(columns: Mapping[str, list], base: str | os.PathLike, *,
+def write_columns(columns: Mapping[str, list], base: StrPath, *,
                   fmt: str = "auto") -> Path:
     """Write columns to ``base.jsonl`` or ``base.parquet`` (atomically); returns the path."""
     if fmt not in FORMATS:
@@ -92,7 +92,7 @@ def write_columns(columns: Mapping[str, list], base: str | os.PathLike, *,
     return path
 
 
-def read_predictions(path: str | os.PathLike) -> dict[str, list]:
+def read_predictions(path: StrPath) -> dict[str, list]:
     """The columns of a predictions file (``.jsonl`` or ``.parquet``)."""
     path = Path(path)
     if path.suffix == ".parquet":
@@ -113,7 +113,7 @@ def row_folder(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", label.replace(" + ", "+"))
 
 
-def write_predictions(out_dir: str | os.PathLike, evaluator: STSEvaluator,
+def write_predictions(out_dir: StrPath, evaluator: STSEvaluator,
                       encoder: SentenceEncoder, pooling: str | None = None, *,
                       transform: Transform | Mapping[str, Transform] | None = None,
                       row: str | None = None, max_length: Mapping[str, int] | None = None,
@@ -176,7 +176,7 @@ def _record_specs(record: Mapping[str, Any]) -> list[TaskSpec]:
     return [get_task(str(origins.get(t) or t)) for t in settings.get("tasks") or ()]
 
 
-def bench_predictions(out_dir: str | os.PathLike, encoder: SentenceEncoder,
+def bench_predictions(out_dir: StrPath, encoder: SentenceEncoder,
                       record: Mapping[str, Any], *, data: DataOptions | None = None,
                       rows: Sequence[str] | None = None, fmt: str = "auto"
                       ) -> dict[str, Any]:

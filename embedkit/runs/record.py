@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from embedkit.errors import ConfigError
 from embedkit.provenance import library_versions, machine_description
+from embedkit.typing import StrPath
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.data import PairSplit
@@ -66,7 +67,7 @@ def split_sources(data: Any) -> list[str]:
     return []
 
 
-def data_dir_setting(data_dir: str | os.PathLike | None) -> str:
+def data_dir_setting(data_dir: StrPath | None) -> str:
     """The data folder a run read (the argument, else ``EMBEDKIT_DATA``, else the default
     folder found; "" for none: the hub)."""
     from embedkit.data import find_data_dir

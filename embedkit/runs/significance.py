@@ -9,7 +9,6 @@ labels); the same resampled pairs score both rows
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from embedkit.errors import ConfigError
 from embedkit.evaluation.bootstrap import paired_bootstrap
 from embedkit.evaluation.metrics import spearman
 from embedkit.runs.predictions import read_predictions
+from embedkit.typing import StrPath
 
 __all__ = ["SUFFIXES", "compare_predictions", "matched_files"]
 
@@ -26,7 +26,7 @@ __all__ = ["SUFFIXES", "compare_predictions", "matched_files"]
 SUFFIXES = (".jsonl", ".parquet")
 
 
-def matched_files(a: str | os.PathLike, b: str | os.PathLike) -> list[tuple[str, Path, Path]]:
+def matched_files(a: StrPath, b: StrPath) -> list[tuple[str, Path, Path]]:
     """``(task/split, file of a, file of b)`` for every predictions file the two share."""
     pa, pb = Path(a), Path(b)
     for p in (pa, pb):
@@ -60,7 +60,7 @@ def _columns(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.asarray(cols["cosine"], dtype=float)[order])
 
 
-def compare_predictions(a: str | os.PathLike, b: str | os.PathLike, *, n_resamples: int = 1000,
+def compare_predictions(a: StrPath, b: StrPath, *, n_resamples: int = 1000,
                         seed: int = 0) -> list[dict[str, Any]]:
     """One result per shared task/split: both Spearman values, the difference a - b, its
     interval, p-value and ``significant``."""

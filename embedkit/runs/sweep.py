@@ -30,15 +30,6 @@ from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.errors import ConfigError
 from embedkit.evaluation import get_protocol, pair_scores, quantize_cosines, spearman
-from embedkit.runs.bench import DataOptions
-from embedkit.runs.pair_extras import setting_classification
-from embedkit.runs.record import (
-    data_dir_setting,
-    run_record,
-    split_summary,
-    timings,
-    truncation_counts,
-)
 from embedkit.postprocess import (
     RunningMoments,
     WhiteningFamily,
@@ -49,6 +40,16 @@ from embedkit.postprocess import (
 )
 from embedkit.postprocess.family import score_quantized_grid
 from embedkit.postprocess.spec import PostOptions, _num  # the number format of whitening specs
+from embedkit.runs.bench import DataOptions
+from embedkit.runs.pair_extras import setting_classification
+from embedkit.runs.record import (
+    data_dir_setting,
+    run_record,
+    split_summary,
+    timings,
+    truncation_counts,
+)
+from embedkit.typing import JSONDict
 
 __all__ = [
     "SweepOptions",
@@ -145,7 +146,7 @@ def _spearman_of_cosines(cos: np.ndarray, labels: np.ndarray) -> float:
 # -- one task and pooling ---------------------------------------------------------------------
 
 def _setting(beta: float, gamma: float, k: int | str, k_dim: int,
-             scores: Mapping[str, np.ndarray], at: tuple[int, int], opts: SweepOptions) -> dict:
+             scores: Mapping[str, np.ndarray], at: tuple[int, int], opts: SweepOptions) -> JSONDict:
     quant = opts.quantizer()
     return {"beta": float(beta), "gamma": float(gamma), "k": k, "k_dim": k_dim,
             "bytes_per_vector": 4 * k_dim if quant is None else quant.bytes_for(k_dim),
@@ -318,7 +319,7 @@ def _task_specs(tasks: Sequence[str | TaskSpec] | str | None, opts: SweepOptions
 
 
 def _sweep_task(spec: TaskSpec, enc: SentenceEncoder, pools: list[Pooling], opts: SweepOptions,
-                data: DataOptions, max_len: int) -> tuple[dict, dict, float, tuple | None]:
+                data: DataOptions, max_len: int) -> tuple[JSONDict, JSONDict, float, tuple | None]:
     """One task: load, encode the evaluation and fit sentences once, sweep every pooling.
     Returns the task's data record, its results per pooling, the seconds spent sweeping and
     the truncation counts (:func:`truncation_counts`; None when the encoder cannot count)."""

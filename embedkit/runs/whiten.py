@@ -25,7 +25,6 @@ True
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,12 +36,11 @@ import numpy as np
 from embedkit import __version__
 from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
+from embedkit.encoders.model_card import CardInfo, card_name, read_base_license, render_model_card
 from embedkit.encoders.models import hub_id
 from embedkit.encoders.st_folder import save_st_folder, st_pooling_mode
 from embedkit.errors import ConfigError
 from embedkit.evaluation import get_protocol
-from embedkit.runs.bench import DataOptions
-from embedkit.encoders.model_card import CardInfo, card_name, read_base_license, render_model_card
 from embedkit.postprocess import (
     AffineMap,
     PostprocessError,
@@ -54,7 +52,9 @@ from embedkit.postprocess import (
 from embedkit.postprocess.files import save_faiss_transform, transform_metadata
 from embedkit.postprocess.spec import PostOptions
 from embedkit.provenance import sha256_text
+from embedkit.runs.bench import DataOptions
 from embedkit.store.encode_folder import EncodeFolder
+from embedkit.typing import StrPath
 
 __all__ = ["EXPORT_FORMATS", "FIT_CHUNK", "WhitenSettings", "WhitenResult", "VectorSource",
            "SentenceSource", "FolderSource", "run_whiten", "fit_source", "fit_blocks",
@@ -204,7 +204,7 @@ class FolderSource:
     dim_of: ClassVar[str] = "the vectors' dimension"
 
     @classmethod
-    def open(cls, embeddings: str | os.PathLike | EncodeFolder,
+    def open(cls, embeddings: StrPath | EncodeFolder,
              settings: WhitenSettings | None = None) -> FolderSource:
         """The folder as a source, checked against ``settings`` (``max_length``, when given,
         must be the folder's; a folder encoded with a post-processor is refused; L2-normalised
@@ -318,7 +318,7 @@ def fit_whitening(encoder: SentenceEncoder, pooling: str, sentences: Sequence[st
                       whitening)
 
 
-def fit_whitening_shards(embeddings: str | os.PathLike | EncodeFolder,
+def fit_whitening_shards(embeddings: StrPath | EncodeFolder,
                          whitening: Whitening | None = None, *, unique: bool = False,
                          chunk: int = FIT_CHUNK) -> Whitening:
     """Fit ``whitening`` on every row of an encode folder (:class:`FolderSource`;
@@ -367,7 +367,7 @@ def whitening_metadata(whitening: Whitening, source: VectorSource, *,
     }
 
 
-def export_format(out: str | os.PathLike, fmt: str | None) -> str:
+def export_format(out: StrPath, fmt: str | None) -> str:
     """The export format: ``fmt`` if given (checked against a known suffix), else by suffix
     (``.npz``, ``.faiss``; anything else safetensors)."""
     suffix_fmt = _SUFFIX_FORMATS.get(Path(out).suffix.lower())
@@ -383,7 +383,7 @@ def export_format(out: str | os.PathLike, fmt: str | None) -> str:
     return fmt
 
 
-def export_whitening(out: str | os.PathLike, amap: AffineMap, fmt: str, *,
+def export_whitening(out: StrPath, amap: AffineMap, fmt: str, *,
                      metadata: dict[str, Any], encoder: SentenceEncoder | None = None,
                      pooling: str | None = None, max_length: int | None = None,
                      threshold: dict[str, Any] | None = None) -> Path:
@@ -504,7 +504,7 @@ def _sentence_source(encoder: SentenceEncoder | EncoderConfig | str | None, fit_
     return SentenceSource(enc, pool, fit, min(int(wanted), model_max))
 
 
-def _folder_source(embeddings: str | os.PathLike, settings: WhitenSettings, fmt: str, *,
+def _folder_source(embeddings: StrPath, settings: WhitenSettings, fmt: str, *,
                    pooling: str | None, calibrate: str | None) -> FolderSource:
     """The encode folder as a source; what needs the model is refused."""
     if fmt == "sentence-transformers":
@@ -521,11 +521,11 @@ def _folder_source(embeddings: str | os.PathLike, settings: WhitenSettings, fmt:
 
 
 def run_whiten(encoder: SentenceEncoder | EncoderConfig | str | None, fit_on: str | None,
-               out: str | os.PathLike, settings: WhitenSettings | None = None, *,
+               out: StrPath, settings: WhitenSettings | None = None, *,
                pooling: str | None = None, format: str | None = None,
                data: DataOptions | None = None, command: str | None = None,
                calibrate: str | None = None,
-               embeddings: str | os.PathLike | None = None) -> WhitenResult:
+               embeddings: StrPath | None = None) -> WhitenResult:
     """Fit the map on a source of vectors and write it; what was written.
 
     The source is the ``fit_on`` sentences encoded by ``encoder`` (:class:`SentenceSource`), or

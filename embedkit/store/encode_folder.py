@@ -76,6 +76,7 @@ from embedkit.store.recipe import (
     post_metadata,
     validate_json,
 )
+from embedkit.typing import StrPath
 
 if TYPE_CHECKING:  # torch is imported where an encoder is used
     from embedkit.encoders.protocol import SentenceEncoder
@@ -140,7 +141,7 @@ def folder_key(manifest: Mapping[str, Any]) -> str:
     return sha256_text(json.dumps(plan, ensure_ascii=False, sort_keys=True))
 
 
-def write_shard(path: str | os.PathLike, ids: list[str], texts: list[str],
+def write_shard(path: StrPath, ids: list[str], texts: list[str],
                 vectors: np.ndarray, dtype: str = "float32", *, first_row: int | None = None,
                 key: str | None = None) -> dict[str, Any]:
     """Write one shard atomically, its vectors stored as ``dtype`` (float32 or float16), with
@@ -170,7 +171,7 @@ def write_shard(path: str | os.PathLike, ids: list[str], texts: list[str],
             "ids_sha256": ids_sha256(ids)}
 
 
-def read_shard(path: str | os.PathLike, *, vectors: bool = True, texts: bool = True
+def read_shard(path: StrPath, *, vectors: bool = True, texts: bool = True
                ) -> tuple[list[str], list[str], np.ndarray]:
     """``(ids, texts, vectors)`` of a shard (``texts``/``vectors`` False: left empty); the
     vectors as float32 whatever they are stored as (float16 shards are upcast)."""
@@ -190,7 +191,7 @@ def read_shard(path: str | os.PathLike, *, vectors: bool = True, texts: bool = T
     return ids, out_texts, x
 
 
-def shard_metadata(path: str | os.PathLike) -> tuple[int, dict[str, Any] | None]:
+def shard_metadata(path: StrPath) -> tuple[int, dict[str, Any] | None]:
     """A shard's row count and the row range and key it was written with (None: a shard of an
     older embedkit), from its Parquet footer alone."""
     require_pyarrow()
@@ -374,7 +375,7 @@ class EncodeFolder:
     recipe: Recipe
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, verify: bool = True) -> EncodeFolder:
+    def open(cls, path: StrPath, *, verify: bool = True) -> EncodeFolder:
         """Read ``path`` (its manifest checked by
         :func:`read_manifest`); refuses an unfinished folder,
         and with ``verify`` any shard whose sha256, row count, row range, ids or folder differ
@@ -470,7 +471,7 @@ def synthetic_chunks(rows: int, dim: int, seed: int, chunk: int = 16384
         yield z
 
 
-def synthetic_folder(folder: str | os.PathLike, rows: int, dim: int, seed: int = 0,
+def synthetic_folder(folder: StrPath, rows: int, dim: int, seed: int = 0,
                      shard_size: int = 100_000) -> Path:
     """An encode folder of synthetic vectors (ids and texts ``v0``, ``v1``, ...)."""
     from embedkit.store.recipe import Recipe

@@ -42,6 +42,7 @@ from embedkit.encoders.st_folder import write_st_folder
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import recover_dir
 from embedkit.provenance import sha256_file
+from embedkit.typing import JSONDict, StrPath
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"
                 "attention_dropout")
 
 
-def pooling_declaration(pooling: str) -> dict:
+def pooling_declaration(pooling: str) -> JSONDict:
     """How a folder trained with ``pooling`` declares it to its loaders."""
     p = Pooling(pooling)
     st = p.st_mode is not None and importlib.util.find_spec("sentence_transformers") is not None
@@ -79,8 +80,8 @@ def pooling_declaration(pooling: str) -> dict:
     return {"sentence_transformers": st, "config": uniem, "note": note}
 
 
-def save_model_folder(dest: str | os.PathLike, model: Any, tokenizer: Any, *, pooling: str,
-                      max_length: int, base_config: dict, record: dict) -> dict:
+def save_model_folder(dest: StrPath, model: Any, tokenizer: Any, *, pooling: str,
+                      max_length: int, base_config: JSONDict, record: JSONDict) -> JSONDict:
     """Write model, tokenizer, pooling declaration and ``embedkit.json`` into ``dest`` (an
     existing, empty folder: the caller makes it atomic). ``base_config`` holds config.json
     values to write instead of the training ones (the base model's dropout). Returns the
@@ -109,7 +110,7 @@ _METHODS = {"simcse-unsupervised": "unsupervised SimCSE (dropout noise as augmen
             "cosent": "CoSENT (pairs ranked by their labels)"}
 
 
-def _data_summary(desc: dict) -> str:
+def _data_summary(desc: JSONDict) -> str:
     """One line of what a run trained on, from the record's ``data``."""
     kind = desc.get("kind")
     if kind == "tasks":
@@ -128,7 +129,7 @@ def _data_summary(desc: dict) -> str:
     return what + (f" ({n} examples, sampled with seed {seed}; sha256 `{sha}`)" if n else "")
 
 
-def training_card(record: dict, declaration: dict | None = None) -> CardInfo:
+def training_card(record: JSONDict, declaration: JSONDict | None = None) -> CardInfo:
     """The model card of a training output (or checkpoint) from its ``embedkit.json`` record.
 
     >>> rec = {"method": "simcse-unsupervised", "base_model": {"name": "m3e-small",
@@ -166,7 +167,7 @@ def training_card(record: dict, declaration: dict | None = None) -> CardInfo:
         embedkit_version=str((record.get("versions") or {}).get("embedkit") or __version__))
 
 
-def _save_transformers(dest: Path, model: Any, tokenizer: Any, base_config: dict,
+def _save_transformers(dest: Path, model: Any, tokenizer: Any, base_config: JSONDict,
                        uniem: str | None) -> None:
     """The transformers folder (tokenizer unless None), config.json carrying ``base_config``
     and the pooling for embedkit (``uniem_embedding_strategy``)."""
@@ -193,7 +194,7 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def checkpoint_root(out_dir: str | os.PathLike, checkpoint_dir: str | None = None) -> Path:
+def checkpoint_root(out_dir: StrPath, checkpoint_dir: str | None = None) -> Path:
     """Where the checkpoints of a run writing ``out_dir`` go: ``checkpoint_dir``, else the
     sibling ``<out>.checkpoints``."""
     out = Path(out_dir)
@@ -208,7 +209,7 @@ def step_folders(root: Path) -> list[Path]:
                   if _STEP.fullmatch(c.name) and (c / STATE_DIR).is_dir())
 
 
-def _json_object(path: Path) -> dict | None:
+def _json_object(path: Path) -> JSONDict | None:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -307,7 +308,7 @@ def check_out_dir(out: Path, base_path: str | None) -> None:
 
 
 # -- finding a checkpoint to resume, and checking it ------------------------------------------
-def find_checkpoint(path: str | os.PathLike) -> Path:
+def find_checkpoint(path: StrPath) -> Path:
     """The checkpoint folder ``path`` names: a checkpoint itself, a folder of ``step-*``
     checkpoints (the latest is taken), or an output folder whose ``<out>.checkpoints`` sibling
     holds them. Nothing is verified (see :func:`choose_checkpoint`)."""
@@ -327,7 +328,7 @@ def _candidates(p: Path, given: Any) -> tuple[list[Path], bool]:
                       "<out>.checkpoints/step-NNNNNN)", param="resume")
 
 
-def choose_checkpoint(path: str | os.PathLike) -> tuple[Path, list[str]]:
+def choose_checkpoint(path: StrPath) -> tuple[Path, list[str]]:
     """The checkpoint to resume from ``path`` (as :func:`find_checkpoint`), verified
     (:func:`verify_checkpoint`), and what was skipped: from a folder of checkpoints, the newest
     intact one of its run is taken and each damaged newer one is a message; a damaged
@@ -434,7 +435,7 @@ def _json_list(path: Path) -> Any:
 
 
 # -- the training state of a checkpoint ----------------------------------------------------
-def read_state(ckpt: Path) -> dict:
+def read_state(ckpt: Path) -> JSONDict:
     """``training_state/state.json`` of a checkpoint folder."""
     state_file = ckpt / STATE_DIR / "state.json"
     state = _json_object(state_file)
@@ -465,8 +466,8 @@ def read_examples(ckpt: Path, method: str) -> list:
                                            "written").with_advice(False) from None
 
 
-def write_state(dest: Path, *, optimizer: Any, scheduler: Any, rng: dict, examples: list,
-                state: dict) -> None:
+def write_state(dest: Path, *, optimizer: Any, scheduler: Any, rng: JSONDict, examples: list,
+                state: JSONDict) -> None:
     """Write ``training_state/`` into the checkpoint folder ``dest``: optimizer and scheduler
     state dicts, RNG states, the examples and ``state.json`` (``state`` plus the format and
     the sha256 of every file of the checkpoint, so a damaged one is told at resume)."""
@@ -481,7 +482,7 @@ def write_state(dest: Path, *, optimizer: Any, scheduler: Any, rng: dict, exampl
                                               ensure_ascii=False), encoding="utf-8")
 
 
-def load_state(ckpt: Path, *, optimizer: Any, scheduler: Any, device: Any) -> dict:
+def load_state(ckpt: Path, *, optimizer: Any, scheduler: Any, device: Any) -> JSONDict:
     """Restore optimizer and scheduler from a checkpoint; returns its RNG states. Every file is
     read with ``torch.load(weights_only=True)`` (tensors and plain containers: no pickled
     code)."""
@@ -506,7 +507,7 @@ def _load(path: Path, device: Any) -> Any:
                                      ).with_advice(False) from None
 
 
-def rng_state(device: torch.device) -> dict:
+def rng_state(device: torch.device) -> JSONDict:
     """torch's RNG states (CPU, and the device's on CUDA)."""
     st = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -514,7 +515,7 @@ def rng_state(device: torch.device) -> dict:
     return st
 
 
-def set_rng_state(st: dict, device: torch.device) -> None:
+def set_rng_state(st: JSONDict, device: torch.device) -> None:
     torch.set_rng_state(st["cpu"])
     if device.type == "cuda" and "cuda" in st:
         torch.cuda.set_rng_state(st["cuda"], device)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from embedkit.errors import ConfigError, check_int
+from embedkit.typing import JSONDict
 
 UNSUPERVISED_DROPOUT = 0.3
 UNSUPERVISED_MAX_SENTENCES = 10_000
@@ -199,7 +200,7 @@ class SimCSEConfig:
             if check is not None and not check.test(value):
                 raise ConfigError(f"{f.name} must be {check.rule}, not {value!r}", param=f.name)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> JSONDict:
         return dataclasses.asdict(self)
 
     @classmethod

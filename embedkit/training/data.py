@@ -13,7 +13,6 @@ triplets, seeded sampling, and the overlap check against the built-in evaluation
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +29,13 @@ from embedkit.data.spec import TaskSpec
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 from embedkit.provenance import sha256_file, sha256_text
 from embedkit.training.config import SimCSEConfig, TrainingWarning
+from embedkit.typing import JSONDict, StrPath
 
 
 # -- unlabelled sentences -------------------------------------------------------------------
-def task_sentences(tasks: Sequence[str | TaskSpec], *, data_dir: str | os.PathLike | None = None,
+def task_sentences(tasks: Sequence[str | TaskSpec], *, data_dir: StrPath | None = None,
                    source: str = "auto", skip_invalid: bool = False
-                   ) -> tuple[list[str], dict, int]:
+                   ) -> tuple[list[str], JSONDict, int]:
     """Both sides of every pair of every split each task has, without labels, each sentence
     once (first-seen order, pairs interleaved). Returns (sentences, description, max_length),
     max_length being the largest of the tasks' own."""
@@ -43,7 +43,7 @@ def task_sentences(tasks: Sequence[str | TaskSpec], *, data_dir: str | os.PathLi
         raise ConfigError("no tasks given")
     specs = [t if isinstance(t, TaskSpec) else get_task(t) for t in tasks]
     seen: dict[str, None] = {}
-    desc: dict = {"kind": "tasks", "tasks": {}}
+    desc: JSONDict = {"kind": "tasks", "tasks": {}}
     for spec in specs:
         splits = load_task(spec, list(spec.splits), data_dir=data_dir, source=source,
                            skip_invalid=skip_invalid)
@@ -59,7 +59,7 @@ def task_sentences(tasks: Sequence[str | TaskSpec], *, data_dir: str | os.PathLi
     return sentences, desc, max(s.max_length for s in specs)
 
 
-def corpus_sentences(path: str | os.PathLike) -> tuple[list[str], dict]:
+def corpus_sentences(path: StrPath) -> tuple[list[str], JSONDict]:
     """One sentence a line (UTF-8); blank lines skipped, repeats kept once (first-seen order)."""
     from embedkit.io.textfile import read_lines
 
@@ -103,7 +103,7 @@ class Pairs:
     sentences1: list[str] = field(default_factory=list)
     sentences2: list[str] = field(default_factory=list)
     labels: list[float] = field(default_factory=list)
-    sources: list[dict] = field(default_factory=list)
+    sources: list[JSONDict] = field(default_factory=list)
     max_length: int = 0
 
     def add(self, split: PairSplit, what: str, max_length: int) -> None:
@@ -115,7 +115,7 @@ class Pairs:
         self.max_length = max(self.max_length, max_length)
 
 
-def load_pairs(arg: str, *, data_dir: str | os.PathLike | None = None, source: str = "auto",
+def load_pairs(arg: str, *, data_dir: StrPath | None = None, source: str = "auto",
                skip_invalid: bool = False) -> tuple[PairSplit, str, int]:
     """Load one ``pairs`` item: a TSV file (``s1<TAB>s2<TAB>label``), a task spec ``.json`` or a
     built-in task name, either optionally followed by ``:split`` (default: ``train``).
@@ -142,7 +142,7 @@ def load_pairs(arg: str, *, data_dir: str | os.PathLike | None = None, source: s
     return data, f"task:{spec.name}:{split}", spec.max_length
 
 
-def read_triplets(path: str | os.PathLike) -> tuple[list[tuple[str, str, str]], dict]:
+def read_triplets(path: StrPath) -> tuple[list[tuple[str, str, str]], JSONDict]:
     """``anchor<TAB>positive<TAB>negative`` lines (UTF-8, blank lines skipped)."""
     p = Path(path)
     try:
@@ -164,7 +164,7 @@ def read_triplets(path: str | os.PathLike) -> tuple[list[tuple[str, str, str]], 
 
 
 def infonce_examples(pairs: Pairs, threshold: float, *, hard_negatives: bool,
-                     negative_max: float, seed: int) -> tuple[list[tuple[str, str, str | None]], dict]:
+                     negative_max: float, seed: int) -> tuple[list[tuple[str, str, str | None]], JSONDict]:
     """(anchor, positive, hard negative or None) from labelled pairs.
 
     Positives are pairs with ``label >= threshold``. With ``hard_negatives``, a pair with
@@ -196,8 +196,8 @@ def infonce_examples(pairs: Pairs, threshold: float, *, hard_negatives: bool,
 
 # -- overlap with the evaluation pairs ------------------------------------------------------
 def evaluation_overlap(pairs: Iterable[tuple[str, str]], *,
-                       data_dir: str | os.PathLike | None = None,
-                       tasks: Sequence[TaskSpec] | None = None) -> dict[str, dict]:
+                       data_dir: StrPath | None = None,
+                       tasks: Sequence[TaskSpec] | None = None) -> dict[str, JSONDict]:
     """Exact pair matches (either order) between ``pairs`` and the evaluation splits (default
     and C-MTEB splits) of the built-in tasks whose files are available locally.
 
@@ -208,7 +208,7 @@ def evaluation_overlap(pairs: Iterable[tuple[str, str]], *,
         train.add((a, b))
         train.add((b, a))
     ddir = data_dir_from_env(data_dir)
-    out: dict[str, dict] = {}
+    out: dict[str, JSONDict] = {}
     for spec in (tasks if tasks is not None else builtin_tasks().values()):
         for split in dict.fromkeys((*spec.default_splits, *spec.cmteb_splits)):
             if split not in spec.files or (spec.base == "data-dir" and ddir is None):
@@ -232,9 +232,9 @@ class TrainingData:
     (the tasks') and the overlap with the evaluation pairs (supervised runs)."""
 
     examples: list[Any]
-    description: dict
+    description: JSONDict
     max_length: int
-    overlap: dict | None = None
+    overlap: JSONDict | None = None
 
 
 def prepare_examples(cfg: SimCSEConfig) -> TrainingData:
@@ -265,7 +265,7 @@ def _supervised(cfg: SimCSEConfig) -> TrainingData:
         split, what, ml = load_pairs(arg, data_dir=cfg.data_dir, source=cfg.source,
                                      skip_invalid=cfg.skip_invalid)
         pairs.add(split, what, ml)
-    desc: dict = {"kind": "pairs", "sources": pairs.sources, "n_pairs": len(pairs.labels)}
+    desc: JSONDict = {"kind": "pairs", "sources": pairs.sources, "n_pairs": len(pairs.labels)}
     check = list(zip(pairs.sentences1, pairs.sentences2, strict=True))
     if cfg.loss == "cosent":
         examples = _cosent_examples(pairs)
@@ -288,7 +288,7 @@ def _cosent_examples(pairs: Pairs) -> list[tuple[str, str, float]]:
     return list(zip(pairs.sentences1, pairs.sentences2, pairs.labels, strict=True))
 
 
-def _infonce_examples(cfg: SimCSEConfig, pairs: Pairs, desc: dict,
+def _infonce_examples(cfg: SimCSEConfig, pairs: Pairs, desc: JSONDict,
                       check: list[tuple[str, str]]) -> list:
     examples: list = []
     examples, info = infonce_examples(pairs, cfg.threshold, hard_negatives=cfg.hard_negatives,
@@ -311,7 +311,7 @@ def _infonce_examples(cfg: SimCSEConfig, pairs: Pairs, desc: dict,
     return examples
 
 
-def _warn_overlap(overlap: dict[str, dict]) -> None:
+def _warn_overlap(overlap: dict[str, JSONDict]) -> None:
     hits = {k: v for k, v in overlap.items() if v["overlap"]}
     if hits:
         parts = [f"{k} {v['overlap']} of {v['n_pairs']} pairs "

@@ -91,6 +91,7 @@ from embedkit.training.config import (
     unset_config,
 )
 from embedkit.training.data import TrainingData, examples_sha256, prepare_examples
+from embedkit.typing import JSONDict
 
 logger = logging.getLogger(__name__)
 
@@ -114,14 +115,14 @@ class TrainResult:
     final_loss: float | None
     losses: list[float]
     seconds_per_step: float
-    record: dict
+    record: JSONDict
     model: Any = field(default=None, repr=False)
     tokenizer: Any = field(default=None, repr=False)
 
 
 # -- model ----------------------------------------------------------------------------------
 def load_training_model(path: str, dropout: float | None, revision: str | None = None, *,
-                        safetensors_only: bool = False) -> tuple[Any, Any, dict]:
+                        safetensors_only: bool = False) -> tuple[Any, Any, JSONDict]:
     """Load model and tokenizer with ``dropout`` set on the config (hidden and attention
     dropout; ``None`` keeps the model's). Returns (model, tokenizer, the config's original
     dropout values). ``safetensors_only`` (checkpoints, which embedkit writes as safetensors)
@@ -177,8 +178,8 @@ class _Run:
     tokenizer: Any
     pooling: Pooling
     data: TrainingData
-    base: dict                 # the base model: name, path, identity
-    base_dropout: dict         # its config's dropout values (written back to config.json)
+    base: JSONDict                 # the base model: name, path, identity
+    base_dropout: JSONDict         # its config's dropout values (written back to config.json)
     losses: list[float]
     resumed_from: list[str]
     seconds_before: float      # training seconds of the runs this one resumes
@@ -242,8 +243,8 @@ examples), not 1
         return _finish(run, step, t_start)
 
 
-def _settings(config: SimCSEConfig | None, resume: str | Path | None, overrides: dict
-              ) -> tuple[SimCSEConfig, Path | None, dict | None]:
+def _settings(config: SimCSEConfig | None, resume: str | Path | None, overrides: JSONDict
+              ) -> tuple[SimCSEConfig, Path | None, JSONDict | None]:
     """The run's config, and the checkpoint and its state when resuming."""
     if resume is None:
         return (dataclasses.replace(config, **overrides) if config
@@ -287,7 +288,7 @@ def _fresh_run(cfg: SimCSEConfig, device: torch.device, command: str | None) -> 
 
 
 def _resumed_run(cfg: SimCSEConfig, device: torch.device, command: str | None, ckpt: Path,
-                 state: dict) -> _Run:
+                 state: JSONDict) -> _Run:
     run_id = state.get("run_id")
     claim_output(Path(str(cfg.out_dir)), checkpoint_root(str(cfg.out_dir), cfg.checkpoint_dir),
                  run_id=run_id, resuming=True, base_path=state["base_model"]["path"],
@@ -331,7 +332,7 @@ def _optimizer(model: Any, cfg: SimCSEConfig) -> torch.optim.Optimizer:
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
 
-def _prepare(run: _Run, ckpt: Path | None, state: dict | None) -> int:
+def _prepare(run: _Run, ckpt: Path | None, state: JSONDict | None) -> int:
     """Model on its device, batches, plan, optimizer, schedule, data order and RNG state;
     returns the step to start from."""
     from transformers import get_linear_schedule_with_warmup
@@ -446,7 +447,7 @@ def _save_checkpoint(run: _Run, step: int, seconds: float) -> Path:
 
 
 # -- the record and the result --------------------------------------------------------------
-def _loss_history(losses: list[float], step: int, every: int) -> list[dict]:
+def _loss_history(losses: list[float], step: int, every: int) -> list[JSONDict]:
     """The mean loss of every ``every`` steps, and of the last partial window."""
     hist = [{"step": s, "loss": round(sum(losses[s - every:s]) / every, 6)}
             for s in range(every, step + 1, every)]
@@ -456,7 +457,7 @@ def _loss_history(losses: list[float], step: int, every: int) -> list[dict]:
     return hist
 
 
-def _hyperparameters(run: _Run) -> dict:
+def _hyperparameters(run: _Run) -> JSONDict:
     cfg = run.cfg
     hyper = {k: getattr(cfg, k) for k in (
         "dropout", "batch_size", "lr", "epochs", "max_sentences", "temperature", "max_length",
@@ -472,7 +473,7 @@ def _hyperparameters(run: _Run) -> dict:
     return hyper
 
 
-def _record(run: _Run, step: int, complete: bool, seconds: float) -> dict:
+def _record(run: _Run, step: int, complete: bool, seconds: float) -> JSONDict:
     """``embedkit.json`` of the model folder (or checkpoint) after ``step`` steps."""
     cfg, losses = run.cfg, run.losses
     return {
