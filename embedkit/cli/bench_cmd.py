@@ -31,7 +31,7 @@ from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_text
 from embedkit.io.tables import text_table
 from embedkit.runs.choices import FORMATS
-from embedkit.typing import JSONDict
+from embedkit.runs.record import BenchRecord
 
 
 def add_parser(sub) -> None:
@@ -170,7 +170,7 @@ def _mteb_tasks(args, n_models: int) -> list:
     return get_mteb_tasks(names)
 
 
-def _run_mteb(args, encoder, poolings, tasks: list, record: JSONDict | None) -> JSONDict:
+def _run_mteb(args, encoder, poolings, tasks: list, record: BenchRecord | None) -> BenchRecord:
     from embedkit.runs.mteb_tasks import run_mteb_tasks
 
     return run_mteb_tasks(encoder, poolings, tasks, record=record, post=args.post,
@@ -179,7 +179,7 @@ def _run_mteb(args, encoder, poolings, tasks: list, record: JSONDict | None) -> 
                           cache_path=args.mteb_results, command=args.command_line)
 
 
-def _print_mteb(record: JSONDict) -> None:
+def _print_mteb(record: BenchRecord) -> None:
     from embedkit.reports.bench import mteb_rows, run_title
 
     if record.get("mteb"):
@@ -192,7 +192,7 @@ def _print_mteb(record: JSONDict) -> None:
                   f"total {t.get('seconds_total', 0):.1f} s]")
 
 
-def _print_classification(record: JSONDict) -> None:
+def _print_classification(record: BenchRecord) -> None:
     from embedkit.reports.bench import classification_rows
     from embedkit.runs.bench import bench_blocks
 
@@ -220,7 +220,7 @@ def check_model_names(models: list[str]) -> None:
                               "org/name); check the path", param="model")
 
 
-def _say_notes(blocks: list[JSONDict]) -> None:
+def _say_notes(blocks: list[BenchRecord]) -> None:
     """Skipped rows (the data is the same for every model) and undefined scores, on stderr."""
     from embedkit.evaluation import undefined_message
 
@@ -238,7 +238,7 @@ def _say_notes(blocks: list[JSONDict]) -> None:
                   "averages that include it are undefined (shown as -)", file=sys.stderr)
 
 
-def _print_table(record: JSONDict) -> None:
+def _print_table(record: BenchRecord) -> None:
     """The title, the table (one block of rows per model) and one timings line per model."""
     from embedkit.reports.bench import data_line, format_table, run_title
     from embedkit.runs.bench import bench_blocks
@@ -261,7 +261,7 @@ def _print_table(record: JSONDict) -> None:
         print(f"[{data_line(record)}]")
 
 
-def _write_extras(args, record: JSONDict, encoder) -> None:
+def _write_extras(args, record: BenchRecord, encoder) -> None:
     """``--mteb-results`` and ``--predictions``, each announced on one stderr line; with several
     models, predictions go under DIR/<model>/ (each model's encoder built again: its cache
     answers)."""

@@ -24,7 +24,7 @@ from embedkit.cli.common import (
 from embedkit.cli.parsing import parse_grid, split_poolings
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_text
-from embedkit.typing import JSONDict
+from embedkit.runs.record import SweepRecord
 
 
 def add_parser(sub) -> None:
@@ -107,7 +107,7 @@ def run(args) -> int:
     return 0
 
 
-def _warn(record: JSONDict) -> None:
+def _warn(record: SweepRecord) -> None:
     if not record["settings"]["honest"]:
         print(f"embedkit: warning: --select-on and --report-on are both "
               f"{record['settings']['select_on']}: the reported best is not an honest estimate",
@@ -119,7 +119,7 @@ def _warn(record: JSONDict) -> None:
                       f"{', '.join(map(str, r['skipped_k']))}", file=sys.stderr)
 
 
-def _print_classification(record: JSONDict) -> None:
+def _print_classification(record: SweepRecord) -> None:
     from embedkit.io.tables import text_table
     from embedkit.reports.bench import sweep_classification_rows
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from embedkit.io.tables import text_table
 from embedkit.reports._format import x100
-from embedkit.runs.record import run_revision
+from embedkit.runs.record import BenchRecord, RunRecord, SweepRecord, run_revision
 from embedkit.typing import JSONDict, StrPath
 
 
@@ -59,7 +59,7 @@ def run_description(settings: Mapping[str, Any] | None,
     return ", ".join(parts)
 
 
-def run_title(record: Mapping[str, Any]) -> str:
+def run_title(record: RunRecord) -> str:
     """The name every table title gives a run: the model and how it ran
     (:func:`run_description`), e.g. ``m3e-small [onnx int8, prompt "q: "]``.
 
@@ -70,12 +70,12 @@ def run_title(record: Mapping[str, Any]) -> str:
     return f"{model.get('name', '?')} [{run_description(record.get('settings'), model)}]"
 
 
-def _blocks(record: JSONDict) -> list[JSONDict]:
+def _blocks(record: BenchRecord) -> list[BenchRecord]:
     """The per-model records of a ``bench-models`` record, else the record itself."""
     return list(record["models"]) if record.get("kind") == "bench-models" else [record]
 
 
-def table_rows(record: JSONDict, metric: str = "spearman") -> tuple[list[str], list[list[str]]]:
+def table_rows(record: BenchRecord, metric: str = "spearman") -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per result label, one column per task/split, then avg. A
     ``bench-models`` record (several models) has a first ``model`` column and one block of
     rows per model, the model named on its first row."""
@@ -110,7 +110,7 @@ def _pm(scores: JSONDict, metric: str) -> str:
     return f" ±{50 * (ci['high'] - ci['low']):.1f}" if ci else ""
 
 
-def classification_rows(record: JSONDict, similarity: str = "cosine"
+def classification_rows(record: BenchRecord, similarity: str = "cosine"
                         ) -> tuple[list[str], list[list[str]]]:
     """One line per row and binary task/split: the accuracy and F1 of the thresholds chosen
     on the selection split, precision, recall, AP (x 100) and the two thresholds."""
@@ -142,7 +142,7 @@ def _classification_cells(c: JSONDict, sc: JSONDict, similarity: str) -> list[st
             x100(m["oracle"]["accuracy"]), c["selected_on"]]
 
 
-def sweep_classification_rows(record: JSONDict, similarity: str = "cosine"
+def sweep_classification_rows(record: SweepRecord, similarity: str = "cosine"
                               ) -> tuple[list[str], list[list[str]]]:
     """A sweep record's pair classification (``SweepOptions.classify``): one line per binary task
     and pooling, the best setting's metrics on the report split (x 100), thresholds chosen on
@@ -159,7 +159,7 @@ def sweep_classification_rows(record: JSONDict, similarity: str = "cosine"
     return header, rows
 
 
-def sweep_classification_section(record: JSONDict) -> list[str]:
+def sweep_classification_section(record: SweepRecord) -> list[str]:
     """The Markdown section of :func:`sweep_classification_rows` (none without rows)."""
     header, rows = sweep_classification_rows(record)
     if not rows:
@@ -170,7 +170,7 @@ def sweep_classification_section(record: JSONDict) -> list[str]:
             text_table(header, rows, markdown=True, left=3), ""]
 
 
-def mteb_rows(record: JSONDict) -> tuple[list[str], list[list[str]]]:
+def mteb_rows(record: BenchRecord) -> tuple[list[str], list[list[str]]]:
     """The mteb tasks of a bench record (its ``mteb`` entry): one line per row, per task
     mteb's main score x 100 (the task's main metric in the header).
 
@@ -186,7 +186,7 @@ def mteb_rows(record: JSONDict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def undefined_notes(record: JSONDict, metric: str = "spearman") -> list[str]:
+def undefined_notes(record: BenchRecord, metric: str = "spearman") -> list[str]:
     """One line per task/split whose score is undefined (the record's ``undefined`` flag: constant
     labels or cosines), saying why and that the averages including it are undefined too.
 
@@ -203,7 +203,7 @@ def undefined_notes(record: JSONDict, metric: str = "spearman") -> list[str]:
             for (task, split, reason), labels in rows.items()]
 
 
-def truncation_note(record: JSONDict, *, always: bool = False) -> str | None:
+def truncation_note(record: Mapping[str, Any], *, always: bool = False) -> str | None:
     """``N of M sentences truncated at max length L (task split: n, ...)`` from a bench record's
     ``truncated`` counts (distinct sentences per task and split); None when the record has no
     counts, or (unless ``always``) when nothing was truncated.
@@ -231,7 +231,7 @@ def truncation_note(record: JSONDict, *, always: bool = False) -> str | None:
     return f"{n} of {m} sentences truncated at {at}" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _notes(record: JSONDict, metric: str) -> tuple[list[str], list[str]]:
+def _notes(record: BenchRecord, metric: str) -> tuple[list[str], list[str]]:
     """What is said below a table, per model: undefined scores, and truncated sentences."""
     several = record.get("kind") == "bench-models"
     undefined: list[str] = []
@@ -244,7 +244,7 @@ def _notes(record: JSONDict, metric: str) -> tuple[list[str], list[str]]:
     return undefined, truncated
 
 
-def format_table(record: JSONDict, metric: str = "spearman", markdown: bool = False) -> str:
+def format_table(record: BenchRecord, metric: str = "spearman", markdown: bool = False) -> str:
     """The results as an aligned text table or a Markdown table (one block of rows per model
     for several models); undefined scores (``-``) are explained below it
     (:func:`undefined_notes`), and truncated sentences counted (:func:`truncation_note`)."""
@@ -267,7 +267,7 @@ def format_table(record: JSONDict, metric: str = "spearman", markdown: bool = Fa
     return "\n".join(lines)
 
 
-def provenance_lines(record: JSONDict) -> list[str]:
+def provenance_lines(record: RunRecord) -> list[str]:
     """The Markdown header every report starts with: command, machine, versions."""
     m = record.get("machine", {})
     v = record.get("versions", {})
@@ -289,7 +289,7 @@ def provenance_lines(record: JSONDict) -> list[str]:
     return lines
 
 
-def data_line(record: JSONDict) -> str:
+def data_line(record: Mapping[str, Any]) -> str:
     """Where a record's task data came from, as one footer line (``data: local DIR``,
     ``data: hub ID@REV``; "" when it read none); a ``bench-models`` record: its first model's.
 
@@ -304,7 +304,7 @@ def data_line(record: JSONDict) -> str:
     return data_source_line(source)
 
 
-def _model_lines(record: JSONDict) -> list[str]:
+def _model_lines(record: RunRecord) -> list[str]:
     """The bullet lines that state how one model ran: model, protocol, truncation, fitting."""
     model, s = record["model"], record["settings"]
     out = [
@@ -328,14 +328,14 @@ def _model_lines(record: JSONDict) -> list[str]:
     return out
 
 
-def _timing_line(record: JSONDict, prefix: str = "") -> str:
+def _timing_line(record: RunRecord, prefix: str = "") -> str:
     t = record["timings"]
     return (f"- {prefix}{t['unique_sentences']} unique sentences asked for, {t['cache_hits']} "
             f"from the cache, {t['encoded']} encoded in {t['seconds_encoding']:.1f} s "
             f"({t['sentences_per_second']:.1f} sentences/s); total {t['seconds_total']:.1f} s")
 
 
-def markdown_report(record: JSONDict, title: str | None = None) -> str:
+def markdown_report(record: BenchRecord, title: str | None = None) -> str:
     """A complete Markdown report of a bench record (or of a ``bench-models`` record: one
     block of rows per model in each table, each model's settings and timings)."""
     blocks = _blocks(record)
@@ -367,7 +367,7 @@ def markdown_report(record: JSONDict, title: str | None = None) -> str:
     return "\n".join([*out, ""])
 
 
-def _classification_section(blocks: list[JSONDict]) -> list[str]:
+def _classification_section(blocks: list[BenchRecord]) -> list[str]:
     """The pair-classification table of each block that has one."""
     out = []
     for b in blocks:
@@ -379,15 +379,17 @@ def _classification_section(blocks: list[JSONDict]) -> list[str]:
     return out
 
 
-def _markdown_scores(record: JSONDict, metric: str = "spearman") -> str:
+def _markdown_scores(record: BenchRecord, metric: str = "spearman") -> str:
     """A Markdown table without the truncation footer (the report states it above)."""
-    blocks = [{k: v for k, v in b.items() if k != "truncated"} for b in _blocks(record)]
+    blocks = [cast(BenchRecord, {k: v for k, v in b.items() if k != "truncated"})
+              for b in _blocks(record)]
     if record.get("kind") == "bench-models":
-        return format_table({**record, "models": blocks}, metric, markdown=True)
+        return format_table(cast(BenchRecord, {**record, "models": blocks}), metric,
+                            markdown=True)
     return format_table(blocks[0], metric, markdown=True)
 
 
-def histogram_plots(record: dict[str, Any], pred_dir: StrPath,
+def histogram_plots(record: BenchRecord, pred_dir: StrPath,
                     out_dir: StrPath) -> list[Path]:
     """One PNG per binary task/split of a bench record (``OUT/<task>_<split>.png``): the
     cosine histograms by label of every row, read from the predictions files under

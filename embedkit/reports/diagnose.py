@@ -17,6 +17,7 @@ from embedkit.io.tables import text_table
 from embedkit.reports._format import fmt, slug, x100
 from embedkit.reports.bench import provenance_lines, run_title
 from embedkit.runs.diagnose import RETRIEVAL_K, mean_present, row_recall
+from embedkit.runs.record import DiagnoseRecord
 from embedkit.typing import JSONDict, StrPath
 
 __all__ = ["conclusions", "format_diagnose_table", "format_summary_table",
@@ -163,7 +164,7 @@ def _jl_conclusions(sweep: dict[str, Any]) -> list[str]:
     return [text]
 
 
-def conclusions(record: dict[str, Any]) -> list[str]:
+def conclusions(record: DiagnoseRecord) -> list[str]:
     """Short measured answers, each a sentence with its numbers, from a diagnose record."""
     rows = record["rows"]
     out = _geometry_conclusions(rows, record["settings"]["k"])
@@ -178,7 +179,7 @@ def _has_retrieval(rows: list[dict[str, Any]]) -> bool:
     return any(r.get("retrieval") for r in rows)
 
 
-def format_diagnose_table(record: dict[str, Any], markdown: bool = False,
+def format_diagnose_table(record: DiagnoseRecord, markdown: bool = False,
                           task: str | None = None) -> str:
     """One line per row (of ``task``, or of every task) and a column per diagnostic, then
     Spearman x 100 (mean over the splits) and, when measured, recall@10 x 100 plain and CSLS."""
@@ -197,7 +198,7 @@ def format_diagnose_table(record: dict[str, Any], markdown: bool = False,
     return text_table(header, body, markdown=markdown, left=1 if task else 2, right_align=True)
 
 
-def format_summary_table(record: dict[str, Any], markdown: bool = False) -> str:
+def format_summary_table(record: DiagnoseRecord, markdown: bool = False) -> str:
     """The summary: per row label, every column's mean over the tasks."""
     summary = record["summary"]
     retrieval = any(s["recall"] is not None for s in summary)
@@ -213,7 +214,7 @@ def format_summary_table(record: dict[str, Any], markdown: bool = False) -> str:
     return text_table(header, body, markdown=markdown, right_align=True)
 
 
-def format_retrieval_table(record: dict[str, Any], markdown: bool = False) -> str:
+def format_retrieval_table(record: DiagnoseRecord, markdown: bool = False) -> str:
     """Plain cosine vs CSLS per task/split and row: recall@1/10, MRR@10 (x 100), and the
     skewness and top-1% share of N_10 over the result lists."""
     k = RETRIEVAL_K
@@ -233,7 +234,7 @@ def format_retrieval_table(record: dict[str, Any], markdown: bool = False) -> st
     return text_table(header, body, markdown=markdown, left=2, right_align=True)
 
 
-def format_jl_table(record: dict[str, Any], markdown: bool = False) -> str:
+def format_jl_table(record: DiagnoseRecord, markdown: bool = False) -> str:
     """Per task and raw pooling: the 99th percentile of the squared-distance distortion of a
     Gaussian random projection at each dimension, at 8.33 ln N, and the JL bounds."""
     dims = list(record["settings"]["jl_dims"])
@@ -252,7 +253,7 @@ def format_jl_table(record: dict[str, Any], markdown: bool = False) -> str:
     return text_table(header, body, markdown=markdown, left=2, right_align=True)
 
 
-def format_stop_table(record: dict[str, Any], markdown: bool = False) -> str:
+def format_stop_table(record: DiagnoseRecord, markdown: bool = False) -> str:
     """The sweep's Spearman against k next to 8.33 ln N, per task and pooling."""
     sweep = record["sweep"]
     header = ["task", "pooling", "N", "8.33 ln N", "p99 there", "PCA (b=g=0): k -> Spearman",
@@ -270,7 +271,7 @@ def format_stop_table(record: dict[str, Any], markdown: bool = False) -> str:
     return text_table(header, body, markdown=markdown, left=2, right_align=True)
 
 
-def write_diagnose_plots(record: dict[str, Any], folder: StrPath) -> list[Path]:
+def write_diagnose_plots(record: DiagnoseRecord, folder: StrPath) -> list[Path]:
     """Per task and pooling: the eigenvalue spectrum and the N_k histogram of every row of that
     pooling; per task: JL distortion against the dimension for the raw rows, with the bounds.
     Needs matplotlib (the ``plot`` extra)."""
@@ -298,7 +299,7 @@ def write_diagnose_plots(record: dict[str, Any], folder: StrPath) -> list[Path]:
     return written
 
 
-def _setup_lines(record: dict[str, Any]) -> list[str]:
+def _setup_lines(record: DiagnoseRecord) -> list[str]:
     s, m, t = record["settings"], record["model"], record["timings"]
     sample = (f"a seeded sample of {s['sample']} vectors per row (seed {s['seed']}; all vectors "
               "when fewer)" if s["sample"] else "all vectors")
@@ -346,7 +347,7 @@ def _column_notes(k: int) -> list[str]:
     ]
 
 
-def _plot_lines(record: dict[str, Any], plots: Sequence[Path],
+def _plot_lines(record: DiagnoseRecord, plots: Sequence[Path],
                 markdown_path: StrPath | None) -> list[str]:
     if not plots:
         return []
@@ -369,7 +370,7 @@ def _plot_lines(record: dict[str, Any], plots: Sequence[Path],
     return out + [""]
 
 
-def diagnose_markdown(record: dict[str, Any], plots: Sequence[Path] | None = None,
+def diagnose_markdown(record: DiagnoseRecord, plots: Sequence[Path] | None = None,
                       markdown_path: StrPath | None = None) -> str:
     """The report: how to regenerate it, machine, versions, setup, the measured answers, the
     summary and per-task tables, retrieval, JL and the sweep comparison, plots, data."""
@@ -402,7 +403,7 @@ def diagnose_markdown(record: dict[str, Any], plots: Sequence[Path] | None = Non
     return "\n".join(out) + "\n"
 
 
-def _data_lines(record: dict[str, Any]) -> list[str]:
+def _data_lines(record: DiagnoseRecord) -> list[str]:
     out = ["## Data", "", "| task | split | pairs | skipped | sha256 |", "|---|---|---:|---:|---|"]
     for task, splits in record["data"].items():
         if "sha256" in splits:  # a corpus file

@@ -8,6 +8,7 @@ from typing import Any
 from embedkit.io.tables import text_table
 from embedkit.reports._format import num
 from embedkit.reports.bench import provenance_lines, run_title
+from embedkit.runs.record import IndexEvalRecord
 
 __all__ = ["best_line", "format_cost_table", "format_quality_table", "markdown_eval_report"]
 
@@ -67,7 +68,7 @@ def format_cost_table(cost: dict[str, Any], markdown: bool = False) -> str:
     return table + "\n\n" + best_line(cost)
 
 
-def _quality_section(record: dict[str, Any]) -> list[str]:
+def _quality_section(record: IndexEvalRecord) -> list[str]:
     s = record["settings"]
     data = [(task, split, d) for task, splits in record["data"]["quality"].items()
             for split, d in splits.items()]
@@ -93,7 +94,7 @@ def _quality_section(record: dict[str, Any]) -> list[str]:
     return out
 
 
-def _cost_section(record: dict[str, Any]) -> list[str]:
+def _cost_section(record: IndexEvalRecord) -> list[str]:
     s, c = record["settings"], record["cost"]
     return ["", "## Cost of approximate search", "",
             f"Corpus: {c['n_corpus']} unique sentences of {s['cost_corpus_tasks']}; "
@@ -103,7 +104,7 @@ def _cost_section(record: dict[str, Any]) -> list[str]:
             format_cost_table(c, markdown=True)]
 
 
-def markdown_eval_report(record: dict[str, Any]) -> str:
+def markdown_eval_report(record: IndexEvalRecord) -> str:
     """The Markdown report: provenance (regenerate command, machine, versions), then tables."""
     model = record["model"]
     s = record["settings"]

@@ -16,10 +16,11 @@ from embedkit.reports.bench import (
     sweep_classification_section,
 )
 from embedkit.reports.sweep_plots import _pyplot, sweep_figure
+from embedkit.runs.record import SweepRecord
 from embedkit.typing import JSONDict, StrPath
 
 
-def summary_rows(record: JSONDict) -> tuple[list[str], list[list[str]]]:
+def summary_rows(record: SweepRecord) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (Spearman x 100)."""
     s = record["settings"]
     sel, rep = s["select_on"], s["report_on"]
@@ -44,7 +45,7 @@ def summary_rows(record: JSONDict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def format_sweep_table(record: JSONDict, markdown: bool = False) -> str:
+def format_sweep_table(record: SweepRecord, markdown: bool = False) -> str:
     """The summary: per task raw, best setting (chosen on select_on), its scores, classic."""
     return table(*summary_rows(record), markdown=markdown)
 
@@ -77,7 +78,7 @@ def grid_table(result: JSONDict, report_on: str, select_on: str) -> str:
 HEADLINE_SETTINGS = ((1.0, 1.0), (0.0, 0.0), (0.5, 0.5))
 
 
-def headline_table(record: JSONDict, pairs: Sequence[tuple[float, float]] = HEADLINE_SETTINGS) -> str:
+def headline_table(record: SweepRecord, pairs: Sequence[tuple[float, float]] = HEADLINE_SETTINGS) -> str:
     """The published hyperparameter table's shape, on the report split: per pooling a raw row,
     then one row per (beta, gamma) with each task's scores at every k of the grid
     (``k1 / k2 / ... / all``). Pairs missing from the grid are left out.
@@ -122,7 +123,7 @@ def plot_name(task: str, pooling: str) -> str:
     return f"{slug(task)}-{slug(pooling)}.png"
 
 
-def write_plots(record: JSONDict, folder: StrPath) -> list[Path]:
+def write_plots(record: SweepRecord, folder: StrPath) -> list[Path]:
     """One PNG per task and pooling (:func:`~embedkit.reports.sweep_plots.sweep_figure`).
     Needs matplotlib (``plot`` extra)."""
     plt = _pyplot()
@@ -142,7 +143,7 @@ def write_plots(record: JSONDict, folder: StrPath) -> list[Path]:
     return written
 
 
-def sweep_markdown(record: JSONDict, plots: Sequence[Path] | None = None,
+def sweep_markdown(record: SweepRecord, plots: Sequence[Path] | None = None,
                    markdown_path: StrPath | None = None) -> str:
     """A Markdown report: how to regenerate it, machine, versions, the summary and the grids."""
     s = record["settings"]

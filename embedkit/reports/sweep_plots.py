@@ -10,6 +10,7 @@ from typing import Any
 from embedkit.errors import EmbedkitError
 from embedkit.postprocess.spec import _num
 from embedkit.reports._format import x100
+from embedkit.runs.record import SweepRecord
 from embedkit.typing import JSONDict
 
 __all__ = ["BETA_STYLES", "CHOSEN_STYLE", "RAW_STYLE", "sweep_figure"]
@@ -33,7 +34,7 @@ CHOSEN_STYLE: dict[str, Any] = {"marker": "*", "markersize": 16, "markerfacecolo
                 "markeredgecolor": "black", "linestyle": "none", "zorder": 5}
 
 
-def sweep_figure(record: JSONDict, task: str, pooling: str) -> Any:
+def sweep_figure(record: SweepRecord, task: str, pooling: str) -> Any:
     """The figure of one task and pooling: the selection split's curves beside the report
     split's (Spearman x 100 against k, one line per (beta, gamma): colour = gamma, line style =
     beta), the raw score as a thick red line, the setting chosen on the selection split as a

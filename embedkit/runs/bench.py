@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sklearn.base import clone
@@ -45,6 +45,8 @@ from embedkit.postprocess.quantize import scored_output
 from embedkit.postprocess.spec import PostOptions
 from embedkit.runs.pair_extras import PairExtras, load_selection, score_extras
 from embedkit.runs.record import (
+    BenchRecord,
+    BenchScores,
     data_dir_setting,
     run_record,
     split_summary,
@@ -71,7 +73,7 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
               max_length: int | None = None, data_dir: StrPath | None = None,
               data: DataOptions | None = None, post: Sequence[str] | PostOptions = (),
               command: str | None = None, similarity: str | None = None,
-              extras: PairExtras | None = None) -> dict[str, Any]:
+              extras: PairExtras | None = None) -> BenchRecord:
     """Run the benchmark and return its JSON-ready record (see the README for the fields).
 
     Pairs are compared by ``similarity`` (cosine, dot, euclidean, manhattan), by default the
@@ -136,8 +138,12 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     settings["max_length"] = {s.name: evaluator.max_length_for(s, enc) for s in specs}
     settings["model_max_length"] = enc.model_max_length()  # the model's own (mteb names)
     settings["similarity"] = sim
-    record = run_record("bench", command=command, encoder=enc, settings=settings, data=records)
-    record.update(_results(rows))
+    record = cast(BenchRecord, run_record("bench", command=command, encoder=enc,
+                                          settings=settings, data=records))
+    scores = _results(rows)
+    record["results"], record["bytes_per_vector"] = scores["results"], scores["bytes_per_vector"]
+    if "undefined" in scores:
+        record["undefined"] = scores["undefined"]
     if truncated is not None:
         record["truncated"], record["truncated_of"] = truncated
     record["primary_metric"] = PRIMARY_METRIC
@@ -149,7 +155,7 @@ def run_bench_models(encoders: Sequence[SentenceEncoder | EncoderConfig | str],
                      poolings: Sequence[str] | None = None,
                      tasks: Sequence[str | TaskSpec] | str | None = None,
                      splits: Sequence[str] | None = None, *, command: str | None = None,
-                     **options: Any) -> dict[str, Any]:
+                     **options: Any) -> BenchRecord:
     """Several models on the same tasks, one record: kind ``bench-models``, the common header
     (versions, machine, command), ``settings.models`` (the names) and ``models``: one complete
     :func:`run_bench` record per model, in order (:func:`bench_blocks` reads either kind).
@@ -166,15 +172,16 @@ def run_bench_models(encoders: Sequence[SentenceEncoder | EncoderConfig | str],
     t_start = time.perf_counter()
     blocks = [run_bench(e, poolings, tasks, splits, command=command, **options)
               for e in encoders]
-    record = run_record("bench-models", command=command, encoder=None,
-                        settings={"models": [b["model"]["name"] for b in blocks]}, data={})
+    names = [(b.get("model") or {}).get("name") for b in blocks]
+    record = cast(BenchRecord, run_record("bench-models", command=command, encoder=None,
+                                          settings={"models": names}, data={}))
     del record["model"]
     record["models"] = blocks
     record["timings"] = {"seconds_total": round(time.perf_counter() - t_start, 3)}
     return record
 
 
-def bench_blocks(record: dict[str, Any]) -> list[dict[str, Any]]:
+def bench_blocks(record: BenchRecord) -> list[BenchRecord]:
     """The per-model bench records of a record: itself for a ``bench`` record, its ``models``
     for a ``bench-models`` one.
 
@@ -190,6 +197,46 @@ def bench_blocks(record: dict[str, Any]) -> list[dict[str, Any]]:
         return [record]
     raise ConfigError(f"a {record.get('kind') or 'JSON'} record, not a bench record (bench or "
                       "bench-models)", param="record")
+
+
+def bench_metrics(record: BenchRecord) -> dict[str, dict[str, float]]:
+    """Per row label of a ``bench`` record, its flat metrics (``"T/test/spearman"``,
+    ``"T/avg/pearson"``, ``"T/w-avg/spearman"``, ``"avg/spearman"``, ...: the keys of
+    :func:`~embedkit.evaluation.aggregate`), read from ``results``, where each score is
+    stored once; a record written before that keeps its own ``metrics`` copy, returned as is.
+
+    >>> rec = {"kind": "bench", "results": {"cls": {"pooling": "cls", "post": None,
+    ...     "T": {"test": {"spearman": 0.5, "pearson": 0.4, "n_pairs": 3, "ci": {}},
+    ...           "avg": {"spearman": 0.5, "pearson": 0.4},
+    ...           "w-avg": {"spearman": 0.5, "pearson": 0.4}},
+    ...     "avg": {"spearman": 0.5, "pearson": 0.4}}}}
+    >>> bench_metrics(rec)["cls"]
+    {'T/test/spearman': 0.5, 'T/test/pearson': 0.4, 'T/test/n_pairs': 3, 'T/avg/spearman': 0.5, \
+'T/w-avg/spearman': 0.5, 'T/avg/pearson': 0.4, 'T/w-avg/pearson': 0.4, 'avg/spearman': 0.5, \
+'avg/pearson': 0.4}
+    """
+    if "metrics" in record:  # an old record: scores and their flat copy
+        return record["metrics"]
+    out: dict[str, dict[str, float]] = {}
+    for label, row in (record.get("results") or {}).items():
+        flat: dict[str, float] = {}
+        for task, by_split in row.items():
+            if task in ("avg", "pooling", "post") or not isinstance(by_split, dict):
+                continue
+            splits = {s: r for s, r in by_split.items() if s not in _AVERAGES}
+            for split, r in splits.items():
+                flat.update({f"{task}/{split}/{k}": r[k] for k in _FLAT if k in r})
+            for k in ("spearman", "pearson"):
+                flat.update({f"{task}/{avg}/{k}": by_split[avg][k]
+                             for avg in _AVERAGES if avg in by_split})
+        flat.update({f"avg/{k}": v for k, v in (row.get("avg") or {}).items()})
+        out[label] = flat
+    return out
+
+
+#: the per-task averages a bench result holds beside its splits, and a split's flat keys
+_AVERAGES = ("avg", "w-avg")
+_FLAT = ("spearman", "pearson", "n_pairs")
 
 
 def _task_specs(tasks: Sequence[str | TaskSpec] | str | None) -> list[TaskSpec]:
@@ -241,17 +288,16 @@ def _scored_vectors(fitted: Pipeline, X: np.ndarray) -> np.ndarray:
     return scored_output(fitted, X)[0]
 
 
-def _results(rows: dict[str, _Row]) -> dict[str, Any]:
-    """Per row the nested results (task -> split, avg, w-avg; the across-task avg) and the flat
-    metrics; ``undefined`` lists the (row, task, split, reason) whose score is NaN."""
+def _results(rows: dict[str, _Row]) -> BenchScores:
+    """Per row the nested results (task -> split, avg, w-avg; the across-task avg; each score
+    once: :func:`bench_metrics` flattens them); ``undefined`` lists the (row, task, split,
+    reason) whose score is NaN."""
     results: dict[str, Any] = {}
-    metrics: dict[str, Any] = {}
     undefined: list[dict[str, str]] = []
     for label, row in rows.items():
         undefined += [{"row": label, "task": t, "split": s, "reason": why}
                       for t, s, why in undefined_scores(row.per_task)]
         flat = aggregate(row.per_task)
-        metrics[label] = flat
         nested: dict[str, Any] = {}
         for task, by_split in row.per_task.items():
             nested[task] = {**by_split, **{
@@ -259,9 +305,9 @@ def _results(rows: dict[str, _Row]) -> dict[str, Any]:
                 for avg in ("avg", "w-avg")}}
         nested["avg"] = {"spearman": flat["avg/spearman"], "pearson": flat["avg/pearson"]}
         results[label] = {**nested, "pooling": str(row.pooling), "post": row.post}
-    out: dict[str, Any] = {"results": results, "metrics": metrics,
-                           "bytes_per_vector": {label: row.bytes_per_vector
-                                                for label, row in rows.items()}}
+    out: BenchScores = {"results": results,
+                        "bytes_per_vector": {label: row.bytes_per_vector
+                                             for label, row in rows.items()}}
     if undefined:  # the flag: these scores are NaN, and so is every average including them
         out["undefined"] = undefined
     return out

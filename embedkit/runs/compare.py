@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from embedkit.data import canonical_split
 from embedkit.errors import ConfigError, DataError, MissingFileError
@@ -52,7 +52,7 @@ from embedkit.integrations.mteb_results import (
     read_run_settings,
 )
 from embedkit.runs.choices import METRICS
-from embedkit.runs.record import run_revision
+from embedkit.runs.record import BenchRecord, SweepRecord, run_revision
 from embedkit.typing import StrPath
 
 logger = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def run_settings(settings: Mapping[str, Any], model: Mapping[str, Any] | None) -
     return {k: v for k, v in out.items() if v not in (None, "", "none")}
 
 
-def _bench_entries(path: str, rec: Mapping[str, Any], metric: str, split: str) -> list[Entry]:
+def _bench_entries(path: str, rec: BenchRecord, metric: str, split: str) -> list[Entry]:
     settings = _mapping(rec.get("settings"), path, "settings")
     model = _mapping(rec.get("model"), path, "model")
     protocol = str(settings.get("protocol") or "unknown")
@@ -265,7 +265,7 @@ def _bench_entries(path: str, rec: Mapping[str, Any], metric: str, split: str) -
     return out
 
 
-def _sweep_entries(path: str, rec: Mapping[str, Any], metric: str, split: str) -> list[Entry]:
+def _sweep_entries(path: str, rec: SweepRecord, metric: str, split: str) -> list[Entry]:
     settings = _mapping(rec.get("settings"), path, "settings")
     if metric != "spearman":
         return []  # a sweep records Spearman only
@@ -363,12 +363,12 @@ def record_entries(path: str, rec: Mapping[str, Any], metric: str = "spearman",
     :class:`ConfigError`, impossible scores a :class:`DataError` (:func:`check_score`)."""
     kind = rec.get("kind") if isinstance(rec, Mapping) else None
     if kind == "bench":
-        entries = _bench_entries(path, rec, metric, split)
+        entries = _bench_entries(path, cast(BenchRecord, rec), metric, split)
     elif kind == "bench-models":  # several models in one bench: each model's rows
         entries = [e for block in rec.get("models") or ()
                    for e in _bench_entries(path, block, metric, split)]
     elif kind == "sweep":
-        entries = _sweep_entries(path, rec, metric, split)
+        entries = _sweep_entries(path, cast(SweepRecord, rec), metric, split)
     elif isinstance(rec, Mapping) and is_simcse_report(rec):
         entries = _simcse_entries(path, rec, metric, split)
     else:

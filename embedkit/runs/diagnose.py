@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sklearn.base import clone
@@ -54,7 +54,13 @@ from embedkit.postprocess.spec import PostOptions
 from embedkit.retrieval.hubness import evaluate_csls
 from embedkit.retrieval.tasks import RetrievalTask, pairs_to_retrieval
 from embedkit.runs.index_eval import label_threshold
-from embedkit.runs.record import data_dir_setting, run_record, split_summary, timings
+from embedkit.runs.record import (
+    DiagnoseRecord,
+    data_dir_setting,
+    run_record,
+    split_summary,
+    timings,
+)
 from embedkit.typing import JSONDict, StrPath
 
 __all__ = ["DiagnoseOptions", "run_diagnose", "sweep_dimensions", "mean_present", "row_recall",
@@ -156,7 +162,7 @@ class _Run:
 def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
                  options: DiagnoseOptions | None = None,
                  poolings: Sequence[str | Pooling] | None = None, *,
-                 command: str | None = None) -> dict[str, Any]:
+                 command: str | None = None) -> DiagnoseRecord:
     """Diagnose every pooling x postprocessor row; the JSON-ready record (``rows``,
     ``summary``, ``sweep`` beside the common header: numbers only; the report's sentences are
     :func:`embedkit.reports.diagnose.conclusions`)."""
@@ -180,8 +186,9 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
     else:
         rows, data, extra = _task_rows(run)
     settings = {**_settings(options, pools, pipes, post_files), **extra}
-    record = run_record("diagnose", command=command, encoder=enc, settings=settings, data=data,
-                        versions_extra=("matplotlib",))
+    record = cast(DiagnoseRecord, run_record("diagnose", command=command, encoder=enc,
+                                             settings=settings, data=data,
+                                             versions_extra=("matplotlib",)))
     record["rows"] = rows
     record["summary"] = summarise(rows)
     record["sweep"] = sweep_dimensions(sweep, rows, options.sweep) if sweep else None
@@ -192,7 +199,7 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
 
 
 def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
-                         command: str | None, t0: float) -> dict[str, Any]:
+                         command: str | None, t0: float) -> DiagnoseRecord:
     """``run_diagnose`` on the vectors of an encode folder (all rows, or a seeded sample of
     ``options.sample``): its pooling, no scores; chains that learn are fitted on a seeded half
     of the rows read and every row, raw included, is measured on the other half."""
@@ -225,11 +232,12 @@ def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
                            "rows_read": n, "rows_fitted": len(fit_x) if learns else 0,
                            "rows_measured": len(x), "shards": len(folder.manifest["shards"]),
                            "inputs": folder.manifest.get("inputs")}}
-    record = run_record("diagnose", command=command, encoder=None, settings=settings,
-                        data=data, versions_extra=("matplotlib", "pyarrow"))
+    record = cast(DiagnoseRecord, run_record("diagnose", command=command, encoder=None,
+                                             settings=settings, data=data,
+                                             versions_extra=("matplotlib", "pyarrow")))
     record["model"] = {"name": r.model, "identity": r.model_identity, "path": r.model_path}
-    record.update(rows=rows, summary=summarise(rows), plots=[],
-                  sweep=sweep_dimensions(sweep, rows, options.sweep) if sweep else None)
+    record["rows"], record["summary"], record["plots"] = rows, summarise(rows), []
+    record["sweep"] = sweep_dimensions(sweep, rows, options.sweep) if sweep else None
     record["timings"] = timings(None, t0, **{f"seconds_{k}": round(v, 3)
                                              for k, v in run.seconds.items()})
     return record

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from embedkit.errors import ConfigError
 from embedkit.postprocess import pipeline_learns, resolve_post
 from embedkit.provenance import library_versions
 from embedkit.runs.choices import ENGINES
-from embedkit.runs.record import run_record, timings
+from embedkit.runs.record import EncodeRecord, run_record, timings
 from embedkit.store.encode_folder import (
     MANIFEST,
     MANIFEST_FORMAT,
@@ -313,7 +313,7 @@ def run_encode(
     id_column: str | None = None,
     progress: Callable[[int], None] | None = None,
     command: str | None = None,
-) -> dict[str, Any]:
+) -> EncodeRecord:
     """Encode ``corpus`` into shards under ``out``; the run's record (``manifest`` inside).
 
     ``post`` (a transform file, or a chain of ``file:`` and ``norm`` steps) is recorded in the
@@ -353,11 +353,13 @@ def run_encode(
         manifest = _finish(writer, recipe, source, enc, settings, t_start)
     else:
         manifest = previous or manifest
-    record = run_record("encode", command=command, encoder=enc,
-                        settings={**manifest.get("settings", {}), "pooling": str(pool)},
-                        data={"inputs": source.describe()})
-    record.update(status="complete" if already else "written", out=str(out_dir),
-                  manifest=manifest, rows_encoded=writer.rows_encoded,
-                  shards_encoded=sorted(i for i in writer.entries if i not in old or
-                                        writer.entries[i] is not old[i]))
+    record = cast(EncodeRecord, run_record(
+        "encode", command=command, encoder=enc,
+        settings={**manifest.get("settings", {}), "pooling": str(pool)},
+        data={"inputs": source.describe()}))
+    record["status"] = "complete" if already else "written"
+    record["out"], record["manifest"] = str(out_dir), manifest
+    record["rows_encoded"] = writer.rows_encoded
+    record["shards_encoded"] = sorted(i for i in writer.entries if i not in old or
+                                      writer.entries[i] is not old[i])
     return record

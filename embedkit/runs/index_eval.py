@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -37,14 +37,6 @@ from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encode
 from embedkit.encoders.config import with_prompt
 from embedkit.errors import ConfigError
 from embedkit.evaluation.protocols import EvalProtocol, get_protocol
-from embedkit.runs.bench import DataOptions
-from embedkit.runs.predictions import row_folder, write_columns
-from embedkit.runs.record import (
-    data_dir_setting,
-    refresh_data_source,
-    run_record,
-    timings,
-)
 from embedkit.postprocess.spec import PostOptions
 from embedkit.provenance import sha256_text
 from embedkit.retrieval.checks import check_index_settings
@@ -56,6 +48,15 @@ from embedkit.retrieval.tasks import (
     evaluate_retrieval,
     pairs_to_retrieval,
     task_from_split,
+)
+from embedkit.runs.bench import DataOptions
+from embedkit.runs.predictions import row_folder, write_columns
+from embedkit.runs.record import (
+    IndexEvalRecord,
+    data_dir_setting,
+    refresh_data_source,
+    run_record,
+    timings,
 )
 from embedkit.store.fitted import is_none, post_output_dim, prepare_post
 
@@ -472,7 +473,7 @@ def _settings(options: IndexEvalOptions, pooling: Pooling, threads: int) -> dict
 
 
 def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: IndexEvalOptions,
-                   *, command: str | None = None) -> dict[str, Any]:
+                   *, command: str | None = None) -> IndexEvalRecord:
     """Run the quality part (``options.quality.tasks``) and/or the cost part
     (``options.cost.corpus_tasks``); a JSON-ready record."""
     if not options.quality.tasks and not options.cost.corpus_tasks:
@@ -485,9 +486,10 @@ def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: Inde
     options = replace(options, pooling=pooling)
     check_before_encoding(enc, options)
     with faiss_thread_count(options.faiss_threads) as threads:
-        record = run_record("index-eval", command=command, encoder=enc,
-                            settings=_settings(options, pooling, threads), data={})
-        record.update(quality=None, cost=None)
+        record = cast(IndexEvalRecord, run_record(
+            "index-eval", command=command, encoder=enc,
+            settings=_settings(options, pooling, threads), data={}))
+        record["quality"] = record["cost"] = None
         if options.quality.tasks:
             record["quality"], record["data"]["quality"] = quality_eval(enc, options)
         if options.cost.corpus_tasks:
@@ -500,7 +502,7 @@ def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: Inde
 
 
 def _run_on_index(encoder: Any, options: IndexEvalOptions, command: str | None,
-                  t0: float) -> dict[str, Any]:
+                  t0: float) -> IndexEvalRecord:
     """``run_index_eval`` with ``quality.index_dir``: the quality part on that index only."""
     if options.cost.corpus_tasks:
         raise ConfigError("an index folder is scored for quality only; leave out the cost "
@@ -513,9 +515,9 @@ def _run_on_index(encoder: Any, options: IndexEvalOptions, command: str | None,
         rows, data, enc = index_quality_eval(cfg, options)
         pooling = Pooling(rows[0]["pooling"]) if rows else Pooling(enc.default_pooling)
         settings = {**_settings(options, pooling, threads), "index": options.quality.index_dir}
-        record = run_record("index-eval", command=command, encoder=enc, settings=settings,
-                            data={"quality": data})
-    record.update(quality=rows, cost=None)
+        record = cast(IndexEvalRecord, run_record("index-eval", command=command, encoder=enc,
+                                                  settings=settings, data={"quality": data}))
+    record["quality"], record["cost"] = rows, None
     refresh_data_source(record)
     record["timings"] = timings(enc, t0)
     return record

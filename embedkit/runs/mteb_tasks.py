@@ -31,7 +31,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 import numpy as np
@@ -43,6 +43,9 @@ from embedkit.errors import ConfigError, DataError
 from embedkit.integrations.mteb import MtebEncoder, evaluate_local
 from embedkit.postprocess import check_chain_files, describe_post, pipeline_learns, resolve_post
 from embedkit.typing import JSONDict, StrPath
+
+if TYPE_CHECKING:
+    from embedkit.runs.record import BenchRecord
 
 try:
     import mteb
@@ -283,11 +286,11 @@ def _row_models(enc: SentenceEncoder, pools: list[Pooling], pipes: list[tuple[st
 
 def run_mteb_tasks(encoder: SentenceEncoder | EncoderConfig | str,
                    poolings: Sequence[str] | None, tasks: Sequence[str | Any], *,
-                   record: dict[str, Any] | None = None, post: Sequence[str] = (),
+                   record: BenchRecord | None = None, post: Sequence[str] = (),
                    fit_on: str = "task", fit_unique: bool = False, force: bool = False,
                    max_length: int | None = None, data: DataOptions | None = None,
                    cache_path: StrPath | None = None,
-                   command: str | None = None) -> dict[str, Any]:
+                   command: str | None = None) -> BenchRecord:
     """mteb's evaluation of every row (pooling x ``post`` chain) on every task; the results go
     into ``record`` (a bench record, e.g. :func:`~embedkit.runs.bench.run_bench`'s) under
     ``mteb``, or into a new bench record with no STS task. ``tasks``: names or task objects
@@ -324,9 +327,9 @@ def run_mteb_tasks(encoder: SentenceEncoder | EncoderConfig | str,
     return _with_section(record, section, enc, pools, pipes, post_files, command, t_start)
 
 
-def _with_section(record: dict[str, Any] | None, section: dict[str, Any], enc: SentenceEncoder,
+def _with_section(record: BenchRecord | None, section: dict[str, Any], enc: SentenceEncoder,
                   pools: list[Pooling], pipes: list[tuple[str, Any]], post_files: JSONDict,
-                  command: str | None, t_start: float) -> dict[str, Any]:
+                  command: str | None, t_start: float) -> BenchRecord:
     """``section`` as ``record["mteb"]``; without a record, a bench record of its own."""
     from embedkit.runs.record import run_record, timings
 
@@ -334,11 +337,11 @@ def _with_section(record: dict[str, Any] | None, section: dict[str, Any], enc: S
         settings = {"poolings": [str(p) for p in pools], "tasks": [], "protocol": "mteb",
                     "post": [label for label, _ in pipes], "post_files": post_files,
                     "max_length": {}, "model_max_length": enc.model_max_length()}
-        record = run_record("bench", command=command, encoder=enc, settings=settings, data={})
+        record = cast("BenchRecord", run_record("bench", command=command, encoder=enc,
+                                                settings=settings, data={}))
         record["results"] = {label: {"pooling": label.split(" + ")[0],
                                      "post": label.split(" + ", 1)[1] if " + " in label else None}
                              for label in section["results"]}
-        record["metrics"] = {}
         record["timings"] = timings(enc, t_start)
     record["mteb"] = section
     record["settings"]["mteb_tasks"] = list(section["tasks"])

@@ -1,5 +1,9 @@
 """The one run-record builder every experiment uses: what a result needs to be reproduced
-(versions, machine, command, model identity, settings, data checksums, timings).
+(versions, machine, command, model identity, settings, data checksums, timings), and the
+record types: :class:`RunRecord`, the header every record starts with, and one ``TypedDict``
+per runner's record (:class:`BenchRecord`, :class:`SweepRecord`, :class:`IndexEvalRecord`,
+:class:`DiagnoseRecord`), which the readers (compare, the mteb results, the reports, the
+command line) take.
 
 >>> rec = run_record("demo", command="embedkit demo", encoder=None, settings={"k": 3}, data={})
 >>> rec["kind"], rec["settings"], "numpy" in rec["versions"], rec["data_source"]["kind"]
@@ -11,23 +15,109 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from embedkit.errors import ConfigError
 from embedkit.provenance import library_versions, machine_description
-from embedkit.typing import StrPath
+from embedkit.typing import JSONDict, StrPath
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.data import PairSplit
-
-if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders import SentenceEncoder
+
+
+class _Header(TypedDict):
+    kind: str
+    embedkit: str
+    versions: dict[str, str]
+    machine: JSONDict
+    command: str | None
+    settings: JSONDict
+    data: JSONDict
+
+
+class RunRecord(_Header, total=False):
+    """The header :func:`run_record` builds: ``kind``, the library ``versions`` (``embedkit``
+    alone too), ``machine``, ``command``, ``model`` (the encoder's description; None without
+    an encoder; absent from a ``bench-models`` record, whose models each have theirs),
+    ``settings``, ``data`` (per task and split: source, checksum, pair count), ``data_source``
+    (where the task data came from; absent from records older than it) and ``timings``."""
+
+    model: Any  # JSONDict; None for a run without an encoder (readers of such kinds check)
+    data_source: JSONDict
+    timings: JSONDict
+
+
+class BenchScores(TypedDict, total=False):
+    """What a bench scores: ``results`` (per row label: per task its splits' scores, ``avg``
+    and ``w-avg``; the across-task ``avg``; the row's ``pooling`` and ``post``),
+    ``bytes_per_vector`` per row and ``undefined`` (the NaN scores, when any). Each score is
+    stored once: :func:`~embedkit.runs.bench.bench_metrics` derives the flat metrics."""
+
+    results: dict[str, JSONDict]
+    bytes_per_vector: dict[str, int | None]
+    undefined: list[dict[str, str]]
+
+
+class BenchRecord(RunRecord, BenchScores, total=False):
+    """An ``embedkit bench`` record (kind ``bench``), or several models' (``bench-models``:
+    ``models``, one ``bench`` record each). ``metrics`` is only in records written before
+    each score was stored once (read them through ``bench_metrics``)."""
+
+    truncated: dict[str, dict[str, int]]
+    truncated_of: dict[str, dict[str, int]]
+    primary_metric: str
+    mteb: JSONDict
+    models: list[BenchRecord]
+    metrics: dict[str, dict[str, float]]
+
+
+class SweepRecord(RunRecord, total=False):
+    """An ``embedkit sweep`` record: ``results`` per task and pooling (the grid's scores),
+    the truncation counts and the ``plots`` a report added."""
+
+    results: dict[str, JSONDict]
+    truncated: JSONDict
+    truncated_of: JSONDict
+    plots: list[str]
+
+
+class IndexEvalRecord(RunRecord, total=False):
+    """An ``embedkit index eval`` record: ``quality`` (one row per task, split, pooling and
+    post: the ranking metrics at each cut-off; None when only the cost was measured) and
+    ``cost`` (build and search cost of each index; None when not measured)."""
+
+    quality: Any  # list[JSONDict]; None when not measured
+    cost: Any  # JSONDict; None when not measured
+
+
+class EncodeRecord(RunRecord, total=False):
+    """An ``embedkit encode`` record: ``status`` (``written``, or ``complete`` when the folder
+    already was), the folder ``out``, its ``manifest``, and what this run encoded."""
+
+    status: str
+    out: str
+    manifest: JSONDict
+    rows_encoded: int
+    shards_encoded: list[int]
+
+
+class DiagnoseRecord(RunRecord, total=False):
+    """An ``embedkit diagnose`` record: ``rows`` (per task, pooling and post: the diagnostics
+    and the score), their ``summary``, the dimension ``sweep`` (None without one), the
+    ``conclusions`` a report drew and its ``plots``."""
+
+    rows: list[JSONDict]
+    summary: list[JSONDict]
+    sweep: Any  # JSONDict; None without a dimension sweep
+    conclusions: list[str]
+    plots: list[str]
 
 
 def run_record(kind: str, *, command: str | None, encoder: SentenceEncoder | None,
                settings: Mapping[str, Any], data: Mapping[str, Any],
                versions_extra: Sequence[str] = (),
-               source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+               source: Mapping[str, Any] | None = None) -> RunRecord:
     """The common header of a record: ``kind``, versions, machine, command, the encoder's
     description and run settings (merged under ``settings``, the caller's keys first), data,
     and ``data_source``: where the task data came from (``source``, else
@@ -78,7 +168,7 @@ def data_dir_setting(data_dir: StrPath | None) -> str:
         return str(data_dir or os.environ.get("EMBEDKIT_DATA") or "")
 
 
-def refresh_data_source(record: dict[str, Any]) -> None:
+def refresh_data_source(record: RunRecord) -> None:
     """Recompute ``record["data_source"]`` after the runner filled ``record["data"]``."""
     from embedkit.data import data_source
 

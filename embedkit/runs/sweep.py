@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from embedkit.postprocess.spec import PostOptions, _num  # the number format of 
 from embedkit.runs.bench import DataOptions
 from embedkit.runs.pair_extras import setting_classification
 from embedkit.runs.record import (
+    SweepRecord,
     data_dir_setting,
     run_record,
     split_summary,
@@ -237,7 +238,7 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
               tasks: Sequence[str | TaskSpec] | str | None = None,
               options: SweepOptions | None = None, *, protocol: str = "whitening",
               max_length: int | None = None, data: DataOptions | None = None,
-              command: str | None = None) -> dict[str, Any]:
+              command: str | None = None) -> SweepRecord:
     """Encode each task once, sweep the grid per pooling, select honestly; the JSON record.
 
     The max length per task follows the evaluation ``protocol`` (``max_length`` overrides it).
@@ -272,11 +273,13 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
         "protocol": proto.name,
         "max_length": max_lengths, "data_dir": data_dir_setting(data.data_dir),
         "source": data.source, "skip_invalid": data.skip_invalid, "honest": opts.honest}
-    record = run_record("sweep", command=command, encoder=enc, settings=settings,
-                        data=data_record, versions_extra=("matplotlib",))
+    record = cast(SweepRecord, run_record("sweep", command=command, encoder=enc,
+                                          settings=settings, data=data_record,
+                                          versions_extra=("matplotlib",)))
     record["results"] = results
     if truncated["truncated"]:  # the encoder counts truncated sentences (count_truncated)
-        record.update(truncated)
+        record["truncated"], record["truncated_of"] = (truncated["truncated"],
+                                                       truncated["truncated_of"])
     n_scored = sum(len(r["settings"]) for by_pool in results.values() for r in by_pool.values())
     record["timings"] = timings(enc, t_start, seconds_sweep=round(seconds, 3),
                                 n_settings=opts.n_settings, n_scored=n_scored)
