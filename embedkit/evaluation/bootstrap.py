@@ -35,7 +35,8 @@ def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sum(a * b, axis=1) / np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1))
+        return np.asarray(np.sum(a * b, axis=1)
+                          / np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1)))
 
 
 def _spearman_rows(x: np.ndarray, y: np.ndarray, **_: Any) -> np.ndarray:
@@ -49,7 +50,7 @@ def _accuracy_rows(x: np.ndarray, y: np.ndarray, threshold: float | None = None,
     if threshold is None:
         raise ConfigError("an accuracy interval needs the threshold", param="threshold")
     pred = x > threshold if high else x < threshold
-    return np.mean(pred == (y == 1), axis=1)
+    return np.asarray(np.mean(pred == (y == 1), axis=1))
 
 
 def _ap_rows(x: np.ndarray, y: np.ndarray, high: bool = True, **_: Any) -> np.ndarray:

@@ -16,9 +16,11 @@ euclidean, manhattan), scored as sentence-transformers does (:func:`similarity_s
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from embedkit.encoders.st_folder import SIMILARITIES
@@ -29,7 +31,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length in float64 (zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    return np.asarray(np.divide(x, norms, out=np.zeros_like(x), where=norms > 0))
 
 
 #: Cosines are rounded to this many decimals before ranking. A cosine computed in float64 from
@@ -68,7 +70,7 @@ def hamming_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     if a.shape[1] == 0:
         return np.ones(a.shape[0])
-    return 1.0 - np.count_nonzero(np.asarray(a) != np.asarray(b), axis=1) / a.shape[1]
+    return np.asarray(1.0 - np.count_nonzero(np.asarray(a) != np.asarray(b), axis=1) / a.shape[1])
 
 
 def similarity_scores(a: np.ndarray, b: np.ndarray, similarity: str = "cosine") -> np.ndarray:
@@ -98,10 +100,10 @@ def similarity_scores(a: np.ndarray, b: np.ndarray, similarity: str = "cosine") 
     else:
         out = -np.abs(x - y).sum(axis=1)
     scale = float(np.abs(out).max(initial=0.0)) or 1.0
-    return np.round(out / scale, COSINE_DECIMALS) * scale
+    return np.asarray(np.round(out / scale, COSINE_DECIMALS) * scale)
 
 
-def _corr(fn, x, y) -> float:
+def _corr(fn: Callable[[np.ndarray, np.ndarray], Any], x: ArrayLike, y: ArrayLike) -> float:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return float("nan")  # undefined for constant input; reported as NaN, never a warning
@@ -110,17 +112,18 @@ def _corr(fn, x, y) -> float:
         return float(fn(x, y)[0])
 
 
-def spearman(x, y) -> float:
+def spearman(x: ArrayLike, y: ArrayLike) -> float:
     """Spearman's rho with average ranks for ties (``scipy.stats.spearmanr``)."""
     return _corr(stats.spearmanr, x, y)
 
 
-def pearson(x, y) -> float:
+def pearson(x: ArrayLike, y: ArrayLike) -> float:
     """Pearson's r (``scipy.stats.pearsonr``)."""
     return _corr(stats.pearsonr, x, y)
 
 
-def undefined_reason(scores, labels, what: str = "cosine similarities") -> str | None:
+def undefined_reason(scores: ArrayLike, labels: ArrayLike,
+                     what: str = "cosine similarities") -> str | None:
     """Why a rank correlation of ``scores`` against ``labels`` is undefined (NaN), or None.
 
     >>> undefined_reason([0.1, 0.2], [1, 1]), undefined_reason([0.5, 0.5], [0, 1])
@@ -140,7 +143,7 @@ def undefined_reason(scores, labels, what: str = "cosine similarities") -> str |
     return None
 
 
-def pair_scores(emb1: np.ndarray, emb2: np.ndarray, labels,
+def pair_scores(emb1: np.ndarray, emb2: np.ndarray, labels: ArrayLike,
                 similarity: str = "cosine") -> dict[str, Any]:
     """Spearman and Pearson between the pairs' similarities (cosine unless the model declares
     another, :func:`similarity_scores`) and their labels; when they are undefined (NaN),

@@ -8,10 +8,11 @@ True
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -21,6 +22,13 @@ __all__ = ["PostprocessError", "InvalidPostParameterError", "RankDeficientWarnin
            "LinearStep", "check_params"]
 
 _FLOAT_DTYPES = [np.float64, np.float32]
+_Fit = TypeVar("_Fit", bound=Callable[..., Any])
+
+
+def fit_context(method: _Fit) -> _Fit:
+    """scikit-learn's ``_fit_context(prefer_skip_nested_validation=True)`` (the declared
+    parameters checked before ``fit`` runs), typed: the method keeps its signature."""
+    return cast(_Fit, _fit_context(prefer_skip_nested_validation=True)(method))
 
 
 class PostprocessError(ConfigError, ValueError):
@@ -34,7 +42,7 @@ class PostprocessError(ConfigError, ValueError):
     """
 
 
-class InvalidPostParameterError(PostprocessError, InvalidParameterError):
+class InvalidPostParameterError(PostprocessError, InvalidParameterError):  # type: ignore[misc]  # sklearn: no stubs
     """A constructor parameter outside its declared constraints (``_parameter_constraints``):
     scikit-learn's ``InvalidParameterError`` that is also a :class:`PostprocessError`, with
     ``param`` naming the parameter.
@@ -59,7 +67,7 @@ class RankDeficientWarning(UserWarning):
 _PARAM_NAME = re.compile(r"The '(\w+)' parameter")
 
 
-class _Validated(BaseEstimator):
+class _Validated(BaseEstimator):  # type: ignore[misc]  # sklearn: no stubs
     """Declarative parameter validation whose failures are :class:`InvalidPostParameterError`."""
 
     _parameter_constraints: dict[str, list[Any]] = {}
@@ -91,14 +99,14 @@ def check_params(estimator: BaseEstimator) -> BaseEstimator:
 def validate_float_matrix(est: BaseEstimator, X: Any, *, reset: bool) -> np.ndarray:
     """``validate_data`` for a float matrix, turning sklearn's ValueError into PostprocessError."""
     try:
-        return validate_data(est, X, reset=reset, dtype=_FLOAT_DTYPES, ensure_2d=True)
+        return np.asarray(validate_data(est, X, reset=reset, dtype=_FLOAT_DTYPES, ensure_2d=True))
     except PostprocessError:
         raise
     except ValueError as exc:
         raise PostprocessError(f"{type(est).__name__}: {exc}") from exc
 
 
-class LinearStep(TransformerMixin, _Validated):
+class LinearStep(TransformerMixin, _Validated):  # type: ignore[misc]  # sklearn: no stubs
     """Base of the linear steps: once fitted, ``transform(X) == (X + bias_) @ kernel_``.
 
     Subclasses learn ``kernel_`` (d x k) and ``bias_`` (d) in ``fit`` (they may be properties)
@@ -120,7 +128,7 @@ class LinearStep(TransformerMixin, _Validated):
         check_is_fitted(self)
         kernel, bias = self.kernel_, self.bias_
         X = validate_float_matrix(self, X, reset=False)
-        out = (np.asarray(X, dtype=np.float64) + bias) @ kernel
+        out: np.ndarray = (np.asarray(X, dtype=np.float64) + bias) @ kernel
         with np.errstate(over="ignore"):
             out = out.astype(X.dtype, copy=False)
         if not np.all(np.isfinite(out)):
@@ -137,7 +145,7 @@ class LinearStep(TransformerMixin, _Validated):
         k = int(np.asarray(self.kernel_).shape[1])
         return np.asarray([f"{prefix}{i}" for i in range(k)], dtype=object)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags

@@ -122,7 +122,7 @@ class AffineMap:
         if self.normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out = np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
-        return out
+        return np.asarray(out)
 
     def float32(self) -> tuple[np.ndarray, np.ndarray]:
         """``(kernel, bias)`` as C-contiguous float32 copies (what files and FAISS store).

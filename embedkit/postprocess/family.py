@@ -77,7 +77,7 @@ class WhiteningFamily:
         """The d x k kernel of ``Whitening(beta, gamma, k)`` fitted on the same data."""
         kk = self.resolve_k(k)
         scale, _, _ = eigen_scale(self.eigenvalues, kk, float(gamma), self.eps)
-        return self.components[:kk].T * scale[None, :]
+        return np.asarray(self.components[:kk].T * scale[None, :])
 
     def map(self, gamma: float, k: int | str) -> AffineMap:
         """The :class:`AffineMap` of ``(beta, gamma, k)``."""
@@ -114,7 +114,7 @@ def grid_cosines(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[
     dot = (Z1 * Z2) @ W
     den = np.sqrt(((Z1 * Z1) @ W) * ((Z2 * Z2) @ W))
     cos = np.divide(dot, den, out=np.zeros_like(dot), where=den > 0)
-    return cos.reshape(-1, len(gammas), len(ks))
+    return np.asarray(cos.reshape(-1, len(gammas), len(ks)))
 
 
 def score_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[int],

@@ -163,6 +163,6 @@ class RunningMoments:
         elif about is not None:
             shift = self.mean - np.asarray(about, dtype=np.float64)
         else:
-            return (self.m2 / self.n + (self.m2 / self.n).T) / 2.0
+            return np.asarray((self.m2 / self.n + (self.m2 / self.n).T) / 2.0)
         sigma = (self.m2 + self.n * np.outer(shift, shift)) / self.n
-        return (sigma + sigma.T) / 2.0
+        return np.asarray((sigma + sigma.T) / 2.0)

@@ -13,7 +13,7 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from sklearn.base import TransformerMixin, _fit_context
+from sklearn.base import TransformerMixin
 from sklearn.random_projection import (
     GaussianRandomProjection,
     SparseRandomProjection,
@@ -22,7 +22,7 @@ from sklearn.random_projection import (
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from embedkit.postprocess._base import LinearStep, PostprocessError, _Validated
+from embedkit.postprocess._base import LinearStep, PostprocessError, _Validated, fit_context
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.whitening import _EPS, _N_COMPONENTS, _EigenWhitening
 from embedkit.typing import JSONDict
@@ -112,7 +112,7 @@ class RandomProjection(LinearStep):
         self.random_state = random_state
         self.eps = eps
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X: Any, y: Any = None) -> RandomProjection:
         """Draw the random matrix for X's dimension (and N, for "auto"); returns ``self``."""
         X = _validate(self, X, reset=True)
@@ -176,7 +176,7 @@ class Truncate(LinearStep):
         """Whether rows are L2-normalised after the linear part (AffineMap folding reads it)."""
         return bool(self.normalize)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X: Any, y: Any = None) -> Truncate:
         """Check ``n_components <= d``; returns ``self``."""
         X = _validate(self, X, reset=True)
@@ -196,10 +196,10 @@ class Truncate(LinearStep):
             return out
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
-        return (out / norms).astype(out.dtype, copy=False)
+        return np.asarray((out / norms).astype(out.dtype, copy=False))
 
 
-class Normalize(TransformerMixin, _Validated):
+class Normalize(TransformerMixin, _Validated):  # type: ignore[misc]  # sklearn: no stubs
     """L2 row normalisation; stateless (``fit`` only records ``n_features_in_``); zero rows stay zero.
 
     >>> import numpy as np
@@ -220,7 +220,7 @@ class Normalize(TransformerMixin, _Validated):
         X = _validate(self, X, reset=False)
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
-        return (X / norms).astype(X.dtype, copy=False)
+        return np.asarray((X / norms).astype(X.dtype, copy=False))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """The input names (``x0 ..`` when none were seen)."""
@@ -231,7 +231,7 @@ class Normalize(TransformerMixin, _Validated):
         check_is_fitted(self, "n_features_in_")
         return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.requires_fit = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from embedkit.errors import ConfigError
-from embedkit.postprocess._base import PostprocessError, _Validated
+from embedkit.postprocess._base import PostprocessError, _Validated, fit_context
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.affine import AffineMap, pipeline_steps
 from embedkit.postprocess.files import load_transform, save_transform
@@ -56,7 +56,7 @@ QUANTIZE_KEY = "quantize"
 _LEVELS = 255  # 256 codes: 255 steps between low and high
 
 
-class _Quantizer(TransformerMixin, _Validated):
+class _Quantizer(TransformerMixin, _Validated):  # type: ignore[misc]  # sklearn: no stubs
     """What the quantisers share: the last step of a chain, scored on :meth:`decode`."""
 
     #: marks a step whose output is codes, not a linear map (AffineMap.from_pipeline refuses it)
@@ -87,7 +87,7 @@ class _Quantizer(TransformerMixin, _Validated):
     def _dtype(self) -> np.dtype:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = []
         return tags
@@ -128,7 +128,7 @@ class ScalarQuantizer(_Quantizer):
         self.clip = clip
         self.ranges = ranges
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X: Any, y: Any = None) -> ScalarQuantizer:
         """Fit (or load from ``ranges``) the range of each dimension; returns ``self``."""
         X = _validate(self, X, reset=True)
@@ -222,7 +222,7 @@ class BinaryQuantizer(_Quantizer):
     def __init__(self, unsigned: bool = False) -> None:
         self.unsigned = unsigned
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X: Any, y: Any = None) -> BinaryQuantizer:
         """Record the dimension; returns ``self``."""
         _validate(self, X, reset=True)

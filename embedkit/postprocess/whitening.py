@@ -27,11 +27,15 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from embedkit.postprocess._base import LinearStep, PostprocessError, RankDeficientWarning
+from embedkit.postprocess._base import (
+    LinearStep,
+    PostprocessError,
+    RankDeficientWarning,
+    fit_context,
+)
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.moments import RunningMoments
 from embedkit.typing import JSONDict
@@ -63,17 +67,19 @@ def _flip_rows(components: np.ndarray) -> np.ndarray:
     idx = np.argmax(np.abs(components), axis=1)
     signs = np.sign(components[np.arange(components.shape[0]), idx])
     signs[signs == 0] = 1.0
-    return components * signs[:, None]
+    flipped: np.ndarray = components * signs[:, None]
+    return flipped
 
 
-def _one_blas_thread():
+def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     """Run LAPACK's eigensolver on one thread: for d in the hundreds it is as fast (0.06 s at
     d=512), while OpenBLAS's threaded one slows down 50x when the cores are busy elsewhere."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    limits: contextlib.AbstractContextManager[Any] = threadpool_limits(limits=1, user_api="blas")
+    return limits
 
 
 def sigma_eigen(moments: RunningMoments, beta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -135,8 +141,8 @@ class _EigenWhitening(LinearStep):
         raise NotImplementedError
 
     # -- fitting ---------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any = None):
+    @fit_context
+    def fit(self, X: Any, y: Any = None) -> _EigenWhitening:
         """Fit on all of ``X`` at once (resets any previous state); returns ``self``."""
         for attr in ("moments_", "n_features_in_", "_derived"):
             self.__dict__.pop(attr, None)
@@ -144,8 +150,8 @@ class _EigenWhitening(LinearStep):
         self._derive(_stack=1)  # eagerly: rank warnings appear at fit time (1: the wrapper)
         return self
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any = None):
+    @fit_context
+    def partial_fit(self, X: Any, y: Any = None) -> _EigenWhitening:
         """Add a chunk of rows to the running moments; returns ``self``."""
         self._add(X)
         return self
@@ -183,7 +189,7 @@ class _EigenWhitening(LinearStep):
         d = int(self.moments_.d or 0)
         k = _check_n_components(self.n_components, d, type(self).__name__)
         key = (beta, gamma, k, float(self.eps))
-        cached = self.__dict__.get("_derived")
+        cached: dict[str, Any] | None = self.__dict__.get("_derived")
         if cached is not None and cached["key"] == key:
             return cached
         self._check_distinct(beta, gamma, k, d)
@@ -239,27 +245,27 @@ class _EigenWhitening(LinearStep):
     @property
     def eigenvalues_(self) -> np.ndarray:
         """All d eigenvalues of Sigma, descending (before clamping)."""
-        return self._derive()["eigenvalues"]
+        return np.asarray(self._derive()["eigenvalues"])
 
     @property
     def components_(self) -> np.ndarray:
         """The k kept directions as rows (k x d), sign-normalised."""
-        return self._derive()["components"]
+        return np.asarray(self._derive()["components"])
 
     @property
     def kernel_(self) -> np.ndarray:
         """The d x k matrix of ``transform(X) == (X + bias_) @ kernel_``."""
-        return self._derive()["kernel"]
+        return np.asarray(self._derive()["kernel"])
 
     @property
     def bias_(self) -> np.ndarray:
         """The d-vector ``-beta * mean_`` of ``transform(X) == (X + bias_) @ kernel_``."""
-        return self._derive()["bias"]
+        return np.asarray(self._derive()["bias"])
 
     @property
     def n_components_(self) -> int:
         """The number k of output dimensions."""
-        return self._derive()["k"]
+        return int(self._derive()["k"])
 
 
 class Whitening(_EigenWhitening):

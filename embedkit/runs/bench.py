@@ -46,7 +46,6 @@ from embedkit.postprocess.spec import PostOptions
 from embedkit.runs.pair_extras import PairExtras, load_selection, score_extras
 from embedkit.runs.record import (
     BenchRecord,
-    BenchScores,
     data_dir_setting,
     run_record,
     split_summary,
@@ -140,10 +139,7 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     settings["similarity"] = sim
     record = cast(BenchRecord, run_record("bench", command=command, encoder=enc,
                                           settings=settings, data=records))
-    scores = _results(rows)
-    record["results"], record["bytes_per_vector"] = scores["results"], scores["bytes_per_vector"]
-    if "undefined" in scores:
-        record["undefined"] = scores["undefined"]
+    _add_results(record, rows)
     if truncated is not None:
         record["truncated"], record["truncated_of"] = truncated
     record["primary_metric"] = PRIMARY_METRIC
@@ -288,10 +284,10 @@ def _scored_vectors(fitted: Pipeline, X: np.ndarray) -> np.ndarray:
     return scored_output(fitted, X)[0]
 
 
-def _results(rows: dict[str, _Row]) -> BenchScores:
-    """Per row the nested results (task -> split, avg, w-avg; the across-task avg; each score
-    once: :func:`bench_metrics` flattens them); ``undefined`` lists the (row, task, split,
-    reason) whose score is NaN."""
+def _add_results(record: BenchRecord, rows: dict[str, _Row]) -> None:
+    """Per row the nested ``results`` (task -> split, avg, w-avg; the across-task avg; each
+    score once: :func:`bench_metrics` flattens them) and ``bytes_per_vector``; ``undefined``
+    lists the (row, task, split, reason) whose score is NaN."""
     results: dict[str, Any] = {}
     undefined: list[dict[str, str]] = []
     for label, row in rows.items():
@@ -305,12 +301,10 @@ def _results(rows: dict[str, _Row]) -> BenchScores:
                 for avg in ("avg", "w-avg")}}
         nested["avg"] = {"spearman": flat["avg/spearman"], "pearson": flat["avg/pearson"]}
         results[label] = {**nested, "pooling": str(row.pooling), "post": row.post}
-    out: BenchScores = {"results": results,
-                        "bytes_per_vector": {label: row.bytes_per_vector
-                                             for label, row in rows.items()}}
+    record["results"] = results
+    record["bytes_per_vector"] = {label: row.bytes_per_vector for label, row in rows.items()}
     if undefined:  # the flag: these scores are NaN, and so is every average including them
-        out["undefined"] = undefined
-    return out
+        record["undefined"] = undefined
 
 
 def _settings(evaluator: STSEvaluator, pools: list[Pooling], posts: PostOptions, need_fit: bool,

@@ -48,22 +48,17 @@ class RunRecord(_Header, total=False):
     timings: JSONDict
 
 
-class BenchScores(TypedDict, total=False):
-    """What a bench scores: ``results`` (per row label: per task its splits' scores, ``avg``
-    and ``w-avg``; the across-task ``avg``; the row's ``pooling`` and ``post``),
-    ``bytes_per_vector`` per row and ``undefined`` (the NaN scores, when any). Each score is
-    stored once: :func:`~embedkit.runs.bench.bench_metrics` derives the flat metrics."""
+class BenchRecord(RunRecord, total=False):
+    """An ``embedkit bench`` record (kind ``bench``), or several models' (``bench-models``:
+    ``models``, one ``bench`` record each). ``results``: per row label, per task its splits'
+    scores, ``avg`` and ``w-avg``, the across-task ``avg``, the row's ``pooling`` and ``post``;
+    ``bytes_per_vector`` per row; ``undefined``: the NaN scores, when any. Each score is
+    stored once: :func:`~embedkit.runs.bench.bench_metrics` derives the flat metrics;
+    ``metrics`` is only in records written before that (``bench_metrics`` returns it)."""
 
     results: dict[str, JSONDict]
     bytes_per_vector: dict[str, int | None]
     undefined: list[dict[str, str]]
-
-
-class BenchRecord(RunRecord, BenchScores, total=False):
-    """An ``embedkit bench`` record (kind ``bench``), or several models' (``bench-models``:
-    ``models``, one ``bench`` record each). ``metrics`` is only in records written before
-    each score was stored once (read them through ``bench_metrics``)."""
-
     truncated: dict[str, dict[str, int]]
     truncated_of: dict[str, dict[str, int]]
     primary_metric: str
