@@ -12,7 +12,7 @@ import os
 import platform
 from importlib import metadata
 
-from embedkit.typing import StrPath
+from embedkit.aliases import StrPath
 
 _LIBRARIES = (
     "numpy",

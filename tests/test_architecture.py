@@ -26,7 +26,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "embedkit"
 
 #: the layer of each top-level part of the package; the base modules may be imported by all
 LAYERS = {
-    "__init__": 0, "errors": 0, "provenance": 0, "typing": 0,
+    "__init__": 0, "errors": 0, "provenance": 0, "aliases": 0,
     "io": 1,
     "data": 2,
     "encoders": 3,

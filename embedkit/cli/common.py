@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.cli.parsing import split_models
 from embedkit.encoders.choices import SIMILARITIES, available_cores
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_json
-from embedkit.typing import JSONDict, StrPath
 
 if TYPE_CHECKING:  # the library is imported where the work is, not to parse arguments
     from embedkit.data import DataOptions

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embedkit.aliases import JSONDict
 from embedkit.cli.common import (
     FORCE_POST_FILE,
     PROTOCOL_MAX_LENGTH,
@@ -48,7 +49,6 @@ from embedkit.cli.parsing import parse_int_list, split_factories, split_list
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import LOCK_TIMEOUT, FolderLockedError, atomic_write_text
 from embedkit.io.textfile import read_sentences
-from embedkit.typing import JSONDict
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders import EncoderConfig

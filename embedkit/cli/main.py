@@ -17,11 +17,11 @@ import typing
 import warnings
 
 from embedkit import __version__
+from embedkit.aliases import StrPath
 from embedkit.cli.help import finish_help
 from embedkit.errors import EmbedkitError, WorkKept
 from embedkit.io.atomic import DiskFullError, disk_full_error, is_disk_full
 from embedkit.io.notices import quiet_libraries, warning_line
-from embedkit.typing import StrPath
 
 #: sub-command name -> module (each has ``add_parser(subparsers)`` and ``run(args) -> int``)
 COMMANDS = {

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from embedkit.aliases import StrPath
 from embedkit.data.loading import load_split
 from embedkit.data.selection import parse_task_split
 from embedkit.data.spec import TaskSpec
 from embedkit.errors import ConfigError
 from embedkit.io.textfile import read_lines
 from embedkit.provenance import sha256_file, sha256_text
-from embedkit.typing import StrPath
 
 __all__ = ["corpus_from_tasks", "drop_blank_texts", "read_corpus"]
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embedkit.aliases import StrPath
 from embedkit.data.pairs import PairSplit, read_pair_file, rows_to_split
 from embedkit.data.registry import builtin_tasks, get_task
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError, EmbedkitError
-from embedkit.typing import StrPath
 
 SOURCES = ("auto", "local", "hub")
 #: The environment variable naming the data folder (after ``data_dir``, before the defaults).

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embedkit.aliases import JSONDict
 from embedkit.data.spec import TaskSpec
 from embedkit.errors import DataError
 from embedkit.io.textfile import decoded_lines, json_objects, read_bytes
 from embedkit.provenance import sha256_text
-from embedkit.typing import JSONDict
 
 #: How many skipped-row messages are kept for the report (the count is always exact).
 MAX_SKIP_MESSAGES = 20

@@ -27,13 +27,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedkit.aliases import StrPath
 from embedkit.data.loading import find_data_dir, resolve_path
 from embedkit.data.pairs import PairSplit
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.textfile import decoded_lines, json_objects, read_bytes
 from embedkit.provenance import sha256_text
-from embedkit.typing import StrPath
 
 __all__ = ["RetrievalSplit", "load_retrieval_split", "read_jsonl_texts", "read_qrels",
            "write_pairs_as_retrieval"]

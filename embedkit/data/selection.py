@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.data.loading import load_task
 from embedkit.data.pairs import PairSplit
 from embedkit.data.registry import get_task
@@ -33,7 +34,6 @@ from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.textfile import read_bytes, read_sentences
 from embedkit.provenance import sha256_text
-from embedkit.typing import JSONDict, StrPath
 
 __all__ = ["FIT_SPLITS", "FILE_MAX_LENGTH", "FitSentences", "collect_fit_sentences",
            "pair_sentences", "parse_task_split", "read_sentence_file"]

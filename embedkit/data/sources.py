@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embedkit.aliases import StrPath
 from embedkit.errors import ConfigError, DataError, MissingFileError
 from embedkit.provenance import sha256_file
-from embedkit.typing import StrPath
 
 __all__ = ["FORMATS", "CorpusFile", "CorpusSource", "open_corpus", "require_pyarrow"]
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.aliases import StrPath
 from embedkit.errors import EmbedkitError
 from embedkit.io.atomic import atomic_path
-from embedkit.typing import StrPath
 
 __all__ = ["plot_cosine_histograms", "plot_jl", "plot_occurrence", "plot_spectra",
            "require_matplotlib"]

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from embedkit.aliases import StrPath
 from embedkit.encoders.cache_files import aside_name as _aside_name
 from embedkit.encoders.cache_files import check_file as _check_file
 from embedkit.encoders.cache_files import file_id as _file_id
@@ -69,7 +70,6 @@ from embedkit.encoders.cache_files import reason as _reason
 from embedkit.encoders.cache_files import sqlite_code as _sqlite_code
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_write_json
-from embedkit.typing import StrPath
 
 FORMAT_VERSION = 1
 _CHUNK = 500  # keys per SQL statement (well under SQLite's variable limit)

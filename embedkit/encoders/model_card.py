@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from embedkit import __version__
+from embedkit.aliases import StrPath
 from embedkit.io.tables import Markdown, escape_markdown, text_table
-from embedkit.typing import StrPath
 
 logger = logging.getLogger(__name__)
 

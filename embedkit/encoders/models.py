@@ -14,8 +14,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from embedkit.aliases import StrPath
 from embedkit.errors import ConfigError
-from embedkit.typing import StrPath
 
 ALIASES = {"m3e-small": ("embedding", "m3e-small", "moka-ai/m3e-small")}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")

@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.aliases import StrPath
 from embedkit.encoders.choices import SIMILARITIES
 from embedkit.encoders.pooling import Pooling, by_st_mode, uniem_declared
 from embedkit.encoders.prompts import st_config
 from embedkit.errors import ConfigError, UnsupportedModuleError
 from embedkit.io.atomic import atomic_dir
-from embedkit.typing import StrPath
 
 __all__ = ["STFolder", "STModule", "SIMILARITIES", "declared_pooling", "read_st_folder",
            "read_static_folder", "save_st_folder", "write_st_folder", "write_static_folder",

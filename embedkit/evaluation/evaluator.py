@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.data import PairSplit, get_task, load_task
 from embedkit.data.registry import DEFAULT_TASKS
 from embedkit.data.spec import TaskSpec
@@ -31,7 +32,6 @@ from embedkit.encoders import SentenceEncoder
 from embedkit.errors import ConfigError
 from embedkit.evaluation.metrics import pair_scores
 from embedkit.evaluation.protocols import EvalProtocol, get_protocol
-from embedkit.typing import JSONDict, StrPath
 
 PRIMARY_METRIC = "avg/spearman"
 

@@ -72,6 +72,7 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.aliases import StrPath
 from embedkit.data import PairSplit, get_task, load_task
 from embedkit.data.spec import TaskSpec
 from embedkit.encoders import EncoderConfig, SentenceEncoder, as_encoder
@@ -90,7 +91,6 @@ from embedkit.integrations.mteb_results import (
     variant_settings,
 )
 from embedkit.store.fitted import fitted_post
-from embedkit.typing import StrPath
 
 try:
     import mteb

@@ -58,12 +58,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from embedkit.aliases import StrPath
 from embedkit.data.registry import builtin_tasks
 from embedkit.encoders.models import ALIASES
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_text
 from embedkit.provenance import sha256_file, sha256_text
-from embedkit.typing import StrPath
 
 #: the mteb release whose TaskResult / ModelMeta schema the files follow (checked by the tests)
 MTEB_SCHEMA_VERSION = "2.26.24"

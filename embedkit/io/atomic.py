@@ -48,7 +48,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from embedkit.typing import StrPath
+from embedkit.aliases import StrPath
 
 try:
     import fcntl

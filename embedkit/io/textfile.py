@@ -16,8 +16,8 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from embedkit.aliases import StrPath
 from embedkit.errors import DataError, MissingFileError
-from embedkit.typing import StrPath
 
 
 def _raise(line: int, problem: str, path: str) -> None:

@@ -18,13 +18,13 @@ from typing import Any
 from sklearn.pipeline import Pipeline
 from sklearn.random_projection import johnson_lindenstrauss_min_dim
 
+from embedkit.aliases import JSONDict
 from embedkit.errors import ConfigError
 from embedkit.postprocess.affine import pipeline_steps
 from embedkit.postprocess.files import FixedTransform, check_compatible, load_transform
 from embedkit.postprocess.projection import PCA, Normalize, RandomProjection, Truncate
 from embedkit.postprocess.spec import describe_post, parse_post
 from embedkit.postprocess.whitening import Whitening
-from embedkit.typing import JSONDict
 
 __all__ = ["check_chain_files", "check_post_chain", "check_post_chains", "parse_post"]
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.errors import ConfigError, EmbedkitError, MissingFileError
 from embedkit.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json
 from embedkit.io.seal import CHECKSUMS_KEY, check_values, seal_values
@@ -44,7 +45,6 @@ from embedkit.postprocess._base import LinearStep, PostprocessError
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.affine import AffineMap, import_faiss
 from embedkit.provenance import sha256_file
-from embedkit.typing import JSONDict, StrPath
 
 __all__ = ["TRANSFORM_FORMATS", "TransformFile", "TransformMetadata", "validate_metadata",
            "transform_metadata", "CompatibilityWarning", "save_transform", "load_transform",

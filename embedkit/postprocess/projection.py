@@ -22,10 +22,10 @@ from sklearn.random_projection import (
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from embedkit.aliases import JSONDict
 from embedkit.postprocess._base import LinearStep, PostprocessError, _Validated, fit_context
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.whitening import _EPS, _N_COMPONENTS, _EigenWhitening
-from embedkit.typing import JSONDict
 
 __all__ = ["PCA", "RandomProjection", "Truncate", "Normalize"]
 

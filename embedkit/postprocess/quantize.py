@@ -40,12 +40,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.errors import ConfigError
 from embedkit.postprocess._base import PostprocessError, _Validated, fit_context
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.affine import AffineMap, pipeline_steps
 from embedkit.postprocess.files import load_transform, save_transform
-from embedkit.typing import JSONDict, StrPath
 
 __all__ = ["ScalarQuantizer", "BinaryQuantizer", "quantizer_of", "scored_output",
            "bytes_per_vector",

@@ -30,6 +30,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from embedkit.aliases import JSONDict
 from embedkit.postprocess._base import (
     LinearStep,
     PostprocessError,
@@ -38,7 +39,6 @@ from embedkit.postprocess._base import (
 )
 from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.moments import RunningMoments
-from embedkit.typing import JSONDict
 
 __all__ = ["Whitening", "eigen_scale", "sigma_eigen"]
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.io.tables import text_table
 from embedkit.reports._format import x100
 from embedkit.runs.record import BenchRecord, RunRecord, SweepRecord, run_revision
-from embedkit.typing import JSONDict, StrPath
 
 
 def run_description(settings: Mapping[str, Any] | None,

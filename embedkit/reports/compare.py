@@ -17,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from embedkit.aliases import StrPath
 from embedkit.errors import ConfigError
 from embedkit.io.tables import escape_html, escape_markdown, text_table
 from embedkit.reports._format import x100
 from embedkit.reports.bench import run_description
 from embedkit.runs.compare import Cell, Comparison, Entry, short_data
-from embedkit.typing import StrPath
 
 # -- text and Markdown ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.diagnostics import COLUMNS, jl_at
 from embedkit.diagnostics.plots import plot_jl, plot_occurrence, plot_spectra, require_matplotlib
 from embedkit.io.tables import text_table
@@ -18,7 +19,6 @@ from embedkit.reports._format import fmt, slug, x100
 from embedkit.reports.bench import provenance_lines, run_title
 from embedkit.runs.diagnose import RETRIEVAL_K, mean_present, row_recall
 from embedkit.runs.record import DiagnoseRecord
-from embedkit.typing import JSONDict, StrPath
 
 __all__ = ["conclusions", "format_diagnose_table", "format_summary_table",
            "format_retrieval_table", "format_jl_table", "format_stop_table",

@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.io.atomic import atomic_path
 from embedkit.postprocess.spec import _num  # the number format of whitening specs
 from embedkit.reports._format import mean, slug, table, x100
@@ -17,7 +18,6 @@ from embedkit.reports.bench import (
 )
 from embedkit.reports.sweep_plots import _pyplot, sweep_figure
 from embedkit.runs.record import SweepRecord
-from embedkit.typing import JSONDict, StrPath
 
 
 def summary_rows(record: SweepRecord) -> tuple[list[str], list[list[str]]]:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from embedkit.aliases import JSONDict
 from embedkit.errors import EmbedkitError
 from embedkit.postprocess.spec import _num
 from embedkit.reports._format import x100
 from embedkit.runs.record import SweepRecord
-from embedkit.typing import JSONDict
 
 __all__ = ["BETA_STYLES", "CHOSEN_STYLE", "RAW_STYLE", "sweep_figure"]
 

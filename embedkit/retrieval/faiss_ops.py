@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.aliases import StrPath
 from embedkit.errors import ConfigError, EmbedkitError, check_int
 from embedkit.postprocess.affine import AffineMap
 from embedkit.store.encode_folder import draw_rows
-from embedkit.typing import StrPath
 
 try:
     import faiss as _faiss

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.aliases import StrPath
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path
 from embedkit.errors import ConfigError
@@ -69,7 +70,6 @@ from embedkit.store.recipe import (
     RecipeConflictError,
     make_recipe,
 )
-from embedkit.typing import StrPath
 
 __all__ = ["POST_FILE", "IndexSearcher", "add_to_index", "build_index", "search"]
 

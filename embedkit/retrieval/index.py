@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.aliases import StrPath
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import LOCK_TIMEOUT
 from embedkit.postprocess.affine import AffineMap
@@ -43,7 +44,6 @@ from embedkit.retrieval.persistence import FORMAT, read_index_folder, write_inde
 from embedkit.retrieval.shards import ArraySource, dedupe_rows, fill_index
 from embedkit.retrieval.tuning import search_defaults_of
 from embedkit.store.recipe import Recipe, RecipeConflict, compare_recipe
-from embedkit.typing import StrPath
 
 __all__ = ["EmbeddingIndex", "Hit", "METRICS", "as_affine_map"]
 

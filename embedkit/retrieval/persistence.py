@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from embedkit.aliases import StrPath
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 from embedkit.io.atomic import LOCK_TIMEOUT, atomic_dir, recover_dir
 from embedkit.io.seal import check_values, seal_values
@@ -32,7 +33,6 @@ from embedkit.provenance import sha256_file
 from embedkit.retrieval.faiss_ops import METRICS, faiss, read_faiss_index
 from embedkit.store.encode_folder import plain_name
 from embedkit.store.recipe import Count, Positive, validate_json
-from embedkit.typing import StrPath
 
 __all__ = ["FORMAT", "INDEX_FILE", "IVFDATA_FILE", "META_FILE", "TEXTS_FILE", "StoredIndex",
            "plain_name", "read_index_folder", "write_index_folder"]

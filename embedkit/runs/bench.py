@@ -52,7 +52,7 @@ from embedkit.runs.record import (
     timings,
     truncation_counts,
 )
-from embedkit.typing import JSONDict, StrPath
+from embedkit.aliases import JSONDict, StrPath
 
 
 @dataclass

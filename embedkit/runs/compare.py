@@ -53,7 +53,7 @@ from embedkit.integrations.mteb_results import (
 )
 from embedkit.runs.choices import METRICS
 from embedkit.runs.record import BenchRecord, SweepRecord, run_revision
-from embedkit.typing import StrPath
+from embedkit.aliases import StrPath
 
 logger = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ from embedkit.runs.record import (
     split_summary,
     timings,
 )
-from embedkit.typing import JSONDict, StrPath
+from embedkit.aliases import JSONDict, StrPath
 
 __all__ = ["DiagnoseOptions", "run_diagnose", "sweep_dimensions", "mean_present", "row_recall",
            "RETRIEVAL_K", "STOP_TOLERANCE"]

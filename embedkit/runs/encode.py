@@ -53,7 +53,7 @@ from embedkit.store.encode_folder import (
 )
 from embedkit.store.fitted import FittedPost, is_none, prepare_post
 from embedkit.store.recipe import Recipe
-from embedkit.typing import StrPath
+from embedkit.aliases import StrPath
 
 __all__ = ["ENGINES", "EncodeSettings", "ShardJob", "run_encode"]
 

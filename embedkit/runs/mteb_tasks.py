@@ -42,7 +42,7 @@ from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encode
 from embedkit.errors import ConfigError, DataError
 from embedkit.integrations.mteb import MtebEncoder, evaluate_local
 from embedkit.postprocess import check_chain_files, describe_post, pipeline_learns, resolve_post
-from embedkit.typing import JSONDict, StrPath
+from embedkit.aliases import JSONDict, StrPath
 
 if TYPE_CHECKING:
     from embedkit.runs.record import BenchRecord

@@ -47,7 +47,7 @@ from embedkit.evaluation.protocols import get_protocol
 from embedkit.io.atomic import atomic_path, atomic_write_text
 from embedkit.postprocess import describe_post, pipeline_learns, resolve_post
 from embedkit.runs.choices import FORMATS
-from embedkit.typing import StrPath
+from embedkit.aliases import StrPath
 
 Transform = Callable[[np.ndarray], np.ndarray]
 

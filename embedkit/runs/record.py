@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from embedkit.errors import ConfigError
 from embedkit.provenance import library_versions, machine_description
-from embedkit.typing import JSONDict, StrPath
+from embedkit.aliases import JSONDict, StrPath
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.data import PairSplit

@@ -18,7 +18,7 @@ from embedkit.errors import ConfigError
 from embedkit.evaluation.bootstrap import paired_bootstrap
 from embedkit.evaluation.metrics import spearman
 from embedkit.runs.predictions import read_predictions
-from embedkit.typing import StrPath
+from embedkit.aliases import StrPath
 
 __all__ = ["SUFFIXES", "compare_predictions", "matched_files"]
 

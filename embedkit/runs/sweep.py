@@ -50,7 +50,7 @@ from embedkit.runs.record import (
     timings,
     truncation_counts,
 )
-from embedkit.typing import JSONDict
+from embedkit.aliases import JSONDict
 
 __all__ = [
     "SweepOptions",

@@ -54,7 +54,7 @@ from embedkit.postprocess.spec import PostOptions
 from embedkit.provenance import sha256_text
 from embedkit.runs.bench import DataOptions
 from embedkit.store.encode_folder import EncodeFolder
-from embedkit.typing import StrPath
+from embedkit.aliases import StrPath
 
 __all__ = ["EXPORT_FORMATS", "FIT_CHUNK", "WhitenSettings", "WhitenResult", "VectorSource",
            "SentenceSource", "FolderSource", "run_whiten", "fit_source", "fit_blocks",

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
+from embedkit.aliases import StrPath
 from embedkit.data.sources import require_pyarrow
 from embedkit.encoders.choices import VECTOR_DTYPES
 from embedkit.errors import ConfigError
@@ -76,7 +77,6 @@ from embedkit.store.recipe import (
     post_metadata,
     validate_json,
 )
-from embedkit.typing import StrPath
 
 if TYPE_CHECKING:  # torch is imported where an encoder is used
     from embedkit.encoders.protocol import SentenceEncoder

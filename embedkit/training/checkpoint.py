@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from embedkit import __version__
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.encoders.model_card import CardInfo, card_name, read_base_license, write_model_card
 from embedkit.encoders.models import hub_id, is_local
 from embedkit.encoders.pooling import Pooling
@@ -42,7 +43,6 @@ from embedkit.encoders.st_folder import write_st_folder
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import recover_dir
 from embedkit.provenance import sha256_file
-from embedkit.typing import JSONDict, StrPath
 
 logger = logging.getLogger(__name__)
 

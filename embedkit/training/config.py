@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from embedkit.aliases import JSONDict
 from embedkit.errors import ConfigError, check_int
-from embedkit.typing import JSONDict
 
 UNSUPERVISED_DROPOUT = 0.3
 UNSUPERVISED_MAX_SENTENCES = 10_000

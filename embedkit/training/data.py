@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.data import PairSplit, get_task, load_task, read_pair_file
 from embedkit.data.loading import data_dir_from_env, resolve_file
 from embedkit.data.registry import builtin_tasks
@@ -29,7 +30,6 @@ from embedkit.data.spec import TaskSpec
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 from embedkit.provenance import sha256_file, sha256_text
 from embedkit.training.config import SimCSEConfig, TrainingWarning
-from embedkit.typing import JSONDict, StrPath
 
 
 # -- unlabelled sentences -------------------------------------------------------------------

@@ -61,6 +61,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from embedkit.aliases import JSONDict
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.st_folder import declared_pooling
@@ -91,7 +92,6 @@ from embedkit.training.config import (
     unset_config,
 )
 from embedkit.training.data import TrainingData, examples_sha256, prepare_examples
-from embedkit.typing import JSONDict
 
 logger = logging.getLogger(__name__)
 
