@@ -104,7 +104,7 @@ def run(args) -> int:
         raise ConfigError("--plots draws from the predictions files: give --predictions DIR")
     models = split_models(args.model)
     if len(models) > 1 or "," in models[0]:
-        check_model_names(models)
+        _check_model_names(models)
     configs = [encoder_config(args, model=m) for m in models]
     mteb_tasks = _mteb_tasks(args, len(configs))
     # --predictions (and --mteb-tasks) encode again through the same encoder (its cache
@@ -203,7 +203,7 @@ def _print_classification(record: dict) -> None:
             print(text_table(header, rows))
 
 
-def check_model_names(models: list[str]) -> None:
+def _check_model_names(models: list[str]) -> None:
     """Before the first model runs: a name that is a path (it holds a path separator or starts
     with ``.`` or ``~``) must be an existing folder, so a typo in the last of several models
     does not cost the others' encoding."""

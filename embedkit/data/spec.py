@@ -49,7 +49,7 @@ from embedkit.errors import ConfigError
 from embedkit.io.textfile import read_bytes
 
 #: Canonical split names; the aliases users type are mapped onto them.
-SPLIT_ALIASES = {"dev": "valid", "validation": "valid", "val": "valid", "eval": "valid"}
+_SPLIT_ALIASES = {"dev": "valid", "validation": "valid", "val": "valid", "eval": "valid"}
 FORMATS = ("tsv", "csv", "jsonl")
 _DEFAULT_FIELDS = {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}
 
@@ -61,11 +61,11 @@ def canonical_split(split: str) -> str:
     ('valid', 'test')
     """
     s = split.strip().lower()
-    return SPLIT_ALIASES.get(s, s)
+    return _SPLIT_ALIASES.get(s, s)
 
 
 @dataclass(frozen=True)
-class HubSource:
+class _HubSource:
     """Where the same data lives on the Hugging Face hub (loaded through ``datasets``)."""
 
     id: str
@@ -99,7 +99,7 @@ class TaskSpec:
     max_length: int = 64
     default_splits: tuple[str, ...] = ("test",)
     cmteb_splits: tuple[str, ...] = ()  # optional: the splits C-MTEB scores, if the author says
-    hub: HubSource | None = None
+    hub: _HubSource | None = None
     #: split -> sha256 of the published file (a copy with other bytes is not that data)
     sha256: dict[str, str] = field(default_factory=dict)
     description: str = ""
@@ -148,7 +148,7 @@ class TaskSpec:
         files = m.canonical_files()
         hub = None
         if m.hub is not None:
-            hub = HubSource(id=m.hub.id, revision=m.hub.revision,
+            hub = _HubSource(id=m.hub.id, revision=m.hub.revision,
                             splits={canonical_split(k): v for k, v in m.hub.splits.items()},
                             fields=m.hub.fields.model_dump(), config=m.hub.config)
         splits = tuple(files) or (tuple(hub.splits) if hub else ())

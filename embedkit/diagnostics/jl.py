@@ -29,10 +29,10 @@ from embedkit.diagnostics._common import (
 from embedkit.errors import ConfigError, check_int
 
 #: The factor of Su Jianlin's practical estimate ``m > 8.33 ln N`` (natural logarithm).
-PRACTICAL_FACTOR = 8.33
+_PRACTICAL_FACTOR = 8.33
 
 
-def practical_min_dim(n_vectors: int, factor: float = PRACTICAL_FACTOR) -> int:
+def practical_min_dim(n_vectors: int, factor: float = _PRACTICAL_FACTOR) -> int:
     """``ceil(factor * ln(n_vectors))``: a practical embedding dimension for ``n_vectors`` items.
 
     Su Jianlin 2020, "最小熵原理（六）：词向量的维度应该怎么选择？" (The minimum

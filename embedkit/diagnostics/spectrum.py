@@ -17,7 +17,7 @@ from embedkit.diagnostics._common import BLOCK_ROWS, as_matrix, column_mean, row
 from embedkit.errors import ConfigError
 
 #: Shares of the total variance for which :func:`spectrum` reports the number of dimensions.
-VARIANCE_LEVELS = (0.9, 0.95, 0.99)
+_VARIANCE_LEVELS = (0.9, 0.95, 0.99)
 
 
 def covariance_eigenvalues(x: ArrayLike, block_rows: int = BLOCK_ROWS) -> np.ndarray:
@@ -140,7 +140,7 @@ def dims_for_variance(eigenvalues: ArrayLike, level: float) -> int:
 
 
 def spectrum(
-    x: ArrayLike, levels: Sequence[float] = VARIANCE_LEVELS, block_rows: int = BLOCK_ROWS
+    x: ArrayLike, levels: Sequence[float] = _VARIANCE_LEVELS, block_rows: int = BLOCK_ROWS
 ) -> dict[str, Any]:
     """The covariance spectrum of ``x`` and the numbers derived from it, as a JSON-ready dict.
 

@@ -43,12 +43,12 @@ from embedkit.encoders.prompts import st_config
 from embedkit.errors import ConfigError, UnsupportedModuleError
 from embedkit.io.atomic import atomic_dir
 
-__all__ = ["STFolder", "STModule", "SIMILARITIES", "declared_pooling", "read_st_folder",
+__all__ = ["STFolder", "SIMILARITIES", "declared_pooling", "read_st_folder",
            "read_static_folder", "save_st_folder", "write_st_folder", "write_static_folder",
            "st_pooling_mode"]
 
 logger = logging.getLogger(__name__)
-MODULES_FILE = "modules.json"
+_MODULES_FILE = "modules.json"
 _SIMILARITY_ALIASES = {"cos_sim": "cosine", "dot_score": "dot", "dot_product": "dot"}
 
 # embedkit's Pooling.st_mode (the config flag's suffix) -> sentence-transformers' pooling_mode
@@ -122,7 +122,7 @@ def _carried(st: tuple[Any, ...], base: STFolder | None) -> list[Any]:
     return out
 
 
-def _layer_norm(m: STModule) -> Any:
+def _layer_norm(m: _STModule) -> Any:
     try:
         from sentence_transformers.sentence_transformer.modules import LayerNorm
     except ImportError:  # pragma: no cover - sentence-transformers 3 to 5
@@ -228,7 +228,7 @@ _BY_NAME = {"lasttoken": "last-token"}
 
 
 @dataclass(frozen=True, eq=False)
-class STModule:
+class _STModule:
     """One module after the pooling: ``kind`` (Dense, Normalize, LayerNorm), its sub-folder and
     what it computes (torch tensors; ``activation`` is a ``torch.nn`` class name)."""
 
@@ -263,7 +263,7 @@ class STFolder:
     transformer: str
     st_mode: str
     include_prompt: bool = True
-    tail: tuple[STModule, ...] = ()
+    tail: tuple[_STModule, ...] = ()
     truncate_dim: int | None = None
     similarity: str | None = None
     digest: str = ""
@@ -324,7 +324,7 @@ class STFolder:
 
 def _unsupported(folder: Path, what: str) -> UnsupportedModuleError:
     return UnsupportedModuleError(
-        f"{folder}/{MODULES_FILE}: {what}; embedkit runs Transformer, Pooling, then Dense, "
+        f"{folder}/{_MODULES_FILE}: {what}; embedkit runs Transformer, Pooling, then Dense, "
         "Normalize and LayerNorm modules: encode this model with sentence-transformers itself",
         param="model")
 
@@ -371,9 +371,9 @@ def _pooling_config(folder: Path, entry: dict[str, Any]) -> tuple[str, bool]:
 
 
 def _modules(folder: Path) -> list[tuple[str, dict[str, Any]]]:
-    entries = _json(folder / MODULES_FILE)
+    entries = _json(folder / _MODULES_FILE)
     if not isinstance(entries, list):
-        raise ConfigError(f"{folder / MODULES_FILE}: expected a list of modules",
+        raise ConfigError(f"{folder / _MODULES_FILE}: expected a list of modules",
                           param="model")
     kinds = [(_kind(e, folder, i), e) for i, e in enumerate(entries)]
     names = [k for k, _ in kinds]
@@ -412,11 +412,11 @@ def _activation(name: Any, where: Path) -> str:
     return last
 
 
-def _tail_module(folder: Path, kind: str, entry: dict[str, Any]) -> STModule:
+def _tail_module(folder: Path, kind: str, entry: dict[str, Any]) -> _STModule:
     path = str(entry.get("path", ""))
     where = folder / path
     if kind == "Normalize":
-        return STModule(kind, path)
+        return _STModule(kind, path)
     cfg = _json(where / "config.json")
     w = _weights(where)
     prefix = "linear" if kind == "Dense" else "norm"
@@ -426,13 +426,13 @@ def _tail_module(folder: Path, kind: str, entry: dict[str, Any]) -> STModule:
     if kind == "Dense":
         if cfg.get("bias", True) and bias is None:
             raise ConfigError(f"{where}: bias is declared but absent", param="model")
-        return STModule(kind, path, weight.float(), bias.float() if bias is not None else None,
+        return _STModule(kind, path, weight.float(), bias.float() if bias is not None else None,
                         _activation(cfg.get("activation_function"), where))
-    return STModule(kind, path, weight.float(), bias.float() if bias is not None else None)
+    return _STModule(kind, path, weight.float(), bias.float() if bias is not None else None)
 
 
-def _digest(folder: Path, tail: list[STModule]) -> str:
-    h = hashlib.sha256((folder / MODULES_FILE).read_bytes())
+def _digest(folder: Path, tail: list[_STModule]) -> str:
+    h = hashlib.sha256((folder / _MODULES_FILE).read_bytes())
     for m in tail:
         where = folder / m.path
         for f in sorted(p for p in where.iterdir() if p.is_file()) if m.path else []:
@@ -463,7 +463,7 @@ def read_st_folder(folder: str | os.PathLike[str] | None) -> STFolder | None:
     :class:`~embedkit.errors.UnsupportedModuleError` for a module, pooling mode or activation
     embedkit does not run; :class:`ConfigError` for a damaged folder.
     """
-    if folder is None or not (Path(folder) / MODULES_FILE).is_file():
+    if folder is None or not (Path(folder) / _MODULES_FILE).is_file():
         return None
     folder = Path(folder)
     kinds = _modules(folder)
@@ -482,7 +482,7 @@ def declared_pooling(folder: str | os.PathLike[str] | None) -> str | None:
     if folder is None or not Path(folder).is_dir():
         return None
     folder = Path(folder)
-    if (folder / MODULES_FILE).is_file():
+    if (folder / _MODULES_FILE).is_file():
         try:
             kinds = _modules(folder)
             return str(_pooling_of(_pooling_config(folder, kinds[1][1])[0], folder))
@@ -493,14 +493,14 @@ def declared_pooling(folder: str | os.PathLike[str] | None) -> str | None:
 
 # -- static (attention-free) folders: StaticEmbedding, then Dense / Normalize / LayerNorm -------
 
-STATIC = "StaticEmbedding"
+_STATIC = "StaticEmbedding"
 
 
 def _static_entries(folder: Path) -> list[Any] | None:
-    entries = _json(folder / MODULES_FILE)
+    entries = _json(folder / _MODULES_FILE)
     first = entries[0].get("type", "") if isinstance(entries, list) and entries and isinstance(
         entries[0], dict) else ""
-    return entries if str(first).rsplit(".", 1)[-1] == STATIC else None
+    return entries if str(first).rsplit(".", 1)[-1] == _STATIC else None
 
 
 def read_static_folder(folder: str | os.PathLike | None) -> tuple[STFolder, Path] | None:
@@ -509,7 +509,7 @@ def read_static_folder(folder: str | os.PathLike | None) -> tuple[STFolder, Path
     module's sub-folder, ``st_mode`` ``mean``, the modules after it as ``tail``) and the
     StaticEmbedding folder (``tokenizer.json`` + ``model.safetensors``); None for any other
     folder."""
-    if folder is None or not (Path(folder) / MODULES_FILE).is_file():
+    if folder is None or not (Path(folder) / _MODULES_FILE).is_file():
         return None
     folder = Path(folder)
     entries = _static_entries(folder)

@@ -32,9 +32,9 @@ from embedkit.postprocess.whitening import eigen_scale, sigma_eigen
 __all__ = ["WhiteningFamily", "grid_cosines", "score_grid", "score_quantized_grid"]
 
 #: (cosines (n,), labels (n,)) -> a score, e.g. Spearman (the evaluation layer provides it)
-CosineScore = Callable[[np.ndarray, np.ndarray], float]
+_CosineScore = Callable[[np.ndarray, np.ndarray], float]
 #: (vectors1, vectors2, labels, similarity) -> a score (the evaluation layer's pair scoring)
-PairScore = Callable[[np.ndarray, np.ndarray, np.ndarray, str], float]
+_PairScore = Callable[[np.ndarray, np.ndarray, np.ndarray, str], float]
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def grid_cosines(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[
 
 def score_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[int],
                pairs: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-               score: CosineScore) -> dict[str, np.ndarray]:
+               score: _CosineScore) -> dict[str, np.ndarray]:
     """``score(cosines, labels)`` for every ``(gamma, k)``: ``{name: len(gammas) x len(ks)}``.
 
     ``pairs`` maps a split name to ``(X1, X2, labels)``; ``score`` is e.g. Spearman of the
@@ -142,7 +142,7 @@ def score_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[in
 def score_quantized_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[int],
                          fit_x: np.ndarray, pairs: Mapping[str, tuple[np.ndarray, np.ndarray,
                                                                        np.ndarray]],
-                         quantizer: Any, score: PairScore) -> dict[str, np.ndarray]:
+                         quantizer: Any, score: _PairScore) -> dict[str, np.ndarray]:
     """:func:`score_grid` of every ``(gamma, k)`` map followed by ``quantizer`` (an unfitted
     int8/uint8/binary step): the quantiser is fitted on the fit vectors ``fit_x`` mapped by
     that setting, and each pair is scored on the decoded codes by the quantiser's similarity

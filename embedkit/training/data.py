@@ -4,7 +4,7 @@ triplets, seeded sampling, and the overlap check against the built-in evaluation
 >>> import tempfile, os
 >>> p = os.path.join(tempfile.mkdtemp(), "corpus.txt")
 >>> _ = open(p, "w", encoding="utf-8").write("我爱北京\n\n今天天气很好\n我爱北京\n")
->>> sents, desc = corpus_sentences(p)
+>>> sents, desc = _corpus_sentences(p)
 >>> sents, desc["lines"], desc["unique"]
 (['我爱北京', '今天天气很好'], 4, 2)
 >>> sample_examples(["a", "b", "c", "d"], 2, seed=0)[0]
@@ -59,7 +59,7 @@ def task_sentences(tasks: Sequence[str | TaskSpec], *, data_dir: str | os.PathLi
     return sentences, desc, max(s.max_length for s in specs)
 
 
-def corpus_sentences(path: str | os.PathLike) -> tuple[list[str], dict]:
+def _corpus_sentences(path: str | os.PathLike) -> tuple[list[str], dict]:
     """One sentence a line (UTF-8); blank lines skipped, repeats kept once (first-seen order)."""
     from embedkit.io.textfile import read_lines
 
@@ -142,7 +142,7 @@ def load_pairs(arg: str, *, data_dir: str | os.PathLike | None = None, source: s
     return data, f"task:{spec.name}:{split}", spec.max_length
 
 
-def read_triplets(path: str | os.PathLike) -> tuple[list[tuple[str, str, str]], dict]:
+def _read_triplets(path: str | os.PathLike) -> tuple[list[tuple[str, str, str]], dict]:
     """``anchor<TAB>positive<TAB>negative`` lines (UTF-8, blank lines skipped)."""
     p = Path(path)
     try:
@@ -247,7 +247,7 @@ def _unsupervised(cfg: SimCSEConfig) -> TrainingData:
         sents, desc, max_len = task_sentences(cfg.tasks, data_dir=cfg.data_dir,
                                               source=cfg.source, skip_invalid=cfg.skip_invalid)
     else:
-        sents, desc = corpus_sentences(str(cfg.corpus))
+        sents, desc = _corpus_sentences(str(cfg.corpus))
         max_len = 64
     examples, _ = sample_examples(sents, cfg.resolved_max_sentences(), cfg.seed)
     if len(examples) < 2:
@@ -304,7 +304,7 @@ def _infonce_examples(cfg: SimCSEConfig, pairs: Pairs, desc: dict,
                               f"labelled <= negative_max {cfg.negative_max}",
                               param="hard_negatives")
     if cfg.triplets:
-        trip, tdesc = read_triplets(cfg.triplets)
+        trip, tdesc = _read_triplets(cfg.triplets)
         examples += trip
         desc["triplets"] = tdesc
         check += [(a, p) for a, p, _ in trip]
