@@ -21,7 +21,7 @@ from sklearn.random_projection import GaussianRandomProjection, johnson_lindenst
 
 from embedkit.diagnostics._common import (
     BLOCK_ROWS,
-    as_matrix,
+    check_matrix,
     check_seed,
     finite_block,
     random_pairs,
@@ -102,7 +102,7 @@ def jl_distortion(
     >>> r["projections"][0]["distance_p99"] > r["projections"][1]["distance_p99"]
     True
     """
-    arr = as_matrix(x, min_rows=2)
+    arr = check_matrix(x, min_rows=2)
     n_pairs, seed = check_int(n_pairs, "n_pairs"), check_seed(seed)
     ms = [check_int(m, "each entry of dims", param="dims") for m in dims]
     if not ms:

@@ -69,6 +69,7 @@ from embedkit.encoders.cache_files import reason as _reason
 from embedkit.encoders.cache_files import sqlite_code as _sqlite_code
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_write_json
+from embedkit.provenance import sha256_text
 
 _FORMAT_VERSION = 1
 _CHUNK = 500  # keys per SQL statement (well under SQLite's variable limit)
@@ -201,7 +202,7 @@ class EmbeddingCache:
         keyed = {k: v for k, v in settings.items()
                  if "model_identity" not in settings or k not in _DISPLAY_ONLY}
         blob = json.dumps({"format": _FORMAT_VERSION, **keyed}, sort_keys=True)
-        ns = hashlib.sha256(blob.encode()).hexdigest()[:32]
+        ns = sha256_text(blob)[:32]
         self._settings[ns] = settings
         with self.locked():
             self._write_meta(ns)

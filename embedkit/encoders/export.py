@@ -27,7 +27,6 @@ the same model wait for each other and reuse the result.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -43,7 +42,7 @@ import numpy as np
 
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_dir, folder_lock
-from embedkit.provenance import sha256_file
+from embedkit.provenance import sha256_file, sha256_text
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +112,8 @@ def export_key(model_identity: str, backend: str, quantize: str, *,
 
 
 def export_name(key: dict[str, Any]) -> str:
-    blob = json.dumps(key, sort_keys=True).encode()
-    return f"{key['backend']}-{key['quantize']}-{hashlib.sha256(blob).hexdigest()[:14]}"
+    digest = sha256_text(json.dumps(key, sort_keys=True))
+    return f"{key['backend']}-{key['quantize']}-{digest[:14]}"
 
 
 def check_export(folder: Path, key: dict[str, Any]) -> str | None:

@@ -55,7 +55,7 @@ from embedkit.store.encode_folder import (
 from embedkit.store.fitted import FittedPost, is_none, prepare_post
 from embedkit.store.recipe import Recipe
 
-__all__ = ["ENGINES", "EncodeSettings", "ShardJob", "run_encode"]
+__all__ = ["ENGINES", "EncodeSettings", "ShardDone", "ShardJob", "run_encode"]
 
 logger = logging.getLogger(__name__)
 

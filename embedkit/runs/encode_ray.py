@@ -22,8 +22,8 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,16 +31,15 @@ from embedkit.data.sources import require_pyarrow
 from embedkit.encoders import EncoderConfig
 from embedkit.errors import ConfigError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from embedkit.runs.encode import ShardDone, ShardJob
+
 __all__ = ["RayRun", "encode_ray", "import_ray"]
 
 logger = logging.getLogger(__name__)
 
 #: rows handed to Ray at once (at least one shard): bounds the driver's memory
 _WINDOW_ROWS = 200_000
-
-ShardJob = tuple[int, int, list[str], list[str]]
-ShardDone = Callable[[int, int, list[str], list[str], np.ndarray], None]
-
 
 def _ray_missing_message() -> str:
     return "the ray engine needs Ray Data; install it with `pip install 'embedkit[ray]'`"

@@ -198,8 +198,8 @@ def infonce_examples(pairs: Pairs, threshold: float, *, hard_negatives: bool,
 def evaluation_overlap(pairs: Iterable[tuple[str, str]], *,
                        data_dir: str | os.PathLike | None = None,
                        tasks: Sequence[TaskSpec] | None = None) -> dict[str, dict]:
-    """Exact pair matches (either order) between ``pairs`` and the evaluation splits (default
-    and C-MTEB splits) of the built-in tasks whose files are available locally.
+    """Exact pair matches (either order) between ``pairs`` and the default evaluation splits of
+    the built-in tasks whose files are available locally.
 
     Returns ``{"TASK/split": {"overlap": n, "n_pairs": m}}`` for every split checked.
     """
@@ -210,7 +210,7 @@ def evaluation_overlap(pairs: Iterable[tuple[str, str]], *,
     ddir = data_dir_from_env(data_dir)
     out: dict[str, dict] = {}
     for spec in (tasks if tasks is not None else builtin_tasks().values()):
-        for split in dict.fromkeys((*spec.default_splits, *spec.cmteb_splits)):
+        for split in spec.default_splits:
             if split not in spec.files or (spec.base == "data-dir" and ddir is None):
                 continue
             try:
