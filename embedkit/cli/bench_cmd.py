@@ -172,8 +172,7 @@ def _mteb_tasks(args, n_models: int) -> list:
 def _run_mteb(args, encoder, poolings, tasks: list, record: dict | None) -> dict:
     from embedkit.runs.mteb_tasks import run_mteb_tasks
 
-    return run_mteb_tasks(encoder, poolings, tasks, record=record, post=args.post,
-                          fit_on=args.fit_on, fit_unique=args.fit_unique, force=args.force,
+    return run_mteb_tasks(encoder, poolings, tasks, record=record, post=post_options(args),
                           max_length=args.max_length, data=data_options(args),
                           cache_path=args.mteb_results, command=args.command_line)
 

@@ -44,7 +44,7 @@ from embedkit.errors import ConfigError, UnsupportedModuleError
 from embedkit.io.atomic import atomic_dir
 
 __all__ = ["STFolder", "SIMILARITIES", "declared_pooling", "read_st_folder",
-           "read_static_folder", "save_st_folder", "write_st_folder", "write_static_folder",
+           "read_static_folder", "save_st_folder", "STFolderSettings", "write_st_folder", "write_static_folder",
            "st_pooling_mode"]
 
 logger = logging.getLogger(__name__)
@@ -137,25 +137,39 @@ def _layer_norm(m: _STModule) -> Any:
     return ln
 
 
-def write_st_folder(folder: str | os.PathLike[str], model_path: str | os.PathLike[str], *, pooling: str,
-                    max_seq_length: int, lowercase: bool = False, kernel: Any | None = None,
-                    bias: Any | None = None, normalize: bool = False,
-                    json_files: Mapping[str, Any] | None = None,
-                    card: str | None = None) -> Path:
-    """Write a sentence-transformers folder into ``folder`` (existing or not; not atomic: see
-    :func:`save_st_folder`) for the transformers model in ``model_path``.
+@dataclass(frozen=True)
+class STFolderSettings:
+    """What a written sentence-transformers folder holds besides the transformers model: its
+    ``pooling`` and ``max_seq_length`` (and ``lowercase``); ``kernel`` (d x k) and ``bias`` (d)
+    add a Dense module (the map ``(x + bias) @ kernel``); ``normalize`` a Normalize module;
+    ``json_files`` maps file names to JSON objects written in the folder (e.g. embedkit's own
+    metadata); ``card`` is the ``README.md`` written instead of sentence-transformers' generic
+    one (:mod:`embedkit.encoders.model_card`)."""
 
-    ``kernel`` (d x k) and ``bias`` (d) add a Dense module (the map ``(x + bias) @ kernel``);
-    ``normalize`` a Normalize module; ``json_files`` maps file names to JSON objects written in
-    the folder (e.g. embedkit's own metadata); ``card`` is the ``README.md`` written instead
-    of sentence-transformers' generic one (:mod:`embedkit.encoders.model_card`). Returns the folder.
+    pooling: str
+    max_seq_length: int
+    lowercase: bool = False
+    kernel: Any | None = None
+    bias: Any | None = None
+    normalize: bool = False
+    json_files: Mapping[str, Any] | None = None
+    card: str | None = None
+
+
+def write_st_folder(folder: str | os.PathLike[str], model_path: str | os.PathLike[str],
+                    settings: STFolderSettings) -> Path:
+    """Write a sentence-transformers folder into ``folder`` (existing or not; not atomic: see
+    :func:`save_st_folder`) for the transformers model in ``model_path``, as ``settings`` say.
+    Returns the folder.
     """
-    mode = st_pooling_mode(pooling)
+    mode = st_pooling_mode(settings.pooling)
+    kernel, bias = settings.kernel, settings.bias
     st = _import_st()
     _, SentenceTransformer, Transformer, STPooling, _, Normalize = st
     base = read_st_folder(model_path)  # a sentence-transformers folder: its modules carry over
     transformer = Transformer(str(base.transformer_dir if base else model_path),
-                              max_seq_length=int(max_seq_length), do_lower_case=bool(lowercase))
+                              max_seq_length=int(settings.max_seq_length),
+                              do_lower_case=bool(settings.lowercase))
     width = (getattr(transformer, "get_embedding_dimension", None)
              or transformer.get_word_embedding_dimension)()
     modules = [transformer, STPooling(width, pooling_mode=mode, include_prompt=(
@@ -169,35 +183,31 @@ def write_st_folder(folder: str | os.PathLike[str], model_path: str | os.PathLik
         elif width != d:
             raise ConfigError(f"the model's dimension is {width} but the map expects d={d}")
         modules.append(_dense(st, kernel, bias))
-    if normalize:
+    if settings.normalize:
         modules.append(Normalize())
     folder = Path(folder)
     SentenceTransformer(modules=modules, device="cpu").save(str(folder))
-    for name, obj in (json_files or {}).items():
+    for name, obj in (settings.json_files or {}).items():
         (folder / name).write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n",
                                    encoding="utf-8")
-    if card is not None:
-        (folder / "README.md").write_text(card, encoding="utf-8")
+    if settings.card is not None:
+        (folder / "README.md").write_text(settings.card, encoding="utf-8")
     return folder
 
 
-def save_st_folder(dest: str | os.PathLike[str], model: str | os.PathLike[str] | Any, tokenizer: Any = None,
-                   *, pooling: str, max_seq_length: int, lowercase: bool = False,
-                   kernel: Any | None = None, bias: Any | None = None, normalize: bool = False,
-                   json_files: Mapping[str, Any] | None = None, card: str | None = None) -> Path:
+def save_st_folder(dest: str | os.PathLike[str], model: str | os.PathLike[str] | Any,
+                   settings: STFolderSettings, tokenizer: Any = None) -> Path:
     """Write a sentence-transformers folder at ``dest`` atomically (it replaces ``dest`` whole).
 
     ``model`` is a transformers model folder (a path), or an in-memory transformers model with
-    its ``tokenizer`` (saved first to a temporary folder beside ``dest``). The other arguments
-    are those of :func:`write_st_folder`. Returns ``dest``.
+    its ``tokenizer`` (saved first to a temporary folder beside ``dest``); ``settings`` as
+    :func:`write_st_folder` takes them. Returns ``dest``.
     """
     dest = Path(dest)
-    st_pooling_mode(pooling)  # fail before anything is written
+    st_pooling_mode(settings.pooling)  # fail before anything is written
 
     def write(folder: Path, model_path: str | os.PathLike[str]) -> None:
-        write_st_folder(folder, model_path, pooling=pooling, max_seq_length=max_seq_length,
-                        lowercase=lowercase, kernel=kernel, bias=bias, normalize=normalize,
-                        json_files=json_files, card=card)
+        write_st_folder(folder, model_path, settings)
 
     with atomic_dir(dest) as tmp:
         if isinstance(model, (str, os.PathLike)):

@@ -169,9 +169,9 @@ def _scores(task: RetrievalTask, ranked: list[list[int]], k: int) -> dict[str, A
 
 def evaluate_csls(task: RetrievalTask, corpus_vectors: Any, query_vectors: Any, *,
                   transform: AffineMap | None = None, k: int = 10, k_penalty: int = 10,
-                  candidates: int = _DEFAULT_CANDIDATES, factory: str = "Flat",
+                  candidates: int = _DEFAULT_CANDIDATES,
                   exclude_self: bool = True) -> dict[str, dict[str, Any]]:
-    """Retrieval scores of plain cosine search and of CSLS re-ranking on one index.
+    """Retrieval scores of plain cosine search and of CSLS re-ranking on one exact index.
 
     The corpus (raw vectors aligned with ``task.corpus``, ``transform`` baked into the index as
     :func:`~embedkit.retrieval.evaluate_retrieval` does) is indexed once and searched once for
@@ -191,7 +191,7 @@ def evaluate_csls(task: RetrievalTask, corpus_vectors: Any, query_vectors: Any, 
         raise ConfigError(f"corpus vectors: expected {len(task.corpus)} rows, got {corpus_x.shape}")
     if query_x.ndim != 2 or query_x.shape[0] != len(task.queries):
         raise ConfigError(f"query vectors: expected {len(task.queries)} rows, got {query_x.shape}")
-    index = EmbeddingIndex.build(corpus_x, task.corpus, factory=factory, transform=transform)
+    index = EmbeddingIndex.build(corpus_x, task.corpus, factory="Flat", transform=transform)
     if index.ntotal != len(task.corpus):
         raise ConfigError("the task's corpus has duplicate sentences; build it with "
                           "pairs_to_retrieval")

@@ -42,6 +42,7 @@ from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encode
 from embedkit.errors import ConfigError, DataError
 from embedkit.integrations.mteb import MtebEncoder, evaluate_local
 from embedkit.postprocess import check_chain_files, describe_post, pipeline_learns, resolve_post
+from embedkit.postprocess.spec import PostOptions
 
 try:
     import mteb
@@ -282,8 +283,8 @@ def _row_models(enc: SentenceEncoder, pools: list[Pooling], pipes: list[tuple[st
 
 def run_mteb_tasks(encoder: SentenceEncoder | EncoderConfig | str,
                    poolings: Sequence[str] | None, tasks: Sequence[str | Any], *,
-                   record: dict[str, Any] | None = None, post: Sequence[str] = (),
-                   fit_on: str = "task", fit_unique: bool = False, force: bool = False,
+                   record: dict[str, Any] | None = None,
+                   post: Sequence[str] | PostOptions = (),
                    max_length: int | None = None, data: DataOptions | None = None,
                    cache_path: str | os.PathLike | None = None,
                    command: str | None = None) -> dict[str, Any]:
@@ -291,23 +292,26 @@ def run_mteb_tasks(encoder: SentenceEncoder | EncoderConfig | str,
     into ``record`` (a bench record, e.g. :func:`~embedkit.runs.bench.run_bench`'s) under
     ``mteb``, or into a new bench record with no STS task. ``tasks``: names or task objects
     (:func:`get_mteb_tasks`); ``max_length`` default the model's own (as mteb runs a model);
-    ``fit_on``: ``task`` (the mteb task's texts) or a file / ``TASK[:SPLIT]`` of embedkit's;
+    ``post``: chains, or a :class:`~embedkit.postprocess.spec.PostOptions` whose ``fit_on`` is
+    ``task`` (the mteb task's texts) or a file / ``TASK[:SPLIT]`` of embedkit's;
     ``cache_path``: mteb's ``ResultCache`` folder, where mteb writes its TaskResult files."""
     t_start = time.perf_counter()
     data = data or DataOptions()
     mteb_tasks = get_mteb_tasks(tasks)
-    pipes = [(describe_post(p), p) for p in (resolve_post(c) for c in post)]
+    posts = post if isinstance(post, PostOptions) else PostOptions(chains=tuple(post))
+    fit_on = posts.fit_on
+    pipes = [(describe_post(p), p) for p in (resolve_post(c) for c in posts.chains)]
     enc = as_encoder(encoder)
     pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ()))) or [enc.default_pooling]
     post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools,
-                                   force=force)
+                                   force=posts.force)
     length = int(max_length or enc.model_max_length())
     section: dict[str, Any] = {"tasks": {}, "results": {}, "fit": {}, "model_names": {},
                                "max_length": length, "fit_on": fit_on if pipes else None}
     for task in mteb_tasks:
         load_task_data(task)
         name = str(task.metadata.name)
-        fit = _fit_sentences(task, fit_on, data, fit_unique) if pipes else None
+        fit = _fit_sentences(task, fit_on, data, posts.fit_unique) if pipes else None
         if fit is not None:
             section["fit"][name] = fit.record()
         section["tasks"][name] = {"type": str(task.metadata.type),

@@ -38,7 +38,7 @@ from embedkit import __version__
 from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.encoders.models import hub_id
-from embedkit.encoders.st_folder import save_st_folder, st_pooling_mode
+from embedkit.encoders.st_folder import STFolderSettings, save_st_folder, st_pooling_mode
 from embedkit.errors import ConfigError
 from embedkit.evaluation import get_protocol
 from embedkit.runs.bench import DataOptions
@@ -408,15 +408,13 @@ def _export_whitening(out: str | os.PathLike, amap: AffineMap, fmt: str, *,
             raise ConfigError("the sentence-transformers format needs the encoder, pooling and "
                               "max_length", param="format")
         described = encoder.describe()
-        save_st_folder(out, described["path"], pooling=pooling, max_seq_length=max_length,
-                       lowercase=bool(described.get("lowercase", False)), kernel=amap.kernel,
-                       bias=amap.bias, normalize=amap.normalize,
-                       json_files={"embedkit_whitening.json": {**meta, "d": amap.d,
-                                                               "k": amap.k},
-                                   **({"embedkit_threshold.json": threshold}
-                                      if threshold else {})},
-                       card=render_model_card(replace(_whitening_card(meta, amap, encoder),
-                                                      threshold=threshold)))
+        save_st_folder(out, described["path"], STFolderSettings(
+            pooling, max_length, lowercase=bool(described.get("lowercase", False)),
+            kernel=amap.kernel, bias=amap.bias, normalize=amap.normalize,
+            json_files={"embedkit_whitening.json": {**meta, "d": amap.d, "k": amap.k},
+                        **({"embedkit_threshold.json": threshold} if threshold else {})},
+            card=render_model_card(replace(_whitening_card(meta, amap, encoder),
+                                           threshold=threshold))))
     return out
 
 

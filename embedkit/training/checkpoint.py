@@ -38,7 +38,7 @@ from embedkit import __version__
 from embedkit.encoders.model_card import CardInfo, card_name, read_base_license, write_model_card
 from embedkit.encoders.models import hub_id, is_local
 from embedkit.encoders.pooling import Pooling
-from embedkit.encoders.st_folder import write_st_folder
+from embedkit.encoders.st_folder import STFolderSettings, write_st_folder
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import recover_dir
 from embedkit.provenance import sha256_file
@@ -93,7 +93,7 @@ def save_model_folder(dest: str | os.PathLike, model: Any, tokenizer: Any, *, po
         # write of the folder removes, never beside it
         with tempfile.TemporaryDirectory(prefix=".st-source-", dir=dest) as src:
             _save_transformers(Path(src), model, tokenizer, base_config, decl["config"])
-            write_st_folder(dest, src, pooling=pooling, max_seq_length=max_length)
+            write_st_folder(dest, src, STFolderSettings(pooling, max_length))
     # the weights and config exactly as trained: the reloaded copy may hold modules the trained
     # model does not (a randomly initialised pooler when the base had no pooler weights)
     _save_transformers(dest, model, None, base_config, decl["config"])
