@@ -131,7 +131,7 @@ def eos_to_append(tokenizer: Any, folder: str | None) -> int | None:
     return int(eos) if asked else None
 
 
-def max_positions(config: Any) -> int:
+def _max_positions(config: Any) -> int:
     """The positions a model's config allows: ``max_position_embeddings`` (BERT), else
     ``n_positions`` (GPT-2), else 512."""
     return int(getattr(config, "max_position_embeddings", None)
@@ -210,7 +210,7 @@ class TokenizedEncoder:
         self._use_folder(st, config.pooling, int(getattr(model_config, "hidden_size", 0)),
                          config.truncate_dim)
         self.prompt, self.instruction = _config_prompt(config, self.path)
-        self.max_positions = max_positions(model_config)
+        self.max_positions = _max_positions(model_config)
         self.eos_id = eos_to_append(self.tokenizer, self.path if is_local(self.path) else None)
         # None: the backend's default budget; 0: batches of batch_size sentences
         budget = self._default_budget() if config.token_budget is None else config.token_budget
