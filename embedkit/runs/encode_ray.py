@@ -22,8 +22,8 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -31,15 +31,18 @@ from embedkit.data.sources import require_pyarrow
 from embedkit.encoders import EncoderConfig
 from embedkit.errors import ConfigError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from embedkit.runs.encode import ShardDone, ShardJob
-
-__all__ = ["RayRun", "encode_ray", "import_ray"]
+__all__ = ["RayRun", "ShardDone", "ShardJob", "encode_ray", "import_ray"]
 
 logger = logging.getLogger(__name__)
 
+#: ``(shard index, first row, ids, texts)``: one shard to encode, local or on Ray
+ShardJob = tuple[int, int, list[str], list[str]]
+#: called with ``(shard index, first row, ids, texts, vectors)`` as each shard is encoded
+ShardDone = Callable[[int, int, list[str], list[str], np.ndarray], None]
+
 #: rows handed to Ray at once (at least one shard): bounds the driver's memory
 _WINDOW_ROWS = 200_000
+
 
 def _ray_missing_message() -> str:
     return "the ray engine needs Ray Data; install it with `pip install 'embedkit[ray]'`"
