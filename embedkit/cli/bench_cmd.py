@@ -105,7 +105,7 @@ def run(args) -> int:
         raise ConfigError("--plots draws from the predictions files: give --predictions DIR")
     models = split_models(args.model)
     if len(models) > 1 or "," in models[0]:
-        check_model_names(models)
+        _check_model_names(models)
     configs = [encoder_config(args, model=m) for m in models]
     mteb_tasks = _mteb_tasks(args, len(configs))
     # --predictions (and --mteb-tasks) encode again through the same encoder (its cache
@@ -173,8 +173,7 @@ def _mteb_tasks(args, n_models: int) -> list:
 def _run_mteb(args, encoder, poolings, tasks: list, record: BenchRecord | None) -> BenchRecord:
     from embedkit.runs.mteb_tasks import run_mteb_tasks
 
-    return run_mteb_tasks(encoder, poolings, tasks, record=record, post=args.post,
-                          fit_on=args.fit_on, fit_unique=args.fit_unique, force=args.force,
+    return run_mteb_tasks(encoder, poolings, tasks, record=record, post=post_options(args),
                           max_length=args.max_length, data=data_options(args),
                           cache_path=args.mteb_results, command=args.command_line)
 
@@ -204,7 +203,7 @@ def _print_classification(record: BenchRecord) -> None:
             print(text_table(header, rows))
 
 
-def check_model_names(models: list[str]) -> None:
+def _check_model_names(models: list[str]) -> None:
     """Before the first model runs: a name that is a path (it holds a path separator or starts
     with ``.`` or ``~``) must be an existing folder, so a typo in the last of several models
     does not cost the others' encoding."""

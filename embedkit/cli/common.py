@@ -80,7 +80,7 @@ def positive_int(text: str) -> int:
 
 
 #: ``--threads`` above this many times the usable cores is refused (see :func:`thread_count`)
-THREADS_PER_CORE_LIMIT = 4
+_THREADS_PER_CORE_LIMIT = 4
 
 
 def thread_count(text: str) -> int:
@@ -90,14 +90,14 @@ def thread_count(text: str) -> int:
 
     More intra-op threads than cores never makes one process faster: they only wait on each
     other (tests/conftest.py saw a 3 ms forward pass take 150 ms). A count up to
-    :data:`THREADS_PER_CORE_LIMIT` x the cores is most likely one copied from a larger machine
+    :data:`_THREADS_PER_CORE_LIMIT` x the cores is most likely one copied from a larger machine
     (the speed report's records, a script): it is capped to the cores, with a notice. A larger
     one is a mistake, and a count in the thousands makes libgomp abort the whole process when
     it cannot create the threads: it is refused.
     """
     value = positive_int(text)
     cores = available_cores()
-    if value > THREADS_PER_CORE_LIMIT * cores:
+    if value > _THREADS_PER_CORE_LIMIT * cores:
         raise argparse.ArgumentTypeError(
             f"{value} threads for the {cores} core(s) this process may use; give at most "
             f"{cores} (more threads than cores only wait on each other)")
@@ -157,11 +157,11 @@ def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
 
     if several:
         p.add_argument("--model", action="append", metavar="MODEL",
-                       help=f"{MODEL_HELP}; repeat or comma-separate for "
+                       help=f"{_MODEL_HELP}; repeat or comma-separate for "
                             "several models (default: m3e-small)")
     else:
         p.add_argument("--model", action=_Once, default="m3e-small",
-                       help=f"{MODEL_HELP} (default: m3e-small)")
+                       help=f"{_MODEL_HELP} (default: m3e-small)")
     for f in dataclasses.fields(EncoderConfig):
         meta = f.metadata
         if not meta.get("flag"):
@@ -198,8 +198,8 @@ PROTOCOL_MAX_LENGTH = "the protocol's: the task's own, 64 (PAWSX 128)"
 POST_HELP = ("postprocessor chain (whiten:beta=1,gamma=1,k=256, pca:k=128, rp:k=64, ...) or a "
              "saved transform file (file:W.safetensors, W.npz)")
 #: ``--fit-on``'s values where the fit sentences come from STS tasks, and where from a corpus.
-FIT_ON_TASK = "task (every split of the task), train, valid, test, or a file with one sentence a line"
-FIT_ON_CORPUS = "corpus, or a file with one sentence a line"
+_FIT_ON_TASK = "task (every split of the task), train, valid, test, or a file with one sentence a line"
+_FIT_ON_CORPUS = "corpus, or a file with one sentence a line"
 FIT_UNIQUE_HELP = "fit on unique sentences instead of every occurrence"
 
 
@@ -242,7 +242,7 @@ def add_fit_on(p: argparse.ArgumentParser, default: str | None = "task", *,
     """``--fit-on`` (what a chain is fitted on: ``values``, by default the ``task``-like ones,
     or the ``corpus``-like ones where ``default`` is ``corpus``) and, with ``unique``,
     ``--fit-unique``."""
-    values = values or (FIT_ON_CORPUS if default == "corpus" else FIT_ON_TASK)
+    values = values or (_FIT_ON_CORPUS if default == "corpus" else _FIT_ON_TASK)
     p.add_argument("--fit-on", default=default, metavar="WHAT",
                    help=f"what the postprocessors are fitted on: {values} (default: "
                         f"{default_text or default})")
@@ -280,11 +280,11 @@ FORCE_POST_FILE = ("use a --post transform file even if it was fitted for anothe
 
 
 #: What every ``--model`` value may be (:func:`add_model_options`' too).
-MODEL_HELP = "hub id, local folder or alias"
+_MODEL_HELP = "hub id, local folder or alias"
 
 
 def add_model_name(p: argparse.ArgumentParser, default: str | None = None, *,
-                   default_text: str | None = None, what: str = MODEL_HELP) -> None:
+                   default_text: str | None = None, what: str = _MODEL_HELP) -> None:
     """``--model`` where a command names a model without building an encoder from the encoder
     options (the reports' drivers, ``index search``'s recipe check, ``cache clear``'s filter);
     an encoder's ``--model`` comes with :func:`add_model_options`."""

@@ -87,7 +87,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def options_from(args) -> DiagnoseOptions:
+def _options_from(args) -> DiagnoseOptions:
     """The library's options from the parsed command line."""
     from embedkit.runs.diagnose import DiagnoseOptions
 
@@ -114,7 +114,7 @@ def run(args) -> int:
     )
     from embedkit.runs.diagnose import run_diagnose
 
-    options = options_from(args)
+    options = _options_from(args)
     options.check()  # fail before loading a model
     if args.embeddings and args.pooling:
         raise ConfigError("with --embeddings the pooling comes from the encode folder's "

@@ -130,7 +130,7 @@ def _add_build(isub) -> None:
     add_data_options(b)
     _add_lock_timeout(b)
     _add_progress(b)
-    b.set_defaults(func=run_build)
+    b.set_defaults(func=_run_build)
 
 
 def _add_add(isub) -> None:
@@ -145,7 +145,7 @@ def _add_add(isub) -> None:
     _add_cache_options(a)
     _add_lock_timeout(a)
     _add_progress(a)
-    a.set_defaults(func=run_add)
+    a.set_defaults(func=_run_add)
 
 
 def _add_search(isub) -> None:
@@ -173,7 +173,7 @@ def _add_search(isub) -> None:
                    help="use --model/--pooling/--max-length even where they differ from the "
                         "recipe")
     _add_cache_options(s)
-    s.set_defaults(func=run_search)
+    s.set_defaults(func=_run_search)
 
 
 def _add_eval_quality(e: argparse.ArgumentParser) -> None:
@@ -244,7 +244,7 @@ def _add_eval(isub) -> None:
     add_data_options(e)
     add_record_outputs(e)
     _add_progress(e)
-    e.set_defaults(func=run_eval)
+    e.set_defaults(func=_run_eval)
 
 
 def _run_config(args: argparse.Namespace) -> EncoderConfig:
@@ -281,7 +281,7 @@ def _build_source(args) -> tuple[list[str] | Path, list[str | None] | None, JSON
     return texts, ids, info
 
 
-def run_build(args) -> int:
+def _run_build(args) -> int:
     from embedkit.retrieval.folder import build_index
 
     check_output_dir(args.out, "out")
@@ -312,7 +312,7 @@ def run_build(args) -> int:
     return 0
 
 
-def run_add(args) -> int:
+def _run_add(args) -> int:
     from embedkit.data.corpus import read_corpus
     from embedkit.retrieval.folder import add_to_index
 
@@ -349,7 +349,7 @@ def _queries(args: argparse.Namespace) -> list[str]:
     return queries
 
 
-def run_search(args) -> int:
+def _run_search(args) -> int:
     from embedkit.retrieval.folder import IndexSearcher
     from embedkit.store.recipe import RecipeConflictError
 
@@ -406,7 +406,7 @@ def _side_config(args: argparse.Namespace) -> tuple[EncoderConfig, str]:
     return dataclasses.replace(config, prompt=passage_prompt, instruction=None), query_prompt
 
 
-def run_eval(args) -> int:
+def _run_eval(args) -> int:
     from embedkit.reports import index_eval as index_report
     from embedkit.reports.bench import data_line, run_title
     from embedkit.runs import index_eval

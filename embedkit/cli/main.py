@@ -88,13 +88,8 @@ def _flags(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, str]:
     return flags
 
 
-def flag_for(parser: argparse.ArgumentParser, argv: list[str], param: str | None) -> str | None:
-    """The option of the invoked (sub-)command that sets library parameter ``param``."""
-    return _flags(parser, argv).get(param) if param else None
-
-
 #: the options that name what a command writes: a full device names the one to change
-OUTPUT_DESTS = ("out", "output", "markdown", "html", "json", "plots", "work_dir", "runs_dir",
+_OUTPUT_DESTS = ("out", "output", "markdown", "html", "json", "plots", "work_dir", "runs_dir",
                 "checkpoint_dir", "cache_dir")
 
 
@@ -108,14 +103,14 @@ def _holds(root: str, path: str) -> bool:
                 and os.path.basename(path).startswith(f".{name}.")))
 
 
-def output_flag(parser: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace,
+def _output_flag(parser: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace,
                 path: StrPath | None) -> str | None:
     """The output option of the invoked command whose value holds ``path`` (the most specific
     one), None when no option names it (the embedding cache's default folder, say)."""
     if path is None:
         return None
     flags = _flags(parser, argv)
-    hits = [(len(str(v)), flags[d]) for d in OUTPUT_DESTS
+    hits = [(len(str(v)), flags[d]) for d in _OUTPUT_DESTS
             if d in flags and isinstance(v := getattr(args, d, None), str) and v != "-"
             and _holds(v, os.fspath(path))]
     return max(hits)[1] if hits else None
@@ -129,7 +124,7 @@ def error_message(parser: argparse.ArgumentParser, argv: list[str], e: EmbedkitE
     flags = _flags(parser, argv)
     text = str(e)
     if isinstance(e, DiskFullError):
-        flag = output_flag(parser, argv, args, e.path) if args is not None else None
+        flag = _output_flag(parser, argv, args, e.path) if args is not None else None
         text = e.message(f"free space or choose another {flag}") if flag else text
     text = re.sub(r"\b([a-z_]+)=True\b",
                   lambda m: flags.get(m.group(1), m.group(0)), text)

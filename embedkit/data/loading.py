@@ -2,7 +2,7 @@
 
 The data directory (the ``data_dir`` argument or ``EMBEDKIT_DATA``) is the folder that holds
 ``senteval_cn/`` and ``AFQMC/``, or a folder holding the task folders directly, whatever its name
-(``senteval_cn/`` itself, or ``DIR/LCQMC/LCQMC.test.data``); see :func:`data_dir_candidates`.
+(``senteval_cn/`` itself, or ``DIR/LCQMC/LCQMC.test.data``); see :func:`_data_dir_candidates`.
 
 >>> import tempfile, os
 >>> d = tempfile.mkdtemp(); f = os.path.join(d, "p.tsv")
@@ -27,9 +27,9 @@ from embedkit.data.registry import builtin_tasks, get_task
 from embedkit.data.spec import TaskSpec, canonical_split
 from embedkit.errors import ConfigError, DataError, EmbedkitError
 
-SOURCES = ("auto", "local", "hub")
+_SOURCES = ("auto", "local", "hub")
 #: The environment variable naming the data folder (after ``data_dir``, before the defaults).
-DATA_ENV = "EMBEDKIT_DATA"
+_DATA_ENV = "EMBEDKIT_DATA"
 
 log = logging.getLogger(__name__)
 _announced: set[tuple[str, str]] = set()
@@ -61,7 +61,7 @@ class DataDir:
         if self.path is None:
             return ("no local data folder (no data_dir, no $EMBEDKIT_DATA, nothing at "
                     f"{' or '.join(map(str, self.looked)) or 'the defaults'})")
-        how = {"data_dir": "given", DATA_ENV: f"from ${DATA_ENV}",
+        how = {"data_dir": "given", _DATA_ENV: f"from ${_DATA_ENV}",
                "default": "the default: shared/data beside the checkout"}[self.found_by]
         return f"local data folder {self.path} ({how})"
 
@@ -93,9 +93,9 @@ def find_data_dir(data_dir: StrPath | None = None) -> DataDir:
     """
     if data_dir not in (None, ""):
         return _named_dir(Path(data_dir).expanduser(), "data_dir")
-    env = os.environ.get(DATA_ENV)
+    env = os.environ.get(_DATA_ENV)
     if env:
-        return _named_dir(Path(env).expanduser(), DATA_ENV)
+        return _named_dir(Path(env).expanduser(), _DATA_ENV)
     looked = tuple(default_data_dirs())
     found = next((d for d in looked if d.is_dir()), None)
     return DataDir(found, "default", looked) if found else DataDir(None, "none", looked)
@@ -105,8 +105,8 @@ def _named_dir(path: Path, found_by: str) -> DataDir:
     if path.is_dir():
         return DataDir(path, found_by)
     what = "does not exist" if not path.exists() else "is not a folder"
-    if found_by == DATA_ENV:
-        raise ConfigError(f"${DATA_ENV} is {path}, which {what}; point it at the folder holding "
+    if found_by == _DATA_ENV:
+        raise ConfigError(f"${_DATA_ENV} is {path}, which {what}; point it at the folder holding "
                           "senteval_cn/ (or the task folders), or unset it")
     raise ConfigError(f"data folder {path} {what}; give the folder holding senteval_cn/ (or the "
                       "task folders), or load from the hub (source hub)", param="data_dir")
@@ -125,7 +125,7 @@ def data_dir_from_env(data_dir: StrPath | None = None) -> Path | None:
     return find_data_dir(data_dir).path
 
 
-def data_dir_candidates(rel: Path, data_dir: Path) -> list[Path]:
+def _data_dir_candidates(rel: Path, data_dir: Path) -> list[Path]:
     """Where a ``data-dir`` relative path may lie, in order, for the three layouts of the data
     folder: the folder holding ``senteval_cn/`` and ``AFQMC/``; a folder holding the task
     folders directly, whatever its name (``senteval_cn/`` itself, or ``DIR/LCQMC/...``), with
@@ -134,9 +134,9 @@ def data_dir_candidates(rel: Path, data_dir: Path) -> list[Path]:
     A file of a collection (``senteval_cn/LCQMC/LCQMC.test.data``) is never looked for beside
     the data folder: a wrong folder must not pick up a neighbour's data silently.
 
-    >>> [str(p) for p in data_dir_candidates(Path("senteval_cn/BQ/BQ.test.data"), Path("d"))]
+    >>> [str(p) for p in _data_dir_candidates(Path("senteval_cn/BQ/BQ.test.data"), Path("d"))]
     ['d/senteval_cn/BQ/BQ.test.data', 'd/BQ/BQ.test.data']
-    >>> [str(p) for p in data_dir_candidates(Path("AFQMC/dev.txt"), Path("x/senteval_cn"))]
+    >>> [str(p) for p in _data_dir_candidates(Path("AFQMC/dev.txt"), Path("x/senteval_cn"))]
     ['x/senteval_cn/AFQMC/dev.txt', 'x/AFQMC/dev.txt']
     """
     candidates = [data_dir / rel]
@@ -150,7 +150,7 @@ def data_dir_candidates(rel: Path, data_dir: Path) -> list[Path]:
 
 
 def resolve_file(spec: TaskSpec, split: str, data_dir: Path | None) -> Path:
-    """Where ``spec``'s file for ``split`` lies (the first of :func:`data_dir_candidates` that
+    """Where ``spec``'s file for ``split`` lies (the first of :func:`_data_dir_candidates` that
     exists; else the first, which may not exist)."""
     return resolve_path(spec, spec.files[split], data_dir)
 
@@ -165,9 +165,9 @@ def resolve_path(spec: TaskSpec, path: str, data_dir: Path | None) -> Path:
         return Path(spec.spec_dir or ".") / rel
     if data_dir is None:
         raise ConfigError(f"task {spec.name}: no data directory; give data_dir or set "
-                          f"{DATA_ENV} to the folder holding senteval_cn/ ("
+                          f"{_DATA_ENV} to the folder holding senteval_cn/ ("
                           f"{find_data_dir().describe()})", param="data_dir")
-    candidates = data_dir_candidates(rel, data_dir)
+    candidates = _data_dir_candidates(rel, data_dir)
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
@@ -214,15 +214,15 @@ def load_split(spec: TaskSpec, split: str, *, data_dir: StrPath | None = None,
     files) or a data folder is known (:func:`find_data_dir`), else the hub. ``local`` never
     falls back to the hub; a data folder that was named but is missing is always an error.
     """
-    if source not in SOURCES:
-        raise ConfigError(f"source {source!r} is not one of {', '.join(SOURCES)}",
+    if source not in _SOURCES:
+        raise ConfigError(f"source {source!r} is not one of {', '.join(_SOURCES)}",
                           param="source")
     split = check_split(spec, split)
     if spec.is_retrieval:
         raise ConfigError(f"task {spec.name} is a retrieval task (corpus, queries, qrels), not "
                           "sentence pairs; evaluate it with index eval", param="tasks")
     if source == "hub":
-        return load_hub_split(spec, split, skip_invalid=skip_invalid)
+        return _load_hub_split(spec, split, skip_invalid=skip_invalid)
     needs_dir = _needs_data_dir(spec, split)
     ddir = find_data_dir(data_dir) if needs_dir or source == "local" else DataDir(None, "none")
     if source == "local" or (split in spec.files and (not needs_dir or ddir.path is not None)):
@@ -232,7 +232,7 @@ def load_split(spec: TaskSpec, split: str, *, data_dir: StrPath | None = None,
                               f"{', '.join(spec.files) or 'none'}", param="splits")
         path = resolve_file(spec, split, ddir.path)
         if not path.exists():
-            hint = (f" (set data_dir or {DATA_ENV} to the folder holding senteval_cn/, or "
+            hint = (f" (set data_dir or {_DATA_ENV} to the folder holding senteval_cn/, or "
                     "the one holding the task folders)" if needs_dir else "")
             raise DataError(f"file not found{hint}", path=str(path))
         if needs_dir:
@@ -240,10 +240,10 @@ def load_split(spec: TaskSpec, split: str, *, data_dir: StrPath | None = None,
         return read_pair_file(spec, split, str(path), skip_invalid=skip_invalid)
     if needs_dir:
         _announce(ddir, "; loading from the Hugging Face hub")
-    return load_hub_split(spec, split, skip_invalid=skip_invalid)
+    return _load_hub_split(spec, split, skip_invalid=skip_invalid)
 
 
-def load_hub_split(spec: TaskSpec, split: str, skip_invalid: bool = False) -> PairSplit:
+def _load_hub_split(spec: TaskSpec, split: str, skip_invalid: bool = False) -> PairSplit:
     """Load a split from the hub through ``datasets`` at the spec's pinned revision."""
     if spec.hub is None:
         raise ConfigError(f"task {spec.name} has no hub source, only local files "
@@ -340,7 +340,7 @@ def data_source_line(source: dict[str, Any] | None) -> str:
     """
     if not source or source.get("kind") in (None, "none"):
         return ""
-    how = {"data_dir": "given", DATA_ENV: f"${DATA_ENV}",
+    how = {"data_dir": "given", _DATA_ENV: f"${_DATA_ENV}",
            "default": "the default: shared/data beside the checkout"}
     parts = []
     if source.get("local"):

@@ -27,7 +27,7 @@ from embedkit.io.textfile import decoded_lines, json_objects, read_bytes
 from embedkit.provenance import sha256_text
 
 #: How many skipped-row messages are kept for the report (the count is always exact).
-MAX_SKIP_MESSAGES = 20
+_MAX_SKIP_MESSAGES = 20
 
 
 @dataclass
@@ -100,7 +100,7 @@ class _RowChecker:
         if not self.skip_invalid:
             raise err
         self.skipped += 1
-        if len(self.messages) < MAX_SKIP_MESSAGES:
+        if len(self.messages) < _MAX_SKIP_MESSAGES:
             self.messages.append(str(err))
 
     def add(self, line: int, row: JSONDict) -> None:

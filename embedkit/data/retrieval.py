@@ -35,7 +35,7 @@ from embedkit.errors import ConfigError, DataError
 from embedkit.io.textfile import decoded_lines, json_objects, read_bytes
 from embedkit.provenance import sha256_text
 
-__all__ = ["RetrievalSplit", "load_retrieval_split", "read_jsonl_texts", "read_qrels",
+__all__ = ["RetrievalSplit", "load_retrieval_split",
            "write_pairs_as_retrieval"]
 
 
@@ -64,7 +64,7 @@ class RetrievalSplit:
         return dict(sorted(c.items(), key=lambda kv: int(kv[0])))
 
 
-def read_jsonl_texts(path: str, *, with_title: bool, encoding: str = "utf-8"
+def _read_jsonl_texts(path: str, *, with_title: bool, encoding: str = "utf-8"
                      ) -> tuple[list[str], list[str], str]:
     """``(ids, texts, sha256)`` of a corpus or queries file; ids must be unique strings (an
     integer id is read as its digits), texts non-empty."""
@@ -96,7 +96,7 @@ def read_jsonl_texts(path: str, *, with_title: bool, encoding: str = "utf-8"
     return ids, texts, hashlib.sha256(data).hexdigest()
 
 
-def read_qrels(path: str, query_ids: set[str], corpus_ids: set[str], encoding: str = "utf-8"
+def _read_qrels(path: str, query_ids: set[str], corpus_ids: set[str], encoding: str = "utf-8"
                ) -> tuple[dict[str, dict[str, int]], str]:
     """``(qrels, sha256)`` of a qrels TSV; every id must be in the queries / corpus files."""
     data = read_bytes(path, "qrels")
@@ -142,9 +142,9 @@ def load_retrieval_split(spec: TaskSpec, split: str, *,
     ddir: Path | None = find_data_dir(data_dir).path if spec.base == "data-dir" else None
     paths = [str(resolve_path(spec, p, ddir)) for p in (spec.corpus, spec.queries,
                                                          spec.files[name])]
-    cids, ctexts, csha = read_jsonl_texts(paths[0], with_title=True, encoding=spec.encoding)
-    qids, qtexts, qsha = read_jsonl_texts(paths[1], with_title=False, encoding=spec.encoding)
-    qrels, rsha = read_qrels(paths[2], set(qids), set(cids), spec.encoding)
+    cids, ctexts, csha = _read_jsonl_texts(paths[0], with_title=True, encoding=spec.encoding)
+    qids, qtexts, qsha = _read_jsonl_texts(paths[1], with_title=False, encoding=spec.encoding)
+    qrels, rsha = _read_qrels(paths[2], set(qids), set(cids), spec.encoding)
     keep = [i for i, q in enumerate(qids) if q in qrels]
     sha = sha256_text(f"{csha}:{qsha}:{rsha}")
     return RetrievalSplit(spec.name, name, cids, ctexts, [qids[i] for i in keep],

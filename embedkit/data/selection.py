@@ -35,10 +35,10 @@ from embedkit.errors import ConfigError, DataError
 from embedkit.io.textfile import read_bytes, read_sentences
 from embedkit.provenance import sha256_text
 
-__all__ = ["FIT_SPLITS", "FILE_MAX_LENGTH", "FitSentences", "collect_fit_sentences",
-           "pair_sentences", "parse_task_split", "read_sentence_file"]
+__all__ = ["FILE_MAX_LENGTH", "FitSentences", "collect_fit_sentences",
+           "pair_sentences", "parse_task_split"]
 
-FIT_SPLITS = ("train", "valid", "test")
+_FIT_SPLITS = ("train", "valid", "test")
 #: Max length (tokens, counting [CLS] and [SEP]) for sentences that come from a plain file.
 FILE_MAX_LENGTH = 64
 
@@ -79,7 +79,7 @@ def pair_sentences(splits: Sequence[PairSplit]) -> list[str]:
             for t in pair]
 
 
-def read_sentence_file(path: StrPath) -> list[str]:
+def _read_sentence_file(path: StrPath) -> list[str]:
     """The non-blank lines of a UTF-8 file (kept as they are, blank lines dropped); a file
     without any is a :class:`DataError` naming it (``param="fit_on"``)."""
     sentences = read_sentences(path, "fit_on sentence")
@@ -165,11 +165,11 @@ def _relative(fit_on: str, spec: TaskSpec, data: Mapping[str, PairSplit] | None,
               opts: dict[str, Any], unique: bool) -> FitSentences:
     if fit_on == "task":
         sents, what = _task_sentences(spec, list(spec.splits), data, opts)
-    elif canonical_split(fit_on) in FIT_SPLITS:
+    elif canonical_split(fit_on) in _FIT_SPLITS:
         split = _check_split(spec, fit_on, f"fit_on {fit_on}", "fit_on")
         sents, what = _task_sentences(spec, [split], data, opts)
     elif Path(fit_on).is_file():
-        sents, what = read_sentence_file(fit_on), f"file:{fit_on}"
+        sents, what = _read_sentence_file(fit_on), f"file:{fit_on}"
     else:
         raise ConfigError(f"fit_on {fit_on!r} is neither task, train, valid, test nor a file",
                           param="fit_on")
@@ -185,7 +185,7 @@ def _absolute(fit_on: str, opts: dict[str, Any], unique: bool) -> FitSentences:
         if not item:
             continue
         if Path(item).is_file() and not item.lower().endswith(".json"):
-            sents, what = read_sentence_file(item), f"file:{item}"
+            sents, what = _read_sentence_file(item), f"file:{item}"
             lengths.append(FILE_MAX_LENGTH)
         else:
             spec, split = _fit_task(item)

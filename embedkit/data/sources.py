@@ -30,7 +30,7 @@ from embedkit.aliases import StrPath
 from embedkit.errors import ConfigError, DataError, MissingFileError
 from embedkit.provenance import sha256_file
 
-__all__ = ["FORMATS", "CorpusFile", "CorpusSource", "open_corpus", "require_pyarrow"]
+__all__ = ["FORMATS", "CorpusSource", "open_corpus", "require_pyarrow"]
 
 #: file suffix -> format
 FORMATS = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".json": "jsonl",
@@ -51,7 +51,7 @@ def require_pyarrow(param: str = "corpus") -> Any:
 
 
 @dataclass(frozen=True)
-class CorpusFile:
+class _CorpusFile:
     """One input file: its path, format, size and sha256."""
 
     path: Path
@@ -116,7 +116,7 @@ def _column(row: dict[str, Any], name: str, where: str, line: int | None) -> Any
 class CorpusSource:
     """The input files and the columns to read (see the module docstring)."""
 
-    files: tuple[CorpusFile, ...]
+    files: tuple[_CorpusFile, ...]
     text_column: str = "text"
     id_column: str | None = None
 
@@ -130,14 +130,14 @@ class CorpusSource:
         for f in self.files:
             yield from self._file_rows(f)
 
-    def _file_rows(self, f: CorpusFile) -> Iterator[tuple[str | None, str]]:
+    def _file_rows(self, f: _CorpusFile) -> Iterator[tuple[str | None, str]]:
         reader = {"text": self._text_rows, "jsonl": self._jsonl_rows, "csv": self._csv_rows,
                   "tsv": self._csv_rows, "parquet": self._parquet_rows}[f.format]
         for uid, text in reader(f):
             if text is not None and text.strip():
                 yield uid, text
 
-    def _text_rows(self, f: CorpusFile) -> Iterator[tuple[str | None, str | None]]:
+    def _text_rows(self, f: _CorpusFile) -> Iterator[tuple[str | None, str | None]]:
         if self.id_column is not None:
             raise ConfigError(f"{f.path}: a text file has no id column", param="id_column")
         for _, text in _lines(f.path):
@@ -155,7 +155,7 @@ class CorpusSource:
                 raise DataError(exc.problem, path=where, line=line, param="id_column") from None
         return uid, text
 
-    def _jsonl_rows(self, f: CorpusFile) -> Iterator[tuple[str | None, str | None]]:
+    def _jsonl_rows(self, f: _CorpusFile) -> Iterator[tuple[str | None, str | None]]:
         for lineno, line in _lines(f.path):
             if not line.strip():
                 continue
@@ -166,14 +166,14 @@ class CorpusSource:
                                 line=lineno) from None
             yield self._pick(row, str(f.path), lineno)
 
-    def _csv_rows(self, f: CorpusFile) -> Iterator[tuple[str | None, str | None]]:
+    def _csv_rows(self, f: _CorpusFile) -> Iterator[tuple[str | None, str | None]]:
         delimiter = "\t" if f.format == "tsv" else ","
         with open(f.path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh, delimiter=delimiter)
             for row in reader:
                 yield self._pick(row, str(f.path), reader.line_num)
 
-    def _parquet_rows(self, f: CorpusFile) -> Iterator[tuple[str | None, str | None]]:
+    def _parquet_rows(self, f: _CorpusFile) -> Iterator[tuple[str | None, str | None]]:
         require_pyarrow()
         import pyarrow.parquet as pq
 
@@ -225,5 +225,5 @@ def open_corpus(path: StrPath, *, text_column: str | None = None,
         assert fmt is not None
         if fmt == "parquet":
             require_pyarrow()
-        files.append(CorpusFile(p.resolve(), fmt, sha256_file(p), p.stat().st_size))
+        files.append(_CorpusFile(p.resolve(), fmt, sha256_file(p), p.stat().st_size))
     return CorpusSource(tuple(files), text_column or "text", id_column)

@@ -49,7 +49,7 @@ from embedkit.errors import ConfigError
 from embedkit.io.textfile import read_bytes
 
 #: Canonical split names; the aliases users type are mapped onto them.
-SPLIT_ALIASES = {"dev": "valid", "validation": "valid", "val": "valid", "eval": "valid"}
+_SPLIT_ALIASES = {"dev": "valid", "validation": "valid", "val": "valid", "eval": "valid"}
 FORMATS = ("tsv", "csv", "jsonl")
 _DEFAULT_FIELDS = {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}
 
@@ -61,11 +61,11 @@ def canonical_split(split: str) -> str:
     ('valid', 'test')
     """
     s = split.strip().lower()
-    return SPLIT_ALIASES.get(s, s)
+    return _SPLIT_ALIASES.get(s, s)
 
 
 @dataclass(frozen=True)
-class HubSource:
+class _HubSource:
     """Where the same data lives on the Hugging Face hub (loaded through ``datasets``)."""
 
     id: str
@@ -98,8 +98,7 @@ class TaskSpec:
     label_type: str = "float"
     max_length: int = 64
     default_splits: tuple[str, ...] = ("test",)
-    cmteb_splits: tuple[str, ...] = ()  # optional: the splits C-MTEB scores, if the author says
-    hub: HubSource | None = None
+    hub: _HubSource | None = None
     #: split -> sha256 of the published file (a copy with other bytes is not that data)
     sha256: dict[str, str] = field(default_factory=dict)
     description: str = ""
@@ -148,7 +147,7 @@ class TaskSpec:
         files = m.canonical_files()
         hub = None
         if m.hub is not None:
-            hub = HubSource(id=m.hub.id, revision=m.hub.revision,
+            hub = _HubSource(id=m.hub.id, revision=m.hub.revision,
                             splits={canonical_split(k): v for k, v in m.hub.splits.items()},
                             fields=m.hub.fields.model_dump(), config=m.hub.config)
         splits = tuple(files) or (tuple(hub.splits) if hub else ())
@@ -160,7 +159,7 @@ class TaskSpec:
             fields=m.fields.model_dump(), base=m.base,
             label_range=(m.label_range[0], m.label_range[1]) if m.label_range else None,
             label_type=m.label_type, max_length=m.max_length, default_splits=default_splits,
-            cmteb_splits=tuple(canonical_split(x) for x in m.cmteb_splits), hub=hub,
+            hub=hub,
             sha256={canonical_split(k): v.lower() for k, v in m.sha256.items()},
             description=m.description, encoding=m.encoding, instruction=m.instruction,
             origin=origin, spec_dir=spec_dir, kind=m.kind, corpus=m.corpus or "",
@@ -246,7 +245,6 @@ _EXPECTED = {
     "label_type": "must be 'int' or 'float'",
     "max_length": "must be an integer >= 3 (it counts [CLS] and [SEP])",
     "default_splits": "must be a list of split names",
-    "cmteb_splits": "must be a list of split names",
     "hub": "must be an object with at least an 'id' (and optionally revision, splits, fields, "
            "config)",
     "sha256": "must map split names to the sha256 (64 hex digits) of the published files",
@@ -304,7 +302,6 @@ class _SpecModel(_Strict):
     label_type: Literal["int", "float"] = "float"
     max_length: Annotated[StrictInt, Field(ge=3)] = 64
     default_splits: list[_Text] = []
-    cmteb_splits: list[_Text] = []
     hub: _Hub | None = None
     sha256: dict[_Text, _Sha256] = {}
     encoding: Annotated[_Text, AfterValidator(_known_encoding)] = "utf-8"
@@ -337,7 +334,7 @@ class _SpecModel(_Strict):
         splits = list(self.canonical_files()) or [canonical_split(s) for s in
                                                   (self.hub.splits if self.hub else {})]
         _check_split_names("sha256", list(self.sha256))
-        for key in ("default_splits", "cmteb_splits", "sha256"):
+        for key in ("default_splits", "sha256"):
             for split in getattr(self, key):
                 if canonical_split(split) not in splits:
                     raise _SpecError(key, f"{split!r} is not among the splits "

@@ -17,7 +17,7 @@ from embedkit.errors import ConfigError, check_int
 BLOCK_ROWS = 4096
 
 
-def as_matrix(x: ArrayLike, name: str = "x", min_rows: int = 1) -> np.ndarray:
+def check_matrix(x: ArrayLike, name: str = "x", min_rows: int = 1) -> np.ndarray:
     """``x`` as a 2-D real array (not copied when it already is one), or a ConfigError."""
     arr = np.asarray(x)
     if arr.ndim != 2:

@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 
 from embedkit.diagnostics._common import (
     BLOCK_ROWS,
-    as_matrix,
+    check_matrix,
     check_seed,
     finite_block,
     random_pairs,
@@ -36,7 +36,7 @@ def pair_cosines(
     >>> pair_cosines(x, [0, 0], [1, 2]).tolist()
     [0.0, -1.0]
     """
-    arr = as_matrix(x)
+    arr = check_matrix(x)
     ii, jj = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
     if ii.shape != jj.shape or ii.ndim != 1:
         raise ConfigError(f"i and j must be 1-D index arrays of one length; got shapes "
@@ -66,7 +66,7 @@ def mean_vector_norm_ratio(x: ArrayLike, block_rows: int = BLOCK_ROWS) -> float:
     >>> mean_vector_norm_ratio(np.array([[3.0, 4.0], [3.0, 4.0]]))
     1.0
     """
-    arr = as_matrix(x)
+    arr = check_matrix(x)
     total = np.zeros(arr.shape[1], dtype=np.float64)
     norm_sum = 0.0
     for _, block in row_blocks(arr, block_rows):
@@ -96,7 +96,7 @@ def anisotropy(
     >>> round(r["mean_cosine"], 6), round(r["mean_vector_norm_ratio"], 6), r["seed"]
     (1.0, 1.0, 0)
     """
-    arr = as_matrix(x, min_rows=2)
+    arr = check_matrix(x, min_rows=2)
     n_pairs = check_int(n_pairs, "n_pairs")
     seed = check_seed(seed)
     i, j = random_pairs(arr.shape[0], n_pairs, seed)

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from embedkit.diagnostics._common import BLOCK_ROWS, as_matrix, row_blocks
+from embedkit.diagnostics._common import BLOCK_ROWS, check_matrix, row_blocks
 from embedkit.errors import ConfigError, check_int
 
 
@@ -57,9 +57,9 @@ def cosine_knn(
     """
     import faiss
 
-    base = as_matrix(corpus, "corpus", min_rows=1)
+    base = check_matrix(corpus, "corpus", min_rows=1)
     self_search = queries is None
-    qs = base if queries is None else as_matrix(queries, "queries")
+    qs = base if queries is None else check_matrix(queries, "queries")
     if qs.shape[1] != base.shape[1]:
         raise ConfigError(f"queries have dim {qs.shape[1]} but corpus has dim {base.shape[1]}; "
                           "both must come from the same embedding space")
@@ -95,7 +95,7 @@ def k_occurrence(
     >>> k_occurrence(x, k=1).tolist()
     [1, 0, 2]
     """
-    corpus = as_matrix(x)
+    corpus = check_matrix(x)
     _, ids = cosine_knn(queries, corpus, k, block_rows)
     return np.bincount(ids.ravel(), minlength=corpus.shape[0]).astype(np.int64)
 
@@ -165,8 +165,8 @@ def hubness(
     >>> r["argmax_occurrence"], r["max_occurrence"], r["antihub_rate"]
     (2, 2, 0.3333333333333333)
     """
-    corpus = as_matrix(x)
-    n_queries = corpus.shape[0] if queries is None else as_matrix(queries, "queries").shape[0]
+    corpus = check_matrix(x)
+    n_queries = corpus.shape[0] if queries is None else check_matrix(queries, "queries").shape[0]
     result = hubness_from_occurrence(k_occurrence(corpus, k, queries, block_rows), k,
                                      top_fraction)
     result.update({"n_queries": int(n_queries), "self_search": queries is None})

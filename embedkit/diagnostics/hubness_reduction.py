@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from embedkit.diagnostics._common import BLOCK_ROWS, as_matrix
+from embedkit.diagnostics._common import BLOCK_ROWS, check_matrix
 from embedkit.diagnostics.hubness import cosine_knn
 from embedkit.errors import ConfigError, check_int
 
@@ -94,7 +94,7 @@ def csls_search(
     >>> csls_search(query, corpus, k=1, k_penalty=2)[1].tolist()
     [[0]]
     """
-    base = as_matrix(corpus, "corpus", min_rows=2)
+    base = check_matrix(corpus, "corpus", min_rows=2)
     k = check_int(k, "k")
     n_cand = min(max(check_int(candidates, "candidates"), k), base.shape[0])
     if k > base.shape[0]:

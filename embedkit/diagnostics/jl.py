@@ -21,7 +21,7 @@ from sklearn.random_projection import GaussianRandomProjection, johnson_lindenst
 
 from embedkit.diagnostics._common import (
     BLOCK_ROWS,
-    as_matrix,
+    check_matrix,
     check_seed,
     finite_block,
     random_pairs,
@@ -29,10 +29,10 @@ from embedkit.diagnostics._common import (
 from embedkit.errors import ConfigError, check_int
 
 #: The factor of Su Jianlin's practical estimate ``m > 8.33 ln N`` (natural logarithm).
-PRACTICAL_FACTOR = 8.33
+_PRACTICAL_FACTOR = 8.33
 
 
-def practical_min_dim(n_vectors: int, factor: float = PRACTICAL_FACTOR) -> int:
+def practical_min_dim(n_vectors: int, factor: float = _PRACTICAL_FACTOR) -> int:
     """``ceil(factor * ln(n_vectors))``: a practical embedding dimension for ``n_vectors`` items.
 
     Su Jianlin 2020, "最小熵原理（六）：词向量的维度应该怎么选择？" (The minimum
@@ -102,7 +102,7 @@ def jl_distortion(
     >>> r["projections"][0]["distance_p99"] > r["projections"][1]["distance_p99"]
     True
     """
-    arr = as_matrix(x, min_rows=2)
+    arr = check_matrix(x, min_rows=2)
     n_pairs, seed = check_int(n_pairs, "n_pairs"), check_seed(seed)
     ms = [check_int(m, "each entry of dims", param="dims") for m in dims]
     if not ms:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from embedkit.diagnostics._common import as_matrix, check_seed
+from embedkit.diagnostics._common import check_matrix, check_seed
 from embedkit.diagnostics.anisotropy import anisotropy
 from embedkit.diagnostics.hubness import hubness_from_occurrence, k_occurrence
 from embedkit.diagnostics.jl import jl_distortion, practical_min_dim
@@ -82,7 +82,7 @@ def profile(x: ArrayLike, *, k: int = 10, sample: int | None = None, seed: int =
     spectrum keeps its eigenvalues (descending) and drops the curves derived from them; the
     hubness dict gains ``nk_histogram`` (``[#points with N_k = 0, = 1, ...]``).
     """
-    arr = as_matrix(x, min_rows=3)
+    arr = check_matrix(x, min_rows=3)
     k = check_int(k, "k")
     n = int(arr.shape[0])
     rows = sample_rows(n, sample, seed)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from embedkit.diagnostics._common import BLOCK_ROWS, as_matrix, row_blocks, summary
+from embedkit.diagnostics._common import BLOCK_ROWS, check_matrix, row_blocks, summary
 from embedkit.diagnostics.spectrum import covariance_eigenvalues
 from embedkit.errors import ConfigError
 
@@ -81,7 +81,7 @@ def sparsity(x: ArrayLike, block_rows: int = BLOCK_ROWS) -> dict[str, Any]:
     >>> s["vectors"]["hoyer"]["mean"], s["vectors"]["l1_l2_ratio"]["mean"]
     (1.0, 0.5)
     """
-    arr = as_matrix(x)
+    arr = check_matrix(x)
     if arr.shape[1] < 2:
         raise ConfigError("sparsity needs vectors of dimension >= 2; got 1")
     ratios, hoyers = [], []

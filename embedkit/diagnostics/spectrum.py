@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from embedkit.diagnostics._common import BLOCK_ROWS, as_matrix, column_mean, row_blocks
+from embedkit.diagnostics._common import BLOCK_ROWS, check_matrix, column_mean, row_blocks
 from embedkit.errors import ConfigError
 
 #: Shares of the total variance for which :func:`spectrum` reports the number of dimensions.
-VARIANCE_LEVELS = (0.9, 0.95, 0.99)
+_VARIANCE_LEVELS = (0.9, 0.95, 0.99)
 
 
 def covariance_eigenvalues(x: ArrayLike, block_rows: int = BLOCK_ROWS) -> np.ndarray:
@@ -31,7 +31,7 @@ def covariance_eigenvalues(x: ArrayLike, block_rows: int = BLOCK_ROWS) -> np.nda
     >>> covariance_eigenvalues(x).round(6).tolist()
     [2.666667, 0.666667]
     """
-    arr = as_matrix(x, min_rows=2)
+    arr = check_matrix(x, min_rows=2)
     mu = column_mean(arr, block_rows)
     scatter = np.zeros((arr.shape[1], arr.shape[1]), dtype=np.float64)
     for _, block in row_blocks(arr, block_rows):
@@ -140,7 +140,7 @@ def dims_for_variance(eigenvalues: ArrayLike, level: float) -> int:
 
 
 def spectrum(
-    x: ArrayLike, levels: Sequence[float] = VARIANCE_LEVELS, block_rows: int = BLOCK_ROWS
+    x: ArrayLike, levels: Sequence[float] = _VARIANCE_LEVELS, block_rows: int = BLOCK_ROWS
 ) -> dict[str, Any]:
     """The covariance spectrum of ``x`` and the numbers derived from it, as a JSON-ready dict.
 
@@ -155,7 +155,7 @@ def spectrum(
     >>> s["explained_variance_ratio"], s["dims_for_variance"]
     ([0.5, 0.5], {'0.9': 2, '0.95': 2, '0.99': 2})
     """
-    arr = as_matrix(x, min_rows=2)
+    arr = check_matrix(x, min_rows=2)
     eig = _eigenvalues(covariance_eigenvalues(arr, block_rows))
     ratio = eig / eig.sum()
     return {

@@ -7,8 +7,8 @@
   that stack in one constructor;
 - :class:`Pooling`, a pooling parsed once.
 
->>> from embedkit.encoders import parse_pooling
->>> parse_pooling("first-last-avg")
+>>> from embedkit.encoders import Pooling
+>>> Pooling("first-last-avg")
 'first-last-avg'
 """
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
         POOLINGS,
         Pooling,
         masked_mean,
-        parse_pooling,
         pool,
         register_pooling,
     )
@@ -47,7 +46,6 @@ _LAZY = {
     "POOLINGS": "embedkit.encoders.pooling",
     "Pooling": "embedkit.encoders.pooling",
     "masked_mean": "embedkit.encoders.pooling",
-    "parse_pooling": "embedkit.encoders.pooling",
     "pool": "embedkit.encoders.pooling",
     "register_pooling": "embedkit.encoders.pooling",
     "SentenceEncoder": "embedkit.encoders.protocol",
@@ -68,5 +66,5 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 __all__ = ["DTYPES", "POOLINGS", "CachedEncoder", "EncodeStats", "Encoder", "EncoderConfig",
            "MeteredEncoder", "Pooling", "SentenceEncoder", "TransformerEncoder", "as_encoder",
            "declared_pooling", "encode_stats", "forward_pooled",
-           "masked_mean", "model_identity", "parse_pooling", "pool", "read_st_folder",
+           "masked_mean", "model_identity", "pool", "read_st_folder",
            "register_pooling", "resolve_model_path", "settings_record"]

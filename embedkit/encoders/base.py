@@ -3,9 +3,9 @@ pooling checks and the output arrays. A backend (torch, ONNX Runtime, OpenVINO) 
 :meth:`TokenizedEncoder._forward`, one padded batch in, pooled float32 arrays out, so that every
 backend tokenises, batches and orders exactly alike.
 
->>> prompt_setting("query: ")
+>>> _prompt_setting("query: ")
 'prompt="query: "'
->>> prompt_setting("")
+>>> _prompt_setting("")
 ''
 """
 
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 #: a prompt that leaves fewer tokens than this for the sentence under the max length is warned
 #: about (longer sentences are cut to what is left); one that leaves none is refused
-PROMPT_ROOM_WARNING = 8
+_PROMPT_ROOM_WARNING = 8
 #: padded tokens per batch on a GPU when none is given (a batch's memory stays bounded whatever
 #: the sentences' lengths)
 CUDA_TOKEN_BUDGET = 16384
@@ -58,7 +58,7 @@ def default_token_budget(backend: str, device: str | None) -> int | None:
     return CUDA_TOKEN_BUDGET if (device or "").startswith("cuda") else None
 
 
-def prompt_setting(prompt: str) -> str:
+def _prompt_setting(prompt: str) -> str:
     """The identity part a prompt adds (empty for none)."""
     return f"prompt={json.dumps(prompt, ensure_ascii=False)}" if prompt else ""
 
@@ -131,21 +131,21 @@ def eos_to_append(tokenizer: Any, folder: str | None) -> int | None:
     return int(eos) if asked else None
 
 
-def max_positions(config: Any) -> int:
+def _max_positions(config: Any) -> int:
     """The positions a model's config allows: ``max_position_embeddings`` (BERT), else
     ``n_positions`` (GPT-2), else 512."""
     return int(getattr(config, "max_position_embeddings", None)
                or getattr(config, "n_positions", None) or 512)
 
 
-def folder_parts(path: str) -> tuple[STFolder | None, str]:
+def _folder_parts(path: str) -> tuple[STFolder | None, str]:
     """A model's sentence-transformers modules (None for a plain or hub model) and the folder
     its tokenizer and weights load from (the modules' Transformer folder, else ``path``)."""
     st = read_st_folder(path if os.path.isdir(path) else None)
     return st, str(st.transformer_dir) if st is not None else path
 
 
-def config_prompt(config: EncoderConfig, path: str) -> tuple[str, str | None]:
+def _config_prompt(config: EncoderConfig, path: str) -> tuple[str, str | None]:
     """The prompt and the instruction an encoder runs with: the instruction made into the
     prompt (:func:`instruction_prompt`), else the given prompt, else the folder's declared one;
     the instruction is ``""`` when a prompt or an empty instruction was given (no task's own
@@ -202,15 +202,15 @@ class TokenizedEncoder:
         self.backend, self.quantize, self.dtype_name = config.backend, config.quantize, config.dtype
         self.lowercase, self.batch_size = config.lowercase, config.batch_size
         self.path = resolve_model_path(config.model, revision=config.revision)
-        st, load_path = folder_parts(self.path)
+        st, load_path = _folder_parts(self.path)
         self.model_config = model_config = self._load(load_path)
         self.model_identity = model_identity(load_path,
                                              getattr(model_config, "_commit_hash", None))
         self._prepare(load_path)
         self._use_folder(st, config.pooling, int(getattr(model_config, "hidden_size", 0)),
                          config.truncate_dim)
-        self.prompt, self.instruction = config_prompt(config, self.path)
-        self.max_positions = max_positions(model_config)
+        self.prompt, self.instruction = _config_prompt(config, self.path)
+        self.max_positions = _max_positions(model_config)
         self.eos_id = eos_to_append(self.tokenizer, self.path if is_local(self.path) else None)
         # None: the backend's default budget; 0: batches of batch_size sentences
         budget = self._default_budget() if config.token_budget is None else config.token_budget
@@ -266,7 +266,7 @@ class TokenizedEncoder:
         extra += ["quantize=int8"] if self.quantize == "int8" else []
         extra += [f"dtype={self.dtype_name}"] if self.dtype_name != "float32" else []
         extra += ["lowercase"] if self.lowercase else []
-        extra += [prompt_setting(self.prompt)] if self.prompt else []
+        extra += [_prompt_setting(self.prompt)] if self.prompt else []
         return ";".join([self.model_identity, *extra, *self._folder_settings()])
 
     @property
@@ -362,7 +362,7 @@ class TokenizedEncoder:
     def check_prompt(self, max_length: int) -> None:
         """Refuse a prompt that leaves no token of the sentence under ``max_length`` (counting
         ``[CLS]`` and ``[SEP]``): every vector would be the prompt's, every cosine 1. Warn (once
-        per prompt and max length) when it leaves fewer than :data:`PROMPT_ROOM_WARNING`."""
+        per prompt and max length) when it leaves fewer than :data:`_PROMPT_ROOM_WARNING`."""
         if not self.prompt:
             return
         limit = min(max_length, self.max_positions)
@@ -378,7 +378,7 @@ class TokenizedEncoder:
         if room <= 0:
             raise ConfigError(f"{said}: no token of any sentence is left (every vector would be "
                               "the prompt's); shorten the prompt or raise the max length")
-        if room < PROMPT_ROOM_WARNING:
+        if room < _PROMPT_ROOM_WARNING:
             logger.warning("%s: only %d token(s) of each sentence are kept; shorten the prompt "
                            "or raise the max length", said, room)
         checked.add((self.prompt, limit))

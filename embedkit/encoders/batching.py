@@ -77,10 +77,10 @@ def pad_numpy(ids: Sequence[Sequence[int]], pad_id: int,
     return input_ids, mask
 
 
-def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> int:
+def _padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> int:
     """How many token positions the batches compute, padding included.
 
-    >>> padded_tokens([5, 2, 9, 3], [[2, 0], [3, 1]])
+    >>> _padded_tokens([5, 2, 9, 3], [[2, 0], [3, 1]])
     24
     """
     return sum(len(b) * max(int(lengths[i]) for i in b) for b in batches if b)

@@ -70,8 +70,9 @@ from embedkit.encoders.cache_files import reason as _reason
 from embedkit.encoders.cache_files import sqlite_code as _sqlite_code
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_write_json
+from embedkit.provenance import sha256_text
 
-FORMAT_VERSION = 1
+_FORMAT_VERSION = 1
 _CHUNK = 500  # keys per SQL statement (well under SQLite's variable limit)
 LOCK_NAME = "embeddings.lock"
 LOCK_TIMEOUT = 600.0  # seconds to wait for another process's cache write or maintenance
@@ -80,7 +81,7 @@ _UNWRITABLE_CODES = {3, 8, 14, 23}         # SQLITE_PERM, _READONLY, _CANTOPEN, 
 _READ_ONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 #: keys of a namespace's settings that are shown, not hashed, when ``model_identity`` is given
 #: (the model as the user spelt it: ``../models/x``, ``./models/x`` and ``/abs/models/x`` are one)
-DISPLAY_ONLY = ("model",)
+_DISPLAY_ONLY = ("model",)
 
 
 def default_cache_dir() -> Path:
@@ -198,11 +199,11 @@ class EmbeddingCache:
     # -- namespaces -------------------------------------------------------------------------
     def namespace(self, settings: dict[str, Any]) -> str:
         """A stable id for everything besides the text that determines a vector: the settings
-        but the :data:`DISPLAY_ONLY` ones when ``model_identity`` names the model."""
+        but the :data:`_DISPLAY_ONLY` ones when ``model_identity`` names the model."""
         keyed = {k: v for k, v in settings.items()
-                 if "model_identity" not in settings or k not in DISPLAY_ONLY}
-        blob = json.dumps({"format": FORMAT_VERSION, **keyed}, sort_keys=True)
-        ns = hashlib.sha256(blob.encode()).hexdigest()[:32]
+                 if "model_identity" not in settings or k not in _DISPLAY_ONLY}
+        blob = json.dumps({"format": _FORMAT_VERSION, **keyed}, sort_keys=True)
+        ns = sha256_text(blob)[:32]
         self._settings[ns] = settings
         with self.locked():
             self._write_meta(ns)
@@ -231,7 +232,7 @@ class EmbeddingCache:
         if problem is not None and not self._move_aside(meta, problem, _aside_name(meta)):
             return
         try:
-            atomic_write_json(meta, {"format": FORMAT_VERSION, "settings": self._settings[ns],
+            atomic_write_json(meta, {"format": _FORMAT_VERSION, "settings": self._settings[ns],
                                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         except OSError as e:
             if not self._becomes_read_only(e):

@@ -29,11 +29,11 @@ if TYPE_CHECKING:  # the backends are imported where an encoder is built
     from embedkit.encoders.protocol import SentenceEncoder
     from embedkit.encoders.wrappers import CachedEncoder
 
-INT8_ON_TORCH = ("int8 runs on the onnx or openvino backend, not on torch: choose one of "
+_INT8_ON_TORCH = ("int8 runs on the onnx or openvino backend, not on torch: choose one of "
                  "those backends, or no quantisation")
 #: padded tokens per batch: None is each backend's default (by sentence count on the cpu's
 #: torch, a budget on a GPU and on the exported backends), 0 always by sentence count
-DEFAULT_TOKEN_BUDGET: int | None = None
+_DEFAULT_TOKEN_BUDGET: int | None = None
 
 
 def setting(default: Any, help: str, *, flag: bool = True, metavar: str | None = None,
@@ -102,7 +102,7 @@ class EncoderConfig:
         None, 'text put before every sentence, e.g. "query: " (default: the prompt the model '
         "folder declares, else none)", metavar="TEXT")
     token_budget: int | None = setting(
-        DEFAULT_TOKEN_BUDGET, "padded tokens per batch (None: the backend's default; 0: by "
+        _DEFAULT_TOKEN_BUDGET, "padded tokens per batch (None: the backend's default; 0: by "
         "sentence count)", flag=False)
     instruction: str | None = setting(
         None, "task for instruction-following embedders (Qwen3-Embedding, gte-Qwen2), put "
@@ -131,7 +131,7 @@ class EncoderConfig:
             raise ConfigError(f"unknown quantisation {self.quantize!r}; valid: "
                               f"{', '.join(QUANTIZE)}", param="quantize")
         if self.quantize != "none" and self.backend == "torch":
-            raise ConfigError(INT8_ON_TORCH, param="quantize")
+            raise ConfigError(_INT8_ON_TORCH, param="quantize")
         check_int(self.batch_size, "batch_size")
         for name, least in (("threads", 1), ("truncate_dim", 1), ("token_budget", 0)):
             if getattr(self, name) is not None:

@@ -27,7 +27,6 @@ the same model wait for each other and reuse the result.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -43,17 +42,17 @@ import numpy as np
 
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_dir, folder_lock
-from embedkit.provenance import sha256_file
+from embedkit.provenance import sha256_file, sha256_text
 
 logger = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 1
-GRAPH_FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin")}
+_EXPORT_FORMAT = 1
+_GRAPH_FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin")}
 _RUNTIMES = {"onnx": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino", "nncf")}
 #: model types ONNX Runtime's BERT fusions apply to (others get the runtime's generic passes)
 _BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "ernie", "nezha", "electra",
               "megatron-bert", "rembert", "distilbert"}
-PROBE_TOLERANCE = 1e-3   # largest absolute difference a rewritten fp32 graph may show
+_PROBE_TOLERANCE = 1e-3   # largest absolute difference a rewritten fp32 graph may show
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class ExportedGraph:
 
     @property
     def graph(self) -> Path:
-        return self.folder / GRAPH_FILES[self.backend][0]
+        return self.folder / _GRAPH_FILES[self.backend][0]
 
     @property
     def num_hidden(self) -> int:
@@ -88,7 +87,7 @@ def runtime_versions(backend: str) -> dict[str, str]:
     return out
 
 
-def require_runtime(backend: str) -> None:
+def _require_runtime(backend: str) -> None:
     """Raise a one-line error naming the extra to install when a backend's libraries are absent."""
     missing = [n for n in _RUNTIMES[backend] if _absent(n)]
     if missing:
@@ -107,14 +106,14 @@ def _absent(module: str) -> bool:
 def export_key(model_identity: str, backend: str, quantize: str, *,
                versions: dict[str, str] | None = None) -> dict[str, Any]:
     """What an export depends on; its folder is named by the key's hash."""
-    return {"format": EXPORT_FORMAT, "model": model_identity, "backend": backend,
+    return {"format": _EXPORT_FORMAT, "model": model_identity, "backend": backend,
             "quantize": quantize,
             "versions": runtime_versions(backend) if versions is None else versions}
 
 
 def export_name(key: dict[str, Any]) -> str:
-    blob = json.dumps(key, sort_keys=True).encode()
-    return f"{key['backend']}-{key['quantize']}-{hashlib.sha256(blob).hexdigest()[:14]}"
+    digest = sha256_text(json.dumps(key, sort_keys=True))
+    return f"{key['backend']}-{key['quantize']}-{digest[:14]}"
 
 
 def check_export(folder: Path, key: dict[str, Any]) -> str | None:
@@ -145,7 +144,7 @@ def ensure_export(root: Path, model_path: str, model_identity: str, backend: str
     """The export for this model, backend and quantisation: reused when whole, else (re)built.
     ``padding_side="left"`` (decoders whose tokenizer pads left): the graph counts positions
     from each sentence's first token, and the key says so."""
-    require_runtime(backend)
+    _require_runtime(backend)
     key = export_key(model_identity, backend, quantize)
     if padding_side == "left":
         key["padding_side"] = "left"
@@ -197,7 +196,7 @@ def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None
     else:
         how = _finish_openvino(raw, tmp, quantize)
     raw.unlink()
-    files = {name: sha256_file(tmp / name) for name in GRAPH_FILES[backend]}
+    files = {name: sha256_file(tmp / name) for name in _GRAPH_FILES[backend]}
     manifest = {"key": key, "files": files, "num_hidden": len(expected) - int(has_pooler),
                 "position_ids": form.positions,
                 "has_pooler": has_pooler, "token_type_ids": token_types,
@@ -305,7 +304,7 @@ def _check_exact(raw: Path, model: Any, form: _Form) -> None:
             raise ConfigError(f"{getattr(model.config, 'model_type', 'this model')} does not "
                               f"export to ONNX exactly ({_first(e)}); use the torch backend",
                               param="backend") from None
-    if worst > PROBE_TOLERANCE:
+    if worst > _PROBE_TOLERANCE:
         raise ConfigError(f"{getattr(model.config, 'model_type', 'this model')} does not export "
                           f"to ONNX exactly (differs from torch by {worst:.1e} on probe batches); "
                           "use the torch backend", param="backend")
@@ -376,7 +375,7 @@ def _finish_onnx(raw: Path, out: Path, config: Any, quantize: str,
                 hidden_size=int(config.hidden_size), opt_level=1)
             opt.save_model_to_file(str(fused))
         diff = _max_diff(fused, probe, expected)
-        if diff <= PROBE_TOLERANCE:
+        if diff <= _PROBE_TOLERANCE:
             steps.append("onnxruntime.transformers.optimizer (bert fusions)")
         else:
             logger.warning("ONNX Runtime's fused graph differs from torch by %.2e; using the "

@@ -34,10 +34,10 @@ from embedkit.io.tables import Markdown, escape_markdown, text_table
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BaseLicense", "CardInfo", "CARD_FILE", "UNKNOWN_LICENSE", "card_name",
+__all__ = ["BaseLicense", "CardInfo", "UNKNOWN_LICENSE", "card_name",
            "read_base_license", "render_model_card", "write_model_card"]
 
-CARD_FILE = "README.md"
+_CARD_FILE = "README.md"
 UNKNOWN_LICENSE = "unknown \u2014 check the base model's card"
 _LICENSE_HEADING = re.compile(r"^#{1,6}\s*(licen[cs]e|许可|许可证|协议|开源协议)\b.*$",
                               re.IGNORECASE | re.MULTILINE)
@@ -138,7 +138,7 @@ def read_base_license(folder: StrPath | None, base_name: str = "the base model",
     """
     link = f"https://huggingface.co/{hub_id}" if hub_id else None
     path = Path(folder) if folder is not None else None
-    readme = path / CARD_FILE if path is not None else None
+    readme = path / _CARD_FILE if path is not None else None
     if readme is not None and readme.is_file():
         meta, body = _front_matter(readme)
         lic = meta.get("license")
@@ -264,6 +264,6 @@ def _threshold_lines(t: Mapping[str, Any] | None) -> list[str]:
 
 def write_model_card(folder: StrPath, info: CardInfo) -> Path:
     """Write ``folder/README.md`` (replacing any generic card there); returns its path."""
-    path = Path(folder) / CARD_FILE
+    path = Path(folder) / _CARD_FILE
     path.write_text(render_model_card(info), encoding="utf-8")
     return path

@@ -22,7 +22,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 #: Files besides the weights that change a local model's vectors: the architecture and every
 #: tokenizer file transformers reads (a flipped ``do_lower_case`` or an edited vocabulary changes
 #: the token ids, hence the vectors, with the same weights).
-IDENTITY_FILES = frozenset({
+_IDENTITY_FILES = frozenset({
     "config.json", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json",
     "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
     "sentencepiece.bpe.model", "source.spm", "target.spm", "bpe.codes"})
@@ -114,12 +114,12 @@ def weight_files(folder: StrPath) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
 
 
-def identity_files(folder: StrPath) -> list[Path]:
+def _identity_files(folder: StrPath) -> list[Path]:
     """The files a local model's identity hashes: its weights, ``config.json`` and its tokenizer
     files (vocabulary, merges, sentencepiece models, tokenizer and special-token settings)."""
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if p.is_file() and (
-        p.suffix in _WEIGHT_SUFFIXES or p.name in IDENTITY_FILES
+        p.suffix in _WEIGHT_SUFFIXES or p.name in _IDENTITY_FILES
         or p.suffix in _IDENTITY_SUFFIXES))
 
 
@@ -127,12 +127,12 @@ def model_identity(path_or_id: str, commit_hash: str | None = None) -> str:
     """A string that changes whenever the weights, the architecture or the tokenizer change.
 
     Local folders: ``sha256:<hash of the names and bytes of the weight, config and tokenizer
-    files>`` (:func:`identity_files`); hub models: the hub id and the resolved commit
+    files>`` (:func:`_identity_files`); hub models: the hub id and the resolved commit
     (``moka-ai/m3e-small@<commit>``), which pins every file.
     """
     if is_local(path_or_id):
         h = hashlib.sha256()
-        for f in identity_files(path_or_id):
+        for f in _identity_files(path_or_id):
             h.update(f.name.encode() + b"\0" + str(f.stat().st_size).encode() + b"\0")
             with open(f, "rb") as fh:
                 while block := fh.read(1 << 22):

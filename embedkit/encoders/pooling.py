@@ -49,15 +49,15 @@ import torch
 from embedkit.errors import ConfigError
 
 #: (last-layer output, attention mask, model, hidden states or None, layer indices) -> (batch, d)
-PoolFn = Callable[[Any, torch.Tensor, Any, tuple[int, ...]], torch.Tensor]
+_PoolFn = Callable[[Any, torch.Tensor, Any, tuple[int, ...]], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class PoolingKind:
+class _PoolingKind:
     """A registered pooling: how to compute it and what the forward pass must return."""
 
     name: str
-    fn: PoolFn
+    fn: _PoolFn
     hidden_states: bool = False   # needs ``output_hidden_states=True``
     pooler: bool = False          # needs the checkpoint's pooler weights
     takes_layers: bool = False    # written ``name:I,J,...``
@@ -67,7 +67,7 @@ class PoolingKind:
     masked: bool = False          # pools only the masked-in positions (prompt exclusion works)
 
 
-_KINDS: dict[str, PoolingKind] = {}
+_KINDS: dict[str, _PoolingKind] = {}
 _ALIASES = {"mean": "last-avg", "avg": "last-avg", "last_avg": "last-avg",
             "first_last_avg": "first-last-avg", "pooler_tanh": "pooler-tanh", "cls-token": "cls",
             "lasttoken": "last-token", "last_token": "last-token",
@@ -79,7 +79,7 @@ _ALIASES = {"mean": "last-avg", "avg": "last-avg", "last_avg": "last-avg",
 def register_pooling(name: str, *, hidden_states: bool = False, pooler: bool = False,
                      takes_layers: bool = False, st_mode: str | None = None,
                      uniem: str | None = None, layers: tuple[int, ...] = (),
-                     masked: bool = False) -> Callable[[PoolFn], PoolFn]:
+                     masked: bool = False) -> Callable[[_PoolFn], _PoolFn]:
     """Register a pooling function under ``name`` (a decorator).
 
     The function receives the model output, the attention mask, the model and the layer
@@ -93,8 +93,8 @@ def register_pooling(name: str, *, hidden_states: bool = False, pooler: bool = F
     False
     >>> unregister_pooling("toy-first-token")
     """
-    def add(fn: PoolFn) -> PoolFn:
-        _KINDS[name] = PoolingKind(name, fn, hidden_states, pooler, takes_layers, st_mode, uniem,
+    def add(fn: _PoolFn) -> _PoolFn:
+        _KINDS[name] = _PoolingKind(name, fn, hidden_states, pooler, takes_layers, st_mode, uniem,
                                    layers, masked)
         return fn
     return add
@@ -117,7 +117,7 @@ class Pooling(str):
     (True, 'first-last-avg')
     """
 
-    kind: PoolingKind
+    kind: _PoolingKind
     layers: tuple[int, ...]
 
     def __new__(cls, name: str) -> Pooling:
@@ -172,21 +172,6 @@ class Pooling(str):
 
     def to_config(self) -> dict[str, str]:
         return {"pooling": str(self)}
-
-
-def parse_pooling(name: str) -> Pooling:
-    """Canonical :class:`Pooling`; ConfigError listing the valid ones otherwise.
-
-    >>> parse_pooling("mean"), parse_pooling("layers-avg:1,-1")
-    ('last-avg', 'layers-avg:1,-1')
-    """
-    return Pooling(name)
-
-
-def layers_needed(pooling: str) -> list[int] | None:
-    """The hidden-state indices a pooling reads (None: only the last layer / pooler)."""
-    p = Pooling(pooling)
-    return list(p.layers) if p.needs_hidden_states else None
 
 
 def by_st_mode(mode: str) -> str | None:

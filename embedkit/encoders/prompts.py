@@ -20,7 +20,7 @@ defaults of retrieval.
 An *instruction* (a task description, for decoder embedders such as Qwen3-Embedding or
 gte-Qwen2) becomes a prompt through a template: the one the folder's declared ``query`` prompt
 shows (``"Instruct: <task>\\nQuery:"`` with the task replaced), else
-:data:`INSTRUCTION_TEMPLATE`. Queries (and both sentences of a symmetric task such as STS) get
+:data:`_INSTRUCTION_TEMPLATE`. Queries (and both sentences of a symmetric task such as STS) get
 it; documents get nothing (or the folder's declared document prompt).
 
 >>> instruction_prompt("Retrieve semantically similar text.", None)
@@ -40,10 +40,10 @@ from typing import Any
 from embedkit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
-ST_CONFIG = "config_sentence_transformers.json"
+_ST_CONFIG = "config_sentence_transformers.json"
 _PASSAGE_NAMES = ("passage", "document", "doc", "corpus")
 #: the instruction template of e5-mistral and gte-Qwen2's cards (the text follows it)
-INSTRUCTION_TEMPLATE = "Instruct: {instruction}\nQuery: "
+_INSTRUCTION_TEMPLATE = "Instruct: {instruction}\nQuery: "
 _INSTRUCT = re.compile(r"^Instruct:[ ]?(?P<task>[^\n]*)\n(?P<tail>Query:[ ]?)$")
 
 
@@ -51,7 +51,7 @@ def st_config(folder: str | Path | None) -> dict[str, Any]:
     """The folder's ``config_sentence_transformers.json`` as a dict (empty when it has none)."""
     if folder is None:
         return {}
-    path = Path(folder) / ST_CONFIG
+    path = Path(folder) / _ST_CONFIG
     if not path.is_file():
         return {}
     try:
@@ -68,7 +68,7 @@ def declared_prompts(folder: str | Path | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
 
 
-def default_prompt(folder: str | Path | None) -> str:
+def _default_prompt(folder: str | Path | None) -> str:
     """The folder's default prompt (``default_prompt_name``), or ``""``."""
     cfg = st_config(folder)
     name = cfg.get("default_prompt_name")
@@ -80,7 +80,7 @@ def resolve_prompt(prompt: str | None, folder: str | Path | None) -> str:
     if prompt is not None:
         return prompt
     local = folder if folder is not None and Path(folder).is_dir() else None
-    return default_prompt(local)
+    return _default_prompt(local)
 
 
 def instruction_template(folder: str | Path | None) -> str | None:
@@ -96,7 +96,7 @@ def instruction_prompt(instruction: str, folder: str | Path | None) -> str:
     if not instruction.strip():
         raise ConfigError("the instruction is empty; give the task in words, e.g. \"Retrieve "
                           "semantically similar text.\"", param="instruction")
-    template = instruction_template(folder) or INSTRUCTION_TEMPLATE
+    template = instruction_template(folder) or _INSTRUCTION_TEMPLATE
     return template.replace("{instruction}", instruction.strip())
 
 
@@ -118,10 +118,10 @@ def side_prompts(folder: str | Path | None, *, query: str | None, passage: str |
     q = query if query is not None else fallback
     p = passage if passage is not None else fallback
     if q is None:
-        q = declared.get("query", default_prompt(local))
+        q = declared.get("query", _default_prompt(local))
     if p is None:
         names = [n for n in _PASSAGE_NAMES if n in declared]
-        p = declared[names[0]] if names else default_prompt(local)
+        p = declared[names[0]] if names else _default_prompt(local)
     return q, p
 
 

@@ -7,9 +7,9 @@ The graph's outputs become a transformers-like output object (``last_hidden_stat
 ``hidden_states``) and the pooler's dense output stands in for the model's pooler, and the
 registered pooling functions run on them unchanged.
 
->>> layers_to_fetch(["last-avg", "first-last-avg"], num_hidden=5)
+>>> _layers_to_fetch(["last-avg", "first-last-avg"], num_hidden=5)
 [1, 4]
->>> layers_to_fetch(["layers-avg:0,2"], num_hidden=5)
+>>> _layers_to_fetch(["layers-avg:0,2"], num_hidden=5)
 [0, 2, 4]
 """
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def layers_to_fetch(poolings: Sequence[str], num_hidden: int) -> list[int]:
+def _layers_to_fetch(poolings: Sequence[str], num_hidden: int) -> list[int]:
     """The hidden-state indices a set of poolings reads (the last layer always)."""
     need = {num_hidden - 1}
     for name in poolings:
@@ -115,7 +115,7 @@ class ExportedEncoder(TokenizedEncoder):
     dtype: the CPU in float32, or int8 with ``quantize="int8"``), exported once into the
     config's cache folder and reused; ``token_budget=None`` is :data:`EXPORTED_TOKEN_BUDGET`
     padded tokens; ``streams``: threads that each run batches (default
-    :func:`default_streams`). A sentence-transformers folder's
+    :func:`_default_streams`). A sentence-transformers folder's
     modules after the pooling run on the runtime's pooled vectors, in torch, exactly as on the
     torch backend (:meth:`~embedkit.encoders.base.TokenizedEncoder._finish`).
     """
@@ -125,7 +125,7 @@ class ExportedEncoder(TokenizedEncoder):
             raise ConfigError(f"ExportedEncoder runs onnx or openvino, not {config.backend!r}",
                               param="backend")
         self.threads = config.threads or available_cores()
-        self.streams = streams or default_streams(self.threads)
+        self.streams = streams or _default_streams(self.threads)
         if self.streams < 1 or self.streams > self.threads:
             raise ConfigError(f"streams must be between 1 and the threads ({self.threads}), not "
                               f"{self.streams}", param="streams")
@@ -179,7 +179,7 @@ class ExportedEncoder(TokenizedEncoder):
         return out
 
     def _output_names(self, pools: list[Pooling]) -> list[str]:
-        names = [f"hidden_{i}" for i in layers_to_fetch(pools, self.graph.num_hidden)]
+        names = [f"hidden_{i}" for i in _layers_to_fetch(pools, self.graph.num_hidden)]
         return names + (["pooler_dense"] if any(p.needs_pooler for p in pools) else [])
 
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray, pools: list[Pooling],
@@ -202,11 +202,11 @@ class ExportedEncoder(TokenizedEncoder):
         return {str(p): p.pool(outputs, tmask, stand_in).numpy() for p in pools}
 
 
-def default_streams(threads: int) -> int:
+def _default_streams(threads: int) -> int:
     """Two streams from two threads on (measured on 2 cores: 7-8% more sentences/s on both
     runtimes than one stream of two threads; eval/speed.md), else one.
 
-    >>> default_streams(1), default_streams(2), default_streams(16)
+    >>> _default_streams(1), _default_streams(2), _default_streams(16)
     (1, 2, 2)
     """
     return 2 if threads >= 2 else 1
@@ -227,4 +227,4 @@ def _open(threads: int, streams: int, export: Any) -> tuple[ExportedGraph, _Sess
         return graph, _Session(graph, threads, streams)
 
 
-__all__ = ["EXPORTED_TOKEN_BUDGET", "ExportedEncoder", "layers_to_fetch", "output_names"]
+__all__ = ["EXPORTED_TOKEN_BUDGET", "ExportedEncoder", "output_names"]

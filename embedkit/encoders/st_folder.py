@@ -44,12 +44,12 @@ from embedkit.encoders.prompts import st_config
 from embedkit.errors import ConfigError, UnsupportedModuleError
 from embedkit.io.atomic import atomic_dir
 
-__all__ = ["STFolder", "STModule", "SIMILARITIES", "declared_pooling", "read_st_folder",
-           "read_static_folder", "save_st_folder", "write_st_folder", "write_static_folder",
+__all__ = ["STFolder", "SIMILARITIES", "declared_pooling", "read_st_folder",
+           "read_static_folder", "save_st_folder", "STFolderSettings", "write_st_folder", "write_static_folder",
            "st_pooling_mode"]
 
 logger = logging.getLogger(__name__)
-MODULES_FILE = "modules.json"
+_MODULES_FILE = "modules.json"
 _SIMILARITY_ALIASES = {"cos_sim": "cosine", "dot_score": "dot", "dot_product": "dot"}
 
 # embedkit's Pooling.st_mode (the config flag's suffix) -> sentence-transformers' pooling_mode
@@ -123,7 +123,7 @@ def _carried(st: tuple[Any, ...], base: STFolder | None) -> list[Any]:
     return out
 
 
-def _layer_norm(m: STModule) -> Any:
+def _layer_norm(m: _STModule) -> Any:
     try:
         from sentence_transformers.sentence_transformer.modules import LayerNorm
     except ImportError:  # pragma: no cover - sentence-transformers 3 to 5
@@ -138,25 +138,39 @@ def _layer_norm(m: STModule) -> Any:
     return ln
 
 
-def write_st_folder(folder: StrPath, model_path: StrPath, *, pooling: str,
-                    max_seq_length: int, lowercase: bool = False, kernel: Any | None = None,
-                    bias: Any | None = None, normalize: bool = False,
-                    json_files: Mapping[str, Any] | None = None,
-                    card: str | None = None) -> Path:
-    """Write a sentence-transformers folder into ``folder`` (existing or not; not atomic: see
-    :func:`save_st_folder`) for the transformers model in ``model_path``.
+@dataclass(frozen=True)
+class STFolderSettings:
+    """What a written sentence-transformers folder holds besides the transformers model: its
+    ``pooling`` and ``max_seq_length`` (and ``lowercase``); ``kernel`` (d x k) and ``bias`` (d)
+    add a Dense module (the map ``(x + bias) @ kernel``); ``normalize`` a Normalize module;
+    ``json_files`` maps file names to JSON objects written in the folder (e.g. embedkit's own
+    metadata); ``card`` is the ``README.md`` written instead of sentence-transformers' generic
+    one (:mod:`embedkit.encoders.model_card`)."""
 
-    ``kernel`` (d x k) and ``bias`` (d) add a Dense module (the map ``(x + bias) @ kernel``);
-    ``normalize`` a Normalize module; ``json_files`` maps file names to JSON objects written in
-    the folder (e.g. embedkit's own metadata); ``card`` is the ``README.md`` written instead
-    of sentence-transformers' generic one (:mod:`embedkit.encoders.model_card`). Returns the folder.
+    pooling: str
+    max_seq_length: int
+    lowercase: bool = False
+    kernel: Any | None = None
+    bias: Any | None = None
+    normalize: bool = False
+    json_files: Mapping[str, Any] | None = None
+    card: str | None = None
+
+
+def write_st_folder(folder: str | os.PathLike[str], model_path: str | os.PathLike[str],
+                    settings: STFolderSettings) -> Path:
+    """Write a sentence-transformers folder into ``folder`` (existing or not; not atomic: see
+    :func:`save_st_folder`) for the transformers model in ``model_path``, as ``settings`` say.
+    Returns the folder.
     """
-    mode = st_pooling_mode(pooling)
+    mode = st_pooling_mode(settings.pooling)
+    kernel, bias = settings.kernel, settings.bias
     st = _import_st()
     _, SentenceTransformer, Transformer, STPooling, _, Normalize = st
     base = read_st_folder(model_path)  # a sentence-transformers folder: its modules carry over
     transformer = Transformer(str(base.transformer_dir if base else model_path),
-                              max_seq_length=int(max_seq_length), do_lower_case=bool(lowercase))
+                              max_seq_length=int(settings.max_seq_length),
+                              do_lower_case=bool(settings.lowercase))
     width = (getattr(transformer, "get_embedding_dimension", None)
              or transformer.get_word_embedding_dimension)()
     modules = [transformer, STPooling(width, pooling_mode=mode, include_prompt=(
@@ -170,35 +184,31 @@ def write_st_folder(folder: StrPath, model_path: StrPath, *, pooling: str,
         elif width != d:
             raise ConfigError(f"the model's dimension is {width} but the map expects d={d}")
         modules.append(_dense(st, kernel, bias))
-    if normalize:
+    if settings.normalize:
         modules.append(Normalize())
     folder = Path(folder)
     SentenceTransformer(modules=modules, device="cpu").save(str(folder))
-    for name, obj in (json_files or {}).items():
+    for name, obj in (settings.json_files or {}).items():
         (folder / name).write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n",
                                    encoding="utf-8")
-    if card is not None:
-        (folder / "README.md").write_text(card, encoding="utf-8")
+    if settings.card is not None:
+        (folder / "README.md").write_text(settings.card, encoding="utf-8")
     return folder
 
 
-def save_st_folder(dest: StrPath, model: StrPath | Any, tokenizer: Any = None,
-                   *, pooling: str, max_seq_length: int, lowercase: bool = False,
-                   kernel: Any | None = None, bias: Any | None = None, normalize: bool = False,
-                   json_files: Mapping[str, Any] | None = None, card: str | None = None) -> Path:
+def save_st_folder(dest: StrPath, model: StrPath | Any,
+                   settings: STFolderSettings, tokenizer: Any = None) -> Path:
     """Write a sentence-transformers folder at ``dest`` atomically (it replaces ``dest`` whole).
 
     ``model`` is a transformers model folder (a path), or an in-memory transformers model with
-    its ``tokenizer`` (saved first to a temporary folder beside ``dest``). The other arguments
-    are those of :func:`write_st_folder`. Returns ``dest``.
+    its ``tokenizer`` (saved first to a temporary folder beside ``dest``); ``settings`` as
+    :func:`write_st_folder` takes them. Returns ``dest``.
     """
     dest = Path(dest)
-    st_pooling_mode(pooling)  # fail before anything is written
+    st_pooling_mode(settings.pooling)  # fail before anything is written
 
     def write(folder: Path, model_path: StrPath) -> None:
-        write_st_folder(folder, model_path, pooling=pooling, max_seq_length=max_seq_length,
-                        lowercase=lowercase, kernel=kernel, bias=bias, normalize=normalize,
-                        json_files=json_files, card=card)
+        write_st_folder(folder, model_path, settings)
 
     with atomic_dir(dest) as tmp:
         if isinstance(model, (str, os.PathLike)):
@@ -229,7 +239,7 @@ _BY_NAME = {"lasttoken": "last-token"}
 
 
 @dataclass(frozen=True, eq=False)
-class STModule:
+class _STModule:
     """One module after the pooling: ``kind`` (Dense, Normalize, LayerNorm), its sub-folder and
     what it computes (torch tensors; ``activation`` is a ``torch.nn`` class name)."""
 
@@ -264,7 +274,7 @@ class STFolder:
     transformer: str
     st_mode: str
     include_prompt: bool = True
-    tail: tuple[STModule, ...] = ()
+    tail: tuple[_STModule, ...] = ()
     truncate_dim: int | None = None
     similarity: str | None = None
     digest: str = ""
@@ -325,7 +335,7 @@ class STFolder:
 
 def _unsupported(folder: Path, what: str) -> UnsupportedModuleError:
     return UnsupportedModuleError(
-        f"{folder}/{MODULES_FILE}: {what}; embedkit runs Transformer, Pooling, then Dense, "
+        f"{folder}/{_MODULES_FILE}: {what}; embedkit runs Transformer, Pooling, then Dense, "
         "Normalize and LayerNorm modules: encode this model with sentence-transformers itself",
         param="model")
 
@@ -372,9 +382,9 @@ def _pooling_config(folder: Path, entry: dict[str, Any]) -> tuple[str, bool]:
 
 
 def _modules(folder: Path) -> list[tuple[str, dict[str, Any]]]:
-    entries = _json(folder / MODULES_FILE)
+    entries = _json(folder / _MODULES_FILE)
     if not isinstance(entries, list):
-        raise ConfigError(f"{folder / MODULES_FILE}: expected a list of modules",
+        raise ConfigError(f"{folder / _MODULES_FILE}: expected a list of modules",
                           param="model")
     kinds = [(_kind(e, folder, i), e) for i, e in enumerate(entries)]
     names = [k for k, _ in kinds]
@@ -413,11 +423,11 @@ def _activation(name: Any, where: Path) -> str:
     return last
 
 
-def _tail_module(folder: Path, kind: str, entry: dict[str, Any]) -> STModule:
+def _tail_module(folder: Path, kind: str, entry: dict[str, Any]) -> _STModule:
     path = str(entry.get("path", ""))
     where = folder / path
     if kind == "Normalize":
-        return STModule(kind, path)
+        return _STModule(kind, path)
     cfg = _json(where / "config.json")
     w = _weights(where)
     prefix = "linear" if kind == "Dense" else "norm"
@@ -427,13 +437,13 @@ def _tail_module(folder: Path, kind: str, entry: dict[str, Any]) -> STModule:
     if kind == "Dense":
         if cfg.get("bias", True) and bias is None:
             raise ConfigError(f"{where}: bias is declared but absent", param="model")
-        return STModule(kind, path, weight.float(), bias.float() if bias is not None else None,
+        return _STModule(kind, path, weight.float(), bias.float() if bias is not None else None,
                         _activation(cfg.get("activation_function"), where))
-    return STModule(kind, path, weight.float(), bias.float() if bias is not None else None)
+    return _STModule(kind, path, weight.float(), bias.float() if bias is not None else None)
 
 
-def _digest(folder: Path, tail: list[STModule]) -> str:
-    h = hashlib.sha256((folder / MODULES_FILE).read_bytes())
+def _digest(folder: Path, tail: list[_STModule]) -> str:
+    h = hashlib.sha256((folder / _MODULES_FILE).read_bytes())
     for m in tail:
         where = folder / m.path
         for f in sorted(p for p in where.iterdir() if p.is_file()) if m.path else []:
@@ -464,7 +474,7 @@ def read_st_folder(folder: StrPath | None) -> STFolder | None:
     :class:`~embedkit.errors.UnsupportedModuleError` for a module, pooling mode or activation
     embedkit does not run; :class:`ConfigError` for a damaged folder.
     """
-    if folder is None or not (Path(folder) / MODULES_FILE).is_file():
+    if folder is None or not (Path(folder) / _MODULES_FILE).is_file():
         return None
     folder = Path(folder)
     kinds = _modules(folder)
@@ -483,7 +493,7 @@ def declared_pooling(folder: StrPath | None) -> str | None:
     if folder is None or not Path(folder).is_dir():
         return None
     folder = Path(folder)
-    if (folder / MODULES_FILE).is_file():
+    if (folder / _MODULES_FILE).is_file():
         try:
             kinds = _modules(folder)
             return str(_pooling_of(_pooling_config(folder, kinds[1][1])[0], folder))
@@ -494,14 +504,14 @@ def declared_pooling(folder: StrPath | None) -> str | None:
 
 # -- static (attention-free) folders: StaticEmbedding, then Dense / Normalize / LayerNorm -------
 
-STATIC = "StaticEmbedding"
+_STATIC = "StaticEmbedding"
 
 
 def _static_entries(folder: Path) -> list[Any] | None:
-    entries = _json(folder / MODULES_FILE)
+    entries = _json(folder / _MODULES_FILE)
     first = entries[0].get("type", "") if isinstance(entries, list) and entries and isinstance(
         entries[0], dict) else ""
-    return entries if str(first).rsplit(".", 1)[-1] == STATIC else None
+    return entries if str(first).rsplit(".", 1)[-1] == _STATIC else None
 
 
 def read_static_folder(folder: StrPath | None) -> tuple[STFolder, Path] | None:
@@ -510,7 +520,7 @@ def read_static_folder(folder: StrPath | None) -> tuple[STFolder, Path] | None:
     module's sub-folder, ``st_mode`` ``mean``, the modules after it as ``tail``) and the
     StaticEmbedding folder (``tokenizer.json`` + ``model.safetensors``); None for any other
     folder."""
-    if folder is None or not (Path(folder) / MODULES_FILE).is_file():
+    if folder is None or not (Path(folder) / _MODULES_FILE).is_file():
         return None
     folder = Path(folder)
     entries = _static_entries(folder)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: the longest input a static model takes (it has no positions; a bound for runners' checks)
-STATIC_MAX_LENGTH = 1 << 20
+_STATIC_MAX_LENGTH = 1 << 20
 
 
 def is_static_folder(model: str) -> bool:
@@ -122,7 +122,7 @@ class StaticEncoder:
         return int(self.weights.shape[0])
 
     def model_max_length(self) -> int:
-        return STATIC_MAX_LENGTH
+        return _STATIC_MAX_LENGTH
 
     def check_pooling(self, pooling: Pooling) -> None:
         if str(pooling) != "last-avg":

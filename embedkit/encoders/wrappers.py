@@ -3,8 +3,8 @@ mteb stacks its cache and compression wrappers around a model:
 
 - :class:`CachedEncoder`: de-duplicates sentences, reads and writes the on-disk cache, and
   encodes what is missing in pieces of a few seconds, committing them to the cache once
-  :data:`CACHE_CHUNK` sentences wait or half of :data:`COMMIT_SECONDS` has passed since the last
-  commit (pieces last about that half, so commits are at most :data:`COMMIT_SECONDS` apart); an
+  :data:`_CACHE_CHUNK` sentences wait or half of :data:`_COMMIT_SECONDS` has passed since the last
+  commit (pieces last about that half, so commits are at most :data:`_COMMIT_SECONDS` apart); an
   interrupt (Ctrl-C) commits what was encoded and is raised again as
   :class:`~embedkit.errors.WorkKept`, so a rerun resumes; vectors that are not finite (NaN or
   inf) are an error, never scored or cached;
@@ -48,11 +48,11 @@ from embedkit.errors import ConfigError, EmbedkitError, WorkKept
 
 logger = logging.getLogger(__name__)
 
-CACHE_CHUNK = 4096   # at most this many sentences encoded between two cache commits
-COMMIT_SECONDS = 10.0  # and at most this many seconds (a model call lasts about half of it)
+_CACHE_CHUNK = 4096   # at most this many sentences encoded between two cache commits
+_COMMIT_SECONDS = 10.0  # and at most this many seconds (a model call lasts about half of it)
 PROGRESS_MIN = 2000  # report progress from this many sentences to encode
 LOG_EVERY = 30.0     # seconds between two progress log lines when stderr is not a terminal
-STEP_BATCHES = 16    # batches per model call, so that progress moves at least this often
+_STEP_BATCHES = 16    # batches per model call, so that progress moves at least this often
 
 
 @dataclass
@@ -230,10 +230,10 @@ class MeteredEncoder(EncoderWrapper):
                 self.end()
 
     def _step_size(self, options: dict[str, Any]) -> int:
-        """Sentences per model call: :data:`STEP_BATCHES` batches, so that progress moves
+        """Sentences per model call: :data:`_STEP_BATCHES` batches, so that progress moves
         (and the first progress line comes) after seconds, not after a whole chunk."""
         batch = options.get("batch_size") or getattr(self.inner, "batch_size", None) or 64
-        return max(1, int(batch)) * STEP_BATCHES
+        return max(1, int(batch)) * _STEP_BATCHES
 
     def _step(self, sentences: Sequence[str], poolings: Sequence[str], max_length: int,
               options: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -279,7 +279,7 @@ class CachedEncoder(EncoderWrapper):
     determines a vector: the wrapped encoder's identity, pooling and max length."""
 
     def __init__(self, inner: SentenceEncoder, cache: EmbeddingCache | None,
-                 chunk: int = CACHE_CHUNK, commit_seconds: float = COMMIT_SECONDS) -> None:
+                 chunk: int = _CACHE_CHUNK, commit_seconds: float = _COMMIT_SECONDS) -> None:
         super().__init__(inner)
         self.cache = cache
         self.chunk = chunk

@@ -16,18 +16,16 @@ from embedkit.evaluation.evaluator import (
     undefined_scores,
 )
 from embedkit.evaluation.metrics import (
-    COSINE_DECIMALS,
     cosine_scores,
     l2_normalize,
     pair_scores,
     pearson,
     quantize_cosines,
     spearman,
-    undefined_reason,
 )
-from embedkit.evaluation.protocols import PROTOCOLS, EvalProtocol, get_protocol
+from embedkit.evaluation.protocols import EvalProtocol, get_protocol
 
-__all__ = ["COSINE_DECIMALS", "PRIMARY_METRIC", "PROTOCOLS", "EvalProtocol", "STSEvaluator",
+__all__ = ["PRIMARY_METRIC", "EvalProtocol", "STSEvaluator",
            "UndefinedScoreWarning", "aggregate", "cosine_scores", "get_protocol", "l2_normalize",
            "lookup", "pair_scores", "pearson", "quantize_cosines", "score_splits", "spearman",
-           "undefined_message", "undefined_reason", "undefined_scores"]
+           "undefined_message", "undefined_scores"]

@@ -36,11 +36,11 @@ from embedkit.evaluation.protocols import EvalProtocol, get_protocol
 PRIMARY_METRIC = "avg/spearman"
 
 
-def check_max_length(max_length: int | None) -> int | None:
+def _check_max_length(max_length: int | None) -> int | None:
     """``max_length`` if it is None or an integer >= 3 ([CLS], one token, [SEP]); else a
     :class:`ConfigError` (0 is refused, not read as "the default").
 
-    >>> check_max_length(None), check_max_length(16)
+    >>> _check_max_length(None), _check_max_length(16)
     (None, 16)
     """
     if max_length is None:
@@ -146,7 +146,7 @@ class STSEvaluator:
         self.specs = [t if isinstance(t, TaskSpec) else get_task(t)
                       for t in (tasks or DEFAULT_TASKS)]
         self.protocol: EvalProtocol = get_protocol(protocol)
-        self.max_length = check_max_length(max_length)
+        self.max_length = _check_max_length(max_length)
         self.name = name
         self.data: dict[str, dict[str, PairSplit]] = {
             spec.name: load_task(spec, self.protocol.splits(spec, tuple(splits or ())),
@@ -162,7 +162,7 @@ class STSEvaluator:
         """An evaluator over splits already loaded (or sampled), ``{task: {split: PairSplit}}``."""
         ev = cls.__new__(cls)
         ev.specs, ev.protocol, ev.max_length, ev.name = list(specs), get_protocol(protocol), (
-            check_max_length(max_length)), name
+            _check_max_length(max_length)), name
         ev.data = {s.name: data[s.name] for s in ev.specs}
         ev.primary_metric = f"{name}/{PRIMARY_METRIC}" if name else PRIMARY_METRIC
         return ev

@@ -40,20 +40,20 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 #: within 1e-15 of 1, and scipy would then break their ties by rounding noise, moving Spearman
 #: by 0.03 points between two computations that are equal in exact arithmetic (e.g. raw vectors
 #: and their rotation). Rounding makes equal cosines tie, as the average-rank rule intends.
-COSINE_DECIMALS = 12
+_COSINE_DECIMALS = 12
 
 
 def quantize_cosines(cos: np.ndarray) -> np.ndarray:
-    """Round cosines to :data:`COSINE_DECIMALS` so that float noise cannot break ties.
+    """Round cosines to :data:`_COSINE_DECIMALS` so that float noise cannot break ties.
 
     >>> quantize_cosines(np.array([1 - 2e-16, 1.0, 0.5 + 1e-15])).tolist()
     [1.0, 1.0, 0.5]
     """
-    return np.round(np.asarray(cos, dtype=np.float64), COSINE_DECIMALS)
+    return np.round(np.asarray(cos, dtype=np.float64), _COSINE_DECIMALS)
 
 
 def cosine_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two (n, d) arrays (see :data:`COSINE_DECIMALS`)."""
+    """Row-wise cosine similarity of two (n, d) arrays (see :data:`_COSINE_DECIMALS`)."""
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     return quantize_cosines(np.einsum("ij,ij->i", l2_normalize(a), l2_normalize(b)))
@@ -77,7 +77,7 @@ def similarity_scores(a: np.ndarray, b: np.ndarray, similarity: str = "cosine") 
     """Row-wise similarity of two (n, d) arrays in float64: ``cosine`` (:func:`cosine_scores`),
     ``hamming`` (:func:`hamming_scores`, a binary quantiser's), ``dot``, or the negated ``euclidean`` / ``manhattan`` distance (higher is more similar, as
     sentence-transformers scores them). Rounded so that float noise cannot break ties (the
-    others relative to their largest magnitude, as :data:`COSINE_DECIMALS` for cosine).
+    others relative to their largest magnitude, as :data:`_COSINE_DECIMALS` for cosine).
 
     >>> a = np.array([[1.0, 0.0]]); b = np.array([[3.0, 4.0]])
     >>> [similarity_scores(a, b, s).tolist() for s in ("cosine", "dot", "euclidean", "manhattan")]
@@ -100,7 +100,7 @@ def similarity_scores(a: np.ndarray, b: np.ndarray, similarity: str = "cosine") 
     else:
         out = -np.abs(x - y).sum(axis=1)
     scale = float(np.abs(out).max(initial=0.0)) or 1.0
-    return np.asarray(np.round(out / scale, COSINE_DECIMALS) * scale)
+    return np.asarray(np.round(out / scale, _COSINE_DECIMALS) * scale)
 
 
 def _corr(fn: Callable[[np.ndarray, np.ndarray], Any], x: ArrayLike, y: ArrayLike) -> float:
@@ -122,13 +122,13 @@ def pearson(x: ArrayLike, y: ArrayLike) -> float:
     return _corr(stats.pearsonr, x, y)
 
 
-def undefined_reason(scores: ArrayLike, labels: ArrayLike,
-                     what: str = "cosine similarities") -> str | None:
+def _undefined_reason(scores: ArrayLike, labels: ArrayLike,
+                      what: str = "cosine similarities") -> str | None:
     """Why a rank correlation of ``scores`` against ``labels`` is undefined (NaN), or None.
 
-    >>> undefined_reason([0.1, 0.2], [1, 1]), undefined_reason([0.5, 0.5], [0, 1])
+    >>> _undefined_reason([0.1, 0.2], [1, 1]), _undefined_reason([0.5, 0.5], [0, 1])
     ('constant labels', 'constant cosine similarities')
-    >>> undefined_reason([0.1, 0.2], [0, 1]) is None
+    >>> _undefined_reason([0.1, 0.2], [0, 1]) is None
     True
     """
     x, y = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
@@ -151,7 +151,7 @@ def pair_scores(emb1: np.ndarray, emb2: np.ndarray, labels: ArrayLike,
     cos = similarity_scores(emb1, emb2, similarity)
     out: dict[str, Any] = {"spearman": spearman(cos, labels), "pearson": pearson(cos, labels),
                            "n_pairs": int(len(cos))}
-    reason = undefined_reason(cos, labels, f"{similarity} similarities")
+    reason = _undefined_reason(cos, labels, f"{similarity} similarities")
     if reason is not None or np.isnan(out["spearman"]):
         out.update(spearman=float("nan"), pearson=float("nan"), undefined=reason or "undefined")
     return out

@@ -45,13 +45,12 @@ class EvalProtocol:
         if task.name in self.split_overrides:
             return self.split_overrides[task.name]
         if self.default_splits is not None:
-            declared = task.cmteb_splits if self.name == "cmteb" else ()
-            return declared or tuple(s for s in self.default_splits if s in task.splits) or (
+            return tuple(s for s in self.default_splits if s in task.splits) or (
                 task.default_splits)
         return task.default_splits
 
 
-PROTOCOLS = {
+_PROTOCOLS = {
     "whitening": EvalProtocol("whitening", "BERT-whitening papers: max length 64 (PAWSX 128), "
                               "splits as requested (default test)", False),
     "cmteb": EvalProtocol("cmteb", "C-MTEB: test split (AFQMC dev), the model's own max length",
@@ -63,7 +62,7 @@ PROTOCOLS = {
 def get_protocol(name: str) -> EvalProtocol:
     """The protocol called ``name`` (``whitening`` or ``cmteb``)."""
     try:
-        return PROTOCOLS[name.lower().replace("-", "")]
+        return _PROTOCOLS[name.lower().replace("-", "")]
     except KeyError:
-        raise ConfigError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}",
+        raise ConfigError(f"unknown protocol {name!r}; valid: {', '.join(_PROTOCOLS)}",
                           param="protocol") from None

@@ -84,10 +84,10 @@ CMTEB_DATASETS: dict[str, str] = {
     "STSB": "mteb/STSB", "AFQMC": "C-MTEB/AFQMC", "QBQTC": "C-MTEB/QBQTC",
 }
 #: embedkit split -> the hub's split name
-SPLIT_NAMES = {"valid": "validation", "dev": "validation"}
+_SPLIT_NAMES = {"valid": "validation", "dev": "validation"}
 LANGUAGES = ["cmn-Hans"]
 #: what marks a task name whose data is not the official one
-LOCAL_MARK = "-local"
+_LOCAL_MARK = "-local"
 _INVALID = set('<>:"|?*\\/\0')
 _MAX_SETTINGS = 150  # characters of a name's "(...)" before it is hashed
 
@@ -99,7 +99,7 @@ def mteb_task_name(task: str) -> str:
 
 def mteb_split_name(split: str) -> str:
     """The hub's name of an embedkit split (``valid`` -> ``validation``)."""
-    return SPLIT_NAMES.get(split, split)
+    return _SPLIT_NAMES.get(split, split)
 
 
 def official_task_name(name: str) -> str:
@@ -108,7 +108,7 @@ def official_task_name(name: str) -> str:
     >>> official_task_name("STSB-local-1a2b3c4d"), official_task_name("STSB")
     ('STSB', 'STSB')
     """
-    head, mark, tail = name.rpartition(LOCAL_MARK)
+    head, mark, tail = name.rpartition(_LOCAL_MARK)
     if mark and head and (not tail or (tail.startswith("-") and len(tail) == 9)):
         return head
     return name
@@ -152,11 +152,11 @@ def _embedkit_split(split: str) -> str:
     return {"validation": "valid", "dev": "valid"}.get(split, split)
 
 
-def local_revision(data: Mapping[str, Mapping[str, Any]]) -> str:
+def _local_revision(data: Mapping[str, Mapping[str, Any]]) -> str:
     """``local-sha256-<hex>``: the one split's sha256, or the sha256 of the ``split:sha256``
     lines (sorted) of several; ``local-unknown`` when a checksum is missing.
 
-    >>> local_revision({"test": {"sha256": "ab"}})
+    >>> _local_revision({"test": {"sha256": "ab"}})
     'local-sha256-ab'
     """
     shas = {s: d.get("sha256") for s, d in data.items()}
@@ -178,10 +178,10 @@ def dataset_identity(mteb_name: str, data: Mapping[str, Mapping[str, Any]] | Non
     data = {s: d for s, d in (data or {}).items() if s != "fit" and isinstance(d, Mapping)}
     if is_official_data(mteb_name, data):
         return mteb_name, next(r for n, r in CMTEB_TASKS.values() if n == mteb_name)
-    revision = local_revision(data)
+    revision = _local_revision(data)
     digest = revision.removeprefix("local-sha256-")
     suffix = f"-{digest[:8]}" if revision.startswith("local-sha256-") else ""
-    return f"{mteb_name}{LOCAL_MARK}{suffix}", revision
+    return f"{mteb_name}{_LOCAL_MARK}{suffix}", revision
 
 
 def mteb_model_name(model: Mapping[str, Any]) -> tuple[str, str]:
@@ -317,10 +317,10 @@ def _r6(x: Any) -> Any:
     return round(float(x), 6) if isinstance(x, float) and x == x else x
 
 
-def split_scores(scores: Mapping[str, Any]) -> dict[str, Any]:
+def _split_scores(scores: Mapping[str, Any]) -> dict[str, Any]:
     """mteb's STS score entry from embedkit's ``{"spearman", "pearson"}`` of one split.
 
-    >>> split_scores({"spearman": 0.5, "pearson": 0.25, "n_pairs": 3})["main_score"]
+    >>> _split_scores({"spearman": 0.5, "pearson": 0.25, "n_pairs": 3})["main_score"]
     0.5
     """
     sp, pe = _r6(scores["spearman"]), _r6(scores["pearson"])
@@ -345,7 +345,7 @@ def task_result_json(task: str, by_split: Mapping[str, Mapping[str, Any]], *,
     """
     scored = [s for s, v in by_split.items()
               if isinstance(v, Mapping) and "spearman" in v and s not in ("avg", "w-avg")]
-    scores = {mteb_split_name(s): [split_scores(by_split[s])] for s in scored}
+    scores = {mteb_split_name(s): [_split_scores(by_split[s])] for s in scored}
     name, revision = dataset_identity(mteb_task_name(task),
                                       {s: (data or {}).get(s) or {} for s in scored})
     return {"dataset_revision": revision, "task_name": name,

@@ -49,7 +49,7 @@ def quiet_libraries(*, terminal: bool | None = None) -> None:
         disable_progress_bars()
 
 
-def is_own_warning(category: type[Warning], filename: str) -> bool:
+def _is_own_warning(category: type[Warning], filename: str) -> bool:
     """A warning embedkit itself raised (its category, or raised from embedkit's code)."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return category.__module__.split(".")[0] == "embedkit" or (
@@ -60,6 +60,6 @@ def warning_line(w: warnings.WarningMessage) -> str:
     """``warning: MESSAGE`` for embedkit's own warnings, ``notice: CATEGORY: MESSAGE`` for other
     libraries' (the first line of the message; never the file, line or source)."""
     text = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
-    if is_own_warning(w.category, w.filename):
+    if _is_own_warning(w.category, w.filename):
         return f"warning: {text}"
     return f"notice: {w.category.__name__}: {text}"

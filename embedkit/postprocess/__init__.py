@@ -26,7 +26,7 @@ from embedkit.postprocess._base import (
 )
 from embedkit.postprocess.affine import AffineMap
 from embedkit.postprocess.checks import check_chain_files
-from embedkit.postprocess.family import WhiteningFamily, grid_cosines, score_grid
+from embedkit.postprocess.family import WhiteningFamily, score_grid
 from embedkit.postprocess.files import (
     CompatibilityWarning,
     FixedTransform,
@@ -83,7 +83,6 @@ __all__ = [
     "check_compatible",
     "check_params",
     "describe_post",
-    "grid_cosines",
     "load_faiss_transform",
     "load_transform",
     "parse_post",

@@ -29,12 +29,12 @@ from embedkit.postprocess.affine import AffineMap
 from embedkit.postprocess.moments import RunningMoments
 from embedkit.postprocess.whitening import eigen_scale, sigma_eigen
 
-__all__ = ["WhiteningFamily", "grid_cosines", "score_grid", "score_quantized_grid"]
+__all__ = ["WhiteningFamily", "score_grid", "score_quantized_grid"]
 
 #: (cosines (n,), labels (n,)) -> a score, e.g. Spearman (the evaluation layer provides it)
-CosineScore = Callable[[np.ndarray, np.ndarray], float]
+_CosineScore = Callable[[np.ndarray, np.ndarray], float]
 #: (vectors1, vectors2, labels, similarity) -> a score (the evaluation layer's pair scoring)
-PairScore = Callable[[np.ndarray, np.ndarray, np.ndarray, str], float]
+_PairScore = Callable[[np.ndarray, np.ndarray, np.ndarray, str], float]
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class WhiteningFamily:
         return np.stack(cols, axis=1)
 
 
-def grid_cosines(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[int],
+def _grid_cosines(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[int],
                  X1: np.ndarray, X2: np.ndarray) -> np.ndarray:
     """Cosine of each pair after every ``(gamma, k)`` map: ``n x len(gammas) x len(ks)``.
 
@@ -98,7 +98,7 @@ def grid_cosines(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[
 
     >>> X = np.random.default_rng(1).normal(size=(50, 4))
     >>> fam = WhiteningFamily.fit(X, 1.0)
-    >>> cos = grid_cosines(fam, [0.0, 1.0], [2, 4], X[:5], X[5:10])
+    >>> cos = _grid_cosines(fam, [0.0, 1.0], [2, 4], X[:5], X[5:10])
     >>> m = fam.map(1.0, 2); a, b = m.apply(X[:5]), m.apply(X[5:10])
     >>> ref = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     >>> cos.shape, bool(np.allclose(cos[:, 1, 0], ref))
@@ -119,7 +119,7 @@ def grid_cosines(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[
 
 def score_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[int],
                pairs: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-               score: CosineScore) -> dict[str, np.ndarray]:
+               score: _CosineScore) -> dict[str, np.ndarray]:
     """``score(cosines, labels)`` for every ``(gamma, k)``: ``{name: len(gammas) x len(ks)}``.
 
     ``pairs`` maps a split name to ``(X1, X2, labels)``; ``score`` is e.g. Spearman of the
@@ -133,7 +133,7 @@ def score_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[in
     """
     out = {}
     for name, (X1, X2, labels) in pairs.items():
-        cos = grid_cosines(family, gammas, ks, X1, X2).reshape(-1, len(gammas) * len(ks))
+        cos = _grid_cosines(family, gammas, ks, X1, X2).reshape(-1, len(gammas) * len(ks))
         scores = np.array([score(cos[:, j], labels) for j in range(cos.shape[1])])
         out[name] = scores.reshape(len(gammas), len(ks))
     return out
@@ -142,12 +142,12 @@ def score_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[in
 def score_quantized_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[int],
                          fit_x: np.ndarray, pairs: Mapping[str, tuple[np.ndarray, np.ndarray,
                                                                        np.ndarray]],
-                         quantizer: Any, score: PairScore) -> dict[str, np.ndarray]:
+                         quantizer: Any, score: _PairScore) -> dict[str, np.ndarray]:
     """:func:`score_grid` of every ``(gamma, k)`` map followed by ``quantizer`` (an unfitted
     int8/uint8/binary step): the quantiser is fitted on the fit vectors ``fit_x`` mapped by
     that setting, and each pair is scored on the decoded codes by the quantiser's similarity
     (``score(decoded1, decoded2, labels, similarity)``). Each map is applied, so this costs a
-    matrix product per setting, not the shortcut of :func:`grid_cosines`.
+    matrix product per setting, not the shortcut of :func:`_grid_cosines`.
 
     >>> from embedkit.postprocess.quantize import BinaryQuantizer
     >>> X = np.random.default_rng(2).normal(size=(40, 3))

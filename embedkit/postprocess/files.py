@@ -46,15 +46,13 @@ from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.affine import AffineMap, import_faiss
 from embedkit.provenance import sha256_file
 
-__all__ = ["TRANSFORM_FORMATS", "TransformFile", "TransformMetadata", "validate_metadata",
-           "transform_metadata", "CompatibilityWarning", "save_transform", "load_transform",
-           "transform_format", "FixedTransform", "check_compatible",
-           "save_faiss_transform", "load_faiss_transform", "faiss_metadata_path",
-           "load_faiss_metadata", "KERNEL_SEAL"]
+__all__ = ["TRANSFORM_FORMATS", "TransformFile", "transform_metadata", "CompatibilityWarning",
+           "save_transform", "load_transform", "FixedTransform", "check_compatible",
+           "save_faiss_transform", "load_faiss_transform"]
 
 _JSON_KEYS = "embedkit_json_keys"
 #: the key of a FAISS transform's ``PATH.json`` holding the sha256 of its kernel file (a seal)
-KERNEL_SEAL = "kernel_sha256"
+_KERNEL_SEAL = "kernel_sha256"
 #: file suffix -> format
 TRANSFORM_FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".faiss": "faiss"}
 
@@ -67,7 +65,7 @@ class CompatibilityWarning(UserWarning):
     """
 
 
-class TransformMetadata(BaseModel):
+class _TransformMetadata(BaseModel):
     """The keys of a transform file's metadata that embedkit reads, with their types (strict:
     ``"normalize": "no"`` or ``"d": "768"`` is an error, not a truthy string); other keys are
     kept as they are. Every key may be absent (or null)."""
@@ -99,17 +97,17 @@ _EXPECTED = {"bool_type": "true or false", "int_type": "an integer", "float_type
              "string_type": "a string"}
 
 
-def validate_metadata(metadata: Any, path: StrPath,
+def _validate_metadata(metadata: Any, path: StrPath,
                       shape: tuple[int, int] | None = None) -> dict[str, Any]:
-    """``metadata`` checked against :class:`TransformMetadata` (and ``d``/``k`` against the
+    """``metadata`` checked against :class:`_TransformMetadata` (and ``d``/``k`` against the
     kernel's ``shape``); :class:`ConfigError` naming the file and the key otherwise. Returns the
     metadata unchanged.
 
-    >>> validate_metadata({"normalize": "no"}, "w.npz")
+    >>> _validate_metadata({"normalize": "no"}, "w.npz")
     Traceback (most recent call last):
     ...
     embedkit.errors.ConfigError: w.npz: metadata key 'normalize' must be true or false, not 'no'
-    >>> validate_metadata({"d": 3, "k": 3}, "w.npz", (3, 2))
+    >>> _validate_metadata({"d": 3, "k": 3}, "w.npz", (3, 2))
     Traceback (most recent call last):
     ...
     embedkit.errors.ConfigError: w.npz: metadata key 'k' is 3 but the kernel is 3 x 2 (d x k)
@@ -118,7 +116,7 @@ def validate_metadata(metadata: Any, path: StrPath,
         raise ConfigError(f"{path}: the metadata is not a JSON object "
                           f"({type(metadata).__name__})")
     try:
-        TransformMetadata.model_validate(metadata)
+        _TransformMetadata.model_validate(metadata)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(x) for x in err["loc"])
@@ -180,11 +178,11 @@ class TransformFile:
         return self.map.apply(X)
 
 
-def transform_format(path: StrPath, format: str | None = None) -> str:
+def _transform_format(path: StrPath, format: str | None = None) -> str:
     """The format of a transform file: ``format`` if given (it must agree with a known suffix),
     else by suffix (safetensors when the suffix is none of .safetensors, .npz, .faiss).
 
-    >>> transform_format("w.npz"), transform_format("w.bin"), transform_format("w", "faiss")
+    >>> _transform_format("w.npz"), _transform_format("w.bin"), _transform_format("w", "faiss")
     ('npz', 'safetensors', 'faiss')
     """
     path = Path(path)
@@ -232,7 +230,7 @@ def transform_metadata(path: StrPath, amap: AffineMap,
                 f"{path}: metadata says {key}={meta[key]} but the kernel is {amap.d} x {amap.k}"
             )
     meta.pop(_JSON_KEYS, None)
-    meta.pop(KERNEL_SEAL, None)  # the seal of the file it came from, not of this one
+    meta.pop(_KERNEL_SEAL, None)  # the seal of the file it came from, not of this one
     if amap.normalize:
         meta["normalize"] = True
     meta = {"embedkit_version": __version__, **meta, "d": amap.d, "k": amap.k}
@@ -240,7 +238,7 @@ def transform_metadata(path: StrPath, amap: AffineMap,
         json.dumps(meta)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: metadata is not JSON-serialisable: {exc}") from exc
-    return validate_metadata(meta, path)  # write nothing that would not load
+    return _validate_metadata(meta, path)  # write nothing that would not load
 
 
 def save_transform(
@@ -252,7 +250,7 @@ def save_transform(
     """Write ``amap`` (as float32) with ``metadata``, atomically.
 
     ``format`` is "safetensors", "npz" or "faiss"; by default it follows the suffix
-    (:func:`transform_format`). ``embedkit_version``, ``d`` and ``k`` are added to the
+    (:func:`_transform_format`). ``embedkit_version``, ``d`` and ``k`` are added to the
     metadata, and ``normalize: true`` when ``amap.normalize``.
 
     >>> import os, tempfile
@@ -262,7 +260,7 @@ def save_transform(
     ['d', 'embedkit_version', 'k', 'pooling']
     """
     path = Path(path)
-    fmt = transform_format(path, format)
+    fmt = _transform_format(path, format)
     if not isinstance(amap, AffineMap):
         raise ConfigError(f"{path}: save_transform takes an AffineMap, not {type(amap).__name__}")
     meta = transform_metadata(path, amap, metadata)
@@ -301,7 +299,7 @@ _TAKES = ("it reads safetensors and .npz files written by embedkit whiten or sav
           "and FAISS VectorTransform files (.faiss, any name: the format is read from the bytes)")
 
 
-def sniff_format(path: StrPath) -> str | None:
+def _sniff_format(path: StrPath) -> str | None:
     """The format of a transform file from its first bytes: ``npz`` (a zip), ``safetensors``
     (an 8-byte header length, then ``{``), ``faiss`` (a FAISS VectorTransform's four-letter
     code, e.g. ``LTra``), else None.
@@ -309,7 +307,7 @@ def sniff_format(path: StrPath) -> str | None:
     >>> import os, tempfile
     >>> p = os.path.join(tempfile.mkdtemp(), "w.bin")
     >>> _ = open(p, "wb").write(b"LTra" + bytes(8))
-    >>> sniff_format(p)
+    >>> _sniff_format(p)
     'faiss'
     """
     with open(path, "rb") as fh:
@@ -341,7 +339,7 @@ def load_transform(path: StrPath) -> TransformFile:
     if not path.is_file():
         raise MissingFileError("transform file not found", path=str(path))
     fmt = TRANSFORM_FORMATS.get(path.suffix.lower())
-    sniffed = sniff_format(path)
+    sniffed = _sniff_format(path)
     if sniffed is None:
         raise ConfigError(f"{path}: not a transform file embedkit reads ({_TAKES})")
     fmt = sniffed if fmt is None or fmt != sniffed else fmt  # the bytes win over the suffix
@@ -357,7 +355,7 @@ def load_transform(path: StrPath) -> TransformFile:
     except Exception as exc:  # corrupt file: safetensors, zipfile, json and numpy errors
         raise ConfigError(f"{path}: cannot read transform file ({fmt}): {exc}") from exc
     shape = (int(kernel.shape[0]), int(kernel.shape[1])) if kernel.ndim == 2 else None
-    validate_metadata(metadata, path, shape)
+    _validate_metadata(metadata, path, shape)
     try:
         amap = AffineMap(kernel, bias, bool(metadata.get("normalize") or False))
     except ConfigError as exc:
@@ -405,7 +403,7 @@ def _read_faiss(path: Path) -> tuple[np.ndarray, np.ndarray, JSONDict]:
     # FAISS stores y = A x + b; our bias solves bias @ kernel = b (exact: kernel has full
     # column rank for the maps written here, k <= d).
     bias = b @ np.linalg.pinv(kernel)
-    return kernel, bias, load_faiss_metadata(path)
+    return kernel, bias, _load_faiss_metadata(path)
 
 
 class FixedTransform(LinearStep):
@@ -523,28 +521,28 @@ def _vector_problems(metadata: dict[str, Any], vectors: Mapping[str, Any]) -> li
     return problems
 
 
-def faiss_metadata_path(path: StrPath) -> Path:
+def _faiss_metadata_path(path: StrPath) -> Path:
     """Where the metadata of a FAISS transform lies: ``PATH.json``.
 
-    >>> faiss_metadata_path("out/w.faiss").name
+    >>> _faiss_metadata_path("out/w.faiss").name
     'w.faiss.json'
     """
     path = Path(path)
     return path.with_name(path.name + ".json")
 
 
-def load_faiss_metadata(path: StrPath) -> dict[str, Any]:
+def _load_faiss_metadata(path: StrPath) -> dict[str, Any]:
     """The metadata written beside a FAISS transform (``{}`` when there is none); sealed to
-    another kernel (:data:`KERNEL_SEAL`) it is a :class:`ConfigError`, unsealed a warning."""
-    meta = faiss_metadata_path(path)
+    another kernel (:data:`_KERNEL_SEAL`) it is a :class:`ConfigError`, unsealed a warning."""
+    meta = _faiss_metadata_path(path)
     if not meta.is_file():
         return {}
     try:
         value = json.loads(meta.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ConfigError(f"{meta}: cannot read the transform's metadata ({e})") from None
-    value = validate_metadata(value, meta)
-    seal = value.get(KERNEL_SEAL)
+    value = _validate_metadata(value, meta)
+    seal = value.get(_KERNEL_SEAL)
     if seal is None:
         warnings.warn(f"{meta}: written without the sha256 of {Path(path).name}: that the two "
                       "files belong together cannot be checked; export them again to add it",
@@ -552,7 +550,7 @@ def load_faiss_metadata(path: StrPath) -> dict[str, Any]:
         return value
     if Path(path).is_file() and sha256_file(path) != seal:
         raise ConfigError(f"{meta}: written with another kernel than {path} (its "
-                          f"{KERNEL_SEAL} differs): the two files come from different exports "
+                          f"{_KERNEL_SEAL} differs): the two files come from different exports "
                           "or a write stopped between them; export the transform again")
     if CHECKSUMS_KEY in value:  # a hand edit (pooling: cls) would apply it to other vectors
         check_values(meta, value, saved="the transform was exported",
@@ -564,8 +562,8 @@ def save_faiss_transform(path: StrPath, amap: AffineMap,
                          metadata: dict[str, Any] | None = None) -> None:
     """Write the linear part of ``amap`` as a ``faiss.LinearTransform``
     (:meth:`AffineMap.to_faiss`) with ``faiss.write_VectorTransform``, atomically; with
-    ``metadata``, then ``PATH.json`` (:func:`faiss_metadata_path`) holding it sealed to the
-    kernel file (:data:`KERNEL_SEAL`: a kill between the two is refused on load) and its values
+    ``metadata``, then ``PATH.json`` (:func:`_faiss_metadata_path`) holding it sealed to the
+    kernel file (:data:`_KERNEL_SEAL`: a kill between the two is refused on load) and its values
     sealed (:func:`~embedkit.io.seal.seal_values`: a hand edit is refused naming the key).
 
     >>> import os, tempfile
@@ -579,8 +577,8 @@ def save_faiss_transform(path: StrPath, amap: AffineMap,
     with atomic_path(path) as tmp:
         faiss.write_VectorTransform(lt, str(tmp))
     if metadata is not None:
-        atomic_write_json(faiss_metadata_path(path),
-                          seal_values({**metadata, KERNEL_SEAL: sha256_file(path)}))
+        atomic_write_json(_faiss_metadata_path(path),
+                          seal_values({**metadata, _KERNEL_SEAL: sha256_file(path)}))
 
 
 def load_faiss_transform(path: StrPath) -> Any:

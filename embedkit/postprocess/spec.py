@@ -51,7 +51,7 @@ from embedkit.postprocess.quantize import (
 )
 from embedkit.postprocess.whitening import Whitening
 
-__all__ = ["Key", "StepType", "register_step", "unregister_step", "step_names", "get_step",
+__all__ = ["Key", "register_step", "unregister_step", "step_names",
            "parse_post", "describe_post", "resolve_post", "pipeline_learns", "random_seeds"]
 
 _DEFAULT_EPS = 1e-6
@@ -86,7 +86,7 @@ class Key:
 
 
 @dataclass(frozen=True)
-class StepType:
+class _StepType:
     """A registered step: its spec ``name``, estimator class, keys, how to build one from the
     parsed keys, how to print one back, and whether it learns from data (``learns``)."""
 
@@ -115,7 +115,7 @@ class StepType:
         return self.name + (":" + ",".join(items) if items else "")
 
 
-_STEPS: dict[str, StepType] = {}
+_STEPS: dict[str, _StepType] = {}
 
 
 def register_step(name: str, estimator: type | None = None, *,
@@ -143,7 +143,7 @@ def register_step(name: str, estimator: type | None = None, *,
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
         raise ConfigError(f"register_step: bad step name {name!r} (lower-case letters, digits, "
                           "- and _)", param="name")
-    _STEPS[name] = StepType(name, estimator, dict(keys or {}), build, describe, learns,
+    _STEPS[name] = _StepType(name, estimator, dict(keys or {}), build, describe, learns,
                             takes_path)
     return estimator
 
@@ -162,7 +162,7 @@ def step_names() -> tuple[str, ...]:
     return tuple(_STEPS)
 
 
-def get_step(name: str) -> StepType:
+def _get_step(name: str) -> _StepType:
     """The registered step ``name`` (:class:`ConfigError` listing the valid ones otherwise)."""
     try:
         return _STEPS[name.lower()]
@@ -171,7 +171,7 @@ def get_step(name: str) -> StepType:
                           param="post") from None
 
 
-def _step_of(est: Any) -> StepType:
+def _step_of(est: Any) -> _StepType:
     """The registered step of an estimator: its exact class first, then a base class."""
     for cls in type(est).__mro__:
         for step in _STEPS.values():

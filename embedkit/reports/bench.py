@@ -186,11 +186,11 @@ def mteb_rows(record: BenchRecord) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def undefined_notes(record: BenchRecord, metric: str = "spearman") -> list[str]:
+def _undefined_notes(record: BenchRecord, metric: str = "spearman") -> list[str]:
     """One line per task/split whose score is undefined (the record's ``undefined`` flag: constant
     labels or cosines), saying why and that the averages including it are undefined too.
 
-    >>> undefined_notes({"undefined": [{"row": "cls", "task": "B", "split": "test",
+    >>> _undefined_notes({"undefined": [{"row": "cls", "task": "B", "split": "test",
     ...                                  "reason": "constant labels"}]})
     ['B/test: Spearman is undefined (constant labels); the averages that include it are undefined too (rows: cls)']
     """
@@ -239,7 +239,7 @@ def _notes(record: BenchRecord, metric: str) -> tuple[list[str], list[str]]:
     for block in _blocks(record):
         prefix = f"{block['model']['name']}: " if several else ""
         note = truncation_note(block)
-        undefined += [f"{prefix}{n}" for n in undefined_notes(block, metric)]
+        undefined += [f"{prefix}{n}" for n in _undefined_notes(block, metric)]
         truncated += [f"{prefix}{note}"] if note else []
     return undefined, truncated
 
@@ -247,7 +247,7 @@ def _notes(record: BenchRecord, metric: str) -> tuple[list[str], list[str]]:
 def format_table(record: BenchRecord, metric: str = "spearman", markdown: bool = False) -> str:
     """The results as an aligned text table or a Markdown table (one block of rows per model
     for several models); undefined scores (``-``) are explained below it
-    (:func:`undefined_notes`), and truncated sentences counted (:func:`truncation_note`)."""
+    (:func:`_undefined_notes`), and truncated sentences counted (:func:`truncation_note`)."""
     header, rows = table_rows(record, metric)
     undefined, truncated = _notes(record, metric)
     labels = 2 if header[0] == "model" else 1  # left-aligned columns

@@ -26,14 +26,14 @@ from embedkit.runs.compare import Cell, Comparison, Entry, short_data
 
 # -- text and Markdown ---------------------------------------------------------------------------
 
-def cell_text(cell: Cell | None) -> str:
+def _cell_text(cell: Cell | None) -> str:
     """A cell as tables show it: x 100, two decimals, ``*`` when flagged, ``-`` when none."""
     if cell is None:
         return "-"
     return x100(cell.score) + ("*" if cell.flags else "")
 
 
-def avg_text(cmp: Comparison, e: Entry) -> str:
+def _avg_text(cmp: Comparison, e: Entry) -> str:
     """The average as tables show it: ``*`` when over flagged cells only, ``(n/N)`` when over
     fewer tasks than the comparison has (never ranked)."""
     avg = cmp.average_of(e)
@@ -61,7 +61,7 @@ def run_text(settings: Mapping[str, Any]) -> str:
     return f"revision {settings['revision']}" if settings.get("revision") else ""
 
 
-def settings_text(e: Entry) -> str:
+def _settings_text(e: Entry) -> str:
     """How the entry ran (backend, precision, prompt, revision), then the settings its cells
     share, ``k=v`` joined; per-task values as ``a|b``."""
     parts = list(dict.fromkeys(t for c in e.cells.values() if (t := run_text(c.settings))))
@@ -79,17 +79,17 @@ def board_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
     ranks = cmp.ranks()
     header = ["rank", "model", *cmp.tasks, "avg", "protocol", "settings"]
     rows = [[str(ranks.get(e.label, "-")), e.label,
-             *(cell_text(e.cells.get(t)) for t in cmp.tasks), avg_text(cmp, e),
-             _protocols(e), settings_text(e)] for e in cmp.ordered()]
+             *(_cell_text(e.cells.get(t)) for t in cmp.tasks), _avg_text(cmp, e),
+             _protocols(e), _settings_text(e)] for e in cmp.ordered()]
     return header, rows
 
 
-def flag_notes(cmp: Comparison) -> list[str]:
+def _flag_notes(cmp: Comparison) -> list[str]:
     """One line per flagged cell: which and why."""
     return [f"{label} / {task}: {reason}" for label, task, reason in cmp.flagged_cells()]
 
 
-def skipped_notes(cmp: Comparison) -> list[str]:
+def _skipped_notes(cmp: Comparison) -> list[str]:
     """One line per input left out: which and why."""
     return [f"{path}: {why}" for path, why in cmp.skipped]
 
@@ -100,17 +100,17 @@ def comparison_table(cmp: Comparison, *, markdown: bool = False) -> str:
     header, rows = board_rows(cmp)
     out = [text_table(header, rows, markdown=markdown, left=2)]
     item = (lambda n: "- " + escape_markdown(n)) if markdown else (lambda n: "  " + n)
-    notes = flag_notes(cmp)
+    notes = _flag_notes(cmp)
     if notes:
         out += ["", "* not comparable with the rest of its column (shown, never ranked or "
                     "averaged with it):"]
         out += [item(n) for n in notes]
     if cmp.skipped:
-        out += ["", "Left out (no score to compare):"] + [item(n) for n in skipped_notes(cmp)]
+        out += ["", "Left out (no score to compare):"] + [item(n) for n in _skipped_notes(cmp)]
     return "\n".join(out)
 
 
-def provenance_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
+def _provenance_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
     """Every cell with what produced it."""
     header = ["model", "task", cmp.metric, "protocol", "evaluator", "settings", "data", "source"]
     rows = []
@@ -121,7 +121,7 @@ def provenance_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
                 continue
             cfg = ", ".join(f"{k}={v}" for k, v in c.settings.items()
                             if k not in ("dataset_revision", "mteb_version"))
-            rows.append([e.label, t, cell_text(c), c.protocol, c.evaluator, cfg,
+            rows.append([e.label, t, _cell_text(c), c.protocol, c.evaluator, cfg,
                          short_data(c.data), c.source])
     return header, rows
 
@@ -159,7 +159,7 @@ def _same_run(a: Cell, b: Cell) -> bool:
 def markdown_report(cmp: Comparison, title: str = "Model comparison") -> str:
     """A Markdown page: the leaderboard, the flags, the inputs left out and every cell's
     provenance (every text from the inputs escaped)."""
-    header, rows = provenance_rows(cmp)
+    header, rows = _provenance_rows(cmp)
     return "\n".join([
         f"# {escape_markdown(title)}", "",
         f"{cmp.metric.capitalize()} x 100 of cosine similarity on the {cmp.split} split. "
@@ -295,12 +295,12 @@ def _avg_tip(cmp: Comparison, e: Entry) -> str:
     return f"mean over {why}: not ranked"
 
 
-def axis_range(values: Sequence[float]) -> tuple[float, float]:
+def _axis_range(values: Sequence[float]) -> tuple[float, float]:
     """Where a bar chart's axis starts and ends: the largest value, and a round number a
     quarter of the values' spread below the smallest (so that bars of 70 to 80 differ
     visibly), never below 0 when no value is.
 
-    >>> axis_range([70.0, 80.0]), axis_range([-10.0, 30.0]), axis_range([0.5, 3.0])
+    >>> _axis_range([70.0, 80.0]), _axis_range([-10.0, 30.0]), _axis_range([0.5, 3.0])
     ((65.0, 80.0), (-20.0, 30.0), (0.0, 3.0))
     """
     finite = [v for v in values if math.isfinite(v)]
@@ -328,7 +328,7 @@ def _wrapped(label: str, width: int = 34, lines: int = 4) -> list[str]:
 def bar_chart_svg(title: str, bars: Sequence[tuple[str, float, bool]], *,
                   width: int = 460) -> str:
     """A horizontal bar chart as inline SVG: ``(label, value x 100, flagged)`` per bar, flagged
-    bars in orange; long labels wrap; the axis (:func:`axis_range`, its ends written below the
+    bars in orange; long labels wrap; the axis (:func:`_axis_range`, its ends written below the
     bars and in ``data-axis-min`` / ``data-axis-max``) starts near the data.
 
     >>> svg = bar_chart_svg("T", [("a", 50.0, False), ("b", 25.0, True)])
@@ -336,7 +336,7 @@ def bar_chart_svg(title: str, bars: Sequence[tuple[str, float, bool]], *,
     True
     """
     label_w, top, line_h = 220, 22, 13
-    lo, hi = axis_range([v for _, v, _ in bars])
+    lo, hi = _axis_range([v for _, v, _ in bars])
     base = 0.0 if lo <= 0.0 <= hi else lo
     scale = (width - label_w - 50) / ((hi - lo) or 1.0)
     x = lambda v: label_w + (v - lo) * scale  # noqa: E731
@@ -410,7 +410,7 @@ def html_report(cmp: Comparison, title: str = "Model comparison") -> str:
     """One self-contained HTML page (no network): the sortable leaderboard (hover a cell for
     its provenance), per-task inline SVG bar charts, the flags, the inputs left out, every
     cell's provenance, and the records' own plots inlined as PNG."""
-    header, rows = provenance_rows(cmp)
+    header, rows = _provenance_rows(cmp)
     plots = _record_plots(cmp)
     return "".join([
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
@@ -423,8 +423,8 @@ def html_report(cmp: Comparison, title: str = "Model comparison") -> str:
         "it. Only entries with a comparable score on every task are ranked; green: the best "
         "comparable value of a column.</p>",
         "<h2>Leaderboard</h2>", _board_html(cmp),
-        _notes_html("Not comparable", flag_notes(cmp)),
-        _notes_html("Left out (no score to compare)", skipped_notes(cmp)),
+        _notes_html("Not comparable", _flag_notes(cmp)),
+        _notes_html("Left out (no score to compare)", _skipped_notes(cmp)),
         "<h2>Per task</h2>", _task_charts(cmp), _agreement_html(cmp),
         "<h2>Where each number comes from</h2>",
         _html_table(header, rows, table_id="provenance"),

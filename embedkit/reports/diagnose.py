@@ -21,7 +21,6 @@ from embedkit.runs.diagnose import RETRIEVAL_K, mean_present, row_recall
 from embedkit.runs.record import DiagnoseRecord
 
 __all__ = ["conclusions", "format_diagnose_table", "format_summary_table",
-           "format_retrieval_table", "format_jl_table", "format_stop_table",
            "write_diagnose_plots", "diagnose_markdown"]
 
 
@@ -214,7 +213,7 @@ def format_summary_table(record: DiagnoseRecord, markdown: bool = False) -> str:
     return text_table(header, body, markdown=markdown, right_align=True)
 
 
-def format_retrieval_table(record: DiagnoseRecord, markdown: bool = False) -> str:
+def _format_retrieval_table(record: DiagnoseRecord, markdown: bool = False) -> str:
     """Plain cosine vs CSLS per task/split and row: recall@1/10, MRR@10 (x 100), and the
     skewness and top-1% share of N_10 over the result lists."""
     k = RETRIEVAL_K
@@ -234,7 +233,7 @@ def format_retrieval_table(record: DiagnoseRecord, markdown: bool = False) -> st
     return text_table(header, body, markdown=markdown, left=2, right_align=True)
 
 
-def format_jl_table(record: DiagnoseRecord, markdown: bool = False) -> str:
+def _format_jl_table(record: DiagnoseRecord, markdown: bool = False) -> str:
     """Per task and raw pooling: the 99th percentile of the squared-distance distortion of a
     Gaussian random projection at each dimension, at 8.33 ln N, and the JL bounds."""
     dims = list(record["settings"]["jl_dims"])
@@ -253,7 +252,7 @@ def format_jl_table(record: DiagnoseRecord, markdown: bool = False) -> str:
     return text_table(header, body, markdown=markdown, left=2, right_align=True)
 
 
-def format_stop_table(record: DiagnoseRecord, markdown: bool = False) -> str:
+def _format_stop_table(record: DiagnoseRecord, markdown: bool = False) -> str:
     """The sweep's Spearman against k next to 8.33 ln N, per task and pooling."""
     sweep = record["sweep"]
     header = ["task", "pooling", "N", "8.33 ln N", "p99 there", "PCA (b=g=0): k -> Spearman",
@@ -387,17 +386,17 @@ def diagnose_markdown(record: DiagnoseRecord, plots: Sequence[Path] | None = Non
                 format_diagnose_table(record, markdown=True, task=task)]
     if _has_retrieval(record["rows"]):
         out += ["", f"## Retrieval: plain cosine vs CSLS (x 100, k = {RETRIEVAL_K})", "",
-                format_retrieval_table(record, True)]
+                _format_retrieval_table(record, True)]
     out += ["", "## Johnson-Lindenstrauss: measured distortion and the estimates", "",
             "99th percentile of |d'^2/d^2 - 1| over random pairs under a Gaussian random "
             "projection (raw vectors); 8.33 ln N: the practical estimate; JL eps: "
-            "sklearn's johnson_lindenstrauss_min_dim(N, eps).", "", format_jl_table(record, True)]
+            "sklearn's johnson_lindenstrauss_min_dim(N, eps).", "", _format_jl_table(record, True)]
     if record.get("sweep"):
         sw = record["sweep"]
         out += ["", "## JL estimate vs the whitening sweep", "",
                 f"Spearman x 100 on {sw['report_on']} from `{sw['file']}`; 'stops falling': the "
                 f"smallest k from which Spearman stays within {100 * sw['tolerance']:.0f} point "
-                "of its value at all dimensions.", "", format_stop_table(record, True)]
+                "of its value at all dimensions.", "", _format_stop_table(record, True)]
     out += [""] + _plot_lines(record, plots or [], markdown_path) + _column_notes(s["k"])
     out += _data_lines(record)
     return "\n".join(out) + "\n"

@@ -10,7 +10,7 @@ from embedkit.reports._format import num
 from embedkit.reports.bench import provenance_lines, run_title
 from embedkit.runs.record import IndexEvalRecord
 
-__all__ = ["best_line", "format_cost_table", "format_quality_table", "markdown_eval_report"]
+__all__ = ["format_cost_table", "format_quality_table", "markdown_eval_report"]
 
 
 def _quality_table(rows: list[dict[str, Any]], k: int = 10) -> tuple[list[str], list[list[str]]]:
@@ -48,7 +48,7 @@ def _cost_table(cost: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def best_line(cost: dict[str, Any]) -> str:
+def _best_line(cost: dict[str, Any]) -> str:
     """One sentence: the fastest approximate index meeting the target, or that none does."""
     k = cost["target"]["k"]
     what = (f"recall@{k} >= {cost['target']['recall']} of Flat at >= "
@@ -65,7 +65,7 @@ def format_cost_table(cost: dict[str, Any], markdown: bool = False) -> str:
     """One line per factory and search setting; then the best approximate index."""
     header, body = _cost_table(cost)
     table = text_table(header, body, markdown=markdown, left=2, right_align=True)
-    return table + "\n\n" + best_line(cost)
+    return table + "\n\n" + _best_line(cost)
 
 
 def _quality_section(record: IndexEvalRecord) -> list[str]:

@@ -50,7 +50,7 @@ def format_sweep_table(record: SweepRecord, markdown: bool = False) -> str:
     return table(*summary_rows(record), markdown=markdown)
 
 
-def grid_table(result: JSONDict, report_on: str, select_on: str) -> str:
+def _grid_table(result: dict, report_on: str, select_on: str) -> str:
     """A Markdown table of one task's grid: rows (beta, gamma), columns k, cells
     ``report (select)`` x 100."""
     ks = list(dict.fromkeys(s["k"] for s in result["settings"]))
@@ -75,10 +75,10 @@ def grid_table(result: JSONDict, report_on: str, select_on: str) -> str:
     return "\n".join(out)
 
 
-HEADLINE_SETTINGS = ((1.0, 1.0), (0.0, 0.0), (0.5, 0.5))
+_HEADLINE_SETTINGS = ((1.0, 1.0), (0.0, 0.0), (0.5, 0.5))
 
 
-def headline_table(record: SweepRecord, pairs: Sequence[tuple[float, float]] = HEADLINE_SETTINGS) -> str:
+def headline_table(record: SweepRecord, pairs: Sequence[tuple[float, float]] = _HEADLINE_SETTINGS) -> str:
     """The published hyperparameter table's shape, on the report split: per pooling a raw row,
     then one row per (beta, gamma) with each task's scores at every k of the grid
     (``k1 / k2 / ... / all``). Pairs missing from the grid are left out.
@@ -118,7 +118,7 @@ def headline_table(record: SweepRecord, pairs: Sequence[tuple[float, float]] = H
     return "\n".join(out)
 
 
-def plot_name(task: str, pooling: str) -> str:
+def _plot_name(task: str, pooling: str) -> str:
     """File name of a task's plot: ``<task>-<pooling>.png`` (odd characters replaced)."""
     return f"{slug(task)}-{slug(pooling)}.png"
 
@@ -134,7 +134,7 @@ def write_plots(record: SweepRecord, folder: StrPath) -> list[Path]:
         for pooling in by_pool:
             fig = sweep_figure(record, task, pooling)
             try:
-                path = folder / plot_name(task, pooling)
+                path = folder / _plot_name(task, pooling)
                 with atomic_path(path, suffix=".png") as tmp:
                     fig.savefig(tmp, format="png", dpi=100)
                 written.append(path)
@@ -187,8 +187,8 @@ def sweep_markdown(record: SweepRecord, plots: Sequence[Path] | None = None,
                     "vectors", ""]
             if r["skipped_k"]:
                 out += [f"k > d skipped: {', '.join(map(str, r['skipped_k']))}", ""]
-            out += [grid_table(r, s["report_on"], s["select_on"]), ""]
-            p = plot_of.get(plot_name(task, pooling))
+            out += [_grid_table(r, s["report_on"], s["select_on"]), ""]
+            p = plot_of.get(_plot_name(task, pooling))
             if p is not None:
                 rel = os.path.relpath(p, base) if base is not None else str(p)
                 out += [f"![{task} {pooling}]({rel})", ""]

@@ -13,7 +13,7 @@ from embedkit.postprocess.spec import _num
 from embedkit.reports._format import x100
 from embedkit.runs.record import SweepRecord
 
-__all__ = ["BETA_STYLES", "CHOSEN_STYLE", "RAW_STYLE", "sweep_figure"]
+__all__ = ["RAW_STYLE", "sweep_figure"]
 
 
 def _pyplot() -> Any:
@@ -28,9 +28,9 @@ def _pyplot() -> Any:
 
 
 #: line style per beta (in grid order); the raw baseline is drawn apart from all of them
-BETA_STYLES: tuple[Any, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+_BETA_STYLES: tuple[Any, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
 RAW_STYLE: dict[str, Any] = {"color": "#d62728", "linestyle": "-", "linewidth": 2.5, "alpha": 0.6}
-CHOSEN_STYLE: dict[str, Any] = {"marker": "*", "markersize": 16, "markerfacecolor": "#ffd700",
+_CHOSEN_STYLE: dict[str, Any] = {"marker": "*", "markersize": 16, "markerfacecolor": "#ffd700",
                 "markeredgecolor": "black", "linestyle": "none", "zorder": 5}
 
 
@@ -78,12 +78,12 @@ def _plot_one(ax: Any, plt: Any, r: JSONDict, role: str) -> None:
         pts.sort()
         ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", markersize=3,
                 color=_gamma_color(plt, gammas, gamma),
-                linestyle=BETA_STYLES[betas.index(beta) % len(BETA_STYLES)],
+                linestyle=_BETA_STYLES[betas.index(beta) % len(_BETA_STYLES)],
                 label=f"beta={_num(beta)}, gamma={_num(gamma)}")
     ax.axhline(100 * r["raw"][role], label="raw", **RAW_STYLE)
     best = r.get("best")
     if best is not None:
-        ax.plot([best["k_dim"]], [100 * best[role]], label="chosen", **CHOSEN_STYLE)
+        ax.plot([best["k_dim"]], [100 * best[role]], label="chosen", **_CHOSEN_STYLE)
     kd = sorted({x["k_dim"] for x in r["settings"]})
     if len(kd) > 1 and kd[-1] / kd[0] >= 4:
         ax.set_xscale("log", base=2)
@@ -108,14 +108,14 @@ def _legends(fig: Any, plt: Any, r: JSONDict, select_on: str, report_on: str) ->
     betas, gammas = _grid(r)
     colour = [Line2D([], [], color=_gamma_color(plt, gammas, g), linewidth=2,
                      label=f"gamma={_num(g)}") for g in gammas]
-    style = [Line2D([], [], color="black", linestyle=BETA_STYLES[i % len(BETA_STYLES)],
+    style = [Line2D([], [], color="black", linestyle=_BETA_STYLES[i % len(_BETA_STYLES)],
                     label=f"beta={_num(b)}") for i, b in enumerate(betas)]
     other = [Line2D([], [], label=f"raw (no postprocessing)\n{x100(r['raw']['select'])} "
                     f"{select_on}, {x100(r['raw']['report'])} {report_on}", **RAW_STYLE)]
     best = r.get("best")
     if best is not None:
         other.append(Line2D([], [], label=f"chosen on {select_on}\nbeta={_num(best['beta'])}, "
-                            f"gamma={_num(best['gamma'])}, k={best['k']}", **CHOSEN_STYLE))
+                            f"gamma={_num(best['gamma'])}, k={best['k']}", **_CHOSEN_STYLE))
     top = 0.88
     for title, handles, rows in (("colour = gamma", colour, len(colour)),
                                  ("line style = beta", style, len(style)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,26 +76,39 @@ def _time_searches(index: faiss.Index, params: Any, q: np.ndarray, k: int,
     return ids, batch_seconds, time.perf_counter() - start
 
 
-def _factory_rows(x: np.ndarray, q: np.ndarray, factory: str, amap: AffineMap | None, *,
-                  metric: str, k: int, kk: int, seed: int, n_single: int,
-                  nprobes: Sequence[int], ef_searches: Sequence[int],
-                  exact: np.ndarray | None) -> tuple[list[dict[str, Any]], np.ndarray]:
+@dataclass(frozen=True)
+class _Costing:
+    """What every factory of one :func:`approximation_costs` call is built and timed with
+    (``kk``: ``k`` capped at the corpus size; ``n_single``: the one-query searches timed)."""
+
+    metric: str
+    k: int
+    kk: int
+    seed: int
+    n_single: int
+    nprobes: Sequence[int]
+    ef_searches: Sequence[int]
+
+
+def _factory_rows(x: np.ndarray, q: np.ndarray, factory: str, amap: AffineMap | None,
+                  c: _Costing, exact: np.ndarray | None
+                  ) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Build one factory, time each search setting; the rows and the exact labels."""
-    index, build_seconds = build_faiss(x, factory, metric, amap, seed=seed)
+    index, build_seconds = build_faiss(x, factory, c.metric, amap, seed=c.seed)
     size = serialized_bytes(index)
     rows: list[dict[str, Any]] = []
-    for label, setting in _settings(index, nprobes, ef_searches):
+    for label, setting in _settings(index, c.nprobes, c.ef_searches):
         params = search_parameters(index, factory, nprobe=setting.get("nprobe"),
                                    ef_search=setting.get("ef_search"))
-        ids, batch_seconds, single_seconds = _time_searches(index, params, q, kk, n_single)
+        ids, batch_seconds, single_seconds = _time_searches(index, params, q, c.kk, c.n_single)
         if exact is None:
             exact = ids
         rows.append({
             "factory": factory,
             "param": label,
-            f"recall@{k}": overlap_recall(ids, exact, kk),
+            f"recall@{c.k}": overlap_recall(ids, exact, c.kk),
             "qps_batch": _qps(q.shape[0], batch_seconds),
-            "qps_single": _qps(n_single, single_seconds) if n_single else None,
+            "qps_single": _qps(c.n_single, single_seconds) if c.n_single else None,
             "build_seconds": build_seconds,
             "disk_bytes": size,
             "memory_bytes": size,
@@ -140,12 +154,12 @@ def approximation_costs(
     if int(k) < 1:
         raise ConfigError(f"k must be >= 1, got {k}", param="k")
     amap = as_affine_map(transform, x.shape[1], metric)
+    c = _Costing(metric=metric, k=int(k), kk=min(int(k), x.shape[0]), seed=seed,
+                 n_single=max(0, min(int(single_queries), q.shape[0])), nprobes=nprobes,
+                 ef_searches=ef_searches)
     rows: list[dict[str, Any]] = []
     exact: np.ndarray | None = None
     for factory in _factory_order(factories):
-        new, exact = _factory_rows(
-            x, q, factory, amap, metric=metric, k=int(k), kk=min(int(k), x.shape[0]),
-            seed=seed, n_single=max(0, min(int(single_queries), q.shape[0])),
-            nprobes=nprobes, ef_searches=ef_searches, exact=exact)
+        new, exact = _factory_rows(x, q, factory, amap, c, exact)
         rows += new
     return rows

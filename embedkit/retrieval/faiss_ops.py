@@ -58,7 +58,6 @@ __all__ = [
     "faiss_threads",
     "ivf_nlist",
     "make_faiss_index",
-    "on_disk_lists",
     "read_faiss_index",
     "search_parameters",
     "serialized_bytes",
@@ -99,7 +98,7 @@ def as_matrix(vectors: Any, name: str = "vectors", dim: int | None = None) -> np
 
 
 #: a model folder's declared similarity (similarity_fn_name) -> the index metric it means
-SIMILARITY_METRICS = {"cosine": "cosine", "dot": "ip", "euclidean": "l2"}
+_SIMILARITY_METRICS = {"cosine": "cosine", "dot": "ip", "euclidean": "l2"}
 
 
 def metric_for_similarity(similarity: str) -> str:
@@ -108,11 +107,11 @@ def metric_for_similarity(similarity: str) -> str:
     >>> metric_for_similarity("dot")
     'ip'
     """
-    if similarity not in SIMILARITY_METRICS:
+    if similarity not in _SIMILARITY_METRICS:
         raise ConfigError(f"the model declares similarity {similarity!r}, which no index metric "
                           f"here computes ({', '.join(METRICS)}); give the metric explicitly",
                           param="metric")
-    return SIMILARITY_METRICS[similarity]
+    return _SIMILARITY_METRICS[similarity]
 
 
 def check_metric(metric: str) -> str:
@@ -181,7 +180,7 @@ def ivf_nlist(index: faiss.Index) -> int | None:
         return None
 
 
-def on_disk_lists(index: faiss.Index) -> Any | None:
+def _on_disk_lists(index: faiss.Index) -> Any | None:
     """The ``OnDiskInvertedLists`` of the IVF index inside ``index``, or None (in memory, or
     not IVF)."""
     try:
@@ -213,7 +212,7 @@ def read_faiss_index(path: StrPath, lists_file: StrPath | None = None
     except RuntimeError as exc:
         raise ConfigError(f"{path}: FAISS cannot read it "
                           f"({str(exc).strip().splitlines()[-1]})") from exc
-    lists = on_disk_lists(index)
+    lists = _on_disk_lists(index)
     if lists_file is None:
         if lists is not None:
             raise ConfigError(f"{path}: its inverted lists are on disk in {lists.filename}, a "
@@ -245,15 +244,15 @@ def tunable_parameters(index: faiss.Index) -> frozenset[str]:
 
 
 #: faiss k-means: it warns below 39 points per centroid and subsamples above 256
-MIN_POINTS_PER_CENTROID = 39
+_MIN_POINTS_PER_CENTROID = 39
 #: training vectors for non-IVF trained factories (PQ/SQ codebooks, PCA): ~39 * 256
-MIN_TRAIN = 10000
+_MIN_TRAIN = 10000
 
 
 def train_sample_size(index: faiss.Index, total: int, train_size: int | None = None) -> int:
     """Training vectors for ``index`` out of ``total``: ``train_size`` if given, else faiss's
     points-per-centroid rule for IVF (40 per list: faiss warns below 39 and subsamples above
-    256; at least :data:`MIN_TRAIN`, about 39 x 256, for the 256-centroid PQ / SQ codebooks and a
+    256; at least :data:`_MIN_TRAIN`, about 39 x 256, for the 256-centroid PQ / SQ codebooks and a
     PCA of non-IVF factories), at most ``total``.
 
     >>> train_sample_size(make_faiss_index(8, "IVF100,Flat", "cosine", None), 10**6)
@@ -264,10 +263,10 @@ def train_sample_size(index: faiss.Index, total: int, train_size: int | None = N
     if train_size is not None:
         return min(int(train_size), total)
     nlist = ivf_nlist(index) or 0
-    size = min(max(40 * nlist, MIN_TRAIN), total)
-    if nlist and size < MIN_POINTS_PER_CENTROID * nlist:
+    size = min(max(40 * nlist, _MIN_TRAIN), total)
+    if nlist and size < _MIN_POINTS_PER_CENTROID * nlist:
         logger.warning("training IVF%d on %d vectors: faiss wants at least %d (%d per list)",
-                       nlist, size, MIN_POINTS_PER_CENTROID * nlist, MIN_POINTS_PER_CENTROID)
+                       nlist, size, _MIN_POINTS_PER_CENTROID * nlist, _MIN_POINTS_PER_CENTROID)
     return size
 
 

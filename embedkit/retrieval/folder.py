@@ -78,7 +78,7 @@ logger = logging.getLogger(__name__)
 #: from this many texts the FAISS adding shows a progress bar on a terminal
 PROGRESS_MIN = 2000
 
-EncoderArg = SentenceEncoder | EncoderConfig
+_EncoderArg = SentenceEncoder | EncoderConfig
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ class _TextOptions:
 
 
 def _text_source(texts: Sequence[str], ids: Sequence[str | None] | None,
-                 encoder: EncoderArg | None, corpus_info: dict[str, Any] | None,
+                 encoder: _EncoderArg | None, corpus_info: dict[str, Any] | None,
                  o: _TextOptions) -> Prepared:
     """Texts encoded in memory (each once), the post-processor checked or fitted first."""
     if o.metric is not None:
@@ -167,8 +167,8 @@ def _text_source(texts: Sequence[str], ids: Sequence[str | None] | None,
 
 def build_index(
     out_dir: StrPath,
-    source: Sequence[str] | EncodeFolder | os.PathLike[str],
-    encoder: EncoderArg | None = None,
+    source: Sequence[str] | EncodeFolder | os.PathLike,
+    encoder: _EncoderArg | None = None,
     *,
     pooling: str | None = None,
     post: str | None = None,
@@ -294,7 +294,7 @@ def _identity_check(encoder: SentenceEncoder, recipe: Recipe, model: str, force:
     warnings.warn(msg + " (continuing: forced)", stacklevel=3)
 
 
-def recipe_encoder(recipe: Recipe, encoder: EncoderArg | None = None, *,
+def _recipe_encoder(recipe: Recipe, encoder: _EncoderArg | None = None, *,
                    model: str | None = None, pooling: str | None = None,
                    force: bool = False, side: str = "passage") -> SentenceEncoder:
     """The encoder the recipe describes, its identity checked (``force``: only warned).
@@ -337,7 +337,7 @@ def _new_rows(index: EmbeddingIndex, texts: list[str]) -> list[int]:
 def add_to_index(
     index_dir: StrPath,
     texts: Sequence[str],
-    encoder: EncoderArg | None = None,
+    encoder: _EncoderArg | None = None,
     *,
     ids: Sequence[str | None] | None = None,
     corpus_info: dict[str, Any] | None = None,
@@ -363,7 +363,7 @@ def add_to_index(
         result = {"added": len(new), "skipped": len(texts) - len(new), "ntotal": index.ntotal}
         if not new:
             return result
-        enc = recipe_encoder(recipe, encoder, force=force)
+        enc = _recipe_encoder(recipe, encoder, force=force)
         new_texts = [texts[i] for i in new]
         vectors = enc.encode(new_texts, recipe.pooling, max_length=recipe.max_length)
         added = index.add(vectors, new_texts, None if ids is None else [ids[i] for i in new])
@@ -427,7 +427,7 @@ class IndexSearcher:
     def __init__(
         self,
         index_dir: StrPath,
-        encoder: EncoderArg | None = None,
+        encoder: _EncoderArg | None = None,
         *,
         model: str | None = None,
         pooling: str | None = None,
@@ -442,7 +442,7 @@ class IndexSearcher:
         _settle_conflicts(self.conflicts, recipe, force)
         self.pooling = requested["pooling"] or recipe.pooling
         self.max_length = requested["max_length"] or recipe.max_length
-        self.encoder = recipe_encoder(recipe, encoder, model=model, pooling=self.pooling,
+        self.encoder = _recipe_encoder(recipe, encoder, model=model, pooling=self.pooling,
                                       force=force, side="query")
 
     @property
@@ -480,7 +480,7 @@ class IndexSearcher:
 
 
 def search(index_dir: StrPath, queries: str | Sequence[str], k: int = 10, *,
-           encoder: EncoderArg | None = None, nprobe: int | None = None,
+           encoder: _EncoderArg | None = None, nprobe: int | None = None,
            ef_search: int | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """Search an index folder with its own recipe; ``overrides`` (model, pooling, post,
     max_length, force) as :class:`IndexSearcher` takes them.

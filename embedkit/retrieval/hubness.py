@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["CSLSReranker", "evaluate_csls", "occurrence_hubness"]
 
 #: candidates re-ranked per query by default (the index's top 100)
-DEFAULT_CANDIDATES = 100
+_DEFAULT_CANDIDATES = 100
 
 
 class CSLSReranker:
@@ -54,7 +54,7 @@ class CSLSReranker:
     """
 
     def __init__(self, penalty: Any, *, k_penalty: int = 10,
-                 candidates: int = DEFAULT_CANDIDATES) -> None:
+                 candidates: int = _DEFAULT_CANDIDATES) -> None:
         pen = np.asarray(penalty, dtype=np.float64)
         if pen.ndim != 1 or pen.size == 0 or not np.isfinite(pen).all():
             raise ConfigError("penalty must be a non-empty 1-D array of finite values, one per "
@@ -65,7 +65,7 @@ class CSLSReranker:
 
     @classmethod
     def fit(cls, corpus_vectors: Any, *, transform: AffineMap | None = None,
-            k_penalty: int = 10, candidates: int = DEFAULT_CANDIDATES) -> CSLSReranker:
+            k_penalty: int = 10, candidates: int = _DEFAULT_CANDIDATES) -> CSLSReranker:
         """The penalty of every corpus row, in the space ``transform`` maps to (cosine is
         invariant to the final normalisation, so a map with ``normalize`` gives the same)."""
         x = np.asarray(corpus_vectors)
@@ -79,7 +79,7 @@ class CSLSReranker:
 
     @classmethod
     def for_index(cls, index: EmbeddingIndex, corpus_vectors: Any, *, k_penalty: int = 10,
-                  candidates: int = DEFAULT_CANDIDATES) -> CSLSReranker:
+                  candidates: int = _DEFAULT_CANDIDATES) -> CSLSReranker:
         """:meth:`fit` on the raw vectors ``index`` was built from (in its insertion order),
         through the affine map baked into the index."""
         _check_cosine(index)
@@ -169,9 +169,9 @@ def _scores(task: RetrievalTask, ranked: list[list[int]], k: int) -> dict[str, A
 
 def evaluate_csls(task: RetrievalTask, corpus_vectors: Any, query_vectors: Any, *,
                   transform: AffineMap | None = None, k: int = 10, k_penalty: int = 10,
-                  candidates: int = DEFAULT_CANDIDATES, factory: str = "Flat",
+                  candidates: int = _DEFAULT_CANDIDATES,
                   exclude_self: bool = True) -> dict[str, dict[str, Any]]:
-    """Retrieval scores of plain cosine search and of CSLS re-ranking on one index.
+    """Retrieval scores of plain cosine search and of CSLS re-ranking on one exact index.
 
     The corpus (raw vectors aligned with ``task.corpus``, ``transform`` baked into the index as
     :func:`~embedkit.retrieval.evaluate_retrieval` does) is indexed once and searched once for
@@ -191,7 +191,7 @@ def evaluate_csls(task: RetrievalTask, corpus_vectors: Any, query_vectors: Any, 
         raise ConfigError(f"corpus vectors: expected {len(task.corpus)} rows, got {corpus_x.shape}")
     if query_x.ndim != 2 or query_x.shape[0] != len(task.queries):
         raise ConfigError(f"query vectors: expected {len(task.queries)} rows, got {query_x.shape}")
-    index = EmbeddingIndex.build(corpus_x, task.corpus, factory=factory, transform=transform)
+    index = EmbeddingIndex.build(corpus_x, task.corpus, factory="Flat", transform=transform)
     if index.ntotal != len(task.corpus):
         raise ConfigError("the task's corpus has duplicate sentences; build it with "
                           "pairs_to_retrieval")

@@ -19,7 +19,7 @@ import numpy as np
 
 from embedkit.errors import ConfigError
 
-__all__ = ["DEFAULT_KS", "graded_retrieval_scores", "graded_query_scores", "mrr_at_k",
+__all__ = ["DEFAULT_KS", "graded_retrieval_scores", "mrr_at_k",
            "ndcg_at_k", "overlap_recall", "recall_at_k", "retrieval_scores", "trec_ranking"]
 
 #: the cut-offs of graded retrieval metrics (as mteb reports them)
@@ -172,7 +172,7 @@ def trec_ranking(doc_scores: Mapping[str, float]) -> list[str]:
                                  reverse=True)]
 
 
-def graded_query_scores(ranked: Sequence[str], judged: Mapping[str, int],
+def _graded_query_scores(ranked: Sequence[str], judged: Mapping[str, int],
                         ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """One query's ``ndcg@k``, ``recall@k``, ``mrr@k`` and ``map@k`` for each k.
 
@@ -182,7 +182,7 @@ def graded_query_scores(ranked: Sequence[str], judged: Mapping[str, int],
     each relevant rank within k over all relevant (``map_cut``); MRR@k: 1 / the first relevant
     rank within k (mteb's). A query with no relevant id scores 0.
 
-    >>> s = graded_query_scores(["x", "a", "b"], {"a": 2, "b": 1, "c": 1}, ks=(2,))
+    >>> s = _graded_query_scores(["x", "a", "b"], {"a": 2, "b": 1, "c": 1}, ks=(2,))
     >>> round(s["ndcg@2"], 4), round(s["recall@2"], 4), s["mrr@2"], s["map@2"]
     (0.4796, 0.3333, 0.5, 0.16666666666666666)
     """
@@ -217,7 +217,7 @@ def graded_retrieval_scores(run: Mapping[str, Mapping[str, float]],
     """
     if not qrels:
         raise ConfigError("no query is judged; cannot compute retrieval metrics")
-    per = {q: graded_query_scores(trec_ranking(run.get(q, {})), judged, ks)
+    per = {q: _graded_query_scores(trec_ranking(run.get(q, {})), judged, ks)
            for q, judged in qrels.items()}
     keys = next(iter(per.values())).keys()
     means = {key: float(np.mean([p[key] for p in per.values()])) for key in keys}

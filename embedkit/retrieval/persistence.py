@@ -34,12 +34,12 @@ from embedkit.retrieval.faiss_ops import METRICS, faiss, read_faiss_index
 from embedkit.store.encode_folder import plain_name
 from embedkit.store.recipe import Count, Positive, validate_json
 
-__all__ = ["FORMAT", "INDEX_FILE", "IVFDATA_FILE", "META_FILE", "TEXTS_FILE", "StoredIndex",
+__all__ = ["FORMAT", "IVFDATA_FILE", "META_FILE",
            "plain_name", "read_index_folder", "write_index_folder"]
 
 FORMAT = 1
-INDEX_FILE = "index.faiss"
-TEXTS_FILE = "texts.jsonl"
+_INDEX_FILE = "index.faiss"
+_TEXTS_FILE = "texts.jsonl"
 META_FILE = "index.json"
 #: the on-disk inverted lists of an index folder built with ``on_disk`` (FAISS's
 #: ``OnDiskInvertedLists``): always read from the folder being loaded, wherever it was built
@@ -47,11 +47,11 @@ IVFDATA_FILE = "lists.ivfdata"
 #: the key of index.json that holds the sha256 of each of its values
 _REBUILD = "rebuild the index"
 #: seconds a reader waits for a writer when the folder is missing in the middle of a swap
-READ_WAIT = 10.0
+_READ_WAIT = 10.0
 
 
 @dataclass
-class StoredIndex:
+class _StoredIndex:
     """What :func:`read_index_folder` found: the FAISS index, texts, ids and ``index.json``."""
 
     index: faiss.IndexPreTransform
@@ -79,7 +79,7 @@ def write_index_folder(
     directory = Path(directory)
     extra = dict(extra_files or {})
     for name in extra:
-        if name in (INDEX_FILE, TEXTS_FILE, META_FILE) or not plain_name(name):
+        if name in (_INDEX_FILE, _TEXTS_FILE, META_FILE) or not plain_name(name):
             raise ConfigError(f"cannot save an extra file named {name!r} in an index folder")
     with atomic_dir(directory, lock_timeout=lock_timeout) as tmp:
         for name, content in extra.items():
@@ -87,15 +87,15 @@ def write_index_folder(
                 (tmp / name).write_bytes(content)
             else:
                 shutil.copyfile(content, tmp / name)
-        faiss.write_index(index, str(tmp / INDEX_FILE))
-        with open(tmp / TEXTS_FILE, "w", encoding="utf-8") as fh:
+        faiss.write_index(index, str(tmp / _INDEX_FILE))
+        with open(tmp / _TEXTS_FILE, "w", encoding="utf-8") as fh:
             for i, (t, u) in enumerate(zip(texts, user_ids, strict=True)):
                 row: dict[str, Any] = {"id": i, "text": t}
                 if u is not None:
                     row["user_id"] = u
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         meta = seal_values({**meta, "files": {
-            name: sha256_file(tmp / name) for name in (INDEX_FILE, TEXTS_FILE, *extra)}})
+            name: sha256_file(tmp / name) for name in (_INDEX_FILE, _TEXTS_FILE, *extra)}})
         with open(tmp / META_FILE, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
     return directory
@@ -147,8 +147,8 @@ def _check_files(directory: Path, meta: dict[str, Any]) -> list[str]:
     files = meta.get("files") or {}
     if not isinstance(files, dict) or not all(plain_name(str(n)) for n in files):
         raise ConfigError(f"{meta_path}: malformed 'files' entry; {_REBUILD}")
-    extra_names = [n for n in files if n not in (INDEX_FILE, TEXTS_FILE)]
-    for name in (INDEX_FILE, TEXTS_FILE, *extra_names):
+    extra_names = [n for n in files if n not in (_INDEX_FILE, _TEXTS_FILE)]
+    for name in (_INDEX_FILE, _TEXTS_FILE, *extra_names):
         path = directory / name
         if name not in files:
             raise ConfigError(f"{meta_path}: no checksum recorded for {name}; {_REBUILD}")
@@ -202,24 +202,24 @@ def _read_texts(path: Path) -> tuple[list[str], list[str | None]]:
     return texts, user_ids
 
 
-def _read(directory: Path) -> StoredIndex:
+def _read(directory: Path) -> _StoredIndex:
     meta = _read_meta(directory)
     extra_names = _check_files(directory, meta)
     lists = directory / IVFDATA_FILE if IVFDATA_FILE in extra_names else None
-    index = _read_faiss(directory / INDEX_FILE, lists)
-    texts, user_ids = _read_texts(directory / TEXTS_FILE)
+    index = _read_faiss(directory / _INDEX_FILE, lists)
+    texts, user_ids = _read_texts(directory / _TEXTS_FILE)
     ntotal = meta.get("ntotal")
     if index.ntotal != ntotal or len(texts) != ntotal:
         raise ConfigError(
-            f"{directory}: {META_FILE} says ntotal={ntotal} but {INDEX_FILE} holds "
-            f"{index.ntotal} vectors and {TEXTS_FILE} {len(texts)} texts; {_REBUILD}"
+            f"{directory}: {META_FILE} says ntotal={ntotal} but {_INDEX_FILE} holds "
+            f"{index.ntotal} vectors and {_TEXTS_FILE} {len(texts)} texts; {_REBUILD}"
         )
     if index.d != meta.get("dim_in"):
         raise ConfigError(
-            f"{directory / INDEX_FILE}: takes {index.d}-d vectors but {META_FILE} says "
+            f"{directory / _INDEX_FILE}: takes {index.d}-d vectors but {META_FILE} says "
             f"dim_in={meta.get('dim_in')}; {_REBUILD}"
         )
-    return StoredIndex(index, texts, user_ids, meta, extra_names)
+    return _StoredIndex(index, texts, user_ids, meta, extra_names)
 
 
 def _folder_id(directory: Path) -> tuple[int, int] | None:
@@ -230,7 +230,7 @@ def _folder_id(directory: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _consistent(read: Callable[[Path], StoredIndex], directory: Path) -> StoredIndex:
+def _consistent(read: Callable[[Path], _StoredIndex], directory: Path) -> _StoredIndex:
     """``read(directory)``, again when the folder was replaced while it was read (a writer's
     swap between two of its files makes them disagree: that is not damage)."""
     for attempt in range(3):
@@ -246,7 +246,7 @@ def _consistent(read: Callable[[Path], StoredIndex], directory: Path) -> StoredI
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def read_index_folder(directory: StrPath) -> StoredIndex:
+def read_index_folder(directory: StrPath) -> _StoredIndex:
     """Read a folder written by :func:`write_index_folder`, checking checksums, types and counts.
 
     Any disagreement (missing or changed file, index.json edited by hand or with values of the
@@ -257,5 +257,5 @@ def read_index_folder(directory: StrPath) -> StoredIndex:
     a warning.
     """
     directory = Path(directory)
-    recover_dir(directory, timeout=0.0 if directory.exists() else READ_WAIT)
+    recover_dir(directory, timeout=0.0 if directory.exists() else _READ_WAIT)
     return _consistent(_read, directory)

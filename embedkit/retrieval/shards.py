@@ -46,7 +46,7 @@ from embedkit.store.recipe import POST_FILE, Recipe
 if TYPE_CHECKING:
     from embedkit.store.fitted import FittedPost
 
-__all__ = ["IVFDATA_FILE", "ArraySource", "Filled", "Prepared", "VectorSource", "check_on_disk",
+__all__ = ["IVFDATA_FILE", "ArraySource", "Prepared", "VectorSource", "check_on_disk",
            "dedupe_rows", "fill_index", "folder_source", "train_sample_size"]
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def dedupe_rows(texts: list[str], ids: Sequence[str | int | None] | None,
 
 
 @dataclass
-class Filled:
+class _Filled:
     """What :func:`fill_index` kept: texts and ids by position, the search default chosen, the
     training vectors used, the seconds it took, and the on-disk lists file (or None)."""
 
@@ -146,7 +146,7 @@ def _train(index: Any, source: VectorSource, factory: str, train_size: int | Non
     return int(sample.shape[0])
 
 
-def _add_in_memory(index: Any, source: VectorSource, filled: Filled, probe: RowProbe | None,
+def _add_in_memory(index: Any, source: VectorSource, filled: _Filled, probe: RowProbe | None,
                    progress: bool) -> None:
     for n, (ids, texts, x) in enumerate(source.batches(), 1):
         first = len(filled.texts)
@@ -159,7 +159,7 @@ def _add_in_memory(index: Any, source: VectorSource, filled: Filled, probe: RowP
         logger.info("added batch %d (%d vectors in all)", n, index.ntotal)
 
 
-def _add_on_disk(index: Any, source: VectorSource, filled: Filled, work: Path,
+def _add_on_disk(index: Any, source: VectorSource, filled: _Filled, work: Path,
                  probe: RowProbe | None) -> Path:
     """Fill a copy of the trained index per batch, then merge their lists into on-disk ones
     (``faiss.contrib.ondisk.merge_ondisk``); returns the ``.ivfdata`` file."""
@@ -203,7 +203,7 @@ def check_on_disk(index: Any, factory: str) -> None:
 def fill_index(index: Any, source: VectorSource, factory: str, metric: str,
                transform: AffineMap | None, *, train_size: int | None = None, seed: int = 0,
                tune: bool = True, progress: bool = False,
-               on_disk: Path | None = None, lists_at: Path | None = None) -> Filled:
+               on_disk: Path | None = None, lists_at: Path | None = None) -> _Filled:
     """Train ``index`` (when it needs it) on a seeded sample of ``source``'s rows, add its
     batches (each text once: its first row), and, with ``tune``, choose the default
     ``nprobe`` / ``efSearch`` against exact search on a seeded sample of the rows.
@@ -214,7 +214,7 @@ def fill_index(index: Any, source: VectorSource, factory: str, metric: str,
     if on_disk is not None:
         check_on_disk(index, factory)
     start = time.perf_counter()
-    filled = Filled(trained_on=_train(index, source, factory, train_size, seed))
+    filled = _Filled(trained_on=_train(index, source, factory, train_size, seed))
     probe = None
     if tune and {"nprobe", "efSearch"} & tunable_parameters(index):
         probe = RowProbe(source.total_rows, source.rows, metric, transform, seed=seed)

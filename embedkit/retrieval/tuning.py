@@ -39,13 +39,13 @@ from embedkit.store.encode_folder import draw_rows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EF_SEARCH_CANDIDATES", "TARGET_RECALL", "TUNE_K", "TUNE_QUERIES", "RecallProbe",
+__all__ = ["TARGET_RECALL", "TUNE_QUERIES", "RecallProbe",
            "RowProbe", "search_defaults_of", "tune_defaults"]
 
 TARGET_RECALL = 0.95
-TUNE_K = 10
+_TUNE_K = 10
 TUNE_QUERIES = 200
-EF_SEARCH_CANDIDATES = (16, 32, 64, 128, 256, 512, 1024)
+_EF_SEARCH_CANDIDATES = (16, 32, 64, 128, 256, 512, 1024)
 _LARGER_IS_BETTER = {"cosine": True, "ip": True, "l2": False}
 
 
@@ -68,7 +68,7 @@ class RecallProbe:
     vectors are added to an index (labels in insertion order)."""
 
     def __init__(self, queries: np.ndarray, query_labels: np.ndarray, metric: str,
-                 transform: AffineMap | None, *, k: int = TUNE_K, seed: int = 0) -> None:
+                 transform: AffineMap | None, *, k: int = _TUNE_K, seed: int = 0) -> None:
         self.queries = np.ascontiguousarray(queries, dtype=np.float32)
         self.query_labels = np.asarray(query_labels, dtype=np.int64)
         self.metric, self.transform, self.k, self.seed = metric, transform, int(k), int(seed)
@@ -130,7 +130,7 @@ class RecallProbe:
             nlist = int(ivf_nlist(index) or 1)
             key, candidates = "nprobe", _powers_of_two(nlist)
         elif "efSearch" in names:
-            key, candidates = "ef_search", list(EF_SEARCH_CANDIDATES)
+            key, candidates = "ef_search", list(_EF_SEARCH_CANDIDATES)
         else:
             return None
         if self.queries.shape[0] == 0 or index.ntotal < 2:

@@ -58,11 +58,11 @@ from embedkit.aliases import StrPath
 logger = logging.getLogger(__name__)
 
 #: protocols that compute the same thing (C-MTEB's splits and max length)
-PROTOCOL_FAMILY = {"mteb": "cmteb"}
+_PROTOCOL_FAMILY = {"mteb": "cmteb"}
 #: what a stored score may be: a correlation as a fraction (records and mteb files alike)
-SCORE_RANGE = (-1.0, 1.0)
+_SCORE_RANGE = (-1.0, 1.0)
 #: how an encoder ran, kept in every cell's settings (shown by :func:`run_description`)
-RUN_KEYS = ("backend", "quantize", "dtype", "prompt", "query_prompt", "revision")
+_RUN_KEYS = ("backend", "quantize", "dtype", "prompt", "query_prompt", "revision")
 _FROM_MTEB = {name: task for task, (name, _) in CMTEB_TASKS.items()}
 
 
@@ -81,7 +81,7 @@ class Cell:
     @property
     def key(self) -> tuple[str, str | None]:
         """What must match for two cells to be comparable: protocol family and data."""
-        return PROTOCOL_FAMILY.get(self.protocol, self.protocol), self.data
+        return _PROTOCOL_FAMILY.get(self.protocol, self.protocol), self.data
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Average:
 
 @dataclass
 class Comparison:
-    """Entries x tasks for one metric and split, with flags set (:func:`flag_cells`);
+    """Entries x tasks for one metric and split, with flags set (:func:`_flag_cells`);
     ``skipped``: ``(input, why)`` for each input that gave no score."""
 
     metric: str
@@ -163,11 +163,11 @@ class Comparison:
 
 # -- reading ------------------------------------------------------------------------------------
 
-def canonical_task(name: str) -> str:
+def _canonical_task(name: str) -> str:
     """embedkit's task name for a C-MTEB one (``STSB`` -> ``STS-B``), local data's included
     (``STSB-local-1a2b3c4d`` -> ``STS-B``: the cell's data checksum tells them apart).
 
-    >>> canonical_task("STSB"), canonical_task("ATEC"), canonical_task("mine-local-0123abcd")
+    >>> _canonical_task("STSB"), _canonical_task("ATEC"), _canonical_task("mine-local-0123abcd")
     ('STS-B', 'ATEC', 'mine')
     """
     name = official_task_name(name)
@@ -183,20 +183,20 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def check_score(value: Any, path: str, where: str, *, undefined: bool = False) -> float:
+def _check_score(value: Any, path: str, where: str, *, undefined: bool = False) -> float:
     """``value`` as a score, or a :class:`DataError` naming ``path`` and the key ``where``: a
-    number (not a string, not a boolean), finite, within :data:`SCORE_RANGE`. ``undefined``:
+    number (not a string, not a boolean), finite, within :data:`_SCORE_RANGE`. ``undefined``:
     the record declares this score undefined (constant labels), so NaN or null are allowed
     (and read as NaN).
 
-    >>> check_score(0.5, "a.json", "x")
+    >>> _check_score(0.5, "a.json", "x")
     0.5
-    >>> check_score(1e300, "a.json", "results.cls.T.test.spearman")
+    >>> _check_score(1e300, "a.json", "results.cls.T.test.spearman")
     Traceback (most recent call last):
     ...
     embedkit.errors.DataError: a.json: results.cls.T.test.spearman is 1e+300: impossible for a correlation (files keep it as a fraction in [-1, 1], x 100 only when shown); fix or regenerate the file
     """
-    lo, hi = SCORE_RANGE
+    lo, hi = _SCORE_RANGE
     if undefined and (value is None or (isinstance(value, float) and math.isnan(value))):
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -227,7 +227,7 @@ def run_settings(settings: Mapping[str, Any], model: Mapping[str, Any] | None) -
     >>> run_settings({"backend": "onnx", "quantize": "int8", "prompt": ""}, None)
     {'backend': 'onnx', 'quantize': 'int8'}
     """
-    out = {k: settings.get(k) for k in RUN_KEYS if k != "revision"}
+    out = {k: settings.get(k) for k in _RUN_KEYS if k != "revision"}
     out["backend"] = out["backend"] or "torch"
     out["revision"] = run_revision(settings, model)
     return {k: v for k, v in out.items() if v not in (None, "", "none")}
@@ -252,7 +252,7 @@ def _bench_entries(path: str, rec: BenchRecord, metric: str, split: str) -> list
             s = by_split[split]
             if metric not in s:
                 continue
-            score = check_score(s[metric], path, f"results.{label}.{task}.{split}.{metric}",
+            score = _check_score(s[metric], path, f"results.{label}.{task}.{split}.{metric}",
                                 undefined=(label, task, split) in undefined)
             data = ((rec.get("data") or {}).get(task) or {}).get(split) or {}
             cfg = {"split": split, "max_length": lengths.get(task) if isinstance(
@@ -286,7 +286,7 @@ def _sweep_entries(path: str, rec: SweepRecord, metric: str, split: str) -> list
             for kind, suffix in kinds.items():
                 if not isinstance(res.get(kind), Mapping) or which not in res[kind]:
                     continue
-                score = check_score(res[kind][which], path,
+                score = _check_score(res[kind][which], path,
                                     f"results.{task}.{pooling}.{kind}.{which}")
                 label = f"{model.get('name', '?')} · {pooling}{suffix}"
                 entry = entries.setdefault(label, Entry(
@@ -302,7 +302,7 @@ def _sweep_entries(path: str, rec: SweepRecord, metric: str, split: str) -> list
 
 #: the SimCSE report's whitening rows when its record does not name them (records before
 #: ``settings.whiten``)
-SIMCSE_WHITEN = ("whiten:beta=1,gamma=1,k=all", "whiten:beta=1,gamma=1,k=256")
+_SIMCSE_WHITEN = ("whiten:beta=1,gamma=1,k=all", "whiten:beta=1,gamma=1,k=256")
 
 
 def is_simcse_report(rec: Mapping[str, Any]) -> bool:
@@ -321,7 +321,7 @@ def _simcse_entries(path: str, rec: Mapping[str, Any], metric: str, split: str) 
     the base model raw, whitened (two chains, fitted on the task) and after SimCSE on the task;
     each supervised run on its task. The report keeps no checksum of the test files: its cells'
     data is unknown, so they are flagged against a column that has one. A score left null
-    (not run) is absent; any other value is checked (:func:`check_score`)."""
+    (not run) is absent; any other value is checked (:func:`_check_score`)."""
     if metric != "spearman" or split != "test":
         return []  # the report scores Spearman on test only
     settings = _mapping(rec.get("settings"), path, "settings")
@@ -329,14 +329,14 @@ def _simcse_entries(path: str, rec: Mapping[str, Any], metric: str, split: str) 
     name = model.get("name", "?")
     base = mteb_model_name(model)[0]
     pooling = str(settings.get("pooling") or rec.get("pooling") or "?")
-    whiten = tuple(settings.get("whiten") or SIMCSE_WHITEN)
+    whiten = tuple(settings.get("whiten") or _SIMCSE_WHITEN)
     run = run_settings(settings, model)
     entries: dict[str, Entry] = {}
 
     def add(label: str, task: str, score: Any, where: str, **cfg: Any) -> None:
         if score is None:
             return
-        value = check_score(score, path, where)
+        value = _check_score(score, path, where)
         entry = entries.setdefault(label, Entry(label, path, "simcse", model=base))
         cfg = {"split": split, "pooling": pooling, **{k: v for k, v in cfg.items() if v}, **run}
         entry.cells[task] = Cell(value, "whitening", None, cfg, "embedkit", path)
@@ -356,11 +356,11 @@ def _simcse_entries(path: str, rec: Mapping[str, Any], metric: str, split: str) 
     return list(entries.values())
 
 
-def record_entries(path: str, rec: Mapping[str, Any], metric: str = "spearman",
+def _record_entries(path: str, rec: Mapping[str, Any], metric: str = "spearman",
                    split: str = "test") -> list[Entry]:
     """The entries of an embedkit record (bench: one per row; sweep: raw, classic and best
     whitening per pooling; SimCSE report: see :func:`_simcse_entries`); other kinds are a
-    :class:`ConfigError`, impossible scores a :class:`DataError` (:func:`check_score`)."""
+    :class:`ConfigError`, impossible scores a :class:`DataError` (:func:`_check_score`)."""
     kind = rec.get("kind") if isinstance(rec, Mapping) else None
     if kind == "bench":
         entries = _bench_entries(path, cast(BenchRecord, rec), metric, split)
@@ -414,7 +414,7 @@ def _mteb_cell(result: Mapping[str, Any], metric: str, split: str, meta: Mapping
     name = f"cosine_{metric}" if f"cosine_{metric}" in scores else metric
     if scores.get(name) is None:
         return None
-    value = check_score(scores[name], str(path), f"scores.{key}[{i}].{name}")
+    value = _check_score(scores[name], str(path), f"scores.{key}[{i}].{name}")
     ek = (run or {}).get("embedkit") or {}
     kwargs = meta.get("experiment_kwargs") or meta.get("loader_kwargs") or {}
     data = (ek.get("data") or {}).get(split, {}).get("sha256") if ek else None
@@ -460,11 +460,11 @@ def read_mteb_folder(root: StrPath, metric: str = "spearman", split: str = "test
             label = f"{meta.get('name', '?')}{' · ' + exp if exp else ''} [{cell.evaluator}]"
             entries[path.parent] = Entry(label, str(path.parent), "mteb",
                                          model=base_model_name(str(meta.get("name", ""))))
-        entries[path.parent].cells[canonical_task(str(result["task_name"]))] = cell
+        entries[path.parent].cells[_canonical_task(str(result["task_name"]))] = cell
     return list(entries.values())
 
 
-def flag_cells(entries: Sequence[Entry], tasks: Sequence[str]
+def _flag_cells(entries: Sequence[Entry], tasks: Sequence[str]
                ) -> dict[str, tuple[str, str | None]]:
     """Flag every cell whose protocol or data differ from its column's reference (the most
     common ``(protocol, data)``; ties: the first entry's). Returns the references."""
@@ -517,7 +517,7 @@ def compare_records(items: Iterable[tuple[str, Mapping[str, Any]]], metric: str 
     entries: list[Entry] = []
     left_out = list(skipped)
     for path, rec in items:
-        found = [e for e in record_entries(path, rec, metric, split) if e.cells]
+        found = [e for e in _record_entries(path, rec, metric, split) if e.cells]
         if not found:
             left_out.append((path, f"no {metric} scores on the {split} split"))
         entries += found
@@ -527,7 +527,7 @@ def compare_records(items: Iterable[tuple[str, Mapping[str, Any]]], metric: str 
     _unique_labels(entries)
     tasks = list(dict.fromkeys(t for e in entries for t in e.cells))
     cmp = Comparison(metric, split, tasks, entries, skipped=left_out)
-    cmp.reference = flag_cells(entries, tasks)
+    cmp.reference = _flag_cells(entries, tasks)
     return cmp
 
 

@@ -64,14 +64,14 @@ from embedkit.runs.record import (
 from embedkit.aliases import JSONDict, StrPath
 
 __all__ = ["DiagnoseOptions", "run_diagnose", "sweep_dimensions", "mean_present", "row_recall",
-           "RETRIEVAL_K", "STOP_TOLERANCE"]
+           "RETRIEVAL_K"]
 
 logger = logging.getLogger(__name__)
 
 #: the cut-off of the retrieval columns (recall@10)
 RETRIEVAL_K = 10
 #: Spearman drop (x 100: one point) within which a sweep's k counts as "not fallen yet"
-STOP_TOLERANCE = 0.01
+_STOP_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ def run_diagnose(encoder: SentenceEncoder | EncoderConfig | str | None,
                                              settings=settings, data=data,
                                              versions_extra=("matplotlib",)))
     record["rows"] = rows
-    record["summary"] = summarise(rows)
+    record["summary"] = _summarise(rows)
     record["sweep"] = sweep_dimensions(sweep, rows, options.sweep) if sweep else None
     record["plots"] = []
     record["timings"] = timings(enc, t0, **{f"seconds_{k}": round(v, 3)
@@ -236,7 +236,7 @@ def _diagnose_embeddings(options: DiagnoseOptions, sweep: dict[str, Any] | None,
                                              settings=settings, data=data,
                                              versions_extra=("matplotlib", "pyarrow")))
     record["model"] = {"name": r.model, "identity": r.model_identity, "path": r.model_path}
-    record["rows"], record["summary"], record["plots"] = rows, summarise(rows), []
+    record["rows"], record["summary"], record["plots"] = rows, _summarise(rows), []
     record["sweep"] = sweep_dimensions(sweep, rows, options.sweep) if sweep else None
     record["timings"] = timings(None, t0, **{f"seconds_{k}": round(v, 3)
                                              for k, v in run.seconds.items()})
@@ -432,7 +432,7 @@ def row_recall(row: dict[str, Any], which: str) -> float | None:
     return mean_present([r[which][f"recall@{RETRIEVAL_K}"] for r in row["retrieval"].values()])
 
 
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per row label: the mean of every column over the tasks, the mean Spearman (bench's
     ``avg``) and the mean recall@10 raw and with CSLS over the tasks that have it."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -470,7 +470,7 @@ def load_sweep(path: StrPath) -> dict[str, Any]:
     return record
 
 
-def stop_dimension(scores: dict[int, float], tolerance: float = STOP_TOLERANCE) -> int:
+def stop_dimension(scores: dict[int, float], tolerance: float = _STOP_TOLERANCE) -> int:
     """The smallest k from which Spearman stays within ``tolerance`` of its value at the
     largest k: ``min {k : score(k') >= score(k_max) - tolerance for every k' >= k}``.
 
@@ -513,4 +513,4 @@ def sweep_dimensions(sweep: dict[str, Any], rows: list[dict[str, Any]],
                                 "stop_dim": stop_dimension(curve)} if curve else None)
             entries.append(entry)
     return {"file": path, "report_on": sweep["settings"].get("report_on"),
-            "tolerance": STOP_TOLERANCE, "entries": entries}
+            "tolerance": _STOP_TOLERANCE, "entries": entries}

@@ -45,8 +45,8 @@ from embedkit.io.atomic import atomic_dir
 
 logger = logging.getLogger(__name__)
 
-RECIPE_FILE = "embedkit_distill.json"
-SIF_COEFFICIENT = 1e-4
+_RECIPE_FILE = "embedkit_distill.json"
+_SIF_COEFFICIENT = 1e-4
 _UNUSED = re.compile(r"^(\[unused\d+\]|<unused\d+>|\[unused_\d+\])$")
 
 
@@ -68,7 +68,7 @@ def _around(encoder: TokenizedEncoder) -> tuple[list[int], list[int]]:
     return list(empty[:n]), list(empty[n:])
 
 
-def token_vectors(encoder: TokenizedEncoder, ids: np.ndarray, pooling: Pooling,
+def _token_vectors(encoder: TokenizedEncoder, ids: np.ndarray, pooling: Pooling,
                   batch_size: int) -> np.ndarray:
     """The teacher's pooled output of each token alone (``[CLS] t [SEP]``), ``(len(ids), d)``."""
     encoder.check_pooling(pooling)
@@ -83,10 +83,10 @@ def token_vectors(encoder: TokenizedEncoder, ids: np.ndarray, pooling: Pooling,
     return out
 
 
-def sif_weights(n: int, coefficient: float = SIF_COEFFICIENT) -> np.ndarray:
+def _sif_weights(n: int, coefficient: float = _SIF_COEFFICIENT) -> np.ndarray:
     """model2vec's weights without counts: Zipf's law over ranks 1..n, then SIF.
 
-    >>> sif_weights(3).round(6).tolist()  # the most frequent token weighs least
+    >>> _sif_weights(3).round(6).tolist()  # the most frequent token weighs least
     [0.000217, 0.000325, 0.000433]
     """
     inv_rank = 1.0 / np.arange(2, n + 2)
@@ -125,7 +125,7 @@ def _reduce(vectors: np.ndarray, dim: int, post: str | None) -> tuple[np.ndarray
 
 def distill(config: EncoderConfig, dim: int, out: str | Path, *, post: str | None = None,
             pooling: str | None = None, batch_size: int = 256,
-            sif_coefficient: float | None = SIF_COEFFICIENT) -> dict[str, Any]:
+            sif_coefficient: float | None = _SIF_COEFFICIENT) -> dict[str, Any]:
     """Distil ``config``'s model into a StaticEmbedding folder at ``out`` (written atomically,
     replacing it whole) and return its recipe (also written as ``embedkit_distill.json``)."""
     if dim < 1:
@@ -140,11 +140,11 @@ def distill(config: EncoderConfig, dim: int, out: str | Path, *, post: str | Non
     if teacher.dim < dim:
         raise ConfigError(f"dim {dim} is more than the teacher's {teacher.dim} dimensions",
                           param="dim")
-    vectors = token_vectors(teacher, ids, pool, batch_size)
+    vectors = _token_vectors(teacher, ids, pool, batch_size)
     encode_s = time.perf_counter() - t0
     reduced, spec = _reduce(vectors, dim, post)
     if sif_coefficient is not None:
-        reduced *= sif_weights(len(ids), sif_coefficient)[:, None].astype(np.float32)
+        reduced *= _sif_weights(len(ids), sif_coefficient)[:, None].astype(np.float32)
     weights = np.zeros((rows, dim), np.float32)
     weights[ids] = reduced
     recipe = {"method": "model2vec (token outputs, embedkit post-processing, SIF weights)",
@@ -163,7 +163,7 @@ def distill(config: EncoderConfig, dim: int, out: str | Path, *, post: str | Non
     tokenizer.no_padding()     # and sentence-transformers keeps a saved one
     with atomic_dir(out) as tmp:
         write_static_folder(tmp, tokenizer, weights, normalize=True,
-                            json_files={RECIPE_FILE: recipe}, card=card)
+                            json_files={_RECIPE_FILE: recipe}, card=card)
     logger.info("distilled %s into %s (%d tokens x %d)", config.model, out, len(ids), dim)
     return {**recipe, "out": str(out), "seconds": round(time.perf_counter() - t0, 3)}
 

@@ -34,6 +34,9 @@ from embedkit.data.sources import CorpusSource, open_corpus
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.encoders.facts import ModelFacts
 from embedkit.errors import ConfigError
+from embedkit.runs.choices import ENGINES
+from embedkit.runs.encode_ray import ShardDone, ShardJob
+from embedkit.runs.record import run_record, timings
 from embedkit.postprocess import pipeline_learns, resolve_post
 from embedkit.provenance import library_versions
 from embedkit.runs.choices import ENGINES
@@ -55,17 +58,13 @@ from embedkit.store.fitted import FittedPost, is_none, prepare_post
 from embedkit.store.recipe import Recipe
 from embedkit.aliases import StrPath
 
-__all__ = ["ENGINES", "EncodeSettings", "ShardJob", "run_encode"]
+__all__ = ["ENGINES", "EncodeSettings", "run_encode"]
 
 logger = logging.getLogger(__name__)
 
 #: the manifest is rewritten at most this often while shards are written (and at the end)
 FLUSH_SECONDS = 5.0
 
-#: ``(shard index, first row, ids, texts)``
-ShardJob = tuple[int, int, list[str], list[str]]
-#: called with ``(shard index, first row, ids, texts, vectors)`` as each shard is encoded
-ShardDone = Callable[[int, int, list[str], list[str], np.ndarray], None]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ a pool of Ray Data actors that each hold the encoder.
 
 The driver reads the corpus (the same stable order as the local engine) and hands Ray the
 shards still to encode, a window at a time, one block per shard:
-``ray.data.from_arrow(blocks).map_batches(EmbedBatch, compute=ActorPoolStrategy(size=workers),
+``ray.data.from_arrow(blocks).map_batches(_EmbedBatch, compute=ActorPoolStrategy(size=workers),
 num_cpus=1, batch_size=None)`` (``concurrency=workers`` where ``ActorPoolStrategy`` is absent). Each actor builds the encoder from the :class:`EncoderConfig` once and
 encodes a whole shard per call (so its batches, and its vectors, are the local engine's); the
 driver writes each shard and the manifest as the vectors come back, so names, sha256 and the
@@ -12,7 +12,7 @@ else a local Ray started for the run (``ray.init(num_cpus=...)``), or the one al
 
 Ray is optional (``pip install 'embedkit[ray]'``); this module imports it only when it runs.
 
->>> ray_missing_message()
+>>> _ray_missing_message()
 "the ray engine needs Ray Data; install it with `pip install 'embedkit[ray]'`"
 """
 
@@ -31,18 +31,20 @@ from embedkit.data.sources import require_pyarrow
 from embedkit.encoders import EncoderConfig
 from embedkit.errors import ConfigError
 
-__all__ = ["EmbedBatch", "RayRun", "WINDOW_ROWS", "encode_ray", "import_ray", "ray_missing_message"]
+__all__ = ["RayRun", "ShardDone", "ShardJob", "encode_ray", "import_ray"]
 
 logger = logging.getLogger(__name__)
 
-#: rows handed to Ray at once (at least one shard): bounds the driver's memory
-WINDOW_ROWS = 200_000
-
+#: ``(shard index, first row, ids, texts)``: one shard to encode, local or on Ray
 ShardJob = tuple[int, int, list[str], list[str]]
+#: called with ``(shard index, first row, ids, texts, vectors)`` as each shard is encoded
 ShardDone = Callable[[int, int, list[str], list[str], np.ndarray], None]
 
+#: rows handed to Ray at once (at least one shard): bounds the driver's memory
+_WINDOW_ROWS = 200_000
 
-def ray_missing_message() -> str:
+
+def _ray_missing_message() -> str:
     return "the ray engine needs Ray Data; install it with `pip install 'embedkit[ray]'`"
 
 
@@ -52,7 +54,7 @@ def import_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise ConfigError(ray_missing_message(), param="engine") from None
+        raise ConfigError(_ray_missing_message(), param="engine") from None
     return ray
 
 
@@ -70,7 +72,7 @@ class RayRun:
     address: str | None = None
 
 
-class EmbedBatch:
+class _EmbedBatch:
     """A Ray Data callable class: builds the encoder once per actor, encodes a batch of rows
     (``shard``, ``pos``, ``text``) into ``embedding`` (and the encoder's ``identity``)."""
 
@@ -167,7 +169,7 @@ def _run_window(ray: Any, window: list[ShardJob], done: ShardDone, run: RayRun) 
     parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {i: [] for i in jobs}
     have = dict.fromkeys(jobs, 0)
     ds = ray.data.from_arrow(_blocks(window)).map_batches(
-        EmbedBatch, fn_constructor_args=(run,), batch_size=None,
+        _EmbedBatch, fn_constructor_args=(run,), batch_size=None,
         num_cpus=1, batch_format="numpy", **_pool(ray, min(int(run.workers), len(window))))
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         got = {str(v) for v in batch["identity"]}
@@ -188,7 +190,7 @@ def _run_window(ray: Any, window: list[ShardJob], done: ShardDone, run: RayRun) 
 
 
 def encode_ray(run: RayRun, jobs: Iterator[ShardJob], done: ShardDone, *,
-               window_rows: int = WINDOW_ROWS) -> None:
+               window_rows: int = _WINDOW_ROWS) -> None:
     """Encode every job (``(shard, first row, ids, texts)``) on Ray as ``run`` says;
     ``done(...)`` is called on the driver with each shard's vectors."""
     ray = import_ray()

@@ -64,11 +64,9 @@ __all__ = [
     "COST_MAX_LENGTH",
     "DEFAULT_FACTORIES",
     "TARGET_RECALL",
-    "TARGET_SPEEDUP",
     "CostOptions",
     "IndexEvalOptions",
     "QualityOptions",
-    "cost_eval",
     "label_threshold",
     "quality_eval",
     "run_index_eval",
@@ -78,7 +76,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_FACTORIES = ("Flat", "IVF1024,Flat", "HNSW32", "IVF1024,PQ64")
 TARGET_RECALL = 0.95
-TARGET_SPEEDUP = 5.0
+_TARGET_SPEEDUP = 5.0
 #: max length of the cost corpus under a protocol that takes each task's own (one corpus holds
 #: sentences of several tasks)
 COST_MAX_LENGTH = 64
@@ -297,7 +295,7 @@ def _scored_rows(sp: _Split, opts: IndexEvalOptions, head: dict[str, Any],
     return [row, {**row, **plain(res["csls"]), "row": f"{row['row']} + csls", "rerank": "csls"}]
 
 
-def check_before_encoding(enc: SentenceEncoder, options: IndexEvalOptions) -> None:
+def _check_before_encoding(enc: SentenceEncoder, options: IndexEvalOptions) -> None:
     """Every setting that can be checked once the encoder is built (its ``dim``), before any
     encoding: each quality task's splits, each post value against d, and each cost factory
     on the dimension the cost post leaves (:func:`check_index_settings`)."""
@@ -335,7 +333,7 @@ def quality_eval(
     return _per_query_files(rows, opts.quality.predictions), data_record
 
 
-def index_quality_eval(encoder: SentenceEncoder | EncoderConfig | None, options: IndexEvalOptions
+def _index_quality_eval(encoder: SentenceEncoder | EncoderConfig | None, options: IndexEvalOptions
                        ) -> tuple[list[dict[str, Any]], dict[str, Any], SentenceEncoder]:
     """The quality rows of an index folder already built (``quality.index_dir``) on retrieval
     tasks read from files: its recipe's encoder encodes the queries, its own transform and
@@ -396,7 +394,7 @@ def _mark_targets(rows: list[dict[str, Any]], k: int) -> dict[str, Any] | None:
         r["speedup"] = r["qps_batch"] / flat["qps_batch"] if flat["qps_batch"] else None
         r["meets_target"] = bool(
             r is not flat and r[key] >= TARGET_RECALL
-            and r["speedup"] is not None and r["speedup"] >= TARGET_SPEEDUP)
+            and r["speedup"] is not None and r["speedup"] >= _TARGET_SPEEDUP)
     meeting = [r for r in rows if r["meets_target"]]
     if not meeting:
         return None
@@ -405,7 +403,7 @@ def _mark_targets(rows: list[dict[str, Any]], k: int) -> dict[str, Any] | None:
             "qps_batch": best["qps_batch"], "speedup": best["speedup"]}
 
 
-def cost_eval(encoder: SentenceEncoder | EncoderConfig, options: IndexEvalOptions
+def _cost_eval(encoder: SentenceEncoder | EncoderConfig, options: IndexEvalOptions
               ) -> dict[str, Any]:
     """``{"rows": [...], "best": ..., "flat_qps_batch", "n_corpus", "n_queries", "data", ...}``.
 
@@ -438,7 +436,7 @@ def cost_eval(encoder: SentenceEncoder | EncoderConfig, options: IndexEvalOption
     return {
         "rows": rows,
         "best": _mark_targets(rows, k),
-        "target": {"recall": TARGET_RECALL, "speedup": TARGET_SPEEDUP, "k": k},
+        "target": {"recall": TARGET_RECALL, "speedup": _TARGET_SPEEDUP, "k": k},
         "flat_qps_batch": rows[0]["qps_batch"],
         "n_corpus": len(texts),
         "n_queries": nq,
@@ -484,7 +482,7 @@ def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: Inde
     enc = as_encoder(encoder)
     pooling = Pooling(options.pooling or enc.default_pooling)
     options = replace(options, pooling=pooling)
-    check_before_encoding(enc, options)
+    _check_before_encoding(enc, options)
     with faiss_thread_count(options.faiss_threads) as threads:
         record = cast(IndexEvalRecord, run_record(
             "index-eval", command=command, encoder=enc,
@@ -493,7 +491,7 @@ def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: Inde
         if options.quality.tasks:
             record["quality"], record["data"]["quality"] = quality_eval(enc, options)
         if options.cost.corpus_tasks:
-            cost = cost_eval(enc, options)
+            cost = _cost_eval(enc, options)
             record["data"]["cost"] = cost.pop("data")
             record["cost"] = cost
     refresh_data_source(record)
@@ -512,7 +510,7 @@ def _run_on_index(encoder: Any, options: IndexEvalOptions, command: str | None,
                           param="post")
     cfg = encoder if isinstance(encoder, EncoderConfig) else None
     with faiss_thread_count(options.faiss_threads) as threads:
-        rows, data, enc = index_quality_eval(cfg, options)
+        rows, data, enc = _index_quality_eval(cfg, options)
         pooling = Pooling(rows[0]["pooling"]) if rows else Pooling(enc.default_pooling)
         settings = {**_settings(options, pooling, threads), "index": options.quality.index_dir}
         record = cast(IndexEvalRecord, run_record("index-eval", command=command, encoder=enc,

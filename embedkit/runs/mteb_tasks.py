@@ -16,7 +16,7 @@ line), then among mteb's (``mteb.get_task``); an unknown name is a one-line
 
 **Data.** mteb loads a task's data from the Hugging Face hub, or from the ``datasets`` cache
 (``HF_DATASETS_CACHE``, ``HF_HOME``) where a run with network access left it. Before loading,
-the hub is probed (a TCP connection, :data:`PROBE_SECONDS`); when it cannot be reached,
+the hub is probed (a TCP connection, :data:`_PROBE_SECONDS`); when it cannot be reached,
 ``datasets`` and ``huggingface_hub`` are put in offline mode for the load (cached data still
 loads, at once) instead of retrying for half a minute, and a task whose data is not cached is
 a one-line :class:`DataError` naming the task and what to do.
@@ -42,6 +42,7 @@ from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encode
 from embedkit.errors import ConfigError, DataError
 from embedkit.integrations.mteb import MtebEncoder, evaluate_local
 from embedkit.postprocess import check_chain_files, describe_post, pipeline_learns, resolve_post
+from embedkit.postprocess.spec import PostOptions
 from embedkit.aliases import JSONDict, StrPath
 
 if TYPE_CHECKING:
@@ -54,17 +55,17 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError("embedkit.runs.mteb_tasks needs mteb 2.x: "
                       "pip install 'embedkit[mteb]'") from exc
 
-__all__ = ["PROBE_SECONDS", "get_mteb_tasks", "load_task_data", "register_mteb_task",
-           "run_mteb_tasks", "task_summary", "task_texts"]
+__all__ = ["get_mteb_tasks", "load_task_data", "register_mteb_task",
+           "run_mteb_tasks", "task_texts"]
 
 log = logging.getLogger(__name__)
 
 #: how long the hub probe waits for a connection before the load runs offline
-PROBE_SECONDS = 3.0
+_PROBE_SECONDS = 3.0
 #: tasks of one's own by name (see :func:`register_mteb_task`)
 REGISTERED: dict[str, Callable[[], Any]] = {}
 #: the columns whose strings are a task's texts (what ``fit_on="task"`` fits on)
-TEXT_COLUMNS = ("text", "sentence1", "sentence2", "sentences", "query", "positive", "negative")
+_TEXT_COLUMNS = ("text", "sentence1", "sentence2", "sentences", "query", "positive", "negative")
 
 
 def register_mteb_task(task: Any) -> str:
@@ -137,7 +138,7 @@ def _mteb_task(name: str) -> Any:
     raise ConfigError(f"no mteb task {name!r} ({len(names)} known); {hint}", param="mteb_tasks")
 
 
-def hub_reachable(timeout: float = PROBE_SECONDS) -> bool:
+def hub_reachable(timeout: float = _PROBE_SECONDS) -> bool:
     """True when the Hugging Face endpoint (``HF_ENDPOINT``) accepts a TCP connection within
     ``timeout`` seconds; False at once when ``HF_HUB_OFFLINE`` is set."""
     from huggingface_hub import constants
@@ -210,7 +211,7 @@ def load_task_data(task: Any, *, online: bool | None = None) -> None:
 
 
 def task_texts(task: Any) -> list[str]:
-    """Every text of a loaded task (its :data:`TEXT_COLUMNS`, every subset and split, a
+    """Every text of a loaded task (its :data:`_TEXT_COLUMNS`, every subset and split, a
     retrieval task's queries and corpus, titles joined as mteb joins them), first occurrence
     order: what ``fit_on="task"`` fits a chain on."""
     texts: dict[str, None] = {}
@@ -218,7 +219,7 @@ def task_texts(task: Any) -> list[str]:
     def walk(node: Any) -> None:
         columns = None if isinstance(node, Mapping) else getattr(node, "column_names", None)
         if columns is not None:  # a datasets.Dataset
-            for col in (c for c in TEXT_COLUMNS if c in columns):
+            for col in (c for c in _TEXT_COLUMNS if c in columns):
                 if col == "text" and "title" in columns:
                     values = [f"{t} {x}".strip()
                               for t, x in zip(node["title"], node["text"], strict=True)]
@@ -236,7 +237,7 @@ def task_texts(task: Any) -> list[str]:
     return list(texts)
 
 
-def task_summary(result: Any, task: Any) -> dict[str, Any]:
+def _task_summary(result: Any, task: Any) -> dict[str, Any]:
     """A TaskResult as the bench record keeps it: ``main_score`` (mteb's ``get_score()``),
     ``main_metric``, ``type``, ``dataset_revision``, ``splits`` (per split, per subset, every
     score mteb reports) and ``main_score_by_split``."""
@@ -286,8 +287,8 @@ def _row_models(enc: SentenceEncoder, pools: list[Pooling], pipes: list[tuple[st
 
 def run_mteb_tasks(encoder: SentenceEncoder | EncoderConfig | str,
                    poolings: Sequence[str] | None, tasks: Sequence[str | Any], *,
-                   record: BenchRecord | None = None, post: Sequence[str] = (),
-                   fit_on: str = "task", fit_unique: bool = False, force: bool = False,
+                   record: BenchRecord | None = None,
+                   post: Sequence[str] | PostOptions = (),
                    max_length: int | None = None, data: DataOptions | None = None,
                    cache_path: StrPath | None = None,
                    command: str | None = None) -> BenchRecord:
@@ -295,23 +296,26 @@ def run_mteb_tasks(encoder: SentenceEncoder | EncoderConfig | str,
     into ``record`` (a bench record, e.g. :func:`~embedkit.runs.bench.run_bench`'s) under
     ``mteb``, or into a new bench record with no STS task. ``tasks``: names or task objects
     (:func:`get_mteb_tasks`); ``max_length`` default the model's own (as mteb runs a model);
-    ``fit_on``: ``task`` (the mteb task's texts) or a file / ``TASK[:SPLIT]`` of embedkit's;
+    ``post``: chains, or a :class:`~embedkit.postprocess.spec.PostOptions` whose ``fit_on`` is
+    ``task`` (the mteb task's texts) or a file / ``TASK[:SPLIT]`` of embedkit's;
     ``cache_path``: mteb's ``ResultCache`` folder, where mteb writes its TaskResult files."""
     t_start = time.perf_counter()
     data = data or DataOptions()
     mteb_tasks = get_mteb_tasks(tasks)
-    pipes = [(describe_post(p), p) for p in (resolve_post(c) for c in post)]
+    posts = post if isinstance(post, PostOptions) else PostOptions(chains=tuple(post))
+    fit_on = posts.fit_on
+    pipes = [(describe_post(p), p) for p in (resolve_post(c) for c in posts.chains)]
     enc = as_encoder(encoder)
     pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ()))) or [enc.default_pooling]
     post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools,
-                                   force=force)
+                                   force=posts.force)
     length = int(max_length or enc.model_max_length())
     section: dict[str, Any] = {"tasks": {}, "results": {}, "fit": {}, "model_names": {},
                                "max_length": length, "fit_on": fit_on if pipes else None}
     for task in mteb_tasks:
         load_task_data(task)
         name = str(task.metadata.name)
-        fit = _fit_sentences(task, fit_on, data, fit_unique) if pipes else None
+        fit = _fit_sentences(task, fit_on, data, posts.fit_unique) if pipes else None
         if fit is not None:
             section["fit"][name] = fit.record()
         section["tasks"][name] = {"type": str(task.metadata.type),
@@ -322,7 +326,7 @@ def run_mteb_tasks(encoder: SentenceEncoder | EncoderConfig | str,
             with _quiet_datasets():
                 result = evaluate_local(model, [task], cache_path=cache_path,
                                         overwrite_strategy="always").task_results[0]
-            section["results"].setdefault(label, {})[name] = task_summary(result, task)
+            section["results"].setdefault(label, {})[name] = _task_summary(result, task)
             section["model_names"][label] = str(model.mteb_model_meta.name)
     return _with_section(record, section, enc, pools, pipes, post_files, command, t_start)
 

@@ -32,7 +32,7 @@ from embedkit.postprocess import RunningMoments, WhiteningFamily
 __all__ = ["PairExtras", "load_selection", "score_extras", "selection_split",
            "setting_classification"]
 
-Embed = Callable[[list[str]], np.ndarray]
+_Embed = Callable[[list[str]], np.ndarray]
 Transform = Callable[[np.ndarray], np.ndarray]
 
 
@@ -81,7 +81,7 @@ def load_selection(spec: TaskSpec, splits: list[str], extras: PairExtras,
     return out
 
 
-def _sides(embed: Embed, s: PairSplit, transform: Transform | None
+def _sides(embed: _Embed, s: PairSplit, transform: Transform | None
            ) -> tuple[np.ndarray, np.ndarray]:
     e1, e2 = embed(s.sentences1), embed(s.sentences2)
     return (transform(e1), transform(e2)) if transform is not None else (e1, e2)
@@ -102,8 +102,8 @@ def _classify(e: tuple[np.ndarray, np.ndarray], labels: np.ndarray, sel: PairSpl
     return out
 
 
-def score_extras(splits: dict[str, PairSplit], embed: Embed, transform: Transform | None,
-                 selection: dict[str, PairSplit], sel_embed: Embed | None,
+def score_extras(splits: dict[str, PairSplit], embed: _Embed, transform: Transform | None,
+                 selection: dict[str, PairSplit], sel_embed: _Embed | None,
                  extras: PairExtras) -> dict[str, dict[str, Any]]:
     """Per evaluated split: ``classification`` and/or ``ci`` (see the module)."""
     out: dict[str, dict[str, Any]] = {}

@@ -15,7 +15,7 @@ count and the Spearman recomputed from the file's columns.
 >>> s = PairSplit("T", "test", "-", "", ["a", "b", "c"], ["a", "x", "y"], np.array([2.0, 0, 1]))
 >>> vec = {"a": [1.0, 0.0], "b": [0.0, 1.0], "c": [1.0, 1.0], "x": [1.0, 0.2], "y": [1.0, 0.1]}
 >>> embed = lambda texts: np.array([vec[t] for t in texts])
->>> cols = pair_columns(s, embed(s.sentences1), embed(s.sentences2))
+>>> cols = _pair_columns(s, embed(s.sentences1), embed(s.sentences2))
 >>> [round(c, 3) for c in cols["cosine"]], cols["cosine_rank"]
 ([1.0, 0.196, 0.774], [3.0, 1.0, 2.0])
 >>> path = write_columns(cols, tempfile.mkdtemp() + "/T/test", fmt="jsonl")
@@ -57,7 +57,7 @@ def has_pyarrow() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
-def pair_columns(split: PairSplit, emb1: np.ndarray, emb2: np.ndarray) -> dict[str, list]:
+def _pair_columns(split: PairSplit, emb1: np.ndarray, emb2: np.ndarray) -> dict[str, list]:
     """The prediction columns of one split from its two sides' (transformed) vectors."""
     cos = cosine_scores(emb1, emb2)
     labels = np.asarray(split.labels, dtype=np.float64)
@@ -135,7 +135,7 @@ def write_predictions(out_dir: StrPath, evaluator: STSEvaluator,
             e1, e2 = embed(d.sentences1), embed(d.sentences2)
             if t is not None:
                 e1, e2 = t(e1), t(e2)
-            cols = pair_columns(d, e1, e2)
+            cols = _pair_columns(d, e1, e2)
             path = write_columns(cols, Path(out_dir) / row_folder(label) / spec.name / split,
                                  fmt=fmt)
             out[spec.name][split] = {"path": str(path), "n_pairs": d.n_pairs,

@@ -133,22 +133,22 @@ def run_record(kind: str, *, command: str | None, encoder: SentenceEncoder | Non
         "settings": {**dict(settings), **{k: v for k, v in run.items() if k not in settings}},
         "data": dict(data),
         "data_source": dict(source) if source is not None else data_source(
-            split_sources(data), settings.get("data_dir") or None),
+            _split_sources(data), settings.get("data_dir") or None),
     }
 
 
-def split_sources(data: Any) -> list[str]:
+def _split_sources(data: Any) -> list[str]:
     """Every split's ``source`` (a file path or ``hub:...``) anywhere in a record's ``data``
     (a split summary is a mapping with ``source`` and ``n_pairs``).
 
-    >>> split_sources({"T": {"test": {"source": "/d/t.tsv", "n_pairs": 3}, "fit": {"on": "x"}}})
+    >>> _split_sources({"T": {"test": {"source": "/d/t.tsv", "n_pairs": 3}, "fit": {"on": "x"}}})
     ['/d/t.tsv']
     """
     if isinstance(data, Mapping):
         found = [data["source"]] if isinstance(data.get("source"), str) and "n_pairs" in data else []
-        return found + [s for v in data.values() for s in split_sources(v)]
+        return found + [s for v in data.values() for s in _split_sources(v)]
     if isinstance(data, list | tuple):
-        return [s for v in data for s in split_sources(v)]
+        return [s for v in data for s in _split_sources(v)]
     return []
 
 
@@ -167,7 +167,7 @@ def refresh_data_source(record: RunRecord) -> None:
     """Recompute ``record["data_source"]`` after the runner filled ``record["data"]``."""
     from embedkit.data import data_source
 
-    record["data_source"] = data_source(split_sources(record.get("data")),
+    record["data_source"] = data_source(_split_sources(record.get("data")),
                                         (record.get("settings") or {}).get("data_dir") or None)
 
 

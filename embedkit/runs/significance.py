@@ -20,13 +20,13 @@ from embedkit.evaluation.metrics import spearman
 from embedkit.runs.predictions import read_predictions
 from embedkit.aliases import StrPath
 
-__all__ = ["SUFFIXES", "compare_predictions", "matched_files"]
+__all__ = ["SUFFIXES", "compare_predictions"]
 
 #: the predictions file formats, by suffix
 SUFFIXES = (".jsonl", ".parquet")
 
 
-def matched_files(a: StrPath, b: StrPath) -> list[tuple[str, Path, Path]]:
+def _matched_files(a: StrPath, b: StrPath) -> list[tuple[str, Path, Path]]:
     """``(task/split, file of a, file of b)`` for every predictions file the two share."""
     pa, pb = Path(a), Path(b)
     for p in (pa, pb):
@@ -65,7 +65,7 @@ def compare_predictions(a: StrPath, b: StrPath, *, n_resamples: int = 1000,
     """One result per shared task/split: both Spearman values, the difference a - b, its
     interval, p-value and ``significant``."""
     out = []
-    for name, fa, fb in matched_files(a, b):
+    for name, fa, fb in _matched_files(a, b):
         ia, ya, xa = _columns(fa)
         ib, yb, xb = _columns(fb)
         if not (np.array_equal(ia, ib) and np.array_equal(ya, yb)):

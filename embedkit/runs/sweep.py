@@ -9,7 +9,7 @@ chosen on ``select_on`` (valid) and reported on ``report_on`` (test), beside the
 the classic ``beta = gamma = 1, k = all``.
 
 >>> opts = SweepOptions(beta=(1.0,), gamma=(0.5, 1.0), k=(64, "all"))
->>> opts.n_settings, setting_label(1.0, 0.5, "all")
+>>> opts.n_settings, _setting_label(1.0, 0.5, "all")
 (4, 'whiten:beta=1,gamma=0.5,k=all')
 """
 
@@ -56,10 +56,9 @@ __all__ = [
     "SweepOptions",
     "run_sweep",
     "sweep_vectors",
-    "setting_label",
 ]
 
-CLASSIC = (1.0, 1.0, "all")
+_CLASSIC = (1.0, 1.0, "all")
 #: rows of vectors added to the moments at a time (bounds memory whatever the repeats)
 _CHUNK = 8192
 
@@ -134,7 +133,7 @@ class SweepOptions:
         return self.select_on != self.report_on
 
 
-def setting_label(beta: float, gamma: float, k: int | str) -> str:
+def _setting_label(beta: float, gamma: float, k: int | str) -> str:
     """The post-processing spec of a setting: ``whiten:beta=1,gamma=0.5,k=256``."""
     return f"whiten:beta={_num(beta)},gamma={_num(gamma)},k={k}"
 
@@ -151,7 +150,7 @@ def _setting(beta: float, gamma: float, k: int | str, k_dim: int,
     quant = opts.quantizer()
     return {"beta": float(beta), "gamma": float(gamma), "k": k, "k_dim": k_dim,
             "bytes_per_vector": 4 * k_dim if quant is None else quant.bytes_for(k_dim),
-            "post": setting_label(beta, gamma, k) + (f",{opts.quantize}" if quant else ""),
+            "post": _setting_label(beta, gamma, k) + (f",{opts.quantize}" if quant else ""),
             "select": float(scores[opts.select_on][at]),
             "report": float(scores[opts.report_on][at])}
 
@@ -201,10 +200,10 @@ def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: Swe
         scores = _grid_scores(fam, opts.gamma, k_dims, wanted, opts, fit_x)
         settings += [_setting(beta, gamma, k, k_dims[ki], scores, (gi, ki), opts)
                      for gi, gamma in enumerate(opts.gamma) for ki, k in enumerate(kept)]
-    classic = next((s for s in settings if (s["beta"], s["gamma"], s["k"]) == CLASSIC), None)
+    classic = next((s for s in settings if (s["beta"], s["gamma"], s["k"]) == _CLASSIC), None)
     if classic is None and distinct < d:  # cannot be meaningful: not scored
         classic = {"beta": 1.0, "gamma": 1.0, "k": "all", "k_dim": d,
-                   "post": setting_label(1.0, 1.0, "all"), "select": math.nan,
+                   "post": _setting_label(1.0, 1.0, "all"), "select": math.nan,
                    "report": math.nan,
                    "note": f"not scored: {distinct} distinct fit vectors < d={d}"}
     elif classic is None:
@@ -249,7 +248,7 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
     enc = as_encoder(encoder)
     pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ()))) or [enc.default_pooling]
     specs = _task_specs(tasks, opts)
-    check_grid_k(opts.k, int(enc.dim or 0))  # before any encoding
+    _check_grid_k(opts.k, int(enc.dim or 0))  # before any encoding
     proto = get_protocol(protocol)
     max_lengths = {s.name: proto.max_length(s, enc.model_max_length(), max_length)
                    for s in specs}
@@ -286,13 +285,13 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
     return record
 
 
-def check_grid_k(ks: Sequence[int | str], d: int, distinct: int | None = None) -> None:
+def _check_grid_k(ks: Sequence[int | str], d: int, distinct: int | None = None) -> None:
     """Refuse, before any encoding, a grid whose every k exceeds the dimension ``d``, or
     whose largest kept k exceeds the ``distinct`` fit sentences (their vectors span at most
     that many directions); ``d`` 0: unknown, not checked.
 
-    >>> check_grid_k([64, "all"], 32)
-    >>> check_grid_k([64, 128], 32)
+    >>> _check_grid_k([64, "all"], 32)
+    >>> _check_grid_k([64, 128], 32)
     Traceback (most recent call last):
     embedkit.errors.ConfigError: every k value is larger than the dimension d=32; use k <= 32 or all
     """
@@ -335,7 +334,7 @@ def _sweep_task(spec: TaskSpec, enc: SentenceEncoder, pools: list[Pooling], opts
     if not fit.sentences:
         raise ConfigError(f"fit_on {opts.post.fit_on}: no sentences to fit on for {spec.name}",
                           param="fit_on")
-    check_grid_k(opts.k, int(enc.dim or 0), len(set(fit.sentences)))  # before encoding
+    _check_grid_k(opts.k, int(enc.dim or 0), len(set(fit.sentences)))  # before encoding
     record: dict[str, Any] = {**split_summary(splits), "fit": fit.record()}
     counts: dict[str, int] = {}
     for s in fit.sentences:

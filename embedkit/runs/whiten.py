@@ -3,14 +3,14 @@
 One runner over a source of vector batches, ``partial_fit`` per batch (float64 moments: memory
 O(d^2) plus one batch, whatever the number of rows):
 
-- :class:`SentenceSource`: an encoder over the sentences chosen by
+- :class:`_SentenceSource`: an encoder over the sentences chosen by
   :func:`~embedkit.data.selection.collect_fit_sentences` (``TASK``, ``TASK:SPLIT``, several, or a
   file), encoded in chunks of distinct sentences;
-- :class:`FolderSource`: an encode folder's shards (its ``embeddings`` argument); the model,
+- :class:`_FolderSource`: an encode folder's shards (its ``embeddings`` argument); the model,
   pooling and max length come from its recipe, so the map's metadata names what the vectors
   were made with and an index or a search checks it as usual.
 
-:func:`fit_source` fits; :func:`whitening_metadata` records how; :func:`export_whitening` writes
+:func:`_fit_source` fits; :func:`_whitening_metadata` records how; :func:`_export_whitening` writes
 safetensors / npz / FAISS (:func:`~embedkit.postprocess.save_transform`, the FAISS metadata in
 ``OUT.json`` beside it) or a sentence-transformers folder
 (:func:`~embedkit.encoders.st_folder.save_st_folder`). :func:`run_whiten` does all of it.
@@ -18,8 +18,8 @@ safetensors / npz / FAISS (:func:`~embedkit.postprocess.save_transform`, the FAI
 >>> export_format("w.npz", None), export_format("model", "sentence-transformers")
 ('npz', 'sentence-transformers')
 >>> x = np.random.default_rng(0).normal(size=(200, 4))
->>> w = fit_blocks([x[:50], x[50:]])
->>> bool(np.allclose(w.kernel_, fit_blocks([x]).kernel_))
+>>> w = _fit_blocks([x[:50], x[50:]])
+>>> bool(np.allclose(w.kernel_, _fit_blocks([x]).kernel_))
 True
 """
 
@@ -38,7 +38,7 @@ from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.encoders.model_card import CardInfo, card_name, read_base_license, render_model_card
 from embedkit.encoders.models import hub_id
-from embedkit.encoders.st_folder import save_st_folder, st_pooling_mode
+from embedkit.encoders.st_folder import STFolderSettings, save_st_folder, st_pooling_mode
 from embedkit.errors import ConfigError
 from embedkit.evaluation import get_protocol
 from embedkit.postprocess import (
@@ -56,15 +56,14 @@ from embedkit.runs.bench import DataOptions
 from embedkit.store.encode_folder import EncodeFolder
 from embedkit.aliases import StrPath
 
-__all__ = ["EXPORT_FORMATS", "FIT_CHUNK", "WhitenSettings", "WhitenResult", "VectorSource",
-           "SentenceSource", "FolderSource", "run_whiten", "fit_source", "fit_blocks",
-           "fit_whitening", "fit_whitening_shards", "whitening_metadata", "export_whitening",
-           "export_format", "whitening_card"]
+__all__ = ["WhitenSettings", "VectorSource", "run_whiten",
+           "fit_whitening", "fit_whitening_shards",
+           "export_format"]
 
-EXPORT_FORMATS = ("safetensors", "npz", "sentence-transformers", "faiss")
+_EXPORT_FORMATS = ("safetensors", "npz", "sentence-transformers", "faiss")
 #: Rows (distinct sentences, or an encode folder's rows) per partial fit (bounds memory whatever
 #: the data size).
-FIT_CHUNK = 8192
+_FIT_CHUNK = 8192
 _SUFFIX_FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".faiss": "faiss"}
 
 
@@ -138,7 +137,7 @@ class VectorSource(Protocol):
 
 
 @dataclass(frozen=True)
-class SentenceSource:
+class _SentenceSource:
     """An encoder over the fit sentences: distinct sentences are encoded ``chunk`` at a time and
     their rows repeated by their counts (every occurrence counts; pass unique sentences for
     unique fitting), so each sentence is encoded once."""
@@ -147,7 +146,7 @@ class SentenceSource:
     pooling: Pooling
     fit: FitSentences
     max_length: int = 64
-    chunk: int = FIT_CHUNK
+    chunk: int = _FIT_CHUNK
     param: ClassVar[str] = "fit_on"
     what: ClassVar[str] = "sentences"
     dim_of: ClassVar[str] = "the model's dimension"
@@ -192,20 +191,20 @@ class SentenceSource:
 
 
 @dataclass(frozen=True)
-class FolderSource:
+class _FolderSource:
     """An encode folder's vectors, a shard at a time in ``chunk`` rows (``unique``: a text's
     repeats after its first row left out); model, pooling and max length from its recipe."""
 
     folder: EncodeFolder
     unique: bool = False
-    chunk: int = FIT_CHUNK
+    chunk: int = _FIT_CHUNK
     param: ClassVar[str] = "embeddings"
     what: ClassVar[str] = "vectors"
     dim_of: ClassVar[str] = "the vectors' dimension"
 
     @classmethod
     def open(cls, embeddings: StrPath | EncodeFolder,
-             settings: WhitenSettings | None = None) -> FolderSource:
+             settings: WhitenSettings | None = None) -> _FolderSource:
         """The folder as a source, checked against ``settings`` (``max_length``, when given,
         must be the folder's; a folder encoded with a post-processor is refused; L2-normalised
         vectors are a warning)."""
@@ -274,7 +273,7 @@ class FolderSource:
         return {"fit_vectors": self.folder.vectors}
 
 
-def fit_blocks(blocks: Iterable[np.ndarray], whitening: Whitening | None = None, *,
+def _fit_blocks(blocks: Iterable[np.ndarray], whitening: Whitening | None = None, *,
                param: str = "embeddings", what: str = "vectors") -> Whitening:
     """``partial_fit`` ``whitening`` (default ``Whitening()``) on each block; the map is derived
     at the end, so rank warnings and refusals come here (``param`` names the option at fault
@@ -294,7 +293,7 @@ def fit_blocks(blocks: Iterable[np.ndarray], whitening: Whitening | None = None,
     return w
 
 
-def fit_source(source: VectorSource, whitening: Whitening | None = None) -> Whitening:
+def _fit_source(source: VectorSource, whitening: Whitening | None = None) -> Whitening:
     """Fit ``whitening`` (default ``Whitening()``) on the source's batches, ``k`` checked
     against its dimension first; the moments equal one ``fit`` on all the vectors (up to
     float64 rounding)."""
@@ -305,31 +304,31 @@ def fit_source(source: VectorSource, whitening: Whitening | None = None) -> Whit
     if isinstance(k, (int, np.integer)) and dim and k > dim:
         raise ConfigError(f"k={k} is larger than {source.dim_of} d={dim}; use k <= {dim} or "
                           "all", param="k")
-    return fit_blocks(source.batches(), w, param=source.param, what=source.what)
+    return _fit_blocks(source.batches(), w, param=source.param, what=source.what)
 
 
 def fit_whitening(encoder: SentenceEncoder, pooling: str, sentences: Sequence[str],
                   whitening: Whitening | None = None, *, max_length: int = 64,
-                  chunk: int = FIT_CHUNK) -> Whitening:
-    """Encode ``sentences`` and fit ``whitening`` on their vectors (:class:`SentenceSource`;
+                  chunk: int = _FIT_CHUNK) -> Whitening:
+    """Encode ``sentences`` and fit ``whitening`` on their vectors (:class:`_SentenceSource`;
     every occurrence counts)."""
     fit = FitSentences(list(sentences), "sentences")
-    return fit_source(SentenceSource(encoder, Pooling(pooling), fit, max_length, chunk),
+    return _fit_source(_SentenceSource(encoder, Pooling(pooling), fit, max_length, chunk),
                       whitening)
 
 
 def fit_whitening_shards(embeddings: StrPath | EncodeFolder,
                          whitening: Whitening | None = None, *, unique: bool = False,
-                         chunk: int = FIT_CHUNK) -> Whitening:
-    """Fit ``whitening`` on every row of an encode folder (:class:`FolderSource`;
+                         chunk: int = _FIT_CHUNK) -> Whitening:
+    """Fit ``whitening`` on every row of an encode folder (:class:`_FolderSource`;
     ``unique``: each text once)."""
     folder = embeddings if isinstance(embeddings, EncodeFolder) else EncodeFolder.open(
         embeddings)
-    return fit_source(FolderSource(folder, unique, chunk), whitening)
+    return _fit_source(_FolderSource(folder, unique, chunk), whitening)
 
 
 @dataclass(frozen=True)
-class WhitenResult:
+class _WhitenResult:
     """What :func:`run_whiten` wrote: the path, format, fitted estimator, metadata, the pooling
     and max length used, the model's name, and the fit sentences (None from an encode
     folder)."""
@@ -349,7 +348,7 @@ class WhitenResult:
         return describe_post(self.whitening) + (",norm" if self.metadata.get("normalize") else "")
 
 
-def whitening_metadata(whitening: Whitening, source: VectorSource, *,
+def _whitening_metadata(whitening: Whitening, source: VectorSource, *,
                        normalize: bool = False) -> dict[str, Any]:
     """The metadata stored with an exported whitening map (checked when it is loaded)."""
     return {
@@ -373,8 +372,8 @@ def export_format(out: StrPath, fmt: str | None) -> str:
     suffix_fmt = _SUFFIX_FORMATS.get(Path(out).suffix.lower())
     if fmt is None:
         return suffix_fmt or "safetensors"
-    if fmt not in EXPORT_FORMATS:
-        raise ConfigError(f"format {fmt!r}: valid formats: {', '.join(EXPORT_FORMATS)}",
+    if fmt not in _EXPORT_FORMATS:
+        raise ConfigError(f"format {fmt!r}: valid formats: {', '.join(_EXPORT_FORMATS)}",
                           param="format")
     if suffix_fmt is not None and fmt != suffix_fmt and fmt != "faiss":
         raise ConfigError(f"out {str(out)!r} has the suffix {Path(out).suffix!r} (for "
@@ -383,7 +382,7 @@ def export_format(out: StrPath, fmt: str | None) -> str:
     return fmt
 
 
-def export_whitening(out: StrPath, amap: AffineMap, fmt: str, *,
+def _export_whitening(out: StrPath, amap: AffineMap, fmt: str, *,
                      metadata: dict[str, Any], encoder: SentenceEncoder | None = None,
                      pooling: str | None = None, max_length: int | None = None,
                      threshold: dict[str, Any] | None = None) -> Path:
@@ -409,19 +408,17 @@ def export_whitening(out: StrPath, amap: AffineMap, fmt: str, *,
             raise ConfigError("the sentence-transformers format needs the encoder, pooling and "
                               "max_length", param="format")
         described = encoder.describe()
-        save_st_folder(out, described["path"], pooling=pooling, max_seq_length=max_length,
-                       lowercase=bool(described.get("lowercase", False)), kernel=amap.kernel,
-                       bias=amap.bias, normalize=amap.normalize,
-                       json_files={"embedkit_whitening.json": {**meta, "d": amap.d,
-                                                               "k": amap.k},
-                                   **({"embedkit_threshold.json": threshold}
-                                      if threshold else {})},
-                       card=render_model_card(replace(whitening_card(meta, amap, encoder),
-                                                      threshold=threshold)))
+        save_st_folder(out, described["path"], STFolderSettings(
+            pooling, max_length, lowercase=bool(described.get("lowercase", False)),
+            kernel=amap.kernel, bias=amap.bias, normalize=amap.normalize,
+            json_files={"embedkit_whitening.json": {**meta, "d": amap.d, "k": amap.k},
+                        **({"embedkit_threshold.json": threshold} if threshold else {})},
+            card=render_model_card(replace(_whitening_card(meta, amap, encoder),
+                                           threshold=threshold))))
     return out
 
 
-def whitening_card(meta: dict[str, Any], amap: AffineMap, encoder: SentenceEncoder) -> CardInfo:
+def _whitening_card(meta: dict[str, Any], amap: AffineMap, encoder: SentenceEncoder) -> CardInfo:
     """The model card of a sentence-transformers export: the base model and its licence (read
     from the model's folder), pooling, the map, what it was fitted on, the embedkit version."""
     given = str(meta.get("model_name") or encoder.name)
@@ -486,7 +483,7 @@ def calibrate_threshold(enc: SentenceEncoder, pooling: Pooling, amap: AffineMap,
 
 def _sentence_source(encoder: SentenceEncoder | EncoderConfig | str | None, fit_on: str,
                      settings: WhitenSettings, fmt: str, pooling: str | None,
-                     data: DataOptions) -> SentenceSource:
+                     data: DataOptions) -> _SentenceSource:
     """The ``fit_on`` sentences collected, the encoder built, pooling and max length chosen."""
     if encoder is None:
         raise ConfigError("fitting on sentences needs the model", param="model")
@@ -501,11 +498,11 @@ def _sentence_source(encoder: SentenceEncoder | EncoderConfig | str | None, fit_
     proto = get_protocol(settings.protocol)
     model_max = enc.model_max_length()
     wanted = settings.max_length or (model_max if proto.use_model_max_length else fit.max_length)
-    return SentenceSource(enc, pool, fit, min(int(wanted), model_max))
+    return _SentenceSource(enc, pool, fit, min(int(wanted), model_max))
 
 
 def _folder_source(embeddings: StrPath, settings: WhitenSettings, fmt: str, *,
-                   pooling: str | None, calibrate: str | None) -> FolderSource:
+                   pooling: str | None, calibrate: str | None) -> _FolderSource:
     """The encode folder as a source; what needs the model is refused."""
     if fmt == "sentence-transformers":
         raise ConfigError("whitening from embeddings exports safetensors, npz or faiss; for a "
@@ -517,7 +514,7 @@ def _folder_source(embeddings: StrPath, settings: WhitenSettings, fmt: str, *,
         raise ConfigError("a threshold is calibrated by encoding the task's pairs with the "
                           "model; fit from sentences to calibrate", param="calibrate")
     settings.whitening()  # its parameters checked before the folder is read
-    return FolderSource.open(embeddings, settings)
+    return _FolderSource.open(embeddings, settings)
 
 
 def run_whiten(encoder: SentenceEncoder | EncoderConfig | str | None, fit_on: str | None,
@@ -525,11 +522,11 @@ def run_whiten(encoder: SentenceEncoder | EncoderConfig | str | None, fit_on: st
                pooling: str | None = None, format: str | None = None,
                data: DataOptions | None = None, command: str | None = None,
                calibrate: str | None = None,
-               embeddings: StrPath | None = None) -> WhitenResult:
+               embeddings: StrPath | None = None) -> _WhitenResult:
     """Fit the map on a source of vectors and write it; what was written.
 
-    The source is the ``fit_on`` sentences encoded by ``encoder`` (:class:`SentenceSource`), or
-    the encode folder ``embeddings`` (:class:`FolderSource`: no encoder, no pooling; a
+    The source is the ``fit_on`` sentences encoded by ``encoder`` (:class:`_SentenceSource`), or
+    the encode folder ``embeddings`` (:class:`_FolderSource`: no encoder, no pooling; a
     ``settings.max_length``, when given, must be the folder's; safetensors, npz or faiss only).
     Settings and the format are checked before anything is loaded or encoded.
     """
@@ -545,22 +542,22 @@ def run_whiten(encoder: SentenceEncoder | EncoderConfig | str | None, fit_on: st
         source = _folder_source(embeddings, settings, fmt, pooling=pooling, calibrate=calibrate)
     else:
         source = _sentence_source(encoder, str(fit_on), settings, fmt, pooling, data)
-    w = fit_source(source, whitening)
-    meta = whitening_metadata(w, source, normalize=settings.normalize)
+    w = _fit_source(source, whitening)
+    meta = _whitening_metadata(w, source, normalize=settings.normalize)
     if command is not None:
         meta["command"] = command
     amap = AffineMap(w.kernel_, w.bias_, settings.normalize)
     max_length = int(meta["max_length"])
     threshold = None
-    if not isinstance(source, SentenceSource):
-        path = export_whitening(out, amap, fmt, metadata=meta)
-        return WhitenResult(path, fmt, w, meta, None, str(meta["pooling"]), max_length,
+    if not isinstance(source, _SentenceSource):
+        path = _export_whitening(out, amap, fmt, metadata=meta)
+        return _WhitenResult(path, fmt, w, meta, None, str(meta["pooling"]), max_length,
                             str(meta["model_name"]))
     if calibrate:
         threshold = calibrate_threshold(source.encoder, source.pooling, amap, calibrate,
                                         max_length, data)
         meta["threshold"] = threshold
-    path = export_whitening(out, amap, fmt, metadata=meta, encoder=source.encoder,
+    path = _export_whitening(out, amap, fmt, metadata=meta, encoder=source.encoder,
                             pooling=source.pooling, max_length=max_length, threshold=threshold)
-    return WhitenResult(path, fmt, w, meta, source.fit, str(source.pooling), max_length,
+    return _WhitenResult(path, fmt, w, meta, source.fit, str(source.pooling), max_length,
                         source.encoder.name)

@@ -82,17 +82,17 @@ if TYPE_CHECKING:  # torch is imported where an encoder is used
     from embedkit.encoders.protocol import SentenceEncoder
     from embedkit.store.fitted import FittedPost
 
-__all__ = ["MANIFEST", "MANIFEST_FORMAT", "SHARD_METADATA_KEY", "VECTOR_DTYPES", "EncodeFolder",
+__all__ = ["MANIFEST", "MANIFEST_FORMAT", "VECTOR_DTYPES", "EncodeFolder",
            "draw_rows", "encode_recipe", "folder_key", "ids_sha256", "plain_name",
-           "read_manifest", "read_shard", "shard_metadata", "shard_name", "shard_problem",
+           "read_manifest", "read_shard", "shard_name", "shard_problem",
            "write_manifest", "write_post_file", "write_shard"]
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "embedkit-encode/1"
 #: the Parquet key-value metadata key of a shard's row range and folder key
-SHARD_METADATA_KEY = b"embedkit"
+_SHARD_METADATA_KEY = b"embedkit"
 #: how an encode folder is made again (the end of its error messages)
-REENCODE = "encode the corpus again"
+_REENCODE = "encode the corpus again"
 
 
 def plain_name(name: str) -> bool:
@@ -163,7 +163,7 @@ def write_shard(path: StrPath, ids: list[str], texts: list[str],
                       "embedding": emb})
     if first_row is not None:
         mark = {"first_row": int(first_row), "rows": len(ids), "key": key}
-        table = table.replace_schema_metadata({SHARD_METADATA_KEY: json.dumps(mark)})
+        table = table.replace_schema_metadata({_SHARD_METADATA_KEY: json.dumps(mark)})
     path = Path(path)
     with atomic_path(path) as tmp:
         pq.write_table(table, str(tmp))
@@ -191,14 +191,14 @@ def read_shard(path: StrPath, *, vectors: bool = True, texts: bool = True
     return ids, out_texts, x
 
 
-def shard_metadata(path: StrPath) -> tuple[int, dict[str, Any] | None]:
+def _shard_metadata(path: StrPath) -> tuple[int, dict[str, Any] | None]:
     """A shard's row count and the row range and key it was written with (None: a shard of an
     older embedkit), from its Parquet footer alone."""
     require_pyarrow()
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(str(path)).metadata
-    raw = (meta.metadata or {}).get(SHARD_METADATA_KEY)
+    raw = (meta.metadata or {}).get(_SHARD_METADATA_KEY)
     mark = json.loads(raw) if raw else None
     return int(meta.num_rows), mark if isinstance(mark, dict) else None
 
@@ -206,7 +206,7 @@ def shard_metadata(path: StrPath) -> tuple[int, dict[str, Any] | None]:
 def _range_problem(path: Path, entry: Mapping[str, Any], key: str | None) -> str | None:
     """Why a shard does not hold what ``entry`` says (rows, first row, ids, folder), or None."""
     try:
-        rows, mark = shard_metadata(path)
+        rows, mark = _shard_metadata(path)
         ids = read_shard(path, vectors=False, texts=False)[0] if "ids_sha256" in entry else None
     except Exception as exc:  # a corrupt file: pyarrow raises several kinds
         return f"{path}: unreadable ({exc})"
@@ -290,27 +290,27 @@ def _check_shards(path: Path, manifest: dict[str, Any]) -> None:
         if not _inside(folder, name):
             raise ConfigError(f"{path}: shards[{i}].file {name!r} is not a file inside "
                               f"{folder} (an absolute path, '..' or a link leaving it); "
-                              f"{REENCODE}", param="embeddings")
+                              f"{_REENCODE}", param="embeddings")
         first = entry["first_row"]
         if first < expected or (manifest.get("complete") and first != expected):
             raise ConfigError(f"{path}: shards[{i}].first_row is {first} but the shards "
-                              f"before it end at row {expected}; {REENCODE}",
+                              f"before it end at row {expected}; {_REENCODE}",
                               param="embeddings")
         expected = first + entry["rows"]
     if manifest.get("complete") and manifest.get("total_rows") != expected:
         raise ConfigError(f"{path}: total_rows is {manifest.get('total_rows')} but the shards "
-                          f"hold {expected} rows; {REENCODE}", param="embeddings")
+                          f"hold {expected} rows; {_REENCODE}", param="embeddings")
 
 
 def _validate(path: Path, data: dict[str, Any]) -> None:
     try:
-        validate_json(_Manifest, data, str(path), redo=REENCODE)
+        validate_json(_Manifest, data, str(path), redo=_REENCODE)
         stored = data.get("vectors") or {}
         if stored and stored.get("dtype") not in VECTOR_DTYPES:
             raise ConfigError(f"{path}: key 'vectors.dtype' must be "
                               f"{' or '.join(VECTOR_DTYPES)}, not {stored.get('dtype')!r}; "
-                              f"{REENCODE}")
-        check_values(path, data, saved="the folder was encoded", redo=REENCODE)
+                              f"{_REENCODE}")
+        check_values(path, data, saved="the folder was encoded", redo=_REENCODE)
     except ConfigError as exc:
         raise ConfigError(str(exc), param="embeddings") from None
     _check_shards(path, data)

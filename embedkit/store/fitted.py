@@ -140,11 +140,11 @@ def check_fitted_on(metadata: Mapping[str, Any], where: str, *, encoder: Any, po
 
 #: ``(metadata, where) -> metadata``: a caller's own check of a transform file's metadata
 #: (e.g. fitted on vectors like an encode folder's), the metadata to check against the encoder
-CheckFile = Callable[[dict[str, Any], str], dict[str, Any]]
+_CheckFile = Callable[[dict[str, Any], str], dict[str, Any]]
 
 
 def _check_files(pipe: Pipeline, *, encoder: Any, pooling: str, dim: int, force: bool,
-                 check_file: CheckFile | None = None) -> tuple[dict[str, str], ...]:
+                 check_file: _CheckFile | None = None) -> tuple[dict[str, str], ...]:
     """Check every ``file:`` step against the encoder (before any fitting), ``check_file``
     first on the metadata just loaded; their sources."""
     sources = []
@@ -185,7 +185,7 @@ def prepare_post(
     fit_data: FitData | None = None,
     metric: str = "cosine",
     force: bool = False,
-    check_file: CheckFile | None = None,
+    check_file: _CheckFile | None = None,
 ) -> FittedPost | None:
     """Turn a post value (a chain spec or a transform file) into a :class:`FittedPost`.
 

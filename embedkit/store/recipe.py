@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # torch is imported where an encoder is used
     from embedkit.encoders.protocol import SentenceEncoder
     from embedkit.store.fitted import FittedPost
 
-__all__ = ["POST_FILE", "REQUIRED_KEYS", "Count", "Positive", "Recipe",
+__all__ = ["POST_FILE", "Count", "Positive", "Recipe",
            "RecipeConflict", "RecipeConflictError", "compare_recipe", "make_recipe",
            "post_metadata", "show_value", "validate_json"]
 
@@ -61,7 +61,7 @@ __all__ = ["POST_FILE", "REQUIRED_KEYS", "Count", "Positive", "Recipe",
 POST_FILE = "post.safetensors"
 
 #: keys a recipe must hold for a folder to be searched or grown
-REQUIRED_KEYS = ("model", "model_identity", "pooling", "max_length")
+_REQUIRED_KEYS = ("model", "model_identity", "pooling", "max_length")
 
 
 def show_value(value: Any) -> str:
@@ -262,7 +262,7 @@ class Recipe:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where}: the recipe must be a JSON object, not "
                               f"{type(data).__name__}; rebuild the index")
-        missing = [k for k in REQUIRED_KEYS if k not in data]
+        missing = [k for k in _REQUIRED_KEYS if k not in data]
         if missing:
             raise ConfigError(
                 f"{where}: the recipe lacks {', '.join(missing)}: it was not built by "

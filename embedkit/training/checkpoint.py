@@ -39,20 +39,20 @@ from embedkit.aliases import JSONDict, StrPath
 from embedkit.encoders.model_card import CardInfo, card_name, read_base_license, write_model_card
 from embedkit.encoders.models import hub_id, is_local
 from embedkit.encoders.pooling import Pooling
-from embedkit.encoders.st_folder import write_st_folder
+from embedkit.encoders.st_folder import STFolderSettings, write_st_folder
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import recover_dir
 from embedkit.provenance import sha256_file
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = "training_state"
-STATE_FORMAT = 1
+_STATE_DIR = "training_state"
+_STATE_FORMAT = 1
 RECORD_FILE = "embedkit.json"
 #: what a checkpoint cannot resume without (besides state.json); tokenizer files vary by model
-CHECKPOINT_FILES = ("config.json", "model.safetensors", f"{STATE_DIR}/optimizer.pt",
-                    f"{STATE_DIR}/scheduler.pt", f"{STATE_DIR}/rng.pt",
-                    f"{STATE_DIR}/examples.json")
+_CHECKPOINT_FILES = ("config.json", "model.safetensors", f"{_STATE_DIR}/optimizer.pt",
+                    f"{_STATE_DIR}/scheduler.pt", f"{_STATE_DIR}/rng.pt",
+                    f"{_STATE_DIR}/examples.json")
 _STEP = re.compile(r"step-\d+")
 #: dropout settings of BERT-family configs (the first two are BERT's own)
 DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout",
@@ -94,7 +94,7 @@ def save_model_folder(dest: StrPath, model: Any, tokenizer: Any, *, pooling: str
         # write of the folder removes, never beside it
         with tempfile.TemporaryDirectory(prefix=".st-source-", dir=dest) as src:
             _save_transformers(Path(src), model, tokenizer, base_config, decl["config"])
-            write_st_folder(dest, src, pooling=pooling, max_seq_length=max_length)
+            write_st_folder(dest, src, STFolderSettings(pooling, max_length))
     # the weights and config exactly as trained: the reloaded copy may hold modules the trained
     # model does not (a randomly initialised pooler when the base had no pooler weights)
     _save_transformers(dest, model, None, base_config, decl["config"])
@@ -201,12 +201,12 @@ def checkpoint_root(out_dir: StrPath, checkpoint_dir: str | None = None) -> Path
     return Path(checkpoint_dir) if checkpoint_dir else out.parent / f"{out.name}.checkpoints"
 
 
-def step_folders(root: Path) -> list[Path]:
+def _step_folders(root: Path) -> list[Path]:
     """The ``step-*`` checkpoint folders under ``root``, oldest first."""
     if not root.is_dir():
         return []
     return sorted(c for c in root.iterdir()
-                  if _STEP.fullmatch(c.name) and (c / STATE_DIR).is_dir())
+                  if _STEP.fullmatch(c.name) and (c / _STATE_DIR).is_dir())
 
 
 def _json_object(path: Path) -> JSONDict | None:
@@ -217,14 +217,14 @@ def _json_object(path: Path) -> JSONDict | None:
     return value if isinstance(value, dict) else None
 
 
-def checkpoint_run(ckpt: Path) -> str | None:
+def _checkpoint_run(ckpt: Path) -> str | None:
     """The run id a checkpoint records (None: unreadable, or written before run ids)."""
-    state = _json_object(ckpt / STATE_DIR / "state.json") or {}
+    state = _json_object(ckpt / _STATE_DIR / "state.json") or {}
     run = state.get("run_id")
     return run if isinstance(run, str) else None
 
 
-def output_run(out: Path) -> str | None:
+def _output_run(out: Path) -> str | None:
     """The run id the training output ``out`` records (None when it records none)."""
     run = (_json_object(out / RECORD_FILE) or {}).get("run_id")
     return run if isinstance(run, str) else None
@@ -238,12 +238,12 @@ def claim_output(out: Path, root: Path, *, run_id: str | None, resuming: bool,
     checkpoints; ``overwrite`` removes them now (a resumed run's output is replaced when it
     completes). Remove what interrupted checkpoint writes left. ``param`` names the setting
     that chose ``root``."""
-    check_out_dir(out, base_path)
+    _check_out_dir(out, base_path)
     if out.is_dir() and any(out.iterdir()) and overwrite and not resuming:
-        shutil.rmtree(out)  # a training output (check_out_dir): started over, as asked
+        shutil.rmtree(out)  # a training output (_check_out_dir): started over, as asked
         logger.info("removed %s (the output of an earlier run: overwrite)", out)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        theirs = output_run(out)
+        theirs = _output_run(out)
         if not resuming:
             raise ConfigError(f"out_dir {out} holds the output of an earlier training run; "
                                   "choose a new folder, or start over with overwrite=True (which "
@@ -253,8 +253,8 @@ def claim_output(out: Path, root: Path, *, run_id: str | None, resuming: bool,
                               f"(run {theirs or 'without an id'}) than the checkpoint (run "
                               f"{run_id}); resume into a new out_dir, or overwrite=True to "
                               "replace it", param="out_dir")
-    clean_checkpoint_leftovers(root)
-    others = [c for c in step_folders(root) if not resuming or checkpoint_run(c) != run_id]
+    _clean_checkpoint_leftovers(root)
+    others = [c for c in _step_folders(root) if not resuming or _checkpoint_run(c) != run_id]
     if others and not overwrite:
         names = ", ".join(c.name for c in others[-3:])
         raise ConfigError(f"{root} holds checkpoints of {'another' if resuming else 'an earlier'}"
@@ -266,7 +266,7 @@ def claim_output(out: Path, root: Path, *, run_id: str | None, resuming: bool,
         logger.info("removed %s (a checkpoint of an earlier run: overwrite)", c)
 
 
-def clean_checkpoint_leftovers(root: Path) -> None:
+def _clean_checkpoint_leftovers(root: Path) -> None:
     """Remove what killed checkpoint writes left in ``root``: the atomic writer's temporary
     folders (``.step-NNNNNN.*.tmp`` / ``.old``, repaired by :func:`recover_dir` under each
     checkpoint's lock, so a live writer's are never touched) and sentence-transformers source
@@ -288,12 +288,12 @@ def prune_checkpoints(root: Path, keep: int, run_id: str | None) -> None:
     runs' checkpoints are not this run's to remove)."""
     if keep <= 0:
         return
-    mine = [c for c in step_folders(root) if checkpoint_run(c) == run_id]
+    mine = [c for c in _step_folders(root) if _checkpoint_run(c) == run_id]
     for old in mine[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def check_out_dir(out: Path, base_path: str | None) -> None:
+def _check_out_dir(out: Path, base_path: str | None) -> None:
     """Refuse to write a folder that is not an earlier training output."""
     if base_path and Path(base_path).is_dir() and out.resolve() == Path(base_path).resolve():
         raise ConfigError(f"out_dir {out} is the base model's folder; choose a new folder",
@@ -317,40 +317,40 @@ def find_checkpoint(path: StrPath) -> Path:
 
 def _candidates(p: Path, given: Any) -> tuple[list[Path], bool]:
     """The checkpoints ``p`` names, oldest first, and whether it named one explicitly."""
-    if (p / STATE_DIR).is_dir():
+    if (p / _STATE_DIR).is_dir():
         return [p], True
     for root in (p, p.parent / f"{p.name}.checkpoints"):
-        steps = step_folders(root)
+        steps = _step_folders(root)
         if steps:
             return steps, False
     raise ConfigError(f"{given}: no checkpoint there (a checkpoint folder holds "
-                      f"{STATE_DIR}/state.json; they are written every save_every steps to "
+                      f"{_STATE_DIR}/state.json; they are written every save_every steps to "
                       "<out>.checkpoints/step-NNNNNN)", param="resume")
 
 
 def choose_checkpoint(path: StrPath) -> tuple[Path, list[str]]:
     """The checkpoint to resume from ``path`` (as :func:`find_checkpoint`), verified
-    (:func:`verify_checkpoint`), and what was skipped: from a folder of checkpoints, the newest
+    (:func:`_verify_checkpoint`), and what was skipped: from a folder of checkpoints, the newest
     intact one of its run is taken and each damaged newer one is a message; a damaged
     checkpoint named explicitly is an error that names the newest intact earlier one."""
     steps, explicit = _candidates(Path(path).expanduser(), path)
-    runs = {checkpoint_run(c) for c in steps} - {None}
+    runs = {_checkpoint_run(c) for c in steps} - {None}
     if len(runs) > 1:
         raise ConfigError(f"{path} holds checkpoints of {len(runs)} training runs; resume from "
                           "one step-NNNNNN folder", param="resume")
     if explicit:
         try:
-            verify_checkpoint(steps[0])
+            _verify_checkpoint(steps[0])
         except DamagedCheckpointError as e:
-            earlier = [c for c in step_folders(steps[0].parent) if c.name < steps[0].name
-                       and checkpoint_run(c) == checkpoint_run(steps[0])]
+            earlier = [c for c in _step_folders(steps[0].parent) if c.name < steps[0].name
+                       and _checkpoint_run(c) == _checkpoint_run(steps[0])]
             raise e.with_advice(next((c for c in reversed(earlier) if _intact(c)),
                                      None)) from None
         return steps[0], []
     skipped: list[str] = []
     for ckpt in reversed(steps):
         try:
-            verify_checkpoint(ckpt)
+            _verify_checkpoint(ckpt)
         except DamagedCheckpointError as e:
             if ckpt is steps[0]:  # nothing older left
                 raise e.with_advice(None) from None
@@ -386,36 +386,36 @@ class DamagedCheckpointError(DataError):
 
 def _intact(ckpt: Path) -> bool:
     try:
-        verify_checkpoint(ckpt)
+        _verify_checkpoint(ckpt)
     except DamagedCheckpointError:
         return False
     return True
 
 
-def file_manifest(folder: Path) -> dict[str, str]:
+def _file_manifest(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` (relative POSIX paths) but ``state.json``, which
     holds this manifest."""
-    skip = Path(STATE_DIR) / "state.json"
+    skip = Path(_STATE_DIR) / "state.json"
     return {p.relative_to(folder).as_posix(): sha256_file(p)
             for p in sorted(folder.rglob("*")) if p.is_file() and p.relative_to(folder) != skip}
 
 
-def verify_checkpoint(ckpt: Path) -> None:
+def _verify_checkpoint(ckpt: Path) -> None:
     """Raise :class:`DamagedCheckpointError` naming the first file of ``ckpt`` that is missing,
     unreadable or (for checkpoints that record checksums) changed since it was written."""
-    state_file = ckpt / STATE_DIR / "state.json"
+    state_file = ckpt / _STATE_DIR / "state.json"
     state = _json_object(state_file)
     if state is None:
         why = "missing" if not state_file.is_file() else "not a JSON object"
         raise DamagedCheckpointError(state_file, why)
-    for name in CHECKPOINT_FILES:
+    for name in _CHECKPOINT_FILES:
         sharded = name == "model.safetensors" and (ckpt / f"{name}.index.json").is_file()
         if not (ckpt / name).is_file() and not sharded:
             raise DamagedCheckpointError(ckpt / name, "missing")
     manifest = state.get("files")
     if not isinstance(manifest, dict):  # written before checksums: check what can be parsed
-        if not isinstance(_json_list(ckpt / STATE_DIR / "examples.json"), list):
-            raise DamagedCheckpointError(ckpt / STATE_DIR / "examples.json",
+        if not isinstance(_json_list(ckpt / _STATE_DIR / "examples.json"), list):
+            raise DamagedCheckpointError(ckpt / _STATE_DIR / "examples.json",
                                          "not a JSON list")
         return
     for name, digest in manifest.items():
@@ -437,21 +437,21 @@ def _json_list(path: Path) -> Any:
 # -- the training state of a checkpoint ----------------------------------------------------
 def read_state(ckpt: Path) -> JSONDict:
     """``training_state/state.json`` of a checkpoint folder."""
-    state_file = ckpt / STATE_DIR / "state.json"
+    state_file = ckpt / _STATE_DIR / "state.json"
     state = _json_object(state_file)
     if state is None:
         raise DamagedCheckpointError(state_file, "unreadable or not a JSON object").with_advice(
             False)
-    if state.get("format") != STATE_FORMAT:
+    if state.get("format") != _STATE_FORMAT:
         raise ConfigError(f"{ckpt}: training state format {state.get('format')} is not "
-                          f"{STATE_FORMAT}; resume with the embedkit version that wrote it",
+                          f"{_STATE_FORMAT}; resume with the embedkit version that wrote it",
                           param="resume")
     return state
 
 
 def read_examples(ckpt: Path, method: str) -> list:
     """The sampled examples a checkpoint stored (tuples for supervised methods)."""
-    path = ckpt / STATE_DIR / "examples.json"
+    path = ckpt / _STATE_DIR / "examples.json"
     examples = _json_list(path)
     try:
         if method == "cosent":
@@ -471,14 +471,14 @@ def write_state(dest: Path, *, optimizer: Any, scheduler: Any, rng: JSONDict, ex
     """Write ``training_state/`` into the checkpoint folder ``dest``: optimizer and scheduler
     state dicts, RNG states, the examples and ``state.json`` (``state`` plus the format and
     the sha256 of every file of the checkpoint, so a damaged one is told at resume)."""
-    sd = dest / STATE_DIR
+    sd = dest / _STATE_DIR
     sd.mkdir()
     torch.save(optimizer.state_dict(), sd / "optimizer.pt")
     torch.save(scheduler.state_dict(), sd / "scheduler.pt")
     torch.save(rng, sd / "rng.pt")
     (sd / "examples.json").write_text(json.dumps(examples, ensure_ascii=False), encoding="utf-8")
-    (sd / "state.json").write_text(json.dumps({"format": STATE_FORMAT, **state,
-                                               "files": file_manifest(dest)},
+    (sd / "state.json").write_text(json.dumps({"format": _STATE_FORMAT, **state,
+                                               "files": _file_manifest(dest)},
                                               ensure_ascii=False), encoding="utf-8")
 
 
@@ -486,7 +486,7 @@ def load_state(ckpt: Path, *, optimizer: Any, scheduler: Any, device: Any) -> JS
     """Restore optimizer and scheduler from a checkpoint; returns its RNG states. Every file is
     read with ``torch.load(weights_only=True)`` (tensors and plain containers: no pickled
     code)."""
-    sd = ckpt / STATE_DIR
+    sd = ckpt / _STATE_DIR
     try:
         optimizer.load_state_dict(_load(sd / "optimizer.pt", device))
         scheduler.load_state_dict(_load(sd / "scheduler.pt", None))

@@ -23,12 +23,12 @@ from typing import Any
 from embedkit.aliases import JSONDict
 from embedkit.errors import ConfigError, check_int
 
-UNSUPERVISED_DROPOUT = 0.3
-UNSUPERVISED_MAX_SENTENCES = 10_000
+_UNSUPERVISED_DROPOUT = 0.3
+_UNSUPERVISED_MAX_SENTENCES = 10_000
 #: what training runs in (autocast for bfloat16; the weights stay float32)
-TRAIN_DTYPES = ("float32", "bfloat16")
+_TRAIN_DTYPES = ("float32", "bfloat16")
 #: settings that may differ when resuming (they do not change the weights, or only warn)
-FREE_ON_RESUME = frozenset({"out_dir", "overwrite", "save_every", "keep_checkpoints", "checkpoint_dir",
+_FREE_ON_RESUME = frozenset({"out_dir", "overwrite", "save_every", "keep_checkpoints", "checkpoint_dir",
                             "log_every", "stop_at", "data_dir", "source", "skip_invalid",
                             "progress", "device"})
 
@@ -58,7 +58,7 @@ def positive() -> Check:
     return Check(lambda v: v > 0 and math.isfinite(v), "positive")
 
 
-def one_of(*values: str, why: str = "") -> Check:
+def _one_of(*values: str, why: str = "") -> Check:
     return Check(lambda v: v in values, " or ".join(values) + (f" ({why})" if why else ""))
 
 
@@ -115,7 +115,7 @@ class SimCSEConfig:
     hard_negatives: bool = option(False, "supervised InfoNCE: add a hard negative per anchor "
                                          "from label-0 pairs")
     loss: str = option("infonce", "supervised loss: infonce (in-batch negatives) or cosent",
-                       check=one_of("infonce", "cosent"))
+                       check=_one_of("infonce", "cosent"))
     threshold: float = option(1.0, "supervised InfoNCE: positives are pairs with label >= this "
                                    "(e.g. 4 for 0-5 scores)")
     negative_max: float = option(0.0, "hard negatives: pairs with label <= this give them")
@@ -138,7 +138,7 @@ class SimCSEConfig:
     seed: int = option(42, "seed of sampling, data order and dropout")
     device: str = option("cpu", "cpu, cuda, cuda:N")
     dtype: str = option("float32", "float32 or bfloat16 (autocast; weights stay float32)",
-                        check=one_of(*TRAIN_DTYPES, why="autocast; float16 would need loss "
+                        check=_one_of(*_TRAIN_DTYPES, why="autocast; float16 would need loss "
                                                         "scaling"))
     grad_accum: int = option(1, "micro-batches per optimizer step (in-batch negatives stay "
                                 "within a micro-batch)", check=at_least(1))
@@ -157,7 +157,7 @@ class SimCSEConfig:
                                        "resuming)", check=at_least(1), default_text="no stop")
     data_dir: str | None = option(None, "also used for the train/test overlap check")
     source: str = option("auto", "task data: auto, local or hub",
-                         check=one_of("auto", "local", "hub"))
+                         check=_one_of("auto", "local", "hub"))
     skip_invalid: bool = option(False, "skip malformed rows of task files instead of stopping")
     progress: bool | None = option(None, "progress bar with the running loss",
                                    default_text="on a terminal")
@@ -215,12 +215,12 @@ class SimCSEConfig:
         (None) supervised."""
         if self.dropout is not None:
             return self.dropout
-        return None if self.supervised else UNSUPERVISED_DROPOUT
+        return None if self.supervised else _UNSUPERVISED_DROPOUT
 
     def resolved_max_sentences(self) -> int:
         if self.max_sentences is not None:
             return self.max_sentences
-        return 0 if self.supervised else UNSUPERVISED_MAX_SENTENCES
+        return 0 if self.supervised else _UNSUPERVISED_MAX_SENTENCES
 
 
 #: (parameter at fault, is the config broken?, message): the rules between fields, in order
@@ -264,7 +264,7 @@ def merge_for_resume(given: SimCSEConfig, stored: SimCSEConfig) -> SimCSEConfig:
         if f.name in ("stop_at", "overwrite"):
             # never inherited: the stored run may have stopped there, or started over
             merged[f.name] = mine if f.name == "stop_at" else bool(mine)
-        elif f.name in FREE_ON_RESUME:
+        elif f.name in _FREE_ON_RESUME:
             merged[f.name] = mine if mine is not None else theirs
         elif mine is None or mine == theirs or mine == getattr(defaults, f.name):
             merged[f.name] = theirs  # unset or left at its default: take the checkpoint's

@@ -4,7 +4,7 @@ triplets, seeded sampling, and the overlap check against the built-in evaluation
 >>> import tempfile, os
 >>> p = os.path.join(tempfile.mkdtemp(), "corpus.txt")
 >>> _ = open(p, "w", encoding="utf-8").write("我爱北京\n\n今天天气很好\n我爱北京\n")
->>> sents, desc = corpus_sentences(p)
+>>> sents, desc = _corpus_sentences(p)
 >>> sents, desc["lines"], desc["unique"]
 (['我爱北京', '今天天气很好'], 4, 2)
 >>> sample_examples(["a", "b", "c", "d"], 2, seed=0)[0]
@@ -59,7 +59,7 @@ def task_sentences(tasks: Sequence[str | TaskSpec], *, data_dir: StrPath | None 
     return sentences, desc, max(s.max_length for s in specs)
 
 
-def corpus_sentences(path: StrPath) -> tuple[list[str], JSONDict]:
+def _corpus_sentences(path: StrPath) -> tuple[list[str], dict]:
     """One sentence a line (UTF-8); blank lines skipped, repeats kept once (first-seen order)."""
     from embedkit.io.textfile import read_lines
 
@@ -142,7 +142,7 @@ def load_pairs(arg: str, *, data_dir: StrPath | None = None, source: str = "auto
     return data, f"task:{spec.name}:{split}", spec.max_length
 
 
-def read_triplets(path: StrPath) -> tuple[list[tuple[str, str, str]], JSONDict]:
+def _read_triplets(path: StrPath) -> tuple[list[tuple[str, str, str]], dict]:
     """``anchor<TAB>positive<TAB>negative`` lines (UTF-8, blank lines skipped)."""
     p = Path(path)
     try:
@@ -197,9 +197,9 @@ def infonce_examples(pairs: Pairs, threshold: float, *, hard_negatives: bool,
 # -- overlap with the evaluation pairs ------------------------------------------------------
 def evaluation_overlap(pairs: Iterable[tuple[str, str]], *,
                        data_dir: StrPath | None = None,
-                       tasks: Sequence[TaskSpec] | None = None) -> dict[str, JSONDict]:
-    """Exact pair matches (either order) between ``pairs`` and the evaluation splits (default
-    and C-MTEB splits) of the built-in tasks whose files are available locally.
+                       tasks: Sequence[TaskSpec] | None = None) -> dict[str, dict]:
+    """Exact pair matches (either order) between ``pairs`` and the default evaluation splits of
+    the built-in tasks whose files are available locally.
 
     Returns ``{"TASK/split": {"overlap": n, "n_pairs": m}}`` for every split checked.
     """
@@ -210,7 +210,7 @@ def evaluation_overlap(pairs: Iterable[tuple[str, str]], *,
     ddir = data_dir_from_env(data_dir)
     out: dict[str, JSONDict] = {}
     for spec in (tasks if tasks is not None else builtin_tasks().values()):
-        for split in dict.fromkeys((*spec.default_splits, *spec.cmteb_splits)):
+        for split in spec.default_splits:
             if split not in spec.files or (spec.base == "data-dir" and ddir is None):
                 continue
             try:
@@ -247,7 +247,7 @@ def _unsupervised(cfg: SimCSEConfig) -> TrainingData:
         sents, desc, max_len = task_sentences(cfg.tasks, data_dir=cfg.data_dir,
                                               source=cfg.source, skip_invalid=cfg.skip_invalid)
     else:
-        sents, desc = corpus_sentences(str(cfg.corpus))
+        sents, desc = _corpus_sentences(str(cfg.corpus))
         max_len = 64
     examples, _ = sample_examples(sents, cfg.resolved_max_sentences(), cfg.seed)
     if len(examples) < 2:
@@ -304,7 +304,7 @@ def _infonce_examples(cfg: SimCSEConfig, pairs: Pairs, desc: JSONDict,
                               f"labelled <= negative_max {cfg.negative_max}",
                               param="hard_negatives")
     if cfg.triplets:
-        trip, tdesc = read_triplets(cfg.triplets)
+        trip, tdesc = _read_triplets(cfg.triplets)
         examples += trip
         desc["triplets"] = tdesc
         check += [(a, p) for a, p, _ in trip]

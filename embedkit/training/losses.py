@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-COSENT_SCALE = 20.0
+_COSENT_SCALE = 20.0
 
 
 def _cos_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ def infonce_loss(anchors: torch.Tensor, positives: torch.Tensor,
     return F.cross_entropy(sim, torch.arange(len(anchors), device=sim.device))
 
 
-def cosent_loss(cos: torch.Tensor, labels: torch.Tensor, scale: float = COSENT_SCALE) -> torch.Tensor:
+def cosent_loss(cos: torch.Tensor, labels: torch.Tensor, scale: float = _COSENT_SCALE) -> torch.Tensor:
     """CoSENT: ``log(1 + sum over (i, j) with label_i > label_j of exp(scale * (cos_j - cos_i)))``,
     i.e. every pair ranked above another should have the larger cosine. Works for binary and
     graded labels; a batch whose labels are all equal gives 0."""

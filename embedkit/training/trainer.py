@@ -95,7 +95,7 @@ from embedkit.training.data import TrainingData, examples_sha256, prepare_exampl
 
 logger = logging.getLogger(__name__)
 
-EXACT_RESUME_REQUIRES = (
+_EXACT_RESUME_REQUIRES = (
     "same device type, dtype, torch/transformers versions and CPU thread count "
     "(torch.get_num_threads()); on CUDA also deterministic kernels "
     "(CUBLAS_WORKSPACE_CONFIG=:4096:8, torch.use_deterministic_algorithms(True))")
@@ -490,7 +490,7 @@ def _record(run: _Run, step: int, complete: bool, seconds: float) -> JSONDict:
         "loss_history": _loss_history(losses, step, cfg.log_every),
         "loss_history_every": cfg.log_every, "seconds_training": round(seconds, 3),
         "seconds_per_step": round(seconds / step, 4) if step else None,
-        "resumed_from": run.resumed_from, "exact_resume_requires": EXACT_RESUME_REQUIRES,
+        "resumed_from": run.resumed_from, "exact_resume_requires": _EXACT_RESUME_REQUIRES,
     }
 
 

@@ -89,7 +89,7 @@ BAD_SPECS = [
          "spec max_length true is refused, not read as 1"),
     _bad("default_splits", ["train"], "default_splits: 'train' is not among the splits (test)",
          "spec default_splits naming a split the spec lacks is refused"),
-    _bad("colums", [], "unknown key(s) colums; valid keys: base, cmteb_splits",
+    _bad("colums", [], "unknown key(s) colums; valid keys: base, columns",
          "spec with an unknown key is refused"),
     pytest.param({"name": "t", "files": {"dev": "a", "valid": "b"}},
                  "files: dev and valid name the same split (valid)",

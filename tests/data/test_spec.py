@@ -49,7 +49,9 @@ def test_from_file_resolves_relative_to_the_spec(tmp_path):
 
 @pytest.mark.parametrize("obj,message", [
     ({"name": "x", "files": {"test": "a"}, "lable_range": [0, 1]},
-     "unknown key(s) lable_range; valid keys: base, cmteb_splits"),
+     "unknown key(s) lable_range; valid keys: base, columns"),
+    ({"name": "x", "files": {"test": "a"}, "cmteb_splits": ["test"]},
+     "unknown key(s) cmteb_splits"),  # C-MTEB's splits are the cmteb protocol's, not a task's
     ({"files": {"test": "a"}}, "name: required (a non-empty string)"),
     ({"name": 3, "files": {"test": "a"}}, "name: must be a non-empty string, got 3"),
     ({"name": "x", "files": {"test": "a"}, "format": "xlsx"},

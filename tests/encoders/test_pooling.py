@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedkit.encoders import masked_mean, parse_pooling
+from embedkit.encoders import Pooling, masked_mean
 from embedkit.errors import ConfigError
 
 POOLINGS = ["cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "layers-avg:0,2",
@@ -105,14 +105,14 @@ def test_masked_mean_ignores_padding_values():
     ("last_avg", "last-avg"), ("first_last_avg", "first-last-avg"), ("pooler_tanh", "pooler-tanh"),
     (" layers-avg:1, -1 ", "layers-avg:1,-1"), ("layers-avg:0,2", "layers-avg:0,2"),
 ])
-def test_parse_pooling(name, canonical):
-    assert parse_pooling(name) == canonical
+def test_pooling_canonical_name(name, canonical):
+    assert Pooling(name) == canonical
 
 
 @pytest.mark.parametrize("name", ["min", "layers-avg:", "layers-avg:a,b", "", "cls2"])
 def test_unknown_pooling_lists_the_valid_ones(name):
     with pytest.raises(ConfigError) as e:
-        parse_pooling(name)
+        Pooling(name)
     msg = str(e.value)
     assert repr(name) in msg
     for p in ("cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "layers-avg"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from embedkit.encoders import Encoder
-from embedkit.encoders.st_folder import save_st_folder, st_pooling_mode
+from embedkit.encoders.st_folder import STFolderSettings, save_st_folder, st_pooling_mode
 from embedkit.errors import ConfigError
 
 
@@ -21,9 +21,8 @@ def test_folder_encodes_like_embedkit(tiny_model_dir, tmp_path):
     texts = ["一个女孩在梳头。", "一个人在切黄瓜。", "一群男人在海滩上踢足球。"]
     rng = np.random.default_rng(0)
     kernel, bias = rng.normal(size=(enc.dim, 5)), rng.normal(size=enc.dim)
-    out = save_st_folder(tmp_path / "st", str(tiny_model_dir), pooling="mean", max_seq_length=32,
-                         kernel=kernel, bias=bias, normalize=True,
-                         json_files={"meta.json": {"a": 1}})
+    out = save_st_folder(tmp_path / "st", str(tiny_model_dir), STFolderSettings(
+        "mean", 32, kernel=kernel, bias=bias, normalize=True, json_files={"meta.json": {"a": 1}}))
     assert json.loads((out / "meta.json").read_text(encoding="utf-8")) == {"a": 1}
     got = SentenceTransformer(str(out), device="cpu").encode(texts, convert_to_numpy=True)
     want = (enc.encode(texts, "last-avg", max_length=32).astype(np.float64) + bias) @ kernel
@@ -39,12 +38,12 @@ def test_in_memory_model_and_errors(tiny_model_dir, tmp_path):
 
     model = AutoModel.from_pretrained(str(tiny_model_dir))
     tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
-    out = save_st_folder(tmp_path / "mem", model, tok, pooling="cls", max_seq_length=16)
+    out = save_st_folder(tmp_path / "mem", model, STFolderSettings("cls", 16), tok)
     enc = Encoder(str(tiny_model_dir), cache=None)
     got = SentenceTransformer(str(out), device="cpu").encode(["你好"], convert_to_numpy=True)
     np.testing.assert_allclose(got, enc.encode(["你好"], "cls", max_length=16), atol=1e-5)
     with pytest.raises(ConfigError, match="tokenizer"):
-        save_st_folder(tmp_path / "x", model, pooling="cls", max_seq_length=16)
+        save_st_folder(tmp_path / "x", model, STFolderSettings("cls", 16))
     with pytest.raises(ConfigError, match="safetensors, npz or faiss") as e:
         st_pooling_mode("first-last-avg")
     assert e.value.param == "pooling"
@@ -60,8 +59,8 @@ def test_rewriting_a_folder_keeps_its_modules(tiny_model_dir, tmp_path):
     texts = ["一个女孩在梳头。", "男孩"]
     full = Encoder(str(base), cache=None).encode(texts, max_length=32).astype(np.float64)
     kernel = np.random.default_rng(0).normal(size=(8, 3))
-    out = save_st_folder(tmp_path / "w", str(base), pooling="mean", max_seq_length=32,
-                         kernel=kernel, bias=np.ones(8))
+    out = save_st_folder(tmp_path / "w", str(base),
+                         STFolderSettings("mean", 32, kernel=kernel, bias=np.ones(8)))
     np.testing.assert_allclose(st_vectors(out, texts), (full[:, :8] + 1) @ kernel, atol=1e-5)
     np.testing.assert_allclose(Encoder(str(out), cache=None).encode(texts, max_length=32),
                                st_vectors(out, texts), atol=1e-5)

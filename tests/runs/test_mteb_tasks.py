@@ -154,6 +154,21 @@ def test_post_chain_fitted_on_the_task_texts(spread_encoder):
     assert "post=whiten" in rec["mteb"]["model_names"]["cls + whiten:beta=1,gamma=1,k=8"]
 
 
+def test_post_options_are_the_chains_and_how_they_are_fitted(spread_encoder):
+    """``post`` takes the runners' one PostOptions (chains, fit_on, fit_unique, force) as well
+    as bare chains; the same chains fitted on the same texts give the same scores."""
+    from embedkit.postprocess.spec import PostOptions
+
+    label = "cls + whiten:beta=1,gamma=1,k=8"
+    bare = run_mteb_tasks(spread_encoder, ["cls"], [TinyRetrieval()], post=["whiten:k=8"])
+    opts = run_mteb_tasks(spread_encoder, ["cls"], [TinyRetrieval()],
+                          post=PostOptions(chains=("whiten:k=8",), fit_on="task"))
+    got, want = (r["mteb"]["results"][label]["EmbedkitTinyRetrieval"] for r in (opts, bare))
+    assert got["main_score"] == want["main_score"] and got["splits"] == want["splits"]
+    assert opts["mteb"]["fit"]["EmbedkitTinyRetrieval"]["n_sentences"] == (
+        bare["mteb"]["fit"]["EmbedkitTinyRetrieval"]["n_sentences"])
+
+
 def test_cli_bench_mteb_tasks(spread_model_dir, spec_file, tmp_path, monkeypatch, capsys):
     """A task of one's own registered by name (the hook the CLI looks in), beside an STS task;
     --mteb-results keeps mteb's own TaskResult files, which mteb reads back."""
