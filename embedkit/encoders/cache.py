@@ -79,8 +79,7 @@ LOCK_TIMEOUT = 600.0  # seconds to wait for another process's cache write or mai
 _HINT = "choose a writable folder (cache_dir) or turn the cache off (no_cache=True)"
 _UNWRITABLE_CODES = {3, 8, 14, 23}         # SQLITE_PERM, _READONLY, _CANTOPEN, _AUTH
 _READ_ONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
-#: keys of a namespace's settings that are shown, not hashed, when ``model_identity`` is given
-#: (the model as the user spelt it: ``../models/x``, ``./models/x`` and ``/abs/models/x`` are one)
+#: settings shown, not hashed, given ``model_identity`` (``./m`` and ``/abs/m`` are one model)
 _DISPLAY_ONLY = ("model",)
 
 
