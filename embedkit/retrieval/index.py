@@ -204,6 +204,9 @@ class EmbeddingIndex:
         seed: int = 0,
         progress: bool = False,
         tune: bool = True,
+        codes: str = "float",
+        rescore: int = 4,
+        rescore_with: str = "float",
     ) -> EmbeddingIndex:
         """Index raw pooled vectors (n x d float32) and their texts.
 
@@ -218,7 +221,10 @@ class EmbeddingIndex:
         an IVF or HNSW index gets default search settings (the smallest ``nprobe`` /
         ``efSearch`` reaching recall@10 >= 0.95 against exact search on a seeded sample of
         its vectors: :mod:`embedkit.retrieval.tuning`), stored in the recipe as
-        ``search_defaults`` and used by :meth:`search` when none is given.
+        ``search_defaults`` and used by :meth:`search` when none is given. ``codes``
+        (``index build --vectors``) ``int8`` / ``binary`` builds the SQ8 / binary form of ``factory`` whose searches
+        rescore ``rescore`` x k candidates from the ``rescore_with`` vectors kept on disk
+        (:mod:`embedkit.retrieval.quantized`).
 
         >>> import numpy as np
         >>> v = np.random.default_rng(0).standard_normal((20, 4)).astype("float32")
@@ -234,6 +240,9 @@ class EmbeddingIndex:
         amap = as_affine_map(transform, x.shape[1], metric)
         keep, kept_texts, kept_ids = _dedupe(texts, ids, set())
         xk = x[keep] if len(keep) != x.shape[0] else x
+        if codes != "float":  # hook: quantised indexes (retrieval/quantized.py)
+            return cls._build_quantized(xk, kept_texts, kept_ids, factory, metric, amap, stored,
+                                        seed, train_size, codes, rescore, rescore_with)
         index, seconds = build_faiss(
             xk, factory, metric, amap, train_size=train_size, seed=seed, progress=progress
         )
@@ -247,6 +256,25 @@ class EmbeddingIndex:
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             extra={"seed": int(seed), "train_size": train_size, "transform": amap is not None},
         )
+
+    @classmethod
+    def _build_quantized(cls, x: np.ndarray, texts: list[str], ids: list[str | None],
+                         factory: str, metric: str, amap: AffineMap | None,
+                         stored: dict[str, Any], seed: int, train_size: int | None,
+                         vectors: str, rescore: int, rescore_with: str) -> EmbeddingIndex:
+        import time
+
+        from embedkit.retrieval.quantized import build_quantized
+
+        start = time.perf_counter()
+        q = build_quantized(x, factory, metric, amap, vectors=vectors, rescore=rescore,
+                            rescore_with=rescore_with, train_size=train_size, seed=seed)
+        stored["vectors"] = q.settings.to_dict()
+        return cls(q, texts, ids, factory=q.factory, metric=metric, dim_in=x.shape[1],
+                   dim=q.settings.dim, recipe=stored, build_seconds=time.perf_counter() - start,
+                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   extra={"seed": int(seed), "train_size": train_size,
+                          "transform": amap is not None, "quantized": q.settings.to_dict()})
 
     def add(
         self, vectors: Any, texts: Sequence[str], ids: Sequence[str | int | None] | None = None
@@ -267,6 +295,9 @@ class EmbeddingIndex:
         keep, kept_texts, kept_ids = _dedupe(texts, ids, self._positions)
         if not keep:
             return 0
+        if self._extra.get("quantized"):  # hook: quantised indexes' stores are not grown
+            raise ConfigError(f"index {self.factory!r} is quantised (its rescoring vectors are "
+                              "a file of the folder); rebuild it with the new texts")
         if not self._index.is_trained:  # pragma: no cover - build always trains
             raise ConfigError(f"index {self.factory!r} is not trained; rebuild it")
         add_vectors(self._index, np.ascontiguousarray(x[keep]))
@@ -304,11 +335,18 @@ class EmbeddingIndex:
         defaults = self.search_defaults
         nprobe = nprobe if nprobe is not None else defaults.get("nprobe")
         ef_search = ef_search if ef_search is not None else defaults.get("ef_search")
-        params = search_parameters(self._index, self.factory, nprobe=nprobe, ef_search=ef_search)
         n = self._index.ntotal
-        if n == 0 or q.shape[0] == 0:
-            return [[] for _ in range(q.shape[0])]
-        scores, labels = self._index.search(q, min(int(k), n), params=params)
+        if hasattr(self._index, "search_with"):  # hook: quantised indexes rescore
+            if n == 0 or q.shape[0] == 0:
+                return [[] for _ in range(q.shape[0])]
+            scores, labels = self._index.search_with(q, min(int(k), n), nprobe=nprobe,
+                                                     ef_search=ef_search)
+        else:
+            params = search_parameters(self._index, self.factory, nprobe=nprobe,
+                                       ef_search=ef_search)
+            if n == 0 or q.shape[0] == 0:
+                return [[] for _ in range(q.shape[0])]
+            scores, labels = self._index.search(q, min(int(k), n), params=params)
         return [
             [Hit(int(i), self._texts[i], float(s), self._user_ids[i])
              for s, i in zip(row_s, row_l, strict=True) if i >= 0]
@@ -379,6 +417,8 @@ class EmbeddingIndex:
 
     def memory_bytes(self) -> int:
         """Size of the serialised FAISS index in bytes (a proxy for its memory use)."""
+        if hasattr(self._index, "memory_bytes"):  # hook: quantised (the store is on disk)
+            return int(self._index.memory_bytes())
         return serialized_bytes(self._index)
 
     def affine_map(self) -> AffineMap | None:
@@ -457,6 +497,8 @@ class EmbeddingIndex:
         for the write (another process writing it is waited for up to ``lock_timeout``
         seconds).
         """
+        if hasattr(self._index, "files"):  # hook: a quantised index's binary index and store
+            extra_files = {**self._index.files(), **(extra_files or {})}
         return write_index_folder(directory, self._index, self._texts, self._user_ids,
                                   self.metadata(), extra_files, lock_timeout=lock_timeout)
 
@@ -478,7 +520,8 @@ class EmbeddingIndex:
             recipe=meta.get("recipe") or {},
             build_seconds=float(meta.get("build_seconds") or 0.0),
             created=str(meta.get("created", "")),
-            extra={k: meta[k] for k in ("seed", "train_size", "transform", "on_disk")
+            extra={k: meta[k] for k in ("seed", "train_size", "transform", "on_disk",
+                                         "quantized")
                    if k in meta},
         )
         loaded.extra_files = stored.extra_files
