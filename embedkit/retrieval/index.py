@@ -264,14 +264,18 @@ class EmbeddingIndex:
                          vectors: str, rescore: int, rescore_with: str) -> EmbeddingIndex:
         import time
 
-        from embedkit.retrieval.quantized import build_quantized
+        from embedkit.retrieval.quantized import build_quantized, tune_quantized
 
         start = time.perf_counter()
         q = build_quantized(x, factory, metric, amap, vectors=vectors, rescore=rescore,
                             rescore_with=rescore_with, train_size=train_size, seed=seed)
+        seconds = time.perf_counter() - start
         stored["vectors"] = q.settings.to_dict()
+        defaults = tune_quantized(q, x, amap, seed=seed)
+        if defaults is not None:
+            stored["search_defaults"] = defaults
         return cls(q, texts, ids, factory=q.factory, metric=metric, dim_in=x.shape[1],
-                   dim=q.settings.dim, recipe=stored, build_seconds=time.perf_counter() - start,
+                   dim=q.settings.dim, recipe=stored, build_seconds=seconds,
                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    extra={"seed": int(seed), "train_size": train_size,
                           "transform": amap is not None, "quantized": q.settings.to_dict()})

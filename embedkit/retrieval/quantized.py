@@ -33,6 +33,7 @@ here is a file of the index folder (its sha256 checked like every other file) ma
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import tempfile
@@ -469,3 +470,43 @@ def read_quantized(directory: Path, meta: dict[str, Any], pre: Any) -> Quantized
                               f"{base.ntotal}; rebuild the index")
     return QuantizedIndex(base, pre, str(meta.get("factory")), str(meta["metric"]), settings,
                           store)
+
+
+def tune_quantized(index: QuantizedIndex, x: np.ndarray | None, transform: AffineMap | None,
+                   *, seed: int = 0, target: float = 0.95, probe: Any = None
+                   ) -> dict[str, Any] | None:
+    """Default ``nprobe`` (IVF) / ``ef_search`` (HNSW) of a quantised index holding the rows
+    of ``x`` (or measured by a filled ``probe``, a
+    :class:`~embedkit.retrieval.tuning.RecallProbe`): the smallest whose rescored recall@10
+    against exact float search reaches ``target`` on a seeded sample of its rows (as
+    :mod:`embedkit.retrieval.tuning` does for float indexes); None when there is nothing to
+    tune."""
+    from embedkit.retrieval.tuning import EF_SEARCH_CANDIDATES, RecallProbe
+
+    nlist = _nlist(index)
+    hnsw = "HNSW" in index.factory
+    if (not nlist and not hnsw) or index.ntotal < 2:
+        return None
+    key = "nprobe" if nlist else "ef_search"
+    values = ([1 << i for i in range(int(math.log2(nlist)) + 1) if (1 << i) < nlist] + [nlist]
+              if nlist else list(EF_SEARCH_CANDIDATES))
+    if probe is None:
+        assert x is not None
+        probe = RecallProbe.for_matrix(x, index.metric, transform, seed=seed)
+        for start in range(0, x.shape[0], 16384):
+            probe.observe(x[start:start + 16384], start)
+    if probe.queries.shape[0] == 0:
+        return None
+    truth = probe._without_self(probe._labels)
+    tried: list[dict[str, Any]] = []
+    for value in values:
+        labels = index.search_with(probe.queries, min(probe.k + 1, index.ntotal),
+                                   **{key: value})[1]
+        found = probe._without_self(labels)
+        got = float(np.mean([len(t & f) / len(t) for t, f in zip(truth, found, strict=True)
+                             if t] or [1.0]))
+        tried.append({key: value, "recall_at_10": round(got, 4)})
+        if got >= target:
+            break
+    return {**tried[-1], "target": target, "k": probe.k, "queries": len(probe.queries),
+            "seed": int(seed), "reached": tried[-1]["recall_at_10"] >= target, "tried": tried}

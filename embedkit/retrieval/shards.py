@@ -403,6 +403,10 @@ def build_index_from_shards(
     lock_timeout: float | None = None,
     post: str | None = None,
     force: bool = False,
+    codes: str = "float",
+    rescore: int = 4,
+    rescore_with: str = "float",
+    budget: Any = None,
 ) -> EmbeddingIndex:
     """Build an index folder at ``out_dir`` from the encode folder ``embeddings``.
 
@@ -414,8 +418,10 @@ def build_index_from_shards(
     loaded: a copied or moved folder reads its own). ``lock_timeout``: how long to wait for
     another writer of the folder (None: the default). ``post``: a transform file fitted on
     these shards (``run_whiten_shards``), baked in as the folder's own would be
-    (:func:`folder_post`; ``force`` uses one fitted on other vectors). Returns the index as
-    loaded back.
+    (:func:`folder_post`; ``force`` uses one fitted on other vectors). ``codes``,
+    ``rescore``, ``rescore_with``, ``budget``: as :func:`~embedkit.retrieval.folder.build_index`
+    takes them (the budget's sample is drawn from the shards). Returns the index as loaded
+    back.
     """
     # None (the command line's default): cosine, as the encode folder records no declared
     # similarity of its model
@@ -430,6 +436,20 @@ def build_index_from_shards(
             f"{metric}; use metric cosine or encode without normalize", param="metric")
     given = folder_post(folder, post, metric=metric, force=force)
     amap = given.map if given is not None else folder.post_map()
+    choice: dict[str, Any] = {}
+    if budget is not None:  # hook: index choice under a budget (retrieval/budget.py)
+        from embedkit.retrieval.budget import choose_index
+
+        chosen = choose_index(folder.sample, folder.total_rows, budget, metric=metric,
+                              transform=amap, seed=seed)
+        factory, codes = chosen.candidate.factory, chosen.candidate.codes
+        rescore = chosen.candidate.rescore or rescore
+        choice = {"index_choice": chosen.record()}
+    if codes != "float":  # hook: quantised indexes (retrieval/quantized.py)
+        return _build_quantized_from_shards(
+            out, folder, factory, metric, amap, given, codes=codes, rescore=rescore,
+            rescore_with=rescore_with, train_size=train_size, seed=seed,
+            lock_timeout=lock_timeout, on_disk=on_disk, recipe_extra=choice)
     index = make_faiss_index(folder.dim, factory, metric, amap)
     if on_disk:
         _on_disk_check(index, factory)
@@ -451,6 +471,7 @@ def build_index_from_shards(
             _add_in_memory(index, folder, rows, probe)
         recipe = replace(_index_recipe(folder, len(rows.texts)), search_defaults=(
             probe.probe.choose(index, factory) if probe is not None else None))
+        recipe = replace(recipe, extra={**recipe.extra, **choice})
         if given is not None:  # the post.safetensors of the map given, as build_index writes
             recipe = write_post_file(Path(work), given, replace(
                 recipe, post=given.spec, post_file=POST_FILE, post_sources=given.sources))
@@ -467,3 +488,65 @@ def build_index_from_shards(
         built.save(out, extra_files=extra, **options)
         del index, built
     return EmbeddingIndex.load(out)
+
+
+def _build_quantized_from_shards(out: Path, folder: EncodeFolder, factory: str, metric: str,
+                                 amap: AffineMap | None, given: IndexPost | None, *,
+                                 codes: str, rescore: int, rescore_with: str,
+                                 train_size: int | None, seed: int,
+                                 lock_timeout: float | None, on_disk: bool,
+                                 recipe_extra: dict[str, Any]) -> EmbeddingIndex:
+    """A quantised index (:mod:`embedkit.retrieval.quantized`) from the shards, one shard in
+    memory at a time; its rescoring store is written beside the folder, then moved in."""
+    from embedkit.retrieval.quantized import RescoreStore, make_quantized, tune_quantized
+
+    if on_disk:
+        raise ConfigError("on-disk inverted lists are for float IVF indexes; a quantised index "
+                          "keeps its rescoring vectors on disk already", param="on_disk")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.store.", dir=out.parent) as work:
+        dim = amap.k if amap is not None else folder.dim
+        store = RescoreStore(Path(work) / "store", dim, rescore_with) if rescore else None
+        index = make_quantized(folder.dim, factory, metric, amap, vectors=codes,
+                               rescore=rescore, rescore_with=rescore_with, store=store)
+        size = train_sample_size(index.base if codes == "int8" else _probe_ivf(index),
+                                 folder.total_rows, train_size)
+        sample = folder.sample(size, seed)
+        index.train(sample, seed=seed, train_size=sample.shape[0])
+        rows = _Rows()
+        probe = _ShardProbe(folder, metric, amap, seed)
+        for ids, texts, x in folder.shards():
+            first = len(rows.texts)
+            keep = rows.keep(ids, texts)
+            probe.see(x, keep, first)
+            if keep:
+                index.add(np.ascontiguousarray(x[keep]))
+        recipe = _index_recipe(folder, len(rows.texts))
+        defaults = tune_quantized(index, None, amap, seed=seed, probe=probe.probe)
+        extra: dict[str, Any] = {}
+        if folder.recipe.post_file:
+            extra[POST_FILE] = folder.path / POST_FILE
+        if given is not None:
+            recipe = write_post_file(Path(work), given, replace(
+                recipe, post=given.spec, post_file=POST_FILE, post_sources=given.sources))
+            extra[POST_FILE] = Path(work) / POST_FILE
+        recipe = replace(recipe, search_defaults=defaults,
+            extra={**recipe.extra, **recipe_extra, "vectors": index.settings.to_dict()})
+        built = EmbeddingIndex(
+            index, rows.texts, rows.user_ids, factory=index.factory, metric=metric,
+            dim_in=folder.dim, dim=dim, recipe=recipe.to_dict(),
+            build_seconds=time.perf_counter() - start,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            extra={"seed": int(seed), "train_size": int(sample.shape[0]),
+                   "transform": amap is not None, "quantized": index.settings.to_dict()})
+        options = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
+        built.save(out, extra_files=extra, **options)
+        del index, built
+    return EmbeddingIndex.load(out)
+
+
+def _probe_ivf(index: Any) -> Any:
+    """An index whose IVF list count is the binary index's, for :func:`train_sample_size`."""
+    nlist = getattr(faiss.downcast_IndexBinary(index.base), "nlist", 0)
+    return make_faiss_index(8, f"IVF{nlist},Flat" if nlist else "Flat", "l2", None)

@@ -1,0 +1,379 @@
+"""Index choice under a budget: memory (and optionally query time and recall) decide among
+Flat, SQ8, HNSW, IVF-Flat, IVF-PQ and binary-with-rescoring, by measuring each candidate on a
+seeded held-out sample of the data.
+
+Each candidate is built on ``sample_rows`` vectors of the data (the IVF lists scaled to the
+sample by the same rule as the full index: about ``4 sqrt(n)``), searched with held-out query
+rows (not indexed), and its recall@10 measured against exact float search over the same sample
+(its ``nprobe`` / ``efSearch`` the smallest reaching the recall asked for). Its memory at the
+full size is extrapolated from sizes measured, not from a formula alone: the serialised index
+trained and empty, then with half and all of the sample added, gives the fixed part and the
+exact bytes per vector (plus the full index's extra IVF centroids); query time is the measured
+time of one query scaled to the full size (exhaustive scans by ``n``, IVF by ``sqrt(n)``, HNSW
+by ``log n``). The candidate that fits with the highest recall is kept (ties: the smaller one);
+when none fits, :class:`BudgetError` names the closest.
+
+>>> parse_bytes("300MB"), parse_bytes("2GB"), parse_bytes("1.5GiB")
+(300000000, 2000000000, 1610612736)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from embedkit.errors import ConfigError
+from embedkit.postprocess.affine import AffineMap
+from embedkit.retrieval.faiss_ops import (
+    build_faiss,
+    make_faiss_index,
+    search_parameters,
+    serialized_bytes,
+    train_index,
+)
+from embedkit.retrieval.quantized import build_quantized
+
+__all__ = ["Budget", "BudgetError", "Candidate", "Choice", "candidates", "choose_index",
+           "ivf_lists", "matrix_sampler",
+           "parse_bytes", "show_bytes"]
+
+logger = logging.getLogger(__name__)
+
+#: vectors of the data each candidate is built on, and held-out queries measuring it
+SAMPLE_ROWS = 50_000
+SAMPLE_QUERIES = 200
+K = 10
+#: recall the search settings are tuned to when no --min-recall is given
+DEFAULT_TARGET = 0.95
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_bytes(value: str | int, param: str = "max_memory") -> int:
+    """``300MB``, ``2GB``, ``512MiB``, ``1e9`` -> bytes (decimal kB/MB/GB, binary KiB/MiB/GiB)."""
+    if isinstance(value, int):
+        n = float(value)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
+        unit = m.group(2).upper() if m else ""
+        if m is None or unit not in _UNITS:
+            raise ConfigError(f"cannot read {value!r} as a size; write it like 300MB, 2GB or "
+                              "512MiB", param=param)
+        n = float(m.group(1)) * _UNITS[unit]
+    if n <= 0:
+        raise ConfigError(f"a size must be positive, got {value!r}", param=param)
+    return int(round(n))
+
+
+def show_bytes(n: float) -> str:
+    """>>> show_bytes(312_500_000)
+    '312.5 MB'
+    """
+    for unit, scale in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        if n < scale * 1000 or unit == "GB":
+            return f"{n / scale:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the index must fit: RAM bytes, and optionally ms per query and recall@10."""
+
+    max_memory: int
+    max_query_ms: float | None = None
+    min_recall: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_memory <= 0:
+            raise ConfigError("max_memory must be positive", param="max_memory")
+        if self.max_query_ms is not None and self.max_query_ms <= 0:
+            raise ConfigError(f"max_query_ms must be positive, got {self.max_query_ms}",
+                              param="max_query_ms")
+        if self.min_recall is not None and not 0 < self.min_recall <= 1:
+            raise ConfigError(f"min_recall must be in (0, 1], got {self.min_recall}",
+                              param="min_recall")
+
+    def describe(self) -> str:
+        parts = [f"memory <= {show_bytes(self.max_memory)}"]
+        if self.max_query_ms is not None:
+            parts.append(f"query <= {self.max_query_ms:g} ms")
+        if self.min_recall is not None:
+            parts.append(f"recall@10 >= {self.min_recall:g}")
+        return ", ".join(parts)
+
+
+class BudgetError(ConfigError):
+    """No candidate fits; :attr:`closest` is the measured row of the nearest one."""
+
+    def __init__(self, message: str, closest: dict[str, Any]):
+        self.closest = closest
+        super().__init__(message, param="max_memory")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One index to try: a float factory, the codes it keeps and its rescoring."""
+
+    factory: str
+    codes: str = "float"
+    rescore: int = 0
+
+    @property
+    def name(self) -> str:
+        if self.codes == "binary":
+            from embedkit.retrieval.quantized import binary_factory
+
+            return f"{binary_factory(self.factory)}+rescore{self.rescore}x"
+        if self.codes == "int8":
+            from embedkit.retrieval.quantized import quantized_factory
+
+            return quantized_factory(self.factory, "int8")
+        return self.factory
+
+
+def ivf_lists(n: int) -> int:
+    """The IVF list count for ``n`` vectors: the power of two nearest ``4 sqrt(n)``, at least
+    16 and at most ``n / 39`` (FAISS's points per centroid).
+
+    >>> ivf_lists(1_000_000), ivf_lists(50_000)
+    (4096, 1024)
+    """
+    target = 4 * math.sqrt(max(n, 1))
+    nlist = 1 << max(4, round(math.log2(target)))
+    while nlist > 16 and nlist * 39 > n:
+        nlist //= 2
+    return nlist
+
+
+def _pq_m(dim: int) -> int:
+    """PQ sub-quantizers: 8 dimensions each (64 bytes a vector at 512)."""
+    for m in (dim // 8, dim // 4, dim // 2, dim):
+        if m >= 1 and dim % m == 0 and m <= 64:
+            return m
+    return 1
+
+
+def candidates(n: int, dim: int) -> list[Candidate]:
+    """The candidates for ``n`` vectors of dimension ``dim`` (IVF lists for ``n``)."""
+    nlist = ivf_lists(n)
+    out = [Candidate("Flat"), Candidate("Flat", "int8"), Candidate("HNSW32"),
+           Candidate(f"IVF{nlist},Flat"), Candidate(f"IVF{nlist},PQ{_pq_m(dim)}")]
+    if dim % 8 == 0:
+        out += [Candidate("Flat", "binary", 4), Candidate(f"IVF{nlist},Flat", "binary", 4)]
+    return out
+
+
+@dataclass
+class Choice:
+    """The chosen candidate and every measured row (why)."""
+
+    candidate: Candidate
+    row: dict[str, Any]
+    rows: list[dict[str, Any]]
+    why: str
+    budget: Budget
+    sample: dict[str, Any]
+
+    def record(self) -> dict[str, Any]:
+        """What the recipe keeps as ``index_choice``."""
+        return {"budget": asdict(self.budget), "chosen": self.candidate.name,
+                "factory": self.candidate.factory, "codes": self.candidate.codes,
+                "rescore": self.candidate.rescore, "why": self.why, "sample": self.sample,
+                "candidates": self.rows}
+
+
+def _scaled(c: Candidate, n_full: int, n_sample: int) -> Candidate:
+    """The candidate as measured on a sample of ``n_sample`` rows (IVF lists for it)."""
+    if "IVF" not in c.factory:
+        return c
+    small = ivf_lists(n_sample)
+    return Candidate(re.sub(r"IVF\d+", f"IVF{small}", c.factory), c.codes, c.rescore)
+
+
+def _nlist(factory: str) -> int:
+    m = re.search(r"IVF(\d+)", factory)
+    return int(m.group(1)) if m else 0
+
+
+class _Measure:
+    """A held-out sample: indexed rows, query rows and their exact neighbours."""
+
+    def __init__(self, x: np.ndarray, q: np.ndarray, metric: str, amap: AffineMap | None,
+                 seed: int, target: float):
+        self.x, self.q, self.metric, self.amap = x, q, metric, amap
+        self.seed, self.target = seed, target
+        flat = make_faiss_index(x.shape[1], "Flat", metric, amap)
+        flat.add(x)
+        self.truth = flat.search(q, K)[1]
+
+    def recall(self, labels: np.ndarray) -> float:
+        hits = [len(set(t) & set(f[f >= 0])) / len(t) for t, f in zip(self.truth, labels,
+                                                                        strict=True)]
+        return float(np.mean(hits))
+
+    def _search(self, index: Any, c: Candidate, setting: dict[str, int], q: np.ndarray
+                ) -> np.ndarray:
+        if c.codes == "float":
+            params = search_parameters(index, c.factory, nprobe=setting.get("nprobe"),
+                                       ef_search=setting.get("ef_search"))
+            return index.search(q, K, params=params)[1]
+        return index.search_with(q, K, **setting)[1]
+
+    def _tuned(self, index: Any, c: Candidate) -> tuple[dict[str, int], float]:
+        if "IVF" in c.factory:
+            nlist, values, key = _nlist(c.factory), [], "nprobe"
+            v = 1
+            while v < nlist:
+                values.append(v)
+                v *= 2
+            values.append(nlist)
+        elif "HNSW" in c.factory:
+            key, values = "ef_search", [16, 32, 64, 128, 256, 512]
+        else:
+            return {}, self.recall(self._search(index, c, {}, self.q))
+        got = 0.0
+        for value in values:
+            got = self.recall(self._search(index, c, {key: value}, self.q))
+            if got >= self.target:
+                break
+        return {key: value}, got
+
+    def _build(self, c: Candidate, x: np.ndarray) -> Any:
+        if c.codes == "float":
+            return build_faiss(x, c.factory, self.metric, self.amap, seed=self.seed)[0]
+        return build_quantized(x, c.factory, self.metric, self.amap, vectors=c.codes,
+                               rescore=c.rescore, seed=self.seed)
+
+    def _sizes(self, c: Candidate) -> tuple[int, float]:
+        """(fixed bytes of the trained empty index, bytes per added vector), measured."""
+        n = self.x.shape[0]
+        half = n // 2
+        if c.codes == "float":
+            index = make_faiss_index(self.x.shape[1], c.factory, self.metric, self.amap)
+            train_index(index, self.x, c.factory, None, self.seed)
+            sizes = [serialized_bytes(index)]
+            for part in (self.x[:half], self.x[half:]):
+                index.add(part)
+                sizes.append(serialized_bytes(index))
+        else:
+            index = build_quantized(self.x[:half], c.factory, self.metric, self.amap,
+                                    vectors=c.codes, rescore=0, seed=self.seed)
+            sizes = [0, index.memory_bytes()]
+            index.add(self.x[half:])
+            sizes.append(index.memory_bytes())
+        per = (sizes[2] - sizes[1]) / max(1, n - half)
+        return int(sizes[2] - per * n), per
+
+    def row(self, c: Candidate, full: Candidate, n_full: int) -> dict[str, Any]:
+        """Build ``c`` on the sample, tune and time it; its row at ``n_full`` vectors."""
+        start = time.perf_counter()
+        index = self._build(c, self.x)
+        build_s = time.perf_counter() - start
+        setting, recall = self._tuned(index, c)
+        n_single = min(50, self.q.shape[0])
+        start = time.perf_counter()
+        for i in range(n_single):
+            self._search(index, c, setting, self.q[i:i + 1])
+        ms = 1000 * (time.perf_counter() - start) / max(1, n_single)
+        fixed, per = self._sizes(c)
+        dim = self.amap.k if self.amap is not None else self.x.shape[1]
+        extra_lists = max(0, _nlist(full.factory) - _nlist(c.factory)) * dim * 4
+        memory = int(fixed + extra_lists + per * n_full)
+        n = self.x.shape[0]
+        scale = (n_full / n if "IVF" not in c.factory and "HNSW" not in c.factory else
+                 math.sqrt(n_full / n) if "IVF" in c.factory else
+                 math.log(max(n_full, 2)) / math.log(max(n, 2)))
+        return {"candidate": full.name, "factory": full.factory, "codes": full.codes,
+                "rescore": full.rescore, "measured_as": c.name, "setting": setting,
+                "recall@10": round(recall, 4), "query_ms_sample": round(ms, 3),
+                "query_ms": round(ms * scale, 3), "memory_bytes": memory,
+                "bytes_per_vector": round(per, 2),
+                "disk_bytes": memory + (n_full * dim * 4 if full.rescore else 0),
+                "build_seconds_sample": round(build_s, 3)}
+
+
+def _violation(row: dict[str, Any], budget: Budget) -> float:
+    """How far a row is from fitting (0: it fits), as the sum of relative excesses."""
+    v = max(0.0, row["memory_bytes"] / budget.max_memory - 1)
+    if budget.max_query_ms is not None:
+        v += max(0.0, row["query_ms"] / budget.max_query_ms - 1)
+    if budget.min_recall is not None:
+        v += max(0.0, (budget.min_recall - row["recall@10"]) / budget.min_recall)
+    return v
+
+
+def _misses(row: dict[str, Any], budget: Budget) -> str:
+    out = []
+    if row["memory_bytes"] > budget.max_memory:
+        out.append(f"needs {show_bytes(row['memory_bytes'])} > {show_bytes(budget.max_memory)}")
+    if budget.max_query_ms is not None and row["query_ms"] > budget.max_query_ms:
+        out.append(f"{row['query_ms']:.2f} ms a query > {budget.max_query_ms:g} ms")
+    if budget.min_recall is not None and row["recall@10"] < budget.min_recall:
+        out.append(f"recall@10 {row['recall@10']:.3f} < {budget.min_recall:g}")
+    return ", ".join(out)
+
+
+def _decide(rows: list[dict[str, Any]], budget: Budget) -> tuple[dict[str, Any], str]:
+    fits = [r for r in rows if _violation(r, budget) == 0]
+    if not fits:
+        closest = min(rows, key=lambda r: _violation(r, budget))
+        raise BudgetError(
+            f"no index fits {budget.describe()}: the closest is {closest['candidate']} "
+            f"({_misses(closest, budget)}); raise the budget or reduce the dimension "
+            "(--post pca:k=... / whiten:k=...)", closest)
+    best = max(fits, key=lambda r: (round(r["recall@10"], 2), -r["memory_bytes"]))
+    others = [r["candidate"] for r in rows if r not in fits]
+    why = (f"{best['candidate']}: recall@10 {best['recall@10']:.3f} (highest of {len(fits)} "
+           f"fitting {budget.describe()}; ties go to the smaller), "
+           f"{show_bytes(best['memory_bytes'])}, {best['query_ms']:.2f} ms a query"
+           + (f"; over budget: {', '.join(others)}" if others else ""))
+    return best, why
+
+
+def choose_index(sample: Callable[[int, int], np.ndarray], total: int, budget: Budget, *,
+                 metric: str = "cosine", transform: AffineMap | None = None, seed: int = 0,
+                 sample_rows: int = SAMPLE_ROWS, queries: int = SAMPLE_QUERIES,
+                 only: list[Candidate] | None = None) -> Choice:
+    """Measure every candidate for ``total`` vectors on a held-out sample and keep the one
+    that fits ``budget``. ``sample(n, seed)`` draws ``n`` rows of the data with ``seed``
+    (:meth:`EncodeFolder.sample`, or rows of a matrix); the first ``queries`` drawn rows are
+    held out as queries, the rest indexed. :class:`BudgetError` when nothing fits."""
+    n_q = min(queries, max(1, total // 10))
+    drawn = sample(min(total, sample_rows + n_q), seed)
+    rng = np.random.default_rng(seed + 7)
+    order = rng.permutation(drawn.shape[0])
+    q, x = drawn[order[:n_q]], np.ascontiguousarray(drawn[order[n_q:]])
+    if x.shape[0] < 100:
+        raise ConfigError(f"choosing an index needs at least 100 vectors, got {total}",
+                          param="max_memory")
+    measure = _Measure(x, np.ascontiguousarray(q), metric, transform, seed,
+                       budget.min_recall or DEFAULT_TARGET)
+    dim = transform.k if transform is not None else x.shape[1]
+    rows = []
+    for full in only or candidates(total, dim):
+        c = _scaled(full, total, x.shape[0])
+        logger.info("measuring %s on %d sampled vectors (%d held-out queries)", full.name,
+                    x.shape[0], n_q)
+        rows.append(measure.row(c, full, total))
+    best, why = _decide(rows, budget)
+    chosen = next(c for c in (only or candidates(total, dim)) if c.name == best["candidate"])
+    return Choice(chosen, best, rows, why, budget,
+                  {"rows": int(x.shape[0]), "queries": int(n_q), "seed": int(seed),
+                   "total": int(total)})
+
+
+def matrix_sampler(x: np.ndarray) -> Callable[[int, int], np.ndarray]:
+    """``sample(n, seed)`` over the rows of ``x`` (seeded, without replacement)."""
+    def sample(n: int, seed: int) -> np.ndarray:
+        if n >= x.shape[0]:
+            return np.ascontiguousarray(x)
+        rows = np.sort(np.random.default_rng(seed).choice(x.shape[0], n, replace=False))
+        return np.ascontiguousarray(x[rows])
+    return sample
