@@ -116,6 +116,7 @@ def add_embeddings_source(src, build) -> None:
 
 def run_build_from_embeddings(args) -> int:
     """``index build --embeddings DIR``."""
+    from embedkit.cli.index_cmd import print_choice, quantized_options
     from embedkit.errors import ConfigError
     from embedkit.io.atomic import FolderLockedError
     from embedkit.retrieval.shards import build_index_from_shards
@@ -129,9 +130,11 @@ def run_build_from_embeddings(args) -> int:
         index = build_index_from_shards(
             args.out, args.embeddings, factory=args.factory, metric=args.metric,
             train_size=args.train_size, seed=args.seed, on_disk=args.on_disk,
-            lock_timeout=args.lock_timeout, post=args.post, force=args.force)
+            lock_timeout=args.lock_timeout, post=args.post, force=args.force,
+            **quantized_options(args))  # hook: --vectors / --rescore / --max-memory
     except FolderLockedError as err:
         raise locked_error(err) from None
+    print_choice(index)
     post = f", post {index.recipe['post']}" if index.recipe.get("post") else ""
     print(f"indexed {index.ntotal} texts from {args.embeddings} into {args.out}: "
           f"{index.factory}, {index.metric}, {index.dim_in} -> {index.dim} dims{post}"

@@ -13,8 +13,12 @@ time of one query scaled to the full size (exhaustive scans by ``n``, IVF by ``s
 by ``log n``). The candidate that fits with the highest recall is kept (ties: the smaller one);
 when none fits, :class:`BudgetError` names the closest.
 
->>> parse_bytes("300MB"), parse_bytes("2GB"), parse_bytes("1.5GiB")
-(300000000, 2000000000, 1610612736)
+>>> import numpy as np
+>>> x = np.random.default_rng(0).standard_normal((2000, 16)).astype("float32")
+>>> choice = choose_index(matrix_sampler(x), 2000, Budget(parse_size("100kB")),
+...                       only=[Candidate("Flat"), Candidate("Flat", "int8")])
+>>> choice.candidate.name, choice.row["bytes_per_vector"]
+('SQ8', 16.0)
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import ConfigError
+from embedkit.io.atomic import _human_size
+from embedkit.io.sizes import parse_size
 from embedkit.postprocess.affine import AffineMap
 from embedkit.retrieval.faiss_ops import (
     build_faiss,
@@ -42,7 +48,7 @@ from embedkit.retrieval.quantized import build_quantized
 
 __all__ = ["Budget", "BudgetError", "Candidate", "Choice", "candidates", "choose_index",
            "ivf_lists", "matrix_sampler",
-           "parse_bytes", "show_bytes"]
+           "parse_size", "show_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,34 +58,15 @@ SAMPLE_QUERIES = 200
 K = 10
 #: recall the search settings are tuned to when no --min-recall is given
 DEFAULT_TARGET = 0.95
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def parse_bytes(value: str | int, param: str = "max_memory") -> int:
-    """``300MB``, ``2GB``, ``512MiB``, ``1e9`` -> bytes (decimal kB/MB/GB, binary KiB/MiB/GiB)."""
-    if isinstance(value, int):
-        n = float(value)
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
-        unit = m.group(2).upper() if m else ""
-        if m is None or unit not in _UNITS:
-            raise ConfigError(f"cannot read {value!r} as a size; write it like 300MB, 2GB or "
-                              "512MiB", param=param)
-        n = float(m.group(1)) * _UNITS[unit]
-    if n <= 0:
-        raise ConfigError(f"a size must be positive, got {value!r}", param=param)
-    return int(round(n))
 
 
 def show_bytes(n: float) -> str:
-    """>>> show_bytes(312_500_000)
-    '312.5 MB'
+    """A size as messages show it (``312 MB``).
+
+    >>> show_bytes(312_500_000)
+    '312 MB'
     """
-    for unit, scale in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)):
-        if n < scale * 1000 or unit == "GB":
-            return f"{n / scale:.1f} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
+    return _human_size(int(n))
 
 
 @dataclass(frozen=True)
@@ -245,36 +232,31 @@ class _Measure:
                 break
         return {key: value}, got
 
-    def _build(self, c: Candidate, x: np.ndarray) -> Any:
-        if c.codes == "float":
-            return build_faiss(x, c.factory, self.metric, self.amap, seed=self.seed)[0]
-        return build_quantized(x, c.factory, self.metric, self.amap, vectors=c.codes,
-                               rescore=c.rescore, seed=self.seed)
-
-    def _sizes(self, c: Candidate) -> tuple[int, float]:
-        """(fixed bytes of the trained empty index, bytes per added vector), measured."""
+    def _build(self, c: Candidate) -> tuple[Any, int, float]:
+        """Build ``c`` on the sample in two halves: the index, and (measured on the way) the
+        fixed bytes of the trained empty index and the bytes each added vector takes."""
         n = self.x.shape[0]
         half = n // 2
         if c.codes == "float":
             index = make_faiss_index(self.x.shape[1], c.factory, self.metric, self.amap)
             train_index(index, self.x, c.factory, None, self.seed)
-            sizes = [serialized_bytes(index)]
-            for part in (self.x[:half], self.x[half:]):
-                index.add(part)
-                sizes.append(serialized_bytes(index))
+            index.add(self.x[:half])
+            first = serialized_bytes(index)
+            index.add(self.x[half:])
+            last = serialized_bytes(index)
         else:
             index = build_quantized(self.x[:half], c.factory, self.metric, self.amap,
-                                    vectors=c.codes, rescore=0, seed=self.seed)
-            sizes = [0, index.memory_bytes()]
+                                    vectors=c.codes, rescore=c.rescore, seed=self.seed)
+            first = index.memory_bytes()
             index.add(self.x[half:])
-            sizes.append(index.memory_bytes())
-        per = (sizes[2] - sizes[1]) / max(1, n - half)
-        return int(sizes[2] - per * n), per
+            last = index.memory_bytes()
+        per = (last - first) / max(1, n - half)
+        return index, int(last - per * n), per
 
     def row(self, c: Candidate, full: Candidate, n_full: int) -> dict[str, Any]:
         """Build ``c`` on the sample, tune and time it; its row at ``n_full`` vectors."""
         start = time.perf_counter()
-        index = self._build(c, self.x)
+        index, fixed, per = self._build(c)
         build_s = time.perf_counter() - start
         setting, recall = self._tuned(index, c)
         n_single = min(50, self.q.shape[0])
@@ -282,7 +264,6 @@ class _Measure:
         for i in range(n_single):
             self._search(index, c, setting, self.q[i:i + 1])
         ms = 1000 * (time.perf_counter() - start) / max(1, n_single)
-        fixed, per = self._sizes(c)
         dim = self.amap.k if self.amap is not None else self.x.shape[1]
         extra_lists = max(0, _nlist(full.factory) - _nlist(c.factory)) * dim * 4
         memory = int(fixed + extra_lists + per * n_full)

@@ -46,6 +46,7 @@ import numpy as np
 
 from embedkit.errors import ConfigError
 from embedkit.postprocess.affine import AffineMap
+from embedkit.retrieval.choices import DEFAULT_RESCORE, INDEX_CODES, RESCORE_WITH
 from embedkit.retrieval.faiss_ops import (
     faiss,
     ivf_nlist,
@@ -61,12 +62,7 @@ __all__ = ["DEFAULT_RESCORE", "RESCORE_WITH", "VECTORS", "QuantizedIndex", "Resc
 
 logger = logging.getLogger(__name__)
 
-#: what ``index build --vectors`` takes
-VECTORS = ("float", "int8", "binary")
-#: what a search rescores with
-RESCORE_WITH = ("float", "int8")
-#: candidates asked for per hit wanted
-DEFAULT_RESCORE = 4
+VECTORS = INDEX_CODES
 STORE_FILES = {"float": "rescore.f32", "int8": "rescore.i8"}
 SCALE_FILE = "rescore.scale.npy"
 #: the binary index inside a binary index folder (index.faiss holds the transform chain)

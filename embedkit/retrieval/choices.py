@@ -1,0 +1,17 @@
+"""The values quantised-index settings take, in a module that imports nothing heavy (no
+FAISS, no numpy), so that ``index build --help`` lists them without loading FAISS.
+
+>>> INDEX_CODES, RESCORE_WITH, DEFAULT_RESCORE
+(('float', 'int8', 'binary'), ('float', 'int8'), 4)
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_RESCORE", "INDEX_CODES", "RESCORE_WITH"]
+
+#: what an index keeps of each vector (``index build --vectors``): float32, SQ8 codes, sign bits
+INDEX_CODES = ("float", "int8", "binary")
+#: the vectors a quantised index's candidates are rescored with (kept on disk, mapped)
+RESCORE_WITH = ("float", "int8")
+#: candidates asked of the quantised index per hit wanted
+DEFAULT_RESCORE = 4
