@@ -43,13 +43,14 @@ def _num(x: float | None, digits: int = 1) -> str:
 def _cost_table(cost: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     k = cost["target"]["k"]
     header = ["factory", "param", f"recall@{k}", "QPS batch", "QPS single", "speedup",
-              "build s", "size MB", "target"]
+              "build s", "size MB", "bytes/vector", "target"]
     body = []
     for i, r in enumerate(cost["rows"]):
         body.append([r["factory"], r["param"] or "-", f"{r[f'recall@{k}']:.4f}",
                      _num(r["qps_batch"], 0), _num(r["qps_single"], 0),
                      f"{r['speedup']:.1f}x" if r["speedup"] is not None else "-",
                      f"{r['build_seconds']:.2f}", f"{r['disk_bytes'] / 2**20:.1f}",
+                     _num(r.get("bytes_per_vector"), 1),  # hook: quantised indexes' bytes
                      "exact" if i == 0 else ("yes" if r["meets_target"] else "no")])
     return header, body
 

@@ -44,7 +44,7 @@ from embedkit.retrieval.faiss_ops import (
     serialized_bytes,
     train_index,
 )
-from embedkit.retrieval.quantized import build_quantized
+from embedkit.retrieval.quantized import build_quantized, quantized_factory
 
 __all__ = ["Budget", "BudgetError", "Candidate", "Choice", "candidates", "choose_index",
            "ivf_lists", "matrix_sampler",
@@ -114,15 +114,12 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        if self.codes == "binary":
-            from embedkit.retrieval.quantized import binary_factory
-
-            return f"{binary_factory(self.factory)}+rescore{self.rescore}x"
-        if self.codes == "int8":
-            from embedkit.retrieval.quantized import quantized_factory
-
-            return quantized_factory(self.factory, "int8")
-        return self.factory
+        """The spelling :func:`~embedkit.retrieval.quantized.parse_spec` reads back
+        (``index eval --factory`` takes it)."""
+        if self.codes == "float":
+            return self.factory
+        base = quantized_factory(self.factory, self.codes)
+        return f"{base}+rescore{self.rescore}x" if self.rescore else base
 
 
 def ivf_lists(n: int) -> int:

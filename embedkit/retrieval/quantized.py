@@ -58,7 +58,7 @@ from embedkit.retrieval.faiss_ops import (
 
 __all__ = ["DEFAULT_RESCORE", "RESCORE_WITH", "VECTORS", "QuantizedIndex", "RescoreStore",
            "binary_factory", "build_quantized", "is_binary_factory", "make_quantized",
-           "quantized_factory", "read_quantized"]
+           "parse_spec", "quantized_factory", "read_quantized", "tune_quantized"]
 
 logger = logging.getLogger(__name__)
 
@@ -506,3 +506,34 @@ def tune_quantized(index: QuantizedIndex, x: np.ndarray | None, transform: Affin
             break
     return {**tried[-1], "target": target, "k": probe.k, "queries": len(probe.queries),
             "seed": int(seed), "reached": tried[-1]["recall_at_10"] >= target, "tried": tried}
+
+
+def parse_spec(spec: str) -> tuple[str, str, int] | None:
+    """A quantised index as ``index eval --factory`` and the budget's candidates name it --
+    ``BFlat``, ``BHNSW32+rescore4x``, ``BIVF1024+rescore4x``, ``SQ8+rescore4x`` -- as
+    ``(float factory, codes, rescore)``; None for a plain FAISS factory (``SQ8`` without a
+    rescore suffix is FAISS's own SQ8 index).
+
+    >>> parse_spec("BIVF64+rescore4x"), parse_spec("SQ8+rescore2x"), parse_spec("SQ8")
+    (('IVF64,Flat', 'binary', 4), ('Flat', 'int8', 2), None)
+    """
+    base, _, suffix = spec.replace(" ", "").partition("+")
+    rescore = 0
+    if suffix:
+        m = re.fullmatch(r"rescore(\d+)x?", suffix)
+        if m is None:
+            raise ConfigError(f"cannot read {spec!r}: write a rescored index as "
+                              "FACTORY+rescore4x (e.g. BHNSW32+rescore4x)", param="factory")
+        rescore = int(m.group(1))
+    if is_binary_factory(base):
+        m = re.fullmatch(r"B(Flat|HNSW\d+|IVF\d+)", base)
+        assert m is not None
+        inner = m.group(1)
+        return (f"{inner},Flat" if inner.startswith("IVF") else inner), "binary", rescore
+    if not suffix:
+        return None
+    if "SQ8" not in base:
+        raise ConfigError(f"{spec!r}: only binary (B...) and SQ8 indexes are rescored",
+                          param="factory")
+    flat = base.replace("_SQ8", "").replace(",SQ8", ",Flat").replace("SQ8", "Flat")
+    return flat, "int8", rescore
