@@ -116,7 +116,7 @@ def add_embeddings_source(src, build) -> None:
 
 def run_build_from_embeddings(args) -> int:
     """``index build --embeddings DIR``."""
-    from embedkit.cli.index_cmd import print_choice, quantized_options
+    from embedkit.cli.index_codes import index_codes, print_choice
     from embedkit.errors import ConfigError
     from embedkit.io.atomic import FolderLockedError
     from embedkit.retrieval.shards import build_index_from_shards
@@ -131,7 +131,7 @@ def run_build_from_embeddings(args) -> int:
             args.out, args.embeddings, factory=args.factory, metric=args.metric,
             train_size=args.train_size, seed=args.seed, on_disk=args.on_disk,
             lock_timeout=args.lock_timeout, post=args.post, force=args.force,
-            **quantized_options(args))  # hook: --vectors / --rescore / --max-memory
+            index_codes=index_codes(args))  # hook: --vectors / --rescore / --max-memory
     except FolderLockedError as err:
         raise locked_error(err) from None
     print_choice(index)

@@ -26,6 +26,7 @@ from embedkit.cli.common import (
     write_json,
 )
 from embedkit.cli.encode_cmd import add_embeddings_source, run_build_from_embeddings
+from embedkit.cli.index_codes import add_index_codes, index_codes, print_choice
 from embedkit.cli.parsing import parse_int_list, split_factories, split_list
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import LOCK_TIMEOUT, FolderLockedError, atomic_write_text
@@ -108,111 +109,11 @@ def _add_build(isub) -> None:
     b.add_argument("--force", action="store_true",
                    help="use a transform file fitted for another model or pooling")
     b.add_argument("--out", required=True, metavar="DIR", help="index folder (replaced whole)")
-    _add_quantized(b)
+    add_index_codes(b)  # hook: --vectors, --rescore, --max-memory ... (cli/index_codes.py)
     add_data_options(b)
     _add_lock_timeout(b)
     _add_progress(b)
     b.set_defaults(func=run_build)
-
-
-# ---- hook: quantised indexes and the index choice under a budget (retrieval/quantized.py,
-# retrieval/budget.py); re-apply after the builder merge ----------------------------------
-
-
-def memory_size(text: str) -> int:
-    """argparse type of ``--max-memory``: ``300MB``, ``2GB``, ``512MiB`` -> bytes."""
-    from embedkit.io.sizes import parse_size
-
-    try:
-        return parse_size(text)
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no rescoring) or more, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def _add_quantized(b: argparse.ArgumentParser) -> None:
-    from embedkit.retrieval.choices import DEFAULT_RESCORE, INDEX_CODES, RESCORE_WITH
-
-    b.add_argument("--vectors", choices=INDEX_CODES, default="float",
-                   help="what the index keeps of each vector: float32, int8 (FAISS SQ8) or "
-                        "binary (sign bits: BFlat, BHNSW<M>, BIVF<n> from the --factory)")
-    b.add_argument("--rescore", type=_non_negative_int, default=DEFAULT_RESCORE, metavar="K",
-                   help="int8/binary: search K x k candidates and rescore them exactly from "
-                        "vectors kept on disk, memory-mapped (0: no rescoring, no file; "
-                        f"default: {DEFAULT_RESCORE})")
-    b.add_argument("--rescore-with", choices=RESCORE_WITH, default="float",
-                   help="the vectors rescoring reads: float32, or int8 (4x smaller file)")
-    b.add_argument("--max-memory", type=memory_size, metavar="SIZE",
-                   help="choose the index (Flat, SQ8, HNSW, IVF-Flat, IVF-PQ, binary with "
-                        "rescoring) that fits this much RAM, e.g. 300MB or 2GB, by measuring "
-                        "each on a seeded held-out sample of the vectors")
-    b.add_argument("--max-query-ms", type=_positive_float, metavar="MS",
-                   help="with --max-memory: milliseconds a query may take (estimated at the "
-                        "full size from the sample)")
-    b.add_argument("--min-recall", type=_positive_float, metavar="R",
-                   help="with --max-memory: recall@10 against exact float search, e.g. 0.95")
-
-
-def quantized_options(args: argparse.Namespace) -> dict:
-    """The builders' ``codes``, ``rescore``, ``rescore_with`` and ``budget`` of the flags."""
-    budget = None
-    if args.max_memory is None:
-        for flag, value in (("--max-query-ms", args.max_query_ms),
-                            ("--min-recall", args.min_recall)):
-            if value is not None:
-                raise ConfigError(f"{flag} goes with --max-memory SIZE (the budget it limits)")
-    else:
-        from embedkit.retrieval.budget import Budget
-
-        if args.factory != "Flat" or args.vectors != "float":
-            raise ConfigError("--max-memory chooses the factory and the vectors itself: drop "
-                              "--factory and --vectors (or drop --max-memory)")
-        if args.min_recall is not None and args.min_recall > 1:
-            raise ConfigError(f"--min-recall is a recall@10 between 0 and 1, not "
-                              f"{args.min_recall:g}")
-        budget = Budget(args.max_memory, args.max_query_ms, args.min_recall)
-    if args.vectors == "float" and budget is None and args.rescore_with != "float":
-        raise ConfigError("--rescore-with goes with --vectors int8 or binary")
-    return {"codes": args.vectors, "rescore": args.rescore, "rescore_with": args.rescore_with,
-            "budget": budget}
-
-
-def print_choice(index) -> None:
-    """The measured candidates and why one was kept (a --max-memory build)."""
-    from embedkit.io.tables import text_table
-
-    choice = index.recipe.get("index_choice")
-    if not choice:
-        return
-    s = choice["sample"]
-    print(f"index choice ({s['rows']} sampled vectors, {s['queries']} held-out queries, seed "
-          f"{s['seed']}; sizes and times for {s['total']} vectors):")
-    rows = [[r["candidate"], f"{r['memory_bytes'] / 1e6:.1f}", f"{r['bytes_per_vector']:g}",
-             f"{r['recall@10']:.3f}", f"{r['query_ms']:.2f}",
-             " ".join(f"{k}={v}" for k, v in r["setting"].items())]
-            for r in choice["candidates"]]
-    print(text_table(["candidate", "memory MB", "bytes/vector", "recall@10", "ms/query",
-                      "setting"], rows))
-    print(f"chosen {choice['why']}")
 
 
 def _add_add(isub) -> None:
@@ -376,7 +277,7 @@ def run_build(args) -> int:
             ids=ids, corpus_info=info, factory=args.factory, metric=args.metric,
             max_length=args.max_length, fit_on=args.fit_on, train_size=args.train_size,
             seed=args.seed, force=args.force, progress=args.progress,
-            lock_timeout=args.lock_timeout, **quantized_options(args))
+            lock_timeout=args.lock_timeout, index_codes=index_codes(args))
     except FolderLockedError as err:
         raise locked_error(err) from None
     print_choice(index)

@@ -1,5 +1,5 @@
 """Sizes as people write them: ``300MB``, ``2GB``, ``512MiB`` (imports nothing heavy: the
-command line parses ``--max-memory`` with it).
+command line parses memory budgets with it).
 
 >>> parse_size("300MB"), parse_size("2GB"), parse_size("1.5GiB"), parse_size("4096")
 (300000000, 2000000000, 1610612736, 4096)

@@ -28,7 +28,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,8 +37,8 @@ from embedkit.errors import ConfigError
 from embedkit.io.atomic import _human_size
 from embedkit.io.sizes import parse_size
 from embedkit.postprocess.affine import AffineMap
+from embedkit.retrieval.choices import DEFAULT_RESCORE
 from embedkit.retrieval.faiss_ops import (
-    build_faiss,
     make_faiss_index,
     search_parameters,
     serialized_bytes,
@@ -47,7 +47,7 @@ from embedkit.retrieval.faiss_ops import (
 from embedkit.retrieval.quantized import build_quantized, quantized_factory
 
 __all__ = ["Budget", "BudgetError", "Candidate", "Choice", "candidates", "choose_index",
-           "ivf_lists", "matrix_sampler",
+           "IndexCodes", "ivf_lists", "matrix_sampler",
            "parse_size", "show_bytes"]
 
 logger = logging.getLogger(__name__)
@@ -114,8 +114,8 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        """The spelling :func:`~embedkit.retrieval.quantized.parse_spec` reads back
-        (``index eval --factory`` takes it)."""
+        """The spelling :func:`~embedkit.retrieval.quantized.parse_spec` reads back (index
+        eval's cost factories take it)."""
         if self.codes == "float":
             return self.factory
         base = quantized_factory(self.factory, self.codes)
@@ -305,7 +305,7 @@ def _decide(rows: list[dict[str, Any]], budget: Budget) -> tuple[dict[str, Any],
         raise BudgetError(
             f"no index fits {budget.describe()}: the closest is {closest['candidate']} "
             f"({_misses(closest, budget)}); raise the budget or reduce the dimension "
-            "(--post pca:k=... / whiten:k=...)", closest)
+            "with a post-processor (pca:k=..., whiten:k=...)", closest)
     best = max(fits, key=lambda r: (round(r["recall@10"], 2), -r["memory_bytes"]))
     others = [r["candidate"] for r in rows if r not in fits]
     why = (f"{best['candidate']}: recall@10 {best['recall@10']:.3f} (highest of {len(fits)} "
@@ -355,3 +355,39 @@ def matrix_sampler(x: np.ndarray) -> Callable[[int, int], np.ndarray]:
         rows = np.sort(np.random.default_rng(seed).choice(x.shape[0], n, replace=False))
         return np.ascontiguousarray(x[rows])
     return sample
+
+
+
+@dataclass(frozen=True)
+class IndexCodes:
+    """The builders' one hook argument: what an index keeps of each vector (``float``,
+    ``int8``: SQ8, ``binary``), its rescoring (``rescore`` x k candidates, 0: none, from
+    ``rescore_with`` vectors on disk), or the ``budget`` that chooses the factory and codes."""
+
+    codes: str = "float"
+    rescore: int = DEFAULT_RESCORE
+    rescore_with: str = "float"
+    budget: Budget | None = None
+
+    def check(self, factory: str) -> None:
+        """Before any encoding: the factory has the codes' form."""
+        if self.codes != "float":
+            quantized_factory(factory, self.codes)
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """What :meth:`EmbeddingIndex.build` takes."""
+        return {"codes": self.codes, "rescore": self.rescore, "rescore_with": self.rescore_with}
+
+    def choose(self, sample: Callable[[int, int], np.ndarray], total: int, *, metric: str,
+               transform: AffineMap | None, seed: int, factory: str
+               ) -> tuple[str, IndexCodes, dict[str, Any]]:
+        """``(factory, codes, recipe keys)``: as given without a budget, else the chosen
+        candidate's and ``{"index_choice": ...}``."""
+        if self.budget is None:
+            return factory, self, {}
+        choice = choose_index(sample, total, self.budget, metric=metric, transform=transform,
+                              seed=seed)
+        logger.info("chose %s", choice.why)
+        c = choice.candidate
+        return c.factory, replace(self, codes=c.codes, rescore=c.rescore or self.rescore), {
+            "index_choice": choice.record()}

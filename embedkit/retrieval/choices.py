@@ -1,5 +1,5 @@
 """The values quantised-index settings take, in a module that imports nothing heavy (no
-FAISS, no numpy), so that ``index build --help`` lists them without loading FAISS.
+FAISS, no numpy), so that the command line's help lists them without loading FAISS.
 
 >>> INDEX_CODES, RESCORE_WITH, DEFAULT_RESCORE
 (('float', 'int8', 'binary'), ('float', 'int8'), 4)

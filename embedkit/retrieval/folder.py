@@ -131,6 +131,9 @@ def _save(index: EmbeddingIndex, out_dir: Path, post: IndexPost | None, recipe: 
     with tempfile.TemporaryDirectory(prefix="embedkit-post-") as tmp:
         path = Path(tmp) / POST_FILE
         save_transform(path, post.map, _post_metadata(post, recipe))
+        if "vectors" in index.recipe:  # hook: a quantised index's codes and search defaults
+            recipe = dataclasses.replace(recipe, search_defaults=index.recipe.get(
+                "search_defaults"), extra={**recipe.extra, "vectors": index.recipe["vectors"]})
         index.recipe = dataclasses.replace(recipe, post_sha256=sha256_file(path)).to_dict()
         index.save(out_dir, extra_files={POST_FILE: path}, lock_timeout=lock_timeout)
 
@@ -158,17 +161,11 @@ def build_index(
     progress: bool | None = None,
     lock_timeout: float | None = LOCK_TIMEOUT,
     query_prompt: str | None = None,
-    codes: str = "float",
-    rescore: int = 4,
-    rescore_with: str = "float",
-    budget: Any = None,
+    index_codes: Any = None,
 ) -> EmbeddingIndex:
     """Encode ``texts``, fit/check the postprocessor, build, save to ``out_dir``; the index.
-    ``codes`` (int8, binary), ``rescore`` and ``rescore_with``: a quantised index
-    (:mod:`embedkit.retrieval.quantized`); ``budget`` (a
-    :class:`~embedkit.retrieval.budget.Budget`): the factory and codes are chosen by measuring
-    candidates on a sample of the vectors (:func:`~embedkit.retrieval.budget.choose_index`),
-    the choice and why recorded in the recipe as ``index_choice``.
+    ``index_codes``: an :class:`~embedkit.retrieval.budget.IndexCodes` (quantised codes, or a
+    budget choosing the index: the choice and why kept in the recipe as ``index_choice``).
     The encoder's prompt is the passages' one; ``query_prompt`` (default: the same) is stored
     in the recipe for searches.
 
@@ -191,10 +188,8 @@ def build_index(
     out = Path(out_dir)
     _check_out_dir(out)
     check_index_settings([factory], post, dim=int(enc.dim), metric=metric)  # before encoding
-    if codes != "float":  # hook (quantised indexes): the factory's int8/binary form exists
-        from embedkit.retrieval.quantized import quantized_factory
-
-        quantized_factory(factory, codes)
+    from embedkit.retrieval.budget import IndexCodes, matrix_sampler  # hook: quantised codes
+    (codes := index_codes or IndexCodes()).check(factory)
     texts = list(texts)
     uniq, uniq_ids = _unique(texts, ids)
     encoded: dict[str, np.ndarray] = {}
@@ -214,28 +209,17 @@ def build_index(
     recipe = _make_recipe(enc, pool, int(max_length), fitted, {
         **(corpus_info or {"source": "python"}), "n_texts": len(texts), "n_indexed": len(uniq)},
         query_prompt)
-    if budget is not None:  # hook: index choice under a budget (retrieval/budget.py)
-        from embedkit.retrieval.budget import choose_index, matrix_sampler
-
-        choice = choose_index(matrix_sampler(vectors), len(uniq), budget, metric=metric,
-                              transform=fitted.map if fitted else None, seed=seed)
-        logger.info("chose %s", choice.why)
-        factory, codes = choice.candidate.factory, choice.candidate.codes
-        rescore = choice.candidate.rescore or rescore
-        recipe = dataclasses.replace(recipe, extra={**recipe.extra,
-                                                    "index_choice": choice.record()})
+    factory, codes, chosen = codes.choose(  # hook: index choice under a budget
+        matrix_sampler(vectors), len(uniq), metric=metric, seed=seed, factory=factory,
+        transform=fitted.map if fitted else None)
+    recipe = dataclasses.replace(recipe, extra={**recipe.extra, **chosen})
     logger.info("building FAISS %r (%s; training if it needs it, then adding) over %d vectors%s",
                 factory, metric, len(uniq),
                 f", post {fitted.spec} -> {fitted.map.k} dims" if fitted else "")
     index = EmbeddingIndex.build(
         vectors, uniq, factory=factory, metric=metric, transform=fitted.map if fitted else None,
         ids=uniq_ids, recipe=recipe, train_size=train_size, seed=seed,
-        progress=_show_progress(progress, len(uniq)), codes=codes, rescore=rescore,
-        rescore_with=rescore_with)
-    if "vectors" in index.recipe:  # hook: the quantised codes survive the post's recipe
-        recipe = dataclasses.replace(
-            recipe, search_defaults=index.recipe.get("search_defaults"),
-            extra={**recipe.extra, "vectors": index.recipe["vectors"]})
+        progress=_show_progress(progress, len(uniq)), **codes.build_kwargs())
     _save(index, out, fitted, recipe, lock_timeout)
     return index
 

@@ -222,7 +222,7 @@ class EmbeddingIndex:
         ``efSearch`` reaching recall@10 >= 0.95 against exact search on a seeded sample of
         its vectors: :mod:`embedkit.retrieval.tuning`), stored in the recipe as
         ``search_defaults`` and used by :meth:`search` when none is given. ``codes``
-        (``index build --vectors``) ``int8`` / ``binary`` builds the SQ8 / binary form of ``factory`` whose searches
+        (what the index keeps: ``float``, ``int8`` or ``binary``) ``int8`` / ``binary`` builds the SQ8 / binary form of ``factory`` whose searches
         rescore ``rescore`` x k candidates from the ``rescore_with`` vectors kept on disk
         (:mod:`embedkit.retrieval.quantized`).
 

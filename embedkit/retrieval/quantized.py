@@ -509,7 +509,7 @@ def tune_quantized(index: QuantizedIndex, x: np.ndarray | None, transform: Affin
 
 
 def parse_spec(spec: str) -> tuple[str, str, int] | None:
-    """A quantised index as ``index eval --factory`` and the budget's candidates name it --
+    """A quantised index as index eval's cost factories and the budget's candidates name it --
     ``BFlat``, ``BHNSW32+rescore4x``, ``BIVF1024+rescore4x``, ``SQ8+rescore4x`` -- as
     ``(float factory, codes, rescore)``; None for a plain FAISS factory (``SQ8`` without a
     rescore suffix is FAISS's own SQ8 index).

@@ -295,13 +295,16 @@ def _on_disk_check(index: Any, factory: str) -> None:
         raise ConfigError("IVF...PQR indexes cannot keep their lists on disk", param="on_disk")
 
 
-def _index_recipe(folder: EncodeFolder, n_indexed: int) -> Recipe:
-    """The manifest's recipe, its corpus entry saying which encode folder was indexed."""
+def _index_recipe(folder: EncodeFolder, n_indexed: int,
+                  extra: dict[str, Any] | None = None) -> Recipe:
+    """The manifest's recipe, its corpus entry saying which encode folder was indexed (and
+    ``extra`` keys: a budget's ``index_choice``)."""
     base = dict(folder.recipe.corpus[0]) if folder.recipe.corpus else {}
     entry = {**base, "embeddings": str(folder.path.resolve()),
              "manifest_sha256": sha256_file(folder.path / MANIFEST),
              "n_texts": folder.total_rows, "n_indexed": n_indexed}
-    return replace(folder.recipe, corpus=(entry,))
+    return replace(folder.recipe, corpus=(entry,),
+                   extra={**folder.recipe.extra, **(extra or {})})
 
 
 def _train(index: Any, folder: EncodeFolder, factory: str, train_size: int | None,
@@ -403,10 +406,7 @@ def build_index_from_shards(
     lock_timeout: float | None = None,
     post: str | None = None,
     force: bool = False,
-    codes: str = "float",
-    rescore: int = 4,
-    rescore_with: str = "float",
-    budget: Any = None,
+    index_codes: Any = None,
 ) -> EmbeddingIndex:
     """Build an index folder at ``out_dir`` from the encode folder ``embeddings``.
 
@@ -418,10 +418,8 @@ def build_index_from_shards(
     loaded: a copied or moved folder reads its own). ``lock_timeout``: how long to wait for
     another writer of the folder (None: the default). ``post``: a transform file fitted on
     these shards (``run_whiten_shards``), baked in as the folder's own would be
-    (:func:`folder_post`; ``force`` uses one fitted on other vectors). ``codes``,
-    ``rescore``, ``rescore_with``, ``budget``: as :func:`~embedkit.retrieval.folder.build_index`
-    takes them (the budget's sample is drawn from the shards). Returns the index as loaded
-    back.
+    (:func:`folder_post`; ``force`` uses one fitted on other vectors). ``index_codes``: as
+    :func:`~embedkit.retrieval.folder.build_index` takes it. Returns the index as loaded back.
     """
     # None (the command line's default): cosine, as the encode folder records no declared
     # similarity of its model
@@ -436,20 +434,10 @@ def build_index_from_shards(
             f"{metric}; use metric cosine or encode without normalize", param="metric")
     given = folder_post(folder, post, metric=metric, force=force)
     amap = given.map if given is not None else folder.post_map()
-    choice: dict[str, Any] = {}
-    if budget is not None:  # hook: index choice under a budget (retrieval/budget.py)
-        from embedkit.retrieval.budget import choose_index
-
-        chosen = choose_index(folder.sample, folder.total_rows, budget, metric=metric,
-                              transform=amap, seed=seed)
-        factory, codes = chosen.candidate.factory, chosen.candidate.codes
-        rescore = chosen.candidate.rescore or rescore
-        choice = {"index_choice": chosen.record()}
-    if codes != "float":  # hook: quantised indexes (retrieval/quantized.py)
-        return _build_quantized_from_shards(
-            out, folder, factory, metric, amap, given, codes=codes, rescore=rescore,
-            rescore_with=rescore_with, train_size=train_size, seed=seed,
-            lock_timeout=lock_timeout, on_disk=on_disk, recipe_extra=choice)
+    factory, codes, choice = _index_codes(index_codes, folder, factory, metric, amap, seed)
+    if codes.codes != "float":  # hook: quantised indexes (retrieval/quantized.py)
+        return _build_quantized_from_shards(out, folder, factory, metric, amap, given, codes,
+                                            train_size, seed, lock_timeout, on_disk, choice)
     index = make_faiss_index(folder.dim, factory, metric, amap)
     if on_disk:
         _on_disk_check(index, factory)
@@ -469,9 +457,8 @@ def build_index_from_shards(
             lists.filename = str(out / IVFDATA_FILE)  # where the folder will hold it
         else:
             _add_in_memory(index, folder, rows, probe)
-        recipe = replace(_index_recipe(folder, len(rows.texts)), search_defaults=(
+        recipe = replace(_index_recipe(folder, len(rows.texts), choice), search_defaults=(
             probe.probe.choose(index, factory) if probe is not None else None))
-        recipe = replace(recipe, extra={**recipe.extra, **choice})
         if given is not None:  # the post.safetensors of the map given, as build_index writes
             recipe = write_post_file(Path(work), given, replace(
                 recipe, post=given.spec, post_file=POST_FILE, post_sources=given.sources))
@@ -479,8 +466,7 @@ def build_index_from_shards(
         built = EmbeddingIndex(
             index, rows.texts, rows.user_ids, factory=factory, metric=metric,
             dim_in=folder.dim, dim=amap.k if amap is not None else folder.dim,
-            recipe=recipe.to_dict(),
-            build_seconds=time.perf_counter() - start,
+            recipe=recipe.to_dict(), build_seconds=time.perf_counter() - start,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             extra={"seed": int(seed), "train_size": trained_on, "transform": amap is not None,
                    "on_disk": bool(on_disk)})
@@ -490,16 +476,30 @@ def build_index_from_shards(
     return EmbeddingIndex.load(out)
 
 
+def _index_codes(index_codes: Any, folder: EncodeFolder, factory: str, metric: str,
+                 amap: AffineMap | None, seed: int) -> tuple[str, Any, dict[str, Any]]:
+    """The hook of :func:`build_index_from_shards`: the factory and
+    :class:`~embedkit.retrieval.budget.IndexCodes` to build (a budget's choice measured on a
+    sample of the shards) and the recipe keys saying why."""
+    from embedkit.retrieval.budget import IndexCodes
+
+    codes = index_codes or IndexCodes()
+    codes.check(factory)
+    return codes.choose(folder.sample, folder.total_rows, metric=metric, transform=amap,
+                        seed=seed, factory=factory)
+
+
 def _build_quantized_from_shards(out: Path, folder: EncodeFolder, factory: str, metric: str,
-                                 amap: AffineMap | None, given: IndexPost | None, *,
-                                 codes: str, rescore: int, rescore_with: str,
-                                 train_size: int | None, seed: int,
+                                 amap: AffineMap | None, given: IndexPost | None,
+                                 index_codes: Any, train_size: int | None, seed: int,
                                  lock_timeout: float | None, on_disk: bool,
                                  recipe_extra: dict[str, Any]) -> EmbeddingIndex:
     """A quantised index (:mod:`embedkit.retrieval.quantized`) from the shards, one shard in
     memory at a time; its rescoring store is written beside the folder, then moved in."""
     from embedkit.retrieval.quantized import RescoreStore, make_quantized, tune_quantized
 
+    codes, rescore, rescore_with = (index_codes.codes, index_codes.rescore,
+                                    index_codes.rescore_with)
     if on_disk:
         raise ConfigError("on-disk inverted lists are for float IVF indexes; a quantised index "
                           "keeps its rescoring vectors on disk already", param="on_disk")
@@ -522,7 +522,7 @@ def _build_quantized_from_shards(out: Path, folder: EncodeFolder, factory: str, 
             probe.see(x, keep, first)
             if keep:
                 index.add(np.ascontiguousarray(x[keep]))
-        recipe = _index_recipe(folder, len(rows.texts))
+        recipe = _index_recipe(folder, len(rows.texts), recipe_extra)
         defaults = tune_quantized(index, None, amap, seed=seed, probe=probe.probe)
         extra: dict[str, Any] = {}
         if folder.recipe.post_file:
@@ -532,7 +532,7 @@ def _build_quantized_from_shards(out: Path, folder: EncodeFolder, factory: str, 
                 recipe, post=given.spec, post_file=POST_FILE, post_sources=given.sources))
             extra[POST_FILE] = Path(work) / POST_FILE
         recipe = replace(recipe, search_defaults=defaults,
-            extra={**recipe.extra, **recipe_extra, "vectors": index.settings.to_dict()})
+            extra={**recipe.extra, "vectors": index.settings.to_dict()})
         built = EmbeddingIndex(
             index, rows.texts, rows.user_ids, factory=index.factory, metric=metric,
             dim_in=folder.dim, dim=dim, recipe=recipe.to_dict(),

@@ -140,3 +140,25 @@ def test_factories():
     with pytest.raises(ConfigError, match="rescore must be >= 0"):
         build_quantized(np.ones((4, 8), "float32"), "Flat", "cosine", None, vectors="binary",
                         rescore=-1)
+
+
+def test_folder_build_binary_with_post_searches_with_its_recipe(rx_model_dir, rx_texts,
+                                                                tmp_path):
+    from embedkit.encoders import EncoderConfig
+    from embedkit.retrieval import folder
+    from embedkit.retrieval.budget import IndexCodes
+
+    cfg = EncoderConfig(str(rx_model_dir), cache=False)
+    out = tmp_path / "idx"
+    index = folder.build_index(out, rx_texts, cfg, pooling="cls", post="pca:k=16",
+                               index_codes=IndexCodes("binary", 4, "int8"))
+    assert index.factory == "BFlat"
+    loaded = folder.IndexSearcher(out, cfg)
+    assert loaded.recipe.extra["vectors"] == {"vectors": "binary", "rescore": 4,
+                                              "rescore_with": "int8", "dim": 16}
+    assert loaded.recipe.post == "pca:k=16"
+    hits = loaded.search(rx_texts[3], k=3)[0]["hits"]
+    assert hits[0]["text"] == rx_texts[3]
+    with pytest.raises(ConfigError, match="no int8 \\(SQ8\\) form"):
+        folder.build_index(tmp_path / "x", rx_texts, cfg, factory="IVF4,PQ4",
+                           index_codes=IndexCodes("int8"))
