@@ -23,10 +23,9 @@ here is a file of the index folder (its sha256 checked like every other file) ma
 ``np.memmap``.
 
 >>> import numpy as np
->>> from embedkit.retrieval.faiss_ops import make_faiss_index
 >>> x = np.random.default_rng(0).standard_normal((300, 16)).astype("float32")
 >>> q = build_quantized(x, "Flat", "cosine", None, vectors="binary")
->>> int(q.search(x[:1], 1)[1][0, 0])
+>>> int(q.search_with(x[:1], 1)[1][0, 0])
 0
 """
 
