@@ -387,7 +387,7 @@ class IndexCodes:
             return factory, self, {}
         choice = choose_index(sample, total, self.budget, metric=metric, transform=transform,
                               seed=seed)
-        logger.info("chose %s", choice.why)
+        logger.debug("chose %s", choice.why)
         c = choice.candidate
         return c.factory, replace(self, codes=c.codes, rescore=c.rescore or self.rescore), {
             "index_choice": choice.record()}
