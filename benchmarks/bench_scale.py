@@ -30,7 +30,7 @@ from _common import add_from_record, make_parser, read_record, run, write_report
 
 from embedkit.io.atomic import atomic_write_json, atomic_write_text
 from embedkit.io.tables import text_table
-from embedkit.retrieval.encode_folder import synthetic_chunks, synthetic_folder
+from embedkit.store.encode_folder import synthetic_chunks, synthetic_folder
 
 __all__ = ["STS_TEST", "main", "projection", "run_scale", "scale_markdown"]
 
@@ -61,7 +61,7 @@ def _isolated(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
 def _encode_phase(model: str, corpus: str, out: str, engine: str, workers: int,
                   shard_size: int, max_length: int) -> dict[str, Any]:
     from embedkit.encoders import EncoderConfig
-    from embedkit.experiments.encode import EncodeSettings, run_encode
+    from embedkit.runs.encode import EncodeSettings, run_encode
 
     base = _rss_mb()
     t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def _encode_phase(model: str, corpus: str, out: str, engine: str, workers: int,
 
 
 def _ray_start_phase(workers: int) -> dict[str, Any]:
-    from embedkit.experiments.encode_ray import import_ray
+    from embedkit.runs.encode_ray import import_ray
 
     ray = import_ray()
     t0 = time.perf_counter()
@@ -116,12 +116,12 @@ def _queries(n: int, dim: int, seed: int) -> np.ndarray:
 
 def _ivf_shards_phase(folder: str, out: str, factory: str, train_size: int, seed: int,
                       queries: int, nprobe: int) -> dict[str, Any]:
-    from embedkit.retrieval.shards import build_index_from_shards
+    from embedkit.retrieval.folder import build_index
 
     base = _rss_mb()
     t0 = time.perf_counter()
-    index = build_index_from_shards(out, folder, factory=factory, train_size=train_size,
-                                    seed=seed)
+    index = build_index(out, Path(folder), factory=factory, train_size=train_size,
+                        seed=seed)
     seconds = time.perf_counter() - t0
     hits = index.search(_queries(queries, index.dim_in, seed + 1), k=10, nprobe=nprobe)
     np.save(Path(out).parent / "shards-hits.npy", np.array([[h.id for h in q] for q in hits]))
@@ -132,7 +132,7 @@ def _ivf_shards_phase(folder: str, out: str, factory: str, train_size: int, seed
 def _ivf_whole_phase(folder: str, factory: str, train_size: int, seed: int, queries: int,
                      nprobe: int) -> dict[str, Any]:
     from embedkit.retrieval.index import EmbeddingIndex
-    from embedkit.retrieval.shards import EncodeFolder
+    from embedkit.store.encode_folder import EncodeFolder
 
     base = _rss_mb()
     t0 = time.perf_counter()
@@ -183,7 +183,7 @@ def _encode_part(work: Path, model: str, data_dir: str | None, sentences: int | 
     starts: list[dict[str, Any]] = []
     try:
         if ray_workers:  # none asked for: Ray is neither imported nor started
-            from embedkit.experiments.encode_ray import import_ray
+            from embedkit.runs.encode_ray import import_ray
 
             import_ray()
         for n in ray_workers:
@@ -199,8 +199,7 @@ def _encode_part(work: Path, model: str, data_dir: str | None, sentences: int | 
 def _ivf_part(work: Path, rows: int, dim: int, factory: str, seed: int, queries: int,
               nprobe: int) -> dict[str, Any]:
     folder = synthetic_folder(work / "ivf" / "emb", rows, dim, seed)
-    from embedkit.retrieval.faiss_ops import make_faiss_index
-    from embedkit.retrieval.shards import train_sample_size
+    from embedkit.retrieval.faiss_ops import make_faiss_index, train_sample_size
 
     train = train_sample_size(make_faiss_index(dim, factory, "cosine", None), rows)
     a = _isolated(_ivf_shards_phase, str(folder), str(work / "ivf" / "idx"), factory, train,
@@ -225,7 +224,7 @@ def run_scale(out: str | os.PathLike = "eval/scale.md", *, model: str = "m3e-sma
     """Run every part, write ``out`` (Markdown) and ``out`` with ``.json``; the record.
     Working files (shards, indexes) go to ``work_dir`` (default: a temporary folder).
     ``ray_workers=()`` skips Ray (the encoding part runs the local engine only)."""
-    from embedkit.experiments.record import run_record
+    from embedkit.runs.record import run_record
 
     with tempfile.TemporaryDirectory(prefix="embedkit-scale-", dir=work_dir) as tmp:
         work = Path(tmp)

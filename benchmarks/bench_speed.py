@@ -39,7 +39,7 @@ from _common import add_from_record, make_parser, read_record, run, write_report
 from speed_cost import flops_per_sentence, gemm_peak, token_lengths
 from speed_report import REFERENCE, ST_TORCH, targets
 
-from embedkit.experiments.record import run_record
+from embedkit.runs.record import run_record
 
 if TYPE_CHECKING:  # numpy: imported where vectors are read, not to parse arguments
     import numpy as np

@@ -5,15 +5,15 @@ files, and how far the two agree per task.
 
 :func:`run_compare_report`:
 
-1. runs :func:`~embedkit.experiments.bench.run_bench` on the model with the ``cmteb`` protocol
+1. runs :func:`~embedkit.runs.bench.run_bench` on the model with the ``cmteb`` protocol
    (the tasks' test splits, AFQMC dev; the model's own max length) and writes the record as mteb
-   result files (:func:`~embedkit.experiments.mteb_results.write_mteb_results`) to
+   result files (:func:`~embedkit.integrations.mteb_results.write_mteb_results`) to
    ``<work>/embedkit-bench/``;
 2. hands the same encoder and pooling to ``mteb_evaluate`` (normally
    :func:`embedkit.integrations.mteb.evaluate_encoder`, i.e. ``mteb.evaluate`` through
    :func:`~embedkit.integrations.mteb.evaluate_local`, offline on the same local data) with
    ``<work>/mteb-evaluate/`` as mteb's cache folder (results in its ``results/``);
-3. compares (:func:`~embedkit.experiments.compare.compare`) the records that exist (a missing
+3. compares (:func:`~embedkit.runs.compare.compare`) the records that exist (a missing
    one is left out, with a log line) and both folders, and writes the Markdown page (command,
    machine, versions first; the two evaluators' per-task difference; then the comparison) and
    the HTML page;
@@ -46,15 +46,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from _common import add_from_record, make_parser, read_record, run
 
 from embedkit.data.registry import DEFAULT_TASKS, get_task
-from embedkit.experiments.record import data_dir_setting, run_record, timings
-from embedkit.experiments.report import provenance_lines
 from embedkit.io.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from embedkit.io.tables import escape_html, text_table
+from embedkit.reports.bench import provenance_lines
+from embedkit.runs.record import data_dir_setting, run_record, timings
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.data.spec import TaskSpec
     from embedkit.encoders import EncoderConfig, SentenceEncoder
-    from embedkit.experiments.compare import Comparison
+    from embedkit.runs.compare import Comparison
 
 logger = logging.getLogger("embedkit.benchmarks.report_compare")  # shown as embedkit's own log lines
 
@@ -99,8 +99,8 @@ def _score_twice(opts: CompareReportOptions, enc: SentenceEncoder, specs: list[T
                  ) -> dict[str, Any]:
     """Steps 1 and 2: the cmteb bench record, as mteb files, and mteb's own run."""
     from embedkit.data import DataOptions
-    from embedkit.experiments.bench import run_bench
-    from embedkit.experiments.mteb_results import write_mteb_results
+    from embedkit.integrations.mteb_results import write_mteb_results
+    from embedkit.runs.bench import run_bench
 
     pooling = [opts.pooling] if opts.pooling else None
     bench = run_bench(enc, pooling, specs, protocol="cmteb",
@@ -195,7 +195,7 @@ def _write_pages(cmp: Comparison, record: dict[str, Any], out: Path,
                  screenshot: Screenshot | None) -> None:
     """Step 3 and 4: HTML, screenshot, Markdown (which shows the screenshot when there is
     one), JSON record."""
-    from embedkit.experiments.compare_render import html_report, markdown_report
+    from embedkit.reports.compare import html_report, markdown_report
 
     title = record["settings"]["title"]
     html_path, png = out.with_suffix(".html"), out.with_suffix(".png")
@@ -235,7 +235,7 @@ def run_compare_report(out: str | os.PathLike, opts: CompareReportOptions | None
     ``encoder``: default ``EncoderConfig(opts.model, batch_size=opts.batch_size)`` with the
     user's embedding cache."""
     from embedkit.encoders import EncoderConfig, as_encoder
-    from embedkit.experiments.compare import compare
+    from embedkit.runs.compare import compare
 
     opts = opts or CompareReportOptions()
     t0 = time.perf_counter()
@@ -280,7 +280,7 @@ def rerender_compare_report(out: str | os.PathLike, record: dict[str, Any], *, s
     show the comparison of the files the record names (its records and its two mteb folders,
     read again), so they must still give what the record holds, else the report is refused."""
     from embedkit.errors import ConfigError
-    from embedkit.experiments.compare import compare
+    from embedkit.runs.compare import compare
 
     s = record["settings"]
     bench_dir = Path(s["folders"]["embedkit_bench"])

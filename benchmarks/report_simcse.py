@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from _common import add_from_record, make_parser, read_record, run, write_report
 
 from embedkit.data import DEFAULT_TASKS
-from embedkit.experiments.record import data_dir_setting, run_record, timings
-from embedkit.experiments.report import provenance_lines
+from embedkit.reports.bench import provenance_lines
+from embedkit.runs.record import data_dir_setting, run_record, timings
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders import SentenceEncoder
@@ -77,8 +77,8 @@ def train_or_reuse(cfg: SimCSEConfig) -> dict:
 def _score(encoder: SentenceEncoder, pooling: str, task: str, data_dir: str | None,
            post: Sequence[str] = ()) -> dict[str, float]:
     """Spearman on the task's test split per row (the pooling, then each post chain fitted on
-    the task), by :func:`~embedkit.experiments.bench.run_bench`."""
-    from embedkit.experiments.bench import run_bench
+    the task), by :func:`~embedkit.runs.bench.run_bench`."""
+    from embedkit.runs.bench import run_bench
 
     rec = run_bench(encoder, [pooling], [task], ["test"], data_dir=data_dir, post=list(post))
     name = rec["settings"]["tasks"][0]  # the spec's name (``task`` may be a spec file)
@@ -257,7 +257,7 @@ def run_simcse_cmd(args: argparse.Namespace) -> int:
 
     check_output_path(args.out, "out")
     if args.from_record:
-        from embedkit.experiments.compare import is_simcse_report
+        from embedkit.runs.compare import is_simcse_report
 
         record = read_record(args.from_record, SCRIPT, build_parser(), "simcse-report",
                              is_simcse_report)

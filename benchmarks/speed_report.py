@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embedkit.experiments.report import provenance_lines
+from embedkit.reports.bench import provenance_lines
 
 ST_TORCH = "sentence-transformers torch"
 REFERENCE = "embedkit torch fp32"   # the quality reference: exact, fp32

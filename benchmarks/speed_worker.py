@@ -75,12 +75,12 @@ def _st_int8(spec: dict[str, Any], backend: str) -> dict[str, Any]:
 
 
 def _embedkit_engine(spec: dict[str, Any]) -> Any:
-    from embedkit.encoders.config import build_model
+    from embedkit.encoders.config import EncoderConfig
 
-    enc = build_model(spec["model_path"], "last-avg", backend=spec["backend"],
-                      quantize=spec.get("quantize", "none"), batch_size=int(spec["batch_size"]),
-                      threads=int(spec["threads"]), token_budget=spec.get("token_budget"),
-                      export_root=spec.get("export_root"))
+    enc = EncoderConfig(spec["model_path"], pooling="last-avg", backend=spec["backend"],
+                        quantize=spec.get("quantize", "none"), batch_size=int(spec["batch_size"]),
+                        threads=int(spec["threads"]), token_budget=spec.get("token_budget"),
+                        cache_dir=spec.get("export_root")).build_model()
     max_length = int(spec["max_length"])
     return lambda s: enc.encode(s, "last-avg", max_length=max_length)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import Any
+
 
 class EmbedkitError(Exception):
     """A problem caused by the user's input or environment, with a message saying what to do.
@@ -16,6 +19,41 @@ class EmbedkitError(Exception):
         #: the library parameter at fault (``"fit_on"``), when there is one: the command line
         #: prefixes the option that sets it (``--fit-on``)
         self.param = param
+
+
+def check_int(value: Any, name: str, minimum: int | None = 1, maximum: int | None = None, *,
+              param: str | None = None) -> int:
+    """``value`` as an ``int`` in ``[minimum, maximum]`` (None: unbounded on that side), else a
+    :class:`ConfigError` naming the parameter (``param``, by default ``name``). The one integer
+    and range validator of the library: bools are refused, numpy integers accepted.
+
+    >>> check_int(3, "k")
+    3
+    >>> check_int(0, "k")
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.ConfigError: k must be an integer >= 1; got 0
+    >>> check_int(9, "bits", 1, 8)
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.ConfigError: bits must be an integer in [1, 8]; got 9
+    """
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if ok and ((minimum is not None and value < minimum)
+               or (maximum is not None and value > maximum)):
+        ok = False
+    if not ok:
+        if minimum is not None and maximum is not None:
+            rule = f" in [{minimum}, {maximum}]"
+        elif minimum is not None:
+            rule = f" >= {minimum}"
+        elif maximum is not None:
+            rule = f" <= {maximum}"
+        else:
+            rule = ""
+        raise ConfigError(f"{name} must be an integer{rule}; got {value!r}",
+                          param=param or name)
+    return int(value)
 
 
 class DataError(EmbedkitError):

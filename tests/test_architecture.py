@@ -1,13 +1,17 @@
 """The structure the project promises (ARCHITECTURE.md), checked from the source with ``ast``:
 
-- the layer rule: io < data < encoders < postprocess < evaluation, retrieval, training,
-  diagnostics < experiments, integrations < cli; no import goes up a layer (function-local
-  imports included) and no import cycle between packages or between modules of a package;
+- the layer rule: io < data < encoders < postprocess, diagnostics < store < evaluation,
+  retrieval, training < integrations < runs < reports < cli; no import goes up a layer
+  (function-local imports included) and no import cycle between packages or between modules of a
+  package;
 - the library does not know its command line: outside ``embedkit/cli/`` no module imports
   argparse, calls ``print(`` or holds a ``--flag`` string;
-- no function in ``embedkit/`` is longer than 80 lines;
+- no function in ``embedkit/`` is longer than 80 lines, no module longer than 600, and no
+  package holds more than 20% of the package's lines (a grab-bag is split, not grown);
 - the package never imports the project's own benchmark drivers (``benchmarks/``, not
   installed): neither ``benchmarks`` nor any script of that folder by its name.
+- runners and reports apart: no module under ``embedkit/runs/`` imports matplotlib or
+  holds Markdown table rows or HTML (the renderers live in ``embedkit/reports/``).
 """
 
 from __future__ import annotations
@@ -26,12 +30,17 @@ LAYERS = {
     "io": 1,
     "data": 2,
     "encoders": 3,
-    "postprocess": 4,
-    "evaluation": 5, "retrieval": 5, "training": 5, "diagnostics": 5,
-    "experiments": 6, "integrations": 6,
-    "cli": 7, "__main__": 7,
+    "postprocess": 4, "diagnostics": 4,
+    "store": 5,
+    "evaluation": 6, "retrieval": 6, "training": 6,
+    "integrations": 7,
+    "runs": 8,
+    "reports": 9,
+    "cli": 10, "__main__": 10,
 }
 MAX_FUNCTION_LINES = 80
+MAX_MODULE_LINES = 600
+MAX_PACKAGE_SHARE = 0.20
 #: the benchmark drivers: importable as ``benchmarks.X`` or, from their folder, as ``X``
 BENCHMARKS = PACKAGE.parent / "benchmarks"
 BENCHMARK_NAMES = {"benchmarks"} | {f.stem for f in BENCHMARKS.glob("*.py")}
@@ -156,6 +165,33 @@ def test_library_does_not_know_its_command_line(module):
     assert problems == []
 
 
+#: a Markdown table row (a line starting ``| `` or ``|---``, ``|:--``) or an HTML page
+RENDERED = re.compile(r"^\s*\|( |:?-{3})|<html", re.MULTILINE | re.IGNORECASE)
+
+
+def _rendering(tree: ast.AST) -> list[str]:
+    """Where a module renders: imports of matplotlib, strings holding a Markdown table row or
+    ``<html``."""
+    found = []
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        if any(n == "matplotlib" or n.startswith("matplotlib.") for n in names):
+            found.append(f"line {node.lineno}: imports matplotlib")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and (m := RENDERED.search(node.value)):
+            found.append(f"line {node.lineno}: renders {m.group(0).lstrip()!r}")
+    return found
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if _part(m) == "runs"])
+def test_runners_render_nothing(module):
+    """Runners build records; tables, Markdown, HTML and plots are embedkit/reports/'s (the
+    diagnostics' own plots, diagnostics/plots.py, included)."""
+    assert _rendering(TREES[module]) == []
+    assert "embedkit.diagnostics.plots" not in GRAPH[module]
+
+
 def test_functions_are_short():
     long = []
     for module, tree in TREES.items():
@@ -191,13 +227,13 @@ def test_the_package_never_imports_the_benchmarks():
 def test_the_benchmark_drivers_left_the_package():
     """The speed, scale, SimCSE and compare drivers, ``embedkit report`` and the start-up probe
     live in ``benchmarks/`` (issue 19), not in the package."""
-    gone = {"embedkit.experiments.speed", "embedkit.experiments.speed_worker",
-            "embedkit.experiments.speed_cost", "embedkit.experiments.speed_report",
-            "embedkit.experiments.scale", "embedkit.experiments.simcse_report",
-            "embedkit.experiments.compare_report", "embedkit.cli.report_cmd",
+    gone = {"embedkit.runs.speed", "embedkit.runs.speed_worker",
+            "embedkit.runs.speed_cost", "embedkit.runs.speed_report",
+            "embedkit.runs.scale", "embedkit.runs.simcse_report",
+            "embedkit.runs.compare_report", "embedkit.cli.report_cmd",
             "embedkit.cli.startup"}
     assert gone.isdisjoint(MODULES)
-    assert "embedkit.experiments.compare" in MODULES  # embedkit compare --html stays
+    assert "embedkit.runs.compare" in MODULES  # embedkit compare --html stays
 
 
 def test_the_checks_can_fail(tmp_path):
@@ -208,5 +244,29 @@ def test_the_checks_can_fail(tmp_path):
         "line 2: imports benchmarks.bench_speed", "line 4: imports speed_cost"]
     assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
-    assert "embedkit.encoders" in GRAPH["embedkit.experiments.bench"] or any(
-        t.startswith("embedkit.encoders") for t in GRAPH["embedkit.experiments.bench"])
+    rendering = _rendering(ast.parse(
+        'import matplotlib.pyplot as plt\nROW = "| a | b |"\nSEP = "x\\n|---|---:|"\n'
+        'PAGE = "<!doctype html><HTML>"\nTYPE = "str | None"\n'))
+    assert rendering == ["line 1: imports matplotlib", "line 2: renders '| '",
+                         "line 3: renders '|---'", "line 4: renders '<HTML'"]
+    assert _rendering(TREES["embedkit.reports.sweep"])  # the renderers are where they belong
+    assert "embedkit.encoders" in GRAPH["embedkit.runs.bench"] or any(
+        t.startswith("embedkit.encoders") for t in GRAPH["embedkit.runs.bench"])
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines())
+
+
+def test_modules_are_short():
+    long = {name: n for name, path in MODULES.items() if (n := _lines(path)) > MAX_MODULE_LINES}
+    assert long == {}, f"modules over {MAX_MODULE_LINES} lines: split them"
+
+
+def test_no_package_holds_more_than_a_fifth():
+    sizes: dict[str, int] = {}
+    for name, path in MODULES.items():
+        sizes[_part(name)] = sizes.get(_part(name), 0) + _lines(path)
+    total = sum(sizes.values())
+    big = {part: round(n / total, 3) for part, n in sizes.items() if n > MAX_PACKAGE_SHARE * total}
+    assert big == {}, f"packages over {MAX_PACKAGE_SHARE:.0%} of {total} lines"

@@ -30,7 +30,7 @@ def test_walk_finds_the_layers():
     names = _modules()
     for layer in ("embedkit.io", "embedkit.data", "embedkit.encoders", "embedkit.postprocess",
                   "embedkit.evaluation", "embedkit.retrieval", "embedkit.training",
-                  "embedkit.experiments", "embedkit.cli"):
+                  "embedkit.runs", "embedkit.cli"):
         assert layer in names
 
 

@@ -38,7 +38,7 @@ def test_paraphrase_scores_higher(m3e):
 
 
 def test_bench_on_50_stsb_pairs(m3e, shared_data_dir, tmp_path):
-    from embedkit.experiments.bench import run_bench
+    from embedkit.runs.bench import run_bench
 
     lines = (shared_data_dir / "senteval_cn/STS-B/STS-B.test.data").read_text(
         encoding="utf-8").splitlines()[:50]

@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
 from pathlib import Path
 
 from embedkit.cli.common import (
+    FORCE_POST_FILE,
     add_classify_option,
     add_data_options,
+    add_max_length,
     add_model_options,
     add_poolings_and_tasks,
+    add_post_options,
+    add_progress,
+    add_protocol,
     add_similarity_option,
+    add_splits,
     check_output_dir,
     check_output_path,
     data_options,
     encoder_config,
+    post_options,
     write_json,
 )
 from embedkit.cli.parsing import split_list, split_models, split_poolings
 from embedkit.errors import ConfigError
-from embedkit.experiments.choices import FORMATS
 from embedkit.io.atomic import atomic_write_text
 from embedkit.io.tables import text_table
+from embedkit.runs.choices import FORMATS
 
 
 def add_parser(sub) -> None:
@@ -35,23 +41,11 @@ def add_parser(sub) -> None:
         )
     add_model_options(p, several=True)
     add_poolings_and_tasks(p)
-    p.add_argument("--splits", "--split", dest="splits", metavar="SPLITS",
-                   help="comma-separated splits (default: the protocol's; test)")
-    p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"))
-    p.add_argument("--max-length", type=int,
-                   help="override the protocol's max length (tokens, counting [CLS] and [SEP])")
+    add_splits(p)
+    add_protocol(p)
+    add_max_length(p)
     add_data_options(p)
-    p.add_argument("--post", action="append", default=[], metavar="CHAIN",
-                   help="postprocessor chain, e.g. whiten:beta=1,gamma=1,k=256 or pca:k=128 or "
-                        "file:W.safetensors; repeat for several rows")
-    p.add_argument("--fit-on", default="task", metavar="WHAT",
-                   help="what --post is fitted on: task (every split of the task), train, "
-                        "valid, test, or a file with one sentence a line")
-    p.add_argument("--fit-unique", action="store_true",
-                   help="fit on unique sentences instead of every occurrence")
-    p.add_argument("--force", action="store_true",
-                   help="use a --post file: map even if it was fitted for another model, "
-                        "pooling or dimension (a warning instead of an error)")
+    add_post_options(p, force=FORCE_POST_FILE)
     add_similarity_option(p)
     add_classify_option(p, "valid (AFQMC: train)", "the evaluated split")
     p.add_argument("--similarities", default="cosine", metavar="NAMES",
@@ -87,8 +81,7 @@ def add_parser(sub) -> None:
     p.add_argument("--predictions-format", choices=FORMATS, default="auto",
                    help="predictions files: auto (Parquet when pyarrow is installed, else JSON "
                         "lines), jsonl or parquet (default: auto)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: on a terminal)")
+    add_progress(p)
     p.set_defaults(func=run)
 
 
@@ -98,10 +91,10 @@ def run(args) -> int:
     parse_tasks(args.tasks)  # an unknown task fails here, before torch and the encoders load
     from embedkit.encoders import as_encoder
     from embedkit.evaluation import UndefinedScoreWarning
-    from embedkit.experiments.bench import PostOptions, bench_blocks, run_bench, run_bench_models
-    from embedkit.experiments.pair_extras import PairExtras
-    from embedkit.experiments.predictions import row_folder
-    from embedkit.experiments.report import markdown_report
+    from embedkit.reports.bench import markdown_report
+    from embedkit.runs.bench import bench_blocks, run_bench, run_bench_models
+    from embedkit.runs.pair_extras import PairExtras
+    from embedkit.runs.predictions import row_folder
 
     check_output_path(args.output, "output", stdout_ok=True)
     check_output_path(args.markdown, "markdown", stdout_ok=True)
@@ -119,7 +112,7 @@ def run(args) -> int:
     encoder = (as_encoder(configs[0]) if (args.predictions or mteb_tasks) and len(configs) == 1
                else None)
     options = dict(protocol=args.protocol, max_length=args.max_length, data=data_options(args),
-                   post=PostOptions(tuple(args.post), args.fit_on, args.fit_unique, args.force),
+                   post=post_options(args),
                    command=args.command_line, similarity=args.similarity,
                    extras=PairExtras(classify=args.classify, ci=args.ci, seed=args.ci_seed,
                                      similarities=tuple(split_list(args.similarities))))
@@ -139,7 +132,7 @@ def run(args) -> int:
         write_json(args.output, record)
     _write_extras(args, record, encoder)
     if args.plots:
-        from embedkit.experiments.significance import histogram_plots
+        from embedkit.reports.bench import histogram_plots
 
         blocks = bench_blocks(record)
         for block in blocks:
@@ -171,13 +164,13 @@ def _mteb_tasks(args, n_models: int) -> list:
     if args.predictions and not args.tasks:
         raise ConfigError("--predictions writes the pairs of STS tasks: give --tasks too (mteb "
                           "tasks keep mteb's own files: --mteb-results DIR)")
-    from embedkit.integrations.mteb_tasks import get_mteb_tasks
+    from embedkit.runs.mteb_tasks import get_mteb_tasks
 
     return get_mteb_tasks(names)
 
 
 def _run_mteb(args, encoder, poolings, tasks: list, record: dict | None) -> dict:
-    from embedkit.integrations.mteb_tasks import run_mteb_tasks
+    from embedkit.runs.mteb_tasks import run_mteb_tasks
 
     return run_mteb_tasks(encoder, poolings, tasks, record=record, post=args.post,
                           fit_on=args.fit_on, fit_unique=args.fit_unique, force=args.force,
@@ -186,7 +179,7 @@ def _run_mteb(args, encoder, poolings, tasks: list, record: dict | None) -> dict
 
 
 def _print_mteb(record: dict) -> None:
-    from embedkit.experiments.report import mteb_rows, run_title
+    from embedkit.reports.bench import mteb_rows, run_title
 
     if record.get("mteb"):
         header, rows = mteb_rows(record)
@@ -199,8 +192,8 @@ def _print_mteb(record: dict) -> None:
 
 
 def _print_classification(record: dict) -> None:
-    from embedkit.experiments.bench import bench_blocks
-    from embedkit.experiments.report import classification_rows
+    from embedkit.reports.bench import classification_rows
+    from embedkit.runs.bench import bench_blocks
 
     for block in bench_blocks(record):
         header, rows = classification_rows(block)
@@ -246,8 +239,8 @@ def _say_notes(blocks: list[dict]) -> None:
 
 def _print_table(record: dict) -> None:
     """The title, the table (one block of rows per model) and one timings line per model."""
-    from embedkit.experiments.bench import bench_blocks
-    from embedkit.experiments.report import data_line, format_table, run_title
+    from embedkit.reports.bench import data_line, format_table, run_title
+    from embedkit.runs.bench import bench_blocks
 
     blocks = bench_blocks(record)
     protocol = blocks[0]["settings"]["protocol"]
@@ -272,9 +265,9 @@ def _write_extras(args, record: dict, encoder) -> None:
     models, predictions go under DIR/<model>/ (each model's encoder built again: its cache
     answers)."""
     from embedkit.encoders import as_encoder
-    from embedkit.experiments.bench import bench_blocks
-    from embedkit.experiments.mteb_results import result_folder, write_mteb_results
-    from embedkit.experiments.predictions import bench_predictions, row_folder
+    from embedkit.integrations.mteb_results import result_folder, write_mteb_results
+    from embedkit.runs.bench import bench_blocks
+    from embedkit.runs.predictions import bench_predictions, row_folder
 
     blocks = bench_blocks(record)
     if args.mteb_results:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from embedkit.cli.common import add_model_name
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("cache", help="show or clear the embedding cache")
     p.add_argument("action", choices=("info", "clear"))
     p.add_argument("--cache-dir", metavar="DIR", help="default: $EMBEDKIT_CACHE or the user cache dir")
-    p.add_argument("--model", help="clear only this model's entries: the name it was run with, "
-                                   "its folder, or its identity (an exact match, never a part)")
+    add_model_name(p, what="clear only this model's entries: the name it was run with, its "
+                           "folder, or its identity (an exact match, never a part)",
+                   default_text="every model's")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from embedkit.encoders.cache import EmbeddingCache, namespace_run
-    from embedkit.experiments.report import run_description
+    from embedkit.reports.bench import run_description
 
     cache = EmbeddingCache(args.cache_dir)
     if args.action == "clear":

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from embedkit.cli.parsing import split_models
-from embedkit.encoders.choices import BACKENDS, QUANTIZE, SIMILARITIES, available_cores
+from embedkit.encoders.choices import SIMILARITIES, available_cores
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_json
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:  # the library is imported where the work is, not to parse arg
     from embedkit.data import DataOptions
     from embedkit.encoders import EncoderConfig
     from embedkit.encoders.cache import EmbeddingCache
+    from embedkit.postprocess.spec import PostOptions
 
 
 def _writable_ancestor(path: Path, what: str, param: str) -> None:
@@ -137,58 +140,42 @@ class _Once(argparse.Action):
 
 
 
+#: the parsers of the model options whose values are not plain strings (by field name)
+_MODEL_OPTION_TYPES: dict[str, Callable[[str], Any]] = {
+    "batch_size": positive_int, "threads": thread_count, "truncate_dim": positive_int}
+
+
 def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
                       retrieval_prompts: bool = False) -> None:
-    """The options that build an encoder (:func:`encoder_config`). ``several``: ``--model`` may be
-    repeated or comma-separated (``args.model`` is then a list, or None for the default);
+    """The options that build an encoder (:func:`encoder_config`): one per
+    :class:`~embedkit.encoders.config.EncoderConfig` field that its metadata marks as a flag,
+    with the field's help text and default. ``several``: ``--model`` may be repeated or
+    comma-separated (``args.model`` is then a list, or None for the default);
     ``retrieval_prompts``: also ``--query-prompt`` / ``--passage-prompt``."""
+    from embedkit.encoders.config import EncoderConfig  # light: no backend is imported
+
     if several:
         p.add_argument("--model", action="append", metavar="MODEL",
-                       help="hub id, local folder or alias; repeat or comma-separate for "
+                       help=f"{MODEL_HELP}; repeat or comma-separate for "
                             "several models (default: m3e-small)")
     else:
         p.add_argument("--model", action=_Once, default="m3e-small",
-                       help="hub id, local folder or alias (default: m3e-small)")
-    p.add_argument("--revision", metavar="REV",
-                   help="hub revision (branch, tag or commit) of a hub model; recorded "
-                        "(default: the hub's main)")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="inference engine: torch, onnx (ONNX Runtime) or openvino; the exported "
-                        "graph is cached (default: torch)")
-    p.add_argument("--quantize", choices=QUANTIZE, default="none",
-                   help="int8: dynamic int8 (onnx) or int8 weights (openvino); faster, "
-                        "approximate, recorded as int8 (default: none)")
-    p.add_argument("--threads", type=thread_count, metavar="N",
-                   help="intra-op threads for every backend (default: the cores available)")
-    p.add_argument("--prompt", metavar="TEXT",
-                   help='text put before every sentence, e.g. "query: " (default: the prompt '
-                        "the model folder declares, else none)")
-    p.add_argument("--instruction", metavar="TEXT",
-                   help='task for instruction-following embedders (Qwen3-Embedding, gte-Qwen2), '
-                        'put before the text as "Instruct: TEXT\\nQuery: " (or the template the '
-                        "folder's query prompt shows); retrieval: queries only. Recorded and part "
-                        "of the cache namespace (default: each task's own instruction for models "
-                        'that declare a template, else none; "" for none)')
+                       help=f"{MODEL_HELP} (default: m3e-small)")
+    for f in dataclasses.fields(EncoderConfig):
+        meta = f.metadata
+        if not meta.get("flag"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.default is False:
+            p.add_argument(flag, action="store_true", help=meta["help"])
+            continue
+        p.add_argument(flag, default=f.default, type=_MODEL_OPTION_TYPES.get(f.name, str),
+                       choices=meta["choices"], metavar=meta["metavar"], help=meta["help"])
     if retrieval_prompts:
         p.add_argument("--query-prompt", metavar="TEXT",
                        help="prompt before queries only (default: --prompt)")
         p.add_argument("--passage-prompt", metavar="TEXT",
                        help="prompt before corpus passages only (default: --prompt)")
-    p.add_argument("--truncate-dim", type=positive_int, metavar="K",
-                   help="keep the first K dimensions of every vector (Matryoshka models), after "
-                        "the model folder's modules; recorded in the model identity (default: "
-                        "the folder's truncate_dim, else all)")
-    p.add_argument("--device", default="cpu",
-                   help="cpu, cuda, cuda:N; cuda cuts batches by a budget of padded tokens "
-                        "(default: cpu)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                   help="weights' dtype for the torch backend, recorded and part of the cache "
-                        "namespace; bfloat16 on a cpu only with native bfloat16 (avx512_bf16, "
-                        "amx_bf16), float16 only on cuda (default: float32)")
-    p.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
-                   help="sentences per forward pass (default: 64)")
-    p.add_argument("--lowercase", action="store_true",
-                   help="lower-case text before tokenising (the published Keras code does)")
     add_cache_options(p)
 
 
@@ -199,11 +186,161 @@ def add_cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
 
 
+#: The one help of every ``--pooling``: the poolings a value may name.
+POOLING_HELP = ("cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, layers-avg:I,J, "
+                "last-token")
+#: The one help of every ``--max-length``: what the number counts.
+MAX_LENGTH_HELP = "tokens per text, counting [CLS] and [SEP]"
+#: ``--max-length``'s default where the protocol decides (bench, sweep, diagnose, index eval).
+PROTOCOL_MAX_LENGTH = "the protocol's: the task's own, 64 (PAWSX 128)"
+#: The one help of every ``--post``: what a value may be.
+POST_HELP = ("postprocessor chain (whiten:beta=1,gamma=1,k=256, pca:k=128, rp:k=64, ...) or a "
+             "saved transform file (file:W.safetensors, W.npz)")
+#: ``--fit-on``'s values where the fit sentences come from STS tasks, and where from a corpus.
+FIT_ON_TASK = "task (every split of the task), train, valid, test, or a file with one sentence a line"
+FIT_ON_CORPUS = "corpus, or a file with one sentence a line"
+FIT_UNIQUE_HELP = "fit on unique sentences instead of every occurrence"
+
+
+def add_pooling(p: argparse.ArgumentParser, *, several: bool = False,
+                default: str = "the model's own") -> None:
+    """``--pooling``, the one declaration every command uses; ``several``: repeated or
+    comma-separated (``args.pooling`` is then a list, or None); ``default`` says in words what
+    none means."""
+    if several:
+        p.add_argument("--pooling", action="append", metavar="P",
+                       help=f"{POOLING_HELP}; comma-separated or repeated (default: {default})")
+    else:
+        p.add_argument("--pooling", metavar="P", help=f"{POOLING_HELP} (default: {default})")
+
+
+def add_max_length(p: argparse.ArgumentParser, default: int | None = None, *,
+                   default_text: str | None = None, type=int) -> None:
+    """``--max-length``, the one declaration every command uses: ``default`` tokens (None: what
+    ``default_text`` says, by default the protocol's). ``type`` checks the text (the library
+    checks the value, so its error names the setting)."""
+    said = default_text or ("%(default)s" if default is not None else PROTOCOL_MAX_LENGTH)
+    p.add_argument("--max-length", type=type, default=default, metavar="N",
+                   help=f"{MAX_LENGTH_HELP} (default: {said})")
+
+
+def add_post(p: argparse.ArgumentParser, *, several: bool = False,
+             default: str = "none") -> None:
+    """``--post``: one chain or file (``args.post`` a string or None), or ``several`` (repeat
+    the flag; ``args.post`` a list, one row each)."""
+    if several:
+        p.add_argument("--post", action="append", default=[], metavar="CHAIN",
+                       help=f"{POST_HELP}; repeat for several rows (default: {default})")
+    else:
+        p.add_argument("--post", metavar="CHAIN|FILE", help=f"{POST_HELP} (default: {default})")
+
+
+def add_fit_on(p: argparse.ArgumentParser, default: str | None = "task", *,
+               unique: bool = True, values: str | None = None,
+               default_text: str | None = None) -> None:
+    """``--fit-on`` (what a chain is fitted on: ``values``, by default the ``task``-like ones,
+    or the ``corpus``-like ones where ``default`` is ``corpus``) and, with ``unique``,
+    ``--fit-unique``."""
+    values = values or (FIT_ON_CORPUS if default == "corpus" else FIT_ON_TASK)
+    p.add_argument("--fit-on", default=default, metavar="WHAT",
+                   help=f"what the postprocessors are fitted on: {values} (default: "
+                        f"{default_text or default})")
+    if unique:
+        add_fit_unique(p)
+
+
+def add_fit_unique(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fit-unique", action="store_true", help=FIT_UNIQUE_HELP)
+
+
+def add_post_options(p: argparse.ArgumentParser, *, several: bool = True,
+                     fit_on: str = "task", unique: bool = True,
+                     force: str | None = None, default: str = "none") -> None:
+    """``--post`` (:func:`add_post`; ``default`` says what none means), ``--fit-on`` /
+    ``--fit-unique`` (:func:`add_fit_on`) and, when ``force`` says what it allows, ``--force``:
+    what :func:`post_options` reads."""
+    add_post(p, several=several, default=default)
+    add_fit_on(p, fit_on, unique=unique)
+    if force is not None:
+        add_force(p, force)
+
+
+def add_force(p: argparse.ArgumentParser, allows: str) -> None:
+    """``--force``: ``allows`` says what it lets through (each command its own check)."""
+    p.add_argument("--force", action="store_true", help=allows)
+
+
+#: the default of a setting that ``index search`` checks against the index's recipe
+RECIPE_CHECK = "the index's recipe; another value is refused unless --force"
+
+#: ``--force`` of the commands that take a saved transform file in ``--post``
+FORCE_POST_FILE = ("use a --post transform file even if it was fitted for another model, "
+                   "pooling or dimension (a warning instead of an error)")
+
+
+#: What every ``--model`` value may be (:func:`add_model_options`' too).
+MODEL_HELP = "hub id, local folder or alias"
+
+
+def add_model_name(p: argparse.ArgumentParser, default: str | None = None, *,
+                   default_text: str | None = None, what: str = MODEL_HELP) -> None:
+    """``--model`` where a command names a model without building an encoder from the encoder
+    options (the reports' drivers, ``index search``'s recipe check, ``cache clear``'s filter);
+    an encoder's ``--model`` comes with :func:`add_model_options`."""
+    p.add_argument("--model", default=default, metavar="MODEL",
+                   help=f"{what} (default: {default_text or '%(default)s'})")
+
+
+def add_seed(p: argparse.ArgumentParser, of: str, default: int = 0) -> None:
+    """``--seed``: ``of`` says what it seeds."""
+    p.add_argument("--seed", type=int, default=default, help=f"seed of {of} (default: %(default)s)")
+
+
+def add_out(p: argparse.ArgumentParser, what: str, *, default: str | None = None,
+            metavar: str = "PATH") -> None:
+    """``--out``: where ``what`` is written (required unless there is a ``default``)."""
+    said = " (default: %(default)s)" if default is not None else ""
+    p.add_argument("--out", required=default is None, default=default, metavar=metavar,
+                   help=f"{what}{said}")
+
+
+def add_faiss_threads(p: argparse.ArgumentParser) -> None:
+    """``--faiss-threads``: FAISS's own thread count (``--threads`` is the encoder's)."""
+    p.add_argument("--faiss-threads", type=thread_count, metavar="N",
+                   help="threads FAISS searches and trains with (default: FAISS's own, the "
+                        "cores available)")
+
+
+def add_protocol(p: argparse.ArgumentParser) -> None:
+    """``--protocol``: the splits and max lengths of the published tables."""
+    p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"),
+                   help="splits and max lengths of the published tables (default: whitening)")
+
+
+def add_splits(p: argparse.ArgumentParser, *, dest: str = "splits", what: str = "") -> None:
+    """``--splits`` (``--split``, the older spelling): comma-separated split names."""
+    p.add_argument("--splits", "--split", dest=dest, metavar="SPLITS",
+                   help=f"comma-separated splits{what} (default: the protocol's; test)")
+
+
+def add_progress(p: argparse.ArgumentParser, *, bars: str = "progress bar (default: on a "
+                                                            "terminal)") -> None:
+    """``--progress`` / ``--no-progress`` (None: decided by the terminal)."""
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help=bars)
+
+
+def add_record_outputs(p: argparse.ArgumentParser, *, stdout_ok: bool = False) -> None:
+    """``--output`` (the JSON record; ``stdout_ok``: ``-`` for standard output) and
+    ``--markdown`` (a Markdown report), as the runners' commands take them."""
+    p.add_argument("--output", metavar="FILE.json",
+                   help="write the JSON record here" + (" (- for standard output)" if stdout_ok
+                                                        else ""))
+    p.add_argument("--markdown", metavar="FILE.md", help="write a Markdown report here")
+
+
 def add_poolings_and_tasks(p: argparse.ArgumentParser) -> None:
     """``--pooling`` (several) and ``--tasks``, as bench and sweep take them."""
-    p.add_argument("--pooling", action="append", metavar="P",
-                   help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
-                        "layers-avg:I,J, last-token; comma-separated or repeated (default: the model's own)")
+    add_pooling(p, several=True)
     p.add_argument("--tasks", help="comma-separated task names or spec .json files "
                                    "(default: ATEC,BQ,LCQMC,PAWSX,STS-B)")
 
@@ -231,21 +368,28 @@ def make_cache(args: argparse.Namespace) -> EmbeddingCache | None:
 
 def encoder_config(args: argparse.Namespace, model: str | None = None,
                    pooling: str | None = None) -> EncoderConfig:
-    """The encoder settings the model options (:func:`add_model_options`) describe."""
+    """The encoder settings the model options (:func:`add_model_options`) describe: every
+    flagged field the command declares, plus the cache and progress options."""
     from embedkit.encoders import EncoderConfig
 
     name = model or (split_models(args.model)[0] if isinstance(args.model, list)
                      else args.model)
-    return EncoderConfig(model=name, revision=getattr(args, "revision", None),
-                         device=args.device, dtype=args.dtype, lowercase=args.lowercase,
-                         batch_size=args.batch_size, cache=not args.no_cache,
-                         cache_dir=args.cache_dir, progress=getattr(args, "progress", None),
-                         pooling=pooling, backend=getattr(args, "backend", "torch"),
-                         quantize=getattr(args, "quantize", "none"),
-                         threads=getattr(args, "threads", None),
-                         prompt=getattr(args, "prompt", None),
-                         instruction=getattr(args, "instruction", None),
-                         truncate_dim=getattr(args, "truncate_dim", None))
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(EncoderConfig)
+             if f.metadata.get("flag") and hasattr(args, f.name)}
+    return EncoderConfig(model=name, cache=not args.no_cache, cache_dir=args.cache_dir,
+                         progress=getattr(args, "progress", None), pooling=pooling, **given)
+
+
+def post_options(args: argparse.Namespace) -> PostOptions:
+    """The chains and how they are fitted, as :func:`add_post_options` declared them (a
+    command without ``--post`` or ``--force`` gets none and False)."""
+    from embedkit.postprocess.spec import PostOptions
+
+    post = getattr(args, "post", None) or ()
+    return PostOptions(chains=(post,) if isinstance(post, str) else tuple(post),
+                       fit_on=getattr(args, "fit_on", None) or "task",
+                       fit_unique=bool(getattr(args, "fit_unique", False)),
+                       force=bool(getattr(args, "force", False)))
 
 
 def data_options(args: argparse.Namespace) -> DataOptions:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from embedkit.cli.common import add_seed
 from embedkit.errors import ConfigError
-from embedkit.experiments.choices import METRICS
 from embedkit.io.atomic import atomic_write_text
+from embedkit.runs.choices import METRICS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,12 +39,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "bootstrap (the same resampled pairs for both) of Spearman")
     p.add_argument("--resamples", type=int, default=1000, metavar="N",
                    help="with --paired: bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="with --paired: seed of the resamples")
+    add_seed(p, "the resamples (with --paired)")
     p.set_defaults(func=run)
 
 
 def _run_paired(args: argparse.Namespace) -> int:
-    from embedkit.experiments.significance import compare_predictions, format_significance
+    from embedkit.reports.significance import format_significance
+    from embedkit.runs.significance import compare_predictions
 
     rows = compare_predictions(args.paired[0], args.paired[1], n_resamples=args.resamples,
                                seed=args.seed)
@@ -55,13 +57,13 @@ def _run_paired(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from embedkit.experiments.compare import compare
-    from embedkit.experiments.compare_render import (
+    from embedkit.reports.compare import (
         comparison_table,
         html_report,
         markdown_report,
         save_plot,
     )
+    from embedkit.runs.compare import compare
 
     if args.paired:
         return _run_paired(args)

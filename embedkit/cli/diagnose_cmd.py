@@ -3,16 +3,24 @@ raw and after each postprocessor, beside Spearman and recall@10."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import TYPE_CHECKING
 
 from embedkit.cli.common import (
+    PROTOCOL_MAX_LENGTH,
     add_data_options,
+    add_max_length,
     add_model_options,
     add_poolings_and_tasks,
+    add_post_options,
+    add_progress,
+    add_protocol,
+    add_record_outputs,
+    add_seed,
+    add_splits,
     data_options,
     encoder_config,
+    post_options,
     write_json,
 )
 from embedkit.cli.parsing import parse_int_list, split_list, split_poolings
@@ -20,7 +28,7 @@ from embedkit.errors import ConfigError
 from embedkit.io.atomic import atomic_write_text
 
 if TYPE_CHECKING:  # the library is imported where the work is
-    from embedkit.experiments.diagnose import DiagnoseOptions
+    from embedkit.runs.diagnose import DiagnoseOptions
 
 
 def add_parser(sub) -> None:
@@ -46,28 +54,17 @@ def add_parser(sub) -> None:
                    help="diagnose the vectors of an encode folder (embedkit encode): its "
                         "model and pooling, --post chains fitted on the vectors read, no "
                         "scores; with --sample only N rows are read")
-    p.add_argument("--splits", "--split", dest="splits", metavar="SPLITS",
-                   help="comma-separated splits to score (default: the "
-                                    "protocol's; test)")
-    p.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"))
-    p.add_argument("--max-length", type=int,
-                   help="override the protocol's max length (tokens, counting [CLS] and [SEP]; "
-                        "64 for a corpus file)")
+    add_splits(p, what=" to score")
+    add_protocol(p)
+    add_max_length(p, default_text=PROTOCOL_MAX_LENGTH + "; 64 for a corpus file")
     add_data_options(p)
-    p.add_argument("--post", action="append", default=[], metavar="CHAIN",
-                   help="postprocessor chain, e.g. whiten:beta=1,gamma=1,k=all, pca:k=128, "
-                        "rp:k=128; repeat for several rows")
-    p.add_argument("--fit-on", default="task", metavar="WHAT",
-                   help="what --post is fitted on: task (every split of the task), train, "
-                        "valid, test, or a file with one sentence a line")
-    p.add_argument("--fit-unique", action="store_true",
-                   help="fit on unique sentences instead of every occurrence")
+    add_post_options(p)
     p.add_argument("--k", type=int, default=10, help="neighbours of the hubness k-NN graph "
                                                      "(default: 10)")
     p.add_argument("--sample", type=int, metavar="N",
                    help="diagnose a seeded sample of N vectors per row (JL uses all); keeps "
                         "large corpora fast (default: all vectors)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the samples (default: 0)")
+    add_seed(p, "the samples")
     p.add_argument("--pairs", dest="n_pairs", type=int, default=10000, metavar="N",
                    help="random pairs for anisotropy and JL (default: 10000)")
     p.add_argument("--jl-dims", default="32,64,128,256", metavar="M,M,...",
@@ -83,18 +80,16 @@ def add_parser(sub) -> None:
     p.add_argument("--sweep", metavar="FILE.json",
                    help="a sweep record (embedkit sweep --output): set its Spearman against k "
                         "beside the JL estimate 8.33 ln N")
-    p.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
-    p.add_argument("--markdown", metavar="FILE.md", help="write a Markdown report here")
+    add_record_outputs(p)
     p.add_argument("--plots", metavar="DIR",
                    help="write the spectrum, N_k histogram and JL plots here (matplotlib)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: on a terminal)")
+    add_progress(p)
     p.set_defaults(func=run)
 
 
 def options_from(args) -> DiagnoseOptions:
     """The library's options from the parsed command line."""
-    from embedkit.experiments.diagnose import DiagnoseOptions
+    from embedkit.runs.diagnose import DiagnoseOptions
 
     if args.corpus and args.tasks:
         raise ConfigError("give --tasks or --corpus, not both", param="corpus")
@@ -102,8 +97,7 @@ def options_from(args) -> DiagnoseOptions:
     wanted = [] if args.retrieval in (None, "all") else split_list(args.retrieval)
     return DiagnoseOptions(
         tasks=tuple(split_list(args.tasks)), corpus=args.corpus, embeddings=args.embeddings,
-        splits=tuple(split_list(args.splits)), posts=tuple(args.post), fit_on=args.fit_on,
-        fit_unique=args.fit_unique, k=args.k, sample=args.sample, seed=args.seed,
+        splits=tuple(split_list(args.splits)), post=post_options(args), k=args.k, sample=args.sample, seed=args.seed,
         n_pairs=args.n_pairs, jl_dims=tuple(parse_int_list(args.jl_dims, "--jl-dims")),
         retrieval=retrieval, retrieval_tasks=tuple(wanted), csls_k=args.csls_k,
         csls_candidates=args.csls_candidates, protocol=args.protocol,
@@ -111,13 +105,14 @@ def options_from(args) -> DiagnoseOptions:
 
 
 def run(args) -> int:
-    from embedkit.experiments.diagnose import (
+    from embedkit.reports.bench import data_line, run_title
+    from embedkit.reports.diagnose import (
+        conclusions,
         diagnose_markdown,
         format_diagnose_table,
-        run_diagnose,
         write_diagnose_plots,
     )
-    from embedkit.experiments.report import data_line, run_title
+    from embedkit.runs.diagnose import run_diagnose
 
     options = options_from(args)
     options.check()  # fail before loading a model
@@ -144,7 +139,7 @@ def run(args) -> int:
     print(f"{run_title(record)}: diagnostics (k = {options.k}"
           + (f", sample {options.sample}" if options.sample else "") + ")")
     print(format_diagnose_table(record))
-    for line in record["conclusions"]:
+    for line in conclusions(record):
         print(f"- {line}")
     print(f"[{t['encoded']} sentences encoded, {t['cache_hits']} cached; diagnostics "
           f"{t['seconds_diagnostics']:.1f} s; total {t['seconds_total']:.1f} s]",

@@ -30,6 +30,7 @@ EXAMPLES = {
     "encode": "embedkit encode --model m3e-small --corpus corpus.txt --out shards/",
     "compare": "embedkit compare eval/*.json --markdown compare.md",
     "diagnose": "embedkit diagnose --model m3e-small --tasks STS-B --post whiten:k=256",
+    "distill": "embedkit distill --model m3e-small --dim 256 --out m3e-small-static",
 }
 
 

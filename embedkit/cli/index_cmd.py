@@ -1,6 +1,6 @@
 """``embedkit index build|add|search|eval``: FAISS indexes over sentence embeddings.
 
-The work is done in :mod:`embedkit.retrieval.folder` and :mod:`embedkit.experiments.index_eval`.
+The work is done in :mod:`embedkit.retrieval.folder` and :mod:`embedkit.runs.index_eval`.
 """
 
 from __future__ import annotations
@@ -9,12 +9,30 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedkit.cli.common import (
+    FORCE_POST_FILE,
+    PROTOCOL_MAX_LENGTH,
+    RECIPE_CHECK,
     add_cache_options,
     add_data_options,
+    add_faiss_threads,
+    add_fit_on,
+    add_force,
+    add_max_length,
+    add_model_name,
     add_model_options,
+    add_out,
+    add_pooling,
+    add_post,
+    add_post_options,
+    add_progress,
+    add_protocol,
+    add_record_outputs,
+    add_seed,
+    add_splits,
     check_output_dir,
     check_output_path,
     data_options,
@@ -22,10 +40,10 @@ from embedkit.cli.common import (
     encoder_config,
     locked_error,
     positive_int,
+    post_options,
     thread_count,
     write_json,
 )
-from embedkit.cli.encode_cmd import add_embeddings_source, run_build_from_embeddings
 from embedkit.cli.index_codes import add_index_codes, index_codes, print_choice
 from embedkit.cli.parsing import parse_int_list, split_factories, split_list
 from embedkit.errors import ConfigError, DataError
@@ -34,8 +52,8 @@ from embedkit.io.textfile import read_sentences
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.encoders import EncoderConfig
-    from embedkit.experiments import index_eval
-    from embedkit.retrieval.recipe import RecipeConflictError
+    from embedkit.runs import index_eval
+    from embedkit.store.recipe import RecipeConflictError
 
 _FMT = argparse.HelpFormatter
 
@@ -56,8 +74,7 @@ def _add_lock_timeout(p: argparse.ArgumentParser) -> None:
 
 
 def _add_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bars (default: on a terminal, for large inputs)")
+    add_progress(p, bars="progress bars (default: on a terminal, for large inputs)")
 
 
 def add_parser(sub) -> None:
@@ -82,16 +99,17 @@ def _add_build(isub) -> None:
                     "a FAISS index and save the folder (index.faiss, texts.jsonl, index.json, "
                     "post.safetensors).")
     add_model_options(b, retrieval_prompts=True)
-    b.add_argument("--pooling", metavar="P", help="pooling (default: the model's own, else cls)")
-    b.add_argument("--post", metavar="CHAIN|FILE",
-                   help="postprocessor: a chain (whiten:beta=1,gamma=1,k=128, pca:k=128, rp:k=64, "
-                        "...) fitted on --fit-on, or a transform file (.safetensors/.npz)")
+    add_pooling(b, default="the model's own, else cls")
+    add_post(b)
     src = b.add_mutually_exclusive_group(required=True)
     src.add_argument("--corpus", metavar="FILE",
                      help="UTF-8 text file, one text a line (blank lines skipped)")
     src.add_argument("--corpus-task", metavar="TASK[:SPLIT],...",
                      help="the unique sentences of these task splits, e.g. LCQMC:test,BQ:test")
-    add_embeddings_source(src, b)
+    src.add_argument("--embeddings", metavar="DIR",
+                     help="an encode folder (embedkit encode): index its shards without "
+                          "re-encoding; the recipe comes from its manifest (--post: a transform "
+                          "file fitted on them, e.g. by whiten --embeddings DIR)")
     b.add_argument("--ids", metavar="FILE",
                    help="one id a line, aligned line by line with --corpus")
     b.add_argument("--factory", default="Flat",
@@ -99,17 +117,17 @@ def _add_build(isub) -> None:
     b.add_argument("--metric", choices=("cosine", "ip", "l2"),
                    help="index metric (default: the model folder's declared similarity: "
                         "cosine, dot -> ip, euclidean -> l2; else cosine)")
-    b.add_argument("--max-length", type=int, default=64,
-                   help="tokens per text, counting [CLS] and [SEP]")
-    b.add_argument("--fit-on", default="corpus", metavar="corpus|FILE",
-                   help="what a --post chain is fitted on: the corpus or a file of sentences")
+    add_max_length(b, 64)
+    add_fit_on(b, "corpus", unique=False)
     b.add_argument("--train-size", type=int, metavar="N",
                    help="vectors sampled to train IVF/PQ (default: 40 x nlist, at least 10000)")
-    b.add_argument("--seed", type=int, default=0, help="seed of the training sample")
-    b.add_argument("--force", action="store_true",
-                   help="use a transform file fitted for another model or pooling")
-    b.add_argument("--out", required=True, metavar="DIR", help="index folder (replaced whole)")
-    add_index_codes(b)  # hook: --vectors, --rescore, --max-memory ... (cli/index_codes.py)
+    add_seed(b, "the training sample")
+    b.add_argument("--on-disk", action="store_true",
+                   help="with an IVF factory: keep the inverted lists on disk (lists.ivfdata in "
+                        "the folder, memory-mapped when searched)")
+    add_force(b, FORCE_POST_FILE)
+    add_out(b, "index folder (replaced whole)", metavar="DIR")
+    add_index_codes(b)  # --vectors, --rescore, --max-memory ... (cli/index_codes.py)
     add_data_options(b)
     _add_lock_timeout(b)
     _add_progress(b)
@@ -147,11 +165,11 @@ def _add_search(isub) -> None:
     s.add_argument("--ef-search", type=int,
                    help="HNSW search breadth (default: the one stored at build time)")
     s.add_argument("--output", metavar="FILE", help="write the JSON lines here (default: stdout)")
-    s.add_argument("--model", help="must match the index's recipe (checked), unless --force")
-    s.add_argument("--pooling", help="must match the index's recipe, unless --force")
-    s.add_argument("--post", help="must match the index's recipe, unless --force (the index's own "
-                                  "postprocessor is baked in and always used)")
-    s.add_argument("--max-length", type=int, help="must match the index's recipe, unless --force")
+    add_model_name(s, default_text=RECIPE_CHECK)
+    add_pooling(s, default=RECIPE_CHECK)
+    add_post(s, default=RECIPE_CHECK + "; the index's own postprocessor is baked in and always "
+                                       "used")
+    add_max_length(s, default_text=RECIPE_CHECK)
     s.add_argument("--force", action="store_true",
                    help="use --model/--pooling/--max-length even where they differ from the "
                         "recipe")
@@ -161,19 +179,12 @@ def _add_search(isub) -> None:
 
 def _add_eval_quality(e: argparse.ArgumentParser) -> None:
     e.add_argument("--tasks", help="quality part: comma-separated tasks (TASK or TASK:SPLIT)")
-    e.add_argument("--splits", "--split", dest="split", metavar="SPLITS",
-                   help="split(s) of --tasks, comma-separated (default: the protocol's; test)")
+    add_splits(e, dest="split", what=" of --tasks")
     e.add_argument("--both-directions", action="store_true",
                    help="sentence2 of a positive pair is a query too")
     e.add_argument("--threshold", type=float,
                    help="label from which a pair is positive (default: from the label range)")
-    e.add_argument("--post", action="append", default=[], metavar="CHAIN",
-                   help="postprocessor row (repeat for several), e.g. whiten:beta=1,gamma=1,k=all "
-                        "(none: the raw row, always shown)")
-    e.add_argument("--fit-on", default="task", metavar="WHAT",
-                   help="what --post is fitted on: task (every split), train, valid, test, FILE")
-    e.add_argument("--fit-unique", action="store_true",
-                   help="fit on unique sentences instead of every occurrence")
+    add_post_options(e, default="the raw row only; it is always shown, as is a 'none' value")
     e.add_argument("--index", dest="index_dir", metavar="DIR",
                    help="score this index folder (built by index build) on retrieval tasks "
                         "read from files: its recipe encodes the queries; its ids must be the "
@@ -208,7 +219,7 @@ def _add_eval_cost(e: argparse.ArgumentParser) -> None:
                                      "(--queries: the older spelling)")
     e.add_argument("--single-queries", type=int, metavar="N",
                    help="queries timed one at a time for QPS single (default: 200)")
-    e.add_argument("--seed", type=int, default=0)
+    add_seed(e, "the cost queries' sample")
     e.add_argument("--cost-post", metavar="CHAIN|FILE",
                    help="postprocessor baked into the cost indexes (fitted on the cost corpus)")
 
@@ -222,21 +233,17 @@ def _add_eval(isub) -> None:
                     "and each --post chain. Cost (--cost-corpus-tasks): recall@10 against exact "
                     "search, QPS, build time and size of each --factory and search setting.")
     add_model_options(e, retrieval_prompts=True)
-    e.add_argument("--pooling", metavar="P", help="pooling (default: the model's own)")
-    e.add_argument("--protocol", default="whitening", choices=("whitening", "cmteb"),
-                   help="splits and max lengths of the published tables (default: whitening)")
-    e.add_argument("--max-length", type=int,
-                   help="tokens per text (default: the protocol's: the task's, 64; PAWSX 128; "
-                        "cost part: 64)")
+    add_pooling(e)
+    add_protocol(e)
+    add_max_length(e, default_text=PROTOCOL_MAX_LENGTH + "; cost part: 64")
     e.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
     e.add_argument("-k", type=int, default=10, help="cut-off of the metrics")
     _add_eval_quality(e)
     _add_eval_cost(e)
-    e.add_argument("--force", action="store_true",
-                   help="use transform files fitted for another model or pooling")
+    add_force(e, FORCE_POST_FILE)
+    add_faiss_threads(e)
     add_data_options(e)
-    e.add_argument("--output", metavar="FILE.json", help="write the JSON record here")
-    e.add_argument("--markdown", metavar="FILE.md", help="write a Markdown report here")
+    add_record_outputs(e)
     _add_progress(e)
     e.set_defaults(func=run_eval)
 
@@ -250,13 +257,16 @@ def _run_config(args: argparse.Namespace) -> EncoderConfig:
                          progress=getattr(args, "progress", None), threads=args.threads)
 
 
-def run_build(args) -> int:
+def _build_source(args) -> tuple[list[str] | Path, list[str | None] | None, dict | None]:
+    """What ``index build`` indexes: the texts of --corpus / --corpus-task (their ids and
+    corpus entry), or the encode folder of --embeddings."""
     from embedkit.data.corpus import corpus_from_tasks, read_corpus
-    from embedkit.retrieval.folder import build_index
 
-    check_output_dir(args.out, "out")
-    if args.embeddings is not None or args.on_disk:
-        return run_build_from_embeddings(args)
+    if args.embeddings is not None:
+        if args.pooling or args.ids:
+            raise ConfigError("with --embeddings the pooling comes from the encode folder's "
+                              "manifest (and the ids from its shards): drop --pooling and --ids")
+        return Path(args.embeddings), None, None
     if args.corpus is not None:
         texts, ids, info = read_corpus(args.corpus, args.ids)
     else:
@@ -269,23 +279,36 @@ def run_build(args) -> int:
     if not texts:
         print("embedkit: warning: the corpus is empty; the index will hold no texts",
               file=sys.stderr)
+    return texts, ids, info
+
+
+def run_build(args) -> int:
+    from embedkit.retrieval.folder import build_index
+
+    check_output_dir(args.out, "out")
+    source, ids, info = _build_source(args)
     try:
-        config, query_prompt = _side_config(args)
+        if isinstance(source, Path):
+            config, query_prompt, options = None, None, {}
+        else:
+            (config, query_prompt), options = _side_config(args), dict(
+                pooling=args.pooling, ids=ids, corpus_info=info, max_length=args.max_length,
+                fit_on=args.fit_on, progress=args.progress)
         index = build_index(
-            args.out, texts, config,
-            pooling=args.pooling, post=args.post, query_prompt=query_prompt,
-            ids=ids, corpus_info=info, factory=args.factory, metric=args.metric,
-            max_length=args.max_length, fit_on=args.fit_on, train_size=args.train_size,
-            seed=args.seed, force=args.force, progress=args.progress,
-            lock_timeout=args.lock_timeout, index_codes=index_codes(args))
+            args.out, source, config, post=args.post, query_prompt=query_prompt,
+            factory=args.factory, metric=args.metric, train_size=args.train_size,
+            seed=args.seed, on_disk=args.on_disk, force=args.force,
+            lock_timeout=args.lock_timeout, index_codes=index_codes(args), **options)
     except FolderLockedError as err:
         raise locked_error(err) from None
     print_choice(index)
     r = index.recipe
     post = f", post {r['post']}" if r.get("post") else ""
-    print(f"indexed {index.ntotal} texts ({len(texts) - index.ntotal} duplicates skipped) into "
-          f"{args.out}: {index.factory}, {index.metric}, {index.dim_in} -> {index.dim} dims"
-          f"{post}; built in {index.build_seconds:.2f} s")
+    what = (f"texts from {args.embeddings}" if isinstance(source, Path) else
+            f"texts ({len(source) - index.ntotal} duplicates skipped)")
+    print(f"indexed {index.ntotal} {what} into {args.out}: {index.factory}, {index.metric}, "
+          f"{index.dim_in} -> {index.dim} dims{post}"
+          f"{', lists on disk' if args.on_disk else ''}; built in {index.build_seconds:.2f} s")
     if defaults_line(index.recipe):
         print(defaults_line(index.recipe))
     return 0
@@ -308,7 +331,7 @@ def run_add(args) -> int:
 
 def _conflict_error(err: RecipeConflictError) -> ConfigError:
     """The conflicts in the command line's words: the options that asked for each setting."""
-    from embedkit.retrieval.recipe import show_value
+    from embedkit.store.recipe import show_value
 
     given = [c.describe(f"--{c.key.replace('_', '-')} {show_value(c.requested)}")
              for c in err.conflicts]
@@ -330,7 +353,7 @@ def _queries(args: argparse.Namespace) -> list[str]:
 
 def run_search(args) -> int:
     from embedkit.retrieval.folder import IndexSearcher
-    from embedkit.retrieval.recipe import RecipeConflictError
+    from embedkit.store.recipe import RecipeConflictError
 
     check_output_path(args.output, "output")
     queries = _queries(args)
@@ -350,13 +373,13 @@ def run_search(args) -> int:
 
 
 def _eval_options(args: argparse.Namespace) -> index_eval.IndexEvalOptions:
-    from embedkit.experiments import index_eval
+    from embedkit.runs import index_eval
 
     factories = split_factories(args.factory) + split_factories(args.factories)
     quality = index_eval.QualityOptions(
         tasks=tuple(split_list(args.tasks)), splits=tuple(split_list(args.split)),
-        posts=tuple(args.post), both_directions=args.both_directions, threshold=args.threshold,
-        fit_on=args.fit_on, fit_unique=args.fit_unique, csls=args.csls, csls_k=args.csls_k,
+        both_directions=args.both_directions, threshold=args.threshold,
+        csls=args.csls, csls_k=args.csls_k,
         csls_candidates=args.csls_candidates, index_dir=args.index_dir,
         predictions=args.predictions)
     cost = index_eval.CostOptions(
@@ -368,8 +391,8 @@ def _eval_options(args: argparse.Namespace) -> index_eval.IndexEvalOptions:
         single_queries=args.single_queries)
     return index_eval.IndexEvalOptions(
         quality=quality, cost=cost, pooling=args.pooling, protocol=args.protocol,
-        max_length=args.max_length, metric=args.metric, k=args.k, force=args.force,
-        threads=args.threads, data=data_options(args))
+        max_length=args.max_length, metric=args.metric, k=args.k, post=post_options(args),
+        faiss_threads=args.faiss_threads, data=data_options(args))
 
 
 def _side_config(args: argparse.Namespace) -> tuple[EncoderConfig, str]:
@@ -386,8 +409,9 @@ def _side_config(args: argparse.Namespace) -> tuple[EncoderConfig, str]:
 
 
 def run_eval(args) -> int:
-    from embedkit.experiments import index_eval
-    from embedkit.experiments.report import data_line, run_title
+    from embedkit.reports import index_eval as index_report
+    from embedkit.reports.bench import data_line, run_title
+    from embedkit.runs import index_eval
 
     if not args.tasks and not args.cost_corpus_tasks:
         raise ConfigError("nothing to evaluate: give --tasks (quality) and/or "
@@ -401,18 +425,18 @@ def run_eval(args) -> int:
     name = run_title(record)
     if record["quality"]:
         print(f"{name}: retrieval quality x 100 (exact search, {record['settings']['metric']})")
-        print(index_eval.format_quality_table(record["quality"], args.k))
+        print(index_report.format_quality_table(record["quality"], args.k))
     if record["cost"]:
         if record["quality"]:
             print()
         c = record["cost"]
         print(f"{name}: cost of approximate search ({c['n_corpus']} texts, {c['n_queries']} "
               "queries)")
-        print(index_eval.format_cost_table(c))
+        print(index_report.format_cost_table(c))
     if data_line(record):
         print(f"[{data_line(record)}]")
     if args.output:
         write_json(args.output, record)
     if args.markdown:
-        atomic_write_text(args.markdown, index_eval.markdown_eval_report(record))
+        atomic_write_text(args.markdown, index_report.markdown_eval_report(record))
     return 0

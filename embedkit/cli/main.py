@@ -34,6 +34,7 @@ COMMANDS = {
     "encode": "embedkit.cli.encode_cmd",
     "compare": "embedkit.cli.compare_cmd",
     "diagnose": "embedkit.cli.diagnose_cmd",
+    "distill": "embedkit.cli.distill_cmd",
 }
 
 

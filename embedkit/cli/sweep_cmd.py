@@ -3,18 +3,22 @@ one split and reported on another."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from embedkit.cli.common import (
     add_classify_option,
     add_data_options,
+    add_fit_on,
+    add_max_length,
     add_model_options,
     add_poolings_and_tasks,
+    add_progress,
+    add_record_outputs,
     check_output_dir,
     check_output_path,
     data_options,
     encoder_config,
+    post_options,
     write_json,
 )
 from embedkit.cli.parsing import parse_grid, split_poolings
@@ -39,44 +43,31 @@ def add_parser(sub) -> None:
     p.add_argument("--k", default="64,128,256,all",
                    help="comma-separated dimensions kept (positive integers or all; values "
                         "above the model's dimension are skipped)")
-    p.add_argument("--fit-on", default="task", metavar="WHAT",
-                   help="task (every split of the task), train, valid, test, or a file with "
-                        "one sentence a line")
-    p.add_argument("--fit-unique", action="store_true",
-                   help="fit on unique sentences instead of every occurrence")
+    add_fit_on(p)
     p.add_argument("--select-on", default="valid", metavar="SPLIT",
                    help="split the best setting is chosen on")
     p.add_argument("--report-on", default="test", metavar="SPLIT",
                    help="split the chosen setting is reported on")
     add_classify_option(p, "--select-on", "--report-on for the best setting")
-    p.add_argument("--max-length", type=int,
-                   help="override the task's max length (64; PAWSX 128)")
+    add_max_length(p)
     add_data_options(p)
-    p.add_argument("--output", metavar="FILE.json", help="write the JSON record here (- for "
-                                                         "standard output)")
+    add_record_outputs(p, stdout_ok=True)
     p.add_argument("--plots", metavar="DIR", help="write one PNG per task here (matplotlib)")
-    p.add_argument("--markdown", metavar="FILE.md", help="write a Markdown report here")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: on a terminal)")
+    add_progress(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from embedkit.experiments.report import data_line, run_title, truncation_note
-    from embedkit.experiments.sweep import (
-        SweepOptions,
-        format_sweep_table,
-        run_sweep,
-        sweep_markdown,
-        write_plots,
-    )
+    from embedkit.reports.bench import data_line, run_title, truncation_note
+    from embedkit.reports.sweep import format_sweep_table, sweep_markdown, write_plots
+    from embedkit.runs.sweep import SweepOptions, run_sweep
 
     check_output_path(args.output, "output", stdout_ok=True)
     check_output_path(args.markdown, "markdown")
     check_output_dir(args.plots, "plots")
     options = SweepOptions(beta=parse_grid(args.beta, "beta"), gamma=parse_grid(args.gamma, "gamma"),
-                           k=parse_grid(args.k, "k"), fit_on=args.fit_on,
-                           fit_unique=args.fit_unique, select_on=args.select_on,
+                           k=parse_grid(args.k, "k"), post=post_options(args),
+                           select_on=args.select_on,
                            report_on=args.report_on, classify=args.classify)
     if args.max_length is not None and args.max_length < 3:
         raise ConfigError("--max-length must be at least 3 ([CLS], one token, [SEP])")
@@ -128,8 +119,8 @@ def _warn(record: dict) -> None:
 
 
 def _print_classification(record: dict) -> None:
-    from embedkit.experiments.report import sweep_classification_rows
     from embedkit.io.tables import text_table
+    from embedkit.reports.bench import sweep_classification_rows
 
     header, rows = sweep_classification_rows(record)
     if rows:

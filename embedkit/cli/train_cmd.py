@@ -16,7 +16,7 @@ import typing
 import warnings
 from typing import Any
 
-from embedkit.cli.common import DATA_DIR_HELP
+from embedkit.cli.common import DATA_DIR_HELP, MAX_LENGTH_HELP, POOLING_HELP
 from embedkit.cli.parsing import split_list
 
 #: how list-valued fields are typed: --tasks takes a comma list, --pairs repeats
@@ -45,6 +45,10 @@ def _default_text(f: dataclasses.Field) -> str | None:
     return str(f.default)
 
 
+#: config fields whose option every command declares with one help (cli/common.py)
+_SHARED_HELP = {"max_length": MAX_LENGTH_HELP, "pooling": POOLING_HELP}
+
+
 def _add_option(p: argparse.ArgumentParser, f: dataclasses.Field, typ: Any) -> None:
     """One option for config field ``f``. Every default is None so that what was typed can be
     told from what was not (resuming takes the rest from the checkpoint); the real defaults
@@ -53,6 +57,8 @@ def _add_option(p: argparse.ArgumentParser, f: dataclasses.Field, typ: Any) -> N
     help_ = f.metadata.get("help", "") + (f" (default: {default})" if default else "")
     if f.name == "data_dir":  # the one --data-dir help, and what training also uses it for
         help_ = f"{DATA_DIR_HELP}; {help_}"
+    elif f.name in _SHARED_HELP:  # the help every command gives these options
+        help_ = _SHARED_HELP[f.name] + (f" (default: {default})" if default else "")
     kw: dict[str, Any] = {"dest": f.name, "default": None, "help": help_}
     if f.name in _FLAGS:
         kw["metavar"] = _FLAGS[f.name][1]

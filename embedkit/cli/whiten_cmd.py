@@ -5,14 +5,19 @@ from __future__ import annotations
 import sys
 
 from embedkit.cli.common import (
+    PROTOCOL_MAX_LENGTH,
     add_data_options,
+    add_fit_on,
+    add_max_length,
     add_model_options,
+    add_out,
+    add_pooling,
     check_output_dir,
     check_output_path,
     data_options,
     encoder_config,
+    post_options,
 )
-from embedkit.cli.encode_cmd import add_whiten_embeddings, run_whiten_embeddings
 from embedkit.cli.parsing import parse_k
 from embedkit.errors import ConfigError
 
@@ -27,23 +32,20 @@ def add_parser(sub) -> None:
                     "model folder or a FAISS LinearTransform.",
         )
     add_model_options(p)
-    p.add_argument("--pooling", metavar="P",
-                   help="cls, pooler, pooler-tanh, last-avg (mean), first-last-avg, "
-                        "layers-avg:I,J (default: the model's own)")
-    p.add_argument("--fit-on", metavar="WHAT",
-                   help="TASK (every split, both sentences of every pair: the published "
-                        "protocol), TASK:SPLIT, several comma-separated, or a FILE with one "
-                        "sentence a line (or --embeddings DIR)")
-    add_whiten_embeddings(p)
-    p.add_argument("--fit-unique", action="store_true",
-                   help="fit on unique sentences instead of every occurrence")
+    add_pooling(p)
+    add_fit_on(p, None, values="TASK (every split, both sentences of every pair: the published "
+                               "protocol), TASK:SPLIT, several comma-separated, or a FILE with "
+                               "one sentence a line", default_text="--embeddings DIR")
+    p.add_argument("--embeddings", metavar="DIR",
+                   help="instead of --fit-on: fit on the vectors of an encode folder (embedkit "
+                        "encode), a shard at a time; model, pooling and max length come from "
+                        "its manifest")
     p.add_argument("--beta", type=float, default=1.0, help="centring weight")
     p.add_argument("--gamma", type=float, default=1.0, help="scaling exponent")
     p.add_argument("--k", default="all", metavar="K|all", help="dimensions kept")
-    p.add_argument("--max-length", type=int,
-                   help="tokens, counting [CLS] and [SEP] (default: the task's own, 64 (PAWSX "
-                        "128); 64 for files; the largest of them for several)")
-    p.add_argument("--out", required=True, metavar="PATH", help="where to write the map")
+    add_max_length(p, default_text=PROTOCOL_MAX_LENGTH + "; 64 for files; the largest of "
+                                                         "them for several")
+    add_out(p, "where to write the map")
     p.add_argument("--format", choices=("safetensors", "npz", "sentence-transformers", "faiss"),
                    help="output format (default: by the --out suffix: .npz, .faiss, else "
                         "safetensors)")
@@ -60,7 +62,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from embedkit.experiments.whiten import WhitenSettings, export_format, run_whiten
+    from embedkit.runs.whiten import WhitenSettings, export_format, run_whiten
 
     if export_format(args.out, args.format) == "sentence-transformers":
         check_output_dir(args.out, "out")  # a model folder
@@ -69,15 +71,30 @@ def run(args) -> int:
     if args.max_length is not None and args.max_length < 3:
         raise ConfigError("--max-length must be at least 3 ([CLS], one token, [SEP])")
     settings = WhitenSettings(beta=args.beta, gamma=args.gamma, k=parse_k(args.k),
-                              fit_unique=args.fit_unique, max_length=args.max_length,
+                              post=post_options(args), max_length=args.max_length,
                               normalize=args.normalize)
-    if args.embeddings is not None or args.fit_on is None:
-        return run_whiten_embeddings(args, settings)
-    result = run_whiten(encoder_config(args), args.fit_on, args.out, settings,
-                        pooling=args.pooling, format=args.format, data=data_options(args),
-                        command=args.command_line, calibrate=args.calibrate)
-    w, fit = result.whitening, result.fit
-    d, k = w.kernel_.shape
+    if (args.fit_on is None) == (args.embeddings is None):
+        raise ConfigError("give one of --fit-on WHAT or --embeddings DIR")
+    if args.embeddings is not None and args.pooling is not None:
+        raise ConfigError("with --embeddings the pooling comes from the encode folder's "
+                          "manifest: drop --pooling", param="pooling")
+    result = run_whiten(encoder_config(args) if args.fit_on is not None else None, args.fit_on,
+                        args.out, settings, pooling=args.pooling, format=args.format,
+                        data=data_options(args), command=args.command_line,
+                        calibrate=args.calibrate, embeddings=args.embeddings)
+    _report(args, result)
+    return 0
+
+
+def _report(args, result) -> None:
+    d, k = result.whitening.kernel_.shape
+    fit = result.fit
+    if fit is None:  # an encode folder's vectors
+        m = result.metadata
+        print(f"wrote {result.path} ({result.format}): d={d} -> k={k}; {m['model_name']} "
+              f"{m['pooling']}, max length {m['max_length']}; fitted on {m['n_samples']} "
+              f"vectors of {args.embeddings}")
+        return
     print(f"wrote {result.path} ({result.format}): {result.spec} d={d} -> k={k}; "
           f"{result.encoder_name} {result.pooling}, max length {result.max_length}; fitted on "
           f"{fit.description} ({len(fit.sentences)} sentences, sha256 {fit.sha256[:12]})")
@@ -89,4 +106,3 @@ def run(args) -> int:
     if result.format in ("safetensors", "npz"):
         print(f"use it with: embedkit bench --model {args.model} --pooling {result.pooling} "
               f"--post file:{result.path}", file=sys.stderr)
-    return 0

@@ -23,6 +23,7 @@ import numpy as np
 from embedkit.data.spec import TaskSpec
 from embedkit.errors import DataError
 from embedkit.io.textfile import decoded_lines, json_objects, read_bytes
+from embedkit.provenance import sha256_text
 
 #: How many skipped-row messages are kept for the report (the count is always exact).
 MAX_SKIP_MESSAGES = 20
@@ -67,7 +68,7 @@ class PairSplit:
         if not n or n >= self.n_pairs:
             return self
         idx = np.sort(np.random.default_rng(seed).choice(self.n_pairs, n, replace=False))
-        tag = hashlib.sha256(f"{self.sha256}:{idx.tolist()}".encode()).hexdigest()
+        tag = sha256_text(f"{self.sha256}:{idx.tolist()}")
         return PairSplit(self.task, self.split, f"{self.source}#sample(n={n},seed={seed})", tag,
                          [self.sentences1[i] for i in idx], [self.sentences2[i] for i in idx],
                          self.labels[idx])

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, check_int
 
 #: Rows processed at once, so that no step holds more than ``BLOCK_ROWS x n`` numbers.
 BLOCK_ROWS = 4096
@@ -33,15 +33,6 @@ def as_matrix(x: ArrayLike, name: str = "x", min_rows: int = 1) -> np.ndarray:
             f"{name} needs at least {min_rows} rows (vectors); got {arr.shape[0]}"
         )
     return arr
-
-
-def check_int(value: Any, name: str, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``, or a ConfigError naming the parameter."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ConfigError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}; got {value}")
-    return int(value)
 
 
 def check_seed(seed: Any) -> int:

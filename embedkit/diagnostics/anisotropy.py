@@ -16,13 +16,12 @@ from numpy.typing import ArrayLike
 from embedkit.diagnostics._common import (
     BLOCK_ROWS,
     as_matrix,
-    check_int,
     check_seed,
     finite_block,
     random_pairs,
     row_blocks,
 )
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, check_int
 
 
 def pair_cosines(

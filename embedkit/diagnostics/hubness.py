@@ -15,8 +15,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from embedkit.diagnostics._common import BLOCK_ROWS, as_matrix, check_int, row_blocks
-from embedkit.errors import ConfigError
+from embedkit.diagnostics._common import BLOCK_ROWS, as_matrix, row_blocks
+from embedkit.errors import ConfigError, check_int
 
 
 def _unit_rows(block: np.ndarray) -> np.ndarray:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from embedkit.diagnostics._common import BLOCK_ROWS, as_matrix, check_int
+from embedkit.diagnostics._common import BLOCK_ROWS, as_matrix
 from embedkit.diagnostics.hubness import cosine_knn
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, check_int
 
 
 def corpus_hub_penalty(corpus: ArrayLike, k: int = 10, block_rows: int = BLOCK_ROWS) -> np.ndarray:

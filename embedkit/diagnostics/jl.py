@@ -22,12 +22,11 @@ from sklearn.random_projection import GaussianRandomProjection, johnson_lindenst
 from embedkit.diagnostics._common import (
     BLOCK_ROWS,
     as_matrix,
-    check_int,
     check_seed,
     finite_block,
     random_pairs,
 )
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, check_int
 
 #: The factor of Su Jianlin's practical estimate ``m > 8.33 ln N`` (natural logarithm).
 PRACTICAL_FACTOR = 8.33
@@ -105,7 +104,7 @@ def jl_distortion(
     """
     arr = as_matrix(x, min_rows=2)
     n_pairs, seed = check_int(n_pairs, "n_pairs"), check_seed(seed)
-    ms = [check_int(m, "each entry of dims") for m in dims]
+    ms = [check_int(m, "each entry of dims", param="dims") for m in dims]
     if not ms:
         raise ConfigError("dims must list at least one target dimension")
     if any(not 0.0 < float(e) < 1.0 for e in eps):

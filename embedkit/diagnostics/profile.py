@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from embedkit.diagnostics._common import as_matrix, check_int, check_seed
+from embedkit.diagnostics._common import as_matrix, check_seed
 from embedkit.diagnostics.anisotropy import anisotropy
 from embedkit.diagnostics.hubness import hubness_from_occurrence, k_occurrence
 from embedkit.diagnostics.jl import jl_distortion, practical_min_dim
 from embedkit.diagnostics.sparsity import sparsity
 from embedkit.diagnostics.spectrum import spectrum
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, check_int
 
 #: target dimensions of the measured JL distortion by default (the practical 8.33 ln N is added)
 DEFAULT_JL_DIMS = (32, 64, 128, 256)
@@ -97,7 +97,7 @@ def profile(x: ArrayLike, *, k: int = 10, sample: int | None = None, seed: int =
     hub = hubness_from_occurrence(occurrence, k)
     hub.update(n_queries=int(sub.shape[0]), self_search=True,
                nk_histogram=np.bincount(occurrence).astype(int).tolist())
-    dims = sorted({check_int(m, "each entry of jl_dims") for m in jl_dims}
+    dims = sorted({check_int(m, "each entry of jl_dims", param="jl_dims") for m in jl_dims}
                   | {practical_min_dim(n)})
     return {
         "n_vectors": n,

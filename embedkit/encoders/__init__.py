@@ -3,7 +3,7 @@
 - :class:`SentenceEncoder`, the protocol every runner takes;
 - :class:`TransformerEncoder`, any transformers model with the BERT-whitening poolings;
 - :class:`CachedEncoder` and :class:`MeteredEncoder`, wrappers around any encoder;
-- :class:`EncoderConfig`, the settings that build the standard stack, and :class:`Encoder`,
+- :class:`EncoderConfig`, the settings that build the standard stack, and :func:`Encoder`,
   that stack in one constructor;
 - :class:`Pooling`, a pooling parsed once.
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from embedkit import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
-    from embedkit.encoders.config import Encoder, EncoderConfig, as_encoder, encoder_settings
+    from embedkit.encoders.config import Encoder, EncoderConfig, as_encoder
     from embedkit.encoders.models import model_identity, resolve_model_path
     from embedkit.encoders.pooling import (
         POOLINGS,
@@ -30,13 +30,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from embedkit.encoders.protocol import SentenceEncoder
     from embedkit.encoders.st_folder import declared_pooling, read_st_folder
     from embedkit.encoders.transformer import DTYPES, TransformerEncoder, forward_pooled
-    from embedkit.encoders.wrappers import CachedEncoder, EncodeStats, MeteredEncoder, encode_stats
+    from embedkit.encoders.wrappers import (
+        CachedEncoder,
+        EncodeStats,
+        MeteredEncoder,
+        encode_stats,
+        settings_record,
+    )
 
 _LAZY = {
     "Encoder": "embedkit.encoders.config",
     "EncoderConfig": "embedkit.encoders.config",
     "as_encoder": "embedkit.encoders.config",
-    "encoder_settings": "embedkit.encoders.config",
     "model_identity": "embedkit.encoders.models",
     "resolve_model_path": "embedkit.encoders.models",
     "POOLINGS": "embedkit.encoders.pooling",
@@ -55,12 +60,13 @@ _LAZY = {
     "EncodeStats": "embedkit.encoders.wrappers",
     "MeteredEncoder": "embedkit.encoders.wrappers",
     "encode_stats": "embedkit.encoders.wrappers",
+    "settings_record": "embedkit.encoders.wrappers",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = ["DTYPES", "POOLINGS", "CachedEncoder", "EncodeStats", "Encoder", "EncoderConfig",
            "MeteredEncoder", "Pooling", "SentenceEncoder", "TransformerEncoder", "as_encoder",
-           "declared_pooling", "encode_stats", "encoder_settings", "forward_pooled",
+           "declared_pooling", "encode_stats", "forward_pooled",
            "masked_mean", "model_identity", "parse_pooling", "pool", "read_st_folder",
-           "register_pooling", "resolve_model_path"]
+           "register_pooling", "resolve_model_path", "settings_record"]

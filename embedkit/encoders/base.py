@@ -17,21 +17,45 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedkit.encoders.batching import pad_numpy, plan_batches
+from embedkit.encoders.models import is_local, model_identity, resolve_model_path
 from embedkit.encoders.pooling import Pooling, uniem_declared
-from embedkit.encoders.prompts import prompt_length
+from embedkit.encoders.prompts import instruction_prompt, prompt_length, resolve_prompt
 from embedkit.encoders.st_folder import STFolder, declared_pooling, read_st_folder
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, EmbedkitError
+
+if TYPE_CHECKING:  # config.py builds the backends, which import this module
+    from embedkit.encoders import EncoderConfig
 
 logger = logging.getLogger(__name__)
 
 #: a prompt that leaves fewer tokens than this for the sentence under the max length is warned
 #: about (longer sentences are cut to what is left); one that leaves none is refused
 PROMPT_ROOM_WARNING = 8
+#: padded tokens per batch on a GPU when none is given (a batch's memory stays bounded whatever
+#: the sentences' lengths)
+CUDA_TOKEN_BUDGET = 16384
+#: padded tokens per batch on ONNX Runtime and OpenVINO: eval/speed.md measured 442.5
+#: sentences/s with it against 424.0 with batches of 64 (OpenVINO fp32, median of 3, 2 cores)
+EXPORTED_TOKEN_BUDGET = 4096
+
+
+def default_token_budget(backend: str, device: str | None) -> int | None:
+    """Padded tokens per batch when a config gives none (``token_budget=None``): a budget on
+    the exported backends and on a GPU, else None (batches of ``batch_size`` sentences).
+
+    >>> default_token_budget("torch", "cpu"), default_token_budget("torch", "cuda:1")
+    (None, 16384)
+    >>> default_token_budget("onnx", "cpu")
+    4096
+    """
+    if backend != "torch":
+        return EXPORTED_TOKEN_BUDGET
+    return CUDA_TOKEN_BUDGET if (device or "").startswith("cuda") else None
 
 
 def prompt_setting(prompt: str) -> str:
@@ -47,14 +71,28 @@ def quiet_loading(name: str) -> Iterator[None]:
 
     logger.debug("loading model %s", name)
     verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call,unused-ignore]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call,unused-ignore]
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call,unused-ignore]
+
+
+def load_tokenizer(path: str, name: str, revision: str | None) -> tuple[Any, Any]:
+    """A model's tokenizer and config (``config.json``), its weights left unread."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        with quiet_loading(name):
+            return (AutoTokenizer.from_pretrained(path, revision=revision),
+                    AutoConfig.from_pretrained(path, revision=revision))
+    except (OSError, ValueError) as e:
+        raise EmbedkitError(f"cannot load model {name!r} from {path}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else e}",
+                            param="model") from None
 
 
 def tokenize_ids(tokenizer: Any, texts: Sequence[str], max_length: int,
@@ -107,6 +145,17 @@ def folder_parts(path: str) -> tuple[STFolder | None, str]:
     return st, str(st.transformer_dir) if st is not None else path
 
 
+def config_prompt(config: EncoderConfig, path: str) -> tuple[str, str | None]:
+    """The prompt and the instruction an encoder runs with: the instruction made into the
+    prompt (:func:`instruction_prompt`), else the given prompt, else the folder's declared one;
+    the instruction is ``""`` when a prompt or an empty instruction was given (no task's own
+    applies then, :func:`~embedkit.encoders.config.for_task`), None when neither was."""
+    if config.instruction:
+        return instruction_prompt(config.instruction, path), config.instruction.strip()
+    given = config.prompt is not None or config.instruction is not None
+    return resolve_prompt(config.prompt, path), "" if given else None
+
+
 def pad_id(tokenizer: Any) -> int:
     """The padding token's id; the EOS token's where there is none (GPT-2), as
     sentence-transformers pads such models. Padded positions are masked either way."""
@@ -118,9 +167,12 @@ def pad_id(tokenizer: Any) -> int:
 
 
 class TokenizedEncoder:
-    """The shared half of an encoder. Subclasses set ``name``, ``path``, ``tokenizer``,
-    ``default_pooling``, ``has_pooler``, ``max_positions``, ``batch_size``, ``lowercase``,
-    ``prompt``, ``token_budget`` and implement :meth:`_forward` and :attr:`dim`."""
+    """The shared half of an encoder, built from an :class:`EncoderConfig`: resolving the
+    model, its identity, the folder's default pooling and modules, the prompt, the positions and
+    the batch budget happen here, once for every backend. A backend supplies :meth:`_load`
+    (the tokenizer and the model's config, plus its weights or graph), may supply
+    :meth:`_prepare` (run once the identity is known), and implements :meth:`_forward`,
+    :attr:`dim` and ``describe``."""
 
     name: str
     path: str
@@ -133,6 +185,10 @@ class TokenizedEncoder:
     prompt: str = ""
     token_budget: int | None = None
     model_identity: str = ""
+    backend: str = "torch"
+    quantize: str = "none"
+    dtype_name: str = "float32"
+    revision: str | None = None
     st: STFolder | None = None       # the folder's sentence-transformers modules, if any
     truncate_dim: int | None = None  # keep the first K dimensions, after the modules
     similarity: str = "cosine"       # what the folder declares its vectors are compared with
@@ -140,14 +196,83 @@ class TokenizedEncoder:
     instruction: str | None = None  # the task instruction in ``prompt`` (None: none given)
     eos_id: int | None = None   # appended where the model asks for EOS (:func:`eos_to_append`)
 
+    def __init__(self, config: EncoderConfig) -> None:
+        self.encoder_config = config
+        self.name, self.revision = config.model, config.revision
+        self.backend, self.quantize, self.dtype_name = config.backend, config.quantize, config.dtype
+        self.lowercase, self.batch_size = config.lowercase, config.batch_size
+        self.path = resolve_model_path(config.model, revision=config.revision)
+        st, load_path = folder_parts(self.path)
+        self.model_config = model_config = self._load(load_path)
+        self.model_identity = model_identity(load_path,
+                                             getattr(model_config, "_commit_hash", None))
+        self._prepare(load_path)
+        self._use_folder(st, config.pooling, int(getattr(model_config, "hidden_size", 0)),
+                         config.truncate_dim)
+        self.prompt, self.instruction = config_prompt(config, self.path)
+        self.max_positions = max_positions(model_config)
+        self.eos_id = eos_to_append(self.tokenizer, self.path if is_local(self.path) else None)
+        # None: the backend's default budget; 0: batches of batch_size sentences
+        budget = self._default_budget() if config.token_budget is None else config.token_budget
+        self.token_budget = budget or None
+
+    def _load(self, load_path: str) -> Any:  # pragma: no cover - every backend overrides it
+        """Set ``tokenizer`` and ``has_pooler`` (and the weights); return the model's config."""
+        raise NotImplementedError
+
+    def _prepare(self, load_path: str) -> None:
+        """What a backend does once ``model_identity`` is known (an export is keyed by it)."""
+
+    def _default_budget(self) -> int | None:
+        """Padded tokens per batch when the config gives none (None: by sentence count)."""
+        return default_token_budget(self.backend, self.encoder_config.device)
+
+    @property
+    def dim(self) -> int:
+        return self._output_dim(int(getattr(self.model_config, "hidden_size", 0)))
+
+    def describe(self) -> dict[str, Any]:
+        """What the encoder is and how it runs, for records: the backend's own facts
+        (:meth:`_run_facts`, :meth:`_tail_facts`) among those every backend shares."""
+        cfg = self.model_config
+        return {"name": self.name, "path": self.path, "identity": self.model_identity,
+                "revision": self.revision, "backend": self.backend, "quantize": self.quantize,
+                "default_pooling": str(self.default_pooling), "dtype": self.dtype_name,
+                "device": self._device_name(), "lowercase": self.lowercase,
+                "prompt": self.prompt, "instruction": self.instruction,
+                "padding_side": self.padding_side, "append_eos": self.eos_id is not None,
+                **self._run_facts(), "token_budget": self.token_budget,
+                "hidden_size": int(getattr(cfg, "hidden_size", 0)), "dim": self.dim,
+                **self._folder_describe(),
+                "num_layers": int(getattr(cfg, "num_hidden_layers", 0)), **self._tail_facts()}
+
+    def _device_name(self) -> str:
+        return str(getattr(self, "device", None) or self.encoder_config.device or "cpu")
+
+    def _run_facts(self) -> dict[str, Any]:
+        """The backend's facts between ``append_eos`` and ``token_budget`` in :meth:`describe`."""
+        return {}
+
+    def _tail_facts(self) -> dict[str, Any]:
+        """The backend's facts at the end of :meth:`describe` (its library versions)."""
+        return {}
+
+    @property
+    def identity(self) -> str:
+        """The weights' identity, plus every setting besides pooling and max length that changes
+        the vectors when it is not the default: backend, quantisation, dtype, casing, prompt,
+        and what the folder's settings add."""
+        extra = [f"backend={self.backend}"] if self.backend != "torch" else []
+        extra += ["quantize=int8"] if self.quantize == "int8" else []
+        extra += [f"dtype={self.dtype_name}"] if self.dtype_name != "float32" else []
+        extra += ["lowercase"] if self.lowercase else []
+        extra += [prompt_setting(self.prompt)] if self.prompt else []
+        return ";".join([self.model_identity, *extra, *self._folder_settings()])
+
     @property
     def padding_side(self) -> str:
         """``left`` where the tokenizer says so (decoder embedders), else ``right``."""
         return "left" if getattr(self.tokenizer, "padding_side", "right") == "left" else "right"
-
-    @property
-    def dim(self) -> int:  # pragma: no cover - every backend overrides it
-        raise NotImplementedError
 
     def _use_folder(self, st: STFolder | None, pooling: str | None, width: int,
                     truncate_dim: int | None) -> None:
@@ -210,7 +335,7 @@ class TokenizedEncoder:
         n = prompt_length(self.tokenizer, self.prompt)
         start = (mask != 0).argmax(axis=1)[:, None]
         keep = np.arange(mask.shape[1])[None, :] >= start + n
-        return (mask * keep).astype(mask.dtype)
+        return np.asarray(mask * keep, dtype=mask.dtype)
 
     def model_max_length(self) -> int:
         """The model's own maximum sequence length (the C-MTEB protocol uses it)."""
@@ -331,3 +456,4 @@ class TokenizedEncoder:
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray,
                  pools: list[Pooling]) -> dict[str, np.ndarray]:  # pragma: no cover
         raise NotImplementedError
+

@@ -102,13 +102,13 @@ def text_key(text: str) -> bytes:
 class EmbeddingCache:
     """Vectors by (namespace, text). ``get`` returns the found rows and the missing indices."""
 
-    def __init__(self, root: str | os.PathLike | None = None, *,
+    def __init__(self, root: str | os.PathLike[str] | None = None, *,
                  lock_timeout: float = LOCK_TIMEOUT):
         self.root = Path(root) if root is not None else default_cache_dir()
         self.lock_timeout = lock_timeout
         # namespace -> (connection, (st_dev, st_ino) of the file it opened)
         self._conns: dict[str, tuple[sqlite3.Connection, tuple[int, int] | None]] = {}
-        self._settings: dict[str, dict] = {}
+        self._settings: dict[str, dict[str, Any]] = {}
         self._lock: FileLock | None = None
         self._warned: set[str] = set()
         #: the folder turned out not writable: hits are served (without the lock), nothing stored
@@ -195,7 +195,7 @@ class EmbeddingCache:
             self._move_aside(path, problem, _aside_name(path))
 
     # -- namespaces -------------------------------------------------------------------------
-    def namespace(self, settings: dict) -> str:
+    def namespace(self, settings: dict[str, Any]) -> str:
         """A stable id for everything besides the text that determines a vector: the settings
         but the :data:`DISPLAY_ONLY` ones when ``model_identity`` names the model."""
         keyed = {k: v for k, v in settings.items()
@@ -470,7 +470,7 @@ class EmbeddingCache:
             return []
         return sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
 
-    def namespaces(self) -> list[dict]:
+    def namespaces(self) -> list[dict[str, Any]]:
         """What the cache holds: one dict per namespace with its settings, rows and bytes."""
         if not (self.root / "embeddings").is_dir():
             return []
@@ -503,12 +503,12 @@ class EmbeddingCache:
         for ns in list(self._conns):
             self._drop(ns)
 
-    def __del__(self):  # pragma: no cover - best effort
+    def __del__(self) -> None:  # pragma: no cover - best effort
         with contextlib.suppress(Exception):
             self.close()
 
 
-def _settings(d: Path) -> dict:
+def _settings(d: Path) -> dict[str, Any]:
     try:
         settings = json.loads((d / "meta.json").read_text("utf-8")).get("settings", {})
     except (OSError, ValueError, AttributeError):
@@ -516,7 +516,7 @@ def _settings(d: Path) -> dict:
     return settings if isinstance(settings, dict) else {}
 
 
-def _describe(d: Path) -> dict | None:
+def _describe(d: Path) -> dict[str, Any] | None:
     """``cache info``'s line for one namespace folder (None if it vanished meanwhile)."""
     try:
         size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
@@ -548,7 +548,7 @@ def _remove_tree(d: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _model_matcher(model: str) -> Callable[[dict], bool]:
+def _model_matcher(model: str) -> Callable[[dict[str, Any]], bool]:
     """Whether a namespace's settings belong to ``model``: the name as given, the same resolved
     folder or alias, or the same identity (with or without its ``;dtype=...`` suffixes)."""
     from embedkit.encoders.models import is_local, model_identity, resolve_model_path

@@ -1,89 +1,67 @@
-"""The settings that build an encoder, as one typed value, and the README's :class:`Encoder`.
+"""The settings that build an encoder, as one typed value, and the README's :func:`Encoder`.
 
 Runners take ``SentenceEncoder | EncoderConfig``: a ready encoder (any implementation, wrapped
 or not), or the settings to build the standard stack from
 (:class:`~embedkit.encoders.wrappers.CachedEncoder` over
 :class:`~embedkit.encoders.wrappers.MeteredEncoder` over
-:class:`~embedkit.encoders.transformer.TransformerEncoder`).
+:class:`~embedkit.encoders.transformer.TransformerEncoder`). Each field carries the one help
+text the command line's model options show (they are made from the fields), and this module
+imports nothing heavy, so that a command line can be parsed without loading a backend.
 
 >>> cfg = EncoderConfig("m3e-small", dtype="bf16", cache=False)
->>> cfg.dtype, cfg.settings()["cache"]
+>>> cfg.dtype, cfg.record()["cache"]
 ('bfloat16', None)
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
-from embedkit.encoders.base import TokenizedEncoder
-from embedkit.encoders.cache import EmbeddingCache
-from embedkit.encoders.choices import BACKENDS, QUANTIZE
+from embedkit.encoders.choices import BACKENDS, DTYPE_NAMES, QUANTIZE, canonical_dtype
 from embedkit.encoders.models import resolve_model_path
 from embedkit.encoders.prompts import instruction_prompt, instruction_template
-from embedkit.encoders.protocol import SentenceEncoder
-from embedkit.encoders.transformer import TransformerEncoder, canonical_dtype, check_precision
-from embedkit.encoders.wrappers import CachedEncoder, MeteredEncoder
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, check_int
+
+if TYPE_CHECKING:  # the backends are imported where an encoder is built
+    from embedkit.encoders.cache import EmbeddingCache
+    from embedkit.encoders.protocol import SentenceEncoder
+    from embedkit.encoders.wrappers import CachedEncoder
 
 INT8_ON_TORCH = ("int8 runs on the onnx or openvino backend, not on torch: choose one of "
                  "those backends, or no quantisation")
-#: padded tokens per batch; None cuts batches by ``batch_size`` sentences (see batching.py)
+#: padded tokens per batch: None is each backend's default (by sentence count on the cpu's
+#: torch, a budget on a GPU and on the exported backends), 0 always by sentence count
 DEFAULT_TOKEN_BUDGET: int | None = None
 
 
-def build_model(model: str, pooling: str | None = None, *, backend: str = "torch",
-                quantize: str = "none", device: str | None = "cpu", dtype: str = "float32",
-                lowercase: bool = False, batch_size: int = 64, revision: str | None = None,
-                prompt: str | None = None, threads: int | None = None,
-                token_budget: int | None = None,
-                export_root: str | Path | None = None,
-                instruction: str | None = None,
-                truncate_dim: int | None = None) -> SentenceEncoder:
-    """The bare encoder of a backend: :class:`TransformerEncoder` for torch, else an
-    :class:`~embedkit.encoders.runtime.ExportedEncoder` (exported once into ``export_root``).
-    ``instruction``: a task description made into the prompt (:func:`instruction_prompt`);
-    ``""`` or a given ``prompt``: none, not even a task's own (:func:`for_task`)."""
-    if instruction:
-        if prompt is not None:
-            raise ConfigError("give an instruction or a prompt, not both (the instruction "
-                              "makes the prompt)", param="instruction")
-        prompt = instruction_prompt(instruction, resolve_model_path(model))
-    enc = _build_model(model, pooling, backend=backend, quantize=quantize, device=device,
-                       dtype=dtype, lowercase=lowercase, batch_size=batch_size,
-                       revision=revision, prompt=prompt, threads=threads,
-                       token_budget=token_budget, export_root=export_root,
-                       truncate_dim=truncate_dim)
-    if isinstance(enc, TokenizedEncoder):
-        enc.instruction = instruction.strip() if instruction else (
-            "" if prompt is not None or instruction is not None else None)
-    return enc
+def setting(default: Any, help: str, *, flag: bool = True, metavar: str | None = None,
+            choices: tuple[str, ...] | None = None) -> Any:
+    """An :class:`EncoderConfig` field with the one help text the command line shows for it
+    (``flag``: the model options include it; the CLI names the flag and its parser)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "metavar": metavar,
+                                            "choices": choices})
 
 
-def _build_model(model: str, pooling: str | None, *, backend: str, quantize: str,
-                 device: str | None, dtype: str, lowercase: bool, batch_size: int,
-                 revision: str | None, prompt: str | None, threads: int | None,
-                 token_budget: int | None, export_root: str | Path | None,
-                 truncate_dim: int | None) -> SentenceEncoder:
-    if backend == "torch":
-        if quantize != "none":
-            raise ConfigError(INT8_ON_TORCH, param="quantize")
-        return TransformerEncoder(model, pooling, device=device, dtype=dtype,
-                                  lowercase=lowercase, batch_size=batch_size, revision=revision,
-                                  prompt=prompt, threads=threads, token_budget=token_budget,
-                                  truncate_dim=truncate_dim)
-    if device not in (None, "cpu") or canonical_dtype(dtype) != "float32":
-        raise ConfigError(f"backend {backend} runs on the cpu in float32 (or int8 when "
+def build_model(config: EncoderConfig) -> SentenceEncoder:
+    """The bare encoder of a config's backend: :class:`TransformerEncoder` for torch, else an
+    :class:`~embedkit.encoders.runtime.ExportedEncoder` (exported once into the cache folder)."""
+    from embedkit.encoders.static import is_static_folder, static_encoder
+
+    if is_static_folder(config.model):  # a distilled (StaticEmbedding) folder: no backend
+        return static_encoder(config)
+    if config.backend == "torch":
+        from embedkit.encoders.transformer import TransformerEncoder
+
+        return TransformerEncoder(config)
+    if config.device not in (None, "cpu") or config.dtype != "float32":
+        raise ConfigError(f"backend {config.backend} runs on the cpu in float32 (or int8 when "
                           "quantised); another device or dtype needs the torch backend",
                           param="backend")
     from embedkit.encoders.runtime import ExportedEncoder  # imports the runtime only when used
 
-    return ExportedEncoder(model, pooling, backend=backend, quantize=quantize,
-                           lowercase=lowercase, batch_size=batch_size, revision=revision,
-                           prompt=prompt, threads=threads, token_budget=token_budget,
-                           export_root=export_root, truncate_dim=truncate_dim)
+    return ExportedEncoder(config)
 
 
 @dataclass(frozen=True)
@@ -92,29 +70,56 @@ class EncoderConfig:
     pooling and max length (those are per call), plus how it runs (device, batch size, cache,
     progress)."""
 
-    model: str = "m3e-small"
-    revision: str | None = None
-    device: str | None = "cpu"
-    dtype: str = "float32"
-    lowercase: bool = False
-    batch_size: int = 64
-    cache: bool = True
-    cache_dir: str | None = None
-    progress: bool | None = None
-    pooling: str | None = None  # the default pooling (None: the model folder's own, else cls)
-    backend: str = "torch"      # torch, onnx (ONNX Runtime) or openvino
-    quantize: str = "none"      # none or int8
-    threads: int | None = None  # intra-op threads (None: the cores available)
-    prompt: str | None = None   # before every sentence (None: the folder's declared default)
-    token_budget: int | None = DEFAULT_TOKEN_BUDGET  # padded tokens per batch (None: by count)
-    #: a task description made into the prompt (None: each task's own, for models whose folder
-    #: declares an instruction template; "": none)
-    instruction: str | None = None
-    truncate_dim: int | None = None  # the first K dimensions (None: the folder's, else all)
+    model: str = setting("m3e-small", "hub id, local folder or alias", flag=False)
+    revision: str | None = setting(
+        None, "hub revision (branch, tag or commit) of a hub model; recorded (default: the "
+        "hub's main)", metavar="REV")
+    device: str | None = setting(
+        "cpu", "cpu, cuda, cuda:N; cuda cuts batches by a budget of padded tokens (default: "
+        "cpu)")
+    dtype: str = setting(
+        "float32", "weights' dtype for the torch backend, recorded and part of the cache "
+        "namespace; bfloat16 on a cpu only with native bfloat16 (avx512_bf16, amx_bf16), "
+        "float16 only on cuda (default: float32)", choices=DTYPE_NAMES)
+    lowercase: bool = setting(False, "lower-case text before tokenising (the published Keras "
+                                     "code does)")
+    batch_size: int = setting(64, "sentences per forward pass (default: 64)", metavar="N")
+    cache: bool = setting(True, "keep vectors in the embedding cache", flag=False)
+    cache_dir: str | None = setting(None, "the embedding cache's folder (None: the default)",
+                                    flag=False)
+    progress: bool | None = setting(None, "show progress (None: for long runs)", flag=False)
+    #: the default pooling (None: the model folder's own, else cls)
+    pooling: str | None = setting(None, "default pooling", flag=False)
+    backend: str = setting(
+        "torch", "inference engine: torch, onnx (ONNX Runtime) or openvino; the exported graph "
+        "is cached (default: torch)", choices=BACKENDS)
+    quantize: str = setting(
+        "none", "int8: dynamic int8 (onnx) or int8 weights (openvino); faster, approximate, "
+        "recorded as int8 (default: none)", choices=QUANTIZE)
+    threads: int | None = setting(
+        None, "intra-op threads for every backend (default: the cores available)", metavar="N")
+    prompt: str | None = setting(
+        None, 'text put before every sentence, e.g. "query: " (default: the prompt the model '
+        "folder declares, else none)", metavar="TEXT")
+    token_budget: int | None = setting(
+        DEFAULT_TOKEN_BUDGET, "padded tokens per batch (None: the backend's default; 0: by "
+        "sentence count)", flag=False)
+    instruction: str | None = setting(
+        None, "task for instruction-following embedders (Qwen3-Embedding, gte-Qwen2), put "
+        'before the text as "Instruct: TEXT\\nQuery: " (or the template the folder\'s query '
+        "prompt shows); retrieval: queries only. Recorded and part of the cache namespace "
+        "(default: each task's own instruction for models that declare a template, else "
+        'none; "" for none)', metavar="TEXT")
+    truncate_dim: int | None = setting(
+        None, "keep the first K dimensions of every vector (Matryoshka models), after the "
+        "model folder's modules; recorded in the model identity (default: the folder's "
+        "truncate_dim, else all)", metavar="K")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
         if self.backend == "torch":
+            from embedkit.encoders.transformer import check_precision
+
             check_precision(self.device, self.dtype)
         if self.instruction and self.prompt is not None:
             raise ConfigError("give an instruction or a prompt, not both (the instruction "
@@ -127,16 +132,10 @@ class EncoderConfig:
                               f"{', '.join(QUANTIZE)}", param="quantize")
         if self.quantize != "none" and self.backend == "torch":
             raise ConfigError(INT8_ON_TORCH, param="quantize")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ConfigError(f"threads must be a positive integer, not {self.threads!r}",
-                              param="threads")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, not {self.batch_size!r}",
-                              param="batch_size")
-        if self.truncate_dim is not None and (not isinstance(self.truncate_dim, int)
-                                              or self.truncate_dim < 1):
-            raise ConfigError(f"truncate_dim must be a positive integer, not "
-                              f"{self.truncate_dim!r}", param="truncate_dim")
+        check_int(self.batch_size, "batch_size")
+        for name, least in (("threads", 1), ("truncate_dim", 1), ("token_budget", 0)):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, least)
         if self.revision:  # a local folder refuses one: said before anything is loaded
             resolve_model_path(self.model, strict=False, revision=self.revision)
 
@@ -144,26 +143,27 @@ class EncoderConfig:
         return replace(self, model=model)
 
     def make_cache(self) -> EmbeddingCache | None:
+        from embedkit.encoders.cache import EmbeddingCache
+
         return EmbeddingCache(self.cache_dir) if self.cache else None
 
-    def build(self, cache: EmbeddingCache | None | bool = True) -> SentenceEncoder:
+    def build(self, cache: EmbeddingCache | None | bool = True) -> CachedEncoder:
         """The standard stack; ``cache`` may pass an open cache to share (``True``: this
         config's own; ``False``/``None``: none)."""
+        from embedkit.encoders.wrappers import CachedEncoder, MeteredEncoder
+
         store = self.make_cache() if cache is True else (cache or None)
         return CachedEncoder(MeteredEncoder(self.build_model(), self.progress), store)
 
     def build_model(self) -> SentenceEncoder:
         """The bare model on its backend (no cache, no progress)."""
-        return build_model(self.model, self.pooling, backend=self.backend,
-                           quantize=self.quantize, device=self.device, dtype=self.dtype,
-                           lowercase=self.lowercase, batch_size=self.batch_size,
-                           revision=self.revision, prompt=self.prompt, threads=self.threads,
-                           token_budget=self.token_budget,
-                           export_root=EmbeddingCache(self.cache_dir).root,
-                           instruction=self.instruction, truncate_dim=self.truncate_dim)
+        return build_model(self)
 
-    def settings(self) -> dict[str, Any]:
-        """JSON-ready settings for a run record (the cache as its folder, or None)."""
+    def record(self) -> dict[str, Any]:
+        """The settings as given, JSON-ready (the cache as its folder, or None); what an encoder
+        ran with (defaults resolved, versions) is :func:`~embedkit.encoders.wrappers.settings_record`."""
+        from embedkit.encoders.cache import EmbeddingCache
+
         d = asdict(self)
         d["cache"] = str(EmbeddingCache(self.cache_dir).root) if self.cache else None
         d.pop("cache_dir")
@@ -172,6 +172,8 @@ class EncoderConfig:
 
 def as_encoder(encoder: SentenceEncoder | EncoderConfig | str) -> SentenceEncoder:
     """An encoder from an encoder (returned as is), a config, or a model name."""
+    from embedkit.encoders.protocol import SentenceEncoder
+
     if isinstance(encoder, EncoderConfig):
         return encoder.build()
     if isinstance(encoder, str):
@@ -191,9 +193,12 @@ def with_prompt(encoder: SentenceEncoder, prompt: str,
     >>> from embedkit.encoders.base import TokenizedEncoder
     >>> class Base(TokenizedEncoder):
     ...     prompt = ""
+    ...     def __init__(self) -> None: pass
     >>> b = Base(); with_prompt(b, "query: ").prompt, b.prompt
     ('query: ', '')
     """
+    from embedkit.encoders.base import TokenizedEncoder
+
     if prompt == getattr(encoder, "prompt", None):
         return encoder
     inner = getattr(encoder, "inner", None)
@@ -223,54 +228,17 @@ def for_task(encoder: SentenceEncoder, instruction: str | None) -> SentenceEncod
     return with_prompt(encoder, instruction_prompt(instruction, path), instruction.strip())
 
 
-def encoder_settings(encoder: SentenceEncoder) -> dict[str, Any]:
-    """What a run record states about how an encoder ran (device, dtype, casing, cache)."""
-    d = encoder.describe()
-    cache = getattr(encoder, "cache", None)
-    root = getattr(cache, "root", None)
-    return {"device": d.get("device"), "dtype": d.get("dtype", "float32"),
-            "backend": d.get("backend", "torch"), "quantize": d.get("quantize", "none"),
-            "threads": d.get("threads"), "prompt": d.get("prompt", ""),
-            "instruction": d.get("instruction"),
-            "revision": d.get("revision"), "lowercase": d.get("lowercase", False),
-            "batch_size": getattr(encoder, "batch_size", None),
-            "token_budget": d.get("token_budget"), "versions": d.get("versions", {}),
-            "truncate_dim": d.get("truncate_dim"), "similarity": d.get("similarity", "cosine"),
-            "cache": str(root) if isinstance(root, (str, Path)) else None}
-
-
-class Encoder(CachedEncoder):
-    """A transformers encoder with the BERT-whitening poolings, de-duplication, length-sorted
-    batches, progress and an optional on-disk cache: the standard stack in one constructor.
-
-    Args:
-        model: hub id (``moka-ai/m3e-small``), local folder, or alias (``m3e-small``).
-        pooling: default pooling; ``None`` takes the one the model folder declares, else ``cls``.
-        device, dtype, lowercase, batch_size, revision: see :class:`TransformerEncoder`.
-        backend: ``torch``, ``onnx`` (ONNX Runtime) or ``openvino``; quantize: ``none`` or
-            ``int8`` (onnx/openvino); threads: intra-op threads; prompt: text before each
-            sentence (``None``: the folder's declared default); instruction: a task
-            description made into the prompt (decoder embedders); truncate_dim: keep the first
-            K dimensions (``None``: the folder's ``truncate_dim``, else all).
-        cache: an :class:`EmbeddingCache`, or ``None`` for no cache.
-        progress: show progress (``None``: for long runs).
+def Encoder(model: str, pooling: str | None = None, *,  # noqa: N802 - the README's name
+            cache: EmbeddingCache | None = None, **settings: Any) -> CachedEncoder:
+    """The standard stack in one call: ``EncoderConfig(model, pooling=pooling, **settings)``
+    built over ``cache`` (an open :class:`EmbeddingCache`, or ``None`` for none; exports are
+    kept in its folder). ``settings``: any :class:`EncoderConfig` field.
 
     >>> enc = Encoder("m3e-small")                                   # doctest: +SKIP
     >>> enc.encode(["我喜欢北京", "我爱北京"], pooling="cls").shape     # doctest: +SKIP
     (2, 512)
     """
-
-    def __init__(self, model: str, pooling: str | None = None, *, device: str | None = "cpu",
-                 dtype: str = "float32", lowercase: bool = False,
-                 cache: EmbeddingCache | None = None, batch_size: int = 64,
-                 revision: str | None = None, progress: bool | None = None,
-                 backend: str = "torch", quantize: str = "none", threads: int | None = None,
-                 prompt: str | None = None, instruction: str | None = None,
-                 truncate_dim: int | None = None) -> None:
-        inner = build_model(model, pooling, backend=backend, quantize=quantize, device=device,
-                            dtype=dtype, lowercase=lowercase, batch_size=batch_size,
-                            revision=revision, prompt=prompt, threads=threads,
-                            token_budget=DEFAULT_TOKEN_BUDGET,
-                            export_root=cache.root if cache is not None else None,
-                            instruction=instruction, truncate_dim=truncate_dim)
-        super().__init__(MeteredEncoder(inner, progress), cache)
+    folder = str(cache.root) if cache is not None else settings.pop("cache_dir", None)
+    config = EncoderConfig(model, pooling=pooling, cache=cache is not None, cache_dir=folder,
+                           **settings)
+    return config.build(cache)

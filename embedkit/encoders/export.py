@@ -205,7 +205,7 @@ def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
-def _load_for_export(model_path: str, revision: str | None) -> tuple[Any, dict]:
+def _load_for_export(model_path: str, revision: str | None) -> tuple[Any, dict[str, Any]]:
     from transformers import AutoModel
 
     from embedkit.encoders.base import quiet_loading

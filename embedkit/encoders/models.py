@@ -107,13 +107,13 @@ def is_local(path_or_id: str) -> bool:
     return Path(path_or_id).is_dir()
 
 
-def weight_files(folder: str | os.PathLike) -> list[Path]:
+def weight_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The files that hold a local model's weights (what its identity hashes)."""
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
 
 
-def identity_files(folder: str | os.PathLike) -> list[Path]:
+def identity_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The files a local model's identity hashes: its weights, ``config.json`` and its tokenizer
     files (vocabulary, merges, sentencepiece models, tokenizer and special-token settings)."""
     folder = Path(folder)

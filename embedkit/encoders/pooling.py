@@ -230,7 +230,8 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @register_pooling("cls", st_mode="cls_token", uniem="cls")
 def _cls(outputs: Any, mask: torch.Tensor, model: Any, layers: tuple[int, ...]) -> torch.Tensor:
-    return outputs.last_hidden_state[:, 0].to(torch.float32)
+    out: torch.Tensor = outputs.last_hidden_state[:, 0].to(torch.float32)
+    return out
 
 
 def _pooler_dense(outputs: Any, model: Any, name: str) -> torch.Tensor:
@@ -238,7 +239,8 @@ def _pooler_dense(outputs: Any, model: Any, name: str) -> torch.Tensor:
     if dense is None:
         raise ConfigError(f"pooling {name!r} needs a pooler layer, and this model has none",
                           param="pooling")
-    return dense(outputs.last_hidden_state[:, 0])
+    out: torch.Tensor = dense(outputs.last_hidden_state[:, 0])
+    return out
 
 
 @register_pooling("pooler", pooler=True)
@@ -294,14 +296,16 @@ def _last_token(outputs: Any, mask: torch.Tensor, model: Any,
     hidden = outputs.last_hidden_state
     positions = torch.arange(1, mask.shape[1] + 1, device=mask.device)
     last = (mask.to(positions.dtype) * positions).argmax(dim=1)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].to(torch.float32)
+    out: torch.Tensor = hidden[torch.arange(hidden.shape[0], device=hidden.device), last].to(torch.float32)
+    return out
 
 
 @register_pooling("max", st_mode="max_tokens", masked=True)
 def _max(outputs: Any, mask: torch.Tensor, model: Any, layers: tuple[int, ...]) -> torch.Tensor:
     # as sentence-transformers: masked-out positions are -inf, so they never win
     hidden = outputs.last_hidden_state.to(torch.float32)
-    return hidden.masked_fill(mask.unsqueeze(-1) == 0, float("-inf")).max(dim=1).values
+    out: torch.Tensor = hidden.masked_fill(mask.unsqueeze(-1) == 0, float("-inf")).max(dim=1).values
+    return out
 
 
 @register_pooling("mean-sqrt-len", st_mode="mean_sqrt_len_tokens", masked=True)
@@ -309,7 +313,8 @@ def _mean_sqrt_len(outputs: Any, mask: torch.Tensor, model: Any,
                    layers: tuple[int, ...]) -> torch.Tensor:
     m = mask.to(torch.float32).unsqueeze(-1)
     total = (outputs.last_hidden_state.to(torch.float32) * m).sum(dim=1)
-    return total / torch.sqrt(m.sum(dim=1).clamp(min=1e-9))
+    out: torch.Tensor = total / torch.sqrt(m.sum(dim=1).clamp(min=1e-9))
+    return out
 
 
 @register_pooling("weighted-mean", st_mode="weightedmean_tokens")
@@ -323,7 +328,8 @@ def _weighted_mean(outputs: Any, mask: torch.Tensor, model: Any,
     steps = torch.arange(1, m.shape[1] + 1, dtype=torch.float32, device=m.device).unsqueeze(0)
     w = (m * (steps - first.to(torch.float32))).unsqueeze(-1)
     total = (outputs.last_hidden_state.to(torch.float32) * w).sum(dim=1)
-    return total / w.sum(dim=1).clamp(min=1e-9)
+    out: torch.Tensor = total / w.sum(dim=1).clamp(min=1e-9)
+    return out
 
 
 def pool(pooling: str, outputs: Any, attention_mask: torch.Tensor, model: Any) -> torch.Tensor:

@@ -47,7 +47,7 @@ INSTRUCTION_TEMPLATE = "Instruct: {instruction}\nQuery: "
 _INSTRUCT = re.compile(r"^Instruct:[ ]?(?P<task>[^\n]*)\n(?P<tail>Query:[ ]?)$")
 
 
-def st_config(folder: str | Path | None) -> dict:
+def st_config(folder: str | Path | None) -> dict[str, Any]:
     """The folder's ``config_sentence_transformers.json`` as a dict (empty when it has none)."""
     if folder is None:
         return {}

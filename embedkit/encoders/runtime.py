@@ -19,21 +19,13 @@ import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from embedkit.encoders.base import (
-    TokenizedEncoder,
-    eos_to_append,
-    folder_parts,
-    max_positions,
-    prompt_setting,
-    quiet_loading,
-)
+from embedkit.encoders.base import EXPORTED_TOKEN_BUDGET, TokenizedEncoder, load_tokenizer
 from embedkit.encoders.choices import available_cores
 from embedkit.encoders.export import (
     ExportedGraph,
@@ -42,17 +34,13 @@ from embedkit.encoders.export import (
     output_names,
     runtime_versions,
 )
-from embedkit.encoders.models import is_local, model_identity, resolve_model_path
 from embedkit.encoders.pooling import Pooling
-from embedkit.encoders.prompts import resolve_prompt
-from embedkit.errors import ConfigError, EmbedkitError
+from embedkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from embedkit.encoders import EncoderConfig
 
 logger = logging.getLogger(__name__)
-
-
-#: padded tokens per batch on ONNX Runtime and OpenVINO: eval/speed.md measured 442.5
-#: sentences/s with it against 424.0 with batches of 64 (OpenVINO fp32, median of 3, 2 cores)
-EXPORTED_TOKEN_BUDGET = 4096
 
 
 def layers_to_fetch(poolings: Sequence[str], num_hidden: int) -> list[int]:
@@ -123,78 +111,45 @@ class _Session:
 
 class ExportedEncoder(TokenizedEncoder):
     """A model on ONNX Runtime (``backend="onnx"``) or OpenVINO (``backend="openvino"``), float32
-    or int8, exported once into ``export_root`` and reused.
-
-    Args: as :class:`~embedkit.encoders.transformer.TransformerEncoder` (no device or dtype: the
-    CPU in float32, or int8 with ``quantize="int8"``), plus ``backend``, ``quantize`` and
-    ``export_root`` (the cache folder that keeps exports). A sentence-transformers folder's
+    or int8, built from an :class:`~embedkit.encoders.config.EncoderConfig` (no device or
+    dtype: the CPU in float32, or int8 with ``quantize="int8"``), exported once into the
+    config's cache folder and reused; ``token_budget=None`` is :data:`EXPORTED_TOKEN_BUDGET`
+    padded tokens; ``streams``: threads that each run batches (default
+    :func:`default_streams`). A sentence-transformers folder's
     modules after the pooling run on the runtime's pooled vectors, in torch, exactly as on the
     torch backend (:meth:`~embedkit.encoders.base.TokenizedEncoder._finish`).
     """
 
-    def __init__(self, model: str, pooling: str | None = None, *, backend: str = "onnx",
-                 quantize: str = "none", lowercase: bool = False, batch_size: int = 64,
-                 revision: str | None = None, prompt: str | None = None,
-                 threads: int | None = None, token_budget: int | None = None,
-                 export_root: str | Path | None = None, streams: int | None = None,
-                 truncate_dim: int | None = None) -> None:
-        if backend not in ("onnx", "openvino"):
-            raise ConfigError(f"ExportedEncoder runs onnx or openvino, not {backend!r}",
+    def __init__(self, config: EncoderConfig, streams: int | None = None) -> None:
+        if config.backend not in ("onnx", "openvino"):
+            raise ConfigError(f"ExportedEncoder runs onnx or openvino, not {config.backend!r}",
                               param="backend")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
-                              param="batch_size")
-        self.name, self.backend, self.quantize = model, backend, quantize
-        self.path = resolve_model_path(model, revision=revision)
-        st, load_path = folder_parts(self.path)
-        self.revision = revision
-        self.tokenizer, config = _load_tokenizer(load_path, model, revision)
-        self.config = config
-        self.model_identity = model_identity(load_path, getattr(config, "_commit_hash", None))
-        self.threads = threads or available_cores()
+        self.threads = config.threads or available_cores()
         self.streams = streams or default_streams(self.threads)
         if self.streams < 1 or self.streams > self.threads:
             raise ConfigError(f"streams must be between 1 and the threads ({self.threads}), not "
                               f"{self.streams}", param="streams")
-        self.graph, self.session = _open(self.threads, self.streams, lambda: _export(
-            export_root, load_path, self.model_identity, backend, quantize, revision,
-            self.padding_side))
+        super().__init__(config)
+
+    def _load(self, load_path: str) -> Any:
+        self.tokenizer, config = load_tokenizer(load_path, self.name, self.revision)
+        return config
+
+    def _prepare(self, load_path: str) -> None:
+        """The export (made once, kept in the cache folder) and its session."""
+        from embedkit.encoders.cache import EmbeddingCache
+
+        root = EmbeddingCache(self.encoder_config.cache_dir).root
+        self.graph, self.session = _open(self.threads, self.streams, lambda: ensure_export(
+            root, load_path, self.model_identity, self.backend, self.quantize,
+            revision=self.revision, padding_side=self.padding_side))
         self.has_pooler = self.graph.has_pooler
-        self._use_folder(st, pooling, int(getattr(config, "hidden_size", 0)), truncate_dim)
-        self.lowercase, self.batch_size = lowercase, batch_size
-        # None: the exported backends' default budget; 0: batches of batch_size sentences
-        budget = EXPORTED_TOKEN_BUDGET if token_budget is None else token_budget
-        self.token_budget = budget or None
-        self.prompt = resolve_prompt(prompt, self.path)
-        self.max_positions = max_positions(config)
-        self.eos_id = eos_to_append(self.tokenizer, self.path if is_local(self.path) else None)
 
-    @property
-    def identity(self) -> str:
-        """The weights' identity, the backend and its quantisation, casing and prompt."""
-        extra = [f"backend={self.backend}"]
-        extra += ["quantize=int8"] if self.quantize == "int8" else []
-        extra += ["lowercase"] if self.lowercase else []
-        extra += [prompt_setting(self.prompt)] if self.prompt else []
-        return ";".join([self.model_identity, *extra, *self._folder_settings()])
+    def _run_facts(self) -> dict[str, Any]:
+        return {"threads": self.threads, "streams": self.streams}
 
-    @property
-    def dim(self) -> int:
-        return self._output_dim(int(getattr(self.config, "hidden_size", 0)))
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "identity": self.model_identity,
-                "revision": self.revision, "backend": self.backend, "quantize": self.quantize,
-                "default_pooling": str(self.default_pooling), "dtype": "float32",
-                "device": "cpu", "lowercase": self.lowercase, "prompt": self.prompt,
-                "instruction": self.instruction, "padding_side": self.padding_side,
-                "append_eos": self.eos_id is not None,
-                "threads": self.threads, "streams": self.streams,
-                "token_budget": self.token_budget,
-                "hidden_size": int(getattr(self.config, "hidden_size", 0)), "dim": self.dim,
-                **self._folder_describe(),
-                "num_layers": int(getattr(self.config, "num_hidden_layers", 0)),
-                "export": str(self.graph.folder), "export_steps": self.graph.manifest["steps"],
+    def _tail_facts(self) -> dict[str, Any]:
+        return {"export": str(self.graph.folder), "export_steps": self.graph.manifest["steps"],
                 "versions": runtime_versions(self.backend)}
 
     def _run(self, texts: list[str], pools: list[Pooling], max_length: int,
@@ -247,27 +202,6 @@ class ExportedEncoder(TokenizedEncoder):
         return {str(p): p.pool(outputs, tmask, stand_in).numpy() for p in pools}
 
 
-def _load_tokenizer(path: str, name: str, revision: str | None) -> tuple[Any, Any]:
-    from transformers import AutoConfig, AutoTokenizer
-
-    try:
-        with quiet_loading(name):
-            return (AutoTokenizer.from_pretrained(path, revision=revision),
-                    AutoConfig.from_pretrained(path, revision=revision))
-    except (OSError, ValueError) as e:
-        raise EmbedkitError(f"cannot load model {name!r} from {path}: "
-                            f"{str(e).strip().splitlines()[0] if str(e).strip() else e}",
-                            param="model") from None
-
-
-def _export(root: str | Path | None, path: str, identity: str, backend: str, quantize: str,
-            revision: str | None, padding_side: str = "right") -> ExportedGraph:
-    from embedkit.encoders.cache import default_cache_dir
-
-    return ensure_export(Path(root) if root else default_cache_dir(), path, identity, backend,
-                         quantize, revision=revision, padding_side=padding_side)
-
-
 def default_streams(threads: int) -> int:
     """Two streams from two threads on (measured on 2 cores: 7-8% more sentences/s on both
     runtimes than one stream of two threads; eval/speed.md), else one.
@@ -293,4 +227,4 @@ def _open(threads: int, streams: int, export: Any) -> tuple[ExportedGraph, _Sess
         return graph, _Session(graph, threads, streams)
 
 
-__all__ = ["ExportedEncoder", "layers_to_fetch", "output_names"]
+__all__ = ["EXPORTED_TOKEN_BUDGET", "ExportedEncoder", "layers_to_fetch", "output_names"]

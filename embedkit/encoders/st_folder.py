@@ -44,7 +44,8 @@ from embedkit.errors import ConfigError, UnsupportedModuleError
 from embedkit.io.atomic import atomic_dir
 
 __all__ = ["STFolder", "STModule", "SIMILARITIES", "declared_pooling", "read_st_folder",
-           "save_st_folder", "write_st_folder", "st_pooling_mode"]
+           "read_static_folder", "save_st_folder", "write_st_folder", "write_static_folder",
+           "st_pooling_mode"]
 
 logger = logging.getLogger(__name__)
 MODULES_FILE = "modules.json"
@@ -136,7 +137,7 @@ def _layer_norm(m: STModule) -> Any:
     return ln
 
 
-def write_st_folder(folder: str | os.PathLike, model_path: str | os.PathLike, *, pooling: str,
+def write_st_folder(folder: str | os.PathLike[str], model_path: str | os.PathLike[str], *, pooling: str,
                     max_seq_length: int, lowercase: bool = False, kernel: Any | None = None,
                     bias: Any | None = None, normalize: bool = False,
                     json_files: Mapping[str, Any] | None = None,
@@ -147,7 +148,7 @@ def write_st_folder(folder: str | os.PathLike, model_path: str | os.PathLike, *,
     ``kernel`` (d x k) and ``bias`` (d) add a Dense module (the map ``(x + bias) @ kernel``);
     ``normalize`` a Normalize module; ``json_files`` maps file names to JSON objects written in
     the folder (e.g. embedkit's own metadata); ``card`` is the ``README.md`` written instead
-    of sentence-transformers' generic one (:mod:`embedkit.io.model_card`). Returns the folder.
+    of sentence-transformers' generic one (:mod:`embedkit.encoders.model_card`). Returns the folder.
     """
     mode = st_pooling_mode(pooling)
     st = _import_st()
@@ -180,7 +181,7 @@ def write_st_folder(folder: str | os.PathLike, model_path: str | os.PathLike, *,
     return folder
 
 
-def save_st_folder(dest: str | os.PathLike, model: str | os.PathLike | Any, tokenizer: Any = None,
+def save_st_folder(dest: str | os.PathLike[str], model: str | os.PathLike[str] | Any, tokenizer: Any = None,
                    *, pooling: str, max_seq_length: int, lowercase: bool = False,
                    kernel: Any | None = None, bias: Any | None = None, normalize: bool = False,
                    json_files: Mapping[str, Any] | None = None, card: str | None = None) -> Path:
@@ -193,7 +194,7 @@ def save_st_folder(dest: str | os.PathLike, model: str | os.PathLike | Any, toke
     dest = Path(dest)
     st_pooling_mode(pooling)  # fail before anything is written
 
-    def write(folder: Path, model_path: str | os.PathLike) -> None:
+    def write(folder: Path, model_path: str | os.PathLike[str]) -> None:
         write_st_folder(folder, model_path, pooling=pooling, max_seq_length=max_seq_length,
                         lowercase=lowercase, kernel=kernel, bias=bias, normalize=normalize,
                         json_files=json_files, card=card)
@@ -455,7 +456,7 @@ def _folder_settings(folder: Path) -> tuple[int | None, str | None]:
     return k, sim
 
 
-def read_st_folder(folder: str | os.PathLike | None) -> STFolder | None:
+def read_st_folder(folder: str | os.PathLike[str] | None) -> STFolder | None:
     """The sentence-transformers pipeline of a model folder, or None when it has no
     ``modules.json`` (a plain transformers folder, or a hub id).
 
@@ -474,7 +475,7 @@ def read_st_folder(folder: str | os.PathLike | None) -> STFolder | None:
                     [e for _, e in kinds])
 
 
-def declared_pooling(folder: str | os.PathLike | None) -> str | None:
+def declared_pooling(folder: str | os.PathLike[str] | None) -> str | None:
     """The name of the pooling a model folder declares (its sentence-transformers Pooling
     module, else m3e's ``uniem_embedding_strategy``), or None; a folder this cannot read
     declares none here (the encoder's :func:`read_st_folder` says what is wrong)."""
@@ -488,3 +489,63 @@ def declared_pooling(folder: str | os.PathLike | None) -> str | None:
         except ConfigError:
             return None
     return uniem_declared(folder)
+
+
+# -- static (attention-free) folders: StaticEmbedding, then Dense / Normalize / LayerNorm -------
+
+STATIC = "StaticEmbedding"
+
+
+def _static_entries(folder: Path) -> list[Any] | None:
+    entries = _json(folder / MODULES_FILE)
+    first = entries[0].get("type", "") if isinstance(entries, list) and entries and isinstance(
+        entries[0], dict) else ""
+    return entries if str(first).rsplit(".", 1)[-1] == STATIC else None
+
+
+def read_static_folder(folder: str | os.PathLike | None) -> tuple[STFolder, Path] | None:
+    """A sentence-transformers folder whose first module is ``StaticEmbedding`` (token vectors
+    averaged, as model2vec models are): the pipeline (``transformer`` is the StaticEmbedding
+    module's sub-folder, ``st_mode`` ``mean``, the modules after it as ``tail``) and the
+    StaticEmbedding folder (``tokenizer.json`` + ``model.safetensors``); None for any other
+    folder."""
+    if folder is None or not (Path(folder) / MODULES_FILE).is_file():
+        return None
+    folder = Path(folder)
+    entries = _static_entries(folder)
+    if entries is None:
+        return None
+    kinds = [_kind(e, folder, i) for i, e in enumerate(entries[1:], 1)]
+    if any(k not in _TAIL for k in kinds):
+        raise _unsupported(folder, f"its modules are StaticEmbedding -> {' -> '.join(kinds)} "
+                           "(expected StaticEmbedding, then Dense / Normalize / LayerNorm)")
+    tail = [_tail_module(folder, k, e) for k, e in zip(kinds, entries[1:], strict=True)]
+    path = str(entries[0].get("path", ""))
+    truncate_dim, similarity = _folder_settings(folder)
+    return (STFolder(folder, path, "mean", True, tuple(tail), truncate_dim, similarity,
+                     _digest(folder, tail), list(entries)), folder / path)
+
+
+def write_static_folder(folder: str | os.PathLike, tokenizer: Any, weights: np.ndarray, *,
+                        normalize: bool = True, json_files: Mapping[str, Any] | None = None,
+                        card: str | None = None) -> Path:
+    """Write a StaticEmbedding folder with sentence-transformers' own modules into ``folder``
+    (not atomic: the caller writes into :func:`~embedkit.io.atomic.atomic_dir`'s temporary
+    folder). ``tokenizer``: a ``tokenizers.Tokenizer``; ``weights``: one row per token id."""
+    st = _import_st()
+    try:
+        from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    except ImportError:  # pragma: no cover - sentence-transformers 3 to 5
+        from sentence_transformers.models import StaticEmbedding  # type: ignore[no-redef]
+    torch, SentenceTransformer, Normalize = st[0], st[1], st[5]
+    modules = [StaticEmbedding(tokenizer, embedding_weights=torch.from_numpy(
+        np.ascontiguousarray(weights, dtype=np.float32)))]
+    modules += [Normalize()] if normalize else []
+    folder = Path(folder)
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder))
+    for name, obj in (json_files or {}).items():
+        (folder / name).write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n",
+                                   encoding="utf-8")
+    if card is not None:
+        (folder / "README.md").write_text(card, encoding="utf-8")
+    return folder

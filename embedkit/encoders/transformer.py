@@ -18,25 +18,25 @@ import pickle
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from embedkit.encoders.base import (
     TokenizedEncoder,
-    eos_to_append,
-    folder_parts,
-    max_positions,
-    prompt_setting,
+    default_token_budget,
     quiet_loading,
     tokenize_ids,
 )
 from embedkit.encoders.batching import pad_numpy
-from embedkit.encoders.models import is_local, model_identity, resolve_model_path, weight_files
+from embedkit.encoders.choices import canonical_dtype
+from embedkit.encoders.models import is_local, weight_files
 from embedkit.encoders.pooling import Pooling
-from embedkit.encoders.prompts import resolve_prompt
 from embedkit.errors import ConfigError, EmbedkitError
+
+if TYPE_CHECKING:
+    from embedkit.encoders import EncoderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +45,6 @@ _UNPICKLER_FILES = {"serialization.py", "_weights_only_unpickler.py"}
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def canonical_dtype(dtype: str) -> str:
-    """``float32``, ``bfloat16`` or ``float16`` (``fp32``/``bf16``/``fp16`` accepted).
-
-    >>> canonical_dtype("bf16")
-    'bfloat16'
-    """
-    if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; valid: float32, bfloat16, float16",
-                          param="dtype")
-    return _DTYPE_NAMES.get(dtype, dtype)
-
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int,
              lowercase: bool = False) -> list[list[int]]:
@@ -96,11 +82,6 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
     [[0, 0, 0, 1], [0, 1, 2, 3]]
     """
     return (mask.long().cumsum(dim=1) - 1).clamp(min=0)
-
-
-#: padded tokens per batch on a GPU when none is given (a batch's memory stays bounded whatever
-#: the sentences' lengths)
-CUDA_TOKEN_BUDGET = 16384
 
 
 def check_precision(device: str | None, dtype: str) -> None:
@@ -149,7 +130,7 @@ def forward_pooled(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
 
 
 def _load(path: str, name: str, revision: str | None,
-          dtype: str = "float32") -> tuple[Any, Any, dict]:
+          dtype: str = "float32") -> tuple[Any, Any, dict[str, Any]]:
     """The tokenizer and model, its weights loaded straight in ``dtype`` (a 7B model never
     passes through float32). Weights come from safetensors files where the folder has them;
     ``.bin`` files go through ``torch.load(weights_only=True)`` (transformers' default), which
@@ -203,97 +184,49 @@ def _weights_named(path: str) -> str:
 
 
 class TransformerEncoder(TokenizedEncoder):
-    """A transformers encoder with the BERT-whitening poolings and length-sorted batches.
-
-    Args:
-        model: hub id (``moka-ai/m3e-small``), local folder, or alias (``m3e-small``).
-        pooling: default pooling; ``None`` takes the one the model folder declares, else ``cls``.
-        device: ``cpu``, ``cuda``, ``cuda:1`` ...; ``None`` picks cuda when available.
-        dtype: ``float32`` (default), ``bfloat16`` or ``float16`` for the model's weights.
-        lowercase: lower-case text before tokenising (the published Keras code does).
-        batch_size: sentences per forward pass.
-        revision: hub revision (branch, tag or commit) when ``model`` is a hub id.
-        prompt: text put before every sentence (``None``: the folder's declared default).
-        threads: torch's intra-op threads (``None``: torch's default, the cores available).
-        token_budget: cut batches by padded tokens instead of ``batch_size`` sentences.
-        truncate_dim: keep the first K dimensions (``None``: the folder's ``truncate_dim``).
+    """A transformers encoder with the BERT-whitening poolings and length-sorted batches, built
+    from an :class:`~embedkit.encoders.config.EncoderConfig` (its ``device``: ``cpu``,
+    ``cuda``, ``cuda:1`` ... or ``None`` for cuda when available; ``dtype``: the weights';
+    ``threads``: torch's intra-op threads, ``None`` for torch's default, the cores available;
+    ``token_budget``: ``None`` cuts batches by sentences on the cpu and by
+    :data:`~embedkit.encoders.base.CUDA_TOKEN_BUDGET` padded tokens on a GPU).
 
     A sentence-transformers folder runs whole (:mod:`embedkit.encoders.st_folder`): its
     Transformer, its Pooling as the default pooling, and its modules after the pooling.
     """
 
-    backend = "torch"
-    quantize = "none"
+    def __init__(self, config: EncoderConfig) -> None:
+        self.device = torch.device(config.device or (
+            "cuda" if torch.cuda.is_available() else "cpu"))
+        self.threads = config.threads or torch.get_num_threads()
+        super().__init__(config)
 
-    def __init__(self, model: str, pooling: str | None = None, *, device: str | None = "cpu",
-                 dtype: str = "float32", lowercase: bool = False, batch_size: int = 64,
-                 revision: str | None = None, prompt: str | None = None,
-                 threads: int | None = None, token_budget: int | None = None,
-                 truncate_dim: int | None = None) -> None:
-        self.name = model
-        self.path = resolve_model_path(model, revision=revision)
-        st, load_path = folder_parts(self.path)
-        self.dtype_name = canonical_dtype(dtype)
-        check_precision(device, self.dtype_name)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, not {batch_size}",
-                              param="batch_size")
-        self.threads = threads or torch.get_num_threads()
-        self.tokenizer, self.model, info = _load(load_path, model, revision, self.dtype_name)
+    def _load(self, load_path: str) -> Any:
+        self.tokenizer, self.model, info = _load(load_path, self.name, self.revision,
+                                                 self.dtype_name)
         missing = set(info.get("missing_keys", []))
         self.has_pooler = getattr(self.model, "pooler", None) is not None and not any(
             "pooler" in k for k in missing)
-        self.model.eval().to(self.device, dtype=DTYPES[dtype])
-        self.model_identity = model_identity(load_path, getattr(self.model.config,
-                                                                "_commit_hash", None))
-        self._use_folder(st, pooling, int(getattr(self.model.config, "hidden_size", 0)),
-                         truncate_dim)
-        self.lowercase = lowercase
-        self.batch_size = batch_size
-        self.token_budget = token_budget if token_budget is not None or self.device.type != (
-            "cuda") else CUDA_TOKEN_BUDGET
-        self.revision = revision
-        self.prompt = resolve_prompt(prompt, self.path)
-        cfg = self.model.config
-        self.max_positions = max_positions(cfg)
-        self._token_types = takes_token_types(self.model)
-        self._decoder_setup()
+        self.model.eval().to(self.device, dtype=DTYPES[self.dtype_name])
+        return self.model.config
 
-    def _decoder_setup(self) -> None:
-        """What decoder embedders need: the EOS their folder asks for, positions counted from
-        each sentence's start in left-padded batches, no key/value cache."""
-        self.eos_id = eos_to_append(self.tokenizer, self.path if is_local(self.path) else None)
+    def _prepare(self, load_path: str) -> None:
+        """What decoder embedders need besides the EOS: positions counted from each
+        sentence's start in left-padded batches, no key/value cache."""
+        self._token_types = takes_token_types(self.model)
         self._positions = takes_positions(self.model, self.padding_side)
         if hasattr(self.model.config, "use_cache"):
             self.model.config.use_cache = False
 
-    @property
-    def identity(self) -> str:
-        """The weights' identity, plus every setting besides pooling and max length that changes
-        the vectors (dtype, casing, prompt) when it is not the default."""
-        extra = [f"dtype={self.dtype_name}"] if self.dtype_name != "float32" else []
-        extra += ["lowercase"] if self.lowercase else []
-        extra += [prompt_setting(self.prompt)] if self.prompt else []
-        return ";".join([self.model_identity, *extra, *self._folder_settings()])
+    def _default_budget(self) -> int | None:
+        return default_token_budget("torch", self.device.type)
 
-    @property
-    def dim(self) -> int:
-        return self._output_dim(int(getattr(self.model.config, "hidden_size", 0)))
+    def _run_facts(self) -> dict[str, Any]:
+        return {"attention": getattr(self.model.config, "_attn_implementation", None),
+                "threads": self.threads}
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "identity": self.model_identity,
-                "revision": self.revision, "backend": "torch", "quantize": "none",
-                "default_pooling": str(self.default_pooling), "dtype": self.dtype_name,
-                "device": str(self.device), "lowercase": self.lowercase, "prompt": self.prompt,
-                "instruction": self.instruction, "padding_side": self.padding_side,
-                "append_eos": self.eos_id is not None,
-                "attention": getattr(self.model.config, "_attn_implementation", None),
-                "threads": self.threads, "token_budget": self.token_budget,
-                "hidden_size": int(getattr(self.model.config, "hidden_size", 0)),
-                "dim": self.dim, **self._folder_describe(),
-                "num_layers": int(getattr(self.model.config, "num_hidden_layers", 0)),
-                "versions": {"torch": torch.__version__}}
+    def _tail_facts(self) -> dict[str, Any]:
+        return {"versions": {"torch": torch.__version__}}
 
     def _run(self, texts: list[str], pools: list[Pooling], max_length: int,
              batch_size: int) -> dict[str, np.ndarray]:

@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,7 @@ class EncodeStats:
     encoded: int = 0            # sentences run through the model
     stored: int = 0             # distinct sentences whose new vectors were stored in the cache
     seconds: float = 0.0        # wall time spent in the model (tokenising included)
-    per_call: list = field(default_factory=list)
+    per_call: list[float] = field(default_factory=list)
 
     @property
     def sentences_per_second(self) -> float:
@@ -245,6 +246,24 @@ class MeteredEncoder(EncoderWrapper):
         return out
 
 
+def settings_record(encoder: SentenceEncoder) -> dict[str, Any]:
+    """What a run record states about how an encoder ran (its :meth:`describe`, defaults
+    resolved: device, dtype, backend, casing, prompt, batching, versions, cache folder). The
+    settings as configured are :meth:`~embedkit.encoders.config.EncoderConfig.record`."""
+    d = encoder.describe()
+    cache = getattr(encoder, "cache", None)
+    root = getattr(cache, "root", None)
+    return {"device": d.get("device"), "dtype": d.get("dtype", "float32"),
+            "backend": d.get("backend", "torch"), "quantize": d.get("quantize", "none"),
+            "threads": d.get("threads"), "prompt": d.get("prompt", ""),
+            "instruction": d.get("instruction"),
+            "revision": d.get("revision"), "lowercase": d.get("lowercase", False),
+            "batch_size": getattr(encoder, "batch_size", None),
+            "token_budget": d.get("token_budget"), "versions": d.get("versions", {}),
+            "truncate_dim": d.get("truncate_dim"), "similarity": d.get("similarity", "cosine"),
+            "cache": str(root) if isinstance(root, (str, Path)) else None}
+
+
 def _check_texts(sentences: Sequence[str]) -> list[str]:
     texts = list(sentences)
     bad = [i for i, s in enumerate(texts) if not isinstance(s, str)]
@@ -267,12 +286,21 @@ class CachedEncoder(EncoderWrapper):
         self.commit_seconds = commit_seconds
         self.clock = time.monotonic  # what commits are timed by (tests give a fake one)
 
-    def cache_settings(self, pooling: str, max_length: int) -> dict[str, Any]:
-        """The cache namespace's settings (shown by ``cache info``)."""
-        d = self.inner.describe()
+    def namespace_settings(self, pooling: str, max_length: int) -> dict[str, Any]:
+        """The cache namespace's settings (shown by ``cache info``): the wrapped encoder's
+        identity and name, the pooling and max length, and of its :func:`settings_record` the
+        dtype and casing (those keys, and so every namespace, are as they always were)."""
+        run = settings_record(self.inner)
         return {"model_identity": self.inner.identity, "model": self.inner.name,
                 "pooling": str(pooling), "max_length": max_length,
-                "dtype": d.get("dtype", "float32"), "lowercase": d.get("lowercase", False)}
+                "dtype": run["dtype"], "lowercase": run["lowercase"]}
+
+    def namespace(self, pooling: str, max_length: int) -> str:
+        """The cache namespace vectors of ``pooling`` at ``max_length`` are kept under."""
+        if self.cache is None:
+            raise ConfigError("this encoder has no cache, so no cache namespace",
+                              param="cache")
+        return self.cache.namespace(self.namespace_settings(pooling, max_length))
 
     def encode_multi(self, sentences: Sequence[str], poolings: Sequence[str], *,
                      max_length: int = 64, **options: Any) -> dict[str, np.ndarray]:
@@ -302,7 +330,7 @@ class CachedEncoder(EncoderWrapper):
         spaces: dict[str, str] = {}
         if self.cache is not None and unique:
             for p in pools:
-                spaces[p] = self.cache.namespace(self.cache_settings(p, max_length))
+                spaces[p] = self.namespace(p, max_length)
                 vecs, missing = self.cache.get(spaces[p], unique, dim=self.inner.dim or None)
                 found = np.ones(len(unique), dtype=bool)
                 found[missing] = False

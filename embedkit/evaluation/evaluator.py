@@ -180,12 +180,27 @@ class STSEvaluator:
                    transform: Transform | None = None,
                    similarity: str = "cosine") -> dict[str, dict[str, Any]]:
         """``{split: {"spearman", "pearson", "n_pairs"}}`` with ``embed`` (sentences -> vectors),
-        ``transform`` applied to both sides, pairs compared by ``similarity``."""
+        ``transform`` applied to both sides, pairs compared by ``similarity``.
+
+        A ``transform`` of a chain that ends in a quantiser (a fitted pipeline's bound
+        ``transform``, or the pipeline) is scored as the quantiser says, whatever
+        ``similarity``: its codes decoded (int8/uint8: cosine of the dequantised vectors;
+        binary: Hamming similarity of the bits). This is the one place where a chain's output
+        becomes scores, so bench and diagnose score quantisers alike.
+        """
+        from embedkit.postprocess.quantize import quantizer_of
+
+        quant = quantizer_of(transform) if transform is not None else None
+        apply = getattr(transform, "transform", transform)
+        if quant is not None:
+            similarity = quant.similarity
         out: dict[str, dict[str, Any]] = {}
         for split, d in self.data[task].items():
             e1, e2 = embed(d.sentences1), embed(d.sentences2)
-            if transform is not None:
-                e1, e2 = transform(e1), transform(e2)
+            if apply is not None:
+                e1, e2 = apply(e1), apply(e2)
+            if quant is not None:
+                e1, e2 = quant.decode(e1), quant.decode(e2)
             out[split] = pair_scores(e1, e2, d.labels, similarity)
         return out
 

@@ -57,9 +57,23 @@ def cosine_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return quantize_cosines(np.einsum("ij,ij->i", l2_normalize(a), l2_normalize(b)))
 
 
+def hamming_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Hamming similarity ``1 - hamming / d``: the fraction of coordinates where two
+    (n, d) arrays agree (of sign vectors: the bits a binary quantiser keeps).
+
+    >>> hamming_scores(np.array([[1, -1, 1, 1]]), np.array([[1, 1, 1, -1]])).tolist()
+    [0.5]
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    if a.shape[1] == 0:
+        return np.ones(a.shape[0])
+    return 1.0 - np.count_nonzero(np.asarray(a) != np.asarray(b), axis=1) / a.shape[1]
+
+
 def similarity_scores(a: np.ndarray, b: np.ndarray, similarity: str = "cosine") -> np.ndarray:
     """Row-wise similarity of two (n, d) arrays in float64: ``cosine`` (:func:`cosine_scores`),
-    ``dot``, or the negated ``euclidean`` / ``manhattan`` distance (higher is more similar, as
+    ``hamming`` (:func:`hamming_scores`, a binary quantiser's), ``dot``, or the negated ``euclidean`` / ``manhattan`` distance (higher is more similar, as
     sentence-transformers scores them). Rounded so that float noise cannot break ties (the
     others relative to their largest magnitude, as :data:`COSINE_DECIMALS` for cosine).
 
@@ -69,6 +83,8 @@ def similarity_scores(a: np.ndarray, b: np.ndarray, similarity: str = "cosine") 
     """
     if similarity == "cosine":
         return cosine_scores(a, b)
+    if similarity == "hamming":
+        return hamming_scores(a, b)
     if similarity not in SIMILARITIES:
         raise ConfigError(f"unknown similarity {similarity!r}; valid: {', '.join(SIMILARITIES)}",
                           param="similarity")

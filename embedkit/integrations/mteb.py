@@ -9,13 +9,13 @@ path of a saved map) into an object ``mteb.evaluate(model, tasks)`` accepts: mte
 only applied in ``encode``: mteb's STS evaluator encodes ``sentence1`` and ``sentence2`` in two
 calls, and a map fitted inside ``encode`` would transform the two sides differently.
 
-The ``ModelMeta`` is named as :mod:`~embedkit.experiments.mteb_results` names a configuration
+The ``ModelMeta`` is named as :mod:`~embedkit.integrations.mteb_results` names a configuration
 (mteb's naming of a model's variants): the base model (``moka-ai/m3e-small``, revision its
-weights' hash; :func:`~embedkit.experiments.mteb_results.mteb_model_name`) when it runs as it is
+weights' hash; :func:`~embedkit.integrations.mteb_results.mteb_model_name`) when it runs as it is
 by itself (default pooling, its own max length, no map), else ``<base> (pooling=cls,
 post=..., post_sha256=<12 hex of the float32 map's sha256>)``, with every setting in
 ``loader_kwargs`` and no ``experiment_kwargs``. So each configuration has its own folder (the
-one :func:`~embedkit.experiments.mteb_results.write_mteb_results` writes bench records to),
+one :func:`~embedkit.integrations.mteb_results.write_mteb_results` writes bench records to),
 mteb's default ``ResultCache.load_results()`` reads it, and ``to_dataframe()`` gives it its own
 column.
 
@@ -25,7 +25,7 @@ to hand mteb local data: it reads the pairs with embedkit's loader (``data_dir``
 already loaded), puts them in ``task.dataset`` as ``datasets.Dataset`` objects and sets
 ``data_loaded``; nothing is downloaded. The task keeps mteb's name and dataset revision only
 when the pairs are mteb's data (the published files' sha256, see
-:func:`~embedkit.experiments.mteb_results.dataset_identity`); other pairs make a task named
+:func:`~embedkit.integrations.mteb_results.dataset_identity`); other pairs make a task named
 ``<Task>-local-<8 hex>`` with revision ``local-sha256-<hex>`` (their checksum), so a result on
 them can never be filed as mteb's task.
 
@@ -66,10 +66,8 @@ mteb's min-max scaling of the gold scores is linear and changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +77,7 @@ from embedkit.data import PairSplit, get_task, load_task
 from embedkit.data.spec import TaskSpec
 from embedkit.encoders import EncoderConfig, SentenceEncoder, as_encoder
 from embedkit.errors import ConfigError
-from embedkit.experiments.mteb_results import (
+from embedkit.integrations.mteb_results import (
     LANGUAGES,
     annotate_run_settings,
     dataset_identity,
@@ -92,7 +90,7 @@ from embedkit.experiments.mteb_results import (
     variant_name,
     variant_settings,
 )
-from embedkit.postprocess import AffineMap, TransformFile, describe_post, load_transform
+from embedkit.store.fitted import fitted_post
 
 try:
     import mteb
@@ -103,62 +101,7 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError("embedkit.integrations.mteb needs mteb 2.x: "
                       "pip install 'embedkit[mteb]'") from exc
 
-__all__ = ["FixedPost", "MtebEncoder", "evaluate_encoder", "evaluate_local", "fixed_post",
-           "local_task", "map_sha256", "result_root"]
-
-
-def map_sha256(amap: AffineMap) -> str:
-    """sha256 of a map as files store it (float32 kernel and bias, shapes, ``normalize``): a
-    fitted chain and the file it was saved to give the same digest.
-
-    >>> map_sha256(AffineMap.identity(2))[:12]
-    'd3ed8f490b96'
-    """
-    kernel, bias = amap.float32()
-    h = hashlib.sha256(f"affine:{amap.d}x{amap.k}:normalize={amap.normalize}\0".encode())
-    h.update(kernel.tobytes())
-    h.update(bias.tobytes())
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class FixedPost:
-    """A fitted postprocessor folded into one map: the map, a label, the map's sha256."""
-
-    map: AffineMap
-    label: str
-    sha256: str
-
-
-def fixed_post(post: Any) -> FixedPost | None:
-    """A :class:`FixedPost` from a fitted chain (``parse_post(...).fit(X)``) or estimator, an
-    :class:`AffineMap`, a :class:`TransformFile` or a saved map's path; ``None`` stays None.
-    An unfitted or non-linear chain is a :class:`ConfigError` (``param="post"``): nothing is
-    fitted here.
-
-    >>> from embedkit.postprocess import parse_post
-    >>> X = np.random.default_rng(0).normal(size=(50, 4))
-    >>> fixed_post(parse_post("whiten:k=2").fit(X)).label
-    'whiten:beta=1,gamma=1,k=2'
-    >>> fixed_post(parse_post("whiten:k=2"))
-    Traceback (most recent call last):
-    ...
-    embedkit.errors.ConfigError: AffineMap.from_pipeline: step Whitening is not fitted; fit the pipeline first
-    """
-    if post is None:
-        return None
-    if isinstance(post, (str, os.PathLike)):
-        post = load_transform(post)
-    if isinstance(post, TransformFile):
-        name = post.path.name if post.path is not None else "map"
-        return FixedPost(post.map, f"file:{name}", map_sha256(post.map))
-    if isinstance(post, AffineMap):
-        return FixedPost(post, f"affine:d={post.d},k={post.k}", map_sha256(post))
-    try:
-        amap = AffineMap.from_pipeline(post)
-    except ConfigError as e:
-        raise ConfigError(str(e), param="post") from None
-    return FixedPost(amap, describe_post(post), map_sha256(amap))
+__all__ = ["MtebEncoder", "evaluate_encoder", "evaluate_local", "local_task", "result_root"]
 
 
 class MtebEncoder:
@@ -166,24 +109,27 @@ class MtebEncoder:
 
     ``encoder``: a SentenceEncoder, an :class:`EncoderConfig` or a model name; ``pooling``:
     default the encoder's; ``max_length``: default the model's own (C-MTEB's protocol);
-    ``post``: see :func:`fixed_post`; ``name``/``revision`` override the configuration's name
-    and the model's revision (see the module docstring). ``encode`` returns float32 vectors, as a sentence-transformers model does.
+    ``post``: see :func:`~embedkit.store.fitted.fitted_post` (a transform file fitted for another
+    model, pooling or dimension is refused; ``force`` warns instead); ``name``/``revision``
+    override the configuration's name and the model's revision (see the module docstring).
+    ``encode`` returns float32 vectors, as a sentence-transformers model does.
     """
 
     def __init__(self, encoder: SentenceEncoder | EncoderConfig | str, post: Any = None, *,
                  pooling: str | None = None, max_length: int | None = None,
-                 name: str | None = None, revision: str | None = None) -> None:
+                 name: str | None = None, revision: str | None = None,
+                 force: bool = False) -> None:
         self.encoder = as_encoder(encoder)
         self.pooling = str(pooling or self.encoder.default_pooling)
         self.max_length = int(max_length or self.encoder.model_max_length())
-        self.post = fixed_post(post)
+        self.post = fitted_post(post, encoder=self.encoder, pooling=self.pooling, force=force)
         described = self.encoder.describe()
         base_name, base_rev = mteb_model_name(described)
         if name is not None and "/" not in name:
             raise ConfigError(f"mteb model names are 'organization/model', not {name!r}",
                               param="name")
         settings = model_settings(described, self.pooling, self.max_length,
-                                  self.post.label if self.post else None,
+                                  self.post.spec if self.post else None,
                                   post_sha256=self.post.sha256 if self.post else None)
         variant = variant_settings(described, settings,
                                    model_max_length=self.encoder.model_max_length(),
@@ -288,11 +234,11 @@ def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec | Any], *,
 
     With ``cache_path`` the results go to ``mteb.ResultCache(cache_path)`` (``cache_path/results``)
     and each task's line of ``run_settings.jsonl`` gets an ``embedkit`` entry: protocol
-    ``mteb``, the local files and their sha256, so :mod:`embedkit.experiments.compare` can tell
+    ``mteb``, the local files and their sha256, so :mod:`embedkit.runs.compare` can tell
     that the numbers were computed on the same data as a bench record's. Returns mteb's
     ``ModelResult``. ``mteb_names``: ``{task: mteb task}`` for tasks that are not C-MTEB's.
     A task may also be an mteb task object (``mteb.get_task(...)``, a task of one's own): it is
-    evaluated on its own data as mteb loads it (:mod:`embedkit.integrations.mteb_tasks` loads
+    evaluated on its own data as mteb loads it (:mod:`embedkit.runs.mteb_tasks` loads
     it first, offline when the hub is out of reach) and its entry records its dataset.
     """
     loaded: dict[str, Any] = {}
@@ -318,7 +264,7 @@ def evaluate_local(model: MtebEncoder, tasks: Sequence[str | TaskSpec | Any], *,
             annotate_run_settings(folder, name, {
                 "kind": "mteb", "protocol": "mteb", "evaluator": "mteb",
                 "model": model.encoder.describe(), "max_length": model.max_length,
-                "post": model.post.label if model.post else None, "data": data})
+                "post": model.post.spec if model.post else None, "data": data})
     return result
 
 

@@ -1,5 +1,5 @@
 """Post-processing of sentence embeddings: whitening, PCA, random projection, truncation,
-normalisation.
+normalisation, and the quantisers that may end a chain (int8, uint8, binary, ubinary).
 
 Every step is a scikit-learn transformer (``clone``, ``Pipeline``, ``GridSearchCV`` work) whose
 fitted linear map is ``transform(X) == (X + bias_) @ kernel_``. :func:`parse_post` reads the
@@ -25,12 +25,12 @@ from embedkit.postprocess._base import (
     check_params,
 )
 from embedkit.postprocess.affine import AffineMap
+from embedkit.postprocess.checks import check_chain_files
 from embedkit.postprocess.family import WhiteningFamily, grid_cosines, score_grid
 from embedkit.postprocess.files import (
     CompatibilityWarning,
     FixedTransform,
     TransformFile,
-    check_chain_files,
     check_compatible,
     load_faiss_transform,
     load_transform,
@@ -39,6 +39,13 @@ from embedkit.postprocess.files import (
 )
 from embedkit.postprocess.moments import RunningMoments
 from embedkit.postprocess.projection import PCA, Normalize, RandomProjection, Truncate
+from embedkit.postprocess.quantize import (
+    BinaryQuantizer,
+    ScalarQuantizer,
+    bytes_per_vector,
+    quantizer_of,
+    save_quantized,
+)
 from embedkit.postprocess.spec import (
     Key,
     describe_post,
@@ -54,6 +61,7 @@ from embedkit.postprocess.whitening import Whitening
 
 __all__ = [
     "AffineMap",
+    "BinaryQuantizer",
     "CompatibilityWarning",
     "FixedTransform",
     "InvalidPostParameterError",
@@ -65,10 +73,12 @@ __all__ = [
     "RandomProjection",
     "RankDeficientWarning",
     "RunningMoments",
+    "ScalarQuantizer",
     "TransformFile",
     "Truncate",
     "Whitening",
     "WhiteningFamily",
+    "bytes_per_vector",
     "check_chain_files",
     "check_compatible",
     "check_params",
@@ -78,10 +88,12 @@ __all__ = [
     "load_transform",
     "parse_post",
     "pipeline_learns",
+    "quantizer_of",
     "random_seeds",
     "register_step",
     "resolve_post",
     "save_faiss_transform",
+    "save_quantized",
     "save_transform",
     "score_grid",
     "step_names",

@@ -133,6 +133,21 @@ class AffineMap:
         return (np.ascontiguousarray(self.kernel, dtype=np.float32),
                 np.ascontiguousarray(self.bias, dtype=np.float32))
 
+    def sha256(self) -> str:
+        """sha256 of the map as files store it (float32 kernel and bias, shapes,
+        ``normalize``): a fitted chain and the file it was saved to give the same digest.
+
+        >>> AffineMap.identity(2).sha256()[:12]
+        'd3ed8f490b96'
+        """
+        import hashlib
+
+        kernel, bias = self.float32()
+        h = hashlib.sha256(f"affine:{self.d}x{self.k}:normalize={self.normalize}\0".encode())
+        h.update(kernel.tobytes())
+        h.update(bias.tobytes())
+        return h.hexdigest()
+
     def with_normalize(self, normalize: bool) -> AffineMap:
         """The same linear part with ``normalize`` set.
 
@@ -187,6 +202,12 @@ class AffineMap:
         ests = pipeline_steps(pipeline)
         if not ests:
             raise ConfigError("AffineMap.from_pipeline: the pipeline has no steps")
+        quant = next((est for est in ests if getattr(est, "is_quantizer", False)), None)
+        if quant is not None:
+            raise ConfigError(
+                f"AffineMap.from_pipeline: {type(quant).__name__} is a quantiser, not a linear "
+                "map: a chain with one is no single map (nor a FAISS transform, an index's post "
+                "or a sentence-transformers Dense layer); save it with save_quantized")
         normalize = _is_normalizer(ests[-1]) or _renormalises(ests[-1])
         if any(_is_normalizer(est) or _renormalises(est) for est in ests[:-1]):
             raise ConfigError(

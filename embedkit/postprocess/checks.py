@@ -20,12 +20,12 @@ from sklearn.random_projection import johnson_lindenstrauss_min_dim
 
 from embedkit.errors import ConfigError
 from embedkit.postprocess.affine import pipeline_steps
-from embedkit.postprocess.files import FixedTransform, load_transform
+from embedkit.postprocess.files import FixedTransform, check_compatible, load_transform
 from embedkit.postprocess.projection import PCA, Normalize, RandomProjection, Truncate
 from embedkit.postprocess.spec import describe_post, parse_post
 from embedkit.postprocess.whitening import Whitening
 
-__all__ = ["check_post_chain", "check_post_chains", "parse_post"]
+__all__ = ["check_chain_files", "check_post_chain", "check_post_chains", "parse_post"]
 
 
 def _kept(k: Any, d: int) -> int | None:
@@ -91,3 +91,32 @@ def check_post_chains(chains: Iterable[tuple[str, Pipeline]], dim: int,
                       n_fit: int | None = None) -> dict[str, int | None]:
     """:func:`check_post_chain` for every ``(label, pipeline)``; their output dimensions."""
     return {label: check_post_chain(pipe, dim, n_fit, label) for label, pipe in chains}
+
+
+def check_chain_files(chains: Any, *, model: str | None, dim: int | None,
+                      poolings: Any, force: bool = False) -> dict[str, dict]:
+    """Check every ``file:`` step of ``chains`` (``(label, Pipeline)`` pairs) before any
+    encoding: refuse a map fitted for another ``model`` identity, any of ``poolings`` or input
+    dimension (:func:`check_compatible`; ``dim`` only for a chain's first step, the encoder's
+    output; ``force`` warns). Returns ``{path: metadata}`` for the record.
+
+    >>> from sklearn.pipeline import Pipeline
+    >>> from embedkit.postprocess import Normalize
+    >>> check_chain_files([("norm", Pipeline([("norm", Normalize())]))], model="m", dim=4,
+    ...                   poolings=["cls"])
+    {}
+    """
+    files: dict[str, dict] = {}
+    for _, pipe in chains:
+        for i, (_, est) in enumerate(pipe.steps):
+            if not isinstance(est, FixedTransform) or est.path is None:
+                continue
+            meta = load_transform(est.path).metadata
+            files[str(est.path)] = meta
+            for pooling in poolings:
+                try:
+                    check_compatible(meta, model=model, pooling=str(pooling),
+                                     dim=(dim or None) if i == 0 else None, force=force)
+                except ConfigError as e:
+                    raise ConfigError(f"file:{est.path}: {e}", param="post") from None
+    return files

@@ -29,10 +29,12 @@ from embedkit.postprocess.affine import AffineMap
 from embedkit.postprocess.moments import RunningMoments
 from embedkit.postprocess.whitening import eigen_scale, sigma_eigen
 
-__all__ = ["WhiteningFamily", "grid_cosines", "score_grid"]
+__all__ = ["WhiteningFamily", "grid_cosines", "score_grid", "score_quantized_grid"]
 
 #: (cosines (n,), labels (n,)) -> a score, e.g. Spearman (the evaluation layer provides it)
 CosineScore = Callable[[np.ndarray, np.ndarray], float]
+#: (vectors1, vectors2, labels, similarity) -> a score (the evaluation layer's pair scoring)
+PairScore = Callable[[np.ndarray, np.ndarray, np.ndarray, str], float]
 
 
 @dataclass(frozen=True)
@@ -134,4 +136,36 @@ def score_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[in
         cos = grid_cosines(family, gammas, ks, X1, X2).reshape(-1, len(gammas) * len(ks))
         scores = np.array([score(cos[:, j], labels) for j in range(cos.shape[1])])
         out[name] = scores.reshape(len(gammas), len(ks))
+    return out
+
+
+def score_quantized_grid(family: WhiteningFamily, gammas: Sequence[float], ks: Sequence[int],
+                         fit_x: np.ndarray, pairs: Mapping[str, tuple[np.ndarray, np.ndarray,
+                                                                       np.ndarray]],
+                         quantizer: Any, score: PairScore) -> dict[str, np.ndarray]:
+    """:func:`score_grid` of every ``(gamma, k)`` map followed by ``quantizer`` (an unfitted
+    int8/uint8/binary step): the quantiser is fitted on the fit vectors ``fit_x`` mapped by
+    that setting, and each pair is scored on the decoded codes by the quantiser's similarity
+    (``score(decoded1, decoded2, labels, similarity)``). Each map is applied, so this costs a
+    matrix product per setting, not the shortcut of :func:`grid_cosines`.
+
+    >>> from embedkit.postprocess.quantize import BinaryQuantizer
+    >>> X = np.random.default_rng(2).normal(size=(40, 3))
+    >>> s = score_quantized_grid(WhiteningFamily.fit(X, 1.0), [1.0], [1, 3], X,
+    ...                          {"t": (X[:20], X[20:], np.arange(20.0))}, BinaryQuantizer(),
+    ...                          lambda a, b, y, sim: float((a == b).mean()))
+    >>> s["t"].shape
+    (1, 2)
+    """
+    from sklearn.base import clone
+
+    out = {name: np.full((len(gammas), len(ks)), np.nan) for name in pairs}
+    for gi, gamma in enumerate(gammas):
+        for ki, k in enumerate(ks):
+            amap = family.map(gamma, k)
+            quant = clone(quantizer).fit(amap.apply(fit_x))
+            for name, (X1, X2, labels) in pairs.items():
+                d1 = quant.decode(quant.transform(amap.apply(X1)))
+                d2 = quant.decode(quant.transform(amap.apply(X2)))
+                out[name][gi, ki] = score(d1, d2, labels, quant.similarity)
     return out

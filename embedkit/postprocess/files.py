@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from embedkit.provenance import sha256_file
 
 __all__ = ["TRANSFORM_FORMATS", "TransformFile", "TransformMetadata", "validate_metadata",
            "transform_metadata", "CompatibilityWarning", "save_transform", "load_transform",
-           "transform_format", "FixedTransform", "check_compatible", "check_chain_files",
+           "transform_format", "FixedTransform", "check_compatible",
            "save_faiss_transform", "load_faiss_transform", "faiss_metadata_path",
            "load_faiss_metadata", "KERNEL_SEAL"]
 
@@ -88,6 +89,7 @@ class TransformMetadata(BaseModel):
     lowercase: StrictBool | None = None
     fit_unique: StrictBool | None = None
     kernel_sha256: StrictStr | None = None
+    quantize: dict[StrictStr, Any] | None = None  # a fitted quantiser (postprocess.quantize)
     values_sha256: dict[StrictStr, StrictStr] | None = None
 
 
@@ -136,7 +138,9 @@ def validate_metadata(metadata: Any, path: str | os.PathLike,
 
 @dataclass(frozen=True)
 class TransformFile:
-    """A loaded transform: its :class:`AffineMap`, metadata and source path.
+    """A transform file as read: its :class:`AffineMap`, metadata and source path (in use, as a
+    post-processor with its sha256 and source, it is a :class:`~embedkit.store.fitted.FittedPost`:
+    :func:`~embedkit.store.fitted.fitted_post`).
 
     ``map.normalize`` is the metadata's ``normalize``. ``kernel``/``bias`` are the stored
     float32 arrays.
@@ -454,8 +458,12 @@ def check_compatible(
     pooling: str | None,
     dim: int | None,
     force: bool = False,
+    vectors: Mapping[str, Any] | None = None,
 ) -> None:
-    """Refuse a transform fitted for another ``model``, ``pooling`` or input dimension ``d``.
+    """Refuse a transform fitted for another ``model``, ``pooling`` or input dimension ``d``,
+    or (given ``vectors``: the settings the vectors at hand were made with, any of
+    ``max_length``, ``dtype``, ``lowercase``, ``normalized``) on vectors made otherwise
+    (``normalized`` is the metadata's ``fit_vectors.normalized``, false when absent).
 
     Arguments left ``None`` and keys missing from ``metadata`` are not checked. A mismatch raises
     :class:`ConfigError` naming both values; with ``force=True`` it is a
@@ -486,6 +494,7 @@ def check_compatible(
                 if key != "d"
                 else f"input dimension d={fitted} but the vectors have d={actual}"
             )
+    problems += _vector_problems(metadata, vectors or {})
     if not problems:
         return
     message = "transform file was fitted for " + "; and for ".join(problems)
@@ -493,6 +502,24 @@ def check_compatible(
         warnings.warn(message + " (used anyway: force=True)", CompatibilityWarning, stacklevel=2)
         return
     raise ConfigError(message + "; use force=True to use it anyway")
+
+
+def _vector_problems(metadata: dict[str, Any], vectors: Mapping[str, Any]) -> list[str]:
+    """What :func:`check_compatible` says of the vector settings that differ."""
+    problems = []
+    for key in ("max_length", "dtype", "lowercase"):
+        fitted, have = metadata.get(key), vectors.get(key)
+        if fitted is not None and have is not None and str(fitted) != str(have):
+            problems.append(f"vectors with {key}={fitted} but is being used with vectors with "
+                            f"{key}={have}")
+    if vectors.get("normalized") is not None:
+        fitted_norm = bool((metadata.get("fit_vectors") or {}).get("normalized", False))
+        if fitted_norm != bool(vectors["normalized"]):
+            def kind(normalized: bool) -> str:
+                return "L2-normalised" if normalized else "raw"
+            problems.append(f"{kind(fitted_norm)} vectors but is being used with "
+                            f"{kind(bool(vectors['normalized']))} vectors")
+    return problems
 
 
 def faiss_metadata_path(path: str | os.PathLike) -> Path:
@@ -567,32 +594,3 @@ def load_faiss_transform(path: str | os.PathLike) -> Any:
         return faiss.read_VectorTransform(str(path))
     except Exception as exc:
         raise ConfigError(f"{path}: cannot read FAISS transform: {exc}") from exc
-
-
-def check_chain_files(chains: Any, *, model: str | None, dim: int | None,
-                      poolings: Any, force: bool = False) -> dict[str, dict]:
-    """Check every ``file:`` step of ``chains`` (``(label, Pipeline)`` pairs) before any
-    encoding: refuse a map fitted for another ``model`` identity, any of ``poolings`` or input
-    dimension (:func:`check_compatible`; ``dim`` only for a chain's first step, the encoder's
-    output; ``force`` warns). Returns ``{path: metadata}`` for the record.
-
-    >>> from sklearn.pipeline import Pipeline
-    >>> from embedkit.postprocess import Normalize
-    >>> check_chain_files([("norm", Pipeline([("norm", Normalize())]))], model="m", dim=4,
-    ...                   poolings=["cls"])
-    {}
-    """
-    files: dict[str, dict] = {}
-    for _, pipe in chains:
-        for i, (_, est) in enumerate(pipe.steps):
-            if not isinstance(est, FixedTransform) or est.path is None:
-                continue
-            meta = load_transform(est.path).metadata
-            files[str(est.path)] = meta
-            for pooling in poolings:
-                try:
-                    check_compatible(meta, model=model, pooling=str(pooling),
-                                     dim=(dim or None) if i == 0 else None, force=force)
-                except ConfigError as e:
-                    raise ConfigError(f"file:{est.path}: {e}", param="post") from None
-    return files

@@ -10,6 +10,10 @@ Steps (joined by ``,`` or ``+``; a token with ``:`` or a bare step name starts a
     truncate:k=K[,norm=0|1]                 Truncate: the first K dimensions (Matryoshka),
                                             re-normalised unless norm=0 (see Truncate)
     norm                                    L2 normalisation (last step only, for AffineMap)
+    int8[:clip=C,ranges=PATH] | uint8[...]  ScalarQuantizer: per-dimension ranges fitted on
+                                            the fit vectors (the C / 1-C quantiles, default
+                                            min/max) or read from a saved file (last step)
+    binary | ubinary                        BinaryQuantizer: packed sign bits (last step)
     file:PATH                               a map saved by save_transform (FixedTransform)
 
 A ``file:`` path cannot contain ``,`` or ``+``. A new step is one call to
@@ -39,6 +43,12 @@ from embedkit.errors import ConfigError
 from embedkit.postprocess.affine import pipeline_steps
 from embedkit.postprocess.files import TRANSFORM_FORMATS, FixedTransform, load_transform
 from embedkit.postprocess.projection import PCA, Normalize, RandomProjection, Truncate
+from embedkit.postprocess.quantize import (
+    QUANTIZE_KEY,
+    BinaryQuantizer,
+    ScalarQuantizer,
+    quantizer_from_file,
+)
 from embedkit.postprocess.whitening import Whitening
 
 __all__ = ["Key", "StepType", "register_step", "unregister_step", "step_names", "get_step",
@@ -46,6 +56,23 @@ __all__ = ["Key", "StepType", "register_step", "unregister_step", "step_names", 
 
 _DEFAULT_EPS = 1e-6
 _DEFAULT_RP_EPS = 0.1
+
+
+@dataclass(frozen=True)
+class PostOptions:
+    """What every runner that fits postprocessors takes (bench, sweep, diagnose, index eval,
+    whiten): postprocessor chains (specs of :func:`~embedkit.postprocess.parse_post`, or a saved
+    transform file's path, as :func:`~embedkit.postprocess.resolve_post` tells them apart), what
+    they are fitted on, and whether a saved map fitted for another model or pooling is used
+    anyway (``force``). ``fit_on``: ``task`` (every split of the task), a split name, a file
+    of sentences, or what the runner fits on besides (``corpus``, ``TASK:SPLIT`` lists);
+    ``fit_unique``: unique sentences instead of every occurrence. A runner that makes its own
+    chains (sweep, whiten) leaves ``chains`` empty."""
+
+    chains: tuple[str, ...] = ()
+    fit_on: str = "task"
+    fit_unique: bool = False
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,6 +289,42 @@ register_step("truncate", Truncate, learns=False, describe=_describe_truncate, k
     "norm": Key(_bool, "0 or 1", "normalize")})
 
 
+def _clip(v: str) -> float:
+    x = _float(v)
+    if not 0.5 <= x <= 1.0:
+        raise ValueError("out of range")
+    return x
+
+
+def _path(v: str) -> str:
+    if not v.strip():
+        raise ValueError("empty")
+    return v.strip()
+
+
+def _describe_scalar(est: ScalarQuantizer) -> str:
+    items = ([f"clip={_num(est.clip)}"] if float(est.clip) != 1.0 else []) + (
+        [f"ranges={est.ranges}"] if est.ranges is not None else [])
+    return str(est.dtype) + (":" + ",".join(items) if items else "")
+
+
+def _scalar(dtype: str) -> Callable[[dict[str, Any]], BaseEstimator]:
+    return lambda args: ScalarQuantizer(dtype, **args)
+
+
+_QUANT_KEYS = {"clip": Key(_clip, "a number in [0.5, 1] (a quantile, e.g. 0.99)"),
+               "ranges": Key(_path, "a transform file written by save_quantized")}
+register_step("int8", ScalarQuantizer, keys=_QUANT_KEYS, build=_scalar("int8"),
+              describe=_describe_scalar)
+register_step("uint8", ScalarQuantizer, keys=_QUANT_KEYS, build=_scalar("uint8"),
+              describe=_describe_scalar)
+register_step("binary", BinaryQuantizer, learns=False, build=lambda args: BinaryQuantizer(),
+              describe=lambda est: "ubinary" if est.unsigned else "binary")
+register_step("ubinary", BinaryQuantizer, learns=False,
+              build=lambda args: BinaryQuantizer(unsigned=True),
+              describe=lambda est: "ubinary" if est.unsigned else "binary")
+
+
 # -- parsing ----------------------------------------------------------------------------------
 
 _SPLIT = re.compile(r",|(?<![0-9][eE])\+")  # '+' of an exponent (1e+3) does not split
@@ -341,7 +404,30 @@ def parse_post(spec: str) -> Pipeline:
         counts[name] = counts.get(name, 0) + 1
         label = name if counts[name] == 1 else f"{name}-{counts[name]}"
         named.append((label, _STEPS[name].make(args)))
+    quantizers = [label for label, est in named[:-1] if getattr(est, "is_quantizer", False)]
+    if quantizers:
+        raise _bad(f"the quantiser {quantizers[0]!r} must be the last step (its codes are not "
+                   "vectors to transform further)", spec)
+    _check_quantized_files(named, spec)
     return Pipeline(named)
+
+
+def _check_quantized_files(named: list[tuple[str, BaseEstimator]], spec: str) -> None:
+    """Refuse ``file:PATH`` of a chain saved with its quantiser (save_quantized) unless the
+    quantiser follows it (as :func:`resolve_post` writes it): the map alone would drop it."""
+    for i, (_, est) in enumerate(named):
+        path = getattr(est, "path", None) if isinstance(est, FixedTransform) else None
+        if path is None or not Path(path).is_file():
+            continue  # a missing file is reported when the chain is fitted
+        try:
+            kind = (load_transform(path).metadata.get(QUANTIZE_KEY) or {}).get("kind")
+        except (ConfigError, AttributeError):
+            continue
+        after = named[i + 1:] if kind else []
+        if kind and not any(getattr(e, "is_quantizer", False) for _, e in after):
+            raise _bad(f"{path} holds a chain ending in a quantiser ({kind}), which file: alone "
+                       "would drop; give the file alone as the post value (it resolves to the "
+                       "map and its quantiser)", spec)
 
 
 def describe_post(pipeline: Pipeline | BaseEstimator | Sequence[BaseEstimator]) -> str:
@@ -407,6 +493,10 @@ def resolve_post(value: str) -> Pipeline:
     if not bare or value.lower().startswith("file:"):
         return parse_post(value)
     steps: list[tuple[str, BaseEstimator]] = [("file", FixedTransform(path=value))]
-    if load_transform(value).map.normalize:
+    saved = load_transform(value)
+    if saved.map.normalize:
         steps.append(("norm", Normalize()))
+    if saved.metadata.get(QUANTIZE_KEY) is not None:  # a chain saved by save_quantized
+        quant = quantizer_from_file(value, saved.metadata)
+        steps.append((_step_of(quant).spec_of(quant).split(":")[0], quant))
     return Pipeline(steps)

@@ -27,8 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
         recall_at_k,
         retrieval_scores,
     )
-    from embedkit.retrieval.recipe import Recipe, RecipeConflict, RecipeConflictError
     from embedkit.retrieval.tasks import RetrievalTask, evaluate_retrieval, pairs_to_retrieval
+    from embedkit.store.recipe import Recipe, RecipeConflict, RecipeConflictError
 
 __all__ = [
     "EmbeddingIndex",
@@ -64,9 +64,9 @@ _LAZY = {
     "overlap_recall": "embedkit.retrieval.metrics",
     "recall_at_k": "embedkit.retrieval.metrics",
     "retrieval_scores": "embedkit.retrieval.metrics",
-    "Recipe": "embedkit.retrieval.recipe",
-    "RecipeConflict": "embedkit.retrieval.recipe",
-    "RecipeConflictError": "embedkit.retrieval.recipe",
+    "Recipe": "embedkit.store.recipe",
+    "RecipeConflict": "embedkit.store.recipe",
+    "RecipeConflictError": "embedkit.store.recipe",
     "RetrievalTask": "embedkit.retrieval.tasks",
     "evaluate_retrieval": "embedkit.retrieval.tasks",
     "pairs_to_retrieval": "embedkit.retrieval.tasks",

@@ -1,6 +1,7 @@
 """Index choice under a budget: memory (and optionally query time and recall) decide among
-Flat, SQ8, HNSW, IVF-Flat, IVF-PQ and binary-with-rescoring, by measuring each candidate on a
-seeded held-out sample of the data.
+Flat, SQ8, SQ4, HNSW, IVF-Flat, IVF-PQ and binary (sign bits), the compressed
+ones sized to the budget and also rescored from float vectors on disk, by measuring each
+candidate on a seeded held-out sample of the data.
 
 Each candidate is built on ``sample_rows`` vectors of the data (the IVF lists scaled to the
 sample by the same rule as the full index: about ``4 sqrt(n)``), searched with held-out query
@@ -45,9 +46,10 @@ from embedkit.retrieval.faiss_ops import (
     train_index,
 )
 from embedkit.retrieval.quantized import build_quantized, quantized_factory
+from embedkit.store.encode_folder import draw_rows
 
 __all__ = ["Budget", "BudgetError", "Candidate", "Choice", "candidates", "choose_index",
-           "IndexCodes", "ivf_lists", "matrix_sampler",
+           "IndexCodes", "ivf_lists", "matrix_sampler", "pq_m",
            "parse_size", "show_bytes"]
 
 logger = logging.getLogger(__name__)
@@ -136,21 +138,43 @@ def ivf_lists(n: int) -> int:
     return nlist
 
 
-def _pq_m(dim: int) -> int:
-    """PQ sub-quantizers: 8 dimensions each (64 bytes a vector at 512)."""
-    for m in (dim // 8, dim // 4, dim // 2, dim):
-        if m >= 1 and dim % m == 0 and m <= 64:
-            return m
-    return 1
+def pq_m(dim: int, max_bytes: float | None) -> int:
+    """PQ sub-quantizers (one byte each, ``nbits=8``; FAISS needs ``m | dim``): the most
+    that ``max_bytes`` a vector allows (up to ``dim / 2``: two dimensions a byte), else 8
+    dimensions each, at most 64.
+
+    >>> pq_m(512, 292), pq_m(512, None), pq_m(96, 50)
+    (256, 64, 48)
+    """
+    divisors = [m for m in range(1, dim + 1) if dim % m == 0]
+    if max_bytes is None:
+        return max([m for m in divisors if m <= min(64, max(1, dim // 8))] or [1])
+    return max([m for m in divisors if m <= min(max_bytes, max(1, dim // 2))] or [1])
 
 
-def candidates(n: int, dim: int) -> list[Candidate]:
-    """The candidates for ``n`` vectors of dimension ``dim`` (IVF lists for ``n``)."""
+def candidates(n: int, dim: int, max_memory: int | None = None,
+               rescore: int = DEFAULT_RESCORE) -> list[Candidate]:
+    """The candidates for ``n`` vectors of dimension ``dim`` (IVF lists for ``n``), the
+    compressed ones sized to ``max_memory`` (a user's expectation, as autofaiss does): IVF-PQ
+    with the largest PQ that the bytes a vector may take allow (less the IVF's 8-byte id and
+    the centroids and codebooks), ``SQ4`` (``dim / 2`` bytes), binary; each of them also
+    rescored from the float vectors on disk.
+
+    >>> [c.name for c in candidates(1_000_000, 512, 300_000_000)][5:9]
+    ['IVF4096,PQ256', 'IVF4096,PQ256+rescore4x', 'SQ4', 'SQ4+rescore4x']
+    """
     nlist = ivf_lists(n)
-    out = [Candidate("Flat"), Candidate("Flat", "int8"), Candidate("HNSW32"),
-           Candidate(f"IVF{nlist},Flat"), Candidate(f"IVF{nlist},PQ{_pq_m(dim)}")]
+    # bytes a vector may take, net of the IVF centroids and a PQ's codebooks (256 x dim floats)
+    per = (max_memory - (nlist + 256) * dim * 4) / n if max_memory else None
+    m = pq_m(dim, None if per is None else per - 8)
+    out = [Candidate("Flat"), Candidate("Flat", "int8"), Candidate("Flat", "int8", rescore),
+           Candidate("HNSW32"), Candidate(f"IVF{nlist},Flat"),
+           Candidate(f"IVF{nlist},PQ{m}"), Candidate(f"IVF{nlist},PQ{m}", "factory", rescore)]
+    if dim % 2 == 0:
+        out += [Candidate("SQ4"), Candidate("SQ4", "factory", rescore)]
     if dim % 8 == 0:
-        out += [Candidate("Flat", "binary", 4), Candidate(f"IVF{nlist},Flat", "binary", 4)]
+        out += [Candidate("Flat", "binary", rescore),
+                Candidate(f"IVF{nlist},Flat", "binary", rescore)]
     return out
 
 
@@ -334,26 +358,24 @@ def choose_index(sample: Callable[[int, int], np.ndarray], total: int, budget: B
     measure = _Measure(x, np.ascontiguousarray(q), metric, transform, seed,
                        budget.min_recall or DEFAULT_TARGET)
     dim = transform.k if transform is not None else x.shape[1]
+    tried = only or candidates(total, dim, budget.max_memory)
     rows = []
-    for full in only or candidates(total, dim):
+    for full in tried:
         c = _scaled(full, total, x.shape[0])
         logger.info("measuring %s on %d sampled vectors (%d held-out queries)", full.name,
                     x.shape[0], n_q)
         rows.append(measure.row(c, full, total))
     best, why = _decide(rows, budget)
-    chosen = next(c for c in (only or candidates(total, dim)) if c.name == best["candidate"])
+    chosen = next(c for c in tried if c.name == best["candidate"])
     return Choice(chosen, best, rows, why, budget,
                   {"rows": int(x.shape[0]), "queries": int(n_q), "seed": int(seed),
                    "total": int(total)})
 
 
 def matrix_sampler(x: np.ndarray) -> Callable[[int, int], np.ndarray]:
-    """``sample(n, seed)`` over the rows of ``x`` (seeded, without replacement)."""
+    """``sample(n, seed)`` over the rows of ``x`` (:func:`draw_rows`, the one row sampler)."""
     def sample(n: int, seed: int) -> np.ndarray:
-        if n >= x.shape[0]:
-            return np.ascontiguousarray(x)
-        rows = np.sort(np.random.default_rng(seed).choice(x.shape[0], n, replace=False))
-        return np.ascontiguousarray(x[rows])
+        return np.ascontiguousarray(x[draw_rows(x.shape[0], n, seed)])
     return sample
 
 
@@ -389,5 +411,5 @@ class IndexCodes:
                               seed=seed)
         logger.debug("chose %s", choice.why)
         c = choice.candidate
-        return c.factory, replace(self, codes=c.codes, rescore=c.rescore or self.rescore), {
+        return c.factory, replace(self, codes=c.codes, rescore=c.rescore), {
             "index_choice": choice.record()}

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from embedkit.retrieval.faiss_ops import check_metric, make_faiss_index
-from embedkit.retrieval.post import post_output_dim
 from embedkit.retrieval.quantized import make_quantized, parse_spec
+from embedkit.store.fitted import post_output_dim
 
 
 def check_index_settings(factories: Iterable[str], post: str | None, *, dim: int,

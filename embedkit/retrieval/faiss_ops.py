@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -29,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.errors import ConfigError, EmbedkitError
+from embedkit.errors import ConfigError, EmbedkitError, check_int
 from embedkit.postprocess.affine import AffineMap
+from embedkit.store.encode_folder import draw_rows
 
 try:
     import faiss as _faiss
@@ -42,6 +44,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 #: the faiss module, typed loosely: its SWIG stubs know neither the keyword constructors of
 #: the SearchParameters classes nor the attributes of downcast indexes
 faiss: Any = _faiss
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "METRICS",
@@ -58,6 +62,7 @@ __all__ = [
     "search_parameters",
     "serialized_bytes",
     "train_index",
+    "train_sample_size",
     "tunable_parameters",
 ]
 
@@ -238,11 +243,31 @@ def tunable_parameters(index: faiss.Index) -> frozenset[str]:
     return frozenset(ranges.at(i).name for i in range(ranges.size()))
 
 
-def _default_train_size(index: faiss.Index, n: int) -> int:
-    # FAISS k-means wants >= 39 points per centroid (it warns below that) and subsamples to 256
-    # per centroid itself, so 40 * nlist covers the coarse quantizer; the floor of 10000 ~ 39 *
-    # 256 covers the 256-centroid PQ / SQ codebooks (and a PCA) of non-IVF factories.
-    return min(n, max(40 * (ivf_nlist(index) or 0), 10000))
+#: faiss k-means: it warns below 39 points per centroid and subsamples above 256
+MIN_POINTS_PER_CENTROID = 39
+#: training vectors for non-IVF trained factories (PQ/SQ codebooks, PCA): ~39 * 256
+MIN_TRAIN = 10000
+
+
+def train_sample_size(index: faiss.Index, total: int, train_size: int | None = None) -> int:
+    """Training vectors for ``index`` out of ``total``: ``train_size`` if given, else faiss's
+    points-per-centroid rule for IVF (40 per list: faiss warns below 39 and subsamples above
+    256; at least :data:`MIN_TRAIN`, about 39 x 256, for the 256-centroid PQ / SQ codebooks and a
+    PCA of non-IVF factories), at most ``total``.
+
+    >>> train_sample_size(make_faiss_index(8, "IVF100,Flat", "cosine", None), 10**6)
+    10000
+    >>> train_sample_size(make_faiss_index(8, "IVF1000,Flat", "cosine", None), 10**6)
+    40000
+    """
+    if train_size is not None:
+        return min(int(train_size), total)
+    nlist = ivf_nlist(index) or 0
+    size = min(max(40 * nlist, MIN_TRAIN), total)
+    if nlist and size < MIN_POINTS_PER_CENTROID * nlist:
+        logger.warning("training IVF%d on %d vectors: faiss wants at least %d (%d per list)",
+                       nlist, size, MIN_POINTS_PER_CENTROID * nlist, MIN_POINTS_PER_CENTROID)
+    return size
 
 
 def _largest_pow2_at_most(x: int) -> int:
@@ -270,7 +295,7 @@ def _seed_clusterings(index: faiss.Index, seed: int) -> None:
 def _training_sample(index: faiss.Index, x: np.ndarray, factory: str, train_size: int | None,
                      seed: int) -> np.ndarray:
     n = x.shape[0]
-    size = _default_train_size(index, n) if train_size is None else min(int(train_size), n)
+    size = train_sample_size(index, n, train_size)
     if size < 1:
         raise ConfigError(
             f"factory {factory!r} must be trained but there are no vectors to train it on"
@@ -285,9 +310,7 @@ def _training_sample(index: faiss.Index, x: np.ndarray, factory: str, train_size
                 f"list; FAISS recommends {39 * nlist}) but only {size} are available; use a "
                 f"smaller nlist, e.g. 'IVF{suggest}' for this many vectors, or a 'Flat' index",
                 param="factory")
-    rng = np.random.default_rng(seed)
-    sample = x if size >= n else x[np.sort(rng.choice(n, size=size, replace=False))]
-    return np.ascontiguousarray(sample)
+    return np.ascontiguousarray(x if size >= n else x[draw_rows(n, size, seed)])
 
 
 def train_index(
@@ -352,14 +375,12 @@ def _check_settings(index: faiss.Index, factory: str, nprobe: int | None,
                     ef_search: int | None) -> None:
     names = tunable_parameters(index) if nprobe is not None or ef_search is not None else ()
     if nprobe is not None:
-        if int(nprobe) < 1:
-            raise ConfigError(f"nprobe must be >= 1, got {nprobe}", param="nprobe")
+        check_int(nprobe, "nprobe")
         if "nprobe" not in names:
             raise ConfigError(f"nprobe applies to IVF indexes only; this index is {factory!r}",
                               param="nprobe")
     if ef_search is not None:
-        if int(ef_search) < 1:
-            raise ConfigError(f"ef_search must be >= 1, got {ef_search}", param="ef_search")
+        check_int(ef_search, "ef_search")
         if not {"efSearch", "quantizer_efSearch"} & set(names):
             raise ConfigError(
                 f"ef_search applies to HNSW indexes only; this index is {factory!r}",
@@ -425,9 +446,7 @@ def faiss_thread_count(threads: int | None) -> Iterator[int]:
     """
     before = faiss_threads()
     if threads is not None:
-        if int(threads) < 1:
-            raise ConfigError(f"threads must be >= 1, got {threads}", param="threads")
-        faiss.omp_set_num_threads(int(threads))
+        faiss.omp_set_num_threads(check_int(threads, "threads"))
     try:
         yield faiss_threads()
     finally:

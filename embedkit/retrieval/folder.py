@@ -1,10 +1,11 @@
-"""Index folders end to end: texts in, encoder + postprocessor + FAISS, hits out.
+"""Index folders end to end: texts (or an encode folder's vectors) in, encoder + postprocessor +
+FAISS, hits out. :func:`build_index` is the one builder, over a vector source.
 
 An index folder holds what :class:`~embedkit.retrieval.index.EmbeddingIndex` saves --
 ``index.faiss``, ``texts.jsonl``, ``index.json`` -- and, when built with a postprocessor,
 ``post.safetensors``: the fitted map ``y = (x + bias) @ kernel`` that is also baked into
 ``index.faiss`` (exported for other tools; its sha256 is checked on load like the other files).
-``index.json``'s ``recipe`` (:class:`~embedkit.retrieval.recipe.Recipe`) says how queries must
+``index.json``'s ``recipe`` (:class:`~embedkit.store.recipe.Recipe`) says how queries must
 be encoded; :func:`add_to_index` and :class:`IndexSearcher` rebuild the encoder from it.
 
 Every function takes the encoder as a ready
@@ -22,6 +23,8 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +35,47 @@ from embedkit.encoders.models import is_local, model_identity, resolve_model_pat
 from embedkit.errors import ConfigError
 from embedkit.io.atomic import LOCK_TIMEOUT, folder_lock
 from embedkit.io.textfile import read_lines
-from embedkit.postprocess import save_transform
-from embedkit.provenance import sha256_file, sha256_text
+from embedkit.postprocess.spec import PostOptions
+from embedkit.provenance import sha256_text
+from embedkit.retrieval.budget import IndexCodes
 from embedkit.retrieval.checks import check_index_settings
-from embedkit.retrieval.faiss_ops import check_metric, metric_for_similarity
-from embedkit.retrieval.index import EmbeddingIndex
-from embedkit.retrieval.persistence import META_FILE
-from embedkit.retrieval.post import FitData, IndexPost, is_none, prepare_post, same_post
-from embedkit.retrieval.recipe import Recipe, RecipeConflict, RecipeConflictError
+from embedkit.retrieval.faiss_ops import (
+    as_matrix,
+    check_metric,
+    make_faiss_index,
+    metric_for_similarity,
+)
+from embedkit.retrieval.index import EmbeddingIndex, as_affine_map
+from embedkit.retrieval.persistence import IVFDATA_FILE, META_FILE
+from embedkit.retrieval.quantized import make_index
+from embedkit.retrieval.shards import (
+    ArraySource,
+    Prepared,
+    check_on_disk,
+    dedupe_rows,
+    fill_index,
+    folder_source,
+)
+from embedkit.store.encode_folder import EncodeFolder, draw_rows, write_post_file
+from embedkit.store.fitted import (
+    FitData,
+    is_none,
+    post_output_dim,
+    prepare_post,
+    same_post,
+)
+from embedkit.store.recipe import (
+    POST_FILE,
+    Recipe,
+    RecipeConflict,
+    RecipeConflictError,
+    make_recipe,
+)
 
 __all__ = ["POST_FILE", "IndexSearcher", "add_to_index", "build_index", "search"]
 
 logger = logging.getLogger(__name__)
 
-POST_FILE = "post.safetensors"
 #: from this many texts the FAISS adding shows a progress bar on a terminal
 PROGRESS_MIN = 2000
 
@@ -53,26 +83,15 @@ EncoderArg = SentenceEncoder | EncoderConfig
 
 
 # --------------------------------------------------------------------------------------------
-# build
+# build: one builder over a vector source (texts encoded here, or an encode folder's shards)
 
 
 def _check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or (
             any(out_dir.iterdir()) and not (out_dir / "index.json").is_file())):
         raise ConfigError(f"{out_dir} exists and is not an index folder; the output folder is "
-                          "replaced whole, so give a new path or an existing index folder")
-
-
-def _unique(texts: list[str], ids: Sequence[str | None] | None
-            ) -> tuple[list[str], list[str | None] | None]:
-    """Each text once (its first occurrence and that one's id)."""
-    if ids is not None and len(ids) != len(texts):
-        raise ConfigError(f"got {len(texts)} texts but {len(ids)} ids", param="ids")
-    first: dict[str, int] = {}
-    for i, t in enumerate(texts):
-        first.setdefault(t, i)
-    keep = list(first.values())
-    return [texts[i] for i in keep], None if ids is None else [ids[i] for i in keep]
+                          "replaced whole, so give a new path or an existing index folder",
+                          param="out_dir")
 
 
 def _fit_data(fit_on: str, encoder: SentenceEncoder, pooling: Pooling, max_length: int,
@@ -94,58 +113,63 @@ def _fit_data(fit_on: str, encoder: SentenceEncoder, pooling: Pooling, max_lengt
     return fit_data
 
 
-def _make_recipe(encoder: SentenceEncoder, pooling: Pooling, max_length: int,
-                 post: IndexPost | None, corpus: dict[str, Any],
-                 query_prompt: str | None = None) -> Recipe:
-    d = encoder.describe()
-    prompt = str(d.get("prompt") or "")
-    return Recipe(
-        model=encoder.name, model_path=d.get("path", getattr(encoder, "path", None)),
-        model_identity=str(d.get("identity") or encoder.identity), pooling=str(pooling),
-        max_length=int(max_length), dtype=str(d.get("dtype", "float32")),
-        lowercase=bool(d.get("lowercase", False)), backend=str(d.get("backend", "torch")),
-        quantize=str(d.get("quantize", "none")), prompt=prompt,
-        query_prompt=prompt if query_prompt is None else query_prompt,
-        post=post.spec if post else None, post_file=POST_FILE if post else None,
-        post_sources=post.sources if post else (), fit=post.fit if post else None,
-        corpus=(corpus,))
+@dataclass
+class _TextOptions:
+    pooling: str | None
+    post: str | None
+    metric: str | None
+    max_length: int
+    fitting: PostOptions  # what the post is fitted on, and force
+    query_prompt: str | None
+    factory: str
+    on_disk: bool
 
 
-def _post_metadata(post: IndexPost, recipe: Recipe) -> dict[str, Any]:
-    fit = post.fit or {}
-    return {"model": recipe.model_identity, "model_identity": recipe.model_identity,
-            "model_name": recipe.model, "pooling": recipe.pooling,
-            "max_length": recipe.max_length, "spec": post.spec, "normalize": post.map.normalize,
-            "fit_on": fit.get("on"), "n_samples": fit.get("n_sentences"),
-            "fit_data_sha256": fit.get("sha256")}
+def _text_source(texts: Sequence[str], ids: Sequence[str | None] | None,
+                 encoder: EncoderArg | None, corpus_info: dict[str, Any] | None,
+                 o: _TextOptions) -> Prepared:
+    """Texts encoded in memory (each once), the post-processor checked or fitted first."""
+    if o.metric is not None:
+        check_metric(o.metric)
+    if int(o.max_length) < 3:
+        raise ConfigError("max_length must be at least 3 ([CLS], one token, [SEP])",
+                          param="max_length")
+    if encoder is None:
+        raise ConfigError("texts need an encoder to encode them", param="encoder")
+    enc = as_encoder(encoder)
+    metric = o.metric or metric_for_similarity(str(enc.describe().get("similarity") or "cosine"))
+    pool, max_length = Pooling(o.pooling or enc.default_pooling), int(o.max_length)
+    check_index_settings([o.factory], o.post, dim=int(enc.dim), metric=metric)  # before encoding
+    if o.on_disk:
+        check_on_disk(make_faiss_index(post_output_dim(o.post, int(enc.dim)), o.factory, metric,
+                                       None), o.factory)
+    texts = list(texts)
+    _, uniq, uniq_ids = dedupe_rows(texts, ids, ())
+    encoded: dict[str, np.ndarray] = {}
 
+    def corpus_vectors() -> np.ndarray:
+        if "x" not in encoded:
+            logger.info("encoding %d texts with %s (%s, max length %d)", len(uniq), enc.name,
+                        pool, max_length)
+            encoded["x"] = enc.encode(uniq, pool, max_length=max_length)
+        return encoded["x"]
 
-def _save(index: EmbeddingIndex, out_dir: Path, post: IndexPost | None, recipe: Recipe,
-          lock_timeout: float | None) -> None:
-    """Save the folder; with a post-processor, its map as ``post.safetensors`` too."""
-    if post is None:
-        index.save(out_dir, lock_timeout=lock_timeout)
-        return
-    # made in the system's temporary folder (a kill leaves nothing beside the index), then
-    # copied into the new folder with the index's files
-    with tempfile.TemporaryDirectory(prefix="embedkit-post-") as tmp:
-        path = Path(tmp) / POST_FILE
-        save_transform(path, post.map, _post_metadata(post, recipe))
-        if "vectors" in index.recipe:  # hook: a quantised index's codes and search defaults
-            recipe = dataclasses.replace(recipe, search_defaults=index.recipe.get(
-                "search_defaults"), extra={**recipe.extra, "vectors": index.recipe["vectors"]})
-        index.recipe = dataclasses.replace(recipe, post_sha256=sha256_file(path)).to_dict()
-        index.save(out_dir, extra_files={POST_FILE: path}, lock_timeout=lock_timeout)
-
-
-def _show_progress(progress: bool | None, n: int) -> bool:
-    return bool(progress if progress is not None else n >= PROGRESS_MIN and sys.stderr.isatty())
+    # a transform file is checked before any encoding; a chain is fitted when it needs to be
+    fitted = prepare_post(o.post, encoder=enc, pooling=pool, dim=int(enc.dim), metric=metric,
+                          force=o.fitting.force, fit_data=_fit_data(o.fitting.fit_on, enc, pool, max_length,
+                                                            uniq, corpus_vectors))
+    vectors = as_matrix(corpus_vectors())
+    recipe = make_recipe(enc, pool, max_length, fitted, {
+        **(corpus_info or {"source": "python"}), "n_texts": len(texts)}, o.query_prompt)
+    return Prepared(ArraySource(vectors, uniq, uniq_ids), recipe, metric,
+                     as_affine_map(fitted.map, vectors.shape[1], metric) if fitted else None,
+                     post=fitted)
 
 
 def build_index(
     out_dir: str | os.PathLike,
-    texts: Sequence[str],
-    encoder: EncoderArg,
+    source: Sequence[str] | EncodeFolder | os.PathLike,
+    encoder: EncoderArg | None = None,
     *,
     pooling: str | None = None,
     post: str | None = None,
@@ -157,71 +181,108 @@ def build_index(
     fit_on: str = "corpus",
     train_size: int | None = None,
     seed: int = 0,
+    on_disk: bool = False,
     force: bool = False,
     progress: bool | None = None,
     lock_timeout: float | None = LOCK_TIMEOUT,
     query_prompt: str | None = None,
-    index_codes: Any = None,
+    index_codes: IndexCodes | None = None,
 ) -> EmbeddingIndex:
-    """Encode ``texts``, fit/check the postprocessor, build, save to ``out_dir``; the index.
-    ``index_codes``: an :class:`~embedkit.retrieval.budget.IndexCodes` (quantised codes, or a
-    budget choosing the index: the choice and why kept in the recipe as ``index_choice``).
-    The encoder's prompt is the passages' one; ``query_prompt`` (default: the same) is stored
-    in the recipe for searches.
+    """Build an index folder at ``out_dir`` from a vector source; the index as loaded back.
 
-    ``post`` is a chain (fitted on ``fit_on``: "corpus" or a file of sentences) or a saved
-    transform file (checked against the encoder before anything is encoded; ``force`` uses one
-    fitted for another model or pooling). Duplicate texts are indexed once (first occurrence
-    and its id). ``progress`` shows FAISS's adding (None: for large corpora on a terminal).
-    An existing index folder at ``out_dir`` is replaced whole, under its lock (another process
-    writing it is waited for up to ``lock_timeout`` seconds). ``metric`` None: the one the
+    ``source`` is texts, encoded here with ``encoder`` (``pooling``, ``max_length``; its prompt
+    is the passages', ``query_prompt`` (default: the same) is stored for searches; ``ids``
+    their user ids, ``corpus_info`` the recipe's corpus entry), or an encode folder
+    (:class:`~embedkit.store.encode_folder.EncodeFolder` or its ``Path``), whose manifest gives the
+    recipe and whose shards' ids are the user ids. Either way it is one path: each text is
+    indexed once (its first row), an index that needs training is trained on a seeded sample
+    of the rows (``train_size``; default
+    :func:`~embedkit.retrieval.faiss_ops.train_sample_size`), the rows are added a batch at a
+    time (``on_disk``, IVF factories: into inverted lists kept in ``lists.ivfdata`` inside the
+    folder, memory-mapped when searched), an IVF or HNSW index gets its default search setting
+    (:mod:`embedkit.retrieval.tuning`), and the recipe is written.
+
+    ``post`` is a chain (for texts: fitted on ``fit_on``, "corpus" or a file of sentences) or
+    a saved transform file (checked against the model before anything is encoded, and for an
+    encode folder against its vectors; ``force`` uses one fitted for other ones); an encode
+    folder's own post-processor is baked in as it is. ``metric`` None: for texts the one the
     model folder's declared similarity means (dot -> ip, euclidean -> l2), else cosine.
+    ``progress`` shows FAISS's adding of texts (None: for large corpora on a terminal). An
+    existing index folder at ``out_dir`` is replaced whole, under its lock (another process
+    writing it is waited for up to ``lock_timeout`` seconds). ``index_codes``
+    (:class:`~embedkit.retrieval.budget.IndexCodes`): quantised codes and their rescoring, or
+    a budget choosing factory and codes on a sample of the source (the choice and why kept in
+    the recipe as ``index_choice``).
     """
-    if metric is not None:
-        check_metric(metric)
-    if int(max_length) < 3:
-        raise ConfigError("max_length must be at least 3 ([CLS], one token, [SEP])",
-                          param="max_length")
-    enc = as_encoder(encoder)
-    metric = metric or metric_for_similarity(str(enc.describe().get("similarity") or "cosine"))
-    pool = Pooling(pooling or enc.default_pooling)
     out = Path(out_dir)
     _check_out_dir(out)
-    check_index_settings([factory], post, dim=int(enc.dim), metric=metric)  # before encoding
-    from embedkit.retrieval.budget import IndexCodes, matrix_sampler  # hook: quantised codes
-    (codes := index_codes or IndexCodes()).check(factory)
-    texts = list(texts)
-    uniq, uniq_ids = _unique(texts, ids)
-    encoded: dict[str, np.ndarray] = {}
+    codes = index_codes or IndexCodes()
+    codes.check(factory)  # before encoding
+    if isinstance(source, (EncodeFolder, os.PathLike)):
+        if encoder is not None:
+            raise ConfigError("an encode folder holds vectors already; give no encoder",
+                              param="encoder")
+        prepared = folder_source(source, post=post, metric=metric, force=force)
+    else:
+        options = _TextOptions(pooling, post, metric, max_length,
+                               PostOptions(fit_on=fit_on, force=force), query_prompt, factory,
+                               on_disk)
+        prepared = _text_source(source, ids, encoder, corpus_info, options)
+        prepared.progress = _show_progress(progress, prepared.source.total_rows)
+    return _write_index(out, prepared, codes, factory=factory, train_size=train_size,
+                        seed=seed, on_disk=on_disk, lock_timeout=lock_timeout)
 
-    def corpus_vectors() -> np.ndarray:
-        if "x" not in encoded:
-            logger.info("encoding %d texts with %s (%s, max length %d)", len(uniq), enc.name,
-                        pool, int(max_length))
-            encoded["x"] = enc.encode(uniq, pool, max_length=int(max_length))
-        return encoded["x"]
 
-    # a transform file is checked before any encoding; a chain is fitted when it needs to be
-    fitted = prepare_post(post, encoder=enc, pooling=pool, dim=int(enc.dim), metric=metric,
-                          force=force, fit_data=_fit_data(fit_on, enc, pool, int(max_length),
-                                                          uniq, corpus_vectors))
-    vectors = corpus_vectors()
-    recipe = _make_recipe(enc, pool, int(max_length), fitted, {
-        **(corpus_info or {"source": "python"}), "n_texts": len(texts), "n_indexed": len(uniq)},
-        query_prompt)
-    factory, codes, chosen = codes.choose(  # hook: index choice under a budget
-        matrix_sampler(vectors), len(uniq), metric=metric, seed=seed, factory=factory,
-        transform=fitted.map if fitted else None)
-    recipe = dataclasses.replace(recipe, extra={**recipe.extra, **chosen})
+def _write_index(out: Path, prepared: Prepared, codes: IndexCodes, *, factory: str,
+                 train_size: int | None, seed: int, on_disk: bool,
+                 lock_timeout: float | None) -> EmbeddingIndex:
+    """Choose (under a budget), train, fill and tune the index over the source, then save the
+    folder with its recipe (and ``post.safetensors``)."""
+    src, amap, metric = prepared.source, prepared.amap, prepared.metric
+    factory, codes, chosen = codes.choose(
+        lambda n, s: src.rows(draw_rows(src.total_rows, n, s)), src.total_rows, metric=metric,
+        transform=amap, seed=seed, factory=factory)
     logger.info("building FAISS %r (%s; training if it needs it, then adding) over %d vectors%s",
-                factory, metric, len(uniq),
-                f", post {fitted.spec} -> {fitted.map.k} dims" if fitted else "")
-    index = EmbeddingIndex.build(
-        vectors, uniq, factory=factory, metric=metric, transform=fitted.map if fitted else None,
-        ids=uniq_ids, recipe=recipe, train_size=train_size, seed=seed,
-        progress=_show_progress(progress, len(uniq)), **codes.build_kwargs())
-    _save(index, out, fitted, recipe, lock_timeout)
-    return index
+                factory, metric, src.total_rows, f", post -> {amap.k} dims" if amap else "")
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # blocks of on-disk lists beside the folder (the merged file is moved in); otherwise the
+    # system's temporary folder (a kill leaves nothing beside the index)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.blocks.", dir=out.parent if (
+            on_disk or codes.codes != "float") else None) as tmp:
+        work = Path(tmp)
+        index = make_index(src.dim, factory, metric, amap, store_dir=work,
+                           **codes.build_kwargs())
+        filled = fill_index(index, src, factory, metric, amap, train_size=train_size,
+                            seed=seed, progress=prepared.progress,
+                            on_disk=work if on_disk else None, lists_at=out / IVFDATA_FILE)
+        corpus = {**prepared.recipe.corpus[0], "n_indexed": len(filled.texts)}
+        settings = getattr(index, "settings", None)  # a quantised index's codes
+        recipe = dataclasses.replace(prepared.recipe, corpus=(corpus,),
+                                     search_defaults=filled.search_defaults, extra={
+                                         **prepared.recipe.extra, **chosen, **(
+                                             {"vectors": settings.to_dict()} if settings else {})})
+        extra: dict[str, Path] = {} if filled.ivfdata is None else {IVFDATA_FILE: filled.ivfdata}
+        if prepared.post_file is not None:
+            extra[POST_FILE] = prepared.post_file
+        if prepared.post is not None:
+            recipe = write_post_file(work, prepared.post, recipe)
+            extra[POST_FILE] = work / POST_FILE
+        built = EmbeddingIndex(
+            index, filled.texts, filled.user_ids, factory=getattr(index, "factory", factory),
+            metric=metric, dim_in=src.dim, dim=amap.k if amap is not None else src.dim,
+            recipe=recipe.to_dict(), build_seconds=filled.seconds,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            extra={"seed": int(seed), "train_size": filled.trained_on,
+                   "transform": amap is not None, "on_disk": bool(on_disk),
+                   **({"quantized": settings.to_dict()} if settings else {})})
+        built.save(out, extra_files=extra, lock_timeout=lock_timeout)
+        del index, built
+    return EmbeddingIndex.load(out)
+
+
+def _show_progress(progress: bool | None, n: int) -> bool:
+    return bool(progress if progress is not None else n >= PROGRESS_MIN and sys.stderr.isatty())
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,7 +434,7 @@ class IndexSearcher:
     """A loaded index folder and the encoder its recipe names; :meth:`search` texts.
 
     ``model``, ``pooling``, ``post`` and ``max_length`` are optional overrides: each one that
-    differs from the recipe is refused (:class:`~embedkit.retrieval.recipe.RecipeConflictError`,
+    differs from the recipe is refused (:class:`~embedkit.store.recipe.RecipeConflictError`,
     whose ``conflicts`` list them) unless ``force``, which uses the given model / pooling /
     max length (the postprocessor is baked into the index and cannot change: the index's own
     is used). The model's identity is checked against the recipe too.

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embedkit.diagnostics import corpus_hub_penalty, csls_rerank, hubness_from_occurrence
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, check_int
 from embedkit.retrieval.metrics import retrieval_scores
 from embedkit.retrieval.tasks import RetrievalTask
 
@@ -42,12 +42,6 @@ __all__ = ["CSLSReranker", "evaluate_csls", "occurrence_hubness"]
 
 #: candidates re-ranked per query by default (the index's top 100)
 DEFAULT_CANDIDATES = 100
-
-
-def _positive(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < 1:
-        raise ConfigError(f"{name} must be an integer >= 1; got {value!r}", param=name)
-    return int(value)
 
 
 class CSLSReranker:
@@ -66,8 +60,8 @@ class CSLSReranker:
             raise ConfigError("penalty must be a non-empty 1-D array of finite values, one per "
                               "corpus row")
         self.penalty = pen
-        self.k_penalty = _positive(k_penalty, "k_penalty")
-        self.candidates = _positive(candidates, "candidates")
+        self.k_penalty = check_int(k_penalty, "k_penalty")
+        self.candidates = check_int(candidates, "candidates")
 
     @classmethod
     def fit(cls, corpus_vectors: Any, *, transform: AffineMap | None = None,
@@ -77,7 +71,7 @@ class CSLSReranker:
         x = np.asarray(corpus_vectors)
         if transform is not None:
             x = transform.apply(x)
-        k = _positive(k_penalty, "k_penalty")
+        k = check_int(k_penalty, "k_penalty")
         if x.ndim != 2 or x.shape[0] <= k:
             raise ConfigError(f"k_penalty must be < the corpus size ({x.shape[0]} vectors); "
                               f"got {k}", param="k_penalty")
@@ -124,7 +118,7 @@ class CSLSReranker:
         if index.ntotal != self.penalty.size:
             raise ConfigError(f"this CSLS penalty covers {self.penalty.size} corpus rows but the "
                               f"index holds {index.ntotal}; fit it on the index's corpus")
-        k = _positive(k, "k")
+        k = check_int(k, "k")
         hits = index.search(query_vectors, max(k, self.candidates), nprobe=nprobe,
                             ef_search=ef_search)
         return [row[:k] for row in self.rerank_hits(hits)]
@@ -190,7 +184,7 @@ def evaluate_csls(task: RetrievalTask, corpus_vectors: Any, query_vectors: Any, 
     """
     from embedkit.retrieval.index import EmbeddingIndex
 
-    k = _positive(k, "k")
+    k = check_int(k, "k")
     corpus_x = np.asarray(corpus_vectors, dtype=np.float32)
     query_x = np.asarray(query_vectors, dtype=np.float32)
     if corpus_x.ndim != 2 or corpus_x.shape[0] != len(task.corpus):

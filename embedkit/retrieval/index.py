@@ -34,15 +34,16 @@ from embedkit.retrieval.faiss_ops import (
     METRICS,
     add_vectors,
     as_matrix,
-    build_faiss,
     check_metric,
     faiss,
+    make_faiss_index,
     search_parameters,
     serialized_bytes,
 )
 from embedkit.retrieval.persistence import FORMAT, read_index_folder, write_index_folder
-from embedkit.retrieval.recipe import Recipe, RecipeConflict, compare_recipe
-from embedkit.retrieval.tuning import search_defaults_of, tune_defaults
+from embedkit.retrieval.shards import ArraySource, dedupe_rows, fill_index
+from embedkit.retrieval.tuning import search_defaults_of
+from embedkit.store.recipe import Recipe, RecipeConflict, compare_recipe
 
 __all__ = ["EmbeddingIndex", "Hit", "METRICS", "as_affine_map"]
 
@@ -114,31 +115,6 @@ def _json_recipe(recipe: Recipe | Mapping[str, Any] | None) -> dict[str, Any]:
         return json.loads(json.dumps(dict(recipe)))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"recipe must be JSON-serialisable: {exc}", param="recipe") from exc
-
-
-def _dedupe(
-    texts: list[str], ids: Sequence[str | int | None] | None, seen: Any
-) -> tuple[list[int], list[str], list[str | None]]:
-    """Rows to keep: texts not in ``seen`` and not repeated earlier in the batch."""
-    if ids is not None:
-        ids = list(ids)
-        if len(ids) != len(texts):
-            raise ConfigError(f"got {len(texts)} texts but {len(ids)} ids", param="ids")
-    keep: list[int] = []
-    kept_texts: list[str] = []
-    kept_ids: list[str | None] = []
-    batch: set[str] = set()
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise ConfigError(f"text {i} is {type(t).__name__}, not a string", param="texts")
-        if t in seen or t in batch:
-            continue
-        batch.add(t)
-        keep.append(i)
-        kept_texts.append(t)
-        u = ids[i] if ids is not None else None
-        kept_ids.append(None if u is None else str(u))
-    return keep, kept_texts, kept_ids
 
 
 class EmbeddingIndex:
@@ -221,9 +197,10 @@ class EmbeddingIndex:
         an IVF or HNSW index gets default search settings (the smallest ``nprobe`` /
         ``efSearch`` reaching recall@10 >= 0.95 against exact search on a seeded sample of
         its vectors: :mod:`embedkit.retrieval.tuning`), stored in the recipe as
-        ``search_defaults`` and used by :meth:`search` when none is given. ``codes``
-        (what the index keeps: ``float``, ``int8`` or ``binary``) ``int8`` / ``binary`` builds the SQ8 / binary form of ``factory`` whose searches
-        rescore ``rescore`` x k candidates from the ``rescore_with`` vectors kept on disk
+        ``search_defaults`` and used by :meth:`search` when none is given. ``codes`` (what
+        the index keeps: ``float``, ``int8``, ``binary``, or ``factory``: the factory's own PQ /
+        SQ4 codes) ``int8`` / ``binary`` / ``factory`` builds the SQ8 / binary / given form of
+        ``factory`` whose searches rescore ``rescore`` x k candidates from the ``rescore_with`` vectors kept on disk
         (:mod:`embedkit.retrieval.quantized`).
 
         >>> import numpy as np
@@ -238,47 +215,27 @@ class EmbeddingIndex:
             raise ConfigError(f"got {x.shape[0]} vectors but {len(texts)} texts", param="texts")
         stored = _json_recipe(recipe)
         amap = as_affine_map(transform, x.shape[1], metric)
-        keep, kept_texts, kept_ids = _dedupe(texts, ids, set())
+        keep, kept_texts, kept_ids = dedupe_rows(texts, ids, set())
         xk = x[keep] if len(keep) != x.shape[0] else x
-        if codes != "float":  # hook: quantised indexes (retrieval/quantized.py)
-            return cls._build_quantized(xk, kept_texts, kept_ids, factory, metric, amap, stored,
-                                        seed, train_size, codes, rescore, rescore_with)
-        index, seconds = build_faiss(
-            xk, factory, metric, amap, train_size=train_size, seed=seed, progress=progress
-        )
-        defaults = tune_defaults(index, xk, factory, metric, amap, seed=seed) if tune else None
-        if defaults is not None:
-            stored["search_defaults"] = defaults
+        from embedkit.retrieval.quantized import make_index  # float or quantised, one path
+
+        index = make_index(x.shape[1], factory, metric, amap, codes=codes, rescore=rescore,
+                           rescore_with=rescore_with)
+        filled = fill_index(index, ArraySource(xk, kept_texts, kept_ids), factory, metric, amap,
+                            train_size=train_size, seed=seed, tune=tune, progress=progress)
+        if filled.search_defaults is not None:
+            stored["search_defaults"] = filled.search_defaults
+        settings = getattr(index, "settings", None)  # a quantised index's codes
+        if settings is not None:
+            stored["vectors"] = settings.to_dict()
         return cls(
-            index, kept_texts, kept_ids, factory=factory, metric=metric, dim_in=x.shape[1],
-            dim=amap.k if amap is not None else x.shape[1], recipe=stored,
-            build_seconds=seconds,
+            index, filled.texts, filled.user_ids, factory=getattr(index, "factory", factory),
+            metric=metric, dim_in=x.shape[1], dim=amap.k if amap is not None else x.shape[1],
+            recipe=stored, build_seconds=filled.seconds,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            extra={"seed": int(seed), "train_size": train_size, "transform": amap is not None},
+            extra={"seed": int(seed), "train_size": train_size, "transform": amap is not None,
+                   **({"quantized": settings.to_dict()} if settings is not None else {})},
         )
-
-    @classmethod
-    def _build_quantized(cls, x: np.ndarray, texts: list[str], ids: list[str | None],
-                         factory: str, metric: str, amap: AffineMap | None,
-                         stored: dict[str, Any], seed: int, train_size: int | None,
-                         vectors: str, rescore: int, rescore_with: str) -> EmbeddingIndex:
-        import time
-
-        from embedkit.retrieval.quantized import build_quantized, tune_quantized
-
-        start = time.perf_counter()
-        q = build_quantized(x, factory, metric, amap, vectors=vectors, rescore=rescore,
-                            rescore_with=rescore_with, train_size=train_size, seed=seed)
-        seconds = time.perf_counter() - start
-        stored["vectors"] = q.settings.to_dict()
-        defaults = tune_quantized(q, x, amap, seed=seed)
-        if defaults is not None:
-            stored["search_defaults"] = defaults
-        return cls(q, texts, ids, factory=q.factory, metric=metric, dim_in=x.shape[1],
-                   dim=q.settings.dim, recipe=stored, build_seconds=seconds,
-                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   extra={"seed": int(seed), "train_size": train_size,
-                          "transform": amap is not None, "quantized": q.settings.to_dict()})
 
     def add(
         self, vectors: Any, texts: Sequence[str], ids: Sequence[str | int | None] | None = None
@@ -296,7 +253,7 @@ class EmbeddingIndex:
         texts = list(texts)
         if len(texts) != x.shape[0]:
             raise ConfigError(f"got {x.shape[0]} vectors but {len(texts)} texts", param="texts")
-        keep, kept_texts, kept_ids = _dedupe(texts, ids, self._positions)
+        keep, kept_texts, kept_ids = dedupe_rows(texts, ids, self._positions)
         if not keep:
             return 0
         if self._extra.get("quantized"):  # hook: quantised indexes' stores are not grown

@@ -30,7 +30,8 @@ from embedkit.io.atomic import LOCK_TIMEOUT, atomic_dir, recover_dir
 from embedkit.io.seal import check_values, seal_values
 from embedkit.provenance import sha256_file
 from embedkit.retrieval.faiss_ops import METRICS, faiss, read_faiss_index
-from embedkit.retrieval.recipe import Count, Positive, validate_json
+from embedkit.store.encode_folder import plain_name
+from embedkit.store.recipe import Count, Positive, validate_json
 
 __all__ = ["FORMAT", "INDEX_FILE", "IVFDATA_FILE", "META_FILE", "TEXTS_FILE", "StoredIndex",
            "plain_name", "read_index_folder", "write_index_folder"]
@@ -57,11 +58,6 @@ class StoredIndex:
     user_ids: list[str | None]
     meta: dict[str, Any]
     extra_files: list[str]
-
-
-def plain_name(name: str) -> bool:
-    """True for a bare file name (no folder part, not . or ..)."""
-    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
 
 
 def write_index_folder(

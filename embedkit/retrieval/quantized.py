@@ -56,7 +56,7 @@ from embedkit.retrieval.faiss_ops import (
 )
 
 __all__ = ["DEFAULT_RESCORE", "RESCORE_WITH", "VECTORS", "QuantizedIndex", "RescoreStore",
-           "binary_factory", "build_quantized", "is_binary_factory", "make_quantized",
+           "binary_factory", "build_quantized", "is_binary_factory", "make_index", "make_quantized",
            "parse_spec", "quantized_factory", "read_quantized", "tune_quantized"]
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ STORE_FILES = {"float": "rescore.f32", "int8": "rescore.i8"}
 SCALE_FILE = "rescore.scale.npy"
 #: the binary index inside a binary index folder (index.faiss holds the transform chain)
 BINARY_FILE = "codes.faissb"
+#: the mean a binary index's vectors are centred on before their sign bits are kept
+CENTRE_FILE = "binary.centre.npy"
 _DTYPES = {"float": np.float32, "int8": np.int8}
 
 
@@ -114,6 +116,8 @@ def quantized_factory(factory: str, vectors: str) -> str:
         return f
     if vectors == "binary":
         return binary_factory(f)
+    if vectors == "factory":  # the factory's own codes (PQ, SQ4, PCA+SQ8), rescored
+        return f
     if "SQ8" in f:
         return f
     m = re.fullmatch(r"(?:Flat|HNSW(\d+)(?:,Flat)?|IVF(\d+),Flat)", f)
@@ -198,12 +202,16 @@ class RescoreStore:
         """The folder files of the store: name -> a path or bytes."""
         out: dict[str, Any] = {STORE_FILES[self.kind]: self.path}
         if self.scale is not None:
-            import io
-
-            buf = io.BytesIO()
-            np.save(buf, self.scale)
-            out[SCALE_FILE] = buf.getvalue()
+            out[SCALE_FILE] = _npy(self.scale)
         return out
+
+
+def _npy(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
 
 
 def _unlink(name: str) -> None:
@@ -225,11 +233,14 @@ class QuantizedSettings:
     rescore: int
     rescore_with: str
     dim: int
+    #: binary: the sign bits are those of the vectors minus the training sample's mean
+    #: (``binary.centre.npy``); False in folders written before it
+    centre: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"vectors": self.vectors, "rescore": int(self.rescore),
                 "rescore_with": self.rescore_with if self.rescore else None,
-                "dim": int(self.dim)}
+                "dim": int(self.dim), "centre": bool(self.centre)}
 
 
 class QuantizedIndex:
@@ -239,10 +250,13 @@ class QuantizedIndex:
     :meth:`search_with`."""
 
     def __init__(self, base: Any, pre: Any, factory: str, metric: str,
-                 settings: QuantizedSettings, store: RescoreStore | None):
+                 settings: QuantizedSettings, store: RescoreStore | None,
+                 centre: np.ndarray | None = None):
         self.base, self.pre, self.factory, self.metric = base, pre, factory, metric
         self.settings, self.store = settings, store
         self.binary = settings.vectors == "binary"
+        # binary: the training sample's mean, subtracted before the sign bits are kept
+        self.centre = None if centre is None else np.asarray(centre, dtype=np.float32)
 
     # ---- what EmbeddingIndex reads of a faiss index ----------------------------------------
 
@@ -256,7 +270,32 @@ class QuantizedIndex:
 
     @property
     def is_trained(self) -> bool:
-        return bool(self.base.is_trained)
+        """The quantiser, the binary centre and the int8 store's scales all fitted."""
+        return bool(self.base.is_trained) and not self._to_fit()
+
+    def _to_fit(self) -> bool:
+        return bool((self.binary and self.settings.centre and self.centre is None) or (
+            self.store is not None and self.store.kind == "int8" and self.store.scale is None))
+
+    def bits(self, t: np.ndarray) -> np.ndarray:
+        """Packed sign bits of transformed rows ``t`` (centred on the training sample's mean
+        first when built with ``centre``)."""
+        return np.packbits((t - self.centre if self.centre is not None else t) > 0, axis=1)
+
+    def train_sample_size(self, total: int, train_size: int | None) -> int:
+        """Training rows out of ``total`` (faiss_ops' rule for the quantiser's IVF lists)."""
+        from embedkit.retrieval.faiss_ops import train_sample_size
+
+        if self.binary:
+            nlist = _nlist(self)
+            probe = make_faiss_index(8, f"IVF{nlist},Flat" if nlist else "Flat", "l2", None)
+            return train_sample_size(probe, total, train_size)
+        return train_sample_size(self.base, total, train_size)
+
+    def tunable(self) -> frozenset[str]:
+        """The search setting a default is chosen for (``nprobe`` / ``efSearch``)."""
+        return frozenset({"nprobe"} if _nlist(self) else
+                         {"efSearch"} if "HNSW" in self.factory else set())
 
     @property
     def chain(self) -> Any:
@@ -273,10 +312,12 @@ class QuantizedIndex:
         """Train the quantiser (SQ8 ranges, IVF centroids) and the int8 store's scales."""
         if self.store is not None and self.store.kind == "int8" and self.store.scale is None:
             self.store.fit_scale(self.transform(x))
+        if self.binary and self.settings.centre and self.centre is None:
+            self.centre = self.transform(x).mean(axis=0).astype(np.float32)
         if self.base.is_trained:
             return
         if self.binary:
-            self.base.train(np.packbits(self.transform(x) > 0, axis=1))
+            self.base.train(self.bits(self.transform(x)))
         else:
             train_index(self.base, x, self.factory, train_size, seed)
 
@@ -286,7 +327,7 @@ class QuantizedIndex:
             return
         t = self.transform(x)
         if self.binary:
-            self.base.add(np.packbits(t > 0, axis=1))
+            self.base.add(self.bits(t))
         else:
             self.base.add(np.ascontiguousarray(x, dtype=np.float32))
         if self.store is not None:
@@ -317,8 +358,7 @@ class QuantizedIndex:
         params = self._params(nprobe, ef_search)
         if not self.binary:
             return self.base.search(q, k, params=params)
-        dist, labels = self.base.search(np.packbits(self.transform(q) > 0, axis=1), k,
-                                        params=params)
+        dist, labels = self.base.search(self.bits(self.transform(q)), k, params=params)
         return 1.0 - 2.0 * dist.astype(np.float32) / self.settings.dim, labels
 
     def search_with(self, q: np.ndarray, k: int, *, nprobe: int | None = None,
@@ -351,6 +391,8 @@ class QuantizedIndex:
         out: dict[str, Any] = {}
         if self.binary:
             out[BINARY_FILE] = faiss.serialize_index_binary(self.base).tobytes()
+        if self.centre is not None:
+            out[CENTRE_FILE] = _npy(self.centre)
         if self.store is not None:
             out.update(self.store.files())
         return out
@@ -387,14 +429,33 @@ def rescore(qt: np.ndarray, labels: np.ndarray, store: RescoreStore, metric: str
     return out_s, out_l
 
 
+def make_index(dim_in: int, factory: str, metric: str, transform: AffineMap | None, *,
+               codes: str = "float", rescore: int = DEFAULT_RESCORE, rescore_with: str = "float",
+               store_dir: Path | None = None) -> Any:
+    """The empty index of the one builder (:func:`~embedkit.retrieval.shards.fill_index`
+    fills either): FAISS's ``factory`` for ``codes="float"``, else a :class:`QuantizedIndex`
+    whose rescoring store is written in ``store_dir`` (default: the system's temporary
+    folder)."""
+    if codes == "float":
+        return make_faiss_index(dim_in, factory, metric, transform)
+    dim = transform.k if transform is not None else dim_in
+    store = (RescoreStore(Path(store_dir) / STORE_FILES[rescore_with], dim, rescore_with)
+             if store_dir is not None and rescore else None)
+    return make_quantized(dim_in, factory, metric, transform, vectors=codes, rescore=rescore,
+                          rescore_with=rescore_with, store=store)
+
+
 def make_quantized(dim_in: int, factory: str, metric: str, transform: AffineMap | None, *,
                    vectors: str, rescore: int = DEFAULT_RESCORE, rescore_with: str = "float",
-                   store: RescoreStore | None = None) -> QuantizedIndex:
+                   store: RescoreStore | None = None, centre: bool = False) -> QuantizedIndex:
     """An empty quantised index; ``store`` (default: a temporary one) receives the rescoring
-    vectors as they are added (none when ``rescore`` is 0)."""
+    vectors as they are added (none when ``rescore`` is 0). ``centre`` (binary): keep the sign
+    bits of the vectors minus the training sample's mean (measured: no better than plain sign
+    on the synthetic scale vectors, whose shared direction survives centring; plain sign, as
+    sentence-transformers' ``quantize_embeddings`` does, is the default)."""
     _check_rescore(rescore, rescore_with)
-    if vectors not in ("int8", "binary"):
-        raise ConfigError(f"vectors must be int8 or binary here, not {vectors!r}",
+    if vectors not in ("int8", "binary", "factory"):
+        raise ConfigError(f"vectors must be int8, binary or factory here, not {vectors!r}",
                           param="vectors")
     qf = quantized_factory(factory, vectors)
     dim = transform.k if transform is not None else dim_in
@@ -408,28 +469,24 @@ def make_quantized(dim_in: int, factory: str, metric: str, transform: AffineMap 
         pre = base = make_faiss_index(dim_in, qf, metric, transform)
     if rescore and store is None:
         store = RescoreStore.temporary(dim, rescore_with)
-    settings = QuantizedSettings(vectors, int(rescore), rescore_with, int(dim))
+    settings = QuantizedSettings(vectors, int(rescore), rescore_with, int(dim),
+                                 centre=bool(centre and vectors == "binary"))
     return QuantizedIndex(base, pre, qf, metric, settings, store if rescore else None)
 
 
 def build_quantized(x: np.ndarray, factory: str, metric: str, transform: AffineMap | None, *,
                     vectors: str, rescore: int = DEFAULT_RESCORE, rescore_with: str = "float",
-                    train_size: int | None = None, seed: int = 0) -> QuantizedIndex:
-    """Make, train (on a seeded sample) and fill a quantised index with the rows of ``x``."""
+                    train_size: int | None = None, seed: int = 0,
+                    centre: bool = False) -> QuantizedIndex:
+    """Make a quantised index and fill it with the rows of ``x`` through the one builder's
+    :func:`~embedkit.retrieval.shards.fill_index` (trained on a seeded sample; no tuning)."""
+    from embedkit.retrieval.shards import ArraySource, fill_index
+
     index = make_quantized(x.shape[1], factory, metric, transform, vectors=vectors,
-                           rescore=rescore, rescore_with=rescore_with)
-    if not index.is_trained or (index.store is not None and index.store.kind == "int8"):
-        n = x.shape[0]
-        size = min(n, int(train_size) if train_size else max(10000, 40 * _nlist(index)))
-        rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False)) \
-            if size < n else np.arange(n)
-        if _nlist(index) > size:
-            raise ConfigError(f"factory {index.factory!r} needs at least {_nlist(index)} "
-                              f"training vectors but only {size} are available; use a smaller "
-                              "nlist or a Flat index", param="factory")
-        index.train(np.ascontiguousarray(x[rows]), seed=seed, train_size=size)
-    for start in range(0, x.shape[0], 65536):
-        index.add(x[start:start + 65536])
+                           rescore=rescore, rescore_with=rescore_with, centre=centre)
+    names = [str(i) for i in range(x.shape[0])]
+    fill_index(index, ArraySource(np.ascontiguousarray(x, dtype=np.float32), names),
+               index.factory, metric, transform, train_size=train_size, seed=seed, tune=False)
     return index
 
 
@@ -447,7 +504,8 @@ def read_quantized(directory: Path, meta: dict[str, Any], pre: Any) -> Quantized
     q = meta.get("quantized") or {}
     try:
         settings = QuantizedSettings(str(q["vectors"]), int(q["rescore"]),
-                                     str(q.get("rescore_with") or "float"), int(q["dim"]))
+                                     str(q.get("rescore_with") or "float"), int(q["dim"]),
+                                     centre=bool(q.get("centre", False)))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{directory}/index.json: malformed 'quantized' entry ({exc}); "
                           "rebuild the index") from exc
@@ -463,8 +521,9 @@ def read_quantized(directory: Path, meta: dict[str, Any], pre: Any) -> Quantized
         if store.rows != base.ntotal:
             raise ConfigError(f"{store.path}: {store.rows} rows but the index holds "
                               f"{base.ntotal}; rebuild the index")
+    centre = np.load(directory / CENTRE_FILE) if settings.centre else None
     return QuantizedIndex(base, pre, str(meta.get("factory")), str(meta["metric"]), settings,
-                          store)
+                          store, centre)
 
 
 def tune_quantized(index: QuantizedIndex, x: np.ndarray | None, transform: AffineMap | None,
@@ -515,6 +574,8 @@ def parse_spec(spec: str) -> tuple[str, str, int] | None:
 
     >>> parse_spec("BIVF64+rescore4x"), parse_spec("SQ8+rescore2x"), parse_spec("SQ8")
     (('IVF64,Flat', 'binary', 4), ('Flat', 'int8', 2), None)
+    >>> parse_spec("IVF64,PQ16+rescore4x")
+    ('IVF64,PQ16', 'factory', 4)
     """
     base, _, suffix = spec.replace(" ", "").partition("+")
     rescore = 0
@@ -531,8 +592,7 @@ def parse_spec(spec: str) -> tuple[str, str, int] | None:
         return (f"{inner},Flat" if inner.startswith("IVF") else inner), "binary", rescore
     if not suffix:
         return None
-    if "SQ8" not in base:
-        raise ConfigError(f"{spec!r}: only binary (B...) and SQ8 indexes are rescored",
-                          param="factory")
+    if not re.fullmatch(r"SQ8|IVF\d+,SQ8|HNSW\d+_SQ8", base):  # PQ, SQ4...: their own codes
+        return base, "factory", rescore
     flat = base.replace("_SQ8", "").replace(",SQ8", ",Flat").replace("SQ8", "Flat")
     return flat, "int8", rescore

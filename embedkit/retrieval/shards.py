@@ -1,271 +1,181 @@
-"""Encode folders (what ``embedkit encode`` writes) and FAISS indexes built from them.
+"""The sources of an index and a FAISS index filled from one: the one training, adding and
+tuning of every index.
 
-The folder's format (shards, the sealed ``manifest.json``, their checks) is
-:mod:`embedkit.retrieval.encode_folder`'s; its names are importable from here too.
-
-:class:`EncodeFolder` reads a folder (checking its manifest and every shard) and streams
-its vectors a shard at a time; :func:`build_index_from_shards` trains a FAISS index on a seeded
-sample, adds the shards in bounded memory (optionally into on-disk inverted lists, as faiss's
-``contrib.ondisk.merge_ondisk`` does) and writes an index folder that ``search``, ``add`` and
-``eval`` read as one built from text.
+A :class:`VectorSource` holds rows ``(id, text, vector)``: it streams them as ``(ids, texts,
+vectors)`` batches and reads the vectors of given row numbers. Vectors in memory
+(:class:`ArraySource`) are one source, an encode folder's shards
+(:class:`~embedkit.store.encode_folder.EncodeFolder`, prepared by :func:`folder_source`: its
+recipe and post-processor) another. :func:`fill_index` trains an
+index on a seeded sample of the rows (:func:`~embedkit.store.encode_folder.draw_rows`, the one
+row sampler), adds the batches in bounded memory (optionally into on-disk inverted lists, as
+faiss's ``contrib.ondisk.merge_ondisk`` does), each text once (its first row), and chooses the
+search default on the way (:class:`~embedkit.retrieval.tuning.RecallProbe`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+import warnings
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from embedkit.encoders import Pooling, SentenceEncoder
 from embedkit.errors import ConfigError
-from embedkit.postprocess import AffineMap, load_transform, save_transform
+from embedkit.postprocess.affine import AffineMap
 from embedkit.provenance import sha256_file
-from embedkit.retrieval.encode_folder import (
-    MANIFEST,
-    MANIFEST_FORMAT,
-    VECTOR_DTYPES,
-    folder_key,
-    read_manifest,
-    read_shard,
-    shard_name,
-    shard_problem,
-    write_manifest,
-    write_shard,
-)
 from embedkit.retrieval.faiss_ops import (
+    add_vectors,
     check_metric,
     faiss,
     ivf_nlist,
-    make_faiss_index,
     train_index,
+    train_sample_size,
     tunable_parameters,
 )
-from embedkit.retrieval.folder import POST_FILE, _make_recipe, _post_metadata
-from embedkit.retrieval.index import EmbeddingIndex
 from embedkit.retrieval.persistence import IVFDATA_FILE
-from embedkit.retrieval.post import IndexPost
-from embedkit.retrieval.recipe import Recipe
-from embedkit.retrieval.tuning import TUNE_QUERIES, RecallProbe, sample_rows
+from embedkit.retrieval.quantized import QuantizedIndex, tune_quantized
+from embedkit.retrieval.tuning import RowProbe
+from embedkit.store.encode_folder import MANIFEST, EncodeFolder, draw_rows
+from embedkit.store.recipe import POST_FILE, Recipe
 
-__all__ = ["IVFDATA_FILE", "MANIFEST", "MANIFEST_FORMAT", "VECTOR_DTYPES", "EncodeFolder",
-           "build_index_from_shards", "encode_recipe", "read_manifest", "read_shard",
-           "shard_name", "shard_problem", "train_sample_size", "write_manifest",
-           "write_post_file", "write_shard"]
+if TYPE_CHECKING:
+    from embedkit.store.fitted import FittedPost
+
+__all__ = ["IVFDATA_FILE", "ArraySource", "Filled", "Prepared", "VectorSource", "check_on_disk",
+           "dedupe_rows", "fill_index", "folder_source", "train_sample_size"]
 
 logger = logging.getLogger(__name__)
 
-#: faiss k-means: it warns below 39 points per centroid and subsamples above 256
-MIN_POINTS_PER_CENTROID = 39
-MAX_POINTS_PER_CENTROID = 256
-#: training vectors for non-IVF trained factories (PQ/SQ codebooks, PCA): ~39 * 256
-MIN_TRAIN = 10000
+Batch = tuple[Sequence[Any], list[str], np.ndarray]
 
 
-def encode_recipe(encoder: SentenceEncoder, pooling: str, max_length: int,
-                  post: IndexPost | None, corpus: dict[str, Any]) -> Recipe:
-    """The recipe an index built from these vectors records (the same code as
-    :func:`~embedkit.retrieval.folder.build_index`)."""
-    return _make_recipe(encoder, Pooling(pooling), int(max_length), post, corpus)
+class VectorSource(Protocol):
+    """Rows of ``(id, text, vector)`` to index, streamed and sampled."""
 
-
-def write_post_file(folder: Path, post: IndexPost, recipe: Recipe) -> Recipe:
-    """Write ``post.safetensors`` (as an index folder holds it); the recipe with its sha256."""
-    path = folder / POST_FILE
-    save_transform(path, post.map, _post_metadata(post, recipe))
-    return replace(recipe, post_sha256=sha256_file(path))
+    @property
+    def dim(self) -> int: ...
+    @property
+    def total_rows(self) -> int: ...
+    def batches(self) -> Iterator[Batch]: ...
+    def rows(self, rows: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
-class EncodeFolder:
-    """A complete encode folder: its manifest, recipe, and shards (validated on open)."""
+class ArraySource:
+    """Vectors in memory (n x d) and their texts and ids (None: no ids): one batch."""
 
-    path: Path
-    manifest: dict[str, Any]
-    recipe: Recipe
-
-    @classmethod
-    def open(cls, path: str | os.PathLike, *, verify: bool = True) -> EncodeFolder:
-        """Read ``path`` (its manifest checked by
-        :func:`~embedkit.retrieval.encode_folder.read_manifest`); refuses an unfinished folder,
-        and with ``verify`` any shard whose sha256, row count, row range, ids or folder differ
-        from the manifest."""
-        folder = Path(path)
-        manifest = read_manifest(folder)
-        if not manifest.get("complete"):
-            raise ConfigError(f"{folder}: the encoding is not finished; rerun `embedkit encode` "
-                              "with the same settings to resume it", param="embeddings")
-        if verify:
-            key = folder_key(manifest)
-            for entry in manifest["shards"]:
-                problem = shard_problem(folder, entry, key)
-                if problem:
-                    raise ConfigError(problem + "; rerun `embedkit encode` to re-encode it",
-                                      param="embeddings")
-        recipe = Recipe.from_dict(manifest["recipe"], where=str(folder / MANIFEST))
-        return cls(folder, manifest, recipe)
+    x: np.ndarray
+    texts: list[str]
+    ids: Sequence[str | int | None] | None = None
 
     @property
     def dim(self) -> int:
-        return int(self.manifest["dim"])
-
-    @property
-    def vectors(self) -> dict[str, Any]:
-        """How the vectors are stored: ``{"dtype", "normalized"}`` (older folders: float32,
-        raw)."""
-        stored = self.manifest.get("vectors") or {}
-        return {"dtype": str(stored.get("dtype", "float32")),
-                "normalized": bool(stored.get("normalized", False))}
+        return int(self.x.shape[1])
 
     @property
     def total_rows(self) -> int:
-        return int(self.manifest["total_rows"])
+        return int(self.x.shape[0])
 
-    @property
-    def shard_files(self) -> list[Path]:
-        return [self.path / str(e["file"]) for e in self.manifest["shards"]]
+    def batches(self) -> Iterator[Batch]:
+        yield (self.ids if self.ids is not None else [None] * len(self.texts)), self.texts, self.x
 
-    def post_map(self) -> AffineMap | None:
-        """The post-processor's map (checked against the recipe's sha256), or None."""
-        if not self.recipe.post:
-            return None
-        path = self.path / POST_FILE
-        if not path.is_file() or sha256_file(path) != self.recipe.post_sha256:
-            raise ConfigError(f"{path}: missing or changed since it was encoded",
-                              param="embeddings")
-        return load_transform(path).map
-
-    def shards(self, *, texts: bool = True) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
-        """``(ids, texts, vectors)`` one shard at a time (memory: one shard)."""
-        for path in self.shard_files:
-            yield read_shard(path, texts=texts)
-
-    def sample(self, n: int, seed: int = 0) -> np.ndarray:
-        """``n`` rows drawn without replacement with ``seed`` (all rows when ``n`` >= total),
-        in row order; reads one shard at a time."""
-        total = self.total_rows
-        if n >= total:
-            rows = np.arange(total)
-        else:
-            rows = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
-        parts = []
-        start = 0
-        for entry, path in zip(self.manifest["shards"], self.shard_files, strict=True):
-            stop = start + int(entry["rows"])
-            lo, hi = np.searchsorted(rows, [start, stop])
-            if hi > lo:
-                parts.append(read_shard(path, texts=False)[2][rows[lo:hi] - start])
-            start = stop
-        return np.ascontiguousarray(np.concatenate(parts) if parts else
-                                    np.zeros((0, self.dim), np.float32))
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.x if len(rows) == self.x.shape[0] else self.x[rows])
 
 
-def train_sample_size(index: Any, total: int, train_size: int | None = None) -> int:
-    """Training vectors for ``index`` out of ``total``: ``train_size`` if given, else faiss's
-    points-per-centroid rule for IVF (64 per list, within [39, 256] per list, at least
-    :data:`MIN_TRAIN` for codebooks), at most ``total``.
-
-    >>> train_sample_size(make_faiss_index(8, "IVF100,Flat", "cosine", None), 10**6)
-    10000
-    >>> train_sample_size(make_faiss_index(8, "IVF1000,Flat", "cosine", None), 10**6)
-    64000
-    """
-    if train_size is not None:
-        return min(int(train_size), total)
-    nlist = ivf_nlist(index) or 0
-    size = min(max(64 * nlist, MIN_TRAIN), total)
-    if nlist and size < MIN_POINTS_PER_CENTROID * nlist:
-        logger.warning("training IVF%d on %d vectors: faiss wants at least %d (%d per list)",
-                       nlist, size, MIN_POINTS_PER_CENTROID * nlist, MIN_POINTS_PER_CENTROID)
-    return size
-
-
-# --------------------------------------------------------------------------------------------
-# an index folder from an encode folder
-
-
-def _check_out_dir(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or (
-            any(out.iterdir()) and not (out / "index.json").is_file())):
-        raise ConfigError(f"{out} exists and is not an index folder; the output folder is "
-                          "replaced whole, so give a new path or an existing index folder",
-                          param="out_dir")
+def dedupe_rows(texts: list[str], ids: Sequence[str | int | None] | None,
+                seen: Collection[str]) -> tuple[list[int], list[str], list[str | None]]:
+    """Rows to keep: texts not in ``seen`` and not repeated earlier in the batch (each text's
+    first row), with their texts and ids (as strings)."""
+    if ids is not None:
+        ids = list(ids)
+        if len(ids) != len(texts):
+            raise ConfigError(f"got {len(texts)} texts but {len(ids)} ids", param="ids")
+    keep: list[int] = []
+    kept_texts: list[str] = []
+    kept_ids: list[str | None] = []
+    batch: set[str] = set()
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ConfigError(f"text {i} is {type(t).__name__}, not a string", param="texts")
+        if t in seen or t in batch:
+            continue
+        batch.add(t)
+        keep.append(i)
+        kept_texts.append(t)
+        u = ids[i] if ids is not None else None
+        kept_ids.append(None if u is None else str(u))
+    return keep, kept_texts, kept_ids
 
 
-class _Rows:
-    """Texts and ids kept so far (each text once: its first row, as ``build_index`` does)."""
+@dataclass
+class Filled:
+    """What :func:`fill_index` kept: texts and ids by position, the search default chosen, the
+    training vectors used, the seconds it took, and the on-disk lists file (or None)."""
 
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.user_ids: list[str | None] = []
-        self.seen: set[str] = set()
+    texts: list[str] = field(default_factory=list)
+    user_ids: list[str | None] = field(default_factory=list)
+    search_defaults: dict[str, Any] | None = None
+    trained_on: int | None = None
+    seconds: float = 0.0
+    ivfdata: Path | None = None
+    seen: set[str] = field(default_factory=set)
 
-    def keep(self, ids: list[str], texts: list[str]) -> list[int]:
-        rows = []
-        for i, t in enumerate(texts):
-            if t not in self.seen:
-                self.seen.add(t)
-                rows.append(i)
-                self.texts.append(t)
-                self.user_ids.append(ids[i])
+    def keep(self, ids: Sequence[Any], texts: list[str]) -> list[int]:
+        """The rows of a batch to add (each text once), recorded."""
+        rows, kept_texts, kept_ids = dedupe_rows(list(texts), ids, self.seen)
+        self.seen.update(kept_texts)
+        self.texts.extend(kept_texts)
+        self.user_ids.extend(kept_ids)
         return rows
 
 
-class _ShardProbe:
-    """A :class:`~embedkit.retrieval.tuning.RecallProbe` fed shard by shard: its queries are
-    a seeded sample of the folder's rows, their labels learnt as the rows are kept."""
-
-    def __init__(self, folder: EncodeFolder, metric: str, amap: AffineMap | None,
-                 seed: int) -> None:
-        self.rows = sample_rows(folder.total_rows, TUNE_QUERIES, seed)
-        queries = folder.sample(len(self.rows), seed + 1)  # the same rows (same draw)
-        self.probe = RecallProbe(queries, np.full(len(self.rows), -1), metric, amap,
-                                 seed=seed)
-        self.start = 0  # the folder row of the next shard's first row
-
-    def see(self, x: np.ndarray, keep: list[int], first_label: int) -> None:
-        """A shard's rows ``x`` of which ``keep`` were indexed from label ``first_label``."""
-        if keep:
-            self.probe.observe(np.ascontiguousarray(x[keep]), first_label)
-            kept = self.start + np.asarray(keep, dtype=np.int64)
-            pos = np.searchsorted(self.rows, kept)
-            hit = pos < len(self.rows)
-            hit[hit] = self.rows[pos[hit]] == kept[hit]
-            self.probe.query_labels[pos[hit]] = first_label + np.flatnonzero(hit)
-        self.start += x.shape[0]
+def _train(index: Any, source: VectorSource, factory: str, train_size: int | None,
+           seed: int) -> int | None:
+    if index.is_trained:
+        return None
+    quantized = isinstance(index, QuantizedIndex)  # its quantiser, centre and int8 scales
+    size = (index.train_sample_size(source.total_rows, train_size) if quantized else
+            train_sample_size(index, source.total_rows, train_size))
+    sample = source.rows(draw_rows(source.total_rows, size, seed))
+    logger.info("training %r on %d sampled vectors (seed %d)", factory, sample.shape[0], seed)
+    if quantized:
+        index.train(sample, seed=seed, train_size=sample.shape[0])
+    else:
+        train_index(index, sample, factory, sample.shape[0], seed)
+    return int(sample.shape[0])
 
 
-def _add_in_memory(index: Any, folder: EncodeFolder, rows: _Rows,
-                   probe: _ShardProbe | None = None) -> None:
-    for n, (ids, texts, x) in enumerate(folder.shards(), 1):
-        first = len(rows.texts)
-        keep = rows.keep(ids, texts)
+def _add_in_memory(index: Any, source: VectorSource, filled: Filled, probe: RowProbe | None,
+                   progress: bool) -> None:
+    for n, (ids, texts, x) in enumerate(source.batches(), 1):
+        first = len(filled.texts)
+        keep = filled.keep(ids, texts)
         if probe is not None:
             probe.see(x, keep, first)
         if keep:
-            index.add(np.ascontiguousarray(x[keep]))
-        logger.info("added shard %d/%d (%d vectors in all)", n, len(folder.shard_files),
-                    index.ntotal)
+            add_vectors(index, np.ascontiguousarray(x if len(keep) == x.shape[0] else x[keep]),
+                        progress)
+        logger.info("added batch %d (%d vectors in all)", n, index.ntotal)
 
 
-def _add_on_disk(index: Any, folder: EncodeFolder, rows: _Rows, work: Path,
-                 probe: _ShardProbe | None = None) -> Path:
-    """Fill a copy of the trained index per shard, then merge their lists into on-disk ones
+def _add_on_disk(index: Any, source: VectorSource, filled: Filled, work: Path,
+                 probe: RowProbe | None) -> Path:
+    """Fill a copy of the trained index per batch, then merge their lists into on-disk ones
     (``faiss.contrib.ondisk.merge_ondisk``); returns the ``.ivfdata`` file."""
     from faiss.contrib.ondisk import merge_ondisk
 
     trained = faiss.serialize_index(index)  # clone_index cannot copy the normalisation step
     blocks = []
-    for n, (ids, texts, x) in enumerate(folder.shards(), 1):
-        start = len(rows.texts)
-        keep = rows.keep(ids, texts)
+    for n, (ids, texts, x) in enumerate(source.batches(), 1):
+        start = len(filled.texts)
+        keep = filled.keep(ids, texts)
         if probe is not None:
             probe.see(x, keep, start)
         if not keep:
@@ -287,7 +197,8 @@ def _add_on_disk(index: Any, folder: EncodeFolder, rows: _Rows, work: Path,
     return data
 
 
-def _on_disk_check(index: Any, factory: str) -> None:
+def check_on_disk(index: Any, factory: str) -> None:
+    """Refuse on-disk inverted lists for an index that cannot keep them."""
     if ivf_nlist(index) is None:
         raise ConfigError(f"on-disk inverted lists need an IVF factory, not {factory!r}",
                           param="on_disk")
@@ -295,77 +206,118 @@ def _on_disk_check(index: Any, factory: str) -> None:
         raise ConfigError("IVF...PQR indexes cannot keep their lists on disk", param="on_disk")
 
 
-def _index_recipe(folder: EncodeFolder, n_indexed: int,
-                  extra: dict[str, Any] | None = None) -> Recipe:
-    """The manifest's recipe, its corpus entry saying which encode folder was indexed (and
-    ``extra`` keys: a budget's ``index_choice``)."""
-    base = dict(folder.recipe.corpus[0]) if folder.recipe.corpus else {}
-    entry = {**base, "embeddings": str(folder.path.resolve()),
-             "manifest_sha256": sha256_file(folder.path / MANIFEST),
-             "n_texts": folder.total_rows, "n_indexed": n_indexed}
-    return replace(folder.recipe, corpus=(entry,),
-                   extra={**folder.recipe.extra, **(extra or {})})
+def fill_index(index: Any, source: VectorSource, factory: str, metric: str,
+               transform: AffineMap | None, *, train_size: int | None = None, seed: int = 0,
+               tune: bool = True, progress: bool = False,
+               on_disk: Path | None = None, lists_at: Path | None = None) -> Filled:
+    """Train ``index`` (when it needs it) on a seeded sample of ``source``'s rows, add its
+    batches (each text once: its first row), and, with ``tune``, choose the default
+    ``nprobe`` / ``efSearch`` against exact search on a seeded sample of the rows.
+
+    ``on_disk``: a work folder where the inverted lists are merged into ``lists.ivfdata``
+    (IVF factories); ``lists_at``: where the index folder will hold that file.
+    """
+    quantized = isinstance(index, QuantizedIndex)
+    if on_disk is not None:
+        if quantized:
+            raise ConfigError("on-disk inverted lists are for float IVF indexes; a quantised "
+                              "index keeps its rescoring vectors on disk already",
+                              param="on_disk")
+        check_on_disk(index, factory)
+    start = time.perf_counter()
+    filled = Filled(trained_on=_train(index, source, factory, train_size, seed))
+    probe = None
+    names = index.tunable() if quantized else tunable_parameters(index)
+    if tune and {"nprobe", "efSearch"} & names:
+        probe = RowProbe(source.total_rows, source.rows, metric, transform, seed=seed)
+    if on_disk is not None:
+        filled.ivfdata = _add_on_disk(index, source, filled, on_disk, probe)
+        if lists_at is not None:
+            lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+            lists.filename = str(lists_at)  # where the folder will hold it
+    else:
+        _add_in_memory(index, source, filled, probe, progress)
+    if probe is not None:
+        filled.search_defaults = (tune_quantized(index, None, transform, seed=seed,
+                                                 probe=probe.probe)
+                                  if quantized else probe.probe.choose(index, factory))
+    filled.seconds = time.perf_counter() - start
+    return filled
 
 
-def _train(index: Any, folder: EncodeFolder, factory: str, train_size: int | None,
-           seed: int) -> int | None:
-    if index.is_trained:
-        return None
-    size = train_sample_size(index, folder.total_rows, train_size)
-    sample = folder.sample(size, seed)
-    logger.info("training %r on %d sampled vectors (seed %d)", factory, sample.shape[0], seed)
-    train_index(index, sample, factory, sample.shape[0], seed)
-    return int(sample.shape[0])
+@dataclass
+class Prepared:
+    """A vector source ready to index: its rows, the recipe of its vectors (the corpus entry
+    still without ``n_indexed``), the metric, the map baked in, and the post-processor's file:
+    ``post`` to write, or ``post_file`` to copy (an encode folder's own)."""
+
+    source: VectorSource
+    recipe: Recipe
+    metric: str
+    amap: AffineMap | None
+    post: FittedPost | None = None
+    post_file: Path | None = None
+    progress: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+# an encode folder as the source
 
 
 class _FolderModel:
-    """The model of an encode folder's recipe, as :func:`~embedkit.retrieval.post.prepare_post`
-    checks a transform file against it (``identity``: the file's own when its weights are the
-    folder's, the settings around them checked by :func:`_check_fitted_on`)."""
+    """The model of an encode folder's recipe, as :func:`~embedkit.store.fitted.prepare_post`
+    checks a transform file against it."""
 
-    def __init__(self, recipe: Recipe, identity: str) -> None:
-        self.name, self.path, self.identity = recipe.model, recipe.model_path, identity
+    def __init__(self, recipe: Recipe) -> None:
+        self.name, self.path, self.identity = recipe.model, recipe.model_path, recipe.model_identity
 
     def describe(self) -> dict[str, Any]:
         return {"identity": self.identity, "path": self.path}
 
 
-def _check_fitted_on(meta: dict[str, Any], where: str, folder: EncodeFolder,
-                     force: bool) -> str | None:
-    """Refuse a transform file fitted on other vectors than the folder's, naming each setting
-    that differs (max length, dtype, casing, raw or L2-normalised; model, pooling and dimension
-    are :func:`prepare_post`'s); the file's model identity when its weights are the folder's."""
-    import warnings
-
+def _fitted_on_folder(folder: EncodeFolder, force: bool) -> Callable[[dict[str, Any], str],
+                                                                     dict[str, Any]]:
+    """The check :func:`prepare_post` makes of each transform file beyond model, pooling and
+    dimension: fitted on vectors like the folder's (max length, dtype, casing, raw or
+    L2-normalised; ``force`` warns instead). A file fitted on the folder's weights (its model
+    identity also naming the settings around them) is checked as the folder's model."""
     from embedkit.postprocess import CompatibilityWarning
 
     r = folder.recipe
-    normalized = bool((meta.get("fit_vectors") or {}).get("normalized", False))
-    checks = [("max_length", meta.get("max_length"), r.max_length),
-              ("dtype", meta.get("dtype"), r.dtype),
-              ("lowercase", meta.get("lowercase"), r.lowercase),
-              ("vectors", "L2-normalised" if normalized else "raw",
-               "L2-normalised" if folder.vectors["normalized"] else "raw")]
-    problems = [f"{key}={fitted} but the shards of {folder.path} hold {key}={have}"
-                for key, fitted, have in checks if fitted is not None and str(fitted) != str(have)]
-    if problems:
-        message = f"{where}: transform file was fitted on vectors with " + "; and ".join(problems)
-        if not force:
-            raise ConfigError(message + "; fit it on these shards (embedkit whiten with the "
-                              "folder as embeddings) or use force=True", param="post")
-        warnings.warn(message + " (used anyway: force=True)", CompatibilityWarning, stacklevel=3)
-    stored = str(meta.get("model_identity") or meta.get("model") or "")
-    return stored if stored.split(";")[0] == r.model_identity else None
+    have = "L2-normalised" if folder.vectors["normalized"] else "raw"
+
+    def check(meta: dict[str, Any], where: str) -> dict[str, Any]:
+        normalized = bool((meta.get("fit_vectors") or {}).get("normalized", False))
+        checks = [("max_length", meta.get("max_length"), r.max_length),
+                  ("dtype", meta.get("dtype"), r.dtype),
+                  ("lowercase", meta.get("lowercase"), r.lowercase),
+                  ("vectors", "L2-normalised" if normalized else "raw", have)]
+        problems = [f"{key}={fitted} but the shards of {folder.path} hold {key}={value}"
+                    for key, fitted, value in checks
+                    if fitted is not None and str(fitted) != str(value)]
+        if problems:
+            message = (f"{where}: transform file was fitted on vectors with "
+                       + "; and ".join(problems))
+            if not force:
+                raise ConfigError(message + "; fit it on these shards (embedkit whiten with "
+                                  "the folder as embeddings) or use force=True", param="post")
+            warnings.warn(message + " (used anyway: force=True)", CompatibilityWarning,
+                          stacklevel=4)
+        stored = str(meta.get("model_identity") or meta.get("model") or "")
+        if stored.split(";")[0] == r.model_identity:  # the folder's weights
+            return {**meta, "model_identity": r.model_identity}
+        return meta
+
+    return check
 
 
-def folder_post(folder: EncodeFolder, value: str | None, *, metric: str,
-                force: bool = False) -> IndexPost | None:
+def _folder_post(folder: EncodeFolder, value: str | None, *, metric: str,
+                 force: bool) -> FittedPost | None:
     """The post-processor an index built from ``folder`` bakes in when ``value`` is given: its
-    transform files (and ``norm`` steps), each checked against the folder's vectors (model,
-    pooling, dimension, max length, dtype, casing, raw or L2-normalised; ``force`` warns
-    instead). Nothing is fitted here: a chain to fit is refused."""
-    from embedkit.postprocess import FixedTransform, pipeline_learns, resolve_post
-    from embedkit.retrieval.post import is_none, prepare_post
+    transform files (and ``norm`` steps), each checked against the folder's vectors. Nothing
+    is fitted here: a chain to fit is refused."""
+    from embedkit.postprocess import pipeline_learns, resolve_post
+    from embedkit.store.fitted import is_none, prepare_post
 
     if is_none(value):
         return None
@@ -378,175 +330,37 @@ def folder_post(folder: EncodeFolder, value: str | None, *, metric: str,
         raise ConfigError(f"{folder.path} holds L2-normalised vectors but queries are encoded "
                           "raw, and a post-processor maps both before the cosine normalises: "
                           "encode without normalize to index with one", param="post")
-    pipe = resolve_post(value)
-    if pipeline_learns(pipe):
+    if pipeline_learns(resolve_post(value)):
         raise ConfigError(f"post {value!r} has steps to fit, and an index built from shards "
                           "fits nothing: give a transform file fitted on them (embedkit whiten "
                           f"with {folder.path} as embeddings)", param="post")
-    identity = folder.recipe.model_identity
-    for _, step in pipe.steps:
-        if isinstance(step, FixedTransform):
-            step.fit(None)
-            identity = _check_fitted_on(step.metadata_, str(step.path), folder,
-                                        force) or identity
-    return prepare_post(value, encoder=_FolderModel(folder.recipe, identity),
+    return prepare_post(value, encoder=_FolderModel(folder.recipe),
                         pooling=folder.recipe.pooling, dim=folder.dim, metric=metric,
-                        force=force)
+                        force=force, check_file=_fitted_on_folder(folder, force))
 
 
-def build_index_from_shards(
-    out_dir: str | os.PathLike,
-    embeddings: str | os.PathLike,
-    *,
-    factory: str = "Flat",
-    metric: str | None = "cosine",
-    train_size: int | None = None,
-    seed: int = 0,
-    on_disk: bool = False,
-    lock_timeout: float | None = None,
-    post: str | None = None,
-    force: bool = False,
-    index_codes: Any = None,
-) -> EmbeddingIndex:
-    """Build an index folder at ``out_dir`` from the encode folder ``embeddings``.
-
-    The recipe (and ``post.safetensors``, baked into the index as ``build_index`` does) come
-    from the manifest; texts are indexed once (first row), with the shards' ids as user ids.
-    Indexes that need training are trained on a seeded sample (:func:`train_sample_size`);
-    shards are added one at a time. ``on_disk`` (IVF factories) keeps the inverted lists in
-    ``lists.ivfdata`` inside the folder, memory-mapped when searched (from the folder being
-    loaded: a copied or moved folder reads its own). ``lock_timeout``: how long to wait for
-    another writer of the folder (None: the default). ``post``: a transform file fitted on
-    these shards (``run_whiten_shards``), baked in as the folder's own would be
-    (:func:`folder_post`; ``force`` uses one fitted on other vectors). ``index_codes``: as
-    :func:`~embedkit.retrieval.folder.build_index` takes it. Returns the index as loaded back.
-    """
+def folder_source(embeddings: EncodeFolder | os.PathLike, *, post: str | None,
+                   metric: str | None, force: bool) -> Prepared:
+    """An encode folder's shards, its manifest's recipe (the corpus entry naming the folder)
+    and its post-processor, or the one ``post`` gives."""
     # None (the command line's default): cosine, as the encode folder records no declared
     # similarity of its model
     metric = check_metric(metric or "cosine")
-    out = Path(out_dir).resolve()
-    _check_out_dir(out)
-    folder = EncodeFolder.open(embeddings)
+    folder = embeddings if isinstance(embeddings, EncodeFolder) else EncodeFolder.open(
+        embeddings)
     if folder.vectors["normalized"] and metric != "cosine":
         raise ConfigError(
             f"{folder.path} holds L2-normalised vectors but queries are encoded raw: only the "
             f"cosine metric (which normalises both) searches them as they were stored, not "
             f"{metric}; use metric cosine or encode without normalize", param="metric")
-    given = folder_post(folder, post, metric=metric, force=force)
-    amap = given.map if given is not None else folder.post_map()
-    factory, codes, choice = _index_codes(index_codes, folder, factory, metric, amap, seed)
-    if codes.codes != "float":  # hook: quantised indexes (retrieval/quantized.py)
-        return _build_quantized_from_shards(out, folder, factory, metric, amap, given, codes,
-                                            train_size, seed, lock_timeout, on_disk, choice)
-    index = make_faiss_index(folder.dim, factory, metric, amap)
-    if on_disk:
-        _on_disk_check(index, factory)
-    start = time.perf_counter()
-    trained_on = _train(index, folder, factory, train_size, seed)
-    rows = _Rows()
-    probe = (_ShardProbe(folder, metric, amap, seed)
-             if {"nprobe", "efSearch"} & tunable_parameters(index) else None)
-    extra: dict[str, Any] = {}
-    if folder.recipe.post_file:
-        extra[POST_FILE] = folder.path / POST_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.blocks.", dir=out.parent) as work:
-        if on_disk:
-            extra[IVFDATA_FILE] = _add_on_disk(index, folder, rows, Path(work), probe)
-            lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
-            lists.filename = str(out / IVFDATA_FILE)  # where the folder will hold it
-        else:
-            _add_in_memory(index, folder, rows, probe)
-        recipe = replace(_index_recipe(folder, len(rows.texts), choice), search_defaults=(
-            probe.probe.choose(index, factory) if probe is not None else None))
-        if given is not None:  # the post.safetensors of the map given, as build_index writes
-            recipe = write_post_file(Path(work), given, replace(
-                recipe, post=given.spec, post_file=POST_FILE, post_sources=given.sources))
-            extra[POST_FILE] = Path(work) / POST_FILE
-        built = EmbeddingIndex(
-            index, rows.texts, rows.user_ids, factory=factory, metric=metric,
-            dim_in=folder.dim, dim=amap.k if amap is not None else folder.dim,
-            recipe=recipe.to_dict(), build_seconds=time.perf_counter() - start,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            extra={"seed": int(seed), "train_size": trained_on, "transform": amap is not None,
-                   "on_disk": bool(on_disk)})
-        options = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
-        built.save(out, extra_files=extra, **options)
-        del index, built
-    return EmbeddingIndex.load(out)
-
-
-def _index_codes(index_codes: Any, folder: EncodeFolder, factory: str, metric: str,
-                 amap: AffineMap | None, seed: int) -> tuple[str, Any, dict[str, Any]]:
-    """The hook of :func:`build_index_from_shards`: the factory and
-    :class:`~embedkit.retrieval.budget.IndexCodes` to build (a budget's choice measured on a
-    sample of the shards) and the recipe keys saying why."""
-    from embedkit.retrieval.budget import IndexCodes
-
-    codes = index_codes or IndexCodes()
-    codes.check(factory)
-    return codes.choose(folder.sample, folder.total_rows, metric=metric, transform=amap,
-                        seed=seed, factory=factory)
-
-
-def _build_quantized_from_shards(out: Path, folder: EncodeFolder, factory: str, metric: str,
-                                 amap: AffineMap | None, given: IndexPost | None,
-                                 index_codes: Any, train_size: int | None, seed: int,
-                                 lock_timeout: float | None, on_disk: bool,
-                                 recipe_extra: dict[str, Any]) -> EmbeddingIndex:
-    """A quantised index (:mod:`embedkit.retrieval.quantized`) from the shards, one shard in
-    memory at a time; its rescoring store is written beside the folder, then moved in."""
-    from embedkit.retrieval.quantized import RescoreStore, make_quantized, tune_quantized
-
-    codes, rescore, rescore_with = (index_codes.codes, index_codes.rescore,
-                                    index_codes.rescore_with)
-    if on_disk:
-        raise ConfigError("on-disk inverted lists are for float IVF indexes; a quantised index "
-                          "keeps its rescoring vectors on disk already", param="on_disk")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.store.", dir=out.parent) as work:
-        dim = amap.k if amap is not None else folder.dim
-        store = RescoreStore(Path(work) / "store", dim, rescore_with) if rescore else None
-        index = make_quantized(folder.dim, factory, metric, amap, vectors=codes,
-                               rescore=rescore, rescore_with=rescore_with, store=store)
-        size = train_sample_size(index.base if codes == "int8" else _probe_ivf(index),
-                                 folder.total_rows, train_size)
-        sample = folder.sample(size, seed)
-        index.train(sample, seed=seed, train_size=sample.shape[0])
-        rows = _Rows()
-        probe = _ShardProbe(folder, metric, amap, seed)
-        for ids, texts, x in folder.shards():
-            first = len(rows.texts)
-            keep = rows.keep(ids, texts)
-            probe.see(x, keep, first)
-            if keep:
-                index.add(np.ascontiguousarray(x[keep]))
-        recipe = _index_recipe(folder, len(rows.texts), recipe_extra)
-        defaults = tune_quantized(index, None, amap, seed=seed, probe=probe.probe)
-        extra: dict[str, Any] = {}
-        if folder.recipe.post_file:
-            extra[POST_FILE] = folder.path / POST_FILE
-        if given is not None:
-            recipe = write_post_file(Path(work), given, replace(
-                recipe, post=given.spec, post_file=POST_FILE, post_sources=given.sources))
-            extra[POST_FILE] = Path(work) / POST_FILE
-        recipe = replace(recipe, search_defaults=defaults,
-            extra={**recipe.extra, "vectors": index.settings.to_dict()})
-        built = EmbeddingIndex(
-            index, rows.texts, rows.user_ids, factory=index.factory, metric=metric,
-            dim_in=folder.dim, dim=dim, recipe=recipe.to_dict(),
-            build_seconds=time.perf_counter() - start,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            extra={"seed": int(seed), "train_size": int(sample.shape[0]),
-                   "transform": amap is not None, "quantized": index.settings.to_dict()})
-        options = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
-        built.save(out, extra_files=extra, **options)
-        del index, built
-    return EmbeddingIndex.load(out)
-
-
-def _probe_ivf(index: Any) -> Any:
-    """An index whose IVF list count is the binary index's, for :func:`train_sample_size`."""
-    nlist = getattr(faiss.downcast_IndexBinary(index.base), "nlist", 0)
-    return make_faiss_index(8, f"IVF{nlist},Flat" if nlist else "Flat", "l2", None)
+    given = _folder_post(folder, post, metric=metric, force=force)
+    base = dict(folder.recipe.corpus[0]) if folder.recipe.corpus else {}
+    recipe = dataclasses.replace(folder.recipe, corpus=({
+        **base, "embeddings": str(folder.path.resolve()),
+        "manifest_sha256": sha256_file(folder.path / MANIFEST), "n_texts": folder.total_rows},))
+    if given is not None:
+        recipe = dataclasses.replace(recipe, post=given.spec, post_file=POST_FILE,
+                                     post_sources=given.sources)
+        return Prepared(folder, recipe, metric, given.map, post=given)
+    return Prepared(folder, recipe, metric, folder.post_map(),
+                     post_file=folder.path / POST_FILE if folder.recipe.post_file else None)

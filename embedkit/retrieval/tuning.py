@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,11 +35,12 @@ from embedkit.retrieval.faiss_ops import (
     search_parameters,
     tunable_parameters,
 )
+from embedkit.store.encode_folder import draw_rows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EF_SEARCH_CANDIDATES", "RecallProbe", "TARGET_RECALL", "TUNE_K", "TUNE_QUERIES",
-           "sample_rows", "search_defaults_of", "tune_defaults"]
+__all__ = ["EF_SEARCH_CANDIDATES", "TARGET_RECALL", "TUNE_K", "TUNE_QUERIES", "RecallProbe",
+           "RowProbe", "search_defaults_of", "tune_defaults"]
 
 TARGET_RECALL = 0.95
 TUNE_K = 10
@@ -80,7 +82,7 @@ class RecallProbe:
                    seed: int = 0, n_queries: int = TUNE_QUERIES) -> RecallProbe:
         """Queries: ``n_queries`` rows of ``x`` drawn with ``seed + 1`` (another stream than
         the training sample's); their labels are their row numbers."""
-        rows = _sample_rows(x.shape[0], n_queries, seed)
+        rows = draw_rows(x.shape[0], n_queries, int(seed) + 1)
         return cls(x[rows], rows, metric, transform, seed=seed)
 
     def observe(self, x: np.ndarray, first_label: int) -> None:
@@ -147,17 +149,45 @@ class RecallProbe:
                 "tried": tried}
 
 
+class RowProbe:
+    """A :class:`RecallProbe` fed batch by batch as rows are indexed: its queries are
+    :data:`TUNE_QUERIES` of the ``total`` rows drawn with ``seed + 1`` (another stream than the
+    training sample's) and read with ``read_rows``; their labels are learnt as the rows are
+    kept (a query whose row is not indexed, a repeated text, keeps label -1)."""
+
+    def __init__(self, total: int, read_rows: Callable[[np.ndarray], np.ndarray], metric: str,
+                 transform: AffineMap | None, *, seed: int = 0,
+                 n_queries: int = TUNE_QUERIES, chunk: int = 16384) -> None:
+        self.rows = draw_rows(int(total), n_queries, int(seed) + 1)
+        self.probe = RecallProbe(read_rows(self.rows), np.full(len(self.rows), -1), metric,
+                                 transform, seed=seed)
+        self.start = 0  # the source row of the next batch's first row
+        self.chunk = int(chunk)
+
+    def see(self, x: np.ndarray, keep: Sequence[int], first_label: int) -> None:
+        """A batch's rows ``x`` of which ``keep`` were indexed from label ``first_label``."""
+        if len(keep):
+            kept_x = x if len(keep) == x.shape[0] else x[np.asarray(keep)]
+            for lo in range(0, len(keep), self.chunk):
+                self.probe.observe(np.ascontiguousarray(kept_x[lo:lo + self.chunk]),
+                                   first_label + lo)
+            kept = self.start + np.asarray(keep, dtype=np.int64)
+            pos = np.searchsorted(self.rows, kept)
+            hit = pos < len(self.rows)
+            hit[hit] = self.rows[pos[hit]] == kept[hit]
+            self.probe.query_labels[pos[hit]] = first_label + np.flatnonzero(hit)
+        self.start += x.shape[0]
+
+
 def tune_defaults(index: Any, x: np.ndarray, factory: str, metric: str,
-                  transform: AffineMap | None, *, seed: int = 0, chunk: int = 16384
-                  ) -> dict[str, Any] | None:
+                  transform: AffineMap | None, *, seed: int = 0) -> dict[str, Any] | None:
     """:meth:`RecallProbe.choose` for an index holding exactly the rows of ``x`` (in order);
     None (and no work) when the index has nothing to tune."""
     if not {"nprobe", "efSearch"} & tunable_parameters(index):
         return None
-    probe = RecallProbe.for_matrix(x, metric, transform, seed=seed)
-    for start in range(0, x.shape[0], chunk):
-        probe.observe(x[start:start + chunk], start)
-    return probe.choose(index, factory)
+    probe = RowProbe(x.shape[0], lambda rows: x[rows], metric, transform, seed=seed)
+    probe.see(x, range(x.shape[0]), 0)
+    return probe.probe.choose(index, factory)
 
 
 def _powers_of_two(nlist: int) -> list[int]:
@@ -166,16 +196,3 @@ def _powers_of_two(nlist: int) -> list[int]:
         values.append(v)
         v *= 2
     return [*values, nlist]
-
-
-def _sample_rows(total: int, n: int, seed: int) -> np.ndarray:
-    """``n`` of ``total`` row numbers drawn with ``seed + 1``, in row order (all when fewer)."""
-    if n >= total:
-        return np.arange(total, dtype=np.int64)
-    rng = np.random.default_rng(int(seed) + 1)
-    return np.sort(rng.choice(total, size=n, replace=False)).astype(np.int64)
-
-
-def sample_rows(total: int, n: int = TUNE_QUERIES, seed: int = 0) -> np.ndarray:
-    """The row numbers :meth:`RecallProbe.for_matrix` would draw (for streamed vectors)."""
-    return _sample_rows(total, n, seed)

@@ -10,7 +10,7 @@ Layout of a folder (``*`` only in periodic checkpoints)::
                                                         :mod:`embedkit.encoders.st_folder`
     README.md                                           the model card: base model, its
                                                         licence, method, data, pooling
-                                                        (:mod:`embedkit.io.model_card`)
+                                                        (:mod:`embedkit.encoders.model_card`)
     embedkit.json                                       what was trained, how, on what
     training_state/  *                                  state.json, examples.json, optimizer.pt,
                                                         scheduler.pt, rng.pt
@@ -21,7 +21,6 @@ Layout of a folder (``*`` only in periodic checkpoints)::
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -36,12 +35,13 @@ from typing import Any
 import torch
 
 from embedkit import __version__
+from embedkit.encoders.model_card import CardInfo, card_name, read_base_license, write_model_card
 from embedkit.encoders.models import hub_id, is_local
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.st_folder import write_st_folder
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import recover_dir
-from embedkit.io.model_card import CardInfo, card_name, read_base_license, write_model_card
+from embedkit.provenance import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -391,19 +391,11 @@ def _intact(ckpt: Path) -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_manifest(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` (relative POSIX paths) but ``state.json``, which
     holds this manifest."""
     skip = Path(STATE_DIR) / "state.json"
-    return {p.relative_to(folder).as_posix(): _sha256(p)
+    return {p.relative_to(folder).as_posix(): sha256_file(p)
             for p in sorted(folder.rglob("*")) if p.is_file() and p.relative_to(folder) != skip}
 
 
@@ -429,7 +421,7 @@ def verify_checkpoint(ckpt: Path) -> None:
         f = ckpt / name
         if not f.is_file():
             raise DamagedCheckpointError(f, "missing")
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             raise DamagedCheckpointError(f, "its sha256 differs from the one recorded when it "
                                             "was written (changed or truncated)")
 

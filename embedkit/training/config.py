@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from embedkit.errors import ConfigError
+from embedkit.errors import ConfigError, check_int
 
 UNSUPERVISED_DROPOUT = 0.3
 UNSUPERVISED_MAX_SENTENCES = 10_000
@@ -43,6 +43,10 @@ class Check:
 
     test: Callable[[Any], bool]
     rule: str
+
+
+#: the annotations of integer fields (strings: the module postpones annotations)
+_INT_TYPES = ("int", "int | None")
 
 
 def at_least(n: float, why: str = "") -> Check:
@@ -190,6 +194,8 @@ class SimCSEConfig:
                 if f.default is not None:
                     raise ConfigError(f"{f.name} must be set", param=f.name)
                 continue
+            if f.type in _INT_TYPES:  # the one integer check; the field's rule then says the rest
+                check_int(value, f.name, minimum=None)
             if check is not None and not check.test(value):
                 raise ConfigError(f"{f.name} must be {check.rule}, not {value!r}", param=f.name)
 

@@ -12,8 +12,8 @@ pytest.importorskip("mteb")
 
 from report_compare import CompareReportOptions, run_compare_report  # noqa: E402
 
-from embedkit.experiments.bench import run_bench  # noqa: E402
 from embedkit.integrations.mteb import evaluate_encoder  # noqa: E402
+from embedkit.runs.bench import run_bench  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 

@@ -163,7 +163,7 @@ def test_mteb_results_and_predictions(tiny_model_dir, spec_file, tmp_path, capsy
     mteb = pytest.importorskip("mteb")
     from embedkit.data import load_task
     from embedkit.evaluation.metrics import spearman
-    from embedkit.experiments.predictions import read_predictions
+    from embedkit.runs.predictions import read_predictions
 
     # DIR is mteb's cache folder: ResultCache(cache_path=DIR) reads DIR/results
     out, res, pred = tmp_path / "b.json", tmp_path / "mteb", tmp_path / "pred"
@@ -320,7 +320,7 @@ def test_several_models_markdown_mteb_and_compare(tiny_model_dir, second_model_d
     assert "mteb results: 2 task files in 2 model folders" in err
     assert "predictions: 2 files under" in err
     for name in (a, b):
-        from embedkit.experiments.predictions import row_folder
+        from embedkit.runs.predictions import row_folder
 
         assert (tmp_path / "pred" / row_folder(name) / "predictions.json").is_file()
     text = md.read_text(encoding="utf-8")

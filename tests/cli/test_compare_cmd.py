@@ -13,7 +13,7 @@ import pytest
 from embedkit.cli import compare_cmd
 from embedkit.cli.main import COMMANDS, error_message, main
 from embedkit.errors import EmbedkitError
-from embedkit.experiments.mteb_results import write_mteb_results
+from embedkit.integrations.mteb_results import write_mteb_results
 
 
 def _parser() -> argparse.ArgumentParser:

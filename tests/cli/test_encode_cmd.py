@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from embedkit.cli.main import main
-from embedkit.experiments import encode as encode_mod
 from embedkit.postprocess import RankDeficientWarning, Whitening, load_transform
-from embedkit.retrieval.shards import IVFDATA_FILE, EncodeFolder
+from embedkit.retrieval.persistence import IVFDATA_FILE
+from embedkit.runs import encode as encode_mod
+from embedkit.store.encode_folder import EncodeFolder
 from tests.conftest import source_sentences
 
 pytest.importorskip("pyarrow")
@@ -174,7 +175,7 @@ def test_whiten_from_embeddings_k_and_format(tmp_path, encoded, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["index", "build", "--corpus", "{corpus}", "--on-disk", "--out", "{tmp}/i"],
-     "--on-disk goes with --embeddings DIR"),
+     "--on-disk: on-disk inverted lists need an IVF factory, not 'Flat'"),
     (["index", "build", "--embeddings", "{emb}", "--pooling", "cls", "--out", "{tmp}/i"],
      "with --embeddings the pooling comes from the encode folder's manifest (and the ids from "
      "its shards): drop --pooling and --ids"),

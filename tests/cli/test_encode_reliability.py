@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from embedkit.cli.main import main
-from embedkit.retrieval.encode_folder import MANIFEST, synthetic_folder, write_manifest
+from embedkit.store.encode_folder import MANIFEST, synthetic_folder, write_manifest
 from tests.conftest import cli_error
 
 pytest.importorskip("pyarrow")

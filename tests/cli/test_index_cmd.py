@@ -327,9 +327,11 @@ def test_eval_threads_and_protocol(rx_model_dir, rx_encoder, rx_spec_file, tmp_p
     out = tmp_path / "eval.json"
     assert main(["index", "eval", "--model", str(rx_model_dir), "--cost-corpus-tasks",
                  f"{rx_spec_file}:test", "--factories", "Flat", "--queries", "5",
-                 "--single-queries", "1", "--threads", "2", "--protocol", "cmteb",
+                 "--single-queries", "1", "--threads", "1", "--faiss-threads", "2",
+                 "--protocol", "cmteb",
                  "--output", str(out)]) == 0
     rec = json.loads(out.read_text(encoding="utf-8"))
+    # --faiss-threads is FAISS's; --threads (1) the encoder's only
     assert rec["settings"]["faiss_threads"] == 2 and rec["settings"]["protocol"] == "cmteb"
     assert rec["cost"]["max_length"] == rx_encoder.model_max_length()  # cmteb: the model's
     assert faiss.omp_get_max_threads() == before  # restored after the run

@@ -129,7 +129,7 @@ def _raise(code: int):
 def test_a_full_disk_outside_the_atomic_writers(tmp_path, capsys, tiny_model_dir, corpus,
                                                 monkeypatch):
     """An ENOSPC no atomic writer saw (a library's own file) is one line too."""
-    import embedkit.experiments.encode as encode  # the command imports it when it runs
+    import embedkit.runs.encode as encode  # the command imports it when it runs
 
     def failing(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "x"))

@@ -212,3 +212,21 @@ def test_st_export_card_holds_no_path_of_this_machine(tmp_path, wt_model_dir, wt
     assert "| Base model | my-base |" in card
     assert "- Read from: the base model's `README.md`" in card
     assert f"| Fitted on | file:{wt_sentence_file.name} (" in card
+
+
+@pytest.mark.parametrize("extra,match", [
+    ([], "--embeddings: {tmp}/missing/manifest.json: missing; is {tmp}/missing a folder "
+         "written by `embedkit encode`?"),
+    (["--calibrate", "LCQMC"], "--calibrate: a threshold is calibrated by encoding the task's "
+                               "pairs with the model; fit from sentences to calibrate"),
+    (["--fit-on", "STS-B"], "give one of --fit-on WHAT or --embeddings DIR"),
+])
+def test_embeddings_source_errors_are_one_line(tmp_path, capsys, extra, match):
+    """``--embeddings DIR`` is a source of the whiten command: checked like the others, and
+    what needs the model (a calibrated threshold) refused instead of ignored."""
+    from tests.conftest import cli_error
+
+    argv = ["whiten", "--embeddings", str(tmp_path / "missing"), "--out",
+            str(tmp_path / "w.npz"), *extra]
+    assert cli_error(capsys, argv, before=None) == match.format(tmp=tmp_path)
+    assert not (tmp_path / "w.npz").exists()

@@ -77,8 +77,8 @@ def test_zero_vectors_have_cosine_zero_and_ratio_is_bounded():
     [
         (np.ones(5), {}, "2-D"),
         (np.ones((1, 3)), {}, "at least 2 rows"),
-        (np.ones((4, 3)), {"n_pairs": 0}, "n_pairs must be >= 1"),
-        (np.ones((4, 3)), {"seed": -1}, "seed must be >= 0"),
+        (np.ones((4, 3)), {"n_pairs": 0}, "n_pairs must be an integer >= 1"),
+        (np.ones((4, 3)), {"seed": -1}, "seed must be an integer >= 0"),
         (np.array([[1.0, np.nan], [1.0, 2.0]]), {}, "NaN"),
         (np.array([["a", "b"], ["c", "d"]]), {}, "real numbers"),
     ],

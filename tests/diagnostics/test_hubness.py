@@ -113,7 +113,7 @@ def test_cosine_knn_scores_are_sorted_cosines():
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda x: k_occurrence(x, k=0), "k must be >= 1"),
+        (lambda x: k_occurrence(x, k=0), "k must be an integer >= 1"),
         (lambda x: k_occurrence(x, k=10), "k must be <= 9"),
         (lambda x: k_occurrence(x, k=2, queries=np.ones((3, 5))), "dim 5"),
         (lambda x: hubness(x, k=2, top_fraction=0.0), "top_fraction"),

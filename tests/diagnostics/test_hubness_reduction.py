@@ -94,7 +94,7 @@ def test_precomputed_penalty_is_used(hub_set):
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda q, c: csls_search(q, c, k=0), "k must be >= 1"),
+        (lambda q, c: csls_search(q, c, k=0), "k must be an integer >= 1"),
         (lambda q, c: csls_search(q, c, penalty=np.zeros(3)), "penalty must have shape"),
         (lambda q, c: csls_rerank(np.zeros((2, 3)), np.zeros((2, 2)), np.zeros(5)), "one shape"),
         (lambda q, c: csls_rerank(np.zeros(2), np.array([0, 9]), np.zeros(5)), r"\[0, 5\)"),

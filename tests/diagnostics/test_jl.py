@@ -68,7 +68,7 @@ def test_seed_determines_the_result(x):
     ("kwargs", "match"),
     [
         ({"dims": []}, "at least one"),
-        ({"dims": [0]}, "dims must be >= 1"),
+        ({"dims": [0]}, "dims must be an integer >= 1"),
         ({"dims": [4], "eps": (1.5,)}, r"\(0, 1\)"),
         ({"dims": [4], "n_pairs": 0}, "n_pairs"),
     ],
@@ -76,5 +76,5 @@ def test_seed_determines_the_result(x):
 def test_bad_arguments_raise_config_error(x, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         jl_distortion(x, **kwargs)
-    with pytest.raises(ConfigError, match="n_vectors must be >= 2"):
+    with pytest.raises(ConfigError, match="n_vectors must be an integer >= 2"):
         practical_min_dim(1)

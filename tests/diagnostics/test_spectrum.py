@@ -116,7 +116,7 @@ def test_fewer_vectors_than_dimensions():
         (lambda: isoscore_from_eigenvalues([1.0]), "at least 2 dimensions"),
         (lambda: isoscore_from_eigenvalues([1.0, -1.0]), ">= 0"),
         (lambda: dims_for_variance([1.0, 2.0], 1.5), r"\(0, 1\]"),
-        (lambda: spectrum(np.eye(3), block_rows=0), "block_rows must be >= 1"),
+        (lambda: spectrum(np.eye(3), block_rows=0), "block_rows must be an integer >= 1"),
     ],
 )
 def test_bad_arguments_raise_config_error(call, match):

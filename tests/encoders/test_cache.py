@@ -137,7 +137,7 @@ def test_corrupted_row_is_detected_and_recomputed(tiny_model_dir, sentences, dam
     texts = sentences[:6]
     enc1, _ = cached_encoder(tiny_model_dir)
     original = enc1.encode(texts, pooling="last-avg")
-    ns = enc1.cache.namespace(enc1.cache_settings("last-avg", 64))
+    ns = enc1.namespace("last-avg", 64)
     enc1.cache.close()
     with sqlite3.connect(db_path(enc1.cache, ns)) as conn:
         assert conn.execute(damage, (text_key(texts[1]),)).rowcount == 1
@@ -160,7 +160,7 @@ def test_corrupted_row_is_detected_and_recomputed(tiny_model_dir, sentences, dam
 
 def test_garbage_database_is_moved_aside_and_rebuilt(tiny_model_dir, tiny_encoder, sentences):
     enc, rows = cached_encoder(tiny_model_dir)
-    ns = enc.cache.namespace(enc.cache_settings("cls", 64))
+    ns = enc.namespace("cls", 64)
     db = db_path(enc.cache, ns)
     db.write_bytes(b"this is not a sqlite database\n" * 200)
     with pytest.warns(UserWarning, match="is unreadable .* moved to vectors.corrupt-"):

@@ -46,7 +46,7 @@ def cached(model_dir, root, chunk: int | None = None) -> tuple[Encoder, list[int
 
 
 def db_of(enc: Encoder, pooling: str = "cls", max_length: int = 64) -> tuple[str, Path]:
-    ns = enc.cache.namespace(enc.cache_settings(pooling, max_length))
+    ns = enc.namespace(pooling, max_length)
     return ns, enc.cache.root / "embeddings" / ns / "vectors.sqlite"
 
 

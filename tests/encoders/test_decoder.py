@@ -12,7 +12,7 @@ import pytest
 
 from embedkit.cli.main import main
 from embedkit.encoders.base import eos_to_append, tokenize_ids
-from embedkit.encoders.config import EncoderConfig, build_model
+from embedkit.encoders.config import EncoderConfig
 from embedkit.encoders.pooling import Pooling
 from embedkit.encoders.st_folder import declared_pooling
 from embedkit.errors import ConfigError
@@ -66,7 +66,7 @@ def test_st_folder_matches_sentence_transformers_on_torch(family, side, make_tin
                                                           st_vectors):
     folder = make_tiny_decoder(family, side, st=True)
     assert declared_pooling(folder) == "last-token"
-    enc = build_model(str(folder))
+    enc = EncoderConfig(str(folder)).build_model()
     assert enc.padding_side == side and enc.default_pooling == "last-token"
     got = _unit(enc.encode(S, max_length=MAX_LENGTH, batch_size=len(S)))
     assert np.abs(got - st_vectors[(family, side)]).max() < 1e-5
@@ -82,7 +82,7 @@ def test_st_folder_matches_sentence_transformers_on_exports(backend, family, sid
                                                             make_tiny_decoder, st_vectors,
                                                             export_root):
     folder = make_tiny_decoder(family, side, st=True)
-    enc = build_model(str(folder), backend=backend, export_root=export_root)
+    enc = EncoderConfig(str(folder), backend=backend, cache_dir=str(export_root)).build_model()
     got = _unit(enc.encode(S, max_length=MAX_LENGTH))
     assert np.abs(got - st_vectors[(family, side)]).max() < 1e-5
     assert enc.describe()["padding_side"] == side
@@ -90,7 +90,7 @@ def test_st_folder_matches_sentence_transformers_on_exports(backend, family, sid
 
 @pytest.mark.parametrize("family,side", FOLDERS)
 def test_padding_does_not_change_a_vector(family, side, make_tiny_decoder):
-    enc = build_model(str(make_tiny_decoder(family, side)), "last-token")
+    enc = EncoderConfig(str(make_tiny_decoder(family, side)), pooling="last-token").build_model()
     batched = enc.encode(S, max_length=MAX_LENGTH, batch_size=len(S))
     alone = np.concatenate([enc.encode([s], max_length=MAX_LENGTH) for s in S])
     np.testing.assert_allclose(batched, alone, atol=1e-5)
@@ -103,7 +103,7 @@ def test_gpt2_pads_with_eos_and_gets_no_segment_ids(make_tiny_decoder):
     import torch
 
     folder = make_tiny_decoder("gpt2", "right")
-    enc = build_model(str(folder), "last-token")
+    enc = EncoderConfig(str(folder), pooling="last-token").build_model()
     assert enc.tokenizer.pad_token_id is None and not enc._token_types
     ids, mask = enc._pad(enc._plan(S[:2], 64, 2)[0], [0, 1])
     assert set(ids[mask == 0].tolist()) == {enc.tokenizer.eos_token_id}
@@ -118,17 +118,17 @@ def test_gpt2_pads_with_eos_and_gets_no_segment_ids(make_tiny_decoder):
 def test_eos_is_appended_where_the_folder_asks(make_tiny_decoder, tmp_path):
     import shutil
 
-    qwen = build_model(str(make_tiny_decoder("qwen2", "left")))
+    qwen = EncoderConfig(str(make_tiny_decoder("qwen2", "left"))).build_model()
     eos = qwen.tokenizer.eos_token_id
     ids = qwen._plan(S, 8, 8)[0]  # the tokenizer's post-processor appends it, truncated too
     assert all(x[-1] == eos and x.count(eos) == 1 and len(x) <= 8 for x in ids)
     assert qwen.eos_id is None  # nothing for embedkit to add
     gpt = tmp_path / "gpt2-eos"
     shutil.copytree(make_tiny_decoder("gpt2", "right"), gpt)
-    assert build_model(str(gpt)).eos_id is None  # GPT-2 appends nothing by default
+    assert EncoderConfig(str(gpt)).build_model().eos_id is None  # GPT-2 appends nothing by default
     cfg = json.loads((gpt / "tokenizer_config.json").read_text())
     (gpt / "tokenizer_config.json").write_text(json.dumps({**cfg, "add_eos_token": True}))
-    enc = build_model(str(gpt), "last-token")
+    enc = EncoderConfig(str(gpt), pooling="last-token").build_model()
     assert enc.eos_id == eos_to_append(enc.tokenizer, str(gpt)) == eos
     ids = enc._plan(S, 8, 8)[0]
     assert all(x[-1] == eos and len(x) <= 8 for x in ids)
@@ -143,13 +143,13 @@ def test_bfloat16_runs_on_a_native_cpu_close_to_float32(make_tiny_decoder):
     if not provenance.native_bf16_flags():
         pytest.skip("this CPU has no native bfloat16")
     folder = str(make_tiny_decoder("qwen2", "left"))
-    fp32 = build_model(folder, "last-token").encode(S, max_length=MAX_LENGTH)
-    bf16 = build_model(folder, "last-token", dtype="bfloat16")
+    fp32 = EncoderConfig(folder, pooling="last-token").build_model().encode(S, max_length=MAX_LENGTH)
+    bf16 = EncoderConfig(folder, pooling="last-token", dtype="bfloat16").build_model()
     assert bf16.model.dtype.__repr__() == "torch.bfloat16"
     got = bf16.encode(S, max_length=MAX_LENGTH)
     assert got.dtype == np.float32
     assert (_unit(got) * _unit(fp32)).sum(1).min() > 0.99
-    assert bf16.identity == build_model(folder).identity + ";dtype=bfloat16"
+    assert bf16.identity == EncoderConfig(folder).build_model().identity + ";dtype=bfloat16"
 
 
 def test_bfloat16_refused_without_native_bf16(make_tiny_decoder, monkeypatch, capsys):
@@ -158,7 +158,7 @@ def test_bfloat16_refused_without_native_bf16(make_tiny_decoder, monkeypatch, ca
     monkeypatch.setattr(provenance, "native_bf16_flags", lambda: [])
     folder = str(make_tiny_decoder("qwen2", "left"))
     with pytest.raises(ConfigError, match="no native bfloat16"):
-        build_model(folder, dtype="bfloat16")
+        EncoderConfig(folder, dtype="bfloat16").build_model()
     with pytest.raises(ConfigError, match="no native bfloat16"):
         EncoderConfig(folder, dtype="bf16")
     assert main(["encode", "--model", folder, "--dtype", "bfloat16", "--corpus", folder + "/tokenizer.json",
@@ -172,7 +172,7 @@ def test_float16_on_cpu_and_missing_cuda_are_refused(make_tiny_decoder, monkeypa
 
     folder = str(make_tiny_decoder("gpt2", "right"))
     with pytest.raises(ConfigError, match="float16 on the cpu is refused"):
-        build_model(folder, dtype="float16")
+        EncoderConfig(folder, dtype="float16").build_model()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="torch sees no CUDA device"):
         EncoderConfig(folder, device="cuda")
@@ -185,7 +185,7 @@ def test_float16_on_cpu_and_missing_cuda_are_refused(make_tiny_decoder, monkeypa
 @pytest.mark.parametrize("family", ["qwen3", "llama"])
 def test_other_decoder_families_match_sentence_transformers(family, make_tiny_decoder):
     folder = make_tiny_decoder(family, "left", st=True)
-    enc = build_model(str(folder))
+    enc = EncoderConfig(str(folder)).build_model()
     got = _unit(enc.encode(S, max_length=MAX_LENGTH, batch_size=len(S)))
     np.testing.assert_allclose(got, _st_reference(folder, family, "left"), atol=1e-5)
     alone = np.concatenate([enc.encode([s], max_length=MAX_LENGTH) for s in S])

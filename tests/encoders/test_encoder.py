@@ -99,7 +99,7 @@ def test_lowercase(tiny_model_dir, tiny_encoder):
                                tiny_encoder.encode([low], pooling="cls"), atol=1e-6)
     assert not np.allclose(tiny_encoder.encode([mixed], pooling="cls"),
                            tiny_encoder.encode([low], pooling="cls"), atol=1e-4)
-    assert lower.cache_settings("cls", 64)["lowercase"] is True
+    assert lower.namespace_settings("cls", 64)["lowercase"] is True
 
 
 def _copy(src, dst):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from embedkit.encoders.config import build_model
+from embedkit.encoders.config import EncoderConfig
 from embedkit.encoders.export import check_export, export_key, export_name
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
@@ -28,13 +28,13 @@ def _graph_stamp(root):
 
 
 def test_export_is_reused(tiny_model_dir, tmp_path):
-    first = build_model(str(tiny_model_dir), backend="onnx", export_root=tmp_path)
+    first = EncoderConfig(str(tiny_model_dir), backend="onnx", cache_dir=str(tmp_path)).build_model()
     folder = _only_export(tmp_path)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["key"]["backend"] == "onnx" and manifest["num_hidden"] == 3
     assert set(manifest["files"]) == {"model.onnx"} and manifest["has_pooler"] is True
     stamp = _graph_stamp(tmp_path)
-    second = build_model(str(tiny_model_dir), backend="onnx", export_root=tmp_path)
+    second = EncoderConfig(str(tiny_model_dir), backend="onnx", cache_dir=str(tmp_path)).build_model()
     assert _graph_stamp(tmp_path) == stamp  # the same file: not exported again
     np.testing.assert_array_equal(first.encode(["猫"]), second.encode(["猫"]))
 
@@ -44,37 +44,37 @@ def _key(root):
 
 
 def test_corrupted_export_is_rebuilt(tiny_model_dir, tmp_path):
-    ref = build_model(str(tiny_model_dir), backend="onnx", export_root=tmp_path).encode(["猫"])
+    ref = EncoderConfig(str(tiny_model_dir), backend="onnx", cache_dir=str(tmp_path)).build_model().encode(["猫"])
     graph = _only_export(tmp_path) / "model.onnx"
     data = bytearray(graph.read_bytes())
     data[len(data) // 2] ^= 0xFF   # one flipped byte in the weights
     graph.write_bytes(bytes(data))
     assert check_export(_only_export(tmp_path), _key(tmp_path)) == (
         "model.onnx does not match its checksum")
-    again = build_model(str(tiny_model_dir), backend="onnx", export_root=tmp_path)
+    again = EncoderConfig(str(tiny_model_dir), backend="onnx", cache_dir=str(tmp_path)).build_model()
     assert check_export(_only_export(tmp_path), _key(tmp_path)) is None  # rebuilt whole
     np.testing.assert_allclose(again.encode(["猫"]), ref, atol=1e-6)
 
 
 def test_truncated_export_is_rebuilt(tiny_model_dir, tmp_path):
-    build_model(str(tiny_model_dir), backend="onnx", export_root=tmp_path)
+    EncoderConfig(str(tiny_model_dir), backend="onnx", cache_dir=str(tmp_path)).build_model()
     graph = _only_export(tmp_path) / "model.onnx"
     graph.write_bytes(graph.read_bytes()[:1000])
-    enc = build_model(str(tiny_model_dir), backend="onnx", export_root=tmp_path)
+    enc = EncoderConfig(str(tiny_model_dir), backend="onnx", cache_dir=str(tmp_path)).build_model()
     assert enc.encode(["猫"]).shape == (1, 32)
     assert check_export(_only_export(tmp_path), _key(tmp_path)) is None
 
 
 def test_missing_manifest_is_rebuilt(tiny_model_dir, tmp_path):
-    build_model(str(tiny_model_dir), backend="onnx", export_root=tmp_path)
+    EncoderConfig(str(tiny_model_dir), backend="onnx", cache_dir=str(tmp_path)).build_model()
     (_only_export(tmp_path) / "manifest.json").unlink()
     assert check_export(_only_export(tmp_path), {}) == "no manifest"
-    build_model(str(tiny_model_dir), backend="onnx", export_root=tmp_path)
+    EncoderConfig(str(tiny_model_dir), backend="onnx", cache_dir=str(tmp_path)).build_model()
     assert (_only_export(tmp_path) / "manifest.json").is_file()
 
 
 def test_stale_export_is_not_used(tiny_model_dir, tmp_path):
-    build_model(str(tiny_model_dir), backend="onnx", export_root=tmp_path)
+    EncoderConfig(str(tiny_model_dir), backend="onnx", cache_dir=str(tmp_path)).build_model()
     folder = _only_export(tmp_path)
     key = json.loads((folder / "manifest.json").read_text())["key"]
     assert check_export(folder, key) is None

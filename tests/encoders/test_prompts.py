@@ -11,7 +11,7 @@ import pytest
 
 from embedkit.cli.main import main
 from embedkit.encoders import EncoderConfig
-from embedkit.encoders.config import build_model, with_prompt
+from embedkit.encoders.config import with_prompt
 from embedkit.encoders.prompts import (
     declared_prompts,
     instruction_prompt,
@@ -35,8 +35,8 @@ def prompted_dir(tiny_model_dir, tmp_path):
 
 
 def test_prompt_is_prepended_before_tokenising(tiny_model_dir):
-    plain = build_model(str(tiny_model_dir))
-    prompted = build_model(str(tiny_model_dir), prompt="男人")
+    plain = EncoderConfig(str(tiny_model_dir)).build_model()
+    prompted = EncoderConfig(str(tiny_model_dir), prompt="男人").build_model()
     np.testing.assert_allclose(prompted.encode(["切洋葱。"], "cls"),
                                plain.encode(["男人切洋葱。"], "cls"), atol=1e-6)
     assert prompted.identity == plain.identity + ';prompt="男人"'
@@ -44,8 +44,8 @@ def test_prompt_is_prepended_before_tokenising(tiny_model_dir):
 
 
 def test_prompt_counts_in_truncation(tiny_model_dir):
-    enc = build_model(str(tiny_model_dir), prompt="男人男人")
-    assert build_model(str(tiny_model_dir)).count_truncated(["切洋葱"], 6) == 0
+    enc = EncoderConfig(str(tiny_model_dir), prompt="男人男人").build_model()
+    assert EncoderConfig(str(tiny_model_dir)).build_model().count_truncated(["切洋葱"], 6) == 0
     assert enc.count_truncated(["切洋葱"], 6) == 1  # [CLS] 男人男人切洋葱 [SEP] > 6
 
 
@@ -53,7 +53,7 @@ def test_declared_prompts_are_the_defaults(prompted_dir):
     assert declared_prompts(prompted_dir) == {"query": "问：", "passage": "答："}
     assert resolve_prompt(None, str(prompted_dir)) == "问："     # default_prompt_name
     assert resolve_prompt("", str(prompted_dir)) == ""           # explicitly none
-    assert build_model(str(prompted_dir)).prompt == "问："
+    assert EncoderConfig(str(prompted_dir)).build_model().prompt == "问："
     assert side_prompts(str(prompted_dir), query=None, passage=None, prompt=None) == (
         "问：", "答：")
     assert side_prompts(str(prompted_dir), query=None, passage="p: ", prompt="x") == ("x", "p: ")
@@ -100,8 +100,8 @@ def test_index_build_and_search_use_their_own_prompts(prompted_dir, tmp_path, ca
     assert main(["index", "search", "--index", str(out), "--query", "男人切洋葱。", "-k", "1"]) == 0
     hit = json.loads(capsys.readouterr().out.strip().splitlines()[0])
     # the query is encoded with 问：, the passages were with 答：, so the score is not 1
-    enc = build_model(str(prompted_dir), prompt="问：")
-    p = build_model(str(prompted_dir), prompt="答：")
+    enc = EncoderConfig(str(prompted_dir), prompt="问：").build_model()
+    p = EncoderConfig(str(prompted_dir), prompt="答：").build_model()
     q, d = enc.encode(["男人切洋葱。"], "cls"), p.encode(["男人切洋葱。"], "cls")
     expected = float((q @ d.T)[0, 0] / np.linalg.norm(q) / np.linalg.norm(d))
     assert hit["hits"][0]["score"] == pytest.approx(expected, abs=1e-4)
@@ -124,13 +124,13 @@ def test_index_eval_records_the_query_prompt(tiny_model_dir, spec_file, tmp_path
 def test_revision_is_recorded():
     """A hub model's revision is a setting of the run (a local folder refuses one:
     tests/encoders/test_models.py)."""
-    assert EncoderConfig("org/some-model", revision="v1").settings()["revision"] == "v1"
+    assert EncoderConfig("org/some-model", revision="v1").record()["revision"] == "v1"
 
 
 # -- a prompt that leaves no room for the sentence (issue 18) ----------------------------------
 
 def test_prompt_that_fills_the_max_length_is_refused(tiny_model_dir):
-    enc = build_model(str(tiny_model_dir), prompt="男人" * 5)  # 10 tokens + [CLS] + [SEP]
+    enc = EncoderConfig(str(tiny_model_dir), prompt="男人" * 5).build_model()  # 10 tokens + [CLS] + [SEP]
     with pytest.raises(ConfigError) as err:
         enc.encode(S, "cls", max_length=12)
     assert str(err.value) == (
@@ -141,7 +141,7 @@ def test_prompt_that_fills_the_max_length_is_refused(tiny_model_dir):
 
 
 def test_prompt_that_leaves_little_room_warns_once(tiny_model_dir, caplog):
-    enc = build_model(str(tiny_model_dir), prompt="男人" * 5)
+    enc = EncoderConfig(str(tiny_model_dir), prompt="男人" * 5).build_model()
     with caplog.at_level("WARNING", logger="embedkit"):
         enc.encode(S, "cls", max_length=15)
         enc.encode(S, "cls", max_length=15)
@@ -207,8 +207,8 @@ def test_instruction_template_from_the_folder_or_the_default(instructed_dir, tin
 
 
 def test_instruction_is_the_prompt_identity_and_namespace(instructed_dir):
-    plain = build_model(str(instructed_dir))
-    told = build_model(str(instructed_dir), instruction="Find it.")
+    plain = EncoderConfig(str(instructed_dir)).build_model()
+    told = EncoderConfig(str(instructed_dir), instruction="Find it.").build_model()
     assert plain.instruction is None and told.instruction == "Find it."
     assert told.prompt == "Instruct: Find it.\nQuery:"
     assert told.identity == plain.identity + ';prompt="Instruct: Find it.\\nQuery:"'
@@ -217,7 +217,7 @@ def test_instruction_is_the_prompt_identity_and_namespace(instructed_dir):
     assert told.describe()["instruction"] == "Find it."
     with pytest.raises(ConfigError, match="not both"):
         EncoderConfig(str(instructed_dir), prompt="x", instruction="y")
-    assert build_model(str(instructed_dir), prompt="").instruction == ""
+    assert EncoderConfig(str(instructed_dir), prompt="").build_model().instruction == ""
 
 
 def test_bench_uses_each_tasks_instruction_and_records_it(instructed_dir, instructed_spec,
@@ -240,7 +240,7 @@ def test_bench_uses_each_tasks_instruction_and_records_it(instructed_dir, instru
                  "--cache-dir", cache, "--output", str(tmp_path / "again.json")]) == 0
     again = json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))
     assert again["timings"]["encoded"] == 0 and again["results"] == outs[1]["results"]
-    from embedkit.experiments.report import markdown_report
+    from embedkit.reports.bench import markdown_report
 
     assert markdown_report(outs[1]).splitlines()[0].endswith(
         '[torch float32, instruction "Retrieve semantically similar text."]')

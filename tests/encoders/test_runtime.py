@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from embedkit.encoders import EncoderConfig
-from embedkit.encoders.config import build_model
 from embedkit.errors import ConfigError
 
 HAVE = {"onnx": importlib.util.find_spec("onnxruntime") is not None,
@@ -28,7 +27,7 @@ def export_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def torch_vectors(tiny_model_dir):
-    return build_model(str(tiny_model_dir)).encode_multi(SENTENCES, POOLINGS)
+    return EncoderConfig(str(tiny_model_dir)).build_model().encode_multi(SENTENCES, POOLINGS)
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -37,7 +36,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_pooling_matches_torch(backend, tiny_model_dir, export_root, torch_vectors):
-    enc = build_model(str(tiny_model_dir), backend=backend, export_root=export_root)
+    enc = EncoderConfig(str(tiny_model_dir), backend=backend, cache_dir=str(export_root)).build_model()
     got = enc.encode_multi(SENTENCES, POOLINGS)
     assert set(got) == set(torch_vectors)
     for name, ref in torch_vectors.items():
@@ -48,7 +47,7 @@ def test_every_pooling_matches_torch(backend, tiny_model_dir, export_root, torch
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_padding_does_not_change_a_vector(backend, tiny_model_dir, export_root):
-    enc = build_model(str(tiny_model_dir), backend=backend, export_root=export_root)
+    enc = EncoderConfig(str(tiny_model_dir), backend=backend, cache_dir=str(export_root)).build_model()
     alone = enc.encode_multi(["猫"], ["last-avg", "first-last-avg", "cls"])
     batched = enc.encode_multi(["猫", SENTENCES[-1], SENTENCES[2]],
                                ["last-avg", "first-last-avg", "cls"], batch_size=3)
@@ -58,8 +57,8 @@ def test_padding_does_not_change_a_vector(backend, tiny_model_dir, export_root):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_int8_runs_close_and_is_named(backend, tiny_model_dir, export_root, torch_vectors):
-    enc = build_model(str(tiny_model_dir), backend=backend, quantize="int8",
-                      export_root=export_root)
+    enc = EncoderConfig(str(tiny_model_dir), backend=backend, quantize="int8",
+                      cache_dir=str(export_root)).build_model()
     got = enc.encode(SENTENCES, "last-avg")
     assert _cosines(got, torch_vectors["last-avg"]).min() > 0.9
     assert enc.identity.endswith(f"backend={backend};quantize=int8")
@@ -78,7 +77,7 @@ def test_identity_and_cache_namespace_differ_by_backend(backend, tiny_model_dir,
     ids = {k: e.identity for k, e in encoders.items()}
     assert len(set(ids.values())) == 3
     assert ids[("torch", "none")] == ids[(backend, "none")].split(";backend=")[0]
-    spaces = {k: e.cache.namespace(e.cache_settings("last-avg", 32))
+    spaces = {k: e.namespace("last-avg", 32)
               for k, e in encoders.items()}
     assert len(set(spaces.values())) == 3
     for e in encoders.values():  # each fills its own namespace
@@ -88,22 +87,22 @@ def test_identity_and_cache_namespace_differ_by_backend(backend, tiny_model_dir,
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_token_budget_and_threads(backend, tiny_model_dir, export_root, torch_vectors):
-    enc = build_model(str(tiny_model_dir), backend=backend, export_root=export_root,
-                      token_budget=12, threads=1)
+    enc = EncoderConfig(str(tiny_model_dir), backend=backend, cache_dir=str(export_root),
+                      token_budget=12, threads=1).build_model()
     got = enc.encode(SENTENCES, "last-avg")  # many small batches, returned in input order
     np.testing.assert_allclose(got, torch_vectors["last-avg"], atol=1e-4)
     assert enc.describe()["threads"] == 1 and enc.describe()["token_budget"] == 12
 
 
 def test_torch_token_budget_keeps_order(tiny_model_dir, torch_vectors):
-    enc = build_model(str(tiny_model_dir), token_budget=10)
+    enc = EncoderConfig(str(tiny_model_dir), token_budget=10).build_model()
     np.testing.assert_allclose(enc.encode(SENTENCES, "cls"), torch_vectors["cls"], atol=1e-6)
 
 
 def test_pooler_refused_without_pooler_weights(tiny_model_no_pooler_dir, export_root):
     if not HAVE["onnx"]:
         pytest.skip("onnxruntime not installed")
-    enc = build_model(str(tiny_model_no_pooler_dir), backend="onnx", export_root=export_root)
+    enc = EncoderConfig(str(tiny_model_no_pooler_dir), backend="onnx", cache_dir=str(export_root)).build_model()
     assert enc.encode(["猫"], "cls").shape == (1, 32)
     with pytest.raises(ConfigError, match="pooler"):
         enc.encode(["猫"], "pooler")
@@ -122,5 +121,5 @@ def test_config_refuses_impossible_settings(kwargs, match):
 
 def test_onnx_refuses_another_device_or_dtype(tiny_model_dir, export_root):
     with pytest.raises(ConfigError, match="float32"):
-        build_model(str(tiny_model_dir), backend="onnx", dtype="bfloat16",
-                    export_root=export_root)
+        EncoderConfig(str(tiny_model_dir), backend="onnx", dtype="bfloat16",
+                    cache_dir=str(export_root)).build_model()

@@ -107,7 +107,7 @@ def test_pooling_override_is_a_notice(st_folders, caplog):
 
 @pytest.mark.reliability("20.4", "truncate_dim changes identity, cache namespace and record")
 def test_truncate_dim(st_folders, spec_file, tmp_path):
-    from embedkit.experiments.bench import run_bench
+    from embedkit.runs.bench import run_bench
 
     folder = st_folders["mean-dense-norm"]
     full = Encoder(str(folder), cache=None)
@@ -116,7 +116,7 @@ def test_truncate_dim(st_folders, spec_file, tmp_path):
     np.testing.assert_array_equal(cut.encode(TEXTS), full.encode(TEXTS)[:, :8])
     np.testing.assert_allclose(cut.encode(TEXTS, max_length=32),
                                st_encode(folder, truncate_dim=8), atol=1e-5)
-    spaces = [e.cache.namespace(e.cache_settings("last-avg", 64)) for e in (
+    spaces = [e.namespace("last-avg", 64) for e in (
         EncoderConfig(str(folder), truncate_dim=k, cache_dir=str(tmp_path)).build()
         for k in (None, 8))]
     assert spaces[0] != spaces[1]

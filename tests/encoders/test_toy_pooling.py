@@ -9,7 +9,7 @@ import torch
 
 from embedkit.encoders import Encoder, Pooling, register_pooling
 from embedkit.encoders.pooling import unregister_pooling
-from embedkit.experiments.bench import run_bench
+from embedkit.runs.bench import run_bench
 
 
 def _masked_max(outputs, mask, model, layers):

@@ -10,7 +10,7 @@ import pytest
 
 from embedkit.data import PairSplit
 from embedkit.evaluation import UndefinedScoreWarning, aggregate, pair_scores, score_splits
-from embedkit.experiments.report import format_table
+from embedkit.reports.bench import format_table
 
 R = pytest.mark.reliability
 

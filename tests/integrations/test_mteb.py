@@ -12,20 +12,19 @@ mteb = pytest.importorskip("mteb")
 from embedkit.data import get_task, load_task  # noqa: E402
 from embedkit.errors import ConfigError  # noqa: E402
 from embedkit.evaluation import STSEvaluator  # noqa: E402
-from embedkit.experiments.bench import run_bench  # noqa: E402
-from embedkit.experiments.mteb_results import (  # noqa: E402
+from embedkit.integrations.mteb import (  # noqa: E402
+    MtebEncoder,
+    evaluate_local,
+    local_task,
+)
+from embedkit.integrations.mteb_results import (  # noqa: E402
     CMTEB_DATASETS,
     CMTEB_TASKS,
     result_folder,
 )
-from embedkit.integrations.mteb import (  # noqa: E402
-    MtebEncoder,
-    evaluate_local,
-    fixed_post,
-    local_task,
-    map_sha256,
-)
 from embedkit.postprocess import AffineMap, load_transform, parse_post, save_transform  # noqa: E402
+from embedkit.runs.bench import run_bench  # noqa: E402
+from embedkit.store.fitted import fitted_post  # noqa: E402
 
 
 def _evaluate(model, task, cache=None):
@@ -88,16 +87,16 @@ def test_fixed_postprocessor_matches_evaluator(spread_encoder, spec_file, tiny_t
     ours = evaluator(tiny_encoder, "cls", transform=pipe.transform)["tiny-sts/test/spearman"]
 
     model = MtebEncoder(tiny_encoder, pipe, pooling="cls")
-    before = map_sha256(model.post.map)
+    before = model.post.map.sha256()
     scores = _evaluate(model, tiny_task)
     assert scores["cosine_spearman"] == pytest.approx(ours, abs=1e-4)
-    assert map_sha256(model.post.map) == before  # nothing refitted by encode
+    assert model.post.map.sha256() == before  # nothing refitted by encode
 
     # the saved map gives the same vectors and the same sha256
     path = tmp_path / "w.safetensors"
     save_transform(path, AffineMap.from_pipeline(pipe), {"pooling": "cls"})
     from_file = MtebEncoder(tiny_encoder, str(path), pooling="cls")
-    assert from_file.post.sha256 == model.post.sha256 == map_sha256(load_transform(path).map)
+    assert from_file.post.sha256 == model.post.sha256 == load_transform(path).map.sha256()
     assert from_file.mteb_model_meta.loader_kwargs["post"] == "file:w.safetensors"
     assert _evaluate(from_file, tiny_task)["cosine_spearman"] == pytest.approx(ours, abs=1e-4)
 
@@ -115,7 +114,32 @@ def test_unfitted_chain_is_refused(tiny_encoder):
     with pytest.raises(ConfigError) as e:
         MtebEncoder(tiny_encoder, parse_post("whiten:k=4"))
     assert e.value.param == "post"
-    assert fixed_post(None) is None
+    assert fitted_post(None) is None
+
+
+def test_a_map_fitted_for_other_vectors_is_refused(tiny_encoder, tmp_path):
+    """A transform file goes through the one check (model, pooling, dimension) before it is
+    applied; force warns instead."""
+    from embedkit.postprocess import CompatibilityWarning
+
+    other = tmp_path / "other.npz"
+    save_transform(other, AffineMap.identity(32), {"model": "sha256:other", "pooling": "cls"})
+    with pytest.raises(ConfigError, match="model 'sha256:other'") as e:
+        MtebEncoder(tiny_encoder, str(other), pooling="cls")
+    assert e.value.param == "post"
+    with pytest.warns(CompatibilityWarning, match="sha256:other"):
+        assert MtebEncoder(tiny_encoder, str(other), pooling="cls", force=True).post is not None
+    pooled = tmp_path / "pooled.npz"
+    save_transform(pooled, AffineMap.identity(32), {"model": tiny_encoder.identity,
+                                                    "pooling": "last-avg"})
+    with pytest.raises(ConfigError, match="pooling 'last-avg'"):
+        MtebEncoder(tiny_encoder, load_transform(pooled), pooling="cls")
+    assert MtebEncoder(tiny_encoder, str(pooled), pooling="last-avg").post.spec == (
+        "file:pooled.npz")
+    small = tmp_path / "small.npz"
+    save_transform(small, AffineMap.identity(16), {})
+    with pytest.raises(ConfigError, match="d=16 but the vectors have d=32"):
+        MtebEncoder(tiny_encoder, str(small))
 
 
 def test_model_meta_names_each_configuration(tiny_encoder, tiny_model_dir):
@@ -135,7 +159,7 @@ def test_model_meta_names_each_configuration(tiny_encoder, tiny_model_dir):
         f"{meta.name} (max_length=16)")
     pipe = parse_post("pca:k=8").fit(np.random.default_rng(0).normal(size=(40, 32)))
     post = MtebEncoder(tiny_encoder, pipe).mteb_model_meta
-    sha = map_sha256(AffineMap.from_pipeline(pipe))
+    sha = AffineMap.from_pipeline(pipe).sha256()
     assert post.name == f"{meta.name} (post=pca_k=8, post_sha256={sha[:12]})"
     assert post.revision == meta.revision and post.adapted_from == meta.name
     assert post.loader_kwargs["post_sha256"] == sha and post.embed_dim == 8
@@ -213,8 +237,8 @@ def test_cmteb_revisions_are_mtebs():
 
 def test_evaluate_local_records_checksums_and_compares(spread_encoder, pairs_file, tmp_path):
     """mteb's evaluator and embedkit's bench on the same local file: one column, no flag."""
-    from embedkit.experiments.compare import compare
-    from embedkit.experiments.compare_render import agreement_rows, markdown_report
+    from embedkit.reports.compare import agreement_rows, markdown_report
+    from embedkit.runs.compare import compare
 
     spec = tmp_path / "stsb-tiny.json"  # the tiny pairs under STS-B's name
     spec.write_text(json.dumps({"name": "STS-B", "format": "tsv", "files": {

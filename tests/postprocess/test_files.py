@@ -151,6 +151,26 @@ def test_check_compatible():
             check_compatible(meta, force=True, **kwargs)
 
 
+def test_check_compatible_vectors():
+    """The settings the vectors were made with, checked only when given: max length, dtype,
+    casing, raw or L2-normalised (``fit_vectors.normalized``, raw when absent)."""
+    meta = {"max_length": 32, "dtype": "float32", "lowercase": False}
+    same = {"max_length": 32, "dtype": "float32", "lowercase": False, "normalized": False}
+    check_compatible(meta, model=None, pooling=None, dim=None, vectors=same)
+    check_compatible(meta, model=None, pooling=None, dim=None)
+    cases = [({"max_length": 64}, r"max_length=32 but .* max_length=64"),
+             ({"dtype": "float16"}, r"dtype=float32 but .* dtype=float16"),
+             ({"lowercase": True}, r"lowercase=False but .* lowercase=True"),
+             ({"normalized": True}, r"raw vectors but .* L2-normalised vectors")]
+    for override, match in cases:
+        with pytest.raises(ConfigError, match=match):
+            check_compatible(meta, model=None, pooling=None, dim=None,
+                             vectors={**same, **override})
+    normed = {**meta, "fit_vectors": {"normalized": True}}
+    with pytest.warns(CompatibilityWarning, match="L2-normalised vectors but .* raw vectors"):
+        check_compatible(normed, model=None, pooling=None, dim=None, vectors=same, force=True)
+
+
 def test_faiss_round_trip(tmp_path, fitted):
     import faiss
 

@@ -68,7 +68,7 @@ def test_used_in_a_bench_row(center_step, tiny_encoder, spec_file):
     from embedkit.data import get_task, load_task
     from embedkit.data.selection import collect_fit_sentences
     from embedkit.evaluation import pair_scores
-    from embedkit.experiments.bench import run_bench
+    from embedkit.runs.bench import run_bench
 
     rec = run_bench(tiny_encoder, ["cls"], [str(spec_file)], post=["center"])
     got = rec["results"]["cls + center"]["tiny-sts"]["test"]["spearman"]

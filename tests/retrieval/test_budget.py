@@ -74,7 +74,7 @@ def test_budget_checks_and_sizes():
 
 def test_index_build_max_memory_records_why(tmp_path, capsys):
     from embedkit.cli.main import main
-    from embedkit.retrieval.encode_folder import synthetic_folder
+    from embedkit.store.encode_folder import synthetic_folder
     from embedkit.retrieval.index import EmbeddingIndex
 
     src = synthetic_folder(tmp_path / "s", 3000, 32, shard_size=1000)
@@ -108,7 +108,7 @@ def test_index_build_max_memory_records_why(tmp_path, capsys):
     (["--max-memory", "1kB"], "--max-memory: no index fits memory <= 1.0 kB: the closest is BFlat+rescore4x"),
 ])
 def test_flag_errors_are_one_line(tmp_path, capsys, extra, line):
-    from embedkit.retrieval.encode_folder import synthetic_folder
+    from embedkit.store.encode_folder import synthetic_folder
 
     src = synthetic_folder(tmp_path / "s", 600, 16, shard_size=600)
     got = cli_error(capsys, ["index", "build", "--embeddings", str(src), "--out",

@@ -13,7 +13,7 @@ from embedkit.errors import ConfigError
 from embedkit.io.seal import value_checksums
 from embedkit.postprocess import AffineMap, parse_post
 from embedkit.retrieval import folder
-from embedkit.retrieval.recipe import Recipe, RecipeConflictError
+from embedkit.store.recipe import Recipe, RecipeConflictError
 
 
 @pytest.fixture
@@ -141,3 +141,18 @@ def test_build_refuses_to_replace_a_foreign_folder(cfg, tmp_path):
     folder.build_index(tmp_path / "idx", ["一"], cfg)
     folder.build_index(tmp_path / "idx", ["二"], cfg)
     assert folder.search(tmp_path / "idx", ["二"], k=3, encoder=cfg)[0]["hits"][0]["text"] == "二"
+
+
+def test_search_default_is_kept_with_a_post_processor(cfg, rx_texts, tmp_path):
+    """The default efSearch / nprobe chosen at build time stays in the recipe when a
+    post-processor is baked in (the recipe written with post.safetensors' sha256 used to drop
+    it) and is the one a search uses."""
+    index = folder.build_index(tmp_path / "i", rx_texts, cfg, post="whiten:k=16",
+                               factory="HNSW8", max_length=32, seed=3)
+    d = index.recipe["search_defaults"]
+    assert d["ef_search"] in (16, 32, 64) and d["queries"] == len(rx_texts) and d["seed"] == 3
+    assert index.recipe["post"].startswith("whiten") and index.recipe["post_sha256"]
+    stored = json.loads((tmp_path / "i" / "index.json").read_text())
+    assert stored["recipe"]["search_defaults"] == d
+    assert folder.IndexSearcher(tmp_path / "i", cfg).index.search_defaults == {
+        "ef_search": d["ef_search"]}

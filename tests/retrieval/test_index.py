@@ -7,7 +7,7 @@ import pytest
 from embedkit.errors import ConfigError
 from embedkit.postprocess.affine import AffineMap
 from embedkit.retrieval.index import EmbeddingIndex, Hit
-from embedkit.retrieval.recipe import RecipeConflict, RecipeConflictError
+from embedkit.store.recipe import RecipeConflict, RecipeConflictError
 
 N, D = 2000, 32
 

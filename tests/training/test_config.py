@@ -32,6 +32,10 @@ OK = {"model": "unused", "corpus": "c.txt", "out_dir": "o"}
     ({"hard_negatives": True}, "supervised", "need supervised=True"),
     ({"supervised": True}, "supervised", "not tasks/corpus"),
     ({"seed": None}, "seed", "seed must be set"),
+    # integer fields go through errors.check_int first (before: 1.5 >= 1 passed)
+    ({"epochs": 1.5}, "epochs", "epochs must be an integer; got 1.5"),
+    ({"seed": True}, "seed", "seed must be an integer; got True"),
+    ({"max_length": 64.0}, "max_length", "max_length must be an integer; got 64.0"),
 ])
 def test_errors_name_the_parameter(kwargs, param, match):
     with pytest.raises(ConfigError, match=match) as e:

@@ -1,3 +1,0 @@
-"""Experiments: the runners that put encoders, postprocessors, evaluators and indexes together
-and build one run record (bench, sweep, whiten, index eval, encode, diagnose, compare); the
-project's own benchmark drivers are outside the package, in benchmarks/."""
