@@ -45,7 +45,8 @@ from embedkit.retrieval.faiss_ops import (
     serialized_bytes,
     train_index,
 )
-from embedkit.retrieval.quantized import build_quantized, quantized_factory
+from embedkit.retrieval.quantized import quantized_factory
+from embedkit.retrieval.shards import build_quantized
 from embedkit.store.encode_folder import draw_rows
 
 __all__ = ["Budget", "BudgetError", "Candidate", "Choice", "candidates", "choose_index",

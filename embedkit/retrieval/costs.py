@@ -103,7 +103,8 @@ def _build(x: np.ndarray, factory: str, amap: AffineMap | None, metric: str, see
            ) -> tuple[Any, float, int, int]:
     """The index of ``factory`` (a FAISS factory, or a quantised spec: ``BHNSW32+rescore4x``),
     its build seconds, RAM bytes and disk bytes (a quantised index's rescoring file too)."""
-    from embedkit.retrieval.quantized import build_quantized, parse_spec
+    from embedkit.retrieval.quantized import parse_spec
+    from embedkit.retrieval.shards import build_quantized
 
     spec = parse_spec(factory)  # hook: quantised indexes (retrieval/quantized.py)
     if spec is None:

@@ -24,7 +24,8 @@ here is a file of the index folder (its sha256 checked like every other file) ma
 
 >>> import numpy as np
 >>> x = np.random.default_rng(0).standard_normal((300, 16)).astype("float32")
->>> q = build_quantized(x, "Flat", "cosine", None, vectors="binary")
+>>> q = make_quantized(16, "Flat", "cosine", None, vectors="binary")
+>>> q.train(x); q.add(x)
 >>> int(q.search_with(x[:1], 1)[1][0, 0])
 0
 """
@@ -56,7 +57,7 @@ from embedkit.retrieval.faiss_ops import (
 )
 
 __all__ = ["DEFAULT_RESCORE", "RESCORE_WITH", "VECTORS", "QuantizedIndex", "RescoreStore",
-           "binary_factory", "build_quantized", "is_binary_factory", "make_index", "make_quantized",
+           "binary_factory", "is_binary_factory", "make_index", "make_quantized",
            "parse_spec", "quantized_factory", "read_quantized", "tune_quantized"]
 
 logger = logging.getLogger(__name__)
@@ -472,22 +473,6 @@ def make_quantized(dim_in: int, factory: str, metric: str, transform: AffineMap 
     settings = QuantizedSettings(vectors, int(rescore), rescore_with, int(dim),
                                  centre=bool(centre and vectors == "binary"))
     return QuantizedIndex(base, pre, qf, metric, settings, store if rescore else None)
-
-
-def build_quantized(x: np.ndarray, factory: str, metric: str, transform: AffineMap | None, *,
-                    vectors: str, rescore: int = DEFAULT_RESCORE, rescore_with: str = "float",
-                    train_size: int | None = None, seed: int = 0,
-                    centre: bool = False) -> QuantizedIndex:
-    """Make a quantised index and fill it with the rows of ``x`` through the one builder's
-    :func:`~embedkit.retrieval.shards.fill_index` (trained on a seeded sample; no tuning)."""
-    from embedkit.retrieval.shards import ArraySource, fill_index
-
-    index = make_quantized(x.shape[1], factory, metric, transform, vectors=vectors,
-                           rescore=rescore, rescore_with=rescore_with, centre=centre)
-    names = [str(i) for i in range(x.shape[0])]
-    fill_index(index, ArraySource(np.ascontiguousarray(x, dtype=np.float32), names),
-               index.factory, metric, transform, train_size=train_size, seed=seed, tune=False)
-    return index
 
 
 def _nlist(index: QuantizedIndex) -> int:

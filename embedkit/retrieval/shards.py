@@ -39,7 +39,12 @@ from embedkit.retrieval.faiss_ops import (
     tunable_parameters,
 )
 from embedkit.retrieval.persistence import IVFDATA_FILE
-from embedkit.retrieval.quantized import QuantizedIndex, tune_quantized
+from embedkit.retrieval.quantized import (
+    DEFAULT_RESCORE,
+    QuantizedIndex,
+    make_quantized,
+    tune_quantized,
+)
 from embedkit.retrieval.tuning import RowProbe
 from embedkit.store.encode_folder import MANIFEST, EncodeFolder, draw_rows
 from embedkit.store.recipe import POST_FILE, Recipe
@@ -48,7 +53,7 @@ if TYPE_CHECKING:
     from embedkit.store.fitted import FittedPost
 
 __all__ = ["IVFDATA_FILE", "ArraySource", "Filled", "Prepared", "VectorSource", "check_on_disk",
-           "dedupe_rows", "fill_index", "folder_source", "train_sample_size"]
+           "build_quantized", "dedupe_rows", "fill_index", "folder_source", "train_sample_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +248,20 @@ def fill_index(index: Any, source: VectorSource, factory: str, metric: str,
                                   if quantized else probe.probe.choose(index, factory))
     filled.seconds = time.perf_counter() - start
     return filled
+
+
+def build_quantized(x: np.ndarray, factory: str, metric: str, transform: AffineMap | None, *,
+                    vectors: str, rescore: int = DEFAULT_RESCORE, rescore_with: str = "float",
+                    train_size: int | None = None, seed: int = 0,
+                    centre: bool = False) -> QuantizedIndex:
+    """Make a quantised index and fill it with the rows of ``x`` through the one builder's
+    :func:`~embedkit.retrieval.shards.fill_index` (trained on a seeded sample; no tuning)."""
+    index = make_quantized(x.shape[1], factory, metric, transform, vectors=vectors,
+                           rescore=rescore, rescore_with=rescore_with, centre=centre)
+    names = [str(i) for i in range(x.shape[0])]
+    fill_index(index, ArraySource(np.ascontiguousarray(x, dtype=np.float32), names),
+               index.factory, metric, transform, train_size=train_size, seed=seed, tune=False)
+    return index
 
 
 @dataclass

@@ -10,9 +10,9 @@ from embedkit.retrieval.index import EmbeddingIndex
 from embedkit.retrieval.quantized import (
     RescoreStore,
     binary_factory,
-    build_quantized,
     quantized_factory,
 )
+from embedkit.retrieval.shards import build_quantized
 
 
 @pytest.fixture(scope="module")
