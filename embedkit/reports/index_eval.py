@@ -43,7 +43,7 @@ def _cost_table(cost: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                      num(r["qps_batch"], 0), num(r["qps_single"], 0),
                      f"{r['speedup']:.1f}x" if r["speedup"] is not None else "-",
                      f"{r['build_seconds']:.2f}", f"{r['disk_bytes'] / 2**20:.1f}",
-                     _num(r.get("bytes_per_vector"), 1),  # hook: quantised indexes' bytes
+                     num(r.get("bytes_per_vector"), 1),  # hook: quantised indexes' bytes
                      "exact" if i == 0 else ("yes" if r["meets_target"] else "no")])
     return header, body
 

@@ -36,7 +36,6 @@ from embedkit.retrieval.faiss_ops import (
     as_matrix,
     check_metric,
     faiss,
-    make_faiss_index,
     search_parameters,
     serialized_bytes,
 )

@@ -74,8 +74,8 @@ def test_budget_checks_and_sizes():
 
 def test_index_build_max_memory_records_why(tmp_path, capsys):
     from embedkit.cli.main import main
-    from embedkit.store.encode_folder import synthetic_folder
     from embedkit.retrieval.index import EmbeddingIndex
+    from embedkit.store.encode_folder import synthetic_folder
 
     src = synthetic_folder(tmp_path / "s", 3000, 32, shard_size=1000)
     assert main(["index", "build", "--embeddings", str(src), "--out", str(tmp_path / "i"),
