@@ -52,18 +52,21 @@ def add_index_codes(b: argparse.ArgumentParser) -> None:
     from embedkit.retrieval.choices import DEFAULT_RESCORE, INDEX_CODES, RESCORE_WITH
 
     b.add_argument("--vectors", choices=INDEX_CODES, default="float",
-                   help="what the index keeps of each vector: float32, int8 (FAISS SQ8) or "
-                        "binary (sign bits: BFlat, BHNSW<M>, BIVF<n> from the --factory)")
+                   help="what the index keeps of each vector: float32, int8 (FAISS SQ8), "
+                        "binary (sign bits: BFlat, BHNSW<M>, BIVF<n> from the --factory) or "
+                        "factory (the --factory's own codes, e.g. IVF4096,PQ256 or SQ4, "
+                        "rescored like the others)")
     b.add_argument("--rescore", type=_non_negative_int, default=DEFAULT_RESCORE, metavar="K",
-                   help="int8/binary: search K x k candidates and rescore them exactly from "
+                   help="int8/binary/factory: search K x k candidates and rescore them exactly from "
                         "vectors kept on disk, memory-mapped (0: no rescoring, no file; "
                         f"default: {DEFAULT_RESCORE})")
     b.add_argument("--rescore-with", choices=RESCORE_WITH, default="float",
                    help="the vectors rescoring reads: float32, or int8 (4x smaller file)")
     b.add_argument("--max-memory", type=memory_size, metavar="SIZE",
-                   help="choose the index (Flat, SQ8, HNSW, IVF-Flat, IVF-PQ, binary with "
-                        "rescoring) that fits this much RAM, e.g. 300MB or 2GB, by measuring "
-                        "each on a seeded held-out sample of the vectors")
+                   help="choose the index (Flat, SQ8, SQ4, HNSW, IVF-Flat, IVF-PQ sized to the "
+                        "budget, binary; the compressed ones also rescored) that fits this "
+                        "much RAM, e.g. 300MB or 2GB, by measuring each on a seeded held-out "
+                        "sample of the vectors")
     b.add_argument("--max-query-ms", type=_positive_float, metavar="MS",
                    help="with --max-memory: milliseconds a query may take (estimated at the "
                         "full size from the sample)")
@@ -90,7 +93,7 @@ def index_codes(args: argparse.Namespace) -> IndexCodes:
                               f"{args.min_recall:g}")
         budget = Budget(args.max_memory, args.max_query_ms, args.min_recall)
     if args.vectors == "float" and budget is None and args.rescore_with != "float":
-        raise ConfigError("--rescore-with goes with --vectors int8 or binary")
+        raise ConfigError("--rescore-with goes with --vectors int8, binary or factory")
     return IndexCodes(args.vectors, args.rescore, args.rescore_with, budget)
 
 

@@ -103,7 +103,7 @@ def test_index_build_max_memory_records_why(tmp_path, capsys):
     (["--max-memory", "2GB", "--min-recall", "95"], "--min-recall is a recall@10 between"),
     (["--rescore", "-1", "--vectors", "binary"], "argument --rescore: must be 0"),
     (["--vectors", "int4"], "argument --vectors: invalid choice: 'int4'"),
-    (["--rescore-with", "int8"], "--rescore-with goes with --vectors int8 or binary"),
+    (["--rescore-with", "int8"], "--rescore-with goes with --vectors int8, binary or factory"),
     (["--vectors", "binary", "--factory", "IVF8,PQ4"], "factory 'IVF8,PQ4' has no binary"),
     (["--max-memory", "1kB"], "--max-memory: no index fits memory <= 1.0 kB: the closest is BFlat+rescore4x"),
 ])
@@ -114,3 +114,52 @@ def test_flag_errors_are_one_line(tmp_path, capsys, extra, line):
     got = cli_error(capsys, ["index", "build", "--embeddings", str(src), "--out",
                              str(tmp_path / "i"), *extra], before=None)
     assert line in got
+
+
+def test_candidates_are_sized_to_the_budget():
+    from embedkit.retrieval.budget import candidates, pq_m
+
+    names = [c.name for c in candidates(1_000_000, 512, 300_000_000)]
+    # 300 MB over 1M vectors: 291 B a vector after the centroids and codebooks, less the
+    # IVF's 8-byte id: PQ256 (256 | 512), not the 64 of the unsized rule
+    assert "IVF4096,PQ256" in names and "IVF4096,PQ256+rescore4x" in names
+    assert {"SQ4", "SQ4+rescore4x", "SQ8+rescore4x", "BFlat+rescore4x"} <= set(names)
+    assert pq_m(512, None) == 64 and pq_m(512, 100) == 64 and pq_m(96, 50) == 48
+
+
+def test_the_budget_keeps_a_rescored_compressed_index(x):
+    # 200 kB for 3000 x 64: Flat (768 kB), SQ8 (192 kB + ...) and HNSW do not fit; SQ4
+    # (32 B) and IVF-PQ16 do, and rescored from the floats on disk they beat binary
+    choice = choose_index(matrix_sampler(x), 3000, Budget(parse_size("200kB")))
+    rows = {r["candidate"]: r for r in choice.rows}
+    assert rows["Flat"]["memory_bytes"] > 200_000
+    assert choice.row["memory_bytes"] <= 200_000
+    assert choice.candidate.rescore == 4 and choice.candidate.codes in ("factory", "int8")
+    assert choice.row["recall@10"] >= 0.9
+    assert choice.row["recall@10"] > rows["BFlat+rescore4x"]["recall@10"]
+
+
+def test_factory_codes_rescored_round_trip(x, tmp_path):
+    from embedkit.retrieval.index import EmbeddingIndex
+
+    texts = [str(i) for i in range(len(x))]
+    pq = EmbeddingIndex.build(x, texts, factory="IVF16,PQ8", tune=False)
+    rescored = EmbeddingIndex.build(x, texts, factory="IVF16,PQ8", codes="factory",
+                                    rescore=4, tune=False)
+    exact = EmbeddingIndex.build(x, texts)
+    q = x[:50]
+
+    def recall(index):
+        got = [{h.id for h in row} for row in index.search(q, 10, nprobe=16)] \
+            if index is not exact else [{h.id for h in row} for row in index.search(q, 10)]
+        truth = [{h.id for h in row} for row in exact.search(q, 10)]
+        return np.mean([len(a & b) / 10 for a, b in zip(truth, got, strict=True)])
+
+    assert rescored.factory == "IVF16,PQ8"
+    assert rescored.recipe["vectors"]["vectors"] == "factory"
+    assert recall(rescored) > recall(pq) + 0.3 and recall(rescored) >= 0.75  # 0.79, 0.42
+    rescored.save(tmp_path / "ix")
+    loaded = EmbeddingIndex.load(tmp_path / "ix")
+    assert sorted(loaded.extra_files) == ["rescore.f32"]
+    assert [[h.id for h in r] for r in loaded.search(q, 10, nprobe=16)] == \
+        [[h.id for h in r] for r in rescored.search(q, 10, nprobe=16)]
