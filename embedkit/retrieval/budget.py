@@ -366,6 +366,9 @@ def choose_index(sample: Callable[[int, int], np.ndarray], total: int, budget: B
         logger.info("measuring %s on %d sampled vectors (%d held-out queries)", full.name,
                     x.shape[0], n_q)
         rows.append(measure.row(c, full, total))
+        logger.info("%s: recall@10 %.3f, %s at %d vectors, %.2f ms a query", full.name,
+                    rows[-1]["recall@10"], show_bytes(rows[-1]["memory_bytes"]), total,
+                    rows[-1]["query_ms"])
     best, why = _decide(rows, budget)
     chosen = next(c for c in tried if c.name == best["candidate"])
     return Choice(chosen, best, rows, why, budget,

@@ -127,7 +127,7 @@ def test_cost_rows_of_quantized_indexes(rx_encoder, rx_spec_file):
     float search, QPS and bytes per vector (the rescoring file counted on disk only)."""
     opts = IndexEvalOptions(cost=CostOptions(
         corpus_tasks=(f"{rx_spec_file}:test",), n_queries=10, single_queries=2,
-        factories=("Flat", "SQ8", "BFlat", "BFlat+rescore4x")), threads=1)
+        factories=("Flat", "SQ8", "BFlat", "BFlat+rescore4x")), faiss_threads=1)
     rows = {r["factory"]: r for r in run_index_eval(rx_encoder, opts)["cost"]["rows"]}
     dim = rx_encoder.dim
     # memory over ntotal: the codes plus, on 40 texts, a visible share of the fixed part (SQ8
@@ -141,5 +141,7 @@ def test_cost_rows_of_quantized_indexes(rx_encoder, rx_spec_file):
     assert rescored["disk_bytes"] == rescored["memory_bytes"] + n * dim * 4
     assert rescored["recall@10"] >= rows["BFlat"]["recall@10"]
     assert rescored["qps_batch"] > 0
-    md = index_eval.markdown_eval_report(run_index_eval(rx_encoder, opts))
+    from embedkit.reports.index_eval import markdown_eval_report
+
+    md = markdown_eval_report(run_index_eval(rx_encoder, opts))
     assert "| bytes/vector |" in md and "BFlat+rescore4x" in md
