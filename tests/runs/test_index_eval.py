@@ -8,6 +8,9 @@ import pytest
 from embedkit.data import get_task, load_split
 from embedkit.encoders.wrappers import EncoderWrapper
 from embedkit.errors import ConfigError
+from embedkit.postprocess.spec import PostOptions
+from embedkit.reports.index_eval import markdown_eval_report
+from embedkit.retrieval import evaluate_retrieval, pairs_to_retrieval
 from embedkit.runs import index_eval
 from embedkit.runs.index_eval import (
     CostOptions,
@@ -17,9 +20,6 @@ from embedkit.runs.index_eval import (
     quality_eval,
     run_index_eval,
 )
-from embedkit.postprocess.spec import PostOptions
-from embedkit.reports.index_eval import markdown_eval_report
-from embedkit.retrieval import evaluate_retrieval, pairs_to_retrieval
 
 
 def test_quality_eval_both_directions(rx_encoder, rx_spec_file):
