@@ -45,6 +45,7 @@ from embedkit.cli.common import (
     thread_count,
     write_json,
 )
+from embedkit.cli.index_codes import add_index_codes, index_codes, print_choice
 from embedkit.cli.parsing import parse_int_list, split_factories, split_list
 from embedkit.errors import ConfigError, DataError
 from embedkit.io.atomic import LOCK_TIMEOUT, FolderLockedError, atomic_write_text
@@ -127,6 +128,7 @@ def _add_build(isub) -> None:
                         "the folder, memory-mapped when searched)")
     add_force(b, FORCE_POST_FILE)
     add_out(b, "index folder (replaced whole)", metavar="DIR")
+    add_index_codes(b)  # --vectors, --rescore, --max-memory ... (cli/index_codes.py)
     add_data_options(b)
     _add_lock_timeout(b)
     _add_progress(b)
@@ -297,9 +299,10 @@ def _run_build(args) -> int:
             args.out, source, config, post=args.post, query_prompt=query_prompt,
             factory=args.factory, metric=args.metric, train_size=args.train_size,
             seed=args.seed, on_disk=args.on_disk, force=args.force,
-            lock_timeout=args.lock_timeout, **options)
+            lock_timeout=args.lock_timeout, index_codes=index_codes(args), **options)
     except FolderLockedError as err:
         raise locked_error(err) from None
+    print_choice(index)
     r = index.recipe
     post = f", post {r['post']}" if r.get("post") else ""
     what = (f"texts from {args.embeddings}" if isinstance(source, Path) else

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from embedkit.retrieval.faiss_ops import check_metric, make_faiss_index
+from embedkit.retrieval.quantized import make_quantized, parse_spec
 from embedkit.store.fitted import post_output_dim
 
 
@@ -24,5 +25,9 @@ def check_index_settings(factories: Iterable[str], post: str | None, *, dim: int
     metric = check_metric(metric)
     out = post_output_dim(post, int(dim))
     for factory in factories:
+        spec = parse_spec(factory)  # hook: quantised specs (BHNSW32+rescore4x, SQ8+rescore4x)
+        if spec is not None:
+            make_quantized(out, spec[0], metric, None, vectors=spec[1], rescore=0)
+            continue
         make_faiss_index(out, factory, metric, None)
     return out

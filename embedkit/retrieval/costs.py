@@ -90,17 +90,68 @@ class _Costing:
     ef_searches: Sequence[int]
 
 
+def _quantized_settings(index: Any, nprobes: Sequence[int],
+                        ef_searches: Sequence[int]) -> list[tuple[str, dict[str, int]]]:
+    """:func:`_settings` of a quantised index (its IVF lists, or HNSW)."""
+    from embedkit.retrieval.quantized import _nlist
+
+    nlist = _nlist(index)
+    if nlist:
+        probes = dict.fromkeys(min(int(p), nlist) for p in nprobes)
+        return [(f"nprobe={p}", {"nprobe": p}) for p in probes]
+    if "HNSW" in index.factory:
+        return [(f"efSearch={int(e)}", {"ef_search": int(e)}) for e in ef_searches]
+    return [("", {})]
+
+
+class _Rescored:
+    """A quantised index searched as :func:`_time_searches` searches (``params``: a setting)."""
+
+    def __init__(self, index: Any) -> None:
+        self.index = index
+
+    def search(self, q: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search_with(q, k, **(params or {}))
+
+
+def _build(x: np.ndarray, factory: str, amap: AffineMap | None, metric: str, seed: int
+           ) -> tuple[Any, float, int, int]:
+    """The index of ``factory`` (a FAISS factory, or a quantised spec: ``BHNSW32+rescore4x``),
+    its build seconds, RAM bytes and disk bytes (a quantised index's rescoring file too)."""
+    from embedkit.retrieval.quantized import parse_spec
+    from embedkit.retrieval.shards import build_quantized
+
+    spec = parse_spec(factory)  # hook: quantised indexes (retrieval/quantized.py)
+    if spec is None:
+        index, seconds = build_faiss(x, factory, metric, amap, seed=seed)
+        size = serialized_bytes(index)
+        return index, seconds, size, size
+    start = time.perf_counter()
+    qi = build_quantized(x, spec[0], metric, amap, vectors=spec[1], rescore=spec[2], seed=seed)
+    seconds = time.perf_counter() - start
+    memory = qi.memory_bytes()
+    store = qi.store.rows * qi.store.dim * qi.store.mapped().dtype.itemsize if qi.store else 0
+    return qi, seconds, memory, memory + store
+
+
 def _factory_rows(x: np.ndarray, q: np.ndarray, factory: str, amap: AffineMap | None,
                   c: _Costing, exact: np.ndarray | None
                   ) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Build one factory, time each search setting; the rows and the exact labels."""
-    index, build_seconds = build_faiss(x, factory, c.metric, amap, seed=c.seed)
-    size = serialized_bytes(index)
+    index, build_seconds, size, disk = _build(x, factory, amap, c.metric, c.seed)
+    quantized = hasattr(index, "search_with")
+    settings = (_quantized_settings(index, c.nprobes, c.ef_searches) if quantized else
+                _settings(index, c.nprobes, c.ef_searches))
     rows: list[dict[str, Any]] = []
-    for label, setting in _settings(index, c.nprobes, c.ef_searches):
-        params = search_parameters(index, factory, nprobe=setting.get("nprobe"),
-                                   ef_search=setting.get("ef_search"))
-        ids, batch_seconds, single_seconds = _time_searches(index, params, q, c.kk, c.n_single)
+    for label, setting in settings:
+        if quantized:
+            searcher: Any = _Rescored(index)
+            params: Any = setting
+        else:
+            searcher = index
+            params = search_parameters(index, factory, nprobe=setting.get("nprobe"),
+                                       ef_search=setting.get("ef_search"))
+        ids, batch_seconds, single_seconds = _time_searches(searcher, params, q, c.kk, c.n_single)
         if exact is None:
             exact = ids
         rows.append({
@@ -110,8 +161,9 @@ def _factory_rows(x: np.ndarray, q: np.ndarray, factory: str, amap: AffineMap | 
             "qps_batch": _qps(q.shape[0], batch_seconds),
             "qps_single": _qps(c.n_single, single_seconds) if c.n_single else None,
             "build_seconds": build_seconds,
-            "disk_bytes": size,
+            "disk_bytes": disk,
             "memory_bytes": size,
+            "bytes_per_vector": round(size / max(1, int(index.ntotal)), 2),
             "ntotal": int(index.ntotal),
             "n_queries": int(q.shape[0]),
         })
@@ -142,7 +194,11 @@ def approximation_costs(
     ``recall@{k}``, ``qps_batch`` (all queries in one call), ``qps_single`` (the first
     ``single_queries`` queries one call each), ``build_seconds`` (train + add; the same on every
     row of one factory), ``disk_bytes`` (serialised index) and ``memory_bytes`` (the serialised
-    size again, used as a proxy for the in-memory size), ``ntotal``, ``n_queries``.
+    size again, used as a proxy for the in-memory size), ``bytes_per_vector`` (memory bytes
+    over ``ntotal``), ``ntotal``, ``n_queries``. A factory may be a quantised spec
+    (:func:`~embedkit.retrieval.quantized.parse_spec`: ``BFlat+rescore4x``,
+    ``BHNSW32+rescore4x``, ``SQ8+rescore4x``): its memory is the quantised index, its disk
+    adds the memory-mapped rescoring vectors.
     nprobe values above nlist are clamped to nlist and deduplicated. FAISS's thread count is
     left as it is.
     """

@@ -38,6 +38,7 @@ from embedkit.io.atomic import LOCK_TIMEOUT, folder_lock
 from embedkit.io.textfile import read_lines
 from embedkit.postprocess.spec import PostOptions
 from embedkit.provenance import sha256_text
+from embedkit.retrieval.budget import IndexCodes
 from embedkit.retrieval.checks import check_index_settings
 from embedkit.retrieval.faiss_ops import (
     as_matrix,
@@ -47,6 +48,7 @@ from embedkit.retrieval.faiss_ops import (
 )
 from embedkit.retrieval.index import EmbeddingIndex, as_affine_map
 from embedkit.retrieval.persistence import IVFDATA_FILE, META_FILE
+from embedkit.retrieval.quantized import make_index
 from embedkit.retrieval.shards import (
     ArraySource,
     Prepared,
@@ -55,7 +57,7 @@ from embedkit.retrieval.shards import (
     fill_index,
     folder_source,
 )
-from embedkit.store.encode_folder import EncodeFolder, write_post_file
+from embedkit.store.encode_folder import EncodeFolder, draw_rows, write_post_file
 from embedkit.store.fitted import (
     FitData,
     is_none,
@@ -185,6 +187,7 @@ def build_index(
     progress: bool | None = None,
     lock_timeout: float | None = LOCK_TIMEOUT,
     query_prompt: str | None = None,
+    index_codes: IndexCodes | None = None,
 ) -> EmbeddingIndex:
     """Build an index folder at ``out_dir`` from a vector source; the index as loaded back.
 
@@ -207,10 +210,15 @@ def build_index(
     model folder's declared similarity means (dot -> ip, euclidean -> l2), else cosine.
     ``progress`` shows FAISS's adding of texts (None: for large corpora on a terminal). An
     existing index folder at ``out_dir`` is replaced whole, under its lock (another process
-    writing it is waited for up to ``lock_timeout`` seconds).
+    writing it is waited for up to ``lock_timeout`` seconds). ``index_codes``
+    (:class:`~embedkit.retrieval.budget.IndexCodes`): quantised codes and their rescoring, or
+    a budget choosing factory and codes on a sample of the source (the choice and why kept in
+    the recipe as ``index_choice``).
     """
     out = Path(out_dir)
     _check_out_dir(out)
+    codes = index_codes or IndexCodes()
+    codes.check(factory)  # before encoding
     if isinstance(source, (EncodeFolder, os.PathLike)):
         if encoder is not None:
             raise ConfigError("an encode folder holds vectors already; give no encoder",
@@ -222,31 +230,39 @@ def build_index(
                                on_disk)
         prepared = _text_source(source, ids, encoder, corpus_info, options)
         prepared.progress = _show_progress(progress, prepared.source.total_rows)
-    return _write_index(out, prepared, factory=factory, train_size=train_size, seed=seed,
-                        on_disk=on_disk, lock_timeout=lock_timeout)
+    return _write_index(out, prepared, codes, factory=factory, train_size=train_size,
+                        seed=seed, on_disk=on_disk, lock_timeout=lock_timeout)
 
 
-def _write_index(out: Path, prepared: Prepared, *, factory: str, train_size: int | None,
-                 seed: int, on_disk: bool, lock_timeout: float | None) -> EmbeddingIndex:
-    """Train, fill and tune the index over the source, then save the folder with its recipe
-    (and ``post.safetensors``)."""
+def _write_index(out: Path, prepared: Prepared, codes: IndexCodes, *, factory: str,
+                 train_size: int | None, seed: int, on_disk: bool,
+                 lock_timeout: float | None) -> EmbeddingIndex:
+    """Choose (under a budget), train, fill and tune the index over the source, then save the
+    folder with its recipe (and ``post.safetensors``)."""
     src, amap, metric = prepared.source, prepared.amap, prepared.metric
-    index = make_faiss_index(src.dim, factory, metric, amap)
+    factory, codes, chosen = codes.choose(
+        lambda n, s: src.rows(draw_rows(src.total_rows, n, s)), src.total_rows, metric=metric,
+        transform=amap, seed=seed, factory=factory)
     logger.info("building FAISS %r (%s; training if it needs it, then adding) over %d vectors%s",
                 factory, metric, src.total_rows, f", post -> {amap.k} dims" if amap else "")
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     # blocks of on-disk lists beside the folder (the merged file is moved in); otherwise the
     # system's temporary folder (a kill leaves nothing beside the index)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.blocks.",
-                                     dir=out.parent if on_disk else None) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.blocks.", dir=out.parent if (
+            on_disk or codes.codes != "float") else None) as tmp:
         work = Path(tmp)
+        index = make_index(src.dim, factory, metric, amap, store_dir=work,
+                           **codes.build_kwargs())
         filled = fill_index(index, src, factory, metric, amap, train_size=train_size,
                             seed=seed, progress=prepared.progress,
                             on_disk=work if on_disk else None, lists_at=out / IVFDATA_FILE)
         corpus = {**prepared.recipe.corpus[0], "n_indexed": len(filled.texts)}
+        settings = getattr(index, "settings", None)  # a quantised index's codes
         recipe = dataclasses.replace(prepared.recipe, corpus=(corpus,),
-                                     search_defaults=filled.search_defaults)
+                                     search_defaults=filled.search_defaults, extra={
+                                         **prepared.recipe.extra, **chosen, **(
+                                             {"vectors": settings.to_dict()} if settings else {})})
         extra: dict[str, Path] = {} if filled.ivfdata is None else {IVFDATA_FILE: filled.ivfdata}
         if prepared.post_file is not None:
             extra[POST_FILE] = prepared.post_file
@@ -254,12 +270,13 @@ def _write_index(out: Path, prepared: Prepared, *, factory: str, train_size: int
             recipe = write_post_file(work, prepared.post, recipe)
             extra[POST_FILE] = work / POST_FILE
         built = EmbeddingIndex(
-            index, filled.texts, filled.user_ids, factory=factory, metric=metric,
-            dim_in=src.dim, dim=amap.k if amap is not None else src.dim,
+            index, filled.texts, filled.user_ids, factory=getattr(index, "factory", factory),
+            metric=metric, dim_in=src.dim, dim=amap.k if amap is not None else src.dim,
             recipe=recipe.to_dict(), build_seconds=filled.seconds,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             extra={"seed": int(seed), "train_size": filled.trained_on,
-                   "transform": amap is not None, "on_disk": bool(on_disk)})
+                   "transform": amap is not None, "on_disk": bool(on_disk),
+                   **({"quantized": settings.to_dict()} if settings else {})})
         built.save(out, extra_files=extra, lock_timeout=lock_timeout)
         del index, built
     return EmbeddingIndex.load(out)

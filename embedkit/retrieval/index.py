@@ -36,7 +36,6 @@ from embedkit.retrieval.faiss_ops import (
     as_matrix,
     check_metric,
     faiss,
-    make_faiss_index,
     search_parameters,
     serialized_bytes,
 )
@@ -180,6 +179,9 @@ class EmbeddingIndex:
         seed: int = 0,
         progress: bool = False,
         tune: bool = True,
+        codes: str = "float",
+        rescore: int = 4,
+        rescore_with: str = "float",
     ) -> EmbeddingIndex:
         """Index raw pooled vectors (n x d float32) and their texts.
 
@@ -194,7 +196,11 @@ class EmbeddingIndex:
         an IVF or HNSW index gets default search settings (the smallest ``nprobe`` /
         ``efSearch`` reaching recall@10 >= 0.95 against exact search on a seeded sample of
         its vectors: :mod:`embedkit.retrieval.tuning`), stored in the recipe as
-        ``search_defaults`` and used by :meth:`search` when none is given.
+        ``search_defaults`` and used by :meth:`search` when none is given. ``codes`` (what
+        the index keeps: ``float``, ``int8``, ``binary``, or ``factory``: the factory's own PQ /
+        SQ4 codes) ``int8`` / ``binary`` / ``factory`` builds the SQ8 / binary / given form of
+        ``factory`` whose searches rescore ``rescore`` x k candidates from the ``rescore_with`` vectors kept on disk
+        (:mod:`embedkit.retrieval.quantized`).
 
         >>> import numpy as np
         >>> v = np.random.default_rng(0).standard_normal((20, 4)).astype("float32")
@@ -210,17 +216,24 @@ class EmbeddingIndex:
         amap = as_affine_map(transform, x.shape[1], metric)
         keep, kept_texts, kept_ids = dedupe_rows(texts, ids, set())
         xk = x[keep] if len(keep) != x.shape[0] else x
-        index = make_faiss_index(x.shape[1], factory, metric, amap)
+        from embedkit.retrieval.quantized import make_index  # float or quantised, one path
+
+        index = make_index(x.shape[1], factory, metric, amap, codes=codes, rescore=rescore,
+                           rescore_with=rescore_with)
         filled = fill_index(index, ArraySource(xk, kept_texts, kept_ids), factory, metric, amap,
                             train_size=train_size, seed=seed, tune=tune, progress=progress)
         if filled.search_defaults is not None:
             stored["search_defaults"] = filled.search_defaults
+        settings = getattr(index, "settings", None)  # a quantised index's codes
+        if settings is not None:
+            stored["vectors"] = settings.to_dict()
         return cls(
-            index, filled.texts, filled.user_ids, factory=factory, metric=metric,
-            dim_in=x.shape[1], dim=amap.k if amap is not None else x.shape[1], recipe=stored,
-            build_seconds=filled.seconds,
+            index, filled.texts, filled.user_ids, factory=getattr(index, "factory", factory),
+            metric=metric, dim_in=x.shape[1], dim=amap.k if amap is not None else x.shape[1],
+            recipe=stored, build_seconds=filled.seconds,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            extra={"seed": int(seed), "train_size": train_size, "transform": amap is not None},
+            extra={"seed": int(seed), "train_size": train_size, "transform": amap is not None,
+                   **({"quantized": settings.to_dict()} if settings is not None else {})},
         )
 
     def add(
@@ -242,6 +255,9 @@ class EmbeddingIndex:
         keep, kept_texts, kept_ids = dedupe_rows(texts, ids, self._positions)
         if not keep:
             return 0
+        if self._extra.get("quantized"):  # hook: quantised indexes' stores are not grown
+            raise ConfigError(f"index {self.factory!r} is quantised (its rescoring vectors are "
+                              "a file of the folder); rebuild it with the new texts")
         if not self._index.is_trained:  # pragma: no cover - build always trains
             raise ConfigError(f"index {self.factory!r} is not trained; rebuild it")
         add_vectors(self._index, np.ascontiguousarray(x[keep]))
@@ -279,11 +295,18 @@ class EmbeddingIndex:
         defaults = self.search_defaults
         nprobe = nprobe if nprobe is not None else defaults.get("nprobe")
         ef_search = ef_search if ef_search is not None else defaults.get("ef_search")
-        params = search_parameters(self._index, self.factory, nprobe=nprobe, ef_search=ef_search)
         n = self._index.ntotal
-        if n == 0 or q.shape[0] == 0:
-            return [[] for _ in range(q.shape[0])]
-        scores, labels = self._index.search(q, min(int(k), n), params=params)
+        if hasattr(self._index, "search_with"):  # hook: quantised indexes rescore
+            if n == 0 or q.shape[0] == 0:
+                return [[] for _ in range(q.shape[0])]
+            scores, labels = self._index.search_with(q, min(int(k), n), nprobe=nprobe,
+                                                     ef_search=ef_search)
+        else:
+            params = search_parameters(self._index, self.factory, nprobe=nprobe,
+                                       ef_search=ef_search)
+            if n == 0 or q.shape[0] == 0:
+                return [[] for _ in range(q.shape[0])]
+            scores, labels = self._index.search(q, min(int(k), n), params=params)
         return [
             [Hit(int(i), self._texts[i], float(s), self._user_ids[i])
              for s, i in zip(row_s, row_l, strict=True) if i >= 0]
@@ -354,6 +377,8 @@ class EmbeddingIndex:
 
     def memory_bytes(self) -> int:
         """Size of the serialised FAISS index in bytes (a proxy for its memory use)."""
+        if hasattr(self._index, "memory_bytes"):  # hook: quantised (the store is on disk)
+            return int(self._index.memory_bytes())
         return serialized_bytes(self._index)
 
     def affine_map(self) -> AffineMap | None:
@@ -432,6 +457,8 @@ class EmbeddingIndex:
         for the write (another process writing it is waited for up to ``lock_timeout``
         seconds).
         """
+        if hasattr(self._index, "files"):  # hook: a quantised index's binary index and store
+            extra_files = {**self._index.files(), **(extra_files or {})}
         return write_index_folder(directory, self._index, self._texts, self._user_ids,
                                   self.metadata(), extra_files, lock_timeout=lock_timeout)
 
@@ -453,7 +480,8 @@ class EmbeddingIndex:
             recipe=meta.get("recipe") or {},
             build_seconds=float(meta.get("build_seconds") or 0.0),
             created=str(meta.get("created", "")),
-            extra={k: meta[k] for k in ("seed", "train_size", "transform", "on_disk")
+            extra={k: meta[k] for k in ("seed", "train_size", "transform", "on_disk",
+                                         "quantized")
                    if k in meta},
         )
         loaded.extra_files = stored.extra_files

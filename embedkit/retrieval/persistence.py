@@ -87,7 +87,11 @@ def write_index_folder(
                 (tmp / name).write_bytes(content)
             else:
                 shutil.copyfile(content, tmp / name)
-        faiss.write_index(index, str(tmp / _INDEX_FILE))
+        # hook (quantised indexes, retrieval/quantized.py): an index that writes itself
+        if hasattr(index, "write_index"):
+            index.write_index(tmp / _INDEX_FILE)
+        else:
+            faiss.write_index(index, str(tmp / _INDEX_FILE))
         with open(tmp / _TEXTS_FILE, "w", encoding="utf-8") as fh:
             for i, (t, u) in enumerate(zip(texts, user_ids, strict=True)):
                 row: dict[str, Any] = {"id": i, "text": t}
@@ -206,7 +210,11 @@ def _read(directory: Path) -> _StoredIndex:
     meta = _read_meta(directory)
     extra_names = _check_files(directory, meta)
     lists = directory / IVFDATA_FILE if IVFDATA_FILE in extra_names else None
-    index = _read_faiss(directory / _INDEX_FILE, lists)
+    index: Any = _read_faiss(directory / _INDEX_FILE, lists)
+    if meta.get("quantized"):  # hook (quantised indexes): the binary index and store beside it
+        from embedkit.retrieval.quantized import read_quantized
+
+        index = read_quantized(directory, meta, index)
     texts, user_ids = _read_texts(directory / _TEXTS_FILE)
     ntotal = meta.get("ntotal")
     if index.ntotal != ntotal or len(texts) != ntotal:

@@ -39,6 +39,12 @@ from embedkit.retrieval.faiss_ops import (
     tunable_parameters,
 )
 from embedkit.retrieval.persistence import IVFDATA_FILE
+from embedkit.retrieval.quantized import (
+    DEFAULT_RESCORE,
+    QuantizedIndex,
+    make_quantized,
+    tune_quantized,
+)
 from embedkit.retrieval.tuning import RowProbe
 from embedkit.store.encode_folder import MANIFEST, EncodeFolder, draw_rows
 from embedkit.store.recipe import POST_FILE, Recipe
@@ -46,8 +52,8 @@ from embedkit.store.recipe import POST_FILE, Recipe
 if TYPE_CHECKING:
     from embedkit.store.fitted import FittedPost
 
-__all__ = ["IVFDATA_FILE", "ArraySource", "Prepared", "VectorSource", "check_on_disk",
-           "dedupe_rows", "fill_index", "folder_source", "train_sample_size"]
+__all__ = ["IVFDATA_FILE", "ArraySource", "Prepared", "VectorSource", "build_quantized",
+           "check_on_disk", "dedupe_rows", "fill_index", "folder_source", "train_sample_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +145,15 @@ def _train(index: Any, source: VectorSource, factory: str, train_size: int | Non
            seed: int) -> int | None:
     if index.is_trained:
         return None
-    size = train_sample_size(index, source.total_rows, train_size)
+    quantized = isinstance(index, QuantizedIndex)  # its quantiser, centre and int8 scales
+    size = (index.train_sample_size(source.total_rows, train_size) if quantized else
+            train_sample_size(index, source.total_rows, train_size))
     sample = source.rows(draw_rows(source.total_rows, size, seed))
     logger.info("training %r on %d sampled vectors (seed %d)", factory, sample.shape[0], seed)
-    train_index(index, sample, factory, sample.shape[0], seed)
+    if quantized:
+        index.train(sample, seed=seed, train_size=sample.shape[0])
+    else:
+        train_index(index, sample, factory, sample.shape[0], seed)
     return int(sample.shape[0])
 
 
@@ -211,12 +222,18 @@ def fill_index(index: Any, source: VectorSource, factory: str, metric: str,
     ``on_disk``: a work folder where the inverted lists are merged into ``lists.ivfdata``
     (IVF factories); ``lists_at``: where the index folder will hold that file.
     """
+    quantized = isinstance(index, QuantizedIndex)
     if on_disk is not None:
+        if quantized:
+            raise ConfigError("on-disk inverted lists are for float IVF indexes; a quantised "
+                              "index keeps its rescoring vectors on disk already",
+                              param="on_disk")
         check_on_disk(index, factory)
     start = time.perf_counter()
     filled = _Filled(trained_on=_train(index, source, factory, train_size, seed))
     probe = None
-    if tune and {"nprobe", "efSearch"} & tunable_parameters(index):
+    names = index.tunable() if quantized else tunable_parameters(index)
+    if tune and {"nprobe", "efSearch"} & names:
         probe = RowProbe(source.total_rows, source.rows, metric, transform, seed=seed)
     if on_disk is not None:
         filled.ivfdata = _add_on_disk(index, source, filled, on_disk, probe)
@@ -225,9 +242,26 @@ def fill_index(index: Any, source: VectorSource, factory: str, metric: str,
             lists.filename = str(lists_at)  # where the folder will hold it
     else:
         _add_in_memory(index, source, filled, probe, progress)
-    filled.search_defaults = probe.probe.choose(index, factory) if probe is not None else None
+    if probe is not None:
+        filled.search_defaults = (tune_quantized(index, None, transform, seed=seed,
+                                                 probe=probe.probe)
+                                  if quantized else probe.probe.choose(index, factory))
     filled.seconds = time.perf_counter() - start
     return filled
+
+
+def build_quantized(x: np.ndarray, factory: str, metric: str, transform: AffineMap | None, *,
+                    vectors: str, rescore: int = DEFAULT_RESCORE, rescore_with: str = "float",
+                    train_size: int | None = None, seed: int = 0,
+                    centre: bool = False) -> QuantizedIndex:
+    """Make a quantised index and fill it with the rows of ``x`` through the one builder's
+    :func:`~embedkit.retrieval.shards.fill_index` (trained on a seeded sample; no tuning)."""
+    index = make_quantized(x.shape[1], factory, metric, transform, vectors=vectors,
+                           rescore=rescore, rescore_with=rescore_with, centre=centre)
+    names = [str(i) for i in range(x.shape[0])]
+    fill_index(index, ArraySource(np.ascontiguousarray(x, dtype=np.float32), names),
+               index.factory, metric, transform, train_size=train_size, seed=seed, tune=False)
+    return index
 
 
 @dataclass

@@ -45,7 +45,7 @@ __all__ = ["TARGET_RECALL", "TUNE_QUERIES", "RecallProbe",
 TARGET_RECALL = 0.95
 _TUNE_K = 10
 TUNE_QUERIES = 200
-_EF_SEARCH_CANDIDATES = (16, 32, 64, 128, 256, 512, 1024)
+EF_SEARCH_CANDIDATES = (16, 32, 64, 128, 256, 512, 1024)
 _LARGER_IS_BETTER = {"cosine": True, "ip": True, "l2": False}
 
 
@@ -130,7 +130,7 @@ class RecallProbe:
             nlist = int(ivf_nlist(index) or 1)
             key, candidates = "nprobe", _powers_of_two(nlist)
         elif "efSearch" in names:
-            key, candidates = "ef_search", list(_EF_SEARCH_CANDIDATES)
+            key, candidates = "ef_search", list(EF_SEARCH_CANDIDATES)
         else:
             return None
         if self.queries.shape[0] == 0 or index.ntotal < 2:

@@ -8,6 +8,9 @@ import pytest
 from embedkit.data import get_task, load_split
 from embedkit.encoders.wrappers import EncoderWrapper
 from embedkit.errors import ConfigError
+from embedkit.postprocess.spec import PostOptions
+from embedkit.reports.index_eval import markdown_eval_report
+from embedkit.retrieval import evaluate_retrieval, pairs_to_retrieval
 from embedkit.runs import index_eval
 from embedkit.runs.index_eval import (
     CostOptions,
@@ -17,9 +20,6 @@ from embedkit.runs.index_eval import (
     quality_eval,
     run_index_eval,
 )
-from embedkit.postprocess.spec import PostOptions
-from embedkit.reports.index_eval import markdown_eval_report
-from embedkit.retrieval import evaluate_retrieval, pairs_to_retrieval
 
 
 def test_quality_eval_both_directions(rx_encoder, rx_spec_file):
@@ -120,3 +120,28 @@ def test_csls_needs_cosine(rx_encoder, rx_spec_file):
                             metric="l2")
     with pytest.raises(ConfigError, match="cosine"):
         quality_eval(rx_encoder, opts)
+
+
+def test_cost_rows_of_quantized_indexes(rx_encoder, rx_spec_file):
+    """index eval's cost part: SQ8 and binary + rescoring rows carry recall@10 against exact
+    float search, QPS and bytes per vector (the rescoring file counted on disk only)."""
+    opts = IndexEvalOptions(cost=CostOptions(
+        corpus_tasks=(f"{rx_spec_file}:test",), n_queries=10, single_queries=2,
+        factories=("Flat", "SQ8", "BFlat", "BFlat+rescore4x")), faiss_threads=1)
+    rows = {r["factory"]: r for r in run_index_eval(rx_encoder, opts)["cost"]["rows"]}
+    dim = rx_encoder.dim
+    # memory over ntotal: the codes plus, on 40 texts, a visible share of the fixed part (SQ8
+    # ranges, headers)
+    assert 4 * dim <= rows["Flat"]["bytes_per_vector"] < 4 * dim + 8
+    assert dim <= rows["SQ8"]["bytes_per_vector"] < dim + 2 * dim * 4 / 40 + 8
+    assert dim / 8 <= rows["BFlat"]["bytes_per_vector"] < dim / 8 + 8
+    rescored = rows["BFlat+rescore4x"]
+    assert rescored["memory_bytes"] == rows["BFlat"]["memory_bytes"]
+    n = rescored["ntotal"]
+    assert rescored["disk_bytes"] == rescored["memory_bytes"] + n * dim * 4
+    assert rescored["recall@10"] >= rows["BFlat"]["recall@10"]
+    assert rescored["qps_batch"] > 0
+    from embedkit.reports.index_eval import markdown_eval_report
+
+    md = markdown_eval_report(run_index_eval(rx_encoder, opts))
+    assert "| bytes/vector |" in md and "BFlat+rescore4x" in md
