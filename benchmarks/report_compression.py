@@ -31,7 +31,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ import numpy as np
 from _common import add_from_record, make_parser, read_record, run, write_report
 
 from embedkit.data import DEFAULT_TASKS
+from embedkit.postprocess._base import LinearStep
 from embedkit.postprocess.quantize import _Quantizer
 from embedkit.reports.bench import provenance_lines
 from embedkit.runs.record import data_dir_setting, run_record, timings
@@ -253,39 +254,104 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------
-# STS: one run_bench call
+# fitting: one eigen-decomposition per beta, every whitening and PCA map derived from it
+
+
+class FittedMap(LinearStep):
+    """A linear step whose map was fitted elsewhere (a :class:`WhiteningFamily` map): ``fit``
+    only records the dimension, so a grid of maps costs one eigen-decomposition per beta."""
+
+    def __init__(self, kernel: Any = None, bias: Any = None) -> None:
+        self.kernel = kernel
+        self.bias = bias
+
+    def fit(self, X: Any, y: Any = None) -> FittedMap:
+        from embedkit.postprocess._base import validate_float_matrix
+
+        validate_float_matrix(self, X, reset=True)
+        self.kernel_ = np.asarray(self.kernel, dtype=np.float64)
+        self.bias_ = np.asarray(self.bias, dtype=np.float64)
+        return self
+
+
+def _keys(spec: str) -> dict[str, str]:
+    return dict(kv.split("=") for kv in spec.split(":", 1)[1].split(","))
+
+
+def fit_method(m: Method, X: np.ndarray, families: dict[float, Any]) -> Any:
+    """``m``'s chain fitted on ``X`` as a Pipeline: whitening / PCA maps from ``families``
+    (beta -> :class:`WhiteningFamily` of ``X``, made on first use; ``pca:k=K`` is the beta = 1,
+    gamma = 0 map), other steps fitted as the spec language builds them."""
+    from sklearn.pipeline import Pipeline
+
+    from embedkit.postprocess import WhiteningFamily, parse_post
+
+    register_pq()
+    steps: list[tuple[str, Any]] = []
+    lin = m.linear
+    if lin.startswith(("whiten:", "pca:")):
+        keys = _keys(lin)
+        beta, gamma = ((float(keys["beta"]), float(keys["gamma"])) if lin.startswith("whiten")
+                       else (1.0, 0.0))
+        if beta not in families:
+            families[beta] = WhiteningFamily.fit(X, beta)
+        k = keys.get("k", "all")
+        amap = families[beta].map(gamma, k if k == "all" else int(k))
+        steps.append(("map", FittedMap(amap.kernel, amap.bias)))
+    elif lin:
+        steps += parse_post(lin).steps
+    if m.quant:
+        steps += parse_post(m.quant).steps
+    if not steps:
+        return None
+    return Pipeline(steps).fit(X)
+
+
+# --------------------------------------------------------------------------------------------
+# STS: the five sets, valid and test
 
 
 def sts_rows(enc: SentenceEncoder, grid: Sequence[Method], tasks: Sequence[str],
              data_dir: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Per method: bytes, valid and test average Spearman over ``tasks`` (and per task)."""
-    from embedkit.postprocess.spec import PostOptions
-    from embedkit.runs.bench import run_bench
+    """Per method: bytes, valid and test average Spearman over ``tasks`` (and per task); each
+    chain fitted on the task's unique valid sentences, scored by the one STS path
+    (:meth:`~embedkit.evaluation.STSEvaluator.score_task`: quantised codes decoded)."""
+    from embedkit.evaluation import STSEvaluator, lookup
+    from embedkit.postprocess import bytes_per_vector
 
-    register_pq()
-    chains = tuple(m.chain for m in grid if m.chain)
-    rec = run_bench(enc, None, list(tasks), ["valid", "test"], data_dir=data_dir,
-                    post=PostOptions(chains=chains, fit_on="valid", fit_unique=True))
-    pool = str(enc.default_pooling)
-    names = rec["settings"]["tasks"]
+    evaluator = STSEvaluator(list(tasks), ["valid", "test"], data_dir=data_dir)
+    per: dict[Method, dict[str, dict[str, float]]] = {m: {} for m in grid}
+    nbytes: dict[Method, int] = {}
+    data: dict[str, Any] = {}
+    for spec in evaluator.specs:
+        splits = evaluator.data[spec.name]
+        max_len = evaluator.max_length_for(spec, enc)
+        sentences = evaluator.sentences(spec.name)
+        vecs = enc.encode(sentences, max_length=max_len)
+        valid = splits["valid"]
+        fit_x = enc.encode(list(dict.fromkeys([*valid.sentences1, *valid.sentences2])),
+                           max_length=max_len)
+        families: dict[float, Any] = {}
+        for m in grid:
+            pipe = fit_method(m, fit_x, families)
+            scores = evaluator.score_task(spec.name, lookup(sentences, vecs), pipe)
+            per[m][spec.name] = {s: float(scores[s]["spearman"]) for s in ("valid", "test")}
+            nbytes[m] = bytes_per_vector(pipe, int(vecs.shape[1])) if pipe is not None \
+                else 4 * int(vecs.shape[1])
+        data[spec.name] = {s: {"source": d.source, "sha256": d.sha256, "n_pairs": d.n_pairs}
+                           for s, d in splits.items()}
+        data[spec.name]["fit_sentences"] = int(fit_x.shape[0])
+        logger.info("STS %s: %d methods scored", spec.name, len(grid))
     rows = []
-    for m, label in zip(grid, _bench_labels(rec, pool, grid), strict=True):
-        res = rec["results"][label]
-        per = {t: {s: res[t][s]["spearman"] for s in ("valid", "test")} for t in names}
+    for m in grid:
+        names = list(per[m])
         rows.append({"family": m.family, "label": m.label, "method": asdict(m),
-                     "bytes": int(rec["bytes_per_vector"][label]),
-                     "valid": {"spearman": float(np.mean([per[t]["valid"] for t in names]))},
-                     "test": {"spearman": float(np.mean([per[t]["test"] for t in names]))},
-                     "tasks": per})
-    return rows, {"data": rec["data"], "settings": rec["settings"], "timings": rec["timings"]}
-
-
-def _bench_labels(rec: dict[str, Any], pool: str, grid: Sequence[Method]) -> list[str]:
-    """The bench row label of each method (bench labels rows by the chain as it prints)."""
-    from embedkit.postprocess import describe_post, parse_post
-
-    return [pool if not m.chain else f"{pool} + {describe_post(parse_post(m.chain))}"
-            for m in grid]
+                     "bytes": nbytes[m],
+                     "valid": {"spearman": float(np.mean([per[m][t]["valid"] for t in names]))},
+                     "test": {"spearman": float(np.mean([per[m][t]["test"] for t in names]))},
+                     "tasks": per[m]})
+    return rows, {"data": data, "max_length": {s.name: evaluator.max_length_for(s, enc)
+                                               for s in evaluator.specs}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,6 +366,11 @@ class RetrievalSplitData:
     corpus_x: np.ndarray
     query_x: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fit_x(self) -> np.ndarray:
+        """What the float chains are fitted on: the corpus and the queries."""
+        return np.vstack([self.corpus_x, self.query_x])
 
 
 def load_retrieval(enc: SentenceEncoder, pairs_task: str, split: str, out_dir: Path,
@@ -357,16 +428,17 @@ def search(m: Method, corpus: np.ndarray, queries: np.ndarray, k: int
     return index.search(queries, k)
 
 
-def retrieval_scores_of(m: Method, split: RetrievalSplitData, k: int = 10
+def retrieval_scores_of(m: Method, split: RetrievalSplitData, k: int = 10,
+                        families: dict[float, Any] | None = None
                         ) -> tuple[dict[str, float], int]:
     """recall@k / nDCG@k (graded, as ``index eval`` scores tasks read from files) of ``m`` on
     ``split``: its float chain fitted on the split's corpus and queries; and bytes per vector."""
-    from embedkit.postprocess import parse_post
     from embedkit.retrieval.metrics import graded_retrieval_scores
 
     corpus, queries = split.corpus_x, split.query_x
     if m.linear:
-        pipe = parse_post(m.linear).fit(np.vstack([corpus, queries]))
+        pipe = fit_method(Method(m.family, m.linear), split.fit_x,
+                          {} if families is None else families)
         corpus, queries = pipe.transform(corpus), pipe.transform(queries)
     corpus, queries = _unit(corpus), _unit(queries)
     scores, ids = search(m, corpus, queries, k)
@@ -386,9 +458,10 @@ def retrieval_rows(grid: Sequence[Method], valid: RetrievalSplitData,
     rows = []
     extra = [Method(f"{m.family} + rescore {RESCORE}x", m.linear, m.quant, RESCORE)
              for m in grid if m.quant == "binary"]
+    fams: tuple[dict[float, Any], dict[float, Any]] = ({}, {})
     for m in [*grid, *extra]:
-        v, nbytes = retrieval_scores_of(m, valid)
-        t, _ = retrieval_scores_of(m, test)
+        v, nbytes = retrieval_scores_of(m, valid, families=fams[0])
+        t, _ = retrieval_scores_of(m, test, families=fams[1])
         rows.append({"family": m.family, "label": m.label, "method": asdict(m),
                      "bytes": nbytes, "valid": v, "test": t})
         logger.info("retrieval %s: %d bytes, test recall@10 %.4f", m.label, nbytes,
@@ -465,6 +538,7 @@ def run_compression_report(opts: CompressionOptions | None = None, *,
     enc = EncoderConfig(opts.model).build()
     grid = methods(int(enc.dim), opts.pq_ms, opts.pq_nbits)
     sts, sts_info = sts_rows(enc, grid, opts.tasks, opts.data_dir)
+    logger.info("STS done in %.0f s", time.perf_counter() - t0)
     runs = Path(opts.runs_dir)
     valid = load_retrieval(enc, opts.retrieval_task, "valid", runs, opts.data_dir)
     test = load_retrieval(enc, opts.retrieval_task, "test", runs, opts.data_dir)
@@ -484,7 +558,7 @@ def run_compression_report(opts: CompressionOptions | None = None, *,
                 "static_dim": opts.static_dim, "pq_ms": list(opts.pq_ms),
                 "pq_nbits": opts.pq_nbits}
     record = run_record("compression-report", command=command, encoder=enc, settings=settings,
-                        data={"sts": sts_info["data"],
+                        data={"sts": sts_info["data"], "sts_max_length": sts_info["max_length"],
                               "retrieval": {"valid": valid.info, "test": test.info}})
     record.update(sts=sts, retrieval=ret, static=static,
                   timings=timings(enc, t0, seconds_grid=round(seconds, 3)))
@@ -572,7 +646,7 @@ def render(record: dict[str, Any]) -> str:
         "- Selection: per family and byte size, the setting with the best valid score (STS: "
         "average valid Spearman; retrieval: recall@10 on LCQMC valid), reported on test; "
         "the Pareto front is drawn through those chosen points' test scores",
-        f"- Second model (multilingual-e5-small): not run, its weights are not installed and "
+        "- Second model (multilingual-e5-small): not run, its weights are not installed and "
         "this machine has no hub access", ""]
     out += _headline_lines(record)
     out += ["", "## STS: chosen setting per family and size (Spearman x 100)", ""]
@@ -599,22 +673,29 @@ def plot(record: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    panels = (("sts", "spearman", "avg test Spearman (5 STS)"),
-              ("retrieval", "recall@10", "LCQMC test recall@10"))
+    n_sts = len(record["settings"]["tasks"])
+    panels = (("sts", "spearman", f"avg test Spearman ({n_sts} STS)"),
+              ("retrieval", "recall@10", f"{record['settings']['retrieval_task']} test recall@10"))
+    fams = sorted({r["family"] for key, _, _ in panels for r in record[key]})
+    colour = {f: plt.get_cmap("tab20")(i % 20) for i, f in enumerate(fams)}
     for ax, (key, metric, title) in zip(axes, panels, strict=True):
         rows = choose(record[key], metric)
         for fam in dict.fromkeys(r["family"] for r in rows):
             pts = [(r["bytes"], r["test"][metric]) for r in rows if r["family"] == fam]
-            ax.scatter(*zip(*pts, strict=True), label=fam, s=22)
-        pts = [(r["bytes"], r["test"][metric]) for r in rows]
+            hollow = "rescore" in fam  # the float vectors on disk are not counted
+            ax.scatter(*zip(*pts, strict=True), label=fam, s=22, color=colour[fam],
+                       facecolors="none" if hollow else colour[fam])
+        pts = [(r["bytes"], r["test"][metric]) for r in rows if not r["method"]["rescore"]]
         front = [pts[i] for i in pareto_front(pts)]
         ax.step(*zip(*front, strict=True), where="post", color="k", lw=1, label="Pareto front")
         st = record.get("static")
         if st:
             y = st["test_spearman_avg"] if key == "sts" else st["retrieval_test"][metric]
-            ax.scatter([st["bytes"]], [y], marker="*", s=160, color="red", label="static")
+            ax.scatter([st["bytes"]], [y], marker="*", s=160, color="red",
+                       label=f"static encoder ({st['dim']} d)")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("bytes per vector")
+        ax.set_xlabel("bytes per vector (log)")
+        ax.set_ylabel(metric + " (test, setting chosen on valid)")
         ax.set_title(title)
         ax.grid(alpha=.3)
     axes[1].legend(fontsize=7, ncol=2, loc="lower right")

@@ -43,6 +43,22 @@ def test_bytes_per_vector_of_each_method_agree_with_the_library(linear, quant, e
     assert bytes_per_vector(parse_post(m.chain or "norm").fit(X), 512) == expected
 
 
+@pytest.mark.parametrize("chain", ["whiten:beta=0,gamma=0.5,k=8", "whiten:beta=1,gamma=1,k=all",
+                                   "pca:k=8", "rp:k=8,seed=0", "truncate:k=8"])
+@pytest.mark.parametrize("quant", ["", "int8", "binary"])
+def test_fit_method_is_the_chain_fitted_once_per_beta(chain, quant):
+    """The whitening / PCA maps derived from one eigen-decomposition per beta transform as the
+    spec language's own fitted chain does (so the grid is the chains it names)."""
+    X = np.random.default_rng(4).normal(size=(200, 16)) * np.linspace(0.5, 3, 16)
+    m = rc.Method("x", chain, quant)
+    fams: dict = {}
+    got = rc.fit_method(m, X, fams)
+    want = parse_post(m.chain).fit(X)
+    assert np.allclose(got.transform(X[:20]), want.transform(X[:20]), atol=1e-9)
+    assert len(fams) == (1 if chain.startswith(("whiten", "pca")) else 0)
+    assert rc.fit_method(rc.Method("float32"), X, fams) is None
+
+
 def test_pq_bytes_and_step():
     """pq:m=M is M bytes (8 bits per code), as faiss's code size; the step decodes close to the
     input; too few fit vectors is one ConfigError naming the fix."""
