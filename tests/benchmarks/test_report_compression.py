@@ -1,10 +1,11 @@
-"""benchmarks/report_compression.py: the Pareto front, bytes per vector of every method,
+"""benchmarks/report_compression.py (and its _frontier.py): the Pareto front, bytes per vector of every method,
 selection on valid, the PQ step and the searches, and the whole report on a tiny model."""
 
 from __future__ import annotations
 
 import json
 
+import _frontier as fr
 import numpy as np
 import pytest
 import report_compression as rc
@@ -23,9 +24,9 @@ def test_pareto_front_of_a_hand_example():
     in increasing bytes."""
     pts = [(2048, .80), (512, .79), (64, .60), (64, .70), (128, .65), (256, .79), (32, .50),
            (1024, .79)]
-    assert rc.pareto_front(pts) == [6, 3, 5, 0]
-    assert [pts[i] for i in rc.pareto_front(pts)] == [(32, .5), (64, .7), (256, .79), (2048, .8)]
-    assert rc.pareto_front([]) == []
+    assert fr.pareto_front(pts) == [6, 3, 5, 0]
+    assert [pts[i] for i in fr.pareto_front(pts)] == [(32, .5), (64, .7), (256, .79), (2048, .8)]
+    assert fr.pareto_front([]) == []
 
 
 @pytest.mark.parametrize(("linear", "quant", "expected"), [
@@ -54,7 +55,12 @@ def test_fit_method_is_the_chain_fitted_once_per_beta(chain, quant):
     fams: dict = {}
     got = rc.fit_method(m, X, fams)
     want = parse_post(m.chain).fit(X)
-    assert np.allclose(got.transform(X[:20]), want.transform(X[:20]), atol=1e-9)
+    a, b = got.transform(X[:50]), want.transform(X[:50])  # float32 maps vs the float64 chain
+    if quant:
+        assert (a == b).mean() > 0.98 and np.abs(a.astype(int) - b.astype(int)).max() <= (
+            1 if quant == "int8" else 255)
+    else:
+        assert np.allclose(a, b, rtol=1e-4, atol=1e-4)
     assert len(fams) == (1 if chain.startswith(("whiten", "pca")) else 0)
     assert rc.fit_method(rc.Method("float32"), X, fams) is None
 
@@ -90,13 +96,13 @@ def test_selection_is_made_on_valid_even_when_test_disagrees():
     best within a budget is chosen the same way, rescored rows left out."""
     rows = [_row("w-a", "whiten", 64, .90, .50), _row("w-b", "whiten", 64, .80, .95),
             _row("p", "pca", 64, .85, .99), _row("big", "whiten", 512, .99, .99)]
-    chosen = rc.choose(rows, "m")
+    chosen = fr.choose(rows, "m")
     assert [(r["label"], r["test"]["m"]) for r in chosen] == [("p", .99), ("w-a", .5),
                                                               ("big", .99)]
-    assert rc.best_within(rows, 64, "m")["label"] == "w-a"
-    assert rc.best_within(rows, 32, "m") is None
+    assert fr.best_within(rows, 64, "m")["label"] == "w-a"
+    assert fr.best_within(rows, 32, "m") is None
     resc = {**_row("r", "binary + rescore 4x", 8, .95, .95), "method": {"rescore": 4}}
-    assert rc.best_within([*rows, resc], 64, "m",
+    assert fr.best_within([*rows, resc], 64, "m",
                           skip=lambda r: bool(r["method"]["rescore"]))["label"] == "w-a"
 
 
@@ -110,7 +116,7 @@ def test_headline_is_float32_int8_binary_rescore_and_budgets():
         r["test"]["recall@10"] = r["test"]["m"]
         r["valid"]["recall@10"] = r["valid"]["m"]
     rec = {"retrieval": rows, "settings": {"budgets": [64, 128, 256]}}
-    got = [(name, label) for name, label, _, _ in rc.headline(rec)]
+    got = [(name, label) for name, label, _, _ in fr.headline(rec)]
     assert got == [("float32", "float32"), ("int8", "int8"), ("binary", "binary"),
                    ("binary + rescore 4x", "binary + rescore 4x"),
                    ("best at <= 64 bytes", "pca:k=16"), ("best at <= 128 bytes", "pca:k=32"),
