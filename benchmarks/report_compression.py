@@ -94,7 +94,7 @@ class ProductQuantizerStep(_Quantizer):
                               f"per sub-vector on {n} fit vectors; give a smaller nbits or more "
                               "fit sentences", param="post")
         self.pq_ = faiss.ProductQuantizer(d, int(self.m), int(self.nbits))
-        self.pq_.train(np.ascontiguousarray(X, dtype=np.float32))
+        self.pq_.train(_train_sample(X, centroids))
         return self
 
     def _dtype(self) -> np.dtype:
@@ -116,6 +116,18 @@ class ProductQuantizerStep(_Quantizer):
     @property
     def bytes_per_vector_(self) -> int:
         return int(self.pq_.code_size)
+
+
+#: PQ trains on at most this many vectors per centroid (a seeded sample; faiss asks for 39)
+PQ_TRAIN_PER_CENTROID = 40
+
+
+def _train_sample(X: np.ndarray, centroids: int) -> np.ndarray:
+    """At most ``PQ_TRAIN_PER_CENTROID * centroids`` rows of ``X`` (seeded), float32."""
+    n = PQ_TRAIN_PER_CENTROID * centroids
+    if len(X) > n:
+        X = X[np.sort(np.random.default_rng(0).choice(len(X), n, replace=False))]
+    return np.ascontiguousarray(X, dtype=np.float32)
 
 
 def register_pq() -> None:
@@ -386,7 +398,7 @@ def search(m: Method, corpus: np.ndarray, queries: np.ndarray, k: int
     factory = {"": "Flat", "int8": "SQ8"}.get(m.quant) or "PQ{}x{}".format(*pq_params(m.quant))
     index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
-        index.train(corpus)
+        index.train(_train_sample(corpus, 256))
     index.add(corpus)
     return index.search(queries, k)
 
@@ -495,17 +507,20 @@ def run_compression_report(opts: CompressionOptions | None = None, *,
     """Measure every method of the grid (STS and retrieval), then the static encoder; the
     report's record."""
     from embedkit.encoders import EncoderConfig
+    from embedkit.retrieval.faiss_ops import faiss_thread_count
 
     opts = opts or CompressionOptions()
     t0 = time.perf_counter()
     enc = EncoderConfig(opts.model).build()
     grid = methods(int(enc.dim), opts.pq_ms, opts.pq_nbits)
-    sts, sts_info = sts_rows(enc, grid, opts.tasks, opts.data_dir)
-    logger.info("STS done in %.0f s", time.perf_counter() - t0)
-    runs = Path(opts.runs_dir)
-    valid = load_retrieval(enc, opts.retrieval_task, "valid", runs, opts.data_dir)
-    test = load_retrieval(enc, opts.retrieval_task, "test", runs, opts.data_dir)
-    ret = retrieval_rows(grid, valid, test)
+    # one FAISS thread: OpenMP threads spin against each other on a shared 2-core machine
+    with faiss_thread_count(1):
+        sts, sts_info = sts_rows(enc, grid, opts.tasks, opts.data_dir)
+        logger.info("STS done in %.0f s", time.perf_counter() - t0)
+        runs = Path(opts.runs_dir)
+        valid = load_retrieval(enc, opts.retrieval_task, "valid", runs, opts.data_dir)
+        test = load_retrieval(enc, opts.retrieval_task, "test", runs, opts.data_dir)
+        ret = retrieval_rows(grid, valid, test)
     seconds = time.perf_counter() - t0
     static = None
     if opts.static:
@@ -518,7 +533,8 @@ def run_compression_report(opts: CompressionOptions | None = None, *,
                            "retrieval": "the split's corpus and queries"},
                 "select_on": "valid", "report_on": "test", "budgets": list(BUDGETS),
                 "rescore": RESCORE, "data_dir": data_dir_setting(opts.data_dir),
-                "static_dim": opts.static_dim, "pq_ms": list(opts.pq_ms),
+                "faiss_threads": 1, "pq_train": f"<= {PQ_TRAIN_PER_CENTROID} vectors per "
+                "centroid (seeded sample)", "static_dim": opts.static_dim, "pq_ms": list(opts.pq_ms),
                 "pq_nbits": opts.pq_nbits}
     record = run_record("compression-report", command=command, encoder=enc, settings=settings,
                         data={"sts": sts_info["data"], "sts_max_length": sts_info["max_length"],
@@ -552,7 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="product quantisers' sub-vector counts (bytes per vector)")
     p.add_argument("--pq-nbits", type=int, default=d.pq_nbits, help="bits per PQ code")
     p.add_argument("--no-static", action="store_true", help="skip the static encoder")
-    p.add_argument("--plots", default="eval/compression-plots")
+    p.add_argument("--plots", default=None,
+                   help="folder of the plot (default: compression-plots beside --out, where "
+                        "the report's image link points)")
     p.add_argument("--out", default="eval/compression-m3e-small.md")
     add_from_record(p, "eval/compression-m3e-small.json")
     p.set_defaults(func=run_compression_cmd)
@@ -573,7 +591,8 @@ def run_compression_cmd(args: argparse.Namespace) -> int:
                                   tuple(int(m) for m in split_list(args.pq_m)),
                                   not args.no_static, args.pq_nbits)
         record = run_compression_report(opts, command=args.command_line)
-    plot(record, Path(args.plots) / "frontier.png")
+    plots = Path(args.plots) if args.plots else Path(args.out).parent / "compression-plots"
+    plot(record, plots / "frontier.png")
     write_report(Path(args.out), record, render(record))
     return 0
 
