@@ -156,6 +156,8 @@ eval-rerender: install
 	$(PYTHON) benchmarks/report_simcse.py --from-record eval/simcse-m3e-small.json \
 		--out eval/simcse-m3e-small.md >/dev/null
 	$(PYTHON) benchmarks/report_compare.py --from-record eval/compare.json --out eval/compare.md
+	$(PYTHON) benchmarks/report_compression.py --from-record eval/compression-m3e-small.json \
+		--out eval/compression-m3e-small.md >/dev/null
 
 # Every reliability case (kill, corruption, concurrency, bad input), its test and the result.
 eval-reliability: install

@@ -384,6 +384,8 @@ def search(m: Method, corpus: np.ndarray, queries: np.ndarray, k: int
     vectors (numpy; ``index build --vectors binary --rescore`` replaces this when it lands)."""
     import faiss
 
+    from embedkit.retrieval.faiss_ops import make_faiss_index
+
     d = int(corpus.shape[1])
     if m.quant == "binary":
         index = faiss.IndexBinaryFlat(8 * ((d + 7) // 8))
@@ -396,7 +398,8 @@ def search(m: Method, corpus: np.ndarray, queries: np.ndarray, k: int
         top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(exact, top, 1), np.take_along_axis(ids, top, 1)
     factory = {"": "Flat", "int8": "SQ8"}.get(m.quant) or "PQ{}x{}".format(*pq_params(m.quant))
-    index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+    # the library's factory: cosine (inner product of unit vectors), no polysemous PQ training
+    index = make_faiss_index(d, factory, "cosine", None)
     if not index.is_trained:
         index.train(_train_sample(corpus, 256))
     index.add(corpus)
