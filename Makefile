@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 STAMP := .stamp-install
 LOCK := requirements/dev.lock
 
-.PHONY: install lock bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare eval-pairs eval-lcqmc-retrieval eval-rerender clean
+.PHONY: install lock bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare eval-pairs eval-lcqmc-retrieval eval-compression eval-rerender clean
 
 install: $(STAMP)
 
@@ -121,6 +121,14 @@ eval-simcse: install
 	$(PYTHON) benchmarks/report_simcse.py --model m3e-small --data-dir ../shared/data \
 		--out eval/simcse-m3e-small.md
 
+# Compression frontier: bytes per vector against STS Spearman and LCQMC retrieval (recall@10,
+# nDCG@10) for whitening, PCA, random projection, truncation, int8, binary (+ rescoring), PQ and
+# their combinations, chosen on valid and reported on test, with a distilled static encoder
+# (its folder, and the LCQMC retrieval task files, go to runs/compression).
+eval-compression: install
+	$(PYTHON) benchmarks/report_compression.py --model m3e-small --data-dir ../shared/data \
+		--plots eval/compression-plots --out eval/compression-m3e-small.md
+
 # Diagnostics of the space (anisotropy, spectrum, hubness, sparsity, JL) per pooling and
 # postprocessor, beside Spearman and LCQMC recall@10 (plain and CSLS).
 eval-diagnostics: install
@@ -148,6 +156,8 @@ eval-rerender: install
 	$(PYTHON) benchmarks/report_simcse.py --from-record eval/simcse-m3e-small.json \
 		--out eval/simcse-m3e-small.md >/dev/null
 	$(PYTHON) benchmarks/report_compare.py --from-record eval/compare.json --out eval/compare.md
+	$(PYTHON) benchmarks/report_compression.py --from-record eval/compression-m3e-small.json \
+		--out eval/compression-m3e-small.md >/dev/null
 
 # Every reliability case (kill, corruption, concurrency, bad input), its test and the result.
 eval-reliability: install

@@ -13,6 +13,7 @@ import bench_scale
 import bench_speed
 import pytest
 import report_compare
+import report_compression
 import report_simcse
 
 from embedkit.cli.main import build_parser
@@ -20,9 +21,10 @@ from embedkit.cli.main import main as embedkit
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVERS = {"speed": bench_speed, "scale": bench_scale, "simcse-m3e-small": report_simcse,
-           "compare": report_compare}
+           "compare": report_compare, "compression-m3e-small": report_compression}
 SCRIPTS = {"speed": "bench_speed.py", "scale": "bench_scale.py",
-           "simcse-m3e-small": "report_simcse.py", "compare": "report_compare.py"}
+           "simcse-m3e-small": "report_simcse.py", "compare": "report_compare.py",
+           "compression-m3e-small": "report_compression.py"}
 
 
 @pytest.mark.parametrize("name", sorted(DRIVERS))

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = ("bench_speed.py", "bench_scale.py", "report_simcse.py", "report_compare.py")
+SCRIPTS = ("bench_speed.py", "bench_scale.py", "report_simcse.py", "report_compare.py",
+           "report_compression.py")
 MODULES = sorted(f.stem for f in (REPO / "benchmarks").glob("*.py"))
 
 
