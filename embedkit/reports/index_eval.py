@@ -35,16 +35,19 @@ def format_quality_table(rows: list[dict[str, Any]], k: int = 10, markdown: bool
 
 
 def _cost_table(cost: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The cost rows; a ``bytes/vector`` column where the record has it (records written before
+    quantised indexes have not, and render as they did)."""
     k = cost["target"]["k"]
+    per_vector = any("bytes_per_vector" in r for r in cost["rows"])
     header = ["factory", "param", f"recall@{k}", "QPS batch", "QPS single", "speedup",
-              "build s", "size MB", "bytes/vector", "target"]
+              "build s", "size MB", *(["bytes/vector"] if per_vector else []), "target"]
     body = []
     for i, r in enumerate(cost["rows"]):
         body.append([r["factory"], r["param"] or "-", f"{r[f'recall@{k}']:.4f}",
                      num(r["qps_batch"], 0), num(r["qps_single"], 0),
                      f"{r['speedup']:.1f}x" if r["speedup"] is not None else "-",
                      f"{r['build_seconds']:.2f}", f"{r['disk_bytes'] / 2**20:.1f}",
-                     num(r.get("bytes_per_vector"), 1),  # hook: quantised indexes' bytes
+                     *([num(r.get("bytes_per_vector"), 1)] if per_vector else []),
                      "exact" if i == 0 else ("yes" if r["meets_target"] else "no")])
     return header, body
 
