@@ -22,15 +22,13 @@ import io
 import json
 import shlex
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from embedkit.cli.main import OneLineParser, error_message, format_warning, setup_logging
-from embedkit.errors import ConfigError, DataError, EmbedkitError, MissingFileError
+from embedkit.cli.main import OneLineParser, run_parsed
+from embedkit.errors import ConfigError, DataError, MissingFileError
 from embedkit.io.atomic import atomic_write_json, atomic_write_text
-from embedkit.io.notices import quiet_libraries
 from embedkit.io.textfile import read_bytes
 
 
@@ -53,22 +51,7 @@ def run(parser: argparse.ArgumentParser, script: str, argv: Sequence[str] | None
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.command_line = command_line(script, argv)
-    setup_logging(args.debug)
-    quiet_libraries()
-    formatwarning = warnings.formatwarning
-    if not args.debug:
-        warnings.formatwarning = format_warning
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default", UserWarning)
-            return int(args.func(args) or 0)
-    except EmbedkitError as e:
-        if args.debug:
-            raise
-        print(error_message(parser, argv, e, args), file=sys.stderr)
-        return e.exit_code
-    finally:
-        warnings.formatwarning = formatwarning
+    return run_parsed(parser, argv, args)
 
 
 def write_report(out: Path, record: dict[str, Any], md: str) -> None:

@@ -176,6 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = command_line(argv)
+    return run_parsed(parser, argv, args)
+
+
+def run_parsed(parser: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace
+               ) -> int:
+    """Run ``args.func(args)`` as the command line runs it (logging, one-line warnings and
+    errors, a full disk and an interrupt as one line; ``--debug`` keeps tracebacks); its exit
+    status. The project's benchmark drivers run through it too."""
     setup_logging(args.debug)
     quiet_libraries()
     formatwarning = warnings.formatwarning

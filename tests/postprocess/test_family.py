@@ -16,26 +16,6 @@ def spearman_of_cosines(cos, labels):
     return spearman(quantize_cosines(cos), labels)
 
 
-@pytest.fixture(scope="module")
-def wt_data():
-    """Anisotropic vectors for fitting, and two labelled pair splits."""
-    rng = np.random.default_rng(0)
-    A = rng.normal(size=(12, 12)) * np.linspace(3, 0.1, 12)
-    mean = rng.normal(size=12) * 2
-
-    def vecs(n):
-        return rng.normal(size=(n, 12)) @ A + mean
-
-    fit = vecs(300)
-    pairs = {}
-    for name in ("valid", "test"):
-        x1 = vecs(60)
-        x2 = x1 + rng.normal(size=(60, 12)) * rng.uniform(0.1, 3, size=(60, 1))
-        labels = -np.linalg.norm(x1 - x2, axis=1).round(0)  # with ties
-        pairs[name] = (x1, x2, labels)
-    return fit, pairs
-
-
 @pytest.mark.parametrize("beta,gamma,k", [(1, 1, "all"), (0, 0.5, 5), (0.5, 0.25, 12),
                                           (1, 0, 3), (0.3, 2.0, 7)])
 def test_family_kernels_equal_fresh_whitening(wt_data, beta, gamma, k):

@@ -16,26 +16,6 @@ from embedkit.reports.sweep import format_sweep_table, headline_table, sweep_mar
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
 
 
-@pytest.fixture(scope="module")
-def wt_data():
-    """Anisotropic vectors for fitting, and two labelled pair splits."""
-    rng = np.random.default_rng(0)
-    A = rng.normal(size=(12, 12)) * np.linspace(3, 0.1, 12)
-    mean = rng.normal(size=12) * 2
-
-    def vecs(n):
-        return rng.normal(size=(n, 12)) @ A + mean
-
-    fit = vecs(300)
-    pairs = {}
-    for name in ("valid", "test"):
-        x1 = vecs(60)
-        x2 = x1 + rng.normal(size=(60, 12)) * rng.uniform(0.1, 3, size=(60, 1))
-        labels = -np.linalg.norm(x1 - x2, axis=1).round(0)  # with ties
-        pairs[name] = (x1, x2, labels)
-    return fit, pairs
-
-
 def test_one_eigendecomposition_per_beta(wt_data, monkeypatch):
     fit, pairs = wt_data
     import embedkit.postprocess.family as family_mod
