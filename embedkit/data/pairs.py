@@ -17,6 +17,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,7 @@ class _RowChecker:
         )
 
 
-def _parse_label(raw) -> float | None:
+def _parse_label(raw: Any) -> float | None:
     if isinstance(raw, bool) or raw is None:
         return None
     try:

@@ -51,7 +51,7 @@ def seal_values(meta: Mapping[str, Any]) -> dict[str, Any]:
     ['dim', 'recipe.pooling']
     """
     out = {k: v for k, v in meta.items() if k != CHECKSUMS_KEY}
-    out = json.loads(json.dumps(out, ensure_ascii=False))  # the values as read back
+    out = dict(json.loads(json.dumps(out, ensure_ascii=False)))  # the values as read back
     out[CHECKSUMS_KEY] = value_checksums(out)
     return out
 
