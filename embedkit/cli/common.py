@@ -424,6 +424,6 @@ def defaults_line(recipe: JSONDict) -> str | None:
     key = "nprobe" if "nprobe" in d else "ef_search"
     flag = "--nprobe" if key == "nprobe" else "--ef-search"
     recall = d.get(f"recall_at_{d.get('k', 10)}")
-    short = "" if d.get("reached", True) else f" (below the {d.get('target')} target: the most tried)"
+    short = "" if d.get("reached", True) else f" (below the {d.get('target')} target: the smallest setting at the best recall tried)"
     return (f"searches use {flag} {d.get(key)} unless given: recall@{d.get('k', 10)} {recall} "
             f"against exact search on {d.get('queries')} sampled vectors{short}")

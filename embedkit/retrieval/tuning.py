@@ -123,8 +123,9 @@ class RecallProbe:
     def choose(self, index: Any, factory: str, target: float = TARGET_RECALL
                ) -> dict[str, Any] | None:
         """The smallest ``nprobe`` (IVF) or ``efSearch`` (HNSW) whose recall@k reaches
-        ``target``, with the recall it reached; the largest tried when none does (e.g. PQ codes
-        cap the recall). None when the index has nothing to tune or no query."""
+        ``target``, with the recall it reached; when none does (PQ codes, or rescoring a few
+        candidates, cap the recall), the smallest that reached the best recall tried, so a
+        plateau is not searched to its end. None when the index has nothing to tune or no query."""
         names = tunable_parameters(index)
         if "nprobe" in names:
             nlist = int(ivf_nlist(index) or 1)
@@ -142,6 +143,9 @@ class RecallProbe:
             if got >= target:
                 break
         chosen = tried[-1]
+        if chosen[f"recall_at_{self.k}"] < target:
+            best = max(t[f"recall_at_{self.k}"] for t in tried)
+            chosen = next(t for t in tried if t[f"recall_at_{self.k}"] == best)
         logger.info("default %s=%d for %r (recall@%d %.3f against exact search)", key,
                     chosen[key], factory, self.k, chosen[f"recall_at_{self.k}"])
         return {**chosen, "target": target, "k": self.k, "queries": int(self.queries.shape[0]),

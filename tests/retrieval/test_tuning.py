@@ -88,3 +88,20 @@ def test_probe_leaves_the_query_itself_out(clustered):
     # cosine neighbours of the same points differ from l2 ones; only the self-match is common
     assert all(hs[0].id == own for hs, own in zip(truth, probe.query_labels, strict=True))
     assert tune_defaults(index, x, "Flat", "l2", None) is None
+
+
+def test_a_recall_plateau_below_the_target_takes_its_smallest_setting(clustered, monkeypatch):
+    """PQ codes (or rescoring a few candidates) cap the recall: the default is the smallest
+    nprobe at the best recall tried, not a scan of every list for nothing."""
+    from embedkit.retrieval.faiss_ops import make_faiss_index, train_index
+
+    index = make_faiss_index(24, "IVF16,Flat", "l2", None)
+    train_index(index, clustered, "IVF16,Flat", None, 0)
+    index.add(clustered)
+    probe = RecallProbe(clustered[:5], np.arange(5), "l2", None)
+    plateau = {1: 0.40, 2: 0.60, 4: 0.68, 8: 0.68, 16: 0.68}
+    monkeypatch.setattr(RecallProbe, "recall",
+                        lambda self, index, factory, nprobe: plateau[nprobe])
+    chosen = probe.choose(index, "IVF16,Flat", target=0.95)
+    assert (chosen["nprobe"], chosen["recall_at_10"], chosen["reached"]) == (4, 0.68, False)
+    assert [t["nprobe"] for t in chosen["tried"]] == [1, 2, 4, 8, 16]
