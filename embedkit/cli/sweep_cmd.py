@@ -50,6 +50,10 @@ def add_parser(sub) -> None:
     p.add_argument("--report-on", default="test", metavar="SPLIT",
                    help="split the chosen setting is reported on")
     add_classify_option(p, "--select-on", "--report-on for the best setting")
+    p.add_argument("--quantize-vectors", metavar="Q",
+                   help="a vector quantiser after every setting (int8, uint8[:clip=C], binary, "
+                        "ubinary), fitted on the vectors that setting maps and scored on its "
+                        "codes (cosine of the dequantised vectors; Hamming for binary)")
     add_max_length(p)
     add_data_options(p)
     add_record_outputs(p, stdout_ok=True)
@@ -69,7 +73,8 @@ def run(args) -> int:
     options = SweepOptions(beta=parse_grid(args.beta, "beta"), gamma=parse_grid(args.gamma, "gamma"),
                            k=parse_grid(args.k, "k"), post=post_options(args),
                            select_on=args.select_on,
-                           report_on=args.report_on, classify=args.classify)
+                           report_on=args.report_on, classify=args.classify,
+                           quantize_vectors=args.quantize_vectors)
     if args.max_length is not None and args.max_length < 3:
         raise ConfigError("--max-length must be at least 3 ([CLS], one token, [SEP])")
     if args.plots:  # fail before encoding when matplotlib is missing

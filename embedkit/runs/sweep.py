@@ -91,7 +91,8 @@ class SweepOptions:
     the best setting is chosen on (``select_on``) and reported on (``report_on``);
     ``classify``: on binary tasks, the best setting's pair classification too (thresholds
     chosen on ``select_on``, reported on ``report_on``; ``best["classification"]``);
-    ``quantize``: a quantiser step (``int8``, ``uint8:clip=0.99``, ``binary``, ``ubinary``)
+    ``quantize_vectors``: a quantiser step (``int8``, ``uint8:clip=0.99``, ``binary``,
+    ``ubinary``)
     after every setting (and the classic one), fitted on the fit vectors that setting maps and
     scored as bench scores it (cosine of the dequantised vectors, Hamming similarity)."""
 
@@ -103,13 +104,13 @@ class SweepOptions:
     select_on: str = "valid"
     report_on: str = "test"
     classify: bool = False
-    quantize: str | None = None
+    quantize_vectors: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("beta", "gamma", "k"):
             object.__setattr__(self, name, _check_grid(name, getattr(self, name)))
-        if self.quantize is not None:
-            object.__setattr__(self, "quantize", describe_post(self.quantizer()))
+        if self.quantize_vectors is not None:
+            object.__setattr__(self, "quantize_vectors", describe_post(self.quantizer()))
         object.__setattr__(self, "select_on", canonical_split(self.select_on))
         object.__setattr__(self, "report_on", canonical_split(self.report_on))
 
@@ -118,13 +119,14 @@ class SweepOptions:
         return len(self.beta) * len(self.gamma) * len(self.k)
 
     def quantizer(self) -> Any:
-        """The unfitted quantiser step of ``quantize`` (None without one)."""
-        if self.quantize is None:
+        """The unfitted quantiser step of ``quantize_vectors`` (None without one)."""
+        if self.quantize_vectors is None:
             return None
-        steps = parse_post(self.quantize).steps
+        steps = parse_post(self.quantize_vectors).steps
         if len(steps) != 1 or quantizer_of(steps[0][1]) is None:
-            raise ConfigError(f"quantize {self.quantize!r}: expected one quantiser step (int8, "
-                              "uint8, binary or ubinary, e.g. int8:clip=0.99)", param="quantize")
+            raise ConfigError(f"quantize_vectors {self.quantize_vectors!r}: expected one "
+                              "quantiser step (int8, uint8, binary or ubinary, e.g. "
+                              "int8:clip=0.99)", param="quantize_vectors")
         return steps[0][1]
 
     @property
@@ -150,7 +152,8 @@ def _setting(beta: float, gamma: float, k: int | str, k_dim: int,
     quant = opts.quantizer()
     return {"beta": float(beta), "gamma": float(gamma), "k": k, "k_dim": k_dim,
             "bytes_per_vector": 4 * k_dim if quant is None else quant.bytes_for(k_dim),
-            "post": _setting_label(beta, gamma, k) + (f",{opts.quantize}" if quant else ""),
+            "post": _setting_label(beta, gamma, k)
+            + (f",{opts.quantize_vectors}" if quant else ""),
             "select": float(scores[opts.select_on][at]),
             "report": float(scores[opts.report_on][at])}
 
@@ -159,11 +162,11 @@ def _grid_scores(fam: WhiteningFamily, gammas: Sequence[float], ks: Sequence[int
                  wanted: Mapping[str, tuple], opts: SweepOptions,
                  fit_x: np.ndarray | None) -> dict[str, np.ndarray]:
     """Every ``(gamma, k)`` scored: from the decomposition, or each map then the quantiser."""
-    if opts.quantize is None:
+    if opts.quantize_vectors is None:
         return score_grid(fam, gammas, ks, wanted, _spearman_of_cosines)
     if fit_x is None:
         raise ConfigError("quantize: the quantiser's ranges are fitted on the fit vectors; "
-                          "pass them (fit_x)", param="quantize")
+                          "pass them (fit_x)", param="quantize_vectors")
     return score_quantized_grid(fam, gammas, ks, fit_x, wanted, opts.quantizer(),
                                 lambda a, b, y, sim: pair_scores(a, b, y, sim)["spearman"])
 
@@ -172,7 +175,7 @@ def sweep_vectors(moments: RunningMoments, pairs: Mapping[str, tuple], opts: Swe
                   fit_x: np.ndarray | None = None) -> dict[str, Any]:
     """The sweep of one task and pooling, from the fit vectors' moments and the evaluation
     pairs (``{split: (X1, X2, labels)}``); ``fit_x``, the fit vectors (every occurrence), is
-    needed only with ``opts.quantize``.
+    needed only with ``opts.quantize_vectors``.
 
     Returns ``{"d", "raw", "classic", "settings" (one dict per setting, grid order), "best",
     "skipped_k"}``; scores are Spearman (fractions, not x 100).
@@ -268,7 +271,7 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
         "betas": list(opts.beta), "gammas": list(opts.gamma), "ks": list(opts.k),
         "eps": opts.eps, "fit_on": opts.post.fit_on, "fit_unique": opts.post.fit_unique,
         "select_on": opts.select_on, "report_on": opts.report_on, "classify": opts.classify,
-        "quantize": opts.quantize,
+        "quantize": opts.quantize_vectors,
         "protocol": proto.name,
         "max_length": max_lengths, "data_dir": data_dir_setting(data.data_dir),
         "source": data.source, "skip_invalid": data.skip_invalid, "honest": opts.honest}
@@ -353,7 +356,7 @@ def _sweep_task(spec: TaskSpec, enc: SentenceEncoder, pools: list[Pooling], opts
         moments = _moments(v, fit_rows, fit_counts)
         pairs = _pairs(splits, v, row_of)
         fit_x = (np.repeat(v[fit_rows], fit_counts, axis=0)
-                 if opts.quantize is not None else None)
+                 if opts.quantize_vectors is not None else None)
         res = sweep_vectors(moments, pairs, opts, fit_x)
         seconds += time.perf_counter() - t0
         if opts.classify and spec.is_binary and res["best"] is not None:

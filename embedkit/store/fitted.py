@@ -238,6 +238,11 @@ def fitted_post(post: Any, *, encoder: Any = None, pooling: str | None = None,
     if isinstance(post, (str, os.PathLike)):
         post = load_transform(post)
     if isinstance(post, TransformFile):
+        if post.metadata.get("quantize"):  # its linear map alone would drop the quantiser
+            raise ConfigError(
+                f"{post.path or 'map'} ends in a quantiser ({post.metadata['quantize'].get('kind', 'int8')}"
+                "), which is not a linear map: give it to bench as --post (scored on its codes) "
+                "or save the map without the quantiser", param="post")
         if encoder is not None:
             _check_loaded(post, encoder, pooling, force)
         if post.path is None:

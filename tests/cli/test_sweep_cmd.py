@@ -84,6 +84,7 @@ def test_sweep_cli_end_to_end(wt_model_dir, wt_spec_file, wt_encoder, tmp_path, 
     (["--select-on", "train"], "task wt-sts has no train split"),
     (["--fit-on", "nope.txt"], "neither task, train, valid, test nor a file"),
     (["--k", "64,128"], "--k: every k value is larger than the dimension d=32"),
+    (["--quantize-vectors", "pca"], "--quantize-vectors"),
 ])
 def test_sweep_errors_are_one_line(wt_model_dir, wt_spec_file, capsys, extra, match):
     argv = ["sweep", "--model", str(wt_model_dir), "--tasks", str(wt_spec_file), *extra]
@@ -118,3 +119,17 @@ def test_sweep_cli_classify_prints_the_table(wt_model_dir, wt_binary_spec_file, 
     assert "## Pair classification x 100" in md.read_text(encoding="utf-8")
     assert main(argv[:-5] + ["--output", str(out)]) == 0  # without --classify: no table
     assert "pair classification" not in capsys.readouterr().out
+
+
+def test_sweep_cli_quantize_scores_each_setting_on_its_codes(wt_model_dir, wt_spec_file,
+                                                             tmp_path, capsys):
+    out = tmp_path / "q.json"
+    argv = ["sweep", "--model", str(wt_model_dir), "--tasks", str(wt_spec_file), "--beta", "1",
+            "--gamma", "1", "--k", "8,all", "--quantize-vectors", "binary", "--output", str(out)]
+    assert main(argv) == 0
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    assert rec["settings"]["quantize"] == "binary"
+    plain = tmp_path / "p.json"
+    assert main([*argv[:-4], "--output", str(plain)]) == 0
+    assert json.loads(plain.read_text(encoding="utf-8"))["settings"]["quantize"] is None
+    assert rec["results"] != json.loads(plain.read_text(encoding="utf-8"))["results"]

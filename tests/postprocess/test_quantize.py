@@ -311,7 +311,7 @@ def test_sweep_scores_each_setting_followed_by_the_quantiser(quantize):
     X2 = X1 + rng.normal(size=X1.shape)
     y = -np.linalg.norm(X1 - X2, axis=1)
     pairs = {"valid": (X1[:40], X2[:40], y[:40]), "test": (X1[40:], X2[40:], y[40:])}
-    opts = SweepOptions(beta=[1.0], gamma=[0.5, 1.0], k=[4, "all"], quantize=quantize)
+    opts = SweepOptions(beta=[1.0], gamma=[0.5, 1.0], k=[4, "all"], quantize_vectors=quantize)
     res = sweep_vectors(RunningMoments.of(fit), pairs, opts, fit)
     for s in res["settings"]:
         p = parse_post(s["post"]).fit(fit)
@@ -328,11 +328,11 @@ def test_sweep_scores_each_setting_followed_by_the_quantiser(quantize):
 def test_sweep_quantize_option_is_checked():
     from embedkit.runs.sweep import SweepOptions
 
-    assert SweepOptions(quantize="int8:clip=0.990").quantize == "int8:clip=0.99"
+    assert SweepOptions(quantize_vectors="int8:clip=0.990").quantize_vectors == "int8:clip=0.99"
     with pytest.raises(ConfigError, match="expected one quantiser step"):
-        SweepOptions(quantize="pca")
+        SweepOptions(quantize_vectors="pca")
     with pytest.raises(ConfigError, match="unknown step 'int4'"):
-        SweepOptions(quantize="int4")
+        SweepOptions(quantize_vectors="int4")
 
 
 def test_a_quantised_file_as_a_file_step_is_refused_not_dropped(tmp_path):

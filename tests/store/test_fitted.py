@@ -69,3 +69,15 @@ def test_check_fitted_on_checks_the_vectors_settings():
     with pytest.warns(CompatibilityWarning, match="max_length=32"):
         check_fitted_on(meta, "w.npz", force=True, vectors={"max_length": 32}, **kw)
     check_fitted_on(meta, "w.npz", force=False, **kw)  # without vectors: not checked
+
+
+def test_a_saved_quantised_chain_is_refused_not_cut_to_its_map(tmp_path):
+    """An mteb model or an index applies a linear map; a file ending in int8 would lose its
+    quantiser silently: it is refused in one line naming the file."""
+    from embedkit.postprocess.quantize import save_quantized
+
+    x = np.random.default_rng(0).standard_normal((50, 6))
+    path = tmp_path / "w8.safetensors"
+    save_quantized(path, parse_post("whiten:k=4,int8").fit(x), {"model": "m"})
+    with pytest.raises(ConfigError, match=r"w8.safetensors ends in a quantiser \(int8\)"):
+        fitted_post(path)
