@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 STAMP := .stamp-install
 LOCK := requirements/dev.lock
 
-.PHONY: install lock bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-simcse eval-reliability eval-diagnostics eval-compare eval-pairs eval-lcqmc-retrieval eval-compression eval-rerender clean
+.PHONY: install lock bench test test-fast lint bench-speed bench-scale eval-m3e eval-whitening eval-retrieval eval-quantized-index eval-simcse eval-reliability eval-diagnostics eval-compare eval-pairs eval-lcqmc-retrieval eval-compression eval-rerender clean
 
 install: $(STAMP)
 
@@ -116,6 +116,15 @@ eval-retrieval: install
 		--factories "Flat;IVF1024,Flat;HNSW32;IVF1024,PQ64" --nprobe 1,8,32,64 \
 		--ef-search 16,64,128,256 --queries 2000 --data-dir ../shared/data \
 		--output eval/retrieval-m3e-small.json --markdown eval/retrieval-m3e-small.md
+
+# Quantised indexes against exact float search on the STS test corpora (75k sentences): FAISS
+# SQ8 (int8 codes) and binary indexes, plain and rescored 4x from the float vectors on disk.
+eval-quantized-index: install
+	embedkit index eval --model m3e-small --tasks LCQMC --split test \
+		--cost-corpus-tasks ATEC:test,BQ:test,LCQMC:test,PAWSX:test,STS-B:test \
+		--factories "Flat;SQ8;SQ8+rescore4x;BFlat;BFlat+rescore4x;BHNSW32+rescore4x;BIVF1024+rescore4x" \
+		--nprobe 8,32 --ef-search 64,256 --queries 2000 --data-dir ../shared/data \
+		--output eval/quantized-index-m3e-small.json --markdown eval/quantized-index-m3e-small.md
 
 eval-simcse: install
 	$(PYTHON) benchmarks/report_simcse.py --model m3e-small --data-dir ../shared/data \

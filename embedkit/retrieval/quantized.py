@@ -33,7 +33,6 @@ here is a file of the index folder (its sha256 checked like every other file) ma
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import tempfile
@@ -520,15 +519,19 @@ def tune_quantized(index: QuantizedIndex, x: np.ndarray | None, transform: Affin
     against exact float search reaches ``target`` on a seeded sample of its rows (as
     :mod:`embedkit.retrieval.tuning` does for float indexes); None when there is nothing to
     tune."""
-    from embedkit.retrieval.tuning import EF_SEARCH_CANDIDATES, RecallProbe
+    from embedkit.retrieval.tuning import (
+        EF_SEARCH_CANDIDATES,
+        RecallProbe,
+        choose_setting,
+        powers_of_two,
+    )
 
     nlist = _nlist(index)
     hnsw = "HNSW" in index.factory
     if (not nlist and not hnsw) or index.ntotal < 2:
         return None
     key = "nprobe" if nlist else "ef_search"
-    values = ([1 << i for i in range(int(math.log2(nlist)) + 1) if (1 << i) < nlist] + [nlist]
-              if nlist else list(EF_SEARCH_CANDIDATES))
+    values = powers_of_two(nlist) if nlist else list(EF_SEARCH_CANDIDATES)
     if probe is None:
         assert x is not None
         probe = RecallProbe.for_matrix(x, index.metric, transform, seed=seed)
@@ -537,18 +540,16 @@ def tune_quantized(index: QuantizedIndex, x: np.ndarray | None, transform: Affin
     if probe.queries.shape[0] == 0:
         return None
     truth = probe._without_self(probe._labels)
-    tried: list[dict[str, Any]] = []
-    for value in values:
+
+    def recall(value: int) -> float:
         labels = index.search_with(probe.queries, min(probe.k + 1, index.ntotal),
                                    **{key: value})[1]
         found = probe._without_self(labels)
-        got = float(np.mean([len(t & f) / len(t) for t, f in zip(truth, found, strict=True)
-                             if t] or [1.0]))
-        tried.append({key: value, "recall_at_10": round(got, 4)})
-        if got >= target:
-            break
-    return {**tried[-1], "target": target, "k": probe.k, "queries": len(probe.queries),
-            "seed": int(seed), "reached": tried[-1]["recall_at_10"] >= target, "tried": tried}
+        return float(np.mean([len(t & f) / len(t) for t, f in zip(truth, found, strict=True)
+                              if t] or [1.0]))
+
+    return choose_setting(key, values, recall, target, k=probe.k, queries=len(probe.queries),
+                          seed=int(seed), factory=index.factory)
 
 
 def parse_spec(spec: str) -> tuple[str, str, int] | None:

@@ -129,28 +129,39 @@ class RecallProbe:
         names = tunable_parameters(index)
         if "nprobe" in names:
             nlist = int(ivf_nlist(index) or 1)
-            key, candidates = "nprobe", _powers_of_two(nlist)
+            key, candidates = "nprobe", powers_of_two(nlist)
         elif "efSearch" in names:
             key, candidates = "ef_search", list(EF_SEARCH_CANDIDATES)
         else:
             return None
         if self.queries.shape[0] == 0 or index.ntotal < 2:
             return None
-        tried: list[dict[str, Any]] = []
-        for value in candidates:
-            got = self.recall(index, factory, **{key: value})
-            tried.append({key: value, f"recall_at_{self.k}": round(got, 4)})
-            if got >= target:
-                break
-        chosen = tried[-1]
-        if chosen[f"recall_at_{self.k}"] < target:
-            best = max(t[f"recall_at_{self.k}"] for t in tried)
-            chosen = next(t for t in tried if t[f"recall_at_{self.k}"] == best)
-        logger.info("default %s=%d for %r (recall@%d %.3f against exact search)", key,
-                    chosen[key], factory, self.k, chosen[f"recall_at_{self.k}"])
-        return {**chosen, "target": target, "k": self.k, "queries": int(self.queries.shape[0]),
-                "seed": self.seed, "reached": chosen[f"recall_at_{self.k}"] >= target,
-                "tried": tried}
+        return choose_setting(key, candidates, lambda v: self.recall(index, factory, **{key: v}),
+                              target, k=self.k, queries=int(self.queries.shape[0]),
+                              seed=self.seed, factory=factory)
+
+
+def choose_setting(key: str, candidates: Sequence[int], recall: Callable[[int], float],
+                   target: float, *, k: int, queries: int, seed: int,
+                   factory: str) -> dict[str, Any]:
+    """Try ``candidates`` of the search setting ``key`` in order (``recall(value)``: recall@k
+    against exact search) and keep the first reaching ``target``; when none does (PQ codes, or
+    rescoring a few candidates, cap the recall), the smallest at the best recall tried, so a
+    plateau is not searched to its end. Float and quantised indexes are tuned by it alike."""
+    tried: list[dict[str, Any]] = []
+    for value in candidates:
+        got = recall(value)
+        tried.append({key: value, f"recall_at_{k}": round(got, 4)})
+        if got >= target:
+            break
+    chosen = tried[-1]
+    if chosen[f"recall_at_{k}"] < target:
+        best = max(t[f"recall_at_{k}"] for t in tried)
+        chosen = next(t for t in tried if t[f"recall_at_{k}"] == best)
+    logger.info("default %s=%d for %r (recall@%d %.3f against exact search)", key,
+                chosen[key], factory, k, chosen[f"recall_at_{k}"])
+    return {**chosen, "target": target, "k": k, "queries": queries, "seed": seed,
+            "reached": chosen[f"recall_at_{k}"] >= target, "tried": tried}
 
 
 class RowProbe:
@@ -194,7 +205,8 @@ def tune_defaults(index: Any, x: np.ndarray, factory: str, metric: str,
     return probe.probe.choose(index, factory)
 
 
-def _powers_of_two(nlist: int) -> list[int]:
+def powers_of_two(nlist: int) -> list[int]:
+    """The ``nprobe`` values tried: 1, 2, 4, ... below ``nlist``, then ``nlist``."""
     values, v = [], 1
     while v < nlist:
         values.append(v)
