@@ -8,7 +8,7 @@ truncation, int8, binary, product quantisation, and k x int8 / binary) it measur
 - STS: Spearman on the valid and test splits of the five STS sets (one
   :func:`~embedkit.runs.bench.run_bench` call; each chain fitted on the task's valid sentences,
   no labels; quantised chains scored on their decoded codes, binary by Hamming similarity; PQ
-  by faiss's ``ProductQuantizer`` encode/decode, :class:`ProductQuantizerStep`);
+  by faiss's ``ProductQuantizer`` encode/decode, :class:`~embedkit.postprocess.quantize.ProductQuantizer`);
 - retrieval: recall@10 and nDCG@10 of LCQMC as a retrieval task (as ``make
   eval-lcqmc-retrieval`` builds it: queries the sentence1 of positive pairs, corpus every
   sentence2, graded scoring as trec_eval), on LCQMC valid and LCQMC test, with FAISS indexes:
@@ -42,7 +42,7 @@ from _frontier import BUDGETS, RESCORE, plot, render
 
 from embedkit.data import DEFAULT_TASKS
 from embedkit.postprocess._base import LinearStep
-from embedkit.postprocess.quantize import _Quantizer
+from embedkit.postprocess.quantize import PQ_TRAIN_PER_CENTROID, pq_train_sample
 from embedkit.runs.record import data_dir_setting, run_record, timings
 
 if TYPE_CHECKING:  # the library is imported where the work is
@@ -58,85 +58,6 @@ WHITEN_BG_QUANT = tuple((b, g) for b in (0, 1) for g in (0.5, 1))  # before int8
 
 # --------------------------------------------------------------------------------------------
 # the product quantiser as a chain step (STS scoring on decoded codes)
-
-
-class ProductQuantizerStep(_Quantizer):
-    """``pq:m=M[,nbits=B]``: faiss's ``ProductQuantizer`` (``m`` sub-vectors of ``2**nbits``
-    centroids each, trained on the fit vectors); codes are its packed uint8 codes, scores the
-    cosine of the decoded (reconstructed) vectors. Registered as a step by :func:`register_pq`.
-
-    >>> X = np.random.default_rng(0).normal(size=(300, 8)).astype("float32")
-    >>> q = ProductQuantizerStep(m=4, nbits=4).fit(X)
-    >>> q.transform(X).shape, q.bytes_per_vector_, q.decode(q.transform(X)).shape
-    ((300, 2), 2, (300, 8))
-    """
-
-    _parameter_constraints: dict = {"m": [int], "nbits": [int]}
-
-    def __init__(self, m: int = 16, nbits: int = 8) -> None:
-        self.m = m
-        self.nbits = nbits
-
-    def fit(self, X: Any, y: Any = None) -> ProductQuantizerStep:
-        import faiss
-
-        from embedkit.postprocess._base import validate_float_matrix
-
-        X = validate_float_matrix(self, X, reset=True)
-        from embedkit.errors import ConfigError
-
-        (n, d), centroids = X.shape, 2 ** int(self.nbits)
-        if d % int(self.m):
-            raise ConfigError(f"pq:m={self.m} does not divide the {d} dimensions; give an m "
-                              "that does", param="post")
-        if n < centroids:
-            raise ConfigError(f"pq:m={self.m},nbits={self.nbits} trains {centroids} centroids "
-                              f"per sub-vector on {n} fit vectors; give a smaller nbits or more "
-                              "fit sentences", param="post")
-        self.pq_ = faiss.ProductQuantizer(d, int(self.m), int(self.nbits))
-        self.pq_.train(_train_sample(X, centroids))
-        return self
-
-    def _dtype(self) -> np.dtype:
-        return np.dtype(np.uint8)
-
-    def transform(self, X: Any) -> np.ndarray:
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self)
-        return self.pq_.compute_codes(np.ascontiguousarray(X, dtype=np.float32))
-
-    def decode(self, codes: Any) -> np.ndarray:
-        arr = self._codes(codes, int(self.pq_.code_size))
-        return self.pq_.decode(np.ascontiguousarray(arr)).astype(np.float64)
-
-    def bytes_for(self, k: int) -> int:
-        return (int(self.m) * int(self.nbits) + 7) // 8
-
-    @property
-    def bytes_per_vector_(self) -> int:
-        return int(self.pq_.code_size)
-
-
-#: PQ trains on at most this many vectors per centroid (a seeded sample; faiss asks for 39)
-PQ_TRAIN_PER_CENTROID = 40
-
-
-def _train_sample(X: np.ndarray, centroids: int) -> np.ndarray:
-    """At most ``PQ_TRAIN_PER_CENTROID * centroids`` rows of ``X`` (seeded), float32."""
-    n = PQ_TRAIN_PER_CENTROID * centroids
-    if len(X) > n:
-        X = X[np.sort(np.random.default_rng(0).choice(len(X), n, replace=False))]
-    return np.ascontiguousarray(X, dtype=np.float32)
-
-
-def register_pq() -> None:
-    """Make ``pq:m=M,nbits=B`` a step of the ``--post`` language (idempotent)."""
-    from embedkit.postprocess.spec import Key, _int, register_step
-
-    register_step("pq", ProductQuantizerStep, keys={
-        "m": Key(_int, "a positive integer dividing d"), "nbits": Key(_int, "bits per code")},
-        describe=lambda est: f"pq:m={est.m}" + (f",nbits={est.nbits}" if est.nbits != 8 else ""))
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,7 +180,6 @@ def fit_method(m: Method, X: np.ndarray, families: dict[float, Any]) -> Any:
 
     from embedkit.postprocess import WhiteningFamily, parse_post
 
-    register_pq()
     steps: list[tuple[str, Any]] = []
     lin = m.linear
     if lin.startswith(("whiten:", "pca:")):
@@ -401,7 +321,7 @@ def search(m: Method, corpus: np.ndarray, queries: np.ndarray, k: int
     # the library's factory: cosine (inner product of unit vectors), no polysemous PQ training
     index = make_faiss_index(d, factory, "cosine", None)
     if not index.is_trained:
-        index.train(_train_sample(corpus, 256))
+        index.train(pq_train_sample(corpus, 256))
     index.add(corpus)
     return index.search(queries, k)
 

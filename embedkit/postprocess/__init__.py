@@ -41,6 +41,7 @@ from embedkit.postprocess.moments import RunningMoments
 from embedkit.postprocess.projection import PCA, Normalize, RandomProjection, Truncate
 from embedkit.postprocess.quantize import (
     BinaryQuantizer,
+    ProductQuantizer,
     ScalarQuantizer,
     bytes_per_vector,
     quantizer_of,
@@ -73,6 +74,7 @@ __all__ = [
     "RandomProjection",
     "RankDeficientWarning",
     "RunningMoments",
+    "ProductQuantizer",
     "ScalarQuantizer",
     "TransformFile",
     "Truncate",

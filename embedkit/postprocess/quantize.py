@@ -47,7 +47,8 @@ from embedkit.postprocess._base import validate_float_matrix as _validate
 from embedkit.postprocess.affine import AffineMap, pipeline_steps
 from embedkit.postprocess.files import load_transform, save_transform
 
-__all__ = ["ScalarQuantizer", "BinaryQuantizer", "quantizer_of", "scored_output",
+__all__ = ["ScalarQuantizer", "BinaryQuantizer", "ProductQuantizer", "PQ_TRAIN_PER_CENTROID",
+           "pq_train_sample", "quantizer_of", "scored_output",
            "bytes_per_vector",
            "save_quantized", "quantizer_from_file", "QUANTIZE_KEY"]
 
@@ -262,6 +263,80 @@ class BinaryQuantizer(_Quantizer):
         """What :func:`save_quantized` stores."""
         check_is_fitted(self)
         return {"kind": "ubinary" if self.unsigned else "binary", "bits": self.n_bits_}
+
+
+class ProductQuantizer(_Quantizer):
+    """``pq:m=M[,nbits=B]``: faiss's ``ProductQuantizer`` (``m`` sub-vectors of ``2**nbits``
+    centroids each, trained on a seeded sample of the fit vectors, at most
+    :data:`PQ_TRAIN_PER_CENTROID` per centroid); codes are its packed uint8 codes, scores the
+    cosine of the decoded (reconstructed) vectors. The codebooks are not saved in a transform
+    file (an IVF-PQ index keeps them: the factory ``IVFn,PQm``).
+
+    >>> X = np.random.default_rng(0).normal(size=(300, 8)).astype("float32")
+    >>> q = ProductQuantizer(m=4, nbits=4).fit(X)
+    >>> q.transform(X).shape, q.bytes_per_vector_, q.decode(q.transform(X)).shape
+    ((300, 2), 2, (300, 8))
+    """
+
+    _parameter_constraints: dict[str, Any] = {"m": [int], "nbits": [int]}
+
+    def __init__(self, m: int = 16, nbits: int = 8) -> None:
+        self.m = m
+        self.nbits = nbits
+
+    def fit(self, X: Any, y: Any = None) -> ProductQuantizer:
+        import faiss
+
+        X = _validate(self, X, reset=True)
+        (n, d), centroids = X.shape, 2 ** int(self.nbits)
+        if d % int(self.m):
+            raise ConfigError(f"pq:m={self.m} does not divide the {d} dimensions; give an m "
+                              "that does", param="post")
+        if n < centroids:
+            raise ConfigError(f"pq:m={self.m},nbits={self.nbits} trains {centroids} centroids "
+                              f"per sub-vector on {n} fit vectors; give a smaller nbits or more "
+                              "fit sentences", param="post")
+        self.pq_: Any = faiss.ProductQuantizer(d, int(self.m), int(self.nbits))
+        self.pq_.train(pq_train_sample(X, centroids))
+        return self
+
+    def _dtype(self) -> np.dtype:
+        return np.dtype(np.uint8)
+
+    def transform(self, X: Any) -> np.ndarray:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        return np.asarray(self.pq_.compute_codes(np.ascontiguousarray(X, dtype=np.float32)))
+
+    def decode(self, codes: Any) -> np.ndarray:
+        arr = self._codes(codes, int(self.pq_.code_size))
+        return np.asarray(self.pq_.decode(np.ascontiguousarray(arr)), dtype=np.float64)
+
+    def bytes_for(self, k: int) -> int:
+        return (int(self.m) * int(self.nbits) + 7) // 8
+
+    @property
+    def bytes_per_vector_(self) -> int:
+        return int(self.pq_.code_size)
+
+    def to_metadata(self) -> dict[str, Any]:
+        raise ConfigError(f"pq:m={self.m}: product-quantiser codebooks are not saved in a "
+                          "transform file; index with an IVF-PQ factory instead", param="post")
+
+
+
+#: PQ trains on at most this many vectors per centroid (a seeded sample; faiss asks for 39)
+PQ_TRAIN_PER_CENTROID = 40
+
+
+def pq_train_sample(X: np.ndarray, centroids: int) -> np.ndarray:
+    """At most ``PQ_TRAIN_PER_CENTROID * centroids`` rows of ``X`` (seeded), float32."""
+    n = PQ_TRAIN_PER_CENTROID * centroids
+    if len(X) > n:
+        X = X[np.sort(np.random.default_rng(0).choice(len(X), n, replace=False))]
+    return np.ascontiguousarray(X, dtype=np.float32)
+
 
 
 def quantizer_of(pipeline: Any) -> _Quantizer | None:

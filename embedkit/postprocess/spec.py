@@ -14,6 +14,8 @@ Steps (joined by ``,`` or ``+``; a token with ``:`` or a bare step name starts a
                                             the fit vectors (the C / 1-C quantiles, default
                                             min/max) or read from a saved file (last step)
     binary | ubinary                        BinaryQuantizer: packed sign bits (last step)
+    pq:m=M[,nbits=B]                        ProductQuantizer: faiss PQ codes, M sub-vectors
+                                            (last step; codebooks not saved in a file)
     file:PATH                               a map saved by save_transform (FixedTransform)
 
 A ``file:`` path cannot contain ``,`` or ``+``. A new step is one call to
@@ -46,6 +48,7 @@ from embedkit.postprocess.projection import PCA, Normalize, RandomProjection, Tr
 from embedkit.postprocess.quantize import (
     QUANTIZE_KEY,
     BinaryQuantizer,
+    ProductQuantizer,
     ScalarQuantizer,
     quantizer_from_file,
 )
@@ -323,6 +326,9 @@ register_step("binary", BinaryQuantizer, learns=False, build=lambda args: Binary
 register_step("ubinary", BinaryQuantizer, learns=False,
               build=lambda args: BinaryQuantizer(unsigned=True),
               describe=lambda est: "ubinary" if est.unsigned else "binary")
+register_step("pq", ProductQuantizer, keys={
+    "m": Key(_int, "a positive integer dividing d"), "nbits": Key(_int, "bits per code")},
+    describe=lambda est: f"pq:m={est.m}" + (f",nbits={est.nbits}" if est.nbits != 8 else ""))
 
 
 # -- parsing ----------------------------------------------------------------------------------

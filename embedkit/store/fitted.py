@@ -241,7 +241,7 @@ def fitted_post(post: Any, *, encoder: Any = None, pooling: str | None = None,
         if post.metadata.get("quantize"):  # its linear map alone would drop the quantiser
             raise ConfigError(
                 f"{post.path or 'map'} ends in a quantiser ({post.metadata['quantize'].get('kind', 'int8')}"
-                "), which is not a linear map: give it to bench as --post (scored on its codes) "
+                "), which is not a linear map: score it as a bench post chain (on its codes) "
                 "or save the map without the quantiser", param="post")
         if encoder is not None:
             _check_loaded(post, encoder, pooling, force)

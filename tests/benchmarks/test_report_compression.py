@@ -11,7 +11,7 @@ import pytest
 import report_compression as rc
 
 from embedkit.errors import ConfigError
-from embedkit.postprocess import bytes_per_vector, parse_post
+from embedkit.postprocess import ProductQuantizer, bytes_per_vector, parse_post
 
 
 def _row(label, family, nbytes, valid, test):
@@ -68,7 +68,6 @@ def test_fit_method_is_the_chain_fitted_once_per_beta(chain, quant):
 def test_pq_bytes_and_step():
     """pq:m=M is M bytes (8 bits per code), as faiss's code size; the step decodes close to the
     input; too few fit vectors is one ConfigError naming the fix."""
-    rc.register_pq()
     X = np.random.default_rng(1).normal(size=(400, 16)).astype("float32")
     pipe = parse_post("pq:m=4,nbits=4").fit(X)
     assert bytes_per_vector(pipe, 16) == 2 == rc.method_bytes(rc.Method("pq", quant="pq:m=4,nbits=4"), 16)
@@ -78,7 +77,7 @@ def test_pq_bytes_and_step():
     err = np.mean((pipe.steps[-1][1].decode(codes) - X) ** 2)
     assert err < 0.8 * np.mean(X ** 2)
     with pytest.raises(ConfigError, match="256 centroids per sub-vector on 100 fit vectors"):
-        rc.ProductQuantizerStep(m=4).fit(X[:100])
+        ProductQuantizer(m=4).fit(X[:100])
 
 
 def test_the_grid_names_every_family_and_sizes():

@@ -380,3 +380,24 @@ def test_bench_intervals_of_a_quantised_row_are_about_its_decoded_scores(tiny_en
     test = rec["results"]["cls + whiten:beta=1,gamma=1,k=16,binary"]["tiny-sts"]["test"]
     # cosine of the +-1 sign vectors is 2 s - 1 of the Hamming similarity s: the same ranks
     assert test["ci"]["spearman"]["value"] == pytest.approx(test["spearman"], abs=1e-9)
+
+
+def test_pq_is_a_quantiser_step_scored_on_its_reconstructions(tmp_path):
+    """``pq:m=M`` ends a chain like int8: M bytes a vector (8-bit codes, faiss' code size),
+    scored by the cosine of the decoded vectors, refused in one line where its codebooks would
+    have to be saved."""
+    from embedkit.postprocess import ProductQuantizer
+
+    X = _data()
+    pipe = parse_post("pca:k=8,pq:m=4").fit(np.vstack([X] * 20))
+    assert describe_post(pipe).endswith(",pq:m=4")
+    assert bytes_per_vector(pipe, X.shape[1]) == 4
+    q = quantizer_of(pipe)
+    assert isinstance(q, ProductQuantizer) and q.similarity == "cosine"
+    codes = pipe.transform(X)
+    assert codes.dtype == np.uint8 and codes.shape == (len(X), 4)
+    assert q.decode(codes).shape == (len(X), 8)
+    with pytest.raises(ConfigError, match="codebooks are not saved"):
+        save_quantized(tmp_path / "pq.safetensors", pipe)
+    with pytest.raises(ConfigError, match="pq:m=5 does not divide"):
+        parse_post("pq:m=5").fit(np.vstack([X] * 20))
