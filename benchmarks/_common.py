@@ -45,6 +45,19 @@ def make_parser(script: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+def add_run_options(p: argparse.ArgumentParser, model: str, tasks: Sequence[str],
+                    runs_dir: str | None = None) -> None:
+    """``--model``, ``--tasks`` (comma-separated), ``--runs-dir`` (where a report keeps what it
+    trains or writes, when it has one) and ``--data-dir``: the options every report takes."""
+    from embedkit.cli.common import add_data_dir
+
+    p.add_argument("--model", default=model)
+    p.add_argument("--tasks", default=",".join(tasks))
+    if runs_dir is not None:
+        p.add_argument("--runs-dir", default=runs_dir)
+    add_data_dir(p)
+
+
 def run(parser: argparse.ArgumentParser, script: str, argv: Sequence[str] | None) -> int:
     """Parse ``argv``, record the command line in ``args.command_line`` and run
     ``args.func(args)``; an embedkit error is one line on stderr and its exit status."""

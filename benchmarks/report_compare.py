@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from _common import add_from_record, make_parser, read_record, run
+from _common import add_from_record, add_run_options, make_parser, read_record, run
 
 from embedkit.data.registry import DEFAULT_TASKS, get_task
 from embedkit.io.atomic import atomic_dir, atomic_write_json, atomic_write_text
@@ -302,7 +302,7 @@ SCRIPT = "report_compare.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from embedkit.cli.common import add_data_dir, positive_int
+    from embedkit.cli.common import positive_int
 
     d = CompareReportOptions()
     s = make_parser(SCRIPT,
@@ -313,13 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
         "screenshot of the HTML. Needs mteb (pip install 'embedkit[mteb]'). "
         "Example: python benchmarks/report_compare.py --model m3e-small --data-dir "
         "../shared/data --out eval/compare.md")
-    s.add_argument("--model", default=d.model)
+    add_run_options(s, d.model, d.tasks)
     s.add_argument("--pooling", help="pooling scored by both evaluators (default: the model's)")
-    add_data_dir(s)
     s.add_argument("--out", default="eval/compare.md")
     s.add_argument("--records", default=",".join(DEFAULT_RECORDS),
                    help="records to compare, comma-separated (missing ones are left out)")
-    s.add_argument("--tasks", default=",".join(d.tasks))
     s.add_argument("--work-dir", help="where the two mteb result folders go "
                                       "(default: compare-mteb beside --out)")
     s.add_argument("--batch-size", type=positive_int, default=d.batch_size)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from _common import add_from_record, make_parser, read_record, run, write_report
+from _common import add_from_record, add_run_options, make_parser, read_record, run, write_report
 from _frontier import BUDGETS, RESCORE, plot, render
 
 from embedkit.data import DEFAULT_TASKS
@@ -472,19 +472,14 @@ def run_compression_report(opts: CompressionOptions | None = None, *,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from embedkit.cli.common import add_data_dir
-
     d = CompressionOptions()
     p = make_parser(SCRIPT,
         "Bytes per vector against STS Spearman and LCQMC retrieval for every compression "
         "method (selection on valid, reported on test), with a distilled static encoder. "
         "Example: python benchmarks/report_compression.py --data-dir ../shared/data "
         "--out eval/compression-m3e-small.md")
-    p.add_argument("--model", default=d.model)
-    p.add_argument("--tasks", default=",".join(d.tasks))
+    add_run_options(p, d.model, d.tasks, d.runs_dir)
     p.add_argument("--retrieval-task", default=d.retrieval_task)
-    p.add_argument("--runs-dir", default=d.runs_dir)
-    add_data_dir(p)
     p.add_argument("--static-dim", type=int, default=d.static_dim)
     p.add_argument("--speed-sentences", type=int, default=d.speed_sentences)
     p.add_argument("--pq-m", default=",".join(map(str, d.pq_ms)),

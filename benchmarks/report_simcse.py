@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from _common import add_from_record, make_parser, read_record, run, write_report
+from _common import add_from_record, add_run_options, make_parser, read_record, run, write_report
 
 from embedkit.data import DEFAULT_TASKS
 from embedkit.reports.bench import provenance_lines
@@ -230,18 +230,13 @@ SCRIPT = "report_simcse.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from embedkit.cli.common import add_data_dir
-
     d = SimCSEReportOptions()
     s = make_parser(SCRIPT,
         "Train (or reuse) unsupervised SimCSE on each task and supervised runs on "
         "one task's train split, score them beside raw and whitened vectors. "
         "Example: python benchmarks/report_simcse.py --data-dir ../shared/data "
         "--out eval/simcse-m3e-small.md")
-    s.add_argument("--model", default=d.model)
-    s.add_argument("--tasks", default=",".join(d.tasks))
-    s.add_argument("--runs-dir", default=d.runs_dir)
-    add_data_dir(s)
+    add_run_options(s, d.model, d.tasks, d.runs_dir)
     s.add_argument("--seed", type=int, default=d.seed)
     s.add_argument("--supervised-task", default=d.supervised_task,
                    help="task whose train split trains the supervised runs ('' to skip)")
