@@ -93,13 +93,18 @@ def binary_factory(factory: str) -> str:
     f = factory.replace(" ", "")
     if is_binary_factory(f):
         return f
+    hnsw, ivf = _flat_kind(f, f"factory {factory!r} has no binary form; binary indexes are "
+                              "Flat, HNSW<M> or IVF<n>,Flat (BFlat, BHNSW<M>, BIVF<n>)")
+    return f"BHNSW{hnsw}" if hnsw else (f"BIVF{ivf}" if ivf else "BFlat")
+
+
+def _flat_kind(f: str, refusal: str) -> tuple[str | None, str | None]:
+    """``(M, None)`` for ``HNSW<M>``, ``(None, n)`` for ``IVF<n>,Flat``, ``(None, None)`` for
+    ``Flat``: the float factories a quantised form exists for (``refusal`` otherwise)."""
     m = re.fullmatch(r"(?:Flat|HNSW(\d+)(?:,Flat)?|IVF(\d+),Flat)", f)
     if m is None:
-        raise ConfigError(f"factory {factory!r} has no binary form; binary indexes are Flat, "
-                          "HNSW<M> or IVF<n>,Flat (BFlat, BHNSW<M>, BIVF<n>)", param="factory")
-    if m.group(1):
-        return f"BHNSW{m.group(1)}"
-    return f"BIVF{m.group(2)}" if m.group(2) else "BFlat"
+        raise ConfigError(refusal, param="factory")
+    return m.group(1), m.group(2)
 
 
 def quantized_factory(factory: str, vectors: str) -> str:
@@ -120,13 +125,9 @@ def quantized_factory(factory: str, vectors: str) -> str:
         return f
     if "SQ8" in f:
         return f
-    m = re.fullmatch(r"(?:Flat|HNSW(\d+)(?:,Flat)?|IVF(\d+),Flat)", f)
-    if m is None:
-        raise ConfigError(f"factory {factory!r} has no int8 (SQ8) form; use Flat, HNSW<M> or "
-                          "IVF<n>,Flat", param="factory")
-    if m.group(1):
-        return f"HNSW{m.group(1)}_SQ8"
-    return f"IVF{m.group(2)},SQ8" if m.group(2) else "SQ8"
+    hnsw, ivf = _flat_kind(f, f"factory {factory!r} has no int8 (SQ8) form; use Flat, "
+                              "HNSW<M> or IVF<n>,Flat")
+    return f"HNSW{hnsw}_SQ8" if hnsw else (f"IVF{ivf},SQ8" if ivf else "SQ8")
 
 
 def _check_rescore(rescore: int, rescore_with: str) -> None:
