@@ -68,15 +68,24 @@ def check_output_dir(path: StrPath | None, param: str) -> None:
     _writable_ancestor(p / "x", str(path), param)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def int_at_least(minimum: int, said: str | None = None) -> Callable[[str], int]:
+    """argparse type: an integer >= ``minimum`` (``said``: how the bound reads in the error,
+    e.g. ``"0 (no rescoring) or more"``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be {said or f'at least {minimum}'}, not {value}")
+        return value
+
+    return parse
+
+
+#: argparse type: an integer >= 1
+positive_int = int_at_least(1)
 
 
 #: ``--threads`` above this many times the usable cores is refused (see :func:`thread_count`)

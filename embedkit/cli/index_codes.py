@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from embedkit.cli.common import int_at_least
 from embedkit.errors import ConfigError
 
 if TYPE_CHECKING:  # the library is imported where the work is
@@ -25,16 +26,6 @@ def memory_size(text: str) -> int:
         return parse_size(text)
     except ConfigError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no rescoring) or more, not {value}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -56,7 +47,7 @@ def add_index_codes(b: argparse.ArgumentParser) -> None:
                         "binary (sign bits: BFlat, BHNSW<M>, BIVF<n> from the --factory) or "
                         "factory (the --factory's own codes, e.g. IVF4096,PQ256 or SQ4, "
                         "rescored like the others)")
-    b.add_argument("--rescore", type=_non_negative_int, default=DEFAULT_RESCORE, metavar="K",
+    b.add_argument("--rescore", type=int_at_least(0, "0 (no rescoring) or more"), default=DEFAULT_RESCORE, metavar="K",
                    help="int8/binary/factory: search K x k candidates and rescore them exactly from "
                         "vectors kept on disk, memory-mapped (0: no rescoring, no file; "
                         f"default: {DEFAULT_RESCORE})")
