@@ -36,6 +36,29 @@ _INT8_ON_TORCH = ("int8 runs on the onnx or openvino backend, not on torch: choo
 _DEFAULT_TOKEN_BUDGET: int | None = None
 
 
+def check_exported_precision(backend: str, dtype: str) -> None:
+    """Refuse, in one line, a dtype an exported backend cannot run natively on this CPU:
+    bfloat16 runs on OpenVINO (its CPU plugin's inference precision) where the CPU has native
+    bfloat16 (:func:`embedkit.provenance.native_bf16_flags`, read at run time); ONNX Runtime's
+    CPU provider has no bfloat16 kernels on x86 (only ARM64's fast-math GEMM), so it would only
+    convert back and forth; float16 has no CPU kernels on either."""
+    from embedkit import provenance
+
+    if dtype == "float32":
+        return
+    if dtype == "float16":
+        raise ConfigError(f"float16 on backend {backend} is refused (no CPU kernels run it "
+                          "natively); use float32, or bfloat16 on openvino", param="dtype")
+    if backend == "onnx":
+        raise ConfigError("bfloat16 on backend onnx is refused: ONNX Runtime's CPU provider has "
+                          "no bfloat16 kernels on x86; use --backend openvino (or torch) for "
+                          "bfloat16, or float32", param="dtype")
+    if not provenance.native_bf16_flags():
+        raise ConfigError("bfloat16 on this cpu is refused: it has no native bfloat16 (neither "
+                          "avx512_bf16 nor amx_bf16 in /proc/cpuinfo); use float32",
+                          param="dtype")
+
+
 def setting(default: Any, help: str, *, flag: bool = True, metavar: str | None = None,
             choices: tuple[str, ...] | None = None) -> Any:
     """An :class:`EncoderConfig` field with the one help text the command line shows for it
@@ -55,10 +78,9 @@ def build_model(config: EncoderConfig) -> SentenceEncoder:
         from embedkit.encoders.transformer import TransformerEncoder
 
         return TransformerEncoder(config)
-    if config.device not in (None, "cpu") or config.dtype != "float32":
-        raise ConfigError(f"backend {config.backend} runs on the cpu in float32 (or int8 when "
-                          "quantised); another device or dtype needs the torch backend",
-                          param="backend")
+    if config.device not in (None, "cpu"):
+        raise ConfigError(f"backend {config.backend} runs on the cpu; another device needs the "
+                          "torch backend", param="backend")
     from embedkit.encoders.runtime import ExportedEncoder  # imports the runtime only when used
 
     return ExportedEncoder(config)
@@ -78,9 +100,10 @@ class EncoderConfig:
         "cpu", "cpu, cuda, cuda:N; cuda cuts batches by a budget of padded tokens (default: "
         "cpu)")
     dtype: str = setting(
-        "float32", "weights' dtype for the torch backend, recorded and part of the cache "
-        "namespace; bfloat16 on a cpu only with native bfloat16 (avx512_bf16, amx_bf16), "
-        "float16 only on cuda (default: float32)", choices=DTYPE_NAMES)
+        "float32", "precision the model runs in, recorded and part of the cache namespace: the "
+        "weights' dtype on torch, OpenVINO's inference precision on openvino; bfloat16 on a cpu "
+        "only with native bfloat16 (avx512_bf16, amx_bf16) and not on onnx, float16 only on "
+        "cuda (default: float32)", choices=DTYPE_NAMES)
     lowercase: bool = setting(False, "lower-case text before tokenising (the published Keras "
                                      "code does)")
     batch_size: int = setting(64, "sentences per forward pass (default: 64)", metavar="N")
@@ -121,6 +144,8 @@ class EncoderConfig:
             from embedkit.encoders.transformer import check_precision
 
             check_precision(self.device, self.dtype)
+        else:
+            check_exported_precision(self.backend, self.dtype)
         if self.instruction and self.prompt is not None:
             raise ConfigError("give an instruction or a prompt, not both (the instruction "
                               "makes the prompt)", param="instruction")

@@ -29,7 +29,8 @@ class ModelFacts(TokenizedEncoder):
         if self.backend == "torch":
             return {"attention": getattr(self.model_config, "_attn_implementation", None),
                     "threads": self.encoder_config.threads}
-        return {"threads": self.encoder_config.threads, "streams": None}
+        return {"threads": self.encoder_config.threads, "streams": None,
+                "inference_precision": None}  # known once a worker compiles the graph
 
     def _tail_facts(self) -> dict[str, Any]:
         if self.backend == "torch":

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: OpenVINO's CPU inference precision for each dtype an exported encoder accepts
+#: (:func:`~embedkit.encoders.config.check_exported_precision` refuses the others)
+_OV_PRECISION = {"float32": "f32", "bfloat16": "bf16"}
+
 
 def _layers_to_fetch(poolings: Sequence[str], num_hidden: int) -> list[int]:
     """The hidden-state indices a set of poolings reads (the last layer always)."""
@@ -75,7 +79,8 @@ class _Session:
     the process once in a test run).
     """
 
-    def __init__(self, graph: ExportedGraph, threads: int, streams: int) -> None:
+    def __init__(self, graph: ExportedGraph, threads: int, streams: int,
+                 dtype: str = "float32") -> None:
         self.backend, self.streams = graph.backend, streams
         if graph.backend == "onnx":
             import onnxruntime as ort
@@ -90,13 +95,21 @@ class _Session:
         else:
             import openvino as ov
 
-            # f32: on CPUs with bfloat16 units OpenVINO would otherwise run in bfloat16
+            # always said: on CPUs with bfloat16 units OpenVINO would otherwise pick bfloat16
             config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": streams,
                       "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY",
-                      "INFERENCE_PRECISION_HINT": "f32"}
+                      "INFERENCE_PRECISION_HINT": _OV_PRECISION[dtype]}
             self.compiled = ov.Core().compile_model(str(graph.graph), "CPU", config)
             self.ports = {o.get_any_name(): o for o in self.compiled.outputs}
             self._requests = [self.compiled.create_infer_request() for _ in range(streams)]
+
+    def precision(self) -> str:
+        """The precision the runtime really computes in (OpenVINO's compiled
+        ``INFERENCE_PRECISION_HINT``; ONNX Runtime's CPU provider: f32)."""
+        if self.backend == "onnx":
+            return "f32"
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type
+        return str(hint.to_string() if hasattr(hint, "to_string") else hint)
 
     def run(self, names: list[str], feeds: dict[str, np.ndarray],
             slot: int = 0) -> list[np.ndarray]:
@@ -111,8 +124,8 @@ class _Session:
 
 class ExportedEncoder(TokenizedEncoder):
     """A model on ONNX Runtime (``backend="onnx"``) or OpenVINO (``backend="openvino"``), float32
-    or int8, built from an :class:`~embedkit.encoders.config.EncoderConfig` (no device or
-    dtype: the CPU in float32, or int8 with ``quantize="int8"``), exported once into the
+    or int8, built from an :class:`~embedkit.encoders.config.EncoderConfig` (the CPU; ``dtype``
+    float32, or bfloat16 on OpenVINO where the CPU has it; int8 with ``quantize``), exported once into the
     config's cache folder and reused; ``token_budget=None`` is :data:`EXPORTED_TOKEN_BUDGET`
     padded tokens; ``streams``: threads that each run batches (default
     :func:`_default_streams`). A sentence-transformers folder's
@@ -142,11 +155,12 @@ class ExportedEncoder(TokenizedEncoder):
         root = EmbeddingCache(self.encoder_config.cache_dir).root
         self.graph, self.session = _open(self.threads, self.streams, lambda: ensure_export(
             root, load_path, self.model_identity, self.backend, self.quantize,
-            revision=self.revision, padding_side=self.padding_side))
+            revision=self.revision, padding_side=self.padding_side), self.dtype_name)
         self.has_pooler = self.graph.has_pooler
 
     def _run_facts(self) -> dict[str, Any]:
-        return {"threads": self.threads, "streams": self.streams}
+        return {"threads": self.threads, "streams": self.streams,
+                "inference_precision": self.session.precision()}
 
     def _tail_facts(self) -> dict[str, Any]:
         return {"export": str(self.graph.folder), "export_steps": self.graph.manifest["steps"],
@@ -212,19 +226,20 @@ def _default_streams(threads: int) -> int:
     return 2 if threads >= 2 else 1
 
 
-def _open(threads: int, streams: int, export: Any) -> tuple[ExportedGraph, _Session]:
+def _open(threads: int, streams: int, export: Any,
+          dtype: str = "float32") -> tuple[ExportedGraph, _Session]:
     """The export and its session; an export the runtime cannot load is removed and built
     again (its checksums may match a graph damaged before they were taken, or a runtime may
     refuse what another version wrote)."""
     graph = export()
     try:
-        return graph, _Session(graph, threads, streams)
+        return graph, _Session(graph, threads, streams, dtype)
     except Exception as e:  # the runtimes raise their own types for a damaged graph
         logger.warning("the %s export in %s does not load (%s); exporting again",
                        graph.backend, graph.folder, (str(e).splitlines() or ["?"])[0][:200])
         discard_export(graph)
         graph = export()
-        return graph, _Session(graph, threads, streams)
+        return graph, _Session(graph, threads, streams, dtype)
 
 
 __all__ = ["EXPORTED_TOKEN_BUDGET", "ExportedEncoder", "output_names"]

@@ -256,6 +256,7 @@ def settings_record(encoder: SentenceEncoder) -> dict[str, Any]:
     return {"device": d.get("device"), "dtype": d.get("dtype", "float32"),
             "backend": d.get("backend", "torch"), "quantize": d.get("quantize", "none"),
             "threads": d.get("threads"), "prompt": d.get("prompt", ""),
+            "inference_precision": d.get("inference_precision"),
             "instruction": d.get("instruction"),
             "revision": d.get("revision"), "lowercase": d.get("lowercase", False),
             "batch_size": getattr(encoder, "batch_size", None),

@@ -119,7 +119,43 @@ def test_config_refuses_impossible_settings(kwargs, match):
         EncoderConfig("m3e-small", **kwargs)
 
 
-def test_onnx_refuses_another_device_or_dtype(tiny_model_dir, export_root):
-    with pytest.raises(ConfigError, match="float32"):
-        EncoderConfig(str(tiny_model_dir), backend="onnx", dtype="bfloat16",
-                    cache_dir=str(export_root)).build_model()
+def test_onnx_refuses_bfloat16_and_another_device(tiny_model_dir, export_root, monkeypatch):
+    from embedkit import provenance
+
+    monkeypatch.setattr(provenance, "native_bf16_flags", lambda: ["avx512_bf16"])
+    with pytest.raises(ConfigError, match="no bfloat16 kernels on x86; use --backend openvino"):
+        EncoderConfig(str(tiny_model_dir), backend="onnx", dtype="bfloat16")
+    with pytest.raises(ConfigError, match="float16 on backend openvino is refused"):
+        EncoderConfig(str(tiny_model_dir), backend="openvino", dtype="float16")
+    with pytest.raises(ConfigError, match="another device needs the torch backend"):
+        EncoderConfig(str(tiny_model_dir), backend="onnx", device="cuda",
+                      cache_dir=str(export_root)).build_model()
+
+
+def test_bfloat16_refused_on_a_cpu_without_it(tiny_model_dir, monkeypatch):
+    from embedkit import provenance
+
+    monkeypatch.setattr(provenance, "native_bf16_flags", lambda: [])
+    with pytest.raises(ConfigError, match="bfloat16 on this cpu is refused"):
+        EncoderConfig(str(tiny_model_dir), backend="openvino", dtype="bfloat16")
+
+
+@pytest.mark.skipif(not HAVE["openvino"], reason="openvino not installed")
+def test_openvino_runs_bfloat16_where_the_cpu_has_it(tiny_model_dir, export_root, torch_vectors):
+    from embedkit import provenance
+
+    if not provenance.native_bf16_flags():
+        pytest.skip("this cpu has no native bfloat16")
+    fp32 = EncoderConfig(str(tiny_model_dir), backend="openvino",
+                         cache_dir=str(export_root)).build_model()
+    enc = EncoderConfig(str(tiny_model_dir), backend="openvino", dtype="bf16",
+                        cache_dir=str(export_root)).build_model()
+    d = enc.describe()
+    assert d["dtype"] == "bfloat16" and d["inference_precision"] == "bf16"
+    assert fp32.describe()["inference_precision"] == "f32"
+    assert enc.identity == fp32.identity + ";dtype=bfloat16"
+    assert d["export"] == fp32.describe()["export"]  # one export, another runtime precision
+    got = enc.encode(SENTENCES, "last-avg")
+    assert got.dtype == np.float32
+    cos = _cosines(got, torch_vectors["last-avg"])
+    assert cos.min() > 0.99 and np.abs(got - torch_vectors["last-avg"]).max() > 1e-6
