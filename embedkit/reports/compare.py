@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,14 +75,68 @@ def _settings_text(e: Entry) -> str:
     return ", ".join(parts)
 
 
+def _rate(e: Entry) -> float | None:
+    """The entry's measured sentences/s (None: cached, not measured, or not recorded)."""
+    rate = (e.speed or {}).get("sentences_per_second")
+    return float(rate) if isinstance(rate, int | float) and rate > 0 else None
+
+
+def _other_hardware(cmp: Comparison) -> set[str]:
+    """The entries whose speed was measured on other hardware (or threads) than the most
+    common hardware fingerprint among the entries that state one."""
+    digests = {e.label: str(e.speed["hardware"]) for e in cmp.entries
+               if isinstance(e.speed, Mapping) and e.speed.get("hardware")}
+    if len(set(digests.values())) < 2:
+        return set()
+    common = Counter(digests.values()).most_common(1)[0][0]
+    return {label for label, d in digests.items() if d != common}
+
+
+def _speed_texts(cmp: Comparison) -> dict[str, str] | None:
+    """Per entry, its sentences/s cell: the rate, ``†`` when measured on other hardware,
+    ``cached`` when every vector came from the cache, ``-`` when the record does not say;
+    None when no entry has a speed block (records older than it, mteb folders): no column."""
+    if not any(isinstance(e.speed, Mapping) for e in cmp.entries):
+        return None
+    other = _other_hardware(cmp)
+    out = {}
+    for e in cmp.entries:
+        rate = _rate(e)
+        status = (e.speed or {}).get("status") if isinstance(e.speed, Mapping) else None
+        text = (f"{rate:,.0f}" if rate is not None and rate >= 100 else f"{rate:.1f}"
+                if rate is not None else "cached" if status == "cached" else "-")
+        out[e.label] = text + ("†" if e.label in other and rate is not None else "")
+    return out
+
+
 def board_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the leaderboard (entries by rank)."""
+    """Header and rows of the leaderboard (entries by rank); a ``sentences/s`` column after
+    ``avg`` when any record measured its encoding speed (:func:`_speed_texts`)."""
     ranks = cmp.ranks()
-    header = ["rank", "model", *cmp.tasks, "avg", "protocol", "settings"]
+    speed = _speed_texts(cmp)
+    rate_col = ["sentences/s"] if speed is not None else []
+    header = ["rank", "model", *cmp.tasks, "avg", *rate_col, "protocol", "settings"]
     rows = [[str(ranks.get(e.label, "-")), e.label,
              *(_cell_text(e.cells.get(t)) for t in cmp.tasks), _avg_text(cmp, e),
+             *([speed[e.label]] if speed is not None else []),
              _protocols(e), _settings_text(e)] for e in cmp.ordered()]
     return header, rows
+
+
+def _speed_notes(cmp: Comparison) -> list[str]:
+    """What the sentences/s column means, and one line per entry marked ``†``."""
+    if _speed_texts(cmp) is None:
+        return []
+    common = Counter(str(e.speed.get("hardware")) for e in cmp.entries
+                     if isinstance(e.speed, Mapping) and e.speed.get("hardware"))
+    ref = common.most_common(1)[0][0] if common else ""
+    notes = ["sentences/s: how fast each record encoded (cached: every vector came from the "
+             "cache, no speed; -: the record does not say)"]
+    notes += [f"† {e.label}: hardware {e.speed.get('hardware')} "
+              f"({e.speed.get('threads') or '?'} threads), the rest of the column {ref}; "
+              "its speed is not comparable" for e in cmp.ordered()
+              if e.label in _other_hardware(cmp) and _rate(e) is not None]
+    return notes
 
 
 def _flag_notes(cmp: Comparison) -> list[str]:
@@ -107,6 +162,9 @@ def comparison_table(cmp: Comparison, *, markdown: bool = False) -> str:
         out += [item(n) for n in notes]
     if cmp.skipped:
         out += ["", "Left out (no score to compare):"] + [item(n) for n in _skipped_notes(cmp)]
+    speed = _speed_notes(cmp)
+    if speed:
+        out += [""] + [item(n) for n in speed]
     return "\n".join(out)
 
 
@@ -260,16 +318,19 @@ def _board_html(cmp: Comparison) -> str:
     header, rows = board_rows(cmp)
     ranks = cmp.ranks()
     entries = cmp.ordered()
+    speed = len(header) > len(cmp.tasks) + 5  # the sentences/s column (board_rows)
     values, tips, classes = [], [], []
     for e in entries:
         cells = [e.cells.get(t) for t in cmp.tasks]
         ranked = e.label in ranks
         values.append([float(ranks[e.label]) if ranked else None, None,
                        *(100 * c.score if c else None for c in cells),
-                       100 * cmp.average(e), None, None])
-        tips.append(["", e.source, *(_cell_tip(c) for c in cells), _avg_tip(cmp, e), "", ""])
+                       100 * cmp.average(e), *([_rate(e)] if speed else []), None, None])
+        tips.append(["", e.source, *(_cell_tip(c) for c in cells), _avg_tip(cmp, e),
+                     *([f"hardware {(e.speed or {}).get('hardware', '?')}"] if speed else []),
+                     "", ""])
         classes.append(["", "", *("flag" if c and c.flags else "" for c in cells),
-                        "" if ranked else "unranked", "", ""])
+                        "" if ranked else "unranked", *([""] if speed else []), "", ""])
     for col in range(2, 3 + len(cmp.tasks)):  # tasks and avg: the best comparable value
         top = _best([v[col] for v, k in zip(values, classes, strict=True) if not k[col]])
         for v, k in zip(values, classes, strict=True):
@@ -425,6 +486,7 @@ def html_report(cmp: Comparison, title: str = "Model comparison") -> str:
         "<h2>Leaderboard</h2>", _board_html(cmp),
         _notes_html("Not comparable", _flag_notes(cmp)),
         _notes_html("Left out (no score to compare)", _skipped_notes(cmp)),
+        _notes_html("Encoding speed", _speed_notes(cmp)),
         "<h2>Per task</h2>", _task_charts(cmp), _agreement_html(cmp),
         "<h2>Where each number comes from</h2>",
         _html_table(header, rows, table_id="provenance"),
@@ -443,9 +505,9 @@ def _agreement_html(cmp: Comparison) -> str:
 
 # -- PNG ----------------------------------------------------------------------------------------
 
-def save_plot(cmp: Comparison, path: StrPath) -> Path:
-    """A PNG heatmap of entries x (tasks, avg), values annotated, flagged cells marked ``*``;
-    the average only for ranked entries (needs matplotlib)."""
+def _pyplot(param: str) -> Any:
+    """matplotlib's pyplot on the Agg backend; without matplotlib a :class:`ConfigError` on
+    ``param`` (the option that asked for a plot)."""
     try:
         import matplotlib
 
@@ -453,7 +515,14 @@ def save_plot(cmp: Comparison, path: StrPath) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("the plot needs matplotlib: pip install 'embedkit[plot]'",
-                          param="plot") from None
+                          param=param) from None
+    return plt
+
+
+def save_plot(cmp: Comparison, path: StrPath) -> Path:
+    """A PNG heatmap of entries x (tasks, avg), values annotated, flagged cells marked ``*``;
+    the average only for ranked entries (needs matplotlib)."""
+    plt = _pyplot("plot")
     import numpy as np
 
     entries = cmp.ordered()
@@ -473,6 +542,37 @@ def save_plot(cmp: Comparison, path: StrPath) -> Path:
                         va="center", fontsize=8, color="white" if grid[i, j] < np.nanmean(
                             grid) else "black")
     ax.set_title(f"{cmp.metric} x 100, {cmp.split} split (* not comparable)")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def save_speed_plot(cmp: Comparison, path: StrPath) -> Path:
+    """A PNG of quality against speed: one labelled point per entry with a measured speed, x
+    its sentences/s (log scale), y its average score x 100; a triangle marks an entry measured
+    on other hardware than the rest (needs matplotlib). No entry with a measured speed (older
+    records, mteb folders, cached runs): a :class:`ConfigError`."""
+    points = [(e, rate, 100 * cmp.average(e)) for e in cmp.ordered()
+              if (rate := _rate(e)) is not None and math.isfinite(cmp.average(e))]
+    if not points:
+        raise ConfigError("no input records a measured encoding speed (records written before "
+                          "the speed block, mteb folders and runs whose vectors all came from "
+                          "the cache have none): nothing to plot", param="speed_plot")
+    plt = _pyplot("speed_plot")
+    other = _other_hardware(cmp)
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for e, rate, score in points:
+        ax.scatter([rate], [score], marker="^" if e.label in other else "o", s=36)
+        ax.annotate(e.label + (" †" if e.label in other else ""), (rate, score), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("sentences/s (log scale)")
+    ax.set_ylabel(f"average {cmp.metric} x 100 ({cmp.split})")
+    ax.set_title("quality against speed" + (" († other hardware)" if other else ""))
+    ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
