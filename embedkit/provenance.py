@@ -44,11 +44,14 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     return out
 
 
+CPUINFO = "/proc/cpuinfo"  # where the processor is described (tests point it elsewhere)
+
+
 def _cpuinfo() -> tuple[str | None, set[str]]:
     """The first processor's model name and flags in /proc/cpuinfo (None and none elsewhere)."""
     cpu, flags = None, set()
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        with open(CPUINFO, encoding="utf-8") as fh:
             for line in fh:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()

@@ -123,6 +123,16 @@ def board_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _speed_tip(e: Entry) -> str:
+    """How an entry's speed was measured (backend, precision, threads, hardware digest)."""
+    sp = e.speed
+    if not isinstance(sp, Mapping):
+        return "the record does not say how fast it encoded"
+    return (f"{sp.get('backend')} {sp.get('precision')}, {sp.get('threads') or '?'} threads, "
+            f"hardware {sp.get('hardware') or '?'}; {sp.get('encoded', 0)} sentences encoded, "
+            f"{sp.get('cache_hits', 0)} from the cache")
+
+
 def _speed_notes(cmp: Comparison) -> list[str]:
     """What the sentences/s column means, and one line per entry marked ``†``."""
     if _speed_texts(cmp) is None:
@@ -327,7 +337,7 @@ def _board_html(cmp: Comparison) -> str:
                        *(100 * c.score if c else None for c in cells),
                        100 * cmp.average(e), *([_rate(e)] if speed else []), None, None])
         tips.append(["", e.source, *(_cell_tip(c) for c in cells), _avg_tip(cmp, e),
-                     *([f"hardware {(e.speed or {}).get('hardware', '?')}"] if speed else []),
+                     *([_speed_tip(e)] if speed else []),
                      "", ""])
         classes.append(["", "", *("flag" if c and c.flags else "" for c in cells),
                         "" if ranked else "unranked", *([""] if speed else []), "", ""])
