@@ -336,7 +336,7 @@ def speed_line(record: Mapping[str, Any]) -> str | None:
     threads = speed.get("threads")
     return (f"- Encoding: {head}, {speed.get('backend') or 'torch'} "
             f"{speed.get('precision') or 'fp32'}, {hardware}"
-            + (f", {threads} threads" if threads else ""))
+            + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""))
 
 
 def data_line(record: Mapping[str, Any]) -> str:

@@ -142,9 +142,9 @@ def _speed_notes(cmp: Comparison) -> list[str]:
     ref = common.most_common(1)[0][0] if common else ""
     notes = ["sentences/s: how fast each record encoded (cached: every vector came from the "
              "cache, no speed; -: the record does not say)"]
-    notes += [f"† {e.label}: hardware {e.speed.get('hardware')} "
-              f"({e.speed.get('threads') or '?'} threads), the rest of the column {ref}; "
-              "its speed is not comparable" for e in cmp.ordered()
+    notes += [f"† {e.label}: measured on other hardware or threads (fingerprint "
+              f"{e.speed.get('hardware')}, {e.speed.get('threads') or '?'} threads) than the "
+              f"rest of the column ({ref}): its speed is not comparable" for e in cmp.ordered()
               if e.label in _other_hardware(cmp) and _rate(e) is not None]
     return notes
 
@@ -572,16 +572,22 @@ def save_speed_plot(cmp: Comparison, path: StrPath) -> Path:
                           "the speed block, mteb folders and runs whose vectors all came from "
                           "the cache have none): nothing to plot", param="speed_plot")
     plt = _pyplot("speed_plot")
+    from matplotlib.ticker import FuncFormatter
+
     other = _other_hardware(cmp)
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for e, rate, score in points:
         ax.scatter([rate], [score], marker="^" if e.label in other else "o", s=36)
         ax.annotate(e.label + (" †" if e.label in other else ""), (rate, score), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
+    rates = [r for _, r, _ in points]
     ax.set_xscale("log")
+    ax.set_xlim(min(rates) / 1.6, max(rates) * 4)  # room for the labels on the right
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
     ax.set_xlabel("sentences/s (log scale)")
     ax.set_ylabel(f"average {cmp.metric} x 100 ({cmp.split})")
-    ax.set_title("quality against speed" + (" († other hardware)" if other else ""))
+    ax.set_title("quality against speed"
+                 + (" (△ †: other hardware or threads)" if other else ""))
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     out = Path(path)

@@ -151,8 +151,9 @@ def test_sentences_per_second_column_marked_on_other_hardware(tmp_path, capsys):
     assert out.splitlines()[1].split()[:5] == ["rank", "model", "ATEC", "avg", "sentences/s"]
     assert {n: rows[n][6] for n in "abcde"} == {"a": "483", "b": "1,520", "c": "90.2†",
                                                 "d": "cached", "e": "-"}
-    assert ("  † c · cls: hardware bbbbbbbbbbbb (2 threads), the rest of the column "
-            "aaaaaaaaaaaa; its speed is not comparable") in out.splitlines()
+    assert ("  † c · cls: measured on other hardware or threads (fingerprint bbbbbbbbbbbb, "
+            "2 threads) than the rest of the column (aaaaaaaaaaaa): its speed is not "
+            "comparable") in out.splitlines()
     assert f"[speed plot: {png}]" in out
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 1000
 

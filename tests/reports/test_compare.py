@@ -120,8 +120,9 @@ def test_speed_column_in_text_markdown_and_html():
     assert [r[4] for r in rows] == ["483", "2,500†", "cached", "900"]
     md = comparison_table(cmp, markdown=True)
     assert "| 1 | a · cls | 78.00 | 78.00 | 483 | cmteb |" in md
-    assert ("- † b · cls: hardware bbbbbbbbbbbb (2 threads), the rest of the column "
-            "aaaaaaaaaaaa; its speed is not comparable") in md
+    assert ("- † b · cls: measured on other hardware or threads (fingerprint bbbbbbbbbbbb, 2 "
+            "threads) than the rest of the column (aaaaaaaaaaaa): its speed is not comparable"
+            ) in md
     board = html_report(cmp)
     assert '<th data-best="desc" data-num>sentences/s</th>' in board
     assert re.search(r'<td class="num" data-v="2500\.000000" title="onnx int8, 2 threads, '
