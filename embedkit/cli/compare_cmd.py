@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
         html_report,
         markdown_report,
         save_plot,
-        save_speed_plot,
     )
+    from embedkit.reports.compare_speed import save_speed_plot
     from embedkit.runs.compare import compare
 
     if args.paired:

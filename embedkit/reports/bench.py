@@ -289,11 +289,11 @@ def provenance_lines(record: RunRecord) -> list[str]:
     return lines
 
 
-def _rate(value: float) -> str:
+def rate_text(value: float) -> str:
     """Sentences per second as reports show them: whole numbers with thousands separators from
     100 on, one decimal below.
 
-    >>> _rate(76545.3), _rate(483.4), _rate(12.34)
+    >>> rate_text(76545.3), rate_text(483.4), rate_text(12.34)
     ('76,545', '483', '12.3')
     """
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
@@ -326,7 +326,7 @@ def speed_line(record: Mapping[str, Any]) -> str | None:
         return None
     machine = record.get("machine") or {}
     rate = speed.get("sentences_per_second")
-    head = (f"{_rate(float(rate))} sentences/s" if rate is not None
+    head = (f"{rate_text(float(rate))} sentences/s" if rate is not None
             else "vectors from the cache (no speed)" if speed.get("status") == "cached"
             else f"no speed ({speed.get('status') or 'not measured'})")
     flags = shown_flags(machine.get("cpu_flags"))

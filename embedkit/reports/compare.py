@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from embedkit.aliases import StrPath
-from embedkit.errors import ConfigError
 from embedkit.io.tables import escape_html, escape_markdown, text_table
-from embedkit.reports._format import x100
+from embedkit.reports._format import pyplot, x100
 from embedkit.reports.bench import run_description
+from embedkit.reports.compare_speed import measured_rate, speed_notes, speed_texts, speed_tip
 from embedkit.runs.compare import Cell, Comparison, Entry, short_data
 
 # -- text and Markdown ---------------------------------------------------------------------------
@@ -75,45 +74,12 @@ def _settings_text(e: Entry) -> str:
     return ", ".join(parts)
 
 
-def _rate(e: Entry) -> float | None:
-    """The entry's measured sentences/s (None: cached, not measured, or not recorded)."""
-    rate = (e.speed or {}).get("sentences_per_second")
-    return float(rate) if isinstance(rate, int | float) and rate > 0 else None
-
-
-def _other_hardware(cmp: Comparison) -> set[str]:
-    """The entries whose speed was measured on other hardware (or threads) than the most
-    common hardware fingerprint among the entries that state one."""
-    digests = {e.label: str(e.speed["hardware"]) for e in cmp.entries
-               if isinstance(e.speed, Mapping) and e.speed.get("hardware")}
-    if len(set(digests.values())) < 2:
-        return set()
-    common = Counter(digests.values()).most_common(1)[0][0]
-    return {label for label, d in digests.items() if d != common}
-
-
-def _speed_texts(cmp: Comparison) -> dict[str, str] | None:
-    """Per entry, its sentences/s cell: the rate, ``†`` when measured on other hardware,
-    ``cached`` when every vector came from the cache, ``-`` when the record does not say;
-    None when no entry has a speed block (records older than it, mteb folders): no column."""
-    if not any(isinstance(e.speed, Mapping) for e in cmp.entries):
-        return None
-    other = _other_hardware(cmp)
-    out = {}
-    for e in cmp.entries:
-        rate = _rate(e)
-        status = (e.speed or {}).get("status") if isinstance(e.speed, Mapping) else None
-        text = (f"{rate:,.0f}" if rate is not None and rate >= 100 else f"{rate:.1f}"
-                if rate is not None else "cached" if status == "cached" else "-")
-        out[e.label] = text + ("†" if e.label in other and rate is not None else "")
-    return out
-
-
 def board_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the leaderboard (entries by rank); a ``sentences/s`` column after
-    ``avg`` when any record measured its encoding speed (:func:`_speed_texts`)."""
+    ``avg`` when any record measured its encoding speed
+    (:func:`~embedkit.reports.compare_speed.speed_texts`)."""
     ranks = cmp.ranks()
-    speed = _speed_texts(cmp)
+    speed = speed_texts(cmp)
     rate_col = ["sentences/s"] if speed is not None else []
     header = ["rank", "model", *cmp.tasks, "avg", *rate_col, "protocol", "settings"]
     rows = [[str(ranks.get(e.label, "-")), e.label,
@@ -121,32 +87,6 @@ def board_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
              *([speed[e.label]] if speed is not None else []),
              _protocols(e), _settings_text(e)] for e in cmp.ordered()]
     return header, rows
-
-
-def _speed_tip(e: Entry) -> str:
-    """How an entry's speed was measured (backend, precision, threads, hardware digest)."""
-    sp = e.speed
-    if not isinstance(sp, Mapping):
-        return "the record does not say how fast it encoded"
-    return (f"{sp.get('backend')} {sp.get('precision')}, {sp.get('threads') or '?'} threads, "
-            f"hardware {sp.get('hardware') or '?'}; {sp.get('encoded', 0)} sentences encoded, "
-            f"{sp.get('cache_hits', 0)} from the cache")
-
-
-def _speed_notes(cmp: Comparison) -> list[str]:
-    """What the sentences/s column means, and one line per entry marked ``†``."""
-    if _speed_texts(cmp) is None:
-        return []
-    common = Counter(str(e.speed.get("hardware")) for e in cmp.entries
-                     if isinstance(e.speed, Mapping) and e.speed.get("hardware"))
-    ref = common.most_common(1)[0][0] if common else ""
-    notes = ["sentences/s: how fast each record encoded (cached: every vector came from the "
-             "cache, no speed; -: the record does not say)"]
-    notes += [f"† {e.label}: measured on other hardware or threads (fingerprint "
-              f"{e.speed.get('hardware')}, {e.speed.get('threads') or '?'} threads) than the "
-              f"rest of the column ({ref}): its speed is not comparable" for e in cmp.ordered()
-              if e.label in _other_hardware(cmp) and _rate(e) is not None]
-    return notes
 
 
 def _flag_notes(cmp: Comparison) -> list[str]:
@@ -172,7 +112,7 @@ def comparison_table(cmp: Comparison, *, markdown: bool = False) -> str:
         out += [item(n) for n in notes]
     if cmp.skipped:
         out += ["", "Left out (no score to compare):"] + [item(n) for n in _skipped_notes(cmp)]
-    speed = _speed_notes(cmp)
+    speed = speed_notes(cmp)
     if speed:
         out += [""] + [item(n) for n in speed]
     return "\n".join(out)
@@ -335,9 +275,9 @@ def _board_html(cmp: Comparison) -> str:
         ranked = e.label in ranks
         values.append([float(ranks[e.label]) if ranked else None, None,
                        *(100 * c.score if c else None for c in cells),
-                       100 * cmp.average(e), *([_rate(e)] if speed else []), None, None])
+                       100 * cmp.average(e), *([measured_rate(e)] if speed else []), None, None])
         tips.append(["", e.source, *(_cell_tip(c) for c in cells), _avg_tip(cmp, e),
-                     *([_speed_tip(e)] if speed else []),
+                     *([speed_tip(e)] if speed else []),
                      "", ""])
         classes.append(["", "", *("flag" if c and c.flags else "" for c in cells),
                         "" if ranked else "unranked", *([""] if speed else []), "", ""])
@@ -496,7 +436,7 @@ def html_report(cmp: Comparison, title: str = "Model comparison") -> str:
         "<h2>Leaderboard</h2>", _board_html(cmp),
         _notes_html("Not comparable", _flag_notes(cmp)),
         _notes_html("Left out (no score to compare)", _skipped_notes(cmp)),
-        _notes_html("Encoding speed", _speed_notes(cmp)),
+        _notes_html("Encoding speed", speed_notes(cmp)),
         "<h2>Per task</h2>", _task_charts(cmp), _agreement_html(cmp),
         "<h2>Where each number comes from</h2>",
         _html_table(header, rows, table_id="provenance"),
@@ -515,24 +455,10 @@ def _agreement_html(cmp: Comparison) -> str:
 
 # -- PNG ----------------------------------------------------------------------------------------
 
-def _pyplot(param: str) -> Any:
-    """matplotlib's pyplot on the Agg backend; without matplotlib a :class:`ConfigError` on
-    ``param`` (the option that asked for a plot)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("the plot needs matplotlib: pip install 'embedkit[plot]'",
-                          param=param) from None
-    return plt
-
-
 def save_plot(cmp: Comparison, path: StrPath) -> Path:
     """A PNG heatmap of entries x (tasks, avg), values annotated, flagged cells marked ``*``;
     the average only for ranked entries (needs matplotlib)."""
-    plt = _pyplot("plot")
+    plt = pyplot("plot")
     import numpy as np
 
     entries = cmp.ordered()
@@ -552,43 +478,6 @@ def save_plot(cmp: Comparison, path: StrPath) -> Path:
                         va="center", fontsize=8, color="white" if grid[i, j] < np.nanmean(
                             grid) else "black")
     ax.set_title(f"{cmp.metric} x 100, {cmp.split} split (* not comparable)")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
-def save_speed_plot(cmp: Comparison, path: StrPath) -> Path:
-    """A PNG of quality against speed: one labelled point per entry with a measured speed, x
-    its sentences/s (log scale), y its average score x 100; a triangle marks an entry measured
-    on other hardware than the rest (needs matplotlib). No entry with a measured speed (older
-    records, mteb folders, cached runs): a :class:`ConfigError`."""
-    points = [(e, rate, 100 * cmp.average(e)) for e in cmp.ordered()
-              if (rate := _rate(e)) is not None and math.isfinite(cmp.average(e))]
-    if not points:
-        raise ConfigError("no input records a measured encoding speed (records written before "
-                          "the speed block, mteb folders and runs whose vectors all came from "
-                          "the cache have none): nothing to plot", param="speed_plot")
-    plt = _pyplot("speed_plot")
-    from matplotlib.ticker import FuncFormatter
-
-    other = _other_hardware(cmp)
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for e, rate, score in points:
-        ax.scatter([rate], [score], marker="^" if e.label in other else "o", s=36)
-        ax.annotate(e.label + (" †" if e.label in other else ""), (rate, score), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
-    rates = [r for _, r, _ in points]
-    ax.set_xscale("log")
-    ax.set_xlim(min(rates) / 1.6, max(rates) * 4)  # room for the labels on the right
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
-    ax.set_xlabel("sentences/s (log scale)")
-    ax.set_ylabel(f"average {cmp.metric} x 100 ({cmp.split})")
-    ax.set_title("quality against speed"
-                 + (" (△ †: other hardware or threads)" if other else ""))
-    ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

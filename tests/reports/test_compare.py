@@ -132,7 +132,7 @@ def test_speed_column_in_text_markdown_and_html():
 
 
 def test_speed_plot_written(tmp_path):
-    from embedkit.reports.compare import save_speed_plot
+    from embedkit.reports.compare_speed import save_speed_plot
 
     cmp = compare_records([("a.json", _timed(_bench("a", {"ATEC": 0.78}), 483.4)),
                            ("b.json", _timed(_bench("b", {"ATEC": 0.71}), 2500.0, "b" * 12)),
