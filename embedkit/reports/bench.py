@@ -36,9 +36,12 @@ def run_description(settings: Mapping[str, Any] | None,
     'torch bfloat16, instruction "Find it."'
     >>> run_description({"instructions": {"A": "x", "B": "y"}})
     'torch float32, instructions per task'
+    >>> run_description({"backend": "openvino", "quantize": "int8-static"})
+    'openvino int8-static'
     """
     s = settings or {}
-    precision = "int8" if s.get("quantize") == "int8" else str(s.get("dtype") or "float32")
+    quantize = s.get("quantize")
+    precision = str(quantize if quantize and quantize != "none" else s.get("dtype") or "float32")
     parts = [f"{s.get('backend') or 'torch'} {precision}"]
     prompt = s.get("prompt") or ""
     if prompt:
