@@ -33,6 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--html", metavar="F.html",
                    help="also write one self-contained HTML page here (sortable table, charts)")
     p.add_argument("--plot", metavar="F.png", help="also write a PNG heatmap here (matplotlib)")
+    p.add_argument("--speed-plot", metavar="F.png",
+                   help="also write a PNG of quality against speed here: the average score "
+                        "against sentences/s (log scale), one labelled point per record row "
+                        "that measured its encoding speed (matplotlib)")
     p.add_argument("--paired", nargs=2, metavar=("A", "B"),
                    help="instead: is row A better than row B beyond noise? two predictions files "
                         "or row folders of bench --predictions on the same data; a paired "
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         markdown_report,
         save_plot,
     )
+    from embedkit.reports.compare_speed import save_speed_plot
     from embedkit.runs.compare import compare
 
     if args.paired:
@@ -80,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.html, html_report(cmp, args.title))
     if args.plot:
         save_plot(cmp, args.plot)
-    for what, path in (("Markdown", args.markdown), ("HTML", args.html), ("plot", args.plot)):
+    if args.speed_plot:
+        save_speed_plot(cmp, args.speed_plot)
+    for what, path in (("Markdown", args.markdown), ("HTML", args.html), ("plot", args.plot),
+                       ("speed plot", args.speed_plot)):
         if path:
             print(f"[{what}: {path}]")
     return 0

@@ -9,9 +9,8 @@ True
 
 from __future__ import annotations
 
-import os
-
 from embedkit.errors import ConfigError
+from embedkit.provenance import available_cores as available_cores  # noqa: PLC0414 - its home
 
 #: inference engines (``EncoderConfig.backend``)
 BACKENDS = ("torch", "onnx", "openvino")
@@ -24,14 +23,6 @@ DTYPE_NAMES = ("float32", "bfloat16", "float16")
 _DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 #: the dtypes vectors are stored in once encoded (encode folders' shards)
 VECTOR_DTYPES = ("float32", "float16")
-
-
-def available_cores() -> int:
-    """The cores this process may run on (the default thread count of every backend)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def canonical_dtype(dtype: str) -> str:

@@ -1,5 +1,6 @@
 """The small formatters every report shares: numbers as cells, file-name slugs, the
-all-or-nothing mean, and the summary table with its own column alignment.
+all-or-nothing mean, the summary table with its own column alignment, and matplotlib's pyplot
+for the plots (:func:`pyplot`).
 
 >>> x100(0.51234), x100(None), x100(float("nan"))
 ('51.23', '-', '-')
@@ -19,6 +20,8 @@ import math
 import re
 from collections.abc import Collection, Sequence
 from typing import Any
+
+from embedkit.errors import ConfigError
 
 
 def _missing(x: Any) -> bool:
@@ -74,3 +77,17 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool =
     return "\n".join("  ".join(c.ljust(w) if i in left else c.rjust(w)
                                for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
                      for r in [header, *rows])
+
+
+def pyplot(param: str) -> Any:
+    """matplotlib's pyplot on the Agg backend; without matplotlib a :class:`ConfigError` on
+    ``param`` (the option that asked for a plot)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("the plot needs matplotlib: pip install 'embedkit[plot]'",
+                          param=param) from None
+    return plt

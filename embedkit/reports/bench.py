@@ -36,9 +36,12 @@ def run_description(settings: Mapping[str, Any] | None,
     'torch bfloat16, instruction "Find it."'
     >>> run_description({"instructions": {"A": "x", "B": "y"}})
     'torch float32, instructions per task'
+    >>> run_description({"backend": "openvino", "quantize": "int8-static"})
+    'openvino int8-static'
     """
     s = settings or {}
-    precision = "int8" if s.get("quantize") == "int8" else str(s.get("dtype") or "float32")
+    quantize = s.get("quantize")
+    precision = str(quantize if quantize and quantize != "none" else s.get("dtype") or "float32")
     parts = [f"{s.get('backend') or 'torch'} {precision}"]
     prompt = s.get("prompt") or ""
     if prompt:
@@ -289,6 +292,56 @@ def provenance_lines(record: RunRecord) -> list[str]:
     return lines
 
 
+def rate_text(value: float) -> str:
+    """Sentences per second as reports show them: whole numbers with thousands separators from
+    100 on, one decimal below.
+
+    >>> rate_text(76545.3), rate_text(483.4), rate_text(12.34)
+    ('76,545', '483', '12.3')
+    """
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def shown_flags(flags: Any) -> list[str]:
+    """The CPU flags a report names: the ones beyond AVX2 and AVX-512F (int8 dot products,
+    bfloat16, matrix units) when there are any, else those two.
+
+    >>> shown_flags(["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]), shown_flags(["avx2"])
+    (['avx512_vnni', 'avx512_bf16'], ['avx2'])
+    """
+    flags = [str(f) for f in flags or ()]
+    return [f for f in flags if f not in ("avx2", "avx512f")] or flags
+
+
+def speed_line(record: Mapping[str, Any]) -> str | None:
+    """The Markdown line that says how fast a run encoded, from its ``speed`` block and
+    ``machine`` (None for a record written before the block):
+    ``- Encoding: 483 sentences/s, openvino fp32, AMD EPYC (avx512_vnni), 2 threads``, or
+    ``- Encoding: vectors from the cache (no speed), ...`` when nothing was encoded.
+
+    >>> speed_line({"speed": {"sentences_per_second": 483.2, "status": "measured",
+    ...     "backend": "openvino", "precision": "fp32", "threads": 2, "device": "cpu"},
+    ...     "machine": {"cpu": "AMD EPYC", "cpu_flags": ["avx2", "avx512_vnni"]}})
+    '- Encoding: 483 sentences/s, openvino fp32, AMD EPYC (avx512_vnni), 2 threads'
+    """
+    speed = record.get("speed")
+    if not isinstance(speed, Mapping):
+        return None
+    machine = record.get("machine") or {}
+    rate = speed.get("sentences_per_second")
+    head = (f"{rate_text(float(rate))} sentences/s" if rate is not None
+            else "vectors from the cache (no speed)" if speed.get("status") == "cached"
+            else f"no speed ({speed.get('status') or 'not measured'})")
+    flags = shown_flags(machine.get("cpu_flags"))
+    hardware = str(machine.get("cpu") or "?") + (f" ({', '.join(flags)})" if flags else "")
+    if machine.get("gpu"):
+        hardware = f"{machine['gpu']} on {hardware}"
+    threads = speed.get("threads")
+    return (f"- Encoding: {head}, {speed.get('backend') or 'torch'} "
+            f"{speed.get('precision') or 'fp32'}, {hardware}"
+            + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""))
+
+
 def data_line(record: Mapping[str, Any]) -> str:
     """Where a record's task data came from, as one footer line (``data: local DIR``,
     ``data: hub ID@REV``; "" when it read none); a ``bench-models`` record: its first model's.
@@ -345,6 +398,7 @@ def markdown_report(record: BenchRecord, title: str | None = None) -> str:
     out += provenance_lines(record)
     for block in blocks:
         out += _model_lines(block)
+        out += [line for line in (speed_line(block),) if line]
     if any(b["settings"].get("tasks") or not b.get("mteb") for b in blocks):  # STS tasks ran
         out += ["", "## Spearman x 100 (cosine similarity)", "", _markdown_scores(record), "",
                 "## Pearson x 100", "", _markdown_scores(record, "pearson"), ""]

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from embedkit.aliases import StrPath
-from embedkit.errors import ConfigError
 from embedkit.io.tables import escape_html, escape_markdown, text_table
-from embedkit.reports._format import x100
+from embedkit.reports._format import pyplot, x100
 from embedkit.reports.bench import run_description
+from embedkit.reports.compare_speed import measured_rate, speed_notes, speed_texts, speed_tip
 from embedkit.runs.compare import Cell, Comparison, Entry, short_data
 
 # -- text and Markdown ---------------------------------------------------------------------------
@@ -75,11 +75,16 @@ def _settings_text(e: Entry) -> str:
 
 
 def board_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the leaderboard (entries by rank)."""
+    """Header and rows of the leaderboard (entries by rank); a ``sentences/s`` column after
+    ``avg`` when any record measured its encoding speed
+    (:func:`~embedkit.reports.compare_speed.speed_texts`)."""
     ranks = cmp.ranks()
-    header = ["rank", "model", *cmp.tasks, "avg", "protocol", "settings"]
+    speed = speed_texts(cmp)
+    rate_col = ["sentences/s"] if speed is not None else []
+    header = ["rank", "model", *cmp.tasks, "avg", *rate_col, "protocol", "settings"]
     rows = [[str(ranks.get(e.label, "-")), e.label,
              *(_cell_text(e.cells.get(t)) for t in cmp.tasks), _avg_text(cmp, e),
+             *([speed[e.label]] if speed is not None else []),
              _protocols(e), _settings_text(e)] for e in cmp.ordered()]
     return header, rows
 
@@ -107,6 +112,9 @@ def comparison_table(cmp: Comparison, *, markdown: bool = False) -> str:
         out += [item(n) for n in notes]
     if cmp.skipped:
         out += ["", "Left out (no score to compare):"] + [item(n) for n in _skipped_notes(cmp)]
+    speed = speed_notes(cmp)
+    if speed:
+        out += [""] + [item(n) for n in speed]
     return "\n".join(out)
 
 
@@ -260,16 +268,19 @@ def _board_html(cmp: Comparison) -> str:
     header, rows = board_rows(cmp)
     ranks = cmp.ranks()
     entries = cmp.ordered()
+    speed = len(header) > len(cmp.tasks) + 5  # the sentences/s column (board_rows)
     values, tips, classes = [], [], []
     for e in entries:
         cells = [e.cells.get(t) for t in cmp.tasks]
         ranked = e.label in ranks
         values.append([float(ranks[e.label]) if ranked else None, None,
                        *(100 * c.score if c else None for c in cells),
-                       100 * cmp.average(e), None, None])
-        tips.append(["", e.source, *(_cell_tip(c) for c in cells), _avg_tip(cmp, e), "", ""])
+                       100 * cmp.average(e), *([measured_rate(e)] if speed else []), None, None])
+        tips.append(["", e.source, *(_cell_tip(c) for c in cells), _avg_tip(cmp, e),
+                     *([speed_tip(e)] if speed else []),
+                     "", ""])
         classes.append(["", "", *("flag" if c and c.flags else "" for c in cells),
-                        "" if ranked else "unranked", "", ""])
+                        "" if ranked else "unranked", *([""] if speed else []), "", ""])
     for col in range(2, 3 + len(cmp.tasks)):  # tasks and avg: the best comparable value
         top = _best([v[col] for v, k in zip(values, classes, strict=True) if not k[col]])
         for v, k in zip(values, classes, strict=True):
@@ -425,6 +436,7 @@ def html_report(cmp: Comparison, title: str = "Model comparison") -> str:
         "<h2>Leaderboard</h2>", _board_html(cmp),
         _notes_html("Not comparable", _flag_notes(cmp)),
         _notes_html("Left out (no score to compare)", _skipped_notes(cmp)),
+        _notes_html("Encoding speed", speed_notes(cmp)),
         "<h2>Per task</h2>", _task_charts(cmp), _agreement_html(cmp),
         "<h2>Where each number comes from</h2>",
         _html_table(header, rows, table_id="provenance"),
@@ -446,14 +458,7 @@ def _agreement_html(cmp: Comparison) -> str:
 def save_plot(cmp: Comparison, path: StrPath) -> Path:
     """A PNG heatmap of entries x (tasks, avg), values annotated, flagged cells marked ``*``;
     the average only for ranked entries (needs matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("the plot needs matplotlib: pip install 'embedkit[plot]'",
-                          param="plot") from None
+    plt = pyplot("plot")
     import numpy as np
 
     entries = cmp.ordered()

@@ -7,7 +7,7 @@ from typing import Any
 
 from embedkit.io.tables import text_table
 from embedkit.reports._format import num
-from embedkit.reports.bench import provenance_lines, run_title
+from embedkit.reports.bench import provenance_lines, run_title, speed_line
 from embedkit.runs.record import IndexEvalRecord
 
 __all__ = ["format_cost_table", "format_quality_table", "markdown_eval_report"]
@@ -116,6 +116,7 @@ def markdown_eval_report(record: IndexEvalRecord) -> str:
     out += provenance_lines(record)
     out += [f"- Model: `{model['name']}` (identity `{model['identity']}`), pooling "
             f"{s['pooling']}, metric {s['metric']}, dtype {s['dtype']}, device {s['device']}"]
+    out += [line for line in (speed_line(record),) if line]
     if record.get("quality"):
         out += _quality_section(record)
     if record.get("cost"):

@@ -14,6 +14,7 @@ from embedkit.reports._format import mean, slug, table, x100
 from embedkit.reports.bench import (
     provenance_lines,
     run_title,
+    speed_line,
     sweep_classification_section,
 )
 from embedkit.reports.sweep_plots import _pyplot, sweep_figure
@@ -162,6 +163,7 @@ def sweep_markdown(record: SweepRecord, plots: Sequence[Path] | None = None,
         f"reported on {s['report_on']}"
         + ("" if s["honest"] else " (the same split: not an honest estimate)"),
         "- Max length: " + ", ".join(f"{k} {v}" for k, v in s["max_length"].items()),
+        *(line for line in (speed_line(record),) if line),
         f"- Timings: sweep {t['seconds_sweep']:.2f} s for {t['n_scored']} task x pooling x "
         f"setting scores (encoding excluded); {t['encoded']} sentences encoded, "
         f"{t['cache_hits']} from the cache; total {t['seconds_total']:.1f} s",

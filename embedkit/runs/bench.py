@@ -45,11 +45,11 @@ from embedkit.postprocess.quantize import scored_output
 from embedkit.postprocess.spec import PostOptions
 from embedkit.runs.pair_extras import PairExtras, load_selection, score_extras
 from embedkit.runs.record import (
+    add_timings,
     BenchRecord,
     data_dir_setting,
     run_record,
     split_summary,
-    timings,
     truncation_counts,
 )
 from embedkit.aliases import JSONDict, StrPath
@@ -143,7 +143,7 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     if truncated is not None:
         record["truncated"], record["truncated_of"] = truncated
     record["primary_metric"] = PRIMARY_METRIC
-    record["timings"] = timings(enc, t_start)
+    add_timings(record, enc, t_start)
     return record
 
 

@@ -94,6 +94,7 @@ class Entry:
     cells: dict[str, Cell] = field(default_factory=dict)
     plots: list[str] = field(default_factory=list)
     model: str = ""  # the base model as mteb names it (moka-ai/m3e-small)
+    speed: Any = None  # the record's speed block (SpeedBlock); None for older records and mteb
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,8 @@ def _bench_entries(path: str, rec: BenchRecord, metric: str, split: str) -> list
     base = mteb_model_name(model)[0]
     for label, row in _mapping(rec.get("results"), path, "results").items():
         row = _mapping(row, path, f"results.{label}")
-        entry = Entry(f"{model.get('name', '?')} · {label}", path, "bench", model=base)
+        entry = Entry(f"{model.get('name', '?')} · {label}", path, "bench", model=base,
+                      speed=rec.get("speed"))
         for task, by_split in row.items():
             if not isinstance(by_split, Mapping) or not isinstance(by_split.get(split), Mapping):
                 continue
@@ -290,7 +292,8 @@ def _sweep_entries(path: str, rec: SweepRecord, metric: str, split: str) -> list
                                     f"results.{task}.{pooling}.{kind}.{which}")
                 label = f"{model.get('name', '?')} · {pooling}{suffix}"
                 entry = entries.setdefault(label, Entry(
-                    label, path, "sweep", model=mteb_model_name(model)[0]))
+                    label, path, "sweep", model=mteb_model_name(model)[0],
+                    speed=rec.get("speed")))
                 cfg = {"split": split, "max_length": lengths.get(task), "pooling": pooling,
                        "post": res[kind].get("post"),
                        "fit_on": settings.get("fit_on") if kind != "raw" else None, **run}

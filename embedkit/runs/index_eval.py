@@ -52,11 +52,11 @@ from embedkit.retrieval.tasks import (
 from embedkit.runs.bench import DataOptions
 from embedkit.runs.predictions import row_folder, write_columns
 from embedkit.runs.record import (
+    add_timings,
     IndexEvalRecord,
     data_dir_setting,
     refresh_data_source,
     run_record,
-    timings,
 )
 from embedkit.store.fitted import is_none, post_output_dim, prepare_post
 
@@ -495,7 +495,7 @@ def run_index_eval(encoder: SentenceEncoder | EncoderConfig | str, options: Inde
             record["data"]["cost"] = cost.pop("data")
             record["cost"] = cost
     refresh_data_source(record)
-    record["timings"] = timings(enc, t0)
+    add_timings(record, enc, t0)
     return record
 
 
@@ -517,5 +517,5 @@ def _run_on_index(encoder: Any, options: IndexEvalOptions, command: str | None,
                                                   settings=settings, data={"quality": data}))
     record["quality"], record["cost"] = rows, None
     refresh_data_source(record)
-    record["timings"] = timings(enc, t0)
+    add_timings(record, enc, t0)
     return record

@@ -1,6 +1,6 @@
 """The one run-record builder every experiment uses: what a result needs to be reproduced
-(versions, machine, command, model identity, settings, data checksums, timings), and the
-record types: :class:`RunRecord`, the header every record starts with, and one ``TypedDict``
+(versions, machine, command, model identity, settings, data checksums, timings), the
+``speed`` block of every run that encodes (:func:`speed_block`), and the record types: :class:`RunRecord`, the header every record starts with, and one ``TypedDict``
 per runner's record (:class:`BenchRecord`, :class:`SweepRecord`, :class:`IndexEvalRecord`,
 :class:`DiagnoseRecord`), which the readers (compare, the mteb results, the reports, the
 command line) take.
@@ -36,6 +36,26 @@ class _Header(TypedDict):
     data: JSONDict
 
 
+class SpeedBlock(TypedDict):
+    """How fast a run encoded (:func:`speed_block`): ``sentences_per_second`` (None when
+    nothing was encoded: ``status`` says why, ``cached`` when every vector came from the
+    cache), ``seconds_encoding``, ``encoded`` (sentences run through the model),
+    ``cache_hits``, ``backend``, ``precision`` (:func:`precision_name`), ``threads``,
+    ``device`` and ``hardware``: the machine's fingerprint digest (``machine.fingerprint``),
+    equal for two records measured on the same hardware with the same threads."""
+
+    sentences_per_second: float | None
+    status: str
+    seconds_encoding: float
+    encoded: int
+    cache_hits: int
+    backend: str
+    precision: str
+    threads: int | None
+    device: str
+    hardware: str
+
+
 class RunRecord(_Header, total=False):
     """The header :func:`run_record` builds: ``kind``, the library ``versions`` (``embedkit``
     alone too), ``machine``, ``command``, ``model`` (the encoder's description; None without
@@ -46,6 +66,7 @@ class RunRecord(_Header, total=False):
     model: Any  # JSONDict; None for a run without an encoder (readers of such kinds check)
     data_source: JSONDict
     timings: JSONDict
+    speed: SpeedBlock  # bench, sweep and index eval records (absent from older ones)
 
 
 class BenchRecord(RunRecord, total=False):
@@ -123,18 +144,69 @@ def run_record(kind: str, *, command: str | None, encoder: SentenceEncoder | Non
 
     versions = library_versions(tuple(versions_extra))
     run = settings_record(encoder) if encoder is not None else {}
+    model = encoder.describe() if encoder is not None else None
     return {
         "kind": kind,
         "embedkit": versions["embedkit"],
         "versions": versions,
-        "machine": machine_description(),
+        "machine": machine_description(*_threads_device(model)),
         "command": command,
-        "model": encoder.describe() if encoder is not None else None,
+        "model": model,
         "settings": {**dict(settings), **{k: v for k, v in run.items() if k not in settings}},
         "data": dict(data),
         "data_source": dict(source) if source is not None else data_source(
             _split_sources(data), settings.get("data_dir") or None),
     }
+
+
+def _threads_device(model: Mapping[str, Any] | None) -> tuple[int | None, str | None]:
+    """The threads and device an encoder's description states (None for what it does not)."""
+    threads = (model or {}).get("threads")
+    return (threads if isinstance(threads, int) else None), (model or {}).get("device")
+
+
+def precision_name(dtype: str | None, quantize: str | None) -> str:
+    """The precision an encoder computed in, from its description's ``quantize`` and ``dtype``:
+    the quantisation when there is one (``int8``, ``int8-static``), else the dtype's short
+    name (``fp32``, ``bf16``, ``fp16``).
+
+    >>> precision_name("float32", "none"), precision_name("bfloat16", None)
+    ('fp32', 'bf16')
+    >>> precision_name("float32", "int8-static")
+    'int8-static'
+    """
+    if quantize and quantize != "none":
+        return quantize
+    short = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+    return short.get(dtype or "float32", str(dtype))
+
+
+def speed_block(encoder: SentenceEncoder | None, record: Mapping[str, Any]) -> SpeedBlock:
+    """The ``speed`` block of a run that encoded (see :class:`SpeedBlock`), from the encoder
+    stack's counters and the ``model`` and ``machine`` of ``record`` (its header). Every
+    vector from the cache: no speed (``status`` ``cached``), never a misleading number.
+
+    >>> rec = {"model": {"backend": "onnx", "quantize": "int8", "threads": 2},
+    ...        "machine": {"fingerprint": "0123456789ab"}}
+    >>> b = speed_block(None, rec)
+    >>> b["sentences_per_second"], b["status"], b["precision"], b["hardware"]
+    (None, 'not measured', 'int8', '0123456789ab')
+    """
+    from embedkit.encoders import encode_stats
+
+    stats = encode_stats(encoder)
+    model = record.get("model") or {}
+    encoded = int(stats["encoded"])
+    status = ("measured" if encoded and stats["sentences_per_second"] > 0 else
+              "cached" if stats["cache_hits"] else "not measured")
+    threads, device = _threads_device(model)
+    return {"sentences_per_second": stats["sentences_per_second"] if status == "measured"
+            else None, "status": status, "seconds_encoding": stats["seconds_encoding"],
+            "encoded": encoded, "cache_hits": int(stats["cache_hits"]),
+            "backend": str(model.get("backend") or "torch"),
+            "precision": precision_name(model.get("dtype"), model.get("quantize")),
+            "threads": threads, "device": str(device or "cpu"),
+            "hardware": str((record.get("machine") or {}).get("fingerprint") or "")}
 
 
 def _split_sources(data: Any) -> list[str]:
@@ -183,6 +255,14 @@ def timings(encoder: SentenceEncoder | None, t_start: float, **extra: Any) -> di
 
     return {**encode_stats(encoder), **extra,
             "seconds_total": round(time.perf_counter() - t_start, 3)}
+
+
+def add_timings(record: RunRecord, encoder: SentenceEncoder | None, t_start: float,
+                **extra: Any) -> None:
+    """Close a record of a run that encoded: its ``timings`` (:func:`timings`) and its
+    ``speed`` block (:func:`speed_block`)."""
+    record["timings"] = timings(encoder, t_start, **extra)
+    record["speed"] = speed_block(encoder, record)
 
 
 def truncation_counts(encoder: Any, data: Mapping[str, Mapping[str, PairSplit]],

@@ -43,11 +43,11 @@ from embedkit.postprocess.spec import PostOptions, _num  # the number format of 
 from embedkit.runs.bench import DataOptions
 from embedkit.runs.pair_extras import setting_classification
 from embedkit.runs.record import (
+    add_timings,
     SweepRecord,
     data_dir_setting,
     run_record,
     split_summary,
-    timings,
     truncation_counts,
 )
 from embedkit.aliases import JSONDict
@@ -283,8 +283,8 @@ def run_sweep(encoder: SentenceEncoder | EncoderConfig | str,
         record["truncated"], record["truncated_of"] = (truncated["truncated"],
                                                        truncated["truncated_of"])
     n_scored = sum(len(r["settings"]) for by_pool in results.values() for r in by_pool.values())
-    record["timings"] = timings(enc, t_start, seconds_sweep=round(seconds, 3),
-                                n_settings=opts.n_settings, n_scored=n_scored)
+    add_timings(record, enc, t_start, seconds_sweep=round(seconds, 3),
+                n_settings=opts.n_settings, n_scored=n_scored)
     return record
 
 

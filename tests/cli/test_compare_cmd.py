@@ -14,6 +14,8 @@ from embedkit.cli import compare_cmd
 from embedkit.cli.main import COMMANDS, error_message, main
 from embedkit.errors import EmbedkitError
 from embedkit.integrations.mteb_results import write_mteb_results
+from embedkit.reports.compare import board_rows
+from embedkit.runs.compare import compare
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,3 +126,62 @@ def test_markdown_escapes_names(tmp_path, capsys):
     assert "<script>" not in text
     assert r"| 1 | &lt;script&gt;alert(1)&lt;/script&gt;\|x · cls | 30.00 | 30.00 |" in text
     assert "torch float32, max_length=512 |" in text
+
+
+def _speed(rate, hardware: str = "aaaaaaaaaaaa", status: str = "measured") -> dict:
+    return {"sentences_per_second": rate, "status": status, "seconds_encoding": 1.0,
+            "encoded": 100, "cache_hits": 0, "backend": "torch", "precision": "fp32",
+            "threads": 2, "device": "cpu", "hardware": hardware}
+
+
+def test_sentences_per_second_column_marked_on_other_hardware(tmp_path, capsys):
+    paths = []
+    for name, score, speed in [("a", 0.5, _speed(483.4)), ("b", 0.4, _speed(1520.0)),
+                               ("c", 0.6, _speed(90.25, hardware="bbbbbbbbbbbb")),
+                               ("d", 0.3, _speed(None, status="cached")), ("e", 0.2, None)]:
+        rec = _record(name, score)
+        if speed is not None:
+            rec["speed"] = speed
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(rec))
+    png = tmp_path / "speed.png"
+    assert main(["compare", *map(str, paths), "--speed-plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line.split() for line in out.splitlines()[2:7]}
+    assert out.splitlines()[1].split()[:5] == ["rank", "model", "ATEC", "avg", "sentences/s"]
+    assert {n: rows[n][6] for n in "abcde"} == {"a": "483", "b": "1,520", "c": "90.2†",
+                                                "d": "cached", "e": "-"}
+    assert ("  † c · cls: measured on other hardware or threads (fingerprint bbbbbbbbbbbb, "
+            "2 threads) than the rest of the column (aaaaaaaaaaaa): its speed is not "
+            "comparable") in out.splitlines()
+    assert f"[speed plot: {png}]" in out
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 1000
+
+
+def test_speed_plot_without_any_speed_is_one_error_line(tmp_path, capsys):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(_record("o", 0.3)))  # written before the speed block
+    assert main(["compare", str(old), "--speed-plot", str(tmp_path / "s.png")]) == 2
+    captured = capsys.readouterr()
+    assert "sentences/s" not in captured.out  # no column without a speed block
+    assert captured.err.splitlines() == [
+        "embedkit: error: --speed-plot: no input records a measured encoding speed (records "
+        "written before the speed block, mteb folders and runs whose vectors all came from the "
+        "cache have none): nothing to plot"]
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_speed_plot_of_real_bench_records(records, tmp_path, capsys):
+    capsys.readouterr()
+    png = tmp_path / "q-vs-speed.png"
+    argv = ["compare", str(records / "cmteb.json"), str(records / "whitening.json"),
+            str(records / "mteb"), "--speed-plot", str(png)]
+    assert _run(argv) == 0
+    out = capsys.readouterr().out
+    assert "sentences/s" in out.splitlines()[1].split()
+    header, rows = board_rows(compare(argv[1:4]))
+    rates = [r[header.index("sentences/s")] for r in rows]
+    assert len(rates) == 6 and rates.count("-") == 2  # the mteb folder's rows say no speed
+    assert all(float(r.replace(",", "")) > 0 for r in rates if r != "-")
+    assert "†" not in out  # one machine
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 1000

@@ -8,6 +8,7 @@ import re
 from embedkit.reports.compare import (
     _JS,
     bar_chart_svg,
+    board_rows,
     comparison_table,
     html_report,
     markdown_report,
@@ -93,3 +94,48 @@ def test_long_labels_wrap_instead_of_being_cut():
     assert "…" not in svg and f"<title>{label}</title>" in svg
     page = html_report(_cmp())
     assert "overflow-wrap:anywhere" in page  # table cells wrap too
+
+
+def _timed(rec: dict, rate, hardware: str = "a" * 12) -> dict:
+    return {**rec, "speed": {"sentences_per_second": rate, "status": "measured" if rate else
+                             "cached", "seconds_encoding": 1.0, "encoded": 40 if rate else 0,
+                             "cache_hits": 0 if rate else 40, "backend": "onnx",
+                             "precision": "int8", "threads": 2, "device": "cpu",
+                             "hardware": hardware}}
+
+
+def test_no_speed_column_without_a_speed_block():
+    header, _ = board_rows(_cmp())  # records written before the block
+    assert "sentences/s" not in header
+    assert "sentences/s" not in html_report(_cmp()) and "†" not in comparison_table(_cmp())
+
+
+def test_speed_column_in_text_markdown_and_html():
+    cmp = compare_records([("a.json", _timed(_bench("a", {"ATEC": 0.78}), 483.4)),
+                           ("b.json", _timed(_bench("b", {"ATEC": 0.71}), 2500.0, "b" * 12)),
+                           ("c.json", _timed(_bench("c", {"ATEC": 0.70}), None)),
+                           ("d.json", _timed(_bench("d", {"ATEC": 0.69}), 900.0))])
+    header, rows = board_rows(cmp)
+    assert header == ["rank", "model", "ATEC", "avg", "sentences/s", "protocol", "settings"]
+    assert [r[4] for r in rows] == ["483", "2,500†", "cached", "900"]
+    md = comparison_table(cmp, markdown=True)
+    assert "| 1 | a · cls | 78.00 | 78.00 | 483 | cmteb |" in md
+    assert ("- † b · cls: measured on other hardware or threads (fingerprint bbbbbbbbbbbb, 2 "
+            "threads) than the rest of the column (aaaaaaaaaaaa): its speed is not comparable"
+            ) in md
+    board = html_report(cmp)
+    assert '<th data-best="desc" data-num>sentences/s</th>' in board
+    assert re.search(r'<td class="num" data-v="2500\.000000" title="onnx int8, 2 threads, '
+                     r'hardware bbbbbbbbbbbb; 40 sentences encoded, 0 from the cache">'
+                     r"2,500†</td>", board)
+    assert "<h2>Encoding speed</h2>" in board
+
+
+def test_speed_plot_written(tmp_path):
+    from embedkit.reports.compare_speed import save_speed_plot
+
+    cmp = compare_records([("a.json", _timed(_bench("a", {"ATEC": 0.78}), 483.4)),
+                           ("b.json", _timed(_bench("b", {"ATEC": 0.71}), 2500.0, "b" * 12)),
+                           ("c.json", _bench("c", {"ATEC": 0.70}))])
+    out = save_speed_plot(cmp, tmp_path / "plots" / "speed.png")
+    assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 1000
