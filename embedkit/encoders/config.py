@@ -51,7 +51,7 @@ def check_exported_precision(backend: str, dtype: str) -> None:
                           "natively); use float32, or bfloat16 on openvino", param="dtype")
     if backend == "onnx":
         raise ConfigError("bfloat16 on backend onnx is refused: ONNX Runtime's CPU provider has "
-                          "no bfloat16 kernels on x86; use --backend openvino (or torch) for "
+                          "no bfloat16 kernels on x86; use the openvino backend (or torch) for "
                           "bfloat16, or float32", param="dtype")
     if not provenance.native_bf16_flags():
         raise ConfigError("bfloat16 on this cpu is refused: it has no native bfloat16 (neither "

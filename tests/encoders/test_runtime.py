@@ -123,7 +123,7 @@ def test_onnx_refuses_bfloat16_and_another_device(tiny_model_dir, export_root, m
     from embedkit import provenance
 
     monkeypatch.setattr(provenance, "native_bf16_flags", lambda: ["avx512_bf16"])
-    with pytest.raises(ConfigError, match="no bfloat16 kernels on x86; use --backend openvino"):
+    with pytest.raises(ConfigError, match="no bfloat16 kernels on x86; use the openvino backend"):
         EncoderConfig(str(tiny_model_dir), backend="onnx", dtype="bfloat16")
     with pytest.raises(ConfigError, match="float16 on backend openvino is refused"):
         EncoderConfig(str(tiny_model_dir), backend="openvino", dtype="float16")
