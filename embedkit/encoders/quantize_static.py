@@ -1,0 +1,355 @@
+"""Static int8 (``quantize="int8-static"``): weights and activations in int8, the activations'
+ranges calibrated on a declared sample (:mod:`embedkit.encoders.calibration`), with the layers
+that cost the most quality left in float32 when that keeps the loss under budget, and a quality
+gate that refuses an export that strays too far from float32.
+
+- ONNX Runtime: ``quantize_static`` on the plain traced graph (ONNX Runtime's fused BERT
+  operators take no activation quantisation: on them only the weights would be int8), QDQ format,
+  per-channel int8 weights, :data:`ACTIVATIONS` activations, the MatMuls only (the GEMMs; layer
+  norms, softmax and GELU stay float32), MinMax ranges over padded calibration batches; the
+  runtime fuses each QDQ MatMul into an integer one when it loads the graph.
+- OpenVINO: ``nncf.quantize`` with ``ModelType.TRANSFORMER`` (its transformer preset), one
+  calibration sentence a sample, ``subset_size`` all of them.
+
+The exclusion is chosen by measurement: the candidates of :func:`candidates` (none, the first
+layer, the last, both) are quantised in turn and each is scored against the float32 graph on the
+held-out sentences (:func:`agreement`: the cosine of the two mean-pooled last-layer vectors of
+each sentence); the first whose mean reaches :data:`TARGET_MEAN` (and minimum
+:data:`GATE_MIN`) is kept, else the best. The gate then refuses an export whose agreement is
+below :data:`GATE_MEAN` or :data:`GATE_MIN`: :class:`QualityGateError`, the graph kept aside
+(:func:`set_aside`). Every candidate's scores, the choice and the thresholds go to the export's
+``manifest.json`` (``calibration`` and ``gate``).
+
+>>> [c.name for c in candidates(12)]
+['none', 'first layer', 'last layer', 'first and last layers']
+>>> candidates(12)[3].patterns
+('(^|.*/)layers?\\\\.0/.*', '(^|.*/)layers?\\\\.11/.*')
+>>> agreement(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32))
+{'mean': 1.0, 'min': 1.0}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedkit.encoders.calibration import CALIBRATION_MAX_LENGTH, CalibrationSet
+from embedkit.errors import EmbedkitError
+
+logger = logging.getLogger(__name__)
+
+#: the exclusion search keeps the first candidate whose mean agreement reaches this
+TARGET_MEAN = 0.995
+#: the gate refuses an export whose mean agreement with float32 on the held-out sentences is
+#: below this ...
+GATE_MEAN = 0.98
+#: ... or whose worst sentence's agreement is below this
+GATE_MIN = 0.90
+#: ONNX Runtime's activation type: uint8 activations with int8 weights (U8S8) is the pair VNNI's
+#: ``vpdpbusd`` multiplies natively
+ACTIVATIONS = "QUInt8"
+#: sentences per padded calibration / held-out batch
+BATCH = 16
+
+
+class QualityGateError(EmbedkitError):
+    """A static int8 export refused by the quality gate; ``record`` holds the measurements."""
+
+    def __init__(self, message: str, record: dict[str, Any]) -> None:
+        super().__init__(message, param="calibration")
+        self.record = record
+
+
+def gate_thresholds() -> dict[str, float]:
+    """The thresholds an export was made under (part of its key and manifest)."""
+    return {"target_mean": TARGET_MEAN, "gate_mean": GATE_MEAN, "gate_min": GATE_MIN,
+            "onnx_activations": ACTIVATIONS}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A candidate exclusion: the layers left in float32, as node-name patterns."""
+
+    name: str
+    layers: tuple[int, ...] = ()
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        # the traced module names nodes /model/encoder/layer.N/... (decoders: layers.N)
+        return tuple(rf"(^|.*/)layers?\.{i}/.*" for i in self.layers)
+
+    def matches(self, node: str) -> bool:
+        return any(re.match(p, node) for p in self.patterns)
+
+
+def candidates(num_layers: int) -> list[Scope]:
+    """The exclusions tried, in order (fewer for a one-layer model)."""
+    last = max(num_layers - 1, 0)
+    out = [Scope("none"), Scope("first layer", (0,)), Scope("last layer", (last,)),
+           Scope("first and last layers", (0, last))]
+    seen: set[tuple[int, ...]] = set()
+    return [s for s in out if not (s.layers in seen or seen.add(s.layers))]  # type: ignore[func-returns-value]
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Mean and minimum over rows of the cosine between ``a`` and ``b``'s rows."""
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cos = (a * b).sum(1) / np.maximum(den, 1e-12)
+    return {"mean": round(float(cos.mean()), 6), "min": round(float(cos.min()), 6)}
+
+
+@dataclass
+class StaticJob:
+    """What a static quantisation needs besides the graph: the calibration set, the model
+    folder (its tokenizer), the padding side, the last hidden state's output name; ``record``
+    collects what goes to the manifest."""
+
+    calibration: CalibrationSet
+    model_dir: str
+    padding_side: str
+    last_output: str
+    num_layers: int
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def feeds(self, sentences: tuple[str, ...], batch: int = BATCH) -> list[dict[str, np.ndarray]]:
+        """Padded batches (longest first) of ``input_ids`` and ``attention_mask`` (int64)."""
+        from embedkit.encoders.base import eos_to_append, load_tokenizer, pad_id, tokenize_ids
+        from embedkit.encoders.batching import pad_numpy
+
+        tokenizer, _ = load_tokenizer(self.model_dir, self.model_dir, None)
+        eos = eos_to_append(tokenizer, self.model_dir)
+        ids = tokenize_ids(tokenizer, list(sentences), CALIBRATION_MAX_LENGTH, eos)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out = []
+        for start in range(0, len(order), batch):
+            rows = [ids[i] for i in order[start:start + batch]]
+            x, m = pad_numpy(rows, pad_id(tokenizer), self.padding_side)
+            out.append({"input_ids": x.astype(np.int64), "attention_mask": m.astype(np.int64)})
+        return out
+
+
+def mean_pooled(run: Callable[[dict[str, np.ndarray]], np.ndarray],
+                feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """The masked mean of the last hidden state ``run`` returns for each batch."""
+    out = []
+    for f in feeds:
+        h = np.asarray(run(f), dtype=np.float32)
+        m = f["attention_mask"][..., None].astype(np.float32)
+        out.append((h * m).sum(1) / np.maximum(m.sum(1), 1.0))
+    return np.concatenate(out)
+
+
+def search(job: StaticJob, quantize: Callable[[Scope], Any],
+           score: Callable[[Any], np.ndarray], reference: np.ndarray) -> tuple[Any, Scope]:
+    """Quantise each candidate until one reaches the target; record every measurement; the
+    gate refuses the chosen one when it is below a threshold."""
+    tried: list[dict[str, Any]] = []
+    best: tuple[float, Any, Scope, dict[str, float]] | None = None
+    for scope in candidates(job.num_layers):
+        made = quantize(scope)
+        got = agreement(score(made), reference)
+        tried.append({"exclude": scope.name, "layers": list(scope.layers), **got})
+        logger.info("int8-static, excluding %s: agreement with float32 %.4f mean, %.4f min",
+                    scope.name, got["mean"], got["min"])
+        if best is None or got["mean"] > best[0]:
+            best = (got["mean"], made, scope, got)
+        if got["mean"] >= TARGET_MEAN and got["min"] >= GATE_MIN:
+            best = (got["mean"], made, scope, got)
+            break
+    assert best is not None
+    _, made, scope, got = best
+    job.record.update({
+        "calibration": job.calibration.record(),
+        "gate": {**gate_thresholds(), "agreement": got, "n_heldout": len(job.calibration.heldout),
+                 "measure": "cosine of mean-pooled last-layer vectors, int8 vs float32",
+                 "candidates": tried, "chosen": scope.name, "passed": _passes(got)}})
+    if not _passes(got):
+        raise QualityGateError(_refusal(job, got), job.record)
+    return made, scope
+
+
+def _passes(got: dict[str, float]) -> bool:
+    return got["mean"] >= GATE_MEAN and got["min"] >= GATE_MIN
+
+
+def _refusal(job: StaticJob, got: dict[str, float]) -> str:
+    return (f"the int8-static export agrees with float32 at cosine {got['mean']:.4f} mean, "
+            f"{got['min']:.4f} min on {len(job.calibration.heldout)} held-out sentences, below "
+            f"the gate's {GATE_MEAN} mean / {GATE_MIN} min (calibrated on "
+            f"{len(job.calibration.sentences)} sentences of {job.calibration.source}); "
+            "calibrate on more or other sentences (calibration: a larger file or another "
+            "TASK:SPLIT), or use quantize int8 (int8 weights only)")
+
+
+def _steps_line(engine: str, job: StaticJob, scope: Scope) -> str:
+    cal = job.calibration
+    return (f"{engine} on {len(cal.sentences)} calibration sentences ({cal.source}, "
+            f"sha256 {cal.digest}); float32 kept for: {scope.name}")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The quantisers log through the root logger and draw progress bars on stdout/stderr."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_onnx(raw: Path, out: Path, job: StaticJob) -> list[str]:
+    """Static int8 of the plain traced graph ``raw`` into ``out`` (see the module docstring)."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from embedkit.encoders.export import _ort_session
+
+    names = [n.name for n in onnx.load(str(raw), load_external_data=False).graph.node
+             if n.op_type == "MatMul"]
+    calib = job.feeds(job.calibration.sentences)
+    held = job.feeds(job.calibration.heldout)
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.batches = iter(calib)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    def run_of(path: Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        session = _ort_session(path, threads=2)
+        return lambda f: session.run([job.last_output], f)[0]
+
+    def make(scope: Scope) -> Path:
+        path = out.with_name(f"static-{len(scope.layers)}-{'-'.join(map(str, scope.layers))}.onnx")
+        with _quiet():
+            quantize_static(str(raw), str(path), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=getattr(QuantType, ACTIVATIONS),
+                            weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                            nodes_to_exclude=[n for n in names if scope.matches(n)],
+                            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        return path
+
+    reference = mean_pooled(run_of(raw), held)
+    try:
+        chosen, scope = search(job, make, lambda p: mean_pooled(run_of(p), held), reference)
+    except QualityGateError:
+        _keep_best(out, job)
+        raise
+    chosen.replace(out)
+    for left in out.parent.glob("static-*.onnx"):
+        left.unlink()
+    return [_steps_line(f"onnxruntime.quantization.quantize_static (QDQ, per-channel int8 "
+                        f"weights, {ACTIVATIONS} activations, MatMuls)", job, scope)]
+
+
+def _keep_best(out: Path, job: StaticJob) -> None:
+    """The refused ONNX graph (the chosen candidate) as ``out``, for :func:`set_aside`."""
+    chosen = job.record["gate"]["chosen"]
+    scope = next(s for s in candidates(job.num_layers) if s.name == chosen)
+    path = out.with_name(f"static-{len(scope.layers)}-{'-'.join(map(str, scope.layers))}.onnx")
+    if path.exists():
+        path.replace(out)
+
+
+def quantize_openvino(model: Any, job: StaticJob) -> tuple[Any, list[str]]:
+    """Static int8 of an OpenVINO model with NNCF (see the module docstring); returns the
+    quantised model (a refused one is on the error's ``record["model"]``)."""
+    import nncf
+    import openvino as ov
+
+    nncf.set_log_level(logging.ERROR)
+    held = job.feeds(job.calibration.heldout)
+    samples = job.feeds(job.calibration.sentences, batch=1)
+    names = [op.get_friendly_name() for op in model.get_ops()]
+
+    def run_of(m: Any) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        compiled = ov.Core().compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                      "INFERENCE_NUM_THREADS": 2})
+        return lambda f: compiled(f)[job.last_output]
+
+    def make(scope: Scope) -> Any:
+        ignored = nncf.IgnoredScope(names=[n for n in names if scope.matches(n)], validate=False)
+        with _quiet():
+            return nncf.quantize(model.clone(), nncf.Dataset(samples),
+                                 model_type=nncf.ModelType.TRANSFORMER,
+                                 subset_size=len(samples), ignored_scope=ignored)
+
+    reference = mean_pooled(run_of(model), held)
+    made: dict[str, Any] = {}
+
+    def keep(scope: Scope) -> Any:
+        made[scope.name] = make(scope)
+        return made[scope.name]
+
+    try:
+        chosen, scope = search(job, keep, lambda m: mean_pooled(run_of(m), held), reference)
+    except QualityGateError as e:
+        e.model = made[job.record["gate"]["chosen"]]  # type: ignore[attr-defined]
+        raise
+    return chosen, [_steps_line("nncf.quantize (ModelType.TRANSFORMER, int8 weights and "
+                                "activations)", job, scope)]
+
+
+def set_aside(tmp: Path, folder: Path, key: dict[str, Any], error: QualityGateError) -> Path:
+    """Keep a refused export's graph and measurements in ``exports/rejected/<name>`` (replacing
+    an earlier one of the same name) and say so in the error's message."""
+    from embedkit.io.atomic import atomic_dir
+
+    target = folder.parent / "rejected" / folder.name
+    with atomic_dir(target) as out:
+        for f in tmp.iterdir():
+            if f.is_file() and f.name not in ("raw.onnx", "fused.onnx") and \
+                    not f.name.startswith("static-"):
+                shutil.copy2(f, out / f.name)
+        model = getattr(error, "model", None)
+        if model is not None:  # OpenVINO: the refused model was never saved
+            import openvino as ov
+
+            ov.save_model(model, str(out / "model.xml"), compress_to_fp16=False)
+        (out / "manifest.json").write_text(json.dumps(
+            {"key": key, "refused": str(error), **error.record}, indent=2, sort_keys=True))
+    logger.warning("the refused int8-static export is kept in %s", target)
+    error.args = (f"{error.args[0]}; the refused export is kept in {target}",)
+    return target
+
+
+def static_part(quantize: str, calibration: CalibrationSet | None
+                ) -> tuple[CalibrationSet | None, dict[str, Any] | None]:
+    """For ``int8-static``: the calibration set (the default one when None is given) and what
+    it adds to the export key (its record and the gate's thresholds); else ``(None, None)``."""
+    if quantize != "int8-static":
+        return None, None
+    if calibration is None:
+        from embedkit.encoders.calibration import resolve_calibration
+
+        calibration = resolve_calibration(None)
+    return calibration, {**calibration.record(), **gate_thresholds()}
+
+
+@contextlib.contextmanager
+def refused_aside(tmp: Path, folder: Path, key: dict[str, Any]) -> Iterator[None]:
+    """Around an export's build: a refusal by the gate is kept aside (:func:`set_aside`)."""
+    try:
+        yield
+    except QualityGateError as e:
+        set_aside(tmp, folder, key, e)
+        raise
