@@ -95,10 +95,12 @@ class Scope:
 def candidates(num_layers: int) -> list[Scope]:
     """The exclusions tried, in order (fewer for a one-layer model)."""
     last = max(num_layers - 1, 0)
-    out = [Scope("none"), Scope("first layer", (0,)), Scope("last layer", (last,)),
-           Scope("first and last layers", (0, last))]
-    seen: set[tuple[int, ...]] = set()
-    return [s for s in out if not (s.layers in seen or seen.add(s.layers))]  # type: ignore[func-returns-value]
+    out: dict[tuple[int, ...], Scope] = {}
+    for name, layers in (("none", ()), ("first layer", (0,)), ("last layer", (last,)),
+                         ("first and last layers", (0, last))):
+        key = tuple(sorted(set(layers)))
+        out.setdefault(key, Scope(name, key))
+    return list(out.values())
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:

@@ -30,6 +30,8 @@ def run_description(settings: Mapping[str, Any] | None,
 
     >>> run_description({"backend": "onnx", "quantize": "int8", "prompt": "q: "})
     'onnx int8, prompt "q: "'
+    >>> run_description({"backend": "openvino", "quantize": "int8-static"})
+    'openvino int8-static'
     >>> run_description({}, {"identity": "org/m@abc"})
     'torch float32, revision abc'
     >>> run_description({"dtype": "bfloat16", "instructions": {"A": "Find it.", "B": "Find it."}})
@@ -38,7 +40,8 @@ def run_description(settings: Mapping[str, Any] | None,
     'torch float32, instructions per task'
     """
     s = settings or {}
-    precision = "int8" if s.get("quantize") == "int8" else str(s.get("dtype") or "float32")
+    quantize = s.get("quantize") or "none"
+    precision = quantize if quantize != "none" else str(s.get("dtype") or "float32")
     parts = [f"{s.get('backend') or 'torch'} {precision}"]
     prompt = s.get("prompt") or ""
     if prompt:
