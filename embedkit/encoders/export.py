@@ -207,7 +207,7 @@ def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None
     if getattr(model.config, "model_type", "") not in _BERT_LIKE and not _absent("onnxruntime"):
         _check_exact(raw, model, form)
     backend, quantize = key["backend"], key["quantize"]
-    job = _static_job(calibration, model_path, key, model.config,
+    job = _static_job(calibration, model_path, key,
                       output_names(len(expected) - int(has_pooler), has_pooler))
     if backend == "onnx":
         how = _finish_onnx(raw, tmp / "model.onnx", model.config, quantize, probe, expected, job)
@@ -381,7 +381,7 @@ def _max_diff(path: Path, probe: tuple[np.ndarray, np.ndarray],
 
 
 def _static_job(calibration: CalibrationSet | None, model_path: str, key: dict[str, Any],
-                config: Any, names: list[str]) -> StaticJob | None:
+                names: list[str]) -> StaticJob | None:
     """int8-static's inputs (None for the other quantisations)."""
     if key["quantize"] != "int8-static" or calibration is None:
         return None
@@ -389,7 +389,7 @@ def _static_job(calibration: CalibrationSet | None, model_path: str, key: dict[s
 
     num_hidden = len([n for n in names if n.startswith("hidden_")])
     return StaticJob(calibration, model_path, key.get("padding_side", "right"),
-                     names[num_hidden - 1], num_hidden - 1)
+                     names[num_hidden - 1])
 
 
 def _finish_onnx(raw: Path, out: Path, config: Any, quantize: str,

@@ -116,12 +116,14 @@ def test_the_cli_says_it_in_one_line(capsys, tiny_model_dir, spec_file, calibrat
 
 
 def test_candidates_and_their_patterns():
-    assert [c.layers for c in qs.candidates(2)] == [(), (0,), (1,), (0, 1)]
-    assert [c.name for c in qs.candidates(1)] == ["none", "first layer"]
-    first = qs.candidates(6)[1]
-    assert first.matches("/model/encoder/layer.0/output/dense/MatMul")
-    assert not first.matches("/model/encoder/layer.10/output/dense/MatMul")
-    assert qs.candidates(6)[2].matches("/model/layers.5/mlp/down_proj/MatMul")
+    none, ffn_out, ffn = qs.candidates()
+    assert not none.patterns
+    assert ffn_out.matches("/model/encoder/layer.0/output/dense/MatMul")
+    assert not ffn_out.matches("/model/encoder/layer.0/attention/output/dense/MatMul")
+    assert not ffn_out.matches("/model/encoder/layer.0/intermediate/dense/MatMul")
+    assert ffn.matches("/model/encoder/layer.11/intermediate/dense/MatMul")
+    assert ffn.matches("/model/layers.5/mlp/down_proj/MatMul")
+    assert not ffn.matches("/model/encoder/layer.1/attention/self/query/MatMul")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -172,7 +174,9 @@ def test_the_gate_refuses_and_keeps_the_export_aside(backend, tiny_model_dir,
     assert not [p for p in (tmp_path / "exports").iterdir()
                 if p.is_dir() and p.name != "rejected"]  # nothing usable was kept
     kept = json.loads((rejected[0] / "manifest.json").read_text())
-    assert [c["layers"] for c in kept["gate"]["candidates"]] == [[], [0], [1], [0, 1]]
+    # every candidate tried, the feed-forward MatMuls of both layers left in float32 last
+    assert [(c["exclude"], c["nodes"]) for c in kept["gate"]["candidates"]] == [
+        ("none", 0), ("feed-forward output MatMuls", 2), ("feed-forward MatMuls", 4)]
     assert kept["gate"]["passed"] is False and kept["refused"].startswith("the int8-static")
     graph = "model.onnx" if backend == "onnx" else "model.xml"
     assert (rejected[0] / graph).is_file() and not (rejected[0] / "raw.onnx").exists()
