@@ -95,7 +95,7 @@ class EncoderConfig:
         "is cached (default: torch)", choices=BACKENDS)
     quantize: str = setting(
         "none", "int8: dynamic int8 (onnx) or int8 weights (openvino); int8-static: weights "
-        "and activations in int8, calibrated on --calibration's sentences, refused when it "
+        "and activations in int8, calibrated on the calibration sentences, refused when it "
         "strays from float32 on held-out ones; faster, approximate, recorded (default: none)",
         choices=QUANTIZE)
     calibration: str | None = setting(

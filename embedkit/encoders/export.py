@@ -401,7 +401,7 @@ def _finish_onnx(raw: Path, out: Path, config: Any, quantize: str,
     if job is not None:  # int8-static: the plain graph (the fused operators take no QDQ)
         from embedkit.encoders.quantize_static import quantize_onnx
 
-        return steps + quantize_onnx(raw, out, job)
+        return steps + quantize_onnx(raw, out, job, _ort_session)
     fused = out.with_name("fused.onnx")
     model_type = getattr(config, "model_type", "")
     if model_type in _BERT_LIKE:

@@ -224,8 +224,10 @@ def _quiet() -> Iterator[None]:
         root.setLevel(level)
 
 
-def quantize_onnx(raw: Path, out: Path, job: StaticJob) -> list[str]:
-    """Static int8 of the plain traced graph ``raw`` into ``out`` (see the module docstring)."""
+def quantize_onnx(raw: Path, out: Path, job: StaticJob,
+                  session: Callable[[Path, int], Any]) -> list[str]:
+    """Static int8 of the plain traced graph ``raw`` into ``out`` (see the module docstring);
+    ``session(path, threads)`` opens an ONNX Runtime session (the exporter's)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -233,8 +235,6 @@ def quantize_onnx(raw: Path, out: Path, job: StaticJob) -> list[str]:
         QuantType,
         quantize_static,
     )
-
-    from embedkit.encoders.export import _ort_session
 
     graph = onnx.load(str(raw), load_external_data=False).graph
     weights = {i.name for i in graph.initializer}
@@ -252,8 +252,8 @@ def quantize_onnx(raw: Path, out: Path, job: StaticJob) -> list[str]:
             return next(self.batches, None)
 
     def run_of(path: Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
-        session = _ort_session(path, threads=2)
-        return lambda f: session.run([job.last_output], f)[0]
+        opened = session(path, 2)
+        return lambda f: opened.run([job.last_output], f)[0]
 
     def make(scope: Scope, excluded: list[str]) -> Path:
         path = out.with_name(f"static-{len(excluded)}.onnx")
