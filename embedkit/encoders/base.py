@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embedkit.encoders.batching import pad_numpy, plan_batches
+from embedkit.encoders.calibration import static_digest
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path
 from embedkit.encoders.pooling import Pooling, uniem_declared
 from embedkit.encoders.prompts import instruction_prompt, prompt_length, resolve_prompt
@@ -277,7 +278,7 @@ class TokenizedEncoder:
         and what the folder's settings add."""
         extra = [f"backend={self.backend}"] if self.backend != "torch" else []
         extra += [f"quantize={self.quantize}"] if self.quantize != "none" else []
-        extra += [f"calibration={self.calibration.digest}"] if self.calibration else []
+        extra += [f"calibration={static_digest(self.calibration)}"] if self.calibration else []
         extra += [f"dtype={self.dtype_name}"] if self.dtype_name != "float32" else []
         extra += ["lowercase"] if self.lowercase else []
         extra += [_prompt_setting(self.prompt)] if self.prompt else []

@@ -156,7 +156,8 @@ def ensure_export(root: Path, model_path: str, model_identity: str, backend: str
     from each sentence's first token, and the key says so. ``calibration``: the sample
     ``int8-static`` is calibrated and gated on (in the key); a refused export is kept aside
     and raised as :class:`~embedkit.encoders.quantize_static.QualityGateError`."""
-    from embedkit.encoders.quantize_static import refused_aside, static_part
+    from embedkit.encoders.calibration import static_part
+    from embedkit.encoders.quantize_static import refused_aside
 
     _require_runtime(backend)
     calibration, part = static_part(quantize, calibration)

@@ -5,7 +5,7 @@ a quality gate that refuses an export that strays too far from float32.
 
 - ONNX Runtime: ``quantize_static`` on the plain traced graph (on ONNX Runtime's fused BERT
   graph it quantises no activation: the fused operators have no QDQ form, so only weights would
-  be int8), QDQ format, per-channel int8 weights, :data:`ACTIVATIONS` activations, the MatMuls
+  be int8), QDQ format, per-channel int8 weights, :data:`~embedkit.encoders.calibration.ACTIVATIONS` activations, the MatMuls
   with a weight only (layer norms, softmax, GELU and the attention's activation-by-activation
   products stay float32), MinMax ranges averaged over padded calibration batches; the runtime
   fuses each QDQ MatMul into an integer one when it loads the graph.
@@ -15,13 +15,13 @@ a quality gate that refuses an export that strays too far from float32.
 The exclusion is chosen by measurement: the candidates of :func:`candidates` are quantised in
 turn and each is scored against the float32 graph on the held-out sentences
 (:func:`agreement`: the cosine of the two mean-pooled last-layer vectors of each sentence); the
-first whose mean reaches :data:`TARGET_MEAN` (and minimum :data:`GATE_MIN`) is kept, else the
+first whose mean reaches :data:`~embedkit.encoders.calibration.TARGET_MEAN` (and minimum ``GATE_MIN``) is kept, else the
 best. The candidates come from a measurement on m3e-small (ONNX Runtime, 300 calibration and
 200 held-out sentences of the default sample): everything int8 agreed at 0.9817 mean; the first
 layer in float32 0.9851, the last 0.9825, both 0.9858; the feed-forward output MatMuls (whose
 input is GELU's long-tailed output) in float32 0.9975; the whole feed-forward block in float32
-0.9991. The gate then refuses an export whose agreement is below :data:`GATE_MEAN` or
-:data:`GATE_MIN`: :class:`QualityGateError`, the graph kept aside (:func:`set_aside`). Every
+0.9991. The gate then refuses an export whose agreement is below ``GATE_MEAN`` or
+``GATE_MIN``: :class:`QualityGateError`, the graph kept aside (:func:`set_aside`). Every
 candidate's scores, the choice and the thresholds go to the export's ``manifest.json``
 (``calibration`` and ``gate``).
 
@@ -50,24 +50,15 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.encoders.calibration import CALIBRATION_MAX_LENGTH, CalibrationSet
+from embedkit.encoders.calibration import (
+    CALIBRATION_MAX_LENGTH,
+    CalibrationSet,
+    gate_thresholds,
+)
 from embedkit.errors import EmbedkitError
 
 logger = logging.getLogger(__name__)
 
-#: the exclusion search keeps the first candidate whose mean agreement reaches this (measured on
-#: m3e-small: ONNX Runtime's dynamic int8 agrees at 0.9975 and loses 0.6 Spearman points on 500
-#: BQ test pairs, over the issue's 0.3 budget)
-TARGET_MEAN = 0.999
-#: the gate refuses an export whose mean agreement with float32 on the held-out sentences is
-#: below this (dynamic int8's quality) ...
-GATE_MEAN = 0.995
-#: ... or whose worst sentence's agreement is below this
-GATE_MIN = 0.98
-#: ONNX Runtime's activation type: uint8 activations with int8 weights (U8S8), the pair VNNI's
-#: ``vpdpbusd`` multiplies natively (measured on m3e-small: the same agreement as int8
-#: activations, 0.9821, and 3.3x faster: 0.88 s against 2.90 s for 200 sentences)
-ACTIVATIONS = "QUInt8"
 #: sentences per padded calibration / held-out batch
 BATCH = 16
 
@@ -79,12 +70,6 @@ class QualityGateError(EmbedkitError):
         super().__init__(message, param="calibration")
         self.record = record
         self.made = made  # the refused graph: its ONNX file, or the OpenVINO model
-
-
-def gate_thresholds() -> dict[str, float]:
-    """The thresholds an export was made under (part of its key and manifest)."""
-    return {"target_mean": TARGET_MEAN, "gate_mean": GATE_MEAN, "gate_min": GATE_MIN,
-            "onnx_activations": ACTIVATIONS}
 
 
 #: node-name patterns of the traced graph (BERT's /model/encoder/layer.N/..., decoders'
@@ -162,6 +147,7 @@ def search(job: StaticJob, names: list[str], quantize: Callable[[Scope, list[str
     """Quantise each candidate (``quantize(scope, excluded node names)``) until one reaches the
     target, skipping one that excludes the same nodes as an earlier one; record every
     measurement; the gate refuses the chosen one when it is below a threshold."""
+    limits = gate_thresholds()
     tried: list[dict[str, Any]] = []
     seen: set[tuple[str, ...]] = set()
     best: tuple[Any, Scope, dict[str, float]] | None = None
@@ -175,7 +161,7 @@ def search(job: StaticJob, names: list[str], quantize: Callable[[Scope, list[str
         tried.append({"exclude": scope.name, "nodes": len(excluded), **got})
         logger.info("int8-static, float32 kept for %s (%d nodes): agreement with float32 "
                     "%.4f mean, %.4f min", scope.name, len(excluded), got["mean"], got["min"])
-        reached = got["mean"] >= TARGET_MEAN and got["min"] >= GATE_MIN
+        reached = got["mean"] >= limits["target_mean"] and got["min"] >= limits["gate_min"]
         if best is None or got["mean"] > best[2]["mean"] or reached:
             best = (made, scope, got)
         if reached:
@@ -193,13 +179,15 @@ def search(job: StaticJob, names: list[str], quantize: Callable[[Scope, list[str
 
 
 def _passes(got: dict[str, float]) -> bool:
-    return got["mean"] >= GATE_MEAN and got["min"] >= GATE_MIN
+    limits = gate_thresholds()
+    return got["mean"] >= limits["gate_mean"] and got["min"] >= limits["gate_min"]
 
 
 def _refusal(job: StaticJob, got: dict[str, float]) -> str:
+    limits = gate_thresholds()
     return (f"the int8-static export agrees with float32 at cosine {got['mean']:.4f} mean, "
             f"{got['min']:.4f} min on {len(job.calibration.heldout)} held-out sentences, below "
-            f"the gate's {GATE_MEAN} mean / {GATE_MIN} min (calibrated on "
+            f"the gate's {limits['gate_mean']} mean / {limits['gate_min']} min (calibrated on "
             f"{len(job.calibration.sentences)} sentences of {job.calibration.source}); "
             "calibrate on more or other sentences (calibration: a larger file or another "
             "TASK:SPLIT), or use quantize int8 (int8 weights only)")
@@ -243,6 +231,7 @@ def quantize_onnx(raw: Path, out: Path, job: StaticJob,
     products = [n.name for n in matmuls if n.name not in names]  # activation x activation
     calib = job.feeds(job.calibration.sentences)
     held = job.feeds(job.calibration.heldout)
+    activations = str(gate_thresholds()["onnx_activations"])
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -259,7 +248,7 @@ def quantize_onnx(raw: Path, out: Path, job: StaticJob,
         path = out.with_name(f"static-{len(excluded)}.onnx")
         with _quiet():
             quantize_static(str(raw), str(path), Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=getattr(QuantType, ACTIVATIONS),
+                            per_channel=True, activation_type=getattr(QuantType, activations),
                             weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
                             nodes_to_exclude=products + excluded,
                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT,
@@ -278,7 +267,7 @@ def quantize_onnx(raw: Path, out: Path, job: StaticJob,
         for left in out.parent.glob("static-*.onnx"):
             left.unlink()
     return [_steps_line(f"onnxruntime.quantization.quantize_static (QDQ, per-channel int8 "
-                        f"weights, {ACTIVATIONS} activations, MatMuls with weights)", job, scope)]
+                        f"weights, {activations} activations, MatMuls with weights)", job, scope)]
 
 
 def quantize_openvino(model: Any, job: StaticJob) -> tuple[Any, list[str]]:
@@ -330,19 +319,6 @@ def set_aside(tmp: Path, folder: Path, key: dict[str, Any], error: QualityGateEr
     logger.warning("the refused int8-static export is kept in %s", target)
     error.args = (f"{error.args[0]}; the refused export is kept in {target}",)
     return target
-
-
-def static_part(quantize: str, calibration: CalibrationSet | None
-                ) -> tuple[CalibrationSet | None, dict[str, Any] | None]:
-    """For ``int8-static``: the calibration set (the default one when None is given) and what
-    it adds to the export key (its record and the gate's thresholds); else ``(None, None)``."""
-    if quantize != "int8-static":
-        return None, None
-    if calibration is None:
-        from embedkit.encoders.calibration import resolve_calibration
-
-        calibration = resolve_calibration(None)
-    return calibration, {**calibration.record(), **gate_thresholds()}
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import onnx
 import pytest
 
 from embedkit.encoders import EncoderConfig
+from embedkit.encoders import calibration as cm
 from embedkit.encoders import quantize_static as qs
 from embedkit.encoders.calibration import (
     CALIBRATION_SIZE,
@@ -94,13 +95,21 @@ def test_the_key_holds_the_calibration():
     a = CalibrationSet(("一", "二"), ("三",), "file:a.txt")
     b = CalibrationSet(("一", "四"), ("三",), "file:a.txt")
     names = {export_name(export_key("sha256:m", "onnx", "int8-static", versions={},
-                                    calibration=qs.static_part("int8-static", s)[1]))
+                                    calibration=cm.static_part("int8-static", s)[1]))
              for s in (a, b)}
     assert len(names) == 2 and all(n.startswith("onnx-int8-static-") for n in names)
-    assert qs.static_part("int8", a) == (None, None)
+    assert cm.static_part("int8", a) == (None, None)
     key = export_key("sha256:m", "onnx", "int8-static", versions={},
-                     calibration=qs.static_part("int8-static", a)[1])
-    assert key["calibration"]["sha256"] == a.sha256 and key["calibration"]["gate_mean"] == qs.GATE_MEAN
+                     calibration=cm.static_part("int8-static", a)[1])
+    assert key["calibration"]["sha256"] == a.sha256 and key["calibration"]["gate_mean"] == cm.GATE_MEAN
+
+
+def test_the_identity_digest_follows_the_set_and_the_thresholds(monkeypatch):
+    a = CalibrationSet(("一", "二"), ("三",), "file:a.txt")
+    digest = cm.static_digest(a)
+    assert cm.static_digest(CalibrationSet(("一", "二"), ("三",), "file:b.txt")) != digest
+    monkeypatch.setattr(cm, "GATE_MEAN", 0.5)  # another gate may choose another graph
+    assert cm.static_digest(a) != digest
 
 
 def test_calibration_without_int8_static_is_refused(tiny_model_dir, calibration_file):
@@ -135,7 +144,7 @@ def test_static_export_is_close_to_float32_and_recorded(backend, tiny_model_dir,
     assert _cosines(got, ref).min() > 0.999
     cal = resolve_calibration(str(calibration_file))
     assert enc.identity.endswith(f"backend={backend};quantize=int8-static;"
-                                 f"calibration={cal.digest}")
+                                 f"calibration={cm.static_digest(cal)}")
     d = enc.describe()
     assert d["quantize"] == "int8-static" and d["calibration"]["sha256"] == cal.sha256
     manifest = json.loads((enc.graph.folder / "manifest.json").read_text())
@@ -143,7 +152,7 @@ def test_static_export_is_close_to_float32_and_recorded(backend, tiny_model_dir,
     assert manifest["key"]["calibration"]["sha256"] == cal.sha256
     assert gate["chosen"] == "none" and gate["passed"] is True
     assert gate["candidates"][0]["exclude"] == "none" and len(gate["candidates"]) == 1
-    assert gate["agreement"]["mean"] >= qs.TARGET_MEAN and gate["n_heldout"] == len(cal.heldout)
+    assert gate["agreement"]["mean"] >= cm.TARGET_MEAN and gate["n_heldout"] == len(cal.heldout)
     assert manifest["calibration"]["n_sentences"] == len(cal.sentences)
     assert "calibration sentences" in manifest["steps"][-1]
     if backend == "onnx":  # activations quantised too: QuantizeLinear on the MatMuls' inputs
@@ -162,8 +171,8 @@ def test_another_calibration_is_another_export_and_identity(tiny_model_dir, cali
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_gate_refuses_and_keeps_the_export_aside(backend, tiny_model_dir,
                                                      calibration_file, tmp_path, monkeypatch):
-    monkeypatch.setattr(qs, "GATE_MEAN", 1.5)   # no graph agrees this well
-    monkeypatch.setattr(qs, "TARGET_MEAN", 1.5)
+    monkeypatch.setattr(cm, "GATE_MEAN", 1.5)   # no graph agrees this well
+    monkeypatch.setattr(cm, "TARGET_MEAN", 1.5)
     with pytest.raises(qs.QualityGateError) as caught:
         _static(tiny_model_dir, backend, calibration_file, tmp_path)
     msg = str(caught.value)
@@ -184,7 +193,7 @@ def test_the_gate_refuses_and_keeps_the_export_aside(backend, tiny_model_dir,
 
 def test_a_refusal_is_one_line_at_the_cli(capsys, tiny_model_dir, spec_file, calibration_file,
                                           monkeypatch):
-    monkeypatch.setattr(qs, "GATE_MEAN", 1.5)
+    monkeypatch.setattr(cm, "GATE_MEAN", 1.5)
     line = cli_error(capsys, ["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
                               "--backend", "onnx", "--quantize", "int8-static",
                               "--calibration", str(calibration_file)], before=None)
