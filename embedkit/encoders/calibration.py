@@ -82,7 +82,7 @@ class CalibrationSet:
                 "max_length": CALIBRATION_MAX_LENGTH}
 
 
-def gate_thresholds() -> dict[str, float]:
+def gate_thresholds() -> dict[str, Any]:
     """The thresholds an export was made under (part of its key and manifest)."""
     return {"target_mean": TARGET_MEAN, "gate_mean": GATE_MEAN, "gate_min": GATE_MIN,
             "onnx_activations": ACTIVATIONS}

@@ -233,7 +233,7 @@ def quantize_onnx(raw: Path, out: Path, job: StaticJob,
     held = job.feeds(job.calibration.heldout)
     activations = str(gate_thresholds()["onnx_activations"])
 
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
+    class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.batches = iter(calib)
 

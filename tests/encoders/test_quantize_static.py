@@ -21,6 +21,7 @@ from embedkit.encoders.calibration import (
     resolve_calibration,
 )
 from embedkit.encoders.export import export_key, export_name
+from embedkit.encoders.facts import ModelFacts
 from embedkit.errors import ConfigError, DataError
 from tests.conftest import cli_error, source_sentences
 
@@ -166,6 +167,10 @@ def test_another_calibration_is_another_export_and_identity(tiny_model_dir, cali
     b = _static(tiny_model_dir, "onnx", f"{spec_file}:test", tmp_path)
     assert a.identity != b.identity and a.graph.folder != b.graph.folder
     assert b.describe()["calibration"]["source"] == "task:tiny-sts:test"
+    # the Ray driver plans with ModelFacts: the same identity, nothing exported
+    facts = ModelFacts(EncoderConfig(str(tiny_model_dir), backend="onnx", quantize="int8-static",
+                                     calibration=str(calibration_file)))
+    assert facts.identity == a.identity
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
