@@ -173,7 +173,7 @@ def ensure_export(root: Path, model_path: str, model_identity: str, backend: str
                 logger.warning("the %s export in %s is not usable (%s); exporting again",
                                backend, folder, problem)
             logger.info("exporting %s to %s%s (once; kept in %s)", model_path, backend,
-                        " int8" if quantize == "int8" else "", folder)
+                        f" {quantize}" if quantize != "none" else "", folder)
             with atomic_dir(folder) as tmp, refused_aside(tmp, folder, key):
                 _build(tmp, model_path, key, revision, calibration)
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -384,8 +384,10 @@ def _max_diff(path: Path, probe: tuple[np.ndarray, np.ndarray],
 def _static_job(calibration: CalibrationSet | None, model_path: str, key: dict[str, Any],
                 names: list[str]) -> StaticJob | None:
     """int8-static's inputs (None for the other quantisations)."""
-    if key["quantize"] != "int8-static" or calibration is None:
+    if key["quantize"] != "int8-static":
         return None
+    if calibration is None:  # ensure_export resolves the default set: never a float32 graph
+        raise ConfigError("int8-static needs its calibration set", param="calibration")
     from embedkit.encoders.quantize_static import StaticJob
 
     num_hidden = len([n for n in names if n.startswith("hidden_")])

@@ -190,7 +190,7 @@ def _refusal(job: StaticJob, got: dict[str, float]) -> str:
             f"the gate's {limits['gate_mean']} mean / {limits['gate_min']} min (calibrated on "
             f"{len(job.calibration.sentences)} sentences of {job.calibration.source}); "
             "calibrate on more or other sentences (calibration: a larger file or another "
-            "TASK:SPLIT), or use quantize int8 (int8 weights only)")
+            "TASK:SPLIT), or use quantize int8 (no calibration)")
 
 
 def _steps_line(engine: str, job: StaticJob, scope: Scope) -> str:
