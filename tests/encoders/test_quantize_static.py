@@ -204,3 +204,20 @@ def test_a_refusal_is_one_line_at_the_cli(capsys, tiny_model_dir, spec_file, cal
                               "--calibration", str(calibration_file)], before=None)
     assert line.startswith("--calibration: the int8-static export agrees with float32")
     assert "kept in" in line
+
+
+def test_bench_runs_int8_static_and_records_the_calibration(capsys, tiny_model_dir, spec_file,
+                                                             calibration_file, tmp_path):
+    from embedkit.cli.main import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
+                 "--backend", "onnx", "--quantize", "int8-static", "--calibration",
+                 str(calibration_file), "--pooling", "last-avg", "--output", str(out)]) == 0
+    assert "[onnx int8-static]" in capsys.readouterr().out
+    record = json.loads(out.read_text())
+    cal = resolve_calibration(str(calibration_file))
+    assert record["settings"]["quantize"] == "int8-static"
+    assert record["settings"]["calibration"]["sha256"] == cal.sha256
+    assert record["settings"]["calibration"]["source"] == f"file:{calibration_file.resolve()}"
+    assert record["model"]["calibration"]["n_heldout"] == len(cal.heldout)
