@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embedkit.encoders.batching import pad_numpy, plan_batches
+from embedkit.encoders.calibration import static_digest
 from embedkit.encoders.models import is_local, model_identity, resolve_model_path
 from embedkit.encoders.pooling import Pooling, uniem_declared
 from embedkit.encoders.prompts import instruction_prompt, prompt_length, resolve_prompt
@@ -30,6 +31,7 @@ from embedkit.errors import ConfigError, EmbedkitError
 
 if TYPE_CHECKING:  # config.py builds the backends, which import this module
     from embedkit.encoders import EncoderConfig
+    from embedkit.encoders.calibration import CalibrationSet
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +168,15 @@ def pad_id(tokenizer: Any) -> int:
     return 0
 
 
+def _calibration(config: EncoderConfig) -> CalibrationSet | None:
+    """The sample ``int8-static`` is calibrated on (None for the other quantisations)."""
+    if config.quantize != "int8-static":
+        return None
+    from embedkit.encoders.calibration import resolve_calibration
+
+    return resolve_calibration(config.calibration)
+
+
 class TokenizedEncoder:
     """The shared half of an encoder, built from an :class:`EncoderConfig`: resolving the
     model, its identity, the folder's default pooling and modules, the prompt, the positions and
@@ -195,6 +206,7 @@ class TokenizedEncoder:
     include_prompt: bool = True      # False: the prompt's tokens are masked out of the pooling
     instruction: str | None = None  # the task instruction in ``prompt`` (None: none given)
     eos_id: int | None = None   # appended where the model asks for EOS (:func:`eos_to_append`)
+    calibration: CalibrationSet | None = None  # int8-static's calibration sample
 
     def __init__(self, config: EncoderConfig) -> None:
         self.encoder_config = config
@@ -206,6 +218,7 @@ class TokenizedEncoder:
         self.model_config = model_config = self._load(load_path)
         self.model_identity = model_identity(load_path,
                                              getattr(model_config, "_commit_hash", None))
+        self.calibration = _calibration(config)
         self._prepare(load_path)
         self._use_folder(st, config.pooling, int(getattr(model_config, "hidden_size", 0)),
                          config.truncate_dim)
@@ -237,6 +250,7 @@ class TokenizedEncoder:
         cfg = self.model_config
         return {"name": self.name, "path": self.path, "identity": self.model_identity,
                 "revision": self.revision, "backend": self.backend, "quantize": self.quantize,
+                "calibration": self.calibration.record() if self.calibration else None,
                 "default_pooling": str(self.default_pooling), "dtype": self.dtype_name,
                 "device": self._device_name(), "lowercase": self.lowercase,
                 "prompt": self.prompt, "instruction": self.instruction,
@@ -263,7 +277,8 @@ class TokenizedEncoder:
         the vectors when it is not the default: backend, quantisation, dtype, casing, prompt,
         and what the folder's settings add."""
         extra = [f"backend={self.backend}"] if self.backend != "torch" else []
-        extra += ["quantize=int8"] if self.quantize == "int8" else []
+        extra += [f"quantize={self.quantize}"] if self.quantize != "none" else []
+        extra += [f"calibration={static_digest(self.calibration)}"] if self.calibration else []
         extra += [f"dtype={self.dtype_name}"] if self.dtype_name != "float32" else []
         extra += ["lowercase"] if self.lowercase else []
         extra += [_prompt_setting(self.prompt)] if self.prompt else []

@@ -2,7 +2,7 @@
 numpy), so that a command line can list them without loading a backend.
 
 >>> BACKENDS, QUANTIZE
-(('torch', 'onnx', 'openvino'), ('none', 'int8'))
+(('torch', 'onnx', 'openvino'), ('none', 'int8', 'int8-static'))
 >>> available_cores() >= 1
 True
 """
@@ -15,7 +15,7 @@ from embedkit.provenance import available_cores as available_cores  # noqa: PLC0
 #: inference engines (``EncoderConfig.backend``)
 BACKENDS = ("torch", "onnx", "openvino")
 #: quantisation of an exported graph (``EncoderConfig.quantize``)
-QUANTIZE = ("none", "int8")
+QUANTIZE = ("none", "int8", "int8-static")
 #: the similarity functions sentence-transformers declares (``similarity_fn_name``)
 SIMILARITIES = ("cosine", "dot", "euclidean", "manhattan")
 #: the weights' dtypes (``EncoderConfig.dtype``), and the short names also accepted

@@ -36,13 +36,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_dir, folder_lock
 from embedkit.provenance import sha256_file, sha256_text
+
+if TYPE_CHECKING:
+    from embedkit.encoders.calibration import CalibrationSet
+    from embedkit.encoders.quantize_static import StaticJob
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +108,16 @@ def _absent(module: str) -> bool:
 
 
 def export_key(model_identity: str, backend: str, quantize: str, *,
-               versions: dict[str, str] | None = None) -> dict[str, Any]:
-    """What an export depends on; its folder is named by the key's hash."""
-    return {"format": _EXPORT_FORMAT, "model": model_identity, "backend": backend,
-            "quantize": quantize,
-            "versions": runtime_versions(backend) if versions is None else versions}
+               versions: dict[str, str] | None = None,
+               calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What an export depends on; its folder is named by the key's hash. ``calibration``
+    (int8-static): the calibration set's record and the gate's thresholds."""
+    key = {"format": _EXPORT_FORMAT, "model": model_identity, "backend": backend,
+           "quantize": quantize,
+           "versions": runtime_versions(backend) if versions is None else versions}
+    if calibration is not None:
+        key["calibration"] = calibration
+    return key
 
 
 def export_name(key: dict[str, Any]) -> str:
@@ -140,12 +149,19 @@ def check_export(folder: Path, key: dict[str, Any]) -> str | None:
 
 def ensure_export(root: Path, model_path: str, model_identity: str, backend: str,
                   quantize: str, *, revision: str | None = None,
-                  padding_side: str = "right") -> ExportedGraph:
+                  padding_side: str = "right",
+                  calibration: CalibrationSet | None = None) -> ExportedGraph:
     """The export for this model, backend and quantisation: reused when whole, else (re)built.
     ``padding_side="left"`` (decoders whose tokenizer pads left): the graph counts positions
-    from each sentence's first token, and the key says so."""
+    from each sentence's first token, and the key says so. ``calibration``: the sample
+    ``int8-static`` is calibrated and gated on (in the key); a refused export is kept aside
+    and raised as :class:`~embedkit.encoders.quantize_static.QualityGateError`."""
+    from embedkit.encoders.calibration import static_part
+    from embedkit.encoders.quantize_static import refused_aside
+
     _require_runtime(backend)
-    key = export_key(model_identity, backend, quantize)
+    calibration, part = static_part(quantize, calibration)
+    key = export_key(model_identity, backend, quantize, calibration=part)
     if padding_side == "left":
         key["padding_side"] = "left"
     folder = Path(root) / "exports" / export_name(key)
@@ -157,9 +173,9 @@ def ensure_export(root: Path, model_path: str, model_identity: str, backend: str
                 logger.warning("the %s export in %s is not usable (%s); exporting again",
                                backend, folder, problem)
             logger.info("exporting %s to %s%s (once; kept in %s)", model_path, backend,
-                        " int8" if quantize == "int8" else "", folder)
-            with atomic_dir(folder) as tmp:
-                _build(tmp, model_path, key, revision)
+                        f" {quantize}" if quantize != "none" else "", folder)
+            with atomic_dir(folder) as tmp, refused_aside(tmp, folder, key):
+                _build(tmp, model_path, key, revision, calibration)
         manifest = json.loads((folder / "manifest.json").read_text())
     return ExportedGraph(folder, backend, quantize, manifest)
 
@@ -170,7 +186,8 @@ def discard_export(graph: ExportedGraph) -> None:
         shutil.rmtree(graph.folder, ignore_errors=True)
 
 
-def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None) -> None:
+def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None,
+           calibration: CalibrationSet | None = None) -> None:
     import torch
 
     from embedkit.encoders.transformer import takes_positions, takes_token_types
@@ -191,16 +208,19 @@ def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None
     if getattr(model.config, "model_type", "") not in _BERT_LIKE and not _absent("onnxruntime"):
         _check_exact(raw, model, form)
     backend, quantize = key["backend"], key["quantize"]
+    job = _static_job(calibration, model_path, key,
+                      output_names(len(expected) - int(has_pooler), has_pooler))
     if backend == "onnx":
-        how = _finish_onnx(raw, tmp / "model.onnx", model.config, quantize, probe, expected)
+        how = _finish_onnx(raw, tmp / "model.onnx", model.config, quantize, probe, expected, job)
     else:
-        how = _finish_openvino(raw, tmp, quantize)
+        how = _finish_openvino(raw, tmp, quantize, job)
     raw.unlink()
     files = {name: sha256_file(tmp / name) for name in _GRAPH_FILES[backend]}
     manifest = {"key": key, "files": files, "num_hidden": len(expected) - int(has_pooler),
                 "position_ids": form.positions,
                 "has_pooler": has_pooler, "token_type_ids": token_types,
-                "model_type": getattr(model.config, "model_type", None), "steps": how}
+                "model_type": getattr(model.config, "model_type", None), "steps": how,
+                **(job.record if job is not None else {})}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
@@ -361,11 +381,30 @@ def _max_diff(path: Path, probe: tuple[np.ndarray, np.ndarray],
     return max(diffs)
 
 
+def _static_job(calibration: CalibrationSet | None, model_path: str, key: dict[str, Any],
+                names: list[str]) -> StaticJob | None:
+    """int8-static's inputs (None for the other quantisations)."""
+    if key["quantize"] != "int8-static":
+        return None
+    if calibration is None:  # ensure_export resolves the default set: never a float32 graph
+        raise ConfigError("int8-static needs its calibration set", param="calibration")
+    from embedkit.encoders.quantize_static import StaticJob
+
+    num_hidden = len([n for n in names if n.startswith("hidden_")])
+    return StaticJob(calibration, model_path, key.get("padding_side", "right"),
+                     names[num_hidden - 1])
+
+
 def _finish_onnx(raw: Path, out: Path, config: Any, quantize: str,
-                 probe: tuple[np.ndarray, np.ndarray], expected: list[np.ndarray]) -> list[str]:
+                 probe: tuple[np.ndarray, np.ndarray], expected: list[np.ndarray],
+                 job: StaticJob | None = None) -> list[str]:
     from onnxruntime.transformers import optimizer
 
     steps = ["torch.onnx.export"]
+    if job is not None:  # int8-static: the plain graph (the fused operators take no QDQ)
+        from embedkit.encoders.quantize_static import quantize_onnx
+
+        return steps + quantize_onnx(raw, out, job, _ort_session)
     fused = out.with_name("fused.onnx")
     model_type = getattr(config, "model_type", "")
     if model_type in _BERT_LIKE:
@@ -415,12 +454,18 @@ def _quantize_dynamic(source: Path, out: Path) -> None:
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def _finish_openvino(raw: Path, tmp: Path, quantize: str) -> list[str]:
+def _finish_openvino(raw: Path, tmp: Path, quantize: str,
+                     job: StaticJob | None = None) -> list[str]:
     import openvino as ov
 
     steps = ["torch.onnx.export", "openvino.convert_model"]
     model = ov.convert_model(str(raw))
-    if quantize == "int8":
+    if job is not None:
+        from embedkit.encoders.quantize_static import quantize_openvino
+
+        model, more = quantize_openvino(model, job)
+        steps += more
+    elif quantize == "int8":
         import nncf
 
         nncf.set_log_level(logging.ERROR)  # its bit-width table and progress bar

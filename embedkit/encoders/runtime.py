@@ -155,7 +155,8 @@ class ExportedEncoder(TokenizedEncoder):
         root = EmbeddingCache(self.encoder_config.cache_dir).root
         self.graph, self.session = _open(self.threads, self.streams, lambda: ensure_export(
             root, load_path, self.model_identity, self.backend, self.quantize,
-            revision=self.revision, padding_side=self.padding_side), self.dtype_name)
+            revision=self.revision, padding_side=self.padding_side,
+            calibration=self.calibration), self.dtype_name)
         self.has_pooler = self.graph.has_pooler
 
     def _run_facts(self) -> dict[str, Any]:

@@ -248,7 +248,8 @@ class MeteredEncoder(EncoderWrapper):
 
 def settings_record(encoder: SentenceEncoder) -> dict[str, Any]:
     """What a run record states about how an encoder ran (its :meth:`describe`, defaults
-    resolved: device, dtype, backend, casing, prompt, batching, versions, cache folder). The
+    resolved: device, dtype, backend, casing, prompt, batching, versions, cache folder; the
+    calibration set of int8-static). The
     settings as configured are :meth:`~embedkit.encoders.config.EncoderConfig.record`."""
     d = encoder.describe()
     cache = getattr(encoder, "cache", None)
@@ -262,7 +263,8 @@ def settings_record(encoder: SentenceEncoder) -> dict[str, Any]:
             "batch_size": getattr(encoder, "batch_size", None),
             "token_budget": d.get("token_budget"), "versions": d.get("versions", {}),
             "truncate_dim": d.get("truncate_dim"), "similarity": d.get("similarity", "cosine"),
-            "cache": str(root) if isinstance(root, (str, Path)) else None}
+            "cache": str(root) if isinstance(root, (str, Path)) else None,
+            **({"calibration": d["calibration"]} if d.get("calibration") else {})}
 
 
 def _check_texts(sentences: Sequence[str]) -> list[str]:

@@ -30,6 +30,8 @@ def run_description(settings: Mapping[str, Any] | None,
 
     >>> run_description({"backend": "onnx", "quantize": "int8", "prompt": "q: "})
     'onnx int8, prompt "q: "'
+    >>> run_description({"backend": "openvino", "quantize": "int8-static"})
+    'openvino int8-static'
     >>> run_description({}, {"identity": "org/m@abc"})
     'torch float32, revision abc'
     >>> run_description({"dtype": "bfloat16", "instructions": {"A": "Find it.", "B": "Find it."}})
