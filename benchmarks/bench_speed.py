@@ -334,7 +334,8 @@ def engine_rows(engines: list[Engine], runs: dict[str, list[dict[str, Any]]],
             ran if ran in ("fp32", "bf16") else "fp32")
         sps = _median(r, "sentences_per_second") or 0.0
         rows[e.name] = {
-            **asdict(e), "precision": precision, "ran_at": ran or precision,
+            **asdict(e), "asked": e.precision, "precision": precision,
+            "ran_at": ran or precision,
             "sentences_per_second": sps, "rates": [x["sentences_per_second"] for x in r],
             "wall_s": _median(r, "wall_s"), "walls": [x["wall_s"] for x in r],
             "first_start_s": first[e.name]["wall_s"], "peak_mb": _median(r, "peak_mb"),
@@ -461,6 +462,13 @@ def run_speed_cmd(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.from_record:
         record = read_record(args.from_record, SCRIPT, build_parser(), "speed")
+        if record.get("schema") != SCHEMA:
+            from embedkit.errors import ConfigError
+
+            raise ConfigError(f"{args.from_record}: a speed record of the first layout (a "
+                              "private harness, before schema 2); this report renders records "
+                              "of `embedkit encode` processes: rerun make bench-speed",
+                              param="from_record")
     else:
         engines = tuple(e.strip() for e in (args.engines or "").split(";") if e.strip())
         opts = SpeedOptions(args.model, args.pairs, args.sentences, args.batch_size,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,26 +155,47 @@ class Finished:
         return lines[-1] if lines else f"exit status {self.code}"
 
 
+#: a small launcher between the driver and the command: a child's peak memory counts the
+#: memory of the process it was started from until its exec (Linux keeps the old address
+#: space's high-water mark), so the command is started from this small process, not from the
+#: driver, and the launcher reports the command's own wall time and peak (``os.wait4``)
+_LAUNCH = """
+import json, os, subprocess, sys, time
+argv, result, timeout = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+t = time.perf_counter()
+proc = subprocess.Popen(argv)
+deadline = t + timeout if timeout > 0 else None
+while True:
+    pid, status, usage = os.wait4(proc.pid, os.WNOHANG if deadline else 0)
+    if pid:
+        break
+    if deadline and time.perf_counter() > deadline:
+        proc.kill()
+        deadline = None
+    time.sleep(0.02)
+wall = time.perf_counter() - t
+code = os.waitstatus_to_exitcode(status)
+with open(result, "w") as f:
+    json.dump({"code": code, "wall_s": wall, "peak_mb": usage.ru_maxrss / 1024.0}, f)
+"""
+
+
 def run_process(argv: list[str], log: Path, *, env: dict[str, str] | None = None,
                 cwd: str | None = None, timeout: float | None = None) -> Finished:
-    """Run ``argv`` to its end; its own wall time and peak memory (``os.wait4``'s rusage of
-    this child alone); stdout and stderr kept in ``log`` (and ``log``.out)."""
+    """Run ``argv`` to its end (killed after ``timeout`` seconds); its own wall time and peak
+    resident memory (measured by a small launcher process, :data:`_LAUNCH`); stdout and stderr
+    kept in ``log`` (and ``log``.out)."""
     out_path = log.with_suffix(log.suffix + ".out")
+    result = log.with_suffix(log.suffix + ".json")
+    import json
+
     with open(log, "w", encoding="utf-8") as err, open(out_path, "w", encoding="utf-8") as out:
-        t = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd, text=True)
-        deadline = None if timeout is None else t + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG if deadline else 0)
-            if pid:
-                break
-            if deadline and time.perf_counter() > deadline:
-                proc.kill()
-                deadline = None
-            time.sleep(0.05)
-        wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return Finished(proc.returncode, wall, usage.ru_maxrss / 1024.0,
+        subprocess.run([sys.executable, "-c", _LAUNCH, json.dumps(argv), str(result),
+                        str(timeout or 0)], stdout=out, stderr=err, env=env, cwd=cwd,
+                       check=False)
+    got = json.loads(result.read_text()) if result.is_file() else \
+        {"code": -1, "wall_s": 0.0, "peak_mb": 0.0}
+    return Finished(int(got["code"]), float(got["wall_s"]), float(got["peak_mb"]),
                     out_path.read_text(encoding="utf-8", errors="replace"),
                     log.read_text(encoding="utf-8", errors="replace"))
 

@@ -161,7 +161,8 @@ def _row(record: dict[str, Any], name: str, e: dict[str, Any]) -> str:
     ran = e["precision"] if e.get("ran_at") in (None, e["precision"]) else \
         f"int8 (activations {e['ran_at']})" if e["precision"] == "int8" else \
         f"{e['precision']} (ran at {e['ran_at']})"
-    return (f"| {name} | {ran} | {sps:.1f} | {e['wall_s'] or 0:.1f} | "
+    shown = f"{name}: ran at {e['ran_at']}" if e.get("asked") == "default" else name
+    return (f"| {shown} | {ran} | {sps:.1f} | {e['wall_s'] or 0:.1f} | "
             f"{e['first_start_s'] or 0:.1f} | {vs_torch} | {vs_best} | {e['gflops']:.0f} | "
             f"{share} | {e['peak_mb'] or 0:.0f} | " + " | ".join(cells)
             + f" | {'-' if gap is None else f'{gap:.1e}'} |")
