@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import shutil
 import statistics
 import sys
@@ -43,8 +42,8 @@ from speed_engines import (
     Engine,
     Finished,
     Shape,
-    encode_argv,
     embedkit_env,
+    encode_argv,
     int8_config,
     run_process,
     select_engines,
