@@ -61,6 +61,7 @@ logger = logging.getLogger("embedkit.benchmarks.bench_speed")  # shown as embedk
 WORKER = Path(__file__).with_name("speed_worker.py")
 SCHEMA = 2        # the record's layout: 2 = engines as `embedkit encode` processes
 WARM_SENTENCES = 64
+PROCESS_TIMEOUT = 1800   # seconds an engine's process may take (an export with calibration)
 
 
 @dataclass(frozen=True)
@@ -170,11 +171,12 @@ def run_engine(b: Bench, e: Engine, *, warm: bool) -> dict[str, Any]:
     if e.engine == "embedkit":
         out = b.out(e).with_name(b.out(e).name + ("-warm" if warm else ""))
         argv = encode_argv(e, b.opts.shape, b.warm if warm else b.corpus, out, b.cache)
-        done = run_process(argv, b.log(e.name), env=embedkit_env())
+        done = run_process(argv, b.log(e.name), env=embedkit_env(), timeout=PROCESS_TIMEOUT)
         return _encode_result(done, out, shown_command(argv).replace(str(b.work), "WORK"))
     spec = {**st_spec(e, b.opts.shape, b.st_folder(e)), "prepare": warm,
             "sentences": str(b.corpus), "out": str(b.out(e)) + ".npy"}
-    done = run_process([b.st_python, str(WORKER), json.dumps(spec)], b.log(e.name))
+    done = run_process([b.st_python, str(WORKER), json.dumps(spec)], b.log(e.name),
+                       timeout=PROCESS_TIMEOUT)
     line = next((x for x in done.stdout.splitlines() if x.startswith("SPEED ")), None)
     if done.code != 0 or line is None:
         return {"ok": False, "reason": done.reason(), "wall_s": done.wall_s}
@@ -379,7 +381,9 @@ def run_speed(opts: SpeedOptions, command: str | None = None,
         lengths = token_lengths(opts.model, sentences, opts.max_length)
         flops = flops_per_sentence(opts.model, lengths)
         rows = engine_rows(ran, runs, first, scores, flops)
-        extra = {"startup": startup(work) if startup and opts.startup else None,
+        extra = {"runtimes": {"embedkit": runtime_versions(sys.executable, work),
+                              "st": runtime_versions(b.st_python, work)},
+                 "startup": startup(work) if startup and opts.startup else None,
                  "cold_bench": cold(work) if cold and opts.cold_bench else None,
                  "profile": profile(rows, work) if profile and opts.profile else None}
     settings = {**asdict(opts), "sentences": len(sentences), "max_sentences": opts.sentences,
@@ -398,6 +402,30 @@ def run_speed(opts: SpeedOptions, command: str | None = None,
     return record
 
 
+_VERSIONS = """
+import importlib.metadata as m, json
+names = %r
+got = {}
+for n in names:
+    try:
+        got[n] = m.version(n)
+    except m.PackageNotFoundError:
+        pass
+print(json.dumps(got))
+"""
+RUNTIMES = ("onnxruntime", "openvino", "nncf", "optimum", "optimum-intel",
+            "sentence-transformers", "transformers", "torch")
+
+
+def runtime_versions(python: str, work: Path) -> dict[str, str]:
+    """The runtimes' versions under ``python`` (this environment, or sentence-transformers')."""
+    done = run_process([python, "-c", _VERSIONS % (RUNTIMES,)], work / "logs" / "versions.log")
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1]) if done.code == 0 else {}
+    except (ValueError, IndexError):
+        return {}
+
+
 def render(record: dict[str, Any]) -> str:
     """The Markdown report (:mod:`speed_report`)."""
     from speed_report import render as _render
@@ -412,7 +440,7 @@ SCRIPT = "bench_speed.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from embedkit.cli.common import add_data_dir, positive_int, thread_count
+    from embedkit.cli.common import add_data_dir, int_at_least, positive_int, thread_count
 
     s = make_parser(SCRIPT,
         "Time embedkit's engines (each an `embedkit encode` process: torch fp32 / bf16 / a "
@@ -427,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=d.model)
     s.add_argument("--pairs", type=positive_int, default=d.pairs,
                    help="seeded pairs per test split whose sentences are timed")
-    s.add_argument("--sentences", type=int, default=d.sentences,
+    s.add_argument("--sentences", type=int_at_least(0, "0 (all) or more"), default=d.sentences,
                    help="at most this many sentences (0: every sentence of the pairs)")
     s.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     s.add_argument("--max-length", type=positive_int, default=d.max_length)
