@@ -214,6 +214,8 @@ def synthetic(ek32=500.0, ek16=700.0, int8_fast_delta=-0.005) -> dict:
                                                     "invalid choice: 'int8-static'"},
            "gemm": {"gflops": 160.0, "runs": [160.0], "threads": 2, "bf16_gflops": 320.0},
            "flops": {"per_sentence": 389e6, "mean_tokens": 15.4}, "int8_config": "avx512_vnni",
+           "runtimes": {"embedkit": {"openvino": "2026.4.1"},
+                        "st": {"sentence-transformers": "5.7.0", "optimum-intel": "1.27.0"}},
            "startup": {"pairs": 30, "wall_s": 3.4, "first_wall_s": 20.0, "import_s": 0.02,
                        "run_s": 3.0, "code": 0, "imported": ["pandas"],
                        "command": "embedkit bench --model m3e-small --tasks <30-pair file> "
@@ -255,6 +257,10 @@ def test_targets_met():
 def test_targets_missed_say_by_how_much():
     t = synthetic(ek32=456.0, ek16=600.0, int8_fast_delta=-0.005)["targets"]
     assert "NOT met (1.14x, target 1.25x: short by 0.11x, 9.6% more sentences/s needed)" in t[0]
+    assert t[0].endswith("[profile of embedkit openvino fp32: runtime call 88% of the encoder's "
+                         "time, matrix products 72% of its op time; tokenising 5%, padding 1%, "
+                         "pooling 6%]")
+    assert "[profile" not in t[1]  # the bf16 engine was not profiled: nothing claimed
     assert "NOT met (1.88x, target 2.00x: short by 0.12x, 6.7% more sentences/s needed)" in t[1]
     assert t[3] == ("start: 30-pair bench with a cached export: NOT met (3.4 s, target 3.0 s: "
                     "over by 0.4 s, 13%)")
@@ -283,6 +289,8 @@ def test_the_report_renders_a_synthetic_record():
     assert "| sentence-transformers openvino int8 (weights) | int8 (activations fp32) |" in md
     assert ("- embedkit onnx int8-static: embedkit: error: argument --quantize: invalid choice: "
             "'int8-static'") in md
+    assert ("- Runtimes: openvino 2026.4.1; sentence-transformers' environment: "
+            "sentence-transformers 5.7.0, optimum-intel 1.27.0") in md
     assert "## Targets" in md and "- `embedkit --version`: 0.30 s (median of 3 processes)" in md
     assert "## Cold `make bench`" in md and "150.0 s, exit status 0" in md
     assert ("| embedkit openvino fp32 | 4.00 | 2 | 0.40 s (5%) | 0.10 s (1%) | 7.00 s (88%) | "
