@@ -244,7 +244,8 @@ def _profile(record: dict[str, Any]) -> list[str]:
              "sentences: seconds in each "
              "part of the encoder (threads' time summed over the runtime's streams), and the "
              "runtime's own per-operation times (OpenVINO's PERF_COUNT, ONNX Runtime's "
-             "profiler) by operation type, on the first batches.",
+             "profiler) by operation type, on the first batches (fused attention nodes, "
+             "which hold the attention products, count as matrix products).",
              "", "| engine | wall s | streams | tokenise | pad | runtime call | pooling | "
                  "matrix products in the runtime |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
