@@ -160,4 +160,5 @@ def test_the_manifest_times_the_model_apart_from_the_writer(tmp_path, corpus, co
     t = man["timings"]
     assert t["encoded"] == t["rows_encoded"] == 136
     assert 0 < t["seconds_model"] <= t["seconds_encoding"] <= t["seconds_total"]
-    assert t["sentences_per_second"] == pytest.approx(136 / t["seconds_model"], rel=0.02)
+    s = t["seconds_model"]  # rounded to the millisecond: the rate agrees within that rounding
+    assert 136 / (s + 5e-4) - 0.1 <= t["sentences_per_second"] <= 136 / max(s - 5e-4, 1e-6) + 0.1
