@@ -5,6 +5,7 @@ driver on the tiny model."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import speed_worker
 import startup_probe
-from bench_speed import Bench, SpeedOptions, main, sample_pairs, warm_up
+from bench_speed import Bench, SpeedOptions, main, run_engine, sample_pairs, warm_up
 from speed_cost import flops_per_layer_token, flops_per_sentence, gemm_peak
 from speed_engines import (
     REFERENCE,
@@ -361,3 +362,37 @@ def test_the_driver_smoke_run_on_the_tiny_model(tiny_model_dir, shared_data_dir,
     assert main(["--from-record", str(out.with_suffix(".json")), "--out", str(again)]) == 0
     assert again.read_text(encoding="utf-8") == md
     assert Path(str(again.with_suffix(".json"))).is_file()
+
+
+ST_PYTHON = Path(os.environ.get("EMBEDKIT_ST_PYTHON")
+                 or Path(__file__).resolve().parents[2] / ".venv-st" / "bin" / "python")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ST_PYTHON.is_file(), reason="no sentence-transformers environment "
+                    "(make .venv-st/.stamp, or EMBEDKIT_ST_PYTHON=PYTHON)")
+def test_the_st_worker_runs_its_engines_in_fresh_processes(tiny_model_dir, tmp_path):
+    """Prepared once (its export saved in its own folder), then a timed fresh process: its
+    rate, wall, peak, the vectors, and the precision OpenVINO really ran at."""
+    import shutil
+
+    import numpy as np
+
+    engines = [e for e in all_engines() if e.name in (ST_OV_DEFAULT, ST_TORCH)]
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "out").mkdir()
+    corpus = tmp_path / "s.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
+                              for t in ["一个人在切洋葱。", "猫", "今天天气很好"]), encoding="utf-8")
+    b = Bench(SpeedOptions(model=str(tiny_model_dir), threads=1), tmp_path, corpus, corpus,
+              tmp_path / "cache", str(ST_PYTHON))
+    for e in engines:
+        shutil.copytree(tiny_model_dir, b.st_folder(e))
+    ran, first, skipped = warm_up(b, engines)
+    assert skipped == {} and len(ran) == 2
+    assert first[ST_OV_DEFAULT]["ran_at"] in ("bf16", "fp32")
+    assert any((b.st_folder(engines[1]) / "openvino").glob("*.xml"))  # the export was saved
+    for e in engines:
+        res = run_engine(b, e, warm=False)
+        assert res["ok"] and res["sentences_per_second"] > 0 and res["peak_mb"] > 50
+        assert np.load(res["vectors"]).shape == (3, 32)
