@@ -56,8 +56,12 @@ lint: install
 	ruff check embedkit tests benchmarks
 	$(PYTHON) -m mypy embedkit
 
-# Speed: every embedkit backend (torch, onnx, openvino; fp32 and int8) vs sentence-transformers'
-# own fast paths on the same 20,000 sentences. sentence-transformers' ONNX and OpenVINO backends
+# Speed through the commands users run: every embedkit engine an `embedkit encode` process
+# (torch fp32 / bf16 / token budget; onnx and openvino fp32, bf16, int8, int8-static) vs
+# sentence-transformers' own paths (torch, onnx, openvino at its default precision and at f32,
+# int8), on the sentences of 2000 seeded pairs per test split, 3 interleaved rounds, one fresh
+# process per engine per round; then start-up, the cold `make bench` (--no-cold-bench skips it)
+# and a profile of the fastest engines. Run it alone on a quiet machine. sentence-transformers' ONNX and OpenVINO backends
 # need optimum, whose exporter requires transformers < 4.58: they run from a separate virtual
 # environment ($(ST_VENV)), made once with the versions pinned here.
 ST_VENV ?= .venv-st
@@ -70,7 +74,7 @@ $(ST_VENV)/.stamp:
 	@touch $@
 
 bench-speed: install $(ST_VENV)/.stamp
-	$(PYTHON) benchmarks/bench_speed.py --sentences 20000 --data-dir ../shared/data \
+	$(PYTHON) benchmarks/bench_speed.py --data-dir ../shared/data \
 		--st-python $(ST_VENV)/bin/python --out eval/speed.md
 
 # The reports in eval/ (each starts with the command that regenerates it).

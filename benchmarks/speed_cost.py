@@ -44,16 +44,17 @@ def token_lengths(model: str, sentences: Sequence[str], max_length: int) -> list
     return [len(x) for x in ids]
 
 
-def gemm_peak(threads: int, n: int = 2048, repeats: int = 5) -> list[float]:
-    """GFLOP/s of ``repeats`` float32 ``n x n`` products in torch on ``threads`` threads (one
-    warm-up first): what this CPU attains on large matrix products."""
+def gemm_peak(threads: int, n: int = 2048, repeats: int = 5,
+              dtype: str = "float32") -> list[float]:
+    """GFLOP/s of ``repeats`` ``n x n`` products in torch (``dtype``: float32 or bfloat16) on
+    ``threads`` threads (one warm-up first): what this CPU attains on large matrix products."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a = torch.randn(n, n)
-        b = torch.randn(n, n)
+        a = torch.randn(n, n).to(getattr(torch, dtype))
+        b = torch.randn(n, n).to(getattr(torch, dtype))
         torch.mm(a, b)
         runs = []
         for _ in range(repeats):

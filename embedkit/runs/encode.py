@@ -285,6 +285,9 @@ def _finish(writer: _Writer, recipe: Recipe, source: CorpusSource, enc: Sentence
               "n_texts": total}
     manifest["recipe"] = Recipe.from_dict(manifest["recipe"]).to_dict() | {"corpus": [corpus]}
     seconds = time.perf_counter() - writer.t0
+    # the model's own time (tokenising included): seconds_encoding is the writer's (shards too)
+    model = getattr(enc, "stats", None) if settings.engine == "local" else None
+    model_s = {"seconds_model": round(float(model.seconds), 3)} if model is not None else {}
     manifest.update(total_rows=total, complete=True, versions=library_versions(("pyarrow",)),
                     settings={"engine": settings.engine, "workers": settings.workers,
                               "shard_size": settings.shard_size,
@@ -293,7 +296,7 @@ def _finish(writer: _Writer, recipe: Recipe, source: CorpusSource, enc: Sentence
                               "precision": settings.precision},
                     timings=timings(enc if settings.engine == "local" else None, t_start,
                                     rows_encoded=writer.rows_encoded,
-                                    seconds_encoding=round(seconds, 3),
+                                    seconds_encoding=round(seconds, 3), **model_s,
                                     rows_per_second=round(writer.rows_encoded / seconds, 1)
                                     if seconds > 0 else 0.0))
     writer.flush(force=True)

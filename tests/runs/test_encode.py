@@ -150,3 +150,15 @@ def test_bad_settings_fail_early(tmp_path, corpus, config):
     with pytest.raises(ConfigError) as err:
         run_encode(config, corpus, tmp_path / "full")
     assert err.value.param == "out"
+
+
+def test_the_manifest_times_the_model_apart_from_the_writer(tmp_path, corpus, config):
+    """The speed report reads an encode run's rate over the model's own time (tokenising
+    included); seconds_encoding is the writer's (shards written too)."""
+    man = run_encode(config, corpus, tmp_path / "emb",
+                     EncodeSettings(shard_size=50, max_length=32))["manifest"]
+    t = man["timings"]
+    assert t["encoded"] == t["rows_encoded"] == 136
+    assert 0 < t["seconds_model"] <= t["seconds_encoding"] <= t["seconds_total"]
+    s = t["seconds_model"]  # rounded to the millisecond: the rate agrees within that rounding
+    assert 136 / (s + 5e-4) - 0.1 <= t["sentences_per_second"] <= 136 / max(s - 5e-4, 1e-6) + 0.1
