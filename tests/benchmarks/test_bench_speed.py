@@ -40,7 +40,7 @@ from embedkit.errors import ConfigError
 def test_every_engine_is_listed_once_with_its_flags():
     engines = all_engines()
     names = [e.name for e in engines]
-    assert len(names) == len(set(names)) == 16
+    assert len(names) == len(set(names)) == 17
     assert sum(e.engine == "st" for e in engines) == 6
     flags = {e.name: e.flags() for e in engines if e.engine == "embedkit"}
     assert flags == {
@@ -54,6 +54,8 @@ def test_every_engine_is_listed_once_with_its_flags():
         "embedkit openvino int8 (weights)": ["--backend", "openvino", "--quantize", "int8"],
         "embedkit onnx int8-static": ["--backend", "onnx", "--quantize", "int8-static"],
         "embedkit openvino int8-static": ["--backend", "openvino", "--quantize", "int8-static"],
+        "embedkit openvino int8-static, bf16 rest": ["--backend", "openvino", "--dtype",
+                                                     "bfloat16", "--quantize", "int8-static"],
     }
     st = {e.name: (e.backend, e.precision, e.quantize, e.ov_hint) for e in engines
           if e.engine == "st"}
