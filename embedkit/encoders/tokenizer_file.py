@@ -73,12 +73,22 @@ class FileTokenizer:
         self.model_max_length = int(cfg.get("model_max_length") or _NO_LIMIT)
         self.add_eos_token = cfg.get("add_eos_token") is True
         ids = {n: self._id(_token(cfg.get(n))) for n in _SPECIAL}
-        self.pad_token_id, self.eos_token_id = ids["pad_token"], ids["eos_token"]
+        for name, value in ids.items():  # pad_token_id, eos_token_id, cls_token_id, ...
+            setattr(self, f"{name}_id", value)
         extra = [self._id(_token(t)) for t in cfg.get("additional_special_tokens") or ()]
         self.all_special_ids = sorted({i for i in [*ids.values(), *extra] if i is not None})
 
     def _id(self, token: str | None) -> int | None:
         return None if token is None else self._tok.token_to_id(token)
+
+    @property
+    def backend_tokenizer(self) -> Any:
+        """The ``tokenizers.Tokenizer`` (transformers' name for it)."""
+        return self._tok
+
+    def get_vocab(self) -> dict[str, int]:
+        """Token -> id, added tokens included (as transformers')."""
+        return dict(self._tok.get_vocab(with_added_tokens=True))
 
     def __call__(self, texts: Sequence[str], *, truncation: bool = False,
                  max_length: int | None = None, **_: Any) -> dict[str, list[list[int]]]:
@@ -92,9 +102,26 @@ class FileTokenizer:
         return {"input_ids": [e.ids for e in encoded]}
 
 
+#: the names some architectures' configs give the values the encoders read (transformers'
+#: ``attribute_map``: GPT-2's ``n_embd``, DistilBERT's ``dim``, ...)
+_CONFIG_ALIASES = {"hidden_size": ("n_embd", "d_model", "dim"),
+                   "num_hidden_layers": ("n_layer", "num_layers", "n_layers"),
+                   "max_position_embeddings": ("n_positions",)}
+
+
 def file_config(folder: str) -> SimpleNamespace:
-    """``config.json`` as an object, read as the encoders read transformers' config."""
+    """``config.json`` as an object, read as the encoders read transformers' config.
+
+    >>> import tempfile; d = tempfile.mkdtemp()
+    >>> _ = (Path(d) / "config.json").write_text('{"n_embd": 32, "n_layer": 2}')
+    >>> c = file_config(d); c.hidden_size, c.num_hidden_layers
+    (32, 2)
+    """
     values = _json(Path(folder) / "config.json")
+    for name, aliases in _CONFIG_ALIASES.items():
+        found = [values[a] for a in aliases if a in values]
+        if name not in values and found:
+            values[name] = found[0]
     return SimpleNamespace(**{k: v for k, v in values.items() if k.isidentifier()},
                            _commit_hash=None)
 
@@ -103,9 +130,10 @@ def _described(tok: Any, config: Any) -> dict[str, Any]:
     """What the encoders read of a tokenizer and a config, to compare two loaders."""
     runs: list[Any] = [tok(list(_PROBES), truncation=False)["input_ids"]]
     runs += [tok(list(_PROBES), truncation=True, max_length=n)["input_ids"] for n in (5, 16, 64)]
-    facts = {n: getattr(tok, n, None) for n in ("padding_side", "truncation_side",
-                                                 "pad_token_id", "eos_token_id",
-                                                 "model_max_length")}
+    facts = {n: getattr(tok, n, None) for n in (
+        "padding_side", "truncation_side", "model_max_length", "pad_token_id", "eos_token_id",
+        "cls_token_id", "bos_token_id")}
+    facts["vocab"] = sorted(tok.get_vocab().items())
     facts["add_eos_token"] = bool(getattr(tok, "add_eos_token", False))
     facts["all_special_ids"] = sorted(getattr(tok, "all_special_ids", ()) or ())
     facts["config"] = {n: getattr(config, n, None) for n in _CONFIG_FIELDS}

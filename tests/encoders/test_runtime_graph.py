@@ -49,9 +49,14 @@ def test_pooled_outputs_equal_torch_poolings(backend, kind, tiny_model_dir, make
     enc = EncoderConfig(str(folder), backend=backend, cache_dir=str(export_root)).build_model()
     assert enc.padding_side == kind.rsplit("-", 1)[-1] if kind != "bert" else "right"
     got = enc.encode_multi(SENTENCES, POOLED, batch_size=6)   # one padded batch: padding matters
+    # cls of a left-padded row is a padding position's output, which torch's attention and the
+    # runtime's leave different (no token attends there): compared on the unpadded row only
+    full = [len(x) for x in _ids(enc, SENTENCES)[0]]
+    unpadded = [i for i, n in enumerate(full) if n == max(full)]
     for name in POOLED:
         assert got[name].dtype == np.float32 and got[name].shape == ref[name].shape
-        assert np.abs(got[name] - ref[name]).max() < 1e-5, name
+        rows = unpadded if name == "cls" and kind.endswith("left") else slice(None)
+        assert np.abs(got[name][rows] - ref[name][rows]).max() < 1e-5, name
     # only the graph pruned to the pooled outputs was compiled and run
     assert list(enc.session._compiled) == [True]
     assert enc.session.outputs() == [pooled_name(p) for p in POOLED]
