@@ -158,17 +158,19 @@ print("IMPORTED", ",".join(heavy) or "-", "CODE", code)
 """
 
 
-@pytest.mark.parametrize("command", ["bench", "encode"])
-def test_an_exported_backend_imports_no_torch(command, tiny_model_dir, spec_file, tmp_path):
-    if not HAVE["openvino"]:
-        pytest.skip("openvino not installed")
+@pytest.mark.parametrize("backend,command", [("openvino", "bench"), ("openvino", "encode"),
+                                             ("onnx", "bench")])
+def test_an_exported_backend_imports_no_torch(backend, command, tiny_model_dir, spec_file,
+                                              tmp_path):
+    if not HAVE[backend]:
+        pytest.skip(f"{backend} not installed")
     cache = tmp_path / "cache"
     # the export (which needs torch) made beforehand, as a cached export is
-    EncoderConfig(str(tiny_model_dir), backend="openvino", cache_dir=str(cache)).build_model()
+    EncoderConfig(str(tiny_model_dir), backend=backend, cache_dir=str(cache)).build_model()
     heavy = "torch,transformers"  # encode writes Parquet: pyarrow is its work
     if command == "bench":
         heavy += ",sklearn,scipy,pandas,pyarrow"
-        args = ["bench", "--model", str(tiny_model_dir), "--backend", "openvino",
+        args = ["bench", "--model", str(tiny_model_dir), "--backend", backend,
                 "--tasks", str(spec_file), "--no-cache"]
     else:
         corpus = tmp_path / "corpus.txt"
