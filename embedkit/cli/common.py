@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the library is imported where the work is, not to parse arg
     from embedkit.data import DataOptions
     from embedkit.encoders import EncoderConfig
     from embedkit.encoders.cache import EmbeddingCache
-    from embedkit.postprocess.spec import PostOptions
+    from embedkit.postprocess.options import PostOptions
 
 
 def _writable_ancestor(path: Path, what: str, param: str) -> None:
@@ -393,7 +393,7 @@ def encoder_config(args: argparse.Namespace, model: str | None = None,
 def post_options(args: argparse.Namespace) -> PostOptions:
     """The chains and how they are fitted, as :func:`add_post_options` declared them (a
     command without ``--post`` or ``--force`` gets none and False)."""
-    from embedkit.postprocess.spec import PostOptions
+    from embedkit.postprocess.options import PostOptions
 
     post = getattr(args, "post", None) or ()
     return PostOptions(chains=(post,) if isinstance(post, str) else tuple(post),

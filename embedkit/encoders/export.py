@@ -4,7 +4,11 @@ the backend, the quantisation and the versions of the libraries that wrote it.
 
 The exported graph returns what every pooling needs: every hidden state (``hidden_0`` is the
 embedding output, ``hidden_i`` layer i, as transformers numbers them) and the pooler's dense
-output on [CLS] *without* tanh (``pooler_dense``), so every pooling runs on every backend.
+output on [CLS] *without* tanh (``pooler_dense``), so every pooling runs on every backend; and
+the common poolings already computed (:data:`GRAPH_POOLINGS`, ``pooled_cls``, ``pooled_last_avg``,
+``pooled_last_token``: the registered pooling functions of :mod:`embedkit.encoders.pooling`,
+traced), so that a runtime that asks for those outputs only runs no hidden state out of the
+graph (:mod:`embedkit.encoders.runtime` prunes the graph to the outputs a call reads).
 
 The libraries made for each step do the work: ``torch.onnx.export`` traces the model (eager
 attention, a padded example batch, so the attention mask stays a real input); ONNX Runtime's
@@ -50,7 +54,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_EXPORT_FORMAT = 1
+_EXPORT_FORMAT = 2   # 2: the pooled outputs (GRAPH_POOLINGS) and the tokenizer check
+#: the poolings the graph computes itself (from the attention mask; one output each)
+GRAPH_POOLINGS = ("cls", "last-avg", "last-token")
 _GRAPH_FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin")}
 _RUNTIMES = {"onnx": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino", "nncf")}
 #: model types ONNX Runtime's BERT fusions apply to (others get the runtime's generic passes)
@@ -79,6 +85,17 @@ class ExportedGraph:
     @property
     def has_pooler(self) -> bool:
         return bool(self.manifest["has_pooler"])
+
+    @property
+    def pooled(self) -> tuple[str, ...]:
+        """The poolings the graph outputs already pooled (:func:`pooled_name`)."""
+        return tuple(self.manifest.get("pooled", ()))
+
+    @property
+    def tokenizer_file(self) -> bool:
+        """Whether the model's ``tokenizer.json`` alone tokenises as transformers does (checked
+        at export; :mod:`embedkit.encoders.tokenizer_file`)."""
+        return bool(self.manifest.get("tokenizer_file"))
 
 
 def runtime_versions(backend: str) -> dict[str, str]:
@@ -190,6 +207,7 @@ def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None
            calibration: CalibrationSet | None = None) -> None:
     import torch
 
+    from embedkit.encoders.tokenizer_file import same_as_transformers
     from embedkit.encoders.transformer import takes_positions, takes_token_types
 
     model, info = _load_for_export(model_path, revision)
@@ -203,8 +221,9 @@ def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None
     probe = _probe_batch(model, left=left)
     with torch.inference_mode():
         expected = _torch_outputs(model, probe, form)
+    num_hidden = len(expected) - int(has_pooler) - len(GRAPH_POOLINGS)
     raw = tmp / "raw.onnx"
-    _to_onnx(model, raw, form, len(expected) - int(has_pooler))
+    _to_onnx(model, raw, form, num_hidden)
     if getattr(model.config, "model_type", "") not in _BERT_LIKE and not _absent("onnxruntime"):
         _check_exact(raw, model, form)
     backend, quantize = key["backend"], key["quantize"]
@@ -216,8 +235,9 @@ def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None
         how = _finish_openvino(raw, tmp, quantize, job)
     raw.unlink()
     files = {name: sha256_file(tmp / name) for name in _GRAPH_FILES[backend]}
-    manifest = {"key": key, "files": files, "num_hidden": len(expected) - int(has_pooler),
-                "position_ids": form.positions,
+    manifest = {"key": key, "files": files, "num_hidden": num_hidden,
+                "position_ids": form.positions, "pooled": list(GRAPH_POOLINGS),
+                "tokenizer_file": same_as_transformers(model_path, revision),
                 "has_pooler": has_pooler, "token_type_ids": token_types,
                 "model_type": getattr(model.config, "model_type", None), "steps": how,
                 **(job.record if job is not None else {})}
@@ -272,13 +292,19 @@ class _Form:
 
 
 class _Outputs:
-    """The traced module: every hidden state, then the pooler's dense output (no tanh)."""
+    """The traced module: every hidden state, the pooler's dense output (no tanh), then the
+    :data:`GRAPH_POOLINGS`, each the registered pooling function on the model's output."""
 
     @staticmethod
     def wrap(model: Any, form: _Form) -> Any:
+        from types import SimpleNamespace
+
         import torch
 
+        from embedkit.encoders.pooling import Pooling
         from embedkit.encoders.transformer import positions_from_mask
+
+        pools = [Pooling(p) for p in GRAPH_POOLINGS]
 
         class Graph(torch.nn.Module):
             def __init__(self) -> None:
@@ -293,7 +319,9 @@ class _Outputs:
                                  output_hidden_states=True, return_dict=True)
                 hs = tuple(out.hidden_states)
                 pooler = (self.model.pooler.dense(hs[-1][:, 0]),) if form.has_pooler else ()
-                return hs + pooler
+                seen = SimpleNamespace(last_hidden_state=hs[-1], hidden_states=hs)
+                pooled = tuple(p.pool(seen, attention_mask, self.model) for p in pools)
+                return hs + pooler + pooled
 
         return Graph().eval()
 
@@ -335,13 +363,23 @@ def _first(e: BaseException) -> str:
     return lines[0][:200] if lines else type(e).__name__
 
 
+def pooled_name(pooling: str) -> str:
+    """The graph output holding a pooling of :data:`GRAPH_POOLINGS`.
+
+    >>> pooled_name("last-avg")
+    'pooled_last_avg'
+    """
+    return "pooled_" + str(pooling).replace("-", "_")
+
+
 def output_names(num_hidden: int, has_pooler: bool) -> list[str]:
     """The exported graph's outputs, in order.
 
-    >>> output_names(3, True)
-    ['hidden_0', 'hidden_1', 'hidden_2', 'pooler_dense']
+    >>> output_names(3, True)[2:]
+    ['hidden_2', 'pooler_dense', 'pooled_cls', 'pooled_last_avg', 'pooled_last_token']
     """
-    return [f"hidden_{i}" for i in range(num_hidden)] + (["pooler_dense"] if has_pooler else [])
+    return ([f"hidden_{i}" for i in range(num_hidden)] + (["pooler_dense"] if has_pooler else [])
+            + [pooled_name(p) for p in GRAPH_POOLINGS])
 
 
 def _to_onnx(model: Any, path: Path, form: _Form, num_hidden: int) -> None:
@@ -351,7 +389,7 @@ def _to_onnx(model: Any, path: Path, form: _Form, num_hidden: int) -> None:
     ids, mask = _probe_batch(model, left=form.left)
     names = output_names(num_hidden, form.has_pooler)
     axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "tokens"} for n in names}
-    axes["pooler_dense"] = {0: "batch"}
+    axes.update({n: {0: "batch"} for n in names if not n.startswith("hidden_")})
     axes.update({"input_ids": {0: "batch", 1: "tokens"},
                  "attention_mask": {0: "batch", 1: "tokens"}})
     with warnings.catch_warnings(), torch.inference_mode():

@@ -42,14 +42,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from embedkit.errors import ConfigError
 
-#: (last-layer output, attention mask, model, hidden states or None, layer indices) -> (batch, d)
-_PoolFn = Callable[[Any, torch.Tensor, Any, tuple[int, ...]], torch.Tensor]
+if TYPE_CHECKING:  # torch is imported by the functions that pool (an exported graph pools itself)
+    import torch
+
+#: (last-layer output, attention mask, model, layer indices) -> (batch, d)
+_PoolFn = Callable[[Any, "torch.Tensor", Any, tuple[int, ...]], "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -202,10 +203,13 @@ def uniem_declared(folder: str | Path | None) -> str | None:
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the positions where ``mask`` is 1, in float32.
 
+    >>> import torch
     >>> h = torch.tensor([[[1.0], [3.0], [100.0]]]); m = torch.tensor([[1, 1, 0]])
     >>> masked_mean(h, m).tolist()
     [[2.0]]
     """
+    import torch
+
     m = mask.to(torch.float32).unsqueeze(-1)
     total = (hidden.to(torch.float32) * m).sum(dim=1)
     return total / m.sum(dim=1).clamp(min=1.0)
@@ -215,6 +219,8 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @register_pooling("cls", st_mode="cls_token", uniem="cls")
 def _cls(outputs: Any, mask: torch.Tensor, model: Any, layers: tuple[int, ...]) -> torch.Tensor:
+    import torch
+
     out: torch.Tensor = outputs.last_hidden_state[:, 0].to(torch.float32)
     return out
 
@@ -230,12 +236,16 @@ def _pooler_dense(outputs: Any, model: Any, name: str) -> torch.Tensor:
 
 @register_pooling("pooler", pooler=True)
 def _pooler(outputs: Any, mask: torch.Tensor, model: Any, layers: tuple[int, ...]) -> torch.Tensor:
+    import torch
+
     return _pooler_dense(outputs, model, "pooler").to(torch.float32)
 
 
 @register_pooling("pooler-tanh", pooler=True)
 def _pooler_tanh(outputs: Any, mask: torch.Tensor, model: Any,
                  layers: tuple[int, ...]) -> torch.Tensor:
+    import torch
+
     return torch.tanh(_pooler_dense(outputs, model, "pooler-tanh")).to(torch.float32)
 
 
@@ -247,6 +257,8 @@ def _last_avg(outputs: Any, mask: torch.Tensor, model: Any,
 
 def _layers_mean(outputs: Any, mask: torch.Tensor, layers: tuple[int, ...],
                  name: str) -> torch.Tensor:
+    import torch
+
     hs = outputs.hidden_states
     n = len(hs)
     for i in layers:
@@ -274,10 +286,13 @@ def _last_token(outputs: Any, mask: torch.Tensor, model: Any,
                 layers: tuple[int, ...]) -> torch.Tensor:
     """The last position where ``mask`` is 1 (left or right padding alike).
 
+    >>> import torch
     >>> h = torch.arange(6.0).view(2, 3, 1); m = torch.tensor([[1, 1, 0], [0, 1, 1]])
     >>> _last_token(type("O", (), {"last_hidden_state": h}), m, None, ()).tolist()
     [[1.0], [5.0]]
     """
+    import torch
+
     hidden = outputs.last_hidden_state
     positions = torch.arange(1, mask.shape[1] + 1, device=mask.device)
     last = (mask.to(positions.dtype) * positions).argmax(dim=1)
@@ -287,6 +302,8 @@ def _last_token(outputs: Any, mask: torch.Tensor, model: Any,
 
 @register_pooling("max", st_mode="max_tokens", masked=True)
 def _max(outputs: Any, mask: torch.Tensor, model: Any, layers: tuple[int, ...]) -> torch.Tensor:
+    import torch
+
     # as sentence-transformers: masked-out positions are -inf, so they never win
     hidden = outputs.last_hidden_state.to(torch.float32)
     out: torch.Tensor = hidden.masked_fill(mask.unsqueeze(-1) == 0, float("-inf")).max(dim=1).values
@@ -296,6 +313,8 @@ def _max(outputs: Any, mask: torch.Tensor, model: Any, layers: tuple[int, ...]) 
 @register_pooling("mean-sqrt-len", st_mode="mean_sqrt_len_tokens", masked=True)
 def _mean_sqrt_len(outputs: Any, mask: torch.Tensor, model: Any,
                    layers: tuple[int, ...]) -> torch.Tensor:
+    import torch
+
     m = mask.to(torch.float32).unsqueeze(-1)
     total = (outputs.last_hidden_state.to(torch.float32) * m).sum(dim=1)
     out: torch.Tensor = total / torch.sqrt(m.sum(dim=1).clamp(min=1e-9))
@@ -308,6 +327,8 @@ def _weighted_mean(outputs: Any, mask: torch.Tensor, model: Any,
     """Position weights 1, 2, ... counted from the first real token (left padding skipped), as
     sentence-transformers. Not ``masked``: sentence-transformers keeps a masked-out prompt's
     positions in the weights of the tokens after it, which a mask alone cannot say."""
+    import torch
+
     m = mask.to(torch.float32)
     first = (mask != 0).to(torch.int64).argmax(dim=1, keepdim=True)
     steps = torch.arange(1, m.shape[1] + 1, dtype=torch.float32, device=m.device).unsqueeze(0)

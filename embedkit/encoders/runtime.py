@@ -3,9 +3,12 @@ behind the same :class:`~embedkit.encoders.protocol.SentenceEncoder` interface, 
 batched and pooled exactly as the torch backend (:class:`~embedkit.encoders.base.TokenizedEncoder`
 does both), so that every pooling and every runner works on every backend.
 
-The graph's outputs become a transformers-like output object (``last_hidden_state``,
-``hidden_states``) and the pooler's dense output stands in for the model's pooler, and the
-registered pooling functions run on them unchanged.
+The common poolings (``cls``, ``last-avg``, ``last-token``: :data:`GRAPH_POOLINGS`) come out of
+the graph already pooled, and a call that asks only for those runs a graph pruned to them (only
+``(batch, d)`` leaves the runtime; no torch is imported). Any other pooling reads the hidden
+states: the graph's outputs become a transformers-like output object (``last_hidden_state``,
+``hidden_states``), the pooler's dense output stands in for the model's pooler, and the
+registered pooling functions run on them unchanged, in torch (imported then).
 
 >>> _layers_to_fetch(["last-avg", "first-last-avg"], num_hidden=5)
 [1, 4]
@@ -16,6 +19,7 @@ registered pooling functions run on them unchanged.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,18 +27,20 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from embedkit.encoders.base import EXPORTED_TOKEN_BUDGET, TokenizedEncoder, load_tokenizer
 from embedkit.encoders.choices import available_cores
 from embedkit.encoders.export import (
+    GRAPH_POOLINGS,
     ExportedGraph,
     discard_export,
     ensure_export,
     output_names,
+    pooled_name,
     runtime_versions,
 )
 from embedkit.encoders.pooling import Pooling
+from embedkit.encoders.tokenizer_file import FileTokenizer, file_config, has_files
 from embedkit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,15 +67,41 @@ def _layers_to_fetch(poolings: Sequence[str], num_hidden: int) -> list[int]:
 class _Dense:
     """Stands in for ``model.pooler.dense``: returns the graph's precomputed output."""
 
-    def __init__(self, value: torch.Tensor) -> None:
+    def __init__(self, value: Any) -> None:
         self.value = value
 
-    def __call__(self, cls_vectors: torch.Tensor) -> torch.Tensor:
+    def __call__(self, cls_vectors: Any) -> Any:
         return self.value
 
 
+class _TorchThreads:
+    """torch's thread count, which the streams set to one while the poolings outside the graph
+    run in torch: read and set only where torch is imported already (a run whose poolings all
+    come out of the graph imports no torch)."""
+
+    @staticmethod
+    def get_num_threads() -> int:
+        mod = sys.modules.get("torch")
+        return int(mod.get_num_threads()) if mod is not None else 0
+
+    @staticmethod
+    def set_num_threads(n: int) -> None:
+        mod = sys.modules.get("torch")
+        if mod is not None and n > 0:
+            mod.set_num_threads(n)
+
+
+torch = _TorchThreads()  # what ExportedEncoder._run sets around the streams
+
+
 class _Session:
-    """One loaded graph, run by ``streams`` threads at once, each on its own batches.
+    """One exported graph, run by ``streams`` threads at once, each on its own batches.
+
+    The graph is compiled pruned to the outputs a call reads: the pooled outputs alone at open
+    (what ``cls``, ``last-avg`` and ``last-token`` need), the whole graph on the first call
+    that reads a hidden state (:meth:`run`). OpenVINO compiles a new ``ov.Model`` of the chosen
+    results; ONNX Runtime gets a model with only those graph outputs and the nodes they need
+    (:func:`_pruned_onnx`).
 
     On a few cores a small model's operators are too small to keep every thread busy, so two
     streams with half the threads each do more work per second than one stream with all of
@@ -81,45 +113,123 @@ class _Session:
 
     def __init__(self, graph: ExportedGraph, threads: int, streams: int,
                  dtype: str = "float32") -> None:
-        self.backend, self.streams = graph.backend, streams
-        if graph.backend == "onnx":
-            import onnxruntime as ort
-
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = max(1, threads // streams)
-            so.inter_op_num_threads = 1
-            so.log_severity_level = 3
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._ort = ort.InferenceSession(str(graph.graph), so,
-                                             providers=["CPUExecutionProvider"])
-        else:
+        self.backend, self.streams, self.threads = graph.backend, streams, threads
+        self.dtype = dtype
+        self.graph = graph
+        self.pooled = [pooled_name(p) for p in graph.pooled]
+        self._lock = threading.Lock()
+        if graph.backend == "openvino":
             import openvino as ov
 
-            # always said: on CPUs with bfloat16 units OpenVINO would otherwise pick bfloat16
-            config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": streams,
-                      "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY",
-                      "INFERENCE_PRECISION_HINT": _OV_PRECISION[dtype]}
-            self.compiled = ov.Core().compile_model(str(graph.graph), "CPU", config)
-            self.ports = {o.get_any_name(): o for o in self.compiled.outputs}
-            self._requests = [self.compiled.create_infer_request() for _ in range(streams)]
+            self._core = ov.Core()
+            self._model = self._core.read_model(str(graph.graph))
+        self._compiled: dict[bool, _Compiled] = {}
+        self._compiled_for(bool(self.pooled))  # a graph that does not load fails here
+
+    def _compiled_for(self, pooled_only: bool) -> _Compiled:
+        """The graph pruned to the pooled outputs (``pooled_only``), else the whole graph."""
+        with self._lock:
+            found = self._compiled.get(pooled_only)
+            if found is None:
+                names = self.pooled if pooled_only else None
+                found = self._compiled[pooled_only] = (
+                    self._compile_onnx(names) if self.backend == "onnx"
+                    else self._compile_openvino(names))
+            return found
+
+    def _compile_onnx(self, names: list[str] | None) -> _Compiled:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, self.threads // self.streams)
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        source = str(self.graph.graph) if names is None else _pruned_onnx(self.graph.graph, names)
+        session = ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
+        return _Compiled(session, [], {})
+
+    def _compile_openvino(self, names: list[str] | None) -> _Compiled:
+        import openvino as ov
+
+        model = self._model
+        if names is not None:
+            model = ov.Model([model.output(n).get_node() for n in names],
+                             model.get_parameters(), "pooled")
+        # always said: on CPUs with bfloat16 units OpenVINO would otherwise pick bfloat16
+        config = {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": self.streams,
+                  "PERFORMANCE_HINT": "THROUGHPUT" if self.streams > 1 else "LATENCY",
+                  "INFERENCE_PRECISION_HINT": _OV_PRECISION[self.dtype]}
+        compiled = self._core.compile_model(model, "CPU", config)
+        ports = {o.get_any_name(): o for o in compiled.outputs}
+        return _Compiled(compiled, [compiled.create_infer_request()
+                                    for _ in range(self.streams)], ports)
+
+    def outputs(self) -> list[str]:
+        """The outputs of the graph compiled at open (the pooled ones where the graph has them)."""
+        c = self._compiled[bool(self.pooled)]
+        if self.backend == "onnx":
+            return [o.name for o in c.runner.get_outputs()]
+        return list(c.ports)
 
     def precision(self) -> str:
         """The precision the runtime really computes in (OpenVINO's compiled
         ``INFERENCE_PRECISION_HINT``; ONNX Runtime's CPU provider: f32)."""
         if self.backend == "onnx":
             return "f32"
-        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type
+        compiled = self._compiled[bool(self.pooled)].runner
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type
         return str(hint.to_string() if hasattr(hint, "to_string") else hint)
 
     def run(self, names: list[str], feeds: dict[str, np.ndarray],
             slot: int = 0) -> list[np.ndarray]:
         """The named outputs for one batch; ``slot`` is the calling stream's number. OpenVINO's
         arrays live in the request's buffers: use them before that stream's next batch."""
+        c = self._compiled_for(bool(self.pooled) and set(names) <= set(self.pooled))
         if self.backend == "onnx":
-            return list(self._ort.run(names, feeds))
-        request = self._requests[slot]
+            return list(c.runner.run(names, feeds))
+        request = c.requests[slot]
         request.infer(feeds)
-        return [request.get_tensor(self.ports[n]).data for n in names]
+        return [request.get_tensor(c.ports[n]).data for n in names]
+
+
+class _Compiled(SimpleNamespace):
+    """A compiled graph: the runtime's session (``runner``), OpenVINO's infer requests (one per
+    stream) and output ports by name."""
+
+    def __init__(self, runner: Any, requests: list[Any], ports: dict[str, Any]) -> None:
+        super().__init__(runner=runner, requests=requests, ports=ports)
+
+
+def _pruned_onnx(path: Any, names: list[str]) -> bytes:
+    """The ONNX graph at ``path`` with only the outputs ``names`` and the nodes and weights
+    they need (its inputs kept), serialised for ONNX Runtime."""
+    import onnx
+
+    model = onnx.load(str(path))
+    g = model.graph
+    need, nodes = set(names), []
+    for node in reversed(g.node):
+        if any(o in need for o in node.output):
+            nodes.append(node)
+            need.update(_node_inputs(node))
+    outputs = [o for o in g.output if o.name in set(names)]
+    initializers = [t for t in g.initializer if t.name in need]
+    del g.output[:], g.node[:], g.initializer[:]
+    g.output.extend(outputs)
+    g.node.extend(reversed(nodes))
+    g.initializer.extend(initializers)
+    return bytes(model.SerializeToString())
+
+
+def _node_inputs(node: Any) -> set[str]:
+    """The names a node reads, those its subgraphs (If, Loop) read from outside included."""
+    found = {i for i in node.input if i}
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            for inner in sub.node:
+                found |= _node_inputs(inner)
+    return found
 
 
 class ExportedEncoder(TokenizedEncoder):
@@ -129,8 +239,11 @@ class ExportedEncoder(TokenizedEncoder):
     config's cache folder and reused; ``token_budget=None`` is :data:`EXPORTED_TOKEN_BUDGET`
     padded tokens; ``streams``: threads that each run batches (default
     :func:`_default_streams`). A sentence-transformers folder's
-    modules after the pooling run on the runtime's pooled vectors, in torch, exactly as on the
-    torch backend (:meth:`~embedkit.encoders.base.TokenizedEncoder._finish`).
+    modules after the pooling run on the runtime's pooled vectors exactly as on the torch
+    backend (:meth:`~embedkit.encoders.base.TokenizedEncoder._finish`). The tokenizer and
+    config are read from the folder's files without transformers where the export found them
+    alike (:mod:`~embedkit.encoders.tokenizer_file`), so that a run whose poolings come out of
+    the graph imports no torch.
     """
 
     def __init__(self, config: EncoderConfig, streams: int | None = None) -> None:
@@ -145,6 +258,10 @@ class ExportedEncoder(TokenizedEncoder):
         super().__init__(config)
 
     def _load(self, load_path: str) -> Any:
+        self._from_files = has_files(load_path)
+        if self._from_files:  # checked against transformers' once the export is known
+            self.tokenizer = FileTokenizer(load_path)
+            return file_config(load_path)
         self.tokenizer, config = load_tokenizer(load_path, self.name, self.revision)
         return config
 
@@ -158,6 +275,11 @@ class ExportedEncoder(TokenizedEncoder):
             revision=self.revision, padding_side=self.padding_side,
             calibration=self.calibration), self.dtype_name)
         self.has_pooler = self.graph.has_pooler
+        if self._from_files and not self.graph.tokenizer_file:
+            logger.debug("%s: loading transformers' tokenizer (tokenizer.json alone differs)",
+                         self.name)
+            self.tokenizer, self.model_config = load_tokenizer(load_path, self.name,
+                                                               self.revision)
 
     def _run_facts(self) -> dict[str, Any]:
         return {"threads": self.threads, "streams": self.streams,
@@ -197,15 +319,35 @@ class ExportedEncoder(TokenizedEncoder):
         names = [f"hidden_{i}" for i in _layers_to_fetch(pools, self.graph.num_hidden)]
         return names + (["pooler_dense"] if any(p.needs_pooler for p in pools) else [])
 
+    def _in_graph(self, pools: list[Pooling], pool_mask: np.ndarray,
+                  mask: np.ndarray) -> list[Pooling]:
+        """The poolings the graph outputs pooled: those of the export's :data:`GRAPH_POOLINGS`,
+        when the pooling reads the attention mask (not a mask without the prompt's tokens)."""
+        if pool_mask is not mask:
+            return []
+        return [p for p in pools if str(p) in self.graph.pooled]
+
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray, pools: list[Pooling],
                  slot: int = 0) -> dict[str, np.ndarray]:
-        names = self._output_names(pools)
+        pool_mask = self._pool_mask(mask)
+        in_graph = self._in_graph(pools, pool_mask, mask)
+        rest = [p for p in pools if p not in in_graph]
+        names = [pooled_name(p) for p in in_graph] + (self._output_names(rest) if rest else [])
         arrays = self.session.run(names, {"input_ids": input_ids, "attention_mask": mask}, slot)
-        return self._pool(names, arrays, self._pool_mask(mask), pools)
+        # copies: OpenVINO's arrays are the request's buffers
+        out = {str(p): np.array(a, dtype=np.float32)
+               for p, a in zip(in_graph, arrays, strict=False)}
+        if rest:
+            k = len(in_graph)
+            out.update(self._pool(names[k:], arrays[k:], pool_mask, rest))
+        return out
 
     def _pool(self, names: list[str], arrays: list[np.ndarray], mask: np.ndarray,
               pools: list[Pooling]) -> dict[str, np.ndarray]:
-        """The registered poolings on the graph's outputs, seen as a transformers output."""
+        """The registered poolings on the graph's outputs, seen as a transformers output (in
+        torch, imported here: only poolings the graph does not output come this way)."""
+        import torch
+
         n = self.graph.num_hidden
         want_pooler = "pooler_dense" in names
         got = {name: torch.from_numpy(a) for name, a in zip(names, arrays, strict=True)}
@@ -243,4 +385,4 @@ def _open(threads: int, streams: int, export: Any,
         return graph, _Session(graph, threads, streams, dtype)
 
 
-__all__ = ["EXPORTED_TOKEN_BUDGET", "ExportedEncoder", "output_names"]
+__all__ = ["EXPORTED_TOKEN_BUDGET", "GRAPH_POOLINGS", "ExportedEncoder", "output_names"]

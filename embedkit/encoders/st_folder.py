@@ -308,9 +308,12 @@ class STFolder:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """The modules after the pooling on float32 ``(n, d)`` vectors, in torch float32 (as
-        sentence-transformers computes them)."""
+        sentence-transformers computes them); a tail of Normalize modules only runs in numpy
+        (torch's ``F.normalize``: each row over ``max(norm, 1e-12)``), importing no torch."""
         if not self.tail:
             return x
+        if all(m.kind == "Normalize" for m in self.tail):
+            return _normalize(np.ascontiguousarray(x, dtype=np.float32))
         import torch
         import torch.nn.functional as F
 
@@ -331,6 +334,16 @@ class STFolder:
                 "modules_after_pooling": [m.describe() for m in self.tail],
                 "truncate_dim": self.truncate_dim, "similarity": self.similarity,
                 "digest": self.digest}
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    """Rows over their L2 norm, at least 1e-12, in float32 (``torch.nn.functional.normalize``).
+
+    >>> _normalize(np.array([[3.0, 4.0], [0.0, 0.0]], np.float32)).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    norm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))[:, None]
+    return np.asarray(x / np.maximum(norm, np.float32(1e-12)), dtype=np.float32)
 
 
 def _unsupported(folder: Path, what: str) -> UnsupportedModuleError:

@@ -188,9 +188,11 @@ class STSEvaluator:
         binary: Hamming similarity of the bits). This is the one place where a chain's output
         becomes scores, so bench and diagnose score quantisers alike.
         """
-        from embedkit.postprocess.quantize import quantizer_of
+        quant = None
+        if transform is not None:  # scikit-learn is imported for runs with a chain only
+            from embedkit.postprocess.quantize import quantizer_of
 
-        quant = quantizer_of(transform) if transform is not None else None
+            quant = quantizer_of(transform)
         apply = getattr(transform, "transform", transform)
         if quant is not None:
             similarity = quant.similarity

@@ -1,6 +1,8 @@
 """Cosine similarity and rank correlations, computed as the published STS numbers are.
 
-Spearman is scipy's (ties get average ranks, which matters with binary labels); cosine is
+Spearman and Pearson are scipy's (``scipy.stats.spearmanr``: ties get average ranks, which
+matters with binary labels; ``pearsonr``), computed as scipy computes them in numpy (importing
+``scipy.stats`` takes about a second, most of a short run's start-up); cosine is
 taken in float64 on L2-normalised vectors; a zero vector has cosine 0 with everything. A model
 folder may declare another similarity (sentence-transformers' ``similarity_fn_name``: dot,
 euclidean, manhattan), scored as sentence-transformers does (:func:`similarity_scores`).
@@ -15,13 +17,11 @@ euclidean, manhattan), scored as sentence-transformers does (:func:`similarity_s
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
 
 from embedkit.encoders.st_folder import SIMILARITIES
 from embedkit.errors import ConfigError
@@ -103,23 +103,49 @@ def similarity_scores(a: np.ndarray, b: np.ndarray, similarity: str = "cosine") 
     return np.asarray(np.round(out / scale, _COSINE_DECIMALS) * scale)
 
 
-def _corr(fn: Callable[[np.ndarray, np.ndarray], Any], x: ArrayLike, y: ArrayLike) -> float:
+def _corr(fn: Callable[[np.ndarray, np.ndarray], float], x: ArrayLike, y: ArrayLike) -> float:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return float("nan")  # undefined for constant input; reported as NaN, never a warning
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(fn(x, y)[0])
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")  # as scipy propagates NaN
+    return fn(x, y)
+
+
+def average_ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties given their average rank (``scipy.stats.rankdata``'s ``average``).
+
+    >>> average_ranks(np.array([10.0, 20.0, 10.0, 5.0])).tolist()
+    [2.5, 4.0, 2.5, 1.0]
+    """
+    sorter = np.argsort(a, kind="mergesort")
+    inv = np.empty(sorter.size, dtype=np.intp)
+    inv[sorter] = np.arange(sorter.size, dtype=np.intp)
+    ordered = a[sorter]
+    obs = np.r_[True, ordered[1:] != ordered[:-1]]
+    dense = obs.cumsum()[inv]
+    count = np.r_[np.nonzero(obs)[0], len(obs)]
+    return np.asarray(0.5 * (count[dense] + count[dense - 1] + 1), dtype=np.float64)
+
+
+def _pearson_r(x: np.ndarray, y: np.ndarray) -> float:
+    """scipy's ``pearsonr`` statistic: centred, each scaled by its largest value before its
+    norm (no overflow), the dot product clipped to [-1, 1]."""
+    xm, ym = x - x.mean(), y - y.mean()
+    xmax, ymax = np.abs(xm).max(), np.abs(ym).max()
+    normxm = xmax * np.linalg.norm(xm / xmax)
+    normym = ymax * np.linalg.norm(ym / ymax)
+    return float(np.clip(np.dot(xm / normxm, ym / normym), -1.0, 1.0))
 
 
 def spearman(x: ArrayLike, y: ArrayLike) -> float:
     """Spearman's rho with average ranks for ties (``scipy.stats.spearmanr``)."""
-    return _corr(stats.spearmanr, x, y)
+    return _corr(lambda a, b: _pearson_r(average_ranks(a), average_ranks(b)), x, y)
 
 
 def pearson(x: ArrayLike, y: ArrayLike) -> float:
     """Pearson's r (``scipy.stats.pearsonr``)."""
-    return _corr(stats.pearsonr, x, y)
+    return _corr(_pearson_r, x, y)
 
 
 def _undefined_reason(scores: ArrayLike, labels: ArrayLike,

@@ -44,6 +44,7 @@ from sklearn.pipeline import Pipeline
 from embedkit.errors import ConfigError
 from embedkit.postprocess.affine import pipeline_steps
 from embedkit.postprocess.files import TRANSFORM_FORMATS, FixedTransform, load_transform
+from embedkit.postprocess.options import PostOptions
 from embedkit.postprocess.projection import PCA, Normalize, RandomProjection, Truncate
 from embedkit.postprocess.quantize import (
     QUANTIZE_KEY,
@@ -54,28 +55,11 @@ from embedkit.postprocess.quantize import (
 )
 from embedkit.postprocess.whitening import Whitening
 
-__all__ = ["Key", "register_step", "unregister_step", "step_names",
+__all__ = ["Key", "PostOptions", "register_step", "unregister_step", "step_names",
            "parse_post", "describe_post", "resolve_post", "pipeline_learns", "random_seeds"]
 
 _DEFAULT_EPS = 1e-6
 _DEFAULT_RP_EPS = 0.1
-
-
-@dataclass(frozen=True)
-class PostOptions:
-    """What every runner that fits postprocessors takes (bench, sweep, diagnose, index eval,
-    whiten): postprocessor chains (specs of :func:`~embedkit.postprocess.parse_post`, or a saved
-    transform file's path, as :func:`~embedkit.postprocess.resolve_post` tells them apart), what
-    they are fitted on, and whether a saved map fitted for another model or pooling is used
-    anyway (``force``). ``fit_on``: ``task`` (every split of the task), a split name, a file
-    of sentences, or what the runner fits on besides (``corpus``, ``TASK:SPLIT`` lists);
-    ``fit_unique``: unique sentences instead of every occurrence. A runner that makes its own
-    chains (sweep, whiten) leaves ``chains`` empty."""
-
-    chains: tuple[str, ...] = ()
-    fit_on: str = "task"
-    fit_unique: bool = False
-    force: bool = False
 
 
 @dataclass(frozen=True)

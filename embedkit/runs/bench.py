@@ -15,11 +15,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from sklearn.base import clone
-from sklearn.pipeline import Pipeline
 
 from embedkit.data import DataOptions, PairSplit, parse_tasks
 from embedkit.data.registry import get_task
@@ -31,18 +29,7 @@ from embedkit.encoders.st_folder import SIMILARITIES
 from embedkit.errors import ConfigError
 from embedkit.evaluation import PRIMARY_METRIC, STSEvaluator, aggregate, lookup, undefined_scores
 from embedkit.evaluation.evaluator import declared_similarity
-from embedkit.postprocess import (
-    bytes_per_vector,
-    check_chain_files,
-    describe_post,
-    parse_post,  # noqa: F401 (the doctests use it)
-    pipeline_learns,
-    random_seeds,
-    resolve_post,
-)
-from embedkit.postprocess.checks import check_post_chains
-from embedkit.postprocess.quantize import scored_output
-from embedkit.postprocess.spec import PostOptions
+from embedkit.postprocess.options import PostOptions
 from embedkit.runs.pair_extras import PairExtras, load_selection, score_extras
 from embedkit.runs.record import (
     add_timings,
@@ -53,6 +40,9 @@ from embedkit.runs.record import (
     truncation_counts,
 )
 from embedkit.aliases import JSONDict, StrPath
+
+if TYPE_CHECKING:  # scikit-learn and the postprocessors are imported for runs with chains
+    from sklearn.pipeline import Pipeline
 
 
 @dataclass
@@ -93,8 +83,8 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     named_pools = list(dict.fromkeys(Pooling(p) for p in (poolings or ())))
     specs = _task_specs(tasks)
     # a chain, or a saved transform file as index build takes it (PATH.safetensors)
-    pipes = [(describe_post(p), p) for p in (resolve_post(c) for c in posts.chains)]
-    need_fit = any(pipeline_learns(p) for _, p in pipes)
+    pipes = _resolve_chains(posts.chains)
+    need_fit = _learns(pipes)
     evaluator = STSEvaluator(specs, [canonical_split(s) for s in (splits or ())] or None,
                              protocol=protocol, max_length=max_length, data_dir=data.data_dir,
                              source=data.source, skip_invalid=data.skip_invalid)
@@ -108,11 +98,8 @@ def run_bench(encoder: SentenceEncoder | EncoderConfig | str,
     enc = as_encoder(encoder)
     sim = similarity or declared_similarity(enc)
     pools = named_pools or [enc.default_pooling]
-    post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools,
-                                   force=posts.force)
-    for spec in specs:  # k against d (and rp:k=auto against each task's fit sentences)
-        fit = fits.get(spec.name)
-        check_post_chains(pipes, enc.dim, len(fit.sentences) if fit is not None else None)
+    post_files = _check_chains(pipes, enc, pools, posts.force,
+                               {s.name: fits.get(s.name) for s in specs})
     rows = {str(p): _Row(str(p), p) for p in pools}
     rows.update({f"{p} + {label}": _Row(f"{p} + {label}", p, label, pipe)
                  for p in pools for label, pipe in pipes})
@@ -241,6 +228,39 @@ def _task_specs(tasks: Sequence[str | TaskSpec] | str | None) -> list[TaskSpec]:
     return [t if isinstance(t, TaskSpec) else get_task(t) for t in tasks]
 
 
+def _resolve_chains(chains: Sequence[str]) -> list[tuple[str, Pipeline]]:
+    """``(label, pipeline)`` per chain (postprocess, and scikit-learn, imported only for some)."""
+    if not chains:
+        return []
+    from embedkit.postprocess import describe_post, resolve_post
+
+    return [(describe_post(p), p) for p in (resolve_post(c) for c in chains)]
+
+
+def _learns(pipes: list[tuple[str, Pipeline]]) -> bool:
+    if not pipes:
+        return False
+    from embedkit.postprocess import pipeline_learns
+
+    return any(pipeline_learns(p) for _, p in pipes)
+
+
+def _check_chains(pipes: list[tuple[str, Pipeline]], enc: SentenceEncoder, pools: list[Pooling],
+                  force: bool, fits: dict[str, FitSentences | None]) -> dict[str, JSONDict]:
+    """The chains' saved files checked against the encoder (returned for the record), and each
+    chain's k against d (and rp:k=auto against each task's fit sentences)."""
+    if not pipes:
+        return {}
+    from embedkit.postprocess import check_chain_files
+    from embedkit.postprocess.checks import check_post_chains
+
+    post_files = check_chain_files(pipes, model=enc.identity, dim=enc.dim, poolings=pools,
+                                   force=force)
+    for fit in fits.values():
+        check_post_chains(pipes, enc.dim, len(fit.sentences) if fit is not None else None)
+    return post_files
+
+
 def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, rows: list[_Row],
                 fit: FitSentences | None, similarity: str = "cosine",
                 extra: tuple[PairExtras, dict[str, PairSplit]] | None = None) -> dict[str, Any]:
@@ -263,6 +283,10 @@ def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, r
         transform = decoded = None
         row.bytes_per_vector = 4 * int(v.shape[1])
         if row.pipe is not None:
+            from sklearn.base import clone
+
+            from embedkit.postprocess import bytes_per_vector
+
             # A fixed chain learns nothing: fitting it on the vectors only checks d.
             fitted = clone(row.pipe).fit(fit_vecs.get(str(row.pooling), v))
             transform = fitted.transform  # a quantiser's codes: score_task decodes them
@@ -281,6 +305,8 @@ def _bench_task(evaluator: STSEvaluator, spec: TaskSpec, enc: SentenceEncoder, r
 
 def _scored_vectors(fitted: Pipeline, X: np.ndarray) -> np.ndarray:
     """A fitted chain's output as scores see it (a quantiser's codes decoded)."""
+    from embedkit.postprocess.quantize import scored_output
+
     return scored_output(fitted, X)[0]
 
 
@@ -327,9 +353,14 @@ def _seed_settings(pipes: Sequence[tuple[str, Pipeline]]) -> dict[str, Any]:
     """``seeds``: per chain with a random step, each such step's seed (the one its fit used);
     ``seed``: the one seed when every random step shares it, else None (none, or several).
 
+    >>> from embedkit.postprocess import parse_post
     >>> _seed_settings([("rp", parse_post("rp:k=4,seed=3")), ("pca", parse_post("pca"))])
     {'seeds': {'rp': {'rp:k=4,kind=gaussian,seed=3': 3}}, 'seed': 3}
     """
+    if not pipes:
+        return {"seeds": {}, "seed": None}
+    from embedkit.postprocess import random_seeds
+
     seeds = {label: found for label, pipe in pipes if (found := random_seeds(pipe))}
     distinct = {v for found in seeds.values() for v in found.values()}
     return {"seeds": seeds, "seed": distinct.pop() if len(distinct) == 1 else None}

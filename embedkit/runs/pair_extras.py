@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,7 +27,9 @@ from embedkit.data.loading import DataOptions, task_splits
 from embedkit.data.spec import TaskSpec
 from embedkit.evaluation.bootstrap import bootstrap_interval
 from embedkit.evaluation.classification import SIMILARITIES, calibrated_scores, pair_similarities
-from embedkit.postprocess import RunningMoments, WhiteningFamily
+
+if TYPE_CHECKING:
+    from embedkit.postprocess import RunningMoments
 
 __all__ = ["PairExtras", "load_selection", "score_extras", "selection_split",
            "setting_classification"]
@@ -140,6 +142,8 @@ def setting_classification(moments: RunningMoments, setting: dict[str, Any], eps
     fitted on ``moments``): cosine thresholds chosen on the pairs of ``select`` (its vectors
     ``pairs[select.split]``), accuracy / F1 / precision / recall / AP on ``pairs[report_on]``,
     as bench reports them (``PairExtras.classify``)."""
+    from embedkit.postprocess import WhiteningFamily
+
     fam = WhiteningFamily.from_stats(moments, float(setting["beta"]), eps)
     m = fam.map(float(setting["gamma"]), int(setting["k_dim"]))
     x1, x2, labels = pairs[report_on]

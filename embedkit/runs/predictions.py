@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.base import clone
 
 from embedkit.data import DataOptions, PairSplit, get_task, load_task
 from embedkit.data.selection import collect_fit_sentences
@@ -45,7 +43,6 @@ from embedkit.evaluation.evaluator import STSEvaluator, lookup
 from embedkit.evaluation.metrics import cosine_scores, spearman
 from embedkit.evaluation.protocols import get_protocol
 from embedkit.io.atomic import atomic_path, atomic_write_text
-from embedkit.postprocess import describe_post, pipeline_learns, resolve_post
 from embedkit.runs.choices import FORMATS
 from embedkit.aliases import StrPath
 
@@ -59,6 +56,8 @@ def has_pyarrow() -> bool:
 
 def _pair_columns(split: PairSplit, emb1: np.ndarray, emb2: np.ndarray) -> dict[str, list]:
     """The prediction columns of one split from its two sides' (transformed) vectors."""
+    from scipy.stats import rankdata
+
     cos = cosine_scores(emb1, emb2)
     labels = np.asarray(split.labels, dtype=np.float64)
     return {"i": list(range(len(cos))), "sentence1": list(split.sentences1),
@@ -147,6 +146,10 @@ def _fitted_transforms(record: Mapping[str, Any], evaluator: STSEvaluator,
                        encoder: SentenceEncoder, pooling: str, post: str,
                        data: DataOptions) -> dict[str, Transform]:
     """Refit a bench row's chain per task exactly as ``run_bench`` did (same fit sentences)."""
+    from sklearn.base import clone
+
+    from embedkit.postprocess import describe_post, pipeline_learns, resolve_post
+
     settings = record.get("settings") or {}
     chains = {describe_post(p): p for p in (resolve_post(c) for c in settings.get("post") or ())}
     if post not in chains:

@@ -64,3 +64,20 @@ def test_rewriting_a_folder_keeps_its_modules(tiny_model_dir, tmp_path):
     np.testing.assert_allclose(st_vectors(out, texts), (full[:, :8] + 1) @ kernel, atol=1e-5)
     np.testing.assert_allclose(Encoder(str(out), cache=None).encode(texts, max_length=32),
                                st_vectors(out, texts), atol=1e-5)
+
+
+def test_a_normalize_tail_runs_in_numpy_as_torch(tmp_path):
+    """Normalize after the pooling is computed in numpy (no torch import on the exported
+    backends), as torch's F.normalize: rows over max(norm, 1e-12), zero rows stay zero."""
+    import numpy as np
+    import torch
+
+    from embedkit.encoders.st_folder import STFolder, _STModule
+
+    st = STFolder(tmp_path, "", "mean", tail=(_STModule("Normalize", "2_Normalize"),))
+    x = np.random.default_rng(0).normal(size=(20, 48)).astype(np.float32) * 30
+    x[3] = 0.0
+    want = torch.nn.functional.normalize(torch.from_numpy(x), p=2, dim=-1).numpy()
+    got = st.apply(x)
+    assert got.dtype == np.float32 and np.abs(got - want).max() < 1e-6
+    assert not got[3].any()

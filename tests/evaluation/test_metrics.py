@@ -116,3 +116,37 @@ def test_similarity_scores_as_sentence_transformers():
     assert SimilarityFunction("dot").value == "dot"
     labels = rng.integers(0, 5, size=30)
     assert pair_scores(a, b, labels, "dot")["spearman"] != pair_scores(a, b, labels)["spearman"]
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_continuous_scores_and_nan_match_scipy(seed):
+    """Spearman and Pearson are computed in numpy as scipy computes them (no scipy.stats
+    import on a run's path): continuous scores against graded labels, and NaN propagated."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=500)
+    y = np.round(x + rng.normal(size=500), 0)
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-13)
+    assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-13)
+    x[3] = np.nan
+    assert math.isnan(spearman(x, y)) and math.isnan(pearson(x, y))
+
+
+def test_metrics_import_no_scipy():
+    import subprocess
+    import sys
+
+    code = "import sys, embedkit.evaluation.metrics; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60, env=_env())
+    assert out.stdout.strip() == "False"
+
+
+def _env() -> dict:
+    """This checkout first on the path (the installed package may be another checkout)."""
+    import os
+    from pathlib import Path
+
+    import embedkit
+
+    root = str(Path(embedkit.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}

@@ -11,11 +11,11 @@ import pytest
 
 import embedkit
 from embedkit.data import DataOptions
+from embedkit.postprocess.options import PostOptions
 from embedkit.runs.diagnose import DiagnoseOptions
 from embedkit.runs.index_eval import IndexEvalOptions, QualityOptions
 from embedkit.runs.sweep import SweepOptions
 from embedkit.runs.whiten import WhitenSettings
-from embedkit.postprocess.spec import PostOptions
 
 PACKAGE = Path(embedkit.__file__).parent
 
@@ -36,7 +36,7 @@ def _class_fields(name: str) -> list[str]:
 
 @pytest.mark.parametrize("name", ["fit_unique", "fit_on"])
 def test_post_fields_live_in_post_options(name):
-    assert _class_fields(name) == ["postprocess/spec.py:PostOptions"]
+    assert _class_fields(name) == ["postprocess/options.py:PostOptions"]
 
 
 @pytest.mark.parametrize("cls", [DiagnoseOptions, SweepOptions, IndexEvalOptions,
