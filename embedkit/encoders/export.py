@@ -228,7 +228,7 @@ def _build(tmp: Path, model_path: str, key: dict[str, Any], revision: str | None
         _check_exact(raw, model, form)
     backend, quantize = key["backend"], key["quantize"]
     job = _static_job(calibration, model_path, key,
-                      output_names(len(expected) - int(has_pooler), has_pooler))
+                      output_names(num_hidden, has_pooler))
     if backend == "onnx":
         how = _finish_onnx(raw, tmp / "model.onnx", model.config, quantize, probe, expected, job)
     else:
