@@ -102,8 +102,10 @@ class EncoderConfig:
         None, 'text put before every sentence, e.g. "query: " (default: the prompt the model '
         "folder declares, else none)", metavar="TEXT")
     token_budget: int | None = setting(
-        _DEFAULT_TOKEN_BUDGET, "padded tokens per batch (None: the backend's default; 0: by "
-        "sentence count)", flag=False)
+        _DEFAULT_TOKEN_BUDGET, "padded tokens per batch (sentences x the longest one's "
+        "tokens), so short sentences go in large batches; 0: batches of batch-size "
+        "sentences (default: 4096 on onnx and openvino, 16384 on cuda, 0 on torch's cpu)",
+        metavar="N")
     instruction: str | None = setting(
         None, "task for instruction-following embedders (Qwen3-Embedding, gte-Qwen2), put "
         'before the text as "Instruct: TEXT\\nQuery: " (or the template the folder\'s query '

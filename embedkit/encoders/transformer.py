@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from embedkit.encoders.base import (
+    OnBatch,
     TokenizedEncoder,
     default_token_budget,
     quiet_loading,
@@ -229,14 +230,14 @@ class TransformerEncoder(TokenizedEncoder):
         return {"versions": {"torch": torch.__version__}}
 
     def _run(self, texts: list[str], pools: list[Pooling], max_length: int,
-             batch_size: int) -> dict[str, np.ndarray]:
+             batch_size: int, on_batch: OnBatch | None = None) -> dict[str, np.ndarray]:
         """As the base class, with torch's intra-op threads set for the call only (torch and
         FAISS share one OpenMP pool: a setting left behind would change FAISS's too)."""
         before = torch.get_num_threads()
         if self.threads != before:
             torch.set_num_threads(self.threads)
         try:
-            return super()._run(texts, pools, max_length, batch_size)
+            return super()._run(texts, pools, max_length, batch_size, on_batch)
         finally:
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)
