@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ContextManager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -465,7 +465,7 @@ class TokenizedEncoder:
         return out
 
     def _batches(self, texts: list[str], max_length: int,
-                 batch_size: int) -> ContextManager[Iterator[Batch]]:
+                 batch_size: int) -> contextlib.AbstractContextManager[Iterator[Batch]]:
         """The call's padded batches, in the order they run: made by a background thread,
         :data:`PIPELINE_CHUNK` sentences tokenised at a time, when the call has more sentences
         than a chunk (:attr:`pipeline_chunk`); else all tokenised first, here. Close it (a

@@ -28,7 +28,6 @@ import numpy as np
 
 from embedkit.errors import ConfigError
 
-
 T = TypeVar("T")
 
 

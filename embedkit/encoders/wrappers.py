@@ -9,7 +9,8 @@ mteb stacks its cache and compression wrappers around a model:
   :class:`~embedkit.errors.WorkKept`, so a rerun resumes; vectors that are not finite (NaN or
   inf) are an error, never scored or cached;
 - :class:`MeteredEncoder`: counts and times what reaches the model and reports progress (a bar
-  on a terminal, periodic log lines otherwise).
+  on a terminal, periodic log lines otherwise), after each batch where the model reports its
+  batches (``on_batch``).
 
 Both share one :class:`EncodeStats`, which :func:`encode_stats` reads for a run record.
 
@@ -53,7 +54,7 @@ _CACHE_CHUNK = 4096   # at most this many sentences encoded between two cache co
 _COMMIT_SECONDS = 10.0  # and at most this many seconds (a model call lasts about half of it)
 PROGRESS_MIN = 2000  # report progress from this many sentences to encode
 LOG_EVERY = 30.0     # seconds between two progress log lines when stderr is not a terminal
-_STEP_BATCHES = 16    # batches per model call, so that progress moves at least this often
+_STEP_BATCHES = 16    # batches per model call of an encoder that takes no on_batch callback
 
 
 @dataclass
@@ -140,7 +141,7 @@ def _duration(seconds: float) -> str:
 
 class _Progress:
     """A tqdm bar on a terminal; otherwise INFO log lines: one when encoding starts, one after
-    the first step (rate and time left from the first minute on), then one every
+    the first update (a batch; rate and time left from the first minute on), then one every
     :data:`LOG_EVERY` seconds and one at the end."""
 
     def __init__(self, total: int, show: bool | None, name: str = "") -> None:
