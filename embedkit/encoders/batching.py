@@ -150,7 +150,7 @@ class Prefetch(Generic[T]):
             if item.error is not None:
                 raise item.error
             raise StopIteration
-        return item  # type: ignore[no-any-return]
+        return item
 
     def close(self) -> None:
         """Stop the producer (after the item it is making) and wait for it."""
