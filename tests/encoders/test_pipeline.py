@@ -128,6 +128,34 @@ def test_metered_keeps_steps_for_an_encoder_without_on_batch():
     assert out.ravel().tolist() == [len(t) for t in texts]
 
 
+def test_no_cache_is_one_model_call(torch_encoder, texts, tmp_path):
+    """Without a cache nothing is committed between pieces: one call of the model, whatever the
+    cache chunk; with a cache, a first piece of two batches (it times the pieces after it)."""
+    from embedkit.encoders.cache import EmbeddingCache
+
+    calls: list[int] = []
+    real = torch_encoder.encode_multi
+
+    class Spy:
+        name, identity, default_pooling, dim, batch_size = "spy", "spy@1", "cls", 32, 4
+
+        def describe(self):
+            return {"dtype": "float32"}
+
+        def encode_multi(self, sentences, poolings, *, max_length=64, on_batch=None,
+                         **options):
+            calls.append(len(sentences))
+            return real(sentences, poolings, max_length=max_length, on_batch=on_batch,
+                        **options)
+
+    CachedEncoder(MeteredEncoder(Spy(), progress=False), cache=None, chunk=8).encode(texts)
+    assert calls == [70]
+    calls.clear()
+    CachedEncoder(MeteredEncoder(Spy(), progress=False), EmbeddingCache(tmp_path / "c"),
+                  chunk=64).encode(texts)
+    assert calls[0] == 8 and sum(calls) == 70
+
+
 def test_stats_are_unchanged_by_the_callback(tiny_model_dir, texts):
     enc = EncoderConfig(str(tiny_model_dir), cache=False, progress=False).build()
     enc.encode(texts + texts[:5], "cls", batch_size=4)
