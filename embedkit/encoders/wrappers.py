@@ -249,7 +249,14 @@ class MeteredEncoder(EncoderWrapper):
         after each of its batches (``per_batch``: the encoder takes ``on_batch``)."""
         display = self._display
         if per_batch and display is not None:
-            options = {**options, "on_batch": display.update}
+            theirs = options.get("on_batch")  # a caller's own callback is called too
+
+            def moved(n: int) -> None:
+                display.update(n)
+                if theirs is not None:
+                    theirs(n)
+
+            options = {**options, "on_batch": moved}
         t0 = time.perf_counter()
         out = self.inner.encode_multi(sentences, poolings, max_length=max_length, **options)
         self.stats.encoded += len(sentences)

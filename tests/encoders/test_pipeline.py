@@ -157,10 +157,13 @@ def test_no_cache_is_one_model_call(torch_encoder, texts, tmp_path):
 
 
 def test_stats_are_unchanged_by_the_callback(tiny_model_dir, texts):
-    enc = EncoderConfig(str(tiny_model_dir), cache=False, progress=False).build()
-    enc.encode(texts + texts[:5], "cls", batch_size=4)
+    enc = EncoderConfig(str(tiny_model_dir), cache=False, progress=False,
+                        token_budget=0).build()
+    mine: list[int] = []
+    enc.encode(texts + texts[:5], "cls", batch_size=4, on_batch=mine.append)
     s = encode_stats(enc)
     assert (s["sentences"], s["unique_sentences"], s["encoded"]) == (75, 70, 70)
+    assert mine == [4] * 17 + [2]  # a caller's callback goes through the stack, with progress
 
 
 # -- the pipeline -----------------------------------------------------------------------------
