@@ -152,7 +152,8 @@ class _Once(argparse.Action):
 
 #: the parsers of the model options whose values are not plain strings (by field name)
 _MODEL_OPTION_TYPES: dict[str, Callable[[str], Any]] = {
-    "batch_size": positive_int, "threads": thread_count, "truncate_dim": positive_int}
+    "batch_size": positive_int, "threads": thread_count, "truncate_dim": positive_int,
+    "token_budget": int_at_least(0, "0 (batches of --batch-size sentences) or more")}
 
 
 def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,

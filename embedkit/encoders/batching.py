@@ -18,11 +18,17 @@ per-call overhead of tiny products is paid. Every sentence is in exactly one bat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from embedkit.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int,
@@ -84,3 +90,81 @@ def _padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> 
     24
     """
     return sum(len(b) * max(int(lengths[i]) for i in b) for b in batches if b)
+
+
+class _End:
+    """What the producer of a :class:`Prefetch` queues last: the end, or the error it raised."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class Prefetch(Generic[T]):
+    """The items of an iterator, made ahead by a background thread, at most ``depth`` waiting
+    (how the next batches are tokenised and padded while the model runs the current one).
+
+    Items come in the iterator's order; several threads may take them at once. An error the
+    iterator raises is raised by the ``next`` that reaches its place (and every later one).
+    :meth:`close` (the ``with`` block's end, also on an error or an interrupt) stops the thread
+    and waits for it: no thread is left behind.
+
+    >>> with Prefetch(iter(range(5)), depth=2) as items:
+    ...     list(items)
+    [0, 1, 2, 3, 4]
+    """
+
+    def __init__(self, items: Iterable[T], depth: int = 4,
+                 name: str = "embedkit-prefetch") -> None:
+        self._items = iter(items)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put(item):
+                    return
+            self._put(_End())
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put(_End(e))
+
+    def _put(self, item: Any) -> bool:
+        """Queue ``item`` unless :meth:`close` was called (False then)."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        item = self._queue.get()
+        if isinstance(item, _End):
+            self._queue.put_nowait(item)  # for the other consumers: one was just taken
+            if item.error is not None:
+                raise item.error
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        """Stop the producer (after the item it is making) and wait for it."""
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join()
+
+    def __enter__(self) -> Prefetch[T]:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -31,8 +31,8 @@ if TYPE_CHECKING:  # the backends are imported where an encoder is built
 
 _INT8_ON_TORCH = ("int8 runs on the onnx or openvino backend, not on torch: choose one of "
                  "those backends, or no quantisation")
-#: padded tokens per batch: None is each backend's default (by sentence count on the cpu's
-#: torch, a budget on a GPU and on the exported backends), 0 always by sentence count
+#: padded tokens per batch: None is each backend's default (a budget, larger on a GPU), 0
+#: always by sentence count
 _DEFAULT_TOKEN_BUDGET: int | None = None
 
 
@@ -131,8 +131,10 @@ class EncoderConfig:
         None, 'text put before every sentence, e.g. "query: " (default: the prompt the model '
         "folder declares, else none)", metavar="TEXT")
     token_budget: int | None = setting(
-        _DEFAULT_TOKEN_BUDGET, "padded tokens per batch (None: the backend's default; 0: by "
-        "sentence count)", flag=False)
+        _DEFAULT_TOKEN_BUDGET, "padded tokens per batch (sentences x the longest one's "
+        "tokens), so short sentences go in large batches; 0: batches of batch-size "
+        "sentences (default: 4096 on the cpu, 16384 on cuda)",
+        metavar="N")
     instruction: str | None = setting(
         None, "task for instruction-following embedders (Qwen3-Embedding, gte-Qwen2), put "
         'before the text as "Instruct: TEXT\\nQuery: " (or the template the folder\'s query '

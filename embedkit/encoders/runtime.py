@@ -21,14 +21,20 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embedkit.encoders.base import EXPORTED_TOKEN_BUDGET, TokenizedEncoder, load_tokenizer
+from embedkit.encoders.base import (
+    EXPORTED_TOKEN_BUDGET,
+    Batch,
+    OnBatch,
+    TokenizedEncoder,
+    load_tokenizer,
+)
 from embedkit.encoders.choices import available_cores
 from embedkit.encoders.export import (
     GRAPH_POOLINGS,
@@ -290,27 +296,44 @@ class ExportedEncoder(TokenizedEncoder):
                 "versions": runtime_versions(self.backend)}
 
     def _run(self, texts: list[str], pools: list[Pooling], max_length: int,
-             batch_size: int) -> dict[str, np.ndarray]:
-        """As the base class, with the batches shared out among the session's streams (batch j
-        goes to stream j mod streams; longest first, so the streams get alike work)."""
+             batch_size: int, on_batch: OnBatch | None = None) -> dict[str, np.ndarray]:
+        """As the base class, with the batches shared out among the session's streams: each
+        stream takes the next batch when it is done with its last (longest first, so the last
+        batches, which end the call, are short). ``on_batch`` is called under the lock the
+        results are stored under, so one stream at a time reports."""
         streams = self.session.streams
         if streams == 1:
-            return super()._run(texts, pools, max_length, batch_size)
-        ids, batches = self._plan(texts, max_length, batch_size)
+            return super()._run(texts, pools, max_length, batch_size, on_batch)
         out: dict[str, np.ndarray] = {}
-        lock = threading.Lock()
+        take, store, stop = threading.Lock(), threading.Lock(), threading.Event()
 
-        def work(slot: int) -> None:
-            for sel in batches[slot::streams]:
-                pooled = self._forward(*self._pad(ids, sel), pools, slot)
-                with lock:
-                    self._store(out, len(texts), sel, pooled)
+        def work(slot: int, batches: Iterator[Batch]) -> None:
+            try:
+                while not stop.is_set():
+                    with take:
+                        item = next(batches, None)
+                    if item is None:
+                        return
+                    pooled = self._forward(item[1], item[2], pools, slot)
+                    with store:
+                        self._store(out, len(texts), item[0], pooled)
+                        if on_batch is not None:
+                            on_batch(len(item[0]))
+            except BaseException:
+                stop.set()  # the other streams stop after their batch
+                raise
 
         before = torch.get_num_threads()
         torch.set_num_threads(1)  # the pooling's few torch operations, in every stream
         try:
-            with ThreadPoolExecutor(streams, thread_name_prefix="embedkit-stream") as pool:
-                list(pool.map(work, range(streams)))  # re-raises a stream's error
+            with self._batches(texts, max_length, batch_size) as batches, \
+                    ThreadPoolExecutor(streams, thread_name_prefix="embedkit-stream") as pool:
+                runs = [pool.submit(work, slot, batches) for slot in range(streams)]
+                try:
+                    for run in runs:
+                        run.result()  # re-raises a stream's error
+                finally:
+                    stop.set()  # an interrupt here: the streams stop after their batch
         finally:
             torch.set_num_threads(before)
         return out

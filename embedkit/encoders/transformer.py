@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from embedkit.encoders.base import (
+    OnBatch,
     TokenizedEncoder,
     default_token_budget,
     quiet_loading,
@@ -188,8 +189,9 @@ class TransformerEncoder(TokenizedEncoder):
     from an :class:`~embedkit.encoders.config.EncoderConfig` (its ``device``: ``cpu``,
     ``cuda``, ``cuda:1`` ... or ``None`` for cuda when available; ``dtype``: the weights';
     ``threads``: torch's intra-op threads, ``None`` for torch's default, the cores available;
-    ``token_budget``: ``None`` cuts batches by sentences on the cpu and by
-    :data:`~embedkit.encoders.base.CUDA_TOKEN_BUDGET` padded tokens on a GPU).
+    ``token_budget``: ``None`` cuts batches by
+    :data:`~embedkit.encoders.base.EXPORTED_TOKEN_BUDGET` padded tokens on the cpu and by
+    :data:`~embedkit.encoders.base.CUDA_TOKEN_BUDGET` on a GPU; 0 by ``batch_size``).
 
     A sentence-transformers folder runs whole (:mod:`embedkit.encoders.st_folder`): its
     Transformer, its Pooling as the default pooling, and its modules after the pooling.
@@ -229,14 +231,14 @@ class TransformerEncoder(TokenizedEncoder):
         return {"versions": {"torch": torch.__version__}}
 
     def _run(self, texts: list[str], pools: list[Pooling], max_length: int,
-             batch_size: int) -> dict[str, np.ndarray]:
+             batch_size: int, on_batch: OnBatch | None = None) -> dict[str, np.ndarray]:
         """As the base class, with torch's intra-op threads set for the call only (torch and
         FAISS share one OpenMP pool: a setting left behind would change FAISS's too)."""
         before = torch.get_num_threads()
         if self.threads != before:
             torch.set_num_threads(self.threads)
         try:
-            return super()._run(texts, pools, max_length, batch_size)
+            return super()._run(texts, pools, max_length, batch_size, on_batch)
         finally:
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)

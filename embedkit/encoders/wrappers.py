@@ -9,7 +9,8 @@ mteb stacks its cache and compression wrappers around a model:
   :class:`~embedkit.errors.WorkKept`, so a rerun resumes; vectors that are not finite (NaN or
   inf) are an error, never scored or cached;
 - :class:`MeteredEncoder`: counts and times what reaches the model and reports progress (a bar
-  on a terminal, periodic log lines otherwise).
+  on a terminal, periodic log lines otherwise), after each batch where the model reports its
+  batches (``on_batch``).
 
 Both share one :class:`EncodeStats`, which :func:`encode_stats` reads for a run record.
 
@@ -31,6 +32,7 @@ Both share one :class:`EncodeStats`, which :func:`encode_stats` reads for a run 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import time
@@ -52,7 +54,7 @@ _CACHE_CHUNK = 4096   # at most this many sentences encoded between two cache co
 _COMMIT_SECONDS = 10.0  # and at most this many seconds (a model call lasts about half of it)
 PROGRESS_MIN = 2000  # report progress from this many sentences to encode
 LOG_EVERY = 30.0     # seconds between two progress log lines when stderr is not a terminal
-_STEP_BATCHES = 16    # batches per model call, so that progress moves at least this often
+_STEP_BATCHES = 16    # batches per model call of an encoder that takes no on_batch callback
 
 
 @dataclass
@@ -139,7 +141,7 @@ def _duration(seconds: float) -> str:
 
 class _Progress:
     """A tqdm bar on a terminal; otherwise INFO log lines: one when encoding starts, one after
-    the first step (rate and time left from the first minute on), then one every
+    the first update (a batch; rate and time left from the first minute on), then one every
     :data:`LOG_EVERY` seconds and one at the end."""
 
     def __init__(self, total: int, show: bool | None, name: str = "") -> None:
@@ -206,10 +208,16 @@ class MeteredEncoder(EncoderWrapper):
 
     def encode_multi(self, sentences: Sequence[str], poolings: Sequence[str], *,
                      max_length: int = 64, **options: Any) -> dict[str, np.ndarray]:
+        """One call of the wrapped encoder when it reports its batches (``on_batch``, as
+        :meth:`~embedkit.encoders.base.TokenizedEncoder.encode_multi` does): progress moves
+        with every batch. Else (an encoder of the protocol alone) steps of
+        :data:`_STEP_BATCHES` batches, one call each, so that progress moves between them."""
         own = self._display is None
         if own:
             self.begin(len(sentences))
         try:
+            if takes_on_batch(self.inner):
+                return self._step(sentences, poolings, max_length, options, per_batch=True)
             step = self._step_size(options)
             if len(sentences) <= step:
                 return self._step(sentences, poolings, max_length, options)
@@ -236,14 +244,50 @@ class MeteredEncoder(EncoderWrapper):
         return max(1, int(batch)) * _STEP_BATCHES
 
     def _step(self, sentences: Sequence[str], poolings: Sequence[str], max_length: int,
-              options: dict[str, Any]) -> dict[str, np.ndarray]:
+              options: dict[str, Any], per_batch: bool = False) -> dict[str, np.ndarray]:
+        """One call of the wrapped encoder, counted and timed; progress moves after it, or
+        after each of its batches (``per_batch``: the encoder takes ``on_batch``)."""
+        display = self._display
+        if per_batch and display is not None:
+            theirs = options.get("on_batch")  # a caller's own callback is called too
+
+            def moved(n: int) -> None:
+                display.update(n)
+                if theirs is not None:
+                    theirs(n)
+
+            options = {**options, "on_batch": moved}
         t0 = time.perf_counter()
         out = self.inner.encode_multi(sentences, poolings, max_length=max_length, **options)
         self.stats.encoded += len(sentences)
         self.stats.seconds += time.perf_counter() - t0
-        if self._display is not None:
-            self._display.update(len(sentences))
+        if display is not None and not per_batch:
+            display.update(len(sentences))
         return out
+
+
+def takes_on_batch(encoder: Any) -> bool:
+    """Whether an encoder's ``encode_multi`` takes ``on_batch`` (a callback after each batch,
+    with its number of sentences), as every :class:`~embedkit.encoders.base.TokenizedEncoder`'s
+    does; an encoder may also declare it with ``takes_on_batch = True``.
+
+    >>> class Old:
+    ...     def encode_multi(self, sentences, poolings, *, max_length=64): ...
+    >>> class New:
+    ...     def encode_multi(self, sentences, poolings, *, max_length=64, on_batch=None): ...
+    >>> takes_on_batch(Old()), takes_on_batch(New())
+    (False, True)
+    """
+    declared = getattr(type(encoder), "takes_on_batch", None)
+    if isinstance(declared, bool):
+        return declared
+    method = getattr(encoder, "encode_multi", None)
+    if method is None:
+        return False
+    try:
+        return "on_batch" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def settings_record(encoder: SentenceEncoder) -> dict[str, Any]:
@@ -357,10 +401,11 @@ class CachedEncoder(EncoderWrapper):
             begin(len(todo))
         pending: list[np.ndarray] = []
         try:
-            # without a cache there is nothing to commit: one call per chunk, as many batches
-            # as MeteredEncoder's steps make; with one, a first piece of two batches
-            first = self.chunk if self.cache is None else min(2 * self._batch(options),
-                                                              self.chunk)
+            # without a cache there is nothing to commit: one call (progress moves with its
+            # batches, and the encoder tokenises the next ones while it runs); with one, a
+            # first piece of two batches, which times the pieces after it
+            first = len(todo) if self.cache is None else min(2 * self._batch(options),
+                                                             self.chunk)
             start, piece, last = 0, first, self.clock()
             while start < len(todo):
                 rows = todo[start:start + piece]

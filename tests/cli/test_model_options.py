@@ -21,7 +21,8 @@ def test_each_flagged_field_is_one_flag_with_its_help():
     flagged = [f for f in dataclasses.fields(EncoderConfig) if f.metadata.get("flag")]
     assert {f.name for f in flagged} == {"revision", "device", "dtype", "lowercase",
                                          "batch_size", "backend", "quantize", "threads",
-                                         "prompt", "instruction", "truncate_dim", "calibration"}
+                                         "prompt", "instruction", "truncate_dim", "calibration",
+                                         "token_budget"}
     for f in flagged:
         action = actions[f.name]
         assert action.option_strings == ["--" + f.name.replace("_", "-")]

@@ -116,3 +116,20 @@ def test_index_eval_threads_are_the_encoders_and_faiss_threads_faiss(monkeypatch
     assert opts.post == PostOptions(("pca:k=4",), "task", False, False)
     args = build_parser().parse_args(["index", "eval", "--faiss-threads", "3"])
     assert _eval_options(args).faiss_threads == 3 and common.encoder_config(args).threads is None
+
+
+def test_token_budget_flag(capsys):
+    """--token-budget N reaches the encoder's settings; 0 is by sentence count; left out, the
+    backend's default (None); a negative count is refused in one line."""
+    args = build_parser().parse_args(["encode", "--corpus", "c.txt", "--out", "o",
+                                      "--token-budget", "2048"])
+    assert common.encoder_config(args).token_budget == 2048
+    args = build_parser().parse_args(["encode", "--corpus", "c.txt", "--out", "o",
+                                      "--token-budget", "0"])
+    assert common.encoder_config(args).token_budget == 0
+    args = build_parser().parse_args(["bench"])
+    assert common.encoder_config(args).token_budget is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--token-budget", "-1"])
+    assert "--token-budget: must be 0 (batches of --batch-size sentences) or more, not -1" in (
+        capsys.readouterr().err)

@@ -21,31 +21,33 @@ def bars_on(monkeypatch):
 
 def test_bench_progress_lines_off_a_terminal(bars_on, tiny_model_dir, spec_file, capsys):
     """--progress with stderr captured (not a terminal): a start line, a line after the first
-    step with done/total, rate and time left, and a last line; every line is embedkit's."""
+    batch with done/total, rate and time left, and a last line; every line is embedkit's."""
     assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
-                 "--pooling", "cls", "--progress", "--batch-size", "2", "--no-cache"]) == 0
+                 "--pooling", "cls", "--progress", "--batch-size", "2", "--token-budget", "0",
+                 "--no-cache"]) == 0
     err = capsys.readouterr().err.splitlines()
-    # 68 distinct sentences, 2 a batch, 16 batches a step: 32, 64, 68
+    # 68 distinct sentences, 2 a batch, progress after each batch (one model call)
     progress = [e for e in err if "encoding" in e]
     assert progress[0] == (f"embedkit: encoding 68 sentences with {tiny_model_dir} "
                            "(progress every 30 s)")
-    assert re.fullmatch(r"embedkit: encoding: 32/68 sentences \(47%\), \d+ sentences/s, "
+    assert re.fullmatch(r"embedkit: encoding: 2/68 sentences \(3%\), \d+ sentences/s, "
                         r"about \d+ s left", progress[1]), progress[1]
     assert re.fullmatch(r"embedkit: encoding: 68/68 sentences \(100%\) in \d+ s, "
                         r"\d+ sentences/s", progress[-1]), progress[-1]
-    assert len(progress) == 3  # the middle step (64/68) comes within LOG_EVERY of the first
+    assert len(progress) == 3  # the batches between come within LOG_EVERY of the first
     assert not any("Loading weights" in e or "it/s" in e for e in err)
     assert all(e.startswith("embedkit: ") for e in err), err
 
 
-def test_progress_every_step_when_due(monkeypatch, tiny_model_dir, spec_file, capsys):
+def test_progress_every_batch_when_due(monkeypatch, tiny_model_dir, spec_file, capsys):
     import embedkit.encoders.wrappers as wrappers
 
     monkeypatch.setattr(wrappers, "LOG_EVERY", 0.0)
     assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
-                 "--pooling", "cls", "--progress", "--batch-size", "2", "--no-cache"]) == 0
+                 "--pooling", "cls", "--progress", "--batch-size", "2", "--token-budget", "0",
+                 "--no-cache"]) == 0
     done = re.findall(r"encoding: (\d+)/68", capsys.readouterr().err)
-    assert done == ["32", "64", "68"]
+    assert done == [str(n) for n in range(2, 69, 2)]  # one line per batch of 2
 
 
 def test_no_progress_lines_for_small_runs(tiny_model_dir, spec_file, capsys):

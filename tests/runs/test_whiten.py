@@ -36,7 +36,7 @@ def occurrences(spec_file, splits=("valid", "test")):
 def test_fit_whitening_chunks_equal_one_fit(wt_model_dir, wt_spec_file):
     sents = occurrences(wt_spec_file)
     # batch size 1: no padding, so a sentence's vector does not depend on its batch
-    enc = Encoder(str(wt_model_dir), cache=None, batch_size=1)
+    enc = Encoder(str(wt_model_dir), cache=None, batch_size=1, token_budget=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RankDeficientWarning)
         a = fit_whitening(enc, "cls", sents, Whitening(gamma=0.5, n_components=20), chunk=7)
@@ -101,7 +101,7 @@ def test_one_runner_over_sentences_or_their_shards(wt_model_dir, wt_spec_file, t
     texts = occurrences(wt_spec_file)  # with repeats: every occurrence counts in both
     corpus = tmp_path / "fit.txt"
     corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    enc = Encoder(str(wt_model_dir), cache=None, batch_size=1)  # vectors free of padding
+    enc = Encoder(str(wt_model_dir), cache=None, batch_size=1, token_budget=0)  # no padding
     run_encode(enc, corpus, tmp_path / "emb", EncodeSettings(shard_size=7, max_length=32),
                pooling="cls")
     settings = WhitenSettings(k=16, max_length=32)
