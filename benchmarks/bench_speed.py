@@ -76,7 +76,6 @@ class SpeedOptions:
     threads: int = 2
     rounds: int = 3
     seed: int = 0
-    token_budget: int = 4096       # the token-budget engine's budget
     data_dir: str | None = None
     st_python: str | None = None   # interpreter for sentence-transformers' engines
     engines: tuple[str, ...] = ()  # names to run (empty: all)
@@ -360,7 +359,7 @@ def run_speed(opts: SpeedOptions, command: str | None = None,
     from embedkit.encoders import resolve_model_path
 
     pairs, sentences = sample_pairs(opts)
-    engines = select_engines(opts.engines, opts.token_budget)
+    engines = select_engines(opts.engines)
     with tempfile.TemporaryDirectory(prefix="embedkit-speed-") as tmp:
         work = Path(tmp)
         (work / "logs").mkdir()
@@ -462,8 +461,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=thread_count, default=d.threads)
     s.add_argument("--rounds", type=positive_int, default=d.rounds)
     s.add_argument("--seed", type=int, default=d.seed)
-    s.add_argument("--token-budget", type=positive_int, default=d.token_budget,
-                   help="the budget of the token-budget torch engine")
     s.add_argument("--st-python", metavar="PYTHON",
                    help="interpreter with sentence-transformers[onnx,openvino] for its engines "
                         "(default: this one)")
@@ -500,7 +497,7 @@ def run_speed_cmd(args: argparse.Namespace) -> int:
         engines = tuple(e.strip() for e in (args.engines or "").split(";") if e.strip())
         opts = SpeedOptions(args.model, args.pairs, args.sentences, args.batch_size,
                             args.max_length, args.threads, args.rounds, args.seed,
-                            args.token_budget, args.data_dir, args.st_python, engines,
+                            args.data_dir, args.st_python, engines,
                             args.cold_bench, args.profile, args.startup)
         from speed_profile import profile_fastest
         from startup_probe import cold_bench, startup_profile

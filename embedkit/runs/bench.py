@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.data import DataOptions, PairSplit, parse_tasks
 from embedkit.data.registry import get_task
 from embedkit.data.selection import FitSentences, collect_fit_sentences
@@ -32,14 +33,13 @@ from embedkit.evaluation.evaluator import declared_similarity
 from embedkit.postprocess.options import PostOptions
 from embedkit.runs.pair_extras import PairExtras, load_selection, score_extras
 from embedkit.runs.record import (
-    add_timings,
     BenchRecord,
+    add_timings,
     data_dir_setting,
     run_record,
     split_summary,
     truncation_counts,
 )
-from embedkit.aliases import JSONDict, StrPath
 
 if TYPE_CHECKING:  # scikit-learn and the postprocessors are imported for runs with chains
     from sklearn.pipeline import Pipeline

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from embedkit.aliases import StrPath
 from embedkit.data import canonical_split
 from embedkit.errors import ConfigError, DataError, MissingFileError
 from embedkit.integrations.mteb_results import (
@@ -53,7 +54,6 @@ from embedkit.integrations.mteb_results import (
 )
 from embedkit.runs.choices import METRICS
 from embedkit.runs.record import BenchRecord, SweepRecord, run_revision
-from embedkit.aliases import StrPath
 
 logger = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.data import DataOptions, PairSplit, parse_tasks
 from embedkit.data.corpus import read_corpus
 from embedkit.data.registry import get_task
@@ -61,7 +62,6 @@ from embedkit.runs.record import (
     split_summary,
     timings,
 )
-from embedkit.aliases import JSONDict, StrPath
 
 __all__ = ["DiagnoseOptions", "run_diagnose", "sweep_dimensions", "mean_present", "row_recall",
            "RETRIEVAL_K"]

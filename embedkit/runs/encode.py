@@ -30,16 +30,15 @@ from typing import Any, cast
 
 import numpy as np
 
+from embedkit.aliases import StrPath
 from embedkit.data.sources import CorpusSource, open_corpus
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.encoders.facts import ModelFacts
 from embedkit.errors import ConfigError
-from embedkit.runs.choices import ENGINES
-from embedkit.runs.encode_ray import ShardDone, ShardJob
-from embedkit.runs.record import run_record, timings
 from embedkit.postprocess import pipeline_learns, resolve_post
 from embedkit.provenance import library_versions
 from embedkit.runs.choices import ENGINES
+from embedkit.runs.encode_ray import ShardDone, ShardJob
 from embedkit.runs.record import EncodeRecord, run_record, timings
 from embedkit.store.encode_folder import (
     MANIFEST,
@@ -56,7 +55,6 @@ from embedkit.store.encode_folder import (
 )
 from embedkit.store.fitted import FittedPost, is_none, prepare_post
 from embedkit.store.recipe import Recipe
-from embedkit.aliases import StrPath
 
 __all__ = ["ENGINES", "EncodeSettings", "run_encode"]
 

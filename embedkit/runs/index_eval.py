@@ -52,8 +52,8 @@ from embedkit.retrieval.tasks import (
 from embedkit.runs.bench import DataOptions
 from embedkit.runs.predictions import row_folder, write_columns
 from embedkit.runs.record import (
-    add_timings,
     IndexEvalRecord,
+    add_timings,
     data_dir_setting,
     refresh_data_source,
     run_record,

@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.data import DataOptions
 from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
@@ -43,7 +44,6 @@ from embedkit.errors import ConfigError, DataError
 from embedkit.integrations.mteb import MtebEncoder, evaluate_local
 from embedkit.postprocess import check_chain_files, describe_post, pipeline_learns, resolve_post
 from embedkit.postprocess.spec import PostOptions
-from embedkit.aliases import JSONDict, StrPath
 
 if TYPE_CHECKING:
     from embedkit.runs.record import BenchRecord

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.aliases import StrPath
 from embedkit.data import DataOptions, PairSplit, get_task, load_task
 from embedkit.data.selection import collect_fit_sentences
 from embedkit.data.spec import TaskSpec
@@ -44,7 +45,6 @@ from embedkit.evaluation.metrics import cosine_scores, spearman
 from embedkit.evaluation.protocols import get_protocol
 from embedkit.io.atomic import atomic_path, atomic_write_text
 from embedkit.runs.choices import FORMATS
-from embedkit.aliases import StrPath
 
 Transform = Callable[[np.ndarray], np.ndarray]
 

@@ -17,9 +17,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from embedkit.aliases import JSONDict, StrPath
 from embedkit.errors import ConfigError
 from embedkit.provenance import library_versions, machine_description
-from embedkit.aliases import JSONDict, StrPath
 
 if TYPE_CHECKING:  # the library is imported where the work is
     from embedkit.data import PairSplit

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.aliases import StrPath
 from embedkit.errors import ConfigError
 from embedkit.evaluation.bootstrap import paired_bootstrap
 from embedkit.evaluation.metrics import spearman
 from embedkit.runs.predictions import read_predictions
-from embedkit.aliases import StrPath
 
 __all__ = ["SUFFIXES", "compare_predictions"]
 

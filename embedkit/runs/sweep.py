@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from embedkit.aliases import JSONDict
 from embedkit.data import PairSplit, load_task, parse_tasks
 from embedkit.data.registry import get_task
 from embedkit.data.selection import collect_fit_sentences
@@ -43,14 +44,13 @@ from embedkit.postprocess.spec import PostOptions, _num  # the number format of 
 from embedkit.runs.bench import DataOptions
 from embedkit.runs.pair_extras import setting_classification
 from embedkit.runs.record import (
-    add_timings,
     SweepRecord,
+    add_timings,
     data_dir_setting,
     run_record,
     split_summary,
     truncation_counts,
 )
-from embedkit.aliases import JSONDict
 
 __all__ = [
     "SweepOptions",

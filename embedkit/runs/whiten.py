@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from embedkit import __version__
+from embedkit.aliases import StrPath
 from embedkit.data.selection import FitSentences, collect_fit_sentences
 from embedkit.encoders import EncoderConfig, Pooling, SentenceEncoder, as_encoder
 from embedkit.encoders.model_card import CardInfo, card_name, read_base_license, render_model_card
@@ -54,7 +55,6 @@ from embedkit.postprocess.spec import PostOptions
 from embedkit.provenance import sha256_text
 from embedkit.runs.bench import DataOptions
 from embedkit.store.encode_folder import EncodeFolder
-from embedkit.aliases import StrPath
 
 __all__ = ["WhitenSettings", "VectorSource", "run_whiten",
            "fit_whitening", "fit_whitening_shards",

@@ -45,7 +45,7 @@ def test_every_engine_is_listed_once_with_its_flags():
     flags = {e.name: e.flags() for e in engines if e.engine == "embedkit"}
     assert flags == {
         "embedkit torch fp32": ["--backend", "torch"],
-        "embedkit torch fp32, token budget 4096": ["--backend", "torch", "--token-budget", "4096"],
+        "embedkit torch fp32, batches of 64": ["--backend", "torch", "--token-budget", "0"],
         "embedkit torch bf16": ["--backend", "torch", "--dtype", "bfloat16"],
         "embedkit onnx fp32": ["--backend", "onnx"],
         "embedkit openvino fp32": ["--backend", "openvino"],
@@ -67,8 +67,7 @@ def test_every_engine_is_listed_once_with_its_flags():
 def test_engines_are_chosen_by_name():
     assert [e.name for e in select_engines(("embedkit onnx fp32", REFERENCE))] == [
         REFERENCE, "embedkit onnx fp32"]  # the report's order
-    assert [e.token_budget for e in select_engines(()) if e.token_budget] == [4096]
-    assert any(e.name == "embedkit torch fp32, token budget 2048" for e in select_engines((), 2048))
+    assert [e.token_budget for e in select_engines(()) if e.token_budget is not None] == [0]
     with pytest.raises(ConfigError, match="unknown engine 'embedkit tpu'; the engines: "
                                           "sentence-transformers torch; "):
         select_engines(("embedkit tpu",))

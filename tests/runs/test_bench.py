@@ -12,8 +12,8 @@ from embedkit.data.selection import collect_fit_sentences
 from embedkit.encoders import Encoder
 from embedkit.errors import ConfigError
 from embedkit.evaluation import pair_scores
-from embedkit.runs.bench import run_bench
 from embedkit.provenance import sha256_text
+from embedkit.runs.bench import run_bench
 
 
 def second_spec(tmp_path, pairs_file) -> TaskSpec:

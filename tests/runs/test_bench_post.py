@@ -11,9 +11,9 @@ import pytest
 
 from embedkit.cli.main import main
 from embedkit.encoders import Encoder
-from embedkit.runs.bench import run_bench
 from embedkit.postprocess import AffineMap, CompatibilityWarning, load_transform, save_transform
 from embedkit.reports.bench import markdown_report
+from embedkit.runs.bench import run_bench
 
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
 POST = "whiten:beta=1,gamma=1,k=16"

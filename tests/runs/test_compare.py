@@ -11,7 +11,6 @@ import subprocess
 import pytest
 
 from embedkit.errors import ConfigError, DataError, MissingFileError
-from embedkit.runs.compare import compare, compare_records, read_mteb_folder
 from embedkit.integrations.mteb_results import write_mteb_results
 from embedkit.reports.compare import (
     board_rows,
@@ -20,6 +19,7 @@ from embedkit.reports.compare import (
     markdown_report,
     save_plot,
 )
+from embedkit.runs.compare import compare, compare_records, read_mteb_folder
 
 TASKS = ("ATEC", "STS-B")
 

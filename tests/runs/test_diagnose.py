@@ -11,6 +11,13 @@ import pytest
 from embedkit.diagnostics import profile
 from embedkit.errors import ConfigError
 from embedkit.evaluation import STSEvaluator
+from embedkit.postprocess.spec import PostOptions
+from embedkit.reports.diagnose import (
+    conclusions,
+    diagnose_markdown,
+    format_diagnose_table,
+    format_summary_table,
+)
 from embedkit.runs.bench import run_bench
 from embedkit.runs.diagnose import (
     DiagnoseOptions,
@@ -18,13 +25,6 @@ from embedkit.runs.diagnose import (
     run_diagnose,
     stop_dimension,
     sweep_dimensions,
-)
-from embedkit.postprocess.spec import PostOptions
-from embedkit.reports.diagnose import (
-    conclusions,
-    diagnose_markdown,
-    format_diagnose_table,
-    format_summary_table,
 )
 
 OPTS = dict(k=5, n_pairs=300, jl_dims=(8, 16))

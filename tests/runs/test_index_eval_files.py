@@ -10,15 +10,15 @@ import pytest
 from embedkit.data import get_task
 from embedkit.data.retrieval import load_retrieval_split
 from embedkit.errors import ConfigError
+from embedkit.postprocess.spec import PostOptions
+from embedkit.reports.index_eval import format_quality_table
+from embedkit.retrieval.folder import build_index
 from embedkit.runs.index_eval import (
     IndexEvalOptions,
     QualityOptions,
     quality_eval,
     run_index_eval,
 )
-from embedkit.postprocess.spec import PostOptions
-from embedkit.reports.index_eval import format_quality_table
-from embedkit.retrieval.folder import build_index
 
 
 def _reference(split, cx, qx, transform=None):

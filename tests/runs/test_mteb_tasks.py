@@ -91,15 +91,15 @@ TINY_TASKS = [TinyClassification, TinyPairClassification, TinyRetrieval]
 
 from embedkit.cli.main import main  # noqa: E402
 from embedkit.errors import ConfigError, DataError  # noqa: E402
-from embedkit.runs import mteb_tasks  # noqa: E402
 from embedkit.integrations.mteb import MtebEncoder  # noqa: E402
+from embedkit.postprocess import parse_post  # noqa: E402
+from embedkit.runs import mteb_tasks  # noqa: E402
 from embedkit.runs.mteb_tasks import (  # noqa: E402
     get_mteb_tasks,
     load_task_data,
     run_mteb_tasks,
     task_texts,
 )
-from embedkit.postprocess import parse_post  # noqa: E402
 
 
 @pytest.fixture(scope="module")

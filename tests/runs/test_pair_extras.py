@@ -10,9 +10,9 @@ import pytest
 from embedkit.data import get_task, load_split
 from embedkit.evaluation.classification import best_accuracy, best_f1, threshold_scores
 from embedkit.evaluation.metrics import cosine_scores
+from embedkit.reports.bench import classification_rows, format_table, markdown_report
 from embedkit.runs.bench import run_bench
 from embedkit.runs.pair_extras import PairExtras
-from embedkit.reports.bench import classification_rows, format_table, markdown_report
 from tests.conftest import source_lines
 
 
@@ -73,8 +73,8 @@ def test_no_extras_leaves_the_record_as_it_was(tiny_encoder, binary_spec):
 def test_whiten_writes_the_calibrated_threshold(tiny_model_dir, binary_spec, tmp_path):
     from embedkit.encoders import Encoder
     from embedkit.evaluation.classification import pair_similarities
-    from embedkit.runs.whiten import WhitenSettings, run_whiten
     from embedkit.postprocess.affine import AffineMap
+    from embedkit.runs.whiten import WhitenSettings, run_whiten
 
     enc = Encoder(str(tiny_model_dir), cache=None)
     out = tmp_path / "st"

@@ -8,6 +8,7 @@ import pytest
 
 from embedkit.errors import ConfigError
 from embedkit.evaluation import STSEvaluator
+from embedkit.postprocess import parse_post
 from embedkit.runs.bench import run_bench
 from embedkit.runs.predictions import (
     bench_predictions,
@@ -16,7 +17,6 @@ from embedkit.runs.predictions import (
     write_columns,
     write_predictions,
 )
-from embedkit.postprocess import parse_post
 
 
 def test_write_predictions_matches_the_evaluator(tiny_encoder, spec_file, tmp_path):

@@ -10,9 +10,9 @@ import pytest
 
 from embedkit.encoders import EncoderConfig
 from embedkit.errors import ConfigError
+from embedkit.postprocess import RankDeficientWarning, Whitening, load_transform
 from embedkit.runs.encode import EncodeSettings, run_encode
 from embedkit.runs.whiten import WhitenSettings, fit_whitening_shards, run_whiten
-from embedkit.postprocess import RankDeficientWarning, Whitening, load_transform
 from embedkit.store.encode_folder import EncodeFolder
 from tests.conftest import source_sentences
 

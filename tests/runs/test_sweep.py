@@ -8,10 +8,10 @@ import pytest
 
 from embedkit.errors import ConfigError
 from embedkit.evaluation import pair_scores
-from embedkit.runs.sweep import SweepOptions, run_sweep, sweep_vectors
 from embedkit.postprocess import RunningMoments
 from embedkit.postprocess.spec import PostOptions
 from embedkit.reports.sweep import format_sweep_table, headline_table, sweep_markdown
+from embedkit.runs.sweep import SweepOptions, run_sweep, sweep_vectors
 
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
 

@@ -12,17 +12,17 @@ from embedkit.data import load_task
 from embedkit.data.selection import pair_sentences
 from embedkit.encoders import Encoder, EncoderConfig
 from embedkit.errors import ConfigError
-from embedkit.runs.whiten import (
-    WhitenSettings,
-    export_format,
-    fit_whitening,
-    run_whiten,
-)
 from embedkit.postprocess import (
     RankDeficientWarning,
     Whitening,
     load_transform,
     resolve_post,
+)
+from embedkit.runs.whiten import (
+    WhitenSettings,
+    export_format,
+    fit_whitening,
+    run_whiten,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::embedkit.postprocess.RankDeficientWarning")
