@@ -18,9 +18,11 @@ registered pooling functions run on them unchanged, in torch (imported then).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -198,6 +200,27 @@ class _Session:
         request.infer(feeds)
         return [request.get_tensor(c.ports[n]).data for n in names]
 
+    def start(self, names: list[str], feeds: dict[str, np.ndarray], slot: int) -> None:
+        """OpenVINO: start one batch on the stream ``slot``'s request and return at once (its
+        inputs are copied into the request before this returns); :meth:`result` waits."""
+        c = self._compiled_for(bool(self.pooled) and set(names) <= set(self.pooled))
+        c.requests[slot].start_async(feeds)
+
+    def result(self, names: list[str], slot: int) -> list[np.ndarray]:
+        """OpenVINO: wait for the batch :meth:`start` gave ``slot``; its named outputs (the
+        request's buffers: use them before the slot's next batch)."""
+        c = self._compiled_for(bool(self.pooled) and set(names) <= set(self.pooled))
+        request = c.requests[slot]
+        request.wait()
+        return [request.get_tensor(c.ports[n]).data for n in names]
+
+    def settle(self, slot: int) -> None:
+        """Wait for the request of ``slot`` whatever it computes (before leaving a call early)."""
+        for c in list(self._compiled.values()):
+            if slot < len(c.requests):
+                with contextlib.suppress(Exception):
+                    c.requests[slot].wait()
+
 
 class _Compiled(SimpleNamespace):
     """A compiled graph: the runtime's session (``runner``), OpenVINO's infer requests (one per
@@ -304,6 +327,8 @@ class ExportedEncoder(TokenizedEncoder):
         streams = self.session.streams
         if streams == 1:
             return super()._run(texts, pools, max_length, batch_size, on_batch)
+        if self.backend == "openvino":
+            return self._run_async(texts, pools, max_length, batch_size, on_batch)
         out: dict[str, np.ndarray] = {}
         take, store, stop = threading.Lock(), threading.Lock(), threading.Event()
 
@@ -338,6 +363,42 @@ class ExportedEncoder(TokenizedEncoder):
             torch.set_num_threads(before)
         return out
 
+    def _run_async(self, texts: list[str], pools: list[Pooling], max_length: int,
+                   batch_size: int, on_batch: OnBatch | None) -> dict[str, np.ndarray]:
+        """OpenVINO's streams, kept busy from this one thread: each request is started
+        (``start_async``) as soon as it is free, and its batch is pooled and stored when it is
+        done, while the other streams compute. Two Python threads each running ``infer`` on
+        their own request deadlocked inside OpenVINO's input copy (a run of ``embedkit encode``
+        hung with both streams waiting), so no other Python thread ever touches a request."""
+        out: dict[str, np.ndarray] = {}
+        pending: deque[tuple[int, Batch, list[str], tuple[Any, ...]]] = deque()
+        free = list(range(self.session.streams))[::-1]
+
+        def finish() -> None:
+            slot, item, names, how = pending.popleft()
+            pooled = self._pooled(self.session.result(names, slot), names, *how)
+            self._store(out, len(texts), item[0], pooled)
+            free.append(slot)
+            if on_batch is not None:
+                on_batch(len(item[0]))
+
+        try:
+            with self._batches(texts, max_length, batch_size) as batches:
+                for item in batches:
+                    if not free:
+                        finish()
+                    slot = free.pop()
+                    names, how = self._plan_outputs(item[2], pools)
+                    self.session.start(names, {"input_ids": item[1], "attention_mask": item[2]},
+                                       slot)
+                    pending.append((slot, item, names, how))
+                while pending:
+                    finish()
+        finally:
+            for slot, *_ in pending:  # an error or an interrupt: no request left running
+                self.session.settle(slot)
+        return out
+
     def _output_names(self, pools: list[Pooling]) -> list[str]:
         names = [f"hidden_{i}" for i in _layers_to_fetch(pools, self.graph.num_hidden)]
         return names + (["pooler_dense"] if any(p.needs_pooler for p in pools) else [])
@@ -352,11 +413,22 @@ class ExportedEncoder(TokenizedEncoder):
 
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray, pools: list[Pooling],
                  slot: int = 0) -> dict[str, np.ndarray]:
+        names, how = self._plan_outputs(mask, pools)
+        arrays = self.session.run(names, {"input_ids": input_ids, "attention_mask": mask}, slot)
+        return self._pooled(arrays, names, *how)
+
+    def _plan_outputs(self, mask: np.ndarray, pools: list[Pooling]
+                      ) -> tuple[list[str], tuple[list[Pooling], list[Pooling], np.ndarray]]:
+        """The graph outputs one batch needs, and how they become its poolings: those the
+        graph pools, the rest, and the mask the rest is pooled with."""
         pool_mask = self._pool_mask(mask)
         in_graph = self._in_graph(pools, pool_mask, mask)
         rest = [p for p in pools if p not in in_graph]
         names = [pooled_name(p) for p in in_graph] + (self._output_names(rest) if rest else [])
-        arrays = self.session.run(names, {"input_ids": input_ids, "attention_mask": mask}, slot)
+        return names, (in_graph, rest, pool_mask)
+
+    def _pooled(self, arrays: list[np.ndarray], names: list[str], in_graph: list[Pooling],
+                rest: list[Pooling], pool_mask: np.ndarray) -> dict[str, np.ndarray]:
         # copies: OpenVINO's arrays are the request's buffers
         out = {str(p): np.array(a, dtype=np.float32)
                for p, a in zip(in_graph, arrays, strict=False)}

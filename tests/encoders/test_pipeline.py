@@ -228,16 +228,16 @@ def test_a_tokenizer_error_reaches_the_caller(torch_encoder, texts, monkeypatch)
 
 def test_a_stream_error_and_an_interrupt_leave_no_thread(two_streams, texts, monkeypatch):
     monkeypatch.setattr(two_streams, "pipeline_chunk", 8)
-    real = two_streams._forward
+    real = two_streams._pooled  # every batch's outputs pass here, on either runtime
     done = [0]
 
-    def forward(*a, **k):
+    def pooled(*a, **k):
         done[0] += 1
         if done[0] == 4:
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(two_streams, "_forward", forward)
+    monkeypatch.setattr(two_streams, "_pooled", pooled)
     with pytest.raises(KeyboardInterrupt):
         two_streams.encode(texts, "cls", batch_size=4)
     assert done[0] < 8  # the other stream stopped after its batch
@@ -279,3 +279,27 @@ def test_prefetch_closed_early_stops_its_thread():
     with Prefetch(iter(range(10**6)), depth=2, name="embedkit-test-prefetch") as got:
         assert next(got) == 0
     assert not _threads("embedkit-test-prefetch")
+
+
+def test_openvino_streams_are_driven_from_one_thread(tiny_model_dir, tmp_path, texts):
+    """OpenVINO's requests are started and collected from the calling thread alone (two Python
+    threads each running ``infer`` deadlocked inside OpenVINO's input copy)."""
+    pytest.importorskip("openvino")
+    enc = EncoderConfig(str(tiny_model_dir), backend="openvino", threads=2, token_budget=0,
+                        cache_dir=str(tmp_path)).build_model()
+    assert enc.session.streams == 2
+    callers: set[str] = set()
+    real = enc.session.start
+
+    def start(*a, **k):
+        callers.add(threading.current_thread().name)
+        return real(*a, **k)
+
+    enc.session.start = start
+    one = EncoderConfig(str(tiny_model_dir), backend="openvino", threads=1, token_budget=0,
+                        cache_dir=str(tmp_path)).build_model()
+    got = enc.encode_multi(texts, ["last-avg", "first-last-avg"], batch_size=4)
+    ref = one.encode_multi(texts, ["last-avg", "first-last-avg"], batch_size=4)
+    assert callers == {threading.current_thread().name}
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], atol=1e-5)
