@@ -425,6 +425,26 @@ def runtime_versions(python: str, work: Path) -> dict[str, str]:
         return {}
 
 
+def reprofile(record: dict[str, Any], command: str | None) -> dict[str, Any]:
+    """The record with its profile section measured again (``--from-record F --reprofile``):
+    the same sentences (drawn again from the record's settings), the same fastest engines, their
+    exports built afresh; the timed rounds are kept as they are. The command is recorded
+    (``profile_command``) and the report names it."""
+    from speed_profile import profile_fastest
+
+    s = record["settings"]
+    opts = SpeedOptions(s["model"], s["pairs"], s["max_sentences"], s["batch_size"],
+                        s["max_length"], s["threads"], s["rounds"], s["seed"], s["data_dir"])
+    _, sentences = sample_pairs(opts)
+    with tempfile.TemporaryDirectory(prefix="embedkit-profile-") as tmp:
+        work = Path(tmp)
+        write_corpus(sentences, work / "sentences.jsonl")
+        record["profile"] = profile_fastest(record["engines"], opts, work / "cache")
+    record["profile_command"] = command
+    record["targets"] = targets(record)
+    return record
+
+
 def render(record: dict[str, Any]) -> str:
     """The Markdown report (:mod:`speed_report`)."""
     from speed_report import render as _render
@@ -470,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time the `make bench` command with an empty cache")
     s.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
                    help="profile the fastest embedkit engine of each precision class")
+    s.add_argument("--reprofile", action="store_true",
+                   help="with --from-record: measure the profile section again (the same "
+                        "sentences and engines), keeping the timed rounds")
     s.add_argument("--startup", action=argparse.BooleanOptionalAction, default=True,
                    help="time `embedkit --version` and a 30-pair bench with a cached export")
     add_data_dir(s)
@@ -493,6 +516,8 @@ def run_speed_cmd(args: argparse.Namespace) -> int:
                               "private harness, before schema 2); this report renders records "
                               "of `embedkit encode` processes: rerun make bench-speed",
                               param="from_record")
+        if args.reprofile:
+            record = reprofile(record, args.command_line)
     else:
         engines = tuple(e.strip() for e in (args.engines or "").split(";") if e.strip())
         opts = SpeedOptions(args.model, args.pairs, args.sentences, args.batch_size,

@@ -61,20 +61,28 @@ class _Timers:
 
 
 def _instrument(enc: Any, timers: _Timers) -> None:
+    """Timers around the encoder's parts. An exported engine: the runtime's calls (``run`` on
+    a stream thread, or OpenVINO's ``start`` + ``result`` from the calling thread, which then
+    counts the time it waits for the streams) and ``_pooled``; torch: the model's forward and
+    the rest of ``_forward``."""
     enc._plan = timers.wrap("tokenise", enc._plan)
     enc._pad = timers.wrap("pad", enc._pad)
-    enc._forward = timers.wrap("forward", enc._forward)
     session = getattr(enc, "session", None)
     if session is not None:
-        session.run = timers.wrap("runtime", session.run)
+        for name in ("run", "start", "result"):
+            if hasattr(session, name):
+                setattr(session, name, timers.wrap("runtime", getattr(session, name)))
+        enc._pooled = timers.wrap("pooling", enc._pooled)
     elif getattr(enc, "model", None) is not None:
+        enc._forward = timers.wrap("forward", enc._forward)
         enc.model.forward = timers.wrap("runtime", enc.model.forward)
 
 
 def _parts(timers: _Timers) -> dict[str, float]:
     s = timers.seconds
+    pooling = s["pooling"] if "pooling" in s else max(s["forward"] - s["runtime"], 0.0)
     return {"tokenise": s["tokenise"], "pad": s["pad"], "runtime": s["runtime"],
-            "pooling": max(s["forward"] - s["runtime"], 0.0)}
+            "pooling": pooling}
 
 
 def _batches(enc: Any, sentences: list[str], max_length: int, n: int) -> list[Any]:

@@ -242,10 +242,14 @@ def _profile(record: dict[str, Any]) -> list[str]:
              "The fastest embedkit engine of each precision class, in one process on the first "
              f"{next((p['sentences'] for p in prof.values() if 'sentences' in p), '?')} "
              "sentences: seconds in each "
-             "part of the encoder (threads' time summed over the runtime's streams), and the "
+             "part of the encoder (threads' time summed over the runtime's streams; OpenVINO's "
+             "streams are started and collected from one thread, so its runtime call is the "
+             "time that thread spends starting batches and waiting for them), and the "
              "runtime's own per-operation times (OpenVINO's PERF_COUNT, ONNX Runtime's "
              "profiler) by operation type, on the first batches (fused attention nodes, "
-             "which hold the attention products, count as matrix products).",
+             "which hold the attention products, count as matrix products)."
+             + (f" Measured again with `{record['profile_command']}`."
+                if record.get("profile_command") else ""),
              "", "| engine | wall s | streams | tokenise | pad | runtime call | pooling | "
                  "matrix products in the runtime |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
