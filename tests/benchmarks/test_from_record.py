@@ -32,7 +32,6 @@ def test_the_eval_reports_come_back_from_their_records(name, tmp_path, monkeypat
     """eval/NAME.md (and compare's .html) re-rendered from eval/NAME.json is the file in the
     repository, byte for byte; the record written beside it is the same record."""
     monkeypatch.chdir(REPO)  # the compare record names eval/'s records relative to the root
-    _skip_old_speed_record(name)
     out = tmp_path / f"{name}.md"
     assert DRIVERS[name].main(["--from-record", f"eval/{name}.json", "--out", str(out)]) == 0
     md = (REPO / "eval" / f"{name}.md").read_text(encoding="utf-8")
@@ -48,17 +47,6 @@ def test_the_eval_reports_come_back_from_their_records(name, tmp_path, monkeypat
     assert again == saved
 
 
-def _skip_old_speed_record(name: str) -> None:
-    """eval/speed.json of the first layout (the private harness, no ``schema``) is not what
-    today's report renders: skipped until the lead's real ``make bench-speed`` run (engines as
-    ``embedkit encode`` processes, schema 2) replaces eval/speed.json and eval/speed.md; then
-    these tests check it byte for byte again."""
-    if name != "speed":
-        return
-    rec = json.loads((REPO / "eval" / "speed.json").read_text(encoding="utf-8"))
-    if rec.get("schema") != bench_speed.SCHEMA:
-        pytest.skip("eval/speed.json predates schema 2; the lead's make bench-speed replaces it")
-
 
 def _legacy(tmp_path: Path, name: str, command: str) -> Path:
     """eval/NAME.json as `embedkit report` (or the first SimCSE script) recorded it."""
@@ -70,7 +58,7 @@ def _legacy(tmp_path: Path, name: str, command: str) -> Path:
 
 
 @pytest.mark.parametrize(("name", "old"), [
-    ("speed", "embedkit report speed --sentences 20000 --data-dir ../shared/data "
+    ("speed", "embedkit report speed --data-dir ../shared/data "
               "--st-python .venv-st/bin/python --out eval/speed.md"),
     ("scale", "embedkit report scale --model m3e-small --data-dir ../shared/data "
               "--out eval/scale.md"),
@@ -79,7 +67,6 @@ def _legacy(tmp_path: Path, name: str, command: str) -> Path:
 ])
 def test_a_record_of_embedkit_report_gets_the_script_command(name, old, tmp_path, capsys):
     """Only the command changes: the options stay, the program becomes the script."""
-    _skip_old_speed_record(name)
     out = tmp_path / f"{name}.md"
     path = _legacy(tmp_path, name, old)
     assert DRIVERS[name].main(["--from-record", str(path), "--out", str(out)]) == 0
