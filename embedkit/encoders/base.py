@@ -12,6 +12,7 @@ backend tokenises, batches and orders exactly alike.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -96,6 +97,24 @@ def quiet_loading(name: str) -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bar:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call,unused-ignore]
+
+
+@contextlib.contextmanager
+def quiet_quantisers(output: bool = False) -> Iterator[None]:
+    """The optimiser and the quantisers log through the root logger at INFO/WARNING; with
+    ``output``, what they draw on stdout and stderr (progress bars) is silenced too."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        if output:
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):
+                yield
+        else:
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def load_tokenizer(path: str, name: str, revision: str | None) -> tuple[Any, Any]:

@@ -36,7 +36,6 @@ import json
 import logging
 import shutil
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embedkit.encoders.base import quiet_quantisers
 from embedkit.errors import ConfigError, EmbedkitError
 from embedkit.io.atomic import atomic_dir, folder_lock
 from embedkit.provenance import sha256_file, sha256_text
@@ -446,7 +446,7 @@ def _finish_onnx(raw: Path, out: Path, config: Any, quantize: str,
     fused = out.with_name("fused.onnx")
     model_type = getattr(config, "model_type", "")
     if model_type in _BERT_LIKE:
-        with _quiet_ort():
+        with quiet_quantisers():
             opt = optimizer.optimize_model(
                 str(raw), model_type="bert", num_heads=int(config.num_attention_heads),
                 hidden_size=int(config.hidden_size), opt_level=1)
@@ -469,23 +469,11 @@ def _finish_onnx(raw: Path, out: Path, config: Any, quantize: str,
     return steps
 
 
-@contextlib.contextmanager
-def _quiet_ort() -> Iterator[None]:
-    """The optimiser and quantiser log through the root logger at INFO/WARNING."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
 def _quantize_dynamic(source: Path, out: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet_ort():
+    with quiet_quantisers():
         # DefaultTensorType: the fused operators (com.microsoft domain) have no ONNX type
         # inference, so the quantiser is told their outputs are float
         quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True,
@@ -507,7 +495,7 @@ def _finish_openvino(raw: Path, tmp: Path, quantize: str,
         import nncf
 
         nncf.set_log_level(logging.ERROR)  # its bit-width table and progress bar
-        with _quiet_ort(), contextlib.redirect_stdout(io.StringIO()):
+        with quiet_quantisers(), contextlib.redirect_stdout(io.StringIO()):
             model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
         steps.append("nncf.compress_weights (INT8_ASYM)")
     ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)

@@ -38,7 +38,6 @@ False
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import re
@@ -50,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.encoders.base import quiet_quantisers
 from embedkit.encoders.calibration import (
     CALIBRATION_MAX_LENGTH,
     CalibrationSet,
@@ -199,19 +199,6 @@ def _steps_line(engine: str, job: StaticJob, scope: Scope) -> str:
             f"sha256 {cal.digest}); float32 kept for: {scope.name}")
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The quantisers log through the root logger and draw progress bars on stdout/stderr."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        root.setLevel(level)
-
-
 def quantize_onnx(raw: Path, out: Path, job: StaticJob,
                   session: Callable[[Path, int], Any]) -> list[str]:
     """Static int8 of the plain traced graph ``raw`` into ``out`` (see the module docstring);
@@ -246,7 +233,7 @@ def quantize_onnx(raw: Path, out: Path, job: StaticJob,
 
     def make(scope: Scope, excluded: list[str]) -> Path:
         path = out.with_name(f"static-{len(excluded)}.onnx")
-        with _quiet():
+        with quiet_quantisers(output=True):
             quantize_static(str(raw), str(path), Reader(), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=getattr(QuantType, activations),
                             weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
@@ -287,7 +274,7 @@ def quantize_openvino(model: Any, job: StaticJob) -> tuple[Any, list[str]]:
         return lambda f: compiled(f)[job.last_output]
 
     def make(scope: Scope, excluded: list[str]) -> Any:
-        with _quiet():
+        with quiet_quantisers(output=True):
             return nncf.quantize(model.clone(), nncf.Dataset(samples),
                                  model_type=nncf.ModelType.TRANSFORMER,
                                  subset_size=len(samples),
