@@ -42,10 +42,11 @@ _PROMPT_ROOM_WARNING = 8
 #: padded tokens per batch on a GPU when none is given (a batch's memory stays bounded whatever
 #: the sentences' lengths)
 CUDA_TOKEN_BUDGET = 16384
-#: padded tokens per batch on the cpu, every backend: eval/speed.md measured 442.5 sentences/s
-#: with it against 424.0 with batches of 64 (OpenVINO fp32, median of 3, 2 cores); on torch,
-#: m3e-small on LCQMC's short sentences took 1.5x less time than batches of 64 (median of 5
-#: interleaved rounds, every round 1.27x to 1.92x; PAWSX's long ones 1.04x to 1.4x)
+#: padded tokens per batch on ONNX Runtime and OpenVINO (OpenVINO fp32, 2 cores: 442.5
+#: sentences/s against 424.0 with batches of 64, median of 3). Not torch's default on the cpu:
+#: in eval/speed.md (3 interleaved rounds, quiet machine; its "embedkit torch fp32" row ran with
+#: this budget, the default then) torch gave 365.6 sentences/s with it and 365.1 with batches
+#: of 64, at a peak of 1510 MB against 982 MB
 EXPORTED_TOKEN_BUDGET = 4096
 #: sentences tokenised at a time by the background thread while the model runs the batches
 #: before them (a call with more sentences than this is pipelined; a call with fewer is
@@ -64,16 +65,16 @@ Batch = tuple[list[int], np.ndarray, np.ndarray]
 
 def default_token_budget(backend: str, device: str | None) -> int | None:
     """Padded tokens per batch when a config gives none (``token_budget=None``): a budget on
-    every backend, larger on a GPU (``token_budget=0`` is batches of ``batch_size``).
+    the exported backends and on a GPU, else None (batches of ``batch_size`` sentences).
 
     >>> default_token_budget("torch", "cpu"), default_token_budget("torch", "cuda:1")
-    (4096, 16384)
+    (None, 16384)
     >>> default_token_budget("onnx", "cpu")
     4096
     """
-    if backend == "torch" and (device or "").startswith("cuda"):
-        return CUDA_TOKEN_BUDGET
-    return EXPORTED_TOKEN_BUDGET
+    if backend != "torch":
+        return EXPORTED_TOKEN_BUDGET
+    return CUDA_TOKEN_BUDGET if (device or "").startswith("cuda") else None
 
 
 def _prompt_setting(prompt: str) -> str:

@@ -31,8 +31,8 @@ if TYPE_CHECKING:  # the backends are imported where an encoder is built
 
 _INT8_ON_TORCH = ("int8 runs on the onnx or openvino backend, not on torch: choose one of "
                  "those backends, or no quantisation")
-#: padded tokens per batch: None is each backend's default (a budget, larger on a GPU), 0
-#: always by sentence count
+#: padded tokens per batch: None is each backend's default (by sentence count on the cpu's
+#: torch, a budget on a GPU and on the exported backends), 0 always by sentence count
 _DEFAULT_TOKEN_BUDGET: int | None = None
 
 
@@ -133,7 +133,7 @@ class EncoderConfig:
     token_budget: int | None = setting(
         _DEFAULT_TOKEN_BUDGET, "padded tokens per batch (sentences x the longest one's "
         "tokens), so short sentences go in large batches; 0: batches of batch-size "
-        "sentences (default: 4096 on the cpu, 16384 on cuda)",
+        "sentences (default: 4096 on onnx and openvino, 16384 on cuda, 0 on torch's cpu)",
         metavar="N")
     instruction: str | None = setting(
         None, "task for instruction-following embedders (Qwen3-Embedding, gte-Qwen2), put "

@@ -189,9 +189,8 @@ class TransformerEncoder(TokenizedEncoder):
     from an :class:`~embedkit.encoders.config.EncoderConfig` (its ``device``: ``cpu``,
     ``cuda``, ``cuda:1`` ... or ``None`` for cuda when available; ``dtype``: the weights';
     ``threads``: torch's intra-op threads, ``None`` for torch's default, the cores available;
-    ``token_budget``: ``None`` cuts batches by
-    :data:`~embedkit.encoders.base.EXPORTED_TOKEN_BUDGET` padded tokens on the cpu and by
-    :data:`~embedkit.encoders.base.CUDA_TOKEN_BUDGET` on a GPU; 0 by ``batch_size``).
+    ``token_budget``: ``None`` cuts batches by sentences on the cpu and by
+    :data:`~embedkit.encoders.base.CUDA_TOKEN_BUDGET` padded tokens on a GPU).
 
     A sentence-transformers folder runs whole (:mod:`embedkit.encoders.st_folder`): its
     Transformer, its Pooling as the default pooling, and its modules after the pooling.

@@ -23,8 +23,7 @@ def test_bench_progress_lines_off_a_terminal(bars_on, tiny_model_dir, spec_file,
     """--progress with stderr captured (not a terminal): a start line, a line after the first
     batch with done/total, rate and time left, and a last line; every line is embedkit's."""
     assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
-                 "--pooling", "cls", "--progress", "--batch-size", "2", "--token-budget", "0",
-                 "--no-cache"]) == 0
+                 "--pooling", "cls", "--progress", "--batch-size", "2", "--no-cache"]) == 0
     err = capsys.readouterr().err.splitlines()
     # 68 distinct sentences, 2 a batch, progress after each batch (one model call)
     progress = [e for e in err if "encoding" in e]
@@ -44,8 +43,7 @@ def test_progress_every_batch_when_due(monkeypatch, tiny_model_dir, spec_file, c
 
     monkeypatch.setattr(wrappers, "LOG_EVERY", 0.0)
     assert main(["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file),
-                 "--pooling", "cls", "--progress", "--batch-size", "2", "--token-budget", "0",
-                 "--no-cache"]) == 0
+                 "--pooling", "cls", "--progress", "--batch-size", "2", "--no-cache"]) == 0
     done = re.findall(r"encoding: (\d+)/68", capsys.readouterr().err)
     assert done == [str(n) for n in range(2, 69, 2)]  # one line per batch of 2
 

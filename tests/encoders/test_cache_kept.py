@@ -46,7 +46,7 @@ def slow_model(enc: Encoder, clock: FakeClock, seconds_per_sentence: float,
 
 def slow_encoder(model_dir, root, **options) -> tuple[Encoder, FakeClock, list[int]]:
     interrupt = options.pop("interrupt_at_batch", None)
-    enc = Encoder(str(model_dir), cache=EmbeddingCache(root), batch_size=4, token_budget=0)
+    enc = Encoder(str(model_dir), cache=EmbeddingCache(root), batch_size=4)
     clock = FakeClock()
     enc.clock = clock
     return enc, clock, slow_model(enc, clock, 0.5, interrupt)  # 2 sentences/s
@@ -93,7 +93,7 @@ def test_interrupt_commits_what_was_encoded(tiny_model_dir, tmp_path, unique, re
 
 
 def test_interrupt_without_a_cache_is_a_plain_interrupt(tiny_model_dir, unique):
-    enc = Encoder(str(tiny_model_dir), cache=None, batch_size=4, token_budget=0)
+    enc = Encoder(str(tiny_model_dir), cache=None, batch_size=4)
     slow_model(enc, FakeClock(), 0.5, interrupt_at_batch=2)
     with pytest.raises(KeyboardInterrupt) as caught:
         enc.encode(unique, pooling="cls")
@@ -113,7 +113,7 @@ def test_cli_interrupt_says_what_was_kept_and_exits_130(tiny_model_dir, spec_fil
 
     monkeypatch.setattr(TransformerEncoder, "_forward", interrupted)
     argv = ["bench", "--model", str(tiny_model_dir), "--tasks", str(spec_file), "--batch-size",
-            "8", "--token-budget", "0"]
+            "8"]
     assert main(argv) == 130
     out, err = capsys.readouterr()
     assert err.strip().splitlines() == [

@@ -22,7 +22,7 @@ def count_rows(encoder) -> list[int]:
 
 @pytest.fixture
 def fresh_encoder(tiny_model_dir):
-    return Encoder(str(tiny_model_dir), cache=None, token_budget=0)  # batches of batch_size
+    return Encoder(str(tiny_model_dir), cache=None)
 
 
 def test_order_restored_and_duplicates_encoded_once(fresh_encoder, tiny_encoder, sentences):

@@ -32,7 +32,7 @@ def texts(sentences) -> list[str]:
 
 @pytest.fixture(scope="module")
 def torch_encoder(tiny_model_dir):
-    return EncoderConfig(str(tiny_model_dir), token_budget=0).build_model()  # batch_size
+    return EncoderConfig(str(tiny_model_dir)).build_model()
 
 
 @pytest.fixture(scope="module", params=[
