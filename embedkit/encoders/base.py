@@ -287,7 +287,7 @@ class TokenizedEncoder:
         cfg = self.model_config
         return {"name": self.name, "path": self.path, "identity": self.model_identity,
                 "revision": self.revision, "backend": self.backend, "quantize": self.quantize,
-                "calibration": self.calibration.record() if self.calibration else None,
+                "calibration": self._calibration_record(),
                 "default_pooling": str(self.default_pooling), "dtype": self.dtype_name,
                 "device": self._device_name(), "lowercase": self.lowercase,
                 "prompt": self.prompt, "instruction": self.instruction,
@@ -296,6 +296,14 @@ class TokenizedEncoder:
                 "hidden_size": int(getattr(cfg, "hidden_size", 0)), "dim": self.dim,
                 **self._folder_describe(),
                 "num_layers": int(getattr(cfg, "num_hidden_layers", 0)), **self._tail_facts()}
+
+    def _calibration_record(self) -> dict[str, Any] | None:
+        """int8-static's calibration: as given (None: the default sample), the identity's
+        digest, and the set's record (source, sizes, sha256)."""
+        if self.calibration is None:
+            return None
+        return {"given": self.encoder_config.calibration,
+                "digest": static_digest(self.calibration), **self.calibration.record()}
 
     def _device_name(self) -> str:
         return str(getattr(self, "device", None) or self.encoder_config.device or "cpu")

@@ -301,11 +301,18 @@ def load_index_folder(index_dir: StrPath) -> tuple[EmbeddingIndex, Recipe]:
 
 
 def _identity_check(encoder: SentenceEncoder, recipe: Recipe, model: str, force: bool) -> None:
-    identity = str(encoder.describe().get("identity") or encoder.identity)
-    if identity == recipe.model_identity:
+    d = encoder.describe()
+    identity = str(d.get("identity") or encoder.identity)
+    calibration = recipe.calibration or {}
+    built = calibration.get("digest")
+    now = (d.get("calibration") or {}).get("digest") if built else None
+    if identity == recipe.model_identity and now == built:
         return
     msg = (f"model {model} is now {identity} but the index was built with "
-           f"{recipe.model_identity} (its weights changed)")
+           f"{recipe.model_identity} (its weights changed)" if identity != recipe.model_identity
+           else f"the index was built with int8-static calibrated on "
+                f"{calibration.get('source')} (calibration={built}), this encoder's is "
+                f"calibration={now}; give the calibration the index was built with")
     if not force:
         raise ConfigError(msg + "; rebuild the index or use force=True", param="force")
     warnings.warn(msg + " (continuing: forced)", stacklevel=3)
@@ -329,6 +336,7 @@ def _recipe_encoder(recipe: Recipe, encoder: _EncoderArg | None = None, *,
     config = dataclasses.replace(encoder or EncoderConfig(), model=model, dtype=recipe.dtype,
                                  lowercase=recipe.lowercase, backend=recipe.backend,
                                  quantize=recipe.quantize,
+                                 calibration=(recipe.calibration or {}).get("given"),
                                  prompt=recipe.query_prompt if side == "query" else recipe.prompt,
                                  pooling=pooling or recipe.pooling)
     built = config.build()

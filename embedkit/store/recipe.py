@@ -183,6 +183,7 @@ class _RecipeTypes(BaseModel):
     lowercase: bool | None = None
     backend: StrictStr | None = None
     quantize: StrictStr | None = None
+    calibration: dict[str, Any] | None = None
     prompt: str | None = None
     query_prompt: str | None = None
     post: StrictStr | None = None
@@ -210,6 +211,8 @@ class Recipe:
     lowercase: bool = False
     backend: str = "torch"
     quantize: str = "none"
+    #: int8-static's calibration (``given``: as the config gave it, ``digest``: the identity's)
+    calibration: dict[str, Any] | None = None
     prompt: str = ""
     query_prompt: str = ""
     post: str | None = None
@@ -249,6 +252,8 @@ class Recipe:
         keys: dict[str, Any] = {}
         if self.backend != "torch" or self.quantize != "none":
             keys.update(backend=self.backend, quantize=self.quantize)
+        if self.calibration is not None:
+            keys.update(calibration=dict(self.calibration))
         if self.prompt or self.query_prompt:
             keys.update(prompt=self.prompt, query_prompt=self.query_prompt)
         return keys
@@ -280,6 +285,7 @@ class Recipe:
             lowercase=bool(typed.lowercase),
             backend=typed.backend or "torch",
             quantize=typed.quantize or "none",
+            calibration=typed.calibration,
             prompt=typed.prompt or "",
             query_prompt=typed.query_prompt or "",
             post=typed.post,
@@ -313,10 +319,19 @@ def make_recipe(encoder: SentenceEncoder, pooling: Pooling, max_length: int,
         max_length=int(max_length), dtype=str(d.get("dtype", "float32")),
         lowercase=bool(d.get("lowercase", False)), backend=str(d.get("backend", "torch")),
         quantize=str(d.get("quantize", "none")), prompt=prompt,
+        calibration=_calibration_keys(d.get("calibration")),
         query_prompt=prompt if query_prompt is None else query_prompt,
         post=post.spec if post else None, post_file=POST_FILE if post else None,
         post_sources=post.sources if post else (), fit=post.fit if post else None,
         corpus=(corpus,))
+
+
+def _calibration_keys(record: Any) -> dict[str, Any] | None:
+    """What a recipe keeps of an encoder's int8-static calibration: enough to build the same
+    encoder again (``given``) and to check it is the same (``digest``, ``sha256``)."""
+    if not isinstance(record, Mapping):
+        return None
+    return {k: record.get(k) for k in ("given", "digest", "source", "sha256")}
 
 
 def post_metadata(post: FittedPost, recipe: Recipe) -> dict[str, Any]:

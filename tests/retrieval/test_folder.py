@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import warnings
 
@@ -156,3 +158,28 @@ def test_search_default_is_kept_with_a_post_processor(cfg, rx_texts, tmp_path):
     assert stored["recipe"]["search_defaults"] == d
     assert folder.IndexSearcher(tmp_path / "i", cfg).index.search_defaults == {
         "ef_search": d["ef_search"]}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
+                    reason="onnxruntime not installed")
+def test_int8_static_index_keeps_its_calibration(rx_model_dir, rx_texts, tmp_path):
+    """The recipe keeps the calibration an int8-static index was built with: a search builds
+    the same encoder again, and an encoder calibrated on other sentences is refused."""
+    files = []
+    for name, texts in (("a.txt", rx_texts), ("b.txt", rx_texts[::-1][:12])):
+        files.append(tmp_path / name)
+        files[-1].write_text("\n".join(texts) + "\n", encoding="utf-8")
+    cfg = EncoderConfig(str(rx_model_dir), backend="onnx", quantize="int8-static",
+                        calibration=str(files[0]), cache=False,
+                        cache_dir=str(tmp_path / "cache"))
+    out = tmp_path / "idx"
+    folder.build_index(out, rx_texts[:10], cfg, pooling="cls")
+    recipe = folder.load_index_folder(out)[1]
+    assert recipe.quantize == "int8-static" and recipe.calibration["given"] == str(files[0])
+    assert recipe.calibration["digest"] in cfg.build().identity
+    plain = EncoderConfig(str(rx_model_dir), cache=False, cache_dir=str(tmp_path / "cache"))
+    hits = folder.search(out, [rx_texts[0]], k=1, encoder=plain)[0]["hits"]
+    assert hits[0]["text"] == rx_texts[0]
+    other = dataclasses.replace(cfg, calibration=str(files[1])).build()
+    with pytest.raises(ConfigError, match="give the calibration the index was built with"):
+        folder.search(out, [rx_texts[0]], k=1, encoder=other)
