@@ -174,7 +174,7 @@ def ensure_export(root: Path, model_path: str, model_identity: str, backend: str
     ``int8-static`` is calibrated and gated on (in the key); a refused export is kept aside
     and raised as :class:`~embedkit.encoders.quantize_static.QualityGateError`."""
     from embedkit.encoders.calibration import static_part
-    from embedkit.encoders.quantize_static import refused_aside
+    from embedkit.encoders.quantize_static import refused_aside, refused_before
 
     _require_runtime(backend)
     calibration, part = static_part(quantize, calibration)
@@ -185,6 +185,9 @@ def ensure_export(root: Path, model_path: str, model_identity: str, backend: str
     folder.parent.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder, what="model export"):
         problem = check_export(folder, key) if folder.exists() else "not exported yet"
+        earlier = refused_before(folder, key) if problem is not None and part else None
+        if earlier is not None:
+            raise earlier
         if problem is not None:
             if folder.exists():
                 logger.warning("the %s export in %s is not usable (%s); exporting again",

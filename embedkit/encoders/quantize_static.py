@@ -308,6 +308,21 @@ def set_aside(tmp: Path, folder: Path, key: dict[str, Any], error: QualityGateEr
     return target
 
 
+def refused_before(folder: Path, key: dict[str, Any]) -> QualityGateError | None:
+    """The refusal kept in ``exports/rejected/`` for this very export (the same key: model,
+    backend, calibration set, thresholds and library versions, so the gate would say the same
+    again), else None: such an export is refused at once, not quantised again."""
+    kept = folder.parent / "rejected" / folder.name / "manifest.json"
+    try:
+        data = json.loads(kept.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key or not data.get("refused"):
+        return None
+    return QualityGateError(f"{data['refused']} (refused before; remove {kept.parent} to "
+                            "measure again)", {k: v for k, v in data.items() if k != "key"})
+
+
 @contextlib.contextmanager
 def refused_aside(tmp: Path, folder: Path, key: dict[str, Any]) -> Iterator[None]:
     """Around an export's build: a refusal by the gate is kept aside (:func:`set_aside`)."""

@@ -194,6 +194,10 @@ def test_the_gate_refuses_and_keeps_the_export_aside(backend, tiny_model_dir,
     assert kept["gate"]["passed"] is False and kept["refused"].startswith("the int8-static")
     graph = "model.onnx" if backend == "onnx" else "model.xml"
     assert (rejected[0] / graph).is_file() and not (rejected[0] / "raw.onnx").exists()
+    # the same export again: refused at once from what was kept, nothing quantised
+    monkeypatch.setattr(qs, "search", lambda *a, **k: pytest.fail("quantised again"))
+    with pytest.raises(qs.QualityGateError, match="refused before; remove .*rejected"):
+        _static(tiny_model_dir, backend, calibration_file, tmp_path)
 
 
 def test_a_refusal_is_one_line_at_the_cli(capsys, tiny_model_dir, spec_file, calibration_file,
