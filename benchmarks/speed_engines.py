@@ -53,23 +53,17 @@ class Engine:
         return out
 
 
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return set(next((line for line in text.splitlines() if line.startswith("flags")),
-                    "").split())
-
-
 def int8_config(flags: set[str] | None = None) -> str:
     """sentence-transformers' int8 ONNX export config for this CPU (``avx512_vnni``, ``avx512``,
-    ``avx2``), from the CPU's flags.
+    ``avx2``), from the CPU's flags (:func:`embedkit.provenance.hardware_fingerprint`'s).
 
     >>> int8_config({"avx512f", "avx512_vnni"}), int8_config({"avx512f"}), int8_config(set())
     ('avx512_vnni', 'avx512', 'avx2')
     """
-    flags = cpu_flags() if flags is None else flags
+    if flags is None:
+        from embedkit.provenance import hardware_fingerprint
+
+        flags = set(hardware_fingerprint()["cpu_flags"])
     if "avx512_vnni" in flags:
         return "avx512_vnni"
     return "avx512" if "avx512f" in flags else "avx2"

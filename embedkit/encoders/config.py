@@ -19,7 +19,13 @@ import copy
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from embedkit.encoders.choices import BACKENDS, DTYPE_NAMES, QUANTIZE, canonical_dtype
+from embedkit.encoders.choices import (
+    BACKENDS,
+    DTYPE_NAMES,
+    QUANTIZE,
+    canonical_dtype,
+    check_cpu_precision,
+)
 from embedkit.encoders.models import resolve_model_path
 from embedkit.encoders.prompts import instruction_prompt, instruction_template
 from embedkit.errors import ConfigError, check_int
@@ -34,29 +40,6 @@ _INT8_ON_TORCH = ("int8 runs on the onnx or openvino backend, not on torch: choo
 #: padded tokens per batch: None is each backend's default (by sentence count on the cpu's
 #: torch, a budget on a GPU and on the exported backends), 0 always by sentence count
 _DEFAULT_TOKEN_BUDGET: int | None = None
-
-
-def check_exported_precision(backend: str, dtype: str) -> None:
-    """Refuse, in one line, a dtype an exported backend cannot run natively on this CPU:
-    bfloat16 runs on OpenVINO (its CPU plugin's inference precision) where the CPU has native
-    bfloat16 (:func:`embedkit.provenance.native_bf16_flags`, read at run time); ONNX Runtime's
-    CPU provider has no bfloat16 kernels on x86 (only ARM64's fast-math GEMM), so it would only
-    convert back and forth; float16 has no CPU kernels on either."""
-    from embedkit import provenance
-
-    if dtype == "float32":
-        return
-    if dtype == "float16":
-        raise ConfigError(f"float16 on backend {backend} is refused (no CPU kernels run it "
-                          "natively); use float32, or bfloat16 on openvino", param="dtype")
-    if backend == "onnx":
-        raise ConfigError("bfloat16 on backend onnx is refused: ONNX Runtime's CPU provider has "
-                          "no bfloat16 kernels on x86; use the openvino backend (or torch) for "
-                          "bfloat16, or float32", param="dtype")
-    if not provenance.native_bf16_flags():
-        raise ConfigError("bfloat16 on this cpu is refused: it has no native bfloat16 (neither "
-                          "avx512_bf16 nor amx_bf16 in /proc/cpuinfo); use float32",
-                          param="dtype")
 
 
 def setting(default: Any, help: str, *, flag: bool = True, metavar: str | None = None,
@@ -153,7 +136,7 @@ class EncoderConfig:
 
             check_precision(self.device, self.dtype)
         else:
-            check_exported_precision(self.backend, self.dtype)
+            check_cpu_precision(self.backend, self.dtype)
         if self.instruction and self.prompt is not None:
             raise ConfigError("give an instruction or a prompt, not both (the instruction "
                               "makes the prompt)", param="instruction")

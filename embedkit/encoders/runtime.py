@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: OpenVINO's CPU inference precision for each dtype an exported encoder accepts
-#: (:func:`~embedkit.encoders.config.check_exported_precision` refuses the others)
+#: (:func:`~embedkit.encoders.choices.check_cpu_precision` refuses the others)
 _OV_PRECISION = {"float32": "f32", "bfloat16": "bf16"}
 
 
@@ -82,24 +82,21 @@ class _Dense:
         return self.value
 
 
-class _TorchThreads:
-    """torch's thread count, which the streams set to one while the poolings outside the graph
-    run in torch: read and set only where torch is imported already (a run whose poolings all
-    come out of the graph imports no torch)."""
-
-    @staticmethod
-    def get_num_threads() -> int:
-        mod = sys.modules.get("torch")
-        return int(mod.get_num_threads()) if mod is not None else 0
-
-    @staticmethod
-    def set_num_threads(n: int) -> None:
-        mod = sys.modules.get("torch")
-        if mod is not None and n > 0:
-            mod.set_num_threads(n)
-
-
-torch = _TorchThreads()  # what ExportedEncoder._run sets around the streams
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch's intra-op threads at one while the streams run (the poolings outside the graph
+    run a few torch operations in every stream), restored after; only where torch is imported
+    already (a run whose poolings all come out of the graph imports no torch)."""
+    mod = sys.modules.get("torch")
+    if mod is None:
+        yield
+        return
+    before = mod.get_num_threads()
+    mod.set_num_threads(1)
+    try:
+        yield
+    finally:
+        mod.set_num_threads(before)
 
 
 class _Session:
@@ -348,19 +345,14 @@ class ExportedEncoder(TokenizedEncoder):
                 stop.set()  # the other streams stop after their batch
                 raise
 
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)  # the pooling's few torch operations, in every stream
-        try:
-            with self._batches(texts, max_length, batch_size) as batches, \
-                    ThreadPoolExecutor(streams, thread_name_prefix="embedkit-stream") as pool:
-                runs = [pool.submit(work, slot, batches) for slot in range(streams)]
-                try:
-                    for run in runs:
-                        run.result()  # re-raises a stream's error
-                finally:
-                    stop.set()  # an interrupt here: the streams stop after their batch
-        finally:
-            torch.set_num_threads(before)
+        with _one_torch_thread(), self._batches(texts, max_length, batch_size) as batches, \
+                ThreadPoolExecutor(streams, thread_name_prefix="embedkit-stream") as pool:
+            runs = [pool.submit(work, slot, batches) for slot in range(streams)]
+            try:
+                for run in runs:
+                    run.result()  # re-raises a stream's error
+            finally:
+                stop.set()  # an interrupt here: the streams stop after their batch
         return out
 
     def _run_async(self, texts: list[str], pools: list[Pooling], max_length: int,

@@ -31,7 +31,7 @@ from embedkit.encoders.base import (
     tokenize_ids,
 )
 from embedkit.encoders.batching import pad_numpy
-from embedkit.encoders.choices import canonical_dtype
+from embedkit.encoders.choices import canonical_dtype, check_cpu_precision
 from embedkit.encoders.models import is_local, weight_files
 from embedkit.encoders.pooling import Pooling
 from embedkit.errors import ConfigError, EmbedkitError
@@ -86,11 +86,8 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def check_precision(device: str | None, dtype: str) -> None:
-    """Refuse, in one line, a dtype the device cannot run well: float16 on the CPU, bfloat16 on
-    a CPU without bfloat16 instructions (:func:`embedkit.provenance.native_bf16_flags`, read at
-    run time), and CUDA where torch sees none."""
-    from embedkit import provenance
-
+    """Refuse, in one line, a dtype the device cannot run well (on the CPU:
+    :func:`~embedkit.encoders.choices.check_cpu_precision`), and CUDA where torch sees none."""
     name = canonical_dtype(dtype)
     if device is not None and device.startswith("cuda"):
         if not torch.cuda.is_available():
@@ -99,13 +96,7 @@ def check_precision(device: str | None, dtype: str) -> None:
         return
     if device is None and torch.cuda.is_available():
         return
-    if name == "float16":
-        raise ConfigError("float16 on the cpu is refused (no CPU kernels run it natively); use "
-                          "bfloat16 or float32, or a GPU (device cuda)", param="dtype")
-    if name == "bfloat16" and not provenance.native_bf16_flags():
-        raise ConfigError("bfloat16 on this cpu is refused: it has no native bfloat16 "
-                          "(neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo); use float32, or "
-                          "a GPU (device cuda)", param="dtype")
+    check_cpu_precision("torch", name)
 
 
 def forward_pooled(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
