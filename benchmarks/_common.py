@@ -89,6 +89,26 @@ def add_from_record(parser: argparse.ArgumentParser, example: str) -> None:
                              "included); the other options are ignored")
 
 
+def add_report_files(parser: argparse.ArgumentParser, report: str) -> None:
+    """``--out REPORT.md`` and ``--from-record`` (e.g. ``REPORT.json``): the options of every
+    report script (``report``: its path without the suffix, e.g. ``eval/speed``)."""
+    parser.add_argument("--out", default=f"{report}.md")
+    add_from_record(parser, f"{report}.json")
+
+
+def recorded(args: argparse.Namespace, script: str, parser: Callable[[], argparse.ArgumentParser],
+             kind: str, accepts: Callable[[dict[str, Any]], bool] | None = None
+             ) -> dict[str, Any] | None:
+    """``--out`` checked; the record ``--from-record`` names (:func:`read_record`: to
+    re-render, measuring nothing), else None (measure)."""
+    from embedkit.cli.common import check_output_path
+
+    check_output_path(args.out, "out")
+    if not args.from_record:
+        return None
+    return read_record(args.from_record, script, parser(), kind, accepts)
+
+
 def _recorded_options(recorded: str, script: str) -> list[str] | None:
     """The options of a recorded command: this script's (``python benchmarks/SCRIPT ...``), or
     the same driver's before it left the package (``embedkit report NAME ...``,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import add_from_record, make_parser, read_record, run, write_report
+from _common import add_report_files, make_parser, recorded, run, write_report
 
 from embedkit.io.atomic import atomic_write_json, atomic_write_text
 from embedkit.io.tables import text_table
@@ -359,7 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
         "python benchmarks/bench_scale.py --data-dir ../shared/data --out eval/scale.md")
     s.add_argument("--model", default="m3e-small")
     add_data_dir(s)
-    s.add_argument("--out", default="eval/scale.md")
     s.add_argument("--sentences", type=positive_int,
                    help="encode only the first N sentences (None: all)")
     s.add_argument("--ray-workers", default="1,2",
@@ -377,18 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nprobe", type=positive_int, default=16)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--work-dir", help="where the working files go (default: a temporary folder)")
-    add_from_record(s, "eval/scale.json")
+    add_report_files(s, "eval/scale")
     s.set_defaults(func=run_scale_cmd)
     return s
 
 
 def run_scale_cmd(args: argparse.Namespace) -> int:
-    from embedkit.cli.common import check_output_path
     from embedkit.cli.parsing import parse_int_list
 
-    check_output_path(args.out, "out")
-    if args.from_record:
-        rec = read_record(args.from_record, SCRIPT, build_parser(), "scale")
+    rec = recorded(args, SCRIPT, build_parser, "scale")
+    if rec is not None:
         write_report(Path(args.out), rec, scale_markdown(rec))
         return 0
     rec = run_scale(args.out, model=args.model, data_dir=args.data_dir,

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from _common import add_from_record, make_parser, read_record, run, write_report
+from _common import add_report_files, make_parser, recorded, run, write_report
 from speed_cost import flops_per_sentence, gemm_peak, token_lengths
 from speed_engines import (
     REFERENCE,
@@ -496,19 +496,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--startup", action=argparse.BooleanOptionalAction, default=True,
                    help="time `embedkit --version` and a 30-pair bench with a cached export")
     add_data_dir(s)
-    s.add_argument("--out", default="eval/speed.md")
-    add_from_record(s, "eval/speed.json")
+    add_report_files(s, "eval/speed")
     s.set_defaults(func=run_speed_cmd)
     return s
 
 
 def run_speed_cmd(args: argparse.Namespace) -> int:
-    from embedkit.cli.common import check_output_path
-
-    check_output_path(args.out, "out")
     out = Path(args.out)
-    if args.from_record:
-        record = read_record(args.from_record, SCRIPT, build_parser(), "speed")
+    record = recorded(args, SCRIPT, build_parser, "speed")
+    if record is not None:
         if record.get("schema") != SCHEMA:
             from embedkit.errors import ConfigError
 

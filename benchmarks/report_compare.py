@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from _common import add_from_record, add_run_options, make_parser, read_record, run
+from _common import add_report_files, add_run_options, make_parser, recorded, run
 
 from embedkit.data.registry import DEFAULT_TASKS, get_task
 from embedkit.io.atomic import atomic_dir, atomic_write_json, atomic_write_text
@@ -315,7 +315,6 @@ def build_parser() -> argparse.ArgumentParser:
         "../shared/data --out eval/compare.md")
     add_run_options(s, d.model, d.tasks)
     s.add_argument("--pooling", help="pooling scored by both evaluators (default: the model's)")
-    s.add_argument("--out", default="eval/compare.md")
     s.add_argument("--records", default=",".join(DEFAULT_RECORDS),
                    help="records to compare, comma-separated (missing ones are left out)")
     s.add_argument("--work-dir", help="where the two mteb result folders go "
@@ -324,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--screenshot", action=argparse.BooleanOptionalAction, default=True,
                    help="screenshot the HTML page with headless chromium (when installed; "
                         "with --from-record: only when the record has a screenshot)")
-    add_from_record(s, "eval/compare.json")
+    add_report_files(s, "eval/compare")
     s.set_defaults(func=run_compare_cmd)
     return s
 
@@ -356,12 +355,10 @@ def chromium_screenshot(html: Path, png: Path) -> bool:
 
 
 def run_compare_cmd(args: argparse.Namespace) -> int:
-    from embedkit.cli.common import check_output_path
     from embedkit.cli.parsing import split_list
 
-    check_output_path(args.out, "out")
-    if args.from_record:
-        rec = read_record(args.from_record, SCRIPT, build_parser(), "compare-report")
+    rec = recorded(args, SCRIPT, build_parser, "compare-report")
+    if rec is not None:
         shoot = chromium_screenshot if args.screenshot and rec["files"].get("png") else None
         rec = rerender_compare_report(args.out, rec, source=args.from_record, screenshot=shoot)
         print(f"wrote {', '.join(v for v in rec['files'].values() if v)}")

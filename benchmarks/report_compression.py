@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from _common import add_from_record, add_run_options, make_parser, read_record, run, write_report
+from _common import add_report_files, add_run_options, make_parser, recorded, run, write_report
 from _frontier import BUDGETS, RESCORE, plot, render
 
 from embedkit.data import DEFAULT_TASKS
@@ -489,20 +489,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", default=None,
                    help="folder of the plot (default: compression-plots beside --out, where "
                         "the report's image link points)")
-    p.add_argument("--out", default="eval/compression-m3e-small.md")
-    add_from_record(p, "eval/compression-m3e-small.json")
+    add_report_files(p, "eval/compression-m3e-small")
     p.set_defaults(func=run_compression_cmd)
     return p
 
 
 def run_compression_cmd(args: argparse.Namespace) -> int:
-    from embedkit.cli.common import check_output_path
     from embedkit.cli.parsing import split_list
 
-    check_output_path(args.out, "out")
-    if args.from_record:
-        record = read_record(args.from_record, SCRIPT, build_parser(), "compression-report")
-    else:
+    record = recorded(args, SCRIPT, build_parser, "compression-report")
+    if record is None:
         opts = CompressionOptions(args.model, tuple(split_list(args.tasks)), args.retrieval_task,
                                   args.runs_dir, args.data_dir, args.static_dim,
                                   args.speed_sentences,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from _common import add_from_record, add_run_options, make_parser, read_record, run, write_report
+from _common import add_report_files, add_run_options, make_parser, recorded, run, write_report
 
 from embedkit.data import DEFAULT_TASKS
 from embedkit.reports.bench import provenance_lines
@@ -240,22 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=d.seed)
     s.add_argument("--supervised-task", default=d.supervised_task,
                    help="task whose train split trains the supervised runs ('' to skip)")
-    s.add_argument("--out", default="eval/simcse-m3e-small.md")
-    add_from_record(s, "eval/simcse-m3e-small.json")
+    add_report_files(s, "eval/simcse-m3e-small")
     s.set_defaults(func=run_simcse_cmd)
     return s
 
 
 def run_simcse_cmd(args: argparse.Namespace) -> int:
-    from embedkit.cli.common import check_output_path
     from embedkit.cli.parsing import split_list
+    from embedkit.runs.compare import is_simcse_report
 
-    check_output_path(args.out, "out")
-    if args.from_record:
-        from embedkit.runs.compare import is_simcse_report
-
-        record = read_record(args.from_record, SCRIPT, build_parser(), "simcse-report",
-                             is_simcse_report)
+    record = recorded(args, SCRIPT, build_parser, "simcse-report", is_simcse_report)
+    if record is not None:
         write_report(Path(args.out), record, render(record))
         return 0
     opts = SimCSEReportOptions(args.model, tuple(split_list(args.tasks)), args.runs_dir,
